@@ -1,0 +1,34 @@
+//! # ivy: green threads for Rust and C
+//!
+//! A task is a *stackful* coroutine: a plain function that may call blocking-looking
+//! functions (`sleep`, `Mutex::lock`, `Queue::get`, socket reads) anywhere in its
+//! call tree. A blocking call parks the task, never its worker thread. Tasks are
+//! scheduled M:N over worker threads by a work-stealing scheduler.
+//!
+//! ```
+//! let sum = ivy::run(|| {
+//!     let handles: Vec<_> = (0..10u64)
+//!         .map(|i| ivy::spawn(move || { ivy::sleep(std::time::Duration::from_millis(1)); i }))
+//!         .collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+//! });
+//! assert_eq!(sum, 45);
+//! ```
+//!
+//! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
+//! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
+//! state machine, join, task-locals), `park` (park/unpark of the *current* task or
+//! thread: the primitive every blocking operation is built on).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cancel;
+pub mod park;
+pub mod runtime;
+mod stack;
+pub mod task;
+pub mod time;
+
+pub use runtime::{run, Builder, Handle, Runtime};
+pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
+pub use time::{sleep, sleep_until, yield_now};

@@ -1,0 +1,96 @@
+//! Which workers sleep, and when a new task should wake one.
+//!
+//! Modelled on tokio's `Idle` and Go's `wakep`: a worker that runs out of work
+//! first *searches* (spins over the injector and its peers' queues), then sleeps.
+//! Making stealable work available wakes a sleeper only if no worker is already
+//! searching; the woken worker is counted as searching, and when a searcher finds
+//! work it wakes the next sleeper (if any) before running it. So a burst of spawns
+//! ramps up workers one at a time instead of stampeding them all (no thundering
+//! herd), and as long as there is queued work and a sleeper, someone is searching.
+//!
+//! No lost wake-ups: a worker registers as sleeping (SeqCst) *before* its final
+//! check of every queue, and a producer pushes *before* reading the sleeper count
+//! (SeqCst). One of the two always sees the other.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub(crate) struct Idle {
+    num_searching: AtomicUsize,
+    num_sleeping: AtomicUsize,
+    sleepers: Mutex<Vec<usize>>,
+}
+
+impl Idle {
+    pub(crate) fn new(workers: usize) -> Idle {
+        Idle {
+            num_searching: AtomicUsize::new(0),
+            num_sleeping: AtomicUsize::new(0),
+            sleepers: Mutex::new(Vec::with_capacity(workers)),
+        }
+    }
+
+    /// After stealable work was pushed: the index of a worker to wake, if one
+    /// should be woken. The chosen worker is already counted as searching.
+    pub(crate) fn worker_to_notify(&self) -> Option<usize> {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.num_searching.load(Ordering::SeqCst) != 0
+            || self.num_sleeping.load(Ordering::SeqCst) == 0
+        {
+            return None;
+        }
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        if self.num_searching.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let index = sleepers.pop()?;
+        self.num_sleeping.fetch_sub(1, Ordering::SeqCst);
+        self.num_searching.fetch_add(1, Ordering::SeqCst);
+        Some(index)
+    }
+
+    /// A worker starts searching on its own. Capped at half the workers (Go's rule)
+    /// so spinning never eats the machine; returns whether it may search.
+    pub(crate) fn try_start_searching(&self, workers: usize) -> bool {
+        let n = self.num_searching.load(Ordering::SeqCst);
+        if 2 * n >= workers.max(2) {
+            return false;
+        }
+        self.num_searching.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// A searching worker found work or gave up. Returns `true` if it was the last
+    /// searcher, in which case the caller should call `worker_to_notify` if it
+    /// found work (there may be more).
+    pub(crate) fn stop_searching(&self) -> bool {
+        self.num_searching.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Registers `index` as sleeping. Must be followed by a final check of every
+    /// queue before actually sleeping.
+    pub(crate) fn sleep(&self, index: usize) {
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        sleepers.push(index);
+        self.num_sleeping.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Removes `index` from the sleepers if it is still there (it is not if a
+    /// producer chose it, in which case it was counted as searching instead).
+    /// Returns `true` if it was still registered.
+    pub(crate) fn wake_self(&self, index: usize) -> bool {
+        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = sleepers.iter().position(|&i| i == index) {
+            sleepers.swap_remove(pos);
+            self.num_sleeping.fetch_sub(1, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn is_sleeping_or_notified(&self, index: usize) -> bool {
+        let sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+        sleepers.contains(&index)
+    }
+}

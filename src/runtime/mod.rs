@@ -1,0 +1,435 @@
+//! The runtime: worker threads, the queues they share, start-up and shutdown.
+//!
+//! `Runtime` owns the worker threads; `Handle` is a cheap clone that spawns onto
+//! them from anywhere. `run(f)` is `asyncio.run`: build a runtime, run `f` as the
+//! main task, then shut down.
+//!
+//! Shutdown (when a `Runtime` is dropped or `shutdown` is called): new spawns are
+//! cancelled before they start, every live task is cancelled (it sees the
+//! cancellation at its next blocking call, runs its destructors and finishes), the
+//! caller waits until no task is left, and only then are the workers stopped and
+//! joined. Nothing is force-unwound, so no unwind can cross C frames. A task that
+//! never reaches a blocking call again keeps shutdown waiting, as in asyncio.
+
+pub(crate) mod idle;
+pub(crate) mod parker;
+pub(crate) mod registry;
+pub(crate) mod worker;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Worker as Deque};
+
+use crate::task::raw::Task;
+use crate::task::JoinHandle;
+use idle::Idle;
+use parker::Parker;
+use registry::Registry;
+use worker::{Remote, Worker};
+
+/// Default stack size of a task: 256 KiB of address space, of which only the
+/// pages a task touches use memory (typically 8-16 KiB for Rust code).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// The largest stack size accepted.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// State shared by all workers of one runtime and every handle to it.
+pub(crate) struct Shared {
+    pub(crate) remotes: Box<[Remote]>,
+    pub(crate) injector: Injector<Arc<Task>>,
+    pub(crate) idle: Idle,
+    pub(crate) registry: Registry,
+    /// Time origin of the workers' timer wheels.
+    pub(crate) origin: Instant,
+    pub(crate) default_stack_size: usize,
+    /// Set at the start of shutdown: new tasks are cancelled before they run.
+    closing: AtomicBool,
+    /// Set once every task has finished: workers exit.
+    shutdown: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
+    pub(crate) fn notify_idle(&self) {
+        if let Some(i) = self.idle.worker_to_notify() {
+            self.remotes[i].unparker.unpark();
+        }
+    }
+
+    /// Queues a freshly spawned (unstarted) task.
+    pub(crate) fn schedule_new(self: &Arc<Self>, task: Arc<Task>) {
+        let local = worker::try_with_current(|w| {
+            if Arc::ptr_eq(&w.shared, self) {
+                Some(w.index)
+            } else {
+                None
+            }
+        })
+        .flatten();
+        self.registry.insert(&task, local.unwrap_or(self.remotes.len()));
+        if self.is_closing() {
+            task.cancel();
+        }
+        match local {
+            Some(_) => worker::with_current(|w| w.push_spawned(task)),
+            None => {
+                self.injector.push(task);
+                self.notify_idle();
+            }
+        }
+    }
+}
+
+/// Queues a woken, started task on its home worker.
+pub(crate) fn schedule_woken(task: Arc<Task>) {
+    let home = task.home();
+    let shared = task.shared.clone();
+    let task = match worker::try_with_current(|w| {
+        Arc::ptr_eq(&w.shared, &shared) && w.index == home
+    }) {
+        Some(true) => {
+            // Woken by a task (or timer) on its own home thread: no hand-off needed.
+            return worker::with_current(|w| {
+                let lifo = w.is_running_task();
+                w.push_woken(task, lifo)
+            });
+        }
+        _ => task,
+    };
+    let remote = &shared.remotes[home];
+    remote.inbox.push(task);
+    remote.unparker.unpark();
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// Environment: `IVY_WORKERS` sets the default worker count and `IVY_STACK_SIZE`
+/// the default task stack size in bytes; explicit builder calls win over both.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    workers: Option<usize>,
+    stack_size: Option<usize>,
+    thread_name: Option<String>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of worker threads (default: the number of available cores).
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Default stack size of tasks spawned on this runtime, in bytes (default:
+    /// [`DEFAULT_STACK_SIZE`]). Rounded up to whole pages; tasks may override it.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Name prefix of the worker threads (default `ivy-worker`; threads are
+    /// named `PREFIX-0`, `PREFIX-1`, ...).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> io::Result<Runtime> {
+        let workers = match self.workers {
+            Some(n) => n,
+            None => match env_usize("IVY_WORKERS")? {
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        if workers == 0 || workers > 4096 {
+            return Err(invalid(format!(
+                "ivy: the worker count must be between 1 and 4096, not {workers}"
+            )));
+        }
+        let stack_size = match self.stack_size {
+            Some(n) => n,
+            None => env_usize("IVY_STACK_SIZE")?.unwrap_or(DEFAULT_STACK_SIZE),
+        };
+        check_stack_size(stack_size)?;
+        let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
+
+        crate::stack::overflow::install_handler();
+        let mut deques = Vec::with_capacity(workers);
+        let mut parkers = Vec::with_capacity(workers);
+        let mut remotes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let deque = Deque::new_lifo();
+            let parker = Parker::new()?;
+            remotes.push(Remote {
+                stealer: deque.stealer(),
+                inbox: Injector::new(),
+                unparker: parker.unparker(),
+            });
+            deques.push(deque);
+            parkers.push(parker);
+        }
+        let shared = Arc::new(Shared {
+            remotes: remotes.into_boxed_slice(),
+            injector: Injector::new(),
+            idle: Idle::new(workers),
+            registry: Registry::new(),
+            origin: Instant::now(),
+            default_stack_size: stack_size,
+            closing: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let mut rt = Runtime {
+            shared: shared.clone(),
+            threads: Vec::with_capacity(workers),
+        };
+        for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("{prefix}-{index}"))
+                .spawn(move || Worker::new(index, shared, deque, parker).run())?;
+            rt.threads.push(thread);
+        }
+        Ok(rt)
+    }
+}
+
+pub(crate) fn check_stack_size(bytes: usize) -> io::Result<()> {
+    if bytes == 0 || bytes > MAX_STACK_SIZE {
+        return Err(invalid(format!(
+            "ivy: a stack size must be between 1 byte and {MAX_STACK_SIZE} bytes, not {bytes}"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn env_usize(name: &str) -> io::Result<Option<usize>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| invalid(format!("ivy: {name}={v:?} is not a whole number"))),
+    }
+}
+
+/// An ivy runtime: a set of worker threads running tasks.
+///
+/// Dropping it shuts it down (see the module documentation): leftover tasks are
+/// cancelled and joined, then the workers are joined.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<ThreadHandle<()>>,
+}
+
+impl Runtime {
+    /// A runtime configured from the environment (`IVY_WORKERS`, `IVY_STACK_SIZE`)
+    /// and defaults.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A handle for spawning onto this runtime from anywhere.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.remotes.len()
+    }
+
+    /// Spawns a task onto this runtime.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle().spawn(f)
+    }
+
+    /// Runs `f` as a task on this runtime and blocks the calling thread until it
+    /// returns, handing back its result. A panic in `f` is resumed on the caller.
+    ///
+    /// # Panics
+    /// If called from a worker thread of this same runtime (it would deadlock), or
+    /// if the task is cancelled.
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let on_own_worker = worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared))
+            .unwrap_or(false);
+        assert!(
+            !on_own_worker,
+            "ivy: Runtime::block_on called from one of the runtime's own tasks; \
+             spawn the work and join it instead"
+        );
+        match self
+            .handle()
+            .spawn_named(Some("main".into()), None, f)
+            .join()
+        {
+            Ok(v) => v,
+            Err(e) => match e.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(e) => panic!("ivy: the main task did not finish: {e}"),
+            },
+        }
+    }
+
+    /// Shuts the runtime down now; the same as dropping it.
+    pub fn shutdown(self) {}
+
+    fn shutdown_now(&mut self) {
+        let on_own_worker = worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared))
+            .unwrap_or(false);
+        if on_own_worker {
+            // Waiting here would deadlock this worker. Leave the runtime running;
+            // its threads exit with the process. Report it: this is a bug in the caller.
+            eprintln!("ivy: a Runtime was dropped inside one of its own tasks; it is leaked");
+            return;
+        }
+        let shared = &self.shared;
+        shared.closing.store(true, Ordering::Release);
+        // A spawn racing with `closing` may register a task after a snapshot, so
+        // cancel repeatedly until the registry drains.
+        while shared.registry.live() != 0 {
+            for task in shared.registry.snapshot() {
+                task.cancel();
+            }
+            let deadline = Instant::now() + Duration::from_millis(20);
+            while shared.registry.live() != 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        shared.registry.wait_drained();
+        shared.shutdown.store(true, Ordering::Release);
+        for remote in shared.remotes.iter() {
+            remote.unparker.unpark();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers())
+            .field("live_tasks", &self.shared.registry.live())
+            .finish()
+    }
+}
+
+/// A cheap, cloneable reference to a runtime, for spawning onto it from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// The runtime of the current task, if the caller is one.
+    pub fn try_current() -> Option<Handle> {
+        worker::try_with_current(|w| Handle {
+            shared: w.shared.clone(),
+        })
+    }
+
+    /// The runtime of the current task.
+    ///
+    /// # Panics
+    /// When called outside an ivy task; use [`Handle::try_current`] to check.
+    pub fn current() -> Handle {
+        Handle::try_current().expect("ivy: Handle::current() called outside an ivy runtime")
+    }
+
+    /// Spawns a task onto the runtime.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_named(None, None, f)
+    }
+
+    pub(crate) fn spawn_named<F, T>(
+        &self,
+        name: Option<Box<str>>,
+        stack_size: Option<usize>,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let stack = stack_size.unwrap_or(self.shared.default_stack_size);
+        crate::task::spawn_on(&self.shared, name, stack, f)
+    }
+
+    /// Number of tasks spawned and not yet finished.
+    pub fn live_tasks(&self) -> usize {
+        self.shared.registry.live()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("workers", &self.shared.remotes.len())
+            .finish()
+    }
+}
+
+/// Starts a runtime, runs `f` as its main task, shuts the runtime down (cancelling
+/// and joining leftover tasks) and returns `f`'s result. The `asyncio.run` of ivy.
+///
+/// # Panics
+/// If the runtime cannot start (e.g. an invalid `IVY_WORKERS`), and, like
+/// `std::thread::scope`, resumes a panic of the main task on the caller.
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => panic!("ivy::run: cannot start the runtime: {e}"),
+    };
+    rt.block_on(f)
+}

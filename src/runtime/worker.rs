@@ -1,0 +1,463 @@
+//! A worker: one OS thread that runs tasks, and the scheduler's design.
+//!
+//! # Queues
+//! Each worker has four sources of work, checked in this order:
+//!
+//! 1. `lifo`: a one-task slot for a task woken *by a task running on this worker*.
+//!    When a task wakes another and then blocks (ping-pong, a producer handing an
+//!    item to a consumer), the woken task runs next on the warm cache, with no
+//!    cross-thread hand-off. Capped at `MAX_LIFO_STREAK` consecutive uses so two
+//!    tasks waking each other cannot starve the rest.
+//! 2. `ready`: a private FIFO of *started* tasks that are runnable again (yielded,
+//!    woken on this thread, or pulled from `inbox`).
+//! 3. `spawned`: a crossbeam-deque LIFO of *unstarted* tasks spawned here. Peers
+//!    steal from its other end.
+//! 4. `inbox`: an MPSC queue (a crossbeam `Injector` only this worker pops) of
+//!    started tasks woken from other threads, and the runtime-wide `injector` of
+//!    unstarted tasks spawned from outside the runtime.
+//!
+//! Every `FAIRNESS_INTERVAL` ticks the worker looks at `inbox`, the injector and
+//! its timers first, so neither remote wake-ups nor timers starve behind a busy
+//! local queue; a yielding task goes to the back of `ready`, and `spawned` gets a
+//! turn every few ticks even when `ready` never empties.
+//!
+//! # A started task never changes thread
+//! Stealing moves only *unstarted* tasks (they have no stack yet: cheap to move,
+//! and no thread-local has been observed). Once a task has run, the worker that ran
+//! it is its home for life: wake-ups route it back to its home's `lifo`/`ready`
+//! (same thread) or `inbox` (other threads). This is what keeps `thread_local!`,
+//! std's own thread-locals, `errno` and C libraries' thread state coherent inside a
+//! task, where `may` and other stackful runtimes that migrate are unsound.
+//!
+//! The price: a woken task waits for its own worker. If a task computes for a long
+//! time without a blocking call, tasks *started* on the same worker wait for it
+//! (unstarted ones are stolen by idle peers). Call `ivy::yield_now()` in long loops;
+//! `IVY_DEBUG` will flag tasks that do not.
+//!
+//! # Idle
+//! A worker with nothing to run searches its peers for a while (see `idle.rs`),
+//! then sleeps in its `mio::Poll` with a timeout set to its next timer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult};
+use crossbeam_deque::{Steal, Stealer, Worker as Deque};
+
+use crate::runtime::parker::Parker;
+use crate::runtime::Shared;
+use crate::stack::overflow;
+use crate::stack::TaskStack;
+use crate::task::raw::{Suspend, Task};
+use crate::time::wheel::{TimerKey, TimerWheel};
+
+const FAIRNESS_INTERVAL: u32 = 61;
+const MAX_LIFO_STREAK: u32 = 3;
+/// Every this many ticks a spawned task runs before the ready queue.
+const SPAWN_INTERVAL: u32 = 8;
+/// Rounds of stealing attempts before a searching worker goes to sleep.
+const SEARCH_ROUNDS: u32 = 64;
+
+/// The thread-owned part of a worker. Lives on the worker thread's stack for the
+/// thread's lifetime; reached through `CURRENT`.
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    spawned: Deque<Arc<Task>>,
+    ready: RefCell<VecDeque<Arc<Task>>>,
+    lifo: Cell<Option<Arc<Task>>>,
+    wheel: RefCell<TimerWheel<Arc<Task>>>,
+    parker: RefCell<Parker>,
+    /// The task being resumed right now, if any.
+    current: RefCell<Option<Arc<Task>>>,
+    tick: Cell<u32>,
+    lifo_streak: Cell<u32>,
+    searching: Cell<bool>,
+}
+
+/// The per-worker parts other threads may touch.
+pub(crate) struct Remote {
+    pub(crate) stealer: Stealer<Arc<Task>>,
+    pub(crate) inbox: crossbeam_deque::Injector<Arc<Task>>,
+    pub(crate) unparker: Arc<crate::runtime::parker::WorkerUnparker>,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The worker running on this thread, if any.
+///
+/// Not inlined, and re-read after every switch by its callers: a task's code must
+/// never cache the address of a thread-local across a suspension point (LLVM may
+/// assume it constant within a function). Tasks do not migrate, but keeping this
+/// discipline in the runtime costs nothing and keeps the invariant local.
+#[inline(never)]
+fn current_ptr() -> *const Worker {
+    CURRENT.with(|c| c.get())
+}
+
+/// Runs `f` with the current worker. Panics if called off a worker thread, which
+/// only runtime-internal callers that know they are on one do.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Worker) -> R) -> R {
+    let ptr = current_ptr();
+    assert!(!ptr.is_null(), "ivy: not on a worker thread");
+    // SAFETY: CURRENT is set only by `Worker::run` to a worker that lives on this
+    // thread's stack until `run` returns, and is cleared before that.
+    f(unsafe { &*ptr })
+}
+
+/// Runs `f` with the current worker, if this thread is one.
+pub(crate) fn try_with_current<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
+    let ptr = current_ptr();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current`.
+    Some(f(unsafe { &*ptr }))
+}
+
+/// The task running on this thread, if any.
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    try_with_current(|w| w.current.borrow().clone()).flatten()
+}
+
+/// Suspends `task` (which must be the current task) back to its worker.
+pub(crate) fn suspend(task: &Task, why: Suspend) {
+    let yielder = task.ctx.yielder.get();
+    debug_assert!(!yielder.is_null());
+    // SAFETY: `yielder` was set by the coroutine's own body when it started and
+    // points into this coroutine's stack, which is live while the task runs; we are
+    // running on that coroutine (the caller is the current task).
+    unsafe { (*yielder).suspend(why) };
+}
+
+impl Worker {
+    pub(crate) fn new(index: usize, shared: Arc<Shared>, spawned: Deque<Arc<Task>>, parker: Parker) -> Worker {
+        let origin = shared.origin;
+        Worker {
+            index,
+            shared,
+            spawned,
+            ready: RefCell::new(VecDeque::new()),
+            lifo: Cell::new(None),
+            wheel: RefCell::new(TimerWheel::new(origin)),
+            parker: RefCell::new(parker),
+            current: RefCell::new(None),
+            tick: Cell::new(0),
+            lifo_streak: Cell::new(0),
+            searching: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn insert_timer(&self, deadline: Instant, task: Arc<Task>) -> TimerKey {
+        self.wheel.borrow_mut().insert(deadline, task)
+    }
+
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.wheel.borrow_mut().remove(key);
+    }
+
+    /// Queues an unstarted task spawned on this worker.
+    pub(crate) fn push_spawned(&self, task: Arc<Task>) {
+        self.spawned.push(task);
+        self.shared.notify_idle();
+    }
+
+    /// Queues a started task that was woken on its home thread. `lifo`: it was
+    /// woken by the running task, so it should run next.
+    pub(crate) fn push_woken(&self, task: Arc<Task>, lifo: bool) {
+        if lifo {
+            if let Some(prev) = self.lifo.replace(Some(task)) {
+                self.ready.borrow_mut().push_back(prev);
+            }
+        } else {
+            self.ready.borrow_mut().push_back(task);
+        }
+    }
+
+    pub(crate) fn is_running_task(&self) -> bool {
+        self.current.borrow().is_some()
+    }
+
+    /// The worker thread's main loop. Returns at runtime shutdown.
+    pub(crate) fn run(&self) {
+        CURRENT.with(|c| c.set(self as *const Worker));
+        let _altstack = overflow::install_altstack();
+        while !self.shared.is_shutdown() {
+            match self.next_task() {
+                Some(task) => self.run_task(task),
+                None => self.idle(),
+            }
+        }
+        // Drop timers and queued references; by now every task has finished.
+        self.wheel.borrow_mut().poll(Instant::now() + Duration::from_secs(1 << 40), drop);
+        CURRENT.with(|c| c.set(std::ptr::null()));
+    }
+
+    fn next_task(&self) -> Option<Arc<Task>> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % FAIRNESS_INTERVAL == 0 {
+            self.poll_timers();
+            if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
+                return Some(t);
+            }
+        }
+        if self.lifo_streak.get() < MAX_LIFO_STREAK {
+            if let Some(t) = self.lifo.take() {
+                self.lifo_streak.set(self.lifo_streak.get() + 1);
+                return Some(t);
+            }
+        } else if let Some(t) = self.lifo.take() {
+            self.ready.borrow_mut().push_back(t);
+        }
+        self.lifo_streak.set(0);
+        if tick % SPAWN_INTERVAL == 0 {
+            if let Some(t) = self.spawned.pop() {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.ready.borrow_mut().pop_front() {
+            return Some(t);
+        }
+        if let Some(t) = self.pop_inbox() {
+            return Some(t);
+        }
+        if self.poll_timers() > 0 {
+            return self.ready.borrow_mut().pop_front();
+        }
+        self.spawned.pop().or_else(|| self.pop_injector())
+    }
+
+    fn pop_inbox(&self) -> Option<Arc<Task>> {
+        let inbox = &self.shared.remotes[self.index].inbox;
+        loop {
+            match inbox.steal() {
+                Steal::Success(t) => {
+                    // Drain a few more so one remote wake does not cost a steal each.
+                    let mut ready = self.ready.borrow_mut();
+                    for _ in 0..16 {
+                        match inbox.steal() {
+                            Steal::Success(u) => ready.push_back(u),
+                            Steal::Empty => break,
+                            Steal::Retry => continue,
+                        }
+                    }
+                    return Some(t);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    fn pop_injector(&self) -> Option<Arc<Task>> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.spawned) {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Steals an unstarted task from a peer (random start, to spread contention).
+    fn steal(&self) -> Option<Arc<Task>> {
+        let n = self.shared.remotes.len();
+        let start = fastrand_index(n);
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            loop {
+                match self.shared.remotes[victim]
+                    .stealer
+                    .steal_batch_and_pop(&self.spawned)
+                {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        None
+    }
+
+    /// Fires due timers, queueing their tasks. Returns how many fired.
+    fn poll_timers(&self) -> usize {
+        let mut wheel = self.wheel.borrow_mut();
+        if wheel.is_empty() {
+            return 0;
+        }
+        wheel.poll(Instant::now(), |task| Task::unpark(&task))
+    }
+
+    fn idle(&self) {
+        let shared = &self.shared;
+        let workers = shared.remotes.len();
+        if !self.searching.get() {
+            self.searching.set(shared.idle.try_start_searching(workers));
+        }
+        if self.searching.get() {
+            for round in 0..SEARCH_ROUNDS {
+                if let Some(t) = self.steal().or_else(|| self.pop_injector()) {
+                    self.finish_searching(true);
+                    self.run_task(t);
+                    return;
+                }
+                if !shared.remotes[self.index].inbox.is_empty() || self.poll_timers() > 0 {
+                    self.finish_searching(false);
+                    return;
+                }
+                if round < SEARCH_ROUNDS / 2 {
+                    for _ in 0..32 {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            self.finish_searching(false);
+        }
+
+        shared.idle.sleep(self.index);
+        // Final check after registering as a sleeper: see idle.rs for why this
+        // cannot miss a push.
+        let found = self
+            .pop_inbox()
+            .or_else(|| self.pop_injector())
+            .or_else(|| self.steal());
+        if let Some(t) = found {
+            self.wake_from_sleep();
+            self.push_front_ready(t);
+            return;
+        }
+        if shared.is_shutdown() {
+            self.wake_from_sleep();
+            return;
+        }
+        let timeout = self.wheel.borrow().next_deadline().map(|d| {
+            let now = Instant::now();
+            d.saturating_duration_since(now)
+        });
+        if timeout != Some(Duration::ZERO) {
+            self.parker.borrow_mut().park(timeout);
+        }
+        self.wake_from_sleep();
+        self.poll_timers();
+    }
+
+    fn push_front_ready(&self, t: Arc<Task>) {
+        self.ready.borrow_mut().push_front(t);
+    }
+
+    /// After a sleep: if a producer picked us (removing us from the sleepers), we
+    /// are counted as searching and must behave as a searcher.
+    fn wake_from_sleep(&self) {
+        if !self.shared.idle.wake_self(self.index) {
+            self.searching.set(true);
+        }
+    }
+
+    fn finish_searching(&self, found: bool) {
+        if self.searching.replace(false) && self.shared.idle.stop_searching() && found {
+            self.shared.notify_idle();
+        }
+    }
+
+    fn run_task(&self, task: Arc<Task>) {
+        if self.searching.get() {
+            self.finish_searching(true);
+        }
+        // SAFETY: we popped `task` from one of our queues, so we own it exclusively
+        // (task/raw.rs). Started tasks are only ever queued on their home worker,
+        // which is us; unstarted ones become ours here.
+        let slot = unsafe { task.coro_slot() };
+        if slot.coroutine.is_none() {
+            let Some(entry) = slot.entry.take() else {
+                return; // already finished: a stale queue entry cannot exist, but be safe
+            };
+            match TaskStack::allocate(task.stack_size) {
+                Ok(stack) => {
+                    task.set_home(self.index);
+                    let (lo, hi) = stack.guard();
+                    slot.running = overflow::RunningTask::describe(
+                        lo,
+                        hi,
+                        stack.size(),
+                        task.id,
+                        task.name.as_deref(),
+                    );
+                    let t = task.clone();
+                    slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
+                        t.ctx.yielder.set(yielder as *const _);
+                        entry(None);
+                        // Task-locals die on the task's own stack and thread.
+                        crate::task::local::LocalMap::clear_all(&t.ctx.locals);
+                        drop(t);
+                    }));
+                }
+                Err(e) => {
+                    task.set_home(self.index);
+                    entry(Some(e));
+                    self.complete(task);
+                    return;
+                }
+            }
+        }
+        task.transition_to_running();
+        *self.current.borrow_mut() = Some(task.clone());
+        overflow::set_running(&slot.running);
+        let result = slot
+            .coroutine
+            .as_mut()
+            .expect("coroutine present")
+            .resume(());
+        overflow::set_running(std::ptr::null());
+        *self.current.borrow_mut() = None;
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => {
+                task.transition_to_scheduled();
+                self.ready.borrow_mut().push_back(task);
+            }
+            CoroutineResult::Yield(Suspend::Park) => {
+                if !task.transition_to_parked() {
+                    self.ready.borrow_mut().push_back(task);
+                }
+            }
+            CoroutineResult::Return(()) => {
+                // Frees the stack back to this thread's pool.
+                slot.coroutine = None;
+                self.complete(task);
+            }
+        }
+    }
+
+    fn complete(&self, task: Arc<Task>) {
+        task.transition_to_done();
+        crate::task::join::notify_done(&task);
+        self.shared.registry.remove(&task);
+    }
+}
+
+/// A cheap per-thread xorshift for choosing steal victims.
+fn fastrand_index(n: usize) -> usize {
+    thread_local! {
+        static RNG: Cell<u64> = const { Cell::new(0) };
+    }
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            x = (r as *const _ as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x % n as u64) as usize
+    })
+}

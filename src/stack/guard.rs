@@ -1,0 +1,211 @@
+//! Guard regions below task stacks, and what to do when the kernel cannot make them cheaply.
+//!
+//! `MADV_GUARD_INSTALL` (Linux 6.13+) turns a range into a guard region inside the page tables:
+//! any access raises SIGSEGV, the mapping is not split, and the markers survive `MADV_DONTNEED`.
+//! It is probed for once. Older kernels answer EINVAL; then a guard is an `mprotect(PROT_NONE)`
+//! range, which splits its slab and so costs about two VMAs per stack. Those are budgeted to
+//! what `vm.max_map_count` leaves after headroom for the rest of the process. Past the budget,
+//! or once `mprotect` itself reports that the process is out of VMAs, new stacks are handed out
+//! without a guard, after one warning on stderr: an overflow in them corrupts memory instead of
+//! aborting. Refusing to spawn would instead cap the runtime at ~30k live tasks, which is the
+//! failure this design exists to avoid.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+
+/// `MADV_GUARD_INSTALL` from `<linux/mman.h>`, not yet in the libc crate.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// VMAs left to the rest of the process (heap, libraries, threads, I/O buffers) when budgeting
+/// mprotect guards.
+const VMA_HEADROOM: usize = 8192;
+
+/// How new stacks get their guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GuardMode {
+    /// `MADV_GUARD_INSTALL`: no VMA cost, no limit.
+    MadviseGuard,
+    /// `mprotect(PROT_NONE)`: about two VMAs per stack, within a budget.
+    Mprotect,
+    /// The mprotect budget is spent: new stacks have no guard.
+    Unguarded,
+}
+
+/// How stacks carved from now on are guarded. Stacks carved earlier keep their guards.
+pub(crate) fn guard_mode() -> GuardMode {
+    guards().mode()
+}
+
+/// Makes `[addr, addr + len)`, the bottom of a fresh slot, its guard. `Ok(false)` means the slot
+/// stays unguarded because the mprotect budget is spent.
+pub(super) fn install(addr: usize, len: usize) -> io::Result<bool> {
+    guards().install(addr, len)
+}
+
+fn guards() -> &'static Guards {
+    static GUARDS: OnceLock<Guards> = OnceLock::new();
+    GUARDS.get_or_init(|| {
+        if probe_madvise() {
+            Guards::new(true, 0)
+        } else {
+            Guards::new(false, mprotect_budget())
+        }
+    })
+}
+
+struct Guards {
+    madvise: bool,
+    /// mprotect guards that may still be installed.
+    mprotect_left: AtomicUsize,
+    warned: Once,
+}
+
+impl Guards {
+    fn new(madvise: bool, mprotect_budget: usize) -> Guards {
+        Guards {
+            madvise,
+            mprotect_left: AtomicUsize::new(mprotect_budget),
+            warned: Once::new(),
+        }
+    }
+
+    fn mode(&self) -> GuardMode {
+        if self.madvise {
+            GuardMode::MadviseGuard
+        } else if self.mprotect_left.load(Ordering::Relaxed) > 0 {
+            GuardMode::Mprotect
+        } else {
+            GuardMode::Unguarded
+        }
+    }
+
+    fn install(&self, addr: usize, len: usize) -> io::Result<bool> {
+        let ptr = addr as *mut libc::c_void;
+        if self.madvise {
+            // SAFETY: the range is the never-used bottom of a slot that the caller alone owns,
+            // inside a slab mapping; turning it into a guard region affects nothing else.
+            retry(|| unsafe { libc::madvise(ptr, len, MADV_GUARD_INSTALL) })?;
+            return Ok(true);
+        }
+        let take = |n: usize| n.checked_sub(1);
+        if self
+            .mprotect_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+            .is_ok()
+        {
+            // SAFETY: as above; making the range inaccessible affects only this slot's guard.
+            match retry(|| unsafe { libc::mprotect(ptr, len, libc::PROT_NONE) }) {
+                Ok(()) => return Ok(true),
+                // The process ran out of VMAs before our budget did.
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                    self.mprotect_left.store(0, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.warned.call_once(warn_unguarded);
+        Ok(false)
+    }
+}
+
+/// Runs a syscall wrapper until it does not fail with EINTR or EAGAIN.
+fn retry(mut f: impl FnMut() -> libc::c_int) -> io::Result<()> {
+    loop {
+        if f() == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether this kernel installs guard regions with madvise. Any failure, EINVAL on kernels
+/// before 6.13 or something stranger, means no.
+fn probe_madvise() -> bool {
+    let len = 2 * super::page_size();
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a new anonymous mapping at an address of the kernel's choosing aliases nothing.
+    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_NONE, flags, -1, 0) };
+    if ptr == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: the mapping is ours alone, and is unmapped right after.
+    unsafe {
+        let ok = libc::madvise(ptr, len / 2, MADV_GUARD_INSTALL) == 0;
+        libc::munmap(ptr, len);
+        ok
+    }
+}
+
+/// mprotect guards that fit under `vm.max_map_count`, at two VMAs each, after the headroom.
+fn mprotect_budget() -> usize {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(65530);
+    max_map_count.saturating_sub(VMA_HEADROOM) / 2
+}
+
+fn warn_unguarded() {
+    let _ = writeln!(
+        io::stderr(),
+        "ivy: warning: new task stacks have NO guard page, so a stack overflow will corrupt \
+         memory instead of aborting. This kernel lacks MADV_GUARD_INSTALL (Linux 6.13+), and \
+         guarding more stacks with mprotect would exceed vm.max_map_count. Upgrade the kernel \
+         or raise vm.max_map_count (sysctl) to keep stacks guarded."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{in_child, Exit};
+    use super::*;
+
+    #[test]
+    fn probe_matches_the_kernel() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().unwrap().parse().unwrap();
+        let minor: u32 = parts.next().unwrap().parse().unwrap();
+        assert_eq!(probe_madvise(), (major, minor) >= (6, 13), "kernel {release}");
+    }
+
+    /// The fallback guards with mprotect, within its budget, then hands out unguarded slots.
+    #[test]
+    fn mprotect_fallback_has_a_budget() {
+        let page = super::super::page_size();
+        let slot = 4 * page;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new anonymous mapping, ours alone, unmapped at the end of the test.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), 3 * slot, prot, flags, -1, 0) };
+        assert_ne!(base, libc::MAP_FAILED);
+        let base = base as usize;
+
+        let guards = Guards::new(false, 2);
+        guards.warned.call_once(|| {}); // keep the test's output quiet
+        assert_eq!(guards.mode(), GuardMode::Mprotect);
+        let guarded: Vec<bool> = (0..3)
+            .map(|i| guards.install(base + i * slot, page).unwrap())
+            .collect();
+        assert_eq!(guarded, [true, true, false]);
+        assert_eq!(guards.mode(), GuardMode::Unguarded);
+
+        let write = |addr: usize| {
+            in_child(|| {
+                // SAFETY: either a guard page, which must fault in this child, or our mapping.
+                unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            })
+            .0
+        };
+        assert_eq!(write(base + slot), Exit::Signal(libc::SIGSEGV));
+        assert_eq!(write(base + slot + page), Exit::Code(0));
+        assert_eq!(write(base + 2 * slot), Exit::Code(0));
+
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base as *mut libc::c_void, 3 * slot) };
+    }
+}

@@ -1,0 +1,346 @@
+//! Task stacks: guard-paged, pooled, and cheap in kernel memory areas.
+//!
+//! Linux caps a process at `vm.max_map_count` memory areas (VMAs, 65530 by default). A stack
+//! that is its own mapping with an `mprotect`ed guard page costs two, which caps a runtime near
+//! 32k live tasks. Here a stack is instead a slot in a large anonymous `MAP_NORESERVE` slab, and
+//! its guard is installed with `MADV_GUARD_INSTALL` (Linux 6.13+), which marks page-table entries
+//! without splitting the mapping: a slab of 1024 guarded stacks is one VMA, and only the pages a
+//! task touches cost memory. Older kernels get `mprotect` guards within a VMA budget, then
+//! unguarded stacks after a warning (`guard.rs`).
+//!
+//! A slot is, from low to high address, `[guard | usable]`, and stacks grow down into the guard.
+//! The guard is 16 KiB (or one page if pages are larger), so a frame of up to that size that
+//! skips ahead without touching every page (C code built without stack-clash protection) still
+//! lands in it rather than in the next task's stack. Usable sizes are powers of two from
+//! `MIN_STACK_SIZE` to `MAX_STACK_SIZE`, one slab chain and free list per size class: a request
+//! gets less than twice what it asked for, and the surplus is address space, not memory.
+//!
+//! Invariant: a slot handed out as a `TaskStack` is used by nothing else until the `TaskStack` is
+//! dropped, and a slot's guard, once installed, stays for the life of the process: slabs are
+//! never unmapped, and freeing a stack at most discards its pages (`pool.rs`).
+
+mod guard;
+pub(crate) mod overflow;
+mod pool;
+#[cfg(test)]
+mod test_util;
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use corosensei::stack::{Stack, StackPointer};
+
+pub(crate) use guard::{guard_mode, GuardMode};
+
+/// Smallest usable stack: every request is rounded up to at least this.
+pub(crate) const MIN_STACK_SIZE: usize = 16 << 10;
+
+/// Usable stack size for a task that asks for nothing in particular.
+pub(crate) const DEFAULT_STACK_SIZE: usize = 64 << 10;
+
+/// Largest usable stack; larger requests fail with `InvalidInput`.
+pub(crate) const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Number of size classes: one per power of two in `MIN_STACK_SIZE..=MAX_STACK_SIZE`.
+const NUM_CLASSES: usize =
+    (MAX_STACK_SIZE.trailing_zeros() - MIN_STACK_SIZE.trailing_zeros()) as usize + 1;
+
+/// A task's stack: a slot in a slab, owned until dropped, when it returns to the pool.
+pub(crate) struct TaskStack {
+    slot: pool::Slot,
+    class: usize,
+}
+
+impl TaskStack {
+    /// Allocates a stack with at least `size` usable bytes: `size` is rounded up to a power of
+    /// two of at least `MIN_STACK_SIZE` and one page. A stack reused from this thread's cache is
+    /// warm (its pages are already faulted in) and holds the previous task's garbage.
+    pub(crate) fn allocate(size: usize) -> io::Result<TaskStack> {
+        let class = class_of(size).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ivy: task stack size above the 1 GiB maximum",
+            )
+        })?;
+        let slot = pool::take(class)?;
+        Ok(TaskStack { slot, class })
+    }
+
+    /// Usable bytes: the rounded-up size, which is at least what was asked for.
+    pub(crate) fn size(&self) -> usize {
+        class_size(self.class)
+    }
+
+    /// The `[lo, hi)` address range of the guard below the stack, or `(0, 0)` if it has none.
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        if self.slot.guarded {
+            (self.slot.addr, self.slot.addr + guard_size())
+        } else {
+            (0, 0)
+        }
+    }
+
+    fn base(&self) -> usize {
+        self.slot.addr + guard_size() + self.size()
+    }
+}
+
+// SAFETY: `[limit, base)` is a slot that this `TaskStack` alone owns until it is dropped. Its top
+// `size()` bytes are mapped read-write and its bottom `guard_size()` bytes are a guard region,
+// except in a slot handed out unguarded past the mprotect budget, which the process was warned
+// about on stderr (guard.rs): the one departure from the trait's contract, taken on purpose.
+// Both ends are page-aligned, hence `STACK_ALIGNMENT`-aligned, and the usable size is at least
+// `MIN_STACK_SIZE`, far above corosensei's minimum.
+unsafe impl Stack for TaskStack {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(TaskStack::base(self)).expect("stack base is non-null")
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.slot.addr).expect("stack limit is non-null")
+    }
+}
+
+impl Drop for TaskStack {
+    fn drop(&mut self) {
+        pool::give(self.class, self.slot);
+    }
+}
+
+/// The size class of a request: the index of its rounded-up power of two above `MIN_STACK_SIZE`.
+fn class_of(size: usize) -> Option<usize> {
+    if size > MAX_STACK_SIZE {
+        return None;
+    }
+    let bytes = size
+        .max(MIN_STACK_SIZE)
+        .max(page_size())
+        .next_power_of_two();
+    Some((bytes.trailing_zeros() - MIN_STACK_SIZE.trailing_zeros()) as usize)
+}
+
+fn class_size(class: usize) -> usize {
+    MIN_STACK_SIZE << class
+}
+
+/// Bytes of guard below each stack: 16 KiB, or one page if that is larger. A page multiple.
+fn guard_size() -> usize {
+    page_size().max(16 << 10)
+}
+
+fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf only reads a system constant.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let page = usize::try_from(page).expect("sysconf(_SC_PAGESIZE) failed");
+            assert!(page.is_power_of_two());
+            PAGE_SIZE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{in_child, maps_count, resident_pages, Exit};
+    use super::*;
+
+    #[test]
+    fn is_send() {
+        fn send<T: Send>() {}
+        send::<TaskStack>();
+    }
+
+    #[test]
+    fn sizes_round_up() {
+        let size = |n| TaskStack::allocate(n).unwrap().size();
+        assert_eq!(size(0), MIN_STACK_SIZE);
+        assert_eq!(size(1), MIN_STACK_SIZE);
+        assert_eq!(size(MIN_STACK_SIZE), MIN_STACK_SIZE);
+        assert_eq!(size(MIN_STACK_SIZE + 1), 2 * MIN_STACK_SIZE);
+        assert_eq!(size(DEFAULT_STACK_SIZE), 64 << 10);
+        assert_eq!(size(100_000), 128 << 10);
+        let err = TaskStack::allocate(MAX_STACK_SIZE + 1).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(class_of(MAX_STACK_SIZE), Some(NUM_CLASSES - 1));
+    }
+
+    #[test]
+    fn layout() {
+        let stack = TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap();
+        let (base, limit) = (Stack::base(&stack).get(), stack.limit().get());
+        assert_eq!(base - limit, guard_size() + stack.size());
+        assert_eq!(limit % page_size(), 0);
+        if guard_mode() == GuardMode::MadviseGuard {
+            assert_eq!(stack.guard(), (limit, limit + guard_size()));
+        }
+        // The usable range is writable end to end.
+        // SAFETY: [base - size, base) is this stack's usable memory, which we own.
+        unsafe { std::ptr::write_bytes((base - stack.size()) as *mut u8, 0xa5, stack.size()) };
+    }
+
+    #[test]
+    fn free_and_reuse_on_the_same_thread() {
+        let a = TaskStack::allocate(32 << 10).unwrap();
+        let b = TaskStack::allocate(32 << 10).unwrap();
+        let (addr_a, addr_b) = (a.slot.addr, b.slot.addr);
+        assert_ne!(addr_a, addr_b);
+        drop(a);
+        drop(b);
+        // The cache is LIFO: the last stack freed is the first handed out again, still warm.
+        let c = TaskStack::allocate(32 << 10).unwrap();
+        assert_eq!(c.slot.addr, addr_b);
+        let d = TaskStack::allocate(20 << 10).unwrap();
+        assert_eq!(d.slot.addr, addr_a);
+    }
+
+    #[test]
+    fn guard_faults() {
+        let stack = TaskStack::allocate(128 << 10).unwrap();
+        let (lo, hi) = stack.guard();
+        if (lo, hi) == (0, 0) {
+            return; // unguarded: the mprotect budget is spent (only on pre-6.13 kernels)
+        }
+        for addr in [lo, hi - 1] {
+            let (exit, _) = in_child(|| {
+                // SAFETY: none: this write must fault, in a child process.
+                unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            });
+            assert_eq!(exit, Exit::Signal(libc::SIGSEGV), "write at {addr:#x}");
+        }
+        // Just above the guard is the stack's lowest usable byte.
+        let (exit, _) = in_child(|| {
+            // SAFETY: `hi` is the first byte of the stack's usable memory, which we own.
+            unsafe { std::ptr::write_volatile(hi as *mut u8, 1) };
+        });
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    /// Freed stacks past the cache bound lose their pages but keep their guards.
+    #[test]
+    fn dontneed_keeps_guards() {
+        // The 1 MiB class is used only by this test, so the global list is ours to inspect.
+        let size = 1 << 20;
+        let stack = TaskStack::allocate(size).unwrap();
+        let (addr, (lo, hi)) = (stack.slot.addr, stack.guard());
+        let usable = (addr + guard_size()) as *mut u8;
+        // SAFETY: the usable range of a stack we own.
+        unsafe { std::ptr::write_bytes(usable, 0x5a, size) };
+        assert_eq!(resident_pages(usable as usize, size), size / page_size());
+        drop(stack);
+        pool::flush_cache();
+        assert!(pool::is_free(class_of(size).unwrap(), addr));
+        assert_eq!(resident_pages(usable as usize, size), 0);
+
+        // The kernel documents that guard markers survive MADV_DONTNEED even over the guard
+        // itself; the pool only discards usable pages, but check the stronger claim.
+        let whole = guard_size() + size;
+        // SAFETY: the slot is on the free list, used by no one (this class is this test's).
+        let rc = unsafe { libc::madvise(addr as *mut _, whole, libc::MADV_DONTNEED) };
+        assert_eq!(rc, 0);
+
+        let again = TaskStack::allocate(size).unwrap();
+        assert_eq!(again.slot.addr, addr);
+        assert_eq!(again.guard(), (lo, hi));
+        // SAFETY: the first usable byte of a stack we own.
+        assert_eq!(unsafe { *usable }, 0, "pages were discarded");
+        if lo != 0 {
+            let (exit, _) = in_child(|| {
+                // SAFETY: none: this write must fault, in a child process.
+                unsafe { std::ptr::write_volatile((hi - 1) as *mut u8, 1) };
+            });
+            assert_eq!(exit, Exit::Signal(libc::SIGSEGV));
+        }
+    }
+
+    /// A thread's cache is bounded: stacks beyond it go to the global list, cold.
+    #[test]
+    fn cache_is_bounded() {
+        let size = 256 << 10; // a class used only by this test
+        let stacks: Vec<_> = (0..100)
+            .map(|_| TaskStack::allocate(size).unwrap())
+            .collect();
+        let addrs: Vec<_> = stacks.iter().map(|s| s.slot.addr + guard_size()).collect();
+        for &addr in &addrs {
+            // SAFETY: the usable range of a stack we own.
+            unsafe { std::ptr::write_bytes(addr as *mut u8, 1, size) };
+        }
+        drop(stacks);
+        let warm = addrs
+            .iter()
+            .filter(|&&a| resident_pages(a, size) > 0)
+            .count();
+        let cap = pool::cache_cap(class_of(size).unwrap());
+        assert!(warm > 0 && warm <= cap, "{warm} warm stacks, cache bound {cap}");
+    }
+
+    #[test]
+    fn thread_exit_flushes_cache() {
+        let size = 2 << 20; // a class used only by this test
+        let addr = std::thread::spawn(move || {
+            let stack = TaskStack::allocate(size).unwrap();
+            // SAFETY: the top byte of a stack we own.
+            unsafe { *((Stack::base(&stack).get() - 1) as *mut u8) = 1 };
+            stack.slot.addr
+        })
+        .join()
+        .unwrap();
+        assert!(pool::is_free(class_of(size).unwrap(), addr));
+        assert_eq!(resident_pages(addr + guard_size(), size), 0);
+    }
+
+    /// Far more guarded stacks than `vm.max_map_count` allows mappings, in a few VMAs.
+    #[test]
+    fn many_stacks_few_vmas() {
+        const N: usize = 200_000;
+        let before = maps_count();
+        let stacks: Vec<_> = (0..N)
+            .map(|_| TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap())
+            .collect();
+        for stack in &stacks {
+            // SAFETY: the top byte of a stack we own.
+            unsafe { *((Stack::base(stack).get() - 1) as *mut u8) = 1 };
+        }
+        let after = maps_count();
+        if guard_mode() == GuardMode::MadviseGuard {
+            assert!(stacks.iter().all(|s| s.guard() != (0, 0)));
+            assert!(after < before + 1000, "{before} mappings before, {after} after");
+        }
+    }
+
+    #[test]
+    fn coroutine_runs_on_a_task_stack() {
+        use corosensei::{Coroutine, CoroutineResult};
+
+        let stack = TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap();
+        let range = stack.limit().get() + guard_size()..Stack::base(&stack).get();
+        let mut co = Coroutine::with_stack(stack, |yielder, first: u32| {
+            let local = 0u8;
+            let next = yielder.suspend(std::ptr::addr_of!(local) as usize);
+            first + next
+        });
+        match co.resume(1) {
+            CoroutineResult::Yield(addr) => assert!(range.contains(&addr), "{addr:#x}"),
+            CoroutineResult::Return(_) => panic!("coroutine returned early"),
+        }
+        assert!(matches!(co.resume(2), CoroutineResult::Return(3)));
+        drop(co.into_stack());
+    }
+
+    /// 1M stacks of 64 KiB at once: 80 GiB of address space, 4 GiB touched. Slow; run by hand.
+    #[test]
+    #[ignore]
+    fn a_million_stacks() {
+        let stacks: Vec<_> = (0..1_000_000)
+            .map(|_| TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap())
+            .collect();
+        for stack in &stacks {
+            // SAFETY: the top byte of a stack we own.
+            unsafe { *((Stack::base(stack).get() - 1) as *mut u8) = 1 };
+        }
+        assert!(maps_count() < 10_000);
+    }
+}

@@ -1,0 +1,199 @@
+//! The stack pool: slabs, a warm cache per thread, and a cold global free list per size class.
+//!
+//! A started task never changes threads, so a worker frees the stacks it allocated. A bounded
+//! LIFO cache per thread and size class hands them back warm (pages faulted in, likely still in
+//! CPU cache) with no lock and no syscall. When a cache overflows, its older half has its pages
+//! discarded with `MADV_DONTNEED` and moves to the global list, so a burst of tasks does not pin
+//! its memory; a thread's whole cache goes the same way when the thread exits. Invariant: a slot
+//! on a global list holds no memory; a slot in a cache may.
+//!
+//! New slots are carved in address order from the newest slab of their class. Slabs are never
+//! unmapped: their address space stays reserved for reuse by the same class for the life of the
+//! process. That keeps each slot's guard installed exactly once, and costs address space only
+//! (`MAP_NORESERVE`, discarded pages), never RSS.
+
+use std::cell::RefCell;
+use std::io;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{class_size, guard, guard_size, NUM_CLASSES};
+
+/// A slab holds at most this many slots...
+const SLAB_SLOTS: usize = 1024;
+/// ...and spans at most this many bytes, unless a single slot is larger.
+const SLAB_BYTES: usize = 256 << 20;
+/// A thread caches at most this many bytes of stacks per class (64 stacks of 64 KiB)...
+const CACHE_BYTES: usize = 4 << 20;
+/// ...and at most this many stacks.
+const CACHE_MAX: usize = 256;
+
+/// A stack slot: `addr` is its lowest address, where its guard (if any) begins.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub(super) addr: usize,
+    pub(super) guarded: bool,
+}
+
+/// The shared state of one size class.
+struct Class {
+    /// Free slots, all with their pages discarded.
+    free: Vec<Slot>,
+    /// The unused tail `[next, end)` of the newest slab.
+    next: usize,
+    end: usize,
+}
+
+static CLASSES: [Mutex<Class>; NUM_CLASSES] = [const {
+    Mutex::new(Class {
+        free: Vec::new(),
+        next: 0,
+        end: 0,
+    })
+}; NUM_CLASSES];
+
+/// Bounds of all slabs ever mapped, for the signal handler (see `in_slabs`).
+static SLABS_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
+static SLABS_HI: AtomicUsize = AtomicUsize::new(0);
+
+struct Cache([Vec<Slot>; NUM_CLASSES]);
+
+thread_local! {
+    static CACHE: RefCell<Cache> = const { RefCell::new(Cache([const { Vec::new() }; NUM_CLASSES])) };
+}
+
+/// Takes a slot of `class`: warm from this thread's cache, else cold from the global list, else
+/// carved from a slab and given its guard.
+pub(super) fn take(class: usize) -> io::Result<Slot> {
+    if let Ok(Some(slot)) = CACHE.try_with(|cache| cache.borrow_mut().0[class].pop()) {
+        return Ok(slot);
+    }
+    let addr = {
+        let mut shared = lock(class);
+        if let Some(slot) = shared.free.pop() {
+            return Ok(slot);
+        }
+        shared.carve(class)?
+    };
+    // Outside the lock: a syscall, and workers starting up all carve at once. Should it fail
+    // (ENOMEM), the slot is never handed out; leaking its address space is harmless.
+    let guarded = guard::install(addr, guard_size())?;
+    Ok(Slot { addr, guarded })
+}
+
+/// Returns a slot of `class` to this thread's cache, spilling the cache's older half to the
+/// global list if it is full. During thread teardown, after the cache is gone, the slot goes
+/// straight to the global list.
+pub(super) fn give(class: usize, slot: Slot) {
+    let cached = CACHE.try_with(|cache| {
+        let slots = &mut cache.borrow_mut().0[class];
+        slots.push(slot);
+        let cap = cache_cap(class);
+        if slots.len() > cap {
+            // Keep the newest, warmest half: freeing one at a time at the bound would cost a
+            // syscall per task in a steady spawn-and-finish loop.
+            let spill = slots.len() - cap.div_ceil(2);
+            release(class, &slots[..spill]);
+            slots.drain(..spill);
+        }
+    });
+    if cached.is_err() {
+        release(class, &[slot]);
+    }
+}
+
+/// The most stacks of `class` a thread caches.
+pub(super) fn cache_cap(class: usize) -> usize {
+    (CACHE_BYTES / class_size(class)).clamp(1, CACHE_MAX)
+}
+
+/// Whether `addr` lies within the address range spanned by the slabs. This reads two atomics,
+/// so the signal handler can rule out faults far from any stack (a null dereference on a thread
+/// that never ran a task) without touching thread-local storage, which in a `dlopen`ed library
+/// may be allocated lazily (malloc) on first touch.
+pub(super) fn in_slabs(addr: usize) -> bool {
+    SLABS_LO.load(Ordering::Relaxed) <= addr && addr < SLABS_HI.load(Ordering::Relaxed)
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        for (class, slots) in self.0.iter().enumerate() {
+            if !slots.is_empty() {
+                release(class, slots);
+            }
+        }
+    }
+}
+
+impl Class {
+    /// Reserves the next unused slot, mapping a new slab if the newest one is used up.
+    fn carve(&mut self, class: usize) -> io::Result<usize> {
+        let slot_len = guard_size() + class_size(class);
+        if self.next == self.end {
+            let len = slot_len * (SLAB_BYTES / slot_len).clamp(1, SLAB_SLOTS);
+            self.next = map_slab(len)?;
+            self.end = self.next + len;
+        }
+        let addr = self.next;
+        self.next += slot_len;
+        Ok(addr)
+    }
+}
+
+fn map_slab(len: usize) -> io::Result<usize> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: a new anonymous mapping at an address of the kernel's choosing aliases nothing.
+    let ptr = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, -1, 0) };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // Stacks are touched sparsely, so a transparent huge page would turn one touched byte into
+    // 2 MiB of RSS (Linux 6.7+ already infers this from MAP_STACK). Failure is harmless.
+    // SAFETY: advice on our own new mapping; it changes no contents.
+    unsafe { libc::madvise(ptr, len, libc::MADV_NOHUGEPAGE) };
+    // Published before any slot of this slab leaves the class lock, hence visible to the thread
+    // that runs on it, by the time it can overflow.
+    SLABS_LO.fetch_min(ptr as usize, Ordering::Relaxed);
+    SLABS_HI.fetch_max(ptr as usize + len, Ordering::Relaxed);
+    Ok(ptr as usize)
+}
+
+/// Discards the pages of free slots and puts them on the global list.
+fn release(class: usize, slots: &[Slot]) {
+    let len = class_size(class);
+    for slot in slots {
+        let usable = (slot.addr + guard_size()) as *mut libc::c_void;
+        // SAFETY: the slot is free, so no stack is in use there and its contents are garbage;
+        // zero-filling its usable range changes nothing that anyone may read. The range lies in
+        // a slab mapping, which is never unmapped.
+        let rc = unsafe { libc::madvise(usable, len, libc::MADV_DONTNEED) };
+        debug_assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    }
+    lock(class).free.extend_from_slice(slots);
+}
+
+fn lock(class: usize) -> MutexGuard<'static, Class> {
+    // Nothing panics while holding the lock but an allocation failure, which aborts.
+    CLASSES[class]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Moves this thread's cached stacks to the global list, as thread exit does.
+#[cfg(test)]
+pub(super) fn flush_cache() {
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        for (class, slots) in cache.0.iter_mut().enumerate() {
+            release(class, slots);
+            slots.clear();
+        }
+    });
+}
+
+#[cfg(test)]
+pub(super) fn is_free(class: usize, addr: usize) -> bool {
+    lock(class).free.iter().any(|slot| slot.addr == addr)
+}

@@ -1,0 +1,319 @@
+//! `JoinHandle` and `JoinError`: the result of a task, like asyncio's `Task`.
+//!
+//! The result travels in a typed `Packet<T>` written by the task's own stack
+//! (before the coroutine returns) and read by the joiner after it observes the
+//! task DONE (release/acquire on the task state). Who waits, and whether anyone
+//! will ever look at a panic, is tracked in the task's `JoinSlot`, so that a panic
+//! nobody joins is reported exactly once: either by the worker when the task ends
+//! after its handle was dropped, or by the handle's drop when the task had ended.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::cancel::or_raise;
+use crate::park;
+use crate::task::raw::Task;
+use crate::task::TaskId;
+
+pub(crate) struct Packet<T> {
+    result: UnsafeCell<Option<Result<T, JoinError>>>,
+}
+
+// SAFETY: `result` is written once by the task (before it is marked DONE) and read
+// once by the joiner (after it observed DONE with Acquire ordering); those accesses
+// are ordered by the task state, and never concurrent.
+unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: as above; `T: Send` because the value moves from the task to the joiner.
+unsafe impl<T: Send> Send for Packet<T> {}
+
+impl<T> Packet<T> {
+    pub(crate) fn new() -> Packet<T> {
+        Packet {
+            result: UnsafeCell::new(None),
+        }
+    }
+
+    /// # Safety
+    /// Called once, by the task, before it is marked DONE.
+    pub(crate) unsafe fn set(&self, r: Result<T, JoinError>) {
+        // SAFETY: see the `Sync` impl; the caller upholds the write-once rule.
+        unsafe { *self.result.get() = Some(r) };
+    }
+
+    /// # Safety
+    /// Called only after the task was observed DONE.
+    unsafe fn take(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: see the `Sync` impl.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+/// Why a task produced no value.
+pub struct JoinError {
+    id: TaskId,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    Panicked(Box<dyn Any + Send + 'static>),
+    NoStack(std::io::Error),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: TaskId) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panicked(id: TaskId, payload: Box<dyn Any + Send>) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Panicked(payload),
+        }
+    }
+
+    pub(crate) fn no_stack(id: TaskId, e: std::io::Error) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::NoStack(e),
+        }
+    }
+
+    /// The task was cancelled (before it started, or at a blocking call).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// The task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// The task could not start because no stack could be allocated for it.
+    pub fn is_no_stack(&self) -> bool {
+        matches!(self.repr, Repr::NoStack(_))
+    }
+
+    /// The id of the task that failed.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The panic message, if the task panicked with a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panicked(p) => payload_str(p.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The panic payload, to resume it with `std::panic::resume_unwind`.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panicked(p) => Ok(p),
+            repr => Err(JoinError { id: self.id, repr }),
+        }
+    }
+}
+
+pub(crate) fn payload_str(p: &(dyn Any + Send)) -> Option<&str> {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        Some(s)
+    } else {
+        p.downcast_ref::<String>().map(|s| s.as_str())
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Panicked(p) => match payload_str(p.as_ref()) {
+                Some(m) => write!(f, "task {} panicked: {m}", self.id),
+                None => write!(f, "task {} panicked", self.id),
+            },
+            Repr::NoStack(e) => write!(f, "task {} could not get a stack: {e}", self.id),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({})", self.id),
+            Repr::Panicked(p) => write!(
+                f,
+                "JoinError::Panicked({}, {:?})",
+                self.id,
+                payload_str(p.as_ref()).unwrap_or("<non-string payload>")
+            ),
+            Repr::NoStack(e) => write!(f, "JoinError::NoStack({}, {e})", self.id),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            Repr::NoStack(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        let kind = match e.repr {
+            Repr::NoStack(_) => std::io::ErrorKind::OutOfMemory,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// An owned permission to join a task (wait for its result), like
+/// `std::thread::JoinHandle`. Dropping it detaches the task, which keeps running.
+pub struct JoinHandle<T> {
+    task: Arc<Task>,
+    packet: Arc<Packet<T>>,
+    joined: bool,
+    _marker: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<Task>, packet: Arc<Packet<T>>) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            packet,
+            joined: false,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Waits for the task to finish and returns its result.
+    ///
+    /// From an ivy task this parks the task (a cancellation point: if the *caller*
+    /// is cancelled while waiting, it unwinds, and the joined task is detached);
+    /// from a plain thread it blocks the thread.
+    pub fn join(mut self) -> Result<T, JoinError> {
+        or_raise(self.wait());
+        self.joined = true;
+        // SAFETY: `wait` returned Ok, so the task was observed DONE.
+        unsafe { self.packet.take() }.expect("ivy: task result taken twice")
+    }
+
+    /// Waits for the task to finish, without consuming the result.
+    pub(crate) fn wait(&self) -> Result<(), crate::cancel::Interrupted> {
+        let task = &self.task;
+        loop {
+            if task.is_done() {
+                return Ok(());
+            }
+            {
+                let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.done {
+                    return Ok(());
+                }
+                slot.waiter = Some(park::current_unparker());
+            }
+            if let Err(e) = park::park_until(None) {
+                let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
+                slot.waiter = None;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Whether the task has finished (then `join` returns without waiting).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_done()
+    }
+
+    /// Requests cancellation: the task sees it at its next blocking call (at once if
+    /// it is sleeping or parked; before it runs at all if it has not started), runs
+    /// its destructors, and `join` returns a cancelled `JoinError`. Cancelling a
+    /// finished task does nothing.
+    pub fn cancel(&self) {
+        self.task.cancel();
+    }
+
+    /// The id of the task.
+    pub fn id(&self) -> TaskId {
+        TaskId(self.task.id)
+    }
+
+    /// The name of the task, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.task.name.as_deref()
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if self.joined {
+            return;
+        }
+        let report = {
+            let mut slot = self.task.join.lock().unwrap_or_else(|e| e.into_inner());
+            slot.handle_dropped = true;
+            slot.waiter = None;
+            if slot.done {
+                slot.panic_message.take()
+            } else {
+                None
+            }
+        };
+        if let Some(msg) = report {
+            report_unjoined_panic(&self.task, &msg);
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.task.id)
+            .field("name", &self.task.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Worker: the task is DONE; wake its joiner, or report a panic nobody will see.
+pub(crate) fn notify_done(task: &Arc<Task>) {
+    let (waiter, report) = {
+        let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
+        slot.done = true;
+        let report = if slot.handle_dropped {
+            slot.panic_message.take()
+        } else {
+            None
+        };
+        (slot.waiter.take(), report)
+    };
+    if let Some(w) = waiter {
+        w.unpark();
+    }
+    if let Some(msg) = report {
+        report_unjoined_panic(task, &msg);
+    }
+}
+
+fn report_unjoined_panic(task: &Task, msg: &str) {
+    match &task.name {
+        Some(name) => eprintln!(
+            "ivy: task '{name}' (id {}) panicked and nobody joined it: {msg}",
+            task.id
+        ),
+        None => eprintln!(
+            "ivy: task <unnamed> (id {}) panicked and nobody joined it: {msg}",
+            task.id
+        ),
+    }
+}

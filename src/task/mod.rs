@@ -1,0 +1,198 @@
+//! Tasks: spawning, naming, identity, and the handle to a task's result.
+//!
+//! A task is any `FnOnce() -> T` run as a stackful coroutine: it may call blocking
+//! ivy functions anywhere in its call tree, no `async` colouring. Tasks start
+//! without a stack; the stack is taken from the worker's pool at the first run and
+//! returned when the task ends, so a million queued tasks cost no stack memory.
+
+pub(crate) mod join;
+pub(crate) mod local;
+pub(crate) mod raw;
+
+use std::fmt;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::cancel::CancelUnwind;
+use crate::runtime::{check_stack_size, Handle, Shared};
+use crate::runtime::worker;
+pub use join::{JoinError, JoinHandle};
+pub use local::LocalKey;
+use join::{payload_str, Packet};
+use raw::{Entry, Task};
+
+/// A task's unique id (unique across runtimes for the life of the process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub(crate) u64);
+
+impl TaskId {
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn spawn_on<F, T>(
+    shared: &Arc<Shared>,
+    name: Option<Box<str>>,
+    stack_size: usize,
+    f: F,
+) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let packet = Arc::new(Packet::new());
+    let result_slot = packet.clone();
+    let entry: Entry = Box::new(move |no_stack| {
+        let tid = TaskId(id);
+        let result = match no_stack {
+            Some(e) => Err(JoinError::no_stack(tid, e)),
+            None => run_body(tid, f),
+        };
+        // SAFETY: the entry runs once, before the worker marks the task DONE.
+        unsafe { result_slot.set(result) };
+    });
+    let task = Arc::new(Task::new(id, name, stack_size, shared.clone(), entry));
+    shared.schedule_new(task.clone());
+    JoinHandle::new(task, packet)
+}
+
+/// Runs a task's body on its own stack, turning unwinds into a `JoinError`.
+fn run_body<F, T>(tid: TaskId, f: F) -> Result<T, JoinError>
+where
+    F: FnOnce() -> T,
+{
+    let me = worker::current_task().expect("task body runs inside its task");
+    if me.is_cancelled() {
+        // Cancelled before it ever ran: user code never starts.
+        return Err(JoinError::cancelled(tid));
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(p) if p.is::<CancelUnwind>() => Err(JoinError::cancelled(tid)),
+        Err(p) => {
+            let msg = payload_str(p.as_ref())
+                .unwrap_or("<non-string panic payload>")
+                .to_string();
+            me.join.lock().unwrap_or_else(|e| e.into_inner()).panic_message = Some(msg);
+            Err(JoinError::panicked(tid, p))
+        }
+    }
+}
+
+/// Spawns a task on the current runtime, like `std::thread::spawn`.
+///
+/// # Panics
+/// When called outside an ivy runtime: use [`Handle::spawn`] or
+/// [`crate::Runtime::spawn`] from plain threads.
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Handle::try_current() {
+        Some(h) => h.spawn(f),
+        None => panic!(
+            "ivy::spawn called outside an ivy runtime; use Runtime::spawn or Handle::spawn"
+        ),
+    }
+}
+
+/// Task configuration: name and stack size, like `std::thread::Builder`.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the task (shown by `ivy::current()`, in panic and overflow reports).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Stack size in bytes, rounded up to whole pages (default: the runtime's).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns on the current runtime. Errors: not inside a runtime
+    /// (`ErrorKind::NotFound`), invalid stack size (`InvalidInput`).
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = Handle::try_current().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "ivy: task::Builder::spawn called outside an ivy runtime; use spawn_on",
+            )
+        })?;
+        self.spawn_on(&handle, f)
+    }
+
+    /// Spawns on the given runtime, from any thread.
+    pub fn spawn_on<F, T>(self, handle: &Handle, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(s) = self.stack_size {
+            check_stack_size(s)?;
+        }
+        Ok(handle.spawn_named(self.name.map(String::into_boxed_str), self.stack_size, f))
+    }
+}
+
+/// The task that is running: its id and name. See [`current`].
+#[derive(Clone)]
+pub struct Current {
+    task: Arc<Task>,
+}
+
+impl Current {
+    pub fn id(&self) -> TaskId {
+        TaskId(self.task.id)
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.task.name.as_deref()
+    }
+
+    /// Whether cancellation of this task has been requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.task.is_cancelled()
+    }
+}
+
+impl fmt::Debug for Current {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Current")
+            .field("id", &self.task.id)
+            .field("name", &self.task.name)
+            .finish()
+    }
+}
+
+/// The running task, or `None` on a plain thread (asyncio's `current_task()`).
+pub fn current() -> Option<Current> {
+    worker::current_task().map(|task| Current { task })
+}

@@ -1,0 +1,258 @@
+//! The task header: identity, the scheduling state machine, and the coroutine.
+//!
+//! A `Task` is shared (`Arc`) between its queue, its `JoinHandle`, wakers and the
+//! runtime's registry, but most of it is owned by one thread at a time:
+//!
+//! * Before its first run a task has no coroutine and no stack, only an `entry`
+//!   closure. Whoever popped it from a queue owns it; that is what makes stealing
+//!   unstarted tasks cheap and sound.
+//! * At its first run the worker that runs it becomes its **home** for life. The
+//!   coroutine (which corosensei makes `!Send`) is created there, and only the home
+//!   thread ever touches `coro` and `ctx` again. A woken task is always queued back
+//!   on its home worker. This is why OS thread-locals stay coherent inside a task.
+//!
+//! State machine (`state`, one byte plus a NOTIFIED bit):
+//!
+//! ```text
+//!   SCHEDULED --run--> RUNNING --park--> PARKED --unpark--> SCHEDULED
+//!                         |  \--yield--> SCHEDULED
+//!                         \--return----> DONE
+//! ```
+//!
+//! `unpark` on a RUNNING task sets NOTIFIED instead; the worker sees it when the
+//! task suspends (or the task itself sees it at its next `park`) and re-queues it,
+//! so a wake-up that races with a park is never lost. Only the PARKED -> SCHEDULED
+//! transition enqueues, so a task is in at most one queue at a time.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use corosensei::{Coroutine, Yielder};
+
+use crate::runtime::Shared;
+use crate::stack::overflow::RunningTask;
+use crate::stack::TaskStack;
+use crate::task::local::LocalMap;
+use crate::time::wheel::TimerKey;
+
+pub(crate) const SCHEDULED: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+const STATE_MASK: u8 = 0b11;
+const NOTIFIED: u8 = 0b100;
+
+/// What a task tells its worker when it suspends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// Put me at the back of my worker's ready queue.
+    Yield,
+    /// Leave me parked until someone unparks me.
+    Park,
+}
+
+pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), TaskStack>;
+pub(crate) type TaskYielder = Yielder<(), Suspend>;
+
+/// The closure a task starts with. Called on the task's own stack with `None`, or
+/// on the worker's stack with `Some(err)` when no stack could be allocated, in
+/// which case it must record the failure for the joiner without running user code.
+pub(crate) type Entry = Box<dyn FnOnce(Option<std::io::Error>) + Send>;
+
+pub(crate) const NO_HOME: usize = usize::MAX;
+
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    state: AtomicU8,
+    /// Index of the home worker, `NO_HOME` until the first run.
+    home: AtomicUsize,
+    cancelled: AtomicBool,
+    pub(crate) stack_size: usize,
+    pub(crate) shared: Arc<Shared>,
+    /// Slot in the runtime's registry of live tasks.
+    pub(crate) registry_key: AtomicUsize,
+    pub(crate) join: Mutex<JoinSlot>,
+    /// Scheduler-owned: see the module comment for who may touch it when.
+    coro: UnsafeCell<CoroSlot>,
+    /// Task-owned: touched only by the task's own code and by its home worker
+    /// while the task is not running. Interior-mutable cells only, so no `&mut`
+    /// aliases exist across a switch.
+    pub(crate) ctx: TaskCtx,
+}
+
+pub(crate) struct CoroSlot {
+    pub(crate) entry: Option<Entry>,
+    pub(crate) coroutine: Option<TaskCoroutine>,
+    pub(crate) running: RunningTask,
+}
+
+pub(crate) struct TaskCtx {
+    pub(crate) yielder: Cell<*const TaskYielder>,
+    /// The pending timer of the current `park_until`, if any.
+    pub(crate) timer: Cell<Option<TimerKey>>,
+    pub(crate) locals: RefCell<LocalMap>,
+}
+
+/// Join bookkeeping, under a small mutex: who waits for the result, whether the
+/// handle still exists, and the panic message for the "nobody joined" report.
+#[derive(Default)]
+pub(crate) struct JoinSlot {
+    pub(crate) waiter: Option<crate::park::Unparker>,
+    pub(crate) handle_dropped: bool,
+    pub(crate) panic_message: Option<String>,
+    pub(crate) done: bool,
+}
+
+// SAFETY: the non-Sync parts (`coro`, `ctx`) follow the ownership protocol in the
+// module comment: before the first run they are owned by whichever thread popped
+// the task from a queue (queues hand out a task to one thread at a time), and from
+// the first run on they are touched only on the home worker's thread, by the worker
+// while the task is suspended or by the task's own code while it runs. The state
+// machine guarantees a task is never in two queues nor run twice concurrently.
+unsafe impl Sync for Task {}
+// SAFETY: see above; the coroutine is created on, and never leaves, its home thread.
+unsafe impl Send for Task {}
+
+impl Task {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Box<str>>,
+        stack_size: usize,
+        shared: Arc<Shared>,
+        entry: Entry,
+    ) -> Task {
+        Task {
+            id,
+            name,
+            state: AtomicU8::new(SCHEDULED),
+            home: AtomicUsize::new(NO_HOME),
+            cancelled: AtomicBool::new(false),
+            stack_size,
+            shared,
+            registry_key: AtomicUsize::new(usize::MAX),
+            join: Mutex::new(JoinSlot::default()),
+            coro: UnsafeCell::new(CoroSlot {
+                entry: Some(entry),
+                coroutine: None,
+                running: RunningTask::EMPTY,
+            }),
+            ctx: TaskCtx {
+                yielder: Cell::new(std::ptr::null()),
+                timer: Cell::new(None),
+                locals: RefCell::new(LocalMap::default()),
+            },
+        }
+    }
+
+    pub(crate) fn home(&self) -> usize {
+        self.home.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_home(&self, index: usize) {
+        self.home.store(index, Ordering::Release);
+    }
+
+    /// # Safety
+    /// The caller owns the task per the module comment (it popped it from a queue
+    /// and is its home worker, or it is unstarted) and holds no other reference
+    /// into `coro`.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn coro_slot(&self) -> &mut CoroSlot {
+        // SAFETY: exclusivity is the caller's obligation, stated above.
+        unsafe { &mut *self.coro.get() }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & STATE_MASK == DONE
+    }
+
+    /// Requests cancellation and wakes the task so it notices.
+    pub(crate) fn cancel(self: &Arc<Self>) {
+        self.cancelled.store(true, Ordering::Release);
+        Task::unpark(self);
+    }
+
+    /// Worker: claim a popped task for running.
+    pub(crate) fn transition_to_running(&self) {
+        // A queued task is SCHEDULED, possibly with NOTIFIED set by an unpark that
+        // arrived while it sat in the queue; that token is consumed by this run
+        // (the task's `park` returns and its caller re-checks its condition).
+        self.state.store(RUNNING, Ordering::Release);
+    }
+
+    /// Worker, after the task suspended with `Suspend::Park`. Returns `true` if the
+    /// task is now parked, `false` if a wake-up arrived meanwhile and the worker
+    /// must queue it again (its state is then SCHEDULED).
+    pub(crate) fn transition_to_parked(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(_) => {
+                self.state.store(SCHEDULED, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Worker, after the task suspended with `Suspend::Yield`.
+    pub(crate) fn transition_to_scheduled(&self) {
+        self.state.store(SCHEDULED, Ordering::Release);
+    }
+
+    pub(crate) fn transition_to_done(&self) {
+        self.state.store(DONE, Ordering::Release);
+    }
+
+    /// The task itself, before suspending to park: consume a pending wake-up token.
+    /// Returns `true` if there was one (then the park must return at once).
+    pub(crate) fn take_notified(&self) -> bool {
+        let s = self.state.load(Ordering::Acquire);
+        if s & NOTIFIED != 0 {
+            self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Wakes the task from any thread. Enqueues it on its home worker only on the
+    /// PARKED -> SCHEDULED edge.
+    pub(crate) fn unpark(this: &Arc<Task>) {
+        let mut s = this.state.load(Ordering::Acquire);
+        loop {
+            let next = match s & STATE_MASK {
+                RUNNING | SCHEDULED => {
+                    if s & NOTIFIED != 0 {
+                        return;
+                    }
+                    s | NOTIFIED
+                }
+                PARKED => SCHEDULED,
+                _ => return, // DONE
+            };
+            match this
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        if s & STATE_MASK == PARKED {
+            crate::runtime::schedule_woken(this.clone());
+        }
+    }
+
+    /// Whether this task should see a cancellation at its next blocking call.
+    pub(crate) fn cancellation_pending(&self) -> bool {
+        self.is_cancelled() && !std::thread::panicking()
+    }
+}

@@ -1,0 +1,85 @@
+//! Behaviour that ends or reports on the process: stack overflow, and panics that
+//! nobody joins. Each case re-runs this test binary as a child with IVY_CHILD set.
+
+use std::process::Command;
+use std::time::Duration;
+
+fn child(case: &str) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("IVY_CHILD", case)
+        .output()
+        .expect("spawn child")
+}
+
+#[test]
+fn child_entry() {
+    let Ok(case) = std::env::var("IVY_CHILD") else {
+        return;
+    };
+    match case.as_str() {
+        "overflow" => {
+            fn recurse(n: u64) -> u64 {
+                let buf = [n as u8; 1024];
+                std::hint::black_box(&buf);
+                recurse(n + 1) + buf[3] as u64
+            }
+            let rt = ivy::Builder::new().workers(2).build().unwrap();
+            let h = ivy::task::Builder::new()
+                .name("deep-recursion")
+                .stack_size(64 * 1024)
+                .spawn_on(&rt.handle(), || recurse(0))
+                .unwrap();
+            let _ = h.join();
+            unreachable!("the overflow must stop the process");
+        }
+        "unjoined_panic" => {
+            ivy::run(|| {
+                ivy::task::Builder::new()
+                    .name("forgotten")
+                    .spawn(|| panic!("nobody listens"))
+                    .unwrap();
+                ivy::sleep(Duration::from_millis(50));
+                // A detached task that ends after its handle is gone.
+                let h = ivy::spawn(|| {
+                    ivy::sleep(Duration::from_millis(10));
+                    panic!("late failure")
+                });
+                drop(h);
+                ivy::sleep(Duration::from_millis(100));
+                // A joined panic is not reported as unjoined.
+                let _ = ivy::task::Builder::new()
+                    .name("joined")
+                    .spawn(|| panic!("seen by join"))
+                    .unwrap()
+                    .join();
+            });
+        }
+        other => panic!("unknown child case {other}"),
+    }
+}
+
+#[test]
+fn stack_overflow_stops_the_process_with_a_clear_message() {
+    let out = child("overflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+    assert!(
+        stderr.contains("ivy: task 'deep-recursion'") && stderr.contains("overflowed its stack of 65536 bytes"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_panic_nobody_joins_is_reported_with_the_task_name() {
+    let out = child("unjoined_panic");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("ivy: task 'forgotten' (id ") && stderr.contains("panicked and nobody joined it: nobody listens"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("panicked and nobody joined it: late failure"), "stderr: {stderr}");
+    assert!(!stderr.contains("nobody joined it: seen by join"), "stderr: {stderr}");
+}
