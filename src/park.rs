@@ -105,7 +105,7 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
     }
     if let Some(d) = deadline {
         let key = worker::with_current(|w| w.insert_timer(d, task.clone()));
-        task.ctx.timer.set(key);
+        task.ctx.timer.set(Some(key));
     }
     worker::suspend(task, Suspend::Park);
     if let Some(key) = task.ctx.timer.take() {

@@ -20,6 +20,9 @@ fn child_entry() {
     match case.as_str() {
         "overflow" => {
             fn recurse(n: u64) -> u64 {
+                if n == u64::MAX {
+                    return 0;
+                }
                 let buf = [n as u8; 1024];
                 std::hint::black_box(&buf);
                 recurse(n + 1) + buf[3] as u64

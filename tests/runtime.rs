@@ -251,9 +251,11 @@ fn shutdown_cancels_and_joins_leftover_tasks() {
     let d = dropped.clone();
     let result = ivy::run(move || {
         for i in 0..500 {
-            let d = d.clone();
+            // Moved into the closure: dropped whether the task ran or was
+            // cancelled before it started.
+            let g = SetOnDrop(d.clone());
             ivy::spawn(move || {
-                let _g = SetOnDrop(d);
+                let _g = g;
                 if i % 2 == 0 {
                     ivy::sleep(Duration::from_secs(3600));
                 } else {
@@ -561,32 +563,6 @@ fn a_yielding_task_does_not_starve_others() {
         sum
     });
     assert_eq!(count, 4950);
-}
-
-#[test]
-fn idle_workers_use_no_cpu() {
-    fn cpu_time() -> Duration {
-        // SAFETY: getrusage only writes the struct we pass, which we own.
-        let ru = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-            ru
-        };
-        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        Duration::from_micros(us(ru.ru_utime) + us(ru.ru_stime))
-    }
-    let rt = rt(2);
-    rt.block_on(|| ivy::sleep(Duration::from_millis(1)));
-    // A sleeping task keeps a timer pending too.
-    let h = rt.spawn(|| ivy::sleep(Duration::from_secs(3600)));
-    std::thread::sleep(Duration::from_millis(50));
-    let before = cpu_time();
-    std::thread::sleep(Duration::from_millis(500));
-    let used = cpu_time() - before;
-    // Parked workers burn nothing; allow generous slack for a noisy machine.
-    assert!(used < Duration::from_millis(100), "idle runtime used {used:?} of CPU");
-    h.cancel();
-    let _ = h.join();
 }
 
 #[test]

@@ -88,9 +88,4 @@ impl Idle {
             false
         }
     }
-
-    pub(crate) fn is_sleeping_or_notified(&self, index: usize) -> bool {
-        let sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-        sleepers.contains(&index)
-    }
 }

@@ -31,11 +31,8 @@ use parker::Parker;
 use registry::Registry;
 use worker::{Remote, Worker};
 
-/// Default stack size of a task: 256 KiB of address space, of which only the
-/// pages a task touches use memory (typically 8-16 KiB for Rust code).
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// The largest stack size accepted.
-pub const MAX_STACK_SIZE: usize = 1 << 30;
+pub use crate::stack::{guard_mode as stack_guard_mode, GuardMode as StackGuardMode};
+pub use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
 
 /// State shared by all workers of one runtime and every handle to it.
 pub(crate) struct Shared {

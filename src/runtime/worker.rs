@@ -384,14 +384,11 @@ impl Worker {
             match TaskStack::allocate(task.stack_size) {
                 Ok(stack) => {
                     task.set_home(self.index);
-                    let (lo, hi) = stack.guard();
-                    slot.running = overflow::RunningTask::describe(
-                        lo,
-                        hi,
-                        stack.size(),
+                    slot.running = Some(overflow::RunningTask::new(
+                        &stack,
                         task.id,
                         task.name.as_deref(),
-                    );
+                    ));
                     let t = task.clone();
                     slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
                         t.ctx.yielder.set(yielder as *const _);
@@ -411,13 +408,18 @@ impl Worker {
         }
         task.transition_to_running();
         *self.current.borrow_mut() = Some(task.clone());
-        overflow::set_running(&slot.running);
+        let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
+        // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
+        // by our `task` Arc) does not move or change while it runs; we reset it to
+        // null as soon as the coroutine suspends.
+        unsafe { overflow::set_running(running) };
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
-        overflow::set_running(std::ptr::null());
+        // SAFETY: null is always valid.
+        unsafe { overflow::set_running(std::ptr::null()) };
         *self.current.borrow_mut() = None;
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {

@@ -23,7 +23,7 @@ const VMA_HEADROOM: usize = 8192;
 
 /// How new stacks get their guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum GuardMode {
+pub enum GuardMode {
     /// `MADV_GUARD_INSTALL`: no VMA cost, no limit.
     MadviseGuard,
     /// `mprotect(PROT_NONE)`: about two VMAs per stack, within a budget.
@@ -33,7 +33,7 @@ pub(crate) enum GuardMode {
 }
 
 /// How stacks carved from now on are guarded. Stacks carved earlier keep their guards.
-pub(crate) fn guard_mode() -> GuardMode {
+pub fn guard_mode() -> GuardMode {
     guards().mode()
 }
 
@@ -170,7 +170,11 @@ mod tests {
         let mut parts = release.split(|c: char| !c.is_ascii_digit());
         let major: u32 = parts.next().unwrap().parse().unwrap();
         let minor: u32 = parts.next().unwrap().parse().unwrap();
-        assert_eq!(probe_madvise(), (major, minor) >= (6, 13), "kernel {release}");
+        assert_eq!(
+            probe_madvise(),
+            (major, minor) >= (6, 13),
+            "kernel {release}"
+        );
     }
 
     /// The fallback guards with mprotect, within its budget, then hands out unguarded slots.

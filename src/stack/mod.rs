@@ -30,16 +30,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use corosensei::stack::{Stack, StackPointer};
 
-pub(crate) use guard::{guard_mode, GuardMode};
+pub use guard::{guard_mode, GuardMode};
 
 /// Smallest usable stack: every request is rounded up to at least this.
 pub(crate) const MIN_STACK_SIZE: usize = 16 << 10;
 
-/// Usable stack size for a task that asks for nothing in particular.
-pub(crate) const DEFAULT_STACK_SIZE: usize = 64 << 10;
+/// Default stack size of a task: 256 KiB of address space, of which only the pages
+/// a task touches use memory (typically 4-16 KiB for Rust code). C code tends to
+/// need more (glibc's DNS resolver, big `printf` buffers): see the C ABI's default.
+pub const DEFAULT_STACK_SIZE: usize = 256 << 10;
 
 /// Largest usable stack; larger requests fail with `InvalidInput`.
-pub(crate) const MAX_STACK_SIZE: usize = 1 << 30;
+pub const MAX_STACK_SIZE: usize = 1 << 30;
 
 /// Number of size classes: one per power of two in `MIN_STACK_SIZE..=MAX_STACK_SIZE`.
 const NUM_CLASSES: usize =
@@ -274,7 +276,10 @@ mod tests {
             .filter(|&&a| resident_pages(a, size) > 0)
             .count();
         let cap = pool::cache_cap(class_of(size).unwrap());
-        assert!(warm > 0 && warm <= cap, "{warm} warm stacks, cache bound {cap}");
+        assert!(
+            warm > 0 && warm <= cap,
+            "{warm} warm stacks, cache bound {cap}"
+        );
     }
 
     #[test]
@@ -307,7 +312,10 @@ mod tests {
         let after = maps_count();
         if guard_mode() == GuardMode::MadviseGuard {
             assert!(stacks.iter().all(|s| s.guard() != (0, 0)));
-            assert!(after < before + 1000, "{before} mappings before, {after} after");
+            assert!(
+                after < before + 1000,
+                "{before} mappings before, {after} after"
+            );
         }
     }
 

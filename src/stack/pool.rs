@@ -87,7 +87,8 @@ pub(super) fn take(class: usize) -> io::Result<Slot> {
 /// straight to the global list.
 pub(super) fn give(class: usize, slot: Slot) {
     let cached = CACHE.try_with(|cache| {
-        let slots = &mut cache.borrow_mut().0[class];
+        let mut cache = cache.borrow_mut();
+        let slots = &mut cache.0[class];
         slots.push(slot);
         let cap = cache_cap(class);
         if slots.len() > cap {

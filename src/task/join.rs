@@ -173,7 +173,7 @@ impl From<JoinError> for std::io::Error {
             Repr::NoStack(_) => std::io::ErrorKind::OutOfMemory,
             _ => std::io::ErrorKind::Other,
         };
-        std::io::Error::new(kind, e)
+        std::io::Error::new(kind, e.to_string())
     }
 }
 

@@ -85,7 +85,8 @@ pub(crate) struct Task {
 pub(crate) struct CoroSlot {
     pub(crate) entry: Option<Entry>,
     pub(crate) coroutine: Option<TaskCoroutine>,
-    pub(crate) running: RunningTask,
+    /// What the overflow handler reports; set when the stack is allocated.
+    pub(crate) running: Option<RunningTask>,
 }
 
 pub(crate) struct TaskCtx {
@@ -136,7 +137,7 @@ impl Task {
             coro: UnsafeCell::new(CoroSlot {
                 entry: Some(entry),
                 coroutine: None,
-                running: RunningTask::EMPTY,
+                running: None,
             }),
             ctx: TaskCtx {
                 yielder: Cell::new(std::ptr::null()),

@@ -105,6 +105,7 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -441,6 +442,29 @@ mod tests {
     }
 
     #[test]
+    fn panicking_callback_leaves_the_wheel_consistent() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        for (id, ms) in [(0, 70), (1, 70), (2, 70), (3, 90), (4, 5000)] {
+            wheel.insert(at(origin, ms * MS), id);
+        }
+        let mut seen = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wheel.poll(at(origin, 100 * MS), |id| {
+                seen.push(id);
+                assert_ne!(id, 1, "callback panics");
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(seen, [0, 1]);
+        wheel.check_invariants();
+        assert_eq!(wheel.len(), 3);
+        assert_eq!(wheel.next_deadline(), Some(at(origin, 70 * MS)));
+        assert_eq!(poll_vec(&mut wheel, at(origin, 100 * MS)), [2, 3]);
+        assert_eq!(wheel.next_deadline(), Some(at(origin, 5000 * MS)));
+    }
+
+    #[test]
     fn stale_keys_never_remove_another_timer() {
         let origin = Instant::now();
         let mut wheel = TimerWheel::new(origin);
@@ -518,6 +542,7 @@ mod tests {
                             [2 * MS, 100 * MS, 10_000 * MS, 86_400_000 * MS][rng.below(4) as usize];
                         // Mostly future, sometimes past.
                         let deadline = (now + rng.below(span)).saturating_sub(span / 8);
+                        // Overdue timers are due "now", in insertion order.
                         let tick = deadline.div_ceil(MS).max(model_elapsed);
                         let id = seq as u32;
                         let key = wheel.insert(at(origin, deadline), id);

@@ -1,0 +1,232 @@
+//! What every Rust benchmark binary of the comparison suite shares.
+//!
+//! * the command line: `<bin> <workload> [--n N] [--workers W]` (`--list` prints
+//!   the workloads a binary implements, one per line);
+//! * the result line format, the contract with `harness.py` and `report.py`:
+//!   `RESULT workload=<w> system=<s> metric=<m> value=<float> unit=<u> n=<N> workers=<W> [check=<x>]`
+//!   and, for a measurement that could not be taken,
+//!   `RESULT workload=<w> system=<s> metric=<m> status=fail ... error=<text to end of line>`;
+//! * resident memory from `/proc/self/status`;
+//! * the timer workload's durations (`splitmix64`, identical in Go and Python).
+//!
+//! Adding a workload: write `fn(&Params) -> Result<(), String>` in each system's
+//! binary, add it to that binary's `WORKLOADS` table, and add its sizes to
+//! `harness.py` (`WORKLOADS`) and its labels to `report.py` (`METRICS`).
+
+use std::io::Write;
+use std::time::Duration;
+
+/// Parameters of one run, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub workload: String,
+    /// Workload size (tasks, switches, ...); each workload documents its meaning.
+    pub n: u64,
+    /// Worker threads (ignored where the workload fixes it, e.g. `switch` = 1).
+    pub workers: usize,
+    /// Run one warm-up round at n/10 before the measured round (default on;
+    /// `--no-warmup` turns it off).
+    pub warmup: bool,
+}
+
+/// One entry of a system's workload table.
+pub struct Workload {
+    pub name: &'static str,
+    /// Default size when `--n` is not given.
+    pub default_n: u64,
+    pub run: fn(&Params) -> Result<(), String>,
+}
+
+/// Parses the command line, runs the selected workload from `table`, and turns an
+/// error into a `status=fail` line plus exit status 1.
+pub fn main(system: &'static str, table: &[Workload]) {
+    let _ = SYSTEM_NAME.set(system);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--list") {
+        for w in table {
+            println!("{}", w.name);
+        }
+        return;
+    }
+    let usage = || {
+        let names: Vec<_> = table.iter().map(|w| w.name).collect();
+        eprintln!(
+            "usage: {system}-bench <workload> [--n N] [--workers W] [--no-warmup]\n\
+             workloads: {}",
+            names.join(" ")
+        );
+        std::process::exit(2);
+    };
+    let Some(name) = args.first() else { usage() };
+    let Some(w) = table.iter().find(|w| w.name == name) else {
+        usage()
+    };
+    let mut p = Params {
+        workload: w.name.to_string(),
+        n: w.default_n,
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        warmup: true,
+    };
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--n" => p.n = parse(it.next()).unwrap_or_else(|| usage()),
+            "--workers" => p.workers = parse(it.next()).unwrap_or_else(|| usage()),
+            "--no-warmup" => p.warmup = false,
+            _ => usage(),
+        }
+    }
+    if let Err(e) = (w.run)(&p) {
+        fail(&p, "all", "", &e);
+        std::process::exit(1);
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: Option<&String>) -> Option<T> {
+    s?.parse().ok()
+}
+
+static SYSTEM_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn system() -> &'static str {
+    SYSTEM_NAME.get().copied().unwrap_or("?")
+}
+
+fn emit(line: String) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Prints one result line.
+pub fn report(p: &Params, metric: &str, value: f64, unit: &str, check: Option<&str>) {
+    let mut line = format!(
+        "RESULT workload={} system={} metric={} value={:.6} unit={} n={} workers={}",
+        p.workload,
+        system(),
+        metric,
+        value,
+        unit,
+        p.n,
+        p.workers
+    );
+    if let Some(c) = check {
+        line.push_str(" check=");
+        line.push_str(c);
+    }
+    emit(line);
+}
+
+/// Prints a failure line: the measurement `metric` could not be taken.
+pub fn fail(p: &Params, metric: &str, unit: &str, error: &str) {
+    let unit = if unit.is_empty() { "-" } else { unit };
+    emit(format!(
+        "RESULT workload={} system={} metric={} status=fail value=nan unit={} n={} workers={} error={}",
+        p.workload,
+        system(),
+        metric,
+        unit,
+        p.n,
+        p.workers,
+        error.replace('\n', " ")
+    ));
+}
+
+/// Nanoseconds per operation.
+pub fn ns_per(d: Duration, ops: u64) -> f64 {
+    d.as_nanos() as f64 / ops.max(1) as f64
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`, ...).
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in s.lines() {
+        if let Some(rest) = line.strip_prefix(field) {
+            if let Some(rest) = rest.strip_prefix(':') {
+                let kb: u64 = rest
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                return kb * 1024;
+            }
+        }
+    }
+    0
+}
+
+/// Resident set size now.
+pub fn rss_bytes() -> u64 {
+    proc_status_bytes("VmRSS")
+}
+
+/// Peak resident set size of the process.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_bytes("VmHWM")
+}
+
+/// splitmix64: the same generator in Rust, Go and Python, so that every system
+/// sleeps exactly the same durations in the timer workload.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Seed of the timer workload.
+pub const TIMER_SEED: u64 = 42;
+
+/// Sleep of task `i` in the timer workload, in milliseconds: 1..=max_ms.
+pub fn timer_ms(i: u64, max_ms: u64) -> u64 {
+    1 + splitmix64(TIMER_SEED.wrapping_add(i)) % max_ms
+}
+
+/// Longest sleep and sum of sleeps (ms) of tasks 0..n: the sum is printed as a
+/// check that all systems slept the same durations.
+pub fn timer_plan(n: u64, max_ms: u64) -> (u64, u64) {
+    (0..n).fold((0, 0), |(mx, sum), i| {
+        let d = timer_ms(i, max_ms);
+        (mx.max(d), sum + d)
+    })
+}
+
+/// The skynet sum for `n` leaves: 0 + 1 + ... + (n-1).
+pub fn skynet_expected(n: u64) -> u64 {
+    n * (n - 1) / 2
+}
+
+/// Checks that `n` is a power of 10 (skynet's tree is 10-ary) of at least 10.
+pub fn check_skynet_size(n: u64) -> Result<(), String> {
+    let mut m = n;
+    while m > 1 && m % 10 == 0 {
+        m /= 10;
+    }
+    if m == 1 && n >= 10 {
+        Ok(())
+    } else {
+        Err(format!("skynet size must be a power of 10, got {n}"))
+    }
+}
+
+/// Fails loudly when the skynet sum is wrong.
+pub fn check_skynet(p: &Params, got: u64) -> Result<(), String> {
+    let want = skynet_expected(p.n);
+    if got != want {
+        return Err(format!("WRONG SKYNET SUM: got {got}, expected {want}"));
+    }
+    Ok(())
+}
+
+/// Timer workload: longest sleep in ms (1000 as in the brief).
+pub const TIMER_MAX_MS: u64 = 1000;
+
+/// Idle-memory workload: how long the idle tasks sleep (they are cancelled or the
+/// process exits long before).
+pub const IDLE_SLEEP: Duration = Duration::from_secs(3600);

@@ -1,0 +1,212 @@
+//! ivy's side of the comparison suite. See `bench-common` for the CLI and the
+//! result-line format, and `benches/compare/README.md` for what each workload
+//! measures. Every workload here has a twin in tokio-bench, may-bench, go/ and
+//! python/ doing the same work.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bench_common::{self as bc, Params, Workload};
+
+/// The workloads ivy implements. Add a row (and the twin in every other system)
+/// to extend the suite: channel ping-pong, MPMC queue, mutex contention, TCP echo
+/// and HTTP hello come here once ivy has those APIs.
+const WORKLOADS: &[Workload] = &[
+    Workload { name: "switch", default_n: 2_000_000, run: switch },
+    Workload { name: "spawn_join", default_n: 1_000_000, run: spawn_join },
+    Workload { name: "skynet", default_n: 1_000_000, run: skynet },
+    Workload { name: "timers", default_n: 1_000_000, run: timers },
+    Workload { name: "idle_memory", default_n: 100_000, run: idle_memory },
+];
+
+fn main() {
+    bc::main("ivy", WORKLOADS);
+}
+
+fn runtime(workers: usize) -> Result<ivy::Runtime, String> {
+    ivy::Builder::new()
+        .workers(workers)
+        .build()
+        .map_err(|e| format!("ivy::Builder::build: {e}"))
+}
+
+/// Two tasks on ONE worker, each calling `yield_now` n/2 times: ns per switch.
+fn switch(p: &Params) -> Result<(), String> {
+    let rt = runtime(1)?;
+    let round = |n: u64| -> Duration {
+        rt.block_on(move || {
+            let per_task = n / 2;
+            let start = Instant::now();
+            let a = ivy::spawn(move || {
+                for _ in 0..per_task {
+                    ivy::yield_now();
+                }
+            });
+            let b = ivy::spawn(move || {
+                for _ in 0..per_task {
+                    ivy::yield_now();
+                }
+            });
+            a.join().expect("switch task a");
+            b.join().expect("switch task b");
+            start.elapsed()
+        })
+    };
+    if p.warmup {
+        round(p.n / 10);
+    }
+    let d = round(p.n);
+    bc::report(p, "ns_per_switch", bc::ns_per(d, p.n / 2 * 2), "ns", None);
+    Ok(())
+}
+
+/// Spawn n trivial tasks from the main task, then join them all: ns per task.
+fn spawn_join(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..n).map(|i| ivy::spawn(move || i)).collect();
+            let mut sum = 0u64;
+            for h in handles {
+                sum += h.join().map_err(|e| format!("join: {e}"))?;
+            }
+            let d = start.elapsed();
+            if sum != n * (n - 1) / 2 {
+                return Err(format!("wrong spawn_join sum {sum}"));
+            }
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_task", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+fn skynet_node(num: u64, size: u64, div: u64) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let sub = size / div;
+    let children: Vec<_> = (0..div)
+        .map(|i| ivy::spawn(move || skynet_node(num + i * sub, sub, div)))
+        .collect();
+    children
+        .into_iter()
+        .map(|h| h.join().expect("skynet child"))
+        .sum()
+}
+
+/// Skynet: n leaf tasks in a 10-ary tree, each node spawning and joining its 10
+/// children: total ms. The sum is checked.
+fn skynet(p: &Params) -> Result<(), String> {
+    bc::check_skynet_size(p.n)?;
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> (u64, Duration) {
+        rt.block_on(move || {
+            let start = Instant::now();
+            let sum = skynet_node(0, n, 10);
+            (sum, start.elapsed())
+        })
+    };
+    if p.warmup {
+        let w = Params { n: p.n / 10, ..p.clone() };
+        let (sum, _) = round(w.n);
+        bc::check_skynet(&w, sum)?;
+    }
+    let (sum, d) = round(p.n);
+    bc::check_skynet(p, sum)?;
+    bc::report(p, "total_ms", bc::ms(d), "ms", Some(&sum.to_string()));
+    Ok(())
+}
+
+/// n tasks each sleeping 1..=1000 ms (splitmix64, seed 42): time until all are
+/// done minus the longest sleep, and the peak RSS.
+fn timers(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64, max_ms: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let d = Duration::from_millis(bc::timer_ms(i, max_ms));
+                    ivy::spawn(move || ivy::sleep(d))
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|e| format!("join: {e}"))?;
+            }
+            Ok(start.elapsed())
+        })
+    };
+    if p.warmup {
+        round(p.n / 10, 10)?;
+    }
+    let (max_ms, sum_ms) = bc::timer_plan(p.n, bc::TIMER_MAX_MS);
+    let d = round(p.n, bc::TIMER_MAX_MS)?;
+    let check = sum_ms.to_string();
+    bc::report(p, "overhead_ms", bc::ms(d) - max_ms as f64, "ms", Some(&check));
+    bc::report(p, "peak_rss", bc::peak_rss_bytes() as f64 / (1 << 20) as f64, "MiB", Some(&check));
+    Ok(())
+}
+
+/// RSS per idle task: n tasks all parked in a long sleep. Measured from the main
+/// task, before spawning and once every task has started; then all are cancelled.
+fn idle_memory(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let n = p.n;
+    let pc = p.clone();
+    let result = rt.block_on(move || -> Result<(), String> {
+        let started = Arc::new(AtomicU64::new(0));
+        let before = bc::rss_bytes();
+        let mut handles = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let started = started.clone();
+            handles.push(ivy::spawn(move || {
+                started.fetch_add(1, Ordering::Relaxed);
+                ivy::sleep(bc::IDLE_SLEEP);
+            }));
+        }
+        let mut polls = 0u64;
+        while started.load(Ordering::Relaxed) < n {
+            ivy::sleep(Duration::from_millis(1));
+            polls += 1;
+            if polls % 500 == 0 {
+                // A task that finished already could not start (no stack).
+                if let Some(i) = handles.iter().position(|h| h.is_finished()) {
+                    let h = handles.swap_remove(i);
+                    let e = match h.join() {
+                        Ok(()) => "an idle task finished early".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(format!(
+                        "{} of {n} tasks started; {e}",
+                        started.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        }
+        let after = bc::rss_bytes();
+        let per_task = after.saturating_sub(before) as f64 / n as f64;
+        // Printed before the teardown, so that a hang there loses no result.
+        bc::report(&pc, "bytes_per_task", per_task, "bytes", None);
+        for h in &handles {
+            h.cancel();
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            bc::fail(p, "bytes_per_task", "bytes", &e);
+            std::process::exit(1);
+        }
+    }
+}

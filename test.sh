@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The one command that runs every test of ivy (README: "Run every test").
+# Format and lint gates first, then the Rust test suite (unit, integration, doc).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+echo "== cargo test (release: the stress tests run 100k-task scenarios)"
+cargo test --release -- --test-threads=2
