@@ -31,7 +31,9 @@ fn main() {
         }
 
         // 2. A panic is caught and handed to the joiner.
-        let err = ivy::spawn(|| -> u32 { panic!("something broke") }).join().unwrap_err();
+        let err = ivy::spawn(|| -> u32 { panic!("something broke") })
+            .join()
+            .unwrap_err();
         println!("  a panicking task: {err}");
 
         // 3. Cancellation reaches a sleeping task at once; its destructors run.

@@ -24,8 +24,10 @@ fn idle_workers_use_no_cpu() {
     std::thread::sleep(Duration::from_millis(500));
     let used = cpu_time() - before;
     // Parked workers burn nothing; allow generous slack for a noisy machine.
-    assert!(used < Duration::from_millis(100), "idle runtime used {used:?} of CPU");
+    assert!(
+        used < Duration::from_millis(100),
+        "idle runtime used {used:?} of CPU"
+    );
     h.cancel();
     let _ = h.join();
 }
-

@@ -69,7 +69,8 @@ fn stack_overflow_stops_the_process_with_a_clear_message() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
     assert!(
-        stderr.contains("ivy: task 'deep-recursion'") && stderr.contains("overflowed its stack of 65536 bytes"),
+        stderr.contains("ivy: task 'deep-recursion'")
+            && stderr.contains("overflowed its stack of 65536 bytes"),
         "stderr: {stderr}"
     );
 }
@@ -80,9 +81,16 @@ fn a_panic_nobody_joins_is_reported_with_the_task_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {stderr}");
     assert!(
-        stderr.contains("ivy: task 'forgotten' (id ") && stderr.contains("panicked and nobody joined it: nobody listens"),
+        stderr.contains("ivy: task 'forgotten' (id ")
+            && stderr.contains("panicked and nobody joined it: nobody listens"),
         "stderr: {stderr}"
     );
-    assert!(stderr.contains("panicked and nobody joined it: late failure"), "stderr: {stderr}");
-    assert!(!stderr.contains("nobody joined it: seen by join"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("panicked and nobody joined it: late failure"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("nobody joined it: seen by join"),
+        "stderr: {stderr}"
+    );
 }

@@ -32,7 +32,9 @@ fn nested_spawns_join_in_tree() {
         if depth == 0 {
             return 1;
         }
-        let hs: Vec<_> = (0..4).map(|_| ivy::spawn(move || tree(depth - 1))).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| ivy::spawn(move || tree(depth - 1)))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     }
     for workers in [1, 2, 4] {
@@ -87,9 +89,15 @@ fn panic_is_caught_and_reported_through_join() {
     assert_eq!(err.panic_message(), Some("boom 7"));
     // The runtime keeps running.
     assert_eq!(rt.block_on(|| 5), 5);
-    let payload = rt.spawn(|| std::panic::panic_any(17i32)).join().unwrap_err();
+    let payload = rt
+        .spawn(|| std::panic::panic_any(17i32))
+        .join()
+        .unwrap_err();
     assert_eq!(payload.panic_message(), None);
-    assert_eq!(*payload.try_into_panic().unwrap().downcast::<i32>().unwrap(), 17);
+    assert_eq!(
+        *payload.try_into_panic().unwrap().downcast::<i32>().unwrap(),
+        17
+    );
 }
 
 #[test]
@@ -277,7 +285,9 @@ fn shutdown_cancels_and_joins_leftover_tasks() {
 fn handle_live_tasks_counts_to_zero_after_shutdown_work() {
     let rt = rt(2);
     let h = rt.handle();
-    let hs: Vec<_> = (0..100).map(|_| h.spawn(|| ivy::sleep(Duration::from_millis(2)))).collect();
+    let hs: Vec<_> = (0..100)
+        .map(|_| h.spawn(|| ivy::sleep(Duration::from_millis(2))))
+        .collect();
     assert!(h.live_tasks() <= 100);
     for j in hs {
         j.join().unwrap();
@@ -306,7 +316,9 @@ fn plain_threads_spawn_and_join() {
         })
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    let expected: u64 = (0..8u64).map(|t| (0..100u64).map(|i| t * 1000 + i).sum::<u64>()).sum();
+    let expected: u64 = (0..8u64)
+        .map(|t| (0..100u64).map(|i| t * 1000 + i).sum::<u64>())
+        .sum();
     assert_eq!(total, expected);
 }
 
@@ -351,8 +363,11 @@ fn spawn_outside_a_runtime_is_a_clear_error() {
     let err = ivy::task::Builder::new().spawn(|| 1).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     let p = std::panic::catch_unwind(|| ivy::spawn(|| 1)).unwrap_err();
-    let msg = p.downcast_ref::<&str>().map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned()).unwrap();
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap();
     assert!(msg.contains("outside an ivy runtime"), "{msg}");
 }
 
@@ -433,11 +448,16 @@ fn task_locals_are_per_task_across_blocking_calls() {
                         ivy::sleep(Duration::from_micros(100));
                         COUNTER.with(|c| c.set(c.get() + 1000));
                     }
-                    (COUNTER.with(|c| c.get()), LABEL.with(|l| l.borrow().clone()))
+                    (
+                        COUNTER.with(|c| c.get()),
+                        LABEL.with(|l| l.borrow().clone()),
+                    )
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     });
     for (i, (c, l)) in results.into_iter().enumerate() {
         assert_eq!(c, i as u64 + 10_000);

@@ -97,7 +97,8 @@ fn ping_pong_exact_over_many_rounds() {
     let rt = ivy::Builder::new().workers(2).build().unwrap();
     for _ in 0..10 {
         let turn = Arc::new(AtomicU64::new(0));
-        let parkers: Arc<Mutex<[Option<ivy::park::Unparker>; 2]>> = Arc::new(Mutex::new([None, None]));
+        let parkers: Arc<Mutex<[Option<ivy::park::Unparker>; 2]>> =
+            Arc::new(Mutex::new([None, None]));
         const ROUNDS: u64 = 20_000;
         let hs: Vec<_> = (0..2u64)
             .map(|me| {

@@ -75,7 +75,8 @@ impl Shared {
             }
         })
         .flatten();
-        self.registry.insert(&task, local.unwrap_or(self.remotes.len()));
+        self.registry
+            .insert(&task, local.unwrap_or(self.remotes.len()));
         if self.is_closing() {
             task.cancel();
         }
@@ -93,18 +94,17 @@ impl Shared {
 pub(crate) fn schedule_woken(task: Arc<Task>) {
     let home = task.home();
     let shared = task.shared.clone();
-    let task = match worker::try_with_current(|w| {
-        Arc::ptr_eq(&w.shared, &shared) && w.index == home
-    }) {
-        Some(true) => {
-            // Woken by a task (or timer) on its own home thread: no hand-off needed.
-            return worker::with_current(|w| {
-                let lifo = w.is_running_task();
-                w.push_woken(task, lifo)
-            });
-        }
-        _ => task,
-    };
+    let task =
+        match worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &shared) && w.index == home) {
+            Some(true) => {
+                // Woken by a task (or timer) on its own home thread: no hand-off needed.
+                return worker::with_current(|w| {
+                    let lifo = w.is_running_task();
+                    w.push_woken(task, lifo)
+                });
+            }
+            _ => task,
+        };
     let remote = &shared.remotes[home];
     remote.inbox.push(task);
     remote.unparker.unpark();
@@ -283,8 +283,8 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let on_own_worker = worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared))
-            .unwrap_or(false);
+        let on_own_worker =
+            worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared)).unwrap_or(false);
         assert!(
             !on_own_worker,
             "ivy: Runtime::block_on called from one of the runtime's own tasks; \
@@ -307,8 +307,8 @@ impl Runtime {
     pub fn shutdown(self) {}
 
     fn shutdown_now(&mut self) {
-        let on_own_worker = worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared))
-            .unwrap_or(false);
+        let on_own_worker =
+            worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &self.shared)).unwrap_or(false);
         if on_own_worker {
             // Waiting here would deadlock this worker. Leave the runtime running;
             // its threads exit with the process. Report it: this is a bug in the caller.

@@ -135,7 +135,12 @@ pub(crate) fn suspend(task: &Task, why: Suspend) {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, shared: Arc<Shared>, spawned: Deque<Arc<Task>>, parker: Parker) -> Worker {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        spawned: Deque<Arc<Task>>,
+        parker: Parker,
+    ) -> Worker {
         let origin = shared.origin;
         Worker {
             index,
@@ -193,7 +198,9 @@ impl Worker {
             }
         }
         // Drop timers and queued references; by now every task has finished.
-        self.wheel.borrow_mut().poll(Instant::now() + Duration::from_secs(1 << 40), drop);
+        self.wheel
+            .borrow_mut()
+            .poll(Instant::now() + Duration::from_secs(1 << 40), drop);
         CURRENT.with(|c| c.set(std::ptr::null()));
     }
 

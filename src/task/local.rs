@@ -83,7 +83,9 @@ impl<T: 'static> LocalKey<T> {
         // exits), never while `f` can run on this task. The box holds a `T`: the
         // key's address identifies the `LocalKey<T>` that inserted it.
         let value = unsafe { &*ptr };
-        f(value.downcast_ref::<T>().expect("task-local type matches its key"))
+        f(value
+            .downcast_ref::<T>()
+            .expect("task-local type matches its key"))
     }
 }
 

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::cancel::CancelUnwind;
-use crate::runtime::{check_stack_size, Handle, Shared};
 use crate::runtime::worker;
+use crate::runtime::{check_stack_size, Handle, Shared};
+use join::{payload_str, Packet};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
-use join::{payload_str, Packet};
 use raw::{Entry, Task};
 
 /// A task's unique id (unique across runtimes for the life of the process).
@@ -85,7 +85,10 @@ where
             let msg = payload_str(p.as_ref())
                 .unwrap_or("<non-string panic payload>")
                 .to_string();
-            me.join.lock().unwrap_or_else(|e| e.into_inner()).panic_message = Some(msg);
+            me.join
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .panic_message = Some(msg);
             Err(JoinError::panicked(tid, p))
         }
     }
@@ -103,9 +106,9 @@ where
 {
     match Handle::try_current() {
         Some(h) => h.spawn(f),
-        None => panic!(
-            "ivy::spawn called outside an ivy runtime; use Runtime::spawn or Handle::spawn"
-        ),
+        None => {
+            panic!("ivy::spawn called outside an ivy runtime; use Runtime::spawn or Handle::spawn")
+        }
     }
 }
 
