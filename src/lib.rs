@@ -25,10 +25,12 @@
 mod cancel;
 pub mod park;
 pub mod runtime;
+mod scope;
 mod stack;
 pub mod task;
 pub mod time;
 
 pub use runtime::{run, Builder, Handle, Runtime};
+pub use scope::{deadline, shield, timeout, Elapsed};
 pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
 pub use time::{sleep, sleep_until, yield_now};

@@ -13,11 +13,13 @@
 //! Inside a task a park is also a cancellation point: it returns
 //! `Err(Interrupted::Cancelled)` once the task has been cancelled.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cancel::Interrupted;
 use crate::runtime::worker;
+use crate::scope::{self, ScopeState};
 use crate::task::raw::{Suspend, Task};
 
 /// A handle that wakes one parked task or thread.
@@ -68,12 +70,15 @@ pub fn current_unparker() -> Unparker {
 }
 
 /// Parks the caller until unparked, or until `deadline` passes, or (in a task)
-/// until it is cancelled. May return `Ok` spuriously.
+/// until it is cancelled, or until the deadline of an enclosing timeout scope
+/// passes. May return `Ok` spuriously; `Ok` also when `deadline` is reached (the
+/// caller checks its own deadline), `Err` for cancellation or an elapsed scope.
 pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
     match worker::current_task() {
         Some(task) => park_task(&task, deadline),
-        None => {
-            match deadline {
+        None => scope::thread_state(|state| {
+            interrupt_of(state, false)?;
+            match earliest(deadline, scope::scope_deadline(state)) {
                 None => std::thread::park(),
                 Some(d) => {
                     let now = Instant::now();
@@ -82,28 +87,52 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
                     }
                 }
             }
-            Ok(())
-        }
+            interrupt_of(state, false)
+        }),
     }
 }
 
-/// Returns `Err` if the current task has a pending interruption. Plain threads
-/// never do.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The interruption pending for the owner of `state`, if any. `cancelled` is
+/// whether the owner (a task) has been cancelled. Nothing is raised while the
+/// thread unwinds, so blocking destructors run to completion.
+fn interrupt_of(state: &Cell<ScopeState>, cancelled: bool) -> Result<(), Interrupted> {
+    if std::thread::panicking() {
+        return Ok(());
+    }
+    if cancelled && !scope::is_shielded(state) {
+        return Err(Interrupted::Cancelled);
+    }
+    if scope::deadline_passed(state, Instant::now()) {
+        scope::mark_elapsed(state);
+        return Err(Interrupted::Elapsed);
+    }
+    Ok(())
+}
+
+/// Returns `Err` if the caller has a pending interruption: cancellation (tasks
+/// only) or an elapsed deadline scope.
 pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
     match worker::current_task() {
-        Some(task) if task.cancellation_pending() => Err(Interrupted::Cancelled),
-        _ => Ok(()),
+        Some(task) => interrupt_of(&task.ctx.scope, task.is_cancelled()),
+        None => scope::thread_state(|state| interrupt_of(state, false)),
     }
 }
 
 fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrupted> {
-    if task.cancellation_pending() {
-        return Err(Interrupted::Cancelled);
-    }
+    let state = &task.ctx.scope;
+    interrupt_of(state, task.is_cancelled())?;
     if task.take_notified() {
         return Ok(());
     }
-    if let Some(d) = deadline {
+    if let Some(d) = earliest(deadline, scope::scope_deadline(state)) {
         let key = worker::with_current(|w| w.insert_timer(d, task.clone()));
         task.ctx.timer.set(Some(key));
     }
@@ -111,10 +140,7 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
     if let Some(key) = task.ctx.timer.take() {
         worker::with_current(|w| w.remove_timer(key));
     }
-    if task.cancellation_pending() {
-        return Err(Interrupted::Cancelled);
-    }
-    Ok(())
+    interrupt_of(state, task.is_cancelled())
 }
 
 /// Suspends the current task and puts it at the back of its worker's queue; on a
@@ -122,18 +148,13 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
 pub(crate) fn yield_now() -> Result<(), Interrupted> {
     match worker::current_task() {
         Some(task) => {
-            if task.cancellation_pending() {
-                return Err(Interrupted::Cancelled);
-            }
+            interrupt_of(&task.ctx.scope, task.is_cancelled())?;
             worker::suspend(&task, Suspend::Yield);
-            if task.cancellation_pending() {
-                return Err(Interrupted::Cancelled);
-            }
-            Ok(())
+            interrupt_of(&task.ctx.scope, task.is_cancelled())
         }
         None => {
             std::thread::yield_now();
-            Ok(())
+            check_interrupt()
         }
     }
 }

@@ -448,8 +448,10 @@ impl Worker {
 
     fn complete(&self, task: Arc<Task>) {
         task.transition_to_done();
-        crate::task::join::notify_done(&task);
+        // Leave the registry before waking the joiner, so that a joiner sees
+        // `live_tasks` without this task (regression: the count lagged the join).
         self.shared.registry.remove(&task);
+        crate::task::join::notify_done(&task);
     }
 }
 

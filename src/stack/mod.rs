@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(size(1), MIN_STACK_SIZE);
         assert_eq!(size(MIN_STACK_SIZE), MIN_STACK_SIZE);
         assert_eq!(size(MIN_STACK_SIZE + 1), 2 * MIN_STACK_SIZE);
-        assert_eq!(size(DEFAULT_STACK_SIZE), 64 << 10);
+        assert_eq!(
+            size(DEFAULT_STACK_SIZE),
+            DEFAULT_STACK_SIZE.next_power_of_two()
+        );
         assert_eq!(size(100_000), 128 << 10);
         let err = TaskStack::allocate(MAX_STACK_SIZE + 1).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);

@@ -94,6 +94,8 @@ pub(crate) struct TaskCtx {
     /// The pending timer of the current `park_until`, if any.
     pub(crate) timer: Cell<Option<TimerKey>>,
     pub(crate) locals: RefCell<LocalMap>,
+    /// Deadline scopes and shields open in this task (`scope.rs`).
+    pub(crate) scope: Cell<crate::scope::ScopeState>,
 }
 
 /// Join bookkeeping, under a small mutex: who waits for the result, whether the
@@ -143,6 +145,7 @@ impl Task {
                 yielder: Cell::new(std::ptr::null()),
                 timer: Cell::new(None),
                 locals: RefCell::new(LocalMap::default()),
+                scope: Cell::new(Default::default()),
             },
         }
     }
@@ -250,10 +253,5 @@ impl Task {
         if s & STATE_MASK == PARKED {
             crate::runtime::schedule_woken(this.clone());
         }
-    }
-
-    /// Whether this task should see a cancellation at its next blocking call.
-    pub(crate) fn cancellation_pending(&self) -> bool {
-        self.is_cancelled() && !std::thread::panicking()
     }
 }
