@@ -18,11 +18,17 @@
 //! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
 //! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
 //! state machine, join, task-locals), `park` (park/unpark of the *current* task or
-//! thread: the primitive every blocking operation is built on).
+//! thread: the primitive every blocking operation is built on), then `io` (fd
+//! readiness on each worker's poll), `net` (sockets), `blocking` (the thread
+//! pool behind `spawn_blocking`) and `fs` (files on that pool).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod blocking;
 mod cancel;
+pub mod fs;
+pub mod io;
+pub mod net;
 pub mod park;
 pub mod runtime;
 mod scope;
@@ -31,6 +37,7 @@ pub mod task;
 pub mod time;
 
 pub use runtime::{run, Builder, Handle, Runtime};
+pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
 pub use scope::{deadline, shield, timeout, Elapsed};
 pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
 pub use time::{sleep, sleep_until, yield_now};

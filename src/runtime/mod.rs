@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// Time origin of the workers' timer wheels.
     pub(crate) origin: Instant,
     pub(crate) default_stack_size: usize,
+    /// Threads for blocking work (`ivy::spawn_blocking`, `ivy::fs`).
+    pub(crate) blocking: crate::blocking::BlockingPool,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     closing: AtomicBool,
     /// Set once every task has finished: workers exit.
@@ -119,6 +121,8 @@ pub struct Builder {
     workers: Option<usize>,
     stack_size: Option<usize>,
     thread_name: Option<String>,
+    max_blocking_threads: Option<usize>,
+    blocking_keep_alive: Option<Duration>,
 }
 
 impl Builder {
@@ -146,6 +150,20 @@ impl Builder {
         self
     }
 
+    /// Maximum number of threads of the blocking pool (`ivy::spawn_blocking`,
+    /// `ivy::fs`, name resolution); default 512. Jobs beyond it queue.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking_threads = Some(n);
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits
+    /// (default 10 s).
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Builder {
+        self.blocking_keep_alive = Some(d);
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
@@ -166,6 +184,20 @@ impl Builder {
         };
         check_stack_size(stack_size)?;
         let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
+        let max_blocking = self
+            .max_blocking_threads
+            .unwrap_or(crate::blocking::DEFAULT_MAX_THREADS);
+        if max_blocking == 0 {
+            return Err(invalid(
+                "ivy: max_blocking_threads must be at least 1".to_string(),
+            ));
+        }
+        let blocking = crate::blocking::BlockingPool::new(
+            max_blocking,
+            self.blocking_keep_alive
+                .unwrap_or(crate::blocking::DEFAULT_KEEP_ALIVE),
+            format!("{prefix}-blocking"),
+        );
 
         crate::stack::overflow::install_handler();
         let mut deques = Vec::with_capacity(workers);
@@ -189,6 +221,7 @@ impl Builder {
             registry: Registry::new(),
             origin: Instant::now(),
             default_stack_size: stack_size,
+            blocking,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -336,6 +369,7 @@ impl Runtime {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        shared.blocking.shutdown();
     }
 }
 

@@ -34,9 +34,12 @@
 //! (unstarted ones are stolen by idle peers). Call `ivy::yield_now()` in long loops;
 //! `IVY_DEBUG` will flag tasks that do not.
 //!
-//! # Idle
+//! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`),
-//! then sleeps in its `mio::Poll` with a timeout set to its next timer.
+//! then sleeps in its `mio::Poll` with a timeout set to its next timer. That poll
+//! is also the worker's I/O reactor (parker.rs, `crate::io`): events wake the
+//! tasks that registered the fds, which live on this worker. A busy worker polls
+//! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -209,6 +212,9 @@ impl Worker {
         self.tick.set(tick);
         if tick % FAIRNESS_INTERVAL == 0 {
             self.poll_timers();
+            // I/O hook: a busy worker still collects socket readiness (a zero-timeout
+            // poll, skipped when no fd is registered here); see parker.rs.
+            self.parker.borrow_mut().poll_io();
             if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
                 return Some(t);
             }
@@ -352,7 +358,10 @@ impl Worker {
             d.saturating_duration_since(now)
         });
         if timeout != Some(Duration::ZERO) {
+            // Sleeps in the worker's mio::Poll and dispatches the I/O events it gets.
             self.parker.borrow_mut().park(timeout);
+        } else {
+            self.parker.borrow_mut().poll_io();
         }
         self.wake_from_sleep();
         self.poll_timers();
