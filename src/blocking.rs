@@ -54,7 +54,11 @@ struct PoolState {
 }
 
 impl BlockingPool {
-    pub(crate) fn new(max_threads: usize, keep_alive: Duration, thread_name: String) -> BlockingPool {
+    pub(crate) fn new(
+        max_threads: usize,
+        keep_alive: Duration,
+        thread_name: String,
+    ) -> BlockingPool {
         BlockingPool {
             inner: Arc::new(PoolInner {
                 state: Mutex::new(PoolState {
@@ -241,7 +245,11 @@ impl<T> BlockingHandle<T> {
 
     /// Whether the job has finished (then `join` returns at once).
     pub fn is_finished(&self) -> bool {
-        self.slot.state.lock().unwrap_or_else(|e| e.into_inner()).done
+        self.slot
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .done
     }
 
     /// An id unique among tasks and blocking jobs, used in `JoinError`s.
@@ -250,7 +258,10 @@ impl<T> BlockingHandle<T> {
     }
 
     /// The internal join: interruptions and the own deadline as errors.
-    pub(crate) fn join_until(&self, deadline: Option<Instant>) -> Result<Result<T, JoinError>, JoinWait> {
+    pub(crate) fn join_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, JoinError>, JoinWait> {
         loop {
             {
                 let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());

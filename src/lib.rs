@@ -36,8 +36,8 @@ mod stack;
 pub mod task;
 pub mod time;
 
-pub use runtime::{run, Builder, Handle, Runtime};
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
+pub use runtime::{run, Builder, Handle, Runtime};
 pub use scope::{deadline, shield, timeout, Elapsed};
 pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
 pub use time::{sleep, sleep_until, yield_now};

@@ -94,7 +94,10 @@ fn idle_pool_threads_exit_after_keep_alive() {
         assert!(ivy::blocking_threads() >= 1);
         let t0 = Instant::now();
         while ivy::blocking_threads() != 0 {
-            assert!(t0.elapsed() < Duration::from_secs(5), "pool threads did not exit");
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "pool threads did not exit"
+            );
             ivy::sleep(Duration::from_millis(20));
         }
         // The pool grows again on demand.
@@ -204,7 +207,10 @@ fn fs_call_inside_elapsed_scope_times_out() {
         let r = ivy::timeout(Duration::from_millis(50), || {
             inner = Some(ivy::fs::metadata("/").map(|_| ()).map_err(|e| e.kind()));
         });
-        assert!(r.is_err(), "queued behind the slow job, the scope must elapse");
+        assert!(
+            r.is_err(),
+            "queued behind the slow job, the scope must elapse"
+        );
         assert_eq!(inner, Some(Err(std::io::ErrorKind::TimedOut)));
         assert!(t0.elapsed() < Duration::from_millis(350));
         slow.join().unwrap();

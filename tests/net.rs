@@ -197,16 +197,17 @@ fn read_timeout_and_scope_deadline() {
         });
         let s = TcpStream::connect(addr).unwrap();
         // Socket timeout.
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        assert_eq!(
-            s.read_timeout().unwrap(),
-            Some(Duration::from_millis(100))
-        );
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert_eq!(s.read_timeout().unwrap(), Some(Duration::from_millis(100)));
         let t0 = Instant::now();
         let e = (&s).read(&mut [0u8; 16]).unwrap_err();
         let took = t0.elapsed();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
-        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         s.set_read_timeout(None).unwrap();
         assert!(s.set_read_timeout(Some(Duration::ZERO)).is_err());
         // Scope deadline: the read reports TimedOut and the scope Elapsed.
@@ -216,7 +217,10 @@ fn read_timeout_and_scope_deadline() {
         });
         let took = t0.elapsed();
         assert!(r.is_err(), "scope must report Elapsed: {r:?}");
-        assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         // Nothing was lost: the late data arrives intact.
         let mut buf = [0u8; 4];
         (&s).read_exact(&mut buf).unwrap();
@@ -267,7 +271,10 @@ fn connect_deadlines() {
         let e = TcpStream::connect_timeout(&addr, Duration::from_millis(150)).unwrap_err();
         let took = t0.elapsed();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
-        assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
 
         let t0 = Instant::now();
         let r = ivy::timeout(Duration::from_millis(150), || {
@@ -275,7 +282,10 @@ fn connect_deadlines() {
         });
         let took = t0.elapsed();
         assert!(r.is_err(), "{r:?}");
-        assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
     });
     drop(fillers);
     // SAFETY: our own listener fd, closed once.

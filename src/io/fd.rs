@@ -64,8 +64,7 @@ pub(crate) fn poll_thread(
                 return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
             }
             let mut ready = 0;
-            if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0
-            {
+            if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
                 ready |= READABLE;
             }
             if pfd.revents & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0 {
@@ -89,7 +88,11 @@ pub(crate) fn poll_thread(
 /// ready bits. In a task: a temporary registration with the task's worker poll
 /// (on a `dup` of the fd if the fd itself is already registered there), removed
 /// before returning; the caller's fd is never closed. On a thread: `poll(2)`.
-pub(crate) fn wait_fd(fd: RawFd, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
+pub(crate) fn wait_fd(
+    fd: RawFd,
+    mask: usize,
+    deadline: Option<Instant>,
+) -> Result<usize, WaitError> {
     if fd < 0 {
         return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
     }
@@ -128,7 +131,7 @@ fn wait_dup(fd: RawFd, mask: usize, deadline: Option<Instant>) -> Result<usize, 
     let reg = Registration::with_readiness(dup, 0);
     let r = reg.wait(mask, deadline);
     drop(reg); // deregisters before the close below
-    // SAFETY: `dup` is our own descriptor from fcntl above, closed exactly once.
+               // SAFETY: `dup` is our own descriptor from fcntl above, closed exactly once.
     unsafe { libc::close(dup) };
     r
 }

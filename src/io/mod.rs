@@ -124,10 +124,17 @@ pub(crate) fn wait_fd_ready(
     })
 }
 
-/// Number of fds currently registered with the poll of some worker, process-wide.
-/// For diagnostics and leak tests: every ivy socket that had to wait is counted
-/// until it is dropped.
+/// Number of fds currently registered with the polls of the caller's runtime's
+/// workers (0 outside a runtime). For diagnostics and leak tests: every ivy
+/// socket that had to wait is counted until it is dropped.
 #[doc(hidden)]
 pub fn registrations() -> usize {
-    registration::registrations()
+    crate::runtime::worker::try_with_current(|w| {
+        w.shared
+            .remotes
+            .iter()
+            .map(|r| r.unparker.reactor.registrations())
+            .sum()
+    })
+    .unwrap_or(0)
 }

@@ -13,7 +13,7 @@
 //!   cancelled, scope elapsed), so nothing keeps a dead task alive.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -230,18 +230,6 @@ fn remove_waiter(waiters: &mut Waiters, me: &Unparker) {
     waiters.write.retain(|w| !w.same_target(me));
 }
 
-/// Process-wide number of fds registered with some worker's poll (diagnostics and
-/// leak tests: see `crate::io::registrations`).
-static REGISTRATIONS: AtomicIsize = AtomicIsize::new(0);
-
-pub(crate) fn count_registration(delta: isize) {
-    REGISTRATIONS.fetch_add(delta, Ordering::Relaxed);
-}
-
-pub(crate) fn registrations() -> usize {
-    REGISTRATIONS.load(Ordering::Relaxed).max(0) as usize
-}
-
 /// An fd's registration: its readiness state and, once a task has had to wait
 /// for it, the worker poll it is registered with. Deregisters on drop; never
 /// closes the fd (its owner does, after dropping this).
@@ -289,7 +277,11 @@ impl Registration {
     /// worker's, unless it is already registered with another live worker that
     /// a task waiting in the other direction relies on (split halves used by tasks
     /// on two workers: no ping-pong; events then wake the other task remotely).
-    fn ensure_registered(&self, reactor: &Arc<WorkerUnparker>, dir: Direction) -> std::io::Result<()> {
+    fn ensure_registered(
+        &self,
+        reactor: &Arc<WorkerUnparker>,
+        dir: Direction,
+    ) -> std::io::Result<()> {
         let mut home = self.home.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = home.as_ref() {
             if Arc::ptr_eq(&h.reactor, reactor) {
@@ -377,11 +369,7 @@ impl Registration {
 
     /// Removes the fd from its poll now (before the owner closes it).
     pub(crate) fn deregister(&self) {
-        let home = self
-            .home
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let home = self.home.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = home {
             let owner = on_reactor_thread(&h.reactor);
             h.reactor.reactor.deregister(self.fd, h.token, owner);

@@ -137,6 +137,9 @@ pub(crate) fn each_addr<A: ToSocketAddrs + ?Sized, T>(
         }
     }
     Err(WaitError::Io(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
     })))
 }

@@ -105,7 +105,11 @@ impl<T: AsRawFd> Socket<T> {
     }
 
     /// `io_until` with the Rust-side behaviour: cancellation unwinds.
-    pub(crate) fn io<R>(&self, dir: Direction, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn io<R>(
+        &self,
+        dir: Direction,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         crate::io::or_raise_io(self.io_until(dir, None, op))
     }
 

@@ -53,7 +53,9 @@ impl TcpListener {
         &self,
         deadline: Option<Instant>,
     ) -> Result<(TcpStream, SocketAddr), WaitError> {
-        let (s, addr) = self.inner.io_until(Direction::Read, deadline, |l| l.accept())?;
+        let (s, addr) = self
+            .inner
+            .io_until(Direction::Read, deadline, |l| l.accept())?;
         Ok((TcpStream::from_mio(s), addr))
     }
 
@@ -273,7 +275,11 @@ impl TcpStream {
 
     #[allow(dead_code)] // for the C ABI
     /// The internal write: errors distinguish interruptions and the deadline.
-    pub(crate) fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
+    pub(crate) fn write_until(
+        &self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
         self.inner
             .io_until(Direction::Write, deadline, |mut s| s.write(buf))
     }
@@ -291,7 +297,8 @@ impl Read for &TcpStream {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |mut s| s.read_vectored(bufs))
+        self.inner
+            .io(Direction::Read, |mut s| s.read_vectored(bufs))
     }
 }
 
@@ -301,7 +308,8 @@ impl Write for &TcpStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |mut s| s.write_vectored(bufs))
+        self.inner
+            .io(Direction::Write, |mut s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {

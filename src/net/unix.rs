@@ -111,7 +111,10 @@ impl UnixStream {
         or_raise_io(UnixStream::connect_until(path.as_ref(), None))
     }
 
-    pub(crate) fn connect_until(path: &Path, deadline: Option<Instant>) -> Result<UnixStream, WaitError> {
+    pub(crate) fn connect_until(
+        path: &Path,
+        deadline: Option<Instant>,
+    ) -> Result<UnixStream, WaitError> {
         let mut backoff = Duration::from_millis(1);
         loop {
             crate::park::check_interrupt()?;
@@ -196,7 +199,8 @@ impl Read for &UnixStream {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |mut s| s.read_vectored(bufs))
+        self.inner
+            .io(Direction::Read, |mut s| s.read_vectored(bufs))
     }
 }
 
@@ -206,7 +210,8 @@ impl Write for &UnixStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |mut s| s.write_vectored(bufs))
+        self.inner
+            .io(Direction::Write, |mut s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {

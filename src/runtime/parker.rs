@@ -116,9 +116,7 @@ impl Parker {
     /// are not starved by tasks that keep the worker busy. A no-op (no syscall)
     /// while no fd is registered with this worker.
     pub(crate) fn poll_io(&mut self) {
-        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0
-            || self.has_released()
-        {
+        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 || self.has_released() {
             self.poll_and_dispatch(Some(Duration::ZERO));
         }
     }
@@ -204,7 +202,6 @@ impl Reactor {
         {
             Ok(()) => {
                 self.registrations.fetch_add(1, Ordering::Relaxed);
-                crate::io::registration::count_registration(1);
                 Ok(token)
             }
             Err(e) => {
@@ -224,7 +221,6 @@ impl Reactor {
         // dropped the registration) or never registered: nothing left to undo.
         let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
         self.registrations.fetch_sub(1, Ordering::Relaxed);
-        crate::io::registration::count_registration(-1);
         let release_now = on_owner_thread && !self.dispatching.load(Ordering::Relaxed);
         if !release_now {
             let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,6 +233,11 @@ impl Reactor {
         // and no dispatch can be reading it: either we are the owning worker
         // outside its dispatch loop, or the worker has exited.
         drop(unsafe { Arc::from_raw(token as *const IoState) });
+    }
+
+    /// Number of fds registered with this poll now.
+    pub(crate) fn registrations(&self) -> usize {
+        self.registrations.load(Ordering::Relaxed)
     }
 
     /// Whether the worker owning this reactor has exited.
