@@ -399,6 +399,11 @@ impl Handle {
         crate::task::spawn_on(&self.shared, name, stack, f)
     }
 
+    /// The stack size tasks get when they do not ask for one.
+    pub fn default_stack_size(&self) -> usize {
+        self.shared.default_stack_size
+    }
+
     /// Number of tasks spawned and not yet finished.
     pub fn live_tasks(&self) -> usize {
         self.shared.registry.live()

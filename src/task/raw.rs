@@ -96,13 +96,16 @@ pub(crate) struct TaskCtx {
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`scope.rs`).
     pub(crate) scope: Cell<crate::scope::ScopeState>,
+    /// ivy raised a cancellation or deadline unwind in this task that has not
+    /// been caught yet (`worker::task_is_unwinding`).
+    pub(crate) raised: Cell<bool>,
 }
 
 /// Join bookkeeping, under a small mutex: who waits for the result, whether the
 /// handle still exists, and the panic message for the "nobody joined" report.
 #[derive(Default)]
 pub(crate) struct JoinSlot {
-    pub(crate) waiter: Option<crate::park::Unparker>,
+    pub(crate) waiter: Option<crate::task::join::Waiter>,
     pub(crate) handle_dropped: bool,
     pub(crate) panic_message: Option<String>,
     pub(crate) done: bool,
@@ -146,6 +149,7 @@ impl Task {
                 timer: Cell::new(None),
                 locals: RefCell::new(LocalMap::default()),
                 scope: Cell::new(Default::default()),
+                raised: Cell::new(false),
             },
         }
     }
