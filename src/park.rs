@@ -14,10 +14,12 @@
 //! `Err(Interrupted::Cancelled)` once the task has been cancelled.
 
 use std::cell::Cell;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cancel::Interrupted;
+use crate::runtime::debug::WaitReason;
 use crate::runtime::worker;
 use crate::scope::{self, ScopeState};
 use crate::task::raw::{Suspend, Task};
@@ -74,8 +76,13 @@ pub fn current_unparker() -> Unparker {
 /// passes. May return `Ok` spuriously; `Ok` also when `deadline` is reached (the
 /// caller checks its own deadline), `Err` for cancellation or an elapsed scope.
 pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
+    park_for(deadline, WaitReason::Park)
+}
+
+/// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
+pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), Interrupted> {
     match worker::current_task() {
-        Some(task) => park_task(&task, deadline),
+        Some(task) => park_task(&task, deadline, reason),
         None => scope::thread_state(|state| {
             interrupt_of(state, None)?;
             match earliest(deadline, scope::scope_deadline(state)) {
@@ -135,7 +142,11 @@ pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
     }
 }
 
-fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrupted> {
+fn park_task(
+    task: &Arc<Task>,
+    deadline: Option<Instant>,
+    reason: WaitReason,
+) -> Result<(), Interrupted> {
     let state = &task.ctx.scope;
     interrupt_of(state, Some(task))?;
     if task.take_notified() {
@@ -145,7 +156,9 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
         let key = worker::with_current(|w| w.insert_timer(d, task.clone()));
         task.ctx.timer.set(Some(key));
     }
+    task.wait_reason.store(reason as u8, Ordering::Relaxed);
     worker::suspend(task, Suspend::Park);
+    task.wait_reason.store(0, Ordering::Relaxed);
     if let Some(key) = task.ctx.timer.take() {
         worker::with_current(|w| w.remove_timer(key));
     }

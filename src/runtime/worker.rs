@@ -457,11 +457,22 @@ impl Worker {
         // by our `task` Arc) does not move or change while it runs; we reset it to
         // null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
+        let started = self
+            .shared
+            .debug
+            .slow_task
+            .map(|limit| (limit, Instant::now()));
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
+        if let Some((limit, t0)) = started {
+            let took = t0.elapsed();
+            if took > limit {
+                crate::runtime::debug::report_slow(&task, took);
+            }
+        }
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
         *self.current.borrow_mut() = None;

@@ -147,7 +147,7 @@ fn next_completed(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
-        park::park_until(deadline)?;
+        park::park_for(deadline, crate::runtime::debug::WaitReason::Join)?;
     }
 }
 

@@ -228,7 +228,7 @@ impl<T> JoinHandle<T> {
                 self.clear_waiter();
                 return Ok(self.task.is_done());
             }
-            if let Err(e) = park::park_until(deadline) {
+            if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Join) {
                 self.clear_waiter();
                 return Err(e);
             }

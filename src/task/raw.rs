@@ -74,6 +74,8 @@ pub(crate) struct Task {
     /// Slot in the runtime's registry of live tasks.
     pub(crate) registry_key: AtomicUsize,
     pub(crate) join: Mutex<JoinSlot>,
+    /// What the task is parked on (`runtime::debug::WaitReason`), for task dumps.
+    pub(crate) wait_reason: AtomicU8,
     /// Scheduler-owned: see the module comment for who may touch it when.
     coro: UnsafeCell<CoroSlot>,
     /// Task-owned: touched only by the task's own code and by its home worker
@@ -139,6 +141,7 @@ impl Task {
             shared,
             registry_key: AtomicUsize::new(usize::MAX),
             join: Mutex::new(JoinSlot::default()),
+            wait_reason: AtomicU8::new(0),
             coro: UnsafeCell::new(CoroSlot {
                 entry: Some(entry),
                 coroutine: None,
@@ -174,6 +177,10 @@ impl Task {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATE_MASK
     }
 
     pub(crate) fn is_done(&self) -> bool {

@@ -293,7 +293,7 @@ fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
             None
         };
         // Inside the shield nothing interrupts this park.
-        let _ = park::park_until(d);
+        let _ = park::park_for(d, crate::runtime::debug::WaitReason::Join);
     });
     interrupted
 }
