@@ -27,6 +27,7 @@
 mod blocking;
 mod cancel;
 pub mod fs;
+mod generator;
 pub mod io;
 pub mod net;
 pub mod park;
@@ -37,7 +38,11 @@ pub mod task;
 pub mod time;
 
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
+pub use generator::{Generator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use scope::{deadline, shield, timeout, Elapsed};
-pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
+pub use task::{
+    as_completed, current, join_all, join_all_settled, scope, spawn, wait_any, AsCompleted,
+    JoinError, JoinHandle, Scope, ScopedJoinHandle, TaskId,
+};
 pub use time::{sleep, sleep_until, yield_now};

@@ -207,7 +207,7 @@ impl IoState {
                     }
                 }
             }
-            let parked = park::park_until(deadline);
+            let parked = park::park_for(deadline, crate::runtime::debug::WaitReason::Io);
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if parked.is_err() || timed_out {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
