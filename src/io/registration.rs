@@ -176,10 +176,10 @@ impl IoState {
         );
     }
 
-    /// Whether a task is waiting in the direction other than `dir`.
-    fn has_waiter(&self, dir: Direction) -> bool {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        !waiters.list(dir).is_empty()
+    /// Whether any task is waiting on this fd.
+    fn has_waiters(&self) -> bool {
+        let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        !waiters.read.is_empty() || !waiters.write.is_empty()
     }
 
     /// Parks the calling task until one of `mask`'s bits is set or `deadline`
@@ -274,24 +274,18 @@ impl Registration {
     }
 
     /// Makes sure the fd is registered with a poll that is running: the current
-    /// worker's, unless it is already registered with another live worker that
-    /// a task waiting in the other direction relies on (split halves used by tasks
-    /// on two workers: no ping-pong; events then wake the other task remotely).
-    fn ensure_registered(
-        &self,
-        reactor: &Arc<WorkerUnparker>,
-        dir: Direction,
-    ) -> std::io::Result<()> {
+    /// worker's, unless it is already registered with another live worker on
+    /// which some task is waiting for it (split halves used by tasks on two
+    /// workers, or acceptor tasks on every worker sharing a listener): then the
+    /// registration stays, events wake this task remotely, and registrations
+    /// do not ping-pong between workers.
+    fn ensure_registered(&self, reactor: &Arc<WorkerUnparker>) -> std::io::Result<()> {
         let mut home = self.home.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = home.as_ref() {
             if Arc::ptr_eq(&h.reactor, reactor) {
                 return Ok(());
             }
-            let other = match dir {
-                Direction::Read => Direction::Write,
-                Direction::Write => Direction::Read,
-            };
-            if !h.reactor.reactor.is_closed() && self.state.has_waiter(other) {
+            if !h.reactor.reactor.is_closed() && self.state.has_waiters() {
                 return Ok(());
             }
             let h = home.take().expect("checked above");
@@ -340,7 +334,7 @@ impl Registration {
                 }
             }
             let r = reactor.as_ref().expect("set above");
-            self.ensure_registered(r, dir)?;
+            self.ensure_registered(r)?;
             self.state.wait_task(bit, deadline)?;
         }
     }
@@ -350,12 +344,7 @@ impl Registration {
     pub(crate) fn wait(&self, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
         match current_reactor() {
             Some(r) => {
-                let dir = if mask & READABLE != 0 {
-                    Direction::Read
-                } else {
-                    Direction::Write
-                };
-                self.ensure_registered(&r, dir)?;
+                self.ensure_registered(&r)?;
                 self.state.wait_task(mask, deadline)
             }
             None => crate::io::fd::poll_thread(self.fd, mask, deadline),
