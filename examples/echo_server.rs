@@ -43,7 +43,10 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        eprintln!("echo_server: listening on {}", listener.local_addr().unwrap());
+        eprintln!(
+            "echo_server: listening on {}",
+            listener.local_addr().unwrap()
+        );
         let bytes = Arc::new(AtomicU64::new(0));
         let mut served = 0u64;
         let mut handlers = Vec::new();

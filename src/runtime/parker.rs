@@ -108,17 +108,20 @@ impl Parker {
             self.poll_io();
             return;
         }
-        self.poll_and_dispatch(timeout);
+        let _ = self.poll_and_dispatch(timeout);
         state.swap(EMPTY, Ordering::AcqRel);
     }
 
-    /// Busy-worker hook: collects I/O readiness without sleeping, so ready sockets
-    /// are not starved by tasks that keep the worker busy. A no-op (no syscall)
-    /// while no fd is registered with this worker.
-    pub(crate) fn poll_io(&mut self) {
+    /// Busy- and searching-worker hook: collects I/O readiness without sleeping,
+    /// so ready sockets are not starved by tasks that keep the worker busy, nor
+    /// delayed while an idle worker spins looking for work. A no-op (no
+    /// syscall) while no fd is registered with this worker. Returns whether any
+    /// I/O event was dispatched.
+    pub(crate) fn poll_io(&mut self) -> bool {
         if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 || self.has_released() {
-            self.poll_and_dispatch(Some(Duration::ZERO));
+            return self.poll_and_dispatch(Some(Duration::ZERO));
         }
+        false
     }
 
     fn has_released(&self) -> bool {
@@ -127,7 +130,8 @@ impl Parker {
         released.as_ref().is_some_and(|v| !v.is_empty())
     }
 
-    fn poll_and_dispatch(&mut self, timeout: Option<Duration>) {
+    /// Returns whether any I/O event (other than a wake-up) was dispatched.
+    fn poll_and_dispatch(&mut self, timeout: Option<Duration>) -> bool {
         loop {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => break,
@@ -142,10 +146,12 @@ impl Parker {
         }
         let reactor = &self.unparker.reactor;
         reactor.dispatching.store(true, Ordering::Relaxed);
+        let mut dispatched = false;
         for event in self.events.iter() {
             if event.token() == WAKER_TOKEN {
                 continue;
             }
+            dispatched = true;
             let ptr = event.token().0 as *const IoState;
             // SAFETY: every other token is the address of an `IoState` whose strong
             // count the registration leaked to this poll (`Reactor::register`). That
@@ -157,6 +163,7 @@ impl Parker {
         }
         reactor.dispatching.store(false, Ordering::Relaxed);
         reactor.drain_released();
+        dispatched
     }
 }
 

@@ -251,7 +251,7 @@ impl Worker {
             self.poll_timers();
             // I/O hook: a busy worker still collects socket readiness (a zero-timeout
             // poll, skipped when no fd is registered here); see parker.rs.
-            self.parker.borrow_mut().poll_io();
+            let _ = self.parker.borrow_mut().poll_io();
             if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
                 return Some(t);
             }
@@ -359,7 +359,12 @@ impl Worker {
                     self.run_task(t);
                     return;
                 }
-                if !shared.remotes[self.index].inbox.is_empty() || self.poll_timers() > 0 {
+                // I/O hook: readiness that arrives while we spin is picked up here,
+                // not only once we sleep in the poll.
+                if !shared.remotes[self.index].inbox.is_empty()
+                    || self.poll_timers() > 0
+                    || self.parker.borrow_mut().poll_io()
+                {
                     self.finish_searching(false);
                     return;
                 }
@@ -398,7 +403,7 @@ impl Worker {
             // Sleeps in the worker's mio::Poll and dispatches the I/O events it gets.
             self.parker.borrow_mut().park(timeout);
         } else {
-            self.parker.borrow_mut().poll_io();
+            let _ = self.parker.borrow_mut().poll_io();
         }
         self.wake_from_sleep();
         self.poll_timers();
