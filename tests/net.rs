@@ -543,3 +543,93 @@ fn stream_moved_between_tasks_on_different_workers() {
         assert_eq!(server.join().unwrap(), 200);
     });
 }
+
+#[test]
+fn acceptor_tasks_on_every_worker_share_one_listener() {
+    // Several tasks (spread over both workers) accept from one listener: every
+    // connection is accepted exactly once, whichever worker's poll holds the
+    // registration.
+    const ACCEPTORS: usize = 6;
+    const CONNS: usize = 300;
+    for _ in 0..5 {
+        let rt = rt(2);
+        let counts = rt.block_on(|| {
+            let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+            let addr = listener.local_addr().unwrap();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let acceptors: Vec<_> = (0..ACCEPTORS)
+                .map(|_| {
+                    let listener = listener.clone();
+                    let accepted = accepted.clone();
+                    ivy::spawn(move || {
+                        let mut mine = 0;
+                        for s in listener.incoming() {
+                            let s = s.unwrap();
+                            let mut b = [0u8; 1];
+                            (&s).read_exact(&mut b).unwrap();
+                            if b[0] == 0 {
+                                break; // quit (clients send odd bytes)
+                            }
+                            (&s).write_all(&b).unwrap();
+                            mine += 1;
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let clients: Vec<_> = (0..CONNS)
+                .map(|i| {
+                    ivy::spawn(move || {
+                        let s = TcpStream::connect(addr).unwrap();
+                        (&s).write_all(&[i as u8 | 1]).unwrap();
+                        let mut b = [0u8; 1];
+                        (&s).read_exact(&mut b).unwrap();
+                        assert_eq!(b[0], i as u8 | 1);
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.join().unwrap();
+            }
+            // One quit message per acceptor.
+            for _ in 0..ACCEPTORS {
+                let s = TcpStream::connect(addr).unwrap();
+                (&s).write_all(&[0]).unwrap();
+            }
+            let per: Vec<usize> = acceptors.into_iter().map(|a| a.join().unwrap()).collect();
+            assert_eq!(accepted.load(Ordering::Relaxed), CONNS);
+            per
+        });
+        assert_eq!(counts.iter().sum::<usize>(), CONNS);
+    }
+}
+
+#[test]
+fn udp_send_to_names_and_two_tasks_on_one_socket() {
+    let rt = rt(2);
+    rt.block_on(|| {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind(("localhost", 0)).unwrap();
+        let b_port = b.local_addr().unwrap().port();
+        // A receiver task and a sender task share `b` (clones of one socket).
+        let b_rx = b.try_clone().unwrap();
+        let rx = ivy::spawn(move || {
+            let mut buf = [0u8; 16];
+            let mut sum = 0u64;
+            for _ in 0..100 {
+                let (n, _) = b_rx.recv_from(&mut buf).unwrap();
+                sum += u64::from_le_bytes(buf[..n].try_into().unwrap());
+            }
+            sum
+        });
+        for i in 0..100u64 {
+            a.send_to(&i.to_le_bytes(), format!("127.0.0.1:{b_port}"))
+                .unwrap();
+            if i % 10 == 0 {
+                ivy::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(rx.join().unwrap(), (0..100).sum::<u64>());
+    });
+}

@@ -11,6 +11,8 @@ use super::addr::{each_addr, ToSocketAddrs};
 use super::{nonblocking, Socket};
 use crate::io::{or_raise_io, Direction, WaitError, WRITABLE};
 
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
 /// A TCP socket server, listening for connections (`std::net::TcpListener`).
 ///
 /// `accept` parks the calling task until a connection arrives. Errors such as
@@ -21,13 +23,21 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` (`SO_REUSEADDR` set, as in std). Host names are resolved on
+    /// Binds to `addr` (`SO_REUSEADDR` set, as in std; listen backlog 4096, capped
+    /// by `net.core.somaxconn`). Host names are resolved on
     /// the blocking pool; with several addresses, the first that binds wins.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         or_raise_io(each_addr(&addr, |a| {
-            let std = std::net::TcpListener::bind(a)?;
-            let std = nonblocking(std, std::net::TcpListener::set_nonblocking)?;
-            Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(std)))
+            let l = mio::net::TcpListener::bind(a)?;
+            // Raise the backlog from std's and mio's 128 (a burst of connects
+            // overflows it and the dropped SYNs cost a 1 s retransmit each).
+            // Linux lets `listen` be called again to change it, and caps it at
+            // net.core.somaxconn.
+            // SAFETY: `listen` on a socket fd we own; it only reads its arguments.
+            if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+                return Err(WaitError::Io(io::Error::last_os_error()));
+            }
+            Ok(TcpListener::from_mio(l))
         }))
     }
 

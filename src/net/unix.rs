@@ -20,9 +20,16 @@ pub struct UnixListener {
 
 impl UnixListener {
     /// Binds to the socket file at `path` (which must not exist yet).
+    /// The listen backlog is 4096 (capped by `net.core.somaxconn`), not std's 128.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
+        let l = mio::net::UnixListener::bind(path)?;
+        // SAFETY: `listen` on a socket fd we own; Linux allows re-listening to
+        // raise the backlog.
+        if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(UnixListener {
-            inner: Socket::new(mio::net::UnixListener::bind(path)?),
+            inner: Socket::new(l),
         })
     }
 
