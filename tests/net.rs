@@ -633,3 +633,65 @@ fn udp_send_to_names_and_two_tasks_on_one_socket() {
         assert_eq!(rx.join().unwrap(), (0..100).sum::<u64>());
     });
 }
+
+#[test]
+fn socket_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<TcpListener>();
+    send_sync::<TcpStream>();
+    send_sync::<ivy::net::TcpReadHalf>();
+    send_sync::<ivy::net::TcpWriteHalf>();
+    send_sync::<UdpSocket>();
+    send_sync::<UnixListener>();
+    send_sync::<UnixStream>();
+    send_sync::<UnixDatagram>();
+    send_sync::<ivy::fs::File>();
+}
+
+#[test]
+fn peek_and_unix_datagram_paths() {
+    let dir = std::env::temp_dir().join(format!("ivy-dgram-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rt = rt(1);
+    let d = dir.clone();
+    rt.block_on(move || {
+        // peek leaves the data for the next read.
+        let (a, b) = UnixStream::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let peeker = ivy::spawn(move || {
+            let mut buf = [0u8; 5];
+            let n = server.peek(&mut buf).unwrap();
+            let mut all = [0u8; 5];
+            (&server).read_exact(&mut all).unwrap();
+            (n, buf, all)
+        });
+        ivy::sleep(Duration::from_millis(5));
+        (&client).write_all(b"hello").unwrap();
+        let (n, peeked, read) = peeker.join().unwrap();
+        assert_eq!(&read, b"hello");
+        assert_eq!(&peeked[..n], &b"hello"[..n]);
+        drop((a, b));
+
+        let server_path = d.join("server.sock");
+        let client_path = d.join("client.sock");
+        let server = UnixDatagram::bind(&server_path).unwrap();
+        let client = UnixDatagram::bind(&client_path).unwrap();
+        let echo = ivy::spawn(move || {
+            let mut buf = [0u8; 32];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let to = from.as_pathname().unwrap().to_owned();
+            server.send_to(&buf[..n], to).unwrap();
+        });
+        client.send_to(b"ping", &server_path).unwrap();
+        let mut buf = [0u8; 32];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.as_pathname(), Some(server_path.as_path()));
+        echo.join().unwrap();
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
