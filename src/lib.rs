@@ -18,7 +18,8 @@
 //! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
 //! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
 //! state machine, join, task-locals), `park` (park/unpark of the *current* task or
-//! thread: the primitive every blocking operation is built on).
+//! thread: the primitive every blocking operation is built on), `sync` (locks,
+//! semaphores, events, conditions, queues and select for tasks and threads).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -27,6 +28,7 @@ pub mod park;
 pub mod runtime;
 mod scope;
 mod stack;
+pub mod sync;
 pub mod task;
 pub mod time;
 
