@@ -74,7 +74,11 @@ fn one_producer_three_consumers_every_item_exactly_once() {
                     .collect::<Vec<u64>>()
             });
             got.sort_unstable();
-            assert_eq!(got, (0..n).collect::<Vec<_>>(), "workers={workers} seed={seed}");
+            assert_eq!(
+                got,
+                (0..n).collect::<Vec<_>>(),
+                "workers={workers} seed={seed}"
+            );
         }
     }
 }
@@ -702,7 +706,11 @@ fn select_cancelled_while_items_arrive_loses_nothing() {
                 while let Ok(v) = b.try_get() {
                     received.push(v);
                 }
-                assert_eq!(received.len() as u64, sent, "an item was lost or duplicated");
+                assert_eq!(
+                    received.len() as u64,
+                    sent,
+                    "an item was lost or duplicated"
+                );
             }
             received.sort_unstable();
             assert_eq!(received, (0..sent).collect::<Vec<_>>());

@@ -311,7 +311,10 @@ fn rwlock_readers_share_writers_exclude() {
             h.join().unwrap();
         }
         assert_eq!(*l.read(), 15 * 50);
-        assert!(max_readers.load(Ordering::SeqCst) >= 2, "readers never overlapped");
+        assert!(
+            max_readers.load(Ordering::SeqCst) >= 2,
+            "readers never overlapped"
+        );
         assert!(l.try_write().is_some());
     });
 }
@@ -331,7 +334,10 @@ fn rwlock_writer_is_not_starved_by_readers() {
             lw.write().push("writer");
         });
         queued.wait();
-        assert!(l.try_read().is_none(), "a reader may not pass a queued writer");
+        assert!(
+            l.try_read().is_none(),
+            "a reader may not pass a queued writer"
+        );
         let queued = Arc::new(Event::new());
         let q = queued.clone();
         let r = ivy::spawn(move || {
@@ -421,7 +427,11 @@ fn semaphore_try_timeout_many_forget_add() {
         let start = Instant::now();
         assert_eq!(sem.acquire_many_timeout(2, ms(25)).unwrap_err(), TimedOut);
         assert!(start.elapsed() >= ms(25));
-        assert_eq!(sem.available_permits(), 1, "a timed-out waiter takes nothing");
+        assert_eq!(
+            sem.available_permits(),
+            1,
+            "a timed-out waiter takes nothing"
+        );
         let one = sem.try_acquire().unwrap();
         one.forget();
         assert_eq!(sem.available_permits(), 0);
@@ -457,7 +467,10 @@ fn semaphore_large_request_is_served_first_then_others() {
         ivy::sleep(ms(5));
         sem.add_permits(1);
         ivy::sleep(ms(5));
-        assert!(log.lock().unwrap().is_empty(), "small passed the big request");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "small passed the big request"
+        );
         assert_eq!(sem.available_permits(), 1);
         sem.add_permits(2);
         big.join().unwrap();
@@ -730,7 +743,10 @@ fn condition_notify_passes_on_when_the_notified_waiter_is_cancelled() {
         assert!(a.join().unwrap_err().is_cancelled());
         b.join().unwrap();
         assert_eq!(woke.load(Ordering::SeqCst), 1);
-        assert!(pair.0.try_lock().is_some(), "a cancelled waiter leaves the mutex free");
+        assert!(
+            pair.0.try_lock().is_some(),
+            "a cancelled waiter leaves the mutex free"
+        );
     });
 }
 

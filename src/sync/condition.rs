@@ -207,7 +207,10 @@ impl Condition {
     ) -> Result<(), WaitError> {
         let r = self.wait_unlocked(mutex, deadline);
         let relock = crate::scope::shield(|| mutex.lock_deadline(None));
-        debug_assert!(relock.is_ok(), "a shielded lock without deadline cannot fail");
+        debug_assert!(
+            relock.is_ok(),
+            "a shielded lock without deadline cannot fail"
+        );
         r
     }
 

@@ -64,8 +64,7 @@ pub use condition::{Condition, WaitTimeoutResult};
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
 pub use queue::{
-    CapacityError, GetError, LifoQueue, PriorityQueue, PutError, Queue, SelectQueue,
-    TaskDoneError,
+    CapacityError, GetError, LifoQueue, PriorityQueue, PutError, Queue, SelectQueue, TaskDoneError,
 };
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::Select;

@@ -167,11 +167,12 @@ impl<T> Receiver<T> {
     }
 
     fn recv_until_opt(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(deadline).map_err(|e| match e.raise_interrupt() {
-            WaitError::Closed => RecvTimeoutError::Disconnected,
-            WaitError::TimedOut => RecvTimeoutError::Timeout,
-            e => unreachable!("ivy: unexpected {e:?} from oneshot recv"),
-        })
+        self.recv_deadline(deadline)
+            .map_err(|e| match e.raise_interrupt() {
+                WaitError::Closed => RecvTimeoutError::Disconnected,
+                WaitError::TimedOut => RecvTimeoutError::Timeout,
+                e => unreachable!("ivy: unexpected {e:?} from oneshot recv"),
+            })
     }
 
     /// Takes the value if it has been sent; never blocks.

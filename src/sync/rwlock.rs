@@ -7,10 +7,12 @@
 //!   writer only if the lock is idle and nobody queues. Otherwise they queue.
 //! * On release the lock is handed to the front of the queue: a writer alone, or
 //!   the whole run of readers up to the next writer (they share the phase).
+//!
 //! So readers and writers alternate in arrival order: no writer starves behind a
 //! stream of readers, and no reader starves behind a stream of writers.
 //! A waiter that gives up re-runs the hand-off (a departing writer at the front may
 //! release the readers behind it); one granted in the race releases what it got.
+//!
 //! No poisoning, for the reason given in the [`crate::sync`] docs.
 
 use std::cell::UnsafeCell;

@@ -273,7 +273,8 @@ impl Semaphore {
             }
         }
         let queued = if list.is_empty() { 0 } else { QUEUED };
-        self.state.store((avail << SHIFT) | queued, Ordering::Release);
+        self.state
+            .store((avail << SHIFT) | queued, Ordering::Release);
     }
 
     /// Number of tasks and threads waiting for permits (a snapshot).

@@ -310,7 +310,11 @@ impl<T, B: Buffer<T>> Core<T, B> {
     /// Internal layer: puts `v`, parking while the queue is full, until
     /// `deadline`. On failure the value comes back with the reason: Closed,
     /// TimedOut, Cancelled or Elapsed.
-    pub(crate) fn put_deadline(&self, v: T, deadline: Option<Instant>) -> Result<(), (WaitError, T)> {
+    pub(crate) fn put_deadline(
+        &self,
+        v: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), (WaitError, T)> {
         let mut wakes = Wakeups::new();
         let mut s = self.lock();
         if s.closed {
@@ -431,7 +435,11 @@ pub(crate) enum Registered<R> {
 pub(crate) trait SelectCore<T> {
     fn try_get(&self) -> Result<T, GetError>;
     fn try_put(&self, v: T) -> Result<(), PutError<T>>;
-    fn register_get(&self, shared: &Arc<SelectShared>, arm: usize) -> Registered<Result<T, GetError>>;
+    fn register_get(
+        &self,
+        shared: &Arc<SelectShared>,
+        arm: usize,
+    ) -> Registered<Result<T, GetError>>;
     /// On `Fired` the value was consumed (or is inside the error); otherwise it is
     /// still in `v`.
     fn register_put(
@@ -458,7 +466,11 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
         Core::try_put(self, v)
     }
 
-    fn register_get(&self, shared: &Arc<SelectShared>, arm: usize) -> Registered<Result<T, GetError>> {
+    fn register_get(
+        &self,
+        shared: &Arc<SelectShared>,
+        arm: usize,
+    ) -> Registered<Result<T, GetError>> {
         let mut wakes = Wakeups::new();
         let mut s = self.lock();
         if s.buf.len() == 0 && !s.closed {
