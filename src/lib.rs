@@ -18,8 +18,9 @@
 //! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
 //! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
 //! state machine, join, task-locals), `park` (park/unpark of the *current* task or
-//! thread: the primitive every blocking operation is built on), then `io` (fd
-//! readiness on each worker's poll), `net` (sockets), `blocking` (the thread
+//! thread: the primitive every blocking operation is built on), then `sync` (locks,
+//! semaphores, events, conditions, queues and select for tasks and threads), `io`
+//! (fd readiness on each worker's poll), `net` (sockets), `blocking` (the thread
 //! pool behind `spawn_blocking`) and `fs` (files on that pool).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -34,6 +35,7 @@ pub mod park;
 pub mod runtime;
 mod scope;
 mod stack;
+pub mod sync;
 pub mod task;
 pub mod time;
 
