@@ -110,7 +110,7 @@ fn interrupt_of(state: &Cell<ScopeState>, cancelled: bool) -> Result<(), Interru
     if cancelled && !scope::is_shielded(state) {
         return Err(Interrupted::Cancelled);
     }
-    if scope::deadline_passed(state, Instant::now()) {
+    if scope::deadline_passed(state) {
         scope::mark_elapsed(state);
         return Err(Interrupted::Elapsed);
     }
