@@ -288,8 +288,10 @@ impl Wakeups {
         if let Some(u) = self.first {
             u.unpark();
         }
-        for u in self.rest {
-            u.unpark();
+        if !self.rest.is_empty() {
+            for u in self.rest {
+                u.unpark();
+            }
         }
     }
 }
