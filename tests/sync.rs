@@ -82,39 +82,375 @@ fn mutex_million_increments_from_tasks_and_threads() {
 }
 
 #[test]
-fn mutex_is_fifo_and_newcomers_cannot_barge() {
+fn mutex_waiters_are_fifo_and_a_running_task_may_barge() {
     // One worker makes "task i is parked in lock()" observable: task i sets its
     // event just before lock(), and main runs only once task i has suspended.
+    // Parked waiters are woken in FIFO order. In normal mode a task that unlocks
+    // and re-locks at once, before the waiter it woke has run, takes the lock
+    // again (barging): each task does its 3 rounds in a row.
     let rt = rt(1);
-    let log = rt.block_on(|| {
-        let m = Arc::new(Mutex::new(Vec::new()));
-        let guard = m.lock();
-        let n = 12;
-        let mut hs = Vec::new();
-        for i in 0..n {
-            let m = m.clone();
-            let queued = Arc::new(Event::new());
-            let q = queued.clone();
-            hs.push(ivy::spawn(move || {
-                for round in 0..3 {
-                    if round == 0 {
-                        q.set();
+    for rounds in [1, 3] {
+        let log = rt.block_on(move || {
+            let m = Arc::new(Mutex::new(Vec::new()));
+            let guard = m.lock();
+            let mut hs = Vec::new();
+            for i in 0..12 {
+                let m = m.clone();
+                let queued = Arc::new(Event::new());
+                let q = queued.clone();
+                hs.push(ivy::spawn(move || {
+                    q.set();
+                    for _ in 0..rounds {
+                        m.lock().push(i);
                     }
-                    m.lock().push(i);
-                    // Re-queue at once: with hand-off we go behind everybody.
-                }
-            }));
+                }));
+                queued.wait();
+            }
+            drop(guard);
+            for h in hs {
+                h.join().unwrap();
+            }
+            let v = m.lock().clone();
+            v
+        });
+        let expected: Vec<usize> = (0..12)
+            .flat_map(|i| std::iter::repeat_n(i, rounds))
+            .collect();
+        assert_eq!(log, expected, "rounds={rounds}");
+    }
+}
+
+#[test]
+fn mutex_starving_waiter_gets_the_lock_before_any_newcomer() {
+    // One worker, deterministic: W waits > 1 ms; main releases (W is woken) and
+    // barges back in before W runs; W loses its retry having waited past the
+    // threshold, which switches the lock to starvation mode. From then on the
+    // lock is handed to W: it is never free for a newcomer to take.
+    let rt = rt(1);
+    for _ in 0..20 {
+        let log = rt.block_on(|| {
+            let m = Arc::new(Mutex::new(Vec::new()));
+            let mut g = m.lock();
+            let queued = Arc::new(Event::new());
+            let (m2, q) = (m.clone(), queued.clone());
+            let w = ivy::spawn(move || {
+                q.set();
+                m2.lock().push("W");
+            });
             queued.wait();
+            ivy::sleep(ms(3)); // W has now waited more than the threshold
+            drop(g);
+            g = m.lock(); // barge: W was woken but has not run yet
+            g.push("main");
+            ivy::yield_now(); // W retries, loses, re-queues in starvation mode
+            assert!(w.is_finished() || m.is_locked());
+            drop(g);
+            // Handed off to W: not free, although W has not run yet.
+            assert!(m.try_lock().is_none(), "starvation mode must hand off");
+            let m3 = m.clone();
+            let newcomer = ivy::spawn(move || m3.lock().push("newcomer"));
+            w.join().unwrap();
+            newcomer.join().unwrap();
+            // Back in normal mode, the fast path works again.
+            let v = m.try_lock().expect("free").clone();
+            v
+        });
+        assert_eq!(log, ["main", "W", "newcomer"]);
+    }
+}
+
+/// Runs `barger` in a tight lock/unlock loop until a waiter that queued behind
+/// it gets the lock; returns how long the waiter waited.
+fn starvation_wait(waiter_on_thread: bool, bargers_on_threads: bool) -> Duration {
+    let rt = rt(2);
+    let m = Arc::new(Mutex::new(0u64));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let laps = Arc::new(AtomicUsize::new(0));
+    let hammer = {
+        let (m, stop, laps) = (m.clone(), stop.clone(), laps.clone());
+        move |yield_between: bool| {
+            let give_up = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < give_up {
+                let mut g = m.lock();
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(200) {
+                    std::hint::spin_loop();
+                }
+                *g += 1;
+                drop(g);
+                laps.fetch_add(1, Ordering::Relaxed);
+                if yield_between {
+                    ivy::yield_now();
+                }
+            }
         }
-        drop(guard);
-        for h in hs {
-            h.join().unwrap();
+    };
+    let bargers: Vec<Box<dyn FnOnce()>> = if bargers_on_threads {
+        let ts: Vec<_> = (0..1)
+            .map(|_| {
+                let h = hammer.clone();
+                std::thread::spawn(move || h(false))
+            })
+            .collect();
+        vec![Box::new(move || {
+            ts.into_iter().for_each(|t| t.join().unwrap())
+        })]
+    } else {
+        let hs: Vec<_> = (0..1)
+            .map(|_| {
+                let h = hammer.clone();
+                rt.spawn(move || h(true))
+            })
+            .collect();
+        vec![Box::new(move || {
+            hs.into_iter().for_each(|j| j.join().unwrap())
+        })]
+    };
+    // Let the bargers get going, then queue the waiter behind them.
+    while laps.load(Ordering::Relaxed) < 50 {
+        std::thread::sleep(ms(1));
+    }
+    let wait = {
+        let m = m.clone();
+        let take = move || {
+            let t = Instant::now();
+            let g = m.lock_timeout(Duration::from_secs(10)).expect("starved");
+            drop(g);
+            t.elapsed()
+        };
+        if waiter_on_thread {
+            take()
+        } else {
+            rt.spawn(take).join().unwrap()
         }
-        let v = m.lock().clone();
-        v
-    });
-    let expected: Vec<usize> = (0..3).flat_map(|_| 0..12).collect();
-    assert_eq!(log, expected);
+    };
+    stop.store(true, Ordering::Relaxed);
+    bargers.into_iter().for_each(|b| b());
+    wait
+}
+
+#[test]
+fn mutex_barger_holding_across_yields_cannot_starve_a_waiter() {
+    // One worker, deterministic without starvation mode: the barger holds the
+    // lock across each yield, so the waiter (woken at every unlock) always runs
+    // while the lock is held, loses its retry and re-parks; the barger's next
+    // unlock wakes it and the barger re-locks at once. Only starvation mode
+    // (hand-off once the waiter has waited > 1 ms) lets the waiter in; without
+    // it the waiter would wait until the barger gives up after 5 s.
+    let rt = rt(1);
+    for _ in 0..10 {
+        rt.block_on(|| {
+            let m = Arc::new(Mutex::new(0u64));
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let started = Arc::new(Event::new());
+            let (m2, done2, started2) = (m.clone(), done.clone(), started.clone());
+            let barger = ivy::spawn(move || {
+                let give_up = Instant::now() + Duration::from_secs(5);
+                while !done2.load(Ordering::Relaxed) && Instant::now() < give_up {
+                    let mut g = m2.lock();
+                    *g += 1;
+                    started2.set();
+                    ivy::yield_now();
+                    drop(g);
+                }
+            });
+            started.wait(); // the barger holds the lock, and yields holding it
+            let start = Instant::now();
+            let g = m.lock_timeout(Duration::from_secs(10)).expect("starved");
+            let waited = start.elapsed();
+            done.store(true, Ordering::Relaxed);
+            assert!(*g > 1, "the barger re-locked while we waited");
+            drop(g);
+            barger.join().unwrap();
+            assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+            assert!(m.try_lock().is_some());
+        });
+    }
+}
+
+#[test]
+fn mutex_barging_cannot_starve_a_waiter() {
+    // Across threads: a barger re-locks in a tight loop (a thread without pause,
+    // or a task with a yield between locks) while a waiter (thread or task) is
+    // woken cross-thread at each unlock and usually finds the lock re-taken. The
+    // waiter gets the lock within the starvation threshold (1 ms) plus a few hold
+    // times and wake-ups (about 1.1 ms measured): bound generously at 1 s.
+    for round in 0..12 {
+        let waiter_on_thread = round % 2 == 0;
+        let bargers_on_threads = round % 4 < 2;
+        let took = starvation_wait(waiter_on_thread, bargers_on_threads);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: waited {took:?} (waiter thread {waiter_on_thread}, \
+             barger threads {bargers_on_threads})"
+        );
+    }
+}
+
+#[test]
+fn mutex_exact_counts_with_guards_held_across_yields() {
+    // Holding the guard across a yield makes the other tasks queue and park, so
+    // wake/retry/re-queue and starvation hand-off all run, many times.
+    for workers in [2, 4] {
+        let rt = rt(workers);
+        let m = Arc::new(Mutex::new(0u64));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000u32 {
+                        let mut g = m.lock();
+                        *g += 1;
+                        if i % 1000 == 0 {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mt = m.clone();
+        rt.block_on(move || {
+            let hs: Vec<_> = (0..200u64)
+                .map(|i| {
+                    let m = mt.clone();
+                    ivy::spawn(move || {
+                        for j in 0..1000u64 {
+                            let mut g = m.lock();
+                            *g += 1;
+                            if (i * 7 + j) % 13 == 0 {
+                                ivy::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*m.lock(), 200_000 + 40_000, "workers={workers}");
+        assert!(m.try_lock().is_some());
+    }
+}
+
+#[test]
+fn mutex_woken_waiter_interrupted_passes_the_wake_up_on() {
+    // One worker: W1 and W2 are parked in that order. The release wakes W1 (to
+    // retry); W1 is then cancelled, or its scope or own deadline elapses, before
+    // it runs. W1 must pass the wake-up on to W2, which would otherwise wait
+    // forever on a free lock (W2 uses a long timeout to fail instead of hang).
+    let rt = rt(1);
+    for how in 0..3 {
+        for _ in 0..50 {
+            rt.block_on(move || {
+                let m = Arc::new(Mutex::new(0u32));
+                let g = m.lock();
+                let spawn_waiter = |first: bool| {
+                    let m = m.clone();
+                    let queued = Arc::new(Event::new());
+                    let q = queued.clone();
+                    let h = ivy::spawn(move || {
+                        q.set();
+                        if !first {
+                            let r = m.lock_timeout(Duration::from_secs(10));
+                            *r.expect("the wake-up was lost") += 10;
+                            return true;
+                        }
+                        match how {
+                            0 => {
+                                *m.lock() += 1;
+                                true
+                            }
+                            1 => ivy::timeout(ms(2), || *m.lock() += 1).is_ok(),
+                            _ => m.lock_timeout(ms(2)).map(|mut g| *g += 1).is_ok(),
+                        }
+                    });
+                    queued.wait();
+                    h
+                };
+                let w1 = spawn_waiter(true);
+                let w2 = spawn_waiter(false);
+                if how == 0 {
+                    drop(g);
+                    w1.cancel();
+                } else {
+                    // Hold past W1's deadline, so its wake-up and its
+                    // deadline arrive together.
+                    std::thread::sleep(ms(3));
+                    drop(g);
+                }
+                let got1 = match w1.join() {
+                    Ok(got) => got,
+                    Err(e) => {
+                        assert!(e.is_cancelled());
+                        false
+                    }
+                };
+                assert!(w2.join().unwrap());
+                let v = *m.try_lock().expect("free at the end");
+                assert_eq!(v, 10 + u32::from(got1));
+            });
+        }
+    }
+}
+
+#[test]
+fn mutex_mixed_timeouts_cancellations_and_holders_many_seeds() {
+    // Holders with random hold times, waiters with random own deadlines, scope
+    // deadlines and cancellations: the count is exactly the number of successful
+    // locks, no plain lock() waits more than 10 s (a lost wake-up), and the lock
+    // ends free.
+    let rt = rt(2);
+    for seed in 1..=40u64 {
+        rt.block_on(move || {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let m = Arc::new(Mutex::new(0u64));
+            let successes = Arc::new(AtomicUsize::new(0));
+            let mut hs = Vec::new();
+            for _ in 0..24 {
+                let (m, successes) = (m.clone(), successes.clone());
+                let kind = rng.below(4);
+                let hold = Duration::from_micros(rng.below(300));
+                let limit = Duration::from_micros(200 + rng.below(2000));
+                let rounds = 1 + rng.below(20);
+                hs.push(ivy::spawn(move || {
+                    for _ in 0..rounds {
+                        let got = match kind {
+                            0 => Some(m.lock_timeout(Duration::from_secs(10)).expect("lost")),
+                            1 => m.lock_timeout(limit).ok(),
+                            2 => ivy::timeout(limit, || m.lock()).ok(),
+                            _ => m.try_lock(),
+                        };
+                        if let Some(mut g) = got {
+                            *g += 1;
+                            // Under the lock and before any park: exact.
+                            successes.fetch_add(1, Ordering::Relaxed);
+                            if !hold.is_zero() {
+                                ivy::sleep(hold);
+                            }
+                        }
+                        ivy::yield_now();
+                    }
+                }));
+            }
+            ivy::sleep(Duration::from_micros(rng.below(3000)));
+            for (i, h) in hs.iter().enumerate() {
+                if i % 5 == (seed % 5) as usize {
+                    h.cancel();
+                }
+            }
+            for h in hs {
+                if let Err(e) = h.join() {
+                    assert!(e.is_cancelled());
+                }
+            }
+            let v = *m.try_lock().expect("free at the end");
+            assert_eq!(v as usize, successes.load(Ordering::Relaxed), "seed {seed}");
+        });
+    }
 }
 
 #[test]

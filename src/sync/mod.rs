@@ -12,9 +12,12 @@
 //! instructions, never across a park, never while running user code) plus one or
 //! more [`waiters::WaitList`]s. Releasers hand the resource *directly* to the first
 //! waiter (see `waiters.rs`), so every primitive is FIFO-fair and a waiter woken by
-//! a release never finds the resource stolen. `Mutex` and `Semaphore` also have an
-//! atomic fast path (one CAS) that is taken only while nobody waits, so it cannot
-//! break the FIFO order. A wake-up of a task by a task on the same worker goes to
+//! a release never finds the resource stolen. `Semaphore` also has an atomic fast
+//! path (one CAS) that is taken only while nobody waits, so it cannot break the
+//! FIFO order. `Mutex` is the exception: like Go's `sync.Mutex` it releases and
+//! wakes rather than hands off, letting running tasks barge in, until a waiter has
+//! waited 1 ms (starvation mode, strict hand-off); a hand-off per lock would cost a
+//! cross-worker wake-up per lock under contention (see `mutex.rs`). A wake-up of a task by a task on the same worker goes to
 //! that worker's LIFO slot: a ping-pong between two tasks over two queues involves
 //! no thread wake-up and no syscall.
 //!

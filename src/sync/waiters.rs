@@ -13,6 +13,9 @@
 //! (the unparker is moved out, so nothing is cloned). The node stays in the slab
 //! until its waiter removes it, so the waiter's key stays valid. Late arrivals
 //! cannot barge past a granted waiter, which is what makes the primitives FIFO.
+//! (`Mutex` uses the same list with a second kind of grant, "woken to retry",
+//! and [`WaitList::push_front`] to put a waiter that lost its retry back in
+//! front: see `mutex.rs`.)
 //!
 //! # Waking up
 //! The waiter (see [`wait_solo`]) loops: park, take the state lock, look at its
@@ -153,6 +156,27 @@ impl<D> WaitList<D> {
     /// Queues the caller at the back; returns its key.
     pub(crate) fn push(&mut self, unparker: Unparker, req: usize) -> usize {
         self.push_node(Wake::Solo(Some(unparker)), req)
+    }
+
+    /// Queues the caller at the *front*: for a waiter that was woken to retry
+    /// (not granted), lost the race and must keep its place (see `mutex.rs`).
+    pub(crate) fn push_front(&mut self, unparker: Unparker, req: usize) -> usize {
+        let key = self.nodes.insert(Node {
+            prev: NIL,
+            next: self.head,
+            linked: true,
+            wake: Wake::Solo(Some(unparker)),
+            req,
+            grant: None,
+        });
+        if self.head == NIL {
+            self.tail = key;
+        } else {
+            self.nodes[self.head].prev = key;
+        }
+        self.head = key;
+        self.linked += 1;
+        key
     }
 
     /// Queues one arm of a select at the back.
