@@ -23,6 +23,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod cancel;
+pub mod ffi;
 pub mod park;
 pub mod runtime;
 mod scope;

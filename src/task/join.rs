@@ -12,6 +12,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cancel::or_raise;
 use crate::park;
@@ -210,24 +211,43 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the task to finish, without consuming the result.
     pub(crate) fn wait(&self) -> Result<(), crate::cancel::Interrupted> {
+        self.wait_until(None).map(|_| ())
+    }
+
+    /// Waits for the task to finish or for `deadline`, without consuming the
+    /// result: `Ok(true)` when it has finished (then `join` returns at once),
+    /// `Ok(false)` when `deadline` passed first. The C ABI's `ivy_join` is built on it.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<bool, crate::cancel::Interrupted> {
         let task = &self.task;
         loop {
             if task.is_done() {
-                return Ok(());
+                return Ok(true);
             }
             {
                 let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
                 if slot.done {
-                    return Ok(());
+                    return Ok(true);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    slot.waiter = None;
+                    return Ok(false);
                 }
                 slot.waiter = Some(park::current_unparker());
             }
-            if let Err(e) = park::park_until(None) {
+            if let Err(e) = park::park_until(deadline) {
                 let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
                 slot.waiter = None;
                 return Err(e);
             }
         }
+    }
+
+    /// The task itself, for the C ABI's handle table (cancel, is_finished).
+    pub(crate) fn raw_task(&self) -> &Arc<Task> {
+        &self.task
     }
 
     /// Whether the task has finished (then `join` returns without waiting).
