@@ -13,9 +13,10 @@
 //! caught by the scope that owns it, which returns `Err(Elapsed)`. This is the
 //! stackful equivalent of tokio dropping a future at its `.await`: cleanup is RAII.
 //!
-//! While a thread is already unwinding (`std::thread::panicking()`), neither is
-//! raised again, so destructors that block (flush a queue, join a child) run to
-//! completion instead of aborting the process with a double panic.
+//! While the caller is already unwinding, neither is raised again, so destructors
+//! that block (flush a queue, join a child) run to completion instead of aborting
+//! the process with a double panic. "Already unwinding" is per task, not per OS
+//! thread: see `worker::task_is_unwinding`.
 
 use std::fmt;
 use std::panic::resume_unwind;
@@ -39,6 +40,9 @@ pub(crate) struct ElapsedUnwind;
 impl Interrupted {
     /// Turns an interruption into the Rust-side behaviour: unwind.
     pub(crate) fn raise(self) -> ! {
+        if let Some(task) = crate::runtime::worker::current_task() {
+            task.ctx.raised.set(true);
+        }
         match self {
             Interrupted::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             Interrupted::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
@@ -73,5 +77,13 @@ pub(crate) fn or_raise<T>(r: Result<T, Interrupted>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => e.raise(),
+    }
+}
+
+/// Called where an ivy unwind is caught and the task goes on running (a deadline
+/// scope): the task is no longer unwinding.
+pub(crate) fn caught() {
+    if let Some(task) = crate::runtime::worker::current_task() {
+        task.ctx.raised.set(false);
     }
 }

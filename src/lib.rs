@@ -24,6 +24,7 @@
 
 mod cancel;
 pub mod ffi;
+mod generator;
 pub mod park;
 pub mod runtime;
 mod scope;
@@ -31,7 +32,11 @@ mod stack;
 pub mod task;
 pub mod time;
 
+pub use generator::{Generator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use scope::{deadline, shield, timeout, Elapsed};
-pub use task::{current, spawn, JoinError, JoinHandle, TaskId};
+pub use task::{
+    as_completed, current, join_all, join_all_settled, scope, spawn, wait_any, AsCompleted,
+    JoinError, JoinHandle, Scope, ScopedJoinHandle, TaskId,
+};
 pub use time::{sleep, sleep_until, yield_now};

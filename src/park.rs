@@ -14,10 +14,12 @@
 //! `Err(Interrupted::Cancelled)` once the task has been cancelled.
 
 use std::cell::Cell;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cancel::Interrupted;
+use crate::runtime::debug::WaitReason;
 use crate::runtime::worker;
 use crate::scope::{self, ScopeState};
 use crate::task::raw::{Suspend, Task};
@@ -74,10 +76,15 @@ pub fn current_unparker() -> Unparker {
 /// passes. May return `Ok` spuriously; `Ok` also when `deadline` is reached (the
 /// caller checks its own deadline), `Err` for cancellation or an elapsed scope.
 pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
+    park_for(deadline, WaitReason::Park)
+}
+
+/// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
+pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), Interrupted> {
     match worker::current_task() {
-        Some(task) => park_task(&task, deadline),
+        Some(task) => park_task(&task, deadline, reason),
         None => scope::thread_state(|state| {
-            interrupt_of(state, false)?;
+            interrupt_of(state, None)?;
             match earliest(deadline, scope::scope_deadline(state)) {
                 None => std::thread::park(),
                 Some(d) => {
@@ -87,7 +94,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
                     }
                 }
             }
-            interrupt_of(state, false)
+            interrupt_of(state, None)
         }),
     }
 }
@@ -100,17 +107,26 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// The interruption pending for the owner of `state`, if any. `cancelled` is
-/// whether the owner (a task) has been cancelled. Nothing is raised while the
-/// thread unwinds, so blocking destructors run to completion.
-fn interrupt_of(state: &Cell<ScopeState>, cancelled: bool) -> Result<(), Interrupted> {
-    if std::thread::panicking() {
+/// The interruption pending for the owner of `state`, if any. `task` is the
+/// caller when it is a task (plain threads are never cancelled). Nothing is
+/// raised while the caller unwinds, so blocking destructors run to completion.
+fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), Interrupted> {
+    let cancelled = task.is_some_and(|t| t.is_cancelled());
+    let deadline_passed = scope::deadline_passed(state, Instant::now());
+    if !cancelled && !deadline_passed {
+        return Ok(());
+    }
+    let unwinding = match task {
+        Some(t) => worker::task_is_unwinding(t),
+        None => std::thread::panicking(),
+    };
+    if unwinding {
         return Ok(());
     }
     if cancelled && !scope::is_shielded(state) {
         return Err(Interrupted::Cancelled);
     }
-    if scope::deadline_passed(state, Instant::now()) {
+    if deadline_passed {
         scope::mark_elapsed(state);
         return Err(Interrupted::Elapsed);
     }
@@ -121,14 +137,18 @@ fn interrupt_of(state: &Cell<ScopeState>, cancelled: bool) -> Result<(), Interru
 /// only) or an elapsed deadline scope.
 pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
     match worker::current_task() {
-        Some(task) => interrupt_of(&task.ctx.scope, task.is_cancelled()),
-        None => scope::thread_state(|state| interrupt_of(state, false)),
+        Some(task) => interrupt_of(&task.ctx.scope, Some(&task)),
+        None => scope::thread_state(|state| interrupt_of(state, None)),
     }
 }
 
-fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrupted> {
+fn park_task(
+    task: &Arc<Task>,
+    deadline: Option<Instant>,
+    reason: WaitReason,
+) -> Result<(), Interrupted> {
     let state = &task.ctx.scope;
-    interrupt_of(state, task.is_cancelled())?;
+    interrupt_of(state, Some(task))?;
     if task.take_notified() {
         return Ok(());
     }
@@ -136,11 +156,13 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
         let key = worker::with_current(|w| w.insert_timer(d, task.clone()));
         task.ctx.timer.set(Some(key));
     }
+    task.wait_reason.store(reason as u8, Ordering::Relaxed);
     worker::suspend(task, Suspend::Park);
+    task.wait_reason.store(0, Ordering::Relaxed);
     if let Some(key) = task.ctx.timer.take() {
         worker::with_current(|w| w.remove_timer(key));
     }
-    interrupt_of(state, task.is_cancelled())
+    interrupt_of(state, Some(task))
 }
 
 /// Suspends the current task and puts it at the back of its worker's queue; on a
@@ -148,9 +170,9 @@ fn park_task(task: &Arc<Task>, deadline: Option<Instant>) -> Result<(), Interrup
 pub(crate) fn yield_now() -> Result<(), Interrupted> {
     match worker::current_task() {
         Some(task) => {
-            interrupt_of(&task.ctx.scope, task.is_cancelled())?;
+            interrupt_of(&task.ctx.scope, Some(&task))?;
             worker::suspend(&task, Suspend::Yield);
-            interrupt_of(&task.ctx.scope, task.is_cancelled())
+            interrupt_of(&task.ctx.scope, Some(&task))
         }
         None => {
             std::thread::yield_now();

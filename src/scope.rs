@@ -166,7 +166,10 @@ pub fn deadline<T>(at: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     match result {
         (Ok(v), false) => Ok(v),
         (Ok(_), true) => Err(Elapsed(())),
-        (Err(p), true) if p.is::<ElapsedUnwind>() => Err(Elapsed(())),
+        (Err(p), true) if p.is::<ElapsedUnwind>() => {
+            crate::cancel::caught();
+            Err(Elapsed(()))
+        }
         (Err(p), _) => resume_unwind(p),
     }
 }

@@ -603,3 +603,37 @@ fn join_from_a_plain_thread_while_task_sleeps() {
     assert!(!h.is_finished());
     assert_eq!(h.join().unwrap(), "late");
 }
+
+/// Regression: while one task was parked inside a destructor during its unwind,
+/// `thread::panicking()` read true for every task on the worker, so a second
+/// cancelled task did not see its cancellation and slept on (10 s here).
+#[test]
+fn cancellation_reaches_a_task_while_another_unwinds_on_the_same_worker() {
+    for _ in 0..10 {
+        let took = rt(1).block_on(|| {
+            struct SlowCleanup;
+            impl Drop for SlowCleanup {
+                fn drop(&mut self) {
+                    ivy::sleep(Duration::from_millis(30));
+                }
+            }
+            let a = ivy::spawn(|| {
+                let _c = SlowCleanup;
+                ivy::sleep(Duration::from_secs(10));
+            });
+            let b = ivy::spawn(|| ivy::sleep(Duration::from_secs(10)));
+            ivy::sleep(Duration::from_millis(5));
+            let start = std::time::Instant::now();
+            a.cancel();
+            ivy::sleep(Duration::from_millis(5)); // a is now parked in its destructor
+            b.cancel();
+            assert!(b.join().unwrap_err().is_cancelled());
+            assert!(a.join().unwrap_err().is_cancelled());
+            start.elapsed()
+        });
+        assert!(
+            took < Duration::from_secs(5),
+            "cancellation was lost: {took:?}"
+        );
+    }
+}

@@ -15,7 +15,7 @@
 //! * **No Rust unwind crosses C frames.** Every exported function runs its body
 //!   under [`guard`], which catches panics and returns `IVY_EPANIC`. Blocking
 //!   calls use the crate-internal `Result` layer (`park_until`,
-//!   `sleep_until_inner`, `JoinHandle::wait_until`) and never `or_raise`:
+//!   `sleep_until_inner`, `JoinHandle::wait_until_raw`) and never `or_raise`:
 //!   cancellation reaches a C task as `IVY_ECANCELED` from its next blocking call,
 //!   and the C code returns on its own.
 //! * **Deadlines** (`time.rs`): every blocking call takes an `int64_t` absolute

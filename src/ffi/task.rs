@@ -226,7 +226,7 @@ pub unsafe extern "C" fn ivy_join(
             .take()
             .ok_or(IVY_EBUSY)?;
         let put_back = |jh| *entry.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(jh);
-        match jh.wait_until(deadline) {
+        match jh.wait_until_raw(deadline) {
             Ok(true) => {}
             Ok(false) => {
                 put_back(jh);

@@ -11,6 +11,7 @@
 //! joined. Nothing is force-unwound, so no unwind can cross C frames. A task that
 //! never reaches a blocking call again keeps shutdown waiting, as in asyncio.
 
+pub mod debug;
 pub(crate) mod idle;
 pub(crate) mod parker;
 pub(crate) mod registry;
@@ -43,6 +44,7 @@ pub(crate) struct Shared {
     /// Time origin of the workers' timer wheels.
     pub(crate) origin: Instant,
     pub(crate) default_stack_size: usize,
+    pub(crate) debug: debug::DebugConfig,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     closing: AtomicBool,
     /// Set once every task has finished: workers exit.
@@ -119,6 +121,8 @@ pub struct Builder {
     workers: Option<usize>,
     stack_size: Option<usize>,
     thread_name: Option<String>,
+    debug: Option<bool>,
+    slow_task: Option<Duration>,
 }
 
 impl Builder {
@@ -146,6 +150,22 @@ impl Builder {
         self
     }
 
+    /// Debug mode (default: off, or `IVY_DEBUG=1`): reports tasks that run too
+    /// long without suspending and the tasks left at shutdown; see
+    /// [`debug`](crate::runtime::debug).
+    pub fn debug(mut self, on: bool) -> Builder {
+        self.debug = Some(on);
+        self
+    }
+
+    /// In debug mode, report a task that runs longer than this without
+    /// suspending (default 100 ms, or `IVY_DEBUG_SLOW_MS`). Implies debug mode.
+    pub fn slow_task_threshold(mut self, d: Duration) -> Builder {
+        self.slow_task = Some(d);
+        self.debug = Some(true);
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
@@ -165,6 +185,19 @@ impl Builder {
             None => env_usize("IVY_STACK_SIZE")?.unwrap_or(DEFAULT_STACK_SIZE),
         };
         check_stack_size(stack_size)?;
+        let debug_on = match self.debug {
+            Some(on) => on,
+            None => matches!(std::env::var("IVY_DEBUG").as_deref(), Ok("1") | Ok("true")),
+        };
+        let slow = match self.slow_task {
+            Some(d) => d,
+            None => env_usize("IVY_DEBUG_SLOW_MS")?.map_or(debug::DEFAULT_SLOW_TASK, |ms| {
+                Duration::from_millis(ms as u64)
+            }),
+        };
+        let debug_config = debug::DebugConfig {
+            slow_task: debug_on.then_some(slow),
+        };
         let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
 
         crate::stack::overflow::install_handler();
@@ -189,6 +222,7 @@ impl Builder {
             registry: Registry::new(),
             origin: Instant::now(),
             default_stack_size: stack_size,
+            debug: debug_config,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -317,6 +351,9 @@ impl Runtime {
         }
         let shared = &self.shared;
         shared.closing.store(true, Ordering::Release);
+        if shared.debug.slow_task.is_some() {
+            debug::report_leftovers(&shared.registry.snapshot());
+        }
         // A spawn racing with `closing` may register a task after a snapshot, so
         // cancel repeatedly until the registry drains.
         while shared.registry.live() != 0 {
@@ -399,9 +436,48 @@ impl Handle {
         crate::task::spawn_on(&self.shared, name, stack, f)
     }
 
+    /// The stack size tasks get when they do not ask for one.
+    pub fn default_stack_size(&self) -> usize {
+        self.shared.default_stack_size
+    }
+
     /// Number of tasks spawned and not yet finished.
     pub fn live_tasks(&self) -> usize {
         self.shared.registry.live()
+    }
+
+    /// A snapshot of every live task (asyncio's `all_tasks()`), ordered by id.
+    pub fn tasks(&self) -> Vec<debug::TaskSnapshot> {
+        let mut v: Vec<_> = self
+            .shared
+            .registry
+            .snapshot()
+            .iter()
+            .map(|t| debug::TaskSnapshot::of(t))
+            .collect();
+        v.sort_by_key(|t| t.id);
+        v
+    }
+
+    /// `tasks()` formatted one per line: what every task is doing.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for t in self.tasks() {
+            out.push_str(&t.to_string());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Task counters of this runtime.
+    pub fn metrics(&self) -> debug::Metrics {
+        let (spawned, completed) = self.shared.registry.totals();
+        debug::Metrics {
+            workers: self.shared.remotes.len(),
+            live_tasks: self.shared.registry.live(),
+            spawned_tasks: spawned,
+            completed_tasks: completed,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! contend; each shard is a `Slab` so removal is O(1) through the key stored in the
 //! task. `live` counts tasks from spawn to completion; shutdown waits on `drained`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use slab::Slab;
@@ -18,6 +18,8 @@ const SHARDS: usize = 1 << SHARD_BITS;
 pub(crate) struct Registry {
     shards: Box<[Mutex<Slab<Arc<Task>>>]>,
     live: AtomicUsize,
+    spawned: AtomicU64,
+    completed: AtomicU64,
     drained_lock: Mutex<()>,
     drained: Condvar,
 }
@@ -27,6 +29,8 @@ impl Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(Slab::new())).collect(),
             live: AtomicUsize::new(0),
+            spawned: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
             drained_lock: Mutex::new(()),
             drained: Condvar::new(),
         }
@@ -35,6 +39,7 @@ impl Registry {
     /// Adds a task. `hint` picks the shard (the spawning worker's index).
     pub(crate) fn insert(&self, task: &Arc<Task>, hint: usize) {
         self.live.fetch_add(1, Ordering::AcqRel);
+        self.spawned.fetch_add(1, Ordering::Relaxed);
         let shard = hint % SHARDS;
         let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         let key = slab.insert(task.clone());
@@ -53,10 +58,19 @@ impl Registry {
                 .unwrap_or_else(|e| e.into_inner());
             slab.try_remove(key >> SHARD_BITS);
         }
+        self.completed.fetch_add(1, Ordering::Relaxed);
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = self.drained_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.drained.notify_all();
         }
+    }
+
+    /// Tasks ever spawned, and ever finished.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.spawned.load(Ordering::Relaxed),
+            self.completed.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn live(&self) -> usize {

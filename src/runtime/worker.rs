@@ -75,6 +75,9 @@ pub(crate) struct Worker {
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
+    /// Tasks of this worker suspended in the middle of an unwind (a destructor
+    /// that blocks). See `task_is_unwinding`.
+    parked_unwinding: Cell<usize>,
 }
 
 /// The per-worker parts other threads may touch.
@@ -124,8 +127,41 @@ pub(crate) fn current_task() -> Option<Arc<Task>> {
     try_with_current(|w| w.current.borrow().clone()).flatten()
 }
 
+/// Whether the current task `task` is in the middle of an unwind.
+///
+/// `std::thread::panicking()` answers for the OS thread, and the thread is shared:
+/// while one task is suspended inside a destructor during its unwind, every other
+/// task on the worker would see `true`. So the worker counts the tasks suspended
+/// mid-unwind. With none, `panicking()` is exact for the running task. With some,
+/// the running task relies on its own record: whether ivy raised a cancellation
+/// or deadline in it that has not been caught yet (a user panic started while
+/// another task is suspended mid-unwind is the one case this misses).
+pub(crate) fn task_is_unwinding(task: &Task) -> bool {
+    let others = with_current(|w| w.parked_unwinding.get());
+    if others == 0 {
+        let p = std::thread::panicking();
+        if !p {
+            task.ctx.raised.set(false);
+        }
+        p
+    } else {
+        task.ctx.raised.get()
+    }
+}
+
 /// Suspends `task` (which must be the current task) back to its worker.
 pub(crate) fn suspend(task: &Task, why: Suspend) {
+    let unwinding = task_is_unwinding(task);
+    if unwinding {
+        with_current(|w| w.parked_unwinding.set(w.parked_unwinding.get() + 1));
+    }
+    suspend_raw(task, why);
+    if unwinding {
+        with_current(|w| w.parked_unwinding.set(w.parked_unwinding.get() - 1));
+    }
+}
+
+fn suspend_raw(task: &Task, why: Suspend) {
     let yielder = task.ctx.yielder.get();
     debug_assert!(!yielder.is_null());
     // SAFETY: `yielder` was set by the coroutine's own body when it started and
@@ -153,6 +189,7 @@ impl Worker {
             current: RefCell::new(None),
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
+            parked_unwinding: Cell::new(0),
             searching: Cell::new(false),
         }
     }
@@ -420,11 +457,22 @@ impl Worker {
         // by our `task` Arc) does not move or change while it runs; we reset it to
         // null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
+        let started = self
+            .shared
+            .debug
+            .slow_task
+            .map(|limit| (limit, Instant::now()));
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
+        if let Some((limit, t0)) = started {
+            let took = t0.elapsed();
+            if took > limit {
+                crate::runtime::debug::report_slow(&task, took);
+            }
+        }
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
         *self.current.borrow_mut() = None;

@@ -69,6 +69,11 @@ pub(crate) unsafe fn set_running(task: *const RunningTask) {
     RUNNING.set(task);
 }
 
+/// The task published for this thread by the last `set_running` (null: none).
+pub(crate) fn running() -> *const RunningTask {
+    RUNNING.get()
+}
+
 /// Says how to fix it, after "overflowed its stack of N bytes; ".
 const HINT: &[u8] = b"raise the stack size with ivy::task::Builder::stack_size";
 

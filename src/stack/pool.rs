@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{class_size, guard, guard_size, NUM_CLASSES};
@@ -24,10 +24,13 @@ use super::{class_size, guard, guard_size, NUM_CLASSES};
 const SLAB_SLOTS: usize = 1024;
 /// ...and spans at most this many bytes, unless a single slot is larger.
 const SLAB_BYTES: usize = 256 << 20;
-/// A thread caches at most this many bytes of stacks per class (64 stacks of 64 KiB)...
-const CACHE_BYTES: usize = 4 << 20;
+/// A thread caches at most this many bytes of stacks per class (64 stacks of the
+/// default 256 KiB; only their touched pages are memory)...
+const CACHE_BYTES: usize = 16 << 20;
 /// ...and at most this many stacks.
 const CACHE_MAX: usize = 256;
+/// Fresh slots carved (and guarded) at once.
+const CARVE_BATCH: usize = 64;
 
 /// A stack slot: `addr` is its lowest address, where its guard (if any) begins.
 #[derive(Clone, Copy, Debug)]
@@ -69,17 +72,40 @@ pub(super) fn take(class: usize) -> io::Result<Slot> {
     if let Ok(Some(slot)) = CACHE.try_with(|cache| cache.borrow_mut().0[class].pop()) {
         return Ok(slot);
     }
-    let addr = {
+    let addrs = {
         let mut shared = lock(class);
         if let Some(slot) = shared.free.pop() {
             return Ok(slot);
         }
-        shared.carve(class)?
+        // Carve a batch, so that guards go in with one syscall for many stacks;
+        // the rest of the batch waits in this thread's cache.
+        let n = CARVE_BATCH.min(cache_cap(class)).max(1);
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            match shared.carve(class) {
+                Ok(a) => addrs.push(a),
+                Err(e) if addrs.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        addrs
     };
     // Outside the lock: a syscall, and workers starting up all carve at once. Should it fail
-    // (ENOMEM), the slot is never handed out; leaking its address space is harmless.
-    let guarded = guard::install(addr, guard_size())?;
-    Ok(Slot { addr, guarded })
+    // (ENOMEM), the slots are never handed out; leaking their address space is harmless.
+    let guarded = guard::install_many(&addrs, guard_size())?;
+    let mut slots = addrs
+        .into_iter()
+        .zip(guarded)
+        .map(|(addr, guarded)| Slot { addr, guarded });
+    let first = slots.next().expect("carved at least one slot");
+    let rest: Vec<Slot> = slots.collect();
+    if !rest.is_empty() {
+        let kept = CACHE.try_with(|cache| cache.borrow_mut().0[class].extend_from_slice(&rest));
+        if kept.is_err() {
+            lock(class).free.extend_from_slice(&rest);
+        }
+    }
+    Ok(first)
 }
 
 /// Returns a slot of `class` to this thread's cache, spilling the cache's older half to the
@@ -162,15 +188,44 @@ fn map_slab(len: usize) -> io::Result<usize> {
 }
 
 /// Discards the pages of free slots and puts them on the global list.
+///
+/// Slots carved from one slab are adjacent, and tasks spawned together tend to
+/// finish together, so the slots are sorted and each run of adjacent slots is
+/// discarded with one `madvise` (regression: one syscall and TLB shootdown per
+/// stack made a burst of 1M finishing tasks spend seconds in the kernel). The
+/// guard pages inside a run keep their guards: `MADV_DONTNEED` preserves
+/// `MADV_GUARD_INSTALL` markers, and an `mprotect`ed page holds no memory.
 fn release(class: usize, slots: &[Slot]) {
     let len = class_size(class);
-    for slot in slots {
-        let usable = (slot.addr + guard_size()) as *mut libc::c_void;
-        // SAFETY: the slot is free, so no stack is in use there and its contents are garbage;
-        // zero-filling its usable range changes nothing that anyone may read. The range lies in
-        // a slab mapping, which is never unmapped.
-        let rc = unsafe { libc::madvise(usable, len, libc::MADV_DONTNEED) };
-        debug_assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    let stride = guard_size() + len;
+    let mut sorted: Vec<usize> = slots.iter().map(|s| s.addr).collect();
+    sorted.sort_unstable();
+    let mut runs: Vec<libc::iovec> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start + stride;
+        i += 1;
+        while i < sorted.len() && sorted[i] == end {
+            end += stride;
+            i += 1;
+        }
+        runs.push(libc::iovec {
+            iov_base: (start + guard_size()) as *mut libc::c_void,
+            iov_len: end - start - guard_size(),
+        });
+    }
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    // SAFETY: every slot in every run is free, so no stack is in use there and its
+    // contents are garbage; zero-filling changes nothing anyone may read. Each run
+    // lies in slab mappings, which are never unmapped, and guards survive the advice.
+    let batched = unsafe { guard::madvise_many(&runs, libc::MADV_DONTNEED, &UNSUPPORTED) };
+    if !batched {
+        for run in &runs {
+            // SAFETY: as above, one run at a time.
+            let rc = unsafe { libc::madvise(run.iov_base, run.iov_len, libc::MADV_DONTNEED) };
+            debug_assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        }
     }
     lock(class).free.extend_from_slice(slots);
 }

@@ -11,8 +11,8 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::cancel::or_raise;
 use crate::park;
@@ -211,43 +211,72 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the task to finish, without consuming the result.
     pub(crate) fn wait(&self) -> Result<(), crate::cancel::Interrupted> {
-        self.wait_until(None).map(|_| ())
+        self.wait_until_raw(None).map(|_| ())
     }
 
-    /// Waits for the task to finish or for `deadline`, without consuming the
-    /// result: `Ok(true)` when it has finished (then `join` returns at once),
-    /// `Ok(false)` when `deadline` passed first. The C ABI's `ivy_join` is built on it.
-    pub(crate) fn wait_until(
+    /// Waits until the task finished (`Ok(true)`) or `deadline` passed (`Ok(false)`).
+    /// The C ABI's join and the public `wait_*` methods are built on it.
+    pub(crate) fn wait_until_raw(
         &self,
         deadline: Option<Instant>,
     ) -> Result<bool, crate::cancel::Interrupted> {
-        let task = &self.task;
         loop {
-            if task.is_done() {
+            if !self.set_waiter(Waiter::Unpark(park::current_unparker())) {
                 return Ok(true);
             }
-            {
-                let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
-                if slot.done {
-                    return Ok(true);
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    slot.waiter = None;
-                    return Ok(false);
-                }
-                slot.waiter = Some(park::current_unparker());
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.clear_waiter();
+                return Ok(self.task.is_done());
             }
-            if let Err(e) = park::park_until(deadline) {
-                let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
-                slot.waiter = None;
+            if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Join) {
+                self.clear_waiter();
                 return Err(e);
             }
         }
     }
 
-    /// The task itself, for the C ABI's handle table (cancel, is_finished).
+    /// Registers who to wake when the task finishes. Returns `false` (and registers
+    /// nothing) if it has already finished.
+    pub(crate) fn set_waiter(&self, w: Waiter) -> bool {
+        if self.task.is_done() {
+            return false;
+        }
+        let mut slot = self.task.join.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.done {
+            return false;
+        }
+        slot.waiter = Some(w);
+        true
+    }
+
+    pub(crate) fn clear_waiter(&self) {
+        self.task
+            .join
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiter = None;
+    }
+
     pub(crate) fn raw_task(&self) -> &Arc<Task> {
         &self.task
+    }
+
+    /// Waits up to `timeout` for the task to finish, without consuming the handle.
+    /// Returns whether it has finished. A cancellation point.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.wait_until(d),
+            None => {
+                or_raise(self.wait());
+                true
+            }
+        }
+    }
+
+    /// Waits until `deadline` for the task to finish, without consuming the handle.
+    /// Returns whether it has finished. A cancellation point.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        or_raise(self.wait_until_raw(Some(deadline)))
     }
 
     /// Whether the task has finished (then `join` returns without waiting).
@@ -317,8 +346,10 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
         };
         (slot.waiter.take(), report)
     };
-    if let Some(w) = waiter {
-        w.unpark();
+    match waiter {
+        Some(Waiter::Unpark(u)) => u.unpark(),
+        Some(Waiter::Group(signal, index)) => signal.complete(index),
+        None => {}
     }
     if let Some(msg) = report {
         report_unjoined_panic(task, &msg);
@@ -335,5 +366,47 @@ fn report_unjoined_panic(task: &Task, msg: &str) {
             "ivy: task <unnamed> (id {}) panicked and nobody joined it: {msg}",
             task.id
         ),
+    }
+}
+
+/// Who a finishing task wakes.
+pub(crate) enum Waiter {
+    /// The one task or thread waiting in `join` / `wait_*`.
+    Unpark(park::Unparker),
+    /// A set of handles waited on together (`wait_any`, `as_completed`): the task
+    /// reports its index, so the waiter finds it without scanning the set.
+    Group(Arc<CompletionSignal>, usize),
+}
+
+/// Completion order of a set of tasks, and who to wake on each completion.
+#[derive(Default)]
+pub(crate) struct CompletionSignal {
+    inner: Mutex<SignalState>,
+}
+
+#[derive(Default)]
+struct SignalState {
+    completed: std::collections::VecDeque<usize>,
+    waiter: Option<park::Unparker>,
+}
+
+impl CompletionSignal {
+    pub(crate) fn complete(&self, index: usize) {
+        let waiter = {
+            let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            s.completed.push_back(index);
+            s.waiter.clone()
+        };
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+    }
+
+    /// Registers the caller as the one to wake, then returns the next completed
+    /// index if there is one.
+    pub(crate) fn poll(&self) -> Option<usize> {
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.waiter = Some(park::current_unparker());
+        s.completed.pop_front()
     }
 }

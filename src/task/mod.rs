@@ -5,9 +5,11 @@
 //! without a stack; the stack is taken from the worker's pool at the first run and
 //! returned when the task ends, so a million queued tasks cost no stack memory.
 
+pub(crate) mod gather;
 pub(crate) mod join;
 pub(crate) mod local;
 pub(crate) mod raw;
+pub(crate) mod scoped;
 
 use std::fmt;
 use std::io;
@@ -18,10 +20,12 @@ use std::sync::Arc;
 use crate::cancel::CancelUnwind;
 use crate::runtime::worker;
 use crate::runtime::{check_stack_size, Handle, Shared};
+pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted};
 use join::{payload_str, Packet};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
 use raw::{Entry, Task};
+pub use scoped::{scope, Scope, ScopedJoinHandle};
 
 /// A task's unique id (unique across runtimes for the life of the process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -74,6 +74,8 @@ pub(crate) struct Task {
     /// Slot in the runtime's registry of live tasks.
     pub(crate) registry_key: AtomicUsize,
     pub(crate) join: Mutex<JoinSlot>,
+    /// What the task is parked on (`runtime::debug::WaitReason`), for task dumps.
+    pub(crate) wait_reason: AtomicU8,
     /// Scheduler-owned: see the module comment for who may touch it when.
     coro: UnsafeCell<CoroSlot>,
     /// Task-owned: touched only by the task's own code and by its home worker
@@ -96,13 +98,16 @@ pub(crate) struct TaskCtx {
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`scope.rs`).
     pub(crate) scope: Cell<crate::scope::ScopeState>,
+    /// ivy raised a cancellation or deadline unwind in this task that has not
+    /// been caught yet (`worker::task_is_unwinding`).
+    pub(crate) raised: Cell<bool>,
 }
 
 /// Join bookkeeping, under a small mutex: who waits for the result, whether the
 /// handle still exists, and the panic message for the "nobody joined" report.
 #[derive(Default)]
 pub(crate) struct JoinSlot {
-    pub(crate) waiter: Option<crate::park::Unparker>,
+    pub(crate) waiter: Option<crate::task::join::Waiter>,
     pub(crate) handle_dropped: bool,
     pub(crate) panic_message: Option<String>,
     pub(crate) done: bool,
@@ -136,6 +141,7 @@ impl Task {
             shared,
             registry_key: AtomicUsize::new(usize::MAX),
             join: Mutex::new(JoinSlot::default()),
+            wait_reason: AtomicU8::new(0),
             coro: UnsafeCell::new(CoroSlot {
                 entry: Some(entry),
                 coroutine: None,
@@ -146,6 +152,7 @@ impl Task {
                 timer: Cell::new(None),
                 locals: RefCell::new(LocalMap::default()),
                 scope: Cell::new(Default::default()),
+                raised: Cell::new(false),
             },
         }
     }
@@ -170,6 +177,10 @@ impl Task {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATE_MASK
     }
 
     pub(crate) fn is_done(&self) -> bool {

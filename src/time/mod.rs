@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::or_raise;
 use crate::park;
+use crate::runtime::debug::WaitReason;
 
 /// Suspends the current task for at least `d` (asyncio's `sleep(d)`). A
 /// cancellation point: a cancelled task unwinds from here at once.
@@ -20,7 +21,7 @@ pub fn sleep(d: Duration) {
         Some(deadline) => sleep_until(deadline),
         // Beyond the representable future: sleep until cancelled.
         None => loop {
-            or_raise(park::park_until(None));
+            or_raise(park::park_for(None, WaitReason::Sleep));
         },
     }
 }
@@ -36,7 +37,7 @@ pub(crate) fn sleep_until_inner(deadline: Instant) -> Result<(), crate::cancel::
         if Instant::now() >= deadline {
             return Ok(());
         }
-        park::park_until(Some(deadline))?;
+        park::park_for(Some(deadline), WaitReason::Sleep)?;
     }
 }
 
