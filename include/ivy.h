@@ -111,6 +111,35 @@ typedef enum {
 } ivy_error_t;
 
 /**
+ * What a generator's body yields through; valid only inside that body.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_yielder_t;
+
+/**
+ * The body of a generator: produces values with `ivy_yield_value(y, v)` and
+ * returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
+ * consumer freed the generator) the body must clean up and return.
+ */
+typedef void (*ivy_generator_fn)(ivy_yielder_t y, void *arg);
+
+/**
+ * A handle to a generator, valid until `ivy_generator_free`.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_generator_t;
+
+/**
+ * A handle to a task, valid from spawn until it is joined or detached. A
+ * zero-initialised handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_task_t;
+
+/**
  * Runtime configuration. Zero-initialise it: every zero field means "default".
  * Passing `NULL` instead of a config means all defaults.
  */
@@ -177,14 +206,6 @@ typedef struct {
     void *on_exit_arg;
 } ivy_spawn_opts_t;
 
-/**
- * A handle to a task, valid from spawn until it is joined or detached. A
- * zero-initialised handle is never valid.
- */
-typedef struct {
-    uint64_t id;
-} ivy_task_t;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -196,6 +217,92 @@ extern "C" {
  * `strerror(-code)`.
  */
 const char *ivy_strerror(int code);
+
+/**
+ * Creates a generator running `body(y, arg)` on a stack of `stack_size` bytes
+ * (0: `IVY_DEFAULT_STACK_SIZE`) and stores its handle in `*out`. The body does
+ * not start until the first `ivy_generator_next`. The generator belongs to the
+ * calling task (or plain thread): only it may iterate and free it.
+ *
+ * Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
+ * `IVY_ENOMEM` (no stack).
+ *
+ * # Safety
+ * `out` is valid for writes; `body` is a valid function.
+ */
+int ivy_generator_new(ivy_generator_fn body, void *arg, size_t stack_size, ivy_generator_t *out);
+
+/**
+ * Resumes the generator until it yields a value (stored in `*value`, returns 0)
+ * or its body returns (returns `IVY_ECLOSED`, and so does every later call).
+ * Blocking calls in the body park the caller.
+ *
+ * Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (the caller is not the task
+ * or thread that created it); `IVY_EBUSY` (called from inside the generator's
+ * own body); `IVY_EINVAL` (`value` `NULL`).
+ *
+ * # Safety
+ * `value` is `NULL` or valid for writes.
+ */
+int ivy_generator_next(ivy_generator_t gen, void **value);
+
+/**
+ * Called by a generator's body: hands `value` to the caller of
+ * `ivy_generator_next` and suspends the body until the next call. Returns 0
+ * when resumed by `ivy_generator_next`; `IVY_ECLOSED` when the generator is
+ * being freed -- then the body must return (every further yield also returns
+ * `IVY_ECLOSED` at once).
+ *
+ * Errors: `IVY_EBADF` (stale yielder); `IVY_EPERM` when not called from this
+ * generator's own body (e.g. from a nested generator's body, or after the body
+ * returned).
+ */
+int ivy_yield_value(ivy_yielder_t y, void *value);
+
+/**
+ * Frees the generator. If its body has not returned, it is closed first: it is
+ * resumed with `ivy_yield_value` returning `IVY_ECLOSED` until it returns (a body
+ * that ignores that keeps this call waiting). Only the creating task or thread
+ * may free it.
+ *
+ * Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (not the owner); `IVY_EBUSY`
+ * (called from inside its own body).
+ */
+int ivy_generator_free(ivy_generator_t gen);
+
+/**
+ * Waits until at least one of the `n` tasks has finished, or `deadline`, and
+ * stores the index (in `tasks`) of a finished one in `*index` -- the first to
+ * finish while waiting, or the lowest index among those already finished.
+ * Joins nothing: every handle stays valid (join the finished one next).
+ *
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (the caller was cancelled);
+ * `IVY_EINVAL` (`tasks` or `index` `NULL`, `n` zero, a handle listed twice, a
+ * bad deadline); `IVY_EBADF` (a stale handle); `IVY_EBUSY` (a handle being
+ * joined elsewhere).
+ *
+ * # Safety
+ * `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
+ */
+int ivy_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadline);
+
+/**
+ * Waits until all `n` tasks have finished, or `deadline`. On success frees
+ * every handle, stores each task's return value in `results[i]` and its code in
+ * `codes[i]` (0, or `IVY_ECANCELED` if it was cancelled before it ran,
+ * `IVY_ENOMEM` if it got no stack) -- either array may be `NULL` -- and returns
+ * 0 if every code is 0, else the first non-zero code. asyncio's
+ * `gather(..., return_exceptions=True)`.
+ *
+ * On `IVY_ETIMEDOUT` or `IVY_ECANCELED` (the caller was cancelled) nothing is
+ * freed and the tasks keep running: every handle stays valid. Other errors as
+ * `ivy_wait_any`.
+ *
+ * # Safety
+ * `tasks` is valid for `n` reads; `results` and `codes` are `NULL` or valid for
+ * `n` writes.
+ */
+int ivy_join_all(const ivy_task_t *tasks, size_t n, void **results, int *codes, int64_t deadline);
 
 /**
  * Runs `entry(arg)` as the main task (named "main") of a new runtime, waits for

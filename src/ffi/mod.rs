@@ -25,6 +25,8 @@
 #![allow(non_camel_case_types)] // C names: ivy_task_t, ivy_task_fn, ...
 
 pub(crate) mod error;
+pub(crate) mod generator;
+pub(crate) mod group;
 pub(crate) mod handle;
 pub(crate) mod runtime;
 pub(crate) mod task;
@@ -34,6 +36,8 @@ use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use error::*;
+pub use generator::*;
+pub use group::*;
 pub use runtime::*;
 pub use task::*;
 pub use time::*;

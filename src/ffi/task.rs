@@ -73,12 +73,22 @@ pub(crate) struct CPtr(pub(crate) *mut c_void);
 unsafe impl Send for CPtr {}
 
 pub(crate) struct TaskEntry {
-    task: Arc<Task>,
+    pub(super) task: Arc<Task>,
     /// `None` while a join is waiting on it.
-    join: Mutex<Option<JoinHandle<CPtr>>>,
+    pub(super) join: Mutex<Option<JoinHandle<CPtr>>>,
 }
 
-static TASKS: HandleTable<TaskEntry> = HandleTable::new();
+pub(super) static TASKS: HandleTable<TaskEntry> = HandleTable::new();
+
+/// What `ivy_join` reports for a finished task: its value and a code.
+pub(super) fn outcome(r: Result<CPtr, crate::task::JoinError>) -> (*mut c_void, c_int) {
+    match r {
+        Ok(p) => (p.0, 0),
+        Err(e) if e.is_cancelled() => (std::ptr::null_mut(), IVY_ECANCELED),
+        Err(e) if e.is_no_stack() => (std::ptr::null_mut(), IVY_ENOMEM),
+        Err(_) => (std::ptr::null_mut(), IVY_EPANIC),
+    }
+}
 
 /// Everything a C task's body needs, captured by its closure.
 struct CTask {
@@ -239,13 +249,7 @@ pub unsafe extern "C" fn ivy_join(
         }
         TASKS.remove(task.id);
         // `join` does not wait (the task is done), so it cannot unwind.
-        let outcome = jh.join();
-        let (value, code) = match outcome {
-            Ok(p) => (p.0, 0),
-            Err(e) if e.is_cancelled() => (std::ptr::null_mut(), IVY_ECANCELED),
-            Err(e) if e.is_no_stack() => (std::ptr::null_mut(), IVY_ENOMEM),
-            Err(_) => (std::ptr::null_mut(), IVY_EPANIC),
-        };
+        let (value, code) = outcome(jh.join());
         if !result.is_null() {
             // SAFETY: non-null, and the caller's contract makes it writable.
             unsafe { write_out(result, value) };
