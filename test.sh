@@ -15,3 +15,6 @@ cargo test --release -- --test-threads=2
 
 echo "== C ABI: header check is in cargo test (tests/header.rs); C suite, examples, valgrind"
 tests/c/run.sh
+
+echo "== Python binding (ctypes over target/release/libivy.so)"
+python3 -m pytest -q bindings/python/tests
