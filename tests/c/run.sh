@@ -58,6 +58,20 @@ for cxx in g++ clang++; do
     fi
 done
 
+# 1b. The C++ binding (bindings/cpp/ivy.hpp) and its test, with both C++ compilers.
+for cxx in g++ clang++; do
+    command -v $cxx >/dev/null 2>&1 || continue
+    bin=$out/cpp_test_$cxx
+    # shellcheck disable=SC2086
+    if $cxx -std=c++17 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags ivy) -Ibindings/cpp \
+        bindings/cpp/test_ivy.cpp -o "$bin" $shared_libs && "$bin" > "$bin.log" 2>&1; then
+        ok "C++ binding ($cxx): $(tail -n 1 "$bin.log")"
+    else
+        ko "C++ binding ($cxx)"
+        cat "$bin.log" 2>/dev/null || true
+    fi
+done
+
 # 2. The C suite: every test file, every compiler, shared and static.
 suites=()
 for src in tests/c/test_*.c; do
