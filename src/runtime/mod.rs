@@ -77,8 +77,7 @@ impl Shared {
             }
         })
         .flatten();
-        self.registry
-            .insert(&task, local.unwrap_or(self.remotes.len()));
+        self.registry.spawned();
         if self.is_closing() {
             task.cancel();
         }
@@ -219,7 +218,7 @@ impl Builder {
             remotes: remotes.into_boxed_slice(),
             injector: Injector::new(),
             idle: Idle::new(workers),
-            registry: Registry::new(),
+            registry: Registry::new(workers),
             origin: Instant::now(),
             default_stack_size: stack_size,
             debug: debug_config,
@@ -446,7 +445,9 @@ impl Handle {
         self.shared.registry.live()
     }
 
-    /// A snapshot of every live task (asyncio's `all_tasks()`), ordered by id.
+    /// A snapshot of every live task that has started (asyncio's `all_tasks()`),
+    /// ordered by id. Tasks still queued for their first run are counted in
+    /// [`metrics`](Handle::metrics) (`live_tasks`) but not listed.
     pub fn tasks(&self) -> Vec<debug::TaskSnapshot> {
         let mut v: Vec<_> = self
             .shared

@@ -425,9 +425,14 @@ impl Worker {
             let Some(entry) = slot.entry.take() else {
                 return; // already finished: a stale queue entry cannot exist, but be safe
             };
+            if self.shared.is_closing() {
+                // Shutdown cannot see unstarted tasks (registry.rs): stop them here.
+                task.cancel();
+            }
             match TaskStack::allocate(task.stack_size) {
                 Ok(stack) => {
                     task.set_home(self.index);
+                    self.shared.registry.insert(&task, self.index);
                     slot.running = Some(overflow::RunningTask::new(
                         &stack,
                         task.id,
@@ -436,7 +441,8 @@ impl Worker {
                     let t = task.clone();
                     slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
                         t.ctx.yielder.set(yielder as *const _);
-                        entry(None);
+                        entry.start(None);
+                        drop(entry);
                         // Task-locals die on the task's own stack and thread.
                         crate::task::local::LocalMap::clear_all(&t.ctx.locals);
                         drop(t);
@@ -444,7 +450,7 @@ impl Worker {
                 }
                 Err(e) => {
                     task.set_home(self.index);
-                    entry(Some(e));
+                    entry.start(Some(e));
                     self.complete(task);
                     return;
                 }

@@ -46,10 +46,18 @@ impl<T> Packet<T> {
 
     /// # Safety
     /// Called only after the task was observed DONE.
-    unsafe fn take(&self) -> Option<Result<T, JoinError>> {
+    pub(crate) unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: see the `Sync` impl.
         unsafe { (*self.result.get()).take() }
     }
+}
+
+/// Where a `JoinHandle` reads its task's result: the packet inside the task's
+/// `Body`, whose closure type the handle does not know.
+pub(crate) trait ResultSlot<T>: Send + Sync {
+    /// # Safety
+    /// Called only after the task was observed DONE.
+    unsafe fn take(&self) -> Option<Result<T, JoinError>>;
 }
 
 /// Why a task produced no value.
@@ -182,13 +190,13 @@ impl From<JoinError> for std::io::Error {
 /// `std::thread::JoinHandle`. Dropping it detaches the task, which keeps running.
 pub struct JoinHandle<T> {
     task: Arc<Task>,
-    packet: Arc<Packet<T>>,
+    packet: Arc<dyn ResultSlot<T>>,
     joined: bool,
     _marker: PhantomData<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<Task>, packet: Arc<Packet<T>>) -> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<Task>, packet: Arc<dyn ResultSlot<T>>) -> JoinHandle<T> {
         JoinHandle {
             task,
             packet,

@@ -11,6 +11,7 @@ pub(crate) mod local;
 pub(crate) mod raw;
 pub(crate) mod scoped;
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,7 +25,7 @@ pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted
 use join::{payload_str, Packet};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
-use raw::{Entry, Task};
+use raw::Task;
 pub use scoped::{scope, Scope, ScopedJoinHandle};
 
 /// A task's unique id (unique across runtimes for the life of the process).
@@ -56,20 +57,59 @@ where
     T: Send + 'static,
 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let packet = Arc::new(Packet::new());
-    let result_slot = packet.clone();
-    let entry: Entry = Box::new(move |no_stack| {
-        let tid = TaskId(id);
-        let result = match no_stack {
-            Some(e) => Err(JoinError::no_stack(tid, e)),
-            None => run_body(tid, f),
+    let body: Arc<Body<F, T>> = Arc::new(Body {
+        id: TaskId(id),
+        f: UnsafeCell::new(Some(f)),
+        packet: Packet::new(),
+    });
+    let task = Arc::new(Task::new(
+        id,
+        name,
+        stack_size,
+        shared.clone(),
+        body.clone(),
+    ));
+    shared.schedule_new(task.clone());
+    JoinHandle::new(task, body)
+}
+
+/// A task's closure and its result, in one allocation: the task holds it as its
+/// `Entry` (to run the closure once), the `JoinHandle` as its `ResultSlot`.
+struct Body<F, T> {
+    id: TaskId,
+    f: UnsafeCell<Option<F>>,
+    packet: Packet<T>,
+}
+
+// SAFETY: `f` is taken exactly once, by the one thread that runs the task's entry
+// (queues hand a task to one thread at a time, and `start` is called once); the
+// packet has its own protocol (join.rs). `F: Send` because the closure moves to the
+// worker; `T: Send` because the value moves to the joiner.
+unsafe impl<F: Send, T: Send> Sync for Body<F, T> {}
+
+impl<F, T> raw::Start for Body<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn start(&self, no_stack: Option<io::Error>) {
+        // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
+        let f = unsafe { (*self.f.get()).take() };
+        let result = match (no_stack, f) {
+            (Some(e), _) => Err(JoinError::no_stack(self.id, e)),
+            (None, Some(f)) => run_body(self.id, f),
+            (None, None) => unreachable!("a task's entry starts once"),
         };
         // SAFETY: the entry runs once, before the worker marks the task DONE.
-        unsafe { result_slot.set(result) };
-    });
-    let task = Arc::new(Task::new(id, name, stack_size, shared.clone(), entry));
-    shared.schedule_new(task.clone());
-    JoinHandle::new(task, packet)
+        unsafe { self.packet.set(result) };
+    }
+}
+
+impl<F: Send, T: Send> join::ResultSlot<T> for Body<F, T> {
+    unsafe fn take(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: forwarded: the caller observed the task DONE.
+        unsafe { self.packet.take() }
+    }
 }
 
 /// Runs a task's body on its own stack, turning unwinds into a `JoinError`.

@@ -55,10 +55,16 @@ pub(crate) enum Suspend {
 pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), TaskStack>;
 pub(crate) type TaskYielder = Yielder<(), Suspend>;
 
-/// The closure a task starts with. Called on the task's own stack with `None`, or
-/// on the worker's stack with `Some(err)` when no stack could be allocated, in
-/// which case it must record the failure for the joiner without running user code.
-pub(crate) type Entry = Box<dyn FnOnce(Option<std::io::Error>) + Send>;
+/// What a task starts with: its closure and its result slot, in one allocation
+/// shared with the `JoinHandle` (see `task::Body`).
+pub(crate) type Entry = Arc<dyn Start>;
+
+/// Runs a task's closure once. Called on the task's own stack with `None`, or on
+/// the worker's stack with `Some(err)` when no stack could be allocated, in which
+/// case it must record the failure for the joiner without running user code.
+pub(crate) trait Start: Send + Sync {
+    fn start(&self, no_stack: Option<std::io::Error>);
+}
 
 pub(crate) const NO_HOME: usize = usize::MAX;
 
