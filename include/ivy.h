@@ -27,6 +27,27 @@
 #include <stdint.h>
 
 /**
+ * `how` for `ivy_tcp_shutdown`.
+ */
+#define IVY_SHUT_RD 0
+
+#define IVY_SHUT_WR 1
+
+#define IVY_SHUT_RDWR 2
+
+/**
+ * Event bits for `ivy_fd_wait`.
+ */
+#define IVY_READABLE 1
+
+#define IVY_WRITABLE 2
+
+/**
+ * Capacity of an unbounded queue, for `ivy_queue_new`.
+ */
+#define IVY_UNBOUNDED (size_t)~0
+
+/**
  * Default stack size, in bytes, of tasks on runtimes created through the C ABI.
  */
 #define IVY_DEFAULT_STACK_SIZE (1 << 20)
@@ -35,6 +56,8 @@
  * The deadline value meaning "wait forever".
  */
 #define IVY_FOREVER (int64_t)-1
+
+
 
 /**
  * Error codes: every function returns `IVY_OK` (0) or one of these. An enum,
@@ -111,6 +134,20 @@ typedef enum {
 } ivy_error_t;
 
 /**
+ * What one arm of `ivy_select` does.
+ */
+typedef enum {
+    /**
+     * Take an item from `queue` into `item`.
+     */
+    IVY_SELECT_GET = 1,
+    /**
+     * Put `item` into `queue`.
+     */
+    IVY_SELECT_PUT = 2,
+} ivy_select_kind_t;
+
+/**
  * What a generator's body yields through; valid only inside that body.
  */
 typedef struct {
@@ -140,6 +177,67 @@ typedef struct {
 } ivy_task_t;
 
 /**
+ * A handle to a listening TCP socket.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_tcp_listener_t;
+
+/**
+ * A handle to a connected TCP stream.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_tcp_stream_t;
+
+/**
+ * A handle to a UDP socket.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_udp_socket_t;
+
+/**
+ * The entry point of a C task: called once with the `arg` given at spawn; its
+ * return value is what `ivy_join` reports.
+ */
+typedef void *(*ivy_task_fn)(void *arg);
+
+/**
+ * A handle to a job on the blocking pool, valid until joined or detached.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_blocking_t;
+
+/**
+ * A handle to a queue of `void *` items.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_queue_t;
+
+/**
+ * One arm of `ivy_select`.
+ */
+typedef struct {
+    ivy_queue_t queue;
+    /**
+     * `IVY_SELECT_GET` or `IVY_SELECT_PUT` (any other value is `IVY_EINVAL`).
+     */
+    int kind;
+    /**
+     * PUT: the item to put. GET: receives the item taken, if this arm fired.
+     */
+    void *item;
+    /**
+     * Set for the arm that fired: 0, or `IVY_ECLOSED` if it fired because its
+     * queue was closed (GET: closed and drained).
+     */
+    int result;
+} ivy_select_op_t;
+
+/**
  * Runtime configuration. Zero-initialise it: every zero field means "default".
  * Passing `NULL` instead of a config means all defaults.
  */
@@ -155,12 +253,6 @@ typedef struct {
      */
     size_t stack_size;
 } ivy_config_t;
-
-/**
- * The entry point of a C task: called once with the `arg` given at spawn; its
- * return value is what `ivy_join` reports.
- */
-typedef void *(*ivy_task_fn)(void *arg);
 
 /**
  * A handle to a runtime made by `ivy_runtime_new`, valid until
@@ -205,6 +297,43 @@ typedef struct {
     ivy_hook_fn on_exit;
     void *on_exit_arg;
 } ivy_spawn_opts_t;
+
+/**
+ * A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_mutex_t;
+
+/**
+ * A handle to a reader-writer lock: many readers or one writer, FIFO-fair (a
+ * waiting writer holds back later readers).
+ */
+typedef struct {
+    uint64_t id;
+} ivy_rwlock_t;
+
+/**
+ * A handle to a counting semaphore (asyncio's `Semaphore`): FIFO-fair.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_semaphore_t;
+
+/**
+ * A handle to an event (asyncio's `Event`): a flag tasks wait for.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_event_t;
+
+/**
+ * A handle to a condition variable, used with an `ivy_mutex_t` (asyncio's
+ * `Condition`, pthread's `pthread_cond_t`).
+ */
+typedef struct {
+    uint64_t id;
+} ivy_cond_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -305,6 +434,276 @@ int ivy_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadl
 int ivy_join_all(const ivy_task_t *tasks, size_t n, void **results, int *codes, int64_t deadline);
 
 /**
+ * Binds a TCP listener to `addr` (port 0: any free port, see
+ * `ivy_tcp_listener_port`) and listens. Errors: `IVY_EINVAL` (`addr` or `out`
+ * `NULL`, not an address), `IVY_ENOENT` (the name does not resolve),
+ * `-EADDRINUSE` and other OS errors, `IVY_ECANCELED` (while resolving).
+ *
+ * # Safety
+ * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
+ */
+int ivy_tcp_listen(const char *addr, ivy_tcp_listener_t *out);
+
+/**
+ * Stores the local port of the listener in `*port`. Errors: `IVY_EBADF`,
+ * `IVY_EINVAL`.
+ *
+ * # Safety
+ * `port` is `NULL` or writable.
+ */
+int ivy_tcp_listener_port(ivy_tcp_listener_t l, uint16_t *port);
+
+/**
+ * Waits until `deadline` for a connection and stores its stream in `*out` (the
+ * caller owns it: `ivy_tcp_close`). Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
+ * `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+ *
+ * # Safety
+ * `out` is `NULL` or writable.
+ */
+int ivy_tcp_accept(ivy_tcp_listener_t l, ivy_tcp_stream_t *out, int64_t deadline_ms);
+
+/**
+ * Closes the listener and frees the handle. Errors: `IVY_EBADF`.
+ */
+int ivy_tcp_listener_close(ivy_tcp_listener_t l);
+
+/**
+ * Connects to `addr`, trying each resolved address in turn, until `deadline`,
+ * and stores the stream in `*out`. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
+ * `-ECONNREFUSED` and other OS errors, `IVY_ENOENT`, `IVY_EINVAL`.
+ *
+ * # Safety
+ * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
+ */
+int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline_ms);
+
+/**
+ * Reads up to `len` bytes into `buf`, waiting until `deadline` for data, and
+ * stores the count in `*n` (0: the peer closed its side). Errors:
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n`
+ * `NULL`, `len` 0), OS errors (`-ECONNRESET`, ...).
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_tcp_read(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline_ms);
+
+/**
+ * Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
+ * stores the count written in `*n` (at least 1 on success; may be less than
+ * `len`). Errors: as `ivy_tcp_read`; `-EPIPE` when the peer is gone.
+ *
+ * # Safety
+ * `buf` is readable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_tcp_write(ivy_tcp_stream_t s, const void *buf, size_t len, size_t *n, int64_t deadline_ms);
+
+/**
+ * Writes all `len` bytes of `buf` (several writes if needed) before
+ * `deadline`. On error, an unknown prefix may have been written. Errors: as
+ * `ivy_tcp_write`.
+ *
+ * # Safety
+ * `buf` is readable for `len` bytes.
+ */
+int ivy_tcp_write_all(ivy_tcp_stream_t s, const void *buf, size_t len, int64_t deadline_ms);
+
+/**
+ * Shuts down the reading side, the writing side (the peer reads EOF), or both.
+ * Errors: `IVY_EINVAL` (bad `how`), `IVY_EBADF`, OS errors.
+ */
+int ivy_tcp_shutdown(ivy_tcp_stream_t s, int how);
+
+/**
+ * Closes the stream and frees the handle (the socket closes once no other call
+ * is using it). Errors: `IVY_EBADF`.
+ */
+int ivy_tcp_close(ivy_tcp_stream_t s);
+
+/**
+ * Binds a UDP socket to `addr` (port 0: any). Errors as `ivy_tcp_listen`.
+ *
+ * # Safety
+ * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
+ */
+int ivy_udp_bind(const char *addr, ivy_udp_socket_t *out);
+
+/**
+ * Stores the local port in `*port`. Errors: `IVY_EBADF`, `IVY_EINVAL`.
+ *
+ * # Safety
+ * `port` is `NULL` or writable.
+ */
+int ivy_udp_port(ivy_udp_socket_t s, uint16_t *port);
+
+/**
+ * Sends one datagram of `len` bytes (0 allowed) to `addr`, waiting until
+ * `deadline` for room, and stores the count sent in `*n` (if `n` is not NULL).
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+ *
+ * # Safety
+ * `buf` is readable for `len` bytes (or `len` is 0); `addr` is a NUL-terminated
+ * string; `n` is `NULL` or writable.
+ */
+int ivy_udp_send_to(ivy_udp_socket_t s,
+                    const void *buf,
+                    size_t len,
+                    const char *addr,
+                    size_t *n,
+                    int64_t deadline_ms);
+
+/**
+ * Receives one datagram into `buf` (a longer one is truncated), waiting until
+ * `deadline`, and stores its length in `*n` and, if `from` is not NULL, the
+ * sender's address as a NUL-terminated string in `from` (capacity `from_cap`;
+ * `IVY_ERANGE` if too small, the datagram is then still consumed and `*n` set).
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is writable; `from` is `NULL` or
+ * writable for `from_cap` bytes.
+ */
+int ivy_udp_recv_from(ivy_udp_socket_t s,
+                      void *buf,
+                      size_t len,
+                      size_t *n,
+                      char *from,
+                      size_t from_cap,
+                      int64_t deadline_ms);
+
+/**
+ * Closes the socket and frees the handle. Errors: `IVY_EBADF`.
+ */
+int ivy_udp_close(ivy_udp_socket_t s);
+
+/**
+ * Waits until `fd` (any pollable descriptor ivy does not own: a pipe, a C
+ * library's socket) is readable and/or writable, as asked in `events`
+ * (`IVY_READABLE | IVY_WRITABLE`), or `deadline`; stores the ready subset in
+ * `*revents`. Parks the task (its worker runs others); on a plain thread it
+ * blocks in poll(2). The fd is never closed, and keeps no registration after
+ * the call. An fd at EOF or in error reports readable (the next read says so).
+ *
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EINVAL` (no event bit, unknown
+ * bits, negative fd, `revents` NULL), `IVY_EBADF` (`fd` is not open).
+ *
+ * # Safety
+ * `revents` is `NULL` or writable.
+ */
+int ivy_fd_wait(int fd, int events, int64_t deadline_ms, int *revents);
+
+/**
+ * Runs `f(arg)` on the blocking pool (OS threads for code that really blocks:
+ * file I/O, a C library's blocking call, heavy computation), so it never
+ * stalls a worker (asyncio's `run_in_executor` / `to_thread`). Stores the job's
+ * handle in `*out`; collect the result with `ivy_blocking_join`. Works from
+ * tasks and plain threads. A started job cannot be interrupted.
+ *
+ * Errors: `IVY_EINVAL` (`f` or `out` NULL).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `f` is a valid function, callable on another
+ * thread with `arg`.
+ */
+int ivy_spawn_blocking(ivy_task_fn f, void *arg, ivy_blocking_t *out);
+
+/**
+ * Waits (parking a task) until the job returns or `deadline`, then frees the
+ * handle and stores the job's return value in `*result` (if not NULL).
+ * Errors: `IVY_ETIMEDOUT` and `IVY_ECANCELED` (the job runs on; the handle stays
+ * valid), `IVY_EBADF`, `IVY_EBUSY` (joined concurrently), `IVY_EINVAL`.
+ *
+ * # Safety
+ * `result` is `NULL` or writable.
+ */
+int ivy_blocking_join(ivy_blocking_t b, void **result, int64_t deadline_ms);
+
+/**
+ * Frees the handle without waiting; the job finishes on its own. Errors:
+ * `IVY_EBADF`, `IVY_EBUSY` (being joined).
+ */
+int ivy_blocking_detach(ivy_blocking_t b);
+
+/**
+ * Creates a FIFO queue holding at most `capacity` items (`IVY_UNBOUNDED`: no
+ * limit). Errors: `IVY_EINVAL` (`out` `NULL`, `capacity` 0).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_queue_new(size_t capacity, ivy_queue_t *out);
+
+/**
+ * Appends `item` (any pointer, `NULL` included), waiting for room until
+ * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
+ * (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
+ */
+int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline_ms);
+
+/**
+ * Removes the oldest item into `*item`, waiting until `deadline` for one.
+ * Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained),
+ * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
+ *
+ * # Safety
+ * `item` is `NULL` or valid for writes.
+ */
+int ivy_queue_get(ivy_queue_t q, void **item, int64_t deadline_ms);
+
+/**
+ * Closes the queue: waiting and later puts fail with `IVY_ECLOSED`; gets
+ * return the remaining items, then `IVY_ECLOSED`. Idempotent. Errors:
+ * `IVY_EBADF`.
+ */
+int ivy_queue_close(ivy_queue_t q);
+
+/**
+ * Marks one item taken by a get as processed (asyncio's `task_done`).
+ * Errors: `IVY_EINVAL` (called more times than items were put); `IVY_EBADF`.
+ */
+int ivy_queue_task_done(ivy_queue_t q);
+
+/**
+ * Waits until every item ever put has been marked done with
+ * `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
+ * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ */
+int ivy_queue_join(ivy_queue_t q, int64_t deadline_ms);
+
+/**
+ * Stores the number of items in the queue in `*len`. Errors: `IVY_EBADF`,
+ * `IVY_EINVAL`.
+ *
+ * # Safety
+ * `len` is `NULL` or valid for writes.
+ */
+int ivy_queue_len(ivy_queue_t q, size_t *len);
+
+/**
+ * Closes the queue (waking every waiter with `IVY_ECLOSED`) and frees it. Items
+ * still inside are dropped: ivy does not free what they point to. Errors:
+ * `IVY_EBADF`.
+ */
+int ivy_queue_free(ivy_queue_t q);
+
+/**
+ * Waits until one of the `n` operations can proceed, performs exactly that one,
+ * and stores its index in `*fired` (Go's `select`, over queues). When several
+ * are ready at once, one is chosen at random (no arm starves). An arm on a
+ * closed queue is ready, and fires with `result` `IVY_ECLOSED`.
+ *
+ * Returns 0 when an arm fired; `IVY_ETIMEDOUT` when `deadline` passed first
+ * (nothing happened); `IVY_ECANCELED`; `IVY_EINVAL` (`ops` or `fired` `NULL`,
+ * `n` 0, an unknown kind); `IVY_EBADF` (a stale queue handle).
+ *
+ * # Safety
+ * `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
+ * writes.
+ */
+int ivy_select(ivy_select_op_t *ops, size_t n, size_t *fired, int64_t deadline_ms);
+
+/**
  * Runs `entry(arg)` as the main task (named "main") of a new runtime, waits for
  * it, shuts the runtime down -- cancelling leftover tasks and waiting for them
  * to finish, as `asyncio.run` does -- and stores the main task's return value in
@@ -379,6 +778,175 @@ int ivy_runtime_free(ivy_runtime_t rt);
  * `workers` is `NULL` or valid for writes.
  */
 int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
+
+/**
+ * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_mutex_new(ivy_mutex_t *out);
+
+/**
+ * Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
+ * Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
+ * waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
+ * it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+ */
+int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline_ms);
+
+/**
+ * Unlocks the mutex, handing it to the longest waiter if any. Errors:
+ * `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+ */
+int ivy_mutex_unlock(ivy_mutex_t m);
+
+/**
+ * Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+ */
+int ivy_mutex_free(ivy_mutex_t m);
+
+/**
+ * Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_rwlock_new(ivy_rwlock_t *out);
+
+/**
+ * Takes the lock for reading (shared), waiting until `deadline`. Errors as
+ * `ivy_mutex_lock`; `IVY_EDEADLK` if the caller already holds it (either way).
+ */
+int ivy_rwlock_rdlock(ivy_rwlock_t l, int64_t deadline);
+
+/**
+ * Takes the lock for writing (exclusive), waiting until `deadline`. Errors as
+ * `ivy_rwlock_rdlock`.
+ */
+int ivy_rwlock_wrlock(ivy_rwlock_t l, int64_t deadline);
+
+/**
+ * Releases the caller's hold (read or write). Errors: `IVY_EPERM` (the caller
+ * holds nothing); `IVY_EBADF`.
+ */
+int ivy_rwlock_unlock(ivy_rwlock_t l);
+
+/**
+ * Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+ */
+int ivy_rwlock_free(ivy_rwlock_t l);
+
+/**
+ * Creates a semaphore with `permits` permits. Errors: `IVY_EINVAL` (`out`
+ * `NULL`, or `permits` above the maximum, 2^62 - 1).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_semaphore_new(size_t permits, ivy_semaphore_t *out);
+
+/**
+ * Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
+ * `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+ */
+int ivy_semaphore_acquire(ivy_semaphore_t s, int64_t deadline_ms);
+
+/**
+ * Returns one permit (`sem_post`), waking the longest waiter. Any caller may
+ * release; releasing more than was acquired raises the count. Errors:
+ * `IVY_EBADF`.
+ */
+int ivy_semaphore_release(ivy_semaphore_t s);
+
+/**
+ * Stores the number of free permits in `*permits`. Errors: `IVY_EBADF`,
+ * `IVY_EINVAL`.
+ *
+ * # Safety
+ * `permits` is `NULL` or valid for writes.
+ */
+int ivy_semaphore_available(ivy_semaphore_t s, size_t *permits);
+
+/**
+ * Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
+ * `IVY_EBADF`.
+ */
+int ivy_semaphore_free(ivy_semaphore_t s);
+
+/**
+ * Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_event_new(ivy_event_t *out);
+
+/**
+ * Sets the event, waking every waiter. Errors: `IVY_EBADF`.
+ */
+int ivy_event_set(ivy_event_t e);
+
+/**
+ * Clears the event. Errors: `IVY_EBADF`.
+ */
+int ivy_event_clear(ivy_event_t e);
+
+/**
+ * Stores 1 in `*is_set` if the event is set, else 0. Errors: `IVY_EBADF`,
+ * `IVY_EINVAL`.
+ *
+ * # Safety
+ * `is_set` is `NULL` or valid for writes.
+ */
+int ivy_event_is_set(ivy_event_t e, int *is_set);
+
+/**
+ * Waits until the event is set (returns at once if it is), or `deadline`.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ */
+int ivy_event_wait(ivy_event_t e, int64_t deadline_ms);
+
+/**
+ * Frees the event; tasks still waiting keep waiting until their deadlines.
+ * Errors: `IVY_EBADF`.
+ */
+int ivy_event_free(ivy_event_t e);
+
+/**
+ * Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_cond_new(ivy_cond_t *out);
+
+/**
+ * Atomically unlocks `m` (which the caller must hold) and waits for a
+ * notification or `deadline`; then re-locks `m`. **On every return, errors
+ * included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
+ * May wake spuriously: wait in a loop that re-checks the predicate.
+ *
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
+ * `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
+ * `IVY_EINVAL`.
+ */
+int ivy_cond_wait(ivy_cond_t c, ivy_mutex_t m, int64_t deadline_ms);
+
+/**
+ * Wakes one waiter, if any. Errors: `IVY_EBADF`.
+ */
+int ivy_cond_notify_one(ivy_cond_t c);
+
+/**
+ * Wakes every waiter. Errors: `IVY_EBADF`.
+ */
+int ivy_cond_notify_all(ivy_cond_t c);
+
+/**
+ * Frees the condition variable. Errors: `IVY_EBADF`.
+ */
+int ivy_cond_free(ivy_cond_t c);
 
 /**
  * Spawns `entry(arg)` as a new task on the runtime of the calling task.

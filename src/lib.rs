@@ -18,20 +18,30 @@
 //! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
 //! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
 //! state machine, join, task-locals), `park` (park/unpark of the *current* task or
-//! thread: the primitive every blocking operation is built on).
+//! thread: the primitive every blocking operation is built on), then `sync` (locks,
+//! semaphores, events, conditions, queues and select for tasks and threads), `io`
+//! (fd readiness on each worker's poll), `net` (sockets), `blocking` (the thread
+//! pool behind `spawn_blocking`) and `fs` (files on that pool); `ffi` is the C ABI
+//! over all of them (`include/ivy.h`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod blocking;
 mod cancel;
 pub mod ffi;
+pub mod fs;
 mod generator;
+pub mod io;
+pub mod net;
 pub mod park;
 pub mod runtime;
 mod scope;
 mod stack;
+pub mod sync;
 pub mod task;
 pub mod time;
 
+pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
 pub use generator::{Generator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use scope::{deadline, shield, timeout, Elapsed};

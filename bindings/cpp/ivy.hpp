@@ -231,6 +231,79 @@ class runtime {
     ivy_runtime_t handle_{0};
 };
 
+/// A mutex usable with std::lock_guard / std::unique_lock (Lockable): lock(),
+/// try_lock(), unlock(). Works from tasks and plain threads. Not recursive.
+class mutex {
+  public:
+    mutex() { check(ivy_mutex_new(&handle_), "mutex"); }
+    mutex(const mutex &) = delete;
+    mutex &operator=(const mutex &) = delete;
+    ~mutex() { ivy_mutex_free(handle_); }
+
+    void lock() { check(ivy_mutex_lock(handle_, forever), "mutex::lock"); }
+    bool try_lock() {
+        int rc = ivy_mutex_lock(handle_, 0);
+        if (rc == IVY_ETIMEDOUT) return false;
+        check(rc, "mutex::try_lock");
+        return true;
+    }
+    /// Locks, giving up at `deadline` (returns false).
+    bool lock_until(deadline_t deadline) {
+        int rc = ivy_mutex_lock(handle_, deadline);
+        if (rc == IVY_ETIMEDOUT) return false;
+        check(rc, "mutex::lock_until");
+        return true;
+    }
+    void unlock() { check(ivy_mutex_unlock(handle_), "mutex::unlock"); }
+
+  private:
+    ivy_mutex_t handle_{0};
+};
+
+/// A queue of T* (bounded, or unbounded with capacity 0). The queue never owns
+/// the pointees; passing a pointer through it passes ownership by convention.
+template <class T> class queue {
+  public:
+    explicit queue(std::size_t capacity = 0) {
+        check(ivy_queue_new(capacity == 0 ? IVY_UNBOUNDED : capacity, &handle_), "queue");
+    }
+    queue(const queue &) = delete;
+    queue &operator=(const queue &) = delete;
+    ~queue() { ivy_queue_free(handle_); }
+
+    /// Appends `item`, waiting for room until `deadline` (timeout_error;
+    /// closed_error once closed).
+    void put(T *item, deadline_t deadline = forever) {
+        check(ivy_queue_put(handle_, static_cast<void *>(item), deadline), "queue::put");
+    }
+    /// Removes the oldest item, waiting until `deadline` (timeout_error;
+    /// closed_error once closed and drained).
+    T *get(deadline_t deadline = forever) {
+        void *item = nullptr;
+        check(ivy_queue_get(handle_, &item, deadline), "queue::get");
+        return static_cast<T *>(item);
+    }
+    /// The oldest item if there is one now; std::nullopt if empty (or closed and drained).
+    std::optional<T *> try_get() {
+        void *item = nullptr;
+        int rc = ivy_queue_get(handle_, &item, 0);
+        if (rc == IVY_ETIMEDOUT || rc == IVY_ECLOSED) return std::nullopt;
+        check(rc, "queue::try_get");
+        return static_cast<T *>(item);
+    }
+    void close() { check(ivy_queue_close(handle_), "queue::close"); }
+    void task_done() { check(ivy_queue_task_done(handle_), "queue::task_done"); }
+    void join(deadline_t deadline = forever) { check(ivy_queue_join(handle_, deadline), "queue::join"); }
+    std::size_t size() const {
+        std::size_t n = 0;
+        check(ivy_queue_len(handle_, &n), "queue::size");
+        return n;
+    }
+
+  private:
+    ivy_queue_t handle_{0};
+};
+
 namespace this_task {
 
 inline void sleep_for(std::chrono::milliseconds d) { check(ivy_sleep(d.count()), "sleep"); }

@@ -1,6 +1,7 @@
 // Tests of bindings/cpp/ivy.hpp, built and run by tests/c/run.sh with g++ and
 // clang++ (-std=c++17 -Wall -Wextra -Werror).
 #include <atomic>
+#include <mutex>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -131,6 +132,56 @@ int main() {
         CHECK(rt.spawn([] { return ivy::this_task::name(); }, {long_name, 0}).join() == long_name);
         CHECK(throws<ivy::error>([] { ivy::this_task::id(); }));
         CHECK(throws<ivy::error>([] { ivy::spawn([] { return 1; }); }));
+    });
+
+    run_test("mutex works with std::lock_guard across tasks", [] {
+        ivy::runtime rt(2);
+        long total = rt.block_on([] {
+            ivy::mutex m;
+            long value = 0;
+            std::vector<ivy::task<void>> ts;
+            for (int i = 0; i < 10; i++) ts.push_back(ivy::spawn([&] {
+                for (int k = 0; k < 100; k++) {
+                    std::lock_guard<ivy::mutex> g(m);
+                    long v = value;
+                    ivy::this_task::yield();
+                    value = v + 1;
+                }
+            }));
+            for (auto &t : ts) t.join();
+            CHECK(m.try_lock());
+            CHECK(!ivy::spawn([&] { return m.lock_until(ivy::deadline_after(5ms)); }).join());
+            m.unlock();
+            return value;
+        });
+        CHECK(total == 1000);
+    });
+
+    run_test("queue of pointers: producer/consumer, close", [] {
+        ivy::runtime rt(2);
+        long sum = rt.block_on([] {
+            ivy::queue<int> q(4);
+            static int items[100];
+            auto producer = ivy::spawn([&] {
+                for (int i = 0; i < 100; i++) {
+                    items[i] = i;
+                    q.put(&items[i]);
+                }
+                q.close();
+            });
+            long s = 0;
+            for (;;) {
+                try {
+                    s += *q.get();
+                } catch (const ivy::closed_error &) {
+                    break;
+                }
+            }
+            producer.join();
+            CHECK(!q.try_get().has_value());
+            return s;
+        });
+        CHECK(sum == 4950);
     });
 
     std::printf("%d passed, %d failed\n", passed, failed);

@@ -75,6 +75,12 @@ __all__ = [
     "current_task_name",
     "wait_any",
     "gather",
+    "Mutex",
+    "Semaphore",
+    "Event",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
 ]
 
 # ---------------------------------------------------------------------------
@@ -425,3 +431,222 @@ def run(fn: Callable, *args, workers: Optional[int] = None, stack_size: Optional
             leftovers = list(_unjoined.values())
         for t in leftovers:
             t._reap(0)
+
+
+# ---------------------------------------------------------------------------
+# Synchronization (ivy_mutex_*, ivy_semaphore_*, ivy_event_*, ivy_queue_*)
+
+_mutex_new = _declare("ivy_mutex_new", [_P(_Handle)])
+_mutex_lock = _declare("ivy_mutex_lock", [_Handle, c_int64])
+_mutex_unlock = _declare("ivy_mutex_unlock", [_Handle])
+_mutex_free = _declare("ivy_mutex_free", [_Handle])
+_sem_new = _declare("ivy_semaphore_new", [c_size_t, _P(_Handle)])
+_sem_acquire = _declare("ivy_semaphore_acquire", [_Handle, c_int64])
+_sem_release = _declare("ivy_semaphore_release", [_Handle])
+_sem_available = _declare("ivy_semaphore_available", [_Handle, _P(c_size_t)])
+_sem_free = _declare("ivy_semaphore_free", [_Handle])
+_event_new = _declare("ivy_event_new", [_P(_Handle)])
+_event_set = _declare("ivy_event_set", [_Handle])
+_event_clear = _declare("ivy_event_clear", [_Handle])
+_event_is_set = _declare("ivy_event_is_set", [_Handle, _P(c_int)])
+_event_wait = _declare("ivy_event_wait", [_Handle, c_int64])
+_event_free = _declare("ivy_event_free", [_Handle])
+_queue_new = _declare("ivy_queue_new", [c_size_t, _P(_Handle)])
+_queue_put = _declare("ivy_queue_put", [_Handle, c_void_p, c_int64])
+_queue_get = _declare("ivy_queue_get", [_Handle, _P(c_void_p), c_int64])
+_queue_close = _declare("ivy_queue_close", [_Handle])
+_queue_task_done = _declare("ivy_queue_task_done", [_Handle])
+_queue_join = _declare("ivy_queue_join", [_Handle, c_int64])
+_queue_len = _declare("ivy_queue_len", [_Handle, _P(c_size_t)])
+_queue_free = _declare("ivy_queue_free", [_Handle])
+_api.Py_IncRef.argtypes = [c_void_p]
+_UNBOUNDED = ctypes.c_size_t(-1).value
+
+
+class _Object:
+    """Owns one libivy handle, freed on close() or garbage collection."""
+
+    _free = None
+
+    def __init__(self, new, *args):
+        self._h = _Handle()
+        _check(new(*args, ctypes.byref(self._h)), type(self).__name__)
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h is not None and h.id and type(self)._free is not None:
+            type(self)._free(h)
+
+
+class Mutex(_Object):
+    """asyncio's ``Lock`` for tasks and threads: FIFO-fair, not recursive.
+    ``with mutex:`` locks and unlocks. Unlocking from another task is an error."""
+
+    _free = staticmethod(_mutex_free)
+
+    def __init__(self):
+        super().__init__(_mutex_new)
+
+    def acquire(self, timeout: Optional[float] = None) -> bool:
+        """Locks, waiting up to ``timeout`` seconds (None: forever). Returns False
+        on timeout; raises CancelledError if the task is cancelled meanwhile."""
+        rc = _mutex_lock(self._h, _deadline(timeout))
+        if rc == ETIMEDOUT:
+            return False
+        _check(rc, "Mutex.acquire")
+        return True
+
+    def release(self) -> None:
+        _check(_mutex_unlock(self._h), "Mutex.release")
+
+    def __enter__(self) -> "Mutex":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Semaphore(_Object):
+    """asyncio's ``Semaphore``: ``with sem:`` takes and returns a permit."""
+
+    _free = staticmethod(_sem_free)
+
+    def __init__(self, value: int = 1):
+        if value < 0:
+            raise ValueError("Semaphore initial value must be >= 0")
+        super().__init__(_sem_new, value)
+
+    def acquire(self, timeout: Optional[float] = None) -> bool:
+        rc = _sem_acquire(self._h, _deadline(timeout))
+        if rc == ETIMEDOUT:
+            return False
+        _check(rc, "Semaphore.acquire")
+        return True
+
+    def release(self) -> None:
+        _check(_sem_release(self._h), "Semaphore.release")
+
+    @property
+    def available(self) -> int:
+        n = c_size_t()
+        _check(_sem_available(self._h, ctypes.byref(n)), "Semaphore.available")
+        return n.value
+
+    def __enter__(self) -> "Semaphore":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Event(_Object):
+    """asyncio's ``Event``."""
+
+    _free = staticmethod(_event_free)
+
+    def __init__(self):
+        super().__init__(_event_new)
+
+    def set(self) -> None:
+        _check(_event_set(self._h), "Event.set")
+
+    def clear(self) -> None:
+        _check(_event_clear(self._h), "Event.clear")
+
+    def is_set(self) -> bool:
+        flag = c_int()
+        _check(_event_is_set(self._h, ctypes.byref(flag)), "Event.is_set")
+        return bool(flag.value)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Waits until set; False if ``timeout`` passed first."""
+        rc = _event_wait(self._h, _deadline(timeout))
+        if rc == ETIMEDOUT:
+            return False
+        _check(rc, "Event.wait")
+        return True
+
+
+class QueueEmpty(IvyError):
+    """``get_nowait`` on an empty queue."""
+
+
+class QueueFull(IvyError):
+    """``put_nowait`` on a full queue."""
+
+
+class Queue(_Object):
+    """asyncio's ``Queue`` of Python objects: ``maxsize`` 0 means unbounded.
+    The queue holds a reference to each item until it is taken. ``close()``
+    makes puts fail and gets raise ``ClosedError`` once drained."""
+
+    def __init__(self, maxsize: int = 0):
+        if maxsize < 0:
+            raise ValueError("maxsize must be >= 0")
+        super().__init__(_queue_new, maxsize or _UNBOUNDED)
+        self.maxsize = maxsize
+
+    def put(self, item: Any, timeout: Optional[float] = None) -> None:
+        """Appends ``item``, waiting for room (TimeoutError after ``timeout``)."""
+        _api.Py_IncRef(id(item))  # the queue's reference, handed to the getter
+        rc = _queue_put(self._h, id(item), _deadline(timeout))
+        if rc != 0:
+            _api.Py_DecRef(id(item))
+            _check(rc, "Queue.put")
+
+    def put_nowait(self, item: Any) -> None:
+        try:
+            self.put(item, timeout=0)
+        except TimeoutError as e:
+            raise QueueFull(e.code, "Queue.put_nowait") from None
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """Removes and returns the oldest item, waiting up to ``timeout``."""
+        out = c_void_p()
+        _check(_queue_get(self._h, ctypes.byref(out), _deadline(timeout)), "Queue.get")
+        return self._take(out.value)
+
+    @staticmethod
+    def _take(address: Optional[int]) -> Any:
+        obj = ctypes.cast(c_void_p(address), ctypes.py_object).value  # a new reference
+        _api.Py_DecRef(address)  # drop the queue's
+        return obj
+
+    def get_nowait(self) -> Any:
+        try:
+            return self.get(timeout=0)
+        except TimeoutError as e:
+            raise QueueEmpty(e.code, "Queue.get_nowait") from None
+
+    def task_done(self) -> None:
+        rc = _queue_task_done(self._h)
+        if rc == EINVAL:
+            raise ValueError("task_done() called too many times")
+        _check(rc, "Queue.task_done")
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Waits until every item put has been marked done."""
+        _check(_queue_join(self._h, _deadline(timeout)), "Queue.join")
+
+    def close(self) -> None:
+        _check(_queue_close(self._h), "Queue.close")
+
+    def qsize(self) -> int:
+        n = c_size_t()
+        _check(_queue_len(self._h, ctypes.byref(n)), "Queue.qsize")
+        return n.value
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h is None or not h.id:
+            return
+        _queue_close(h)
+        out = c_void_p()
+        while _queue_get(h, ctypes.byref(out), 0) == 0:  # release the items' references
+            self._take(out.value)
+        _queue_free(h)

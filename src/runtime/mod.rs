@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// Time origin of the workers' timer wheels.
     pub(crate) origin: Instant,
     pub(crate) default_stack_size: usize,
+    /// Threads for blocking work (`ivy::spawn_blocking`, `ivy::fs`).
+    pub(crate) blocking: crate::blocking::BlockingPool,
     pub(crate) debug: debug::DebugConfig,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     closing: AtomicBool,
@@ -120,6 +122,8 @@ pub struct Builder {
     workers: Option<usize>,
     stack_size: Option<usize>,
     thread_name: Option<String>,
+    max_blocking_threads: Option<usize>,
+    blocking_keep_alive: Option<Duration>,
     debug: Option<bool>,
     slow_task: Option<Duration>,
 }
@@ -146,6 +150,20 @@ impl Builder {
     /// named `PREFIX-0`, `PREFIX-1`, ...).
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
         self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Maximum number of threads of the blocking pool (`ivy::spawn_blocking`,
+    /// `ivy::fs`, name resolution); default 512. Jobs beyond it queue.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking_threads = Some(n);
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits
+    /// (default 10 s).
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Builder {
+        self.blocking_keep_alive = Some(d);
         self
     }
 
@@ -198,6 +216,20 @@ impl Builder {
             slow_task: debug_on.then_some(slow),
         };
         let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
+        let max_blocking = self
+            .max_blocking_threads
+            .unwrap_or(crate::blocking::DEFAULT_MAX_THREADS);
+        if max_blocking == 0 {
+            return Err(invalid(
+                "ivy: max_blocking_threads must be at least 1".to_string(),
+            ));
+        }
+        let blocking = crate::blocking::BlockingPool::new(
+            max_blocking,
+            self.blocking_keep_alive
+                .unwrap_or(crate::blocking::DEFAULT_KEEP_ALIVE),
+            format!("{prefix}-blocking"),
+        );
 
         crate::stack::overflow::install_handler();
         let mut deques = Vec::with_capacity(workers);
@@ -221,6 +253,7 @@ impl Builder {
             registry: Registry::new(workers),
             origin: Instant::now(),
             default_stack_size: stack_size,
+            blocking,
             debug: debug_config,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -372,6 +405,7 @@ impl Runtime {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        shared.blocking.shutdown();
     }
 }
 

@@ -1,20 +1,38 @@
-//! How an idle worker thread sleeps: in `epoll_wait`, through its own `mio::Poll`.
+//! How an idle worker thread sleeps, and the worker's I/O reactor: one `mio::Poll`.
 //!
 //! Each worker owns a `mio::Poll`. Sleeping there (rather than on a futex) means the
 //! same wait covers the worker's next timer (the poll timeout), wake-ups from other
-//! threads (a `mio::Waker`, an eventfd) and, later, readiness of sockets registered
-//! by the worker's tasks. One wait, three sources, no helper thread.
+//! threads (a `mio::Waker`, an eventfd) and readiness of the sockets and fds that
+//! the worker's tasks registered (see `crate::io` for the full I/O design). One
+//! wait, three sources, no helper thread.
 //!
 //! The `state` word avoids the syscall in the common case: a waker only writes the
 //! eventfd when the worker is actually asleep (`PARKED`); otherwise it leaves a
 //! `NOTIFIED` token that the worker consumes before it would sleep.
+//!
+//! # Readiness dispatch
+//! A registration's mio token is the address of its `IoState` (an `Arc` leaked into
+//! the registration: the poll holds one strong count). The worker turns each event
+//! back into that `IoState` and sets its readiness bits / wakes its waiters
+//! (`IoState::dispatch`); the woken task usually lives on this same worker, so the
+//! wake is a local queue push.
+//!
+//! Releasing that strong count must not race with dispatch: an event for a
+//! registration may sit in the `Events` buffer of a `poll` that was in flight when
+//! another thread deregistered it. So a registration removed on the owning worker
+//! thread outside dispatch is released at once, and one removed anywhere else is
+//! queued in `released` and freed by the worker after its next dispatch, which
+//! is the first moment no buffered event can name it. When the worker is gone
+//! (`released` is `None`), nothing can dispatch any more and release is immediate.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
+
+use crate::io::registration::IoState;
 
 const EMPTY: u8 = 0;
 const PARKED: u8 = 1;
@@ -29,22 +47,44 @@ pub(crate) struct Parker {
     unparker: Arc<WorkerUnparker>,
 }
 
-/// The waking side; shared with every thread.
+/// The waking side, and the worker's I/O registry; shared with every thread.
 pub(crate) struct WorkerUnparker {
     state: AtomicU8,
     waker: Waker,
+    pub(crate) reactor: Reactor,
+}
+
+/// The parts of a worker's poll that registrations use from any thread.
+pub(crate) struct Reactor {
+    /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe).
+    pub(crate) registry: Registry,
+    /// Leaked `IoState` pointers deregistered off-thread, freed after the next
+    /// dispatch; `None` once the worker has exited.
+    released: Mutex<Option<Vec<usize>>>,
+    /// Registrations currently in the poll; the worker polls while busy only if
+    /// there are any.
+    registrations: AtomicUsize,
+    /// Set by the worker thread while it walks an `Events` buffer.
+    dispatching: AtomicBool,
 }
 
 impl Parker {
     pub(crate) fn new() -> io::Result<Parker> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let registry = poll.registry().try_clone()?;
         Ok(Parker {
             poll,
             events: Events::with_capacity(256),
             unparker: Arc::new(WorkerUnparker {
                 state: AtomicU8::new(EMPTY),
                 waker,
+                reactor: Reactor {
+                    registry,
+                    released: Mutex::new(Some(Vec::new())),
+                    registrations: AtomicUsize::new(0),
+                    dispatching: AtomicBool::new(false),
+                },
             }),
         })
     }
@@ -53,28 +93,97 @@ impl Parker {
         self.unparker.clone()
     }
 
-    /// Sleeps until unparked or until `timeout` elapses (`None`: no timeout).
-    /// Returns at once if a wake-up token is pending.
+    /// Sleeps until unparked, until an I/O event arrives (it is dispatched before
+    /// returning), or until `timeout` elapses (`None`: no timeout). Returns at
+    /// once if a wake-up token is pending.
     pub(crate) fn park(&mut self, timeout: Option<Duration>) {
-        let state = &self.unparker.state;
+        let unparker = self.unparker.clone();
+        let state = &unparker.state;
         if state
             .compare_exchange(EMPTY, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            // NOTIFIED: consume the token and return.
+            // NOTIFIED: consume the token, pick up ready I/O without sleeping.
             state.store(EMPTY, Ordering::Release);
+            self.poll_io();
             return;
         }
+        let _ = self.poll_and_dispatch(timeout);
+        state.swap(EMPTY, Ordering::AcqRel);
+    }
+
+    /// Busy- and searching-worker hook: collects I/O readiness without sleeping,
+    /// so ready sockets are not starved by tasks that keep the worker busy, nor
+    /// delayed while an idle worker spins looking for work. A no-op (no
+    /// syscall) while no fd is registered with this worker. Returns whether any
+    /// I/O event was dispatched.
+    pub(crate) fn poll_io(&mut self) -> bool {
+        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 || self.has_released() {
+            return self.poll_and_dispatch(Some(Duration::ZERO));
+        }
+        false
+    }
+
+    fn has_released(&self) -> bool {
+        let released = self.unparker.reactor.released.lock();
+        let released = released.unwrap_or_else(|e| e.into_inner());
+        released.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// Returns whether any I/O event (other than a wake-up) was dispatched.
+    fn poll_and_dispatch(&mut self, timeout: Option<Duration>) -> bool {
         loop {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // epoll_wait fails only on programming errors (EBADF, EINVAL);
                 // there is nobody to report to from here, and spinning is safe.
-                Err(_) => break,
+                Err(_) => {
+                    self.events.clear();
+                    break;
+                }
             }
         }
-        state.swap(EMPTY, Ordering::AcqRel);
+        let reactor = &self.unparker.reactor;
+        reactor.dispatching.store(true, Ordering::Relaxed);
+        let mut dispatched = false;
+        for event in self.events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
+            }
+            dispatched = true;
+            let ptr = event.token().0 as *const IoState;
+            // SAFETY: every other token is the address of an `IoState` whose strong
+            // count the registration leaked to this poll (`Reactor::register`). That
+            // count is released either on this thread outside this loop (so not now)
+            // or through `released`, which is drained only below, after the loop.
+            // So the `IoState` is alive for the whole loop.
+            let io = unsafe { &*ptr };
+            io.dispatch(event);
+        }
+        reactor.dispatching.store(false, Ordering::Relaxed);
+        reactor.drain_released();
+        dispatched
+    }
+}
+
+impl Drop for Parker {
+    fn drop(&mut self) {
+        let pending = {
+            let mut released = self
+                .unparker
+                .reactor
+                .released
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            released.take()
+        };
+        for ptr in pending.into_iter().flatten() {
+            // SAFETY: `ptr` came from `Arc::into_raw` in `Reactor::register` and was
+            // queued exactly once by `Reactor::deregister`; no dispatch can run
+            // any more (the worker is exiting), so nothing else uses it.
+            drop(unsafe { Arc::from_raw(ptr as *const IoState) });
+        }
     }
 }
 
@@ -84,6 +193,80 @@ impl WorkerUnparker {
             // A failed eventfd write means the counter is saturated, i.e. a wake-up
             // is already pending: nothing is lost.
             let _ = self.waker.wake();
+        }
+    }
+}
+
+impl Reactor {
+    /// Registers `fd` for read and write readiness (edge-triggered), with `io` as
+    /// the target of its events. Returns the token to pass to `deregister`.
+    pub(crate) fn register(&self, fd: std::os::fd::RawFd, io: &Arc<IoState>) -> io::Result<usize> {
+        let token = Arc::into_raw(io.clone()) as usize;
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        match self
+            .registry
+            .register(&mut mio::unix::SourceFd(&fd), Token(token), interest)
+        {
+            Ok(()) => {
+                self.registrations.fetch_add(1, Ordering::Relaxed);
+                Ok(token)
+            }
+            Err(e) => {
+                // SAFETY: the registration failed, so the poll never saw `token`;
+                // this undoes the `into_raw` just above.
+                drop(unsafe { Arc::from_raw(token as *const IoState) });
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes `fd`'s registration made with `token`, and releases the `IoState`
+    /// count the poll held (now, or after the worker's next dispatch; see the
+    /// module comment). `on_owner_thread`: the caller runs on this reactor's worker.
+    pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, token: usize, on_owner_thread: bool) {
+        // An error means the fd was closed behind our back (the kernel already
+        // dropped the registration) or never registered: nothing left to undo.
+        let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        self.registrations.fetch_sub(1, Ordering::Relaxed);
+        let release_now = on_owner_thread && !self.dispatching.load(Ordering::Relaxed);
+        if !release_now {
+            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(queue) = released.as_mut() {
+                queue.push(token);
+                return;
+            }
+        }
+        // SAFETY: `token` came from `Arc::into_raw` in `register`, is released once,
+        // and no dispatch can be reading it: either we are the owning worker
+        // outside its dispatch loop, or the worker has exited.
+        drop(unsafe { Arc::from_raw(token as *const IoState) });
+    }
+
+    /// Number of fds registered with this poll now.
+    pub(crate) fn registrations(&self) -> usize {
+        self.registrations.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker owning this reactor has exited.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn drain_released(&self) {
+        let pending = {
+            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+            match released.as_mut() {
+                Some(v) if !v.is_empty() => std::mem::take(v),
+                _ => return,
+            }
+        };
+        for ptr in pending {
+            // SAFETY: as in `Parker::drop`: queued once by `deregister`, and called
+            // right after a dispatch loop, so no buffered event names it.
+            drop(unsafe { Arc::from_raw(ptr as *const IoState) });
         }
     }
 }

@@ -46,6 +46,11 @@ impl fmt::Display for TaskId {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh id from the task id space (also used for blocking-pool jobs).
+pub(crate) fn next_task_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(crate) fn spawn_on<F, T>(
     shared: &Arc<Shared>,
     name: Option<Box<str>>,

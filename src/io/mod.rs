@@ -1,0 +1,140 @@
+//! I/O readiness: how a blocking-looking socket call parks only its task.
+//!
+//! # One reactor per worker
+//! A started task never leaves its home worker, so each worker's own `mio::Poll`
+//! (the one it sleeps in, `runtime/parker.rs`) is its reactor. A task that must
+//! wait for a socket registers the fd with *its own worker's* poll, and that
+//! worker dispatches the socket's events to it: no shared reactor thread, no lock
+//! on the hot path, and the wake-up is a push onto the worker's local queue.
+//! The worker collects events (a) when it goes idle, sleeping in the poll with its
+//! next timer as the timeout, and (b) while busy, with a zero timeout every
+//! `FAIRNESS_INTERVAL` scheduler ticks when it has registrations, so readiness is
+//! never starved by tasks that keep it busy.
+//!
+//! # Edge-triggered readiness, no lost events
+//! Registrations are edge-triggered (mio's only mode) and made lazily: a socket
+//! starts out *assumed* ready, so the first read just tries the syscall; only when
+//! an operation returns `WouldBlock` does the fd get registered. Each registration
+//! keeps readiness bits (READABLE, WRITABLE) plus a tick incremented by every
+//! event (`registration.rs`). An operation clears its bit after `WouldBlock` only
+//! if the tick has not moved since it read the bits, so an edge that fires between
+//! the attempt and the clear stays recorded; then it parks until the bit is set
+//! again (re-armed by the next edge). Registering a socket that is already ready
+//! yields an event at once, so lazy registration loses nothing either.
+//!
+//! # Ownership, split halves, migration
+//! Waiters are kept per direction, so one task may read while another writes
+//! (`TcpStream::split`, `try_clone`, or `&TcpStream` shared through an `Arc`).
+//! A socket moved to a task on another worker is re-registered with that
+//! worker's poll at its next wait, unless a task is still waiting in the other
+//! direction through the old registration; then events keep arriving on the old
+//! worker, which wakes the waiter remotely (correct, just not local).
+//!
+//! # Deregistration
+//! A socket deregisters when dropped, before its fd is closed, from whichever
+//! thread drops it. A cancelled task unwinds out of its wait: it removes itself
+//! from the waiter list on the way out, and the unwind drops the sockets its
+//! frames own (deregistering and closing them). Poll tokens are the addresses of
+//! the registrations' state, kept alive until no buffered event can name them
+//! (see parker.rs).
+//!
+//! # Deadlines and cancellation
+//! Every blocking socket call waits until the earliest of the socket's own
+//! timeout (`set_read_timeout` / `set_write_timeout`, like std) and the deadline
+//! of an enclosing `ivy::timeout` scope; both fail with `io::ErrorKind::TimedOut`
+//! (the scope then also reports `Err(Elapsed)`). Cancellation of the calling task
+//! unwinds from the blocking call, as everywhere in ivy (`JoinError::Cancelled`
+//! at the task's root); the crate-internal `Result` layer (`WaitError`) is what
+//! the C ABI uses, so nothing unwinds through C.
+//!
+//! # Plain threads
+//! ivy sockets also work on threads outside any runtime: an operation that would
+//! block waits in `poll(2)` on the fd until the same deadlines, then retries.
+//!
+//! # Foreign fds
+//! [`wait_readable`] / [`wait_writable`] wait for an fd ivy does not own (a pipe,
+//! a C library's socket): a temporary registration with the task's worker poll,
+//! removed before returning; the fd is never closed or otherwise touched.
+
+pub(crate) mod fd;
+pub(crate) mod registration;
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+pub(crate) use registration::{or_raise_io, Direction, Registration, WaitError};
+pub(crate) use registration::{READABLE, WRITABLE};
+
+/// Waits until `fd` is readable (or at EOF / in error: the next read reports it),
+/// or until `deadline`. Parks the calling task (its worker runs other tasks); on
+/// a plain thread it blocks in `poll(2)`. The fd stays the caller's: it is not
+/// closed, and is left without any registration when this returns.
+///
+/// Errors: `TimedOut` when `deadline` or the caller's `ivy::timeout` scope passes;
+/// `EBADF` for a closed fd. Cancellation of the calling task unwinds.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+/// ivy::run(move || {
+///     let waiter = ivy::spawn(move || ivy::io::wait_readable(rx.as_raw_fd(), None).map(|()| rx));
+///     tx.write_all(b"x").unwrap();
+///     waiter.join().unwrap().unwrap();
+/// });
+/// ```
+pub fn wait_readable(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
+    or_raise_io(fd::wait_fd(fd, READABLE, deadline)).map(|_| ())
+}
+
+/// Waits until `fd` is writable (or in error); see [`wait_readable`].
+pub fn wait_writable(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
+    or_raise_io(fd::wait_fd(fd, WRITABLE, deadline)).map(|_| ())
+}
+
+/// Readiness reported by [`wait_fd_ready`]-style waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Ready {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// The internal, non-unwinding wait the C ABI's `ivy_fd_wait(fd, IVY_READABLE |
+/// IVY_WRITABLE, deadline)` wraps: waits for either interest and says which are
+/// ready. Errors distinguish cancellation, scope expiry and the own deadline.
+#[allow(dead_code)] // the C ABI (ffi branch) calls it
+pub(crate) fn wait_fd_ready(
+    fd: RawFd,
+    readable: bool,
+    writable: bool,
+    deadline: Option<Instant>,
+) -> Result<Ready, WaitError> {
+    let mut mask = 0;
+    if readable {
+        mask |= READABLE;
+    }
+    if writable {
+        mask |= WRITABLE;
+    }
+    let bits = fd::wait_fd(fd, mask, deadline)?;
+    Ok(Ready {
+        readable: bits & READABLE != 0,
+        writable: bits & WRITABLE != 0,
+    })
+}
+
+/// Number of fds currently registered with the polls of the caller's runtime's
+/// workers (0 outside a runtime). For diagnostics and leak tests: every ivy
+/// socket that had to wait is counted until it is dropped.
+#[doc(hidden)]
+pub fn registrations() -> usize {
+    crate::runtime::worker::try_with_current(|w| {
+        w.shared
+            .remotes
+            .iter()
+            .map(|r| r.unparker.reactor.registrations())
+            .sum()
+    })
+    .unwrap_or(0)
+}

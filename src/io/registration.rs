@@ -1,0 +1,373 @@
+//! One fd's readiness state and its registration with a worker's poll.
+//!
+//! See the module comment of `crate::io` for the design. Invariants kept here:
+//!
+//! * `IoState::readiness` holds the READABLE / WRITABLE bits and a tick that
+//!   every dispatched event increments. A bit is cleared only by an operation that
+//!   got `WouldBlock` *and* saw the same tick before it tried (`clear`), so an
+//!   event that arrives between the attempt and the clear is never erased.
+//! * A waiter checks the bits and adds itself under `waiters`' lock; dispatch sets
+//!   the bits before it takes that lock. So either the waiter sees the bit or the
+//!   dispatcher sees the waiter: no lost wake-up.
+//! * Every waiter removes itself when it stops waiting (ready, timed out,
+//!   cancelled, scope elapsed), so nothing keeps a dead task alive.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cancel::Interrupted;
+use crate::park::{self, Unparker};
+use crate::runtime::parker::WorkerUnparker;
+use crate::runtime::worker;
+
+/// Readiness directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+pub(crate) const READABLE: usize = 0b01;
+pub(crate) const WRITABLE: usize = 0b10;
+const BITS: usize = 0b11;
+const TICK_SHIFT: u32 = 8;
+
+impl Direction {
+    pub(crate) fn bit(self) -> usize {
+        match self {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        }
+    }
+}
+
+/// Why a wait for readiness ended without the fd being ready.
+#[derive(Debug)]
+pub(crate) enum WaitError {
+    /// The calling task was cancelled.
+    Cancelled,
+    /// The deadline of an enclosing `ivy::timeout` scope passed.
+    Elapsed,
+    /// The caller's own deadline (or the socket's timeout) passed.
+    TimedOut,
+    /// The operation itself failed.
+    Io(std::io::Error),
+}
+
+impl From<Interrupted> for WaitError {
+    fn from(i: Interrupted) -> WaitError {
+        match i {
+            Interrupted::Cancelled => WaitError::Cancelled,
+            Interrupted::Elapsed => WaitError::Elapsed,
+        }
+    }
+}
+
+impl From<std::io::Error> for WaitError {
+    fn from(e: std::io::Error) -> WaitError {
+        WaitError::Io(e)
+    }
+}
+
+impl WaitError {
+    /// The Rust-side behaviour: cancellation unwinds (like every ivy blocking
+    /// call), everything else is an `io::Error` (`TimedOut` for deadlines).
+    pub(crate) fn into_io_or_raise(self) -> std::io::Error {
+        match self {
+            WaitError::Cancelled => Interrupted::Cancelled.raise(),
+            WaitError::Elapsed => Interrupted::Elapsed.into_io(),
+            WaitError::TimedOut => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out")
+            }
+            WaitError::Io(e) => e,
+        }
+    }
+}
+
+/// Unwraps an internal I/O result with the Rust-side behaviour (see `WaitError`).
+pub(crate) fn or_raise_io<T>(r: Result<T, WaitError>) -> std::io::Result<T> {
+    r.map_err(WaitError::into_io_or_raise)
+}
+
+/// Readiness bits and waiters of one registered fd. Shared by its owner and the
+/// poll it is registered with (which holds a leaked strong count).
+pub(crate) struct IoState {
+    readiness: AtomicUsize,
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    read: Vec<Unparker>,
+    write: Vec<Unparker>,
+}
+
+impl Waiters {
+    fn list(&mut self, dir: Direction) -> &mut Vec<Unparker> {
+        match dir {
+            Direction::Read => &mut self.read,
+            Direction::Write => &mut self.write,
+        }
+    }
+}
+
+impl IoState {
+    pub(crate) fn new(initial: usize) -> IoState {
+        IoState {
+            readiness: AtomicUsize::new(initial & BITS),
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    /// Worker, from its poll: records the event and wakes the waiters it concerns.
+    pub(crate) fn dispatch(&self, event: &mio::event::Event) {
+        let mut bits = 0;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            bits |= READABLE;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            bits |= WRITABLE;
+        }
+        self.set_ready(bits);
+    }
+
+    pub(crate) fn set_ready(&self, bits: usize) {
+        if bits == 0 {
+            return;
+        }
+        let _ = self
+            .readiness
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                let tick = (r >> TICK_SHIFT).wrapping_add(1);
+                Some((tick << TICK_SHIFT) | (r & BITS) | bits)
+            });
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if bits & READABLE != 0 {
+            for w in waiters.read.drain(..) {
+                w.unpark();
+            }
+        }
+        if bits & WRITABLE != 0 {
+            for w in waiters.write.drain(..) {
+                w.unpark();
+            }
+        }
+    }
+
+    /// The current readiness word (bits and tick), for a later `clear`.
+    pub(crate) fn snapshot(&self) -> usize {
+        self.readiness.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ready_bits(&self) -> usize {
+        self.snapshot() & BITS
+    }
+
+    /// After an operation that read `snapshot` got `WouldBlock`: clears `bit`,
+    /// unless an event arrived since (the tick moved), which must not be erased.
+    pub(crate) fn clear(&self, snapshot: usize, bit: usize) {
+        let _ = self.readiness.compare_exchange(
+            snapshot,
+            snapshot & !bit,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Whether any task is waiting on this fd.
+    fn has_waiters(&self) -> bool {
+        let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        !waiters.read.is_empty() || !waiters.write.is_empty()
+    }
+
+    /// Parks the calling task until one of `mask`'s bits is set or `deadline`
+    /// passes. Returns the ready bits. The caller registered the fd with a poll.
+    pub(crate) fn wait_task(
+        &self,
+        mask: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        let me = park::current_unparker();
+        loop {
+            {
+                let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                let ready = self.ready_bits() & mask;
+                if ready != 0 {
+                    remove_waiter(&mut waiters, &me);
+                    return Ok(ready);
+                }
+                for dir in [Direction::Read, Direction::Write] {
+                    if mask & dir.bit() != 0 {
+                        let list = waiters.list(dir);
+                        if !list.iter().any(|w| w.same_target(&me)) {
+                            list.push(me.clone());
+                        }
+                    }
+                }
+            }
+            let parked = park::park_for(deadline, crate::runtime::debug::WaitReason::Io);
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            if parked.is_err() || timed_out {
+                let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                remove_waiter(&mut waiters, &me);
+                // Readiness that raced with the interruption wins: report it, so
+                // the caller's operation runs and no event is lost to a timeout.
+                let ready = self.ready_bits() & mask;
+                if ready != 0 && parked.is_ok() {
+                    return Ok(ready);
+                }
+                parked?;
+                return Err(WaitError::TimedOut);
+            }
+        }
+    }
+}
+
+fn remove_waiter(waiters: &mut Waiters, me: &Unparker) {
+    waiters.read.retain(|w| !w.same_target(me));
+    waiters.write.retain(|w| !w.same_target(me));
+}
+
+/// An fd's registration: its readiness state and, once a task has had to wait
+/// for it, the worker poll it is registered with. Deregisters on drop; never
+/// closes the fd (its owner does, after dropping this).
+pub(crate) struct Registration {
+    fd: RawFd,
+    state: Arc<IoState>,
+    home: Mutex<Option<Home>>,
+}
+
+struct Home {
+    reactor: Arc<WorkerUnparker>,
+    token: usize,
+}
+
+/// The reactor (poll) of the worker running the caller, if the caller is a task.
+fn current_reactor() -> Option<Arc<WorkerUnparker>> {
+    worker::try_with_current(|w| {
+        w.is_running_task()
+            .then(|| w.shared.remotes[w.index].unparker.clone())
+    })
+    .flatten()
+}
+
+fn on_reactor_thread(reactor: &Arc<WorkerUnparker>) -> bool {
+    worker::try_with_current(|w| Arc::ptr_eq(&w.shared.remotes[w.index].unparker, reactor))
+        .unwrap_or(false)
+}
+
+impl Registration {
+    /// A registration for `fd`, optimistically assumed ready in both directions:
+    /// the first operation just tries, and registers only if it would block.
+    pub(crate) fn new(fd: RawFd) -> Registration {
+        Registration::with_readiness(fd, READABLE | WRITABLE)
+    }
+
+    pub(crate) fn with_readiness(fd: RawFd, bits: usize) -> Registration {
+        Registration {
+            fd,
+            state: Arc::new(IoState::new(bits)),
+            home: Mutex::new(None),
+        }
+    }
+
+    /// Makes sure the fd is registered with a poll that is running: the current
+    /// worker's, unless it is already registered with another live worker on
+    /// which some task is waiting for it (split halves used by tasks on two
+    /// workers, or acceptor tasks on every worker sharing a listener): then the
+    /// registration stays, events wake this task remotely, and registrations
+    /// do not ping-pong between workers.
+    fn ensure_registered(&self, reactor: &Arc<WorkerUnparker>) -> std::io::Result<()> {
+        let mut home = self.home.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = home.as_ref() {
+            if Arc::ptr_eq(&h.reactor, reactor) {
+                return Ok(());
+            }
+            if !h.reactor.reactor.is_closed() && self.state.has_waiters() {
+                return Ok(());
+            }
+            let h = home.take().expect("checked above");
+            let owner = on_reactor_thread(&h.reactor);
+            h.reactor.reactor.deregister(self.fd, h.token, owner);
+        }
+        let token = reactor.reactor.register(self.fd, &self.state)?;
+        *home = Some(Home {
+            reactor: reactor.clone(),
+            token,
+        });
+        Ok(())
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for `dir`
+    /// readiness in between, until `deadline` (and the caller's scope deadline).
+    /// In a task the wait parks the task on its worker's poll; on a plain thread
+    /// it blocks in `poll(2)`.
+    pub(crate) fn do_io<R>(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> std::io::Result<R>,
+    ) -> Result<R, WaitError> {
+        let bit = dir.bit();
+        let mut reactor: Option<Arc<WorkerUnparker>> = None;
+        loop {
+            let snapshot = self.state.snapshot();
+            if snapshot & bit != 0 {
+                match op() {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.state.clear(snapshot, bit);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(v) => return Ok(v),
+                    Err(e) => return Err(WaitError::Io(e)),
+                }
+            }
+            if reactor.is_none() {
+                reactor = current_reactor();
+                if reactor.is_none() {
+                    // A plain thread: wait in poll(2) and retry.
+                    crate::io::fd::poll_thread(self.fd, bit, deadline)?;
+                    self.state.set_ready(bit);
+                    continue;
+                }
+            }
+            let r = reactor.as_ref().expect("set above");
+            self.ensure_registered(r)?;
+            self.state.wait_task(bit, deadline)?;
+        }
+    }
+
+    /// Waits until the fd is ready for any direction in `mask`; returns the ready
+    /// bits. Used for connect completion and by `ivy::io` for foreign fds.
+    pub(crate) fn wait(&self, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
+        match current_reactor() {
+            Some(r) => {
+                self.ensure_registered(&r)?;
+                self.state.wait_task(mask, deadline)
+            }
+            None => crate::io::fd::poll_thread(self.fd, mask, deadline),
+        }
+    }
+
+    /// Assumes the fd ready in both directions: the next operations just try.
+    pub(crate) fn assume_ready(&self) {
+        self.state.set_ready(READABLE | WRITABLE);
+    }
+
+    /// Removes the fd from its poll now (before the owner closes it).
+    pub(crate) fn deregister(&self) {
+        let home = self.home.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = home {
+            let owner = on_reactor_thread(&h.reactor);
+            h.reactor.reactor.deregister(self.fd, h.token, owner);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}

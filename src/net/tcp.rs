@@ -1,0 +1,442 @@
+//! TCP: `TcpListener` and `TcpStream`, std's API on ivy's readiness waits.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::addr::{each_addr, ToSocketAddrs};
+use super::{nonblocking, Socket};
+use crate::io::{or_raise_io, Direction, WaitError, WRITABLE};
+
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
+/// A TCP socket server, listening for connections (`std::net::TcpListener`).
+///
+/// `accept` parks the calling task until a connection arrives. Errors such as
+/// `EMFILE` (out of fds) are returned without losing the pending connection:
+/// the next `accept` takes it once fds are free again.
+pub struct TcpListener {
+    inner: Socket<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (`SO_REUSEADDR` set, as in std; listen backlog 4096, capped
+    /// by `net.core.somaxconn`). Host names are resolved on
+    /// the blocking pool; with several addresses, the first that binds wins.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        or_raise_io(each_addr(&addr, |a| {
+            let l = mio::net::TcpListener::bind(a)?;
+            // Raise the backlog from std's and mio's 128 (a burst of connects
+            // overflows it and the dropped SYNs cost a 1 s retransmit each).
+            // Linux lets `listen` be called again to change it, and caps it at
+            // net.core.somaxconn.
+            // SAFETY: `listen` on a socket fd we own; it only reads its arguments.
+            if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+                return Err(WaitError::Io(io::Error::last_os_error()));
+            }
+            Ok(TcpListener::from_mio(l))
+        }))
+    }
+
+    fn from_mio(l: mio::net::TcpListener) -> TcpListener {
+        TcpListener {
+            inner: Socket::new(l),
+        }
+    }
+
+    /// Wraps a std listener (switching it to non-blocking mode).
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        let l = nonblocking(l, std::net::TcpListener::set_nonblocking)?;
+        Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(l)))
+    }
+
+    /// Accepts a connection, parking until one arrives.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        or_raise_io(self.accept_until(None))
+    }
+
+    /// The internal accept: errors distinguish interruptions and the deadline.
+    pub(crate) fn accept_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(TcpStream, SocketAddr), WaitError> {
+        let (s, addr) = self
+            .inner
+            .io_until(Direction::Read, deadline, |l| l.accept())?;
+        Ok((TcpStream::from_mio(s), addr))
+    }
+
+    /// An iterator of accepted connections (never ends; errors are yielded).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get().local_addr()
+    }
+
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get().set_ttl(ttl)
+    }
+
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get().ttl()
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.get().take_error()
+    }
+}
+
+/// The iterator of [`TcpListener::incoming`].
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.inner.raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get().as_fd()
+    }
+}
+
+/// A TCP connection (`std::net::TcpStream`).
+///
+/// Reads and writes park the calling task until the socket is ready. The handle
+/// is shared: `try_clone` and `split` return more handles to the same socket, so
+/// one task can read while another writes; the socket closes with the last one.
+#[derive(Clone)]
+pub struct TcpStream {
+    inner: Arc<Socket<std::net::TcpStream>>,
+}
+
+impl TcpStream {
+    fn from_mio(s: mio::net::TcpStream) -> TcpStream {
+        // SAFETY: `into_raw_fd` gives up ownership of a valid, open socket fd,
+        // which the std stream takes over (still non-blocking).
+        let std = unsafe { std::net::TcpStream::from_raw_fd(s.into_raw_fd()) };
+        TcpStream {
+            inner: Arc::new(Socket::new(std)),
+        }
+    }
+
+    /// Wraps a connected std stream (switching it to non-blocking mode).
+    pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        let s = nonblocking(s, std::net::TcpStream::set_nonblocking)?;
+        Ok(TcpStream {
+            inner: Arc::new(Socket::new(s)),
+        })
+    }
+
+    /// Connects to `addr`, trying each resolved address in turn. Host names are
+    /// resolved on the blocking pool. Honours the caller's `ivy::timeout` scope.
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        or_raise_io(each_addr(&addr, |a| TcpStream::connect_until(a, None)))
+    }
+
+    /// Connects to one address, failing with `TimedOut` after `timeout`.
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        or_raise_io(TcpStream::connect_until(
+            *addr,
+            Instant::now().checked_add(timeout),
+        ))
+    }
+
+    /// The internal connect: a non-blocking `connect(2)`, then a wait for
+    /// writability, then `SO_ERROR` says how it went.
+    pub(crate) fn connect_until(
+        addr: SocketAddr,
+        deadline: Option<Instant>,
+    ) -> Result<TcpStream, WaitError> {
+        crate::park::check_interrupt()?;
+        let mio = mio::net::TcpStream::connect(addr)?;
+        // SAFETY: as in `from_mio`: we take over the open socket fd.
+        let std = unsafe { std::net::TcpStream::from_raw_fd(mio.into_raw_fd()) };
+        let sock = Socket::new_unready(std);
+        sock.reg().wait(WRITABLE, deadline)?;
+        if let Some(e) = sock.get().take_error()? {
+            return Err(WaitError::Io(e));
+        }
+        // Writable without an error but not connected: a spurious wake-up cannot
+        // happen here (the wait returns only on readiness), but a reset right
+        // after the handshake can; report it like std does.
+        if let Err(e) = sock.get().peer_addr() {
+            return Err(WaitError::Io(e));
+        }
+        // From now on, try operations first and wait only when they block.
+        Ok(TcpStream {
+            inner: Arc::new(sock_optimistic(sock)),
+        })
+    }
+
+    /// Another handle to the same socket (no new fd; the socket closes when the
+    /// last handle is dropped). Infallible; `io::Result` for std compatibility.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(self.clone())
+    }
+
+    /// Splits the stream into a read half and a write half, usable from two tasks.
+    pub fn split(&self) -> (TcpReadHalf, TcpWriteHalf) {
+        (
+            TcpReadHalf {
+                stream: self.clone(),
+            },
+            TcpWriteHalf {
+                stream: self.clone(),
+            },
+        )
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get().peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get().local_addr()
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.get().shutdown(how)
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.get().set_nodelay(nodelay)
+    }
+
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.get().nodelay()
+    }
+
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get().set_ttl(ttl)
+    }
+
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get().ttl()
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.get().take_error()
+    }
+
+    /// Read timeout (like std): a read that waits longer fails with `TimedOut`.
+    /// `Some(Duration::ZERO)` is an `InvalidInput` error, as in std.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.inner.set_timeout(Direction::Read, t)
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.inner.set_timeout(Direction::Write, t)
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.timeout(Direction::Read))
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.timeout(Direction::Write))
+    }
+
+    /// Reads without removing the data from the socket's queue.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.io(Direction::Read, |s| s.peek(buf))
+    }
+
+    #[allow(dead_code)] // for the C ABI
+    /// The internal read: errors distinguish interruptions and the deadline.
+    pub(crate) fn read_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        self.inner
+            .io_until(Direction::Read, deadline, |mut s| s.read(buf))
+    }
+
+    #[allow(dead_code)] // for the C ABI
+    /// The internal write: errors distinguish interruptions and the deadline.
+    pub(crate) fn write_until(
+        &self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        self.inner
+            .io_until(Direction::Write, deadline, |mut s| s.write(buf))
+    }
+}
+
+/// Socket with readiness assumed (after connect: try first, wait on WouldBlock).
+fn sock_optimistic<T: AsRawFd>(sock: Socket<T>) -> Socket<T> {
+    sock.reg().assume_ready();
+    sock
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.io(Direction::Read, |mut s| s.read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.inner
+            .io(Direction::Read, |mut s| s.read_vectored(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.io(Direction::Write, |mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner
+            .io(Direction::Write, |mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .field("fd", &self.inner.raw_fd())
+            .finish()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get().as_fd()
+    }
+}
+
+/// The read half of a [`TcpStream`] (from `split`); implements `Read`.
+#[derive(Debug, Clone)]
+pub struct TcpReadHalf {
+    stream: TcpStream,
+}
+
+/// The write half of a [`TcpStream`] (from `split`); implements `Write`.
+/// Dropping it does not shut the connection down: call `shutdown`.
+#[derive(Debug, Clone)]
+pub struct TcpWriteHalf {
+    stream: TcpStream,
+}
+
+impl TcpReadHalf {
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// The whole stream this half belongs to.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl TcpWriteHalf {
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// Shuts down the write direction (the peer reads EOF).
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// The whole stream this half belongs to.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl Read for TcpReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.stream).read(buf)
+    }
+}
+
+impl Write for TcpWriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.stream).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&self.stream).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

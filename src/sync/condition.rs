@@ -1,0 +1,248 @@
+//! `Condition`: a condition variable working with ivy's [`Mutex`] (asyncio's
+//! `Condition`, std's `Condvar`).
+//!
+//! `wait(guard)` queues the caller on the condition *before* unlocking the mutex,
+//! so a `notify` issued by anyone who takes the mutex after that cannot be missed.
+//! Notifications are grants: `notify_one` unlinks the first waiter and marks it
+//! notified. A waiter interrupted (cancelled, scope elapsed) after being notified
+//! passes the notification on to the next waiter, so `notify_one` is never lost.
+//! A waiter whose own deadline races with a notification counts as notified.
+//!
+//! On interruption the Rust API unwinds *without* re-taking the mutex: the guard
+//! was moved into `wait`, so no frame up the stack believes it holds the lock.
+//! The C-facing `wait_raw_deadline` re-takes the lock in every case (pthread and
+//! asyncio semantics), shielded from the interruption it then reports.
+//!
+//! Any number of mutexes may be used with one condition; the usual discipline
+//! (check the predicate under the mutex, wait in a loop) applies, as spurious
+//! returns are possible in principle (`wait_while` does the loop).
+
+use std::fmt;
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
+
+use super::mutex::{Mutex, MutexGuard, RawMutex};
+use super::waiters::{wait_solo, WaitList, Woken};
+use super::{deadline_after, lock_state, WaitError};
+use crate::park;
+
+/// A condition variable for tasks and threads. See the module docs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ivy::sync::{Condition, Mutex};
+/// ivy::run(|| {
+///     let pair = Arc::new((Mutex::new(false), Condition::new()));
+///     let p = pair.clone();
+///     let h = ivy::spawn(move || { *p.0.lock() = true; p.1.notify_one(); });
+///     let (m, c) = &*pair;
+///     let g = c.wait_while(m.lock(), |ready| !*ready);
+///     assert!(*g);
+///     drop(g);
+///     h.join().unwrap();
+/// });
+/// ```
+pub struct Condition {
+    waiters: StdMutex<WaitList<()>>,
+}
+
+/// Whether a timed condition wait returned because its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition::new()
+    }
+}
+
+impl Condition {
+    pub fn new() -> Condition {
+        Condition {
+            waiters: StdMutex::new(WaitList::new()),
+        }
+    }
+
+    /// Unlocks the guard's mutex, parks until notified, re-locks and returns the
+    /// guard. A cancellation point: on cancellation it unwinds with the mutex
+    /// *unlocked*.
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        match self.wait_guard(guard, None) {
+            Ok((g, _)) => g,
+            Err(e) => {
+                let e = e.raise_interrupt();
+                unreachable!("ivy: unexpected {e:?} from Condition::wait")
+            }
+        }
+    }
+
+    /// Like [`wait`](Self::wait), returning after `timeout` at the latest (with the
+    /// mutex locked again in both cases).
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        self.wait_until_opt(guard, deadline_after(timeout))
+    }
+
+    /// Like [`wait`](Self::wait), returning at `deadline` at the latest.
+    pub fn wait_until<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        self.wait_until_opt(guard, Some(deadline))
+    }
+
+    fn wait_until_opt<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        match self.wait_guard(guard, deadline) {
+            Ok((g, timed_out)) => (g, WaitTimeoutResult(timed_out)),
+            Err(e) => {
+                let e = e.raise_interrupt();
+                unreachable!("ivy: unexpected {e:?} from Condition::wait_timeout")
+            }
+        }
+    }
+
+    /// Waits while `condition` holds for the protected value (checked first, under
+    /// the lock), and returns the guard once it does not.
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> MutexGuard<'a, T> {
+        while condition(&mut *guard) {
+            guard = self.wait(guard);
+        }
+        guard
+    }
+
+    /// Like [`wait_while`](Self::wait_while), giving up after `timeout`; the result
+    /// says whether it timed out with the condition still true.
+    pub fn wait_timeout_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        let deadline = deadline_after(timeout);
+        while condition(&mut *guard) {
+            let (g, r) = self.wait_until_opt(guard, deadline);
+            guard = g;
+            if r.timed_out() {
+                let still = condition(&mut *guard);
+                return (guard, WaitTimeoutResult(still));
+            }
+        }
+        (guard, WaitTimeoutResult(false))
+    }
+
+    /// Wakes the longest-waiting waiter, if any.
+    pub fn notify_one(&self) {
+        let next = lock_state(&self.waiters).grant_front(()).ok();
+        if let Some(u) = next {
+            u.unpark();
+        }
+    }
+
+    /// Wakes up to `n` waiters (asyncio's `notify(n)`).
+    pub fn notify(&self, n: usize) {
+        let mut wakes = super::waiters::Wakeups::new();
+        {
+            let mut list = lock_state(&self.waiters);
+            for _ in 0..n {
+                match list.grant_front(()) {
+                    Ok(u) => wakes.push(u),
+                    Err(()) => break,
+                }
+            }
+        }
+        wakes.wake();
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        let mut wakes = super::waiters::Wakeups::new();
+        lock_state(&self.waiters).grant_all(|| (), &mut wakes);
+        wakes.wake();
+    }
+
+    /// Rust flavour: `Ok((guard, timed_out))` with the lock re-taken, or an
+    /// interruption with the lock *not* held (the guard is consumed).
+    fn wait_guard<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+    ) -> Result<(MutexGuard<'a, T>, bool), WaitError> {
+        let mutex: &'a Mutex<T> = MutexGuard::leak(guard);
+        let timed_out = match self.wait_unlocked(mutex.raw(), deadline) {
+            Ok(()) => false,
+            Err(WaitError::TimedOut) => true,
+            Err(e) => return Err(e),
+        };
+        mutex.raw().lock_deadline(None)?;
+        Ok((MutexGuard::relocked(mutex), timed_out))
+    }
+
+    /// Internal layer (C ABI): the caller holds `mutex`. Unlocks it, waits for a
+    /// notification until `deadline`, and re-locks it. **In every case, also on
+    /// `Err`, the mutex is held again on return** (re-taken shielded from
+    /// cancellation and scope deadlines), as pthread_cond_timedwait does.
+    #[allow(dead_code)]
+    pub(crate) fn wait_raw_deadline(
+        &self,
+        mutex: &RawMutex,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
+        let r = self.wait_unlocked(mutex, deadline);
+        let relock = crate::scope::shield(|| mutex.lock_deadline(None));
+        debug_assert!(
+            relock.is_ok(),
+            "a shielded lock without deadline cannot fail"
+        );
+        r
+    }
+
+    /// Queues the caller, unlocks `mutex` (owned by the caller), waits. Returns
+    /// with the mutex unlocked.
+    fn wait_unlocked(&self, mutex: &RawMutex, deadline: Option<Instant>) -> Result<(), WaitError> {
+        let mut list = lock_state(&self.waiters);
+        let key = list.push(park::current_unparker(), 0);
+        drop(list);
+        // SAFETY: the caller owns the lock (it gave up its guard, or holds the raw
+        // lock per this function's contract).
+        unsafe { mutex.unlock() };
+        let list = lock_state(&self.waiters);
+        let (mut list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline);
+        match woken {
+            Woken::Granted(()) => Ok(()),
+            Woken::Abandoned(e) => Err(e),
+            Woken::Interrupted((), e) => {
+                // Pass the notification on rather than swallow it.
+                let next = list.grant_front(()).ok();
+                drop(list);
+                if let Some(u) = next {
+                    u.unpark();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,159 @@
+//! Readiness of foreign fds (`ivy::io::wait_readable` / `wait_writable`): pipes,
+//! deadlines, fds already registered by ivy, regular files, plain threads. The
+//! caller's fd is never closed or left registered.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use ivy::Builder;
+
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    assert_eq!(r, 0);
+    // SAFETY: both fds are fresh and owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
+}
+
+fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+#[test]
+fn pipe_readiness_wakes_a_parked_task() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    rt.block_on(|| {
+        for round in 0..200u32 {
+            let (mut rx, mut tx) = pipe();
+            let rfd = rx.as_raw_fd();
+            let reader = ivy::spawn(move || {
+                ivy::io::wait_readable(rfd, None).unwrap();
+                let mut buf = [0u8; 4];
+                rx.read_exact(&mut buf).unwrap();
+                assert!(fd_is_open(rx.as_raw_fd()));
+                u32::from_le_bytes(buf)
+            });
+            if round % 2 == 0 {
+                ivy::yield_now();
+            }
+            ivy::io::wait_writable(tx.as_raw_fd(), None).unwrap();
+            tx.write_all(&round.to_le_bytes()).unwrap();
+            assert_eq!(reader.join().unwrap(), round);
+        }
+        assert_eq!(ivy::io::registrations(), 0);
+    });
+}
+
+#[test]
+fn wait_deadline_and_scope() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let (rx, _tx) = pipe();
+        let t0 = Instant::now();
+        let e = ivy::io::wait_readable(rx.as_raw_fd(), Some(t0 + Duration::from_millis(80)))
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(80) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+
+        let mut inner = None;
+        let r = ivy::timeout(Duration::from_millis(50), || {
+            inner = Some(ivy::io::wait_readable(rx.as_raw_fd(), None).map_err(|e| e.kind()));
+        });
+        assert!(r.is_err());
+        assert_eq!(inner, Some(Err(std::io::ErrorKind::TimedOut)));
+        assert!(fd_is_open(rx.as_raw_fd()));
+        assert_eq!(ivy::io::registrations(), 0);
+    });
+}
+
+#[test]
+fn fd_already_registered_by_ivy_and_regular_files() {
+    let rt = Builder::new().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let (a, b) = ivy::net::UnixStream::pair().unwrap();
+        // Make `a` register itself with the worker poll: a read that blocks.
+        a.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        assert!((&a).read(&mut [0u8; 1]).is_err());
+        // Now wait on the same fd as a foreign fd (epoll says EEXIST: ivy waits on
+        // a duplicate instead).
+        let fd = a.as_raw_fd();
+        let w = ivy::spawn(move || ivy::io::wait_readable(fd, None));
+        ivy::sleep(Duration::from_millis(10));
+        (&b).write_all(b"!").unwrap();
+        w.join().unwrap().unwrap();
+        let mut buf = [0u8; 1];
+        (&a).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"!");
+
+        // Regular files are always ready (epoll refuses them; poll(2) agrees).
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        ivy::io::wait_readable(f.as_raw_fd(), None).unwrap();
+
+        // A closed fd is EBADF, not a hang.
+        let e = ivy::io::wait_readable(1_000_000, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    });
+}
+
+#[test]
+fn wait_on_plain_thread_uses_poll() {
+    let (rx, mut tx) = pipe();
+    let t = std::thread::spawn(move || {
+        ivy::io::wait_readable(
+            rx.as_raw_fd(),
+            Some(Instant::now() + Duration::from_secs(10)),
+        )
+        .unwrap();
+        rx
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    tx.write_all(b"x").unwrap();
+    let rx = t.join().unwrap();
+    assert!(fd_is_open(rx.as_raw_fd()));
+    let e = ivy::io::wait_readable(
+        rx.as_raw_fd(),
+        Some(Instant::now() + Duration::from_millis(1)),
+    );
+    // Data is still there: readable at once.
+    assert!(e.is_ok());
+    drop(tx);
+    let (rx2, _tx2) = pipe();
+    let e = ivy::io::wait_readable(
+        rx2.as_raw_fd(),
+        Some(Instant::now() + Duration::from_millis(30)),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn cancel_task_waiting_on_fd() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let (rx, _tx) = pipe();
+        let fd = rx.as_raw_fd();
+        let w = ivy::spawn(move || {
+            let _ = ivy::io::wait_readable(fd, None);
+            unreachable!("nothing is ever written");
+        });
+        ivy::sleep(Duration::from_millis(20));
+        assert_eq!(ivy::io::registrations(), 1);
+        w.cancel();
+        assert!(w.join().unwrap_err().is_cancelled());
+        assert_eq!(ivy::io::registrations(), 0);
+        assert!(fd_is_open(fd));
+        drop(rx);
+    });
+}
