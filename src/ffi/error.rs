@@ -77,7 +77,16 @@ pub(crate) const IVY_EPANIC: c_int = ivy_error_t::IVY_EPANIC as c_int;
 /// `strerror(-code)`.
 #[no_mangle]
 pub extern "C" fn ivy_strerror(code: c_int) -> *const c_char {
-    let s: &'static CStr = match code {
+    let mut text: &'static CStr = c"unknown ivy error";
+    super::guard(|| {
+        text = describe(code);
+        Ok(())
+    });
+    text.as_ptr()
+}
+
+fn describe(code: c_int) -> &'static CStr {
+    match code {
         0 => c"success",
         IVY_EPERM => c"operation not permitted here (outside a task, or inside one)",
         IVY_ENOENT => c"no such entry",
@@ -94,8 +103,7 @@ pub extern "C" fn ivy_strerror(code: c_int) -> *const c_char {
         IVY_ECLOSED => c"closed",
         IVY_EPANIC => c"internal panic in ivy (a bug; see stderr)",
         _ => c"unknown ivy error",
-    };
-    s.as_ptr()
+    }
 }
 
 /// The code of an interrupted blocking call.

@@ -24,13 +24,12 @@
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 
 use super::error::*;
 use super::handle::HandleTable;
 use super::runtime::IVY_DEFAULT_STACK_SIZE;
 use super::task::CPtr;
-use super::{guard, out_ptr, write_out};
+use super::{guard, out_ptr, owner_token, write_out};
 use crate::generator::{Generator, Yielder};
 
 /// The body of a generator: produces values with `ivy_yield_value(y, v)` and
@@ -52,19 +51,6 @@ pub struct ivy_yielder_t {
     pub id: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Owner {
-    Task(u64),
-    Thread(ThreadId),
-}
-
-fn current_owner() -> Owner {
-    match crate::task::current() {
-        Some(c) => Owner::Task(c.id().as_u64()),
-        None => Owner::Thread(std::thread::current().id()),
-    }
-}
-
 /// State the body's closure shares with the C calls.
 struct BodyState {
     /// The body's yielder while the body runs, else null.
@@ -81,13 +67,14 @@ struct BodyState {
 /// An `ivy::Generator` confined to its owner (see the module comment).
 struct OwnedGenerator(Generator<'static, CPtr>);
 // SAFETY: the generator is only resumed, inspected and dropped by calls that first
-// checked `current_owner() == entry.owner`, i.e. on the task or thread that created
+// checked `owner_token() == entry.owner`, i.e. on the task or thread that created
 // it (and a started task never changes thread), so it never actually crosses
 // threads; only the (empty or owned) `Mutex` holding it is shared.
 unsafe impl Send for OwnedGenerator {}
 
 struct GenEntry {
-    owner: Owner,
+    /// `owner_token()` of the creating task or thread.
+    owner: u64,
     /// `None` once freed. Locked only by the owner.
     generator: Mutex<Option<OwnedGenerator>>,
     /// Whether `ivy_generator_next` is running the body (re-entry is `IVY_EBUSY`).
@@ -105,7 +92,7 @@ struct CBody {
 /// Looks up `id` and checks the caller owns it.
 fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
     let entry = GENERATORS.get(id).ok_or(IVY_EBADF)?;
-    if entry.owner != current_owner() {
+    if entry.owner != owner_token() {
         return Err(IVY_EPERM);
     }
     Ok(entry)
@@ -169,7 +156,7 @@ pub unsafe extern "C" fn ivy_generator_new(
         })
         .map_err(|e| io_error(&e))?;
         let entry = Arc::new(GenEntry {
-            owner: current_owner(),
+            owner: owner_token(),
             generator: Mutex::new(Some(OwnedGenerator(generator))),
             running: AtomicBool::new(false),
             body: state,

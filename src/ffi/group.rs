@@ -18,33 +18,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::*;
-use super::task::{ivy_task_t, outcome, CPtr, TaskEntry, TASKS};
+use super::task::{ivy_task_t, CPtr, Taken};
 use super::{guard, out_ptr, write_out};
 use crate::park;
 use crate::runtime::debug::WaitReason;
 use crate::task::join::{CompletionSignal, Waiter};
 use crate::task::JoinHandle;
 
-/// The handles of a set, taken out of their slots.
-struct Taken {
-    ids: Vec<u64>,
-    entries: Vec<Arc<TaskEntry>>,
-    handles: Vec<JoinHandle<CPtr>>,
-}
-
-impl Drop for Taken {
-    /// Puts every handle still held back into its slot.
-    fn drop(&mut self) {
-        for (entry, jh) in self.entries.iter().zip(self.handles.drain(..)) {
-            jh.clear_waiter();
-            *entry.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(jh);
-        }
-    }
-}
-
 /// Reads the C array and takes every handle: `IVY_EINVAL` for a `NULL` array, an
-/// empty set or a handle listed twice, `IVY_EBADF` for a stale one, `IVY_EBUSY`
-/// for one being joined. On error nothing stays taken.
+/// empty set or a handle listed twice, else as `Taken::take`.
 ///
 /// # Safety
 /// `tasks` is `NULL` or valid for `n` reads.
@@ -62,24 +44,7 @@ unsafe fn take_all(tasks: *const ivy_task_t, n: usize) -> Result<Taken, c_int> {
     if sorted.windows(2).any(|w| w[0] == w[1]) {
         return Err(IVY_EINVAL);
     }
-    let mut taken = Taken {
-        ids: Vec::with_capacity(n),
-        entries: Vec::with_capacity(n),
-        handles: Vec::with_capacity(n),
-    };
-    for &id in &ids {
-        let entry = TASKS.get(id).ok_or(IVY_EBADF)?;
-        let jh = entry
-            .join
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or(IVY_EBUSY)?;
-        taken.ids.push(id);
-        taken.entries.push(entry);
-        taken.handles.push(jh);
-    }
-    Ok(taken)
+    Taken::take(&ids)
 }
 
 /// Registers one signal as the waiter of every handle; finished ones are
@@ -168,18 +133,14 @@ pub unsafe extern "C" fn ivy_join_all(
     guard(|| {
         let deadline = super::time::deadline(deadline)?;
         // SAFETY: forwarded caller contract.
-        let mut taken = unsafe { take_all(tasks, n)? };
+        let taken = unsafe { take_all(tasks, n)? };
         let signal = register(&taken.handles);
         for _ in 0..n {
             next_completed(&signal, deadline)?;
         }
         // Every task has finished: join (without waiting) and free them all.
         let mut first_error = 0;
-        let ids = std::mem::take(&mut taken.ids);
-        taken.entries.clear();
-        for (i, (jh, id)) in taken.handles.drain(..).zip(ids).enumerate() {
-            TASKS.remove(id);
-            let (value, code) = outcome(jh.join());
+        for (i, (value, code)) in taken.finish().into_iter().enumerate() {
             if first_error == 0 {
                 first_error = code;
             }

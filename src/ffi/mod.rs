@@ -74,6 +74,28 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) {
     unsafe { out.write(value) }
 }
 
+/// Copies `text` and a terminating NUL into the C buffer `buf` of `cap` bytes;
+/// `IVY_ERANGE` (buffer untouched) if they do not fit.
+///
+/// # Safety
+/// `buf` is valid for `cap` bytes of writes.
+pub(crate) unsafe fn write_c_str(
+    text: &str,
+    buf: *mut std::os::raw::c_char,
+    cap: usize,
+) -> Result<(), std::os::raw::c_int> {
+    if text.len() + 1 > cap {
+        return Err(IVY_ERANGE);
+    }
+    // SAFETY: `buf` has room for `cap >= text.len() + 1` bytes (the caller's
+    // contract), and a Rust string does not overlap a C buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+        buf.add(text.len()).write(0);
+    }
+    Ok(())
+}
+
 /// Checks an out-parameter before any side effect: `NULL` is `IVY_EINVAL`.
 pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, std::os::raw::c_int> {
     if out.is_null() {

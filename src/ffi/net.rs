@@ -25,7 +25,7 @@ use super::error::*;
 use super::handle::HandleTable;
 use super::task::{ivy_task_fn, CPtr};
 use super::time::deadline;
-use super::{guard, out_ptr, write_out};
+use super::{guard, out_ptr, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
 use crate::net::{TcpListener, TcpStream, UdpSocket};
@@ -458,15 +458,8 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
         if !from.is_null() {
-            let text = peer.to_string();
-            if text.len() + 1 > from_cap {
-                return Err(IVY_ERANGE);
-            }
-            // SAFETY: `from` has room for `from_cap >= text.len() + 1` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(text.as_ptr(), from.cast::<u8>(), text.len());
-                from.add(text.len()).write(0);
-            }
+            // SAFETY: `from` is writable for `from_cap` bytes (caller's contract).
+            unsafe { write_c_str(&peer.to_string(), from, from_cap)? };
         }
         Ok(())
     })

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use super::error::*;
 use super::handle::HandleTable;
-use super::{guard, out_ptr, write_out};
+use super::{guard, out_ptr, write_c_str, write_out};
 use crate::runtime::{check_stack_size, Handle};
 use crate::task::raw::Task;
 use crate::task::JoinHandle;
@@ -79,6 +79,64 @@ pub(crate) struct TaskEntry {
 }
 
 pub(super) static TASKS: HandleTable<TaskEntry> = HandleTable::new();
+
+/// Join handles taken out of their slots while a call waits on them (so a
+/// concurrent join of the same task is `IVY_EBUSY`, not a lost wake-up). Dropping
+/// it puts them back, the handles staying valid; `finish` frees them instead.
+pub(super) struct Taken {
+    ids: Vec<u64>,
+    pub(super) entries: Vec<Arc<TaskEntry>>,
+    pub(super) handles: Vec<JoinHandle<CPtr>>,
+}
+
+impl Taken {
+    /// Takes the handles named by `ids`: `IVY_EBADF` for a stale one, `IVY_EBUSY`
+    /// for one being joined. On error nothing stays taken.
+    pub(super) fn take(ids: &[u64]) -> Result<Taken, c_int> {
+        let mut taken = Taken {
+            ids: Vec::with_capacity(ids.len()),
+            entries: Vec::with_capacity(ids.len()),
+            handles: Vec::with_capacity(ids.len()),
+        };
+        for &id in ids {
+            let entry = TASKS.get(id).ok_or(IVY_EBADF)?;
+            let jh = lock(&entry.join).take().ok_or(IVY_EBUSY)?;
+            taken.ids.push(id);
+            taken.entries.push(entry);
+            taken.handles.push(jh);
+        }
+        Ok(taken)
+    }
+
+    /// Every task has finished: frees the handles and joins them (without
+    /// waiting, so nothing can unwind), returning what `ivy_join` would report
+    /// for each.
+    pub(super) fn finish(mut self) -> Vec<(*mut c_void, c_int)> {
+        self.entries.clear();
+        let ids = std::mem::take(&mut self.ids);
+        self.handles
+            .drain(..)
+            .zip(ids)
+            .map(|(jh, id)| {
+                TASKS.remove(id);
+                outcome(jh.join())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        for (entry, jh) in self.entries.iter().zip(self.handles.drain(..)) {
+            jh.clear_waiter();
+            *lock(&entry.join) = Some(jh);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What `ivy_join` reports for a finished task: its value and a code.
 pub(super) fn outcome(r: Result<CPtr, crate::task::JoinError>) -> (*mut c_void, c_int) {
@@ -225,31 +283,20 @@ pub unsafe extern "C" fn ivy_join(
 ) -> c_int {
     guard(|| {
         let deadline = super::time::deadline(deadline)?;
+        // A task joining itself would wait forever (checked before the handle is
+        // taken, so it is reported even while another call joins the task).
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
-        if crate::runtime::worker::current_task().is_some_and(|me| Arc::ptr_eq(&me, &entry.task)) {
+        let me = crate::runtime::worker::current_task();
+        if me.is_some_and(|me| Arc::ptr_eq(&me, &entry.task)) {
             return Err(IVY_EDEADLK);
         }
-        let jh = entry
-            .join
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or(IVY_EBUSY)?;
-        let put_back = |jh| *entry.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(jh);
-        match jh.wait_until_raw(deadline) {
+        let taken = Taken::take(&[task.id])?;
+        match taken.handles[0].wait_until_raw(deadline) {
             Ok(true) => {}
-            Ok(false) => {
-                put_back(jh);
-                return Err(IVY_ETIMEDOUT);
-            }
-            Err(e) => {
-                put_back(jh);
-                return Err(interrupted(e));
-            }
+            Ok(false) => return Err(IVY_ETIMEDOUT),
+            Err(e) => return Err(interrupted(e)),
         }
-        TASKS.remove(task.id);
-        // `join` does not wait (the task is done), so it cannot unwind.
-        let (value, code) = outcome(jh.join());
+        let (value, code) = taken.finish()[0];
         if !result.is_null() {
             // SAFETY: non-null, and the caller's contract makes it writable.
             unsafe { write_out(result, value) };
@@ -296,16 +343,11 @@ pub unsafe extern "C" fn ivy_is_finished(task: ivy_task_t, finished: *mut c_int)
 #[no_mangle]
 pub extern "C" fn ivy_detach(task: ivy_task_t) -> c_int {
     guard(|| {
-        let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
-        let jh = entry.join.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match jh {
-            None => Err(IVY_EBUSY),
-            Some(jh) => {
-                TASKS.remove(task.id);
-                drop(jh);
-                Ok(())
-            }
-        }
+        let mut taken = Taken::take(&[task.id])?;
+        taken.entries.clear(); // nothing to put back: the handle is freed
+        TASKS.remove(task.id);
+        drop(taken.handles.pop()); // detaches the task
+        Ok(())
     })
 }
 
@@ -360,21 +402,13 @@ pub unsafe extern "C" fn ivy_current_name(buf: *mut c_char, cap: usize, len: *mu
             return Err(IVY_EINVAL);
         }
         let me = crate::task::current().ok_or(IVY_EPERM)?;
-        let name = me.name().unwrap_or("").as_bytes();
+        let name = me.name().unwrap_or("");
         if !len.is_null() {
             // SAFETY: non-null and writable by the caller's contract.
             unsafe { write_out(len, name.len()) };
         }
-        if name.len() + 1 > cap {
-            return Err(IVY_ERANGE);
-        }
-        // SAFETY: `buf` has room for `cap >= name.len() + 1` bytes (caller's
-        // contract), and a Rust string does not overlap a C buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), name.len());
-            buf.add(name.len()).write(0);
-        }
-        Ok(())
+        // SAFETY: `buf` is writable for `cap` bytes (caller's contract).
+        unsafe { write_c_str(name, buf, cap) }
     })
 }
 

@@ -131,7 +131,7 @@ if [ -z "${IVY_C_NO_VALGRIND:-}" ]; then
             name=$(basename "$src" .c)
             bin=$out/${name}_gcc_shared
             [ -x "$bin" ] || continue
-            if IVY_C_UNDER_VALGRIND=1 valgrind -q --error-exitcode=1 --leak-check=full \
+            if valgrind -q --error-exitcode=1 --leak-check=full \
                 --suppressions=tests/c/valgrind.supp "$bin" > "$bin.vg.log" 2>&1; then
                 ok "$name under valgrind: $(grep -E '^[0-9]+ passed' "$bin.vg.log" | tail -n 1)"
             else
