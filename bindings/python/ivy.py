@@ -246,7 +246,10 @@ def yield_now() -> None:
 # Tasks
 
 _tasks_lock = threading.Lock()
+# Tasks not joined yet, by handle id, and the same by ivy task id (to find the
+# runtime of the caller of spawn). `run` releases its runtime's leftovers.
 _unjoined: "dict[int, Task]" = {}
+_by_task_id: "dict[int, Task]" = {}
 
 
 class Task:
@@ -259,6 +262,8 @@ class Task:
         self._handle = _Handle(0)
         self._tstate: Optional[int] = None
         self._done = False
+        self._runtime: Optional[int] = None
+        self._task_id = 0
         self.name: Optional[str] = None
 
     def _body(self) -> None:
@@ -268,8 +273,10 @@ class Task:
         except BaseException as e:  # reported by join(), like asyncio
             self._exception = e
 
-    def _start(self, spawn_call, name: Optional[str], stack_size: Optional[int]) -> None:
+    def _start(self, spawn_call, name: Optional[str], stack_size: Optional[int],
+               runtime: Optional[int]) -> None:
         self.name = name
+        self._runtime = runtime
         interp = _api.PyInterpreterState_Get()
         self._tstate = _api.PyThreadState_New(interp)
         opts = _SpawnOpts()
@@ -284,8 +291,12 @@ class Task:
         if rc != 0:
             self._free_tstate()
             _check(rc, "spawn")
+        tid = c_uint64()
+        _task_id(self._handle, ctypes.byref(tid))
+        self._task_id = tid.value
         with _tasks_lock:
             _unjoined[self._handle.id] = self
+            _by_task_id[self._task_id] = self
 
     def _free_tstate(self) -> None:
         if self._tstate is not None:
@@ -309,6 +320,7 @@ class Task:
         self._free_tstate()
         with _tasks_lock:
             _unjoined.pop(self._handle.id, None)
+            _by_task_id.pop(self._task_id, None)
         return rc
 
     def _finished_raw(self) -> bool:
@@ -355,8 +367,13 @@ def spawn(fn: Callable, *args, name: Optional[str] = None, stack_size: Optional[
           **kwargs) -> Task:
     """Runs ``fn(*args, **kwargs)`` as a new task on the current runtime
     (asyncio's ``create_task``). Must be called from inside a task."""
+    me = c_uint64()
+    parent = None
+    if _current_id(ctypes.byref(me)) == 0:
+        with _tasks_lock:
+            parent = _by_task_id.get(me.value)
     t = Task(fn, args, kwargs)
-    t._start(_spawn, name, stack_size)
+    t._start(_spawn, name, stack_size, parent._runtime if parent else None)
     return t
 
 
@@ -422,13 +439,14 @@ def run(fn: Callable, *args, workers: Optional[int] = None, stack_size: Optional
         def spawn_on_rt(entry, arg, opts, out):
             return _runtime_spawn(rt, entry, arg, opts, out)
 
-        main._start(spawn_on_rt, "main", stack_size)
+        main._start(spawn_on_rt, "main", stack_size, rt.id)
         return main.join()
     finally:
         _check(_runtime_free(rt), "runtime shutdown")
-        # Every task of the runtime has finished now: release the ones nobody joined.
+        # Every task of the runtime has finished now: release the ones nobody
+        # joined (their handles and thread states).
         with _tasks_lock:
-            leftovers = list(_unjoined.values())
+            leftovers = [t for t in _unjoined.values() if t._runtime == rt.id]
         for t in leftovers:
             t._reap(0)
 

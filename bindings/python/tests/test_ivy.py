@@ -250,3 +250,32 @@ def test_stress_many_runs():
 
     for i in range(10):
         assert ivy.run(main, 200, workers=2) == sum(range(200))
+
+
+def test_unjoined_tasks_are_released_per_runtime():
+    import threading as th
+
+    other_ready = th.Event()
+    finish_other = th.Event()
+    seen = {}
+
+    def other_main():
+        t = ivy.spawn(lambda: "kept")  # finished but not joined yet...
+        ivy.sleep(0.01)
+        other_ready.set()
+        while not finish_other.is_set():
+            ivy.sleep(0.005)
+        seen["other"] = t.join()  # ...and still joinable after the other run ended
+
+    runner = th.Thread(target=lambda: ivy.run(other_main))
+    runner.start()
+    assert other_ready.wait(5)
+
+    def main():
+        ivy.spawn(lambda: "leftover")  # never joined: released at the end of run
+        return "done"
+
+    assert ivy.run(main) == "done"
+    finish_other.set()
+    runner.join()
+    assert seen == {"other": "kept"}
