@@ -159,7 +159,7 @@ typedef struct {
  * returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
  * consumer freed the generator) the body must clean up and return.
  */
-typedef void (*ivy_generator_fn)(ivy_yielder_t y, void *arg);
+typedef void (*ivy_generator_fn_t)(ivy_yielder_t y, void *arg);
 
 /**
  * A handle to a generator, valid until `ivy_generator_free`.
@@ -201,7 +201,7 @@ typedef struct {
  * The entry point of a C task: called once with the `arg` given at spawn; its
  * return value is what `ivy_join` reports.
  */
-typedef void *(*ivy_task_fn)(void *arg);
+typedef void *(*ivy_task_fn_t)(void *arg);
 
 /**
  * A handle to a job on the blocking pool, valid until joined or detached.
@@ -265,7 +265,7 @@ typedef struct {
 /**
  * A hook run on a task's own stack (see `ivy_spawn_opts_t`).
  */
-typedef void (*ivy_hook_fn)(void *arg);
+typedef void (*ivy_hook_fn_t)(void *arg);
 
 /**
  * Options of `ivy_spawn` / `ivy_runtime_spawn`. Zero-initialise it and set what
@@ -288,13 +288,13 @@ typedef struct {
      * cancelled before it starts). For language bindings that must set up
      * per-task interpreter state, e.g. acquire a Python thread state.
      */
-    ivy_hook_fn on_start;
+    ivy_hook_fn_t on_start;
     void *on_start_arg;
     /**
      * Called on the task's stack just after `entry` returns (only if `on_start`
      * ran, or would have): the place to undo what `on_start` did.
      */
-    ivy_hook_fn on_exit;
+    ivy_hook_fn_t on_exit;
     void *on_exit_arg;
 } ivy_spawn_opts_t;
 
@@ -359,7 +359,7 @@ const char *ivy_strerror(int code);
  * # Safety
  * `out` is valid for writes; `body` is a valid function.
  */
-int ivy_generator_new(ivy_generator_fn body, void *arg, size_t stack_size, ivy_generator_t *out);
+int ivy_generator_new(ivy_generator_fn_t body, void *arg, size_t stack_size, ivy_generator_t *out);
 
 /**
  * Resumes the generator until it yields a value (stored in `*value`, returns 0)
@@ -606,7 +606,7 @@ int ivy_fd_wait(int fd, int events, int64_t deadline_ms, int *revents);
  * `out` is `NULL` or writable; `f` is a valid function, callable on another
  * thread with `arg`.
  */
-int ivy_spawn_blocking(ivy_task_fn f, void *arg, ivy_blocking_t *out);
+int ivy_spawn_blocking(ivy_task_fn_t f, void *arg, ivy_blocking_t *out);
 
 /**
  * Waits (parking a task) until the job returns or `deadline`, then frees the
@@ -719,7 +719,7 @@ int ivy_select(ivy_select_op_t *ops, size_t n, size_t *fired, int64_t deadline_m
  * `config` is `NULL` or valid; `result` is `NULL` or valid for writes; `entry`
  * is a valid function.
  */
-int ivy_run(const ivy_config_t *config, ivy_task_fn entry, void *arg, void **result);
+int ivy_run(const ivy_config_t *config, ivy_task_fn_t entry, void *arg, void **result);
 
 /**
  * Starts a runtime (its worker threads) and stores its handle in `*out`.
@@ -742,7 +742,7 @@ int ivy_runtime_new(const ivy_config_t *config, ivy_runtime_t *out);
  * As `ivy_spawn`.
  */
 int ivy_runtime_spawn(ivy_runtime_t rt,
-                      ivy_task_fn entry,
+                      ivy_task_fn_t entry,
                       void *arg,
                       const ivy_spawn_opts_t *opts,
                       ivy_task_t *out);
@@ -756,7 +756,7 @@ int ivy_runtime_spawn(ivy_runtime_t rt,
  * # Safety
  * `result` is `NULL` or valid for writes; `entry` is a valid function.
  */
-int ivy_runtime_block_on(ivy_runtime_t rt, ivy_task_fn entry, void *arg, void **result);
+int ivy_runtime_block_on(ivy_runtime_t rt, ivy_task_fn_t entry, void *arg, void **result);
 
 /**
  * Shuts runtime `rt` down and frees the handle: every task still running is
@@ -964,7 +964,7 @@ int ivy_cond_free(ivy_cond_t c);
  * `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks
  * are valid functions.
  */
-int ivy_spawn(ivy_task_fn entry, void *arg, const ivy_spawn_opts_t *opts, ivy_task_t *out);
+int ivy_spawn(ivy_task_fn_t entry, void *arg, const ivy_spawn_opts_t *opts, ivy_task_t *out);
 
 /**
  * Waits until `task` finishes or `deadline` passes, then frees the handle and

@@ -35,7 +35,7 @@ use crate::generator::{Generator, Yielder};
 /// The body of a generator: produces values with `ivy_yield_value(y, v)` and
 /// returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
 /// consumer freed the generator) the body must clean up and return.
-pub type ivy_generator_fn = Option<unsafe extern "C" fn(y: ivy_yielder_t, arg: *mut c_void)>;
+pub type ivy_generator_fn_t = Option<unsafe extern "C" fn(y: ivy_yielder_t, arg: *mut c_void)>;
 
 /// A handle to a generator, valid until `ivy_generator_free`.
 #[repr(C)]
@@ -110,7 +110,7 @@ fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
 /// `out` is valid for writes; `body` is a valid function.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_generator_new(
-    body: ivy_generator_fn,
+    body: ivy_generator_fn_t,
     arg: *mut c_void,
     stack_size: usize,
     out: *mut ivy_generator_t,

@@ -22,7 +22,7 @@
 //!   deadline in milliseconds on the `ivy_now()` clock, `-1` for none (libdill's
 //!   convention). A deadline already passed makes the call a non-blocking try.
 
-#![allow(non_camel_case_types)] // C names: ivy_task_t, ivy_task_fn, ...
+#![allow(non_camel_case_types)] // C names: ivy_task_t, ivy_task_fn_t, ...
 
 pub(crate) mod error;
 pub(crate) mod generator;

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use super::error::*;
 use super::handle::HandleTable;
-use super::task::{ivy_task_fn, CPtr};
+use super::task::{ivy_task_fn_t, CPtr};
 use super::time::deadline;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
@@ -548,7 +548,7 @@ static BLOCKING: HandleTable<BlockingEntry> = HandleTable::new();
 /// thread with `arg`.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_spawn_blocking(
-    f: ivy_task_fn,
+    f: ivy_task_fn_t,
     arg: *mut c_void,
     out: *mut ivy_blocking_t,
 ) -> c_int {

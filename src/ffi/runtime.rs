@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::error::*;
 use super::handle::HandleTable;
-use super::task::{ivy_spawn_opts_t, ivy_task_fn, ivy_task_t, spawn_c};
+use super::task::{ivy_spawn_opts_t, ivy_task_fn_t, ivy_task_t, spawn_c};
 use super::{guard, out_ptr, write_out};
 use crate::runtime::{worker, Builder, Handle, Runtime};
 
@@ -94,7 +94,7 @@ fn join_forever(task: ivy_task_t, result: *mut *mut c_void) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn ivy_run(
     config: *const ivy_config_t,
-    entry: ivy_task_fn,
+    entry: ivy_task_fn_t,
     arg: *mut c_void,
     result: *mut *mut c_void,
 ) -> c_int {
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn ivy_runtime_new(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_runtime_spawn(
     rt: ivy_runtime_t,
-    entry: ivy_task_fn,
+    entry: ivy_task_fn_t,
     arg: *mut c_void,
     opts: *const ivy_spawn_opts_t,
     out: *mut ivy_task_t,
@@ -191,7 +191,7 @@ pub unsafe extern "C" fn ivy_runtime_spawn(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_runtime_block_on(
     rt: ivy_runtime_t,
-    entry: ivy_task_fn,
+    entry: ivy_task_fn_t,
     arg: *mut c_void,
     result: *mut *mut c_void,
 ) -> c_int {

@@ -29,10 +29,10 @@ use crate::task::JoinHandle;
 
 /// The entry point of a C task: called once with the `arg` given at spawn; its
 /// return value is what `ivy_join` reports.
-pub type ivy_task_fn = Option<unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void>;
+pub type ivy_task_fn_t = Option<unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void>;
 
 /// A hook run on a task's own stack (see `ivy_spawn_opts_t`).
-pub type ivy_hook_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
+pub type ivy_hook_fn_t = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 /// A handle to a task, valid from spawn until it is joined or detached. A
 /// zero-initialised handle is never valid.
@@ -56,11 +56,11 @@ pub struct ivy_spawn_opts_t {
     /// Called on the task's stack just before `entry` (not at all if the task is
     /// cancelled before it starts). For language bindings that must set up
     /// per-task interpreter state, e.g. acquire a Python thread state.
-    pub on_start: ivy_hook_fn,
+    pub on_start: ivy_hook_fn_t,
     pub on_start_arg: *mut c_void,
     /// Called on the task's stack just after `entry` returns (only if `on_start`
     /// ran, or would have): the place to undo what `on_start` did.
-    pub on_exit: ivy_hook_fn,
+    pub on_exit: ivy_hook_fn_t,
     pub on_exit_arg: *mut c_void,
 }
 
@@ -152,9 +152,9 @@ pub(super) fn outcome(r: Result<CPtr, crate::task::JoinError>) -> (*mut c_void, 
 struct CTask {
     entry: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
     arg: CPtr,
-    on_start: ivy_hook_fn,
+    on_start: ivy_hook_fn_t,
     on_start_arg: CPtr,
-    on_exit: ivy_hook_fn,
+    on_exit: ivy_hook_fn_t,
     on_exit_arg: CPtr,
 }
 
@@ -182,7 +182,7 @@ impl CTask {
 /// `NULL` or a NUL-terminated string.
 pub(crate) unsafe fn spawn_c(
     handle: &Handle,
-    entry: ivy_task_fn,
+    entry: ivy_task_fn_t,
     arg: *mut c_void,
     opts: *const ivy_spawn_opts_t,
 ) -> Result<ivy_task_t, c_int> {
@@ -241,7 +241,7 @@ pub(crate) unsafe fn spawn_c(
 /// are valid functions.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_spawn(
-    entry: ivy_task_fn,
+    entry: ivy_task_fn_t,
     arg: *mut c_void,
     opts: *const ivy_spawn_opts_t,
     out: *mut ivy_task_t,

@@ -63,7 +63,7 @@ static int h_failed;
 
 /* Runs `entry(arg)` as the main task of a fresh runtime with `workers` workers
  * and checks that ivy_run succeeded; returns the main task's result. */
-static inline void *h_run(size_t workers, ivy_task_fn entry, void *arg) {
+static inline void *h_run(size_t workers, ivy_task_fn_t entry, void *arg) {
     ivy_config_t cfg;
     void *result = NULL;
     memset(&cfg, 0, sizeof cfg);
