@@ -27,19 +27,28 @@
 #include <stdint.h>
 
 /**
- * `how` for `ivy_tcp_shutdown`.
+ * `ivy_tcp_shutdown`: stop reading.
  */
 #define IVY_SHUT_RD 0
 
+/**
+ * `ivy_tcp_shutdown`: stop writing (the peer reads EOF).
+ */
 #define IVY_SHUT_WR 1
 
+/**
+ * `ivy_tcp_shutdown`: both.
+ */
 #define IVY_SHUT_RDWR 2
 
 /**
- * Event bits for `ivy_fd_wait`.
+ * `ivy_fd_wait` event bit: readable (or at EOF, or in error).
  */
 #define IVY_READABLE 1
 
+/**
+ * `ivy_fd_wait` event bit: writable.
+ */
 #define IVY_WRITABLE 2
 
 /**
@@ -123,7 +132,8 @@ typedef enum {
      */
     IVY_ECANCELED = -125,
     /**
-     * The object (queue, channel) was closed.
+     * The object was closed: a closed queue (puts; gets once drained), an
+     * exhausted or closing generator.
      */
     IVY_ECLOSED = -1001,
     /**
@@ -221,6 +231,9 @@ typedef struct {
  * One arm of `ivy_select`.
  */
 typedef struct {
+    /**
+     * The queue this arm gets from or puts into.
+     */
     ivy_queue_t queue;
     /**
      * `IVY_SELECT_GET` or `IVY_SELECT_PUT` (any other value is `IVY_EINVAL`).
@@ -289,12 +302,18 @@ typedef struct {
      * per-task interpreter state, e.g. acquire a Python thread state.
      */
     ivy_hook_fn_t on_start;
+    /**
+     * The argument of `on_start`.
+     */
     void *on_start_arg;
     /**
      * Called on the task's stack just after `entry` returns (only if `on_start`
      * ran, or would have): the place to undo what `on_start` did.
      */
     ivy_hook_fn_t on_exit;
+    /**
+     * The argument of `on_exit`.
+     */
     void *on_exit_arg;
 } ivy_spawn_opts_t;
 

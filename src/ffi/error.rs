@@ -48,7 +48,8 @@ pub enum ivy_error_t {
     /// The calling task was cancelled (from a blocking call), or the joined task
     /// was cancelled before it produced a result (from `ivy_join`).
     IVY_ECANCELED = -125,
-    /// The object (queue, channel) was closed.
+    /// The object was closed: a closed queue (puts; gets once drained), an
+    /// exhausted or closing generator.
     IVY_ECLOSED = -1001,
     /// Rust code inside ivy panicked; the call did not complete. This is a bug in
     /// ivy; the panic message was printed to stderr.

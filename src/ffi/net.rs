@@ -305,9 +305,11 @@ pub unsafe extern "C" fn ivy_tcp_write_all(
     })
 }
 
-/// `how` for `ivy_tcp_shutdown`.
+/// `ivy_tcp_shutdown`: stop reading.
 pub const IVY_SHUT_RD: c_int = 0;
+/// `ivy_tcp_shutdown`: stop writing (the peer reads EOF).
 pub const IVY_SHUT_WR: c_int = 1;
+/// `ivy_tcp_shutdown`: both.
 pub const IVY_SHUT_RDWR: c_int = 2;
 
 /// Shuts down the reading side, the writing side (the peer reads EOF), or both.
@@ -474,8 +476,9 @@ pub extern "C" fn ivy_udp_close(s: ivy_udp_socket_t) -> c_int {
 // ---------------------------------------------------------------------------
 // Foreign file descriptors
 
-/// Event bits for `ivy_fd_wait`.
+/// `ivy_fd_wait` event bit: readable (or at EOF, or in error).
 pub const IVY_READABLE: c_int = 1;
+/// `ivy_fd_wait` event bit: writable.
 pub const IVY_WRITABLE: c_int = 2;
 
 /// Waits until `fd` (any pollable descriptor ivy does not own: a pipe, a C

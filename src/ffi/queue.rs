@@ -163,6 +163,7 @@ pub enum ivy_select_kind_t {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ivy_select_op_t {
+    /// The queue this arm gets from or puts into.
     pub queue: ivy_queue_t,
     /// `IVY_SELECT_GET` or `IVY_SELECT_PUT` (any other value is `IVY_EINVAL`).
     pub kind: c_int,

@@ -57,10 +57,12 @@ pub struct ivy_spawn_opts_t {
     /// cancelled before it starts). For language bindings that must set up
     /// per-task interpreter state, e.g. acquire a Python thread state.
     pub on_start: ivy_hook_fn_t,
+    /// The argument of `on_start`.
     pub on_start_arg: *mut c_void,
     /// Called on the task's stack just after `entry` returns (only if `on_start`
     /// ran, or would have): the place to undo what `on_start` did.
     pub on_exit: ivy_hook_fn_t,
+    /// The argument of `on_exit`.
     pub on_exit_arg: *mut c_void,
 }
 
