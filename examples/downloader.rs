@@ -6,8 +6,9 @@
 //! hit the per-request timeout the first time, and one does not exist (`404`,
 //! which is not retried). The client then fetches all N files:
 //!
-//! * at most C requests at a time: a fixed pool of C fetcher tasks pulls file
-//!   numbers from a shared counter;
+//! * one task per file (like `asyncio.create_task` per URL), at most C requests
+//!   in flight: each attempt holds an `ivy::sync::Semaphore` permit, released
+//!   during the back-off so a waiting file can use the slot;
 //! * each request runs under `ivy::timeout` (the whole exchange: connect, send,
 //!   headers, body), so a stalled server cannot hold a fetcher;
 //! * failed attempts (timeouts, I/O errors, 5xx) are retried with exponential
@@ -150,6 +151,9 @@ struct Progress {
     files_failed: AtomicUsize,
     bytes: AtomicU64,
     retries: AtomicUsize,
+    /// Requests in flight now, and the most ever (the semaphore's bound).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// One GET of `/file/{i}`; returns the body length after checking every byte.
@@ -265,7 +269,7 @@ fn main() {
     let files = positional.first().copied().unwrap_or(40);
     let concurrency = positional.get(1).copied().unwrap_or(8).max(1);
 
-    let (outcomes, bytes, retries_used, took) = ivy::run(move || {
+    let (outcomes, bytes, retries_used, max_in_flight, took) = ivy::run(move || {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the local server");
         let addr = listener.local_addr().unwrap().to_string();
         let server = ivy::spawn(move || serve(listener));
@@ -275,6 +279,8 @@ fn main() {
             files_failed: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
             retries: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let started = Instant::now();
         let finished = Arc::new(AtomicBool::new(false));
@@ -290,26 +296,29 @@ fn main() {
             })
         };
 
-        // The fetcher pool: C tasks, each taking the next file number.
-        let next = Arc::new(AtomicUsize::new(0));
-        let fetchers: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (next, progress, addr) = (next.clone(), progress.clone(), addr.clone());
-                ivy::spawn(move || {
-                    let mut outcomes = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= files {
-                            break outcomes;
-                        }
+        // One task per file; the semaphore bounds the requests in flight.
+        let limit = Arc::new(ivy::sync::Semaphore::new(concurrency));
+        let tasks: Vec<_> = (0..files)
+            .map(|i| {
+                let (limit, progress, addr) = (limit.clone(), progress.clone(), addr.clone());
+                ivy::task::Builder::new()
+                    .name(format!("file-{i}"))
+                    .spawn(move || {
                         let mut attempt = 0;
                         let outcome = loop {
-                            let r = match ivy::timeout(timeout, || fetch(&addr, i, &progress)) {
-                                Ok(r) => r,
-                                Err(_) => Err(AttemptError::Transient(format!(
-                                    "timed out after {} ms",
-                                    timeout.as_millis()
-                                ))),
+                            let r = {
+                                let _permit = limit.acquire();
+                                let now = progress.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                                progress.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                                let r = match ivy::timeout(timeout, || fetch(&addr, i, &progress)) {
+                                    Ok(r) => r,
+                                    Err(_) => Err(AttemptError::Transient(format!(
+                                        "timed out after {} ms",
+                                        timeout.as_millis()
+                                    ))),
+                                };
+                                progress.in_flight.fetch_sub(1, Ordering::SeqCst);
+                                r
                             };
                             match r {
                                 Ok(n) => break Ok(n),
@@ -318,7 +327,7 @@ fn main() {
                                     break Err(format!("{why} (gave up after {attempt} retries)"))
                                 }
                                 Err(AttemptError::Transient(_)) => {
-                                    // Exponential back-off with jitter.
+                                    // Exponential back-off with jitter, without the permit.
                                     let base = 100u64 << attempt.min(6);
                                     let jitter = (i as u64 * 37 + attempt as u64 * 11) % 50;
                                     ivy::sleep(Duration::from_millis(base + jitter));
@@ -331,16 +340,17 @@ fn main() {
                             Ok(_) => progress.files_done.fetch_add(1, Ordering::Relaxed),
                             Err(_) => progress.files_failed.fetch_add(1, Ordering::Relaxed),
                         };
-                        outcomes.push((i, outcome));
-                    }
-                })
+                        outcome
+                    })
+                    .expect("spawn a download task")
             })
             .collect();
-        let mut outcomes: Vec<(usize, Result<usize, String>)> = fetchers
+        // gather: every outcome, in file order.
+        let outcomes: Vec<(usize, Result<usize, String>)> = ivy::join_all(tasks)
+            .expect("download tasks do not panic")
             .into_iter()
-            .flat_map(|f| f.join().expect("fetcher task"))
+            .enumerate()
             .collect();
-        outcomes.sort_by_key(|(i, _)| *i);
         finished.store(true, Ordering::Relaxed);
         bar.join().unwrap();
         server.cancel();
@@ -349,6 +359,7 @@ fn main() {
             outcomes,
             progress.bytes.load(Ordering::Relaxed),
             progress.retries.load(Ordering::Relaxed),
+            progress.max_in_flight.load(Ordering::SeqCst),
             started.elapsed(),
         )
     });
@@ -369,6 +380,11 @@ fn main() {
         bytes as f64 / (1024.0 * 1024.0),
         took.as_secs_f64(),
         bytes as f64 / (1024.0 * 1024.0) / took.as_secs_f64()
+    );
+    println!("  at most {max_in_flight} requests were in flight at once (limit {concurrency})");
+    assert!(
+        max_in_flight <= concurrency,
+        "the semaphore let too many requests through"
     );
     let expected_bytes: usize = outcomes
         .iter()

@@ -112,7 +112,8 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// raised while the caller unwinds, so blocking destructors run to completion.
 fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), Interrupted> {
     let cancelled = task.is_some_and(|t| t.is_cancelled());
-    let deadline_passed = scope::deadline_passed(state, Instant::now());
+    // Reads the clock only when a scope deadline exists.
+    let deadline_passed = scope::deadline_passed(state);
     if !cancelled && !deadline_passed {
         return Ok(());
     }

@@ -95,9 +95,10 @@ pub(crate) fn mark_elapsed(state: &Cell<ScopeState>) {
     }
 }
 
-/// The scope deadline of `state`, if it has passed at `now`.
-pub(crate) fn deadline_passed(state: &Cell<ScopeState>, now: Instant) -> bool {
-    matches!(state.get().deadline, Some((at, _)) if at <= now)
+/// Whether the scope deadline of `state` has passed. Reads the clock only when
+/// there is a deadline: every park calls this, so it is a hot path.
+pub(crate) fn deadline_passed(state: &Cell<ScopeState>) -> bool {
+    matches!(state.get().deadline, Some((at, _)) if at <= Instant::now())
 }
 
 pub(crate) fn scope_deadline(state: &Cell<ScopeState>) -> Option<Instant> {

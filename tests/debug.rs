@@ -118,3 +118,42 @@ fn debug_mode_reports_slow_tasks() {
         "main yields quickly: {stderr}"
     );
 }
+
+#[test]
+fn dump_names_locks_and_queues() {
+    let rt = ivy::Builder::new().workers(2).build().unwrap();
+    let h = rt.handle();
+    let m = std::sync::Arc::new(ivy::sync::Mutex::new(0));
+    let q: std::sync::Arc<ivy::sync::Queue<u32>> =
+        std::sync::Arc::new(ivy::sync::Queue::bounded(1));
+    let guard = m.lock();
+    let m2 = m.clone();
+    let locker = ivy::task::Builder::new()
+        .name("locker")
+        .spawn_on(&h, move || *m2.lock() += 1)
+        .unwrap();
+    let q2 = q.clone();
+    let getter = ivy::task::Builder::new()
+        .name("getter")
+        .spawn_on(&h, move || q2.get())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = h.tasks();
+        let on = |n: &str| {
+            t.iter()
+                .find(|t| t.name.as_deref() == Some(n))
+                .map(|t| t.waiting_on)
+        };
+        if on("locker") == Some(WaitReason::Lock) && on("getter") == Some(WaitReason::Queue) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(guard);
+    q.put(7).unwrap();
+    locker.join().unwrap();
+    assert_eq!(getter.join().unwrap().unwrap(), 7);
+    assert_eq!(*m.lock(), 1);
+}

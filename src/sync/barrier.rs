@@ -7,6 +7,7 @@
 //! barrier then needs another party); one interrupted after it tripped reports the
 //! interruption, but the generation has completed for everybody else.
 
+use crate::runtime::debug::WaitReason;
 use std::fmt;
 use std::sync::Mutex as StdMutex;
 use std::time::Instant;
@@ -81,7 +82,14 @@ impl Barrier {
             return Ok(BarrierWaitResult(true));
         }
         let key = s.waiters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(&self.state, s, |s| &mut s.waiters, key, deadline);
+        let (mut s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.waiters,
+            key,
+            deadline,
+            WaitReason::Event,
+        );
         match woken {
             Woken::Granted(()) => Ok(BarrierWaitResult(false)),
             Woken::Abandoned(e) => {

@@ -17,6 +17,7 @@
 //! (check the predicate under the mutex, wait in a loop) applies, as spurious
 //! returns are possible in principle (`wait_while` does the loop).
 
+use crate::runtime::debug::WaitReason;
 use std::fmt;
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
@@ -224,7 +225,8 @@ impl Condition {
         // lock per this function's contract).
         unsafe { mutex.unlock() };
         let list = lock_state(&self.waiters);
-        let (mut list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline);
+        let (mut list, woken) =
+            wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Event);
         match woken {
             Woken::Granted(()) => Ok(()),
             Woken::Abandoned(e) => Err(e),

@@ -6,6 +6,7 @@
 //! `clear`). `is_set` and the waiter's first check read an atomic: no lock when
 //! the event is already set.
 
+use crate::runtime::debug::WaitReason;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex as StdMutex;
@@ -83,7 +84,8 @@ impl Event {
             return Ok(());
         }
         let key = list.push(park::current_unparker(), 0);
-        let (_list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline);
+        let (_list, woken) =
+            wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Event);
         match woken {
             Woken::Granted(()) => Ok(()),
             // Nothing to give back: a set event stays set for everyone else.

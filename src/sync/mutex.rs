@@ -20,6 +20,7 @@
 //! The lock is not tied to a thread: a guard may be dropped on another thread
 //! than the one that locked (tasks never move, but C code may unlock anywhere).
 
+use crate::runtime::debug::WaitReason;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -108,7 +109,8 @@ impl RawMutex {
             }
         }
         let key = list.push(park::current_unparker(), 0);
-        let (mut list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline);
+        let (mut list, woken) =
+            wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Lock);
         match woken {
             Woken::Granted(()) => Ok(()),
             Woken::Abandoned(e) => {

@@ -207,7 +207,7 @@ impl<T> Receiver<T> {
                     s.waiter = Some(park::current_unparker());
                 }
             }
-            if let Err(e) = park::park_until(deadline) {
+            if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Queue) {
                 lock_state(&self.shared).waiter = None;
                 return Err(e.into());
             }

@@ -15,6 +15,7 @@
 //!
 //! No poisoning, for the reason given in the [`crate::sync`] docs.
 
+use crate::runtime::debug::WaitReason;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -197,7 +198,14 @@ impl<T: ?Sized> RwLock<T> {
             return Ok(());
         }
         let key = s.waiters.push(park::current_unparker(), kind);
-        let (mut s, woken) = wait_solo(&self.state, s, |s| &mut s.waiters, key, deadline);
+        let (mut s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.waiters,
+            key,
+            deadline,
+            WaitReason::Lock,
+        );
         let mut wakes = Wakeups::new();
         let r = match woken {
             Woken::Granted(()) => return Ok(()),

@@ -298,7 +298,7 @@ impl<'a, R> Select<'a, R> {
                 self.deregister_except(Some(arm));
                 return self.arms[arm].complete(None);
             }
-            match park::park_until(deadline) {
+            match park::park_for(deadline, crate::runtime::debug::WaitReason::Queue) {
                 Err(e) => match shared.abandon() {
                     Ok(()) => {
                         self.deregister_except(None);

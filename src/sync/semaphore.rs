@@ -15,6 +15,7 @@
 //!   the large request holding the others back); one granted in the race returns
 //!   its permits the same way. Either way no permit is lost.
 
+use crate::runtime::debug::WaitReason;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex as StdMutex;
@@ -190,7 +191,14 @@ impl Semaphore {
             }
         }
         let key = list.push(park::current_unparker(), n);
-        let (mut list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline);
+        let (mut list, woken) = wait_solo(
+            &self.waiters,
+            list,
+            |l| l,
+            key,
+            deadline,
+            WaitReason::Semaphore,
+        );
         let (give_back, result) = match woken {
             Woken::Granted(()) => return Ok(()),
             // Our departure may unblock the waiters behind us: re-run the grants.

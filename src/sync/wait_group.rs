@@ -4,6 +4,7 @@
 //! grants every waiter; `wait` returns at once when the counter is zero. Unlike
 //! Go, a `done` without a matching `add` is an error value, not a panic.
 
+use crate::runtime::debug::WaitReason;
 use std::fmt;
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
@@ -116,7 +117,14 @@ impl WaitGroup {
             return Ok(());
         }
         let key = s.waiters.push(park::current_unparker(), 0);
-        let (_s, woken) = wait_solo(&self.state, s, |s| &mut s.waiters, key, deadline);
+        let (_s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.waiters,
+            key,
+            deadline,
+            WaitReason::Event,
+        );
         match woken {
             Woken::Granted(()) => Ok(()),
             Woken::Abandoned(e) | Woken::Interrupted((), e) => Err(e),

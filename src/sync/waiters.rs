@@ -41,6 +41,7 @@
 //! on to the next waiter. An arm therefore fires at most once, and a losing arm
 //! never receives an item.
 
+use crate::runtime::debug::WaitReason;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
@@ -287,8 +288,10 @@ impl Wakeups {
         if let Some(u) = self.first {
             u.unpark();
         }
-        for u in self.rest {
-            u.unpark();
+        if !self.rest.is_empty() {
+            for u in self.rest {
+                u.unpark();
+            }
         }
     }
 }
@@ -315,10 +318,11 @@ pub(crate) fn wait_solo<'a, S, D>(
     list: impl Fn(&mut S) -> &mut WaitList<D>,
     key: usize,
     deadline: Option<Instant>,
+    reason: WaitReason,
 ) -> (StdGuard<'a, S>, Woken<D>) {
     loop {
         drop(guard);
-        let parked = park::park_until(deadline);
+        let parked = park::park_for(deadline, reason);
         guard = lock_state(lock);
         let l = list(&mut guard);
         if l.is_granted(key) {

@@ -27,6 +27,7 @@
 //! The `SelectCore` trait lets a `Select` register one node per arm on these wait
 //! lists (see `waiters.rs` for the claim protocol).
 
+use crate::runtime::debug::WaitReason;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
@@ -327,7 +328,14 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Ok(());
         }
         let key = s.putters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(&self.state, s, |s| &mut s.putters, key, deadline);
+        let (mut s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.putters,
+            key,
+            deadline,
+            WaitReason::Queue,
+        );
         let r = match woken {
             Woken::Granted(g) => s.settle_put(Some(g), v, None, &mut wakes),
             Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &mut wakes),
@@ -367,7 +375,14 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Err(WaitError::Closed);
         }
         let key = s.getters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(&self.state, s, |s| &mut s.getters, key, deadline);
+        let (mut s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.getters,
+            key,
+            deadline,
+            WaitReason::Queue,
+        );
         let r = match woken {
             Woken::Granted(g) => s.settle_get(Some(g), None, &mut wakes),
             Woken::Abandoned(e) => s.settle_get(None, Some(e), &mut wakes),
@@ -412,7 +427,14 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Ok(());
         }
         let key = s.joiners.push(park::current_unparker(), 0);
-        let (_s, woken) = wait_solo(&self.state, s, |s| &mut s.joiners, key, deadline);
+        let (_s, woken) = wait_solo(
+            &self.state,
+            s,
+            |s| &mut s.joiners,
+            key,
+            deadline,
+            WaitReason::Queue,
+        );
         match woken {
             Woken::Granted(()) => Ok(()),
             Woken::Abandoned(e) | Woken::Interrupted((), e) => Err(e),
