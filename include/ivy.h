@@ -1042,6 +1042,33 @@ int ivy_detach(ivy_task_t task);
 int ivy_task_id(ivy_task_t task, uint64_t *id);
 
 /**
+ * Copies the name of `task` (as given at spawn; empty if none), NUL-terminated,
+ * into `buf` of `cap` bytes, and its length into `*len` if `len` is not NULL.
+ * Errors: `IVY_EBADF`; `IVY_EINVAL` (`buf` NULL, `cap` 0); `IVY_ERANGE` (too
+ * small: `*len` is set, `buf` untouched).
+ *
+ * # Safety
+ * `buf` is writable for `cap` bytes; `len` is `NULL` or writable.
+ */
+int ivy_task_name(ivy_task_t task, char *buf, size_t cap, size_t *len);
+
+/**
+ * Runs `f(arg)` shielded from cancellation (asyncio's `shield`, Trio's shielded
+ * cancel scope) and stores its return value in `*result` (if not NULL): inside
+ * `f`, blocking calls of a cancelled task wait normally instead of returning
+ * `IVY_ECANCELED`, so cleanup that must block (flush a buffer, say goodbye on a
+ * socket, join a child) can complete. The cancellation is still pending: the
+ * first blocking call after `f` returns reports it. Deadlines passed to calls
+ * inside `f` still apply, so bound the cleanup with them. Works on plain
+ * threads too (where there is nothing to shield from). Errors: `IVY_EINVAL`
+ * (`f` NULL).
+ *
+ * # Safety
+ * `f` is a valid function; `result` is `NULL` or writable.
+ */
+int ivy_shield(ivy_task_fn_t f, void *arg, void **result);
+
+/**
  * Stores the id of the calling task in `*id`. Errors: `IVY_EPERM` outside a
  * task, `IVY_EINVAL` (`id` is `NULL`).
  *

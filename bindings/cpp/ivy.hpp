@@ -328,6 +328,35 @@ inline std::string name() {
     return s;
 }
 
+/// Runs `f()` shielded from cancellation (see ivy_shield): blocking calls in it
+/// wait normally even if the task was cancelled, so cleanup can complete. An
+/// exception from `f` is carried across the C call and rethrown here.
+template <class F> auto shield(F &&f) {
+    using R = std::invoke_result_t<F>;
+    struct frame {
+        F *f;
+        std::optional<std::conditional_t<std::is_void_v<R>, char, R>> value;
+        std::exception_ptr exception;
+    } fr{&f, std::nullopt, nullptr};
+    auto trampoline = [](void *p) -> void * {
+        auto *fr = static_cast<frame *>(p);
+        try {
+            if constexpr (std::is_void_v<R>) {
+                (*fr->f)();
+                fr->value.emplace('\0');
+            } else {
+                fr->value.emplace((*fr->f)());
+            }
+        } catch (...) {
+            fr->exception = std::current_exception();
+        }
+        return nullptr;
+    };
+    check(ivy_shield(trampoline, &fr, nullptr), "shield");
+    if (fr.exception) std::rethrow_exception(fr.exception);
+    if constexpr (!std::is_void_v<R>) return std::move(*fr.value);
+}
+
 } // namespace this_task
 
 } // namespace ivy

@@ -184,6 +184,30 @@ int main() {
         CHECK(sum == 4950);
     });
 
+    run_test("shield lets a cancelled task block during cleanup", [] {
+        ivy::runtime rt(2);
+        std::atomic<bool> started{false};
+        auto t = rt.spawn([&] {
+            started = true;
+            try {
+                ivy::this_task::sleep_for(std::chrono::hours(1));
+            } catch (const ivy::cancelled_error &) {
+                // cleanup that blocks: fine inside a shield, refused outside
+                int v = ivy::this_task::shield([] {
+                    ivy::this_task::sleep_for(2ms);
+                    return 7;
+                });
+                bool after = throws<ivy::cancelled_error>([] { ivy::this_task::sleep_for(1ms); });
+                return v * (after ? 1 : 0);
+            }
+            return 0;
+        });
+        while (!started) ivy::this_task::sleep_for(1ms);
+        t.cancel();
+        CHECK(t.join() == 7);
+        CHECK(throws<std::runtime_error>([] { ivy::this_task::shield([]() -> int { throw std::runtime_error("x"); }); }));
+    });
+
     std::printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

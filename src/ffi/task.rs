@@ -370,6 +370,62 @@ pub unsafe extern "C" fn ivy_task_id(task: ivy_task_t, id: *mut u64) -> c_int {
     })
 }
 
+/// Copies the name of `task` (as given at spawn; empty if none), NUL-terminated,
+/// into `buf` of `cap` bytes, and its length into `*len` if `len` is not NULL.
+/// Errors: `IVY_EBADF`; `IVY_EINVAL` (`buf` NULL, `cap` 0); `IVY_ERANGE` (too
+/// small: `*len` is set, `buf` untouched).
+///
+/// # Safety
+/// `buf` is writable for `cap` bytes; `len` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_task_name(
+    task: ivy_task_t,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        if cap == 0 {
+            return Err(IVY_EINVAL);
+        }
+        let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
+        let name = entry.task.name.as_deref().unwrap_or("");
+        if !len.is_null() {
+            // SAFETY: non-null and writable by the caller's contract.
+            unsafe { write_out(len, name.len()) };
+        }
+        // SAFETY: `buf` is writable for `cap` bytes (caller's contract).
+        unsafe { write_c_str(name, buf, cap) }
+    })
+}
+
+/// Runs `f(arg)` shielded from cancellation (asyncio's `shield`, Trio's shielded
+/// cancel scope) and stores its return value in `*result` (if not NULL): inside
+/// `f`, blocking calls of a cancelled task wait normally instead of returning
+/// `IVY_ECANCELED`, so cleanup that must block (flush a buffer, say goodbye on a
+/// socket, join a child) can complete. The cancellation is still pending: the
+/// first blocking call after `f` returns reports it. Deadlines passed to calls
+/// inside `f` still apply, so bound the cleanup with them. Works on plain
+/// threads too (where there is nothing to shield from). Errors: `IVY_EINVAL`
+/// (`f` NULL).
+///
+/// # Safety
+/// `f` is a valid function; `result` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_shield(f: ivy_task_fn_t, arg: *mut c_void, result: *mut *mut c_void) -> c_int {
+    guard(|| {
+        let f = f.ok_or(IVY_EINVAL)?;
+        // SAFETY: the caller's contract; `f` is `extern "C"` and cannot unwind.
+        let value = crate::scope::shield(|| unsafe { f(arg) });
+        if !result.is_null() {
+            // SAFETY: non-null and writable by the caller's contract.
+            unsafe { write_out(result, value) };
+        }
+        Ok(())
+    })
+}
+
 /// Stores the id of the calling task in `*id`. Errors: `IVY_EPERM` outside a
 /// task, `IVY_EINVAL` (`id` is `NULL`).
 ///

@@ -412,6 +412,56 @@ static void *cancel_joiner_main(void *arg) {
 
 static void test_cancel_joiner(void) { h_run(2, cancel_joiner_main, NULL); }
 
+struct shield_probe {
+    int started;
+    int before, inside, after;
+};
+
+static void *shielded_cleanup(void *arg) {
+    struct shield_probe *p = arg;
+    p->inside = ivy_sleep(5); /* blocks normally although the task is cancelled */
+    return (void *)55;
+}
+
+static void *cancelled_then_cleans_up(void *arg) {
+    struct shield_probe *p = arg;
+    void *r = NULL;
+    H_ATOMIC_STORE(&p->started, 1);
+    p->before = ivy_sleep_until(IVY_FOREVER);
+    OK(ivy_shield(shielded_cleanup, p, &r));
+    CHECK_EQ((uintptr_t)r, 55);
+    p->after = ivy_sleep(0); /* still cancelled after the shield */
+    return NULL;
+}
+
+static void *shield_main(void *arg) {
+    struct shield_probe p;
+    ivy_task_t t;
+    void *r;
+    (void)arg;
+    memset(&p, 0, sizeof p);
+    p.inside = 1;
+    OK(ivy_spawn(cancelled_then_cleans_up, &p, NULL, &t));
+    while (!H_ATOMIC_LOAD(&p.started)) OK(ivy_sleep(1));
+    OK(ivy_cancel(t));
+    OK(ivy_join(t, NULL, IVY_FOREVER));
+    CHECK_EQ(p.before, IVY_ECANCELED);
+    CHECK_EQ(p.inside, 0);
+    CHECK_EQ(p.after, IVY_ECANCELED);
+    CHECK_EQ(ivy_shield(NULL, NULL, &r), IVY_EINVAL);
+    OK(ivy_shield(shielded_cleanup, &p, NULL)); /* not cancelled: just runs */
+    return NULL;
+}
+
+static void test_shield(void) {
+    struct shield_probe p;
+    void *r = NULL;
+    h_run(2, shield_main, NULL);
+    OK(ivy_shield(shielded_cleanup, &p, &r)); /* a plain thread */
+    CHECK_EQ((uintptr_t)r, 55);
+    CHECK_EQ(p.inside, 0);
+}
+
 /* ---- identity -------------------------------------------------------------------- */
 
 static void *identity_body(void *arg) {
@@ -454,12 +504,29 @@ static void *identity_main(void *arg) {
     opts.name = "worker-7";
     OK(ivy_spawn(identity_body, &inside, &opts, &t));
     OK(ivy_task_id(t, &outside));
+    {
+        char name[16];
+        size_t len = 0;
+        OK(ivy_task_name(t, name, sizeof name, &len));
+        CHECK(strcmp(name, "worker-7") == 0);
+        CHECK_EQ(len, 8);
+        CHECK_EQ(ivy_task_name(t, name, 4, &len), IVY_ERANGE);
+        CHECK_EQ(len, 8);
+        CHECK_EQ(ivy_task_name(t, NULL, 4, &len), IVY_EINVAL);
+        CHECK_EQ(ivy_task_name(t, name, 0, NULL), IVY_EINVAL);
+    }
     OK(ivy_join(t, NULL, IVY_FOREVER));
     CHECK(inside != 0);
     CHECK_EQ(inside, outside);
     CHECK(inside != me);
     OK(ivy_spawn(unnamed_body, NULL, NULL, &t));
+    {
+        char name[4] = "xyz";
+        OK(ivy_task_name(t, name, sizeof name, NULL));
+        CHECK_EQ(name[0], 0);
+    }
     OK(ivy_join(t, NULL, IVY_FOREVER));
+    CHECK_EQ(ivy_task_name(t, buf, sizeof buf, NULL), IVY_EBADF);
     return NULL;
 }
 
@@ -689,6 +756,7 @@ int main(void) {
     RUN(test_cancel_sleeping_task);
     RUN(test_cancel_before_start);
     RUN(test_cancel_joiner);
+    RUN(test_shield);
     RUN(test_identity);
     RUN(test_c_default_stack);
     RUN(test_hooks);
