@@ -413,7 +413,11 @@ pub unsafe extern "C" fn ivy_task_name(
 /// # Safety
 /// `f` is a valid function; `result` is `NULL` or writable.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_shield(f: ivy_task_fn_t, arg: *mut c_void, result: *mut *mut c_void) -> c_int {
+pub unsafe extern "C" fn ivy_shield(
+    f: ivy_task_fn_t,
+    arg: *mut c_void,
+    result: *mut *mut c_void,
+) -> c_int {
     guard(|| {
         let f = f.ok_or(IVY_EINVAL)?;
         // SAFETY: the caller's contract; `f` is `extern "C"` and cannot unwind.
