@@ -354,6 +354,21 @@ typedef struct {
     uint64_t id;
 } ivy_cond_t;
 
+/**
+ * A handle to a wait group (Go's `sync.WaitGroup`): a counter of outstanding
+ * jobs that tasks can wait to reach zero.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_waitgroup_t;
+
+/**
+ * A handle to a barrier: `parties` tasks wait until all have arrived.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_barrier_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -966,6 +981,62 @@ int ivy_cond_notify_all(ivy_cond_t c);
  * Frees the condition variable. Errors: `IVY_EBADF`.
  */
 int ivy_cond_free(ivy_cond_t c);
+
+/**
+ * Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_waitgroup_new(ivy_waitgroup_t *out);
+
+/**
+ * Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
+ * `IVY_EBADF`.
+ */
+int ivy_waitgroup_add(ivy_waitgroup_t wg, size_t n);
+
+/**
+ * Marks one job finished; when the count reaches 0 every waiter wakes.
+ * Errors: `IVY_EINVAL` (the count is already 0), `IVY_EBADF`.
+ */
+int ivy_waitgroup_done(ivy_waitgroup_t wg);
+
+/**
+ * Waits until the count is 0 (at once if it is), or `deadline`. Errors:
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ */
+int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline_ms);
+
+/**
+ * Frees the wait group. Errors: `IVY_EBADF`.
+ */
+int ivy_waitgroup_free(ivy_waitgroup_t wg);
+
+/**
+ * Creates a barrier for `parties` parties (reusable: it resets each time it
+ * trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
+ *
+ * # Safety
+ * `out` is `NULL` or valid for writes.
+ */
+int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
+
+/**
+ * Waits until `parties` callers have arrived, or `deadline` (a caller that
+ * gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
+ * exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
+ * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ *
+ * # Safety
+ * `leader` is `NULL` or valid for writes.
+ */
+int ivy_barrier_wait(ivy_barrier_t b, int64_t deadline_ms, int *leader);
+
+/**
+ * Frees the barrier. Errors: `IVY_EBADF`.
+ */
+int ivy_barrier_free(ivy_barrier_t b);
 
 /**
  * Spawns `entry(arg)` as a new task on the runtime of the calling task.

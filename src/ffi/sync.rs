@@ -19,8 +19,8 @@ use super::error::*;
 use super::handle::HandleTable;
 use super::time::deadline;
 use super::{guard, out_ptr, owner_token, write_out};
+use crate::sync::{Barrier, Semaphore, WaitError, WaitGroup};
 use crate::sync::{Condition, Event, RawMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use crate::sync::{Semaphore, WaitError};
 
 pub(crate) fn wait_error(e: WaitError) -> c_int {
     match e {
@@ -487,4 +487,138 @@ pub extern "C" fn ivy_cond_notify_all(c: ivy_cond_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn ivy_cond_free(c: ivy_cond_t) -> c_int {
     guard(|| CONDITIONS.remove(c.id).map(drop).ok_or(IVY_EBADF))
+}
+
+// ---------------------------------------------------------------------------
+// WaitGroup
+
+/// A handle to a wait group (Go's `sync.WaitGroup`): a counter of outstanding
+/// jobs that tasks can wait to reach zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_waitgroup_t {
+    pub id: u64,
+}
+
+static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new();
+
+/// Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let id = WAITGROUPS
+            .insert(Arc::new(WaitGroup::new()))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_waitgroup_t { id }) };
+        Ok(())
+    })
+}
+
+/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
+/// `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_add(wg: ivy_waitgroup_t, n: usize) -> c_int {
+    guard(|| {
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        // The count only overflows near usize::MAX jobs; check rather than panic.
+        wg.count().checked_add(n).ok_or(IVY_EINVAL)?;
+        wg.add(n);
+        Ok(())
+    })
+}
+
+/// Marks one job finished; when the count reaches 0 every waiter wakes.
+/// Errors: `IVY_EINVAL` (the count is already 0), `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_done(wg: ivy_waitgroup_t) -> c_int {
+    guard(|| {
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        wg.done().map_err(|_| IVY_EINVAL)
+    })
+}
+
+/// Waits until the count is 0 (at once if it is), or `deadline`. Errors:
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        wg.wait_deadline(d).map_err(wait_error)
+    })
+}
+
+/// Frees the wait group. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_free(wg: ivy_waitgroup_t) -> c_int {
+    guard(|| WAITGROUPS.remove(wg.id).map(drop).ok_or(IVY_EBADF))
+}
+
+// ---------------------------------------------------------------------------
+// Barrier
+
+/// A handle to a barrier: `parties` tasks wait until all have arrived.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_barrier_t {
+    pub id: u64,
+}
+
+static BARRIERS: HandleTable<Barrier> = HandleTable::new();
+
+/// Creates a barrier for `parties` parties (reusable: it resets each time it
+/// trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        if parties == 0 {
+            return Err(IVY_EINVAL);
+        }
+        let id = BARRIERS
+            .insert(Arc::new(Barrier::new(parties)))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_barrier_t { id }) };
+        Ok(())
+    })
+}
+
+/// Waits until `parties` callers have arrived, or `deadline` (a caller that
+/// gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
+/// exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
+/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+///
+/// # Safety
+/// `leader` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_barrier_wait(
+    b: ivy_barrier_t,
+    deadline_ms: i64,
+    leader: *mut c_int,
+) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let barrier = BARRIERS.get(b.id).ok_or(IVY_EBADF)?;
+        let r = barrier.wait_deadline(d).map_err(wait_error)?;
+        if !leader.is_null() {
+            // SAFETY: non-null and writable by the caller's contract.
+            unsafe { write_out(leader, c_int::from(r.is_leader())) };
+        }
+        Ok(())
+    })
+}
+
+/// Frees the barrier. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_barrier_free(b: ivy_barrier_t) -> c_int {
+    guard(|| BARRIERS.remove(b.id).map(drop).ok_or(IVY_EBADF))
 }

@@ -322,6 +322,84 @@ static void *cond_main(void *arg) {
 
 static void test_condition(void) { h_run(2, cond_main, NULL); }
 
+/* ---- wait group and barrier ------------------------------------------------------------------------ */
+
+struct wg_job {
+    ivy_waitgroup_t wg;
+    int done;
+};
+
+static void *wg_worker(void *arg) {
+    struct wg_job *j = arg;
+    OK(ivy_sleep(2));
+    H_ATOMIC_ADD(&j->done, 1);
+    OK(ivy_waitgroup_done(j->wg));
+    return NULL;
+}
+
+struct barrier_party {
+    ivy_barrier_t b;
+    int arrived, passed_early, leaders;
+};
+
+static void *barrier_party(void *arg) {
+    struct barrier_party *p = arg;
+    int leader = -1, round;
+    for (round = 0; round < 3; round++) { /* the barrier resets after each trip */
+        H_ATOMIC_ADD(&p->arrived, 1);
+        OK(ivy_barrier_wait(p->b, ivy_now() + 5000, &leader));
+        if (H_ATOMIC_LOAD(&p->arrived) < 4 * (round + 1)) H_ATOMIC_ADD(&p->passed_early, 1);
+        if (leader) H_ATOMIC_ADD(&p->leaders, 1);
+    }
+    return NULL;
+}
+
+static void *wg_barrier_main(void *arg) {
+    enum { N = 16 };
+    struct wg_job j;
+    struct barrier_party p;
+    ivy_task_t t[N];
+    int i;
+    (void)arg;
+    j.done = 0;
+    OK(ivy_waitgroup_new(&j.wg));
+    OK(ivy_waitgroup_wait(j.wg, 0)); /* count 0: returns at once */
+    OK(ivy_waitgroup_add(j.wg, N));
+    for (i = 0; i < N; i++) OK(ivy_spawn(wg_worker, &j, NULL, &t[i]));
+    CHECK_EQ(ivy_waitgroup_wait(j.wg, 0), IVY_ETIMEDOUT);
+    OK(ivy_waitgroup_wait(j.wg, ivy_now() + 5000));
+    CHECK_EQ(H_ATOMIC_LOAD(&j.done), N);
+    OK(ivy_join_all(t, N, NULL, NULL, IVY_FOREVER));
+    CHECK_EQ(ivy_waitgroup_done(j.wg), IVY_EINVAL); /* already 0 */
+    CHECK_EQ(ivy_waitgroup_add(j.wg, (size_t)-1), 0);
+    CHECK_EQ(ivy_waitgroup_add(j.wg, 1), IVY_EINVAL); /* would overflow */
+    OK(ivy_waitgroup_free(j.wg));
+    CHECK_EQ(ivy_waitgroup_add(j.wg, 1), IVY_EBADF);
+    CHECK_EQ(ivy_waitgroup_wait(j.wg, 0), IVY_EBADF);
+    CHECK_EQ(ivy_waitgroup_free(j.wg), IVY_EBADF);
+    CHECK_EQ(ivy_waitgroup_new(NULL), IVY_EINVAL);
+
+    memset(&p, 0, sizeof p);
+    OK(ivy_barrier_new(4, &p.b));
+    for (i = 0; i < 4; i++) OK(ivy_spawn(barrier_party, &p, NULL, &t[i]));
+    OK(ivy_join_all(t, 4, NULL, NULL, IVY_FOREVER));
+    CHECK_EQ(p.passed_early, 0);
+    CHECK_EQ(p.leaders, 3); /* one per trip */
+    /* alone at a barrier for 2: times out, and the arrival is withdrawn */
+    OK(ivy_barrier_free(p.b));
+    OK(ivy_barrier_new(2, &p.b));
+    CHECK_EQ(ivy_barrier_wait(p.b, ivy_now() + 10, NULL), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_barrier_wait(p.b, 0, NULL), IVY_ETIMEDOUT); /* still needs two */
+    OK(ivy_barrier_free(p.b));
+    CHECK_EQ(ivy_barrier_wait(p.b, 0, NULL), IVY_EBADF);
+    CHECK_EQ(ivy_barrier_free(p.b), IVY_EBADF);
+    CHECK_EQ(ivy_barrier_new(0, &p.b), IVY_EINVAL);
+    CHECK_EQ(ivy_barrier_new(2, NULL), IVY_EINVAL);
+    return NULL;
+}
+
+static void test_waitgroup_barrier(void) { h_run(2, wg_barrier_main, NULL); }
+
 /* ---- queue ------------------------------------------------------------------------------------------ */
 
 struct pc {
@@ -528,6 +606,7 @@ int main(void) {
     RUN(test_semaphore);
     RUN(test_event);
     RUN(test_condition);
+    RUN(test_waitgroup_barrier);
     RUN(test_queue_producer_consumer);
     RUN(test_queue_edges);
     RUN(test_queue_wakeups);
