@@ -35,7 +35,7 @@ pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;
 
-use std::os::raw::c_int;
+use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub use error::*;
@@ -63,8 +63,8 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), c_int>) -> c_int {
     }
 }
 
-/// Writes `value` through an out-parameter checked non-null by the caller's
-/// earlier `out_ptr` call.
+/// Writes `value` through an out-parameter already checked non-null (by
+/// `out_ptr`, or an explicit test for the optional ones).
 ///
 /// # Safety
 /// `out` is non-null, aligned and valid for a write of `T` (the C contract of
@@ -79,11 +79,7 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) {
 ///
 /// # Safety
 /// `buf` is valid for `cap` bytes of writes.
-pub(crate) unsafe fn write_c_str(
-    text: &str,
-    buf: *mut std::os::raw::c_char,
-    cap: usize,
-) -> Result<(), std::os::raw::c_int> {
+pub(crate) unsafe fn write_c_str(text: &str, buf: *mut c_char, cap: usize) -> Result<(), c_int> {
     if text.len() + 1 > cap {
         return Err(IVY_ERANGE);
     }
@@ -97,7 +93,7 @@ pub(crate) unsafe fn write_c_str(
 }
 
 /// Checks an out-parameter before any side effect: `NULL` is `IVY_EINVAL`.
-pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, std::os::raw::c_int> {
+pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, c_int> {
     if out.is_null() {
         Err(IVY_EINVAL)
     } else {
