@@ -12,3 +12,9 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test (release: the stress tests run 100k-task scenarios)"
 cargo test --release -- --test-threads=2
+
+echo "== C ABI: header check is in cargo test (tests/header.rs); C suite, examples, valgrind"
+tests/c/run.sh
+
+echo "== Python binding (ctypes over target/release/libivy.so)"
+python3 -m pytest -q bindings/python/tests

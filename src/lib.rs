@@ -21,12 +21,14 @@
 //! thread: the primitive every blocking operation is built on), then `sync` (locks,
 //! semaphores, events, conditions, queues and select for tasks and threads), `io`
 //! (fd readiness on each worker's poll), `net` (sockets), `blocking` (the thread
-//! pool behind `spawn_blocking`) and `fs` (files on that pool).
+//! pool behind `spawn_blocking`) and `fs` (files on that pool); `ffi` is the C ABI
+//! over all of them (`include/ivy.h`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod blocking;
 mod cancel;
+pub mod ffi;
 pub mod fs;
 mod generator;
 pub mod io;

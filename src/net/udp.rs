@@ -84,6 +84,18 @@ impl UdpSocket {
             .io_until(Direction::Read, deadline, |s| s.recv_from(buf))
     }
 
+    /// The internal send: errors distinguish interruptions and the deadline.
+    #[allow(dead_code)] // for the C ABI
+    pub(crate) fn send_to_until(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        self.inner
+            .io_until(Direction::Write, deadline, |s| s.send_to(buf, to))
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get().local_addr()
     }

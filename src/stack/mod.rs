@@ -24,6 +24,7 @@ pub(crate) mod overflow;
 mod pool;
 #[cfg(test)]
 mod test_util;
+mod valgrind;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +52,8 @@ const NUM_CLASSES: usize =
 pub(crate) struct TaskStack {
     slot: pool::Slot,
     class: usize,
+    /// valgrind's id for this stack (`valgrind.rs`); 0 when not under valgrind.
+    valgrind_id: usize,
 }
 
 impl TaskStack {
@@ -65,7 +68,13 @@ impl TaskStack {
             )
         })?;
         let slot = pool::take(class)?;
-        Ok(TaskStack { slot, class })
+        let usable_hi = slot.addr + guard_size() + class_size(class);
+        let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
+        Ok(TaskStack {
+            slot,
+            class,
+            valgrind_id,
+        })
     }
 
     /// Usable bytes: the rounded-up size, which is at least what was asked for.
@@ -105,6 +114,7 @@ unsafe impl Stack for TaskStack {
 
 impl Drop for TaskStack {
     fn drop(&mut self) {
+        valgrind::deregister(self.valgrind_id);
         pool::give(self.class, self.slot);
     }
 }

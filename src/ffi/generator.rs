@@ -1,0 +1,282 @@
+//! Generators in the C ABI: a C function producing values that a caller
+//! iterates (asyncio's async generators; `ivy::Generator` underneath).
+//!
+//! `ivy_generator_new(body, arg, ...)` creates a generator whose `body(y, arg)`
+//! runs on a stack of its own, lazily: each `ivy_generator_next` resumes it until
+//! it calls `ivy_yield_value(y, value)` (that value is returned) or returns (then
+//! `IVY_ECLOSED`: exhausted). The body may block (sleep, lock, read a socket):
+//! that parks the iterating task, exactly as in Rust.
+//!
+//! Ownership and soundness. An `ivy::Generator` must stay with the task (or plain
+//! thread) that created it: its stack is nested in that task's. So every call
+//! checks that the caller is the owner (else `IVY_EPERM`), and the generator is
+//! dropped only by `ivy_generator_free` in the owner, never by the last `Arc`
+//! of a lookup on another thread (it lives in a `Mutex<Option<..>>` that free
+//! empties). `ivy_yield_value` checks that the caller is running on the body's
+//! own stack (so a nested generator cannot suspend an outer one).
+//!
+//! Closing. Dropping an unfinished Rust generator unwinds its body, which would
+//! abort the process with C frames on it. So `ivy_generator_free` of an
+//! unfinished generator *closes* it instead (Python's `generator.close()`): it
+//! resumes the body with `ivy_yield_value` returning `IVY_ECLOSED` -- at once,
+//! and for every later yield -- until the body returns on its own.
+
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::error::*;
+use super::handle::HandleTable;
+use super::runtime::IVY_DEFAULT_STACK_SIZE;
+use super::task::CPtr;
+use super::{guard, out_ptr, owner_token, write_out};
+use crate::generator::{Generator, Yielder};
+
+/// The body of a generator: produces values with `ivy_yield_value(y, v)` and
+/// returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
+/// consumer freed the generator) the body must clean up and return.
+pub type ivy_generator_fn_t = Option<unsafe extern "C" fn(y: ivy_yielder_t, arg: *mut c_void)>;
+
+/// A handle to a generator, valid until `ivy_generator_free`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_generator_t {
+    pub id: u64,
+}
+
+/// What a generator's body yields through; valid only inside that body.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_yielder_t {
+    pub id: u64,
+}
+
+/// State the body's closure shares with the C calls.
+struct BodyState {
+    /// The body's yielder while the body runs, else null.
+    yielder: AtomicPtr<Yielder<CPtr>>,
+    /// An address near the top of the body's stack, and the stack's size: a
+    /// caller of `ivy_yield_value` must be running within them.
+    stack_top: AtomicUsize,
+    stack_size: usize,
+    closed: AtomicBool,
+    /// The generator's handle id, set right after it is stored in the table.
+    id: AtomicU64,
+}
+
+/// An `ivy::Generator` confined to its owner (see the module comment).
+struct OwnedGenerator(Generator<'static, CPtr>);
+// SAFETY: the generator is only resumed, inspected and dropped by calls that first
+// checked `owner_token() == entry.owner`, i.e. on the task or thread that created
+// it (and a started task never changes thread), so it never actually crosses
+// threads; only the (empty or owned) `Mutex` holding it is shared.
+unsafe impl Send for OwnedGenerator {}
+
+struct GenEntry {
+    /// `owner_token()` of the creating task or thread.
+    owner: u64,
+    /// `None` once freed. Locked only by the owner.
+    generator: Mutex<Option<OwnedGenerator>>,
+    /// Whether `ivy_generator_next` is running the body (re-entry is `IVY_EBUSY`).
+    running: AtomicBool,
+    body: Arc<BodyState>,
+}
+
+static GENERATORS: HandleTable<GenEntry> = HandleTable::new();
+
+struct CBody {
+    body: unsafe extern "C" fn(ivy_yielder_t, *mut c_void),
+    arg: CPtr,
+}
+
+/// Looks up `id` and checks the caller owns it.
+fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
+    let entry = GENERATORS.get(id).ok_or(IVY_EBADF)?;
+    if entry.owner != owner_token() {
+        return Err(IVY_EPERM);
+    }
+    Ok(entry)
+}
+
+/// Creates a generator running `body(y, arg)` on a stack of `stack_size` bytes
+/// (0: `IVY_DEFAULT_STACK_SIZE`) and stores its handle in `*out`. The body does
+/// not start until the first `ivy_generator_next`. The generator belongs to the
+/// calling task (or plain thread): only it may iterate and free it.
+///
+/// Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
+/// `IVY_ENOMEM` (no stack).
+///
+/// # Safety
+/// `out` is valid for writes; `body` is a valid function.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_generator_new(
+    body: ivy_generator_fn_t,
+    arg: *mut c_void,
+    stack_size: usize,
+    out: *mut ivy_generator_t,
+) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let body = body.ok_or(IVY_EINVAL)?;
+        let size = if stack_size == 0 {
+            IVY_DEFAULT_STACK_SIZE
+        } else {
+            stack_size
+        };
+        let state = Arc::new(BodyState {
+            yielder: AtomicPtr::new(std::ptr::null_mut()),
+            stack_top: AtomicUsize::new(0),
+            stack_size: size,
+            closed: AtomicBool::new(false),
+            id: AtomicU64::new(0),
+        });
+        let shared = state.clone();
+        let cbody = CBody {
+            body,
+            arg: CPtr(arg),
+        };
+        let generator = Generator::with_stack_size(size, move |y: &Yielder<CPtr>| {
+            let marker = 0u8;
+            shared
+                .stack_top
+                .store(&marker as *const u8 as usize, Ordering::Relaxed);
+            shared
+                .yielder
+                .store(y as *const Yielder<CPtr> as *mut _, Ordering::Release);
+            let handle = ivy_yielder_t {
+                id: shared.id.load(Ordering::Acquire),
+            };
+            // SAFETY: the C caller of ivy_generator_new promised a valid function
+            // for this argument; it runs on the generator's own stack. It cannot
+            // unwind (extern "C").
+            unsafe { (cbody.body)(handle, cbody.arg.0) };
+            shared
+                .yielder
+                .store(std::ptr::null_mut(), Ordering::Release);
+        })
+        .map_err(|e| io_error(&e))?;
+        let entry = Arc::new(GenEntry {
+            owner: owner_token(),
+            generator: Mutex::new(Some(OwnedGenerator(generator))),
+            running: AtomicBool::new(false),
+            body: state,
+        });
+        let id = GENERATORS.insert(entry.clone()).ok_or(IVY_ENOMEM)?;
+        entry.body.id.store(id, Ordering::Release);
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_generator_t { id }) };
+        Ok(())
+    })
+}
+
+/// Resumes the generator until it yields a value (stored in `*value`, returns 0)
+/// or its body returns (returns `IVY_ECLOSED`, and so does every later call).
+/// Blocking calls in the body park the caller.
+///
+/// Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (the caller is not the task
+/// or thread that created it); `IVY_EBUSY` (called from inside the generator's
+/// own body); `IVY_EINVAL` (`value` `NULL`).
+///
+/// # Safety
+/// `value` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_generator_next(
+    gen: ivy_generator_t,
+    value: *mut *mut c_void,
+) -> c_int {
+    guard(|| {
+        let value = out_ptr(value)?;
+        let entry = owned(gen.id)?;
+        if entry.running.swap(true, Ordering::AcqRel) {
+            return Err(IVY_EBUSY);
+        }
+        struct NotRunning<'a>(&'a AtomicBool);
+        impl Drop for NotRunning<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _running = NotRunning(&entry.running);
+        let next = {
+            let mut slot = entry.generator.lock().unwrap_or_else(|e| e.into_inner());
+            let g = slot.as_mut().ok_or(IVY_EBADF)?;
+            g.0.next()
+        };
+        match next {
+            Some(v) => {
+                // SAFETY: checked non-null; writable by the caller's contract.
+                unsafe { write_out(value, v.0) };
+                Ok(())
+            }
+            None => Err(IVY_ECLOSED),
+        }
+    })
+}
+
+/// Called by a generator's body: hands `value` to the caller of
+/// `ivy_generator_next` and suspends the body until the next call. Returns 0
+/// when resumed by `ivy_generator_next`; `IVY_ECLOSED` when the generator is
+/// being freed -- then the body must return (every further yield also returns
+/// `IVY_ECLOSED` at once).
+///
+/// Errors: `IVY_EBADF` (stale yielder); `IVY_EPERM` when not called from this
+/// generator's own body (e.g. from a nested generator's body, or after the body
+/// returned).
+#[no_mangle]
+pub extern "C" fn ivy_yield_value(y: ivy_yielder_t, value: *mut c_void) -> c_int {
+    guard(|| {
+        let entry = owned(y.id)?;
+        let state = entry.body.clone();
+        let yielder = state.yielder.load(Ordering::Acquire);
+        let here = &value as *const *mut c_void as usize;
+        let top = state.stack_top.load(Ordering::Relaxed);
+        let on_body_stack = here <= top && top - here < state.stack_size;
+        if yielder.is_null() || !on_body_stack {
+            return Err(IVY_EPERM);
+        }
+        if state.closed.load(Ordering::Acquire) {
+            return Err(IVY_ECLOSED);
+        }
+        drop(entry);
+        // SAFETY: `yielder` was published by the body closure, which is running
+        // (non-null) and is the innermost coroutine on this stack (the stack
+        // check above), so suspending through it is what corosensei expects.
+        unsafe { (*yielder).yield_(CPtr(value)) };
+        if state.closed.load(Ordering::Acquire) {
+            return Err(IVY_ECLOSED);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the generator. If its body has not returned, it is closed first: it is
+/// resumed with `ivy_yield_value` returning `IVY_ECLOSED` until it returns (a body
+/// that ignores that keeps this call waiting). Only the creating task or thread
+/// may free it.
+///
+/// Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (not the owner); `IVY_EBUSY`
+/// (called from inside its own body).
+#[no_mangle]
+pub extern "C" fn ivy_generator_free(gen: ivy_generator_t) -> c_int {
+    guard(|| {
+        let entry = owned(gen.id)?;
+        if entry.running.swap(true, Ordering::AcqRel) {
+            return Err(IVY_EBUSY);
+        }
+        entry.body.closed.store(true, Ordering::Release);
+        let taken = entry
+            .generator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut g) = taken {
+            // Run the body to its end (its yields now fail with IVY_ECLOSED), so
+            // dropping it unwinds nothing. The handle stays in the table until
+            // then: the body's own `ivy_yield_value` calls look it up.
+            while g.0.next().is_some() {}
+            drop(g);
+        }
+        GENERATORS.remove(gen.id);
+        Ok(())
+    })
+}

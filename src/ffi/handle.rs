@@ -1,0 +1,142 @@
+//! Generation-checked handle tables: how C names Rust objects without pointers.
+//!
+//! A handle is a `u64`: the low 32 bits index a slot, the high 32 bits are the
+//! slot's generation when the handle was made. Removing an object bumps its
+//! slot's generation, so every copy of the old handle stops matching and lookups
+//! return `None` (`IVY_EBADF`) instead of reaching a reused slot. Generations start
+//! at 1, so a zero-initialised handle is never valid. A slot whose generation
+//! would wrap is retired rather than reused, so an old handle can never match again.
+//!
+//! Objects are `Arc`s: a lookup clones the `Arc` and drops the table lock at once,
+//! so a call that blocks on an object (a join, a lock) holds no table lock, and an
+//! object removed meanwhile stays alive until that call returns.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<Arc<T>>,
+}
+
+struct Slots<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+}
+
+/// A table of live objects of one kind, addressed by generation-checked ids.
+pub(crate) struct HandleTable<T> {
+    inner: Mutex<Slots<T>>,
+}
+
+impl<T> HandleTable<T> {
+    pub(crate) const fn new() -> HandleTable<T> {
+        HandleTable {
+            inner: Mutex::new(Slots {
+                slots: Vec::new(),
+                free: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots<T>> {
+        // The table's invariants hold between statements, so a poisoned lock
+        // (a panic elsewhere while it was held) leaves it consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `value` and returns its handle, or `None` if the table is full
+    /// (2^32 slots).
+    pub(crate) fn insert(&self, value: Arc<T>) -> Option<u64> {
+        let mut t = self.lock();
+        let index = match t.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(t.slots.len()).ok()?;
+                t.slots.push(Slot {
+                    generation: 1,
+                    value: None,
+                });
+                i
+            }
+        };
+        let slot = &mut t.slots[index as usize];
+        slot.value = Some(value);
+        Some(((slot.generation as u64) << 32) | index as u64)
+    }
+
+    /// The object named by `id`, if it is live.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<T>> {
+        let (index, generation) = split(id);
+        let t = self.lock();
+        let slot = t.slots.get(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.value.clone()
+    }
+
+    /// Removes the object named by `id` and returns it, if it was live. Every copy
+    /// of `id` is invalid afterwards.
+    pub(crate) fn remove(&self, id: u64) -> Option<Arc<T>> {
+        let (index, generation) = split(id);
+        let mut t = self.lock();
+        let slot = t.slots.get_mut(index)?;
+        if slot.generation != generation || slot.value.is_none() {
+            return None;
+        }
+        let value = slot.value.take();
+        slot.generation = slot.generation.wrapping_add(1);
+        if slot.generation != 0 {
+            t.free.push(index as u32);
+        }
+        value
+    }
+
+    /// Number of live objects.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock()
+            .slots
+            .iter()
+            .filter(|s| s.value.is_some())
+            .count()
+    }
+}
+
+fn split(id: u64) -> (usize, u32) {
+    ((id & 0xffff_ffff) as usize, (id >> 32) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_ids_do_not_match_reused_slots() {
+        let table = HandleTable::new();
+        let a = table.insert(Arc::new(1)).unwrap();
+        assert_eq!(*table.get(a).unwrap(), 1);
+        assert_eq!(*table.remove(a).unwrap(), 1);
+        assert!(table.get(a).is_none());
+        assert!(table.remove(a).is_none());
+        let b = table.insert(Arc::new(2)).unwrap();
+        assert_eq!(b & 0xffff_ffff, a & 0xffff_ffff, "slot reused");
+        assert_ne!(a, b);
+        assert!(table.get(a).is_none());
+        assert_eq!(*table.get(b).unwrap(), 2);
+        assert!(table.get(0).is_none(), "zero handle is never valid");
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn wrapped_generation_retires_the_slot() {
+        let table = HandleTable::new();
+        let a = table.insert(Arc::new(1)).unwrap();
+        table.lock().slots[0].generation = u32::MAX;
+        let id = (u32::MAX as u64) << 32;
+        assert!(table.get(a).is_none());
+        assert!(table.remove(id).is_some());
+        let b = table.insert(Arc::new(2)).unwrap();
+        assert_eq!(b & 0xffff_ffff, 1, "retired slot 0 is not reused");
+    }
+}

@@ -1,0 +1,624 @@
+//! Locks, semaphores, events and conditions in the C ABI, over `ivy::sync`'s
+//! crate-internal `Result` layer (`RawMutex::lock_deadline`,
+//! `Semaphore::acquire_deadline`, ...): a cancelled C task gets `IVY_ECANCELED`
+//! from the call it is blocked in, never an unwind.
+//!
+//! Every blocking call takes a deadline (`-1`: none; a passed one makes it a
+//! try that returns `IVY_ETIMEDOUT` instead of waiting). All of them work from
+//! tasks and from plain threads alike, and they may be shared between the two.
+//!
+//! Ownership checks that C's `pthread` leaves undefined are errors here: the
+//! mutex and rwlock entries record who holds them (task id, or a per-thread id
+//! for plain threads), so unlocking a lock one does not hold is `IVY_EPERM`
+//! rather than corrupting the lock, and freeing a held lock is `IVY_EBUSY`.
+
+use std::os::raw::c_int;
+use std::sync::{Arc, Mutex};
+
+use super::error::*;
+use super::handle::HandleTable;
+use super::time::deadline;
+use super::{guard, out_ptr, owner_token, write_out};
+use crate::sync::{Barrier, Semaphore, WaitError, WaitGroup};
+use crate::sync::{Condition, Event, RawMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub(crate) fn wait_error(e: WaitError) -> c_int {
+    match e {
+        WaitError::Cancelled => IVY_ECANCELED,
+        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
+        WaitError::Closed => IVY_ECLOSED,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Mutex
+
+/// A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_mutex_t {
+    pub id: u64,
+}
+
+struct MutexEntry {
+    raw: RawMutex,
+    /// `owner_token()` of the holder, 0 when unlocked.
+    owner: Mutex<u64>,
+}
+
+static MUTEXES: HandleTable<MutexEntry> = HandleTable::new();
+
+/// Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let entry = Arc::new(MutexEntry {
+            raw: RawMutex::new(),
+            owner: Mutex::new(0),
+        });
+        let id = MUTEXES.insert(entry).ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_mutex_t { id }) };
+        Ok(())
+    })
+}
+
+/// Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
+/// Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
+/// waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
+/// it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+#[no_mangle]
+pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        let me = owner_token();
+        if *lock(&entry.owner) == me {
+            return Err(IVY_EDEADLK);
+        }
+        entry.raw.lock_deadline(d).map_err(wait_error)?;
+        *lock(&entry.owner) = me;
+        Ok(())
+    })
+}
+
+/// Unlocks the mutex, handing it to the longest waiter if any. Errors:
+/// `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
+    guard(|| {
+        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        let mut owner = lock(&entry.owner);
+        if *owner != owner_token() {
+            return Err(IVY_EPERM);
+        }
+        *owner = 0;
+        // SAFETY: the caller holds the lock (its token was recorded by a successful
+        // ivy_mutex_lock, and cleared only here, under `owner`).
+        unsafe { entry.raw.unlock() };
+        Ok(())
+    })
+}
+
+/// Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_mutex_free(m: ivy_mutex_t) -> c_int {
+    guard(|| {
+        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        if *lock(&entry.owner) != 0 || entry.raw.is_locked() {
+            return Err(IVY_EBUSY);
+        }
+        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// RwLock
+
+/// A handle to a reader-writer lock: many readers or one writer, FIFO-fair (a
+/// waiting writer holds back later readers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_rwlock_t {
+    pub id: u64,
+}
+
+/// A hold on an rwlock: never read, only dropped, which releases it.
+#[allow(dead_code)]
+enum Held {
+    Read(RwLockReadGuard<'static, ()>),
+    Write(RwLockWriteGuard<'static, ()>),
+}
+
+struct RwEntry {
+    /// The guards held, with their holders' tokens. Declared before `lock`, so
+    /// they are dropped first (they borrow it).
+    held: Mutex<Vec<(u64, Held)>>,
+    lock: Box<RwLock<()>>,
+}
+
+static RWLOCKS: HandleTable<RwEntry> = HandleTable::new();
+
+/// Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_rwlock_new(out: *mut ivy_rwlock_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let entry = Arc::new(RwEntry {
+            held: Mutex::new(Vec::new()),
+            lock: Box::new(RwLock::new(())),
+        });
+        let id = RWLOCKS.insert(entry).ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_rwlock_t { id }) };
+        Ok(())
+    })
+}
+
+/// Extends a guard's borrow of the boxed lock to `'static`.
+///
+/// # Safety
+/// The guard must be dropped before the `RwEntry` that owns the box: guards live
+/// only in that entry's `held`, which is dropped before its `lock`.
+unsafe fn extend<G: 'static, T>(g: T) -> G {
+    // SAFETY: `T` and `G` are the same guard type with different lifetimes
+    // (the caller's contract), so the layout is identical.
+    unsafe { std::mem::transmute_copy(&std::mem::ManuallyDrop::new(g)) }
+}
+
+fn rw_acquire(l: ivy_rwlock_t, deadline_ms: i64, write: bool) -> Result<(), c_int> {
+    let d = deadline(deadline_ms)?;
+    let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
+    let me = owner_token();
+    if lock(&entry.held).iter().any(|(o, _)| *o == me) {
+        return Err(IVY_EDEADLK);
+    }
+    let held = if write {
+        let g = entry.lock.write_deadline(d).map_err(wait_error)?;
+        // SAFETY: stored in `entry.held`, dropped before `entry.lock` (see RwEntry).
+        Held::Write(unsafe { extend::<RwLockWriteGuard<'static, ()>, _>(g) })
+    } else {
+        let g = entry.lock.read_deadline(d).map_err(wait_error)?;
+        // SAFETY: as above.
+        Held::Read(unsafe { extend::<RwLockReadGuard<'static, ()>, _>(g) })
+    };
+    lock(&entry.held).push((me, held));
+    Ok(())
+}
+
+/// Takes the lock for reading (shared), waiting until `deadline`. Errors as
+/// `ivy_mutex_lock`; `IVY_EDEADLK` if the caller already holds it (either way).
+#[no_mangle]
+pub extern "C" fn ivy_rwlock_rdlock(l: ivy_rwlock_t, deadline: i64) -> c_int {
+    guard(|| rw_acquire(l, deadline, false))
+}
+
+/// Takes the lock for writing (exclusive), waiting until `deadline`. Errors as
+/// `ivy_rwlock_rdlock`.
+#[no_mangle]
+pub extern "C" fn ivy_rwlock_wrlock(l: ivy_rwlock_t, deadline: i64) -> c_int {
+    guard(|| rw_acquire(l, deadline, true))
+}
+
+/// Releases the caller's hold (read or write). Errors: `IVY_EPERM` (the caller
+/// holds nothing); `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_rwlock_unlock(l: ivy_rwlock_t) -> c_int {
+    guard(|| {
+        let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
+        let me = owner_token();
+        let held = {
+            let mut held = lock(&entry.held);
+            let i = held.iter().position(|(o, _)| *o == me).ok_or(IVY_EPERM)?;
+            held.swap_remove(i).1
+        };
+        drop(held); // releases, waking waiters, outside the `held` lock
+        Ok(())
+    })
+}
+
+/// Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_rwlock_free(l: ivy_rwlock_t) -> c_int {
+    guard(|| {
+        let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
+        if !lock(&entry.held).is_empty() {
+            return Err(IVY_EBUSY);
+        }
+        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Semaphore
+
+/// A handle to a counting semaphore (asyncio's `Semaphore`): FIFO-fair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_semaphore_t {
+    pub id: u64,
+}
+
+static SEMAPHORES: HandleTable<Semaphore> = HandleTable::new();
+
+/// Creates a semaphore with `permits` permits. Errors: `IVY_EINVAL` (`out`
+/// `NULL`, or `permits` above the maximum, 2^62 - 1).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semaphore_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        if permits > Semaphore::MAX_PERMITS {
+            return Err(IVY_EINVAL);
+        }
+        let id = SEMAPHORES
+            .insert(Arc::new(Semaphore::new(permits)))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_semaphore_t { id }) };
+        Ok(())
+    })
+}
+
+/// Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
+/// `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+#[no_mangle]
+pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
+        sem.acquire_deadline(1, d).map_err(wait_error)
+    })
+}
+
+/// Returns one permit (`sem_post`), waking the longest waiter. Any caller may
+/// release; releasing more than was acquired raises the count. Errors:
+/// `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_semaphore_release(s: ivy_semaphore_t) -> c_int {
+    guard(|| {
+        SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?.release(1);
+        Ok(())
+    })
+}
+
+/// Stores the number of free permits in `*permits`. Errors: `IVY_EBADF`,
+/// `IVY_EINVAL`.
+///
+/// # Safety
+/// `permits` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_semaphore_available(s: ivy_semaphore_t, permits: *mut usize) -> c_int {
+    guard(|| {
+        let permits = out_ptr(permits)?;
+        let n = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?.available_permits();
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(permits, n) };
+        Ok(())
+    })
+}
+
+/// Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
+/// `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_semaphore_free(s: ivy_semaphore_t) -> c_int {
+    guard(|| {
+        let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
+        if sem.waiters() != 0 {
+            return Err(IVY_EBUSY);
+        }
+        SEMAPHORES.remove(s.id).ok_or(IVY_EBADF)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Event
+
+/// A handle to an event (asyncio's `Event`): a flag tasks wait for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_event_t {
+    pub id: u64,
+}
+
+static EVENTS: HandleTable<Event> = HandleTable::new();
+
+/// Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_event_new(out: *mut ivy_event_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let id = EVENTS.insert(Arc::new(Event::new())).ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_event_t { id }) };
+        Ok(())
+    })
+}
+
+/// Sets the event, waking every waiter. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_event_set(e: ivy_event_t) -> c_int {
+    guard(|| {
+        EVENTS.get(e.id).ok_or(IVY_EBADF)?.set();
+        Ok(())
+    })
+}
+
+/// Clears the event. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_event_clear(e: ivy_event_t) -> c_int {
+    guard(|| {
+        EVENTS.get(e.id).ok_or(IVY_EBADF)?.clear();
+        Ok(())
+    })
+}
+
+/// Stores 1 in `*is_set` if the event is set, else 0. Errors: `IVY_EBADF`,
+/// `IVY_EINVAL`.
+///
+/// # Safety
+/// `is_set` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) -> c_int {
+    guard(|| {
+        let is_set = out_ptr(is_set)?;
+        let set = EVENTS.get(e.id).ok_or(IVY_EBADF)?.is_set();
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(is_set, c_int::from(set)) };
+        Ok(())
+    })
+}
+
+/// Waits until the event is set (returns at once if it is), or `deadline`.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+#[no_mangle]
+pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let ev = EVENTS.get(e.id).ok_or(IVY_EBADF)?;
+        ev.wait_deadline(d).map_err(wait_error)
+    })
+}
+
+/// Frees the event; tasks still waiting keep waiting until their deadlines.
+/// Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_event_free(e: ivy_event_t) -> c_int {
+    guard(|| EVENTS.remove(e.id).map(drop).ok_or(IVY_EBADF))
+}
+
+// ---------------------------------------------------------------------------
+// Condition
+
+/// A handle to a condition variable, used with an `ivy_mutex_t` (asyncio's
+/// `Condition`, pthread's `pthread_cond_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_cond_t {
+    pub id: u64,
+}
+
+static CONDITIONS: HandleTable<Condition> = HandleTable::new();
+
+/// Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let id = CONDITIONS
+            .insert(Arc::new(Condition::new()))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_cond_t { id }) };
+        Ok(())
+    })
+}
+
+/// Atomically unlocks `m` (which the caller must hold) and waits for a
+/// notification or `deadline`; then re-locks `m`. **On every return, errors
+/// included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
+/// May wake spuriously: wait in a loop that re-checks the predicate.
+///
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
+/// `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
+/// `IVY_EINVAL`.
+#[no_mangle]
+pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let cond = CONDITIONS.get(c.id).ok_or(IVY_EBADF)?;
+        let mutex = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        let me = owner_token();
+        {
+            let mut owner = lock(&mutex.owner);
+            if *owner != me {
+                return Err(IVY_EPERM);
+            }
+            *owner = 0;
+        }
+        let r = cond.wait_raw_deadline(&mutex.raw, d);
+        // `wait_raw_deadline` re-took the lock in every case.
+        *lock(&mutex.owner) = me;
+        r.map_err(wait_error)
+    })
+}
+
+/// Wakes one waiter, if any. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_cond_notify_one(c: ivy_cond_t) -> c_int {
+    guard(|| {
+        CONDITIONS.get(c.id).ok_or(IVY_EBADF)?.notify_one();
+        Ok(())
+    })
+}
+
+/// Wakes every waiter. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_cond_notify_all(c: ivy_cond_t) -> c_int {
+    guard(|| {
+        CONDITIONS.get(c.id).ok_or(IVY_EBADF)?.notify_all();
+        Ok(())
+    })
+}
+
+/// Frees the condition variable. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_cond_free(c: ivy_cond_t) -> c_int {
+    guard(|| CONDITIONS.remove(c.id).map(drop).ok_or(IVY_EBADF))
+}
+
+// ---------------------------------------------------------------------------
+// WaitGroup
+
+/// A handle to a wait group (Go's `sync.WaitGroup`): a counter of outstanding
+/// jobs that tasks can wait to reach zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_waitgroup_t {
+    pub id: u64,
+}
+
+static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new();
+
+/// Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        let id = WAITGROUPS
+            .insert(Arc::new(WaitGroup::new()))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_waitgroup_t { id }) };
+        Ok(())
+    })
+}
+
+/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
+/// `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_add(wg: ivy_waitgroup_t, n: usize) -> c_int {
+    guard(|| {
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        // The count only overflows near usize::MAX jobs; check rather than panic.
+        wg.count().checked_add(n).ok_or(IVY_EINVAL)?;
+        wg.add(n);
+        Ok(())
+    })
+}
+
+/// Marks one job finished; when the count reaches 0 every waiter wakes.
+/// Errors: `IVY_EINVAL` (the count is already 0), `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_done(wg: ivy_waitgroup_t) -> c_int {
+    guard(|| {
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        wg.done().map_err(|_| IVY_EINVAL)
+    })
+}
+
+/// Waits until the count is 0 (at once if it is), or `deadline`. Errors:
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline_ms: i64) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
+        wg.wait_deadline(d).map_err(wait_error)
+    })
+}
+
+/// Frees the wait group. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_waitgroup_free(wg: ivy_waitgroup_t) -> c_int {
+    guard(|| WAITGROUPS.remove(wg.id).map(drop).ok_or(IVY_EBADF))
+}
+
+// ---------------------------------------------------------------------------
+// Barrier
+
+/// A handle to a barrier: `parties` tasks wait until all have arrived.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ivy_barrier_t {
+    pub id: u64,
+}
+
+static BARRIERS: HandleTable<Barrier> = HandleTable::new();
+
+/// Creates a barrier for `parties` parties (reusable: it resets each time it
+/// trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
+///
+/// # Safety
+/// `out` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        if parties == 0 {
+            return Err(IVY_EINVAL);
+        }
+        let id = BARRIERS
+            .insert(Arc::new(Barrier::new(parties)))
+            .ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_barrier_t { id }) };
+        Ok(())
+    })
+}
+
+/// Waits until `parties` callers have arrived, or `deadline` (a caller that
+/// gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
+/// exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
+/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+///
+/// # Safety
+/// `leader` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_barrier_wait(
+    b: ivy_barrier_t,
+    deadline_ms: i64,
+    leader: *mut c_int,
+) -> c_int {
+    guard(|| {
+        let d = deadline(deadline_ms)?;
+        let barrier = BARRIERS.get(b.id).ok_or(IVY_EBADF)?;
+        let r = barrier.wait_deadline(d).map_err(wait_error)?;
+        if !leader.is_null() {
+            // SAFETY: non-null and writable by the caller's contract.
+            unsafe { write_out(leader, c_int::from(r.is_leader())) };
+        }
+        Ok(())
+    })
+}
+
+/// Frees the barrier. Errors: `IVY_EBADF`.
+#[no_mangle]
+pub extern "C" fn ivy_barrier_free(b: ivy_barrier_t) -> c_int {
+    guard(|| BARRIERS.remove(b.id).map(drop).ok_or(IVY_EBADF))
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds and runs the C test suite and the C examples against BOTH libivy.so and
+# libivy.a, with gcc and clang (-Wall -Wextra -Werror -std=c99 -pedantic), checks
+# that ivy.h compiles as C++, then runs the suite under valgrind (memcheck, leak
+# check). Called by ./test.sh. Prints "N passed, N failed" at the end.
+#
+#   tests/c/run.sh            everything
+#   IVY_C_NO_VALGRIND=1 ...   skip the valgrind pass
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+cargo build --release --lib
+libdir=$root/target/release
+out=$root/target/c-tests
+rm -rf "$out"
+mkdir -p "$out/pkgconfig"
+
+# The build tree's own pkg-config file: everything below compiles through it.
+scripts/ivy-pc.sh "$root" "$libdir" "$root/include" > "$out/pkgconfig/ivy.pc"
+export PKG_CONFIG_PATH=$out/pkgconfig
+cflags="$(pkg-config --cflags ivy) -I$root/tests/c -Wall -Wextra -Werror -std=c99 -pedantic -O1 -g"
+shared_libs="$(pkg-config --libs ivy) -Wl,-rpath,$libdir -pthread"
+static_libs="$libdir/libivy.a $(pkg-config --libs-only-l --static ivy | sed 's/-livy//') -pthread"
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $*"; }
+ko() { failed=$((failed + 1)); echo "FAIL $*"; }
+
+compilers="gcc"
+if command -v clang >/dev/null 2>&1; then
+    compilers="gcc clang"
+elif [ -n "${CI:-}" ]; then
+    ko "clang is not installed (.ci/run installs it)"
+else
+    echo "warning: clang not found; C files compiled with gcc only" >&2
+fi
+
+# Compiles SRC with compiler CC against LINK (shared|static) into target BIN.
+build() {
+    local cc=$1 link=$2 src=$3 bin=$4 libs
+    if [ "$link" = shared ]; then libs=$shared_libs; else libs=$static_libs; fi
+    # shellcheck disable=SC2086
+    $cc $cflags "$src" -o "$bin" $libs
+}
+
+# 1. The header alone, as C (both compilers) and C++ (extern "C" guards).
+for cc in $compilers; do
+    if $cc $cflags -fsyntax-only -x c include/ivy.h; then ok "header compiles as C99 with $cc"; else ko "header as C with $cc"; fi
+done
+for cxx in g++ clang++; do
+    command -v $cxx >/dev/null 2>&1 || continue
+    # shellcheck disable=SC2086
+    if $cxx -std=c++11 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags ivy) tests/c/header_cpp.cpp \
+        -o "$out/header_cpp_$cxx" $shared_libs && "$out/header_cpp_$cxx"; then
+        ok "header compiles and links as C++ with $cxx"
+    else
+        ko "header as C++ with $cxx"
+    fi
+done
+
+# 1b. The C++ binding (bindings/cpp/ivy.hpp) and its test, with both C++ compilers.
+for cxx in g++ clang++; do
+    command -v $cxx >/dev/null 2>&1 || continue
+    bin=$out/cpp_test_$cxx
+    # shellcheck disable=SC2086
+    if $cxx -std=c++17 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags ivy) -Ibindings/cpp \
+        bindings/cpp/test_ivy.cpp -o "$bin" $shared_libs && "$bin" > "$bin.log" 2>&1; then
+        ok "C++ binding ($cxx): $(tail -n 1 "$bin.log")"
+    else
+        ko "C++ binding ($cxx)"
+        cat "$bin.log" 2>/dev/null || true
+    fi
+done
+
+# 2. The C suite: every test file, every compiler, shared and static.
+for src in tests/c/test_*.c; do
+    name=$(basename "$src" .c)
+    for cc in $compilers; do
+        for link in shared static; do
+            bin=$out/${name}_${cc}_${link}
+            if ! build "$cc" "$link" "$src" "$bin"; then
+                ko "$name ($cc, $link): does not compile"
+                continue
+            fi
+            log=$bin.log
+            if "$bin" > "$log" 2>&1; then
+                ok "$name ($cc, $link): $(tail -n 1 "$log")"
+            else
+                ko "$name ($cc, $link)"
+                cat "$log"
+            fi
+        done
+    done
+done
+
+# 3. The examples: each builds with both compilers and both libraries, and runs
+#    (each example checks its own output and exits non-zero on a mismatch).
+for src in examples/c/*.c; do
+    [ -e "$src" ] || continue
+    name=$(basename "$src" .c)
+    for cc in $compilers; do
+        for link in shared static; do
+            bin=$out/example_${name}_${cc}_${link}
+            if build "$cc" "$link" "$src" "$bin" && "$bin" > "$bin.log" 2>&1; then
+                ok "example $name ($cc, $link)"
+            else
+                ko "example $name ($cc, $link)"
+                cat "$bin.log" 2>/dev/null || true
+            fi
+        done
+    done
+done
+
+# 4. Installation: install into a scratch prefix, then the README's one-liner.
+prefix=$out/prefix
+if scripts/install.sh "$prefix" >/dev/null 2>&1 &&
+    PKG_CONFIG_PATH=$prefix/lib/pkgconfig gcc examples/c/hello.c -o "$out/hello_installed" \
+        $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs ivy) -Wl,-rpath,"$prefix/lib" &&
+    "$out/hello_installed" >/dev/null; then
+    ok "install + cc hello.c \$(pkg-config --cflags --libs ivy)"
+else
+    ko "install + pkg-config build of hello.c"
+fi
+
+# 5. valgrind: memcheck with leak check over the gcc/shared build of the suite.
+if [ -z "${IVY_C_NO_VALGRIND:-}" ]; then
+    if command -v valgrind >/dev/null 2>&1; then
+        for src in tests/c/test_*.c; do
+            name=$(basename "$src" .c)
+            bin=$out/${name}_gcc_shared
+            [ -x "$bin" ] || continue
+            if valgrind -q --error-exitcode=1 --leak-check=full \
+                --suppressions=tests/c/valgrind.supp "$bin" > "$bin.vg.log" 2>&1; then
+                ok "$name under valgrind: $(grep -E '^[0-9]+ passed' "$bin.vg.log" | tail -n 1)"
+            else
+                ko "$name under valgrind"
+                tail -n 80 "$bin.vg.log"
+            fi
+        done
+    else
+        ko "valgrind is not installed (apt-get install -y valgrind)"
+    fi
+fi
+
+echo "c: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
