@@ -142,7 +142,7 @@ def markdown(info, table, plots_rel, notes):
       f"in brackets. Every runtime gets {info.get('workers', '?')} workers (all cores), "
       "except where a workload fixes one worker (`switch`) and asyncio/uvloop, which "
       "have one thread by design.\n")
-    w("**Reproduce:** `benches/compare/run.sh` (full, about 15 minutes on this machine) or "
+    w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, most of it Python) or "
       "`benches/compare/run.sh --quick` (under 5 minutes). It installs Go, matplotlib and uvloop "
       "if missing, builds everything in release mode, runs `harness.py`, then `report.py`.\n")
 
@@ -248,7 +248,7 @@ def markdown(info, table, plots_rel, notes):
 
     w("## Plots\n")
     w("Bars are medians, whiskers min–max; a log scale where the systems differ by more "
-      "than 30×.\n")
+      "than 10×.\n")
     for fam, title in FAMILIES.items():
         if any(r.family == fam for r in rows):
             w(f"### {title}\n\n![{title}]({plots_rel}/{fam}.png)\n")
@@ -278,7 +278,7 @@ def plots(table, outdir):
             xs = list(range(len(systems)))
             meds = [cells[s].median if s in cells and not cells[s].failed else None for s in systems]
             ok = [m for m in meds if m]
-            log = bool(ok) and max(ok) / max(min(ok), 1e-9) > 30
+            log = bool(ok) and max(ok) / max(min(ok), 1e-9) > 10
             for x, s, m in zip(xs, systems, meds):
                 if m:
                     vals = cells[s].values
