@@ -143,7 +143,7 @@ def markdown(info, table, plots_rel, notes):
       "except where a workload fixes one worker (`switch`) and asyncio/uvloop, which "
       "have one thread by design.\n")
     w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, most of it Python) or "
-      "`benches/compare/run.sh --quick` (under 5 minutes). It installs Go, matplotlib and uvloop "
+      "`benches/compare/run.sh --quick` (under 5 minutes; it writes `benches/compare/results/QUICK.md` instead of this file). It installs Go, matplotlib and uvloop "
       "if missing, builds everything in release mode, runs `harness.py`, then `report.py`.\n")
 
     w("## Machine\n")

@@ -7,7 +7,8 @@
 #
 # Installs what is missing (Go from apt; matplotlib and uvloop from pip), builds
 # every system in release mode, runs harness.py (raw results to results/*.txt),
-# then report.py (BENCHMARKS.md at the repository root, plots/*.png).
+# then report.py (BENCHMARKS.md at the repository root, plots/*.png; a --quick
+# run writes results/QUICK.md and plots/quick/*.png instead).
 # Extra arguments go to harness.py (e.g. --only skynet,timers --systems ivy,go).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,4 +38,9 @@ for a in "$@"; do [ "$a" = --quick ] && mode=quick; done
 echo "== running the suite ($mode)"
 python3 harness.py "$@"
 echo "== writing the report"
-python3 report.py "results/$mode.txt"
+if [ "$mode" = full ]; then
+    python3 report.py results/full.txt
+else
+    # A smoke test must not overwrite the committed full report.
+    python3 report.py results/quick.txt --out results/QUICK.md --plots plots/quick
+fi
