@@ -205,7 +205,7 @@ pub fn skynet_expected(n: u64) -> u64 {
 /// Checks that `n` is a power of 10 (skynet's tree is 10-ary) of at least 10.
 pub fn check_skynet_size(n: u64) -> Result<(), String> {
     let mut m = n;
-    while m > 1 && m % 10 == 0 {
+    while m > 1 && m.is_multiple_of(10) {
         m /= 10;
     }
     if m == 1 && n >= 10 {
@@ -224,8 +224,47 @@ pub fn check_skynet(p: &Params, got: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Timer workload: longest sleep in ms (1000 as in the brief).
+/// Timer workload: longest sleep in ms.
 pub const TIMER_MAX_MS: u64 = 1000;
+
+/// Reports the timer workload's three metrics: total ms until every sleep is
+/// done, that minus the longest sleep (the runtime's own overhead), and peak RSS.
+/// `done` (sleeps that completed) must equal n; it is printed as the check.
+pub fn report_timers(p: &Params, d: Duration, done: u64) -> Result<(), String> {
+    if done != p.n {
+        return Err(format!("only {done} of {} sleeps completed", p.n));
+    }
+    let (longest, _) = timer_plan(p.n, TIMER_MAX_MS);
+    let check = done.to_string();
+    report(p, "total_ms", ms(d), "ms", Some(&check));
+    report(p, "overhead_ms", ms(d) - longest as f64, "ms", Some(&check));
+    let peak = peak_rss_bytes() as f64 / (1 << 20) as f64;
+    report(p, "peak_rss", peak, "MiB", Some(&check));
+    Ok(())
+}
+
+/// Channel ping-pong: two tasks bouncing a value over two channels of capacity
+/// 1, on all workers; ns per round trip.
+pub const PINGPONG_CAPACITY: usize = 1;
+
+/// MPMC bounded queue: producers, consumers and capacity (identical in Go and
+/// Python). n items in total, producer k sends k, k+P, k+2P, ...; ns per item.
+pub const MPMC_PRODUCERS: u64 = 4;
+pub const MPMC_CONSUMERS: u64 = 4;
+pub const MPMC_CAPACITY: usize = 1024;
+
+/// Mutex contention: this many tasks each doing n/MUTEX_TASKS
+/// `lock; counter += 1; unlock`; ns per lock.
+pub const MUTEX_TASKS: u64 = 64;
+
+/// Fails loudly when a sum over 0..n is wrong.
+pub fn check_sum(what: &str, n: u64, got: u64) -> Result<(), String> {
+    let want = n * n.saturating_sub(1) / 2;
+    if got != want {
+        return Err(format!("wrong {what} sum: got {got}, expected {want}"));
+    }
+    Ok(())
+}
 
 /// Idle-memory workload: how long the idle tasks sleep (they are cancelled or the
 /// process exits long before).

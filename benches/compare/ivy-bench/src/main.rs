@@ -13,11 +13,31 @@ use bench_common::{self as bc, Params, Workload};
 /// to extend the suite: channel ping-pong, MPMC queue, mutex contention, TCP echo
 /// and HTTP hello come here once ivy has those APIs.
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "switch", default_n: 2_000_000, run: switch },
-    Workload { name: "spawn_join", default_n: 1_000_000, run: spawn_join },
-    Workload { name: "skynet", default_n: 1_000_000, run: skynet },
-    Workload { name: "timers", default_n: 1_000_000, run: timers },
-    Workload { name: "idle_memory", default_n: 100_000, run: idle_memory },
+    Workload {
+        name: "switch",
+        default_n: 2_000_000,
+        run: switch,
+    },
+    Workload {
+        name: "spawn_join",
+        default_n: 1_000_000,
+        run: spawn_join,
+    },
+    Workload {
+        name: "skynet",
+        default_n: 1_000_000,
+        run: skynet,
+    },
+    Workload {
+        name: "timers",
+        default_n: 1_000_000,
+        run: timers,
+    },
+    Workload {
+        name: "idle_memory",
+        default_n: 100_000,
+        run: idle_memory,
+    },
 ];
 
 fn main() {
@@ -114,7 +134,10 @@ fn skynet(p: &Params) -> Result<(), String> {
         })
     };
     if p.warmup {
-        let w = Params { n: p.n / 10, ..p.clone() };
+        let w = Params {
+            n: p.n / 10,
+            ..p.clone()
+        };
         let (sum, _) = round(w.n);
         bc::check_skynet(&w, sum)?;
     }
@@ -124,34 +147,36 @@ fn skynet(p: &Params) -> Result<(), String> {
     Ok(())
 }
 
-/// n tasks each sleeping 1..=1000 ms (splitmix64, seed 42): time until all are
-/// done minus the longest sleep, and the peak RSS.
+/// n tasks each sleeping 1..=1000 ms (splitmix64, seed 42), all joined: total
+/// ms, overhead (total minus the longest sleep) and peak RSS; the check is the
+/// number of sleeps that completed.
 fn timers(p: &Params) -> Result<(), String> {
     let rt = runtime(p.workers)?;
-    let round = |n: u64, max_ms: u64| -> Result<Duration, String> {
+    let round = |n: u64, max_ms: u64| -> Result<(Duration, u64), String> {
         rt.block_on(move || {
+            let done = Arc::new(AtomicU64::new(0));
             let start = Instant::now();
             let handles: Vec<_> = (0..n)
                 .map(|i| {
                     let d = Duration::from_millis(bc::timer_ms(i, max_ms));
-                    ivy::spawn(move || ivy::sleep(d))
+                    let done = done.clone();
+                    ivy::spawn(move || {
+                        ivy::sleep(d);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    })
                 })
                 .collect();
             for h in handles {
                 h.join().map_err(|e| format!("join: {e}"))?;
             }
-            Ok(start.elapsed())
+            Ok((start.elapsed(), done.load(Ordering::Relaxed)))
         })
     };
     if p.warmup {
         round(p.n / 10, 10)?;
     }
-    let (max_ms, sum_ms) = bc::timer_plan(p.n, bc::TIMER_MAX_MS);
-    let d = round(p.n, bc::TIMER_MAX_MS)?;
-    let check = sum_ms.to_string();
-    bc::report(p, "overhead_ms", bc::ms(d) - max_ms as f64, "ms", Some(&check));
-    bc::report(p, "peak_rss", bc::peak_rss_bytes() as f64 / (1 << 20) as f64, "MiB", Some(&check));
-    Ok(())
+    let (d, done) = round(p.n, bc::TIMER_MAX_MS)?;
+    bc::report_timers(p, d, done)
 }
 
 /// RSS per idle task: n tasks all parked in a long sleep. Measured from the main
@@ -175,7 +200,7 @@ fn idle_memory(p: &Params) -> Result<(), String> {
         while started.load(Ordering::Relaxed) < n {
             ivy::sleep(Duration::from_millis(1));
             polls += 1;
-            if polls % 500 == 0 {
+            if polls.is_multiple_of(500) {
                 // A task that finished already could not start (no stack).
                 if let Some(i) = handles.iter().position(|h| h.is_finished()) {
                     let h = handles.swap_remove(i);

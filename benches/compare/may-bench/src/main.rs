@@ -6,6 +6,10 @@
 //! VMAs), so past ~32k live coroutines the kernel's `vm.max_map_count` (65530)
 //! makes stack allocation fail and may panics ("failed to alloc sys stack").
 //! Such a panic is caught and printed as a `status=fail` result.
+//!
+//! may's channels are unbounded: `chan_pingpong` never has more than one value
+//! in flight anyway, and `mpmc_bounded` bounds `may::sync::mpmc` with a
+//! `may::sync::Semphore` of 1024 permits (send takes one, receive returns one).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +20,46 @@ use bench_common::{self as bc, Params, Workload};
 use may::go;
 
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "switch", default_n: 2_000_000, run: switch },
-    Workload { name: "spawn_join", default_n: 1_000_000, run: spawn_join },
-    Workload { name: "skynet", default_n: 1_000_000, run: skynet },
-    Workload { name: "timers", default_n: 1_000_000, run: timers },
-    Workload { name: "idle_memory", default_n: 100_000, run: idle_memory },
+    Workload {
+        name: "switch",
+        default_n: 2_000_000,
+        run: switch,
+    },
+    Workload {
+        name: "spawn_join",
+        default_n: 1_000_000,
+        run: spawn_join,
+    },
+    Workload {
+        name: "skynet",
+        default_n: 1_000_000,
+        run: skynet,
+    },
+    Workload {
+        name: "timers",
+        default_n: 1_000_000,
+        run: timers,
+    },
+    Workload {
+        name: "idle_memory",
+        default_n: 100_000,
+        run: idle_memory,
+    },
+    Workload {
+        name: "chan_pingpong",
+        default_n: 200_000,
+        run: chan_pingpong,
+    },
+    Workload {
+        name: "mpmc_bounded",
+        default_n: 2_000_000,
+        run: mpmc_bounded,
+    },
+    Workload {
+        name: "mutex_contention",
+        default_n: 2_000_000,
+        run: mutex_contention,
+    },
 ];
 
 fn main() {
@@ -126,7 +165,10 @@ fn skynet(p: &Params) -> Result<(), String> {
         })
     };
     if p.warmup {
-        let w = Params { n: p.n / 10, ..p.clone() };
+        let w = Params {
+            n: p.n / 10,
+            ..p.clone()
+        };
         let (sum, _) = round(w.n)?;
         bc::check_skynet(&w, sum)?;
     }
@@ -138,30 +180,39 @@ fn skynet(p: &Params) -> Result<(), String> {
 
 fn timers(p: &Params) -> Result<(), String> {
     may::config().set_workers(p.workers);
-    let round = |n: u64, max_ms: u64| -> Result<Duration, String> {
+    let round = |n: u64, max_ms: u64| -> Result<(Duration, u64), String> {
         drive(move || {
+            let done = Arc::new(AtomicU64::new(0));
             let start = Instant::now();
-            let handles: Vec<_> = (0..n)
-                .map(|i| {
+            let mut handles = Vec::with_capacity(n as usize);
+            let spawned = catch_unwind(AssertUnwindSafe(|| {
+                for i in 0..n {
                     let d = Duration::from_millis(bc::timer_ms(i, max_ms));
-                    go!(move || may::coroutine::sleep(d))
-                })
-                .collect();
+                    let done = done.clone();
+                    handles.push(go!(move || {
+                        may::coroutine::sleep(d);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }));
+                }
+            }));
+            if let Err(e) = spawned {
+                return Err(format!(
+                    "spawn failed after {} of {n} coroutines: {}",
+                    handles.len(),
+                    panic_text(&*e)
+                ));
+            }
             for h in handles {
                 h.join().map_err(|e| format!("join: {}", panic_text(&*e)))?;
             }
-            Ok(start.elapsed())
+            Ok((start.elapsed(), done.load(Ordering::Relaxed)))
         })?
     };
     if p.warmup {
         round(p.n / 10, 10)?;
     }
-    let (max_ms, sum_ms) = bc::timer_plan(p.n, bc::TIMER_MAX_MS);
-    let d = round(p.n, bc::TIMER_MAX_MS)?;
-    let check = sum_ms.to_string();
-    bc::report(p, "overhead_ms", bc::ms(d) - max_ms as f64, "ms", Some(&check));
-    bc::report(p, "peak_rss", bc::peak_rss_bytes() as f64 / (1 << 20) as f64, "MiB", Some(&check));
-    Ok(())
+    let (d, done) = round(p.n, bc::TIMER_MAX_MS)?;
+    bc::report_timers(p, d, done)
 }
 
 /// The idle coroutines are not cancelled (may's cancel is `unsafe`): the process
@@ -202,5 +253,141 @@ fn idle_memory(p: &Params) -> Result<(), String> {
         bc::fail(p, "bytes_per_task", "bytes", &e);
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Two coroutines bouncing a value over two `may::sync::mpsc` channels (the driver
+/// is one side): ns per round trip.
+fn chan_pingpong(p: &Params) -> Result<(), String> {
+    may::config().set_workers(p.workers);
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(move || {
+            let (ping_tx, ping_rx) = may::sync::mpsc::channel::<u64>();
+            let (pong_tx, pong_rx) = may::sync::mpsc::channel::<u64>();
+            let echo = go!(move || {
+                while let Ok(v) = ping_rx.recv() {
+                    if pong_tx.send(v + 1).is_err() {
+                        break;
+                    }
+                }
+            });
+            let start = Instant::now();
+            for i in 0..n {
+                ping_tx.send(i).expect("ping");
+                pong_rx.recv().expect("pong");
+            }
+            let d = start.elapsed();
+            drop(ping_tx);
+            echo.join().expect("echo coroutine");
+            d
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_roundtrip", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 4 producers and 4 consumers over `may::sync::mpmc`, bounded to 1024 items in
+/// flight by a semaphore: ns per item.
+fn mpmc_bounded(p: &Params) -> Result<(), String> {
+    may::config().set_workers(p.workers);
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(move || {
+            let (tx, rx) = may::sync::mpmc::channel::<u64>();
+            let room = Arc::new(may::sync::Semphore::new(bc::MPMC_CAPACITY));
+            let start = Instant::now();
+            let producers: Vec<_> = (0..bc::MPMC_PRODUCERS)
+                .map(|k| {
+                    let (tx, room) = (tx.clone(), room.clone());
+                    go!(move || {
+                        for i in (k..n).step_by(bc::MPMC_PRODUCERS as usize) {
+                            room.wait();
+                            tx.send(i).expect("send");
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..bc::MPMC_CONSUMERS)
+                .map(|_| {
+                    let (rx, room) = (rx.clone(), room.clone());
+                    go!(move || {
+                        let mut sum = 0u64;
+                        while let Ok(v) = rx.recv() {
+                            room.post();
+                            sum += v;
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            drop(rx);
+            for h in producers {
+                h.join()
+                    .map_err(|e| format!("producer: {}", panic_text(&*e)))?;
+            }
+            let mut sum = 0;
+            for h in consumers {
+                sum += h
+                    .join()
+                    .map_err(|e| format!("consumer: {}", panic_text(&*e)))?;
+            }
+            let d = start.elapsed();
+            bc::check_sum("mpmc", n, sum)?;
+            Ok(d)
+        })?
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_item", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 64 coroutines each doing n/64 `lock; counter += 1; unlock` on a
+/// `may::sync::Mutex`: ns per lock.
+fn mutex_contention(p: &Params) -> Result<(), String> {
+    may::config().set_workers(p.workers);
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(move || {
+            let per = n / bc::MUTEX_TASKS;
+            let counter = Arc::new(may::sync::Mutex::new(0u64));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::MUTEX_TASKS)
+                .map(|_| {
+                    let counter = counter.clone();
+                    go!(move || {
+                        for _ in 0..per {
+                            *counter.lock().expect("lock") += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.join().map_err(|e| format!("join: {}", panic_text(&*e)))?;
+            }
+            let d = start.elapsed();
+            let got = *counter.lock().expect("lock");
+            if got != per * bc::MUTEX_TASKS {
+                return Err(format!("wrong counter {got}"));
+            }
+            Ok(d)
+        })?
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(
+        p,
+        "ns_per_lock",
+        bc::ns_per(d, p.n / bc::MUTEX_TASKS * bc::MUTEX_TASKS),
+        "ns",
+        None,
+    );
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! tokio's side of the comparison suite (multi-thread runtime, all workers, the
 //! driver running inside a spawned task so that it spawns from a worker like
 //! ivy's main task does). Same workloads as ivy-bench; see its comments.
+//! The sync workloads use tokio's own `mpsc` and `Mutex`; tokio has no MPMC
+//! channel, so `mpmc_bounded` uses `async-channel`, the usual choice with tokio.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,11 +13,46 @@ use std::time::{Duration, Instant};
 use bench_common::{self as bc, Params, Workload};
 
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "switch", default_n: 2_000_000, run: switch },
-    Workload { name: "spawn_join", default_n: 1_000_000, run: spawn_join },
-    Workload { name: "skynet", default_n: 1_000_000, run: skynet },
-    Workload { name: "timers", default_n: 1_000_000, run: timers },
-    Workload { name: "idle_memory", default_n: 100_000, run: idle_memory },
+    Workload {
+        name: "switch",
+        default_n: 2_000_000,
+        run: switch,
+    },
+    Workload {
+        name: "spawn_join",
+        default_n: 1_000_000,
+        run: spawn_join,
+    },
+    Workload {
+        name: "skynet",
+        default_n: 1_000_000,
+        run: skynet,
+    },
+    Workload {
+        name: "timers",
+        default_n: 1_000_000,
+        run: timers,
+    },
+    Workload {
+        name: "idle_memory",
+        default_n: 100_000,
+        run: idle_memory,
+    },
+    Workload {
+        name: "chan_pingpong",
+        default_n: 200_000,
+        run: chan_pingpong,
+    },
+    Workload {
+        name: "mpmc_bounded",
+        default_n: 2_000_000,
+        run: mpmc_bounded,
+    },
+    Workload {
+        name: "mutex_contention",
+        default_n: 2_000_000,
+        run: mutex_contention,
+    },
 ];
 
 fn main() {
@@ -125,7 +162,10 @@ fn skynet(p: &Params) -> Result<(), String> {
         })
     };
     if p.warmup {
-        let w = Params { n: p.n / 10, ..p.clone() };
+        let w = Params {
+            n: p.n / 10,
+            ..p.clone()
+        };
         let (sum, _) = round(w.n);
         bc::check_skynet(&w, sum)?;
     }
@@ -137,30 +177,31 @@ fn skynet(p: &Params) -> Result<(), String> {
 
 fn timers(p: &Params) -> Result<(), String> {
     let rt = runtime(p.workers)?;
-    let round = |n: u64, max_ms: u64| -> Result<Duration, String> {
+    let round = |n: u64, max_ms: u64| -> Result<(Duration, u64), String> {
         drive(&rt, async move {
+            let done = Arc::new(AtomicU64::new(0));
             let start = Instant::now();
             let handles: Vec<_> = (0..n)
                 .map(|i| {
                     let d = Duration::from_millis(bc::timer_ms(i, max_ms));
-                    tokio::spawn(tokio::time::sleep(d))
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    })
                 })
                 .collect();
             for h in handles {
                 h.await.map_err(|e| format!("join: {e}"))?;
             }
-            Ok(start.elapsed())
+            Ok((start.elapsed(), done.load(Ordering::Relaxed)))
         })
     };
     if p.warmup {
         round(p.n / 10, 10)?;
     }
-    let (max_ms, sum_ms) = bc::timer_plan(p.n, bc::TIMER_MAX_MS);
-    let d = round(p.n, bc::TIMER_MAX_MS)?;
-    let check = sum_ms.to_string();
-    bc::report(p, "overhead_ms", bc::ms(d) - max_ms as f64, "ms", Some(&check));
-    bc::report(p, "peak_rss", bc::peak_rss_bytes() as f64 / (1 << 20) as f64, "MiB", Some(&check));
-    Ok(())
+    let (d, done) = round(p.n, bc::TIMER_MAX_MS)?;
+    bc::report_timers(p, d, done)
 }
 
 fn idle_memory(p: &Params) -> Result<(), String> {
@@ -191,5 +232,133 @@ fn idle_memory(p: &Params) -> Result<(), String> {
             let _ = h.await;
         }
     });
+    Ok(())
+}
+
+/// Two tasks bouncing a value over two `mpsc` channels of capacity 1 (the driver
+/// is one side): ns per round trip.
+fn chan_pingpong(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Duration {
+        drive(&rt, async move {
+            let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(bc::PINGPONG_CAPACITY);
+            let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(bc::PINGPONG_CAPACITY);
+            let echo = tokio::spawn(async move {
+                while let Some(v) = ping_rx.recv().await {
+                    if pong_tx.send(v + 1).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let start = Instant::now();
+            for i in 0..n {
+                ping_tx.send(i).await.expect("ping");
+                pong_rx.recv().await.expect("pong");
+            }
+            let d = start.elapsed();
+            drop(ping_tx);
+            echo.await.expect("echo task");
+            d
+        })
+    };
+    if p.warmup {
+        round(p.n / 10);
+    }
+    let d = round(p.n);
+    bc::report(p, "ns_per_roundtrip", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 4 producers and 4 consumers over an `async_channel::bounded(1024)`: ns per item.
+fn mpmc_bounded(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(&rt, async move {
+            let (tx, rx) = async_channel::bounded::<u64>(bc::MPMC_CAPACITY);
+            let start = Instant::now();
+            let producers: Vec<_> = (0..bc::MPMC_PRODUCERS)
+                .map(|k| {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        for i in (k..n).step_by(bc::MPMC_PRODUCERS as usize) {
+                            tx.send(i).await.expect("send");
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..bc::MPMC_CONSUMERS)
+                .map(|_| {
+                    let rx = rx.clone();
+                    tokio::spawn(async move {
+                        let mut sum = 0u64;
+                        while let Ok(v) = rx.recv().await {
+                            sum += v;
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            for h in producers {
+                h.await.map_err(|e| format!("producer: {e}"))?;
+            }
+            let mut sum = 0;
+            for h in consumers {
+                sum += h.await.map_err(|e| format!("consumer: {e}"))?;
+            }
+            let d = start.elapsed();
+            bc::check_sum("mpmc", n, sum)?;
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_item", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 64 tasks each doing n/64 `lock; counter += 1; unlock` on a `tokio::sync::Mutex`:
+/// ns per lock.
+fn mutex_contention(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(&rt, async move {
+            let per = n / bc::MUTEX_TASKS;
+            let counter = Arc::new(tokio::sync::Mutex::new(0u64));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::MUTEX_TASKS)
+                .map(|_| {
+                    let counter = counter.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            *counter.lock().await += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.await.map_err(|e| format!("join: {e}"))?;
+            }
+            let d = start.elapsed();
+            let got = *counter.lock().await;
+            if got != per * bc::MUTEX_TASKS {
+                return Err(format!("wrong counter {got}"));
+            }
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(
+        p,
+        "ns_per_lock",
+        bc::ns_per(d, p.n / bc::MUTEX_TASKS * bc::MUTEX_TASKS),
+        "ns",
+        None,
+    );
     Ok(())
 }

@@ -1,0 +1,3 @@
+module ivybench
+
+go 1.19

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Python's side of ivy's comparison suite: asyncio, optionally on uvloop's loop.
+
+Same command line and RESULT lines as the Rust binaries (../bench-common/src/lib.rs):
+
+    python3 bench.py [--loop asyncio|uvloop] <workload> [--n N] [--workers W] [--no-warmup]
+
+asyncio runs every task on one thread whatever --workers says, so the result lines
+say workers=1. Standard library only (uvloop only with --loop uvloop).
+"""
+
+import asyncio
+import os
+import sys
+import time
+
+MASK = (1 << 64) - 1
+
+# The sync workloads' shape, shared by every system.
+MPMC_PRODUCERS, MPMC_CONSUMERS, MPMC_CAPACITY = 4, 4, 1024
+MUTEX_TASKS = 64
+
+
+class Params:
+    def __init__(self, system, workload, n, warmup):
+        self.system, self.workload, self.n, self.warmup = system, workload, n, warmup
+        self.workers = 1
+
+
+def report(p, metric, value, unit, check=None):
+    line = (f"RESULT workload={p.workload} system={p.system} metric={metric} "
+            f"value={value:.6f} unit={unit} n={p.n} workers={p.workers}")
+    if check is not None:
+        line += f" check={check}"
+    print(line, flush=True)
+
+
+def fail(p, metric, unit, error):
+    print(f"RESULT workload={p.workload} system={p.system} metric={metric} status=fail "
+          f"value=nan unit={unit} n={p.n} workers={p.workers} error={' '.join(str(error).split())}",
+          flush=True)
+
+
+def proc_status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def splitmix64(x):
+    """bench-common's splitmix64, bit for bit."""
+    z = (x + 0x9E3779B97F4A7C15) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def timer_ms(i, max_ms):
+    return 1 + splitmix64(42 + i) % max_ms
+
+
+async def switch(p):
+    """Two tasks, each awaiting sleep(0) n/2 times (one thread): ns per switch."""
+    async def yielder(k):
+        for _ in range(k):
+            await asyncio.sleep(0)
+
+    async def round_(n):
+        start = time.perf_counter_ns()
+        await asyncio.gather(yielder(n // 2), yielder(n // 2))
+        return time.perf_counter_ns() - start
+
+    if p.warmup:
+        await round_(p.n // 10)
+    d = await round_(p.n)
+    report(p, "ns_per_switch", d / (p.n // 2 * 2), "ns")
+
+
+async def spawn_join(p):
+    """n tasks created, then awaited one by one: ns per task."""
+    async def ident(i):
+        return i
+
+    async def round_(n):
+        start = time.perf_counter_ns()
+        tasks = [asyncio.create_task(ident(i)) for i in range(n)]
+        total = 0
+        for t in tasks:
+            total += await t
+        d = time.perf_counter_ns() - start
+        if total != n * (n - 1) // 2:
+            raise RuntimeError(f"wrong spawn_join sum {total}")
+        return d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    report(p, "ns_per_task", await round_(p.n) / p.n, "ns")
+
+
+async def skynet_node(num, size, div):
+    if size == 1:
+        return num
+    sub = size // div
+    children = [asyncio.create_task(skynet_node(num + i * sub, sub, div)) for i in range(div)]
+    return sum(await asyncio.gather(*children))
+
+
+async def skynet(p):
+    """n leaf tasks in a 10-ary tree, every node a task: total ms."""
+    async def round_(n):
+        start = time.perf_counter_ns()
+        total = await skynet_node(0, n, 10)
+        d = time.perf_counter_ns() - start
+        if total != n * (n - 1) // 2:
+            raise RuntimeError(f"WRONG SKYNET SUM: got {total}, expected {n * (n - 1) // 2}")
+        return total, d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    total, d = await round_(p.n)
+    report(p, "total_ms", d / 1e6, "ms", total)
+
+
+async def timers(p):
+    """n tasks sleeping 1..=1000 ms (splitmix64, seed 42), all awaited: total ms."""
+    done = 0
+
+    async def sleeper(s):
+        nonlocal done
+        await asyncio.sleep(s)
+        done += 1
+
+    async def round_(n, max_ms):
+        start = time.perf_counter_ns()
+        tasks = [asyncio.create_task(sleeper(timer_ms(i, max_ms) / 1000)) for i in range(n)]
+        for t in tasks:
+            await t
+        return time.perf_counter_ns() - start
+
+    if p.warmup:
+        await round_(p.n // 10, 10)
+    done = 0
+    longest = max(timer_ms(i, 1000) for i in range(p.n))
+    d = await round_(p.n, 1000) / 1e6
+    if done != p.n:
+        raise RuntimeError(f"only {done} of {p.n} sleeps completed")
+    report(p, "total_ms", d, "ms", done)
+    report(p, "overhead_ms", d - longest, "ms", done)
+    report(p, "peak_rss", proc_status_bytes("VmHWM") / (1 << 20), "MiB", done)
+
+
+async def idle_memory(p):
+    """RSS growth per task parked in a long sleep."""
+    started = 0
+
+    async def idle():
+        nonlocal started
+        started += 1
+        await asyncio.sleep(3600)
+
+    before = proc_status_bytes("VmRSS")
+    tasks = [asyncio.create_task(idle()) for _ in range(p.n)]
+    while started < p.n:
+        await asyncio.sleep(0.001)
+    after = proc_status_bytes("VmRSS")
+    report(p, "bytes_per_task", (after - before) / p.n, "bytes")
+    sys.stdout.flush()
+    os._exit(0)  # cancelling a million tasks is not what is measured
+    del tasks
+
+
+async def chan_pingpong(p):
+    """Two tasks bouncing a value over two Queues of capacity 1: ns per round trip."""
+    async def round_(n):
+        ping, pong = asyncio.Queue(1), asyncio.Queue(1)
+
+        async def echo():
+            while (v := await ping.get()) is not None:
+                await pong.put(v + 1)
+
+        t = asyncio.create_task(echo())
+        start = time.perf_counter_ns()
+        for i in range(n):
+            await ping.put(i)
+            await pong.get()
+        d = time.perf_counter_ns() - start
+        await ping.put(None)
+        await t
+        return d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    report(p, "ns_per_roundtrip", await round_(p.n) / p.n, "ns")
+
+
+async def mpmc_bounded(p):
+    """4 producers, 4 consumers, one Queue(maxsize=1024): ns per item."""
+    async def round_(n):
+        q = asyncio.Queue(MPMC_CAPACITY)
+
+        async def producer(k):
+            for i in range(k, n, MPMC_PRODUCERS):
+                await q.put(i)
+
+        async def consumer():
+            s = 0
+            while (v := await q.get()) is not None:
+                s += v
+            return s
+
+        start = time.perf_counter_ns()
+        consumers = [asyncio.create_task(consumer()) for _ in range(MPMC_CONSUMERS)]
+        await asyncio.gather(*(producer(k) for k in range(MPMC_PRODUCERS)))
+        for _ in range(MPMC_CONSUMERS):
+            await q.put(None)
+        total = sum(await asyncio.gather(*consumers))
+        d = time.perf_counter_ns() - start
+        if total != n * (n - 1) // 2:
+            raise RuntimeError(f"wrong mpmc sum {total}")
+        return d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    report(p, "ns_per_item", await round_(p.n) / p.n, "ns")
+
+
+async def mutex_contention(p):
+    """64 tasks each doing n/64 `async with lock: counter += 1`: ns per lock."""
+    async def round_(n):
+        lock = asyncio.Lock()
+        counter = 0
+        per = n // MUTEX_TASKS
+
+        async def worker():
+            nonlocal counter
+            for _ in range(per):
+                async with lock:
+                    counter += 1
+
+        start = time.perf_counter_ns()
+        await asyncio.gather(*(worker() for _ in range(MUTEX_TASKS)))
+        d = time.perf_counter_ns() - start
+        if counter != per * MUTEX_TASKS:
+            raise RuntimeError(f"wrong counter {counter}")
+        return d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    report(p, "ns_per_lock", await round_(p.n) / (p.n // MUTEX_TASKS * MUTEX_TASKS), "ns")
+
+
+WORKLOADS = {
+    "switch": (2_000_000, switch),
+    "spawn_join": (1_000_000, spawn_join),
+    "skynet": (1_000_000, skynet),
+    "timers": (1_000_000, timers),
+    "idle_memory": (100_000, idle_memory),
+    "chan_pingpong": (200_000, chan_pingpong),
+    "mpmc_bounded": (2_000_000, mpmc_bounded),
+    "mutex_contention": (2_000_000, mutex_contention),
+}
+
+
+def usage():
+    print(__doc__, file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+    loop = "asyncio"
+    if argv[:1] == ["--loop"]:
+        loop, argv = argv[1], argv[2:]
+    if argv[:1] == ["--list"]:
+        print("\n".join(WORKLOADS))
+        return
+    if not argv or argv[0] not in WORKLOADS:
+        usage()
+    name = argv[0]
+    n, fn = WORKLOADS[name]
+    warmup = True
+    it = iter(argv[1:])
+    for a in it:
+        if a == "--n":
+            n = int(next(it))
+        elif a == "--workers":
+            next(it)  # asyncio has one thread
+        elif a == "--no-warmup":
+            warmup = False
+        else:
+            usage()
+    p = Params(loop, name, n, warmup)
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError as e:
+            fail(p, "all", "-", f"uvloop not installed: {e}")
+            sys.exit(1)
+        runner = uvloop.run
+    elif loop == "asyncio":
+        runner = asyncio.run
+    else:
+        usage()
+    try:
+        runner(fn(p))
+    except Exception as e:  # noqa: BLE001 - any failure becomes a status=fail line
+        fail(p, "all", "-", f"{type(e).__name__}: {e}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# ivy's comparison suite, end to end: ivy against tokio, may, Go and Python
+# asyncio (and uvloop when it installs).
+#
+#   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores)
+#   benches/compare/run.sh --quick    # smoke test: 1 run each at 1/10 size (< 5 min)
+#
+# Installs what is missing (Go from apt; matplotlib and uvloop from pip), builds
+# every system in release mode, runs harness.py (raw results to results/*.txt),
+# then report.py (BENCHMARKS.md at the repository root, plots/*.png; a --quick
+# run writes results/QUICK.md and plots/quick/*.png instead).
+# Extra arguments go to harness.py (e.g. --only skynet,timers --systems ivy,go).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+if ! command -v go >/dev/null; then
+    echo "== installing Go (apt: golang-go)"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-go
+fi
+if ! python3 -c "import matplotlib" 2>/dev/null; then
+    echo "== installing matplotlib (pip)"
+    python3 -m pip install --quiet matplotlib
+fi
+if ! python3 -c "import uvloop" 2>/dev/null; then
+    echo "== installing uvloop (pip; optional: its column is left out if this fails)"
+    python3 -m pip install --quiet uvloop || echo "uvloop did not install; skipping it"
+fi
+
+echo "== building (cargo build --release; go build)"
+cargo build --release --quiet
+(cd go && go build -o ../target/go-bench .)
+
+mode=full
+for a in "$@"; do [ "$a" = --quick ] && mode=quick; done
+echo "== running the suite ($mode)"
+python3 harness.py "$@"
+echo "== writing the report"
+if [ "$mode" = full ]; then
+    python3 report.py results/full.txt
+else
+    # A smoke test must not overwrite the committed full report.
+    python3 report.py results/quick.txt --out results/QUICK.md --plots plots/quick
+fi
