@@ -28,6 +28,7 @@ use super::time::deadline;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
+use crate::net::addr::try_each;
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
 fn net_error(e: WaitError) -> c_int {
@@ -113,21 +114,14 @@ pub unsafe extern "C" fn ivy_tcp_listen(
         let out = out_ptr(out)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        let mut last = IVY_EINVAL;
-        for a in addrs {
-            // ivy's bind (not std's): its listen backlog is 4096. A resolved address
-            // needs no lookup, so nothing in it can be interrupted (unwind).
-            match TcpListener::bind(a) {
-                Ok(l) => {
-                    let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
-                    // SAFETY: checked non-null; writable by the caller's contract.
-                    unsafe { write_out(out, ivy_tcp_listener_t { id }) };
-                    return Ok(());
-                }
-                Err(e) => last = io_error(&e),
-            }
-        }
-        Err(last)
+        // ivy's bind (not std's): its listen backlog is 4096. A resolved address
+        // needs no lookup, so nothing in it can be interrupted (unwind).
+        let l =
+            try_each(addrs, |a| TcpListener::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+        let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_tcp_listener_t { id }) };
+        Ok(())
     })
 }
 
@@ -194,20 +188,11 @@ pub unsafe extern "C" fn ivy_tcp_connect(
         let d: Option<Instant> = deadline(deadline_ms)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        let mut last = IVY_EINVAL;
-        for a in addrs {
-            match TcpStream::connect_until(a, d) {
-                Ok(s) => {
-                    let h = new_stream(s)?;
-                    // SAFETY: checked non-null; writable by the caller's contract.
-                    unsafe { write_out(out, h) };
-                    return Ok(());
-                }
-                Err(WaitError::Io(e)) => last = io_error(&e),
-                Err(e) => return Err(net_error(e)),
-            }
-        }
-        Err(last)
+        let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
+        let h = new_stream(s)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
     })
 }
 
@@ -357,20 +342,13 @@ pub unsafe extern "C" fn ivy_udp_bind(addr: *const c_char, out: *mut ivy_udp_soc
         let out = out_ptr(out)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        let mut last = IVY_EINVAL;
-        for a in addrs {
-            // A resolved address: no lookup, nothing that could unwind.
-            match UdpSocket::bind(a) {
-                Ok(sock) => {
-                    let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
-                    // SAFETY: checked non-null; writable by the caller's contract.
-                    unsafe { write_out(out, ivy_udp_socket_t { id }) };
-                    return Ok(());
-                }
-                Err(e) => last = io_error(&e),
-            }
-        }
-        Err(last)
+        // A resolved address: no lookup, nothing that could unwind.
+        let sock =
+            try_each(addrs, |a| UdpSocket::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+        let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_udp_socket_t { id }) };
+        Ok(())
     })
 }
 

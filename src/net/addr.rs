@@ -126,10 +126,20 @@ pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> Result<Vec<SocketA
 /// otherwise the last error is returned.
 pub(crate) fn each_addr<A: ToSocketAddrs + ?Sized, T>(
     addr: &A,
+    f: impl FnMut(SocketAddr) -> Result<T, WaitError>,
+) -> Result<T, WaitError> {
+    try_each(resolve(addr)?, f)
+}
+
+/// `each_addr` over addresses already resolved (the C ABI resolves its own
+/// strings): the first success wins; an I/O error moves on to the next address,
+/// an interruption stops at once.
+pub(crate) fn try_each<T>(
+    addrs: Vec<SocketAddr>,
     mut f: impl FnMut(SocketAddr) -> Result<T, WaitError>,
 ) -> Result<T, WaitError> {
     let mut last = None;
-    for a in resolve(addr)? {
+    for a in addrs {
         match f(a) {
             Ok(v) => return Ok(v),
             Err(WaitError::Io(e)) => last = Some(e),

@@ -18,7 +18,7 @@
 //! (shared ownership, no new fd); the socket is closed when the last handle
 //! drops. One task may read while another writes.
 
-mod addr;
+pub(crate) mod addr;
 mod tcp;
 mod udp;
 mod unix;

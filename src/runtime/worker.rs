@@ -156,7 +156,15 @@ pub(crate) fn task_is_unwinding(task: &Task) -> bool {
 
 /// Suspends `task` (which must be the current task) back to its worker.
 pub(crate) fn suspend(task: &Task, why: Suspend) {
-    let unwinding = task_is_unwinding(task);
+    // Off the switch path's common case: while no unwind is in flight on this
+    // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
+    // only clear the record and answer `false` (without reaching the worker).
+    let unwinding = if std::thread::panicking() {
+        task_is_unwinding(task)
+    } else {
+        task.ctx.raised.set(false);
+        false
+    };
     if unwinding {
         with_current(|w| w.parked_unwinding.set(w.parked_unwinding.get() + 1));
     }
