@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_common::{self as bc, Params, Workload};
+use ivy::sync::{Mutex, Queue};
 
 /// The workloads ivy implements. Add a row (and the twin in every other system)
-/// to extend the suite: channel ping-pong, MPMC queue, mutex contention, TCP echo
-/// and HTTP hello come here once ivy has those APIs.
+/// to extend the suite.
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "switch",
@@ -37,6 +37,21 @@ const WORKLOADS: &[Workload] = &[
         name: "idle_memory",
         default_n: 100_000,
         run: idle_memory,
+    },
+    Workload {
+        name: "chan_pingpong",
+        default_n: 200_000,
+        run: chan_pingpong,
+    },
+    Workload {
+        name: "mpmc_bounded",
+        default_n: 2_000_000,
+        run: mpmc_bounded,
+    },
+    Workload {
+        name: "mutex_contention",
+        default_n: 2_000_000,
+        run: mutex_contention,
     },
 ];
 
@@ -234,4 +249,139 @@ fn idle_memory(p: &Params) -> Result<(), String> {
             std::process::exit(1);
         }
     }
+}
+
+/// Ping-pong over two `ivy::sync::Queue::bounded(1)`, all workers: ns per round
+/// trip.
+fn chan_pingpong(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let ping = Arc::new(Queue::<u64>::bounded(bc::PINGPONG_CAPACITY));
+            let pong = Arc::new(Queue::<u64>::bounded(bc::PINGPONG_CAPACITY));
+            let echo = {
+                let (ping, pong) = (ping.clone(), pong.clone());
+                ivy::spawn(move || {
+                    while let Ok(v) = ping.get() {
+                        if pong.put(v + 1).is_err() {
+                            break;
+                        }
+                    }
+                })
+            };
+            let start = Instant::now();
+            for i in 0..n {
+                ping.put(i).map_err(|e| format!("ping: {e}"))?;
+                let v = pong.get().map_err(|e| format!("pong: {e}"))?;
+                if v != i + 1 {
+                    return Err(format!("pong {v} for ping {i}"));
+                }
+            }
+            let d = start.elapsed();
+            ping.close();
+            echo.join().map_err(|e| format!("echo task: {e}"))?;
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_roundtrip", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 4 producers and 4 consumers over one `ivy::sync::Queue::bounded(1024)`: ns
+/// per item. Producers close the queue when the last one is done.
+fn mpmc_bounded(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let q = Arc::new(Queue::<u64>::bounded(bc::MPMC_CAPACITY));
+            let start = Instant::now();
+            let producers: Vec<_> = (0..bc::MPMC_PRODUCERS)
+                .map(|k| {
+                    let q = q.clone();
+                    ivy::spawn(move || {
+                        for i in (k..n).step_by(bc::MPMC_PRODUCERS as usize) {
+                            q.put(i).expect("put");
+                        }
+                    })
+                })
+                .collect();
+            let consumers: Vec<_> = (0..bc::MPMC_CONSUMERS)
+                .map(|_| {
+                    let q = q.clone();
+                    ivy::spawn(move || {
+                        let mut sum = 0u64;
+                        while let Ok(v) = q.get() {
+                            sum += v;
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            for h in producers {
+                h.join().map_err(|e| format!("producer: {e}"))?;
+            }
+            q.close();
+            let mut sum = 0;
+            for h in consumers {
+                sum += h.join().map_err(|e| format!("consumer: {e}"))?;
+            }
+            let d = start.elapsed();
+            bc::check_sum("mpmc", n, sum)?;
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(p, "ns_per_item", bc::ns_per(d, p.n), "ns", None);
+    Ok(())
+}
+
+/// 64 tasks each doing n/64 `lock; counter += 1; unlock` on one
+/// `ivy::sync::Mutex`: ns per lock.
+fn mutex_contention(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let per = n / bc::MUTEX_TASKS;
+            let counter = Arc::new(Mutex::new(0u64));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::MUTEX_TASKS)
+                .map(|_| {
+                    let counter = counter.clone();
+                    ivy::spawn(move || {
+                        for _ in 0..per {
+                            *counter.lock() += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.join().map_err(|e| format!("join: {e}"))?;
+            }
+            let d = start.elapsed();
+            let got = *counter.lock();
+            if got != per * bc::MUTEX_TASKS {
+                return Err(format!("wrong counter {got}"));
+            }
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    bc::report(
+        p,
+        "ns_per_lock",
+        bc::ns_per(d, p.n / bc::MUTEX_TASKS * bc::MUTEX_TASKS),
+        "ns",
+        None,
+    );
+    Ok(())
 }
