@@ -1,13 +1,16 @@
 // Go's side of ivy's comparison suite: the same workloads as the Rust binaries
 // (see ../bench-common/src/lib.rs for the command line and the RESULT line format),
 // written the way Go programs are usually written: goroutines, channels,
-// sync.WaitGroup, sync.Mutex, time.Sleep. Standard library only.
+// sync.WaitGroup, sync.Mutex, time.Sleep, net.Listen with a goroutine per
+// connection. Standard library only.
 //
 //	go build -o ../target/go-bench . && ../target/go-bench skynet --n 1000000
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sort"
@@ -23,6 +26,7 @@ type params struct {
 	n        uint64
 	workers  int
 	warmup   bool
+	port     int
 }
 
 type workload struct {
@@ -39,6 +43,8 @@ var workloads = map[string]workload{
 	"chan_pingpong":    {200_000, chanPingPong},
 	"mpmc_bounded":     {2_000_000, mpmcBounded},
 	"mutex_contention": {2_000_000, mutexContention},
+	"tcp_echo":         {0, tcpEcho},
+	"http_hello":       {0, httpHello},
 }
 
 func main() {
@@ -62,7 +68,7 @@ func main() {
 	p := params{workload: args[0], n: w.defaultN, workers: runtime.NumCPU(), warmup: true}
 	for i := 1; i < len(args); i++ {
 		switch args[i] {
-		case "--n", "--workers":
+		case "--n", "--workers", "--port":
 			if i+1 >= len(args) {
 				usage()
 			}
@@ -70,10 +76,13 @@ func main() {
 			if err != nil {
 				usage()
 			}
-			if args[i] == "--n" {
+			switch args[i] {
+			case "--n":
 				p.n = v
-			} else {
+			case "--workers":
 				p.workers = int(v)
+			default:
+				p.port = int(v)
 			}
 			i++
 		case "--no-warmup":
@@ -90,7 +99,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-bench <workload> [--n N] [--workers W] [--no-warmup]")
+	fmt.Fprintln(os.Stderr, "usage: go-bench <workload> [--n N] [--workers W] [--port P] [--no-warmup]")
 	os.Exit(2)
 }
 
@@ -432,4 +441,99 @@ func mutexContention(p params) error {
 	}
 	report(p, "ns_per_lock", nsPer(d, p.n/mutexTasks*mutexTasks), "ns", "")
 	return nil
+}
+
+// The server workloads' buffers and HTTP response, shared by every system
+// (bench-common's ECHO_BUF, HTTP_BUF, HTTP_RESPONSE).
+const (
+	echoBuf = 4096
+	httpBuf = 4096
+)
+
+var httpResponse = []byte("HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!")
+var crlfcrlf = []byte("\r\n\r\n")
+
+// serveForever binds 127.0.0.1:port, prints LISTENING port=<p>, then accepts
+// forever, one goroutine per connection running serve (TCP_NODELAY set). It
+// returns only on a listen error: the harness kills the process.
+func serveForever(p params, serve func(c *net.TCPConn) error) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+	if err != nil {
+		return err
+	}
+	// os.Stdout is unbuffered: the line reaches the harness at once.
+	fmt.Printf("LISTENING port=%d\n", l.Addr().(*net.TCPAddr).Port)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go-bench: accept:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			tc := c.(*net.TCPConn)
+			tc.SetNoDelay(true)
+			serve(tc)
+			tc.Close()
+		}()
+	}
+}
+
+// tcp_echo: read up to 4 KiB, write back exactly that, until EOF.
+func tcpEcho(p params) error {
+	return serveForever(p, func(c *net.TCPConn) error {
+		buf := make([]byte, echoBuf)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					return werr
+				}
+			}
+			if err != nil {
+				return err // io.EOF included
+			}
+		}
+	})
+}
+
+// httpRequests counts the complete requests (each ending in \r\n\r\n) at the
+// start of buf and the bytes they take: bench-common's http_requests.
+func httpRequests(buf []byte) (count, used int) {
+	for {
+		i := bytes.Index(buf[used:], crlfcrlf)
+		if i < 0 {
+			return
+		}
+		count++
+		used += i + 4
+	}
+}
+
+// http_hello: the suite's minimal keep-alive handling, one fixed response per
+// complete request in the buffer (not net/http: the same work as the others).
+func httpHello(p params) error {
+	return serveForever(p, func(c *net.TCPConn) error {
+		buf := make([]byte, httpBuf)
+		var out []byte
+		filled := 0
+		for filled < len(buf) {
+			n, err := c.Read(buf[filled:])
+			filled += n
+			if count, used := httpRequests(buf[:filled]); count > 0 {
+				out = out[:0]
+				for k := 0; k < count; k++ {
+					out = append(out, httpResponse...)
+				}
+				if _, werr := c.Write(out); werr != nil {
+					return werr
+				}
+				filled = copy(buf, buf[used:filled])
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

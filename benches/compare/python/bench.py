@@ -3,14 +3,16 @@
 
 Same command line and RESULT lines as the Rust binaries (../bench-common/src/lib.rs):
 
-    python3 bench.py [--loop asyncio|uvloop] <workload> [--n N] [--workers W] [--no-warmup]
+    python3 bench.py [--loop asyncio|uvloop] <workload> [--n N] [--workers W] [--port P] [--no-warmup]
 
 asyncio runs every task on one thread whatever --workers says, so the result lines
-say workers=1. Standard library only (uvloop only with --loop uvloop).
+say workers=1. Standard library only (uvloop only with --loop uvloop). The servers
+(tcp_echo, http_hello) are asyncio.start_server streams, the same code on either loop.
 """
 
 import asyncio
 import os
+import socket
 import sys
 import time
 
@@ -20,11 +22,21 @@ MASK = (1 << 64) - 1
 MPMC_PRODUCERS, MPMC_CONSUMERS, MPMC_CAPACITY = 4, 4, 1024
 MUTEX_TASKS = 64
 
+# The server workloads' buffers and HTTP response (bench-common's ECHO_BUF,
+# HTTP_BUF, HTTP_RESPONSE).
+ECHO_BUF = HTTP_BUF = 4096
+HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\n"
+                 b"Hello, World!")
+# start_server's default backlog is 100; every other server listens with at
+# least 1024, and 1000 connections arrive at once.
+BACKLOG = 1024
+
 
 class Params:
-    def __init__(self, system, workload, n, warmup):
+    def __init__(self, system, workload, n, warmup, port=0):
         self.system, self.workload, self.n, self.warmup = system, workload, n, warmup
         self.workers = 1
+        self.port = port
 
 
 def report(p, metric, value, unit, check=None):
@@ -251,6 +263,65 @@ async def mutex_contention(p):
     report(p, "ns_per_lock", await round_(p.n) / (p.n // MUTEX_TASKS * MUTEX_TASKS), "ns")
 
 
+async def serve_forever(p, handle):
+    """Server workloads: binds 127.0.0.1:port, prints LISTENING port=<p>, then serves
+    every connection with `handle(reader, writer)` (TCP_NODELAY set) until killed."""
+    async def on_connect(reader, writer):
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await handle(reader, writer)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", p.port, backlog=BACKLOG)
+    port = server.sockets[0].getsockname()[1]
+    print(f"LISTENING port={port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+async def tcp_echo(p):
+    """TCP echo server: read up to 4 KiB, write back exactly that, until EOF."""
+    async def handle(reader, writer):
+        while data := await reader.read(ECHO_BUF):
+            writer.write(data)
+            await writer.drain()
+
+    await serve_forever(p, handle)
+
+
+def http_requests(buf):
+    """bench-common's http_requests: (complete requests at the start of buf, bytes they take)."""
+    count = used = 0
+    while (i := buf.find(b"\r\n\r\n", used)) >= 0:
+        count += 1
+        used = i + 4
+    return count, used
+
+
+async def http_hello(p):
+    """HTTP hello server: the suite's minimal keep-alive handling, one fixed response per
+    complete request in the buffer (the same work as every other system)."""
+    async def handle(reader, writer):
+        buf = bytearray()
+        while len(buf) < HTTP_BUF:
+            data = await reader.read(HTTP_BUF - len(buf))
+            if not data:
+                break
+            buf += data
+            count, used = http_requests(buf)
+            if count:
+                writer.write(HTTP_RESPONSE * count)
+                del buf[:used]
+                await writer.drain()
+
+    await serve_forever(p, handle)
+
+
 WORKLOADS = {
     "switch": (2_000_000, switch),
     "spawn_join": (1_000_000, spawn_join),
@@ -260,6 +331,8 @@ WORKLOADS = {
     "chan_pingpong": (200_000, chan_pingpong),
     "mpmc_bounded": (2_000_000, mpmc_bounded),
     "mutex_contention": (2_000_000, mutex_contention),
+    "tcp_echo": (0, tcp_echo),
+    "http_hello": (0, http_hello),
 }
 
 
@@ -279,18 +352,20 @@ def main(argv):
         usage()
     name = argv[0]
     n, fn = WORKLOADS[name]
-    warmup = True
+    warmup, port = True, 0
     it = iter(argv[1:])
     for a in it:
         if a == "--n":
             n = int(next(it))
         elif a == "--workers":
             next(it)  # asyncio has one thread
+        elif a == "--port":
+            port = int(next(it))
         elif a == "--no-warmup":
             warmup = False
         else:
             usage()
-    p = Params(loop, name, n, warmup)
+    p = Params(loop, name, n, warmup, port)
     if loop == "uvloop":
         try:
             import uvloop

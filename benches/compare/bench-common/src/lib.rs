@@ -1,7 +1,11 @@
 //! What every Rust benchmark binary of the comparison suite shares.
 //!
-//! * the command line: `<bin> <workload> [--n N] [--workers W]` (`--list` prints
-//!   the workloads a binary implements, one per line);
+//! * the command line: `<bin> <workload> [--n N] [--workers W] [--port P]`
+//!   (`--list` prints the workloads a binary implements, one per line);
+//! * the server workloads (`tcp_echo`, `http_hello`): bind 127.0.0.1:`--port`
+//!   (0: any free port), print `LISTENING port=<p>` ([`listening`]) and serve
+//!   until killed; `harness.py` points `loadgen` or `wrk` at them, and those
+//!   print the `RESULT` lines;
 //! * the result line format, the contract with `harness.py` and `report.py`:
 //!   `RESULT workload=<w> system=<s> metric=<m> value=<float> unit=<u> n=<N> workers=<W> [check=<x>]`
 //!   and, for a measurement that could not be taken,
@@ -11,7 +15,9 @@
 //!
 //! Adding a workload: write `fn(&Params) -> Result<(), String>` in each system's
 //! binary, add it to that binary's `WORKLOADS` table, and add its sizes to
-//! `harness.py` (`WORKLOADS`) and its labels to `report.py` (`METRICS`).
+//! `harness.py` (`ROWS`) and its labels to `report.py` (`METRICS`). A server
+//! workload ignores `--n` and runs until killed; its `Row` in `harness.py` says
+//! which load generator measures it.
 
 use std::io::Write;
 use std::time::Duration;
@@ -27,6 +33,8 @@ pub struct Params {
     /// Run one warm-up round at n/10 before the measured round (default on;
     /// `--no-warmup` turns it off).
     pub warmup: bool,
+    /// Server workloads: the port to listen on, 127.0.0.1 (0: any free port).
+    pub port: u16,
 }
 
 /// One entry of a system's workload table.
@@ -51,7 +59,7 @@ pub fn main(system: &'static str, table: &[Workload]) {
     let usage = || {
         let names: Vec<_> = table.iter().map(|w| w.name).collect();
         eprintln!(
-            "usage: {system}-bench <workload> [--n N] [--workers W] [--no-warmup]\n\
+            "usage: {system}-bench <workload> [--n N] [--workers W] [--port P] [--no-warmup]\n\
              workloads: {}",
             names.join(" ")
         );
@@ -66,12 +74,14 @@ pub fn main(system: &'static str, table: &[Workload]) {
         n: w.default_n,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         warmup: true,
+        port: 0,
     };
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--n" => p.n = parse(it.next()).unwrap_or_else(|| usage()),
             "--workers" => p.workers = parse(it.next()).unwrap_or_else(|| usage()),
+            "--port" => p.port = parse(it.next()).unwrap_or_else(|| usage()),
             "--no-warmup" => p.warmup = false,
             _ => usage(),
         }
@@ -87,6 +97,12 @@ fn parse<T: std::str::FromStr>(s: Option<&String>) -> Option<T> {
 }
 
 static SYSTEM_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the system of the result lines printed by a program that does not go
+/// through [`main`] (the load generator reports for the server it measured).
+pub fn set_system(system: &'static str) {
+    let _ = SYSTEM_NAME.set(system);
+}
 
 fn system() -> &'static str {
     SYSTEM_NAME.get().copied().unwrap_or("?")
@@ -269,3 +285,72 @@ pub fn check_sum(what: &str, n: u64, got: u64) -> Result<(), String> {
 /// Idle-memory workload: how long the idle tasks sleep (they are cancelled or the
 /// process exits long before).
 pub const IDLE_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Server workloads: the address every server binds (`--port` gives the port).
+pub const SERVER_HOST: &str = "127.0.0.1";
+
+/// Announces a listening server to the harness: `LISTENING port=<p>`, flushed.
+/// Print it once the socket is bound and listening, before the first accept.
+pub fn listening(port: u16) {
+    emit(format!("LISTENING port={port}"));
+}
+
+/// TCP echo: the load generator's message size (each connection has one message
+/// in flight at a time).
+pub const ECHO_MSG: usize = 64;
+
+/// TCP echo: each connection reads up to this many bytes at a time and writes
+/// back exactly what it read.
+pub const ECHO_BUF: usize = 4096;
+
+/// HTTP hello: the connection buffer. A request that does not fit in it (no
+/// `\r\n\r\n` within 4 KiB) closes the connection.
+pub const HTTP_BUF: usize = 4096;
+
+/// HTTP hello: the one response, identical in every system.
+pub const HTTP_RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+
+/// Fills `out` with `count` copies of [`HTTP_RESPONSE`]: the answer to that many
+/// pipelined requests, written with one `write_all`.
+pub fn http_responses(count: usize, out: &mut Vec<u8>) {
+    out.clear();
+    for _ in 0..count {
+        out.extend_from_slice(HTTP_RESPONSE);
+    }
+}
+
+/// HTTP hello's request handling, the same in every system: counts the complete
+/// requests (each ending in `\r\n\r\n`) at the start of `buf` and returns
+/// `(requests, bytes they take)`; what follows is an incomplete request to keep.
+pub fn http_requests(buf: &[u8]) -> (usize, usize) {
+    let (mut count, mut start) = (0, 0);
+    while let Some(i) = buf[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+        count += 1;
+        start += i + 4;
+    }
+    (count, start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests_counts_complete_requests() {
+        assert_eq!(http_requests(b""), (0, 0));
+        assert_eq!(http_requests(b"GET / HTTP/1.1\r\nHost: x\r\n"), (0, 0));
+        let one = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(http_requests(one), (1, one.len()));
+        let mut two = one.repeat(2);
+        two.extend_from_slice(b"GET / HT");
+        assert_eq!(http_requests(&two), (2, 2 * one.len()));
+    }
+
+    #[test]
+    fn http_response_length_matches_body() {
+        let s = std::str::from_utf8(HTTP_RESPONSE).unwrap();
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+}

@@ -3,11 +3,13 @@
 //! measures. Every workload here has a twin in tokio-bench, may-bench, go/ and
 //! python/ doing the same work.
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_common::{self as bc, Params, Workload};
+use ivy::net::{TcpListener, TcpStream};
 use ivy::sync::{Mutex, Queue};
 
 /// The workloads ivy implements. Add a row (and the twin in every other system)
@@ -52,6 +54,16 @@ const WORKLOADS: &[Workload] = &[
         name: "mutex_contention",
         default_n: 2_000_000,
         run: mutex_contention,
+    },
+    Workload {
+        name: "tcp_echo",
+        default_n: 0,
+        run: tcp_echo,
+    },
+    Workload {
+        name: "http_hello",
+        default_n: 0,
+        run: http_hello,
     },
 ];
 
@@ -384,4 +396,72 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
         None,
     );
     Ok(())
+}
+
+/// Server workloads: binds 127.0.0.1:`--port`, announces the port, then accepts
+/// forever, one task per connection running `serve` (TCP_NODELAY set). Runs
+/// until the process is killed.
+fn serve_forever(p: &Params, serve: fn(TcpStream) -> std::io::Result<()>) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let port = p.port;
+    rt.block_on(move || -> Result<(), String> {
+        let listener = TcpListener::bind((bc::SERVER_HOST, port))
+            .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        bc::listening(port);
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    ivy::spawn(move || {
+                        let _ = stream.set_nodelay(true);
+                        let _ = serve(stream);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and the like: say so, back off, keep serving.
+                    eprintln!("ivy-bench: accept: {e}");
+                    ivy::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    })
+}
+
+/// TCP echo server: reads up to 4 KiB, writes back exactly that, until EOF.
+fn tcp_echo(p: &Params) -> Result<(), String> {
+    serve_forever(p, |stream| {
+        let mut buf = vec![0u8; bc::ECHO_BUF];
+        loop {
+            let n = (&stream).read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            (&stream).write_all(&buf[..n])?;
+        }
+    })
+}
+
+/// HTTP hello server: the suite's minimal keep-alive handling (bench-common's
+/// `http_requests`): one fixed response per complete request in the buffer.
+fn http_hello(p: &Params) -> Result<(), String> {
+    serve_forever(p, |stream| {
+        let mut buf = vec![0u8; bc::HTTP_BUF];
+        let mut out = Vec::new();
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = (&stream).read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            let (count, used) = bc::http_requests(&buf[..filled]);
+            if count > 0 {
+                bc::http_responses(count, &mut out);
+                (&stream).write_all(&out)?;
+                buf.copy_within(used..filled, 0);
+                filled -= used;
+            }
+        }
+        Ok(())
+    })
 }

@@ -10,7 +10,11 @@
 //! may's channels are unbounded: `chan_pingpong` never has more than one value
 //! in flight anyway, and `mpmc_bounded` bounds `may::sync::mpmc` with a
 //! `may::sync::Semphore` of 1024 permits (send takes one, receive returns one).
+//!
+//! The servers (`tcp_echo`, `http_hello`) are `may::net` with one `go!`
+//! coroutine per connection.
 
+use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bench_common::{self as bc, Params, Workload};
 use may::go;
+use may::net::{TcpListener, TcpStream};
 
 const WORKLOADS: &[Workload] = &[
     Workload {
@@ -59,6 +64,16 @@ const WORKLOADS: &[Workload] = &[
         name: "mutex_contention",
         default_n: 2_000_000,
         run: mutex_contention,
+    },
+    Workload {
+        name: "tcp_echo",
+        default_n: 0,
+        run: tcp_echo,
+    },
+    Workload {
+        name: "http_hello",
+        default_n: 0,
+        run: http_hello,
     },
 ];
 
@@ -390,4 +405,71 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
         None,
     );
     Ok(())
+}
+
+/// Server workloads: binds 127.0.0.1:`--port`, announces the port, then accepts
+/// forever, one coroutine per connection running `serve` (TCP_NODELAY set).
+/// Runs until the process is killed.
+fn serve_forever(p: &Params, serve: fn(TcpStream) -> std::io::Result<()>) -> Result<(), String> {
+    may::config().set_workers(p.workers);
+    let port = p.port;
+    drive(move || -> Result<(), String> {
+        let listener = TcpListener::bind((bc::SERVER_HOST, port))
+            .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        bc::listening(port);
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    go!(move || {
+                        let _ = stream.set_nodelay(true);
+                        let _ = serve(stream);
+                    });
+                }
+                Err(e) => {
+                    eprintln!("may-bench: accept: {e}");
+                    may::coroutine::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    })?
+}
+
+/// TCP echo server: reads up to 4 KiB, writes back exactly that, until EOF.
+fn tcp_echo(p: &Params) -> Result<(), String> {
+    serve_forever(p, |mut stream| {
+        let mut buf = vec![0u8; bc::ECHO_BUF];
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            stream.write_all(&buf[..n])?;
+        }
+    })
+}
+
+/// HTTP hello server: the suite's minimal keep-alive handling (bench-common's
+/// `http_requests`): one fixed response per complete request in the buffer.
+fn http_hello(p: &Params) -> Result<(), String> {
+    serve_forever(p, |mut stream| {
+        let mut buf = vec![0u8; bc::HTTP_BUF];
+        let mut out = Vec::new();
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = stream.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            let (count, used) = bc::http_requests(&buf[..filled]);
+            if count > 0 {
+                bc::http_responses(count, &mut out);
+                stream.write_all(&out)?;
+                buf.copy_within(used..filled, 0);
+                filled -= used;
+            }
+        }
+        Ok(())
+    })
 }

@@ -3,6 +3,8 @@
 //! ivy's main task does). Same workloads as ivy-bench; see its comments.
 //! The sync workloads use tokio's own `mpsc` and `Mutex`; tokio has no MPMC
 //! channel, so `mpmc_bounded` uses `async-channel`, the usual choice with tokio.
+//! The servers (`tcp_echo`, `http_hello`) are `tokio::net` with one
+//! `tokio::spawn`ed task per connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_common::{self as bc, Params, Workload};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const WORKLOADS: &[Workload] = &[
     Workload {
@@ -53,6 +57,16 @@ const WORKLOADS: &[Workload] = &[
         default_n: 2_000_000,
         run: mutex_contention,
     },
+    Workload {
+        name: "tcp_echo",
+        default_n: 0,
+        run: tcp_echo,
+    },
+    Workload {
+        name: "http_hello",
+        default_n: 0,
+        run: http_hello,
+    },
 ];
 
 fn main() {
@@ -63,6 +77,7 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_time()
+        .enable_io()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))
 }
@@ -361,4 +376,76 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
         None,
     );
     Ok(())
+}
+
+/// Server workloads: binds 127.0.0.1:`--port`, announces the port, then accepts
+/// forever, one `tokio::spawn`ed task per connection running `serve`
+/// (TCP_NODELAY set). Runs until the process is killed.
+fn serve_forever<F, Fut>(p: &Params, serve: F) -> Result<(), String>
+where
+    F: Fn(TcpStream) -> Fut + Send + Copy + 'static,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let rt = runtime(p.workers)?;
+    let port = p.port;
+    drive(&rt, async move {
+        let listener = TcpListener::bind((bc::SERVER_HOST, port))
+            .await
+            .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        bc::listening(port);
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        let _ = serve(stream).await;
+                    });
+                }
+                Err(e) => {
+                    eprintln!("tokio-bench: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+/// TCP echo server: reads up to 4 KiB, writes back exactly that, until EOF.
+fn tcp_echo(p: &Params) -> Result<(), String> {
+    serve_forever(p, |mut stream| async move {
+        let mut buf = vec![0u8; bc::ECHO_BUF];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            stream.write_all(&buf[..n]).await?;
+        }
+    })
+}
+
+/// HTTP hello server: the suite's minimal keep-alive handling (bench-common's
+/// `http_requests`): one fixed response per complete request in the buffer.
+fn http_hello(p: &Params) -> Result<(), String> {
+    serve_forever(p, |mut stream| async move {
+        let mut buf = vec![0u8; bc::HTTP_BUF];
+        let mut out = Vec::new();
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = stream.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            let (count, used) = bc::http_requests(&buf[..filled]);
+            if count > 0 {
+                bc::http_responses(count, &mut out);
+                stream.write_all(&out).await?;
+                buf.copy_within(used..filled, 0);
+                filled -= used;
+            }
+        }
+        Ok(())
+    })
 }
