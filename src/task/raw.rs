@@ -99,6 +99,9 @@ pub(crate) struct CoroSlot {
 
 pub(crate) struct TaskCtx {
     pub(crate) yielder: Cell<*const TaskYielder>,
+    /// The coroutine body's own `Arc` of this task, on the task's stack; set by
+    /// the body's first statement, reset by its last (`worker::with_current_task`).
+    pub(crate) this: Cell<*const Arc<Task>>,
     /// The pending timer of the current `park_until`, if any.
     pub(crate) timer: Cell<Option<TimerKey>>,
     pub(crate) locals: RefCell<LocalMap>,
@@ -155,6 +158,7 @@ impl Task {
             }),
             ctx: TaskCtx {
                 yielder: Cell::new(std::ptr::null()),
+                this: Cell::new(std::ptr::null()),
                 timer: Cell::new(None),
                 locals: RefCell::new(LocalMap::default()),
                 scope: Cell::new(Default::default()),
