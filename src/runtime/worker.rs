@@ -81,6 +81,8 @@ pub(crate) struct Worker {
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
+    /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
+    pub(crate) task_pool: crate::runtime::task_pool::LocalPool,
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
@@ -241,6 +243,7 @@ impl Worker {
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
             parked_unwinding: Cell::new(0),
+            task_pool: Default::default(),
             searching: Cell::new(false),
         }
     }
@@ -535,9 +538,9 @@ impl Worker {
     /// allocated: it completed with that error; or it was a stale entry).
     #[inline(never)]
     fn start_task(&self, task: &Arc<Task>, slot: &mut CoroSlot) -> bool {
-        let Some(entry) = slot.entry.take() else {
+        if std::mem::replace(&mut slot.started, true) {
             return false; // already finished: a stale queue entry cannot exist, but be safe
-        };
+        }
         if self.shared.is_closing() {
             // Shutdown cannot see unstarted tasks (registry.rs): stop them here.
             task.cancel();
@@ -546,18 +549,13 @@ impl Worker {
         match TaskStack::allocate(task.stack_size) {
             Ok(stack) => {
                 self.shared.registry.insert(task, self.index);
-                slot.running = Some(overflow::RunningTask::new(
-                    &stack,
-                    task.id,
-                    task.name.as_deref(),
-                ));
+                slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
                 let t = task.clone();
                 slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
                     t.ctx.yielder.set(yielder as *const _);
                     // `t` stays at this address until the body ends.
                     t.ctx.this.set(&t as *const Arc<Task>);
-                    entry.start(None);
-                    drop(entry);
+                    t.body().start(None);
                     // Task-locals die on the task's own stack and thread.
                     crate::task::local::LocalMap::clear_all(&t.ctx.locals);
                     t.ctx.this.set(std::ptr::null());
@@ -566,7 +564,7 @@ impl Worker {
                 true
             }
             Err(e) => {
-                entry.start(Some(e));
+                task.body().start(Some(e));
                 self.complete(task.clone());
                 false
             }
@@ -579,6 +577,7 @@ impl Worker {
         // `live_tasks` without this task (regression: the count lagged the join).
         self.shared.registry.remove(&task);
         crate::task::join::notify_done(&task);
+        crate::runtime::task_pool::give(self, task);
     }
 }
 
