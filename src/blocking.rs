@@ -333,7 +333,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if worker::current_task().is_none() {
+    if !worker::in_task() {
         return Ok(f());
     }
     park::check_interrupt()?;

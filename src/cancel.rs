@@ -40,9 +40,7 @@ pub(crate) struct ElapsedUnwind;
 impl Interrupted {
     /// Turns an interruption into the Rust-side behaviour: unwind.
     pub(crate) fn raise(self) -> ! {
-        if let Some(task) = crate::runtime::worker::current_task() {
-            task.ctx.raised.set(true);
-        }
+        crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(true));
         match self {
             Interrupted::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             Interrupted::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
@@ -83,7 +81,5 @@ pub(crate) fn or_raise<T>(r: Result<T, Interrupted>) -> T {
 /// Called where an ivy unwind is caught and the task goes on running (a deadline
 /// scope): the task is no longer unwinding.
 pub(crate) fn caught() {
-    if let Some(task) = crate::runtime::worker::current_task() {
-        task.ctx.raised.set(false);
-    }
+    crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(false));
 }

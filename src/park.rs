@@ -81,8 +81,8 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
 
 /// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
 pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), Interrupted> {
-    match worker::current_task() {
-        Some(task) => park_task(&task, deadline, reason),
+    match worker::with_current_task(|task| park_task(task, deadline, reason)) {
+        Some(r) => r,
         None => scope::thread_state(|state| {
             interrupt_of(state, None)?;
             match earliest(deadline, scope::scope_deadline(state)) {
@@ -110,8 +110,24 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// The interruption pending for the owner of `state`, if any. `task` is the
 /// caller when it is a task (plain threads are never cancelled). Nothing is
 /// raised while the caller unwinds, so blocking destructors run to completion.
+#[inline(always)]
 fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), Interrupted> {
+    // Every blocking call passes here twice: the common case (not cancelled, no
+    // deadline scope) is two loads, with the rest out of line.
     let cancelled = task.is_some_and(|t| t.is_cancelled());
+    if !cancelled && !scope::has_deadline(state) {
+        return Ok(());
+    }
+    interrupt_slow(state, task, cancelled)
+}
+
+#[cold]
+#[inline(never)]
+fn interrupt_slow(
+    state: &Cell<ScopeState>,
+    task: Option<&Task>,
+    cancelled: bool,
+) -> Result<(), Interrupted> {
     // Reads the clock only when a scope deadline exists.
     let deadline_passed = scope::deadline_passed(state);
     if !cancelled && !deadline_passed {
@@ -137,8 +153,8 @@ fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), Int
 /// Returns `Err` if the caller has a pending interruption: cancellation (tasks
 /// only) or an elapsed deadline scope.
 pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
-    match worker::current_task() {
-        Some(task) => interrupt_of(&task.ctx.scope, Some(&task)),
+    match worker::with_current_task(|task| interrupt_of(&task.ctx.scope, Some(task))) {
+        Some(r) => r,
         None => scope::thread_state(|state| interrupt_of(state, None)),
     }
 }
@@ -169,12 +185,13 @@ fn park_task(
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
 pub(crate) fn yield_now() -> Result<(), Interrupted> {
-    match worker::current_task() {
-        Some(task) => {
-            interrupt_of(&task.ctx.scope, Some(&task))?;
-            worker::suspend(&task, Suspend::Yield);
-            interrupt_of(&task.ctx.scope, Some(&task))
-        }
+    let in_task = worker::with_current_task(|task| {
+        interrupt_of(&task.ctx.scope, Some(task))?;
+        worker::suspend(task, Suspend::Yield);
+        interrupt_of(&task.ctx.scope, Some(task))
+    });
+    match in_task {
+        Some(r) => r,
         None => {
             std::thread::yield_now();
             check_interrupt()

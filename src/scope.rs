@@ -68,9 +68,10 @@ thread_local! {
 
 /// Runs `f` on the scope cell of the caller: its task's, or its thread's.
 fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
-    match worker::current_task() {
-        Some(task) => f(&task.ctx.scope),
-        None => THREAD_SCOPE.with(f),
+    let mut f = Some(f);
+    match worker::with_current_task(|task| (f.take().expect("called once"))(&task.ctx.scope)) {
+        Some(r) => r,
+        None => THREAD_SCOPE.with(f.take().expect("called once")),
     }
 }
 
@@ -99,6 +100,12 @@ pub(crate) fn mark_elapsed(state: &Cell<ScopeState>) {
 /// there is a deadline: every park calls this, so it is a hot path.
 pub(crate) fn deadline_passed(state: &Cell<ScopeState>) -> bool {
     matches!(state.get().deadline, Some((at, _)) if at <= Instant::now())
+}
+
+/// Whether the caller is inside a deadline scope (no clock read).
+#[inline(always)]
+pub(crate) fn has_deadline(state: &Cell<ScopeState>) -> bool {
+    state.get().deadline.is_some()
 }
 
 pub(crate) fn scope_deadline(state: &Cell<ScopeState>) -> Option<Instant> {

@@ -24,7 +24,6 @@ use super::error::*;
 use super::handle::HandleTable;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::runtime::{check_stack_size, Handle};
-use crate::task::raw::Task;
 use crate::task::JoinHandle;
 
 /// The entry point of a C task: called once with the `arg` given at spawn; its
@@ -75,7 +74,7 @@ pub(crate) struct CPtr(pub(crate) *mut c_void);
 unsafe impl Send for CPtr {}
 
 pub(crate) struct TaskEntry {
-    pub(super) task: Arc<Task>,
+    pub(super) task: crate::task::join::TaskCore<CPtr>,
     /// `None` while a join is waiting on it.
     pub(super) join: Mutex<Option<JoinHandle<CPtr>>>,
 }
@@ -218,7 +217,7 @@ pub(crate) unsafe fn spawn_c(
     }
     let jh = handle.spawn_named(name, stack_size, move || ctask.run());
     let entry = Arc::new(TaskEntry {
-        task: jh.raw_task().clone(),
+        task: jh.shared_core(),
         join: Mutex::new(Some(jh)),
     });
     // A full table (2^32 live handles) is not reachable in practice; the task
@@ -288,8 +287,8 @@ pub unsafe extern "C" fn ivy_join(
         // A task joining itself would wait forever (checked before the handle is
         // taken, so it is reported even while another call joins the task).
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
-        let me = crate::runtime::worker::current_task();
-        if me.is_some_and(|me| Arc::ptr_eq(&me, &entry.task)) {
+        let me = crate::runtime::worker::with_current_task(|me| me.id);
+        if me == Some(entry.task.id) {
             return Err(IVY_EDEADLK);
         }
         let taken = Taken::take(&[task.id])?;

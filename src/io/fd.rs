@@ -102,7 +102,7 @@ pub(crate) fn wait_fd(
             "ivy: wait on an fd needs readable and/or writable interest",
         )));
     }
-    if crate::runtime::worker::current_task().is_none() {
+    if !crate::runtime::worker::in_task() {
         return poll_thread(fd, mask, deadline);
     }
     // Not optimistic: the poll reports the fd's current readiness when it is

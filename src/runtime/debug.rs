@@ -95,7 +95,7 @@ impl TaskSnapshot {
         let home = task.home();
         TaskSnapshot {
             id: TaskId(task.id),
-            name: task.name.as_deref().map(str::to_owned),
+            name: task.name().map(str::to_owned),
             state,
             waiting_on: if state == TaskState::Parked {
                 WaitReason::from_u8(task.wait_reason.load(Ordering::Relaxed))
@@ -152,7 +152,7 @@ pub(crate) const DEFAULT_SLOW_TASK: Duration = Duration::from_millis(100);
 pub(crate) fn report_slow(task: &Task, took: Duration) {
     eprintln!(
         "ivy debug: task '{}' (id {}) ran {:.1} ms without yielding; tasks queued behind it on its worker waited",
-        task.name.as_deref().unwrap_or("<unnamed>"),
+        task.name().unwrap_or("<unnamed>"),
         task.id,
         took.as_secs_f64() * 1e3
     );

@@ -15,6 +15,7 @@ pub mod debug;
 pub(crate) mod idle;
 pub(crate) mod parker;
 pub(crate) mod registry;
+pub(crate) mod task_pool;
 pub(crate) mod worker;
 
 use std::io;
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// Threads for blocking work (`ivy::spawn_blocking`, `ivy::fs`).
     pub(crate) blocking: crate::blocking::BlockingPool,
     pub(crate) debug: debug::DebugConfig,
+    /// Finished tasks' allocations, for reuse (task_pool.rs).
+    pub(crate) task_pool: task_pool::SharedPool,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     closing: AtomicBool,
     /// Set once every task has finished: workers exit.
@@ -255,6 +258,7 @@ impl Builder {
             default_stack_size: stack_size,
             blocking,
             debug: debug_config,
+            task_pool: Default::default(),
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -405,6 +409,7 @@ impl Runtime {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        shared.task_pool.clear();
         shared.blocking.shutdown();
     }
 }

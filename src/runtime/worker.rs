@@ -53,7 +53,7 @@ use crate::runtime::parker::Parker;
 use crate::runtime::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
-use crate::task::raw::{Suspend, Task};
+use crate::task::raw::{CoroSlot, Suspend, Task};
 use crate::time::wheel::{TimerKey, TimerWheel};
 
 const FAIRNESS_INTERVAL: u32 = 61;
@@ -75,11 +75,14 @@ pub(crate) struct Worker {
     lifo: Cell<Option<Arc<Task>>>,
     wheel: RefCell<TimerWheel<Arc<Task>>>,
     parker: RefCell<Parker>,
-    /// The task being resumed right now, if any.
-    current: RefCell<Option<Arc<Task>>>,
+    /// The task being resumed right now, null between tasks. Points to the task
+    /// that `run_task` holds an `Arc` of for the whole resume.
+    current: Cell<*const Task>,
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
+    /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
+    pub(crate) task_pool: crate::runtime::task_pool::LocalPool,
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
@@ -127,9 +130,44 @@ pub(crate) fn try_with_current<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
     Some(f(unsafe { &*ptr }))
 }
 
-/// The task running on this thread, if any.
+/// The task running on this thread, if any (a new reference; the hot paths use
+/// `with_current_task`, which borrows).
 pub(crate) fn current_task() -> Option<Arc<Task>> {
-    try_with_current(|w| w.current.borrow().clone()).flatten()
+    with_current_task(Arc::clone)
+}
+
+/// Whether the caller is an ivy task (not a plain thread, not a worker between
+/// tasks).
+pub(crate) fn in_task() -> bool {
+    try_with_current(|w| !w.current.get().is_null()).unwrap_or(false)
+}
+
+/// Runs `f` with the task running on this thread, if any, without touching its
+/// reference count (two atomic operations saved per blocking call).
+///
+/// The reference is the coroutine's own `Arc` of its task (`TaskCtx::this`),
+/// which lives on the task's stack from its first instruction to its last, so it
+/// stays valid while `f` runs even if `f` suspends the task: `f` runs on that
+/// same stack.
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R> {
+    let w = current_ptr();
+    if w.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_current`.
+    let t = unsafe { (*w).current.get() };
+    if t.is_null() {
+        return None;
+    }
+    // SAFETY: `current` is non-null only while `run_task` resumes that task and
+    // holds an `Arc` of it, so `t` points to a live task. We are running on its
+    // stack (only task code runs while `current` is set), after its coroutine body
+    // stored `this`, which points to the body's own `Arc` and stays valid until
+    // the body's last statement (it is reset to null before the `Arc` is dropped).
+    let this = unsafe { (*t).ctx.this.get() };
+    debug_assert!(!this.is_null());
+    // SAFETY: see above.
+    Some(f(unsafe { &*this }))
 }
 
 /// Whether the current task `task` is in the middle of an unwind.
@@ -155,6 +193,7 @@ pub(crate) fn task_is_unwinding(task: &Task) -> bool {
 }
 
 /// Suspends `task` (which must be the current task) back to its worker.
+#[inline]
 pub(crate) fn suspend(task: &Task, why: Suspend) {
     // Off the switch path's common case: while no unwind is in flight on this
     // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
@@ -174,6 +213,7 @@ pub(crate) fn suspend(task: &Task, why: Suspend) {
     }
 }
 
+#[inline(always)]
 fn suspend_raw(task: &Task, why: Suspend) {
     let yielder = task.ctx.yielder.get();
     debug_assert!(!yielder.is_null());
@@ -199,10 +239,11 @@ impl Worker {
             lifo: Cell::new(None),
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
-            current: RefCell::new(None),
+            current: Cell::new(std::ptr::null()),
             tick: Cell::new(0),
             lifo_streak: Cell::new(0),
             parked_unwinding: Cell::new(0),
+            task_pool: Default::default(),
             searching: Cell::new(false),
         }
     }
@@ -234,7 +275,7 @@ impl Worker {
     }
 
     pub(crate) fn is_running_task(&self) -> bool {
-        self.current.borrow().is_some()
+        !self.current.get().is_null()
     }
 
     /// The worker thread's main loop. Returns at runtime shutdown.
@@ -445,43 +486,11 @@ impl Worker {
         // (task/raw.rs). Started tasks are only ever queued on their home worker,
         // which is us; unstarted ones become ours here.
         let slot = unsafe { task.coro_slot() };
-        if slot.coroutine.is_none() {
-            let Some(entry) = slot.entry.take() else {
-                return; // already finished: a stale queue entry cannot exist, but be safe
-            };
-            if self.shared.is_closing() {
-                // Shutdown cannot see unstarted tasks (registry.rs): stop them here.
-                task.cancel();
-            }
-            match TaskStack::allocate(task.stack_size) {
-                Ok(stack) => {
-                    task.set_home(self.index);
-                    self.shared.registry.insert(&task, self.index);
-                    slot.running = Some(overflow::RunningTask::new(
-                        &stack,
-                        task.id,
-                        task.name.as_deref(),
-                    ));
-                    let t = task.clone();
-                    slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
-                        t.ctx.yielder.set(yielder as *const _);
-                        entry.start(None);
-                        drop(entry);
-                        // Task-locals die on the task's own stack and thread.
-                        crate::task::local::LocalMap::clear_all(&t.ctx.locals);
-                        drop(t);
-                    }));
-                }
-                Err(e) => {
-                    task.set_home(self.index);
-                    entry.start(Some(e));
-                    self.complete(task);
-                    return;
-                }
-            }
+        if slot.coroutine.is_none() && !self.start_task(&task, slot) {
+            return;
         }
         task.transition_to_running();
-        *self.current.borrow_mut() = Some(task.clone());
+        self.current.set(Arc::as_ptr(&task));
         let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
         // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
         // by our `task` Arc) does not move or change while it runs; we reset it to
@@ -505,7 +514,7 @@ impl Worker {
         }
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
-        *self.current.borrow_mut() = None;
+        self.current.set(std::ptr::null());
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
                 task.transition_to_scheduled();
@@ -524,12 +533,51 @@ impl Worker {
         }
     }
 
+    /// A task's first run: give it a stack, make this worker its home, create its
+    /// coroutine. Returns `false` if it must not be resumed (no stack could be
+    /// allocated: it completed with that error; or it was a stale entry).
+    #[inline(never)]
+    fn start_task(&self, task: &Arc<Task>, slot: &mut CoroSlot) -> bool {
+        if std::mem::replace(&mut slot.started, true) {
+            return false; // already finished: a stale queue entry cannot exist, but be safe
+        }
+        if self.shared.is_closing() {
+            // Shutdown cannot see unstarted tasks (registry.rs): stop them here.
+            task.cancel();
+        }
+        task.set_home(self.index);
+        match TaskStack::allocate(task.stack_size) {
+            Ok(stack) => {
+                self.shared.registry.insert(task, self.index);
+                slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
+                let t = task.clone();
+                slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
+                    t.ctx.yielder.set(yielder as *const _);
+                    // `t` stays at this address until the body ends.
+                    t.ctx.this.set(&t as *const Arc<Task>);
+                    t.body().start(None);
+                    // Task-locals die on the task's own stack and thread.
+                    crate::task::local::LocalMap::clear_all(&t.ctx.locals);
+                    t.ctx.this.set(std::ptr::null());
+                    drop(t);
+                }));
+                true
+            }
+            Err(e) => {
+                task.body().start(Some(e));
+                self.complete(task.clone());
+                false
+            }
+        }
+    }
+
     fn complete(&self, task: Arc<Task>) {
         task.transition_to_done();
         // Leave the registry before waking the joiner, so that a joiner sees
         // `live_tasks` without this task (regression: the count lagged the join).
         self.shared.registry.remove(&task);
         crate::task::join::notify_done(&task);
+        crate::runtime::task_pool::give(self, task);
     }
 }
 

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::or_raise;
 use crate::park;
-use crate::task::raw::Task;
+use crate::task::raw::{JoinCore, Task};
 use crate::task::TaskId;
+use std::sync::atomic::Ordering;
 
 pub(crate) struct Packet<T> {
     result: UnsafeCell<Option<Result<T, JoinError>>>,
@@ -55,6 +56,7 @@ impl<T> Packet<T> {
 /// Where a `JoinHandle` reads its task's result: the packet inside the task's
 /// `Body`, whose closure type the handle does not know.
 pub(crate) trait ResultSlot<T>: Send + Sync {
+    fn core(&self) -> &JoinCore;
     /// # Safety
     /// Called only after the task was observed DONE.
     unsafe fn take(&self) -> Option<Result<T, JoinError>>;
@@ -188,17 +190,19 @@ impl From<JoinError> for std::io::Error {
 
 /// An owned permission to join a task (wait for its result), like
 /// `std::thread::JoinHandle`. Dropping it detaches the task, which keeps running.
+///
+/// The handle holds the task's `Body` (closure, result, join state), not the
+/// task itself: a finished task's stack and scheduler state are freed at once,
+/// and only the result waits here for `join`.
 pub struct JoinHandle<T> {
-    task: Arc<Task>,
     packet: Arc<dyn ResultSlot<T>>,
     joined: bool,
     _marker: PhantomData<T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<Task>, packet: Arc<dyn ResultSlot<T>>) -> JoinHandle<T> {
+    pub(crate) fn new(packet: Arc<dyn ResultSlot<T>>) -> JoinHandle<T> {
         JoinHandle {
-            task,
             packet,
             joined: false,
             _marker: PhantomData,
@@ -234,7 +238,7 @@ impl<T> JoinHandle<T> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.clear_waiter();
-                return Ok(self.task.is_done());
+                return Ok(self.core().is_done());
             }
             if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Join) {
                 self.clear_waiter();
@@ -246,10 +250,11 @@ impl<T> JoinHandle<T> {
     /// Registers who to wake when the task finishes. Returns `false` (and registers
     /// nothing) if it has already finished.
     pub(crate) fn set_waiter(&self, w: Waiter) -> bool {
-        if self.task.is_done() {
+        let core = self.core();
+        if core.is_done() {
             return false;
         }
-        let mut slot = self.task.join.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = core.lock();
         if slot.done {
             return false;
         }
@@ -258,15 +263,22 @@ impl<T> JoinHandle<T> {
     }
 
     pub(crate) fn clear_waiter(&self) {
-        self.task
-            .join
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiter = None;
+        self.core().lock().waiter = None;
     }
 
-    pub(crate) fn raw_task(&self) -> &Arc<Task> {
-        &self.task
+    fn core(&self) -> &JoinCore {
+        self.packet.core()
+    }
+
+    /// The task's identity and join state, which outlive the task (for the C
+    /// ABI's handle table, which needs them while a join holds the handle).
+    pub(crate) fn shared_core(&self) -> TaskCore<T> {
+        TaskCore(self.packet.clone())
+    }
+
+    /// The task, unless it has finished (then it may be freed already).
+    pub(crate) fn raw_task(&self) -> Option<Arc<Task>> {
+        self.core().lock().task.clone()
     }
 
     /// Waits up to `timeout` for the task to finish, without consuming the handle.
@@ -289,7 +301,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished (then `join` returns without waiting).
     pub fn is_finished(&self) -> bool {
-        self.task.is_done()
+        self.core().is_done()
     }
 
     /// Requests cancellation: the task sees it at its next blocking call (at once if
@@ -297,17 +309,17 @@ impl<T> JoinHandle<T> {
     /// its destructors, and `join` returns a cancelled `JoinError`. Cancelling a
     /// finished task does nothing.
     pub fn cancel(&self) {
-        self.task.cancel();
+        self.core().cancel();
     }
 
     /// The id of the task.
     pub fn id(&self) -> TaskId {
-        TaskId(self.task.id)
+        TaskId(self.core().id)
     }
 
     /// The name of the task, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.task.name.as_deref()
+        self.core().name.as_deref()
     }
 }
 
@@ -316,8 +328,9 @@ impl<T> Drop for JoinHandle<T> {
         if self.joined {
             return;
         }
+        let core = self.packet.core();
         let report = {
-            let mut slot = self.task.join.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = core.lock();
             slot.handle_dropped = true;
             slot.waiter = None;
             if slot.done {
@@ -327,7 +340,7 @@ impl<T> Drop for JoinHandle<T> {
             }
         };
         if let Some(msg) = report {
-            report_unjoined_panic(&self.task, &msg);
+            report_unjoined_panic(core, &msg);
         }
     }
 }
@@ -335,8 +348,8 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
-            .field("id", &self.task.id)
-            .field("name", &self.task.name)
+            .field("id", &self.core().id)
+            .field("name", &self.core().name)
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -344,27 +357,31 @@ impl<T> fmt::Debug for JoinHandle<T> {
 
 /// Worker: the task is DONE; wake its joiner, or report a panic nobody will see.
 pub(crate) fn notify_done(task: &Arc<Task>) {
-    let (waiter, report) = {
-        let mut slot = task.join.lock().unwrap_or_else(|e| e.into_inner());
+    let core = task.body().core();
+    let (waiter, report, me) = {
+        let mut slot = core.lock();
         slot.done = true;
+        core.done.store(true, Ordering::Release);
         let report = if slot.handle_dropped {
             slot.panic_message.take()
         } else {
             None
         };
-        (slot.waiter.take(), report)
+        (slot.waiter.take(), report, slot.task.take())
     };
+    // The caller holds its own reference: this does not free the task.
+    drop(me);
     match waiter {
         Some(Waiter::Unpark(u)) => u.unpark(),
         Some(Waiter::Group(signal, index)) => signal.complete(index),
         None => {}
     }
     if let Some(msg) = report {
-        report_unjoined_panic(task, &msg);
+        report_unjoined_panic(core, &msg);
     }
 }
 
-fn report_unjoined_panic(task: &Task, msg: &str) {
+fn report_unjoined_panic(task: &JoinCore, msg: &str) {
     match &task.name {
         Some(name) => eprintln!(
             "ivy: task '{name}' (id {}) panicked and nobody joined it: {msg}",
@@ -374,6 +391,16 @@ fn report_unjoined_panic(task: &Task, msg: &str) {
             "ivy: task <unnamed> (id {}) panicked and nobody joined it: {msg}",
             task.id
         ),
+    }
+}
+
+/// A task's identity and join state, shared with its `JoinHandle`.
+pub(crate) struct TaskCore<T>(Arc<dyn ResultSlot<T>>);
+
+impl<T> std::ops::Deref for TaskCore<T> {
+    type Target = JoinCore;
+    fn deref(&self) -> &JoinCore {
+        self.0.core()
     }
 }
 

@@ -54,9 +54,13 @@ impl<T: 'static> LocalKey<T> {
     /// Runs `f` with a reference to this task's value, initialising it first if
     /// needed.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
-        match worker::current_task() {
-            Some(task) => self.with_map(&task.ctx.locals, f),
-            None => THREAD_FALLBACK.with(|m| self.with_map(m, f)),
+        let mut f = Some(f);
+        let in_task = worker::with_current_task(|task| {
+            self.with_map(&task.ctx.locals, f.take().expect("called once"))
+        });
+        match in_task {
+            Some(r) => r,
+            None => THREAD_FALLBACK.with(|m| self.with_map(m, f.take().expect("called once"))),
         }
     }
 

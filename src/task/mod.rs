@@ -25,7 +25,7 @@ pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted
 use join::{payload_str, Packet};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
-use raw::Task;
+use raw::{JoinCore, Task};
 pub use scoped::{scope, Scope, ScopedJoinHandle};
 
 /// A task's unique id (unique across runtimes for the life of the process).
@@ -45,10 +45,27 @@ impl fmt::Display for TaskId {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids are handed to each thread in blocks, so that spawning on several workers
+/// does not bounce one counter's cache line between them.
+const ID_BLOCK: u64 = 1024;
 
 /// A fresh id from the task id space (also used for blocking-pool jobs).
 pub(crate) fn next_task_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    thread_local! {
+        /// The next id of this thread's block, and the block's end.
+        static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    BLOCK
+        .try_with(|b| {
+            let (mut next, mut end) = b.get();
+            if next == end {
+                next = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                end = next + ID_BLOCK;
+            }
+            b.set((next + 1, end));
+            next
+        })
+        .unwrap_or_else(|_| NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
 pub(crate) fn spawn_on<F, T>(
@@ -61,27 +78,21 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = next_task_id();
     let body: Arc<Body<F, T>> = Arc::new(Body {
-        id: TaskId(id),
+        core: JoinCore::new(id, name),
         f: UnsafeCell::new(Some(f)),
         packet: Packet::new(),
     });
-    let task = Arc::new(Task::new(
-        id,
-        name,
-        stack_size,
-        shared.clone(),
-        body.clone(),
-    ));
-    shared.schedule_new(task.clone());
-    JoinHandle::new(task, body)
+    let handle = JoinHandle::new(body.clone());
+    shared.schedule_new(Task::new(stack_size, shared, body));
+    handle
 }
 
 /// A task's closure and its result, in one allocation: the task holds it as its
 /// `Entry` (to run the closure once), the `JoinHandle` as its `ResultSlot`.
 struct Body<F, T> {
-    id: TaskId,
+    core: JoinCore,
     f: UnsafeCell<Option<F>>,
     packet: Packet<T>,
 }
@@ -100,17 +111,26 @@ where
     fn start(&self, no_stack: Option<io::Error>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
+        let id = TaskId(self.core.id);
         let result = match (no_stack, f) {
-            (Some(e), _) => Err(JoinError::no_stack(self.id, e)),
-            (None, Some(f)) => run_body(self.id, f),
+            (Some(e), _) => Err(JoinError::no_stack(id, e)),
+            (None, Some(f)) => run_body(&self.core, f),
             (None, None) => unreachable!("a task's entry starts once"),
         };
         // SAFETY: the entry runs once, before the worker marks the task DONE.
         unsafe { self.packet.set(result) };
     }
+
+    fn core(&self) -> &JoinCore {
+        &self.core
+    }
 }
 
 impl<F: Send, T: Send> join::ResultSlot<T> for Body<F, T> {
+    fn core(&self) -> &JoinCore {
+        &self.core
+    }
+
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: forwarded: the caller observed the task DONE.
         unsafe { self.packet.take() }
@@ -118,12 +138,14 @@ impl<F: Send, T: Send> join::ResultSlot<T> for Body<F, T> {
 }
 
 /// Runs a task's body on its own stack, turning unwinds into a `JoinError`.
-fn run_body<F, T>(tid: TaskId, f: F) -> Result<T, JoinError>
+fn run_body<F, T>(core: &JoinCore, f: F) -> Result<T, JoinError>
 where
     F: FnOnce() -> T,
 {
-    let me = worker::current_task().expect("task body runs inside its task");
-    if me.is_cancelled() {
+    let tid = TaskId(core.id);
+    let cancelled =
+        worker::with_current_task(|me| me.is_cancelled()).expect("task body runs inside its task");
+    if cancelled {
         // Cancelled before it ever ran: user code never starts.
         return Err(JoinError::cancelled(tid));
     }
@@ -134,10 +156,7 @@ where
             let msg = payload_str(p.as_ref())
                 .unwrap_or("<non-string panic payload>")
                 .to_string();
-            me.join
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .panic_message = Some(msg);
+            core.lock().panic_message = Some(msg);
             Err(JoinError::panicked(tid, p))
         }
     }
@@ -226,7 +245,7 @@ impl Current {
     }
 
     pub fn name(&self) -> Option<&str> {
-        self.task.name.as_deref()
+        self.task.name()
     }
 
     /// Whether cancellation of this task has been requested.
@@ -239,7 +258,7 @@ impl fmt::Debug for Current {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Current")
             .field("id", &self.task.id)
-            .field("name", &self.task.name)
+            .field("name", &self.task.name())
             .finish()
     }
 }

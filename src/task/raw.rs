@@ -55,8 +55,10 @@ pub(crate) enum Suspend {
 pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), TaskStack>;
 pub(crate) type TaskYielder = Yielder<(), Suspend>;
 
-/// What a task starts with: its closure and its result slot, in one allocation
-/// shared with the `JoinHandle` (see `task::Body`).
+/// A task's closure, result slot and join bookkeeping, in one allocation shared
+/// with the `JoinHandle` (see `task::Body`). The task holds it for life; the
+/// handle may outlive the task: once the task is done, the `Task` itself is
+/// freed and only this remains until the handle is joined or dropped.
 pub(crate) type Entry = Arc<dyn Start>;
 
 /// Runs a task's closure once. Called on the task's own stack with `None`, or on
@@ -64,13 +66,17 @@ pub(crate) type Entry = Arc<dyn Start>;
 /// case it must record the failure for the joiner without running user code.
 pub(crate) trait Start: Send + Sync {
     fn start(&self, no_stack: Option<std::io::Error>);
+    /// Identity and join bookkeeping, shared with the `JoinHandle`.
+    fn core(&self) -> &JoinCore;
 }
 
 pub(crate) const NO_HOME: usize = usize::MAX;
 
 pub(crate) struct Task {
     pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
+    /// The closure (taken at the first run), the result slot and the join state;
+    /// `None` only while the allocation waits in a task pool.
+    body: Option<Entry>,
     state: AtomicU8,
     /// Index of the home worker, `NO_HOME` until the first run.
     home: AtomicUsize,
@@ -79,7 +85,6 @@ pub(crate) struct Task {
     pub(crate) shared: Arc<Shared>,
     /// Slot in the runtime's registry of live tasks.
     pub(crate) registry_key: AtomicUsize,
-    pub(crate) join: Mutex<JoinSlot>,
     /// What the task is parked on (`runtime::debug::WaitReason`), for task dumps.
     pub(crate) wait_reason: AtomicU8,
     /// Scheduler-owned: see the module comment for who may touch it when.
@@ -90,8 +95,10 @@ pub(crate) struct Task {
     pub(crate) ctx: TaskCtx,
 }
 
+#[derive(Default)]
 pub(crate) struct CoroSlot {
-    pub(crate) entry: Option<Entry>,
+    /// Set at the first run.
+    pub(crate) started: bool,
     pub(crate) coroutine: Option<TaskCoroutine>,
     /// What the overflow handler reports; set when the stack is allocated.
     pub(crate) running: Option<RunningTask>,
@@ -99,6 +106,9 @@ pub(crate) struct CoroSlot {
 
 pub(crate) struct TaskCtx {
     pub(crate) yielder: Cell<*const TaskYielder>,
+    /// The coroutine body's own `Arc` of this task, on the task's stack; set by
+    /// the body's first statement, reset by its last (`worker::with_current_task`).
+    pub(crate) this: Cell<*const Arc<Task>>,
     /// The pending timer of the current `park_until`, if any.
     pub(crate) timer: Cell<Option<TimerKey>>,
     pub(crate) locals: RefCell<LocalMap>,
@@ -109,14 +119,68 @@ pub(crate) struct TaskCtx {
     pub(crate) raised: Cell<bool>,
 }
 
-/// Join bookkeeping, under a small mutex: who waits for the result, whether the
-/// handle still exists, and the panic message for the "nobody joined" report.
+impl Default for TaskCtx {
+    fn default() -> TaskCtx {
+        TaskCtx {
+            yielder: Cell::new(std::ptr::null()),
+            this: Cell::new(std::ptr::null()),
+            timer: Cell::new(None),
+            locals: RefCell::new(LocalMap::default()),
+            scope: Cell::new(Default::default()),
+            raised: Cell::new(false),
+        }
+    }
+}
+
+/// What the `JoinHandle` shares with its task, in the task's `Body`: identity,
+/// and join bookkeeping under a small mutex.
+pub(crate) struct JoinCore {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    /// Set (Release) by the worker after the result was written; the joiner
+    /// reads it (Acquire) before taking the result.
+    pub(crate) done: AtomicBool,
+    pub(crate) slot: Mutex<JoinSlot>,
+}
+
+/// Who waits for the result, whether the handle still exists, the panic message
+/// for the "nobody joined" report, and the task while it lives (to cancel it).
 #[derive(Default)]
 pub(crate) struct JoinSlot {
     pub(crate) waiter: Option<crate::task::join::Waiter>,
     pub(crate) handle_dropped: bool,
     pub(crate) panic_message: Option<String>,
     pub(crate) done: bool,
+    /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
+    /// broken at completion, which frees the `Task` while the handle lives on.
+    pub(crate) task: Option<Arc<Task>>,
+}
+
+impl JoinCore {
+    pub(crate) fn new(id: u64, name: Option<Box<str>>) -> JoinCore {
+        JoinCore {
+            id,
+            name,
+            done: AtomicBool::new(false),
+            slot: Mutex::new(JoinSlot::default()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, JoinSlot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Cancels the task, unless it has finished.
+    pub(crate) fn cancel(&self) {
+        let task = self.lock().task.clone();
+        if let Some(task) = task {
+            task.cancel();
+        }
+    }
 }
 
 // SAFETY: the non-Sync parts (`coro`, `ctx`) follow the ownership protocol in the
@@ -130,37 +194,62 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
-    pub(crate) fn new(
-        id: u64,
-        name: Option<Box<str>>,
-        stack_size: usize,
-        shared: Arc<Shared>,
-        entry: Entry,
-    ) -> Task {
-        Task {
-            id,
-            name,
-            state: AtomicU8::new(SCHEDULED),
-            home: AtomicUsize::new(NO_HOME),
-            cancelled: AtomicBool::new(false),
-            stack_size,
-            shared,
-            registry_key: AtomicUsize::new(usize::MAX),
-            join: Mutex::new(JoinSlot::default()),
-            wait_reason: AtomicU8::new(0),
-            coro: UnsafeCell::new(CoroSlot {
-                entry: Some(entry),
-                coroutine: None,
-                running: None,
+    /// A new task running `body`, in a recycled allocation when this worker's
+    /// pool has one (`runtime::task_pool`); the body's join slot gets a
+    /// reference to it.
+    pub(crate) fn new(stack_size: usize, shared: &Arc<Shared>, body: Entry) -> Arc<Task> {
+        let id = body.core().id;
+        let task = match crate::runtime::task_pool::take(shared) {
+            Some(mut task) => {
+                let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
+                // Every field but the allocation and `shared` (the pool is the
+                // runtime's) is set anew; the rest was reset by `recycle`.
+                t.id = id;
+                t.body = Some(body);
+                t.stack_size = stack_size;
+                *t.state.get_mut() = SCHEDULED;
+                *t.home.get_mut() = NO_HOME;
+                *t.cancelled.get_mut() = false;
+                *t.registry_key.get_mut() = usize::MAX;
+                *t.wait_reason.get_mut() = 0;
+                *t.coro.get_mut() = CoroSlot::default();
+                t.ctx = TaskCtx::default();
+                task
+            }
+            None => Arc::new(Task {
+                id,
+                body: Some(body),
+                state: AtomicU8::new(SCHEDULED),
+                home: AtomicUsize::new(NO_HOME),
+                cancelled: AtomicBool::new(false),
+                stack_size,
+                shared: shared.clone(),
+                registry_key: AtomicUsize::new(usize::MAX),
+                wait_reason: AtomicU8::new(0),
+                coro: UnsafeCell::new(CoroSlot::default()),
+                ctx: TaskCtx::default(),
             }),
-            ctx: TaskCtx {
-                yielder: Cell::new(std::ptr::null()),
-                timer: Cell::new(None),
-                locals: RefCell::new(LocalMap::default()),
-                scope: Cell::new(Default::default()),
-                raised: Cell::new(false),
-            },
-        }
+        };
+        task.body().core().lock().task = Some(task.clone());
+        task
+    }
+
+    /// After the task finished, with the only reference to it: drops what it
+    /// still holds (its body: closure, result slot) so that a pooled task pins
+    /// no user memory.
+    pub(crate) fn recycle(&mut self) {
+        self.body = None;
+        *self.coro.get_mut() = CoroSlot::default();
+        self.ctx = TaskCtx::default();
+    }
+
+    /// The task's body. Every live task has one; only a pooled task has none.
+    pub(crate) fn body(&self) -> &dyn Start {
+        self.body.as_deref().expect("ivy: a live task has a body")
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.body().core().name.as_deref()
     }
 
     pub(crate) fn home(&self) -> usize {

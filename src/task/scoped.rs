@@ -185,7 +185,9 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         {
             let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             s.children.retain(|t| !t.is_done());
-            s.children.push(inner.raw_task().clone());
+            if let Some(t) = inner.raw_task() {
+                s.children.push(t);
+            }
             if s.failure.is_some() {
                 inner.cancel();
             }
