@@ -10,6 +10,15 @@ lines (format: bench-common/src/lib.rs). Runs are interleaved across systems
 processes on the machine hits every system alike. Every system gets the same
 worker count: all cores (asyncio and uvloop have one thread whatever it is).
 
+The network rows are server rows: the system's binary runs as a server
+(`<bench> tcp_echo|http_hello --port 0 --workers W`, printing `LISTENING port=<p>`),
+and one load generator, the same for every system, measures it: `loadgen`
+(this workspace's closed-loop TCP echo client) or `wrk` (HTTP). The load
+generator prints or yields the RESULT lines; the server is killed afterwards
+(SIGTERM, then SIGKILL after a grace period). Full runs: 1 s warm-up + 5 s
+measured; --quick: 0.5 s + 1.5 s (wrk takes whole seconds: 1 s + 2 s).
+RLIMIT_NOFILE is raised to its hard limit for every child (1000 connections).
+
 The raw lines, each prefixed with `row=<row> run=<k>`, go to results/<full|quick>.txt
 with the machine description as `# key: value` header lines; report.py turns
 that file into BENCHMARKS.md and the plots.
@@ -21,11 +30,17 @@ row; for ivy, that row is reported as pending.
 """
 
 import argparse
+import math
 import os
 import platform
 import re
+import resource
+import select
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +60,9 @@ class Row:
     quick_n: int
     timeout_s: int = 300
     title: str = ""
+    # Server rows: the load generator ("loadgen" or "wrk"); n is then the
+    # number of connections, the same in both modes.
+    load: str = ""
 
 
 # The suite. Order is the report's order.
@@ -67,9 +85,26 @@ ROWS = [
         title="bounded MPMC queue (cap 1024), 4 producers / 4 consumers"),
     Row("mutex_contention", "mutex_contention", "sync", 2_000_000, 200_000,
         title="64 tasks incrementing a counter under one mutex"),
-    # Next, once ivy::sync / ivy::net land (one Row each, twins in every system):
-    # Row("semaphore", ...), Row("tcp_echo_10", ...), Row("http_hello", ...)
+    Row("tcp_echo_10", "tcp_echo", "net", 10, 10, load="loadgen",
+        title="TCP echo, 64-byte messages, 10 connections (loadgen)"),
+    Row("tcp_echo_100", "tcp_echo", "net", 100, 100, load="loadgen",
+        title="TCP echo, 64-byte messages, 100 connections (loadgen)"),
+    Row("tcp_echo_1000", "tcp_echo", "net", 1000, 1000, load="loadgen",
+        title="TCP echo, 64-byte messages, 1000 connections (loadgen)"),
+    Row("http_hello", "http_hello", "net", 100, 100, load="wrk",
+        title="HTTP/1.1 hello, keep-alive, wrk -t1 -c100"),
+    # Next (one Row each, twins in every system): Row("semaphore", ...)
 ]
+
+# Server rows: warm-up and measured seconds, (full, quick).
+NET_WARMUP_S = (1.0, 0.5)
+NET_MEASURE_S = (5.0, 1.5)
+SERVER_START_TIMEOUT_S = 30  # until the LISTENING line
+SERVER_STOP_GRACE_S = 2  # SIGTERM, then SIGKILL
+READY_TIMEOUT_S = 30  # loadgen: all connections connected and echoed once
+WRK_CONNS, WRK_THREADS = 100, 1
+# Systems that run every task on one thread whatever --workers says.
+SINGLE_THREADED = {"asyncio", "uvloop"}
 
 TARGET = HERE / "target"
 SYSTEMS = {
@@ -80,6 +115,7 @@ SYSTEMS = {
     "asyncio": [sys.executable, str(HERE / "python/bench.py"), "--loop", "asyncio"],
     "uvloop": [sys.executable, str(HERE / "python/bench.py"), "--loop", "uvloop"],
 }
+LOADGEN = TARGET / "release/loadgen"
 
 
 def sh(cmd, cwd=None):
@@ -118,6 +154,9 @@ def machine():
         "tokio": lock_version("tokio"),
         "async-channel": lock_version("async-channel"),
         "may": lock_version("may"),
+        "mio (loadgen)": lock_version("mio"),
+        "wrk": (re.findall(r"wrk (\S+)", sh("wrk -v 2>&1")) or ["not installed"])[0],
+        "RLIMIT_NOFILE": "%d/%d" % resource.getrlimit(resource.RLIMIT_NOFILE),
         "ivy commit": sh("git log -1 --format=%h -- src Cargo.toml", cwd=ROOT)
         + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml", cwd=ROOT) else ""),
     }
@@ -154,6 +193,145 @@ def run_once(system, row, n, workers):
     return lines
 
 
+def raise_nofile():
+    """Soft RLIMIT_NOFILE to the hard limit; every child inherits it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def tail(f, n=1):
+    """The last n lines of an open temporary file (a child's stderr)."""
+    f.seek(0)
+    lines = f.read().decode(errors="replace").strip().splitlines()
+    return " | ".join(lines[-n:]) if lines else "(no stderr)"
+
+
+def exit_text(code):
+    return f"signal {-code}" if code < 0 else f"exit {code}"
+
+
+def wait_listening(proc, timeout):
+    """Reads the server's stdout until `LISTENING port=<p>`; the port, or None
+    if the server exited or stayed silent."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.time()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            return None  # EOF: the server exited
+        m = re.match(r"LISTENING port=(\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after the grace period; reaps the server."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=SERVER_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+def wrk_us(value, unit):
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[unit]
+
+
+def parse_wrk(out, fields, tail_fields):
+    """wrk --latency's report -> RESULT lines (req_per_s, p50_us, p99_us), or
+    raises ValueError naming what is wrong (socket errors other than timeouts,
+    non-2xx answers, nothing completed); timeouts are noted in the check."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    total = re.search(r"^\s*(\d+) requests in", out, re.M)
+    lat = {q: re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M) for q in (50, 99)}
+    if not rps or not total or not all(lat.values()):
+        raise ValueError("unreadable wrk output: " + " ".join(out.split())[:200])
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors and any(int(errors.group(k)) for k in (1, 2, 3)):
+        raise ValueError("wrk " + errors.group(0))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise ValueError("wrk: " + non2xx.group(0))
+    if int(total.group(1)) == 0:
+        raise ValueError("wrk: no request completed")
+    check = total.group(1)
+    if errors and int(errors.group(4)):
+        check += f" timeouts={errors.group(4)}"
+    return [f"RESULT {fields} metric=req_per_s value={float(rps.group(1)):.6f} "
+            f"unit=req/s {tail_fields} check={check}"] + [
+        f"RESULT {fields} metric=p{q}_us value={wrk_us(*lat[q].groups()):.6f} "
+        f"unit=us {tail_fields} check={check}" for q in (50, 99)]
+
+
+def run_load(system, row, port, workers, quick):
+    """Runs the row's load generator against 127.0.0.1:port; RESULT lines."""
+    warm, measure = NET_WARMUP_S[quick], NET_MEASURE_S[quick]
+    fields = f"workload={row.workload} system={system}"
+    if row.load == "loadgen":
+        cmd = [str(LOADGEN), "--port", str(port), "--conns", str(row.n), "--warmup", str(warm),
+               "--duration", str(measure), "--ready-timeout", str(READY_TIMEOUT_S),
+               "--system", system, "--workers", str(workers), "--workload", row.workload]
+        timeout = warm + measure + READY_TIMEOUT_S + 30
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        if out.returncode != 0 and not any("status=fail" in l for l in lines):
+            err = (out.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+            raise RuntimeError(f"loadgen {exit_text(out.returncode)}: {err}")
+        return lines
+    # wrk: whole seconds only; a warm-up run, then the measured one.
+    url = f"http://127.0.0.1:{port}/"
+    base = ["wrk", f"-t{WRK_THREADS}", f"-c{row.n}"]
+    for secs, extra in ((max(1, math.ceil(warm)), []), (max(1, math.ceil(measure)), ["--latency"])):
+        out = subprocess.run(base + [f"-d{secs}s"] + extra + [url], capture_output=True,
+                             text=True, timeout=secs + 60)
+        if out.returncode != 0:
+            raise RuntimeError(f"wrk {exit_text(out.returncode)}: "
+                               + " ".join((out.stderr or out.stdout).split())[:200])
+    return parse_wrk(out.stdout, fields, f"n={row.n} workers={workers}")
+
+
+def run_server(system, row, workers, quick):
+    """One measurement of a server row: starts the server, waits for its
+    LISTENING line, runs the load generator, stops the server. RESULT lines,
+    or one status=fail line when anything went wrong."""
+    if system in SINGLE_THREADED:
+        workers = 1
+    base = (f"workload={row.workload} system={system} metric=all status=fail value=nan "
+            f"unit=- n={row.n} workers={workers}")
+    cmd = SYSTEMS[system] + [row.workload, "--port", "0", "--workers", str(workers)]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            port = wait_listening(proc, SERVER_START_TIMEOUT_S)
+            if port is None:
+                code = proc.poll()
+                why = (f"server {exit_text(code)} before listening" if code is not None
+                       else f"no LISTENING line within {SERVER_START_TIMEOUT_S} s")
+                stop(proc)
+                return [f"RESULT {base} error={why}: {tail(err)}"]
+            try:
+                lines = run_load(system, row, port, workers, quick)
+            except subprocess.TimeoutExpired as e:
+                return [f"RESULT {base} error={row.load} timeout after {e.timeout:.0f} s "
+                        f"(server {'alive' if proc.poll() is None else 'dead'})"]
+            except (RuntimeError, ValueError, OSError) as e:
+                return [f"RESULT {base} error={e}"]
+            if proc.poll() is not None:
+                return [f"RESULT {base} error=server died during the run "
+                        f"({exit_text(proc.returncode)}): {tail(err)}"]
+            return lines
+        finally:
+            stop(proc)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller n, one run each")
@@ -169,6 +347,13 @@ def main():
     systems = args.systems.split(",") if args.systems else list(SYSTEMS)
     out_path = Path(args.out) if args.out else HERE / "results" / ("quick.txt" if args.quick else "full.txt")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    raise_nofile()
+    missing = {"loadgen": not LOADGEN.exists(), "wrk": shutil.which("wrk") is None}
+    for tool, gone in missing.items():
+        if gone and any(r.load == tool for r in rows):
+            print(f"harness: {tool} not found; its rows are left out", file=sys.stderr)
+    rows = [r for r in rows if not (r.load and missing[r.load])]
 
     support = {}
     for s in systems:
@@ -192,7 +377,10 @@ def main():
                 if s in failed:
                     continue  # a deterministic failure (ENOMEM, ...) is not retried
                 t = time.time()
-                lines = run_once(s, row, n, workers)
+                if row.load:
+                    lines = run_server(s, row, workers, args.quick)
+                else:
+                    lines = run_once(s, row, n, workers)
                 for l in lines:
                     results.append(f"RESULT row={row.id} run={k} {l[len('RESULT '):]}")
                     if "status=fail" in l:

@@ -29,18 +29,25 @@ METRICS = {
     "ns_per_roundtrip": ("ns per round trip", "lower"),
     "ns_per_item": ("ns per item", "lower"),
     "ns_per_lock": ("ns per lock", "lower"),
-    # for the TCP/HTTP rows to come:
+    # the network rows (server + load generator):
     "msgs_per_s": ("messages per second", "higher"),
+    "req_per_s": ("requests per second", "higher"),
     "p50_us": ("p50 latency, µs", "lower"),
     "p99_us": ("p99 latency, µs", "lower"),
 }
+
+# Plot panels of the network family: one throughput panel per row, and one
+# latency panel per row with p50 and p99 side by side.
+THROUGHPUT = ("msgs_per_s", "req_per_s")
+LATENCY = ("p50_us", "p99_us")
 
 FAMILIES = {
     "switch": "Context switch",
     "tasks": "Spawning and joining tasks",
     "timers": "Timers",
     "memory": "Memory per idle task",
-    "sync": "Synchronisation (ivy pending)",
+    "sync": "Synchronisation",
+    "net": "Network: TCP echo (loadgen) and HTTP hello (wrk)",
 }
 
 COLORS = {"ivy": "#2ca02c", "tokio": "#1f77b4", "may": "#9467bd", "go": "#17becf",
@@ -137,19 +144,21 @@ def markdown(info, table, plots_rel, notes):
           "the harness, not numbers to cite. `benches/compare/run.sh` without `--quick` "
           "produces the real table.\n")
     w(f"Run of {info.get('date', '?')}: {info.get('runs', '?')} measured runs per system and "
-      f"workload (each a fresh process with its own warm-up round at n/10), interleaved "
-      f"across systems; the table gives the **median**, and the spread **min–max** "
-      f"in brackets. Every runtime gets {info.get('workers', '?')} workers (all cores), "
-      "except where a workload fixes one worker (`switch`) and asyncio/uvloop, which "
-      "have one thread by design.\n")
-    w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, most of it Python) or "
+      f"workload (each a fresh process with its own warm-up round at n/10; for the network "
+      f"rows a fresh server process and a timed warm-up before the timed measurement), "
+      f"interleaved across systems; the table gives the **median**, and the spread "
+      f"**min–max** in brackets. Every runtime gets {info.get('workers', '?')} workers "
+      "(all cores), except where a workload fixes one worker (`switch`) and asyncio/uvloop, "
+      "which have one thread by design.\n")
+    w("**Reproduce:** `benches/compare/run.sh` (full, about 45 minutes on this machine, most of it Python and the timed network rows) or "
       "`benches/compare/run.sh --quick` (under 5 minutes; it writes `benches/compare/results/QUICK.md` instead of this file). It installs Go, matplotlib and uvloop "
       "if missing, builds everything in release mode, runs `harness.py`, then `report.py`.\n")
 
     w("## Machine\n")
     w("| | |\n|---|---|")
     for k in ["cpu", "cores", "memory", "kernel", "vm.max_map_count", "rustc", "go", "python",
-              "uvloop", "tokio", "async-channel", "may", "ivy commit", "loadavg before",
+              "uvloop", "tokio", "async-channel", "may", "mio (loadgen)", "wrk", "RLIMIT_NOFILE",
+              "ivy commit", "loadavg before",
               "loadavg after", "wall time"]:
         if k in info:
             w(f"| {k} | {info[k]} |")
@@ -256,6 +265,64 @@ def markdown(info, table, plots_rel, notes):
     return "\n".join(out)
 
 
+def log_scale(values):
+    ok = [v for v in values if v]
+    return bool(ok) and max(ok) / max(min(ok), 1e-9) > 10
+
+
+def missing_mark(ax, x, s, cells):
+    what = "FAIL" if s in cells else ("pending" if s == "ivy" else "n/a")
+    ax.text(x, 0.02, what, ha="center", va="bottom", rotation=90, fontsize=8,
+            color="red" if what == "FAIL" else "grey", transform=ax.get_xaxis_transform())
+
+
+def bar_panel(ax, row, metric, cells, systems):
+    """One metric of one row: a bar per system (median, whiskers min-max)."""
+    label, better = METRICS.get(metric, (metric, "lower"))
+    xs = list(range(len(systems)))
+    meds = [cells[s].median if s in cells and not cells[s].failed else None for s in systems]
+    for x, s, m in zip(xs, systems, meds):
+        if m:
+            vals = cells[s].values
+            ax.bar(x, m, color=COLORS.get(s, "grey"),
+                   yerr=[[m - min(vals)], [max(vals) - m]], capsize=3)
+            ax.text(x, m, fmt(m), ha="center", va="bottom", fontsize=7)
+        else:
+            missing_mark(ax, x, s, cells)
+    if log_scale(meds):
+        ax.set_yscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(systems, rotation=30, fontsize=8)
+    ax.set_title(f"{row.id}\n{label} ({better} is better)", fontsize=9)
+
+
+def latency_panel(ax, row, metrics, systems):
+    """p50 and p99 of one row side by side per system (p99 hatched)."""
+    xs = list(range(len(systems)))
+    width = 0.4
+    allv = []
+    for k, metric in enumerate(LATENCY):
+        cells = metrics.get(metric, {})
+        for x, s in zip(xs, systems):
+            c = cells.get(s)
+            if c is None or c.failed or c.median is None:
+                if k == 0:
+                    missing_mark(ax, x, s, cells)
+                continue
+            m = c.median
+            allv.append(m)
+            ax.bar(x + (k - 0.5) * width, m, width, color=COLORS.get(s, "grey"),
+                   hatch="//" if k else None, edgecolor="white" if k else None,
+                   yerr=[[m - min(c.values)], [max(c.values) - m]], capsize=2)
+            ax.text(x + (k - 0.5) * width, m, fmt(m), ha="center", va="bottom", fontsize=6)
+    if log_scale(allv):
+        ax.set_yscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(systems, rotation=30, fontsize=8)
+    ax.set_title(f"{row.id}\nlatency, µs: p50 (plain), p99 (hatched); lower is better",
+                 fontsize=9)
+
+
 def plots(table, outdir):
     try:
         import matplotlib
@@ -267,36 +334,28 @@ def plots(table, outdir):
     outdir.mkdir(parents=True, exist_ok=True)
     systems = systems_in(table)
     for fam, title in FAMILIES.items():
-        panels = [(row, m) for row in ROWS if row.family == fam and row.id in table
-                  for m in table[row.id]]
-        if not panels:
+        rows = [row for row in ROWS if row.family == fam and row.id in table]
+        if not rows:
             continue
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-        for ax, (row, metric) in zip(axes[0], panels):
-            cells = table[row.id][metric]
-            label = METRICS.get(metric, (metric, ""))[0]
-            xs = list(range(len(systems)))
-            meds = [cells[s].median if s in cells and not cells[s].failed else None for s in systems]
-            ok = [m for m in meds if m]
-            log = bool(ok) and max(ok) / max(min(ok), 1e-9) > 10
-            for x, s, m in zip(xs, systems, meds):
-                if m:
-                    vals = cells[s].values
-                    ax.bar(x, m, color=COLORS.get(s, "grey"),
-                           yerr=[[m - min(vals)], [max(vals) - m]], capsize=3)
-                    ax.text(x, m, fmt(m), ha="center", va="bottom", fontsize=7)
-                else:
-                    what = "FAIL" if s in cells else ("pending" if s == "ivy" else "n/a")
-                    ax.text(x, 0.02, what, ha="center", va="bottom", rotation=90, fontsize=8,
-                            color="red" if what == "FAIL" else "grey",
-                            transform=ax.get_xaxis_transform())
-            if log:
-                ax.set_yscale("log")
-            ax.set_xticks(xs)
-            ax.set_xticklabels(systems, rotation=30, fontsize=8)
-            ax.set_title(f"{row.id}\n{label} (lower is better)"
-                         if METRICS.get(metric, ("", "lower"))[1] == "lower"
-                         else f"{row.id}\n{label} (higher is better)", fontsize=9)
+        if fam == "net":
+            # Two panel rows: throughput on top, latency below, a column per row.
+            fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 8.4),
+                                     squeeze=False)
+            for col, row in enumerate(rows):
+                metrics = table[row.id]
+                tput = [m for m in THROUGHPUT if m in metrics]
+                if tput:
+                    bar_panel(axes[0][col], row, tput[0], metrics[tput[0]], systems)
+                else:  # every system failed: the failure is the only "metric"
+                    m = next(iter(metrics))
+                    bar_panel(axes[0][col], row, m, metrics[m], systems)
+                latency_panel(axes[1][col], row, metrics, systems)
+        else:
+            panels = [(row, m) for row in rows for m in table[row.id]]
+            fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2),
+                                     squeeze=False)
+            for ax, (row, metric) in zip(axes[0], panels):
+                bar_panel(ax, row, metric, table[row.id][metric], systems)
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(outdir / f"{fam}.png", dpi=110)

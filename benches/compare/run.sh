@@ -2,11 +2,12 @@
 # ivy's comparison suite, end to end: ivy against tokio, may, Go and Python
 # asyncio (and uvloop when it installs).
 #
-#   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores)
+#   benches/compare/run.sh            # full: 5 runs each at full size (~45 min on 2 cores)
 #   benches/compare/run.sh --quick    # smoke test: 1 run each at 1/10 size (< 5 min)
 #
-# Installs what is missing (Go from apt; matplotlib and uvloop from pip), builds
-# every system in release mode, runs harness.py (raw results to results/*.txt),
+# Installs what is missing (Go and wrk from apt; matplotlib and uvloop from pip),
+# builds every system and the TCP load generator (loadgen) in release mode, runs
+# harness.py (raw results to results/*.txt),
 # then report.py (BENCHMARKS.md at the repository root, plots/*.png; a --quick
 # run writes results/QUICK.md and plots/quick/*.png instead).
 # Extra arguments go to harness.py (e.g. --only skynet,timers --systems ivy,go).
@@ -20,6 +21,10 @@ if ! command -v go >/dev/null; then
     echo "== installing Go (apt: golang-go)"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-go
 fi
+if ! command -v wrk >/dev/null; then
+    echo "== installing wrk (apt; the http_hello row's load generator)"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk || echo "wrk did not install; http_hello is left out"
+fi
 if ! python3 -c "import matplotlib" 2>/dev/null; then
     echo "== installing matplotlib (pip)"
     python3 -m pip install --quiet matplotlib
@@ -29,7 +34,7 @@ if ! python3 -c "import uvloop" 2>/dev/null; then
     python3 -m pip install --quiet uvloop || echo "uvloop did not install; skipping it"
 fi
 
-echo "== building (cargo build --release; go build)"
+echo "== building (cargo build --release: the Rust systems and loadgen; go build)"
 cargo build --release --quiet
 (cd go && go build -o ../target/go-bench .)
 

@@ -29,7 +29,7 @@ HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/p
                  b"Hello, World!")
 # start_server's default backlog is 100; every other server listens with at
 # least 1024, and 1000 connections arrive at once.
-BACKLOG = 1024
+BACKLOG = 1024  # bench-common SERVER_BACKLOG
 
 
 class Params:

@@ -289,6 +289,12 @@ pub const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 /// Server workloads: the address every server binds (`--port` gives the port).
 pub const SERVER_HOST: &str = "127.0.0.1";
 
+/// Server workloads: the smallest listen backlog of the servers (may's
+/// `TcpListener::bind` fixes 1024; ivy uses 4096 and Go `net.core.somaxconn`,
+/// 4096 here; tokio and Python ask for this). Above the 1000 connections that
+/// the load generator opens at once, so that no SYN is dropped.
+pub const SERVER_BACKLOG: u32 = 1024;
+
 /// Announces a listening server to the harness: `LISTENING port=<p>`, flushed.
 /// Print it once the socket is bound and listening, before the first accept.
 pub fn listening(port: u16) {

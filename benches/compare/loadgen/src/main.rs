@@ -9,10 +9,11 @@
 //! compared with what was sent), recording the round trip (`Instant`), and
 //! sending the next one. Phases:
 //!
-//! 1. *ready*: all C connections are opened at once; the phase ends when every
-//!    one of them has completed one round trip (so every connection was
-//!    accepted and served before anything is timed). Longer than
-//!    `--ready-timeout` (default 30 s): failure.
+//! 1. *ready*: all C connections are opened at once and each does one round
+//!    trip, then waits; the phase ends when every one of them has (so every
+//!    connection was accepted and served before anything is timed), and all
+//!    start sending together. Longer than `--ready-timeout` (default 30 s):
+//!    failure.
 //! 2. *warm-up* (`--warmup`, default 1 s): traffic as measured, not recorded.
 //! 3. *measured* (`--duration`, default 5 s): every round trip *completed* in
 //!    this window is counted and its latency kept.
@@ -132,6 +133,8 @@ struct Conn {
     start: Instant,
     /// Round trips completed in the measured window.
     measured: u64,
+    /// Done with its first round trip, waiting for the others (ready phase).
+    parked: bool,
 }
 
 /// The message `seq` of connection `id`: 64 pseudo-random bytes (splitmix64),
@@ -190,7 +193,7 @@ impl Run {
         }
         let mut rbuf = [0u8; MSG];
         loop {
-            while c.sent < MSG {
+            while !c.parked && c.sent < MSG {
                 match c.stream.write(&c.msg[c.sent..]) {
                     Ok(0) => return Err(format!("write returned 0 (connection {i})")),
                     Ok(n) => c.sent += n,
@@ -229,6 +232,7 @@ impl Run {
                         let now = Instant::now();
                         if c.seq == 0 {
                             *ready += 1;
+                            c.parked = true;
                         }
                         if *phase == Phase::Measured && now >= *measure_start && now < *measure_end
                         {
@@ -292,8 +296,12 @@ fn run(o: &Options, p: &Params) -> Result<(), String> {
             got: 0,
             start: now,
             measured: 0,
+            parked: false,
         });
     }
+    let start = now;
+    let mut ready_took = Duration::ZERO;
+    let mut connected_took = None;
     let ready_deadline = now + o.ready_timeout;
     let mut warmup_end = now;
     let mut events = Events::with_capacity(1024);
@@ -301,9 +309,19 @@ fn run(o: &Options, p: &Params) -> Result<(), String> {
         let now = Instant::now();
         let deadline = match r.phase {
             Phase::Ready => {
+                if r.connected == o.conns && connected_took.is_none() {
+                    connected_took = Some(now - start);
+                }
                 if r.ready == o.conns {
+                    // Everybody starts together.
                     r.phase = Phase::Warmup;
                     warmup_end = now + o.warmup;
+                    ready_took = now - start;
+                    for i in 0..o.conns {
+                        r.conns[i].parked = false;
+                        r.conns[i].start = Instant::now();
+                        r.drive(i)?;
+                    }
                     continue;
                 }
                 if now >= ready_deadline {
@@ -350,11 +368,16 @@ fn run(o: &Options, p: &Params) -> Result<(), String> {
     });
     eprintln!(
         "loadgen: {msgs} round trips of {MSG} bytes on {} connections in {secs} s; \
-         per connection min {lo}, max {hi}; {idle} connections without a round trip",
-        o.conns
+         per connection min {lo}, max {hi}; {idle} connections without a round trip; \
+         all connected after {:.0} ms, all echoed once after {:.0} ms",
+        o.conns,
+        connected_took.unwrap_or(ready_took).as_secs_f64() * 1e3,
+        ready_took.as_secs_f64() * 1e3
     );
     r.samples.sort_unstable();
-    let check = msgs.to_string();
+    // The check: round trips measured, and the fewest and most of them one
+    // connection got (how fairly the server shares itself out).
+    let check = format!("{msgs} conn_min={lo} conn_max={hi}");
     bc::report(p, "msgs_per_s", msgs as f64 / secs, "msgs/s", Some(&check));
     for (metric, q) in [("p50_us", 0.50), ("p99_us", 0.99)] {
         let us = percentile(&r.samples, q) as f64 / 1e3;

@@ -378,6 +378,17 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
     Ok(())
 }
 
+/// `TcpListener::bind` listens with mio's backlog of 128, which a burst of 1000
+/// connects overflows (dropped SYNs, a 1 s retransmit each); `TcpSocket` with
+/// `listen(SERVER_BACKLOG)` is tokio's way to ask for the backlog the others have.
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(bc::SERVER_BACKLOG)
+}
+
 /// Server workloads: binds 127.0.0.1:`--port`, announces the port, then accepts
 /// forever, one `tokio::spawn`ed task per connection running `serve`
 /// (TCP_NODELAY set). Runs until the process is killed.
@@ -389,9 +400,7 @@ where
     let rt = runtime(p.workers)?;
     let port = p.port;
     drive(&rt, async move {
-        let listener = TcpListener::bind((bc::SERVER_HOST, port))
-            .await
-            .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
+        let listener = listen(port).map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         bc::listening(port);
         loop {
