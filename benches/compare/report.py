@@ -222,6 +222,8 @@ def markdown(info, table, plots_rel, notes):
     w("")
 
     w("## Ratios: ivy ÷ other (below 1.0 means ivy wins)\n")
+    w("For the per-second metrics (higher is better) the ratio is other ÷ ivy, so that "
+      "below 1.0 still means ivy wins.\n")
     w("| workload | metric | " + " | ".join(others) + " |")
     w("|---|---|" + "---|" * len(others))
     for row in rows:
@@ -248,9 +250,8 @@ def markdown(info, table, plots_rel, notes):
 
     if pending:
         w("## Pending for ivy\n")
-        w("These rows run for every other system already; ivy's side waits for its API "
-          "(`ivy::sync::{Mutex, Queue, Semaphore}` are being written on other branches). "
-          "When it lands, each is one entry in ivy-bench's `WORKLOADS` table:\n")
+        w("These rows run for every other system already; ivy's side is not written yet. "
+          "Each is one entry in ivy-bench's `WORKLOADS` table:\n")
         for row in pending:
             w(f"- `{row.id}`: {row.title}")
         w("")
