@@ -430,6 +430,8 @@ impl Worker {
             self.finish_searching(false);
         }
 
+        // Going to sleep: return idle stacks' memory now, off the hot path.
+        crate::stack::trim_free_stacks();
         shared.idle.sleep(self.index);
         // Final check after registering as a sleeper: see idle.rs for why this
         // cannot miss a push.

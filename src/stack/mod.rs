@@ -49,6 +49,9 @@ const NUM_CLASSES: usize =
     (MAX_STACK_SIZE.trailing_zeros() - MIN_STACK_SIZE.trailing_zeros()) as usize + 1;
 
 /// A task's stack: a slot in a slab, owned until dropped, when it returns to the pool.
+/// Discards idle free stacks' pages (see `pool`): call when a worker goes idle.
+pub(crate) use pool::trim as trim_free_stacks;
+
 pub(crate) struct TaskStack {
     slot: pool::Slot,
     class: usize,
@@ -271,24 +274,44 @@ mod tests {
         }
     }
 
-    /// A thread's cache is bounded: stacks beyond it go to the global list, cold.
+    /// A thread's cache is bounded: stacks beyond it go to the global warm list, still
+    /// resident and reused first; `trim` discards them.
     #[test]
-    fn cache_is_bounded() {
-        let size = 256 << 10; // a class used only by this test
-        let stacks: Vec<_> = (0..100)
+    fn cache_is_bounded_and_trim_discards() {
+        let size = 512 << 10; // a class used only by this test
+        let class = class_of(size).unwrap();
+        let stacks: Vec<_> = (0..200)
             .map(|_| TaskStack::allocate(size).unwrap())
             .collect();
-        let addrs: Vec<_> = stacks.iter().map(|s| s.slot.addr + guard_size()).collect();
-        for &addr in &addrs {
+        let addrs: Vec<_> = stacks.iter().map(|s| s.slot.addr).collect();
+        for s in &stacks {
             // SAFETY: the usable range of a stack we own.
-            unsafe { std::ptr::write_bytes(addr as *mut u8, 1, size) };
+            unsafe { std::ptr::write_bytes((s.slot.addr + guard_size()) as *mut u8, 1, size) };
         }
         drop(stacks);
+        let cap = pool::cache_cap(class);
+        let spilled: Vec<_> = addrs.iter().filter(|&&a| pool::is_warm(class, a)).collect();
+        assert!(!spilled.is_empty() && spilled.len() <= 200 - cap.div_ceil(2));
+        // Spilled stacks are still resident...
+        for &&a in &spilled {
+            assert!(resident_pages(a + guard_size(), size) > 0);
+        }
+        // ...after one trim generation too (they age)...
+        pool::age_and_discard();
+        for &&a in &spilled {
+            assert!(pool::is_warm(class, a));
+            assert!(resident_pages(a + guard_size(), size) > 0);
+        }
+        // ...and the next one discards them.
+        pool::age_and_discard();
+        for &&a in &spilled {
+            assert!(pool::is_free(class, a));
+            assert_eq!(resident_pages(a + guard_size(), size), 0);
+        }
         let warm = addrs
             .iter()
-            .filter(|&&a| resident_pages(a, size) > 0)
+            .filter(|&&a| resident_pages(a + guard_size(), size) > 0)
             .count();
-        let cap = pool::cache_cap(class_of(size).unwrap());
         assert!(
             warm > 0 && warm <= cap,
             "{warm} warm stacks, cache bound {cap}"
