@@ -695,3 +695,59 @@ fn peek_and_unix_datagram_paths() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The I/O budget: a task whose reads never block (the peer filled the socket
+/// beforehand) still lets the other tasks of its worker run, every
+/// `IO_BUDGET` operations, and still sees its cancellation.
+#[test]
+fn never_blocking_reader_yields_and_can_be_cancelled() {
+    use std::sync::atomic::AtomicBool;
+    for _ in 0..20 {
+        let rt = ivy::Builder::new().workers(1).build().unwrap();
+        rt.block_on(|| {
+            let (a, b) = ivy::net::UnixStream::pair().unwrap();
+            // Pre-fill: every 1-byte read below succeeds at once.
+            // (16 KiB fits in any Unix socket buffer.)
+            let filled = 16 * 1024;
+            (&a).write_all(&vec![7u8; filled]).unwrap();
+            let ticked = Arc::new(AtomicBool::new(false));
+            let reads_before_tick = Arc::new(AtomicUsize::new(usize::MAX));
+            let reader = {
+                let (ticked, seen) = (ticked.clone(), reads_before_tick.clone());
+                ivy::spawn(move || {
+                    // Spawned from here, on this one worker: it runs only when
+                    // the reader suspends.
+                    let t = ticked.clone();
+                    let _ticker = ivy::spawn(move || t.store(true, Ordering::SeqCst));
+                    let mut byte = [0u8; 1];
+                    let mut reads = 0usize;
+                    loop {
+                        (&b).read_exact(&mut byte).unwrap();
+                        reads += 1;
+                        if ticked.load(Ordering::SeqCst)
+                            && seen.load(Ordering::SeqCst) == usize::MAX
+                        {
+                            seen.store(reads, Ordering::SeqCst);
+                        }
+                        if reads == filled {
+                            // Drained: now it would block; wait to be cancelled.
+                            ivy::sleep(std::time::Duration::from_secs(60));
+                        }
+                    }
+                })
+            };
+            // The main task runs again once the reader yields; cancel it then.
+            while !ticked.load(Ordering::SeqCst) {
+                ivy::yield_now();
+            }
+            reader.cancel();
+            assert!(reader.join().unwrap_err().is_cancelled());
+            let n = reads_before_tick.load(Ordering::SeqCst);
+            assert!(
+                n <= 1024,
+                "the reader ran {n} reads before another task ran"
+            );
+            drop(a);
+        });
+    }
+}

@@ -312,6 +312,13 @@ impl Registration {
     ) -> Result<R, WaitError> {
         let bit = dir.bit();
         let mut reactor: Option<Arc<WorkerUnparker>> = None;
+        // Cooperative budget (worker.rs): a task whose operations never block
+        // yields now and then, before an operation so that nothing it read is
+        // lost if the yield reports a cancellation or an elapsed scope. This also
+        // makes such a task see its cancellation.
+        if worker::io_budget_spent() {
+            park::yield_now()?;
+        }
         loop {
             let snapshot = self.state.snapshot();
             if snapshot & bit != 0 {
