@@ -409,6 +409,21 @@ fn serve_forever(p: &Params, serve: fn(TcpStream) -> std::io::Result<()>) -> Res
             .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         bc::listening(port);
+        if std::env::var_os("IVY_BENCH_PLACEMENT").is_some() {
+            // Diagnostics: how many tasks each worker is home to, every second.
+            let handle = ivy::Handle::current();
+            ivy::spawn(move || loop {
+                ivy::sleep(Duration::from_secs(1));
+                let mut per_worker = vec![0usize; 64];
+                for t in handle.tasks() {
+                    if let Some(w) = t.worker {
+                        per_worker[w.min(63)] += 1;
+                    }
+                }
+                per_worker.retain(|&n| n > 0);
+                eprintln!("ivy-bench: tasks per worker {per_worker:?}");
+            });
+        }
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
