@@ -318,9 +318,12 @@ impl Worker {
     pub(crate) fn run(&self) {
         CURRENT.with(|c| c.set(self as *const Worker));
         let _altstack = overflow::install_altstack();
-        while !self.shared.is_shutdown() {
+        loop {
             match self.next_task() {
                 Some(task) => self.run_task(task),
+                // Shutdown comes after the last task finished, so a worker sees
+                // it with empty queues: checking here keeps it off the switch path.
+                None if self.shared.is_shutdown() => break,
                 None => self.idle(),
             }
         }
@@ -520,6 +523,9 @@ impl Worker {
         }
     }
 
+    // Inlined into the run loop: the prologue and epilogue of a separate call were
+    // ~10% of the instructions of a switch.
+    #[inline(always)]
     fn run_task(&self, task: Arc<Task>) {
         if self.searching.get() {
             self.finish_searching(true);

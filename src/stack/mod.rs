@@ -55,6 +55,8 @@ pub(crate) use pool::trim as trim_free_stacks;
 pub(crate) struct TaskStack {
     slot: pool::Slot,
     class: usize,
+    /// The top of the usable range, computed once: corosensei asks for it at every resume.
+    base: usize,
     /// valgrind's id for this stack (`valgrind.rs`); 0 when not under valgrind.
     valgrind_id: usize,
 }
@@ -76,6 +78,7 @@ impl TaskStack {
         Ok(TaskStack {
             slot,
             class,
+            base: usable_hi,
             valgrind_id,
         })
     }
@@ -94,8 +97,9 @@ impl TaskStack {
         }
     }
 
+    #[inline]
     fn base(&self) -> usize {
-        self.slot.addr + guard_size() + self.size()
+        self.base
     }
 }
 
