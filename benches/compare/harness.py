@@ -108,7 +108,9 @@ SINGLE_THREADED = {"asyncio", "uvloop"}
 
 TARGET = HERE / "target"
 SYSTEMS = {
-    "ivy": [str(TARGET / "release/ivy-bench")],
+    # IVY_BENCH_BIN: measure another build of ivy-bench (an earlier ivy, for a
+    # before/after comparison) under the same harness.
+    "ivy": [os.environ.get("IVY_BENCH_BIN", str(TARGET / "release/ivy-bench"))],
     "tokio": [str(TARGET / "release/tokio-bench")],
     "may": [str(TARGET / "release/may-bench")],
     "go": [str(TARGET / "go-bench")],
