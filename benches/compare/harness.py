@@ -117,6 +117,10 @@ SYSTEMS = {
     "asyncio": [sys.executable, str(HERE / "python/bench.py"), "--loop", "asyncio"],
     "uvloop": [sys.executable, str(HERE / "python/bench.py"), "--loop", "uvloop"],
 }
+# IVY_BEFORE_BIN: an earlier build of ivy-bench, as the system "ivy-before", for
+# before/after runs (`--systems ivy,ivy-before`); report.py does not chart it.
+if os.environ.get("IVY_BEFORE_BIN"):
+    SYSTEMS["ivy-before"] = [os.environ["IVY_BEFORE_BIN"]]
 LOADGEN = TARGET / "release/loadgen"
 
 
@@ -383,6 +387,9 @@ def main():
                     lines = run_server(s, row, workers, args.quick)
                 else:
                     lines = run_once(s, row, n, workers)
+                # The harness's name for the system wins over the binary's own
+                # (two builds of ivy-bench both call themselves "ivy").
+                lines = [re.sub(r" system=\S+", f" system={s}", l, count=1) for l in lines]
                 for l in lines:
                     results.append(f"RESULT row={row.id} run={k} {l[len('RESULT '):]}")
                     if "status=fail" in l:

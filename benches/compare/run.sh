@@ -2,7 +2,7 @@
 # ivy's comparison suite, end to end: ivy against tokio, may, Go and Python
 # asyncio (and uvloop when it installs).
 #
-#   benches/compare/run.sh            # full: 5 runs each at full size (~45 min on 2 cores)
+#   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores)
 #   benches/compare/run.sh --quick    # smoke test: 1 run each at 1/10 size (< 5 min)
 #
 # Installs what is missing (Go and wrk from apt; matplotlib and uvloop from pip),
