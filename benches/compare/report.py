@@ -150,7 +150,7 @@ def markdown(info, table, plots_rel, notes):
       f"**min–max** in brackets. Every runtime gets {info.get('workers', '?')} workers "
       "(all cores), except where a workload fixes one worker (`switch`) and asyncio/uvloop, "
       "which have one thread by design.\n")
-    w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, see "wall time" below; most of it Python and the timed network rows) or "
+    w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, see the wall time below; most of it Python and the timed network rows) or "
       "`benches/compare/run.sh --quick` (under 5 minutes; it writes `benches/compare/results/QUICK.md` instead of this file). It installs Go, matplotlib and uvloop "
       "if missing, builds everything in release mode, runs `harness.py`, then `report.py`.\n")
 
