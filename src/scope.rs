@@ -68,11 +68,10 @@ thread_local! {
 
 /// Runs `f` on the scope cell of the caller: its task's, or its thread's.
 fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
-    let mut f = Some(f);
-    match worker::with_current_task(|task| (f.take().expect("called once"))(&task.ctx.scope)) {
-        Some(r) => r,
-        None => THREAD_SCOPE.with(f.take().expect("called once")),
-    }
+    worker::with_task_or_thread(|task| match task {
+        Some(task) => f(&task.ctx.scope),
+        None => THREAD_SCOPE.with(f),
+    })
 }
 
 #[allow(dead_code)] // used by the I/O layer

@@ -179,20 +179,26 @@ pub(crate) fn in_task() -> bool {
 
 /// Runs `f` with the task running on this thread, if any, without touching its
 /// reference count (two atomic operations saved per blocking call).
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R> {
+    with_task_or_thread(|task| task.map(f))
+}
+
+/// Runs `f` with the running task, or with `None` on a plain thread (or a worker
+/// between tasks): for callers that fall back to thread state with the same `f`.
 ///
 /// The reference is the coroutine's own `Arc` of its task (`TaskCtx::this`),
 /// which lives on the task's stack from its first instruction to its last, so it
 /// stays valid while `f` runs even if `f` suspends the task: `f` runs on that
 /// same stack.
-pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R> {
+pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) -> R {
     let w = current_ptr();
     if w.is_null() {
-        return None;
+        return f(None);
     }
     // SAFETY: as in `with_current`.
     let t = unsafe { (*w).current.get() };
     if t.is_null() {
-        return None;
+        return f(None);
     }
     // SAFETY: `current` is non-null only while `run_task` resumes that task and
     // holds an `Arc` of it, so `t` points to a live task. We are running on its
@@ -202,7 +208,7 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R>
     let this = unsafe { (*t).ctx.this.get() };
     debug_assert!(!this.is_null());
     // SAFETY: see above.
-    Some(f(unsafe { &*this }))
+    f(Some(unsafe { &*this }))
 }
 
 /// Whether the current task `task` is in the middle of an unwind.

@@ -55,8 +55,7 @@ impl<T> Packet<T> {
 
 /// Where a `JoinHandle` reads its task's result: the packet inside the task's
 /// `Body`, whose closure type the handle does not know.
-pub(crate) trait ResultSlot<T>: Send + Sync {
-    fn core(&self) -> &JoinCore;
+pub(crate) trait ResultSlot<T>: crate::task::raw::Start {
     /// # Safety
     /// Called only after the task was observed DONE.
     unsafe fn take(&self) -> Option<Result<T, JoinError>>;
@@ -255,7 +254,7 @@ impl<T> JoinHandle<T> {
             return false;
         }
         let mut slot = core.lock();
-        if slot.done {
+        if core.is_done() {
             return false;
         }
         slot.waiter = Some(w);
@@ -328,12 +327,12 @@ impl<T> Drop for JoinHandle<T> {
         if self.joined {
             return;
         }
-        let core = self.packet.core();
+        let core = self.core();
         let report = {
             let mut slot = core.lock();
             slot.handle_dropped = true;
             slot.waiter = None;
-            if slot.done {
+            if core.is_done() {
                 slot.panic_message.take()
             } else {
                 None
@@ -360,7 +359,6 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
     let core = task.body().core();
     let (waiter, report, me) = {
         let mut slot = core.lock();
-        slot.done = true;
         core.done.store(true, Ordering::Release);
         let report = if slot.handle_dropped {
             slot.panic_message.take()

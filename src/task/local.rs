@@ -54,14 +54,10 @@ impl<T: 'static> LocalKey<T> {
     /// Runs `f` with a reference to this task's value, initialising it first if
     /// needed.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
-        let mut f = Some(f);
-        let in_task = worker::with_current_task(|task| {
-            self.with_map(&task.ctx.locals, f.take().expect("called once"))
-        });
-        match in_task {
-            Some(r) => r,
-            None => THREAD_FALLBACK.with(|m| self.with_map(m, f.take().expect("called once"))),
-        }
+        worker::with_task_or_thread(|task| match task {
+            Some(task) => self.with_map(&task.ctx.locals, f),
+            None => THREAD_FALLBACK.with(|m| self.with_map(m, f)),
+        })
     }
 
     fn with_map<R>(&'static self, map: &RefCell<LocalMap>, f: impl FnOnce(&T) -> R) -> R {

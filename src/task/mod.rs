@@ -126,11 +126,11 @@ where
     }
 }
 
-impl<F: Send, T: Send> join::ResultSlot<T> for Body<F, T> {
-    fn core(&self) -> &JoinCore {
-        &self.core
-    }
-
+impl<F, T> join::ResultSlot<T> for Body<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: forwarded: the caller observed the task DONE.
         unsafe { self.packet.take() }

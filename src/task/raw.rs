@@ -137,7 +137,8 @@ impl Default for TaskCtx {
 pub(crate) struct JoinCore {
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
-    /// Set (Release) by the worker after the result was written; the joiner
+    /// Set (Release) by the worker after the result was written, while it holds
+    /// `slot`'s lock (so it is exact for whoever holds the lock); the joiner
     /// reads it (Acquire) before taking the result.
     pub(crate) done: AtomicBool,
     pub(crate) slot: Mutex<JoinSlot>,
@@ -150,7 +151,6 @@ pub(crate) struct JoinSlot {
     pub(crate) waiter: Option<crate::task::join::Waiter>,
     pub(crate) handle_dropped: bool,
     pub(crate) panic_message: Option<String>,
-    pub(crate) done: bool,
     /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
     /// broken at completion, which frees the `Task` while the handle lives on.
     pub(crate) task: Option<Arc<Task>>,
@@ -202,18 +202,10 @@ impl Task {
         let task = match crate::runtime::task_pool::take(shared) {
             Some(mut task) => {
                 let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
-                // Every field but the allocation and `shared` (the pool is the
-                // runtime's) is set anew; the rest was reset by `recycle`.
+                // `recycle` reset everything else; `shared` is the pool's runtime.
                 t.id = id;
                 t.body = Some(body);
                 t.stack_size = stack_size;
-                *t.state.get_mut() = SCHEDULED;
-                *t.home.get_mut() = NO_HOME;
-                *t.cancelled.get_mut() = false;
-                *t.registry_key.get_mut() = usize::MAX;
-                *t.wait_reason.get_mut() = 0;
-                *t.coro.get_mut() = CoroSlot::default();
-                t.ctx = TaskCtx::default();
                 task
             }
             None => Arc::new(Task {
@@ -237,8 +229,15 @@ impl Task {
     /// After the task finished, with the only reference to it: drops what it
     /// still holds (its body: closure, result slot) so that a pooled task pins
     /// no user memory.
+    /// Also resets the scheduling state to that of a new task, so that reuse
+    /// only fills in the identity and the body (`Task::new`).
     pub(crate) fn recycle(&mut self) {
         self.body = None;
+        *self.state.get_mut() = SCHEDULED;
+        *self.home.get_mut() = NO_HOME;
+        *self.cancelled.get_mut() = false;
+        *self.registry_key.get_mut() = usize::MAX;
+        *self.wait_reason.get_mut() = 0;
         *self.coro.get_mut() = CoroSlot::default();
         self.ctx = TaskCtx::default();
     }
