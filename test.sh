@@ -13,6 +13,9 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test (release: the stress tests run 100k-task scenarios)"
 cargo test --release -- --test-threads=2
 
+echo "== soundness regression tests under valgrind (tests/soundness_*.rs)"
+tests/valgrind.sh
+
 echo "== C ABI: header check is in cargo test (tests/header.rs); C suite, examples, valgrind"
 tests/c/run.sh
 
