@@ -3,7 +3,7 @@
 //! caller's fd is never closed or left registered.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use ivy::Builder;
@@ -33,9 +33,8 @@ fn pipe_readiness_wakes_a_parked_task() {
     rt.block_on(|| {
         for round in 0..200u32 {
             let (mut rx, mut tx) = pipe();
-            let rfd = rx.as_raw_fd();
             let reader = ivy::spawn(move || {
-                ivy::io::wait_readable(rfd, None).unwrap();
+                ivy::io::wait_readable(&rx, None).unwrap();
                 let mut buf = [0u8; 4];
                 rx.read_exact(&mut buf).unwrap();
                 assert!(fd_is_open(rx.as_raw_fd()));
@@ -44,7 +43,7 @@ fn pipe_readiness_wakes_a_parked_task() {
             if round % 2 == 0 {
                 ivy::yield_now();
             }
-            ivy::io::wait_writable(tx.as_raw_fd(), None).unwrap();
+            ivy::io::wait_writable(&tx, None).unwrap();
             tx.write_all(&round.to_le_bytes()).unwrap();
             assert_eq!(reader.join().unwrap(), round);
         }
@@ -58,8 +57,7 @@ fn wait_deadline_and_scope() {
     rt.block_on(|| {
         let (rx, _tx) = pipe();
         let t0 = Instant::now();
-        let e = ivy::io::wait_readable(rx.as_raw_fd(), Some(t0 + Duration::from_millis(80)))
-            .unwrap_err();
+        let e = ivy::io::wait_readable(&rx, Some(t0 + Duration::from_millis(80))).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         let took = t0.elapsed();
         assert!(
@@ -69,7 +67,7 @@ fn wait_deadline_and_scope() {
 
         let mut inner = None;
         let r = ivy::timeout(Duration::from_millis(50), || {
-            inner = Some(ivy::io::wait_readable(rx.as_raw_fd(), None).map_err(|e| e.kind()));
+            inner = Some(ivy::io::wait_readable(&rx, None).map_err(|e| e.kind()));
         });
         assert!(r.is_err());
         assert_eq!(inner, Some(Err(std::io::ErrorKind::TimedOut)));
@@ -86,23 +84,26 @@ fn fd_already_registered_by_ivy_and_regular_files() {
         // Make `a` register itself with the worker poll: a read that blocks.
         a.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
         assert!((&a).read(&mut [0u8; 1]).is_err());
-        // Now wait on the same fd as a foreign fd (epoll says EEXIST: ivy waits on
-        // a duplicate instead).
-        let fd = a.as_raw_fd();
-        let w = ivy::spawn(move || ivy::io::wait_readable(fd, None));
+        // Now wait on the same fd as a foreign fd (ivy registers a duplicate).
+        let a = std::sync::Arc::new(a);
+        let a2 = a.clone();
+        let w = ivy::spawn(move || ivy::io::wait_readable(&*a2, None));
         ivy::sleep(Duration::from_millis(10));
         (&b).write_all(b"!").unwrap();
         w.join().unwrap().unwrap();
         let mut buf = [0u8; 1];
-        (&a).read_exact(&mut buf).unwrap();
+        (&*a).read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"!");
 
         // Regular files are always ready (epoll refuses them; poll(2) agrees).
         let f = std::fs::File::open("/proc/self/status").unwrap();
-        ivy::io::wait_readable(f.as_raw_fd(), None).unwrap();
+        ivy::io::wait_readable(&f, None).unwrap();
 
         // A closed fd is EBADF, not a hang.
-        let e = ivy::io::wait_readable(1_000_000, None).unwrap_err();
+        // SAFETY: deliberately names no open fd, to check the error (no I/O
+        // happens on it).
+        let e =
+            ivy::io::wait_readable(unsafe { BorrowedFd::borrow_raw(1_000_000) }, None).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     });
 }
@@ -111,30 +112,20 @@ fn fd_already_registered_by_ivy_and_regular_files() {
 fn wait_on_plain_thread_uses_poll() {
     let (rx, mut tx) = pipe();
     let t = std::thread::spawn(move || {
-        ivy::io::wait_readable(
-            rx.as_raw_fd(),
-            Some(Instant::now() + Duration::from_secs(10)),
-        )
-        .unwrap();
+        ivy::io::wait_readable(&rx, Some(Instant::now() + Duration::from_secs(10))).unwrap();
         rx
     });
     std::thread::sleep(Duration::from_millis(20));
     tx.write_all(b"x").unwrap();
     let rx = t.join().unwrap();
     assert!(fd_is_open(rx.as_raw_fd()));
-    let e = ivy::io::wait_readable(
-        rx.as_raw_fd(),
-        Some(Instant::now() + Duration::from_millis(1)),
-    );
+    let e = ivy::io::wait_readable(&rx, Some(Instant::now() + Duration::from_millis(1)));
     // Data is still there: readable at once.
     assert!(e.is_ok());
     drop(tx);
     let (rx2, _tx2) = pipe();
-    let e = ivy::io::wait_readable(
-        rx2.as_raw_fd(),
-        Some(Instant::now() + Duration::from_millis(30)),
-    )
-    .unwrap_err();
+    let e =
+        ivy::io::wait_readable(&rx2, Some(Instant::now() + Duration::from_millis(30))).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
 }
 
@@ -144,8 +135,10 @@ fn cancel_task_waiting_on_fd() {
     rt.block_on(|| {
         let (rx, _tx) = pipe();
         let fd = rx.as_raw_fd();
+        let rx = std::sync::Arc::new(rx);
+        let rx2 = rx.clone();
         let w = ivy::spawn(move || {
-            let _ = ivy::io::wait_readable(fd, None);
+            let _ = ivy::io::wait_readable(&*rx2, None);
             unreachable!("nothing is ever written");
         });
         ivy::sleep(Duration::from_millis(20));

@@ -2,7 +2,7 @@
 //! fallback that plain threads use for every ivy socket.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use super::registration::{Registration, WaitError, READABLE, WRITABLE};
@@ -85,9 +85,10 @@ pub(crate) fn poll_thread(
 }
 
 /// Waits until the foreign `fd` is ready for a direction in `mask`; returns the
-/// ready bits. In a task: a temporary registration with the task's worker poll
-/// (on a `dup` of the fd if the fd itself is already registered there), removed
-/// before returning; the caller's fd is never closed. On a thread: `poll(2)`.
+/// ready bits. In a task: a temporary registration of a duplicate of `fd` with
+/// the task's worker poll, removed (and the duplicate closed) before returning;
+/// the caller's fd is never closed, and closing it meanwhile (C code may) only
+/// leaves the wait on the open file it named. On a thread: `poll(2)`.
 pub(crate) fn wait_fd(
     fd: RawFd,
     mask: usize,
@@ -105,33 +106,44 @@ pub(crate) fn wait_fd(
     if !crate::runtime::worker::in_task() {
         return poll_thread(fd, mask, deadline);
     }
-    // Not optimistic: the poll reports the fd's current readiness when it is
-    // added (edge-triggered registration of a ready fd yields an event at once).
-    let reg = Registration::with_readiness(fd, 0);
-    match reg.wait(mask, deadline) {
-        Err(WaitError::Io(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
-            drop(reg);
-            wait_dup(fd, mask, deadline)
+    // Duplicates that met a stale epoll entry (see below), kept open so the
+    // next duplicate gets another number.
+    let mut refused = Vec::new();
+    loop {
+        let dup = duplicate(fd)?;
+        // Not optimistic: the poll reports the fd's current readiness when it is
+        // added (edge-triggered registration of a ready fd yields an event at once).
+        let reg = Registration::with_readiness(dup.as_raw_fd(), 0);
+        let r = reg.wait(mask, deadline);
+        drop(reg); // deregisters before `dup` is closed
+        match r {
+            // epoll refuses regular files and directories (EPERM); poll(2) reports
+            // them always ready, and so do we.
+            Err(WaitError::Io(e)) if e.raw_os_error() == Some(libc::EPERM) => return Ok(mask),
+            // The number was free, so an entry (number, file) already in the poll
+            // is a stale one: an ivy socket whose fd was closed behind its back
+            // while a dup kept the file open. Its token names nothing; try
+            // another number.
+            Err(WaitError::Io(e))
+                if e.raw_os_error() == Some(libc::EEXIST) && refused.len() < MAX_REFUSED =>
+            {
+                refused.push(dup);
+            }
+            r => return r,
         }
-        // epoll refuses regular files and directories (EPERM); poll(2) reports
-        // them always ready, and so do we.
-        Err(WaitError::Io(e)) if e.raw_os_error() == Some(libc::EPERM) => Ok(mask),
-        r => r,
     }
 }
 
-/// `wait_fd` on a duplicate of `fd`: epoll keys registrations by (file, fd), so
-/// the duplicate can be registered while `fd` itself is (by ivy or by C code).
-fn wait_dup(fd: RawFd, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
+/// Fresh numbers tried when a duplicate meets a stale epoll entry.
+const MAX_REFUSED: usize = 8;
+
+/// A close-on-exec duplicate of `fd`, owned by ivy.
+fn duplicate(fd: RawFd) -> Result<OwnedFd, WaitError> {
     // SAFETY: F_DUPFD_CLOEXEC only reads `fd`; an invalid fd gives EBADF.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
         return Err(WaitError::Io(io::Error::last_os_error()));
     }
-    let reg = Registration::with_readiness(dup, 0);
-    let r = reg.wait(mask, deadline);
-    drop(reg); // deregisters before the close below
-               // SAFETY: `dup` is our own descriptor from fcntl above, closed exactly once.
-    unsafe { libc::close(dup) };
-    r
+    // SAFETY: `dup` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }

@@ -34,9 +34,10 @@
 //! A socket deregisters when dropped, before its fd is closed, from whichever
 //! thread drops it. A cancelled task unwinds out of its wait: it removes itself
 //! from the waiter list on the way out, and the unwind drops the sockets its
-//! frames own (deregistering and closing them). Poll tokens are the addresses of
-//! the registrations' state, kept alive until no buffered event can name them
-//! (see parker.rs).
+//! frames own (deregistering and closing them). Poll tokens are an index and a
+//! generation into the worker's table of registration states (`token.rs`), so
+//! an event for a registration that is gone (still buffered, or produced by an
+//! epoll entry that outlived its fd number) is recognised and ignored.
 //!
 //! # Deadlines and cancellation
 //! Every blocking socket call waits until the earliest of the socket's own
@@ -54,13 +55,21 @@
 //! # Foreign fds
 //! [`wait_readable`] / [`wait_writable`] wait for an fd ivy does not own (a pipe,
 //! a C library's socket): a temporary registration with the task's worker poll,
-//! removed before returning; the fd is never closed or otherwise touched.
+//! removed before returning; the fd is never closed or otherwise touched. The
+//! Rust API borrows the fd (`AsFd`), so safe code cannot close it meanwhile; the
+//! C API (`ivy_fd_wait`) takes a raw int, and C may close it from another
+//! thread. So what ivy registers is always its own duplicate (`F_DUPFD_CLOEXEC`),
+//! closed after deregistering: the epoll entry is keyed by a number only ivy
+//! closes, its removal always reaches it, and it never removes another file's
+//! entry when the caller's number is closed and reused. Two syscalls per wait
+//! buy that; ivy's own sockets own their fd and register it directly.
 
 pub(crate) mod fd;
 pub(crate) mod registration;
+pub(crate) mod token;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Instant;
 
 pub(crate) use registration::{or_raise_io, Direction, Registration, WaitError};
@@ -69,28 +78,31 @@ pub(crate) use registration::{READABLE, WRITABLE};
 /// Waits until `fd` is readable (or at EOF / in error: the next read reports it),
 /// or until `deadline`. Parks the calling task (its worker runs other tasks); on
 /// a plain thread it blocks in `poll(2)`. The fd stays the caller's: it is not
-/// closed, and is left without any registration when this returns.
+/// closed, and is left without any registration when this returns (a task waits
+/// on a duplicate ivy owns, so not even closing `fd` elsewhere can disturb it).
 ///
-/// Errors: `TimedOut` when `deadline` or the caller's `ivy::timeout` scope passes;
-/// `EBADF` for a closed fd. Cancellation of the calling task unwinds.
+/// Takes anything that lends an fd for the call (`&File`, `&UnixStream`,
+/// `BorrowedFd`, ...).
+///
+/// Errors: `TimedOut` when `deadline` or the caller's `ivy::timeout` scope passes.
+/// Cancellation of the calling task unwinds.
 ///
 /// ```
 /// use std::io::Write;
-/// use std::os::fd::AsRawFd;
 /// let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
 /// ivy::run(move || {
-///     let waiter = ivy::spawn(move || ivy::io::wait_readable(rx.as_raw_fd(), None).map(|()| rx));
+///     let waiter = ivy::spawn(move || ivy::io::wait_readable(&rx, None).map(|()| rx));
 ///     tx.write_all(b"x").unwrap();
 ///     waiter.join().unwrap().unwrap();
 /// });
 /// ```
-pub fn wait_readable(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
-    or_raise_io(fd::wait_fd(fd, READABLE, deadline)).map(|_| ())
+pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), READABLE, deadline)).map(|_| ())
 }
 
 /// Waits until `fd` is writable (or in error); see [`wait_readable`].
-pub fn wait_writable(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
-    or_raise_io(fd::wait_fd(fd, WRITABLE, deadline)).map(|_| ())
+pub fn wait_writable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), WRITABLE, deadline)).map(|_| ())
 }
 
 /// Readiness reported by [`wait_fd_ready`]-style waits.

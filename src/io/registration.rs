@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::token::IoToken;
 use crate::cancel::Interrupted;
 use crate::park::{self, Unparker};
 use crate::runtime::parker::WorkerUnparker;
@@ -91,8 +92,21 @@ pub(crate) fn or_raise_io<T>(r: Result<T, WaitError>) -> std::io::Result<T> {
     r.map_err(WaitError::into_io_or_raise)
 }
 
+/// The readiness bits a poll event sets: hang-up and error count as ready in
+/// both directions, so the next operation reports them.
+pub(crate) fn event_readiness(event: &mio::event::Event) -> usize {
+    let mut bits = 0;
+    if event.is_readable() || event.is_read_closed() || event.is_error() {
+        bits |= READABLE;
+    }
+    if event.is_writable() || event.is_write_closed() || event.is_error() {
+        bits |= WRITABLE;
+    }
+    bits
+}
+
 /// Readiness bits and waiters of one registered fd. Shared by its owner and the
-/// poll it is registered with (which holds a leaked strong count).
+/// token table of the poll it is registered with (`crate::io::token`).
 pub(crate) struct IoState {
     readiness: AtomicUsize,
     waiters: Mutex<Waiters>,
@@ -121,18 +135,8 @@ impl IoState {
         }
     }
 
-    /// Worker, from its poll: records the event and wakes the waiters it concerns.
-    pub(crate) fn dispatch(&self, event: &mio::event::Event) {
-        let mut bits = 0;
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            bits |= READABLE;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            bits |= WRITABLE;
-        }
-        self.set_ready(bits);
-    }
-
+    /// Records readiness (from the worker's poll: `event_readiness`) and wakes
+    /// the waiters it concerns.
     pub(crate) fn set_ready(&self, bits: usize) {
         if bits == 0 {
             return;
@@ -241,7 +245,7 @@ pub(crate) struct Registration {
 
 struct Home {
     reactor: Arc<WorkerUnparker>,
-    token: usize,
+    token: IoToken,
 }
 
 /// The reactor (poll) of the worker running the caller, if the caller is a task.
@@ -251,11 +255,6 @@ fn current_reactor() -> Option<Arc<WorkerUnparker>> {
             .then(|| w.shared.remotes[w.index].unparker.clone())
     })
     .flatten()
-}
-
-fn on_reactor_thread(reactor: &Arc<WorkerUnparker>) -> bool {
-    worker::try_with_current(|w| Arc::ptr_eq(&w.shared.remotes[w.index].unparker, reactor))
-        .unwrap_or(false)
 }
 
 impl Registration {
@@ -289,8 +288,7 @@ impl Registration {
                 return Ok(());
             }
             let h = home.take().expect("checked above");
-            let owner = on_reactor_thread(&h.reactor);
-            h.reactor.reactor.deregister(self.fd, h.token, owner);
+            h.reactor.reactor.deregister(self.fd, h.token);
         }
         let token = reactor.reactor.register(self.fd, &self.state)?;
         *home = Some(Home {
@@ -367,8 +365,7 @@ impl Registration {
     pub(crate) fn deregister(&self) {
         let home = self.home.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = home {
-            let owner = on_reactor_thread(&h.reactor);
-            h.reactor.reactor.deregister(self.fd, h.token, owner);
+            h.reactor.reactor.deregister(self.fd, h.token);
         }
     }
 }

@@ -11,28 +11,31 @@
 //! `NOTIFIED` token that the worker consumes before it would sleep.
 //!
 //! # Readiness dispatch
-//! A registration's mio token is the address of its `IoState` (an `Arc` leaked into
-//! the registration: the poll holds one strong count). The worker turns each event
-//! back into that `IoState` and sets its readiness bits / wakes its waiters
-//! (`IoState::dispatch`); the woken task usually lives on this same worker, so the
-//! wake is a local queue push.
+//! A registration's mio token is an index + generation into the reactor's table
+//! of `IoState`s (`crate::io::token`), never an address. The worker looks the
+//! batch of events up in that table (one lock per batch), skipping tokens that no
+//! longer match, then sets each state's readiness bits / wakes its waiters
+//! (`IoState::set_ready`) with the lock released; the woken task usually lives on
+//! this same worker, so the wake is a local queue push.
 //!
-//! Releasing that strong count must not race with dispatch: an event for a
-//! registration may sit in the `Events` buffer of a `poll` that was in flight when
-//! another thread deregistered it. So a registration removed on the owning worker
-//! thread outside dispatch is released at once, and one removed anywhere else is
-//! queued in `released` and freed by the worker after its next dispatch, which
-//! is the first moment no buffered event can name it. When the worker is gone
-//! (`released` is `None`), nothing can dispatch any more and release is immediate.
+//! So removing a registration needs no coordination with dispatch: it is
+//! removed from the table at once, from any thread; an event for it that is still
+//! buffered, or that a stale kernel entry keeps producing (an fd closed behind
+//! our back while a dup keeps the file open: `EPOLL_CTL_DEL` cannot reach that
+//! entry any more), finds a generation that no longer matches and is ignored.
+//! When the worker exits it empties the table, and registrations that outlive it
+//! find it closed and register elsewhere.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
 
-use crate::io::registration::IoState;
+use crate::io::registration::{event_readiness, IoState};
+use crate::io::token::{IoTable, IoToken};
 
 const EMPTY: u8 = 0;
 const PARKED: u8 = 1;
@@ -40,10 +43,16 @@ const NOTIFIED: u8 = 2;
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 
+/// Events collected per poll.
+const EVENTS: usize = 256;
+
 /// The sleeping side; owned by the worker thread.
 pub(crate) struct Parker {
     poll: Poll,
     events: Events,
+    /// The states named by the current batch of events (reused: no allocation
+    /// per poll).
+    ready: Vec<(Arc<IoState>, usize)>,
     unparker: Arc<WorkerUnparker>,
 }
 
@@ -58,14 +67,11 @@ pub(crate) struct WorkerUnparker {
 pub(crate) struct Reactor {
     /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe).
     pub(crate) registry: Registry,
-    /// Leaked `IoState` pointers deregistered off-thread, freed after the next
-    /// dispatch; `None` once the worker has exited.
-    released: Mutex<Option<Vec<usize>>>,
+    /// What each registration's token names; closed once the worker has exited.
+    table: IoTable,
     /// Registrations currently in the poll; the worker polls while busy only if
     /// there are any.
     registrations: AtomicUsize,
-    /// Set by the worker thread while it walks an `Events` buffer.
-    dispatching: AtomicBool,
 }
 
 impl Parker {
@@ -75,15 +81,15 @@ impl Parker {
         let registry = poll.registry().try_clone()?;
         Ok(Parker {
             poll,
-            events: Events::with_capacity(256),
+            events: Events::with_capacity(EVENTS),
+            ready: Vec::with_capacity(EVENTS),
             unparker: Arc::new(WorkerUnparker {
                 state: AtomicU8::new(EMPTY),
                 waker,
                 reactor: Reactor {
                     registry,
-                    released: Mutex::new(Some(Vec::new())),
+                    table: IoTable::default(),
                     registrations: AtomicUsize::new(0),
-                    dispatching: AtomicBool::new(false),
                 },
             }),
         })
@@ -118,16 +124,10 @@ impl Parker {
     /// syscall) while no fd is registered with this worker. Returns whether any
     /// I/O event was dispatched.
     pub(crate) fn poll_io(&mut self) -> bool {
-        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 || self.has_released() {
+        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 {
             return self.poll_and_dispatch(Some(Duration::ZERO));
         }
         false
-    }
-
-    fn has_released(&self) -> bool {
-        let released = self.unparker.reactor.released.lock();
-        let released = released.unwrap_or_else(|e| e.into_inner());
-        released.as_ref().is_some_and(|v| !v.is_empty())
     }
 
     /// Returns whether any I/O event (other than a wake-up) was dispatched.
@@ -144,46 +144,29 @@ impl Parker {
                 }
             }
         }
-        let reactor = &self.unparker.reactor;
-        reactor.dispatching.store(true, Ordering::Relaxed);
         let mut dispatched = false;
-        for event in self.events.iter() {
-            if event.token() == WAKER_TOKEN {
-                continue;
-            }
+        let tokens = self
+            .events
+            .iter()
+            .filter(|e| e.token() != WAKER_TOKEN)
+            .map(|e| (IoToken::from_mio(e.token()), event_readiness(e)));
+        self.unparker
+            .reactor
+            .table
+            .lookup_batch(tokens, &mut self.ready);
+        for (state, bits) in self.ready.drain(..) {
             dispatched = true;
-            let ptr = event.token().0 as *const IoState;
-            // SAFETY: every other token is the address of an `IoState` whose strong
-            // count the registration leaked to this poll (`Reactor::register`). That
-            // count is released either on this thread outside this loop (so not now)
-            // or through `released`, which is drained only below, after the loop.
-            // So the `IoState` is alive for the whole loop.
-            let io = unsafe { &*ptr };
-            io.dispatch(event);
+            state.set_ready(bits);
         }
-        reactor.dispatching.store(false, Ordering::Relaxed);
-        reactor.drain_released();
         dispatched
     }
 }
 
 impl Drop for Parker {
     fn drop(&mut self) {
-        let pending = {
-            let mut released = self
-                .unparker
-                .reactor
-                .released
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            released.take()
-        };
-        for ptr in pending.into_iter().flatten() {
-            // SAFETY: `ptr` came from `Arc::into_raw` in `Reactor::register` and was
-            // queued exactly once by `Reactor::deregister`; no dispatch can run
-            // any more (the worker is exiting), so nothing else uses it.
-            drop(unsafe { Arc::from_raw(ptr as *const IoState) });
-        }
+        // The worker exits: nothing dispatches any more. Release the states
+        // (registrations still holding a token find the table closed).
+        drop(self.unparker.reactor.table.close());
     }
 }
 
@@ -200,46 +183,41 @@ impl WorkerUnparker {
 impl Reactor {
     /// Registers `fd` for read and write readiness (edge-triggered), with `io` as
     /// the target of its events. Returns the token to pass to `deregister`.
-    pub(crate) fn register(&self, fd: std::os::fd::RawFd, io: &Arc<IoState>) -> io::Result<usize> {
-        let token = Arc::into_raw(io.clone()) as usize;
+    pub(crate) fn register(&self, fd: RawFd, io: &Arc<IoState>) -> io::Result<IoToken> {
+        // In the table before the kernel can produce an event for it.
+        let token = self.table.insert(io).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Other,
+                "ivy: the worker's reactor is closed or out of tokens",
+            )
+        })?;
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         match self
             .registry
-            .register(&mut mio::unix::SourceFd(&fd), Token(token), interest)
+            .register(&mut mio::unix::SourceFd(&fd), token.to_mio(), interest)
         {
             Ok(()) => {
                 self.registrations.fetch_add(1, Ordering::Relaxed);
                 Ok(token)
             }
             Err(e) => {
-                // SAFETY: the registration failed, so the poll never saw `token`;
-                // this undoes the `into_raw` just above.
-                drop(unsafe { Arc::from_raw(token as *const IoState) });
+                drop(self.table.remove(token));
                 Err(e)
             }
         }
     }
 
-    /// Removes `fd`'s registration made with `token`, and releases the `IoState`
-    /// count the poll held (now, or after the worker's next dispatch; see the
-    /// module comment). `on_owner_thread`: the caller runs on this reactor's worker.
-    pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, token: usize, on_owner_thread: bool) {
-        // An error means the fd was closed behind our back (the kernel already
-        // dropped the registration) or never registered: nothing left to undo.
+    /// Removes `fd`'s registration made with `token`, from any thread. The token
+    /// stops naming its state at once, so events still in flight for it, and
+    /// those of an epoll entry that outlives this call, are ignored.
+    pub(crate) fn deregister(&self, fd: RawFd, token: IoToken) {
+        // An error means the fd number was closed (or now names another file)
+        // behind our back. If the file is still open through a dup, the kernel
+        // keeps the entry and its events keep coming: harmless, the token is
+        // stale from the next line on.
         let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        drop(self.table.remove(token));
         self.registrations.fetch_sub(1, Ordering::Relaxed);
-        let release_now = on_owner_thread && !self.dispatching.load(Ordering::Relaxed);
-        if !release_now {
-            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(queue) = released.as_mut() {
-                queue.push(token);
-                return;
-            }
-        }
-        // SAFETY: `token` came from `Arc::into_raw` in `register`, is released once,
-        // and no dispatch can be reading it: either we are the owning worker
-        // outside its dispatch loop, or the worker has exited.
-        drop(unsafe { Arc::from_raw(token as *const IoState) });
     }
 
     /// Number of fds registered with this poll now.
@@ -249,24 +227,6 @@ impl Reactor {
 
     /// Whether the worker owning this reactor has exited.
     pub(crate) fn is_closed(&self) -> bool {
-        self.released
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
-    }
-
-    fn drain_released(&self) {
-        let pending = {
-            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
-            match released.as_mut() {
-                Some(v) if !v.is_empty() => std::mem::take(v),
-                _ => return,
-            }
-        };
-        for ptr in pending {
-            // SAFETY: as in `Parker::drop`: queued once by `deregister`, and called
-            // right after a dispatch loop, so no buffered event names it.
-            drop(unsafe { Arc::from_raw(ptr as *const IoState) });
-        }
+        self.table.is_closed()
     }
 }
