@@ -302,3 +302,41 @@ fn registrations_dropped_off_worker_and_after_shutdown() {
         drop(a);
     }
 }
+
+/// The scenario at volume, on two workers: the closer is another task
+/// (maybe on the other worker), and the file keeps producing events while the
+/// waiter finishes and the next round registers.
+#[test]
+fn novg_close_while_waiting_stress() {
+    let rt = Builder::new().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let mut kept = Vec::new();
+        for round in 0..500 {
+            let (rx, mut tx) = pipe();
+            let keep = dup(rx.as_raw_fd());
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(rx);
+            let waiter = ivy::spawn(move || wait_readable(fd, None));
+            until_registrations(1);
+            ivy::spawn(move || {
+                // SAFETY: the test owns `fd` and closes it once.
+                assert_eq!(unsafe { libc::close(fd) }, 0);
+            })
+            .join()
+            .unwrap();
+            tx.write_all(b"a").unwrap();
+            waiter
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let _ = tx.write(b"b");
+            // Keep a few stale entries alive across later rounds.
+            kept.push((keep, tx));
+            if kept.len() > 8 {
+                let (mut keep, mut tx) = kept.remove(0);
+                drain(&mut keep);
+                let _ = tx.write(b"c");
+            }
+        }
+        assert_eq!(ivy::io::registrations(), 0);
+    });
+}

@@ -96,6 +96,25 @@ pub(crate) use registration::{READABLE, WRITABLE};
 ///     waiter.join().unwrap().unwrap();
 /// });
 /// ```
+///
+/// The fd is borrowed for the whole wait, so its owner cannot close it meanwhile
+/// (a raw fd number, which anyone may close, is not accepted):
+///
+/// ```compile_fail
+/// let (_tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+/// ivy::run(move || {
+///     ivy::scope(|s| {
+///         s.spawn(|| ivy::io::wait_readable(&rx, None));
+///         drop(rx); // error[E0505]: cannot move out of `rx` because it is borrowed
+///     })
+/// });
+/// ```
+///
+/// ```compile_fail
+/// use std::os::fd::AsRawFd;
+/// let (_tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+/// ivy::io::wait_readable(rx.as_raw_fd(), None); // error: `i32` is not `AsFd`
+/// ```
 pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
     or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), READABLE, deadline)).map(|_| ())
 }
