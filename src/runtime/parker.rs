@@ -186,10 +186,7 @@ impl Reactor {
     pub(crate) fn register(&self, fd: RawFd, io: &Arc<IoState>) -> io::Result<IoToken> {
         // In the table before the kernel can produce an event for it.
         let token = self.table.insert(io).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                "ivy: the worker's reactor is closed or out of tokens",
-            )
+            io::Error::other("ivy: the worker's reactor is closed or out of tokens")
         })?;
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         match self
