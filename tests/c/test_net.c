@@ -255,6 +255,49 @@ static void test_fd_wait(void) {
     close(p[1]);
 }
 
+/* A task waits on a pipe; another task closes the fd it waits on while a dup keeps the pipe open
+ * (so the kernel keeps any epoll entry for it), then the pipe becomes readable again and again.
+ * The waiter wakes once, readable; the later events must touch nothing (valgrind checks). */
+static volatile int fd_waiter_started; /* one worker: tasks share its thread */
+
+static void *fd_waiter(void *arg) {
+    int fd = (int)(intptr_t)arg, revents = 0;
+    /* Runs on into ivy_fd_wait and parks there without giving up the worker. */
+    fd_waiter_started = 1;
+    OK(ivy_fd_wait(fd, IVY_READABLE, ivy_now() + 10000, &revents));
+    CHECK_EQ(revents, IVY_READABLE);
+    return NULL;
+}
+
+static void *fd_wait_closed_main(void *arg) {
+    int round, i;
+    (void)arg;
+    for (round = 0; round < 20; round++) {
+        int p[2], keep;
+        char c;
+        ivy_task_t waiter;
+        CHECK_EQ(pipe(p), 0);
+        keep = dup(p[0]);
+        CHECK(keep >= 0);
+        fd_waiter_started = 0;
+        OK(ivy_spawn(fd_waiter, (void *)(intptr_t)p[0], NULL, &waiter));
+        while (!fd_waiter_started) OK(ivy_yield()); /* then it is parked in ivy_fd_wait */
+        CHECK_EQ(close(p[0]), 0);
+        CHECK_EQ(write(p[1], "a", 1), 1);
+        OK(ivy_join(waiter, NULL, IVY_FOREVER));
+        for (i = 0; i < 3; i++) {
+            CHECK_EQ(read(keep, &c, 1), 1);
+            CHECK_EQ(write(p[1], "b", 1), 1);
+            OK(ivy_sleep(2)); /* the worker goes idle and collects the event */
+        }
+        close(keep);
+        close(p[1]);
+    }
+    return NULL;
+}
+
+static void test_fd_wait_closed_while_waiting(void) { h_run(1, fd_wait_closed_main, NULL); }
+
 /* ---- blocking pool ------------------------------------------------------------------------------ */
 
 static void *blocking_sleep(void *arg) {
@@ -324,6 +367,7 @@ int main(void) {
     RUN(test_tcp_errors);
     RUN(test_udp);
     RUN(test_fd_wait);
+    RUN(test_fd_wait_closed_while_waiting);
     RUN(test_blocking_pool);
     H_REPORT();
 }
