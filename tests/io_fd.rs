@@ -150,3 +150,56 @@ fn cancel_task_waiting_on_fd() {
         drop(rx);
     });
 }
+
+/// Out of fd numbers (ivy waits on a duplicate of the caller's fd, and cannot
+/// make one): the wait still works, on the caller's fd itself. Runs in a child
+/// process, since it lowers the fd limit and uses up every number.
+#[test]
+fn wait_works_when_out_of_fds() {
+    const CHILD: &str = "IVY_TEST_OUT_OF_FDS_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "wait_works_when_out_of_fds", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("1 passed"), "child ran nothing:\n{text}");
+        return;
+    }
+    let rt = Builder::new().workers(1).build().unwrap();
+    let (rx, mut tx) = pipe();
+    let lim = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: 256,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut filler = Vec::new();
+    loop {
+        // SAFETY: F_DUPFD_CLOEXEC only reads `rx`; a success is a fresh fd we own.
+        let fd = unsafe { libc::fcntl(rx.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EMFILE)
+            );
+            break;
+        }
+        // SAFETY: fresh, owned by nobody else.
+        filler.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        assert!(filler.len() < 256, "the limit did not apply");
+    }
+    let rx = rt.block_on(move || {
+        let waiter = ivy::spawn(move || ivy::io::wait_readable(&rx, None).map(|()| rx));
+        ivy::yield_now();
+        tx.write_all(b"x").unwrap();
+        let rx = waiter.join().unwrap().unwrap();
+        assert_eq!(ivy::io::registrations(), 0);
+        rx
+    });
+    assert!(fd_is_open(rx.as_raw_fd()));
+    drop(filler);
+}

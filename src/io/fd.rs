@@ -110,10 +110,22 @@ pub(crate) fn wait_fd(
     // next duplicate gets another number.
     let mut refused = Vec::new();
     loop {
-        let dup = duplicate(fd)?;
+        let dup = match duplicate(fd) {
+            Ok(dup) => Some(dup),
+            // Out of fd numbers: register the caller's fd itself. Still sound
+            // (tokens are checked); only a close of `fd` during the wait is then
+            // not isolated from a later file reusing its number.
+            Err(WaitError::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let target = dup.as_ref().map_or(fd, |d| d.as_raw_fd());
         // Not optimistic: the poll reports the fd's current readiness when it is
         // added (edge-triggered registration of a ready fd yields an event at once).
-        let reg = Registration::with_readiness(dup.as_raw_fd(), 0);
+        let reg = Registration::with_readiness(target, 0);
         let r = reg.wait(mask, deadline);
         drop(reg); // deregisters before `dup` is closed
         match r {
@@ -125,7 +137,9 @@ pub(crate) fn wait_fd(
             // while a dup kept the file open. Its token names nothing; try
             // another number.
             Err(WaitError::Io(e))
-                if e.raw_os_error() == Some(libc::EEXIST) && refused.len() < MAX_REFUSED =>
+                if e.raw_os_error() == Some(libc::EEXIST)
+                    && dup.is_some()
+                    && refused.len() < MAX_REFUSED =>
             {
                 refused.push(dup);
             }
