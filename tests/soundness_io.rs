@@ -239,6 +239,17 @@ fn socket_fd_replaced_behind_its_back() {
                 "round {round}"
             );
             assert_eq!(ivy::io::registrations(), 0);
+            // `afd` is free again, and the socket's stale epoll entry is keyed by
+            // (afd, socket): a wait on the socket through `keep` registers a
+            // duplicate, likely numbered `afd` again; epoll refuses that one
+            // (EEXIST), and ivy must take another number, not fail.
+            b.write_all(b"w").unwrap();
+            wait_readable(keep.as_raw_fd(), None).unwrap();
+            let mut two = [0u8; 2];
+            (&keep).read_exact(&mut two).unwrap();
+            assert_eq!(&two, b"aw");
+            let mut byte = [0u8; 1];
+            assert_eq!(ivy::io::registrations(), 0);
             // A new registration, likely in the slot the old one used.
             let (mut rx, mut tx) = pipe();
             let rfd = rx.as_raw_fd();
@@ -248,7 +259,6 @@ fn socket_fd_replaced_behind_its_back() {
             });
             until_registrations(1);
             // Stale events: must not wake `fresh` (it would find its pipe empty).
-            let mut byte = [0u8; 1];
             for _ in 0..3 {
                 b.write_all(b"s").unwrap();
                 let_events_flow();
