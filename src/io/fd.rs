@@ -133,9 +133,9 @@ pub(crate) fn wait_fd(
             // them always ready, and so do we.
             Err(WaitError::Io(e)) if e.raw_os_error() == Some(libc::EPERM) => return Ok(mask),
             // The number was free, so an entry (number, file) already in the poll
-            // is a stale one: an ivy socket whose fd was closed behind its back
-            // while a dup kept the file open. Its token names nothing; try
-            // another number.
+            // is a stale one: some registration whose fd number was closed
+            // behind ivy's back while a dup kept the file open. Its token names
+            // nothing; try another number.
             Err(WaitError::Io(e))
                 if e.raw_os_error() == Some(libc::EEXIST)
                     && dup.is_some()
