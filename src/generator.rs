@@ -34,7 +34,9 @@
 //! the unwind crosses the generator boundary (corosensei propagates it to
 //! `next`'s caller) and continues up the task. A body that ended by unwinding is
 //! finished: later `next` calls return `None`. Dropping an unfinished generator
-//! unwinds its body so its destructors run.
+//! unwinds its body so its destructors run (Python's `close()` raising
+//! `GeneratorExit` at the yield); as with any unwind in Rust, a destructor that
+//! panics during it aborts the process.
 //!
 //! Limitation: the stack-overflow report names the generator while `next` runs
 //! the body directly; after the body has parked and the task is resumed by its
@@ -97,7 +99,7 @@ impl<T> Yielder<T> {
 /// A body that borrows is rejected: leaking it would let the borrowed data be
 /// freed while the scoped thread still reads it.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0373
 /// let data = vec![1, 2, 3];
 /// let mut g = ivy::Generator::new(|y| {
 ///     std::thread::scope(|s| {
@@ -145,26 +147,27 @@ impl<T> Generator<T> {
     /// Fails only if no stack can be allocated (then neither `body` nor `f` runs).
     ///
     /// ```
-    /// let words = String::from("one two three four");
-    /// let firsts: Vec<&str> = ivy::run(|| {
-    ///     ivy::Generator::scoped(
+    /// let firsts = ivy::run(|| {
+    ///     let words = String::from("one two three four");
+    ///     let firsts: Vec<&str> = ivy::Generator::scoped(
     ///         |y| {
     ///             for w in words.split(' ') {
     ///                 ivy::sleep(std::time::Duration::from_millis(1)); // may block
-    ///                 y.yield_(w);
+    ///                 y.yield_(w); // yields borrows of `words`
     ///             }
     ///         },
     ///         |g| g.take(2).collect(),
     ///     )
-    ///     .unwrap()
+    ///     .unwrap();
+    ///     firsts.join(" ")
     /// });
-    /// assert_eq!(firsts, ["one", "two"]);
+    /// assert_eq!(firsts, "one two");
     /// ```
     ///
     /// The generator cannot leave the closure, so it cannot be leaked past the
     /// borrows:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0521
     /// let data = vec![1, 2, 3];
     /// let mut leaked = None;
     /// ivy::Generator::scoped(|y| y.yield_(data.len()), |g| leaked = Some(g)).unwrap();

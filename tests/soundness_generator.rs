@@ -197,6 +197,67 @@ fn scoped_generator_unwinds_the_body_when_the_closure_panics() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 }
 
+/// A destructor in the body that panics when the body ends: the panic comes
+/// out of `next` and then out of `scoped` as an ordinary panic, the body's other
+/// destructors ran, and the caller's scope state is intact afterwards (a later
+/// timeout works). (A destructor that panics while the body is being *unwound*
+/// aborts the process, as any panic during an unwind does in Rust.)
+#[test]
+fn scoped_generator_body_destructor_panics_at_the_end() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("boom in the body's destructor");
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let r = ivy::run({
+        let dropped = dropped.clone();
+        move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ivy::Generator::scoped(
+                    |y| {
+                        let _d = OnDrop(dropped.clone());
+                        let _b = Boom;
+                        ivy::shield(|| y.yield_(1u32));
+                    },
+                    |g| g.count(),
+                )
+            }));
+            let p = r.unwrap_err();
+            let msg = p.downcast_ref::<&str>().copied();
+            (msg, ivy::timeout(ms(10), || ivy::sleep(Duration::from_secs(5))))
+        }
+    });
+    assert_eq!(r.0, Some("boom in the body's destructor"));
+    assert!(r.1.is_err(), "the caller's timeout still works");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+/// A body that catches the unwind `scoped` sends it and yields again is unwound
+/// again from that yield: `scoped` still returns only after the body ended.
+#[test]
+fn scoped_generator_body_that_swallows_the_unwind_is_unwound_again() {
+    let caught = AtomicUsize::new(0);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let first = ivy::Generator::scoped(
+        |y| {
+            let _d = OnDrop(dropped.clone());
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| y.yield_(1u32)));
+            if r.is_err() {
+                caught.fetch_add(1, Ordering::SeqCst);
+            }
+            y.yield_(2); // unwound again here
+            caught.fetch_add(100, Ordering::SeqCst); // never reached
+        },
+        |mut g| g.next(),
+    )
+    .unwrap();
+    assert_eq!(first, Some(1));
+    assert_eq!(caught.load(Ordering::SeqCst), 1);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
 /// A closure that never resumes the body: the body never runs, its captures
 /// are dropped by `scoped`.
 #[test]
