@@ -522,3 +522,85 @@ fn bodys_elapsed_mark_stays_in_the_body() {
     });
     assert_eq!(r, Ok((Some(1), Some(11), None)));
 }
+
+/// Nested generators: the outermost caller's deadline reaches the innermost
+/// body that blocks, and is reported by the caller's own scope (the "elapsed"
+/// mark travels back through both bodies, whose own later scopes do not catch it).
+#[test]
+fn callers_deadline_reaches_a_nested_body() {
+    let (r, after) = ivy::run(|| {
+        let after = Arc::new(AtomicUsize::new(0));
+        let a2 = after.clone();
+        let outer = ivy::Generator::new(move |y| {
+            let r = ivy::timeout(Duration::from_secs(5), || {
+                let inner = ivy::Generator::new(|z| {
+                    let r = ivy::timeout(Duration::from_secs(6), || {
+                        ivy::sleep(Duration::from_secs(10));
+                    });
+                    z.yield_(r.is_ok());
+                })
+                .unwrap();
+                inner.collect::<Vec<_>>()
+            });
+            a2.fetch_add(1, Ordering::SeqCst);
+            y.yield_(r.is_ok());
+        })
+        .unwrap();
+        let mut outer = outer;
+        let r = ivy::timeout(ms(20), || outer.next());
+        (r, after)
+    });
+    assert!(r.is_err());
+    assert_eq!(after.load(Ordering::SeqCst), 0);
+}
+
+/// A cancelled task's destructor iterates a generator whose body blocks, while
+/// another task of the same worker is parked mid-unwind: the body inherits its
+/// caller's "unwinding" record, so its blocking calls are not interrupted again
+/// (an interruption there would abort the process: a panic during an unwind).
+#[test]
+fn body_resumed_by_an_unwinding_caller_is_not_interrupted() {
+    struct Drain(Arc<AtomicUsize>);
+    impl Drop for Drain {
+        fn drop(&mut self) {
+            let g = ivy::Generator::new(|y| {
+                for i in 1..=3 {
+                    ivy::sleep(ms(2));
+                    y.yield_(i);
+                }
+            })
+            .unwrap();
+            self.0.store(g.sum::<usize>(), Ordering::SeqCst);
+        }
+    }
+    struct Slow;
+    impl Drop for Slow {
+        fn drop(&mut self) {
+            ivy::sleep(ms(30));
+        }
+    }
+    for _ in 0..5 {
+        let total = Arc::new(AtomicUsize::new(0));
+        let t2 = total.clone();
+        let (a, b) = rt(1).block_on(move || {
+            let ready = Arc::new(ivy::sync::Barrier::new(3));
+            let (r1, r2) = (ready.clone(), ready.clone());
+            let a = ivy::spawn(move || {
+                let _s = Slow;
+                r1.wait();
+                ivy::sleep(Duration::from_secs(10));
+            });
+            let b = ivy::spawn(move || {
+                let _d = Drain(t2);
+                r2.wait();
+                ivy::sleep(Duration::from_secs(10));
+            });
+            ready.wait();
+            a.cancel();
+            b.cancel();
+            (a.join().unwrap_err(), b.join().unwrap_err())
+        });
+        assert!(a.is_cancelled() && b.is_cancelled());
+        assert_eq!(total.load(Ordering::SeqCst), 6);
+    }
+}
