@@ -51,6 +51,7 @@ fn scoped_generator_with_a_scoped_thread_is_unwound_before_scope_returns() {
             },
             |mut g| {
                 let first = g.next();
+                #[allow(clippy::forget_non_drop)] // the point: only a reference is forgotten
                 std::mem::forget(g); // forgets the reference only
                 first
             },
@@ -226,7 +227,10 @@ fn scoped_generator_body_destructor_panics_at_the_end() {
             }));
             let p = r.unwrap_err();
             let msg = p.downcast_ref::<&str>().copied();
-            (msg, ivy::timeout(ms(10), || ivy::sleep(Duration::from_secs(5))))
+            (
+                msg,
+                ivy::timeout(ms(10), || ivy::sleep(Duration::from_secs(5))),
+            )
         }
     });
     assert_eq!(r.0, Some("boom in the body's destructor"));
@@ -321,6 +325,7 @@ fn scoped_generator_in_a_cancelled_task() {
 #[test]
 fn forgotten_static_generator_keeps_what_its_body_owns() {
     let (tx, rx) = std::sync::mpsc::channel();
+    #[allow(clippy::useless_vec)] // on the heap, so memcheck would see a use after free
     let data = vec![5u64; 16];
     let mut g = ivy::Generator::new(move |y| {
         std::thread::scope(|s| {
@@ -379,7 +384,10 @@ fn timeout_in_body_around_a_yield_does_not_fire_on_a_plain_thread() {
     .unwrap();
     assert_eq!(g.next(), Some(0));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ivy::sleep(ms(40))));
-    assert!(r.is_ok(), "the caller's sleep was interrupted by the body's deadline");
+    assert!(
+        r.is_ok(),
+        "the caller's sleep was interrupted by the body's deadline"
+    );
     assert_eq!(g.next(), Some(1));
     assert_eq!(g.next(), None);
 }
@@ -397,7 +405,10 @@ fn shield_in_body_around_a_yield_does_not_disable_the_callers_timeout() {
         assert_eq!(g.next(), None);
         r
     });
-    assert!(r.is_err(), "the caller's timeout must fire during its sleep");
+    assert!(
+        r.is_err(),
+        "the caller's timeout must fire during its sleep"
+    );
 }
 
 /// ... and hiding the caller's cancellation.
@@ -445,10 +456,16 @@ fn callers_deadline_reaches_a_body_that_blocks() {
             // The body ended by unwinding: the generator is finished.
             (outer, g.next())
         });
-        assert!(outer.is_err(), "the caller's 20 ms deadline fires in the body");
+        assert!(
+            outer.is_err(),
+            "the caller's 20 ms deadline fires in the body"
+        );
         assert_eq!(next_after, None);
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
-        assert!(!after_inner.load(Ordering::SeqCst), "the body's own scope caught the caller's deadline");
+        assert!(
+            !after_inner.load(Ordering::SeqCst),
+            "the body's own scope caught the caller's deadline"
+        );
     }
 }
 
@@ -493,7 +510,10 @@ fn callers_shield_reaches_a_body_that_blocks() {
             (h.join().unwrap_err(), finished)
         });
         assert!(err.is_cancelled());
-        assert!(finished.load(Ordering::SeqCst), "the shielded body was interrupted");
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the shielded body was interrupted"
+        );
     }
 }
 
