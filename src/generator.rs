@@ -112,6 +112,25 @@ impl<T> Yielder<T> {
 /// std::mem::forget(g);
 /// drop(data);
 /// ```
+///
+/// A generator stays with the task (or thread) that iterates it: its body's
+/// stack is nested in that task's, which never changes thread.
+///
+/// ```compile_fail,E0277
+/// let g = ivy::Generator::new(|y| y.yield_(1u32)).unwrap();
+/// std::thread::spawn(move || g.count());
+/// ```
+///
+/// Nor can the body hand its yielder to another thread, which would suspend the
+/// body from a foreign stack:
+///
+/// ```compile_fail,E0277
+/// let g = ivy::Generator::new(|y| {
+///     std::thread::scope(|s| {
+///         s.spawn(|| y.yield_(1u32));
+///     })
+/// });
+/// ```
 pub struct Generator<T> {
     core: Core<T>,
 }
@@ -288,7 +307,10 @@ impl<T> Core<T> {
     }
 
     fn is_done(&self) -> bool {
-        self.coroutine.is_none()
+        match &self.coroutine {
+            Some(c) => c.done(),
+            None => true,
+        }
     }
 
     fn next(&mut self) -> Option<T> {

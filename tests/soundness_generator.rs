@@ -454,13 +454,13 @@ fn callers_deadline_reaches_a_body_that_blocks() {
             .unwrap();
             let outer = ivy::timeout(ms(20), || g.next());
             // The body ended by unwinding: the generator is finished.
-            (outer, g.next())
+            (outer, (g.is_done(), g.next()))
         });
         assert!(
             outer.is_err(),
             "the caller's 20 ms deadline fires in the body"
         );
-        assert_eq!(next_after, None);
+        assert_eq!(next_after, (true, None));
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
         assert!(
             !after_inner.load(Ordering::SeqCst),
