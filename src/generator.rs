@@ -278,9 +278,11 @@ struct Core<T> {
 impl<T> Core<T> {
     /// # Safety
     /// Everything `body` borrows, and every borrow in the values it yields, must
-    /// stay valid until the core is dropped, and the core must be dropped (which
-    /// finishes the body) before any of it ends, or never be resumed or dropped
-    /// again while any of it may be used, by the body or by threads it started.
+    /// stay valid until the body has finished: the core must be dropped (which
+    /// unwinds a suspended body) or the body run to its end before any of those
+    /// borrows ends. Leaking the core is therefore sound only for a `'static`
+    /// body: a suspended body (or a thread it lent a borrow to) may still use
+    /// what it borrows.
     unsafe fn new<F>(bytes: usize, body: F) -> std::io::Result<Core<T>>
     where
         F: FnOnce(&Yielder<T>),
