@@ -38,6 +38,14 @@
 //! `GeneratorExit` at the yield); as with any unwind in Rust, a destructor that
 //! panics during it aborts the process.
 //!
+//! A yield from a destructor while the body unwinds on its own account (its
+//! panic, its cancellation, its generator dropped) returns at once, dropping the
+//! value. Suspending there would carry the unwind out to the caller: std's
+//! panic count is per thread, so the caller would run on with
+//! `std::thread::panicking()` true, and dropping the generator would re-throw
+//! the unwind out of that destructor, an abort. A body resumed by an unwinding
+//! caller (from a destructor) is not unwinding itself: it yields normally.
+//!
 //! Limitation: the stack-overflow report names the generator while `next` runs
 //! the body directly; after the body has parked and the task is resumed by its
 //! worker, a generator overflow is still caught by the guard page but reported
@@ -58,7 +66,15 @@ pub struct Yielder<T> {
 impl<T> Yielder<T> {
     /// Hands `value` to the iterating caller and suspends the body until the
     /// next call to `next`.
+    ///
+    /// While the body itself unwinds (a panic or cancellation in the body, or its
+    /// generator being dropped), a yield from a destructor does not suspend: the
+    /// value is dropped and the call returns at once, so the unwind runs to its
+    /// end instead of leaking into the caller.
     pub fn yield_(&self, value: T) {
+        if scope::body_unwinding() {
+            return;
+        }
         self.inner.suspend(value)
     }
 }
@@ -322,7 +338,9 @@ impl<T> Core<T> {
             self.coroutine = None;
             return None;
         }
-        let step = in_body(&self.running, &mut self.scope, || coroutine.resume(()));
+        let step = in_body(&self.running, &mut self.scope, false, || {
+            coroutine.resume(())
+        });
         match step {
             CoroutineResult::Yield(v) => Some(v),
             CoroutineResult::Return(()) => {
@@ -342,7 +360,9 @@ impl<T> Drop for Core<T> {
             // Unwind the suspended body here, with its overflow identity and scope
             // layer in place: its destructors run as body code, and the scopes
             // they close restore the body's layer, not the caller's.
-            in_body(&self.running, &mut self.scope, || coroutine.force_unwind());
+            in_body(&self.running, &mut self.scope, true, || {
+                coroutine.force_unwind()
+            });
         }
         // An unstarted body is only a closure: dropping it (with the coroutine)
         // runs its captures' destructors as the caller's code.
@@ -351,8 +371,14 @@ impl<T> Drop for Core<T> {
 
 /// Runs `resume` (which switches into the body) with the body's context in
 /// place: the overflow handler's identity and the body's scope layer. Both are
-/// put back on every way out, an unwind from the body included.
-fn in_body<R>(running: &RunningTask, scope: &mut BodyScope, resume: impl FnOnce() -> R) -> R {
+/// put back on every way out, an unwind from the body included. `closing`: the
+/// body is resumed only to be unwound.
+fn in_body<R>(
+    running: &RunningTask,
+    scope: &mut BodyScope,
+    closing: bool,
+    resume: impl FnOnce() -> R,
+) -> R {
     struct Leave<'a> {
         prev_running: *const RunningTask,
         body: &'a mut BodyScope,
@@ -371,7 +397,7 @@ fn in_body<R>(running: &RunningTask, scope: &mut BodyScope, resume: impl FnOnce(
     // SAFETY: `running` is boxed by the core (never moves) and outlives this call;
     // the previous pointer is restored by `Leave` before we return, by any path.
     unsafe { overflow::set_running(running) };
-    let caller = scope::enter_body(scope);
+    let caller = scope::enter_body(scope, closing);
     let mut leave = Leave {
         prev_running,
         body: scope,

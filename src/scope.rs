@@ -84,6 +84,10 @@ struct Inherited {
     deadline: Option<(Instant, u64)>,
     /// Whether the caller is shielded from cancellation.
     shielded: bool,
+    /// Whether the caller was unwinding when it resumed the body.
+    caller_unwinding: bool,
+    /// Whether the body is resumed to be unwound (its generator is dropped).
+    closing: bool,
 }
 
 impl ScopeState {
@@ -110,7 +114,9 @@ impl ScopeState {
 thread_local! {
     static THREAD_SCOPE: Cell<ScopeState> = const { Cell::new(ScopeState {
         deadline: None, shield: 0, elapsed: None,
-        inherited: Inherited { deadline: None, shielded: false },
+        inherited: Inherited {
+            deadline: None, shielded: false, caller_unwinding: false, closing: false,
+        },
     }) };
 }
 
@@ -276,11 +282,16 @@ fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) ->
 
 /// Called right before a generator resumes its body: installs the body's layer
 /// `body`, inheriting the caller's effective deadline and shield, and returns the
-/// caller's layer for [`leave_body`].
+/// caller's layer for [`leave_body`]. `closing`: the body is resumed only to be
+/// unwound (its generator is being dropped).
 ///
 /// The body also inherits "unwinding" (`raised`): a body resumed by a destructor
 /// of an unwinding caller must not raise a cancellation into it.
-pub(crate) fn enter_body(body: &BodyScope) -> BodyScope {
+pub(crate) fn enter_body(body: &BodyScope, closing: bool) -> BodyScope {
+    // Read before the body's layer is installed: `task_is_unwinding` consults
+    // the caller's `raised` record.
+    let caller_unwinding = std::thread::panicking()
+        && worker::with_task_or_thread(|task| task.map_or(true, |t| worker::task_is_unwinding(t)));
     with_cells(|scope, raised| {
         let caller = BodyScope {
             state: scope.get(),
@@ -289,6 +300,8 @@ pub(crate) fn enter_body(body: &BodyScope) -> BodyScope {
         let inherited = Inherited {
             deadline: caller.state.effective_deadline(),
             shielded: caller.state.shielded(),
+            caller_unwinding,
+            closing,
         };
         scope.set(ScopeState {
             inherited,
@@ -325,5 +338,30 @@ pub(crate) fn leave_body(body: &mut BodyScope, caller: BodyScope, unwinding: boo
             }
             raised.set(caller.raised || (unwinding && now));
         }
+    })
+}
+
+/// Whether a yield of the running generator body would carry an unwind out to
+/// its caller: the body is unwinding on its own account (a panic or an ivy
+/// interruption in the body, or the unwind of its generator being dropped), not
+/// merely running on behalf of an unwinding caller. Suspending then would leave
+/// the unwind in flight while the caller goes on (`std::thread::panicking()`
+/// true there, ivy treating the caller as unwinding), and dropping the generator
+/// would re-throw corosensei's unwind out of a destructor during an unwind, an
+/// abort. So such a yield does not suspend (`Yielder::yield_`).
+pub(crate) fn body_unwinding() -> bool {
+    if !std::thread::panicking() {
+        return false; // the common case: one thread-local read
+    }
+    worker::with_task_or_thread(|task| {
+        let inherited = match task {
+            Some(t) => t.ctx.scope.get().inherited,
+            None => THREAD_SCOPE.with(Cell::get).inherited,
+        };
+        if inherited.closing {
+            return true;
+        }
+        let now = task.map_or(true, |t| worker::task_is_unwinding(t));
+        now && !inherited.caller_unwinding
     })
 }

@@ -624,3 +624,94 @@ fn body_resumed_by_an_unwinding_caller_is_not_interrupted() {
         assert_eq!(total.load(Ordering::SeqCst), 6);
     }
 }
+
+// ---- a body that yields while it unwinds ----------------------------------------
+
+/// Yields from its destructor: a "last value" a body hands out while it ends.
+struct YieldOnDrop<'a>(&'a ivy::Yielder<u32>, Arc<AtomicUsize>);
+impl Drop for YieldOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.yield_(99);
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Dropping a suspended generator unwinds its body; a destructor there that
+/// yields does not suspend (the unwind is not carried out to the caller, and
+/// corosensei's re-thrown unwind would be a panic in a destructor during an
+/// unwind: an abort). The destructor goes on and the body ends.
+#[test]
+fn body_destructor_that_yields_while_the_generator_is_dropped() {
+    let done = Arc::new(AtomicUsize::new(0));
+    let d2 = done.clone();
+    let mut g = ivy::Generator::new(move |y| {
+        let _d = YieldOnDrop(y, d2);
+        y.yield_(1);
+        y.yield_(2);
+    })
+    .unwrap();
+    assert_eq!(g.next(), Some(1));
+    drop(g);
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+/// A body that panics and yields from a destructor during that unwind: the
+/// yield does not suspend (else the caller would go on with the body's panic in
+/// flight: `std::thread::panicking()` true, ivy treating it as unwinding), and
+/// the panic reaches the caller.
+#[test]
+fn body_destructor_that_yields_while_the_body_panics() {
+    let done = Arc::new(AtomicUsize::new(0));
+    let d2 = done.clone();
+    let r = std::panic::catch_unwind(move || {
+        let mut g = ivy::Generator::new(move |y| {
+            let _d = YieldOnDrop(y, d2);
+            y.yield_(1);
+            panic!("body failed");
+        })
+        .unwrap();
+        let first = g.next();
+        let second = g.next();
+        (first, second, std::thread::panicking())
+    });
+    let p = r.unwrap_err();
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"body failed"));
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+/// The same when a cancellation unwinds the body in a task: the caller never
+/// receives the value yielded during that unwind, and the task ends cancelled.
+#[test]
+fn body_destructor_that_yields_while_the_task_is_cancelled() {
+    for workers in [1, 2] {
+        let done = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (d2, s2) = (done.clone(), seen.clone());
+        let err = rt(workers).block_on(move || {
+            let started = Arc::new(ivy::sync::Event::new());
+            let st = started.clone();
+            let h = ivy::spawn(move || {
+                let g = ivy::Generator::new(move |y| {
+                    let _d = YieldOnDrop(y, d2);
+                    y.yield_(1);
+                    st.set();
+                    ivy::sleep(Duration::from_secs(10));
+                })
+                .unwrap();
+                for v in g {
+                    s2.fetch_add(v as usize, Ordering::SeqCst);
+                }
+            });
+            started.wait();
+            h.cancel();
+            h.join().unwrap_err()
+        });
+        assert!(err.is_cancelled());
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a value yielded mid-unwind reached the caller"
+        );
+    }
+}
