@@ -255,6 +255,9 @@ impl<T> Iterator for Generator<T> {
     }
 }
 
+/// Once the body has ended (returned or unwound), `next` keeps returning `None`.
+impl<T> std::iter::FusedIterator for Generator<T> {}
+
 /// A generator whose body borrows, lent to the closure of [`Generator::scoped`].
 /// It iterates like a [`Generator`]; the generator itself stays with `scoped`.
 pub struct ScopedGenerator<'s, T> {
@@ -275,6 +278,8 @@ impl<T> Iterator for ScopedGenerator<'_, T> {
         self.core.next()
     }
 }
+
+impl<T> std::iter::FusedIterator for ScopedGenerator<'_, T> {}
 
 fn default_stack_size() -> usize {
     crate::Handle::try_current()
