@@ -715,3 +715,75 @@ fn body_destructor_that_yields_while_the_task_is_cancelled() {
         );
     }
 }
+
+// ---- stack overflow in a body is still reported ---------------------------------
+
+fn recurse(n: u64) -> u64 {
+    if n == u64::MAX {
+        return 0;
+    }
+    let buf = [n as u8; 1024];
+    std::hint::black_box(&buf);
+    recurse(n + 1) + buf[3] as u64
+}
+
+/// Re-run by the overflow tests below as a child process (`IVY_GEN_CHILD`).
+#[test]
+fn novg_child_entry() {
+    let Ok(case) = std::env::var("IVY_GEN_CHILD") else {
+        return;
+    };
+    let data = 1u64;
+    match case.as_str() {
+        "static" => {
+            ivy::run(|| {
+                let mut g =
+                    ivy::Generator::with_stack_size(64 * 1024, |y| y.yield_(recurse(0))).unwrap();
+                g.next()
+            });
+        }
+        "scoped" => {
+            ivy::run(move || {
+                ivy::Generator::scoped_with_stack_size(
+                    64 * 1024,
+                    |y| y.yield_(recurse(data)),
+                    |mut g| g.next(),
+                )
+                .unwrap()
+            });
+        }
+        other => panic!("unknown child case {other}"),
+    }
+    unreachable!("the overflow must stop the process");
+}
+
+fn overflow_child(case: &str) -> (Option<i32>, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "novg_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("IVY_GEN_CHILD", case)
+        .output()
+        .expect("spawn child");
+    (
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn novg_overflow_in_a_generator_body_is_reported() {
+    for case in ["static", "scoped"] {
+        let (signal, stderr) = overflow_child(case);
+        assert_eq!(signal, Some(libc::SIGABRT), "{case}: {stderr}");
+        assert!(
+            stderr.contains("ivy: task '<generator>'")
+                && stderr.contains("overflowed its stack of 65536 bytes"),
+            "{case}: {stderr}"
+        );
+    }
+}
