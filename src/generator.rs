@@ -213,6 +213,18 @@ impl<T> Generator<T> {
     /// let data = vec![1, 2, 3];
     /// let g = ivy::Generator::scoped(|y| y.yield_(data.len()), |g| g).unwrap();
     /// ```
+    ///
+    /// Nor can the body yield a borrow of its own stack, which its end frees:
+    ///
+    /// ```compile_fail,E0597
+    /// let first = ivy::Generator::scoped(
+    ///     |y| {
+    ///         let local = vec![1, 2, 3];
+    ///         y.yield_(&local);
+    ///     },
+    ///     |mut g| g.next().map(|v| v.len()),
+    /// );
+    /// ```
     pub fn scoped<F, R>(body: F, f: impl FnOnce(ScopedGenerator<'_, T>) -> R) -> std::io::Result<R>
     where
         F: FnOnce(&Yielder<T>),
