@@ -42,7 +42,7 @@ pub mod task;
 pub mod time;
 
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
-pub use generator::{Generator, Yielder};
+pub use generator::{Generator, ScopedGenerator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use scope::{deadline, shield, timeout, Elapsed};
 pub use task::{

@@ -20,6 +20,20 @@
 //! shielded cancel scope; asyncio's `shield` keeps the inner work alive in the
 //! same spirit). Both are seen by the first blocking call after the shield ends.
 //! Deadline scopes opened inside a shield work normally.
+//!
+//! Generator bodies (`generator.rs`) run on the caller's task but have a scope
+//! layer of their own, swapped in on every resume and out on every yield, return
+//! or unwind ([`enter_body`] / [`leave_body`]): a scope the body opens around a
+//! `yield_` must not bound or shield the caller's code while the body is
+//! suspended. What the body *inherits* is the caller's effective deadline and
+//! whether it is shielded, taken afresh at each resume (the body runs on behalf
+//! of whoever resumes it, as any function it calls would). So the state has two
+//! parts: the own layer (`deadline`, `shield`, `elapsed`), which scopes save and
+//! restore, and `inherited`, which only the generator sets; the park layer sees
+//! their combination. A shield in the body hides the inherited deadline, as it
+//! hides any outer one. When the inherited deadline interrupts the body, the
+//! "elapsed" mark is handed back to the caller on the way out, so the caller's
+//! scope, not one of the body's, reports it.
 
 use std::cell::Cell;
 use std::fmt;
@@ -48,21 +62,61 @@ impl From<Elapsed> for std::io::Error {
     }
 }
 
-/// Deadline and shield state of one task or thread. `Copy`, so it lives in a
-/// `Cell` that only its owner touches.
+/// Deadline and shield state of one task or thread (or of the generator body
+/// running on it). `Copy`, so it lives in a `Cell` that only its owner touches.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ScopeState {
-    /// The effective deadline and the id of the scope that set it.
+    /// The earliest deadline of the scopes open in this layer, and the id of the
+    /// scope that set it.
     deadline: Option<(Instant, u64)>,
-    /// How many `shield` scopes are open.
+    /// How many `shield` scopes are open in this layer.
     shield: u32,
     /// The scope whose deadline interrupted a blocking call, until it exits.
     elapsed: Option<u64>,
+    /// What a generator body inherits from its caller; empty outside bodies.
+    inherited: Inherited,
+}
+
+/// The caller's view a generator body runs under (see the module comment).
+#[derive(Clone, Copy, Debug, Default)]
+struct Inherited {
+    /// The caller's effective deadline and the id of its scope.
+    deadline: Option<(Instant, u64)>,
+    /// Whether the caller is shielded from cancellation.
+    shielded: bool,
+    /// Whether the caller was unwinding when it resumed the body.
+    caller_unwinding: bool,
+    /// Whether the body is resumed to be unwound (its generator is dropped).
+    closing: bool,
+}
+
+impl ScopeState {
+    /// The deadline blocking calls obey: this layer's, and the inherited one
+    /// unless a shield of this layer hides it.
+    #[inline(always)]
+    fn effective_deadline(&self) -> Option<(Instant, u64)> {
+        if self.shield > 0 {
+            return self.deadline;
+        }
+        match (self.deadline, self.inherited.deadline) {
+            (Some(own), Some(inherited)) if inherited.0 < own.0 => Some(inherited),
+            (Some(own), _) => Some(own),
+            (None, inherited) => inherited,
+        }
+    }
+
+    /// Whether cancellation is hidden: by a shield of this layer or the caller's.
+    fn shielded(&self) -> bool {
+        self.shield > 0 || self.inherited.shielded
+    }
 }
 
 thread_local! {
     static THREAD_SCOPE: Cell<ScopeState> = const { Cell::new(ScopeState {
         deadline: None, shield: 0, elapsed: None,
+        inherited: Inherited {
+            deadline: None, shielded: false, caller_unwinding: false, closing: false,
+        },
     }) };
 }
 
@@ -77,19 +131,19 @@ fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
 #[allow(dead_code)] // used by the I/O layer
 /// The caller's effective scope deadline, if any.
 pub(crate) fn current_deadline() -> Option<Instant> {
-    with_state(|s| s.get().deadline.map(|(at, _)| at))
+    with_state(|s| s.get().effective_deadline().map(|(at, _)| at))
 }
 
 /// Whether a shield is open for the caller.
 pub(crate) fn is_shielded(state: &Cell<ScopeState>) -> bool {
-    state.get().shield > 0
+    state.get().shielded()
 }
 
 /// Called by the park layer when the scope deadline has passed: records which
 /// scope elapsed, so that scope (and no other) reports `Err(Elapsed)`.
 pub(crate) fn mark_elapsed(state: &Cell<ScopeState>) {
     let mut s = state.get();
-    if let Some((_, id)) = s.deadline {
+    if let Some((_, id)) = s.effective_deadline() {
         s.elapsed = Some(id);
         state.set(s);
     }
@@ -98,17 +152,18 @@ pub(crate) fn mark_elapsed(state: &Cell<ScopeState>) {
 /// Whether the scope deadline of `state` has passed. Reads the clock only when
 /// there is a deadline: every park calls this, so it is a hot path.
 pub(crate) fn deadline_passed(state: &Cell<ScopeState>) -> bool {
-    matches!(state.get().deadline, Some((at, _)) if at <= Instant::now())
+    matches!(state.get().effective_deadline(), Some((at, _)) if at <= Instant::now())
 }
 
 /// Whether the caller is inside a deadline scope (no clock read).
 #[inline(always)]
 pub(crate) fn has_deadline(state: &Cell<ScopeState>) -> bool {
-    state.get().deadline.is_some()
+    let s = state.get();
+    s.deadline.is_some() || (s.shield == 0 && s.inherited.deadline.is_some())
 }
 
 pub(crate) fn scope_deadline(state: &Cell<ScopeState>) -> Option<Instant> {
-    state.get().deadline.map(|(at, _)| at)
+    state.get().effective_deadline().map(|(at, _)| at)
 }
 
 pub(crate) fn thread_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
@@ -125,12 +180,23 @@ impl Drop for Restore {
         let prev = self.prev;
         with_state(|s| {
             let cur = s.get();
-            // An elapsed mark for an outer scope must survive the inner scope's exit.
-            let elapsed = match (cur.elapsed, prev.deadline) {
-                (Some(id), Some((_, outer))) if id == outer => Some(id),
+            // An elapsed mark for an outer scope must survive the inner scope's
+            // exit; so must one for the caller of a generator body (inherited).
+            let outer = |id: u64| {
+                let is = |d: Option<(Instant, u64)>| d.is_some_and(|(_, o)| o == id);
+                is(prev.deadline) || is(cur.inherited.deadline)
+            };
+            let elapsed = match cur.elapsed {
+                Some(id) if outer(id) => Some(id),
                 _ => prev.elapsed,
             };
-            s.set(ScopeState { elapsed, ..prev });
+            // Only this layer is restored: the inherited part is the generator's
+            // to set, and may have changed since the scope opened.
+            s.set(ScopeState {
+                elapsed,
+                inherited: cur.inherited,
+                ..prev
+            });
         });
     }
 }
@@ -189,10 +255,113 @@ pub fn shield<T>(f: impl FnOnce() -> T) -> T {
         s.set(ScopeState {
             deadline: None,
             shield: prev.shield + 1,
-            elapsed: prev.elapsed,
+            ..prev
         });
         prev
     });
     let _restore = Restore { prev };
     f()
+}
+
+/// A generator body's own scope layer and unwinding record, kept by the
+/// generator while the body is suspended (and the caller's, while it runs).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BodyScope {
+    state: ScopeState,
+    /// `TaskCtx::raised` of the layer (always `false` on a plain thread).
+    raised: bool,
+}
+
+/// Runs `f` on the caller's scope cell and, in a task, its `raised` cell.
+fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) -> R {
+    worker::with_task_or_thread(|task| match task {
+        Some(task) => f(&task.ctx.scope, Some(&task.ctx.raised)),
+        None => THREAD_SCOPE.with(|s| f(s, None)),
+    })
+}
+
+/// Called right before a generator resumes its body: installs the body's layer
+/// `body`, inheriting the caller's effective deadline and shield, and returns the
+/// caller's layer for [`leave_body`]. `closing`: the body is resumed only to be
+/// unwound (its generator is being dropped).
+///
+/// The body also inherits "unwinding" (`raised`): a body resumed by a destructor
+/// of an unwinding caller must not raise a cancellation into it.
+pub(crate) fn enter_body(body: &BodyScope, closing: bool) -> BodyScope {
+    // Read before the body's layer is installed: `task_is_unwinding` consults
+    // the caller's `raised` record.
+    let caller_unwinding = std::thread::panicking()
+        && worker::with_task_or_thread(|task| task.map_or(true, |t| worker::task_is_unwinding(t)));
+    with_cells(|scope, raised| {
+        let caller = BodyScope {
+            state: scope.get(),
+            raised: raised.is_some_and(Cell::get),
+        };
+        let inherited = Inherited {
+            deadline: caller.state.effective_deadline(),
+            shielded: caller.state.shielded(),
+            caller_unwinding,
+            closing,
+        };
+        scope.set(ScopeState {
+            inherited,
+            ..body.state
+        });
+        if let Some(raised) = raised {
+            raised.set(body.raised || caller.raised);
+        }
+        caller
+    })
+}
+
+/// Called when the body yields, returns or unwinds (`unwinding`): saves the body's
+/// layer into `body` and reinstalls `caller` (from [`enter_body`]). An elapsed mark
+/// for the inherited deadline goes to the caller, whose scope owns it; an unwind
+/// leaving the body keeps its "raised by ivy" record, as it goes on in the caller.
+pub(crate) fn leave_body(body: &mut BodyScope, caller: BodyScope, unwinding: bool) {
+    with_cells(|scope, raised| {
+        let mut own = scope.get();
+        let mut back = caller.state;
+        if let (Some(id), Some((_, inherited))) = (own.elapsed, own.inherited.deadline) {
+            if id == inherited {
+                back.elapsed = Some(id);
+                own.elapsed = None;
+            }
+        }
+        body.state = own;
+        scope.set(back);
+        if let Some(raised) = raised {
+            let now = raised.get();
+            // While the caller was unwinding the body only inherited the record.
+            if !caller.raised {
+                body.raised = now;
+            }
+            raised.set(caller.raised || (unwinding && now));
+        }
+    })
+}
+
+/// Whether a yield of the running generator body would carry an unwind out to
+/// its caller: the body is unwinding on its own account (a panic or an ivy
+/// interruption in the body, or the unwind of its generator being dropped), not
+/// merely running on behalf of an unwinding caller. Suspending then would leave
+/// the unwind in flight while the caller goes on (`std::thread::panicking()`
+/// true there, ivy treating the caller as unwinding), and dropping the generator
+/// would re-throw corosensei's unwind out of a destructor during an unwind, an
+/// abort. So such a yield does not suspend (`Yielder::yield_`).
+pub(crate) fn body_unwinding() -> bool {
+    if !std::thread::panicking() {
+        return false; // the common case: one thread-local read
+    }
+    worker::with_task_or_thread(|task| {
+        let inherited = match task {
+            Some(t) => t.ctx.scope.get().inherited,
+            None => THREAD_SCOPE.with(Cell::get).inherited,
+        };
+        if inherited.closing {
+            return true;
+        }
+        let now = task.map_or(true, |t| worker::task_is_unwinding(t));
+        now && !inherited.caller_unwinding
+    })
 }

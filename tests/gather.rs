@@ -380,15 +380,16 @@ fn scope_body_panic_cancels_children_then_propagates() {
 #[test]
 fn generator_yields_lazily() {
     let produced = AtomicUsize::new(0);
-    let first: Vec<u32> = ivy::Generator::new(|y| {
-        for i in 0.. {
-            produced.fetch_add(1, Ordering::SeqCst);
-            y.yield_(i);
-        }
-    })
-    .unwrap()
-    .take(5)
-    .collect();
+    let first: Vec<u32> = ivy::Generator::scoped(
+        |y| {
+            for i in 0.. {
+                produced.fetch_add(1, Ordering::SeqCst);
+                y.yield_(i);
+            }
+        },
+        |g| g.take(5).collect(),
+    )
+    .unwrap();
     assert_eq!(first, [0, 1, 2, 3, 4]);
     assert_eq!(produced.load(Ordering::SeqCst), 5);
 }
@@ -406,13 +407,14 @@ fn generator_body_may_block_and_other_tasks_run_meanwhile() {
                 }
             });
             let lock = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let items: Vec<u64> = ivy::Generator::new(|y| {
+            let lock2 = lock.clone();
+            let items: Vec<u64> = ivy::Generator::new(move |y| {
                 for i in 0..10 {
                     ivy::sleep(ms(3));
                     ivy::yield_now();
                     y.yield_(i);
                 }
-                lock.store(true, Ordering::SeqCst);
+                lock2.store(true, Ordering::SeqCst);
             })
             .unwrap()
             .collect();
@@ -429,8 +431,8 @@ fn generator_body_may_block_and_other_tasks_run_meanwhile() {
 #[test]
 fn generator_dropped_midway_runs_destructors() {
     let dropped = AtomicUsize::new(0);
-    {
-        let mut g = ivy::Generator::new(|y| {
+    ivy::Generator::scoped(
+        |y| {
             struct OnDrop<'a>(&'a AtomicUsize);
             impl Drop for OnDrop<'_> {
                 fn drop(&mut self) {
@@ -441,11 +443,13 @@ fn generator_dropped_midway_runs_destructors() {
             loop {
                 y.yield_(1);
             }
-        })
-        .unwrap();
-        assert_eq!(g.next(), Some(1));
-        assert_eq!(g.next(), Some(1));
-    }
+        },
+        |mut g| {
+            assert_eq!(g.next(), Some(1));
+            assert_eq!(g.next(), Some(1));
+        },
+    )
+    .unwrap();
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 }
 
@@ -470,7 +474,7 @@ fn cancelling_a_task_parked_inside_its_generator() {
         let d2 = dropped.clone();
         let err = rt(2).block_on(move || {
             let h = ivy::spawn(move || {
-                let g = ivy::Generator::new(|y| {
+                let g = ivy::Generator::new(move |y| {
                     struct OnDrop(Arc<AtomicUsize>);
                     impl Drop for OnDrop {
                         fn drop(&mut self) {
@@ -514,8 +518,8 @@ fn nested_generators_and_many_in_one_task() {
     let total = ivy::run(|| {
         let mut total = 0u64;
         for round in 0..200u64 {
-            let outer = ivy::Generator::new(|y| {
-                let inner = ivy::Generator::new(|z| {
+            let outer = ivy::Generator::new(move |y| {
+                let inner = ivy::Generator::new(move |z| {
                     for i in 0..5 {
                         if i % 2 == 0 {
                             ivy::yield_now();

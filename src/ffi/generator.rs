@@ -65,7 +65,7 @@ struct BodyState {
 }
 
 /// An `ivy::Generator` confined to its owner (see the module comment).
-struct OwnedGenerator(Generator<'static, CPtr>);
+struct OwnedGenerator(Generator<CPtr>);
 // SAFETY: the generator is only resumed, inspected and dropped by calls that first
 // checked `owner_token() == entry.owner`, i.e. on the task or thread that created
 // it (and a started task never changes thread), so it never actually crosses
