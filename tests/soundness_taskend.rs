@@ -448,3 +448,94 @@ fn novg_unjoined_end_panic_report_names_task() {
         "{stderr}"
     );
 }
+
+/// Item 10: a `panic = "abort"` build never aborts silently. Builds
+/// tests/panic-abort (its own crate, release profile with panic = "abort",
+/// into target/panic-abort) and runs each scenario: `timeout` and `cancel` of a
+/// running task abort with a message naming the task and the cause; a task
+/// cancelled before it started needs no unwind; shutdown with leftover tasks
+/// (also one waiting for its scope's children) completes, lists them, and
+/// runs none of their destructors. On the old code every one of these but
+/// `cancel-unstarted` ended in a SIGABRT with nothing on stderr.
+#[test]
+fn novg_panic_abort_builds_never_abort_silently() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target").join("panic-abort");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--offline", "--manifest-path"])
+        .arg(root.join("tests/panic-abort/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    assert!(
+        build.status.success(),
+        "building tests/panic-abort failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let bin = target.join("release").join("ivy-panic-abort");
+    let run = |scenario: &str| {
+        let out = Command::new(&bin).arg(scenario).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status, stdout, stderr)
+    };
+    let refusal = "this program is built with panic = \"abort\", so ivy cannot unwind it";
+
+    let (status, stdout, stderr) = run("timeout");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ivy: task 'main' (id ")
+            && stderr.contains("reached the deadline of an ivy::timeout")
+            && stderr.contains(refusal),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("unreachable"), "{stdout}");
+
+    let (status, stdout, stderr) = run("cancel");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ivy: task 'victim' (id ")
+            && stderr.contains("was cancelled")
+            && stderr.contains(refusal),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("unreachable"), "{stdout}");
+
+    let (status, stdout, stderr) = run("cancel-unstarted");
+    assert!(status.success(), "{status:?} {stdout}{stderr}");
+    assert!(stdout.contains("unstarted cancelled: Err(true)"), "{stdout}");
+
+    let (status, stdout, stderr) = run("shutdown");
+    assert!(status.success(), "{status:?} {stdout}{stderr}");
+    for i in 0..3 {
+        assert!(
+            stderr.contains(&format!("ivy: shutdown: task 'leftover-{i}' (id ")),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(refusal) && stderr.contains("its stack is leaked"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("leftover joined: cancelled=true"), "{stdout}");
+    assert!(stdout.contains("shutdown complete"), "{stdout}");
+    assert!(!stdout.contains("destructor ran"), "{stdout}");
+
+    let (status, stdout, stderr) = run("shutdown-scope");
+    assert!(status.success(), "{status:?} {stdout}{stderr}");
+    assert!(
+        stderr.contains("ivy: shutdown: task 'scope-parent' (id ")
+            && stderr.contains("ivy: shutdown: task 'scope-child' (id "),
+        "{stderr}"
+    );
+    assert!(stdout.contains("leftover joined: cancelled=true"), "{stdout}");
+    assert!(stdout.contains("shutdown complete"), "{stdout}");
+    assert!(!stdout.contains("destructor ran"), "{stdout}");
+}

@@ -389,6 +389,14 @@ fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
         if interrupted.is_none() {
             let cancelled = crate::current().is_some_and(|c| c.is_cancelled());
             let elapsed = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            if cancelled && cfg!(panic = "abort") {
+                // No unwind possible: at shutdown the caller is abandoned (its
+                // stack, which the children borrow, is leaked, so they stay
+                // sound wherever they are); otherwise ivy aborts with a message.
+                // Either way nothing runs after this in the caller (cancel.rs).
+                shared.cancel_children();
+                Interrupted::Cancelled.raise();
+            }
             if cancelled || elapsed {
                 interrupted = Some(if cancelled {
                     Interrupted::Cancelled
