@@ -70,11 +70,7 @@ impl Interrupted {
             });
         }
         let who = match crate::task::current() {
-            Some(c) => format!(
-                "task '{}' (id {})",
-                c.name().unwrap_or("<unnamed>"),
-                c.id()
-            ),
+            Some(c) => format!("task '{}' (id {})", c.name().unwrap_or("<unnamed>"), c.id()),
             None => format!(
                 "thread '{}'",
                 std::thread::current().name().unwrap_or("<unnamed>")

@@ -51,7 +51,10 @@ impl Drop for Reader<'_> {
             ivy::shield(|| ivy::sleep(Duration::from_millis(1)));
         }
         let sum: u64 = self.data.iter().sum();
-        self.log.lock().unwrap().push(format!("reader dropped {sum}"));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("reader dropped {sum}"));
     }
 }
 
@@ -181,6 +184,53 @@ fn scope_child_cancelled_unjoined_drops_captures_before_return() {
             ];
             assert_eq!(*log.lock().unwrap(), expected, "iteration {i}");
         }
+    });
+}
+
+/// A forgotten handle leaks the child's result: it is never dropped, so its
+/// destructor can never read the borrowed data after the scope returned (the
+/// scope does not wait for the handle either).
+#[test]
+fn scope_forgotten_handle_leaks_result() {
+    let rt = runtime(2);
+    rt.block_on(|| {
+        for i in 0..50u64 {
+            let data: Vec<u64> = (0..=i).collect();
+            let log = Mutex::new(Vec::new());
+            ivy::scope(|s| {
+                std::mem::forget(s.spawn(|| Reader {
+                    data: &data,
+                    log: &log,
+                    pause: false,
+                }));
+            })
+            .unwrap();
+            log.lock().unwrap().push("scope returned".to_string());
+            drop(data);
+            assert_eq!(*log.lock().unwrap(), vec!["scope returned".to_string()]);
+        }
+    });
+}
+
+/// A child's result whose destructor panics, dropped by the child because its
+/// handle is gone: the child's panic, so the scope's failure.
+#[test]
+fn scope_child_result_drop_panic_is_child_failure() {
+    within("scope result drop panic", || {
+        let rt = runtime(2);
+        rt.block_on(|| {
+            for _ in 0..50 {
+                let r = ivy::scope(|s| {
+                    drop(s.spawn(|| {
+                        ivy::sleep(Duration::from_micros(50));
+                        PanicInDrop("scoped result boom")
+                    }));
+                });
+                let e = r.unwrap_err();
+                assert_eq!(e.panic_message(), Some("scoped result boom"));
+            }
+            assert_eq!(ivy::spawn(|| 5).join().unwrap(), 5);
+        });
     });
 }
 
@@ -510,7 +560,10 @@ fn novg_panic_abort_builds_never_abort_silently() {
 
     let (status, stdout, stderr) = run("cancel-unstarted");
     assert!(status.success(), "{status:?} {stdout}{stderr}");
-    assert!(stdout.contains("unstarted cancelled: Err(true)"), "{stdout}");
+    assert!(
+        stdout.contains("unstarted cancelled: Err(true)"),
+        "{stdout}"
+    );
 
     let (status, stdout, stderr) = run("shutdown");
     assert!(status.success(), "{status:?} {stdout}{stderr}");
@@ -524,7 +577,10 @@ fn novg_panic_abort_builds_never_abort_silently() {
         stderr.contains(refusal) && stderr.contains("its stack is leaked"),
         "{stderr}"
     );
-    assert!(stdout.contains("leftover joined: cancelled=true"), "{stdout}");
+    assert!(
+        stdout.contains("leftover joined: cancelled=true"),
+        "{stdout}"
+    );
     assert!(stdout.contains("shutdown complete"), "{stdout}");
     assert!(!stdout.contains("destructor ran"), "{stdout}");
 
@@ -535,7 +591,10 @@ fn novg_panic_abort_builds_never_abort_silently() {
             && stderr.contains("ivy: shutdown: task 'scope-child' (id "),
         "{stderr}"
     );
-    assert!(stdout.contains("leftover joined: cancelled=true"), "{stdout}");
+    assert!(
+        stdout.contains("leftover joined: cancelled=true"),
+        "{stdout}"
+    );
     assert!(stdout.contains("shutdown complete"), "{stdout}");
     assert!(!stdout.contains("destructor ran"), "{stdout}");
 }

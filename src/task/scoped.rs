@@ -192,6 +192,17 @@ impl<F, T> Drop for Child<F, T> {
 }
 
 /// A handle to a task spawned on a [`Scope`].
+///
+/// It cannot leave its scope, so the child's result (which may borrow from the
+/// scope's caller) is joined or dropped before the scope returns, or leaked:
+///
+/// ```compile_fail
+/// ivy::run(|| {
+///     let data = vec![1u64];
+///     let h = ivy::scope(|s| s.spawn(|| data.len())).unwrap();
+///     h.join().unwrap();
+/// });
+/// ```
 pub struct ScopedJoinHandle<'scope, T> {
     /// `None` only once `join` consumed it.
     inner: Option<JoinHandle<()>>,

@@ -13,7 +13,9 @@ impl Drop for Loud {
 }
 
 fn main() {
-    let scenario = std::env::args().nth(1).expect("usage: ivy-panic-abort SCENARIO");
+    let scenario = std::env::args()
+        .nth(1)
+        .expect("usage: ivy-panic-abort SCENARIO");
     match scenario.as_str() {
         // A deadline needs an unwind to reach its scope: refused, with a message.
         "timeout" => {
