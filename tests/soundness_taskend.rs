@@ -221,10 +221,13 @@ fn scope_child_result_drop_panic_is_child_failure() {
         rt.block_on(|| {
             for _ in 0..50 {
                 let r = ivy::scope(|s| {
-                    drop(s.spawn(|| {
-                        ivy::sleep(Duration::from_micros(50));
+                    // The child finishes only after its handle is gone.
+                    let (go_tx, go_rx) = ivy::sync::oneshot::channel::<()>();
+                    drop(s.spawn(move || {
+                        let _ = go_rx.recv();
                         PanicInDrop("scoped result boom")
                     }));
+                    drop(go_tx);
                 });
                 let e = r.unwrap_err();
                 assert_eq!(e.panic_message(), Some("scoped result boom"));

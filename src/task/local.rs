@@ -55,6 +55,7 @@ impl LocalMap {
             // Newest first, like the unwinding of a stack.
             while let Some(entry) = taken.pop() {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(entry))) {
+                    crate::cancel::caught();
                     if first.is_none() && !crate::cancel::is_ivy_unwind(p.as_ref()) {
                         first = Some(p);
                     } else {

@@ -122,6 +122,8 @@ where
             None => {
                 let f = f.expect("a task's entry starts once");
                 let mut result = run_body(&self.core, f);
+                // Whatever unwound the body was caught: none is in flight now.
+                crate::cancel::caught();
                 // Task-locals die on the task's own stack and thread, guarded.
                 let panicked =
                     worker::with_current_task(|t| local::LocalMap::clear_all(&t.ctx.locals))
