@@ -427,6 +427,47 @@ fn cancelled_unstarted_closure_drop_panic_is_task_panic() {
     });
 }
 
+/// Item 5: the closure of a task cancelled before it started may block in its
+/// destructor: shielded, the call works; unshielded, it is interrupted (the
+/// task is cancelled) and the task ends cancelled. The worker lives on.
+#[test]
+fn cancelled_unstarted_closure_drop_may_block() {
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    static INTERRUPTED: AtomicUsize = AtomicUsize::new(0);
+    struct Blocks {
+        shielded: bool,
+    }
+    impl Drop for Blocks {
+        fn drop(&mut self) {
+            if self.shielded {
+                ivy::shield(|| ivy::sleep(Duration::from_millis(1)));
+                DONE.fetch_add(1, Ordering::SeqCst);
+            } else {
+                INTERRUPTED.fetch_add(1, Ordering::SeqCst);
+                ivy::sleep(Duration::from_millis(1));
+                unreachable!("a cancelled task's sleep is interrupted");
+            }
+        }
+    }
+    within("unstarted closure drop blocks", || {
+        let rt = runtime(1);
+        rt.block_on(|| {
+            for i in 0..20 {
+                let b = Blocks {
+                    shielded: i % 2 == 0,
+                };
+                let h = ivy::spawn(move || drop(b));
+                h.cancel();
+                assert!(h.join().unwrap_err().is_cancelled());
+            }
+            assert_eq!(ivy::spawn(|| 7).join().unwrap(), 7);
+        });
+        assert_eq!(DONE.load(Ordering::SeqCst), 10);
+        assert_eq!(INTERRUPTED.load(Ordering::SeqCst), 10);
+        drop(rt);
+    });
+}
+
 /// Item 5: a task-local destructor that panics while the task is being
 /// cancelled by shutdown is reported, not an abort; shutdown completes.
 #[test]
