@@ -4,6 +4,16 @@
 //! ivy functions anywhere in its call tree, no `async` colouring. Tasks start
 //! without a stack; the stack is taken from the worker's pool at the first run and
 //! returned when the task ends, so a million queued tasks cost no stack memory.
+//!
+//! A task's end happens in one place, `Body::start`, on the task's own stack and
+//! inside `catch_unwind`: the body, then its task-locals' destructors, then the
+//! drop of its result if nobody can join it any more (or the drop of its closure
+//! if it was cancelled before it started). Why: every one of those runs user
+//! code, and user code run anywhere else — on the worker's stack when it recycles
+//! the task, or after the guard — turned a panicking destructor into a dead
+//! worker, stranding every task homed on it and hanging shutdown. On the task's
+//! stack a destructor may also block like any task code. A panic there is the
+//! task's panic: `join` returns it, or it is reported as unjoined.
 
 pub(crate) mod gather;
 pub(crate) mod join;

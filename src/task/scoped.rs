@@ -181,6 +181,8 @@ impl<F, T> Drop for Child<F, T> {
             if p.is::<CancelUnwind>() {
                 return crate::task::drop_payload(p);
             }
+            // Off a task only on the no-stack path, where the child's own id is
+            // not at hand (its handle reports the `NoStack` error with it).
             let id = crate::current().map_or(TaskId(0), |c| c.id());
             let e = self.token.0.record_panic(id, p);
             let mut slot = lock(&self.slot);
