@@ -6,10 +6,12 @@
 //! taken by the handle's drop under the join lock. Whoever comes last of the task
 //! and a dropped handle drops the result, so user destructors in a result run
 //! either where the handle is dropped or on the task's own stack, guarded, and
-//! never on a worker's stack when it recycles the task (as std's `Packet`). Who waits, and whether anyone
-//! will ever look at a panic, is tracked in the task's `JoinSlot`, so that a panic
-//! nobody joins is reported exactly once: either by the worker when the task ends
-//! after its handle was dropped, or by the handle's drop when the task had ended.
+//! never on a worker's stack when it recycles the task (as std's `Packet`).
+//!
+//! Who waits, and whether anyone will ever look at a panic, is tracked in the
+//! task's `JoinSlot`, so that a panic nobody joins is reported exactly once:
+//! either by the worker when the task ends after its handle was dropped, or by
+//! the handle's drop when the task had ended.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
