@@ -91,7 +91,7 @@ fn main() {
             let h = ivy::task::Builder::new()
                 .name("scope-parent")
                 .spawn_on(&rt.handle(), move || {
-                    let data = vec![1u64, 2, 3];
+                    let data = [1u64, 2, 3];
                     let _ = ivy::scope(|s| {
                         s.spawn_named(Some("scope-child"), || {
                             let _l = Loud("scope-child");
