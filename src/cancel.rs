@@ -17,6 +17,14 @@
 //! that block (flush a queue, join a child) run to completion instead of aborting
 //! the process with a double panic. "Already unwinding" is per task, not per OS
 //! thread: see `worker::task_is_unwinding`.
+//!
+//! `panic = "abort"` builds cannot unwind, so `raise` cannot work there. Where
+//! nothing needs to run afterwards it does without: a task cancelled by shutdown
+//! is abandoned (never resumed again, its stack leaked, its destructors not run;
+//! `worker::abandon` lists it on stderr) and shutdown completes. Everywhere else
+//! (an explicit `cancel`, an elapsed `timeout`) the task's code after the
+//! blocking call must not run, and there is no way to skip it but unwinding: ivy
+//! names the task and the cause on stderr, then aborts. Never a silent abort.
 
 use std::fmt;
 use std::panic::resume_unwind;
@@ -40,11 +48,45 @@ pub(crate) struct ElapsedUnwind;
 impl Interrupted {
     /// Turns an interruption into the Rust-side behaviour: unwind.
     pub(crate) fn raise(self) -> ! {
+        if cfg!(panic = "abort") {
+            self.cannot_unwind();
+        }
         crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(true));
         match self {
             Interrupted::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             Interrupted::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
         }
+    }
+
+    /// `raise` in a `panic = "abort"` build: see the module comment.
+    #[cold]
+    fn cannot_unwind(self) -> ! {
+        use crate::runtime::worker;
+        if self == Interrupted::Cancelled {
+            worker::with_current_task(|task| {
+                if task.shared.is_closing() {
+                    worker::abandon(task);
+                }
+            });
+        }
+        let who = match crate::task::current() {
+            Some(c) => format!("task '{}' (id {})", c.name().unwrap_or("<unnamed>"), c.id()),
+            None => format!(
+                "thread '{}'",
+                std::thread::current().name().unwrap_or("<unnamed>")
+            ),
+        };
+        let what = match self {
+            Interrupted::Cancelled => "was cancelled",
+            Interrupted::Elapsed => "reached the deadline of an ivy::timeout/ivy::deadline scope",
+        };
+        eprintln!(
+            "ivy: {who} {what}, but this program is built with panic = \"abort\", so ivy \
+             cannot unwind it (cancellation and deadlines unwind the task's stack); \
+             aborting. Build with panic = \"unwind\" to use cancel and timeout (see \
+             README.md, \"panic = abort\")."
+        );
+        std::process::abort();
     }
 
     #[allow(dead_code)] // used by the I/O layer
@@ -76,6 +118,11 @@ pub(crate) fn or_raise<T>(r: Result<T, Interrupted>) -> T {
         Ok(v) => v,
         Err(e) => e.raise(),
     }
+}
+
+/// Whether an unwind payload is ivy's own cancellation or deadline (not a panic).
+pub(crate) fn is_ivy_unwind(p: &(dyn std::any::Any + Send)) -> bool {
+    p.is::<CancelUnwind>() || p.is::<ElapsedUnwind>()
 }
 
 /// Called where an ivy unwind is caught and the task goes on running (a deadline

@@ -254,6 +254,22 @@ pub(crate) fn suspend(task: &Task, why: Suspend) {
     }
 }
 
+/// Shutdown of a `panic = "abort"` build met `task` (the current task) still
+/// running: it cannot be unwound, so it is never resumed again. Its stack is
+/// leaked with everything on it, without running its destructors; the worker
+/// completes it as cancelled, so shutdown goes on (cancel.rs).
+pub(crate) fn abandon(task: &Task) -> ! {
+    eprintln!(
+        "ivy: shutdown: task '{}' (id {}) was still running; this program is built with \
+         panic = \"abort\", so ivy cannot unwind it: its stack is leaked without running \
+         its destructors",
+        task.name().unwrap_or("<unnamed>"),
+        task.id
+    );
+    suspend_raw(task, Suspend::Abandon);
+    unreachable!("ivy: an abandoned task was resumed");
+}
+
 #[inline(always)]
 fn suspend_raw(task: &Task, why: Suspend) {
     let yielder = task.ctx.yielder.get();
@@ -580,6 +596,14 @@ impl Worker {
                     self.ready.borrow_mut().push_back(task);
                 }
             }
+            CoroutineResult::Yield(Suspend::Abandon) => {
+                // Never resumed again: its stack, and whatever lives on it, is
+                // leaked, not unwound (`abandon`).
+                std::mem::forget(slot.coroutine.take());
+                slot.running = None;
+                task.body().abandon();
+                self.complete(task);
+            }
             CoroutineResult::Return(()) => {
                 // Frees the stack back to this thread's pool.
                 slot.coroutine = None;
@@ -610,9 +634,9 @@ impl Worker {
                     t.ctx.yielder.set(yielder as *const _);
                     // `t` stays at this address until the body ends.
                     t.ctx.this.set(&t as *const Arc<Task>);
+                    // All of the task's end (task-locals, a detached result)
+                    // happens in `start`, on this stack, guarded (task/mod.rs).
                     t.body().start(None);
-                    // Task-locals die on the task's own stack and thread.
-                    crate::task::local::LocalMap::clear_all(&t.ctx.locals);
                     t.ctx.this.set(std::ptr::null());
                     drop(t);
                 }));

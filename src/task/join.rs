@@ -1,11 +1,17 @@
 //! `JoinHandle` and `JoinError`: the result of a task, like asyncio's `Task`.
 //!
 //! The result travels in a typed `Packet<T>` written by the task's own stack
-//! (before the coroutine returns) and read by the joiner after it observes the
-//! task DONE (release/acquire on the task state). Who waits, and whether anyone
-//! will ever look at a panic, is tracked in the task's `JoinSlot`, so that a panic
-//! nobody joins is reported exactly once: either by the worker when the task ends
-//! after its handle was dropped, or by the handle's drop when the task had ended.
+//! (before the coroutine returns, under the join lock) and read by the joiner
+//! after it observes the task DONE (release/acquire on `JoinCore::done`), or
+//! taken by the handle's drop under the join lock. Whoever comes last of the task
+//! and a dropped handle drops the result, so user destructors in a result run
+//! either where the handle is dropped or on the task's own stack, guarded, and
+//! never on a worker's stack when it recycles the task (as std's `Packet`).
+//!
+//! Who waits, and whether anyone will ever look at a panic, is tracked in the
+//! task's `JoinSlot`, so that a panic nobody joins is reported exactly once:
+//! either by the worker when the task ends after its handle was dropped, or by
+//! the handle's drop when the task had ended.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -24,9 +30,10 @@ pub(crate) struct Packet<T> {
     result: UnsafeCell<Option<Result<T, JoinError>>>,
 }
 
-// SAFETY: `result` is written once by the task (before it is marked DONE) and read
-// once by the joiner (after it observed DONE with Acquire ordering); those accesses
-// are ordered by the task state, and never concurrent.
+// SAFETY: `result` is written once by the task, under the join lock, before it is
+// marked DONE; it is taken by the joiner after it observed DONE with Acquire
+// ordering, or by the handle's drop under the join lock. Those accesses are
+// ordered by the lock or by `done`, and never concurrent.
 unsafe impl<T: Send> Sync for Packet<T> {}
 // SAFETY: as above; `T: Send` because the value moves from the task to the joiner.
 unsafe impl<T: Send> Send for Packet<T> {}
@@ -39,14 +46,14 @@ impl<T> Packet<T> {
     }
 
     /// # Safety
-    /// Called once, by the task, before it is marked DONE.
+    /// Called once, by the task, holding the join lock, before it is marked DONE.
     pub(crate) unsafe fn set(&self, r: Result<T, JoinError>) {
         // SAFETY: see the `Sync` impl; the caller upholds the write-once rule.
         unsafe { *self.result.get() = Some(r) };
     }
 
     /// # Safety
-    /// Called only after the task was observed DONE.
+    /// Called only after the task was observed DONE, or holding the join lock.
     pub(crate) unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: see the `Sync` impl.
         unsafe { (*self.result.get()).take() }
@@ -57,7 +64,7 @@ impl<T> Packet<T> {
 /// `Body`, whose closure type the handle does not know.
 pub(crate) trait ResultSlot<T>: crate::task::raw::Start {
     /// # Safety
-    /// Called only after the task was observed DONE.
+    /// Called only after the task was observed DONE, or holding the join lock.
     unsafe fn take(&self) -> Option<Result<T, JoinError>>;
 }
 
@@ -328,19 +335,26 @@ impl<T> Drop for JoinHandle<T> {
             return;
         }
         let core = self.core();
-        let report = {
+        let (report, result) = {
             let mut slot = core.lock();
             slot.handle_dropped = true;
             slot.waiter = None;
-            if core.is_done() {
+            // SAFETY: we hold the join lock. A result stored by now is ours to
+            // drop; one not stored yet will be dropped by the task (task::Body).
+            let result = unsafe { self.packet.take() };
+            let report = if core.is_done() {
                 slot.panic_message.take()
             } else {
                 None
-            }
+            };
+            (report, result)
         };
         if let Some(msg) = report {
             report_unjoined_panic(core, &msg);
         }
+        // Outside the lock: a destructor in the result may use the task's handle
+        // state (`is_finished`) or block.
+        drop(result);
     }
 }
 

@@ -8,31 +8,63 @@
 //! a task-local instead.
 //!
 //! Each task keeps a small map from key address to a boxed value, created lazily
-//! on first access and dropped on the task's own stack when the task ends. Values
+//! on first access and dropped on the task's own stack when the task ends (inside
+//! the task's guard: a panicking destructor is the task's panic). Values
 //! need not be `Send`: they never leave the task's thread. Outside a task (a plain
 //! thread) a key falls back to per-thread storage, so library code works anywhere.
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::runtime::worker;
+
+/// How many times a task's task-locals are destroyed when destructors keep
+/// re-creating them (`PTHREAD_DESTRUCTOR_ITERATIONS` is 4 too). After that, the
+/// map is closed: a destructor that touches a task-local panics instead of
+/// creating one more value, so the last round empties the map for good.
+pub(crate) const DESTRUCTOR_ROUNDS: usize = 4;
 
 #[derive(Default)]
 pub(crate) struct LocalMap {
     entries: Vec<(usize, Box<dyn Any>)>,
+    /// Set for the last round of `clear_all`: no value may be created any more.
+    closed: bool,
 }
 
 impl LocalMap {
-    /// Drops every value. Values whose destructor touches task-locals see an empty
-    /// map being rebuilt, which is then dropped too.
-    pub(crate) fn clear_all(cell: &RefCell<LocalMap>) {
-        loop {
-            let taken = std::mem::take(&mut cell.borrow_mut().entries);
+    /// Drops every value, one at a time, each under `catch_unwind` (a panic in
+    /// one destructor must not skip the others, nor become a second panic while
+    /// the first unwinds, which would abort). Values whose destructor touches
+    /// task-locals see an empty map being rebuilt, which is then dropped too, for
+    /// at most `DESTRUCTOR_ROUNDS` rounds; one more round runs with the map
+    /// closed. Returns the first panic (ivy's own cancellation and deadline
+    /// unwinds, which interrupt a destructor's blocking call, are not panics);
+    /// the panic hook has reported every one.
+    pub(crate) fn clear_all(cell: &RefCell<LocalMap>) -> Option<Box<dyn Any + Send>> {
+        let mut first = None;
+        for round in 0..=DESTRUCTOR_ROUNDS {
+            let mut taken = {
+                let mut map = cell.borrow_mut();
+                map.closed = round == DESTRUCTOR_ROUNDS;
+                std::mem::take(&mut map.entries)
+            };
             if taken.is_empty() {
-                return;
+                break;
             }
-            drop(taken);
+            // Newest first, like the unwinding of a stack.
+            while let Some(entry) = taken.pop() {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(entry))) {
+                    crate::cancel::caught();
+                    if first.is_none() && !crate::cancel::is_ivy_unwind(p.as_ref()) {
+                        first = Some(p);
+                    } else {
+                        crate::task::drop_payload(p);
+                    }
+                }
+            }
         }
+        first
     }
 }
 
@@ -71,6 +103,13 @@ impl<T: 'static> LocalKey<T> {
         let ptr = match found {
             Some(p) => p,
             None => {
+                if map.borrow().closed {
+                    panic!(
+                        "ivy: a task-local was used by a destructor after the task's \
+                         task-locals were destroyed {DESTRUCTOR_ROUNDS} times (destructors \
+                         kept re-creating them)"
+                    );
+                }
                 // `init` may itself use task-locals: call it without a borrow.
                 let value: Box<dyn Any> = Box::new((self.init)());
                 let p = &*value as *const dyn Any;

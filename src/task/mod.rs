@@ -4,6 +4,16 @@
 //! ivy functions anywhere in its call tree, no `async` colouring. Tasks start
 //! without a stack; the stack is taken from the worker's pool at the first run and
 //! returned when the task ends, so a million queued tasks cost no stack memory.
+//!
+//! A task's end happens in one place, `Body::start`, on the task's own stack and
+//! inside `catch_unwind`: the body, then its task-locals' destructors, then the
+//! drop of its result if nobody can join it any more (or the drop of its closure
+//! if it was cancelled before it started). Why: every one of those runs user
+//! code, and user code run anywhere else — on the worker's stack when it recycles
+//! the task, or after the guard — turned a panicking destructor into a dead
+//! worker, stranding every task homed on it and hanging shutdown. On the task's
+//! stack a destructor may also block like any task code. A panic there is the
+//! task's panic: `join` returns it, or it is reported as unjoined.
 
 pub(crate) mod gather;
 pub(crate) mod join;
@@ -18,7 +28,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::cancel::CancelUnwind;
 use crate::runtime::worker;
 use crate::runtime::{check_stack_size, Handle, Shared};
 pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted};
@@ -112,17 +121,68 @@ where
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
         let id = TaskId(self.core.id);
-        let result = match (no_stack, f) {
-            (Some(e), _) => Err(JoinError::no_stack(id, e)),
-            (None, Some(f)) => run_body(&self.core, f),
-            (None, None) => unreachable!("a task's entry starts once"),
+        let result = match no_stack {
+            Some(e) => {
+                // No stack, so this runs on the worker's: guard the closure's drop.
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
+                    report_end_panic(&self.core, p);
+                }
+                Err(JoinError::no_stack(id, e))
+            }
+            None => {
+                let f = f.expect("a task's entry starts once");
+                let mut result = run_body(&self.core, f);
+                // Whatever unwound the body was caught: none is in flight now.
+                crate::cancel::caught();
+                // Task-locals die on the task's own stack and thread, guarded.
+                let panicked =
+                    worker::with_current_task(|t| local::LocalMap::clear_all(&t.ctx.locals))
+                        .flatten();
+                if let Some(p) = panicked {
+                    ended_with_panic(&self.core, &mut result, p);
+                }
+                result
+            }
         };
-        // SAFETY: the entry runs once, before the worker marks the task DONE.
-        unsafe { self.packet.set(result) };
+        self.finish(result);
+    }
+
+    fn abandon(&self) {
+        self.finish(Err(JoinError::cancelled(TaskId(self.core.id))));
     }
 
     fn core(&self) -> &JoinCore {
         &self.core
+    }
+}
+
+impl<F, T> Body<F, T> {
+    /// The last step of a task: hand the result to the handle, or, if the handle
+    /// is gone, drop it here, on the task's own stack and under `catch_unwind`
+    /// (a panic there is reported like any panic nobody joined). Decided under
+    /// the join lock, so the handle's drop (which takes a stored result under
+    /// the same lock) and this never miss each other: a result is never left for
+    /// the worker to drop when it recycles the task.
+    fn finish(&self, result: Result<T, JoinError>) {
+        let slot = self.core.lock();
+        if !slot.handle_dropped {
+            // SAFETY: written once, by the task, under the join lock, before it is
+            // marked DONE (join.rs).
+            unsafe { self.packet.set(result) };
+            return;
+        }
+        drop(slot);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(result))) {
+            if crate::cancel::is_ivy_unwind(p.as_ref()) {
+                return drop_payload(p);
+            }
+            let mut slot = self.core.lock();
+            if slot.panic_message.is_none() {
+                slot.panic_message = Some(message_of(p.as_ref()));
+            }
+            drop(slot);
+            drop_payload(p);
+        }
     }
 }
 
@@ -132,12 +192,60 @@ where
     T: Send,
 {
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
-        // SAFETY: forwarded: the caller observed the task DONE.
+        // SAFETY: forwarded: the caller observed the task DONE, or holds the lock.
         unsafe { self.packet.take() }
     }
 }
 
-/// Runs a task's body on its own stack, turning unwinds into a `JoinError`.
+fn message_of(p: &(dyn std::any::Any + Send)) -> String {
+    payload_str(p)
+        .unwrap_or("<non-string panic payload>")
+        .to_string()
+}
+
+/// Drops a caught panic payload; a payload whose own destructor panics is
+/// forgotten (it is user data, and nothing is left to report it to).
+pub(crate) fn drop_payload(p: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A panic caught at the end of a task (a task-local's destructor): it becomes
+/// the task's result unless the body already panicked (the hook printed both).
+fn ended_with_panic<T>(
+    core: &JoinCore,
+    result: &mut Result<T, JoinError>,
+    p: Box<dyn std::any::Any + Send>,
+) {
+    if matches!(result, Err(e) if e.is_panic()) {
+        return drop_payload(p);
+    }
+    core.lock().panic_message = Some(message_of(p.as_ref()));
+    let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
+    // The value the body returned is user data: dropped guarded, here.
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(old))) {
+        drop_payload(p);
+    }
+}
+
+/// A panic in user code that ran on a worker's stack for a task with no stack:
+/// the task's result is its `NoStack` error, so the panic is reported here.
+fn report_end_panic(core: &JoinCore, p: Box<dyn std::any::Any + Send>) {
+    if !crate::cancel::is_ivy_unwind(p.as_ref()) {
+        eprintln!(
+            "ivy: task '{}' (id {}) panicked while its closure was dropped: {}",
+            core.name.as_deref().unwrap_or("<unnamed>"),
+            core.id,
+            message_of(p.as_ref())
+        );
+    }
+    drop_payload(p);
+}
+
+/// Runs a task's body on its own stack, turning unwinds into a `JoinError`. A
+/// task cancelled before it started never runs its closure, but drops it here,
+/// on its own stack and guarded like the body.
 fn run_body<F, T>(core: &JoinCore, f: F) -> Result<T, JoinError>
 where
     F: FnOnce() -> T,
@@ -147,19 +255,26 @@ where
         worker::with_current_task(|me| me.is_cancelled()).expect("task body runs inside its task");
     if cancelled {
         // Cancelled before it ever ran: user code never starts.
-        return Err(JoinError::cancelled(tid));
+        return match catch_unwind(AssertUnwindSafe(move || drop(f))) {
+            Ok(()) => Err(JoinError::cancelled(tid)),
+            Err(p) => Err(unwind_error(core, tid, p)),
+        };
     }
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Ok(v),
-        Err(p) if p.is::<CancelUnwind>() => Err(JoinError::cancelled(tid)),
-        Err(p) => {
-            let msg = payload_str(p.as_ref())
-                .unwrap_or("<non-string panic payload>")
-                .to_string();
-            core.lock().panic_message = Some(msg);
-            Err(JoinError::panicked(tid, p))
-        }
+        Err(p) => Err(unwind_error(core, tid, p)),
     }
+}
+
+/// The `JoinError` for an unwind caught in a task: a cancellation, or a panic
+/// (whose message is kept for the "nobody joined it" report).
+fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
+    if p.is::<crate::cancel::CancelUnwind>() {
+        drop_payload(p);
+        return JoinError::cancelled(tid);
+    }
+    core.lock().panic_message = Some(message_of(p.as_ref()));
+    JoinError::panicked(tid, p)
 }
 
 /// Spawns a task on the current runtime, like `std::thread::spawn`.

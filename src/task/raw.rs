@@ -50,6 +50,8 @@ pub(crate) enum Suspend {
     Yield,
     /// Leave me parked until someone unparks me.
     Park,
+    /// Never resume me: leak my stack (`worker::abandon`).
+    Abandon,
 }
 
 pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), TaskStack>;
@@ -63,9 +65,15 @@ pub(crate) type Entry = Arc<dyn Start>;
 
 /// Runs a task's closure once. Called on the task's own stack with `None`, or on
 /// the worker's stack with `Some(err)` when no stack could be allocated, in which
-/// case it must record the failure for the joiner without running user code.
+/// case it records the failure for the joiner and runs no user code but the
+/// closure's drop (guarded). All of a task's end (task-locals, the result of a
+/// detached task) happens inside `start`, guarded: see `task::Body`.
 pub(crate) trait Start: Send + Sync {
     fn start(&self, no_stack: Option<std::io::Error>);
+    /// The task will never be resumed (`panic = "abort"` shutdown, see
+    /// `worker::abandon`): record a cancellation for the joiner, on the worker's
+    /// stack, running no user code.
+    fn abandon(&self);
     /// Identity and join bookkeeping, shared with the `JoinHandle`.
     fn core(&self) -> &JoinCore;
 }

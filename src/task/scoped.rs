@@ -15,6 +15,15 @@
 //! a deadline scope if needed); if the body panics, every child is cancelled and
 //! the panic continues after they finished. A child returning `Err` is an ordinary
 //! value: `join` its handle to see it.
+//!
+//! A child's end obeys the rule std's scoped threads follow: the scope's count
+//! is released last (`ChildToken`, the last field of `Child`), after the
+//! closure (run, or dropped unrun when the child was cancelled before it
+//! started) and after the result (stored for the handle, which drops it inside
+//! the scope's body, or dropped by the child when the handle is gone). Drops of
+//! user values there run under `catch_unwind`, and a panic counts as the child's
+//! panic. Otherwise a destructor reading borrowed data could run after `scope`
+//! returned (issue 10, items 2 and 3).
 
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -63,9 +72,27 @@ impl ScopeShared {
     }
 }
 
-/// Held by each child; dropped when the child's closure (and everything it
-/// borrowed) is gone — also when the child never ran (cancelled before its first
-/// run, or no stack).
+impl ScopeShared {
+    /// A child's panic: the first one goes to the scope's result (and cancels
+    /// the siblings); the child's handle gets a copy of its message.
+    fn record_panic(&self, id: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.failure.is_some() {
+            return JoinError::panicked(id, p);
+        }
+        let msg = payload_str(p.as_ref())
+            .unwrap_or("<non-string panic payload>")
+            .to_owned();
+        s.failure = Some(JoinError::panicked(id, p));
+        drop(s);
+        self.cancel_children();
+        JoinError::panicked(id, Box::new(msg))
+    }
+}
+
+/// Held by each child; released last, after the child's closure and result
+/// (everything that may borrow from the scope's caller) are gone: also when the
+/// child never ran (cancelled before its first run, or no stack).
 struct ChildToken(Arc<ScopeShared>);
 
 impl Drop for ChildToken {
@@ -85,20 +112,119 @@ impl Drop for ChildToken {
     }
 }
 
+/// A child's result, shared by the child and its handle. Whichever lets go
+/// last drops a value the handle did not take: the handle (where it is dropped,
+/// inside the scope's body) or the child (on its own stack, before its token).
+struct ChildSlot<T> {
+    result: Option<Result<T, JoinError>>,
+    handle_dropped: bool,
+}
+
+type SharedSlot<T> = Arc<Mutex<ChildSlot<T>>>;
+
+fn lock<T>(slot: &SharedSlot<T>) -> std::sync::MutexGuard<'_, ChildSlot<T>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a scope child's task runs. Its fields drop in order, the token last:
+/// that is what makes the scope wait for the closure's captures and the result
+/// (std's scoped `Packet` does the same), whichever way the child ends.
+struct Child<F, T> {
+    f: Option<F>,
+    slot: SharedSlot<T>,
+    token: ChildToken,
+}
+
+impl<F: FnOnce() -> T, T> Child<F, T> {
+    fn run(mut self) {
+        let f = self.f.take().expect("a child runs once");
+        let id = crate::current().map(|c| c.id()).expect("runs as a task");
+        let outcome = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => Ok(v),
+            Err(p) if p.is::<CancelUnwind>() => Err(JoinError::cancelled(id)),
+            Err(p) => Err(self.token.0.record_panic(id, p)),
+        };
+        self.deliver(id, outcome);
+        // `self` drops here: the slot, then the token.
+    }
+
+    /// Stores the outcome for the handle, or drops it here if the handle is gone.
+    fn deliver(&self, id: TaskId, outcome: Result<T, JoinError>) {
+        let orphan = {
+            let mut slot = lock(&self.slot);
+            if slot.handle_dropped {
+                Some(outcome)
+            } else {
+                slot.result = Some(outcome);
+                None
+            }
+        };
+        if let Some(orphan) = orphan {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(orphan))) {
+                if p.is::<CancelUnwind>() {
+                    crate::task::drop_payload(p);
+                } else {
+                    crate::task::drop_payload(Box::new(self.token.0.record_panic(id, p)));
+                }
+            }
+        }
+    }
+}
+
+impl<F, T> Drop for Child<F, T> {
+    /// A child that never ran drops its closure here, before its token: on its
+    /// own stack when it was cancelled before it started, on the worker's when it
+    /// got no stack. A panic there is the child's panic.
+    fn drop(&mut self) {
+        let Some(f) = self.f.take() else { return };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
+            if p.is::<CancelUnwind>() {
+                return crate::task::drop_payload(p);
+            }
+            // Off a task only on the no-stack path, where the child's own id is
+            // not at hand (its handle reports the `NoStack` error with it).
+            let id = crate::current().map_or(TaskId(0), |c| c.id());
+            let e = self.token.0.record_panic(id, p);
+            let mut slot = lock(&self.slot);
+            if !slot.handle_dropped {
+                slot.result = Some(Err(e));
+            }
+        }
+    }
+}
+
 /// A handle to a task spawned on a [`Scope`].
+///
+/// It cannot leave its scope, so the child's result (which may borrow from the
+/// scope's caller) is joined or dropped before the scope returns, or leaked:
+///
+/// ```compile_fail
+/// ivy::run(|| {
+///     let data = vec![1u64];
+///     let h = ivy::scope(|s| s.spawn(|| data.len())).unwrap();
+///     h.join().unwrap();
+/// });
+/// ```
 pub struct ScopedJoinHandle<'scope, T> {
-    inner: JoinHandle<()>,
-    result: Arc<Mutex<Option<Result<T, JoinError>>>>,
+    /// `None` only once `join` consumed it.
+    inner: Option<JoinHandle<()>>,
+    result: SharedSlot<T>,
     _scope: PhantomData<&'scope ()>,
 }
 
 impl<T> ScopedJoinHandle<'_, T> {
+    fn inner(&self) -> &JoinHandle<()> {
+        self.inner.as_ref().expect("a live handle has its task")
+    }
+
     /// Waits for the child and returns its value (a cancellation point).
-    pub fn join(self) -> Result<T, JoinError> {
-        let id = self.inner.id();
-        // The inner task only ever reports cancellation-before-start here.
-        let inner = self.inner.join();
-        let taken = self.result.lock().unwrap_or_else(|e| e.into_inner()).take();
+    pub fn join(mut self) -> Result<T, JoinError> {
+        let inner = self.inner.take().expect("a live handle has its task");
+        let id = inner.id();
+        // The inner task only ever reports cancellation-before-start (or no
+        // stack) here; everything else is in the slot.
+        let inner = inner.join();
+        let taken = lock(&self.result).result.take();
         match (taken, inner) {
             (Some(r), _) => r,
             (None, Err(e)) => Err(e),
@@ -108,17 +234,30 @@ impl<T> ScopedJoinHandle<'_, T> {
 
     /// Whether the child has finished.
     pub fn is_finished(&self) -> bool {
-        self.inner.is_finished()
+        self.inner().is_finished()
     }
 
     /// Requests cancellation of the child.
     pub fn cancel(&self) {
-        self.inner.cancel()
+        self.inner().cancel()
     }
 
     /// The child's task id.
     pub fn id(&self) -> TaskId {
-        self.inner.id()
+        self.inner().id()
+    }
+}
+
+impl<T> Drop for ScopedJoinHandle<'_, T> {
+    /// Takes a result the child already stored and drops it here, inside the
+    /// scope's body; a result stored later is dropped by the child itself.
+    fn drop(&mut self) {
+        let result = {
+            let mut slot = lock(&self.result);
+            slot.handle_dropped = true;
+            slot.result.take()
+        };
+        drop(result);
     }
 }
 
@@ -139,41 +278,24 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         T: Send + 'scope,
     {
         self.shared.pending.fetch_add(1, Ordering::AcqRel);
-        let token = ChildToken(self.shared.clone());
-        let result: Arc<Mutex<Option<Result<T, JoinError>>>> = Arc::new(Mutex::new(None));
-        let slot = result.clone();
-        let shared = self.shared.clone();
-        let body = move || {
-            let token = token;
-            let id = crate::current().map(|c| c.id()).expect("runs as a task");
-            let outcome = match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => Ok(v),
-                Err(p) if p.is::<CancelUnwind>() => Err(JoinError::cancelled(id)),
-                Err(p) => {
-                    // The first failure's payload goes to the scope's result; its
-                    // handle gets a copy of the message.
-                    let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.failure.is_none() {
-                        let msg = payload_str(p.as_ref())
-                            .unwrap_or("<non-string panic payload>")
-                            .to_owned();
-                        s.failure = Some(JoinError::panicked(id, p));
-                        drop(s);
-                        shared.cancel_children();
-                        Err(JoinError::panicked(id, Box::new(msg)))
-                    } else {
-                        Err(JoinError::panicked(id, p))
-                    }
-                }
-            };
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-            drop(token);
+        let result: SharedSlot<T> = Arc::new(Mutex::new(ChildSlot {
+            result: None,
+            handle_dropped: false,
+        }));
+        let child = Child {
+            f: Some(f),
+            slot: result.clone(),
+            token: ChildToken(self.shared.clone()),
         };
-        let body: Box<dyn FnOnce() + Send + 'scope> = Box::new(body);
+        // The closure captures only `child`: dropping it, run or not, drops the
+        // child's fields in their declared order, the token last.
+        let body: Box<dyn FnOnce() + Send + 'scope> = Box::new(move || child.run());
         // SAFETY: the closure and its result slot borrow only data that outlives
         // 'scope, and `scope()` does not return (by any path) before every child's
         // `ChildToken` has dropped, which happens after the closure ran or was
-        // dropped unrun. So nothing borrowed is touched after 'scope ends.
+        // dropped unrun, and after its result was stored for the handle (which
+        // drops it inside the scope's body, or leaks it if forgotten) or dropped.
+        // So nothing borrowed is touched after 'scope ends.
         let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
         let mut builder = crate::task::Builder::new();
         if let Some(n) = name {
@@ -193,7 +315,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             }
         }
         ScopedJoinHandle {
-            inner,
+            inner: Some(inner),
             result,
             _scope: PhantomData,
         }
@@ -280,6 +402,14 @@ fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
         if interrupted.is_none() {
             let cancelled = crate::current().is_some_and(|c| c.is_cancelled());
             let elapsed = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            if cancelled && cfg!(panic = "abort") {
+                // No unwind possible: at shutdown the caller is abandoned (its
+                // stack, which the children borrow, is leaked, so they stay
+                // sound wherever they are); otherwise ivy aborts with a message.
+                // Either way nothing runs after this in the caller (cancel.rs).
+                shared.cancel_children();
+                Interrupted::Cancelled.raise();
+            }
             if cancelled || elapsed {
                 interrupted = Some(if cancelled {
                     Interrupted::Cancelled
