@@ -411,6 +411,9 @@ impl Runtime {
         }
         shared.task_pool.clear();
         shared.blocking.shutdown();
+        // The workers' stack caches went with their threads; what they spilled to the
+        // global lists is discarded now rather than by a trim that may never come.
+        crate::stack::discard_free_stacks();
     }
 }
 

@@ -480,7 +480,7 @@ impl Worker {
         }
 
         // Going to sleep: return idle stacks' memory now, off the hot path.
-        crate::stack::trim_free_stacks();
+        let trim_again = crate::stack::trim_free_stacks();
         shared.idle.sleep(self.index);
         // Final check after registering as a sleeper: see idle.rs for why this
         // cannot miss a push.
@@ -497,10 +497,15 @@ impl Worker {
             self.wake_from_sleep();
             return;
         }
-        let timeout = self.wheel.borrow().next_deadline().map(|d| {
+        let timer = self.wheel.borrow().next_deadline().map(|d| {
             let now = Instant::now();
             d.saturating_duration_since(now)
         });
+        // Free stacks still hold memory: wake in time to discard it (pool.rs).
+        let timeout = match (timer, trim_again) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        };
         if timeout != Some(Duration::ZERO) {
             // Sleeps in the worker's mio::Poll and dispatches the I/O events it gets.
             self.parker.borrow_mut().park(timeout);

@@ -64,10 +64,16 @@ pub(super) fn install_many(addrs: &[usize], len: usize) -> io::Result<Vec<bool>>
 }
 
 /// Applies `advice` to every range with `process_madvise(2)` on our own process,
-/// 1024 ranges per call. Returns `false` if the kernel does not support that
+/// up to 1024 ranges per call. Returns `false` if the kernel does not support that
 /// advice there (then `unsupported` is set so later calls skip the attempt, and a
 /// prefix of the ranges may have been advised: callers fall back to `madvise`
 /// per range, which must be harmless to repeat).
+///
+/// The kernel advises at most `MAX_RW_COUNT` (~2 GiB) bytes per call and reports
+/// how many it did: the next call resumes at that exact byte, inside a range if it
+/// stopped in one (regression: resuming at the next whole range skipped the rest of
+/// a range longer than the cap, so after a burst of 1M tasks most of their stacks'
+/// memory stayed resident).
 ///
 /// # Safety
 /// Applying `advice` to every range must be sound (see `madvise(2)`).
@@ -89,9 +95,9 @@ pub(super) unsafe fn madvise_many(
         unsupported.store(true, Ordering::Relaxed);
         return false;
     };
-    let mut done = 0;
-    while done < ranges.len() {
-        let chunk = &ranges[done..ranges.len().min(done + 1024)];
+    let mut progress = Progress::default();
+    let mut chunk: Vec<libc::iovec> = Vec::with_capacity(ranges.len().min(1024));
+    while progress.fill(ranges, &mut chunk, 1024) {
         // SAFETY: the kernel only reads the iovec array; the advice itself is the
         // caller's obligation.
         let rc = unsafe {
@@ -112,17 +118,58 @@ pub(super) unsafe fn madvise_many(
             unsupported.store(true, Ordering::Relaxed);
             return false;
         }
-        // A short count means a prefix of the ranges was advised: skip the ranges
-        // wholly covered and retry from the first incomplete one.
-        let mut bytes = rc as usize;
-        let mut n = 0;
-        while n < chunk.len() && bytes >= chunk[n].iov_len {
-            bytes -= chunk[n].iov_len;
-            n += 1;
+        if rc == 0 {
+            // No progress on a non-empty request: let the caller use plain madvise
+            // rather than loop.
+            return false;
         }
-        done += n.max(1);
+        progress.advance(ranges, rc as usize);
     }
     true
+}
+
+/// How far `madvise_many` got: whole ranges done, and bytes done of the next one.
+#[derive(Default)]
+struct Progress {
+    range: usize,
+    offset: usize,
+}
+
+impl Progress {
+    /// Fills `chunk` with up to `max` iovecs of what is left (the first one possibly
+    /// a remainder). Returns `false` when nothing is left.
+    fn fill(&mut self, ranges: &[libc::iovec], chunk: &mut Vec<libc::iovec>, max: usize) -> bool {
+        while self.range < ranges.len() && ranges[self.range].iov_len == self.offset {
+            self.range += 1;
+            self.offset = 0;
+        }
+        chunk.clear();
+        for (i, r) in ranges[self.range..].iter().take(max).enumerate() {
+            let skip = if i == 0 { self.offset } else { 0 };
+            if r.iov_len > skip {
+                chunk.push(libc::iovec {
+                    iov_base: (r.iov_base as usize + skip) as *mut libc::c_void,
+                    iov_len: r.iov_len - skip,
+                });
+            }
+        }
+        !chunk.is_empty()
+    }
+
+    /// Records that the kernel advised `bytes` more bytes, in order.
+    fn advance(&mut self, ranges: &[libc::iovec], mut bytes: usize) {
+        while bytes > 0 && self.range < ranges.len() {
+            let left = ranges[self.range].iov_len - self.offset;
+            if bytes >= left {
+                bytes -= left;
+                self.range += 1;
+                self.offset = 0;
+            } else {
+                self.offset += bytes;
+                bytes = 0;
+            }
+        }
+    }
 }
 
 fn guards() -> &'static Guards {
@@ -257,6 +304,61 @@ mod tests {
             (major, minor) >= (6, 13),
             "kernel {release}"
         );
+    }
+
+    /// One `process_madvise` call advises at most ~2 GiB: ranges beyond that, and the rest of
+    /// a single range longer than that, must still be advised (regression: they were skipped,
+    /// and a burst's stacks stayed resident).
+    #[test]
+    fn madvise_many_covers_more_than_the_kernel_cap() {
+        use super::super::test_util::resident_pages;
+        const GIB: usize = 1 << 30;
+        let len = 5 * GIB;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new anonymous mapping, ours alone, unmapped at the end of the test.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+        assert_ne!(base, libc::MAP_FAILED);
+        let base = base as usize;
+        let stride = 1 << 20; // one touched page per MiB: 5120 pages, 20 MiB of memory
+        let touch = || {
+            for addr in (base..base + len).step_by(stride) {
+                // SAFETY: inside our read-write mapping.
+                unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            }
+            assert_eq!(resident_pages(base, len), len / stride);
+        };
+        let iov = |lo: usize, n: usize| libc::iovec {
+            iov_base: lo as *mut libc::c_void,
+            iov_len: n,
+        };
+        let layouts: [Vec<libc::iovec>; 3] = [
+            // One range of 5 GiB: the kernel stops inside it, twice.
+            vec![iov(base, len)],
+            // Five ranges of 1 GiB: one call covers two of them, and stops inside the third.
+            (0..5).map(|i| iov(base + i * GIB, GIB)).collect(),
+            // An empty range and unequal ones.
+            vec![
+                iov(base, 3 * GIB + 4096),
+                iov(base + 3 * GIB + 4096, 0),
+                iov(base + 3 * GIB + 4096, 2 * GIB - 4096),
+            ],
+        ];
+        for ranges in &layouts {
+            touch();
+            let unsupported = AtomicBool::new(false);
+            // SAFETY: the ranges cover our own mapping, whose contents nobody reads.
+            let batched = unsafe { madvise_many(ranges, libc::MADV_DONTNEED, &unsupported) };
+            if !batched {
+                // SAFETY: as above.
+                unsafe { libc::madvise(base as *mut _, len, libc::MADV_DONTNEED) };
+                eprintln!("process_madvise(MADV_DONTNEED) unsupported here: nothing to check");
+                break;
+            }
+            assert_eq!(resident_pages(base, len), 0, "{} ranges", ranges.len());
+        }
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
     }
 
     /// The fallback guards with mprotect, within its budget, then hands out unguarded slots.

@@ -48,6 +48,8 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 const NUM_CLASSES: usize =
     (MAX_STACK_SIZE.trailing_zeros() - MIN_STACK_SIZE.trailing_zeros()) as usize + 1;
 
+/// Discards every idle free stack's pages now: called when a runtime shuts down.
+pub(crate) use pool::discard_idle as discard_free_stacks;
 /// A task's stack: a slot in a slab, owned until dropped, when it returns to the pool.
 /// Discards idle free stacks' pages (see `pool`): call when a worker goes idle.
 pub(crate) use pool::trim as trim_free_stacks;

@@ -155,10 +155,13 @@ pub(super) fn give(class: usize, slot: Slot) {
 
 /// Discards the pages of free slots that have been unused since the previous run, at most
 /// every `TRIM_INTERVAL_MS` (one batched `madvise` per class). Called by a worker about to
-/// sleep, so the syscall and its TLB shoot-down happen while the runtime idles.
-pub(crate) fn trim() {
+/// sleep, so the syscall and its TLB shoot-down happen while the runtime idles. Returns, while
+/// free slots may still hold memory, how soon to call it again: a worker that would sleep with
+/// no timer wakes then, so an idle runtime returns a burst's memory within two intervals
+/// (regression: it slept forever and the aged generation stayed resident).
+pub(crate) fn trim() -> Option<std::time::Duration> {
     if WARM_SLOTS.load(Ordering::Relaxed) == 0 {
-        return;
+        return None;
     }
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
@@ -167,14 +170,38 @@ pub(crate) fn trim() {
         .elapsed()
         .as_millis() as u64;
     let last = LAST_MS.load(Ordering::Relaxed);
-    if now < last + TRIM_INTERVAL_MS
-        || LAST_MS
+    let due = last + TRIM_INTERVAL_MS;
+    if now >= due
+        && LAST_MS
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+            .is_ok()
     {
-        return;
+        age_and_discard();
     }
-    age_and_discard();
+    if WARM_SLOTS.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    // `+ 1`: waking a hair early would find the interval not yet over.
+    let wait = due.saturating_sub(now).clamp(1, TRIM_INTERVAL_MS) + 1;
+    Some(std::time::Duration::from_millis(wait))
+}
+
+/// Discards the pages of every free slot on the global lists now, whatever their age: a runtime
+/// that shuts down calls it, so that a dropped runtime leaves no stack memory behind (its
+/// workers' caches were discarded when the threads exited).
+pub(crate) fn discard_idle() {
+    for class in 0..NUM_CLASSES {
+        let old = {
+            let mut shared = lock(class);
+            let mut old = std::mem::take(&mut shared.warm);
+            old.append(&mut shared.aged);
+            old
+        };
+        if !old.is_empty() {
+            WARM_SLOTS.fetch_sub(old.len(), Ordering::Relaxed);
+            release(class, &old);
+        }
+    }
 }
 
 /// One generation step of `trim`: discard the aged slots, age the warm ones.
