@@ -188,6 +188,12 @@ pub(crate) unsafe fn spawn_c(
     opts: *const ivy_spawn_opts_t,
 ) -> Result<ivy_task_t, c_int> {
     let entry = entry.ok_or(IVY_EINVAL)?;
+    if handle.shared.is_closing() {
+        // Shutting down: the task would never run. (A spawn that races with the
+        // start of shutdown past this check gets a handle that joins with
+        // IVY_ECANCELED: see runtime/mod.rs.)
+        return Err(IVY_ECLOSED);
+    }
     // SAFETY: the caller's contract: NULL or a valid options struct.
     let opts = unsafe { opts.as_ref() };
     let mut ctask = CTask {
@@ -235,7 +241,9 @@ pub(crate) unsafe fn spawn_c(
 ///
 /// Errors: `IVY_EPERM` when called outside an ivy task (use `ivy_runtime_spawn`
 /// from plain threads); `IVY_EINVAL` for a `NULL` `entry` or `out`, a name that
-/// is not UTF-8, or a stack size above 1 GiB.
+/// is not UTF-8, or a stack size above 1 GiB; `IVY_ECLOSED` when the runtime is
+/// shutting down (a spawn racing with the start of shutdown may instead succeed
+/// with a handle that joins with `IVY_ECANCELED`: the task never runs).
 ///
 /// # Safety
 /// `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks

@@ -10,6 +10,19 @@
 //! caller waits until no task is left, and only then are the workers stopped and
 //! joined. Nothing is force-unwound, so no unwind can cross C frames. A task that
 //! never reaches a blocking call again keeps shutdown waiting, as in asyncio.
+//!
+//! A spawn that comes once the runtime is closing -- during shutdown, or through a
+//! `Handle` that outlived its `Runtime` -- is never queued: the task completes at
+//! once, on the spawning thread, as cancelled before it started (its closure is
+//! dropped unrun), and `join` says `Cancelled`. Queuing it instead would leave it
+//! for workers that may be gone, and its `join` would hang forever. Whether a spawn
+//! is queued or refused is decided by a Dekker handshake between the spawn (count
+//! the task live, then read `closing`) and the shutdown (set `closing`, then wait
+//! for `live == 0`), all SeqCst: a task counted before shutdown looked is waited
+//! for (and cancelled as it starts); one counted after sees `closing`.
+//!
+//! The workers' fds (epoll, eventfd) close when the workers exit, although a
+//! `Handle` can keep `Shared` alive much longer (parker.rs).
 
 pub mod debug;
 pub(crate) mod idle;
@@ -65,6 +78,12 @@ impl Shared {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// Whether a task just counted live (`Registry::spawned`) must not be queued
+    /// (the handshake in the module comment).
+    fn refuses_spawns(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
     pub(crate) fn notify_idle(&self) {
         if let Some(i) = self.idle.worker_to_notify() {
@@ -83,8 +102,13 @@ impl Shared {
         })
         .flatten();
         self.registry.spawned();
-        if self.is_closing() {
-            task.cancel();
+        if self.refuses_spawns() {
+            // Nothing may run it: complete it here, cancelled before it started.
+            task.body().start(Some(crate::task::raw::NotRun::Closed));
+            task.transition_to_done();
+            self.registry.remove(&task);
+            crate::task::join::notify_done(&task);
+            return;
         }
         match local {
             Some(_) => worker::with_current(|w| w.push_spawned(task)),
@@ -386,7 +410,10 @@ impl Runtime {
             return;
         }
         let shared = &self.shared;
-        shared.closing.store(true, Ordering::Release);
+        shared.closing.store(true, Ordering::SeqCst);
+        // The other half of the handshake with `schedule_new` (module comment): the
+        // reads of `live` below see every task whose spawn did not see `closing`.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if shared.debug.slow_task.is_some() {
             debug::report_leftovers(&shared.registry.snapshot());
         }

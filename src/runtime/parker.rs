@@ -24,10 +24,20 @@
 //! queued in `released` and freed by the worker after its next dispatch, which
 //! is the first moment no buffered event can name it. When the worker is gone
 //! (`released` is `None`), nothing can dispatch any more and release is immediate.
+//!
+//! # Closing with the worker
+//! `WorkerUnparker` is shared by every `Handle` of the runtime and every socket that
+//! ever registered here, which may all outlive it. So its two fds, the waker's
+//! eventfd and the clone of the poll's epoll fd, are closed when the worker exits
+//! (`Parker::drop`), not when the last reference goes (regression: a `Handle` kept
+//! after the runtime was dropped held 2 fds per worker forever). They sit behind an
+//! `RwLock<Option<_>>` so that closing cannot race a `wake` or an `epoll_ctl` on a
+//! number the kernel may already have handed to someone else; the read lock is taken
+//! only on paths that make that syscall anyway.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
@@ -50,14 +60,16 @@ pub(crate) struct Parker {
 /// The waking side, and the worker's I/O registry; shared with every thread.
 pub(crate) struct WorkerUnparker {
     state: AtomicU8,
-    waker: Waker,
+    /// `None` once the worker exited (module comment).
+    waker: RwLock<Option<Waker>>,
     pub(crate) reactor: Reactor,
 }
 
 /// The parts of a worker's poll that registrations use from any thread.
 pub(crate) struct Reactor {
-    /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe).
-    pub(crate) registry: Registry,
+    /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe);
+    /// `None` once the worker exited (module comment).
+    registry: RwLock<Option<Registry>>,
     /// Leaked `IoState` pointers deregistered off-thread, freed after the next
     /// dispatch; `None` once the worker has exited.
     released: Mutex<Option<Vec<usize>>>,
@@ -78,9 +90,9 @@ impl Parker {
             events: Events::with_capacity(256),
             unparker: Arc::new(WorkerUnparker {
                 state: AtomicU8::new(EMPTY),
-                waker,
+                waker: RwLock::new(Some(waker)),
                 reactor: Reactor {
-                    registry,
+                    registry: RwLock::new(Some(registry)),
                     released: Mutex::new(Some(Vec::new())),
                     registrations: AtomicUsize::new(0),
                     dispatching: AtomicBool::new(false),
@@ -169,6 +181,11 @@ impl Parker {
 
 impl Drop for Parker {
     fn drop(&mut self) {
+        // Close the fds others may still reach (module comment); the poll's own fd
+        // closes when `self.poll` drops, after this.
+        let unparker = &self.unparker;
+        drop(write(&unparker.waker).take());
+        drop(write(&unparker.reactor.registry).take());
         let pending = {
             let mut released = self
                 .unparker
@@ -191,8 +208,10 @@ impl WorkerUnparker {
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
             // A failed eventfd write means the counter is saturated, i.e. a wake-up
-            // is already pending: nothing is lost.
-            let _ = self.waker.wake();
+            // is already pending: nothing is lost. No waker: the worker exited.
+            if let Some(waker) = read(&self.waker).as_ref() {
+                let _ = waker.wake();
+            }
         }
     }
 }
@@ -201,12 +220,16 @@ impl Reactor {
     /// Registers `fd` for read and write readiness (edge-triggered), with `io` as
     /// the target of its events. Returns the token to pass to `deregister`.
     pub(crate) fn register(&self, fd: std::os::fd::RawFd, io: &Arc<IoState>) -> io::Result<usize> {
+        let registry = read(&self.registry);
+        let Some(registry) = registry.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "ivy: the worker of this reactor has exited (its runtime shut down)",
+            ));
+        };
         let token = Arc::into_raw(io.clone()) as usize;
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-        match self
-            .registry
-            .register(&mut mio::unix::SourceFd(&fd), Token(token), interest)
-        {
+        match registry.register(&mut mio::unix::SourceFd(&fd), Token(token), interest) {
             Ok(()) => {
                 self.registrations.fetch_add(1, Ordering::Relaxed);
                 Ok(token)
@@ -226,7 +249,11 @@ impl Reactor {
     pub(crate) fn deregister(&self, fd: std::os::fd::RawFd, token: usize, on_owner_thread: bool) {
         // An error means the fd was closed behind our back (the kernel already
         // dropped the registration) or never registered: nothing left to undo.
-        let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        // No registry: the worker exited and its poll, with every registration in
+        // it, is closed.
+        if let Some(registry) = read(&self.registry).as_ref() {
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
         self.registrations.fetch_sub(1, Ordering::Relaxed);
         let release_now = on_owner_thread && !self.dispatching.load(Ordering::Relaxed);
         if !release_now {
@@ -269,4 +296,12 @@ impl Reactor {
             drop(unsafe { Arc::from_raw(ptr as *const IoState) });
         }
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }

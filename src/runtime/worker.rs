@@ -624,7 +624,8 @@ impl Worker {
                 true
             }
             Err(e) => {
-                task.body().start(Some(e));
+                task.body()
+                    .start(Some(crate::task::raw::NotRun::NoStack(e)));
                 self.complete(task.clone());
                 false
             }

@@ -108,14 +108,30 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn start(&self, no_stack: Option<io::Error>) {
+    fn start(&self, not_run: Option<raw::NotRun>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
         let id = TaskId(self.core.id);
-        let result = match (no_stack, f) {
-            (Some(e), _) => Err(JoinError::no_stack(id, e)),
+        let result = match (not_run, f) {
             (None, Some(f)) => run_body(&self.core, f),
             (None, None) => unreachable!("a task's entry starts once"),
+            (Some(why), f) => {
+                // The closure's captures are user code: a panic in their drop is
+                // this task's, not the worker's (nor the spawner's).
+                match catch_unwind(AssertUnwindSafe(move || drop(f))) {
+                    Err(p) => {
+                        let msg = payload_str(p.as_ref())
+                            .unwrap_or("<non-string panic payload>")
+                            .to_string();
+                        self.core.lock().panic_message = Some(msg);
+                        Err(JoinError::panicked(id, p))
+                    }
+                    Ok(()) => match why {
+                        raw::NotRun::NoStack(e) => Err(JoinError::no_stack(id, e)),
+                        raw::NotRun::Closed => Err(JoinError::cancelled(id)),
+                    },
+                }
+            }
         };
         // SAFETY: the entry runs once, before the worker marks the task DONE.
         unsafe { self.packet.set(result) };

@@ -61,11 +61,20 @@ pub(crate) type TaskYielder = Yielder<(), Suspend>;
 /// freed and only this remains until the handle is joined or dropped.
 pub(crate) type Entry = Arc<dyn Start>;
 
-/// Runs a task's closure once. Called on the task's own stack with `None`, or on
-/// the worker's stack with `Some(err)` when no stack could be allocated, in which
-/// case it must record the failure for the joiner without running user code.
+/// Why a task's closure will never run.
+pub(crate) enum NotRun {
+    /// No stack could be allocated for it (on the worker, at its first run).
+    NoStack(std::io::Error),
+    /// It was spawned on a runtime that is shutting down or gone (on the spawning
+    /// thread: nothing would ever run it).
+    Closed,
+}
+
+/// Runs a task's closure once. Called on the task's own stack with `None`, or
+/// with `Some(why)` when the task will never run (see `NotRun`), in which case it
+/// must record that for the joiner, dropping the closure without running it.
 pub(crate) trait Start: Send + Sync {
-    fn start(&self, no_stack: Option<std::io::Error>);
+    fn start(&self, not_run: Option<NotRun>);
     /// Identity and join bookkeeping, shared with the `JoinHandle`.
     fn core(&self) -> &JoinCore;
 }
