@@ -194,6 +194,7 @@ pub(crate) unsafe fn spawn_c(
         // IVY_ECANCELED: see runtime/mod.rs.)
         return Err(IVY_ECLOSED);
     }
+
     // SAFETY: the caller's contract: NULL or a valid options struct.
     let opts = unsafe { opts.as_ref() };
     let mut ctask = CTask {
@@ -221,6 +222,12 @@ pub(crate) unsafe fn spawn_c(
         ctask.on_exit = o.on_exit;
         ctask.on_exit_arg = CPtr(o.on_exit_arg);
     }
+    let stack = stack_size.unwrap_or(handle.default_stack_size());
+    if crate::stack::check_available(stack, handle.shared.unguarded_stacks).is_err() {
+        // No guarded stack left (stack/guard.rs): as `ivy_join` reports a task
+        // that got no stack.
+        return Err(IVY_ENOMEM);
+    }
     let jh = handle.spawn_named(name, stack_size, move || ctask.run());
     let entry = Arc::new(TaskEntry {
         task: jh.shared_core(),
@@ -243,7 +250,11 @@ pub(crate) unsafe fn spawn_c(
 /// from plain threads); `IVY_EINVAL` for a `NULL` `entry` or `out`, a name that
 /// is not UTF-8, or a stack size above 1 GiB; `IVY_ECLOSED` when the runtime is
 /// shutting down (a spawn racing with the start of shutdown may instead succeed
-/// with a handle that joins with `IVY_ECANCELED`: the task never runs).
+/// with a handle that joins with `IVY_ECANCELED`: the task never runs);
+/// `IVY_ENOMEM` when no stack with a guard page is left (only on kernels before
+/// Linux 6.13 or with `IVY_STACK_GUARD=mprotect`, past the mprotect budget,
+/// unless the environment has `IVY_UNGUARDED_STACKS=1`; a spawn racing others
+/// may instead get a handle that joins with `IVY_ENOMEM`).
 ///
 /// # Safety
 /// `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks

@@ -606,7 +606,7 @@ impl Worker {
             task.cancel();
         }
         task.set_home(self.index);
-        match TaskStack::allocate(task.stack_size) {
+        match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
                 self.shared.registry.insert(task, self.index);
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));

@@ -5,14 +5,26 @@
 //! It is probed for once. Older kernels answer EINVAL; then a guard is an `mprotect(PROT_NONE)`
 //! range, which splits its slab and so costs about two VMAs per stack. Those are budgeted to
 //! what `vm.max_map_count` leaves after headroom for the rest of the process. Past the budget,
-//! or once `mprotect` itself reports that the process is out of VMAs, new stacks are handed out
-//! without a guard, after one warning on stderr: an overflow in them corrupts memory instead of
-//! aborting. Refusing to spawn would instead cap the runtime at ~30k live tasks, which is the
-//! failure this design exists to avoid.
+//! or once `mprotect` itself reports that the process is out of VMAs, new slots get no guard.
+//!
+//! Unguarded stacks are opt-in. An overflow in a stack without a guard silently corrupts the
+//! memory below it (another task's stack), so by default a task that would need a new slot
+//! past the budget is refused with an error that names the cause and the ways out
+//! (`exhausted`), while freed guarded slots keep being reused, so a runtime with a steady
+//! number of live tasks below the budget runs forever. A runtime built with
+//! `Builder::unguarded_stacks(true)` (env `IVY_UNGUARDED_STACKS=1`) takes unguarded slots
+//! instead: its user chose live-task count over overflow safety (regression: past the budget
+//! every runtime silently got unguarded stacks, after one warning on stderr).
+//!
+//! The mechanism is chosen once per process, at the first stack, because slots and their
+//! guards are shared by every runtime: `IVY_STACK_GUARD=mprotect` forces the fallback on any
+//! kernel (to test it, or to avoid the probe), `IVY_STACK_GUARD_BUDGET=N` sets the number of
+//! mprotect guards (default: from `vm.max_map_count`), `IVY_STACK_GUARD=auto` (or unset)
+//! probes. `Builder::build` rejects other values.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 /// `MADV_GUARD_INSTALL` from `<linux/mman.h>`, not yet in the libc crate.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
@@ -28,8 +40,66 @@ pub enum GuardMode {
     MadviseGuard,
     /// `mprotect(PROT_NONE)`: about two VMAs per stack, within a budget.
     Mprotect,
-    /// The mprotect budget is spent: new stacks have no guard.
+    /// The mprotect budget is spent: freed guarded stacks are still reused, but a new one
+    /// has no guard, and only runtimes built with `Builder::unguarded_stacks(true)` use those;
+    /// elsewhere a task that needs one is refused with an error.
     Unguarded,
+}
+
+/// The process's guard configuration from the environment (module comment): whether to force
+/// mprotect guards, and the mprotect budget if set.
+pub(crate) fn env_config() -> io::Result<(bool, Option<usize>)> {
+    let force = match std::env::var("IVY_STACK_GUARD").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => false,
+        Ok("mprotect") => true,
+        Ok(other) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ivy: IVY_STACK_GUARD={other:?} is not one of auto, mprotect"),
+            ))
+        }
+    };
+    let budget = match std::env::var("IVY_STACK_GUARD_BUDGET") {
+        Err(_) => None,
+        Ok(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ivy: IVY_STACK_GUARD_BUDGET={v:?} is not a whole number"),
+            )
+        })?),
+    };
+    Ok((force, budget))
+}
+
+/// Whether every new slot gets a guard (madvise guards): no budget to count.
+pub(super) fn unlimited() -> bool {
+    guards().madvise
+}
+
+/// How many more slots can get a guard: `usize::MAX` with madvise guards.
+pub(super) fn guards_left() -> usize {
+    let g = guards();
+    if g.madvise {
+        usize::MAX
+    } else {
+        g.mprotect_left.load(Ordering::Relaxed)
+    }
+}
+
+/// The error of a task refused a stack because no guarded one is left.
+pub(super) fn exhausted() -> io::Error {
+    let g = guards();
+    let (budget, why) = (g.budget, g.why_mprotect);
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "ivy: no guarded task stack is left: {why}, and all {budget} mprotect stack guards \
+             (a budget from vm.max_map_count, or IVY_STACK_GUARD_BUDGET) are in use. \
+             Raise vm.max_map_count, have fewer tasks alive at once, or build the runtime with \
+             Builder::unguarded_stacks(true) (env IVY_UNGUARDED_STACKS=1), accepting that a \
+             stack overflow then corrupts memory instead of aborting"
+        ),
+    )
 }
 
 /// How stacks carved from now on are guarded. Stacks carved earlier keep their guards.
@@ -175,19 +245,28 @@ impl Progress {
 fn guards() -> &'static Guards {
     static GUARDS: OnceLock<Guards> = OnceLock::new();
     GUARDS.get_or_init(|| {
-        if probe_madvise() {
+        // `Builder::build` reported a malformed environment; here it means the defaults.
+        let (force_mprotect, budget) = env_config().unwrap_or((false, None));
+        let mut g = if !force_mprotect && probe_madvise() {
             Guards::new(true, 0)
         } else {
-            Guards::new(false, mprotect_budget())
+            Guards::new(false, budget.unwrap_or_else(mprotect_budget))
+        };
+        if force_mprotect {
+            g.why_mprotect = "IVY_STACK_GUARD=mprotect is set";
         }
+        g
     })
 }
 
 struct Guards {
     madvise: bool,
-    /// mprotect guards that may still be installed.
+    /// mprotect guards that may still be installed...
     mprotect_left: AtomicUsize,
-    warned: Once,
+    /// ...of this many.
+    budget: usize,
+    /// Why guards are mprotect ones, for `exhausted`.
+    why_mprotect: &'static str,
 }
 
 impl Guards {
@@ -195,7 +274,8 @@ impl Guards {
         Guards {
             madvise,
             mprotect_left: AtomicUsize::new(mprotect_budget),
-            warned: Once::new(),
+            budget: mprotect_budget,
+            why_mprotect: "this kernel lacks MADV_GUARD_INSTALL (Linux 6.13+)",
         }
     }
 
@@ -233,7 +313,6 @@ impl Guards {
                 Err(e) => return Err(e),
             }
         }
-        self.warned.call_once(warn_unguarded);
         Ok(false)
     }
 }
@@ -276,16 +355,6 @@ fn mprotect_budget() -> usize {
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(65530);
     max_map_count.saturating_sub(VMA_HEADROOM) / 2
-}
-
-fn warn_unguarded() {
-    let _ = writeln!(
-        io::stderr(),
-        "ivy: warning: new task stacks have NO guard page, so a stack overflow will corrupt \
-         memory instead of aborting. This kernel lacks MADV_GUARD_INSTALL (Linux 6.13+), and \
-         guarding more stacks with mprotect would exceed vm.max_map_count. Upgrade the kernel \
-         or raise vm.max_map_count (sysctl) to keep stacks guarded."
-    );
 }
 
 #[cfg(test)]
@@ -361,7 +430,7 @@ mod tests {
         unsafe { libc::munmap(base as *mut libc::c_void, len) };
     }
 
-    /// The fallback guards with mprotect, within its budget, then hands out unguarded slots.
+    /// The fallback guards with mprotect, within its budget, then reports slots as unguarded.
     #[test]
     fn mprotect_fallback_has_a_budget() {
         let page = super::super::page_size();
@@ -374,7 +443,6 @@ mod tests {
         let base = base as usize;
 
         let guards = Guards::new(false, 2);
-        guards.warned.call_once(|| {}); // keep the test's output quiet
         assert_eq!(guards.mode(), GuardMode::Mprotect);
         let guarded: Vec<bool> = (0..3)
             .map(|i| guards.install(base + i * slot, page).unwrap())

@@ -221,7 +221,9 @@ impl Builder {
     }
 
     /// Spawns on the current runtime. Errors: not inside a runtime
-    /// (`ErrorKind::NotFound`), invalid stack size (`InvalidInput`).
+    /// (`ErrorKind::NotFound`), invalid stack size (`InvalidInput`), no guarded
+    /// stack left (`OutOfMemory`; see
+    /// [`runtime::Builder::unguarded_stacks`](crate::runtime::Builder::unguarded_stacks)).
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -245,6 +247,8 @@ impl Builder {
         if let Some(s) = self.stack_size {
             check_stack_size(s)?;
         }
+        let stack = self.stack_size.unwrap_or(handle.default_stack_size());
+        crate::stack::check_available(stack, handle.shared.unguarded_stacks)?;
         Ok(handle.spawn_named(self.name.map(String::into_boxed_str), self.stack_size, f))
     }
 }
