@@ -1054,7 +1054,11 @@ int ivy_barrier_free(ivy_barrier_t b);
  * from plain threads); `IVY_EINVAL` for a `NULL` `entry` or `out`, a name that
  * is not UTF-8, or a stack size above 1 GiB; `IVY_ECLOSED` when the runtime is
  * shutting down (a spawn racing with the start of shutdown may instead succeed
- * with a handle that joins with `IVY_ECANCELED`: the task never runs).
+ * with a handle that joins with `IVY_ECANCELED`: the task never runs);
+ * `IVY_ENOMEM` when no stack with a guard page is left (only on kernels before
+ * Linux 6.13 or with `IVY_STACK_GUARD=mprotect`, past the mprotect budget,
+ * unless the environment has `IVY_UNGUARDED_STACKS=1`; a spawn racing others
+ * may instead get a handle that joins with `IVY_ENOMEM`).
  *
  * # Safety
  * `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks
