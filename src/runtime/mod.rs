@@ -529,6 +529,11 @@ impl Handle {
     }
 
     /// Spawns a task onto the runtime.
+    ///
+    /// On a runtime that is shutting down or gone (this handle outlived its
+    /// `Runtime`), the task never runs: its closure is dropped and the handle's
+    /// `join` returns `Cancelled` at once. A task refused a stack (no guarded one
+    /// left: [`Builder::unguarded_stacks`]) joins with `is_no_stack()`.
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -98,7 +98,8 @@ struct Body<F, T> {
 }
 
 // SAFETY: `f` is taken exactly once, by the one thread that runs the task's entry
-// (queues hand a task to one thread at a time, and `start` is called once); the
+// (queues hand a task to one thread at a time, a task refused at spawn is never
+// queued and is settled by the spawning thread alone, and `start` is called once); the
 // packet has its own protocol (join.rs). `F: Send` because the closure moves to the
 // worker; `T: Send` because the value moves to the joiner.
 unsafe impl<F: Send, T: Send> Sync for Body<F, T> {}
