@@ -205,28 +205,30 @@ pub(crate) unsafe fn spawn_c(
         on_exit: None,
         on_exit_arg: CPtr(std::ptr::null_mut()),
     };
+    let stack_size = match opts.map_or(0, |o| o.stack_size) {
+        0 => None,
+        bytes => {
+            check_stack_size(bytes).map_err(|_| IVY_EINVAL)?;
+            Some(bytes)
+        }
+    };
+    let stack = stack_size.unwrap_or(handle.default_stack_size());
+    if crate::stack::check_available(stack, handle.shared.unguarded_stacks).is_err() {
+        // No guarded stack left (stack/guard.rs): as `ivy_join` reports a task
+        // that got no stack.
+        return Err(IVY_ENOMEM);
+    }
     let mut name = None;
-    let mut stack_size = None;
     if let Some(o) = opts {
         if !o.name.is_null() {
             // SAFETY: the caller's contract: a NUL-terminated string.
             let s = unsafe { CStr::from_ptr(o.name) };
             name = Some(s.to_str().map_err(|_| IVY_EINVAL)?.into());
         }
-        if o.stack_size != 0 {
-            check_stack_size(o.stack_size).map_err(|_| IVY_EINVAL)?;
-            stack_size = Some(o.stack_size);
-        }
         ctask.on_start = o.on_start;
         ctask.on_start_arg = CPtr(o.on_start_arg);
         ctask.on_exit = o.on_exit;
         ctask.on_exit_arg = CPtr(o.on_exit_arg);
-    }
-    let stack = stack_size.unwrap_or(handle.default_stack_size());
-    if crate::stack::check_available(stack, handle.shared.unguarded_stacks).is_err() {
-        // No guarded stack left (stack/guard.rs): as `ivy_join` reports a task
-        // that got no stack.
-        return Err(IVY_ENOMEM);
     }
     let jh = handle.spawn_named(name, stack_size, move || ctask.run());
     let entry = Arc::new(TaskEntry {
