@@ -138,28 +138,20 @@ thread_local! {
 /// (guarded ones first even then); otherwise, once no guarded slot can be had, an error that
 /// names the cause (`guard::exhausted`).
 pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
-    let kinds: &[usize] = if unguarded_ok {
-        &[GUARDED, UNGUARDED]
-    } else {
-        &[GUARDED]
-    };
-    for &kind in kinds {
-        if let Ok(Some(slot)) = CACHE.try_with(|cache| cache.borrow_mut().0[kind][class].pop()) {
-            count_free_guarded(class, &slot, -1);
-            return Ok(slot);
-        }
+    if let Some(slot) = cache_pop(GUARDED, class) {
+        return Ok(slot);
     }
     let addrs = {
         let mut shared = lock(class);
-        for &kind in kinds {
-            let lists = &mut shared.lists[kind];
-            if let Some(slot) = lists.warm.pop().or_else(|| lists.aged.pop()) {
-                WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
-                count_free_guarded(class, &slot, -1);
+        if let Some(slot) = shared.pop(GUARDED, class) {
+            return Ok(slot);
+        }
+        // Every guarded source is dry: an unguarded slot, if it will do.
+        if unguarded_ok {
+            if let Some(slot) = cache_pop(UNGUARDED, class) {
                 return Ok(slot);
             }
-            if let Some(slot) = lists.free.pop() {
-                count_free_guarded(class, &slot, -1);
+            if let Some(slot) = shared.pop(UNGUARDED, class) {
                 return Ok(slot);
             }
         }
@@ -215,6 +207,16 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         }
     }
     first.ok_or_else(guard::exhausted)
+}
+
+/// A slot of `kind` and `class` from this thread's cache.
+fn cache_pop(kind: usize, class: usize) -> Option<Slot> {
+    let slot = CACHE
+        .try_with(|cache| cache.borrow_mut().0[kind][class].pop())
+        .ok()
+        .flatten()?;
+    count_free_guarded(class, &slot, -1);
+    Some(slot)
 }
 
 /// Whether `take(class, unguarded_ok)` can succeed now, as far as a spawn can tell ahead of
@@ -356,6 +358,20 @@ impl Drop for Cache {
 }
 
 impl Class {
+    /// A free slot of `kind`: a warm one first.
+    fn pop(&mut self, kind: usize, class: usize) -> Option<Slot> {
+        let lists = &mut self.lists[kind];
+        let slot = match lists.warm.pop().or_else(|| lists.aged.pop()) {
+            Some(slot) => {
+                WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
+                slot
+            }
+            None => lists.free.pop()?,
+        };
+        count_free_guarded(class, &slot, -1);
+        Some(slot)
+    }
+
     /// Reserves the next unused slot, mapping a new slab if the newest one is used up.
     fn carve(&mut self, class: usize) -> io::Result<usize> {
         let slot_len = guard_size() + class_size(class);
