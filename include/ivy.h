@@ -133,7 +133,7 @@ typedef enum {
     IVY_ECANCELED = -125,
     /**
      * The object was closed: a closed queue (puts; gets once drained), an
-     * exhausted or closing generator.
+     * exhausted or closing generator, a runtime shutting down (spawns).
      */
     IVY_ECLOSED = -1001,
     /**
@@ -770,7 +770,11 @@ int ivy_runtime_new(const ivy_config_t *config, ivy_runtime_t *out);
 /**
  * Spawns `entry(arg)` on runtime `rt`, from any thread (a plain thread or a task
  * of any runtime). Handle ownership and errors as `ivy_spawn`, except that it
- * works outside tasks; `IVY_EBADF` for a stale runtime handle.
+ * works outside tasks; `IVY_EBADF` for a stale runtime handle, and
+ * `IVY_ECLOSED` (or `IVY_EBADF`) when `ivy_runtime_free` of `rt` is under way on
+ * another thread. A handle it returns always joins (with the task's value, or
+ * `IVY_ECANCELED` if shutdown cancelled it): none waits for a runtime that is
+ * gone.
  *
  * # Safety
  * As `ivy_spawn`.
@@ -1048,7 +1052,13 @@ int ivy_barrier_free(ivy_barrier_t b);
  *
  * Errors: `IVY_EPERM` when called outside an ivy task (use `ivy_runtime_spawn`
  * from plain threads); `IVY_EINVAL` for a `NULL` `entry` or `out`, a name that
- * is not UTF-8, or a stack size above 1 GiB.
+ * is not UTF-8, or a stack size above 1 GiB; `IVY_ECLOSED` when the runtime is
+ * shutting down (a spawn racing with the start of shutdown may instead succeed
+ * with a handle that joins with `IVY_ECANCELED`: the task never runs);
+ * `IVY_ENOMEM` when no stack with a guard page is left (only on kernels before
+ * Linux 6.13 or with `IVY_STACK_GUARD=mprotect`, past the mprotect budget,
+ * unless the environment has `IVY_UNGUARDED_STACKS=1`; a spawn racing others
+ * may instead get a handle that joins with `IVY_ENOMEM`).
  *
  * # Safety
  * `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks

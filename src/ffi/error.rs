@@ -49,7 +49,7 @@ pub enum ivy_error_t {
     /// was cancelled before it produced a result (from `ivy_join`).
     IVY_ECANCELED = -125,
     /// The object was closed: a closed queue (puts; gets once drained), an
-    /// exhausted or closing generator.
+    /// exhausted or closing generator, a runtime shutting down (spawns).
     IVY_ECLOSED = -1001,
     /// Rust code inside ivy panicked; the call did not complete. This is a bug in
     /// ivy; the panic message was printed to stderr.

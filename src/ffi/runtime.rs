@@ -158,7 +158,11 @@ pub unsafe extern "C" fn ivy_runtime_new(
 
 /// Spawns `entry(arg)` on runtime `rt`, from any thread (a plain thread or a task
 /// of any runtime). Handle ownership and errors as `ivy_spawn`, except that it
-/// works outside tasks; `IVY_EBADF` for a stale runtime handle.
+/// works outside tasks; `IVY_EBADF` for a stale runtime handle, and
+/// `IVY_ECLOSED` (or `IVY_EBADF`) when `ivy_runtime_free` of `rt` is under way on
+/// another thread. A handle it returns always joins (with the task's value, or
+/// `IVY_ECANCELED` if shutdown cancelled it): none waits for a runtime that is
+/// gone.
 ///
 /// # Safety
 /// As `ivy_spawn`.

@@ -188,6 +188,13 @@ pub(crate) unsafe fn spawn_c(
     opts: *const ivy_spawn_opts_t,
 ) -> Result<ivy_task_t, c_int> {
     let entry = entry.ok_or(IVY_EINVAL)?;
+    if handle.shared.is_closing() {
+        // Shutting down: the task would never run. (A spawn that races with the
+        // start of shutdown past this check gets a handle that joins with
+        // IVY_ECANCELED: see runtime/mod.rs.)
+        return Err(IVY_ECLOSED);
+    }
+
     // SAFETY: the caller's contract: NULL or a valid options struct.
     let opts = unsafe { opts.as_ref() };
     let mut ctask = CTask {
@@ -198,17 +205,25 @@ pub(crate) unsafe fn spawn_c(
         on_exit: None,
         on_exit_arg: CPtr(std::ptr::null_mut()),
     };
+    let stack_size = match opts.map_or(0, |o| o.stack_size) {
+        0 => None,
+        bytes => {
+            check_stack_size(bytes).map_err(|_| IVY_EINVAL)?;
+            Some(bytes)
+        }
+    };
+    let stack = stack_size.unwrap_or(handle.default_stack_size());
+    if crate::stack::check_available(stack, handle.shared.unguarded_stacks).is_err() {
+        // No guarded stack left (stack/guard.rs): as `ivy_join` reports a task
+        // that got no stack.
+        return Err(IVY_ENOMEM);
+    }
     let mut name = None;
-    let mut stack_size = None;
     if let Some(o) = opts {
         if !o.name.is_null() {
             // SAFETY: the caller's contract: a NUL-terminated string.
             let s = unsafe { CStr::from_ptr(o.name) };
             name = Some(s.to_str().map_err(|_| IVY_EINVAL)?.into());
-        }
-        if o.stack_size != 0 {
-            check_stack_size(o.stack_size).map_err(|_| IVY_EINVAL)?;
-            stack_size = Some(o.stack_size);
         }
         ctask.on_start = o.on_start;
         ctask.on_start_arg = CPtr(o.on_start_arg);
@@ -235,7 +250,13 @@ pub(crate) unsafe fn spawn_c(
 ///
 /// Errors: `IVY_EPERM` when called outside an ivy task (use `ivy_runtime_spawn`
 /// from plain threads); `IVY_EINVAL` for a `NULL` `entry` or `out`, a name that
-/// is not UTF-8, or a stack size above 1 GiB.
+/// is not UTF-8, or a stack size above 1 GiB; `IVY_ECLOSED` when the runtime is
+/// shutting down (a spawn racing with the start of shutdown may instead succeed
+/// with a handle that joins with `IVY_ECANCELED`: the task never runs);
+/// `IVY_ENOMEM` when no stack with a guard page is left (only on kernels before
+/// Linux 6.13 or with `IVY_STACK_GUARD=mprotect`, past the mprotect budget,
+/// unless the environment has `IVY_UNGUARDED_STACKS=1`; a spawn racing others
+/// may instead get a handle that joins with `IVY_ENOMEM`).
 ///
 /// # Safety
 /// `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks

@@ -10,6 +10,19 @@
 //! caller waits until no task is left, and only then are the workers stopped and
 //! joined. Nothing is force-unwound, so no unwind can cross C frames. A task that
 //! never reaches a blocking call again keeps shutdown waiting, as in asyncio.
+//!
+//! A spawn that comes once the runtime is closing -- during shutdown, or through a
+//! `Handle` that outlived its `Runtime` -- is never queued: the task completes at
+//! once, on the spawning thread, as cancelled before it started (its closure is
+//! dropped unrun), and `join` says `Cancelled`. Queuing it instead would leave it
+//! for workers that may be gone, and its `join` would hang forever. Whether a spawn
+//! is queued or refused is decided by a Dekker handshake between the spawn (count
+//! the task live, then read `closing`) and the shutdown (set `closing`, then wait
+//! for `live == 0`), all SeqCst: a task counted before shutdown looked is waited
+//! for (and cancelled as it starts); one counted after sees `closing`.
+//!
+//! The workers' fds (epoll, eventfd) close when the workers exit, although a
+//! `Handle` can keep `Shared` alive much longer (parker.rs).
 
 pub mod debug;
 pub(crate) mod idle;
@@ -26,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Worker as Deque};
 
-use crate::task::raw::Task;
+use crate::task::raw::{NotRun, Task};
 use crate::task::JoinHandle;
 use idle::Idle;
 use parker::Parker;
@@ -50,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) debug: debug::DebugConfig,
     /// Finished tasks' allocations, for reuse (task_pool.rs).
     pub(crate) task_pool: task_pool::SharedPool,
+    /// Tasks may run on stacks without a guard page (`Builder::unguarded_stacks`).
+    pub(crate) unguarded_stacks: bool,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     closing: AtomicBool,
     /// Set once every task has finished: workers exit.
@@ -63,6 +78,12 @@ impl Shared {
 
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether a task just counted live (`Registry::spawned`) must not be queued
+    /// (the handshake in the module comment).
+    fn refuses_spawns(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
@@ -83,8 +104,21 @@ impl Shared {
         })
         .flatten();
         self.registry.spawned();
-        if self.is_closing() {
-            task.cancel();
+        let refused = if self.refuses_spawns() {
+            Some(NotRun::Closed)
+        } else {
+            crate::stack::check_available(task.stack_size, self.unguarded_stacks)
+                .err()
+                .map(NotRun::NoStack)
+        };
+        if let Some(why) = refused {
+            // Nothing may run it: complete it here, cancelled before it started, or
+            // refused a stack (no guarded one left: stack/guard.rs).
+            task.body().start(Some(why));
+            task.transition_to_done();
+            self.registry.remove(&task);
+            crate::task::join::notify_done(&task);
+            return;
         }
         match local {
             Some(_) => worker::with_current(|w| w.push_spawned(task)),
@@ -118,8 +152,11 @@ pub(crate) fn schedule_woken(task: Arc<Task>) {
 
 /// Configures and builds a [`Runtime`].
 ///
-/// Environment: `IVY_WORKERS` sets the default worker count and `IVY_STACK_SIZE`
-/// the default task stack size in bytes; explicit builder calls win over both.
+/// Environment: `IVY_WORKERS` sets the default worker count, `IVY_STACK_SIZE`
+/// the default task stack size in bytes and `IVY_UNGUARDED_STACKS=1` allows
+/// unguarded stacks; explicit builder calls win over them. `IVY_STACK_GUARD` and
+/// `IVY_STACK_GUARD_BUDGET` choose the process's guard mechanism (see
+/// [`unguarded_stacks`](Builder::unguarded_stacks)); `build` rejects bad values.
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     workers: Option<usize>,
@@ -129,6 +166,7 @@ pub struct Builder {
     blocking_keep_alive: Option<Duration>,
     debug: Option<bool>,
     slow_task: Option<Duration>,
+    unguarded_stacks: Option<bool>,
 }
 
 impl Builder {
@@ -186,6 +224,25 @@ impl Builder {
         self
     }
 
+    /// Lets tasks of this runtime run on stacks **without a guard page** when no
+    /// guarded one is left (default: off, or `IVY_UNGUARDED_STACKS=1`).
+    ///
+    /// Only kernels without `MADV_GUARD_INSTALL` (before Linux 6.13), or a process
+    /// run with `IVY_STACK_GUARD=mprotect`, ever run short of guards: there each
+    /// guard is an `mprotect`ed page that costs VMAs, within a budget from
+    /// `vm.max_map_count` (`IVY_STACK_GUARD_BUDGET=N` sets it). By default, a task
+    /// that would need a new stack past the budget is refused: `task::Builder`'s
+    /// spawn returns the error, `spawn`'s `JoinHandle` reports it
+    /// ([`JoinError::is_no_stack`](crate::JoinError::is_no_stack)). With this
+    /// option such tasks run instead, and the risk is yours: a stack overflow in
+    /// one is not caught, it silently corrupts the memory below the stack (another
+    /// task's stack) instead of stopping the process with a report. Prefer raising
+    /// `vm.max_map_count`.
+    pub fn unguarded_stacks(mut self, allow: bool) -> Builder {
+        self.unguarded_stacks = Some(allow);
+        self
+    }
+
     /// Starts the worker threads.
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
@@ -217,6 +274,19 @@ impl Builder {
         };
         let debug_config = debug::DebugConfig {
             slow_task: debug_on.then_some(slow),
+        };
+        crate::stack::guard_env_config()?;
+        let unguarded_stacks = match self.unguarded_stacks {
+            Some(allow) => allow,
+            None => match std::env::var("IVY_UNGUARDED_STACKS").as_deref() {
+                Err(_) | Ok("") | Ok("0") | Ok("false") => false,
+                Ok("1") | Ok("true") => true,
+                Ok(v) => {
+                    return Err(invalid(format!(
+                        "ivy: IVY_UNGUARDED_STACKS={v:?} is not one of 0, 1, true, false"
+                    )))
+                }
+            },
         };
         let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
         let max_blocking = self
@@ -259,6 +329,7 @@ impl Builder {
             blocking,
             debug: debug_config,
             task_pool: Default::default(),
+            unguarded_stacks,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -386,7 +457,10 @@ impl Runtime {
             return;
         }
         let shared = &self.shared;
-        shared.closing.store(true, Ordering::Release);
+        shared.closing.store(true, Ordering::SeqCst);
+        // The other half of the handshake with `schedule_new` (module comment): the
+        // reads of `live` below see every task whose spawn did not see `closing`.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if shared.debug.slow_task.is_some() {
             debug::report_leftovers(&shared.registry.snapshot());
         }
@@ -411,6 +485,9 @@ impl Runtime {
         }
         shared.task_pool.clear();
         shared.blocking.shutdown();
+        // The workers' stack caches went with their threads; what they spilled to the
+        // global lists is discarded now rather than by a trim that may never come.
+        crate::stack::discard_free_stacks();
     }
 }
 
@@ -452,6 +529,11 @@ impl Handle {
     }
 
     /// Spawns a task onto the runtime.
+    ///
+    /// On a runtime that is shutting down or gone (this handle outlived its
+    /// `Runtime`), the task never runs: its closure is dropped and the handle's
+    /// `join` returns `Cancelled` at once. A task refused a stack (no guarded one
+    /// left: [`Builder::unguarded_stacks`]) joins with `is_no_stack()`.
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -25,11 +25,21 @@
 //! entry any more), finds a generation that no longer matches and is ignored.
 //! When the worker exits it empties the table, and registrations that outlive it
 //! find it closed and register elsewhere.
+//!
+//! # Closing with the worker
+//! `WorkerUnparker` is shared by every `Handle` of the runtime and every socket that
+//! ever registered here, which may all outlive it. So its two fds, the waker's
+//! eventfd and the clone of the poll's epoll fd, are closed when the worker exits
+//! (`Parker::drop`), not when the last reference goes (regression: a `Handle` kept
+//! after the runtime was dropped held 2 fds per worker forever). They sit behind an
+//! `RwLock<Option<_>>` so that closing cannot race a `wake` or an `epoll_ctl` on a
+//! number the kernel may already have handed to someone else; the read lock is taken
+//! only on paths that make that syscall anyway.
 
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
@@ -59,14 +69,16 @@ pub(crate) struct Parker {
 /// The waking side, and the worker's I/O registry; shared with every thread.
 pub(crate) struct WorkerUnparker {
     state: AtomicU8,
-    waker: Waker,
+    /// `None` once the worker exited (module comment).
+    waker: RwLock<Option<Waker>>,
     pub(crate) reactor: Reactor,
 }
 
 /// The parts of a worker's poll that registrations use from any thread.
 pub(crate) struct Reactor {
-    /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe).
-    pub(crate) registry: Registry,
+    /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe);
+    /// `None` once the worker exited (module comment).
+    registry: RwLock<Option<Registry>>,
     /// What each registration's token names; closed once the worker has exited.
     table: IoTable,
     /// Registrations currently in the poll; the worker polls while busy only if
@@ -85,9 +97,9 @@ impl Parker {
             ready: Vec::with_capacity(EVENTS),
             unparker: Arc::new(WorkerUnparker {
                 state: AtomicU8::new(EMPTY),
-                waker,
+                waker: RwLock::new(Some(waker)),
                 reactor: Reactor {
-                    registry,
+                    registry: RwLock::new(Some(registry)),
                     table: IoTable::default(),
                     registrations: AtomicUsize::new(0),
                 },
@@ -165,8 +177,13 @@ impl Parker {
 impl Drop for Parker {
     fn drop(&mut self) {
         // The worker exits: nothing dispatches any more. Release the states
-        // (registrations still holding a token find the table closed).
-        drop(self.unparker.reactor.table.close());
+        // (registrations still holding a token find the table closed), then close
+        // the fds others may still reach (module comment); the poll's own fd
+        // closes when `self.poll` drops, after this.
+        let unparker = &self.unparker;
+        drop(unparker.reactor.table.close());
+        drop(write(&unparker.waker).take());
+        drop(write(&unparker.reactor.registry).take());
     }
 }
 
@@ -174,8 +191,10 @@ impl WorkerUnparker {
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
             // A failed eventfd write means the counter is saturated, i.e. a wake-up
-            // is already pending: nothing is lost.
-            let _ = self.waker.wake();
+            // is already pending: nothing is lost. No waker: the worker exited.
+            if let Some(waker) = read(&self.waker).as_ref() {
+                let _ = waker.wake();
+            }
         }
     }
 }
@@ -189,10 +208,17 @@ impl Reactor {
             io::Error::other("ivy: the worker's reactor is closed or out of tokens")
         })?;
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-        match self
-            .registry
-            .register(&mut mio::unix::SourceFd(&fd), token.to_mio(), interest)
-        {
+        let registry = read(&self.registry);
+        let result = match registry.as_ref() {
+            Some(registry) => {
+                registry.register(&mut mio::unix::SourceFd(&fd), token.to_mio(), interest)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "ivy: the worker of this reactor has exited (its runtime shut down)",
+            )),
+        };
+        match result {
             Ok(()) => {
                 self.registrations.fetch_add(1, Ordering::Relaxed);
                 Ok(token)
@@ -212,7 +238,11 @@ impl Reactor {
         // behind our back. If the file is still open through a dup, the kernel
         // keeps the entry and its events keep coming: harmless, the token is
         // stale from the next line on.
-        let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        // No registry: the worker exited and its poll, with every registration in
+        // it, is closed.
+        if let Some(registry) = read(&self.registry).as_ref() {
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
         drop(self.table.remove(token));
         self.registrations.fetch_sub(1, Ordering::Relaxed);
     }
@@ -226,4 +256,12 @@ impl Reactor {
     pub(crate) fn is_closed(&self) -> bool {
         self.table.is_closed()
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }

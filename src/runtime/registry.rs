@@ -39,9 +39,10 @@ impl Registry {
         }
     }
 
-    /// Counts a newly spawned task.
+    /// Counts a newly spawned task. SeqCst: it pairs with the `closing` flag in
+    /// `Shared::schedule_new` and `Runtime::shutdown_now` (Dekker's handshake).
     pub(crate) fn spawned(&self) {
-        self.live.fetch_add(1, Ordering::AcqRel);
+        self.live.fetch_add(1, Ordering::SeqCst);
         self.spawned.fetch_add(1, Ordering::Relaxed);
     }
 

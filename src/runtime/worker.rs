@@ -496,7 +496,7 @@ impl Worker {
         }
 
         // Going to sleep: return idle stacks' memory now, off the hot path.
-        crate::stack::trim_free_stacks();
+        let trim_again = crate::stack::trim_free_stacks();
         shared.idle.sleep(self.index);
         // Final check after registering as a sleeper: see idle.rs for why this
         // cannot miss a push.
@@ -513,10 +513,15 @@ impl Worker {
             self.wake_from_sleep();
             return;
         }
-        let timeout = self.wheel.borrow().next_deadline().map(|d| {
+        let timer = self.wheel.borrow().next_deadline().map(|d| {
             let now = Instant::now();
             d.saturating_duration_since(now)
         });
+        // Free stacks still hold memory: wake in time to discard it (pool.rs).
+        let timeout = match (timer, trim_again) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        };
         if timeout != Some(Duration::ZERO) {
             // Sleeps in the worker's mio::Poll and dispatches the I/O events it gets.
             self.parker.borrow_mut().park(timeout);
@@ -625,7 +630,7 @@ impl Worker {
             task.cancel();
         }
         task.set_home(self.index);
-        match TaskStack::allocate(task.stack_size) {
+        match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
                 self.shared.registry.insert(task, self.index);
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
@@ -643,7 +648,8 @@ impl Worker {
                 true
             }
             Err(e) => {
-                task.body().start(Some(e));
+                task.body()
+                    .start(Some(crate::task::raw::NotRun::NoStack(e)));
                 self.complete(task.clone());
                 false
             }

@@ -5,14 +5,26 @@
 //! It is probed for once. Older kernels answer EINVAL; then a guard is an `mprotect(PROT_NONE)`
 //! range, which splits its slab and so costs about two VMAs per stack. Those are budgeted to
 //! what `vm.max_map_count` leaves after headroom for the rest of the process. Past the budget,
-//! or once `mprotect` itself reports that the process is out of VMAs, new stacks are handed out
-//! without a guard, after one warning on stderr: an overflow in them corrupts memory instead of
-//! aborting. Refusing to spawn would instead cap the runtime at ~30k live tasks, which is the
-//! failure this design exists to avoid.
+//! or once `mprotect` itself reports that the process is out of VMAs, new slots get no guard.
+//!
+//! Unguarded stacks are opt-in. An overflow in a stack without a guard silently corrupts the
+//! memory below it (another task's stack), so by default a task that would need a new slot
+//! past the budget is refused with an error that names the cause and the ways out
+//! (`exhausted`), while freed guarded slots keep being reused, so a runtime with a steady
+//! number of live tasks below the budget runs forever. A runtime built with
+//! `Builder::unguarded_stacks(true)` (env `IVY_UNGUARDED_STACKS=1`) takes unguarded slots
+//! instead: its user chose live-task count over overflow safety (regression: past the budget
+//! every runtime silently got unguarded stacks, after one warning on stderr).
+//!
+//! The mechanism is chosen once per process, at the first stack, because slots and their
+//! guards are shared by every runtime: `IVY_STACK_GUARD=mprotect` forces the fallback on any
+//! kernel (to test it, or to avoid the probe), `IVY_STACK_GUARD_BUDGET=N` sets the number of
+//! mprotect guards (default: from `vm.max_map_count`), `IVY_STACK_GUARD=auto` (or unset)
+//! probes. `Builder::build` rejects other values.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 /// `MADV_GUARD_INSTALL` from `<linux/mman.h>`, not yet in the libc crate.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
@@ -28,8 +40,66 @@ pub enum GuardMode {
     MadviseGuard,
     /// `mprotect(PROT_NONE)`: about two VMAs per stack, within a budget.
     Mprotect,
-    /// The mprotect budget is spent: new stacks have no guard.
+    /// The mprotect budget is spent: freed guarded stacks are still reused, but a new one
+    /// has no guard, and only runtimes built with `Builder::unguarded_stacks(true)` use those;
+    /// elsewhere a task that needs one is refused with an error.
     Unguarded,
+}
+
+/// The process's guard configuration from the environment (module comment): whether to force
+/// mprotect guards, and the mprotect budget if set.
+pub(crate) fn env_config() -> io::Result<(bool, Option<usize>)> {
+    let force = match std::env::var("IVY_STACK_GUARD").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => false,
+        Ok("mprotect") => true,
+        Ok(other) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ivy: IVY_STACK_GUARD={other:?} is not one of auto, mprotect"),
+            ))
+        }
+    };
+    let budget = match std::env::var("IVY_STACK_GUARD_BUDGET") {
+        Err(_) => None,
+        Ok(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ivy: IVY_STACK_GUARD_BUDGET={v:?} is not a whole number"),
+            )
+        })?),
+    };
+    Ok((force, budget))
+}
+
+/// Whether every new slot gets a guard (madvise guards): no budget to count.
+pub(super) fn unlimited() -> bool {
+    guards().madvise
+}
+
+/// How many more slots can get a guard: `usize::MAX` with madvise guards.
+pub(super) fn guards_left() -> usize {
+    let g = guards();
+    if g.madvise {
+        usize::MAX
+    } else {
+        g.mprotect_left.load(Ordering::Relaxed)
+    }
+}
+
+/// The error of a task refused a stack because no guarded one is left.
+pub(super) fn exhausted() -> io::Error {
+    let g = guards();
+    let (budget, why) = (g.budget, g.why_mprotect);
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "ivy: no guarded task stack is left: {why}, and all {budget} mprotect stack guards \
+             (a budget from vm.max_map_count, or IVY_STACK_GUARD_BUDGET) are in use. \
+             Raise vm.max_map_count, have fewer tasks alive at once, or build the runtime with \
+             Builder::unguarded_stacks(true) (env IVY_UNGUARDED_STACKS=1), accepting that a \
+             stack overflow then corrupts memory instead of aborting"
+        ),
+    )
 }
 
 /// How stacks carved from now on are guarded. Stacks carved earlier keep their guards.
@@ -64,10 +134,16 @@ pub(super) fn install_many(addrs: &[usize], len: usize) -> io::Result<Vec<bool>>
 }
 
 /// Applies `advice` to every range with `process_madvise(2)` on our own process,
-/// 1024 ranges per call. Returns `false` if the kernel does not support that
+/// up to 1024 ranges per call. Returns `false` if the kernel does not support that
 /// advice there (then `unsupported` is set so later calls skip the attempt, and a
 /// prefix of the ranges may have been advised: callers fall back to `madvise`
 /// per range, which must be harmless to repeat).
+///
+/// The kernel advises at most `MAX_RW_COUNT` (~2 GiB) bytes per call and reports
+/// how many it did: the next call resumes at that exact byte, inside a range if it
+/// stopped in one (regression: resuming at the next whole range skipped the rest of
+/// a range longer than the cap, so after a burst of 1M tasks most of their stacks'
+/// memory stayed resident).
 ///
 /// # Safety
 /// Applying `advice` to every range must be sound (see `madvise(2)`).
@@ -89,9 +165,9 @@ pub(super) unsafe fn madvise_many(
         unsupported.store(true, Ordering::Relaxed);
         return false;
     };
-    let mut done = 0;
-    while done < ranges.len() {
-        let chunk = &ranges[done..ranges.len().min(done + 1024)];
+    let mut progress = Progress::default();
+    let mut chunk: Vec<libc::iovec> = Vec::with_capacity(ranges.len().min(1024));
+    while progress.fill(ranges, &mut chunk, 1024) {
         // SAFETY: the kernel only reads the iovec array; the advice itself is the
         // caller's obligation.
         let rc = unsafe {
@@ -112,35 +188,85 @@ pub(super) unsafe fn madvise_many(
             unsupported.store(true, Ordering::Relaxed);
             return false;
         }
-        // A short count means a prefix of the ranges was advised: skip the ranges
-        // wholly covered and retry from the first incomplete one.
-        let mut bytes = rc as usize;
-        let mut n = 0;
-        while n < chunk.len() && bytes >= chunk[n].iov_len {
-            bytes -= chunk[n].iov_len;
-            n += 1;
+        if rc == 0 {
+            // No progress on a non-empty request: let the caller use plain madvise
+            // rather than loop.
+            return false;
         }
-        done += n.max(1);
+        progress.advance(ranges, rc as usize);
     }
     true
+}
+
+/// How far `madvise_many` got: whole ranges done, and bytes done of the next one.
+#[derive(Default)]
+struct Progress {
+    range: usize,
+    offset: usize,
+}
+
+impl Progress {
+    /// Fills `chunk` with up to `max` iovecs of what is left (the first one possibly
+    /// a remainder). Returns `false` when nothing is left.
+    fn fill(&mut self, ranges: &[libc::iovec], chunk: &mut Vec<libc::iovec>, max: usize) -> bool {
+        while self.range < ranges.len() && ranges[self.range].iov_len == self.offset {
+            self.range += 1;
+            self.offset = 0;
+        }
+        chunk.clear();
+        for (i, r) in ranges[self.range..].iter().take(max).enumerate() {
+            let skip = if i == 0 { self.offset } else { 0 };
+            if r.iov_len > skip {
+                chunk.push(libc::iovec {
+                    iov_base: (r.iov_base as usize + skip) as *mut libc::c_void,
+                    iov_len: r.iov_len - skip,
+                });
+            }
+        }
+        !chunk.is_empty()
+    }
+
+    /// Records that the kernel advised `bytes` more bytes, in order.
+    fn advance(&mut self, ranges: &[libc::iovec], mut bytes: usize) {
+        while bytes > 0 && self.range < ranges.len() {
+            let left = ranges[self.range].iov_len - self.offset;
+            if bytes >= left {
+                bytes -= left;
+                self.range += 1;
+                self.offset = 0;
+            } else {
+                self.offset += bytes;
+                bytes = 0;
+            }
+        }
+    }
 }
 
 fn guards() -> &'static Guards {
     static GUARDS: OnceLock<Guards> = OnceLock::new();
     GUARDS.get_or_init(|| {
-        if probe_madvise() {
+        // `Builder::build` reported a malformed environment; here it means the defaults.
+        let (force_mprotect, budget) = env_config().unwrap_or((false, None));
+        let mut g = if !force_mprotect && probe_madvise() {
             Guards::new(true, 0)
         } else {
-            Guards::new(false, mprotect_budget())
+            Guards::new(false, budget.unwrap_or_else(mprotect_budget))
+        };
+        if force_mprotect {
+            g.why_mprotect = "IVY_STACK_GUARD=mprotect is set";
         }
+        g
     })
 }
 
 struct Guards {
     madvise: bool,
-    /// mprotect guards that may still be installed.
+    /// mprotect guards that may still be installed...
     mprotect_left: AtomicUsize,
-    warned: Once,
+    /// ...of this many.
+    budget: usize,
+    /// Why guards are mprotect ones, for `exhausted`.
+    why_mprotect: &'static str,
 }
 
 impl Guards {
@@ -148,7 +274,8 @@ impl Guards {
         Guards {
             madvise,
             mprotect_left: AtomicUsize::new(mprotect_budget),
-            warned: Once::new(),
+            budget: mprotect_budget,
+            why_mprotect: "this kernel lacks MADV_GUARD_INSTALL (Linux 6.13+)",
         }
     }
 
@@ -186,7 +313,6 @@ impl Guards {
                 Err(e) => return Err(e),
             }
         }
-        self.warned.call_once(warn_unguarded);
         Ok(false)
     }
 }
@@ -231,16 +357,6 @@ fn mprotect_budget() -> usize {
     max_map_count.saturating_sub(VMA_HEADROOM) / 2
 }
 
-fn warn_unguarded() {
-    let _ = writeln!(
-        io::stderr(),
-        "ivy: warning: new task stacks have NO guard page, so a stack overflow will corrupt \
-         memory instead of aborting. This kernel lacks MADV_GUARD_INSTALL (Linux 6.13+), and \
-         guarding more stacks with mprotect would exceed vm.max_map_count. Upgrade the kernel \
-         or raise vm.max_map_count (sysctl) to keep stacks guarded."
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{in_child, Exit};
@@ -259,7 +375,62 @@ mod tests {
         );
     }
 
-    /// The fallback guards with mprotect, within its budget, then hands out unguarded slots.
+    /// One `process_madvise` call advises at most ~2 GiB: ranges beyond that, and the rest of
+    /// a single range longer than that, must still be advised (regression: they were skipped,
+    /// and a burst's stacks stayed resident).
+    #[test]
+    fn madvise_many_covers_more_than_the_kernel_cap() {
+        use super::super::test_util::resident_pages;
+        const GIB: usize = 1 << 30;
+        let len = 5 * GIB;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new anonymous mapping, ours alone, unmapped at the end of the test.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+        assert_ne!(base, libc::MAP_FAILED);
+        let base = base as usize;
+        let stride = 1 << 20; // one touched page per MiB: 5120 pages, 20 MiB of memory
+        let touch = || {
+            for addr in (base..base + len).step_by(stride) {
+                // SAFETY: inside our read-write mapping.
+                unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            }
+            assert_eq!(resident_pages(base, len), len / stride);
+        };
+        let iov = |lo: usize, n: usize| libc::iovec {
+            iov_base: lo as *mut libc::c_void,
+            iov_len: n,
+        };
+        let layouts: [Vec<libc::iovec>; 3] = [
+            // One range of 5 GiB: the kernel stops inside it, twice.
+            vec![iov(base, len)],
+            // Five ranges of 1 GiB: one call covers two of them, and stops inside the third.
+            (0..5).map(|i| iov(base + i * GIB, GIB)).collect(),
+            // An empty range and unequal ones.
+            vec![
+                iov(base, 3 * GIB + 4096),
+                iov(base + 3 * GIB + 4096, 0),
+                iov(base + 3 * GIB + 4096, 2 * GIB - 4096),
+            ],
+        ];
+        for ranges in &layouts {
+            touch();
+            let unsupported = AtomicBool::new(false);
+            // SAFETY: the ranges cover our own mapping, whose contents nobody reads.
+            let batched = unsafe { madvise_many(ranges, libc::MADV_DONTNEED, &unsupported) };
+            if !batched {
+                // SAFETY: as above.
+                unsafe { libc::madvise(base as *mut _, len, libc::MADV_DONTNEED) };
+                eprintln!("process_madvise(MADV_DONTNEED) unsupported here: nothing to check");
+                break;
+            }
+            assert_eq!(resident_pages(base, len), 0, "{} ranges", ranges.len());
+        }
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
+    }
+
+    /// The fallback guards with mprotect, within its budget, then reports slots as unguarded.
     #[test]
     fn mprotect_fallback_has_a_budget() {
         let page = super::super::page_size();
@@ -272,7 +443,6 @@ mod tests {
         let base = base as usize;
 
         let guards = Guards::new(false, 2);
-        guards.warned.call_once(|| {}); // keep the test's output quiet
         assert_eq!(guards.mode(), GuardMode::Mprotect);
         let guarded: Vec<bool> = (0..3)
             .map(|i| guards.install(base + i * slot, page).unwrap())

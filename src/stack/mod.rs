@@ -5,8 +5,9 @@
 //! 32k live tasks. Here a stack is instead a slot in a large anonymous `MAP_NORESERVE` slab, and
 //! its guard is installed with `MADV_GUARD_INSTALL` (Linux 6.13+), which marks page-table entries
 //! without splitting the mapping: a slab of 1024 guarded stacks is one VMA, and only the pages a
-//! task touches cost memory. Older kernels get `mprotect` guards within a VMA budget, then
-//! unguarded stacks after a warning (`guard.rs`).
+//! task touches cost memory. Older kernels get `mprotect` guards within a VMA budget; past it,
+//! only runtimes that opted in get unguarded stacks, and other tasks are refused with an error
+//! (`guard.rs`).
 //!
 //! A slot is, from low to high address, `[guard | usable]`, and stacks grow down into the guard.
 //! The guard is 16 KiB (or one page if pages are larger), so a frame of up to that size that
@@ -48,6 +49,8 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 const NUM_CLASSES: usize =
     (MAX_STACK_SIZE.trailing_zeros() - MIN_STACK_SIZE.trailing_zeros()) as usize + 1;
 
+/// Discards every idle free stack's pages now: called when a runtime shuts down.
+pub(crate) use pool::discard_idle as discard_free_stacks;
 /// A task's stack: a slot in a slab, owned until dropped, when it returns to the pool.
 /// Discards idle free stacks' pages (see `pool`): call when a worker goes idle.
 pub(crate) use pool::trim as trim_free_stacks;
@@ -66,13 +69,14 @@ impl TaskStack {
     /// two of at least `MIN_STACK_SIZE` and one page. A stack reused from this thread's cache is
     /// warm (its pages are already faulted in) and holds the previous task's garbage.
     pub(crate) fn allocate(size: usize) -> io::Result<TaskStack> {
-        let class = class_of(size).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "ivy: task stack size above the 1 GiB maximum",
-            )
-        })?;
-        let slot = pool::take(class)?;
+        TaskStack::allocate_for(size, false)
+    }
+
+    /// `allocate`, but a stack without a guard page will do if `unguarded_ok` and no guarded
+    /// one can be had (`Builder::unguarded_stacks`; see `guard.rs`).
+    pub(crate) fn allocate_for(size: usize, unguarded_ok: bool) -> io::Result<TaskStack> {
+        let class = checked_class(size)?;
+        let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
         Ok(TaskStack {
@@ -105,8 +109,9 @@ impl TaskStack {
 
 // SAFETY: `[limit, base)` is a slot that this `TaskStack` alone owns until it is dropped. Its top
 // `size()` bytes are mapped read-write and its bottom `guard_size()` bytes are a guard region,
-// except in a slot handed out unguarded past the mprotect budget, which the process was warned
-// about on stderr (guard.rs): the one departure from the trait's contract, taken on purpose.
+// except in a slot handed out unguarded past the mprotect budget, which only a runtime built with
+// `Builder::unguarded_stacks(true)` gets (guard.rs): the one departure from the trait's contract,
+// chosen by the user.
 // Both ends are page-aligned, hence `STACK_ALIGNMENT`-aligned, and the usable size is at least
 // `MIN_STACK_SIZE`, far above corosensei's minimum.
 unsafe impl Stack for TaskStack {
@@ -124,6 +129,27 @@ impl Drop for TaskStack {
         valgrind::deregister(self.valgrind_id);
         pool::give(self.class, self.slot);
     }
+}
+
+/// Whether a task asking for `size` bytes of stack can get one (`pool::may_take`); else the
+/// error that names the cause. Checked at spawn, so that the refusal is reported at once.
+pub(crate) fn check_available(size: usize, unguarded_ok: bool) -> io::Result<()> {
+    if pool::may_take(checked_class(size)?, unguarded_ok) {
+        Ok(())
+    } else {
+        Err(guard::exhausted())
+    }
+}
+
+pub(crate) use guard::env_config as guard_env_config;
+
+fn checked_class(size: usize) -> io::Result<usize> {
+    class_of(size).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ivy: task stack size above the 1 GiB maximum",
+        )
+    })
 }
 
 /// The size class of a request: the index of its rounded-up power of two above `MIN_STACK_SIZE`.
@@ -342,8 +368,10 @@ mod tests {
     fn many_stacks_few_vmas() {
         const N: usize = 200_000;
         let before = maps_count();
+        // With mprotect guards (IVY_STACK_GUARD=mprotect) this many fit only unguarded.
+        let unguarded_ok = guard_mode() != GuardMode::MadviseGuard;
         let stacks: Vec<_> = (0..N)
-            .map(|_| TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap())
+            .map(|_| TaskStack::allocate_for(DEFAULT_STACK_SIZE, unguarded_ok).unwrap())
             .collect();
         for stack in &stacks {
             // SAFETY: the top byte of a stack we own.

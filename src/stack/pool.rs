@@ -15,6 +15,14 @@
 //! concurrent sleeps). Invariant: a slot on a cold list holds no memory; a slot in a cache or on
 //! a warm or aged list may.
 //!
+//! Guarded and unguarded slots never mix. On kernels without `MADV_GUARD_INSTALL` a guard costs
+//! VMAs, within a budget (`guard.rs`); a slot carved past it has none, and only a runtime that
+//! opted in (`Builder::unguarded_stacks`) may run a task on it. So every cache and list comes in
+//! two kinds, and `take` says whether an unguarded slot will do: for everyone else a slot is
+//! either guarded or an error that names the cause, never silently unguarded. In that fallback
+//! mode `FREE_GUARDED` counts the free guarded slots of each class, caches included, so that a
+//! spawn can be refused at once when neither a free guarded slot nor budget is left.
+//!
 //! New slots are carved in address order from the newest slab of their class. Slabs are never
 //! unmapped: their address space stays reserved for reuse by the same class for the life of the
 //! process. That keeps each slot's guard installed exactly once, and costs address space only
@@ -49,14 +57,35 @@ pub(super) struct Slot {
     pub(super) guarded: bool,
 }
 
-/// The shared state of one size class.
-struct Class {
+/// Index of the caches and lists of guarded slots...
+const GUARDED: usize = 0;
+/// ...and of unguarded ones.
+const UNGUARDED: usize = 1;
+
+impl Slot {
+    fn kind(&self) -> usize {
+        if self.guarded {
+            GUARDED
+        } else {
+            UNGUARDED
+        }
+    }
+}
+
+/// The free slots of one size class and kind.
+struct Lists {
     /// Free slots, all with their pages discarded.
     free: Vec<Slot>,
     /// Free slots whose pages may be resident, spilled since the last `trim`...
     warm: Vec<Slot>,
     /// ...and before it: discarded by the next one.
     aged: Vec<Slot>,
+}
+
+/// The shared state of one size class.
+struct Class {
+    /// Indexed by `GUARDED` / `UNGUARDED`.
+    lists: [Lists; 2],
     /// The unused tail `[next, end)` of the newest slab.
     next: usize,
     end: usize,
@@ -64,13 +93,31 @@ struct Class {
 
 static CLASSES: [Mutex<Class>; NUM_CLASSES] = [const {
     Mutex::new(Class {
-        free: Vec::new(),
-        warm: Vec::new(),
-        aged: Vec::new(),
+        lists: [const {
+            Lists {
+                free: Vec::new(),
+                warm: Vec::new(),
+                aged: Vec::new(),
+            }
+        }; 2],
         next: 0,
         end: 0,
     })
 }; NUM_CLASSES];
+
+/// Free guarded slots per class, in caches and lists; kept only with mprotect guards.
+static FREE_GUARDED: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
+
+/// Counts guarded slots becoming free (`n > 0`) or taken (`n < 0`), in mprotect mode.
+fn count_free_guarded(class: usize, slot: &Slot, n: isize) {
+    if slot.guarded && !guard::unlimited() {
+        if n > 0 {
+            FREE_GUARDED[class].fetch_add(n as usize, Ordering::Relaxed);
+        } else {
+            FREE_GUARDED[class].fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
 
 /// Bounds of all slabs ever mapped, for the signal handler (see `in_slabs`).
 static SLABS_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -78,30 +125,47 @@ static SLABS_HI: AtomicUsize = AtomicUsize::new(0);
 /// Slots on all warm lists together, so that `trim` costs one load when there is nothing to do.
 static WARM_SLOTS: AtomicUsize = AtomicUsize::new(0);
 
-struct Cache([Vec<Slot>; NUM_CLASSES]);
+/// Indexed by kind (`GUARDED` / `UNGUARDED`), then class.
+struct Cache([[Vec<Slot>; NUM_CLASSES]; 2]);
 
 thread_local! {
-    static CACHE: RefCell<Cache> = const { RefCell::new(Cache([const { Vec::new() }; NUM_CLASSES])) };
+    static CACHE: RefCell<Cache> =
+        const { RefCell::new(Cache([const { [const { Vec::new() }; NUM_CLASSES] }; 2])) };
 }
 
-/// Takes a slot of `class`: warm from this thread's cache, else cold from the global list, else
-/// carved from a slab and given its guard.
-pub(super) fn take(class: usize) -> io::Result<Slot> {
-    if let Ok(Some(slot)) = CACHE.try_with(|cache| cache.borrow_mut().0[class].pop()) {
+/// Takes a slot of `class`: warm from this thread's cache, else from the global lists, else
+/// carved from a slab and given its guard. A slot without a guard only if `unguarded_ok`
+/// (guarded ones first even then); otherwise, once no guarded slot can be had, an error that
+/// names the cause (`guard::exhausted`).
+pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
+    if let Some(slot) = cache_pop(GUARDED, class) {
         return Ok(slot);
     }
     let addrs = {
         let mut shared = lock(class);
-        if let Some(slot) = shared.warm.pop().or_else(|| shared.aged.pop()) {
-            WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
+        if let Some(slot) = shared.pop(GUARDED, class) {
             return Ok(slot);
         }
-        if let Some(slot) = shared.free.pop() {
-            return Ok(slot);
+        // Every guarded source is dry: an unguarded slot, if it will do.
+        if unguarded_ok {
+            if let Some(slot) = cache_pop(UNGUARDED, class) {
+                return Ok(slot);
+            }
+            if let Some(slot) = shared.pop(UNGUARDED, class) {
+                return Ok(slot);
+            }
         }
         // Carve a batch, so that guards go in with one syscall for many stacks;
-        // the rest of the batch waits in this thread's cache.
-        let n = CARVE_BATCH.min(cache_cap(class)).max(1);
+        // the rest of the batch waits in this thread's cache. Without a guard
+        // budget left, carve nothing for a caller that needs one (repeated refused
+        // spawns must not eat address space).
+        let mut n = CARVE_BATCH.min(cache_cap(class)).max(1);
+        if !unguarded_ok {
+            n = n.min(guard::guards_left());
+            if n == 0 {
+                return Err(guard::exhausted());
+            }
+        }
         let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
             match shared.carve(class) {
@@ -115,35 +179,75 @@ pub(super) fn take(class: usize) -> io::Result<Slot> {
     // Outside the lock: a syscall, and workers starting up all carve at once. Should it fail
     // (ENOMEM), the slots are never handed out; leaking their address space is harmless.
     let guarded = guard::install_many(&addrs, guard_size())?;
-    let mut slots = addrs
+    let mut slots: Vec<Slot> = addrs
         .into_iter()
         .zip(guarded)
-        .map(|(addr, guarded)| Slot { addr, guarded });
-    let first = slots.next().expect("carved at least one slot");
-    let rest: Vec<Slot> = slots.collect();
-    if !rest.is_empty() {
-        let kept = CACHE.try_with(|cache| cache.borrow_mut().0[class].extend_from_slice(&rest));
+        .map(|(addr, guarded)| Slot { addr, guarded })
+        .collect();
+    // Another thread may have spent the last of the budget meanwhile.
+    let first = slots
+        .iter()
+        .position(|s| s.guarded || unguarded_ok)
+        .map(|i| slots.remove(i));
+    for slot in &slots {
+        count_free_guarded(class, slot, 1);
+    }
+    if !slots.is_empty() {
+        let kept = CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            for slot in &slots {
+                cache.0[slot.kind()][class].push(*slot);
+            }
+        });
         if kept.is_err() {
-            lock(class).free.extend_from_slice(&rest);
+            let mut shared = lock(class);
+            for slot in &slots {
+                shared.lists[slot.kind()].free.push(*slot);
+            }
         }
     }
-    Ok(first)
+    first.ok_or_else(guard::exhausted)
+}
+
+/// A slot of `kind` and `class` from this thread's cache.
+fn cache_pop(kind: usize, class: usize) -> Option<Slot> {
+    let slot = CACHE
+        .try_with(|cache| cache.borrow_mut().0[kind][class].pop())
+        .ok()
+        .flatten()?;
+    count_free_guarded(class, &slot, -1);
+    Some(slot)
+}
+
+/// Whether `take(class, unguarded_ok)` can succeed now, as far as a spawn can tell ahead of
+/// the task's first run: always with madvise guards, else if a guarded slot is free or the
+/// budget is not spent (or unguarded slots will do). A spawn racing others may still pass
+/// this and then be refused by `take`.
+pub(super) fn may_take(class: usize, unguarded_ok: bool) -> bool {
+    unguarded_ok
+        || guard::unlimited()
+        || guard::guards_left() > 0
+        || FREE_GUARDED[class].load(Ordering::Relaxed) > 0
 }
 
 /// Returns a slot of `class` to this thread's cache, spilling the cache's older half to the
 /// global warm list if it is full. During thread teardown, after the cache is gone, the slot is
 /// discarded and goes to the cold list.
 pub(super) fn give(class: usize, slot: Slot) {
+    count_free_guarded(class, &slot, 1);
+    let kind = slot.kind();
     let cached = CACHE.try_with(|cache| {
         let mut cache = cache.borrow_mut();
-        let slots = &mut cache.0[class];
+        let slots = &mut cache.0[kind][class];
         slots.push(slot);
         let cap = cache_cap(class);
         if slots.len() > cap {
             // Keep the newest, warmest half: freeing one at a time at the bound would cost a
             // syscall per task in a steady spawn-and-finish loop.
             let spill = slots.len() - cap.div_ceil(2);
-            lock(class).warm.extend_from_slice(&slots[..spill]);
+            lock(class).lists[kind]
+                .warm
+                .extend_from_slice(&slots[..spill]);
             WARM_SLOTS.fetch_add(spill, Ordering::Relaxed);
             slots.drain(..spill);
         }
@@ -155,10 +259,13 @@ pub(super) fn give(class: usize, slot: Slot) {
 
 /// Discards the pages of free slots that have been unused since the previous run, at most
 /// every `TRIM_INTERVAL_MS` (one batched `madvise` per class). Called by a worker about to
-/// sleep, so the syscall and its TLB shoot-down happen while the runtime idles.
-pub(crate) fn trim() {
+/// sleep, so the syscall and its TLB shoot-down happen while the runtime idles. Returns, while
+/// free slots may still hold memory, how soon to call it again: a worker that would sleep with
+/// no timer wakes then, so an idle runtime returns a burst's memory within two intervals
+/// (regression: it slept forever and the aged generation stayed resident).
+pub(crate) fn trim() -> Option<std::time::Duration> {
     if WARM_SLOTS.load(Ordering::Relaxed) == 0 {
-        return;
+        return None;
     }
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
@@ -167,30 +274,60 @@ pub(crate) fn trim() {
         .elapsed()
         .as_millis() as u64;
     let last = LAST_MS.load(Ordering::Relaxed);
-    if now < last + TRIM_INTERVAL_MS
-        || LAST_MS
+    let due = last + TRIM_INTERVAL_MS;
+    if now >= due
+        && LAST_MS
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+            .is_ok()
     {
-        return;
+        age_and_discard();
     }
-    age_and_discard();
+    if WARM_SLOTS.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    // `+ 1`: waking a hair early would find the interval not yet over.
+    let wait = due.saturating_sub(now).clamp(1, TRIM_INTERVAL_MS) + 1;
+    Some(std::time::Duration::from_millis(wait))
+}
+
+/// Discards the pages of every free slot on the global lists now, whatever their age: a runtime
+/// that shuts down calls it, so that a dropped runtime leaves no stack memory behind (its
+/// workers' caches were discarded when the threads exited).
+pub(crate) fn discard_idle() {
+    for class in 0..NUM_CLASSES {
+        for kind in [GUARDED, UNGUARDED] {
+            let old = {
+                let mut shared = lock(class);
+                let lists = &mut shared.lists[kind];
+                let mut old = std::mem::take(&mut lists.warm);
+                old.append(&mut lists.aged);
+                old
+            };
+            if !old.is_empty() {
+                WARM_SLOTS.fetch_sub(old.len(), Ordering::Relaxed);
+                release(class, &old);
+            }
+        }
+    }
 }
 
 /// One generation step of `trim`: discard the aged slots, age the warm ones.
 pub(super) fn age_and_discard() {
     for class in 0..NUM_CLASSES {
-        let old = {
-            let mut shared = lock(class);
-            if shared.warm.is_empty() && shared.aged.is_empty() {
-                continue;
+        for kind in [GUARDED, UNGUARDED] {
+            let old = {
+                let mut shared = lock(class);
+                let lists = &mut shared.lists[kind];
+                if lists.warm.is_empty() && lists.aged.is_empty() {
+                    continue;
+                }
+                let warm = std::mem::take(&mut lists.warm);
+                std::mem::replace(&mut lists.aged, warm)
+            };
+            if !old.is_empty() {
+                WARM_SLOTS.fetch_sub(old.len(), Ordering::Relaxed);
+                release(class, &old);
             }
-            let warm = std::mem::take(&mut shared.warm);
-            std::mem::replace(&mut shared.aged, warm)
-        };
-        if !old.is_empty() {
-            WARM_SLOTS.fetch_sub(old.len(), Ordering::Relaxed);
-            release(class, &old);
         }
     }
 }
@@ -210,15 +347,31 @@ pub(super) fn in_slabs(addr: usize) -> bool {
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        for (class, slots) in self.0.iter().enumerate() {
-            if !slots.is_empty() {
-                release(class, slots);
+        for kind in &self.0 {
+            for (class, slots) in kind.iter().enumerate() {
+                if !slots.is_empty() {
+                    release(class, slots);
+                }
             }
         }
     }
 }
 
 impl Class {
+    /// A free slot of `kind`: a warm one first.
+    fn pop(&mut self, kind: usize, class: usize) -> Option<Slot> {
+        let lists = &mut self.lists[kind];
+        let slot = match lists.warm.pop().or_else(|| lists.aged.pop()) {
+            Some(slot) => {
+                WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
+                slot
+            }
+            None => lists.free.pop()?,
+        };
+        count_free_guarded(class, &slot, -1);
+        Some(slot)
+    }
+
     /// Reserves the next unused slot, mapping a new slab if the newest one is used up.
     fn carve(&mut self, class: usize) -> io::Result<usize> {
         let slot_len = guard_size() + class_size(class);
@@ -292,7 +445,10 @@ fn release(class: usize, slots: &[Slot]) {
             debug_assert_eq!(rc, 0, "{}", io::Error::last_os_error());
         }
     }
-    lock(class).free.extend_from_slice(slots);
+    let mut shared = lock(class);
+    for slot in slots {
+        shared.lists[slot.kind()].free.push(*slot);
+    }
 }
 
 fn lock(class: usize) -> MutexGuard<'static, Class> {
@@ -307,20 +463,27 @@ fn lock(class: usize) -> MutexGuard<'static, Class> {
 pub(super) fn flush_cache() {
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        for (class, slots) in cache.0.iter_mut().enumerate() {
-            release(class, slots);
-            slots.clear();
+        for kind in cache.0.iter_mut() {
+            for (class, slots) in kind.iter_mut().enumerate() {
+                release(class, slots);
+                slots.clear();
+            }
         }
     });
 }
 
 #[cfg(test)]
 pub(super) fn is_free(class: usize, addr: usize) -> bool {
-    lock(class).free.iter().any(|slot| slot.addr == addr)
+    let c = lock(class);
+    c.lists
+        .iter()
+        .any(|l| l.free.iter().any(|slot| slot.addr == addr))
 }
 
 #[cfg(test)]
 pub(super) fn is_warm(class: usize, addr: usize) -> bool {
     let c = lock(class);
-    c.warm.iter().chain(&c.aged).any(|slot| slot.addr == addr)
+    c.lists
+        .iter()
+        .any(|l| l.warm.iter().chain(&l.aged).any(|slot| slot.addr == addr))
 }

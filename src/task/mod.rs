@@ -107,7 +107,8 @@ struct Body<F, T> {
 }
 
 // SAFETY: `f` is taken exactly once, by the one thread that runs the task's entry
-// (queues hand a task to one thread at a time, and `start` is called once); the
+// (queues hand a task to one thread at a time, a task refused at spawn is never
+// queued and is settled by the spawning thread alone, and `start` is called once); the
 // packet has its own protocol (join.rs). `F: Send` because the closure moves to the
 // worker; `T: Send` because the value moves to the joiner.
 unsafe impl<F: Send, T: Send> Sync for Body<F, T> {}
@@ -117,17 +118,27 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn start(&self, no_stack: Option<io::Error>) {
+    fn start(&self, not_run: Option<raw::NotRun>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
         let id = TaskId(self.core.id);
-        let result = match no_stack {
-            Some(e) => {
-                // No stack, so this runs on the worker's: guard the closure's drop.
+        let result = match not_run {
+            Some(why) => {
+                // The task will never run: this is the worker's stack (no stack for
+                // it) or the spawner's (closed runtime). The closure's captures are
+                // user code: a panic in their drop is this task's, not theirs.
+                let mut result = match why {
+                    raw::NotRun::NoStack(e) => Err(JoinError::no_stack(id, e)),
+                    raw::NotRun::Closed => Err(JoinError::cancelled(id)),
+                };
                 if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
-                    report_end_panic(&self.core, p);
+                    if crate::cancel::is_ivy_unwind(p.as_ref()) {
+                        drop_payload(p);
+                    } else {
+                        ended_with_panic(&self.core, &mut result, p);
+                    }
                 }
-                Err(JoinError::no_stack(id, e))
+                result
             }
             None => {
                 let f = f.expect("a task's entry starts once");
@@ -229,20 +240,6 @@ fn ended_with_panic<T>(
     }
 }
 
-/// A panic in user code that ran on a worker's stack for a task with no stack:
-/// the task's result is its `NoStack` error, so the panic is reported here.
-fn report_end_panic(core: &JoinCore, p: Box<dyn std::any::Any + Send>) {
-    if !crate::cancel::is_ivy_unwind(p.as_ref()) {
-        eprintln!(
-            "ivy: task '{}' (id {}) panicked while its closure was dropped: {}",
-            core.name.as_deref().unwrap_or("<unnamed>"),
-            core.id,
-            message_of(p.as_ref())
-        );
-    }
-    drop_payload(p);
-}
-
 /// Runs a task's body on its own stack, turning unwinds into a `JoinError`. A
 /// task cancelled before it started never runs its closure, but drops it here,
 /// on its own stack and guarded like the body.
@@ -320,7 +317,9 @@ impl Builder {
     }
 
     /// Spawns on the current runtime. Errors: not inside a runtime
-    /// (`ErrorKind::NotFound`), invalid stack size (`InvalidInput`).
+    /// (`ErrorKind::NotFound`), invalid stack size (`InvalidInput`), no guarded
+    /// stack left (`OutOfMemory`; see
+    /// [`runtime::Builder::unguarded_stacks`](crate::runtime::Builder::unguarded_stacks)).
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -344,6 +343,8 @@ impl Builder {
         if let Some(s) = self.stack_size {
             check_stack_size(s)?;
         }
+        let stack = self.stack_size.unwrap_or(handle.default_stack_size());
+        crate::stack::check_available(stack, handle.shared.unguarded_stacks)?;
         Ok(handle.spawn_named(self.name.map(String::into_boxed_str), self.stack_size, f))
     }
 }

@@ -63,13 +63,22 @@ pub(crate) type TaskYielder = Yielder<(), Suspend>;
 /// freed and only this remains until the handle is joined or dropped.
 pub(crate) type Entry = Arc<dyn Start>;
 
-/// Runs a task's closure once. Called on the task's own stack with `None`, or on
-/// the worker's stack with `Some(err)` when no stack could be allocated, in which
-/// case it records the failure for the joiner and runs no user code but the
-/// closure's drop (guarded). All of a task's end (task-locals, the result of a
-/// detached task) happens inside `start`, guarded: see `task::Body`.
+/// Why a task's closure will never run.
+pub(crate) enum NotRun {
+    /// No stack could be allocated for it (on the worker, at its first run).
+    NoStack(std::io::Error),
+    /// It was spawned on a runtime that is shutting down or gone (on the spawning
+    /// thread: nothing would ever run it).
+    Closed,
+}
+
+/// Runs a task's closure once. Called on the task's own stack with `None`, or
+/// with `Some(why)` when the task will never run (see `NotRun`), in which case it
+/// records that for the joiner and runs no user code but the closure's drop
+/// (guarded). All of a task's end (task-locals, the result of a detached task)
+/// happens inside `start`, guarded: see `task::Body`.
 pub(crate) trait Start: Send + Sync {
-    fn start(&self, no_stack: Option<std::io::Error>);
+    fn start(&self, not_run: Option<NotRun>);
     /// The task will never be resumed (`panic = "abort"` shutdown, see
     /// `worker::abandon`): record a cancellation for the joiner, on the worker's
     /// stack, running no user code.

@@ -1,0 +1,344 @@
+//! Unguarded stacks are opt-in (issue 10, item 9).
+//!
+//! Without `MADV_GUARD_INSTALL` a stack's guard page is an `mprotect` that costs
+//! VMAs, within a budget. Past it, a task that needs a new stack is refused with an
+//! error naming the cause (task::Builder: `io::Error`; `spawn`: a `JoinError`; C:
+//! `IVY_ENOMEM`) unless its runtime was built with `unguarded_stacks(true)`.
+//!
+//! This kernel has `MADV_GUARD_INSTALL`, so each case runs in a child process of
+//! this test binary with `IVY_STACK_GUARD=mprotect` (the documented switch to the
+//! fallback) and a tiny `IVY_STACK_GUARD_BUDGET`: the mechanism is chosen once per
+//! process, at its first stack.
+
+use std::os::raw::c_void;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ivy::runtime::{stack_guard_mode, StackGuardMode};
+use ivy::sync::{Event, WaitGroup};
+use ivy::{JoinHandle, Runtime};
+
+const BUDGET: usize = 8;
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn child(case: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("IVY_GUARD_CHILD", case)
+        .env("IVY_STACK_GUARD", "mprotect")
+        .env("IVY_STACK_GUARD_BUDGET", BUDGET.to_string())
+        .env_remove("IVY_UNGUARDED_STACKS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn child")
+}
+
+fn assert_child_passed(case: &str, env: &[(&str, &str)]) {
+    let out = child(case, env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("child case done"),
+        "child {case}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+}
+
+fn one_worker(unguarded: bool) -> Runtime {
+    Runtime::builder()
+        .workers(1)
+        .stack_size(64 << 10)
+        .unguarded_stacks(unguarded)
+        .build()
+        .unwrap()
+}
+
+/// Spawns `n` tasks that each hold their stack until `release` is set; returns
+/// once all `n` are running.
+fn hold_stacks(rt: &Runtime, n: usize, release: &Arc<Event>) -> Vec<JoinHandle<usize>> {
+    let started = Arc::new(WaitGroup::new());
+    started.add(n);
+    let hs = (0..n)
+        .map(|i| {
+            let (started, release) = (started.clone(), release.clone());
+            rt.spawn(move || {
+                started.done().unwrap();
+                release.wait();
+                i
+            })
+        })
+        .collect::<Vec<_>>();
+    // A refused task finishes instead of starting: fail, not hang.
+    wait_until("the holders to start", || {
+        started.count() == 0 || hs.iter().any(|h| h.is_finished())
+    });
+    if let Some(h) = hs.iter().find(|h| h.is_finished()) {
+        panic!("task {} did not get a stack", h.id());
+    }
+    hs
+}
+
+fn assert_names_the_cause(msg: &str) {
+    for part in [
+        "no guarded task stack is left",
+        "IVY_STACK_GUARD=mprotect is set",
+        "all 8 mprotect stack guards",
+        "unguarded_stacks(true)",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from: {msg}");
+    }
+}
+
+unsafe extern "C" fn c_task(arg: *mut c_void) -> *mut c_void {
+    arg
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn child_entry() {
+    let Ok(case) = std::env::var("IVY_GUARD_CHILD") else {
+        return;
+    };
+    match case.as_str() {
+        // Past the budget, every spawn path refuses with the cause; freed guarded
+        // stacks are reused, so work goes on once tasks finish.
+        "refused" => {
+            let rt = one_worker(false);
+            let handle = rt.handle();
+            let release = Arc::new(Event::new());
+            let holders = hold_stacks(&rt, BUDGET, &release);
+            assert_eq!(stack_guard_mode(), StackGuardMode::Unguarded);
+
+            let err = ivy::task::Builder::new()
+                .name("ninth")
+                .spawn_on(&handle, || 0)
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+            assert_names_the_cause(&err.to_string());
+
+            let h = handle.spawn(|| 0);
+            assert!(h.is_finished(), "refused at once");
+            let err = h.join().unwrap_err();
+            assert!(err.is_no_stack(), "{err}");
+            assert_names_the_cause(&err.to_string());
+
+            // The C ABI: IVY_ENOMEM from the spawn.
+            let config = ivy::ffi::ivy_config_t {
+                workers: 1,
+                stack_size: 64 << 10,
+            };
+            let mut crt = ivy::ffi::ivy_runtime_t::default();
+            // SAFETY: valid config and out pointer.
+            assert_eq!(unsafe { ivy::ffi::ivy_runtime_new(&config, &mut crt) }, 0);
+            let mut task = ivy::ffi::ivy_task_t::default();
+            // SAFETY: a valid function, NULL options, a valid out pointer.
+            let rc = unsafe {
+                ivy::ffi::ivy_runtime_spawn(
+                    crt,
+                    Some(c_task),
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    &mut task,
+                )
+            };
+            assert_eq!(rc, -12, "IVY_ENOMEM");
+            assert_eq!(ivy::ffi::ivy_runtime_free(crt), 0);
+
+            release.set();
+            for (i, h) in holders.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), i);
+            }
+            // The guarded stacks are free again: as many tasks as before run.
+            let release = Arc::new(Event::new());
+            let holders = hold_stacks(&rt, BUDGET, &release);
+            release.set();
+            for (i, h) in holders.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), i);
+            }
+        }
+        // More tasks at once than the budget, all spawned before any starts: the
+        // spawn-time check passes for all, and exactly the surplus is refused at
+        // its first run.
+        "refused_at_first_run" => {
+            let rt = one_worker(false);
+            let release = Arc::new(Event::new());
+            let started = Arc::new(WaitGroup::new());
+            started.add(BUDGET);
+            let hs: Vec<_> = (0..BUDGET + 1)
+                .map(|i| {
+                    let (started, release) = (started.clone(), release.clone());
+                    rt.spawn(move || {
+                        started.done().unwrap();
+                        release.wait();
+                        i
+                    })
+                })
+                .collect();
+            started.wait();
+            wait_until("the refused task", || hs.iter().any(|h| h.is_finished()));
+            release.set();
+            let mut ran = 0;
+            let mut refused = 0;
+            for (i, h) in hs.into_iter().enumerate() {
+                match h.join() {
+                    Ok(v) => {
+                        assert_eq!(v, i);
+                        ran += 1;
+                    }
+                    Err(e) => {
+                        assert!(e.is_no_stack(), "{e}");
+                        assert_names_the_cause(&e.to_string());
+                        refused += 1;
+                    }
+                }
+            }
+            assert_eq!((ran, refused), (BUDGET, 1));
+        }
+        // A runtime that opted in runs past the budget; one that did not, in the
+        // same process, is still refused.
+        "opt_in" => {
+            let rt = one_worker(true);
+            let release = Arc::new(Event::new());
+            let holders = hold_stacks(&rt, 4 * BUDGET, &release);
+            assert_eq!(stack_guard_mode(), StackGuardMode::Unguarded);
+
+            let strict = one_worker(false);
+            let err = ivy::task::Builder::new()
+                .spawn_on(&strict.handle(), || 0)
+                .unwrap_err();
+            assert_names_the_cause(&err.to_string());
+
+            release.set();
+            for (i, h) in holders.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), i);
+            }
+        }
+        // The opt-in from the environment (the C ABI's way): a Rust runtime
+        // built without the option, then a C runtime, both past the budget.
+        "opt_in_env" => {
+            let rt = Runtime::builder()
+                .workers(1)
+                .stack_size(64 << 10)
+                .build()
+                .unwrap();
+            let release = Arc::new(Event::new());
+            let holders = hold_stacks(&rt, 4 * BUDGET, &release);
+            assert_eq!(stack_guard_mode(), StackGuardMode::Unguarded);
+
+            let config = ivy::ffi::ivy_config_t {
+                workers: 1,
+                stack_size: 64 << 10,
+            };
+            let mut crt = ivy::ffi::ivy_runtime_t::default();
+            // SAFETY: valid config and out pointer.
+            assert_eq!(unsafe { ivy::ffi::ivy_runtime_new(&config, &mut crt) }, 0);
+            let mut task = ivy::ffi::ivy_task_t::default();
+            // SAFETY: a valid function, NULL options, a valid out pointer.
+            let rc = unsafe {
+                ivy::ffi::ivy_runtime_spawn(
+                    crt,
+                    Some(c_task),
+                    7 as *mut c_void,
+                    std::ptr::null(),
+                    &mut task,
+                )
+            };
+            assert_eq!(rc, 0);
+            let mut result = std::ptr::null_mut();
+            // SAFETY: a handle we own, a valid result pointer.
+            let rc = unsafe { ivy::ffi::ivy_join(task, &mut result, ivy::ffi::IVY_FOREVER) };
+            assert_eq!((rc, result as usize), (0, 7));
+            assert_eq!(ivy::ffi::ivy_runtime_free(crt), 0);
+
+            release.set();
+            for (i, h) in holders.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), i);
+            }
+        }
+        // An overflow still hits an mprotect guard and is reported.
+        "overflow" => {
+            fn recurse(n: u64) -> u64 {
+                if n == u64::MAX {
+                    return 0;
+                }
+                let buf = [n as u8; 1024];
+                std::hint::black_box(&buf);
+                recurse(n + 1) + buf[3] as u64
+            }
+            let rt = one_worker(false);
+            let h = ivy::task::Builder::new()
+                .name("deep-recursion")
+                .spawn_on(&rt.handle(), || recurse(0))
+                .unwrap();
+            let _ = h.join();
+            unreachable!("the overflow must stop the process");
+        }
+        "bad_env" => {
+            let err = Runtime::builder().workers(1).build().unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("IVY_"), "{err}");
+            println!("bad env rejected");
+        }
+        other => panic!("unknown child case {other}"),
+    }
+    println!("child case done");
+}
+
+#[test]
+fn past_the_mprotect_budget_spawns_fail_with_the_cause() {
+    assert_child_passed("refused", &[]);
+}
+
+#[test]
+fn past_the_mprotect_budget_a_task_is_refused_at_its_first_run() {
+    assert_child_passed("refused_at_first_run", &[]);
+}
+
+#[test]
+fn unguarded_stacks_are_an_opt_in_per_runtime() {
+    assert_child_passed("opt_in", &[]);
+}
+
+#[test]
+fn unguarded_stacks_opt_in_from_the_environment() {
+    assert_child_passed("opt_in_env", &[("IVY_UNGUARDED_STACKS", "1")]);
+}
+
+#[test]
+fn overflow_is_reported_with_mprotect_guards() {
+    let out = child("overflow", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+    assert!(
+        stderr.contains("ivy: task 'deep-recursion'")
+            && stderr.contains("overflowed its stack of 65536 bytes"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn bad_guard_settings_are_rejected_by_build() {
+    for (k, v) in [
+        ("IVY_STACK_GUARD", "sometimes"),
+        ("IVY_STACK_GUARD_BUDGET", "many"),
+        ("IVY_UNGUARDED_STACKS", "perhaps"),
+    ] {
+        let out = child("bad_env", &[(k, v)]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("bad env rejected"),
+            "{k}={v}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
