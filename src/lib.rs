@@ -32,6 +32,7 @@ pub mod ffi;
 pub mod fs;
 mod generator;
 pub mod io;
+mod loom;
 pub mod net;
 pub mod park;
 pub mod runtime;
