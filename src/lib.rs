@@ -33,6 +33,8 @@ pub mod fs;
 mod generator;
 pub mod io;
 mod loom;
+#[cfg(all(test, loom))]
+mod model_check;
 pub mod net;
 pub mod park;
 pub mod runtime;

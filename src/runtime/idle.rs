@@ -103,3 +103,14 @@ impl Idle {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+impl Idle {
+    /// (searching, sleeping), for the model checks.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.num_searching.load(Ordering::SeqCst),
+            self.num_sleeping.load(Ordering::SeqCst),
+        )
+    }
+}
