@@ -20,54 +20,41 @@ mod loom_wait_list;
 /// A one-token parker for the model threads, with `std::thread::park`'s (and
 /// `ivy::park`'s) contract: an unpark before the park makes it return at once.
 ///
-/// Built on a token of its own because loom's `thread::unpark` drops the token
-/// when it reaches a thread blocked on something else (a lock, a join): the
-/// model would report wake-ups lost by loom, not by ivy. The token here is an
-/// atomic, like the state word of std's futex parker and of an ivy task.
+/// Built on a lock and a condition variable rather than on loom's
+/// `thread::park`: loom's `Thread::unpark` reaching a thread that is blocked on
+/// something else (a lock) drops the token or breaks loom's lock bookkeeping,
+/// so the model would report loom's artefacts, not ivy's bugs.
 #[derive(Clone)]
-struct Unparker {
-    token: loom::sync::Arc<loom::sync::atomic::AtomicBool>,
-    thread: loom::thread::Thread,
-}
+struct Unparker(loom::sync::Arc<(loom::sync::Mutex<bool>, loom::sync::Condvar)>);
 
 impl Unparker {
+    fn new() -> Unparker {
+        Unparker(loom::sync::Arc::new(Default::default()))
+    }
+
     /// Runs `f` on a new model thread, with that thread's unparker; returns
     /// the thread and (a clone of) its unparker.
     fn spawn<T: 'static>(
         f: impl FnOnce(Unparker) -> T + 'static,
     ) -> (loom::thread::JoinHandle<T>, Unparker) {
-        let token = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let theirs = token.clone();
-        let handle = loom::thread::spawn(move || {
-            f(Unparker {
-                token: theirs,
-                thread: loom::thread::current(),
-            })
-        });
-        let unparker = Unparker {
-            token,
-            thread: handle.thread().clone(),
-        };
-        (handle, unparker)
+        let unparker = Unparker::new();
+        let theirs = unparker.clone();
+        (loom::thread::spawn(move || f(theirs)), unparker)
     }
 
-    /// Parks the calling thread (the owner) until the token is available, and
-    /// consumes it.
+    /// Parks the calling thread until the token is available, and consumes it.
     fn park(&self) {
-        use loom::sync::atomic::Ordering;
-        while self
-            .token
-            .compare_exchange(true, false, Ordering::Acquire, Ordering::Acquire)
-            .is_err()
-        {
-            loom::thread::park();
+        let (token, wake) = &*self.0;
+        let mut token = token.lock().unwrap();
+        while !*token {
+            token = wake.wait(token).unwrap();
         }
+        *token = false;
     }
 
     fn unpark(&self) {
-        self.token
-            .store(true, loom::sync::atomic::Ordering::Release);
-        self.thread.unpark();
+        let (token, wake) = &*self.0;
+        *token.lock().unwrap() = true;
+        wake.notify_one();
     }
 }
-
