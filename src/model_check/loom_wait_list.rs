@@ -228,3 +228,137 @@ fn waiter_ignoring_cancel(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
         }
     }
 }
+
+/// A `Select` over two queues, as `sync/select.rs` runs it: register one node
+/// per arm (claiming the select itself if an arm's queue already holds an item),
+/// park until an arm was claimed, collect that arm's grant and deregister the
+/// other; if `cancelled` is seen first, give up (`abandon`), or, when an arm won
+/// the race, give its grant back. Returns the arm and item it kept.
+fn select(queues: &[Arc<Shared>; 2], me: Unparker) -> Option<(usize, u32)> {
+    use crate::sync::waiters::SelectShared;
+    let shared = std::sync::Arc::new(SelectShared::new(me.clone()));
+    let mut keys = [None, None];
+    let deregister = |keys: &mut [Option<usize>; 2], keep: Option<usize>| {
+        for arm in 0..2 {
+            if Some(arm) != keep {
+                if let Some(key) = keys[arm].take() {
+                    let grant = queues[arm].state.lock().unwrap().waiters.remove(key);
+                    assert_eq!(grant, None, "a losing arm was granted an item");
+                }
+            }
+        }
+    };
+    for arm in 0..2 {
+        let mut state = queues[arm].state.lock().unwrap();
+        if let Some(item) = state.items.pop() {
+            if shared.claim(arm) {
+                drop(state);
+                deregister(&mut keys, None);
+                return Some((arm, item));
+            }
+            state.items.push(item); // another arm won meanwhile
+            break;
+        }
+        keys[arm] = Some(state.waiters.push_select(shared.clone(), arm));
+    }
+    loop {
+        if let Some(arm) = shared.fired() {
+            deregister(&mut keys, Some(arm));
+            let key = keys[arm].take().expect("the claimed arm is registered");
+            let mut state = queues[arm].state.lock().unwrap();
+            let item = state.waiters.remove(key).expect("a claimed arm holds its grant");
+            return Some((arm, item));
+        }
+        me.park();
+        if queues[0].cancelled.load(Ordering::Acquire) {
+            return match shared.abandon() {
+                Ok(()) => {
+                    deregister(&mut keys, None);
+                    None
+                }
+                Err(arm) => {
+                    // Claimed in the race: give the grant back.
+                    deregister(&mut keys, Some(arm));
+                    let key = keys[arm].take().expect("the claimed arm is registered");
+                    let mut state = queues[arm].state.lock().unwrap();
+                    let item = state.waiters.remove(key).expect("a claimed arm holds its grant");
+                    put(state, item);
+                    None
+                }
+            };
+        }
+    }
+}
+
+fn new_queue() -> Arc<Shared> {
+    Arc::new(Shared {
+        state: Mutex::new(State {
+            waiters: WaitList::new(),
+            items: Vec::new(),
+        }),
+        cancelled: AtomicBool::new(false),
+        deadline_passed: AtomicBool::new(false),
+    })
+}
+
+#[test]
+fn a_select_fires_exactly_one_arm() {
+    // Two puts race into the two queues of a select: exactly one arm fires with
+    // its item, the other item stays in its queue, no node is left behind.
+    loom::model(|| {
+        let queues = [new_queue(), new_queue()];
+        let (s, _) = {
+            let queues = queues.clone();
+            Unparker::spawn(move |me| select(&queues, me))
+        };
+        let other = {
+            let q = queues[1].clone();
+            thread::spawn(move || notifier(&q, 20))
+        };
+        notifier(&queues[0], 10);
+        other.join().unwrap();
+        let (arm, item) = s.join().unwrap().expect("not cancelled");
+        assert_eq!(item, [10, 20][arm]);
+        let left = [10, 20][1 - arm];
+        for (i, q) in queues.iter().enumerate() {
+            let state = q.state.lock().unwrap();
+            assert!(state.waiters.is_empty());
+            let expected: &[u32] = if i == arm { &[] } else { &[left] };
+            assert_eq!(state.items, expected, "arm {arm} fired");
+        }
+    });
+}
+
+#[test]
+fn a_cancelled_select_loses_no_item() {
+    // A put races the select's cancellation: the item ends either with the
+    // select (it fired first) or back in its queue, never lost or doubled.
+    loom::model(|| {
+        let queues = [new_queue(), new_queue()];
+        let (s, select_unparker) = {
+            let queues = queues.clone();
+            Unparker::spawn(move |me| select(&queues, me))
+        };
+        let canceller = {
+            let q = queues[0].clone();
+            thread::spawn(move || {
+                q.cancelled.store(true, Ordering::Release);
+                select_unparker.unpark();
+            })
+        };
+        notifier(&queues[1], 20);
+        canceller.join().unwrap();
+        let fired = s.join().unwrap();
+        let kept = queues[1].state.lock().unwrap().items.clone();
+        match fired {
+            Some((arm, item)) => {
+                assert_eq!((arm, item), (1, 20));
+                assert!(kept.is_empty(), "the item was doubled");
+            }
+            None => assert_eq!(kept, [20], "the item was lost"),
+        }
+        for q in &queues {
+            assert!(q.state.lock().unwrap().waiters.is_empty());
+        }
+    });
+}

@@ -44,6 +44,7 @@ impl Default for TaskState {
 
 impl TaskState {
     /// A new task: SCHEDULED (it is about to be queued), not cancelled.
+    #[inline]
     pub(crate) fn new() -> TaskState {
         TaskState {
             state: AtomicU8::new(SCHEDULED),
@@ -52,25 +53,30 @@ impl TaskState {
     }
 
     /// The state without the NOTIFIED bit.
+    #[inline]
     pub(crate) fn get(&self) -> u8 {
         self.state.load(Ordering::Acquire) & STATE_MASK
     }
 
+    #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.get() == DONE
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
 
     /// Records a cancellation request. The caller then `unpark`s the task so that
     /// it notices.
+    #[inline]
     pub(crate) fn set_cancelled(&self) {
         self.cancelled.store(true, Ordering::Release);
     }
 
     /// Worker: claim a popped task for running.
+    #[inline]
     pub(crate) fn transition_to_running(&self) {
         // A queued task is SCHEDULED, possibly with NOTIFIED set by an unpark that
         // arrived while it sat in the queue; that token is consumed by this run
@@ -81,6 +87,7 @@ impl TaskState {
     /// Worker, after the task suspended to park. Returns `true` if the task is
     /// now parked, `false` if a wake-up arrived meanwhile and the worker must
     /// queue it again (its state is then SCHEDULED).
+    #[inline]
     pub(crate) fn transition_to_parked(&self) -> bool {
         match self
             .state
@@ -95,16 +102,19 @@ impl TaskState {
     }
 
     /// Worker, after the task suspended to yield.
+    #[inline]
     pub(crate) fn transition_to_scheduled(&self) {
         self.state.store(SCHEDULED, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn transition_to_done(&self) {
         self.state.store(DONE, Ordering::Release);
     }
 
     /// The task itself, before suspending to park: consume a pending wake-up
     /// token. Returns `true` if there was one (then the park must return at once).
+    #[inline]
     pub(crate) fn take_notified(&self) -> bool {
         let s = self.state.load(Ordering::Acquire);
         if s & NOTIFIED != 0 {
@@ -118,6 +128,7 @@ impl TaskState {
     /// Wakes the task, from any thread. Returns `true` on the PARKED ->
     /// SCHEDULED edge: the caller must then queue the task on its home worker
     /// (exactly one caller gets `true` per park).
+    #[inline]
     pub(crate) fn unpark(&self) -> bool {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
