@@ -135,8 +135,13 @@ fn check(give_up: GiveUp) {
         let state = shared.state.lock().unwrap();
         assert!(state.waiters.is_empty(), "a node left queued");
         // Exactly one copy of the item: with the waiter or back in the state.
-        let copies = usize::from(taken == Some(7)) + state.items.iter().filter(|&&i| i == 7).count();
-        assert_eq!(copies, 1, "{end:?}: taken {taken:?}, kept {:?}", state.items);
+        let copies =
+            usize::from(taken == Some(7)) + state.items.iter().filter(|&&i| i == 7).count();
+        assert_eq!(
+            copies, 1,
+            "{end:?}: taken {taken:?}, kept {:?}",
+            state.items
+        );
         match (give_up, end) {
             (GiveUp::Never, End::Granted) => {}
             (GiveUp::Never, end) => panic!("not interrupted, yet {end:?}"),
@@ -266,7 +271,10 @@ fn select(queues: &[Arc<Shared>; 2], me: Unparker) -> Option<(usize, u32)> {
             deregister(&mut keys, Some(arm));
             let key = keys[arm].take().expect("the claimed arm is registered");
             let mut state = queues[arm].state.lock().unwrap();
-            let item = state.waiters.remove(key).expect("a claimed arm holds its grant");
+            let item = state
+                .waiters
+                .remove(key)
+                .expect("a claimed arm holds its grant");
             return Some((arm, item));
         }
         me.park();
@@ -281,7 +289,10 @@ fn select(queues: &[Arc<Shared>; 2], me: Unparker) -> Option<(usize, u32)> {
                     deregister(&mut keys, Some(arm));
                     let key = keys[arm].take().expect("the claimed arm is registered");
                     let mut state = queues[arm].state.lock().unwrap();
-                    let item = state.waiters.remove(key).expect("a claimed arm holds its grant");
+                    let item = state
+                        .waiters
+                        .remove(key)
+                        .expect("a claimed arm holds its grant");
                     put(state, item);
                     None
                 }

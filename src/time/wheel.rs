@@ -625,8 +625,9 @@ mod tests {
         let origin = Instant::now();
         let mut wheel = TimerWheel::new(origin);
         let mut rng = Rng::new(3);
-        let mut deadlines: Vec<(u64, u32)> =
-            (0..size(1000, 100) as u32).map(|i| (1 + rng.below(10_000), i)).collect();
+        let mut deadlines: Vec<(u64, u32)> = (0..size(1000, 100) as u32)
+            .map(|i| (1 + rng.below(10_000), i))
+            .collect();
         for &(ms, id) in &deadlines {
             wheel.insert(at(origin, ms * MS), id);
         }
