@@ -10,15 +10,18 @@
 //! std: zero cost, nothing changes for the rest of the crate.
 //!
 //! Everything else keeps using std directly: under `--cfg loom` the crate still
-//! compiles (the rest is simply not run), which keeps the facade small.
+//! compiles (the rest is simply not run), which keeps the facade small. loom
+//! is a dev-dependency, so its types are used only when the crate is built as
+//! its own unit-test binary (`cfg(all(loom, test))`, as the model checks are);
+//! any other build under `--cfg loom` gets std's.
 
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::{
     atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering},
     Mutex,
 };
 
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) use ::loom::sync::{
     atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering},
     Mutex,

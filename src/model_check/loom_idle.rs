@@ -10,11 +10,18 @@
 //! `WorkerUnparker`, here a one-token `Unparker`). A missed wake-up leaves
 //! the worker parked with work queued: loom reports that as a deadlock.
 //!
-//! The queue is modelled as a `VecDeque` under a lock, i.e. as linearizable;
-//! crossbeam's own memory orderings are not part of the model.
+//! The queue is modelled as a `VecDeque` under a lock (linearizable), or, in
+//! the `*_with_deque_orderings` tests, with the atomics and fences of
+//! crossbeam-deque's `Worker::push` / `Stealer::steal` (a Release fence and a
+//! Relaxed store of `back`; an Acquire load of `front`, the SeqCst fence of the
+//! epoch pin, an Acquire load of `back`): with those, a push and a sleeper's
+//! final check are a store-buffering race that only the `SeqCst` fence in
+//! `Idle::worker_to_notify` resolves. The rest of crossbeam (buffers, epochs,
+//! the injector's blocks) is not part of the model.
 
 use std::collections::VecDeque;
 
+use loom::sync::atomic::{fence, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
@@ -24,6 +31,9 @@ use crate::runtime::idle::Idle;
 struct World {
     idle: Idle,
     queue: Mutex<VecDeque<u32>>,
+    /// Use `deque` (crossbeam's orderings) instead of `queue`.
+    deque_orderings: bool,
+    deque: Deque,
     /// Each worker's thread, stored by the worker itself before it first
     /// registers as a sleeper (so before anyone can pick it).
     threads: Mutex<Vec<Option<Unparker>>>,
@@ -31,16 +41,62 @@ struct World {
 
 impl World {
     fn new(workers: usize) -> Arc<World> {
+        World::with(workers, false)
+    }
+
+    fn with(workers: usize, deque_orderings: bool) -> Arc<World> {
         Arc::new(World {
             idle: Idle::new(workers),
             queue: Mutex::new(VecDeque::new()),
+            deque_orderings,
+            deque: Deque::default(),
             threads: Mutex::new(vec![None; workers]),
         })
     }
 }
 
+/// The indices of a crossbeam-deque with one owner (the producer) and
+/// stealers; task `i` is the one at index `i`.
+#[derive(Default)]
+struct Deque {
+    front: AtomicUsize,
+    back: AtomicUsize,
+}
+
+impl Deque {
+    /// `Worker::push`, by the owner.
+    fn push(&self) {
+        let b = self.back.load(Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.back.store(b + 1, Ordering::Relaxed);
+    }
+
+    /// `Stealer::steal`.
+    fn steal(&self) -> Option<u32> {
+        loop {
+            let f = self.front.load(Ordering::Acquire);
+            fence(Ordering::SeqCst); // `epoch::pin`
+            let b = self.back.load(Ordering::Acquire);
+            if b <= f {
+                return None;
+            }
+            if self
+                .front
+                .compare_exchange(f, f + 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(f as u32);
+            }
+        }
+    }
+}
+
 fn pop(world: &World) -> Option<u32> {
-    world.queue.lock().unwrap().pop_front()
+    if world.deque_orderings {
+        world.deque.steal()
+    } else {
+        world.queue.lock().unwrap().pop_front()
+    }
 }
 
 /// `Worker::idle` and the run loop's `next_task` for worker `index`, from "done
@@ -83,13 +139,17 @@ fn notify(world: &World) {
 
 /// `push_spawned` + `notify_idle` + the unpark of the chosen worker.
 fn producer(world: &World, task: u32) {
-    world.queue.lock().unwrap().push_back(task);
+    if world.deque_orderings {
+        world.deque.push();
+    } else {
+        world.queue.lock().unwrap().push_back(task);
+    }
     notify(world);
 }
 
-fn check(worker_was_searching: bool) {
+fn check(worker_was_searching: bool, deque_orderings: bool) {
     loom::model(move || {
-        let world = World::new(1);
+        let world = World::with(1, deque_orderings);
         if worker_was_searching {
             assert!(world.idle.try_start_searching(1));
         }
@@ -97,22 +157,34 @@ fn check(worker_was_searching: bool) {
             let world = world.clone();
             Unparker::spawn(move |me| worker(&world, 0, worker_was_searching, me)).0
         };
-        producer(&world, 7);
-        assert_eq!(w.join().unwrap(), 7);
+        // With the deque, the task is its index: 0.
+        let task = if deque_orderings { 0 } else { 7 };
+        producer(&world, task);
+        assert_eq!(w.join().unwrap(), task);
         assert_eq!(world.idle.counts(), (0, 0), "(searching, sleeping)");
     });
 }
 
 #[test]
 fn a_push_racing_a_worker_going_to_sleep_wakes_it() {
-    check(false);
+    check(false, false);
+}
+
+#[test]
+fn a_push_racing_a_worker_going_to_sleep_wakes_it_with_deque_orderings() {
+    check(false, true);
 }
 
 #[test]
 fn a_push_racing_the_last_searcher_giving_up_wakes_it() {
     // The producer may see the worker still searching and wake nobody: then the
     // worker's final check must see the push.
-    check(true);
+    check(true, false);
+}
+
+#[test]
+fn a_push_racing_the_last_searcher_giving_up_wakes_it_with_deque_orderings() {
+    check(true, true);
 }
 
 #[test]

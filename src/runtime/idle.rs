@@ -12,8 +12,11 @@
 //! check of every queue (`sleep_after_final_check`), and a producer pushes
 //! *before* reading the sleeper count (SeqCst). One of the two always sees the
 //! other. loom checks this handshake on this very code (`model_check::loom_idle`;
-//! the atomics and the lock come from `crate::loom`); the queues are modelled
-//! there as linearizable (crossbeam's own ordering is not model-checked).
+//! the atomics and the lock come from `crate::loom`), against a queue with the
+//! orderings of crossbeam-deque's push and steal: a Relaxed store of `back`
+//! after a Release fence, which only the SeqCst fence in `worker_to_notify`
+//! keeps from being missed by a sleeper's final check (loom finds the missed
+//! wake-up without it).
 //! The final check is a closure run by `Idle` itself, so the order "register,
 //! then look" is part of the checked code, not of the caller.
 
