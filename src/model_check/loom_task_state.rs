@@ -158,3 +158,36 @@ fn cancel_racing_park_is_seen_when_the_task_runs_again() {
         }
     });
 }
+
+#[test]
+fn an_unpark_during_a_yield_is_kept_for_the_next_park() {
+    // `ivy::park`'s contract (std's): an unpark before a park makes the park
+    // return at once. The task yields (the worker queues it again) while an
+    // unparker runs, then runs again and parks.
+    loom::model(|| {
+        let state = running();
+        let enqueued = Arc::new(AtomicUsize::new(0));
+        let t = unparker(&state, &enqueued);
+        state.transition_to_scheduled(); // `Suspend::Yield`: back to the queue
+        state.transition_to_running(); // popped and resumed
+        let park = park_once(&state);
+        t.join().unwrap();
+        let enqueued = enqueued.load(Ordering::Relaxed);
+        assert_eq!(reruns(park, enqueued), 1, "{park:?}, {enqueued} enqueued");
+    });
+}
+
+#[test]
+fn unpark_racing_completion_never_queues_a_finished_task() {
+    loom::model(|| {
+        let state = running();
+        let enqueued = Arc::new(AtomicUsize::new(0));
+        let t = unparker(&state, &enqueued);
+        state.transition_to_done();
+        t.join().unwrap();
+        // (The final state is not asserted: loom 0.7 may order the plain DONE
+        // store between the read and the write of the unparker's CAS, an
+        // execution no hardware produces, and then reports RUNNING.)
+        assert_eq!(enqueued.load(Ordering::Relaxed), 0);
+    });
+}

@@ -10,8 +10,9 @@
 //! One byte holds the state plus a NOTIFIED bit. `unpark` on a RUNNING (or
 //! SCHEDULED) task sets NOTIFIED instead of enqueueing: the task consumes it at
 //! its next `park` (`take_notified`), or the worker sees it when the task
-//! suspends (`transition_to_parked` fails) and re-queues it. So a wake-up that
-//! races with a park is never lost, and since only the PARKED -> SCHEDULED edge
+//! suspends (`transition_to_parked` fails) and re-queues it. Yielding and being
+//! resumed keep the bit (read-modify-writes, not stores), so it survives until
+//! that next park. So a wake-up that races with a park is never lost, and since only the PARKED -> SCHEDULED edge
 //! enqueues, a task is in at most one queue at a time. Cancellation is a separate
 //! flag set *before* the unpark that makes the task notice it: whoever sees the
 //! task run again after the unpark sees the flag (Release/Acquire through the
@@ -78,10 +79,16 @@ impl TaskState {
     /// Worker: claim a popped task for running.
     #[inline]
     pub(crate) fn transition_to_running(&self) {
-        // A queued task is SCHEDULED, possibly with NOTIFIED set by an unpark that
-        // arrived while it sat in the queue; that token is consumed by this run
-        // (the task's `park` returns and its caller re-checks its condition).
-        self.state.store(RUNNING, Ordering::Release);
+        // A queued task is SCHEDULED (0), possibly with NOTIFIED set by an unpark
+        // that arrived while it ran before a yield or sat in the queue. The bit
+        // is kept for the task's next park: an unpark before a park makes the
+        // park return at once (`ivy::park`'s contract, std's). A plain store here
+        // erased it, and a task that yielded then parked slept through its
+        // wake-up (found by loom: `an_unpark_during_a_yield_is_kept_for_the_next_park`).
+        // After a wake-up from PARKED the kept bit costs at most one spurious
+        // return, which every park caller tolerates (they loop).
+        let prev = self.state.fetch_or(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(prev & STATE_MASK, SCHEDULED, "only a queued task is run");
     }
 
     /// Worker, after the task suspended to park. Returns `true` if the task is
@@ -101,10 +108,11 @@ impl TaskState {
         }
     }
 
-    /// Worker, after the task suspended to yield.
+    /// Worker, after the task suspended to yield: RUNNING -> SCHEDULED, keeping
+    /// a NOTIFIED bit for the task's next park (see `transition_to_running`).
     #[inline]
     pub(crate) fn transition_to_scheduled(&self) {
-        self.state.store(SCHEDULED, Ordering::Release);
+        self.state.fetch_and(!STATE_MASK, Ordering::AcqRel);
     }
 
     #[inline]
