@@ -12,6 +12,13 @@
 //!
 //! Why in-crate modules rather than `tests/*.rs`: the checked types are
 //! crate-private, and tokio keeps its loom tests in-crate for the same reason.
+//!
+//! Two artefacts of loom 0.7 shape these tests: `Thread::unpark` reaching a
+//! thread blocked on a lock loses the token or trips loom's lock bookkeeping
+//! (hence `Unparker` below), and a plain store racing a compare-exchange may be
+//! ordered between the CAS's read and its write (so no test asserts a state
+//! that only such an impossible execution breaks; see
+//! `unpark_racing_completion_never_queues_a_finished_task`).
 
 mod loom_idle;
 mod loom_task_state;
