@@ -53,7 +53,9 @@ run_tests loom env RUSTFLAGS="${RUSTFLAGS:-} --cfg loom" \
 miri_available() {
     timeout 60 cargo +nightly miri --version >/dev/null 2>&1
 }
-if ! miri_available && command -v rustup >/dev/null 2>&1; then
+# Add the components to an installed nightly; never install a toolchain here.
+if ! miri_available && command -v rustup >/dev/null 2>&1 &&
+    rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     timeout 300 rustup +nightly component add miri rust-src >/dev/null 2>&1 || true
 fi
 if miri_available; then
