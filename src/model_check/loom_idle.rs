@@ -101,7 +101,19 @@ fn pop(world: &World) -> Option<u32> {
 
 /// `Worker::idle` and the run loop's `next_task` for worker `index`, from "done
 /// searching" to "running the first task it finds". Returns that task.
-fn worker(world: &World, index: usize, mut searching: bool, me: Unparker) -> u32 {
+fn worker(world: &World, index: usize, searching: bool, me: Unparker) -> u32 {
+    worker_with_timer(world, index, searching, false, me)
+}
+
+/// `worker`, whose first sleep may end by its timer (the poll's timeout)
+/// rather than by an unpark: it then races a producer that picks it.
+fn worker_with_timer(
+    world: &World,
+    index: usize,
+    mut searching: bool,
+    mut timer_fires: bool,
+    me: Unparker,
+) -> u32 {
     world.threads.lock().unwrap()[index] = Some(me.clone());
     loop {
         if searching {
@@ -110,7 +122,7 @@ fn worker(world: &World, index: usize, mut searching: bool, me: Unparker) -> u32
             world.idle.stop_searching();
         }
         let found = world.idle.sleep_after_final_check(index, || pop(world));
-        if found.is_none() {
+        if found.is_none() && !std::mem::take(&mut timer_fires) {
             me.park();
         }
         // `wake_from_sleep`: a producer that picked us counted us as searching.
@@ -185,6 +197,25 @@ fn a_push_racing_the_last_searcher_giving_up_wakes_it() {
 #[test]
 fn a_push_racing_the_last_searcher_giving_up_wakes_it_with_deque_orderings() {
     check(true, true);
+}
+
+#[test]
+fn a_sleeper_woken_by_its_timer_races_a_producer_picking_it() {
+    // `wake_self` against `worker_to_notify`: either the worker deregistered
+    // itself first (the producer then finds no sleeper, and the worker's next
+    // look at the queue or its next final check sees the push), or the
+    // producer picked it and it counts itself as searching. The counters end
+    // at zero either way, and the task runs.
+    loom::model(|| {
+        let world = World::new(1);
+        let w = {
+            let world = world.clone();
+            Unparker::spawn(move |me| worker_with_timer(&world, 0, false, true, me)).0
+        };
+        producer(&world, 7);
+        assert_eq!(w.join().unwrap(), 7);
+        assert_eq!(world.idle.counts(), (0, 0), "(searching, sleeping)");
+    });
 }
 
 #[test]
