@@ -16,6 +16,9 @@ cargo test --release -- --test-threads=2
 echo "== soundness regression tests under valgrind (tests/soundness_*.rs)"
 tests/valgrind.sh
 
+echo "== model checking: loom (task states, WaitList, idle handshake), Miri (timer wheel, handle table)"
+tests/model-check.sh
+
 echo "== C ABI: header check is in cargo test (tests/header.rs); C suite, examples, valgrind"
 tests/c/run.sh
 

@@ -32,6 +32,9 @@ pub mod ffi;
 pub mod fs;
 mod generator;
 pub mod io;
+mod loom;
+#[cfg(all(test, loom))]
+mod model_check;
 pub mod net;
 pub mod park;
 pub mod runtime;

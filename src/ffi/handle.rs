@@ -139,4 +139,37 @@ mod tests {
         let b = table.insert(Arc::new(2)).unwrap();
         assert_eq!(b & 0xffff_ffff, 1, "retired slot 0 is not reused");
     }
+
+    #[test]
+    fn ids_stay_exact_under_concurrent_insert_get_remove() {
+        // Under Miri (tests/model-check.sh) this also checks the table for data
+        // races and for use of a removed object's memory.
+        let table = Arc::new(HandleTable::<u64>::new());
+        let rounds: u64 = if cfg!(miri) { 30 } else { 3000 };
+        let threads: Vec<_> = (0..2u64)
+            .map(|t| {
+                let table = table.clone();
+                std::thread::spawn(move || {
+                    let mut stale = Vec::new();
+                    for i in 0..rounds {
+                        let v = (t << 32) | i;
+                        let id = table.insert(Arc::new(v)).unwrap();
+                        let held = table.get(id).unwrap();
+                        assert_eq!(*held, v);
+                        assert_eq!(*table.remove(id).unwrap(), v);
+                        assert_eq!(*held, v, "a removed object lives while it is held");
+                        stale.push(id);
+                        for &old in stale.iter().rev().take(8) {
+                            assert!(table.get(old).is_none(), "a stale id matched");
+                            assert!(table.remove(old).is_none());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(table.len(), 0);
+    }
 }

@@ -9,11 +9,18 @@
 //! herd), and as long as there is queued work and a sleeper, someone is searching.
 //!
 //! No lost wake-ups: a worker registers as sleeping (SeqCst) *before* its final
-//! check of every queue, and a producer pushes *before* reading the sleeper count
-//! (SeqCst). One of the two always sees the other.
+//! check of every queue (`sleep_after_final_check`), and a producer pushes
+//! *before* reading the sleeper count (SeqCst). One of the two always sees the
+//! other. loom checks this handshake on this very code (`model_check::loom_idle`;
+//! the atomics and the lock come from `crate::loom`), against a queue with the
+//! orderings of crossbeam-deque's push and steal: a Relaxed store of `back`
+//! after a Release fence, which only the SeqCst fence in `worker_to_notify`
+//! keeps from being missed by a sleeper's final check (loom finds the missed
+//! wake-up without it).
+//! The final check is a closure run by `Idle` itself, so the order "register,
+//! then look" is part of the checked code, not of the caller.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use crate::loom::{fence, AtomicUsize, Mutex, Ordering};
 
 pub(crate) struct Idle {
     num_searching: AtomicUsize,
@@ -33,7 +40,7 @@ impl Idle {
     /// After stealable work was pushed: the index of a worker to wake, if one
     /// should be woken. The chosen worker is already counted as searching.
     pub(crate) fn worker_to_notify(&self) -> Option<usize> {
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if self.num_searching.load(Ordering::SeqCst) != 0
             || self.num_sleeping.load(Ordering::SeqCst) == 0
         {
@@ -67,12 +74,22 @@ impl Idle {
         self.num_searching.fetch_sub(1, Ordering::SeqCst) == 1
     }
 
-    /// Registers `index` as sleeping. Must be followed by a final check of every
-    /// queue before actually sleeping.
-    pub(crate) fn sleep(&self, index: usize) {
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-        sleepers.push(index);
-        self.num_sleeping.fetch_add(1, Ordering::SeqCst);
+    /// Registers `index` as sleeping, then takes the final look at every queue
+    /// (`final_check`) and returns what it found. If it found nothing the worker
+    /// may sleep until woken: a producer that pushed before the look is seen by
+    /// it, one that pushes after it sees this sleeper. Either way, once awake
+    /// (or with work found) the worker calls `wake_self`.
+    pub(crate) fn sleep_after_final_check<T>(
+        &self,
+        index: usize,
+        final_check: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        {
+            let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+            sleepers.push(index);
+            self.num_sleeping.fetch_add(1, Ordering::SeqCst);
+        }
+        final_check()
     }
 
     /// Removes `index` from the sleepers if it is still there (it is not if a
@@ -87,5 +104,16 @@ impl Idle {
         } else {
             false
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+impl Idle {
+    /// (searching, sleeping), for the model checks.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.num_searching.load(Ordering::SeqCst),
+            self.num_sleeping.load(Ordering::SeqCst),
+        )
     }
 }

@@ -497,13 +497,13 @@ impl Worker {
 
         // Going to sleep: return idle stacks' memory now, off the hot path.
         let trim_again = crate::stack::trim_free_stacks();
-        shared.idle.sleep(self.index);
         // Final check after registering as a sleeper: see idle.rs for why this
         // cannot miss a push.
-        let found = self
-            .pop_inbox()
-            .or_else(|| self.pop_injector())
-            .or_else(|| self.steal());
+        let found = shared.idle.sleep_after_final_check(self.index, || {
+            self.pop_inbox()
+                .or_else(|| self.pop_injector())
+                .or_else(|| self.steal())
+        });
         if let Some(t) = found {
             self.wake_from_sleep();
             self.push_front_ready(t);

@@ -43,9 +43,17 @@
 //! fired on another arm or gave up, so the releaser unlinks the dead node and moves
 //! on to the next waiter. An arm therefore fires at most once, and a losing arm
 //! never receives an item.
+//!
+//! # Model checking
+//! The list is generic over what wakes a waiter (`U`, ivy's `Unparker` in the
+//! runtime) and the decision a woken waiter takes is [`WaitList::settle`], a
+//! function of the list alone, so that loom can drive this very code with its own
+//! threads, lock and park (`model_check::loom_wait_list`): a waiter giving up
+//! (timeout, cancellation) racing a notifier neither loses the grant nor gets
+//! it twice.
 
+use crate::loom::{AtomicUsize, Ordering};
 use crate::runtime::debug::WaitReason;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
@@ -57,17 +65,17 @@ use crate::park::{self, Unparker};
 const NIL: usize = usize::MAX;
 
 /// State shared by the nodes of one `Select` waiting on several lists.
-pub(crate) struct SelectShared {
+pub(crate) struct SelectShared<U = Unparker> {
     /// `WAITING`, `ABANDONED`, or the index of the arm that fired.
     state: AtomicUsize,
-    unparker: Unparker,
+    unparker: U,
 }
 
 pub(crate) const SELECT_WAITING: usize = usize::MAX;
 pub(crate) const SELECT_ABANDONED: usize = usize::MAX - 1;
 
-impl SelectShared {
-    pub(crate) fn new(unparker: Unparker) -> SelectShared {
+impl<U> SelectShared<U> {
+    pub(crate) fn new(unparker: U) -> SelectShared<U> {
         SelectShared {
             state: AtomicUsize::new(SELECT_WAITING),
             unparker,
@@ -102,39 +110,40 @@ impl SelectShared {
     }
 }
 
-enum Wake {
+enum Wake<U> {
     /// A plain waiter; the unparker is moved out when granted.
-    Solo(Option<Unparker>),
+    Solo(Option<U>),
     /// One arm of a select.
-    Select(Arc<SelectShared>, usize),
+    Select(Arc<SelectShared<U>>, usize),
 }
 
-struct Node<D> {
+struct Node<D, U> {
     prev: usize,
     next: usize,
     linked: bool,
-    wake: Wake,
+    wake: Wake<U>,
     /// What the waiter asks for (a permit count, a read/write kind); 0 if unused.
     req: usize,
     grant: Option<D>,
 }
 
-/// A FIFO of parked waiters whose grants are of type `D`. See the module comment.
-pub(crate) struct WaitList<D> {
-    nodes: Slab<Node<D>>,
+/// A FIFO of parked waiters whose grants are of type `D`, woken through `U`.
+/// See the module comment.
+pub(crate) struct WaitList<D, U = Unparker> {
+    nodes: Slab<Node<D, U>>,
     head: usize,
     tail: usize,
     linked: usize,
 }
 
-impl<D> Default for WaitList<D> {
+impl<D, U: Clone> Default for WaitList<D, U> {
     fn default() -> Self {
         WaitList::new()
     }
 }
 
-impl<D> WaitList<D> {
-    pub(crate) fn new() -> WaitList<D> {
+impl<D, U: Clone> WaitList<D, U> {
+    pub(crate) fn new() -> WaitList<D, U> {
         WaitList {
             nodes: Slab::new(),
             head: NIL,
@@ -154,13 +163,13 @@ impl<D> WaitList<D> {
     }
 
     /// Queues the caller at the back; returns its key.
-    pub(crate) fn push(&mut self, unparker: Unparker, req: usize) -> usize {
+    pub(crate) fn push(&mut self, unparker: U, req: usize) -> usize {
         self.push_node(Wake::Solo(Some(unparker)), req)
     }
 
     /// Queues the caller at the *front*: for a waiter that was woken to retry
     /// (not granted), lost the race and must keep its place (see `mutex.rs`).
-    pub(crate) fn push_front(&mut self, unparker: Unparker, req: usize) -> usize {
+    pub(crate) fn push_front(&mut self, unparker: U, req: usize) -> usize {
         let key = self.nodes.insert(Node {
             prev: NIL,
             next: self.head,
@@ -180,11 +189,11 @@ impl<D> WaitList<D> {
     }
 
     /// Queues one arm of a select at the back.
-    pub(crate) fn push_select(&mut self, shared: Arc<SelectShared>, arm: usize) -> usize {
+    pub(crate) fn push_select(&mut self, shared: Arc<SelectShared<U>>, arm: usize) -> usize {
         self.push_node(Wake::Select(shared, arm), 0)
     }
 
-    fn push_node(&mut self, wake: Wake, req: usize) -> usize {
+    fn push_node(&mut self, wake: Wake<U>, req: usize) -> usize {
         let key = self.nodes.insert(Node {
             prev: self.tail,
             next: NIL,
@@ -238,7 +247,7 @@ impl<D> WaitList<D> {
     /// Grants `data` to the first live waiter: unlinks it, stores the grant, and
     /// returns the unparker to call once the state lock is dropped. Dead select
     /// arms met on the way are unlinked. `Err(data)` if nobody can take it.
-    pub(crate) fn grant_front(&mut self, data: D) -> Result<Unparker, D> {
+    pub(crate) fn grant_front(&mut self, data: D) -> Result<U, D> {
         loop {
             let key = self.head;
             if key == NIL {
@@ -260,15 +269,6 @@ impl<D> WaitList<D> {
         }
     }
 
-    /// Grants every queued waiter, collecting their unparkers into `wakes`.
-    pub(crate) fn grant_all(&mut self, mut data: impl FnMut() -> D, wakes: &mut Wakeups) {
-        while self.head != NIL {
-            if let Ok(u) = self.grant_front(data()) {
-                wakes.push(u);
-            }
-        }
-    }
-
     pub(crate) fn is_granted(&self, key: usize) -> bool {
         self.nodes[key].grant.is_some()
     }
@@ -277,6 +277,43 @@ impl<D> WaitList<D> {
     pub(crate) fn remove(&mut self, key: usize) -> Option<D> {
         self.unlink(key);
         self.nodes.remove(key).grant
+    }
+
+    /// The waiter of node `key`, woken from its park (with `parked`, what the
+    /// park reported) and holding the state lock again: decides how the wait
+    /// ends, or `None` to park again. `own_deadline_passed` is asked only when
+    /// nothing else decides. See "Waking up" in the module comment.
+    pub(crate) fn settle(
+        &mut self,
+        key: usize,
+        parked: Result<(), WaitError>,
+        own_deadline_passed: impl FnOnce() -> bool,
+    ) -> Option<Woken<D>> {
+        if self.is_granted(key) {
+            let grant = self.remove(key).expect("granted node holds its grant");
+            return Some(match parked {
+                Ok(()) => Woken::Granted(grant),
+                Err(e) => Woken::Interrupted(grant, e),
+            });
+        }
+        let err = match parked {
+            Err(e) => e,
+            Ok(()) if own_deadline_passed() => WaitError::TimedOut,
+            Ok(()) => return None, // spurious, or a stale token: wait on
+        };
+        self.remove(key);
+        Some(Woken::Abandoned(err))
+    }
+}
+
+impl<D> WaitList<D> {
+    /// Grants every queued waiter, collecting their unparkers into `wakes`.
+    pub(crate) fn grant_all(&mut self, mut data: impl FnMut() -> D, wakes: &mut Wakeups) {
+        while self.head != NIL {
+            if let Ok(u) = self.grant_front(data()) {
+                wakes.push(u);
+            }
+        }
     }
 }
 
@@ -346,23 +383,11 @@ pub(crate) fn wait_solo<'a, S, D>(
 ) -> (StdGuard<'a, S>, Woken<D>) {
     loop {
         drop(guard);
-        let parked = park::park_for(deadline, reason);
+        let parked = park::park_for(deadline, reason).map_err(WaitError::from);
         guard = lock_state(lock);
-        let l = list(&mut guard);
-        if l.is_granted(key) {
-            let grant = l.remove(key).expect("granted node holds its grant");
-            let woken = match parked {
-                Ok(()) => Woken::Granted(grant),
-                Err(e) => Woken::Interrupted(grant, e.into()),
-            };
+        let own_deadline_passed = || deadline.is_some_and(|d| Instant::now() >= d);
+        if let Some(woken) = list(&mut guard).settle(key, parked, own_deadline_passed) {
             return (guard, woken);
         }
-        let err = match parked {
-            Err(e) => e.into(),
-            Ok(()) if deadline.is_some_and(|d| Instant::now() >= d) => WaitError::TimedOut,
-            Ok(()) => continue, // spurious, or a stale token: wait on
-        };
-        l.remove(key);
-        return (guard, Woken::Abandoned(err));
     }
 }

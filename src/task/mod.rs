@@ -20,6 +20,7 @@ pub(crate) mod join;
 pub(crate) mod local;
 pub(crate) mod raw;
 pub(crate) mod scoped;
+pub(crate) mod state;
 
 use std::cell::UnsafeCell;
 use std::fmt;

@@ -11,18 +11,10 @@
 //!   thread ever touches `coro` and `ctx` again. A woken task is always queued back
 //!   on its home worker. This is why OS thread-locals stay coherent inside a task.
 //!
-//! State machine (`state`, one byte plus a NOTIFIED bit):
-//!
-//! ```text
-//!   SCHEDULED --run--> RUNNING --park--> PARKED --unpark--> SCHEDULED
-//!                         |  \--yield--> SCHEDULED
-//!                         \--return----> DONE
-//! ```
-//!
-//! `unpark` on a RUNNING task sets NOTIFIED instead; the worker sees it when the
-//! task suspends (or the task itself sees it at its next `park`) and re-queues it,
-//! so a wake-up that races with a park is never lost. Only the PARKED -> SCHEDULED
-//! transition enqueues, so a task is in at most one queue at a time.
+//! State machine: `task::state` (SCHEDULED/RUNNING/PARKED/DONE, the NOTIFIED
+//! bit, the cancelled flag), a type of its own so that loom checks the very code
+//! the runtime runs (README, "Model checking"). A task is in at most one queue at
+//! a time, and a wake-up that races with a park is never lost.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -36,12 +28,8 @@ use crate::stack::TaskStack;
 use crate::task::local::LocalMap;
 use crate::time::wheel::TimerKey;
 
-pub(crate) const SCHEDULED: u8 = 0;
-pub(crate) const RUNNING: u8 = 1;
-pub(crate) const PARKED: u8 = 2;
-pub(crate) const DONE: u8 = 3;
-const STATE_MASK: u8 = 0b11;
-const NOTIFIED: u8 = 0b100;
+use crate::task::state::TaskState;
+pub(crate) use crate::task::state::{PARKED, RUNNING, SCHEDULED};
 
 /// What a task tells its worker when it suspends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,10 +82,9 @@ pub(crate) struct Task {
     /// The closure (taken at the first run), the result slot and the join state;
     /// `None` only while the allocation waits in a task pool.
     body: Option<Entry>,
-    state: AtomicU8,
+    state: TaskState,
     /// Index of the home worker, `NO_HOME` until the first run.
     home: AtomicUsize,
-    cancelled: AtomicBool,
     pub(crate) stack_size: usize,
     pub(crate) shared: Arc<Shared>,
     /// Slot in the runtime's registry of live tasks.
@@ -228,9 +215,8 @@ impl Task {
             None => Arc::new(Task {
                 id,
                 body: Some(body),
-                state: AtomicU8::new(SCHEDULED),
+                state: TaskState::new(),
                 home: AtomicUsize::new(NO_HOME),
-                cancelled: AtomicBool::new(false),
                 stack_size,
                 shared: shared.clone(),
                 registry_key: AtomicUsize::new(usize::MAX),
@@ -250,9 +236,8 @@ impl Task {
     /// only fills in the identity and the body (`Task::new`).
     pub(crate) fn recycle(&mut self) {
         self.body = None;
-        *self.state.get_mut() = SCHEDULED;
+        self.state = TaskState::new();
         *self.home.get_mut() = NO_HOME;
-        *self.cancelled.get_mut() = false;
         *self.registry_key.get_mut() = usize::MAX;
         *self.wait_reason.get_mut() = 0;
         *self.coro.get_mut() = CoroSlot::default();
@@ -287,92 +272,54 @@ impl Task {
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.state.is_cancelled()
     }
 
     pub(crate) fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire) & STATE_MASK
+        self.state.get()
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) & STATE_MASK == DONE
+        self.state.is_done()
     }
 
     /// Requests cancellation and wakes the task so it notices.
     pub(crate) fn cancel(self: &Arc<Self>) {
-        self.cancelled.store(true, Ordering::Release);
+        self.state.set_cancelled();
         Task::unpark(self);
     }
 
     /// Worker: claim a popped task for running.
     pub(crate) fn transition_to_running(&self) {
-        // A queued task is SCHEDULED, possibly with NOTIFIED set by an unpark that
-        // arrived while it sat in the queue; that token is consumed by this run
-        // (the task's `park` returns and its caller re-checks its condition).
-        self.state.store(RUNNING, Ordering::Release);
+        self.state.transition_to_running();
     }
 
     /// Worker, after the task suspended with `Suspend::Park`. Returns `true` if the
     /// task is now parked, `false` if a wake-up arrived meanwhile and the worker
     /// must queue it again (its state is then SCHEDULED).
     pub(crate) fn transition_to_parked(&self) -> bool {
-        match self
-            .state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(_) => {
-                self.state.store(SCHEDULED, Ordering::Release);
-                false
-            }
-        }
+        self.state.transition_to_parked()
     }
 
     /// Worker, after the task suspended with `Suspend::Yield`.
     pub(crate) fn transition_to_scheduled(&self) {
-        self.state.store(SCHEDULED, Ordering::Release);
+        self.state.transition_to_scheduled();
     }
 
     pub(crate) fn transition_to_done(&self) {
-        self.state.store(DONE, Ordering::Release);
+        self.state.transition_to_done();
     }
 
     /// The task itself, before suspending to park: consume a pending wake-up token.
     /// Returns `true` if there was one (then the park must return at once).
     pub(crate) fn take_notified(&self) -> bool {
-        let s = self.state.load(Ordering::Acquire);
-        if s & NOTIFIED != 0 {
-            self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
-            true
-        } else {
-            false
-        }
+        self.state.take_notified()
     }
 
     /// Wakes the task from any thread. Enqueues it on its home worker only on the
     /// PARKED -> SCHEDULED edge.
     pub(crate) fn unpark(this: &Arc<Task>) {
-        let mut s = this.state.load(Ordering::Acquire);
-        loop {
-            let next = match s & STATE_MASK {
-                RUNNING | SCHEDULED => {
-                    if s & NOTIFIED != 0 {
-                        return;
-                    }
-                    s | NOTIFIED
-                }
-                PARKED => SCHEDULED,
-                _ => return, // DONE
-            };
-            match this
-                .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(actual) => s = actual,
-            }
-        }
-        if s & STATE_MASK == PARKED {
+        if this.state.unpark() {
             crate::runtime::schedule_woken(this.clone());
         }
     }

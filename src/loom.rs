@@ -1,0 +1,28 @@
+//! The synchronisation primitives of the model-checked modules (tokio's `loom`
+//! facade): std's under a normal build, loom's under `--cfg loom`.
+//!
+//! Only the modules whose protocol is model-checked import their atomics and
+//! locks from here: the task state machine (`task::state`), the wait list of
+//! `ivy::sync` (`sync::waiters`) and the idle/sleeper handshake
+//! (`runtime::idle`). Their loom tests (`model_check/`, run by
+//! `tests/model-check.sh`) then explore every interleaving of *the code the
+//! runtime runs*, not of a copy. In a normal build these are plain re-exports of
+//! std: zero cost, nothing changes for the rest of the crate.
+//!
+//! Everything else keeps using std directly: under `--cfg loom` the crate still
+//! compiles (the rest is simply not run), which keeps the facade small. loom
+//! is a dev-dependency, so its types are used only when the crate is built as
+//! its own unit-test binary (`cfg(all(loom, test))`, as the model checks are);
+//! any other build under `--cfg loom` gets std's.
+
+#[cfg(not(all(loom, test)))]
+pub(crate) use std::sync::{
+    atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering},
+    Mutex,
+};
+
+#[cfg(all(loom, test))]
+pub(crate) use ::loom::sync::{
+    atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering},
+    Mutex,
+};

@@ -1,0 +1,162 @@
+//! A task's scheduling state machine, on its own so that loom can check it
+//! (`model_check::loom_task_state`): its atomics come from `crate::loom`.
+//!
+//! ```text
+//!   SCHEDULED --run--> RUNNING --park--> PARKED --unpark--> SCHEDULED
+//!                         |  \--yield--> SCHEDULED
+//!                         \--return----> DONE
+//! ```
+//!
+//! One byte holds the state plus a NOTIFIED bit. `unpark` on a RUNNING (or
+//! SCHEDULED) task sets NOTIFIED instead of enqueueing: the task consumes it at
+//! its next `park` (`take_notified`), or the worker sees it when the task
+//! suspends (`transition_to_parked` fails) and re-queues it. Yielding and being
+//! resumed keep the bit (read-modify-writes, not stores), so it survives until
+//! that next park. So a wake-up that races with a park is never lost, and since only the PARKED -> SCHEDULED edge
+//! enqueues, a task is in at most one queue at a time. Cancellation is a separate
+//! flag set *before* the unpark that makes the task notice it: whoever sees the
+//! task run again after the unpark sees the flag (Release/Acquire through the
+//! state byte).
+//!
+//! Why a separate type rather than fields of `Task`: the model checker needs the
+//! protocol without a coroutine, a stack or a worker around it, and the runtime
+//! must run the very code that was checked.
+
+use crate::loom::{AtomicBool, AtomicU8, Ordering};
+
+pub(crate) const SCHEDULED: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+const STATE_MASK: u8 = 0b11;
+const NOTIFIED: u8 = 0b100;
+
+/// The state byte and the cancelled flag of one task.
+pub(crate) struct TaskState {
+    state: AtomicU8,
+    cancelled: AtomicBool,
+}
+
+impl Default for TaskState {
+    fn default() -> TaskState {
+        TaskState::new()
+    }
+}
+
+impl TaskState {
+    /// A new task: SCHEDULED (it is about to be queued), not cancelled.
+    #[inline]
+    pub(crate) fn new() -> TaskState {
+        TaskState {
+            state: AtomicU8::new(SCHEDULED),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// The state without the NOTIFIED bit.
+    #[inline]
+    pub(crate) fn get(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATE_MASK
+    }
+
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.get() == DONE
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Records a cancellation request. The caller then `unpark`s the task so that
+    /// it notices.
+    #[inline]
+    pub(crate) fn set_cancelled(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    /// Worker: claim a popped task for running.
+    #[inline]
+    pub(crate) fn transition_to_running(&self) {
+        // A queued task is SCHEDULED (0), possibly with NOTIFIED set by an unpark
+        // that arrived while it ran before a yield or sat in the queue. The bit
+        // is kept for the task's next park: an unpark before a park makes the
+        // park return at once (`ivy::park`'s contract, std's). A plain store here
+        // erased it, and a task that yielded then parked slept through its
+        // wake-up (found by loom: `an_unpark_during_a_yield_is_kept_for_the_next_park`).
+        // After a wake-up from PARKED the kept bit costs at most one spurious
+        // return, which every park caller tolerates (they loop).
+        let prev = self.state.fetch_or(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(prev & STATE_MASK, SCHEDULED, "only a queued task is run");
+    }
+
+    /// Worker, after the task suspended to park. Returns `true` if the task is
+    /// now parked, `false` if a wake-up arrived meanwhile and the worker must
+    /// queue it again (its state is then SCHEDULED).
+    #[inline]
+    pub(crate) fn transition_to_parked(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(_) => {
+                self.state.store(SCHEDULED, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Worker, after the task suspended to yield: RUNNING -> SCHEDULED, keeping
+    /// a NOTIFIED bit for the task's next park (see `transition_to_running`).
+    #[inline]
+    pub(crate) fn transition_to_scheduled(&self) {
+        self.state.fetch_and(!STATE_MASK, Ordering::AcqRel);
+    }
+
+    #[inline]
+    pub(crate) fn transition_to_done(&self) {
+        self.state.store(DONE, Ordering::Release);
+    }
+
+    /// The task itself, before suspending to park: consume a pending wake-up
+    /// token. Returns `true` if there was one (then the park must return at once).
+    #[inline]
+    pub(crate) fn take_notified(&self) -> bool {
+        let s = self.state.load(Ordering::Acquire);
+        if s & NOTIFIED != 0 {
+            self.state.fetch_and(!NOTIFIED, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Wakes the task, from any thread. Returns `true` on the PARKED ->
+    /// SCHEDULED edge: the caller must then queue the task on its home worker
+    /// (exactly one caller gets `true` per park).
+    #[inline]
+    pub(crate) fn unpark(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match s & STATE_MASK {
+                RUNNING | SCHEDULED => {
+                    if s & NOTIFIED != 0 {
+                        return false;
+                    }
+                    s | NOTIFIED
+                }
+                PARKED => SCHEDULED,
+                _ => return false, // DONE
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return s & STATE_MASK == PARKED,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+}
