@@ -356,8 +356,8 @@ pub(crate) fn nanos_since(origin: Instant, t: Instant) -> u64 {
 fn report_stuck(name: Option<&str>, id: u64, worker: usize, ran: Duration) {
     eprintln!(
         "ivy debug: task '{}' (id {id}) has been running for {:.1} ms on worker {worker} without \
-         yielding and is still running; every other task of worker {worker} waits (blocked in a \
-         std call: thread::sleep, std::net, a std::sync lock?)",
+         yielding and is still running; every other task of worker {worker} waits (a long computation \
+         without yield_now, or a blocking std call: thread::sleep, std::net, a std::sync lock)",
         name.unwrap_or("<unnamed>"),
         ran.as_secs_f64() * 1e3
     );

@@ -171,7 +171,8 @@ impl Builder {
     }
 
     /// Debug mode (default: off, or `IVY_DEBUG=1`): reports tasks that run too
-    /// long without suspending and the tasks left at shutdown; see
+    /// long without suspending (a watchdog thread names them while they still
+    /// run) and the tasks left at shutdown; see
     /// [`debug`](crate::runtime::debug).
     pub fn debug(mut self, on: bool) -> Builder {
         self.debug = Some(on);
