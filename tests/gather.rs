@@ -319,6 +319,7 @@ fn scope_first_failure_cancels_siblings() {
     for _ in 0..10 {
         let (r, cancelled) = rt(2).block_on(|| {
             let cancelled = AtomicUsize::new(0);
+            let armed = AtomicUsize::new(0);
             let r = ivy::scope(|s| {
                 for _ in 0..8 {
                     s.spawn(|| {
@@ -329,11 +330,16 @@ fn scope_first_failure_cancels_siblings() {
                             }
                         }
                         let _d = OnDrop(&cancelled);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
                 s.spawn(|| {
-                    ivy::sleep(ms(5));
+                    // Fail once every sibling holds its guard (a handshake: a
+                    // sibling cancelled before it starts never creates one).
+                    while armed.load(Ordering::SeqCst) < 8 {
+                        ivy::sleep(ms(1));
+                    }
                     panic!("child failed");
                 });
             });
@@ -349,6 +355,7 @@ fn scope_first_failure_cancels_siblings() {
 fn scope_waits_for_children_when_the_caller_times_out() {
     let (r, finished_cleanup) = ivy::run(|| {
         let finished_cleanup = AtomicUsize::new(0);
+        let armed = AtomicUsize::new(0);
         let r = ivy::timeout(ms(10), || {
             ivy::scope(|s| {
                 for _ in 0..4 {
@@ -362,9 +369,18 @@ fn scope_waits_for_children_when_the_caller_times_out() {
                             }
                         }
                         let _d = OnDrop(&finished_cleanup);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
+                // Let the deadline hit once every child holds its guard (a
+                // handshake: a child cancelled before it starts never creates
+                // one); the shield keeps the deadline off this wait.
+                ivy::shield(|| {
+                    while armed.load(Ordering::SeqCst) < 4 {
+                        ivy::sleep(ms(1));
+                    }
+                });
             })
         });
         (r, finished_cleanup)
@@ -381,6 +397,7 @@ fn scope_body_panic_cancels_children_then_propagates() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ivy::run(move || {
             let cancelled = &*c2;
+            let armed = AtomicUsize::new(0);
             let _ = ivy::scope(|s| {
                 for _ in 0..3 {
                     s.spawn(|| {
@@ -391,10 +408,14 @@ fn scope_body_panic_cancels_children_then_propagates() {
                             }
                         }
                         let _d = OnDrop(cancelled);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
-                ivy::sleep(ms(2));
+                // Fail once every child holds its guard (a handshake).
+                while armed.load(Ordering::SeqCst) < 3 {
+                    ivy::sleep(ms(1));
+                }
                 panic!("body failed");
             });
         })
