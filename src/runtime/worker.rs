@@ -32,7 +32,9 @@
 //! The price: a woken task waits for its own worker. If a task computes for a long
 //! time without a blocking call, tasks *started* on the same worker wait for it
 //! (unstarted ones are stolen by idle peers). Call `ivy::yield_now()` in long loops;
-//! `IVY_DEBUG` will flag tasks that do not.
+//! `IVY_DEBUG` will flag tasks that do not, while they run: in debug mode each
+//! resume publishes which task runs since when for the watchdog (debug.rs); with
+//! debug mode off the switch path does not touch it.
 //!
 //! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`),
