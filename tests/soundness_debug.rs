@@ -98,6 +98,58 @@ fn novg_tasks_counts_every_parked_sleeper() {
     assert_eq!(h.live_tasks(), 0);
 }
 
+/// Registration at spawn, from plain threads (external shards) and from tasks
+/// (worker shards) at once: every live task is listed exactly once, and every
+/// one leaves the registry when it finishes.
+#[test]
+fn tasks_lists_every_task_spawned_from_threads_and_tasks() {
+    let rt = ivy::Builder::new().workers(2).build().unwrap();
+    let h = rt.handle();
+    let spawn_sleepers = |h: &ivy::Handle, n: usize| -> Vec<ivy::JoinHandle<()>> {
+        (0..n)
+            .map(|_| h.spawn(|| ivy::sleep(Duration::from_secs(3600))))
+            .collect()
+    };
+    let mut all: Vec<ivy::JoinHandle<()>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| spawn_sleepers(&h, 100)))
+            .collect();
+        let from_task = h
+            .spawn(move || spawn_sleepers(&ivy::Handle::current(), 100))
+            .join()
+            .unwrap();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .chain(from_task)
+            .collect()
+    });
+    let listed = h.tasks();
+    assert_eq!(listed.len(), 500);
+    let mut ids: Vec<_> = listed.iter().map(|t| t.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 500, "sorted by id, each once");
+    let mut want: Vec<_> = all.iter().map(|j| j.id()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(h.metrics().live_tasks, 500);
+    // Finish half of them: exactly those leave the listing.
+    let rest = all.split_off(250);
+    for j in all {
+        j.cancel();
+        assert!(j.join().unwrap_err().is_cancelled());
+    }
+    let mut left: Vec<_> = h.tasks().iter().map(|t| t.id).collect();
+    left.sort();
+    let mut want: Vec<_> = rest.iter().map(|j| j.id()).collect();
+    want.sort();
+    assert_eq!(left, want);
+    drop(rt);
+    assert_eq!(h.live_tasks(), 0);
+    assert!(h.tasks().is_empty());
+    drop(rest);
+}
+
 /// The watchdog looks tasks up while they finish, are freed and their slots
 /// are reused (a tiny threshold, tasks that each exceed it): under valgrind,
 /// any access to a freed task would fail the run.
