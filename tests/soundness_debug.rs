@@ -260,7 +260,10 @@ fn child_entry() {
                             .name("stuck")
                             .spawn(move || *m.lock().unwrap() += 1)
                             .unwrap();
-                        ivy::sleep(Duration::from_millis(10));
+                        // Long, so that `stuck` surely runs while it is held
+                        // (however the OS schedules this worker); a short one
+                        // would deadlock the same way once `stuck` ran first.
+                        ivy::sleep(Duration::from_secs(3600));
                         *g += 1;
                     })
                 };
