@@ -115,33 +115,42 @@ fn blocking_panic_is_reported_and_cancellation_detaches() {
         assert!(e.is_panic());
         assert_eq!(e.panic_message(), Some("boom in pool"));
 
-        // A task waiting on a long job is cancelled: it stops waiting at once.
+        // A task waiting on a long job is cancelled: it stops waiting at once,
+        // while the job still runs. Handshakes, not timings (regression: a
+        // 300 ms job and a 250 ms bound on the cancelled join could fail on a
+        // loaded machine): the job runs until the test releases it, after the
+        // cancelled join returned.
         let finished = Arc::new(AtomicUsize::new(0));
-        let f = finished.clone();
+        let running = Arc::new(ivy::sync::Event::new());
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (f, r) = (finished.clone(), running.clone());
         let waiter = ivy::spawn(move || {
             ivy::spawn_blocking(move || {
-                std::thread::sleep(Duration::from_millis(300));
+                r.set();
+                held.recv().unwrap();
                 f.fetch_add(1, Ordering::SeqCst);
             })
             .join()
             .unwrap();
         });
-        ivy::sleep(Duration::from_millis(20));
-        let t0 = Instant::now();
+        running.wait();
         waiter.cancel();
         assert!(waiter.join().unwrap_err().is_cancelled());
-        assert!(t0.elapsed() < Duration::from_millis(250));
+        assert_eq!(finished.load(Ordering::SeqCst), 0, "the job is held");
         // The detached job still runs to completion.
+        release.send(()).unwrap();
         while finished.load(Ordering::SeqCst) == 0 {
             ivy::sleep(Duration::from_millis(10));
         }
 
-        // join_timeout gives the handle back.
-        let h = ivy::spawn_blocking(|| {
-            std::thread::sleep(Duration::from_millis(100));
+        // join_timeout gives the handle back (the job is held past it).
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let h = ivy::spawn_blocking(move || {
+            held.recv().unwrap();
             7
         });
         let h = h.join_timeout(Duration::from_millis(10)).unwrap_err();
+        release.send(()).unwrap();
         assert_eq!(h.join().unwrap(), 7);
     });
     // From a plain thread too.
@@ -201,8 +210,11 @@ fn fs_call_inside_elapsed_scope_times_out() {
         .build()
         .unwrap();
     rt.block_on(|| {
-        let slow = ivy::spawn_blocking(|| std::thread::sleep(Duration::from_millis(400)));
-        let t0 = Instant::now();
+        // The only pool thread is held until the scope has elapsed (a handshake:
+        // a 400 ms sleep here and a 350 ms bound on the scope could fail on a
+        // loaded machine).
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let slow = ivy::spawn_blocking(move || held.recv().unwrap());
         let mut inner = None;
         let r = ivy::timeout(Duration::from_millis(50), || {
             inner = Some(ivy::fs::metadata("/").map(|_| ()).map_err(|e| e.kind()));
@@ -212,7 +224,7 @@ fn fs_call_inside_elapsed_scope_times_out() {
             "queued behind the slow job, the scope must elapse"
         );
         assert_eq!(inner, Some(Err(std::io::ErrorKind::TimedOut)));
-        assert!(t0.elapsed() < Duration::from_millis(350));
+        release.send(()).unwrap();
         slow.join().unwrap();
     });
 }

@@ -76,9 +76,12 @@ fn metrics_count_exactly() {
 #[test]
 fn debug_mode_reports_slow_tasks() {
     if std::env::var("IVY_DEBUG_CHILD").is_ok() {
+        // Wall-clock thresholds: "main yields quickly" below only holds if the
+        // OS does not preempt main for a whole threshold, so the threshold is
+        // wide (100 ms) and the hog runs far past it (400 ms).
         let rt = ivy::Builder::new()
             .workers(1)
-            .slow_task_threshold(Duration::from_millis(20))
+            .slow_task_threshold(Duration::from_millis(100))
             .build()
             .unwrap();
         rt.block_on(|| {
@@ -86,7 +89,7 @@ fn debug_mode_reports_slow_tasks() {
                 .name("hog")
                 .spawn(|| {
                     let t0 = std::time::Instant::now();
-                    while t0.elapsed() < Duration::from_millis(60) {
+                    while t0.elapsed() < Duration::from_millis(400) {
                         std::hint::spin_loop();
                     }
                 })
@@ -112,7 +115,14 @@ fn debug_mode_reports_slow_tasks() {
         stderr.contains("ivy debug: task 'hog'") && stderr.contains("without yielding"),
         "{stderr}"
     );
-    assert!(stderr.contains("leftover"), "{stderr}");
+    // Listed whatever it was doing when shutdown came: not started yet (it was
+    // missing then, about one run in two), running, or parked in its sleep.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("task ") && l.contains(" leftover ")),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("task 'main'"),
         "main yields quickly: {stderr}"

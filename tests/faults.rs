@@ -109,8 +109,13 @@ fn cancelled_reader(listener: &TcpListener) {
         unreachable!("the peer never writes");
     });
     let (server, _) = listener.accept().unwrap();
-    ivy::sleep(Duration::from_millis(20));
-    assert!(ivy::io::registrations() > regs_before);
+    // Wait until the reader is parked in its read, registered (polling with a
+    // generous bound, not a fixed 20 ms guess).
+    let bound = Instant::now() + Duration::from_secs(30);
+    while ivy::io::registrations() <= regs_before {
+        assert!(Instant::now() < bound, "the reader never registered");
+        ivy::sleep(Duration::from_millis(1));
+    }
     reader.cancel();
     assert!(reader.join().unwrap_err().is_cancelled());
     assert_eq!(

@@ -84,6 +84,11 @@ fn join_all_settled_collects_every_outcome() {
         let hs: Vec<ivy::JoinHandle<u32>> = (0..6u32)
             .map(|i| {
                 ivy::spawn(move || {
+                    if i == 5 {
+                        // Cancelled below: it must still be running then, however
+                        // long the canceller stalls (a 1 ms sleep could be over).
+                        ivy::sleep(Duration::from_secs(3600));
+                    }
                     ivy::sleep(ms(u64::from(6 - i)));
                     if i % 3 == 1 {
                         panic!("bad {i}");
@@ -110,6 +115,8 @@ fn cancelling_the_gatherer_cancels_its_children() {
         let cleaned = Arc::new(AtomicUsize::new(0));
         let c2 = cleaned.clone();
         let c3 = cleaned.clone();
+        let armed = Arc::new(AtomicUsize::new(0));
+        let a2 = armed.clone();
         let err = ivy::run(move || {
             let gatherer = ivy::spawn(move || {
                 struct Cleanup(Arc<AtomicUsize>);
@@ -121,15 +128,23 @@ fn cancelling_the_gatherer_cancels_its_children() {
                 let hs: Vec<_> = (0..5)
                     .map(|_| {
                         let c = c2.clone();
+                        let a = a2.clone();
                         ivy::spawn(move || {
                             let _c = Cleanup(c);
+                            a.fetch_add(1, Ordering::SeqCst);
                             ivy::sleep(Duration::from_secs(10))
                         })
                     })
                     .collect();
                 ivy::join_all(hs)
             });
-            ivy::sleep(ms(5));
+            // Cancel once every child holds its guard (a handshake: a child
+            // cancelled before it starts never creates one).
+            let bound = Instant::now() + Duration::from_secs(30);
+            while armed.load(Ordering::SeqCst) < 5 {
+                assert!(Instant::now() < bound, "the children never started");
+                ivy::sleep(ms(1));
+            }
             gatherer.cancel();
             let err = gatherer.join().unwrap_err();
             // The children were cancelled, not left sleeping: give them a moment.
@@ -147,12 +162,17 @@ fn cancelling_the_gatherer_cancels_its_children() {
 #[test]
 fn as_completed_yields_in_completion_order() {
     for _ in 0..5 {
+        // Deadlines from one common start, 40 ms apart: the order must not
+        // depend on when each task started (regression: relative sleeps 10 ms
+        // apart), and on two workers a stall of one worker shorter than the
+        // spacing cannot reorder two wake-ups.
         let order = rt(2).block_on(|| {
+            let start = Instant::now();
             let hs: Vec<_> = [50u64, 10, 40, 20, 30]
                 .into_iter()
                 .map(|d| {
                     ivy::spawn(move || {
-                        ivy::sleep(ms(d));
+                        ivy::sleep_until(start + ms(d * 4));
                         d
                     })
                 })
@@ -199,11 +219,13 @@ fn as_completed_reports_indices_and_many_tasks() {
 #[test]
 fn wait_any_returns_the_first_finished() {
     let r = ivy::run(|| {
-        let hs: Vec<_> = [40u64, 5, 60]
+        // From one common start, the first one 150 ms ahead of the others.
+        let start = Instant::now();
+        let hs: Vec<_> = [160u64, 5, 200]
             .into_iter()
             .map(|d| {
                 ivy::spawn(move || {
-                    ivy::sleep(ms(d));
+                    ivy::sleep_until(start + ms(d));
                     d
                 })
             })
@@ -216,7 +238,7 @@ fn wait_any_returns_the_first_finished() {
         let rest: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
         (first, rest)
     });
-    assert_eq!(r, (1, vec![40, 5, 60]));
+    assert_eq!(r, (1, vec![160, 5, 200]));
 }
 
 #[test]
@@ -235,11 +257,17 @@ fn wait_any_under_a_timeout_scope() {
 #[test]
 fn join_handle_wait_timeout() {
     ivy::run(|| {
-        let h = ivy::spawn(|| {
+        // Gated, so the first wait cannot see it finished however long this
+        // task stalls.
+        let gate = Arc::new(ivy::sync::Event::new());
+        let g = gate.clone();
+        let h = ivy::spawn(move || {
+            g.wait();
             ivy::sleep(ms(30));
             5
         });
         assert!(!h.wait_timeout(ms(1)));
+        gate.set();
         assert!(h.wait_timeout(Duration::from_secs(5)));
         assert_eq!(h.join().unwrap(), 5);
     });
@@ -291,6 +319,7 @@ fn scope_first_failure_cancels_siblings() {
     for _ in 0..10 {
         let (r, cancelled) = rt(2).block_on(|| {
             let cancelled = AtomicUsize::new(0);
+            let armed = AtomicUsize::new(0);
             let r = ivy::scope(|s| {
                 for _ in 0..8 {
                     s.spawn(|| {
@@ -301,11 +330,16 @@ fn scope_first_failure_cancels_siblings() {
                             }
                         }
                         let _d = OnDrop(&cancelled);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
                 s.spawn(|| {
-                    ivy::sleep(ms(5));
+                    // Fail once every sibling holds its guard (a handshake: a
+                    // sibling cancelled before it starts never creates one).
+                    while armed.load(Ordering::SeqCst) < 8 {
+                        ivy::sleep(ms(1));
+                    }
                     panic!("child failed");
                 });
             });
@@ -321,6 +355,7 @@ fn scope_first_failure_cancels_siblings() {
 fn scope_waits_for_children_when_the_caller_times_out() {
     let (r, finished_cleanup) = ivy::run(|| {
         let finished_cleanup = AtomicUsize::new(0);
+        let armed = AtomicUsize::new(0);
         let r = ivy::timeout(ms(10), || {
             ivy::scope(|s| {
                 for _ in 0..4 {
@@ -334,9 +369,18 @@ fn scope_waits_for_children_when_the_caller_times_out() {
                             }
                         }
                         let _d = OnDrop(&finished_cleanup);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
+                // Let the deadline hit once every child holds its guard (a
+                // handshake: a child cancelled before it starts never creates
+                // one); the shield keeps the deadline off this wait.
+                ivy::shield(|| {
+                    while armed.load(Ordering::SeqCst) < 4 {
+                        ivy::sleep(ms(1));
+                    }
+                });
             })
         });
         (r, finished_cleanup)
@@ -353,6 +397,7 @@ fn scope_body_panic_cancels_children_then_propagates() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ivy::run(move || {
             let cancelled = &*c2;
+            let armed = AtomicUsize::new(0);
             let _ = ivy::scope(|s| {
                 for _ in 0..3 {
                     s.spawn(|| {
@@ -363,10 +408,14 @@ fn scope_body_panic_cancels_children_then_propagates() {
                             }
                         }
                         let _d = OnDrop(cancelled);
+                        armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
                 }
-                ivy::sleep(ms(2));
+                // Fail once every child holds its guard (a handshake).
+                while armed.load(Ordering::SeqCst) < 3 {
+                    ivy::sleep(ms(1));
+                }
                 panic!("body failed");
             });
         })

@@ -19,7 +19,17 @@ fn idle_workers_use_no_cpu() {
     rt.block_on(|| ivy::sleep(Duration::from_millis(1)));
     // A sleeping task keeps a timer pending too.
     let h = rt.spawn(|| ivy::sleep(Duration::from_secs(3600)));
-    std::thread::sleep(Duration::from_millis(50));
+    // Measure once it is parked (a handshake, not a guess at how long it takes).
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    while rt.handle().tasks().first().map(|t| t.state)
+        != Some(ivy::runtime::debug::TaskState::Parked)
+    {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the sleeper never parked"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let before = cpu_time();
     std::thread::sleep(Duration::from_millis(500));
     let used = cpu_time() - before;

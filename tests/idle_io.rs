@@ -35,20 +35,41 @@ fn idle_connections_use_no_cpu() {
             t.join().unwrap();
         }
     });
+    let go = std::sync::Arc::new(ivy::sync::Event::new());
     let clients: Vec<_> = (0..100)
         .map(|_| {
+            let go = go.clone();
             rt.spawn(move || {
                 let mut s = ivy::net::TcpStream::connect(addr).unwrap();
                 let mut buf = [0u8; 1];
                 // Parked until the end of the test: the server echoes one byte
                 // only after we write it, which happens after the measurement.
-                ivy::sleep(Duration::from_millis(900));
+                go.wait();
                 s.write_all(b"x").unwrap();
                 s.read_exact(&mut buf).unwrap();
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Handshake, not a fixed sleep (the set-up may take longer than any guess
+    // on a loaded machine): measure once all 201 tasks (the server, its 100
+    // readers, the 100 clients) are parked.
+    let h = rt.handle();
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks = h.tasks();
+        if tasks.len() == 201
+            && tasks
+                .iter()
+                .all(|t| t.state == ivy::runtime::debug::TaskState::Parked)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < bound,
+            "never all parked: {tasks:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let before = cpu_time();
     std::thread::sleep(Duration::from_millis(500));
     let used = cpu_time() - before;
@@ -56,6 +77,7 @@ fn idle_connections_use_no_cpu() {
         used < Duration::from_millis(100),
         "runtime with idle connections used {used:?} of CPU"
     );
+    go.set();
     for c in clients {
         c.join().unwrap();
     }

@@ -141,7 +141,13 @@ fn cancel_task_waiting_on_fd() {
             let _ = ivy::io::wait_readable(&*rx2, None);
             unreachable!("nothing is ever written");
         });
-        ivy::sleep(Duration::from_millis(20));
+        // Wait until it is registered (polling with a generous bound, not a
+        // fixed 20 ms guess).
+        let bound = Instant::now() + Duration::from_secs(30);
+        while ivy::io::registrations() == 0 {
+            assert!(Instant::now() < bound, "the waiter never registered");
+            ivy::sleep(Duration::from_millis(1));
+        }
         assert_eq!(ivy::io::registrations(), 1);
         w.cancel();
         assert!(w.join().unwrap_err().is_cancelled());

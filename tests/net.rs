@@ -189,9 +189,14 @@ fn read_timeout_and_scope_deadline() {
     rt.block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        // The peer writes only once both timeouts have been seen (a handshake:
+        // writing after a fixed 600 ms could land inside a timed read on a
+        // loaded machine).
+        let send_late = Arc::new(ivy::sync::Event::new());
+        let go = send_late.clone();
         let peer = ivy::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            ivy::sleep(Duration::from_millis(600));
+            go.wait();
             (&s).write_all(b"late").unwrap();
             ivy::sleep(Duration::from_millis(200));
         });
@@ -222,6 +227,7 @@ fn read_timeout_and_scope_deadline() {
             "{took:?}"
         );
         // Nothing was lost: the late data arrives intact.
+        send_late.set();
         let mut buf = [0u8; 4];
         (&s).read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"late");

@@ -42,14 +42,22 @@ fn child_entry() {
                     .name("forgotten")
                     .spawn(|| panic!("nobody listens"))
                     .unwrap();
-                ivy::sleep(Duration::from_millis(50));
+                // Handshake: wait until it has finished (only this task is
+                // left), where a fixed sleep could let shutdown cancel it first.
+                let only_main = || {
+                    let h = ivy::Handle::current();
+                    while h.live_tasks() > 1 {
+                        ivy::sleep(Duration::from_millis(1));
+                    }
+                };
+                only_main();
                 // A detached task that ends after its handle is gone.
                 let h = ivy::spawn(|| {
                     ivy::sleep(Duration::from_millis(10));
                     panic!("late failure")
                 });
                 drop(h);
-                ivy::sleep(Duration::from_millis(100));
+                only_main();
                 // A joined panic is not reported as unjoined.
                 let _ = ivy::task::Builder::new()
                     .name("joined")

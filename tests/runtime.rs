@@ -44,25 +44,39 @@ fn nested_spawns_join_in_tree() {
 
 #[test]
 fn sleeps_finish_in_deadline_order() {
-    let rt = rt(2);
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let o = order.clone();
-    rt.block_on(move || {
-        let hs: Vec<_> = [50u64, 10, 40, 20, 30, 0]
-            .into_iter()
-            .map(|ms| {
-                let o = o.clone();
-                ivy::spawn(move || {
-                    ivy::sleep(Duration::from_millis(ms * 3));
-                    o.lock().unwrap().push(ms);
+    // Deadlines from one common start, so the order does not depend on when
+    // each task started (regression: relative sleeps 30 ms apart, started on
+    // two workers, could finish out of order on a loaded machine). On one
+    // worker the order is exact whatever the timing (due timers fire in
+    // deadline order); across two workers a task woken on one worker races
+    // the next one on the other, so those deadlines are 100 ms apart: only an
+    // OS stall of a worker that long could reorder them.
+    for (workers, step) in [(1usize, 10u64), (2, 100)] {
+        let rt = rt(workers);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        rt.block_on(move || {
+            let start = Instant::now();
+            let hs: Vec<_> = [5u64, 1, 4, 2, 3, 0]
+                .into_iter()
+                .map(|k| {
+                    let o = o.clone();
+                    ivy::spawn(move || {
+                        ivy::sleep_until(start + Duration::from_millis(k * step));
+                        o.lock().unwrap().push(k);
+                    })
                 })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-    });
-    assert_eq!(*order.lock().unwrap(), vec![0, 10, 20, 30, 40, 50]);
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![0, 1, 2, 3, 4, 5],
+            "{workers} worker(s)"
+        );
+    }
 }
 
 #[test]
@@ -190,7 +204,12 @@ fn cancellation_is_seen_by_a_task_that_catches_it_only_once_per_blocking_call() 
     let rt = rt(1);
     let caught = Arc::new(AtomicUsize::new(0));
     let c = caught.clone();
+    // Cancel once the body runs (a handshake: cancelled before it starts, the
+    // body would never run).
+    let running = Arc::new(ivy::sync::Event::new());
+    let r = running.clone();
     let h = rt.spawn(move || {
+        r.set();
         for _ in 0..3 {
             let r = std::panic::catch_unwind(|| ivy::sleep(Duration::from_secs(3600)));
             if r.is_err() {
@@ -199,7 +218,7 @@ fn cancellation_is_seen_by_a_task_that_catches_it_only_once_per_blocking_call() 
         }
         ivy::current().unwrap().is_cancelled()
     });
-    std::thread::sleep(Duration::from_millis(20));
+    running.wait();
     h.cancel();
     assert!(h.join().unwrap());
     assert_eq!(caught.load(Ordering::SeqCst), 3);
@@ -217,11 +236,15 @@ fn blocking_in_a_destructor_during_cancellation_completes() {
     let rt = rt(2);
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
+    let armed = Arc::new(ivy::sync::Event::new());
+    let a = armed.clone();
     let h = rt.spawn(move || {
         let _g = SleepOnDrop(d);
+        a.set();
         ivy::sleep(Duration::from_secs(3600));
     });
-    std::thread::sleep(Duration::from_millis(20));
+    // Cancel once the guard exists (a handshake, not a 20 ms guess).
+    armed.wait();
     h.cancel();
     assert!(h.join().unwrap_err().is_cancelled());
     assert_eq!(done.load(Ordering::SeqCst), 1);
@@ -234,15 +257,19 @@ fn joiner_cancelled_while_waiting_detaches_the_joined_task() {
     let f = finished.clone();
     let inner_done = Arc::new(AtomicBool::new(false));
     let id = inner_done.clone();
+    let joining = Arc::new(ivy::sync::Event::new());
+    let j = joining.clone();
     let outer = rt.spawn(move || {
         let inner = ivy::spawn(move || {
             ivy::sleep(Duration::from_millis(50));
             id.store(true, Ordering::SeqCst);
         });
+        j.set();
         inner.join().unwrap();
         f.store(true, Ordering::SeqCst);
     });
-    std::thread::sleep(Duration::from_millis(10));
+    // Cancel once the inner task exists (a handshake, not a 10 ms guess).
+    joining.wait();
     outer.cancel();
     assert!(outer.join().unwrap_err().is_cancelled());
     assert!(!finished.load(Ordering::SeqCst));
@@ -596,11 +623,16 @@ fn many_runtimes_start_and_stop() {
 #[test]
 fn join_from_a_plain_thread_while_task_sleeps() {
     let rt = rt(2);
-    let h = rt.spawn(|| {
+    let gate = Arc::new(ivy::sync::Event::new());
+    let g = gate.clone();
+    let h = rt.spawn(move || {
+        g.wait();
         ivy::sleep(Duration::from_millis(20));
         "late"
     });
+    // Gated, so it cannot have finished (however long this thread stalls).
     assert!(!h.is_finished());
+    gate.set();
     assert_eq!(h.join().unwrap(), "late");
 }
 

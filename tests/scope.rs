@@ -124,8 +124,13 @@ fn shield_defers_cancellation_until_it_ends() {
         let s = steps.clone();
         let err = ivy::run(move || {
             let s2 = s.clone();
+            // Cancel once the task is inside its shield (a handshake: a task
+            // cancelled before it starts never runs its body).
+            let shielded = Arc::new(ivy::sync::Event::new());
+            let inside = shielded.clone();
             let h = ivy::spawn(move || {
                 ivy::shield(|| {
+                    inside.set();
                     ivy::sleep(ms(30));
                     s2.fetch_add(1, Ordering::SeqCst);
                     ivy::sleep(ms(1));
@@ -134,7 +139,7 @@ fn shield_defers_cancellation_until_it_ends() {
                 ivy::sleep(Duration::from_secs(10));
                 s2.fetch_add(100, Ordering::SeqCst);
             });
-            ivy::sleep(ms(5));
+            shielded.wait();
             h.cancel();
             h.join().unwrap_err()
         });

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ivy::runtime::debug::{TaskState, WaitReason};
 use ivy::sync::{
     oneshot, Barrier, BoundedSemaphore, Condition, Event, Mutex, OverReleaseError, RwLock,
     Semaphore, TimedOut, WaitGroup,
@@ -20,6 +21,23 @@ fn rt(workers: usize) -> Runtime {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Waits until task `h` is parked on `reason` (queued in the primitive under
+/// test): a handshake through `Handle::tasks()`, where a fixed sleep would only
+/// guess how long the task takes to get there (a loaded machine can stall a
+/// worker for longer than any such guess).
+fn until_parked_on<T>(h: &ivy::JoinHandle<T>, reason: WaitReason) {
+    let rt = ivy::Handle::current();
+    let bound = Instant::now() + Duration::from_secs(30);
+    while !rt
+        .tasks()
+        .iter()
+        .any(|t| t.id == h.id() && t.state == TaskState::Parked && t.waiting_on == reason)
+    {
+        assert!(Instant::now() < bound, "task never parked on {reason:?}");
+        ivy::sleep(ms(1));
+    }
 }
 
 /// A tiny deterministic PRNG for seeded test variations.
@@ -697,10 +715,10 @@ fn rwlock_cancelled_writer_releases_the_readers_behind_it() {
         let r1 = l.read();
         let lw = l.clone();
         let w = ivy::spawn(move || *lw.write() += 1);
-        ivy::sleep(ms(5));
+        until_parked_on(&w, WaitReason::Lock);
         let lr = l.clone();
         let r = ivy::spawn(move || *lr.read());
-        ivy::sleep(ms(5));
+        until_parked_on(&r, WaitReason::Lock);
         w.cancel();
         assert!(w.join().unwrap_err().is_cancelled());
         // The reader behind the cancelled writer gets in while r1 still reads.
@@ -793,14 +811,14 @@ fn semaphore_large_request_is_served_first_then_others() {
             l1.lock().unwrap().push("big");
             p.forget();
         });
-        ivy::sleep(ms(5));
+        until_parked_on(&big, WaitReason::Semaphore);
         let (s2, l2) = (sem.clone(), log.clone());
         let small = ivy::spawn(move || {
             let p = s2.acquire();
             l2.lock().unwrap().push("small");
             p.forget();
         });
-        ivy::sleep(ms(5));
+        until_parked_on(&small, WaitReason::Semaphore);
         sem.add_permits(1);
         ivy::sleep(ms(5));
         assert!(
@@ -824,10 +842,10 @@ fn semaphore_cancelled_big_waiter_unblocks_the_ones_behind() {
         let sem = Arc::new(Semaphore::new(1));
         let s1 = sem.clone();
         let big = ivy::spawn(move || drop(s1.acquire_many(5)));
-        ivy::sleep(ms(5));
+        until_parked_on(&big, WaitReason::Semaphore);
         let s2 = sem.clone();
         let small = ivy::spawn(move || drop(s2.acquire()));
-        ivy::sleep(ms(5));
+        until_parked_on(&small, WaitReason::Semaphore);
         assert!(!small.is_finished());
         big.cancel();
         assert!(big.join().unwrap_err().is_cancelled());
@@ -1070,9 +1088,9 @@ fn condition_notify_passes_on_when_the_notified_waiter_is_cancelled() {
             })
         };
         let a = spawn_waiter();
-        ivy::sleep(ms(5));
+        until_parked_on(&a, WaitReason::Event);
         let b = spawn_waiter();
-        ivy::sleep(ms(5));
+        until_parked_on(&b, WaitReason::Event);
         // Notify A, then cancel it before it runs: the notification goes to B.
         pair.1.notify_one();
         a.cancel();
@@ -1100,8 +1118,19 @@ fn condition_notify_n_and_all() {
                 })
             })
             .collect();
-        ivy::sleep(ms(10));
+        for h in &hs {
+            until_parked_on(h, WaitReason::Event);
+        }
         pair.1.notify(2);
+        // The two notified ones take the mutex in turn and finish.
+        let bound = Instant::now() + Duration::from_secs(30);
+        while hs.iter().filter(|h| h.is_finished()).count() < 2 {
+            assert!(
+                Instant::now() < bound,
+                "the notified waiters never finished"
+            );
+            ivy::sleep(ms(1));
+        }
         ivy::sleep(ms(10));
         assert_eq!(*pair.0.lock(), 2);
         pair.1.notify_all();

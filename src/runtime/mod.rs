@@ -103,7 +103,7 @@ impl Shared {
             }
         })
         .flatten();
-        self.registry.spawned();
+        self.registry.spawned(&task, local);
         let refused = if self.refuses_spawns() {
             Some(NotRun::Closed)
         } else {
@@ -209,7 +209,8 @@ impl Builder {
     }
 
     /// Debug mode (default: off, or `IVY_DEBUG=1`): reports tasks that run too
-    /// long without suspending and the tasks left at shutdown; see
+    /// long without suspending (a watchdog thread names them while they still
+    /// run) and the tasks left at shutdown; see
     /// [`debug`](crate::runtime::debug).
     pub fn debug(mut self, on: bool) -> Builder {
         self.debug = Some(on);
@@ -315,6 +316,7 @@ impl Builder {
                 stealer: deque.stealer(),
                 inbox: Injector::new(),
                 unparker: parker.unparker(),
+                now_running: Default::default(),
             });
             deques.push(deque);
             parkers.push(parker);
@@ -336,6 +338,7 @@ impl Builder {
         let mut rt = Runtime {
             shared: shared.clone(),
             threads: Vec::with_capacity(workers),
+            watchdog: debug::Watchdog::start(&shared, format!("{prefix}-watchdog"))?,
         };
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let shared = shared.clone();
@@ -379,6 +382,8 @@ fn env_usize(name: &str) -> io::Result<Option<usize>> {
 pub struct Runtime {
     shared: Arc<Shared>,
     threads: Vec<ThreadHandle<()>>,
+    /// Debug mode's watchdog (debug.rs), stopped once every task finished.
+    watchdog: Option<debug::Watchdog>,
 }
 
 impl Runtime {
@@ -483,6 +488,9 @@ impl Runtime {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
         shared.task_pool.clear();
         shared.blocking.shutdown();
         // The workers' stack caches went with their threads; what they spilled to the
@@ -566,9 +574,9 @@ impl Handle {
         self.shared.registry.live()
     }
 
-    /// A snapshot of every live task that has started (asyncio's `all_tasks()`),
-    /// ordered by id. Tasks still queued for their first run are counted in
-    /// [`metrics`](Handle::metrics) (`live_tasks`) but not listed.
+    /// A snapshot of every live task (asyncio's `all_tasks()`), ordered by id:
+    /// tasks still queued for their first run too (`Scheduled`, `started:
+    /// false`), so it lists as many tasks as `live_tasks` counts.
     pub fn tasks(&self) -> Vec<debug::TaskSnapshot> {
         let mut v: Vec<_> = self
             .shared

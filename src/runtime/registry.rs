@@ -1,15 +1,30 @@
 //! The live tasks of a runtime: for shutdown (cancel everything left, then wait
-//! until nothing is left) and for introspection.
+//! until nothing is left) and for introspection (`Handle::tasks`, debug mode).
 //!
-//! `live` counts tasks from spawn to completion. The set itself holds only
-//! *started* tasks, one shard per worker: a task is inserted by its home worker
-//! at its first run and removed by the same worker when it finishes (started
-//! tasks never migrate), so a shard's lock is uncontended except by a dump or a
-//! shutdown (regression: a shared registry touched at spawn and at completion on
-//! different workers cost ~10% of spawn+join). Unstarted tasks sit in run queues;
-//! shutdown reaches them as they start (`Worker::run_task` cancels a task that
-//! starts while the runtime is closing).
+//! Every task is in the set from spawn to completion, started or not, so a
+//! dump or shutdown report tells the whole truth (asyncio lists every pending
+//! task). Regression: the set used to hold only *started* tasks, so
+//! `Handle::tasks()` right after spawning 100k sleepers listed none of them on
+//! one worker (they were all still queued), a freshly spawned leftover was
+//! missing from the shutdown report, and a count of parked tasks read 0 or all
+//! depending on how far the workers had got.
+//!
+//! Sharded by the *spawning* thread, because registration happens at spawn:
+//! one shard per worker (a task spawned by a task lands in its worker's shard)
+//! plus a few for plain threads, picked by a per-thread hash. A shard's lock is
+//! taken once at spawn and once at completion. No global lock and no shared
+//! counter cache line beyond `live`: spawn-heavy code on different workers
+//! never touches the same shard (regression: one shared registry touched at
+//! spawn and at completion on different workers cost ~10% of spawn+join).
+//! Completion on another worker (a stolen task) takes the spawner's shard: a
+//! short critical section, uncontended unless that worker spawns at the same
+//! instant.
+//!
+//! A task's key (`Task::registry_key`) is its slab index and shard; with its id
+//! it lets the debug watchdog look a running task up without ever holding a
+//! pointer to it (`name_of`).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -17,10 +32,14 @@ use slab::Slab;
 
 use crate::task::raw::Task;
 
-const SHARD_BITS: usize = 12;
+const SHARD_BITS: usize = 13;
+/// Shards for tasks spawned from threads that are not workers of this runtime.
+const EXTERNAL_SHARDS: usize = 8;
 
 pub(crate) struct Registry {
+    /// `workers` shards for the workers, then `EXTERNAL_SHARDS` for other threads.
     shards: Box<[Mutex<Slab<Arc<Task>>>]>,
+    workers: usize,
     live: AtomicUsize,
     spawned: AtomicU64,
     drained_lock: Mutex<()>,
@@ -29,9 +48,12 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn new(workers: usize) -> Registry {
-        assert!(workers <= 1 << SHARD_BITS);
+        assert!(workers + EXTERNAL_SHARDS <= 1 << SHARD_BITS);
         Registry {
-            shards: (0..workers).map(|_| Mutex::new(Slab::new())).collect(),
+            shards: (0..workers + EXTERNAL_SHARDS)
+                .map(|_| Mutex::new(Slab::new()))
+                .collect(),
+            workers,
             live: AtomicUsize::new(0),
             spawned: AtomicU64::new(0),
             drained_lock: Mutex::new(()),
@@ -39,21 +61,23 @@ impl Registry {
         }
     }
 
-    /// Counts a newly spawned task. SeqCst: it pairs with the `closing` flag in
-    /// `Shared::schedule_new` and `Runtime::shutdown_now` (Dekker's handshake).
-    pub(crate) fn spawned(&self) {
+    /// Adds a newly spawned task and counts it. `worker`: the index of the
+    /// spawning worker of this runtime, `None` for any other thread. SeqCst: the
+    /// count pairs with the `closing` flag in `Shared::schedule_new` and
+    /// `Runtime::shutdown_now` (Dekker's handshake).
+    pub(crate) fn spawned(&self, task: &Arc<Task>, worker: Option<usize>) {
+        let shard = match worker {
+            Some(w) => w,
+            None => self.workers + external_shard(),
+        };
         self.live.fetch_add(1, Ordering::SeqCst);
         self.spawned.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Adds a task at its first run, to the shard of its home `worker`.
-    pub(crate) fn insert(&self, task: &Arc<Task>, worker: usize) {
-        let mut slab = self.shards[worker]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         let key = slab.insert(task.clone());
+        // Under the shard lock: `remove` of the same task (which needs the key)
+        // can only come after the task ran, which is after this spawn returned.
         task.registry_key
-            .store((key << SHARD_BITS) | worker, Ordering::Release);
+            .store((key << SHARD_BITS) | shard, Ordering::Release);
     }
 
     /// Forgets a finished task (started or not) and counts it out of `live`.
@@ -82,7 +106,7 @@ impl Registry {
         self.live.load(Ordering::Acquire)
     }
 
-    /// A snapshot of the live, started tasks.
+    /// A snapshot of the live tasks, started or not.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Task>> {
         let mut all = Vec::with_capacity(self.live());
         for shard in self.shards.iter() {
@@ -92,6 +116,17 @@ impl Registry {
         all
     }
 
+    /// The name of live task `id` registered under `key`: `None` if that task
+    /// has finished (the slot is empty or reused by another task), else its
+    /// name if it has one. Never touches a freed task: the registry's own
+    /// `Arc` keeps the task alive while the shard lock is held.
+    pub(crate) fn name_of(&self, key: usize, id: u64) -> Option<Option<String>> {
+        let shard = self.shards.get(key & ((1 << SHARD_BITS) - 1))?;
+        let slab = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let task = slab.get(key >> SHARD_BITS)?;
+        (task.id == id).then(|| task.name().map(str::to_owned))
+    }
+
     /// Blocks the calling (non-worker) thread until no task is live.
     pub(crate) fn wait_drained(&self) {
         let mut g = self.drained_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -99,4 +134,20 @@ impl Registry {
             g = self.drained.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// The external shard of the calling thread: a per-thread pick, so that two
+/// plain threads spawning at once usually lock different shards.
+fn external_shard() -> usize {
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            // The address of a thread-local differs between live threads.
+            let addr = s as *const Cell<usize> as usize;
+            s.set((addr >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+        }
+        s.get() % EXTERNAL_SHARDS
+    })
 }

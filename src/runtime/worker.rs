@@ -32,7 +32,9 @@
 //! The price: a woken task waits for its own worker. If a task computes for a long
 //! time without a blocking call, tasks *started* on the same worker wait for it
 //! (unstarted ones are stolen by idle peers). Call `ivy::yield_now()` in long loops;
-//! `IVY_DEBUG` will flag tasks that do not.
+//! `IVY_DEBUG` will flag tasks that do not, while they run: in debug mode each
+//! resume publishes which task runs since when for the watchdog (debug.rs); with
+//! debug mode off the switch path does not touch it.
 //!
 //! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`),
@@ -49,6 +51,7 @@ use std::time::{Duration, Instant};
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
+use crate::runtime::debug;
 use crate::runtime::parker::Parker;
 use crate::runtime::Shared;
 use crate::stack::overflow;
@@ -109,6 +112,8 @@ pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Arc<Task>>,
     pub(crate) inbox: crossbeam_deque::Injector<Arc<Task>>,
     pub(crate) unparker: Arc<crate::runtime::parker::WorkerUnparker>,
+    /// What this worker resumes now, for the debug watchdog (debug.rs).
+    pub(crate) now_running: debug::NowRunning,
 }
 
 thread_local! {
@@ -330,6 +335,10 @@ impl Worker {
         } else {
             self.ready.borrow_mut().push_back(task);
         }
+    }
+
+    fn now_running(&self) -> &debug::NowRunning {
+        &self.shared.remotes[self.index].now_running
     }
 
     pub(crate) fn is_running_task(&self) -> bool {
@@ -572,20 +581,23 @@ impl Worker {
         // by our `task` Arc) does not move or change while it runs; we reset it to
         // null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
-        let started = self
-            .shared
-            .debug
-            .slow_task
-            .map(|limit| (limit, Instant::now()));
+        // Debug mode only: time the resume, and publish it for the watchdog.
+        let started = self.shared.debug.slow_task.map(|limit| {
+            let t0 = Instant::now();
+            let since = debug::nanos_since(self.shared.origin, t0);
+            self.now_running().publish(&task, since);
+            (limit, t0)
+        });
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
         if let Some((limit, t0)) = started {
+            self.now_running().clear();
             let took = t0.elapsed();
             if took > limit {
-                crate::runtime::debug::report_slow(&task, took);
+                debug::report_slow(&task, took, self.index);
             }
         }
         // SAFETY: null is always valid.
@@ -626,13 +638,12 @@ impl Worker {
             return false; // already finished: a stale queue entry cannot exist, but be safe
         }
         if self.shared.is_closing() {
-            // Shutdown cannot see unstarted tasks (registry.rs): stop them here.
+            // Spawned after shutdown's last look at the registry: stop it here.
             task.cancel();
         }
         task.set_home(self.index);
         match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                self.shared.registry.insert(task, self.index);
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
                 let t = task.clone();
                 slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
