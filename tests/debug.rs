@@ -1,6 +1,6 @@
 //! Introspection (`Handle::tasks`, `dump`, `metrics`) and debug mode.
 
-use std::process::Command;
+mod common;
 use std::time::Duration;
 
 use ivy::runtime::debug::{TaskState, WaitReason};
@@ -104,11 +104,9 @@ fn debug_mode_reports_slow_tasks() {
         });
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "debug_mode_reports_slow_tasks", "--nocapture"])
-        .env("IVY_DEBUG_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = common::run_child(
+        common::rerun_test("debug_mode_reports_slow_tasks").env("IVY_DEBUG_CHILD", "1"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

@@ -5,13 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn rt(workers: usize) -> ivy::Runtime {
-    ivy::Builder::new().workers(workers).build().unwrap()
-}
+mod common;
+use common::{ms, rt, CountDrop, CountDropRef};
 
 #[test]
 fn join_all_returns_values_in_order() {
@@ -38,17 +33,11 @@ fn join_all_fails_fast_and_cancels_the_rest() {
         let cleaned = Arc::new(AtomicUsize::new(0));
         let (f2, c2) = (finished.clone(), cleaned.clone());
         let (err, took) = rt(2).block_on(move || {
-            struct Cleanup(Arc<AtomicUsize>);
-            impl Drop for Cleanup {
-                fn drop(&mut self) {
-                    self.0.fetch_add(1, Ordering::SeqCst);
-                }
-            }
             let mut hs: Vec<ivy::JoinHandle<u32>> = (0..10)
                 .map(|_| {
                     let (f, c) = (f2.clone(), c2.clone());
                     ivy::spawn(move || {
-                        let _c = Cleanup(c);
+                        let _c = CountDrop(c);
                         ivy::sleep(Duration::from_secs(10));
                         f.fetch_add(1, Ordering::SeqCst);
                         0
@@ -119,18 +108,12 @@ fn cancelling_the_gatherer_cancels_its_children() {
         let a2 = armed.clone();
         let err = ivy::run(move || {
             let gatherer = ivy::spawn(move || {
-                struct Cleanup(Arc<AtomicUsize>);
-                impl Drop for Cleanup {
-                    fn drop(&mut self) {
-                        self.0.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
                 let hs: Vec<_> = (0..5)
                     .map(|_| {
                         let c = c2.clone();
                         let a = a2.clone();
                         ivy::spawn(move || {
-                            let _c = Cleanup(c);
+                            let _c = CountDrop(c);
                             a.fetch_add(1, Ordering::SeqCst);
                             ivy::sleep(Duration::from_secs(10))
                         })
@@ -323,13 +306,7 @@ fn scope_first_failure_cancels_siblings() {
             let r = ivy::scope(|s| {
                 for _ in 0..8 {
                     s.spawn(|| {
-                        struct OnDrop<'a>(&'a AtomicUsize);
-                        impl Drop for OnDrop<'_> {
-                            fn drop(&mut self) {
-                                self.0.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                        let _d = OnDrop(&cancelled);
+                        let _d = CountDropRef(&cancelled);
                         armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
@@ -401,13 +378,7 @@ fn scope_body_panic_cancels_children_then_propagates() {
             let _ = ivy::scope(|s| {
                 for _ in 0..3 {
                     s.spawn(|| {
-                        struct OnDrop<'a>(&'a AtomicUsize);
-                        impl Drop for OnDrop<'_> {
-                            fn drop(&mut self) {
-                                self.0.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                        let _d = OnDrop(cancelled);
+                        let _d = CountDropRef(cancelled);
                         armed.fetch_add(1, Ordering::SeqCst);
                         ivy::sleep(Duration::from_secs(10));
                     });
@@ -482,13 +453,7 @@ fn generator_dropped_midway_runs_destructors() {
     let dropped = AtomicUsize::new(0);
     ivy::Generator::scoped(
         |y| {
-            struct OnDrop<'a>(&'a AtomicUsize);
-            impl Drop for OnDrop<'_> {
-                fn drop(&mut self) {
-                    self.0.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-            let _d = OnDrop(&dropped);
+            let _d = CountDropRef(&dropped);
             loop {
                 y.yield_(1);
             }
@@ -524,13 +489,7 @@ fn cancelling_a_task_parked_inside_its_generator() {
         let err = rt(2).block_on(move || {
             let h = ivy::spawn(move || {
                 let g = ivy::Generator::new(move |y| {
-                    struct OnDrop(Arc<AtomicUsize>);
-                    impl Drop for OnDrop {
-                        fn drop(&mut self) {
-                            self.0.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    let _d = OnDrop(d2.clone());
+                    let _d = CountDrop(d2.clone());
                     y.yield_(1u32);
                     ivy::sleep(Duration::from_secs(10));
                     y.yield_(2);

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ivy::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
-use ivy::{Builder, Runtime};
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().workers(workers).build().expect("runtime")
-}
+mod common;
+use common::rt;
 
 /// Deterministic payload for connection `i`.
 fn payload(i: usize, len: usize) -> Vec<u8> {

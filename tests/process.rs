@@ -1,15 +1,12 @@
 //! Behaviour that ends or reports on the process: stack overflow, and panics that
 //! nobody joins. Each case re-runs this test binary as a child with IVY_CHILD set.
 
-use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
 fn child(case: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("IVY_CHILD", case)
-        .output()
-        .expect("spawn child")
+    common::run_child(&mut common::child_case("child_entry", "IVY_CHILD", case))
 }
 
 #[test]
@@ -19,19 +16,11 @@ fn child_entry() {
     };
     match case.as_str() {
         "overflow" => {
-            fn recurse(n: u64) -> u64 {
-                if n == u64::MAX {
-                    return 0;
-                }
-                let buf = [n as u8; 1024];
-                std::hint::black_box(&buf);
-                recurse(n + 1) + buf[3] as u64
-            }
             let rt = ivy::Builder::new().workers(2).build().unwrap();
             let h = ivy::task::Builder::new()
                 .name("deep-recursion")
                 .stack_size(64 * 1024)
-                .spawn_on(&rt.handle(), || recurse(0))
+                .spawn_on(&rt.handle(), || common::recurse_until_overflow(0))
                 .unwrap();
             let _ = h.join();
             unreachable!("the overflow must stop the process");
@@ -73,14 +62,7 @@ fn child_entry() {
 #[test]
 fn stack_overflow_stops_the_process_with_a_clear_message() {
     let out = child("overflow");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
-    assert!(
-        stderr.contains("ivy: task 'deep-recursion'")
-            && stderr.contains("overflowed its stack of 65536 bytes"),
-        "stderr: {stderr}"
-    );
+    common::assert_overflow_reported(&out, "deep-recursion", "stderr");
 }
 
 #[test]

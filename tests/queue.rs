@@ -5,21 +5,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ivy::sync::{
     CapacityError, GetError, LifoQueue, PriorityQueue, PutError, Queue, Select, TaskDoneError,
     TimedOut,
 };
-use ivy::{Builder, Runtime};
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().workers(workers).build().expect("runtime")
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::{ms, rt};
 
 struct Rng(u64);
 impl Rng {

@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ivy::{Builder, Runtime};
+use ivy::Builder;
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().workers(workers).build().expect("runtime")
-}
+mod common;
+use common::{rt, CountDrop};
 
 #[test]
 fn run_returns_the_main_result() {
@@ -124,13 +123,6 @@ fn block_on_resumes_the_main_panic() {
     assert_eq!(p.downcast_ref::<&str>(), Some(&"main failed"));
 }
 
-struct SetOnDrop(Arc<AtomicUsize>);
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn cancel_a_sleeping_task_wakes_it_at_once_and_runs_destructors() {
     let rt = rt(2);
@@ -141,7 +133,7 @@ fn cancel_a_sleeping_task_wakes_it_at_once_and_runs_destructors() {
         let started = Arc::new(AtomicBool::new(false));
         let s = started.clone();
         let h = rt.spawn(move || {
-            let _guard = SetOnDrop(d);
+            let _guard = CountDrop(d);
             s.store(true, Ordering::SeqCst);
             ivy::sleep(Duration::from_secs(3600));
             r.store(true, Ordering::SeqCst);
@@ -167,7 +159,7 @@ fn cancel_a_yielding_task() {
         let dropped = Arc::new(AtomicUsize::new(0));
         let (it, d) = (iterations.clone(), dropped.clone());
         let h = rt.spawn(move || {
-            let _guard = SetOnDrop(d);
+            let _guard = CountDrop(d);
             loop {
                 it.fetch_add(1, Ordering::SeqCst);
                 ivy::yield_now();
@@ -288,7 +280,7 @@ fn shutdown_cancels_and_joins_leftover_tasks() {
         for i in 0..500 {
             // Moved into the closure: dropped whether the task ran or was
             // cancelled before it started.
-            let g = SetOnDrop(d.clone());
+            let g = CountDrop(d.clone());
             ivy::spawn(move || {
                 let _g = g;
                 if i % 2 == 0 {
@@ -500,12 +492,12 @@ fn task_locals_are_per_task_across_blocking_calls() {
 #[test]
 fn task_locals_are_dropped_when_the_task_ends() {
     ivy::task_local! {
-        static GUARD: std::cell::RefCell<Option<SetOnDrop>> = std::cell::RefCell::new(None);
+        static GUARD: std::cell::RefCell<Option<CountDrop>> = std::cell::RefCell::new(None);
     }
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
     let rt = rt(1);
-    rt.spawn(move || GUARD.with(|g| *g.borrow_mut() = Some(SetOnDrop(d))))
+    rt.spawn(move || GUARD.with(|g| *g.borrow_mut() = Some(CountDrop(d))))
         .join()
         .unwrap();
     assert_eq!(dropped.load(Ordering::SeqCst), 1);

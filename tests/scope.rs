@@ -4,9 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::{ms, CountDrop};
 
 #[test]
 fn timeout_interrupts_sleep_after_the_deadline() {
@@ -35,18 +34,12 @@ fn timeout_returns_the_value_when_in_time() {
 
 #[test]
 fn timeout_runs_destructors_of_the_interrupted_work() {
-    struct Count(Arc<AtomicUsize>);
-    impl Drop for Count {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let r = ivy::run(move || {
         ivy::timeout(ms(10), move || {
-            let _a = Count(d.clone());
-            let _b = Count(d);
+            let _a = CountDrop(d.clone());
+            let _b = CountDrop(d);
             ivy::sleep(Duration::from_secs(5));
         })
     });

@@ -5,13 +5,15 @@
 //! again, with IVY_DEBUG_SOUNDNESS_CHILD set) to read its stderr while it runs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ivy::runtime::debug::{TaskState, WaitReason};
+
+mod common;
 
 const CHILD_ENV: &str = "IVY_DEBUG_SOUNDNESS_CHILD";
 
@@ -321,9 +323,7 @@ impl std::ops::DerefMut for KillOnDrop {
 /// Starts the child for `case`, stderr and stdin piped; its stderr lines
 /// arrive on the returned channel.
 fn start_child(case: &str) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, case)
+    let mut child = common::child_case("child_entry", CHILD_ENV, case)
         .env_remove("IVY_DEBUG")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

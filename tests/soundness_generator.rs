@@ -10,21 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn rt(workers: usize) -> ivy::Runtime {
-    ivy::Builder::new().workers(workers).build().unwrap()
-}
-
-/// Counts its drops.
-struct OnDrop(Arc<AtomicUsize>);
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+mod common;
+use common::{ms, rt, CountDrop};
 
 // ---- item 1: a suspended body that borrows cannot be leaked --------------------
 
@@ -182,7 +169,7 @@ fn scoped_generator_unwinds_the_body_when_the_closure_panics() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ivy::Generator::scoped(
             |y| {
-                let _d = OnDrop(dropped.clone());
+                let _d = CountDrop(dropped.clone());
                 y.yield_(1u32);
                 y.yield_(2);
             },
@@ -218,7 +205,7 @@ fn scoped_generator_body_destructor_panics_at_the_end() {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 ivy::Generator::scoped(
                     |y| {
-                        let _d = OnDrop(dropped.clone());
+                        let _d = CountDrop(dropped.clone());
                         let _b = Boom;
                         ivy::shield(|| y.yield_(1u32));
                     },
@@ -246,7 +233,7 @@ fn scoped_generator_body_that_swallows_the_unwind_is_unwound_again() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let first = ivy::Generator::scoped(
         |y| {
-            let _d = OnDrop(dropped.clone());
+            let _d = CountDrop(dropped.clone());
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| y.yield_(1u32)));
             if r.is_err() {
                 caught.fetch_add(1, Ordering::SeqCst);
@@ -267,7 +254,7 @@ fn scoped_generator_body_that_swallows_the_unwind_is_unwound_again() {
 #[test]
 fn scoped_generator_never_started_drops_its_captures() {
     let dropped = Arc::new(AtomicUsize::new(0));
-    let d = OnDrop(dropped.clone());
+    let d = CountDrop(dropped.clone());
     let ran = AtomicBool::new(false);
     let n = ivy::Generator::scoped(
         |y: &ivy::Yielder<u32>| {
@@ -299,7 +286,7 @@ fn scoped_generator_in_a_cancelled_task() {
                 let local = vec![1u32, 2, 3];
                 ivy::Generator::scoped(
                     |y| {
-                        let _d = OnDrop(d2);
+                        let _d = CountDrop(d2);
                         for v in &local {
                             y.yield_(*v);
                         }
@@ -444,7 +431,7 @@ fn callers_deadline_reaches_a_body_that_blocks() {
         let (d2, a2) = (dropped.clone(), after_inner.clone());
         let (outer, next_after) = rt(workers).block_on(move || {
             let mut g = ivy::Generator::new(move |y| {
-                let _d = OnDrop(d2);
+                let _d = CountDrop(d2);
                 let inner = ivy::timeout(Duration::from_secs(5), || {
                     ivy::sleep(Duration::from_secs(10))
                 });
@@ -718,15 +705,6 @@ fn body_destructor_that_yields_while_the_task_is_cancelled() {
 
 // ---- stack overflow in a body is still reported ---------------------------------
 
-fn recurse(n: u64) -> u64 {
-    if n == u64::MAX {
-        return 0;
-    }
-    let buf = [n as u8; 1024];
-    std::hint::black_box(&buf);
-    recurse(n + 1) + buf[3] as u64
-}
-
 /// Re-run by the overflow tests below as a child process (`IVY_GEN_CHILD`).
 #[test]
 fn novg_child_entry() {
@@ -737,8 +715,10 @@ fn novg_child_entry() {
     match case.as_str() {
         "static" => {
             ivy::run(|| {
-                let mut g =
-                    ivy::Generator::with_stack_size(64 * 1024, |y| y.yield_(recurse(0))).unwrap();
+                let mut g = ivy::Generator::with_stack_size(64 * 1024, |y| {
+                    y.yield_(common::recurse_until_overflow(0))
+                })
+                .unwrap();
                 g.next()
             });
         }
@@ -746,7 +726,7 @@ fn novg_child_entry() {
             ivy::run(move || {
                 ivy::Generator::scoped_with_stack_size(
                     64 * 1024,
-                    |y| y.yield_(recurse(data)),
+                    |y| y.yield_(common::recurse_until_overflow(data)),
                     |mut g| g.next(),
                 )
                 .unwrap()
@@ -757,33 +737,17 @@ fn novg_child_entry() {
     unreachable!("the overflow must stop the process");
 }
 
-fn overflow_child(case: &str) -> (Option<i32>, String) {
-    use std::os::unix::process::ExitStatusExt;
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "novg_child_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("IVY_GEN_CHILD", case)
-        .output()
-        .expect("spawn child");
-    (
-        out.status.signal(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn overflow_child(case: &str) -> std::process::Output {
+    common::run_child(&mut common::child_case(
+        "novg_child_entry",
+        "IVY_GEN_CHILD",
+        case,
+    ))
 }
 
 #[test]
 fn novg_overflow_in_a_generator_body_is_reported() {
     for case in ["static", "scoped"] {
-        let (signal, stderr) = overflow_child(case);
-        assert_eq!(signal, Some(libc::SIGABRT), "{case}: {stderr}");
-        assert!(
-            stderr.contains("ivy: task '<generator>'")
-                && stderr.contains("overflowed its stack of 65536 bytes"),
-            "{case}: {stderr}"
-        );
+        common::assert_overflow_reported(&overflow_child(case), "<generator>", case);
     }
 }

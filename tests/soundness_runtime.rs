@@ -21,7 +21,10 @@ use ivy::ffi::{
     ivy_config_t, ivy_join, ivy_runtime_free, ivy_runtime_new, ivy_runtime_spawn, ivy_runtime_t,
     ivy_task_t, IVY_FOREVER,
 };
-use ivy::{JoinHandle, Runtime};
+use ivy::JoinHandle;
+
+mod common;
+use common::{rt, CountDrop};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -29,10 +32,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build().unwrap()
 }
 
 /// Joins `h` within `LIMIT`; fails the test instead of hanging.
@@ -45,26 +44,17 @@ fn join_bounded<T>(h: JoinHandle<T>) -> Result<T, ivy::JoinError> {
     h.join()
 }
 
-/// Counts how many times it was dropped.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn spawn_after_the_runtime_was_dropped_is_cancelled_at_once() {
     let _serial = serial();
-    let rt = runtime(2);
+    let rt = rt(2);
     let handle = rt.handle();
     assert_eq!(rt.block_on(|| 1 + 1), 2);
     drop(rt);
 
     let ran = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicUsize::new(0));
-    let (r, captured) = (ran.clone(), Counted(dropped.clone()));
+    let (r, captured) = (ran.clone(), CountDrop(dropped.clone()));
     let h = handle.spawn(move || {
         let _captured = &captured;
         r.store(true, Ordering::SeqCst);
@@ -101,7 +91,7 @@ fn a_refused_closure_that_panics_in_drop_is_the_tasks_panic() {
         }
     }
     let _serial = serial();
-    let rt = runtime(1);
+    let rt = rt(1);
     let handle = rt.handle();
     drop(rt);
     let captured = PanicsOnDrop;
@@ -122,7 +112,7 @@ fn a_refused_closure_that_panics_in_drop_is_the_tasks_panic() {
 fn spawns_during_shutdown_are_cancelled_and_shutdown_completes() {
     let _serial = serial();
     for _ in 0..20 {
-        let rt = runtime(2);
+        let rt = rt(2);
         let handle = rt.handle();
         let late = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Barrier::new(2));
@@ -158,7 +148,7 @@ fn spawns_during_shutdown_are_cancelled_and_shutdown_completes() {
 fn spawn_race(iterations: usize, threads: usize, per_thread: usize) {
     let _serial = serial();
     for _ in 0..iterations {
-        let rt = runtime(2);
+        let rt = rt(2);
         let handle = rt.handle();
         let ran = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(threads + 1));
@@ -306,11 +296,11 @@ fn a_handle_outliving_its_runtime_holds_no_fds() {
     let _serial = serial();
     // Once per process, ivy opens a pidfd of its own (batched madvise); let a first
     // runtime open it, so that `before` counts it.
-    let warm_up = runtime(1);
+    let warm_up = rt(1);
     warm_up.block_on(|| ivy::spawn(|| ()).join().unwrap());
     drop(warm_up);
     let before = open_fds();
-    let rt = runtime(4);
+    let rt = rt(4);
     let during = open_fds();
     assert!(
         during >= before + 4,

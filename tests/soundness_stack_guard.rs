@@ -10,9 +10,8 @@
 //! fallback) and a tiny `IVY_STACK_GUARD_BUDGET`: the mechanism is chosen once per
 //! process, at its first stack.
 
-use std::os::raw::c_void;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::os::raw::{c_int, c_void};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,20 +19,20 @@ use ivy::runtime::{stack_guard_mode, StackGuardMode};
 use ivy::sync::{Event, WaitGroup};
 use ivy::{JoinHandle, Runtime};
 
+mod common;
+
 const BUDGET: usize = 8;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn child(case: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("IVY_GUARD_CHILD", case)
-        .env("IVY_STACK_GUARD", "mprotect")
+    let mut cmd = common::child_case("child_entry", "IVY_GUARD_CHILD", case);
+    cmd.env("IVY_STACK_GUARD", "mprotect")
         .env("IVY_STACK_GUARD_BUDGET", BUDGET.to_string())
         .env_remove("IVY_UNGUARDED_STACKS");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("spawn child")
+    common::run_child(&mut cmd)
 }
 
 fn assert_child_passed(case: &str, env: &[(&str, &str)]) {
@@ -96,6 +95,23 @@ unsafe extern "C" fn c_task(arg: *mut c_void) -> *mut c_void {
     arg
 }
 
+/// Creates a C runtime (one worker, 64 KiB stacks) and spawns `c_task(arg)` on
+/// it: returns the runtime, the result of `ivy_runtime_spawn` and the task.
+fn c_runtime_spawn(arg: *mut c_void) -> (ivy::ffi::ivy_runtime_t, c_int, ivy::ffi::ivy_task_t) {
+    let config = ivy::ffi::ivy_config_t {
+        workers: 1,
+        stack_size: 64 << 10,
+    };
+    let mut crt = ivy::ffi::ivy_runtime_t::default();
+    // SAFETY: valid config and out pointer.
+    assert_eq!(unsafe { ivy::ffi::ivy_runtime_new(&config, &mut crt) }, 0);
+    let mut task = ivy::ffi::ivy_task_t::default();
+    // SAFETY: a valid function, NULL options, a valid out pointer.
+    let rc =
+        unsafe { ivy::ffi::ivy_runtime_spawn(crt, Some(c_task), arg, std::ptr::null(), &mut task) };
+    (crt, rc, task)
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -133,24 +149,7 @@ fn child_entry() {
             assert_names_the_cause(&err.to_string());
 
             // The C ABI: IVY_ENOMEM from the spawn.
-            let config = ivy::ffi::ivy_config_t {
-                workers: 1,
-                stack_size: 64 << 10,
-            };
-            let mut crt = ivy::ffi::ivy_runtime_t::default();
-            // SAFETY: valid config and out pointer.
-            assert_eq!(unsafe { ivy::ffi::ivy_runtime_new(&config, &mut crt) }, 0);
-            let mut task = ivy::ffi::ivy_task_t::default();
-            // SAFETY: a valid function, NULL options, a valid out pointer.
-            let rc = unsafe {
-                ivy::ffi::ivy_runtime_spawn(
-                    crt,
-                    Some(c_task),
-                    std::ptr::null_mut(),
-                    std::ptr::null(),
-                    &mut task,
-                )
-            };
+            let (crt, rc, _task) = c_runtime_spawn(std::ptr::null_mut());
             assert_eq!(rc, -12, "IVY_ENOMEM");
             assert_eq!(ivy::ffi::ivy_runtime_free(crt), 0);
 
@@ -235,24 +234,7 @@ fn child_entry() {
             let holders = hold_stacks(&rt, 4 * BUDGET, &release);
             assert_eq!(stack_guard_mode(), StackGuardMode::Unguarded);
 
-            let config = ivy::ffi::ivy_config_t {
-                workers: 1,
-                stack_size: 64 << 10,
-            };
-            let mut crt = ivy::ffi::ivy_runtime_t::default();
-            // SAFETY: valid config and out pointer.
-            assert_eq!(unsafe { ivy::ffi::ivy_runtime_new(&config, &mut crt) }, 0);
-            let mut task = ivy::ffi::ivy_task_t::default();
-            // SAFETY: a valid function, NULL options, a valid out pointer.
-            let rc = unsafe {
-                ivy::ffi::ivy_runtime_spawn(
-                    crt,
-                    Some(c_task),
-                    7 as *mut c_void,
-                    std::ptr::null(),
-                    &mut task,
-                )
-            };
+            let (crt, rc, task) = c_runtime_spawn(7 as *mut c_void);
             assert_eq!(rc, 0);
             let mut result = std::ptr::null_mut();
             // SAFETY: a handle we own, a valid result pointer.
@@ -267,18 +249,10 @@ fn child_entry() {
         }
         // An overflow still hits an mprotect guard and is reported.
         "overflow" => {
-            fn recurse(n: u64) -> u64 {
-                if n == u64::MAX {
-                    return 0;
-                }
-                let buf = [n as u8; 1024];
-                std::hint::black_box(&buf);
-                recurse(n + 1) + buf[3] as u64
-            }
             let rt = one_worker(false);
             let h = ivy::task::Builder::new()
                 .name("deep-recursion")
-                .spawn_on(&rt.handle(), || recurse(0))
+                .spawn_on(&rt.handle(), || common::recurse_until_overflow(0))
                 .unwrap();
             let _ = h.join();
             unreachable!("the overflow must stop the process");
@@ -317,13 +291,7 @@ fn unguarded_stacks_opt_in_from_the_environment() {
 #[test]
 fn overflow_is_reported_with_mprotect_guards() {
     let out = child("overflow", &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
-    assert!(
-        stderr.contains("ivy: task 'deep-recursion'")
-            && stderr.contains("overflowed its stack of 65536 bytes"),
-        "stderr: {stderr}"
-    );
+    common::assert_overflow_reported(&out, "deep-recursion", "stderr");
 }
 
 #[test]

@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ivy::Runtime;
+mod common;
+use common::rt;
 
 /// Runs `f` on a helper thread and fails if it does not finish in time (on the
 /// old code a dead worker left the scenario waiting forever).
@@ -29,10 +30,6 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
         Ok(Err(p)) => std::panic::resume_unwind(p),
         Err(_) => panic!("{what}: did not finish (a worker died?)"),
     }
-}
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder().workers(workers).build().unwrap()
 }
 
 /// A value whose destructor reads borrowed data (a heap `Vec`, so that reading it
@@ -58,11 +55,23 @@ impl Drop for Reader<'_> {
     }
 }
 
+/// Logs that the scope returned, then checks that the `Reader` of `0..=i` had
+/// been dropped before that.
+#[track_caller]
+fn assert_reader_dropped_before_scope_returned(log: &Mutex<Vec<String>>, i: u64) {
+    log.lock().unwrap().push("scope returned".to_string());
+    let expected = vec![
+        format!("reader dropped {}", i * (i + 1) / 2),
+        "scope returned".to_string(),
+    ];
+    assert_eq!(*log.lock().unwrap(), expected, "iteration {i}");
+}
+
 /// Item 2: `drop(s.spawn(|| Reader(&data)))`: the result is dropped by the child
 /// (its handle is gone) before the scope's count is released.
 #[test]
 fn scope_child_result_dropped_before_scope_returns() {
-    let rt = runtime(2);
+    let rt = rt(2);
     rt.block_on(|| {
         for i in 0..200u64 {
             let data: Vec<u64> = (0..=i).collect();
@@ -75,12 +84,7 @@ fn scope_child_result_dropped_before_scope_returns() {
                 }));
             })
             .unwrap();
-            log.lock().unwrap().push("scope returned".to_string());
-            let expected = vec![
-                format!("reader dropped {}", i * (i + 1) / 2),
-                "scope returned".to_string(),
-            ];
-            assert_eq!(*log.lock().unwrap(), expected, "iteration {i}");
+            assert_reader_dropped_before_scope_returned(&log, i);
             drop(data);
         }
     });
@@ -90,7 +94,7 @@ fn scope_child_result_dropped_before_scope_returns() {
 /// handle's (dropped where the handle is dropped, inside the scope).
 #[test]
 fn scope_child_result_kept_by_handle() {
-    let rt = runtime(2);
+    let rt = rt(2);
     rt.block_on(|| {
         for i in 0..200u64 {
             let data: Vec<u64> = (0..=i).collect();
@@ -129,7 +133,7 @@ fn scope_child_result_kept_by_handle() {
 /// worker: the child cannot start between `spawn` and `cancel`.
 #[test]
 fn scope_child_cancelled_before_start_drops_captures_first() {
-    let rt = runtime(1);
+    let rt = rt(1);
     rt.block_on(|| {
         for i in 0..200u64 {
             let data: Vec<u64> = (0..=i).collect();
@@ -149,12 +153,7 @@ fn scope_child_cancelled_before_start_drops_captures_first() {
                 assert!(e.is_cancelled(), "{e:?}");
             });
             assert!(r.is_ok());
-            log.lock().unwrap().push("scope returned".to_string());
-            let expected = vec![
-                format!("reader dropped {}", i * (i + 1) / 2),
-                "scope returned".to_string(),
-            ];
-            assert_eq!(*log.lock().unwrap(), expected, "iteration {i}");
+            assert_reader_dropped_before_scope_returned(&log, i);
             drop(data);
         }
     });
@@ -163,7 +162,7 @@ fn scope_child_cancelled_before_start_drops_captures_first() {
 /// Item 3, without a join: the scope itself waits for the captures' drop.
 #[test]
 fn scope_child_cancelled_unjoined_drops_captures_before_return() {
-    let rt = runtime(1);
+    let rt = rt(1);
     rt.block_on(|| {
         for i in 0..200u64 {
             let data: Vec<u64> = (0..=i).collect();
@@ -177,12 +176,7 @@ fn scope_child_cancelled_unjoined_drops_captures_before_return() {
                 s.spawn(move || drop(reader)).cancel();
             })
             .unwrap();
-            log.lock().unwrap().push("scope returned".to_string());
-            let expected = vec![
-                format!("reader dropped {}", i * (i + 1) / 2),
-                "scope returned".to_string(),
-            ];
-            assert_eq!(*log.lock().unwrap(), expected, "iteration {i}");
+            assert_reader_dropped_before_scope_returned(&log, i);
         }
     });
 }
@@ -192,7 +186,7 @@ fn scope_child_cancelled_unjoined_drops_captures_before_return() {
 /// scope does not wait for the handle either).
 #[test]
 fn scope_forgotten_handle_leaks_result() {
-    let rt = runtime(2);
+    let rt = rt(2);
     rt.block_on(|| {
         for i in 0..50u64 {
             let data: Vec<u64> = (0..=i).collect();
@@ -217,7 +211,7 @@ fn scope_forgotten_handle_leaks_result() {
 #[test]
 fn scope_child_result_drop_panic_is_child_failure() {
     within("scope result drop panic", || {
-        let rt = runtime(2);
+        let rt = rt(2);
         rt.block_on(|| {
             for _ in 0..50 {
                 let r = ivy::scope(|s| {
@@ -248,7 +242,7 @@ fn scope_child_closure_drop_panic_is_child_failure() {
         }
     }
     within("scope closure drop panic", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         rt.block_on(|| {
             let r = ivy::scope(|s| {
                 let p = PanicOnDrop;
@@ -280,7 +274,7 @@ impl Drop for PanicInDrop {
 #[test]
 fn task_local_destructor_panic_is_task_panic() {
     within("task-local destructor panic", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         for i in 0..50 {
             let h = rt.spawn(move || {
                 PANICKY.with(|p| p.set(Some(PanicInDrop("local boom"))));
@@ -319,7 +313,7 @@ fn task_local_destructor_may_block() {
         static SLEEPER: Cell<Option<Sleeper>> = Cell::new(None);
     }
     within("blocking task-local destructor", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         for _ in 0..20 {
             let h = rt.spawn(|| SLEEPER.with(|s| s.set(Some(Sleeper))));
             h.join().unwrap();
@@ -367,7 +361,7 @@ fn task_locals_recreating_each_other_terminate() {
         }
     }
     within("re-creating task-locals", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         let e = rt
             .spawn(|| KEY_A.with(|a| a.set(Some(A))))
             .join()
@@ -386,7 +380,7 @@ fn task_locals_recreating_each_other_terminate() {
 #[test]
 fn unjoined_result_drop_panic_keeps_worker() {
     within("unjoined result drop panic", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         for _ in 0..50 {
             let (go_tx, go_rx) = ivy::sync::oneshot::channel::<()>();
             let h = rt.spawn(move || {
@@ -406,7 +400,7 @@ fn unjoined_result_drop_panic_keeps_worker() {
 #[test]
 fn cancelled_unstarted_closure_drop_panic_is_task_panic() {
     within("unstarted closure drop panic", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         rt.block_on(|| {
             for _ in 0..50 {
                 let p = PanicInDrop("closure boom");
@@ -450,7 +444,7 @@ fn cancelled_unstarted_closure_drop_may_block() {
         }
     }
     within("unstarted closure drop blocks", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         rt.block_on(|| {
             for i in 0..20 {
                 let b = Blocks {
@@ -473,7 +467,7 @@ fn cancelled_unstarted_closure_drop_may_block() {
 #[test]
 fn task_local_destructor_panic_at_shutdown() {
     within("shutdown with panicking task-local", || {
-        let rt = runtime(1);
+        let rt = rt(1);
         let (tx, rx) = mpsc::channel();
         for _ in 0..10 {
             let tx = tx.clone();
@@ -495,7 +489,7 @@ fn task_local_destructor_panic_at_shutdown() {
 #[test]
 fn novg_unjoined_end_panic_report_names_task() {
     if std::env::var_os("IVY_TASKEND_CHILD").is_some() {
-        let rt = runtime(1);
+        let rt = rt(1);
         let (go_tx, go_rx) = ivy::sync::oneshot::channel::<()>();
         let h = ivy::task::Builder::new()
             .name("result-dropper")
@@ -520,15 +514,10 @@ fn novg_unjoined_end_panic_report_names_task() {
         drop(rt);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "novg_unjoined_end_panic_report_names_task",
-            "--nocapture",
-        ])
-        .env("IVY_TASKEND_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = common::run_child(
+        common::rerun_test("novg_unjoined_end_panic_report_names_task")
+            .env("IVY_TASKEND_CHILD", "1"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

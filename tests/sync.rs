@@ -13,15 +13,9 @@ use ivy::sync::{
     oneshot, Barrier, BoundedSemaphore, Condition, Event, Mutex, OverReleaseError, RwLock,
     Semaphore, TimedOut, WaitGroup,
 };
-use ivy::{Builder, Runtime};
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().workers(workers).build().expect("runtime")
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+mod common;
+use common::{ms, rt};
 
 /// Waits until task `h` is parked on `reason` (queued in the primitive under
 /// test): a handshake through `Handle::tasks()`, where a fixed sleep would only
