@@ -76,6 +76,17 @@ fn let_events_flow() {
     ivy::sleep(Duration::from_millis(2));
 }
 
+/// Three times: reads the one pending byte from `keep` (the open file), writes
+/// `byte` to `tx` and lets the events it makes reach the reactor.
+#[track_caller]
+fn keep_events_coming(keep: &mut std::fs::File, tx: &mut std::fs::File, byte: &[u8]) {
+    for _ in 0..3 {
+        assert_eq!(drain(keep), 1);
+        tx.write_all(byte).unwrap();
+        let_events_flow();
+    }
+}
+
 fn close_on_another_thread(fd: RawFd) {
     std::thread::spawn(move || {
         // SAFETY: the test owns `fd` (it was `into_raw_fd`'d) and closes it once.
@@ -106,11 +117,7 @@ fn close_while_waiting_with_a_dup_alive() {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));
             // Events keep coming for the open file: none may reach anything.
-            for _ in 0..3 {
-                assert_eq!(drain(&mut keep), 1);
-                tx.write_all(b"b").unwrap();
-                let_events_flow();
-            }
+            keep_events_coming(&mut keep, &mut tx, b"b");
             assert_eq!(ivy::io::registrations(), 0);
         }
     });
@@ -140,11 +147,7 @@ fn c_fd_wait_close_while_waiting() {
                 (0, ivy::ffi::IVY_READABLE),
                 "round {round}"
             );
-            for _ in 0..3 {
-                assert_eq!(drain(&mut keep), 1);
-                tx.write_all(b"b").unwrap();
-                let_events_flow();
-            }
+            keep_events_coming(&mut keep, &mut tx, b"b");
             assert_eq!(ivy::io::registrations(), 0);
         }
     });
@@ -183,11 +186,7 @@ fn fd_number_reused_while_old_waiter_waits() {
                 "round {round}: new waiter woken by the old file"
             );
             // Stale events for the old file.
-            for _ in 0..3 {
-                assert_eq!(drain(&mut keep1), 1);
-                tx1.write_all(b"1").unwrap();
-                let_events_flow();
-            }
+            keep_events_coming(&mut keep1, &mut tx1, b"1");
             assert!(
                 !new.is_finished(),
                 "round {round}: new waiter woken by the old file"

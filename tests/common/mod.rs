@@ -74,6 +74,7 @@ pub fn run_child(cmd: &mut Command) -> Output {
 
 /// Asserts that the child was stopped by SIGABRT after reporting that task
 /// `task` overflowed its 64 KiB stack. Failure messages start with `what`.
+#[track_caller]
 pub fn assert_overflow_reported(out: &Output, task: &str, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{what}: {stderr}");
