@@ -152,6 +152,49 @@ fn tasks_lists_every_task_spawned_from_threads_and_tasks() {
     drop(rest);
 }
 
+/// A task that finishes on another worker than the one that spawned it is
+/// counted out at once but unlisted from its spawner's registry shard in a
+/// batch: while its entry waits, it must never be listed. Tasks yield before
+/// they end, so the idle peer steals many of them; the batch (32) is never full
+/// when the last ones finish, so some entries always wait. Then the runtime is
+/// dropped with entries still waiting: the workers unlist them as they exit
+/// (under valgrind: no task is touched after it was freed).
+#[test]
+fn finished_tasks_are_never_listed_while_their_entries_wait() {
+    for round in 0..20 {
+        let rt = ivy::Builder::new().workers(2).build().unwrap();
+        let h = rt.handle();
+        let (listed, live) = rt.block_on(move || {
+            let tasks: Vec<_> = (0..200 + round)
+                .map(|i| {
+                    ivy::spawn(move || {
+                        ivy::yield_now();
+                        i
+                    })
+                })
+                .collect();
+            let sum: usize = tasks.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(sum, (0..200 + round).sum::<usize>());
+            let me = ivy::current().unwrap().id();
+            let listed: Vec<_> = ivy::Handle::current()
+                .tasks()
+                .iter()
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(
+                listed,
+                [me],
+                "round {round}: only the running task is listed"
+            );
+            (listed.len(), ivy::Handle::current().live_tasks())
+        });
+        assert_eq!((listed, live), (1, 1));
+        drop(rt);
+        assert!(h.tasks().is_empty());
+        assert_eq!(h.live_tasks(), 0);
+    }
+}
+
 /// The watchdog looks tasks up while they finish, are freed and their slots
 /// are reused (a tiny threshold, tasks that each exceed it): under valgrind,
 /// any access to a freed task would fail the run.

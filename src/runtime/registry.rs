@@ -16,9 +16,15 @@
 //! counter cache line beyond `live`: spawn-heavy code on different workers
 //! never touches the same shard (regression: one shared registry touched at
 //! spawn and at completion on different workers cost ~10% of spawn+join).
-//! Completion on another worker (a stolen task) takes the spawner's shard: a
-//! short critical section, uncontended unless that worker spawns at the same
-//! instant.
+//! A task that finishes on another worker (it was stolen) is counted out of
+//! `live` at once, but its entry is removed in batches: the finishing worker
+//! keeps up to `worker::UNLIST_BATCH` such tasks and removes them with one lock
+//! of each shard (`unlist_all`), when the batch is full, before it sleeps and
+//! when it exits, and only then recycles them. Regression: removing each stolen
+//! task from its spawner's shard at once made the two workers of skynet fight
+//! over each other's shard locks (`Registry::remove` was 28% of the profile,
+//! skynet 1M ~320 -> ~450 ms). A finished task still listed is skipped by
+//! `snapshot`.
 //!
 //! A task's key (`Task::registry_key`) is its slab index and shard; with its id
 //! it lets the debug watchdog look a running task up without ever holding a
@@ -36,9 +42,23 @@ const SHARD_BITS: usize = 13;
 /// Shards for tasks spawned from threads that are not workers of this runtime.
 const EXTERNAL_SHARDS: usize = 8;
 
+/// One shard, alone on its cache lines: two workers locking their own shards
+/// must not bounce one line between them (regression: adjacent shard mutexes
+/// shared a line, and the lock's `cmpxchg` was half of `Registry::unlist`'s
+/// time in skynet).
+#[repr(align(128))]
+struct Shard(Mutex<Slab<Arc<Task>>>);
+
+impl std::ops::Deref for Shard {
+    type Target = Mutex<Slab<Arc<Task>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 pub(crate) struct Registry {
     /// `workers` shards for the workers, then `EXTERNAL_SHARDS` for other threads.
-    shards: Box<[Mutex<Slab<Arc<Task>>>]>,
+    shards: Box<[Shard]>,
     workers: usize,
     live: AtomicUsize,
     spawned: AtomicU64,
@@ -51,7 +71,7 @@ impl Registry {
         assert!(workers + EXTERNAL_SHARDS <= 1 << SHARD_BITS);
         Registry {
             shards: (0..workers + EXTERNAL_SHARDS)
-                .map(|_| Mutex::new(Slab::new()))
+                .map(|_| Shard(Mutex::new(Slab::new())))
                 .collect(),
             workers,
             live: AtomicUsize::new(0),
@@ -82,16 +102,46 @@ impl Registry {
 
     /// Forgets a finished task (started or not) and counts it out of `live`.
     pub(crate) fn remove(&self, task: &Task) {
-        let key = task.registry_key.load(Ordering::Acquire);
-        if key != usize::MAX {
-            let mut slab = self.shards[key & ((1 << SHARD_BITS) - 1)]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            slab.try_remove(key >> SHARD_BITS);
-        }
+        self.unlist(task);
+        self.finished();
+    }
+
+    /// Counts a finished task out of `live`. Its entry may stay in the set a
+    /// little longer (`unlist_all`): `snapshot` skips finished tasks.
+    pub(crate) fn finished(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = self.drained_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.drained.notify_all();
+        }
+    }
+
+    /// The shard `task` is listed in, if it is listed.
+    pub(crate) fn shard_of(&self, task: &Task) -> Option<usize> {
+        let key = task.registry_key.load(Ordering::Acquire);
+        (key != usize::MAX).then_some(key & ((1 << SHARD_BITS) - 1))
+    }
+
+    /// Removes `task`'s entry from the set.
+    pub(crate) fn unlist(&self, task: &Task) {
+        if let Some(shard) = self.shard_of(task) {
+            let key = task.registry_key.load(Ordering::Acquire);
+            let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+            slab.try_remove(key >> SHARD_BITS);
+        }
+    }
+
+    /// Removes the entries of finished tasks, taking each shard's lock once
+    /// (a worker batches the tasks it finished for other shards: module comment).
+    pub(crate) fn unlist_all(&self, tasks: &mut [Arc<Task>]) {
+        tasks.sort_unstable_by_key(|t| self.shard_of(t));
+        for group in tasks.chunk_by(|a, b| self.shard_of(a) == self.shard_of(b)) {
+            let Some(shard) = self.shard_of(&group[0]) else {
+                continue;
+            };
+            let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+            for t in group {
+                slab.try_remove(t.registry_key.load(Ordering::Acquire) >> SHARD_BITS);
+            }
         }
     }
 
@@ -106,12 +156,17 @@ impl Registry {
         self.live.load(Ordering::Acquire)
     }
 
-    /// A snapshot of the live tasks, started or not.
+    /// A snapshot of the live tasks, started or not (finished tasks whose
+    /// entries are still waiting for `unlist_all` are skipped).
     pub(crate) fn snapshot(&self) -> Vec<Arc<Task>> {
         let mut all = Vec::with_capacity(self.live());
         for shard in self.shards.iter() {
             let slab = shard.lock().unwrap_or_else(|e| e.into_inner());
-            all.extend(slab.iter().map(|(_, t)| t.clone()));
+            all.extend(
+                slab.iter()
+                    .filter(|(_, t)| !t.is_done())
+                    .map(|(_, t)| t.clone()),
+            );
         }
         all
     }

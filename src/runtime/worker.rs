@@ -67,6 +67,9 @@ const FAIRNESS_INTERVAL: u32 = 61;
 /// got 8x the round trips of another, and under load a single one starved 92).
 const IO_BUDGET: u32 = 128;
 const MAX_LIFO_STREAK: u32 = 3;
+/// Finished tasks spawned on other shards that a worker keeps before removing
+/// them from the registry with one lock per shard (registry.rs).
+pub(crate) const UNLIST_BATCH: usize = 32;
 /// Every this many ticks a spawned task runs before the ready queue.
 const SPAWN_INTERVAL: u32 = 8;
 /// How long a searching worker spins before it goes to sleep, in microseconds:
@@ -102,6 +105,9 @@ pub(crate) struct Worker {
     searching: Cell<bool>,
     /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
     pub(crate) task_pool: crate::runtime::task_pool::LocalPool,
+    /// Finished tasks still listed in another worker's registry shard, removed
+    /// in a batch (`unlist_finished`).
+    unlisted: RefCell<Vec<Arc<Task>>>,
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
@@ -306,6 +312,7 @@ impl Worker {
             io_budget: Cell::new(IO_BUDGET),
             lifo_streak: Cell::new(0),
             parked_unwinding: Cell::new(0),
+            unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
         }
@@ -359,6 +366,7 @@ impl Worker {
             }
         }
         // Drop timers and queued references; by now every task has finished.
+        self.unlist_finished();
         self.wheel
             .borrow_mut()
             .poll(Instant::now() + Duration::from_secs(1 << 40), drop);
@@ -504,7 +512,9 @@ impl Worker {
             self.finish_searching(false);
         }
 
-        // Going to sleep: return idle stacks' memory now, off the hot path.
+        // Going to sleep: unlist finished tasks and return idle stacks' memory
+        // now, off the hot path.
+        self.unlist_finished();
         let trim_again = crate::stack::trim_free_stacks();
         // Final check after registering as a sleeper: see idle.rs for why this
         // cannot miss a push.
@@ -671,9 +681,40 @@ impl Worker {
         task.transition_to_done();
         // Leave the registry before waking the joiner, so that a joiner sees
         // `live_tasks` without this task (regression: the count lagged the join).
-        self.shared.registry.remove(&task);
+        let registry = &self.shared.registry;
+        let own_shard = registry.shard_of(&task) == Some(self.index);
+        if own_shard {
+            registry.unlist(&task);
+        }
+        registry.finished();
         crate::task::join::notify_done(&task);
-        crate::runtime::task_pool::give(self, task);
+        if own_shard {
+            crate::runtime::task_pool::give(self, task);
+        } else {
+            // Spawned elsewhere: removed from its spawner's shard in a batch
+            // (registry.rs), then recycled.
+            let full = {
+                let mut unlisted = self.unlisted.borrow_mut();
+                unlisted.push(task);
+                unlisted.len() >= UNLIST_BATCH
+            };
+            if full {
+                self.unlist_finished();
+            }
+        }
+    }
+
+    /// Removes the finished tasks of other shards from the registry, then
+    /// recycles them.
+    fn unlist_finished(&self) {
+        let mut tasks = std::mem::take(&mut *self.unlisted.borrow_mut());
+        if tasks.is_empty() {
+            return;
+        }
+        self.shared.registry.unlist_all(&mut tasks);
+        for task in tasks {
+            crate::runtime::task_pool::give(self, task);
+        }
     }
 }
 
