@@ -169,6 +169,12 @@ impl BlockingPool {
         self.inner.work.notify_all();
     }
 
+    /// Runs `f` on a pool thread, with no handle: for the runtime's own jobs,
+    /// which settle their outcome themselves (a task that got no stack).
+    pub(crate) fn run_detached(&self, f: impl FnOnce() + Send + 'static) {
+        self.submit(Box::new(f));
+    }
+
     pub(crate) fn spawn<F, T>(&self, f: F) -> BlockingHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,

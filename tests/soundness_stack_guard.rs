@@ -203,6 +203,70 @@ fn child_entry() {
             }
             assert_eq!((ran, refused), (BUDGET, 1));
         }
+        // A task refused at its first run never runs, but its closure is still
+        // dropped, and that drop may block: it must not block the worker. The
+        // drop waits for an event that only a task on the (single) worker sets:
+        // had the drop run on the worker's stack, that task could never run and
+        // the wait would time out.
+        "refused_closure_drop_blocks" => {
+            struct WaitsForTheWorker {
+                dropping: Arc<Event>,
+                go: Arc<Event>,
+                ok: Arc<std::sync::atomic::AtomicBool>,
+            }
+            impl Drop for WaitsForTheWorker {
+                fn drop(&mut self) {
+                    assert!(ivy::current().is_none(), "dropped off the tasks");
+                    self.dropping.set();
+                    let woke = self.go.wait_timeout(LIMIT).is_ok();
+                    self.ok.store(woke, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let rt = one_worker(false);
+            let (dropping, go) = (Arc::new(Event::new()), Arc::new(Event::new()));
+            let ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (d, g, k) = (dropping.clone(), go.clone(), ok.clone());
+            let outcomes = rt.block_on(move || {
+                let (dropping, go, ok) = (d, g, k);
+                // This task holds one guarded stack, so of the BUDGET tasks it
+                // spawns (none can start while it runs on the single worker, and
+                // each passes the spawn-time check), exactly one is refused at
+                // its first run. A task that runs forgets its guard; the refused
+                // one's guard is dropped unrun.
+                let hs: Vec<_> = (0..BUDGET)
+                    .map(|i| {
+                        let guard = WaitsForTheWorker {
+                            dropping: dropping.clone(),
+                            go: go.clone(),
+                            ok: ok.clone(),
+                        };
+                        let (dropping, go) = (dropping.clone(), go.clone());
+                        ivy::spawn(move || {
+                            std::mem::forget(guard);
+                            dropping.wait();
+                            go.set();
+                            i
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+            });
+            let mut refused = 0;
+            for (i, r) in outcomes.into_iter().enumerate() {
+                match r {
+                    Ok(v) => assert_eq!(v, i),
+                    Err(e) => {
+                        assert!(e.is_no_stack(), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+            assert_eq!(refused, 1);
+            assert!(
+                ok.load(std::sync::atomic::Ordering::SeqCst),
+                "the refused closure's drop was never released: it blocked the worker"
+            );
+        }
         // A runtime that opted in runs past the budget; one that did not, in the
         // same process, is still refused.
         "opt_in" => {
@@ -276,6 +340,13 @@ fn past_the_mprotect_budget_spawns_fail_with_the_cause() {
 #[test]
 fn past_the_mprotect_budget_a_task_is_refused_at_its_first_run() {
     assert_child_passed("refused_at_first_run", &[]);
+}
+
+/// A task refused at its first run drops its closure on the blocking pool, not
+/// on the worker's stack: a drop that blocks cannot stall the worker.
+#[test]
+fn a_refused_tasks_closure_may_block_in_its_drop() {
+    assert_child_passed("refused_closure_drop_blocks", &[]);
 }
 
 #[test]

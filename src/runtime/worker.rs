@@ -669,9 +669,19 @@ impl Worker {
                 true
             }
             Err(e) => {
-                task.body()
-                    .start(Some(crate::task::raw::NotRun::NoStack(e)));
-                self.complete(task.clone());
+                // The closure will never run, but dropping it is user code that may
+                // block: that happens on the blocking pool, never on this worker's
+                // stack, and the task completes there. Nothing else touches the
+                // task meanwhile: it is SCHEDULED and in no queue (an unpark only
+                // sets NOTIFIED), and its slot says it has started.
+                let (task, shared) = (task.clone(), self.shared.clone());
+                self.shared.blocking.run_detached(move || {
+                    task.body()
+                        .start(Some(crate::task::raw::NotRun::NoStack(e)));
+                    task.transition_to_done();
+                    shared.registry.remove(&task);
+                    crate::task::join::notify_done(&task);
+                });
                 false
             }
         }

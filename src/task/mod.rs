@@ -125,9 +125,10 @@ where
         let id = TaskId(self.core.id);
         let result = match not_run {
             Some(why) => {
-                // The task will never run: this is the worker's stack (no stack for
-                // it) or the spawner's (closed runtime). The closure's captures are
-                // user code: a panic in their drop is this task's, not theirs.
+                // The task will never run: this is a blocking-pool thread (no stack
+                // for it: worker.rs) or the spawner's (closed runtime, or no guarded
+                // stack left). The closure's captures are user code: a panic in
+                // their drop is this task's, not that thread's.
                 let mut result = match why {
                     raw::NotRun::NoStack(e) => Err(JoinError::no_stack(id, e)),
                     raw::NotRun::Closed => Err(JoinError::cancelled(id)),

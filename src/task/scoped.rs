@@ -173,7 +173,7 @@ impl<F: FnOnce() -> T, T> Child<F, T> {
 
 impl<F, T> Drop for Child<F, T> {
     /// A child that never ran drops its closure here, before its token: on its
-    /// own stack when it was cancelled before it started, on the worker's when it
+    /// own stack when it was cancelled before it started, on a blocking-pool thread when it
     /// got no stack. A panic there is the child's panic.
     fn drop(&mut self) {
         let Some(f) = self.f.take() else { return };
