@@ -86,6 +86,16 @@ impl Shared {
         self.closing.load(Ordering::SeqCst)
     }
 
+    /// Completes a task that will never run, on the calling thread (never a
+    /// worker's stack: dropping the closure is user code that may block): its
+    /// closure is dropped guarded, its joiner gets `why`.
+    pub(crate) fn settle_unrun(&self, task: &Arc<Task>, why: NotRun) {
+        task.body().start(Some(why));
+        task.transition_to_done();
+        self.registry.remove(task);
+        crate::task::join::notify_done(task);
+    }
+
     /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
     pub(crate) fn notify_idle(&self) {
         if let Some(i) = self.idle.worker_to_notify() {
@@ -114,11 +124,7 @@ impl Shared {
         if let Some(why) = refused {
             // Nothing may run it: complete it here, cancelled before it started, or
             // refused a stack (no guarded one left: stack/guard.rs).
-            task.body().start(Some(why));
-            task.transition_to_done();
-            self.registry.remove(&task);
-            crate::task::join::notify_done(&task);
-            return;
+            return self.settle_unrun(&task, why);
         }
         match local {
             Some(_) => worker::with_current(|w| w.push_spawned(task)),

@@ -117,16 +117,14 @@ impl Registry {
 
     /// The shard `task` is listed in, if it is listed.
     pub(crate) fn shard_of(&self, task: &Task) -> Option<usize> {
-        let key = task.registry_key.load(Ordering::Acquire);
-        (key != usize::MAX).then_some(key & ((1 << SHARD_BITS) - 1))
+        listed_at(task).map(|(shard, _)| shard)
     }
 
     /// Removes `task`'s entry from the set.
     pub(crate) fn unlist(&self, task: &Task) {
-        if let Some(shard) = self.shard_of(task) {
-            let key = task.registry_key.load(Ordering::Acquire);
+        if let Some((shard, index)) = listed_at(task) {
             let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
-            slab.try_remove(key >> SHARD_BITS);
+            slab.try_remove(index);
         }
     }
 
@@ -139,8 +137,8 @@ impl Registry {
                 continue;
             };
             let mut slab = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
-            for t in group {
-                slab.try_remove(t.registry_key.load(Ordering::Acquire) >> SHARD_BITS);
+            for (_, index) in group.iter().filter_map(|t| listed_at(t)) {
+                slab.try_remove(index);
             }
         }
     }
@@ -176,9 +174,13 @@ impl Registry {
     /// name if it has one. Never touches a freed task: the registry's own
     /// `Arc` keeps the task alive while the shard lock is held.
     pub(crate) fn name_of(&self, key: usize, id: u64) -> Option<Option<String>> {
-        let shard = self.shards.get(key & ((1 << SHARD_BITS) - 1))?;
-        let slab = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let task = slab.get(key >> SHARD_BITS)?;
+        let (shard, index) = split_key(key);
+        let slab = self
+            .shards
+            .get(shard)?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let task = slab.get(index)?;
         (task.id == id).then(|| task.name().map(str::to_owned))
     }
 
@@ -189,6 +191,17 @@ impl Registry {
             g = self.drained.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// Where `task` is listed: its shard and its index in that shard's slab.
+fn listed_at(task: &Task) -> Option<(usize, usize)> {
+    let key = task.registry_key.load(Ordering::Acquire);
+    (key != usize::MAX).then(|| split_key(key))
+}
+
+/// A registry key (`Task::registry_key`) as shard and slab index.
+fn split_key(key: usize) -> (usize, usize) {
+    (key & ((1 << SHARD_BITS) - 1), key >> SHARD_BITS)
 }
 
 /// The external shard of the calling thread: a per-thread pick, so that two

@@ -676,11 +676,7 @@ impl Worker {
                 // sets NOTIFIED), and its slot says it has started.
                 let (task, shared) = (task.clone(), self.shared.clone());
                 self.shared.blocking.run_detached(move || {
-                    task.body()
-                        .start(Some(crate::task::raw::NotRun::NoStack(e)));
-                    task.transition_to_done();
-                    shared.registry.remove(&task);
-                    crate::task::join::notify_done(&task);
+                    shared.settle_unrun(&task, crate::task::raw::NotRun::NoStack(e))
                 });
                 false
             }
@@ -717,12 +713,14 @@ impl Worker {
     /// Removes the finished tasks of other shards from the registry, then
     /// recycles them.
     fn unlist_finished(&self) {
-        let mut tasks = std::mem::take(&mut *self.unlisted.borrow_mut());
+        let mut tasks = self.unlisted.borrow_mut();
         if tasks.is_empty() {
             return;
         }
         self.shared.registry.unlist_all(&mut tasks);
-        for task in tasks {
+        // Recycling runs no user code (task_pool.rs), so the buffer stays
+        // borrowed and keeps its capacity.
+        for task in tasks.drain(..) {
             crate::runtime::task_pool::give(self, task);
         }
     }

@@ -133,12 +133,8 @@ where
                     raw::NotRun::NoStack(e) => Err(JoinError::no_stack(id, e)),
                     raw::NotRun::Closed => Err(JoinError::cancelled(id)),
                 };
-                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
-                    if crate::cancel::is_ivy_unwind(p.as_ref()) {
-                        drop_payload(p);
-                    } else {
-                        ended_with_panic(&self.core, &mut result, p);
-                    }
+                if let Some(p) = drop_guarded(f) {
+                    ended_with_panic(&self.core, &mut result, p);
                 }
                 result
             }
@@ -185,10 +181,7 @@ impl<F, T> Body<F, T> {
             return;
         }
         drop(slot);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(result))) {
-            if crate::cancel::is_ivy_unwind(p.as_ref()) {
-                return drop_payload(p);
-            }
+        if let Some(p) = drop_guarded(result) {
             let mut slot = self.core.lock();
             if slot.panic_message.is_none() {
                 slot.panic_message = Some(message_of(p.as_ref()));
@@ -210,7 +203,23 @@ where
     }
 }
 
-fn message_of(p: &(dyn std::any::Any + Send)) -> String {
+/// Drops user data (a closure, a result) under `catch_unwind`, on the current
+/// stack. Returns the payload of a panic in its destructor; an ivy cancellation
+/// or deadline unwind (a blocking call in the destructor was interrupted) is not
+/// a panic and is dropped here.
+fn drop_guarded<X>(x: X) -> Option<Box<dyn std::any::Any + Send>> {
+    match catch_unwind(AssertUnwindSafe(move || drop(x))) {
+        Ok(()) => None,
+        Err(p) if crate::cancel::is_ivy_unwind(p.as_ref()) => {
+            drop_payload(p);
+            None
+        }
+        Err(p) => Some(p),
+    }
+}
+
+/// A panic payload's message, for reports.
+pub(crate) fn message_of(p: &(dyn std::any::Any + Send)) -> String {
     payload_str(p)
         .unwrap_or("<non-string panic payload>")
         .to_string()
@@ -237,7 +246,7 @@ fn ended_with_panic<T>(
     core.lock().panic_message = Some(message_of(p.as_ref()));
     let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
     // The value the body returned is user data: dropped guarded, here.
-    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(old))) {
+    if let Some(p) = drop_guarded(old) {
         drop_payload(p);
     }
 }

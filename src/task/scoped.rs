@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use crate::cancel::{CancelUnwind, Interrupted};
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
-use crate::task::join::payload_str;
 use crate::task::raw::Task;
 use crate::task::{JoinError, JoinHandle, TaskId};
 
@@ -80,9 +79,7 @@ impl ScopeShared {
         if s.failure.is_some() {
             return JoinError::panicked(id, p);
         }
-        let msg = payload_str(p.as_ref())
-            .unwrap_or("<non-string panic payload>")
-            .to_owned();
+        let msg = crate::task::message_of(p.as_ref());
         s.failure = Some(JoinError::panicked(id, p));
         drop(s);
         self.cancel_children();
