@@ -11,7 +11,7 @@
  *  - Objects are named by handles: small structs holding a generation-checked
  *    id. A stale, freed, joined or zero-initialised handle gives IVY_EBADF.
  *  - Every blocking call takes a deadline: absolute milliseconds on the
- *    ivy_now() clock, or -1 (IVY_FOREVER) for none. A passed deadline makes the
+ *    ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A passed deadline makes the
  *    call a non-blocking try.
  *  - Cancellation reaches a C task as IVY_ECANCELED from its next blocking call;
  *    nothing ever unwinds through C frames.
@@ -66,6 +66,28 @@
  */
 #define IVY_FOREVER (int64_t)-1
 
+/**
+ * Major version of the ivy C ABI this header describes.
+ */
+#define IVY_VERSION_MAJOR 0
+
+/**
+ * Minor version. Before 1.0, a new minor version may change the ABI (and the
+ * shared library's SONAME, `libivy.so.0.MINOR`, changes with it).
+ */
+#define IVY_VERSION_MINOR 2
+
+/**
+ * Patch version.
+ */
+#define IVY_VERSION_PATCH 0
+
+/**
+ * The version as one number, `(MAJOR << 16) | (MINOR << 8) | PATCH`, the same
+ * encoding `ivy_version()` returns.
+ */
+#define IVY_VERSION (((IVY_VERSION_MAJOR << 16) | (IVY_VERSION_MINOR << 8)) | IVY_VERSION_PATCH)
+
 
 
 /**
@@ -80,7 +102,7 @@ typedef enum {
     IVY_OK = 0,
     /**
      * Operation not permitted in this context: e.g. a call that needs a running
-     * task made from a plain thread (`ivy_spawn`, `ivy_current_id`), or `ivy_run`
+     * task made from a plain thread (`ivy_task_spawn`, `ivy_task_current_id`), or `ivy_runtime_run`
      * called from inside a task.
      */
     IVY_EPERM = -1,
@@ -128,7 +150,7 @@ typedef enum {
     IVY_ETIMEDOUT = -110,
     /**
      * The calling task was cancelled (from a blocking call), or the joined task
-     * was cancelled before it produced a result (from `ivy_join`).
+     * was cancelled before it produced a result (from `ivy_task_join`).
      */
     IVY_ECANCELED = -125,
     /**
@@ -144,7 +166,7 @@ typedef enum {
 } ivy_error_t;
 
 /**
- * What one arm of `ivy_select` does.
+ * What one arm of `ivy_queue_select` does.
  */
 typedef enum {
     /**
@@ -155,7 +177,7 @@ typedef enum {
      * Put `item` into `queue`.
      */
     IVY_SELECT_PUT = 2,
-} ivy_select_kind_t;
+} ivy_queue_select_kind_t;
 
 /**
  * What a generator's body yields through; valid only inside that body.
@@ -165,7 +187,7 @@ typedef struct {
 } ivy_yielder_t;
 
 /**
- * The body of a generator: produces values with `ivy_yield_value(y, v)` and
+ * The body of a generator: produces values with `ivy_generator_yield(y, v)` and
  * returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
  * consumer freed the generator) the body must clean up and return.
  */
@@ -209,7 +231,7 @@ typedef struct {
 
 /**
  * The entry point of a C task: called once with the `arg` given at spawn; its
- * return value is what `ivy_join` reports.
+ * return value is what `ivy_task_join` reports.
  */
 typedef void *(*ivy_task_fn_t)(void *arg);
 
@@ -228,7 +250,7 @@ typedef struct {
 } ivy_queue_t;
 
 /**
- * One arm of `ivy_select`.
+ * One arm of `ivy_queue_select`.
  */
 typedef struct {
     /**
@@ -248,7 +270,7 @@ typedef struct {
      * queue was closed (GET: closed and drained).
      */
     int result;
-} ivy_select_op_t;
+} ivy_queue_select_op_t;
 
 /**
  * Runtime configuration. Zero-initialise it: every zero field means "default".
@@ -281,13 +303,13 @@ typedef struct {
 typedef void (*ivy_hook_fn_t)(void *arg);
 
 /**
- * Options of `ivy_spawn` / `ivy_runtime_spawn`. Zero-initialise it and set what
+ * Options of `ivy_task_spawn` / `ivy_runtime_spawn`. Zero-initialise it and set what
  * you need; passing `NULL` instead means all defaults.
  */
 typedef struct {
     /**
      * The task's name (UTF-8, copied; `NULL` for none), shown by
-     * `ivy_current_name` and in panic and stack-overflow reports.
+     * `ivy_task_current_name` and in panic and stack-overflow reports.
      */
     const char *name;
     /**
@@ -420,11 +442,11 @@ int ivy_generator_next(ivy_generator_t gen, void **value);
  * generator's own body (e.g. from a nested generator's body, or after the body
  * returned).
  */
-int ivy_yield_value(ivy_yielder_t y, void *value);
+int ivy_generator_yield(ivy_yielder_t y, void *value);
 
 /**
  * Frees the generator. If its body has not returned, it is closed first: it is
- * resumed with `ivy_yield_value` returning `IVY_ECLOSED` until it returns (a body
+ * resumed with `ivy_generator_yield` returning `IVY_ECLOSED` until it returns (a body
  * that ignores that keeps this call waiting). Only the creating task or thread
  * may free it.
  *
@@ -447,7 +469,7 @@ int ivy_generator_free(ivy_generator_t gen);
  * # Safety
  * `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
  */
-int ivy_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadline);
+int ivy_task_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadline);
 
 /**
  * Waits until all `n` tasks have finished, or `deadline`. On success frees
@@ -459,13 +481,17 @@ int ivy_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadl
  *
  * On `IVY_ETIMEDOUT` or `IVY_ECANCELED` (the caller was cancelled) nothing is
  * freed and the tasks keep running: every handle stays valid. Other errors as
- * `ivy_wait_any`.
+ * `ivy_task_wait_any`.
  *
  * # Safety
  * `tasks` is valid for `n` reads; `results` and `codes` are `NULL` or valid for
  * `n` writes.
  */
-int ivy_join_all(const ivy_task_t *tasks, size_t n, void **results, int *codes, int64_t deadline);
+int ivy_task_join_all(const ivy_task_t *tasks,
+                      size_t n,
+                      void **results,
+                      int *codes,
+                      int64_t deadline);
 
 /**
  * Binds a TCP listener to `addr` (port 0: any free port, see
@@ -495,7 +521,7 @@ int ivy_tcp_listener_port(ivy_tcp_listener_t l, uint16_t *port);
  * # Safety
  * `out` is `NULL` or writable.
  */
-int ivy_tcp_accept(ivy_tcp_listener_t l, ivy_tcp_stream_t *out, int64_t deadline_ms);
+int ivy_tcp_accept(ivy_tcp_listener_t l, ivy_tcp_stream_t *out, int64_t deadline);
 
 /**
  * Closes the listener and frees the handle. Errors: `IVY_EBADF`.
@@ -510,7 +536,7 @@ int ivy_tcp_listener_close(ivy_tcp_listener_t l);
  * # Safety
  * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
  */
-int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline_ms);
+int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline);
 
 /**
  * Reads up to `len` bytes into `buf`, waiting until `deadline` for data, and
@@ -521,7 +547,7 @@ int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline_ms
  * # Safety
  * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
  */
-int ivy_tcp_read(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline_ms);
+int ivy_tcp_read(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline);
 
 /**
  * Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
@@ -531,7 +557,7 @@ int ivy_tcp_read(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t d
  * # Safety
  * `buf` is readable for `len` bytes; `n` is `NULL` or writable.
  */
-int ivy_tcp_write(ivy_tcp_stream_t s, const void *buf, size_t len, size_t *n, int64_t deadline_ms);
+int ivy_tcp_write(ivy_tcp_stream_t s, const void *buf, size_t len, size_t *n, int64_t deadline);
 
 /**
  * Writes all `len` bytes of `buf` (several writes if needed) before
@@ -541,7 +567,7 @@ int ivy_tcp_write(ivy_tcp_stream_t s, const void *buf, size_t len, size_t *n, in
  * # Safety
  * `buf` is readable for `len` bytes.
  */
-int ivy_tcp_write_all(ivy_tcp_stream_t s, const void *buf, size_t len, int64_t deadline_ms);
+int ivy_tcp_write_all(ivy_tcp_stream_t s, const void *buf, size_t len, int64_t deadline);
 
 /**
  * Shuts down the reading side, the writing side (the peer reads EOF), or both.
@@ -585,7 +611,7 @@ int ivy_udp_send_to(ivy_udp_socket_t s,
                     size_t len,
                     const char *addr,
                     size_t *n,
-                    int64_t deadline_ms);
+                    int64_t deadline);
 
 /**
  * Receives one datagram into `buf` (a longer one is truncated), waiting until
@@ -604,7 +630,7 @@ int ivy_udp_recv_from(ivy_udp_socket_t s,
                       size_t *n,
                       char *from,
                       size_t from_cap,
-                      int64_t deadline_ms);
+                      int64_t deadline);
 
 /**
  * Closes the socket and frees the handle. Errors: `IVY_EBADF`.
@@ -625,7 +651,7 @@ int ivy_udp_close(ivy_udp_socket_t s);
  * # Safety
  * `revents` is `NULL` or writable.
  */
-int ivy_fd_wait(int fd, int events, int64_t deadline_ms, int *revents);
+int ivy_fd_wait(int fd, int events, int *revents, int64_t deadline);
 
 /**
  * Runs `f(arg)` on the blocking pool (OS threads for code that really blocks:
@@ -640,7 +666,7 @@ int ivy_fd_wait(int fd, int events, int64_t deadline_ms, int *revents);
  * `out` is `NULL` or writable; `f` is a valid function, callable on another
  * thread with `arg`.
  */
-int ivy_spawn_blocking(ivy_task_fn_t f, void *arg, ivy_blocking_t *out);
+int ivy_blocking_spawn(ivy_task_fn_t f, void *arg, ivy_blocking_t *out);
 
 /**
  * Waits (parking a task) until the job returns or `deadline`, then frees the
@@ -651,7 +677,7 @@ int ivy_spawn_blocking(ivy_task_fn_t f, void *arg, ivy_blocking_t *out);
  * # Safety
  * `result` is `NULL` or writable.
  */
-int ivy_blocking_join(ivy_blocking_t b, void **result, int64_t deadline_ms);
+int ivy_blocking_join(ivy_blocking_t b, void **result, int64_t deadline);
 
 /**
  * Frees the handle without waiting; the job finishes on its own. Errors:
@@ -673,7 +699,7 @@ int ivy_queue_new(size_t capacity, ivy_queue_t *out);
  * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
  * (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
  */
-int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline_ms);
+int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline);
 
 /**
  * Removes the oldest item into `*item`, waiting until `deadline` for one.
@@ -683,7 +709,7 @@ int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline_ms);
  * # Safety
  * `item` is `NULL` or valid for writes.
  */
-int ivy_queue_get(ivy_queue_t q, void **item, int64_t deadline_ms);
+int ivy_queue_get(ivy_queue_t q, void **item, int64_t deadline);
 
 /**
  * Closes the queue: waiting and later puts fail with `IVY_ECLOSED`; gets
@@ -703,7 +729,7 @@ int ivy_queue_task_done(ivy_queue_t q);
  * `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
  * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
  */
-int ivy_queue_join(ivy_queue_t q, int64_t deadline_ms);
+int ivy_queue_join(ivy_queue_t q, int64_t deadline);
 
 /**
  * Stores the number of items in the queue in `*len`. Errors: `IVY_EBADF`,
@@ -735,7 +761,7 @@ int ivy_queue_free(ivy_queue_t q);
  * `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
  * writes.
  */
-int ivy_select(ivy_select_op_t *ops, size_t n, size_t *fired, int64_t deadline_ms);
+int ivy_queue_select(ivy_queue_select_op_t *ops, size_t n, size_t *fired, int64_t deadline);
 
 /**
  * Runs `entry(arg)` as the main task (named "main") of a new runtime, waits for
@@ -753,14 +779,14 @@ int ivy_select(ivy_select_op_t *ops, size_t n, size_t *fired, int64_t deadline_m
  * `config` is `NULL` or valid; `result` is `NULL` or valid for writes; `entry`
  * is a valid function.
  */
-int ivy_run(const ivy_config_t *config, ivy_task_fn_t entry, void *arg, void **result);
+int ivy_runtime_run(const ivy_config_t *config, ivy_task_fn_t entry, void *arg, void **result);
 
 /**
  * Starts a runtime (its worker threads) and stores its handle in `*out`.
  * `config` may be `NULL` (defaults). Free it with `ivy_runtime_free`.
  *
  * Errors: `IVY_EINVAL` (`out` is `NULL`, or an invalid config as for
- * `ivy_run`); an OS error (`-errno`) if threads cannot start.
+ * `ivy_runtime_run`); an OS error (`-errno`) if threads cannot start.
  *
  * # Safety
  * `config` is `NULL` or valid; `out` is valid for writes.
@@ -769,7 +795,7 @@ int ivy_runtime_new(const ivy_config_t *config, ivy_runtime_t *out);
 
 /**
  * Spawns `entry(arg)` on runtime `rt`, from any thread (a plain thread or a task
- * of any runtime). Handle ownership and errors as `ivy_spawn`, except that it
+ * of any runtime). Handle ownership and errors as `ivy_task_spawn`, except that it
  * works outside tasks; `IVY_EBADF` for a stale runtime handle, and
  * `IVY_ECLOSED` (or `IVY_EBADF`) when `ivy_runtime_free` of `rt` is under way on
  * another thread. A handle it returns always joins (with the task's value, or
@@ -777,7 +803,7 @@ int ivy_runtime_new(const ivy_config_t *config, ivy_runtime_t *out);
  * gone.
  *
  * # Safety
- * As `ivy_spawn`.
+ * As `ivy_task_spawn`.
  */
 int ivy_runtime_spawn(ivy_runtime_t rt,
                       ivy_task_fn_t entry,
@@ -788,7 +814,7 @@ int ivy_runtime_spawn(ivy_runtime_t rt,
 /**
  * Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
  * thread, parking a task), storing its return value in `*result` if `result` is
- * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_join` with no deadline.
+ * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
  * Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
  *
  * # Safety
@@ -831,7 +857,7 @@ int ivy_mutex_new(ivy_mutex_t *out);
  * waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
  * it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
  */
-int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline_ms);
+int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline);
 
 /**
  * Unlocks the mutex, handing it to the longest waiter if any. Errors:
@@ -888,7 +914,7 @@ int ivy_semaphore_new(size_t permits, ivy_semaphore_t *out);
  * Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
  * `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
  */
-int ivy_semaphore_acquire(ivy_semaphore_t s, int64_t deadline_ms);
+int ivy_semaphore_acquire(ivy_semaphore_t s, int64_t deadline);
 
 /**
  * Returns one permit (`sem_post`), waking the longest waiter. Any caller may
@@ -943,7 +969,7 @@ int ivy_event_is_set(ivy_event_t e, int *is_set);
  * Waits until the event is set (returns at once if it is), or `deadline`.
  * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
  */
-int ivy_event_wait(ivy_event_t e, int64_t deadline_ms);
+int ivy_event_wait(ivy_event_t e, int64_t deadline);
 
 /**
  * Frees the event; tasks still waiting keep waiting until their deadlines.
@@ -969,7 +995,7 @@ int ivy_cond_new(ivy_cond_t *out);
  * `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
  * `IVY_EINVAL`.
  */
-int ivy_cond_wait(ivy_cond_t c, ivy_mutex_t m, int64_t deadline_ms);
+int ivy_cond_wait(ivy_cond_t c, ivy_mutex_t m, int64_t deadline);
 
 /**
  * Wakes one waiter, if any. Errors: `IVY_EBADF`.
@@ -1010,7 +1036,7 @@ int ivy_waitgroup_done(ivy_waitgroup_t wg);
  * Waits until the count is 0 (at once if it is), or `deadline`. Errors:
  * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
  */
-int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline_ms);
+int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline);
 
 /**
  * Frees the wait group. Errors: `IVY_EBADF`.
@@ -1035,7 +1061,7 @@ int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
  * # Safety
  * `leader` is `NULL` or valid for writes.
  */
-int ivy_barrier_wait(ivy_barrier_t b, int64_t deadline_ms, int *leader);
+int ivy_barrier_wait(ivy_barrier_t b, int *leader, int64_t deadline);
 
 /**
  * Frees the barrier. Errors: `IVY_EBADF`.
@@ -1047,7 +1073,7 @@ int ivy_barrier_free(ivy_barrier_t b);
  *
  * `opts` may be `NULL` (defaults). On success stores the new task's handle in
  * `*out` and returns 0; the caller owns the handle and must eventually pass it to
- * `ivy_join` or `ivy_detach` (a runtime's shutdown cancels and waits for every
+ * `ivy_task_join` or `ivy_task_detach` (a runtime's shutdown cancels and waits for every
  * task, but only join/detach free the handle's slot).
  *
  * Errors: `IVY_EPERM` when called outside an ivy task (use `ivy_runtime_spawn`
@@ -1064,7 +1090,7 @@ int ivy_barrier_free(ivy_barrier_t b);
  * `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks
  * are valid functions.
  */
-int ivy_spawn(ivy_task_fn_t entry, void *arg, const ivy_spawn_opts_t *opts, ivy_task_t *out);
+int ivy_task_spawn(ivy_task_fn_t entry, void *arg, const ivy_spawn_opts_t *opts, ivy_task_t *out);
 
 /**
  * Waits until `task` finishes or `deadline` passes, then frees the handle and
@@ -1086,7 +1112,7 @@ int ivy_spawn(ivy_task_fn_t entry, void *arg, const ivy_spawn_opts_t *opts, ivy_
  * # Safety
  * `result` is `NULL` or valid for writes.
  */
-int ivy_join(ivy_task_t task, void **result, int64_t deadline);
+int ivy_task_join(ivy_task_t task, void **result, int64_t deadline);
 
 /**
  * Requests cancellation of `task`: its next blocking ivy call (or the one it is
@@ -1094,26 +1120,26 @@ int ivy_join(ivy_task_t task, void **result, int64_t deadline);
  * runs. Cancelling a finished task does nothing. Does not free the handle.
  * Errors: `IVY_EBADF` for a stale handle.
  */
-int ivy_cancel(ivy_task_t task);
+int ivy_task_cancel(ivy_task_t task);
 
 /**
- * Stores 1 in `*finished` if `task` has finished (then `ivy_join` returns at
+ * Stores 1 in `*finished` if `task` has finished (then `ivy_task_join` returns at
  * once), else 0. Errors: `IVY_EBADF`, `IVY_EINVAL` (`finished` is `NULL`).
  *
  * # Safety
  * `finished` is `NULL` or valid for writes.
  */
-int ivy_is_finished(ivy_task_t task, int *finished);
+int ivy_task_is_finished(ivy_task_t task, int *finished);
 
 /**
  * Frees the handle without waiting: the task runs on, and its return value is
  * discarded. Errors: `IVY_EBADF` for a stale handle; `IVY_EBUSY` while another
  * call is joining it.
  */
-int ivy_detach(ivy_task_t task);
+int ivy_task_detach(ivy_task_t task);
 
 /**
- * Stores the id of `task` (the same number `ivy_current_id` gives inside it,
+ * Stores the id of `task` (the same number `ivy_task_current_id` gives inside it,
  * unique for the life of the process) in `*id`. Errors: `IVY_EBADF`,
  * `IVY_EINVAL` (`id` is `NULL`).
  *
@@ -1147,7 +1173,7 @@ int ivy_task_name(ivy_task_t task, char *buf, size_t cap, size_t *len);
  * # Safety
  * `f` is a valid function; `result` is `NULL` or writable.
  */
-int ivy_shield(ivy_task_fn_t f, void *arg, void **result);
+int ivy_task_shield(ivy_task_fn_t f, void *arg, void **result);
 
 /**
  * Stores the id of the calling task in `*id`. Errors: `IVY_EPERM` outside a
@@ -1156,7 +1182,7 @@ int ivy_shield(ivy_task_fn_t f, void *arg, void **result);
  * # Safety
  * `id` is `NULL` or valid for writes.
  */
-int ivy_current_id(uint64_t *id);
+int ivy_task_current_id(uint64_t *id);
 
 /**
  * Copies the calling task's name, NUL-terminated, into `buf` (capacity `cap`
@@ -1170,7 +1196,7 @@ int ivy_current_id(uint64_t *id);
  * # Safety
  * `buf` is valid for `cap` bytes of writes; `len` is `NULL` or valid for writes.
  */
-int ivy_current_name(char *buf, size_t cap, size_t *len);
+int ivy_task_current_name(char *buf, size_t cap, size_t *len);
 
 /**
  * Whether the calling task has been asked to cancel: stores 1 or 0 in
@@ -1180,37 +1206,49 @@ int ivy_current_name(char *buf, size_t cap, size_t *len);
  * # Safety
  * `cancelled` is `NULL` or valid for writes.
  */
-int ivy_is_cancelled(int *cancelled);
+int ivy_task_is_cancelled(int *cancelled);
 
 /**
  * Monotonic time in milliseconds since an arbitrary process-wide origin: the
  * clock of every deadline. Never fails, never goes backwards; callable from any
  * thread, inside or outside a runtime.
  */
-int64_t ivy_now(void);
+int64_t ivy_time_now(void);
 
 /**
- * Suspends the calling task until `deadline` (`ivy_now()` milliseconds; `-1`:
+ * Suspends the calling task until `deadline` (`ivy_time_now()` milliseconds; `-1`:
  * until cancelled). On a plain thread, sleeps the thread.
  *
  * Returns 0 when the deadline is reached; `IVY_ECANCELED` if the task is (or
  * gets) cancelled, at once; `IVY_EINVAL` for a negative deadline other than -1.
  */
-int ivy_sleep_until(int64_t deadline);
+int ivy_time_sleep_until(int64_t deadline);
 
 /**
  * Suspends the calling task for `ms` milliseconds (relative; `0` checks for
- * cancellation without waiting). Errors as `ivy_sleep_until`; `IVY_EINVAL` for
+ * cancellation without waiting). Errors as `ivy_time_sleep_until`; `IVY_EINVAL` for
  * a negative `ms`.
  */
-int ivy_sleep(int64_t ms);
+int ivy_time_sleep(int64_t ms);
 
 /**
  * Lets other tasks run: the calling task goes to the back of its worker's
  * queue (asyncio's `sleep(0)`). On a plain thread, yields the OS thread.
  * Returns 0, or `IVY_ECANCELED` if the task has been cancelled.
  */
-int ivy_yield(void);
+int ivy_task_yield(void);
+
+/**
+ * The version of the loaded library, encoded as `IVY_VERSION` is. Compare it
+ * with `IVY_VERSION` to detect a program running against another build.
+ */
+uint32_t ivy_version(void);
+
+/**
+ * The version of the loaded library as a static string, `"MAJOR.MINOR.PATCH"`.
+ * Never `NULL`; must not be freed.
+ */
+const char *ivy_version_string(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,7 +8,13 @@ cd "$(dirname "$0")/.."
 prefix=${1:-/usr/local}
 cargo build --release --lib
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
-install -m 0755 target/release/libivy.so "$prefix/lib/libivy.so"
+# libivy.so.X.Y.Z, with the SONAME link (libivy.so.0.2 before 1.0) and the
+# development link libivy.so that -livy finds.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+soname=$(readelf -d target/release/libivy.so | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+install -m 0755 target/release/libivy.so "$prefix/lib/libivy.so.$version"
+ln -sf "libivy.so.$version" "$prefix/lib/$soname"
+ln -sf "$soname" "$prefix/lib/libivy.so"
 install -m 0644 target/release/libivy.a "$prefix/lib/libivy.a"
 install -m 0644 include/ivy.h "$prefix/include/ivy.h"
 scripts/ivy-pc.sh "$prefix" > "$prefix/lib/pkgconfig/ivy.pc"

@@ -136,7 +136,7 @@ fn c_fd_wait_close_while_waiting() {
                 let mut revents = 0;
                 // SAFETY: `revents` is a writable int.
                 let rc =
-                    unsafe { ivy::ffi::ivy_fd_wait(fd, ivy::ffi::IVY_READABLE, -1, &mut revents) };
+                    unsafe { ivy::ffi::ivy_fd_wait(fd, ivy::ffi::IVY_READABLE, &mut revents, -1) };
                 (rc, revents)
             });
             until_registrations(1);

@@ -18,8 +18,8 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ivy::ffi::{
-    ivy_config_t, ivy_join, ivy_runtime_free, ivy_runtime_new, ivy_runtime_spawn, ivy_runtime_t,
-    ivy_task_t, IVY_FOREVER,
+    ivy_config_t, ivy_runtime_free, ivy_runtime_new, ivy_runtime_spawn, ivy_runtime_t,
+    ivy_task_join, ivy_task_t, IVY_FOREVER,
 };
 use ivy::JoinHandle;
 
@@ -246,10 +246,10 @@ fn c_spawn_race(iterations: usize, threads: usize, per_thread: usize) {
                         }
                         let mut result: *mut c_void = std::ptr::null_mut();
                         // SAFETY: a handle we own, a valid result pointer.
-                        let rc: c_int = unsafe { ivy_join(task, &mut result, IVY_FOREVER) };
+                        let rc: c_int = unsafe { ivy_task_join(task, &mut result, IVY_FOREVER) };
                         match rc {
                             0 => assert_eq!(result as usize, v),
-                            rc => assert_eq!(rc, cancelled, "ivy_join"),
+                            rc => assert_eq!(rc, cancelled, "ivy_task_join"),
                         }
                         joined += 1;
                     }
@@ -265,7 +265,7 @@ fn c_spawn_race(iterations: usize, threads: usize, per_thread: usize) {
             while !s.is_finished() {
                 assert!(
                     std::time::Instant::now() < deadline,
-                    "an ivy_join hangs after ivy_runtime_free"
+                    "an ivy_task_join hangs after ivy_runtime_free"
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -302,7 +302,7 @@ fn child_entry() {
             assert_eq!(rc, 0);
             let mut result = std::ptr::null_mut();
             // SAFETY: a handle we own, a valid result pointer.
-            let rc = unsafe { ivy::ffi::ivy_join(task, &mut result, ivy::ffi::IVY_FOREVER) };
+            let rc = unsafe { ivy::ffi::ivy_task_join(task, &mut result, ivy::ffi::IVY_FOREVER) };
             assert_eq!((rc, result as usize), (0, 7));
             assert_eq!(ivy::ffi::ivy_runtime_free(crt), 0);
 

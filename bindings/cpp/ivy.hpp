@@ -61,11 +61,11 @@ inline void check(int rc, const char *what) {
     }
 }
 
-/// Deadlines: absolute milliseconds on the ivy_now() clock, or forever.
+/// Deadlines: absolute milliseconds on the ivy_time_now() clock, or forever.
 using deadline_t = std::int64_t;
 constexpr deadline_t forever = -1;
 
-inline deadline_t deadline_after(std::chrono::milliseconds d) { return ivy_now() + d.count(); }
+inline deadline_t deadline_after(std::chrono::milliseconds d) { return ivy_time_now() + d.count(); }
 
 namespace detail {
 
@@ -127,7 +127,7 @@ template <class R> class task {
     R join(deadline_t deadline = forever) {
         if (!state_) throw error(IVY_EBADF, "join");
         void *out = nullptr;
-        int rc = ivy_join(handle_, &out, deadline);
+        int rc = ivy_task_join(handle_, &out, deadline);
         if (rc == IVY_ETIMEDOUT || (rc != 0 && !finished_and_freed())) check(rc, "join");
         auto state = std::move(state_);
         handle_ = ivy_task_t{0};
@@ -139,12 +139,12 @@ template <class R> class task {
     /// Requests cancellation: the task's next blocking ivy call fails with
     /// IVY_ECANCELED (a cancelled_error if it uses this header).
     void cancel() {
-        if (state_) check(ivy_cancel(handle_), "cancel");
+        if (state_) check(ivy_task_cancel(handle_), "cancel");
     }
 
     bool finished() const {
         int f = 0;
-        check(ivy_is_finished(handle_, &f), "finished");
+        check(ivy_task_is_finished(handle_, &f), "finished");
         return f != 0;
     }
 
@@ -157,14 +157,14 @@ template <class R> class task {
   private:
     bool finished_and_freed() const {
         int f = 0;
-        return ivy_is_finished(handle_, &f) == IVY_EBADF;
+        return ivy_task_is_finished(handle_, &f) == IVY_EBADF;
     }
 
     void reset() noexcept {
         if (!state_) return;
-        ivy_cancel(handle_);
+        ivy_task_cancel(handle_);
         // A task that ignores cancellation keeps this waiting, as std::jthread would.
-        if (ivy_join(handle_, nullptr, forever) == 0 || finished_and_freed()) state_.reset();
+        if (ivy_task_join(handle_, nullptr, forever) == 0 || finished_and_freed()) state_.reset();
         else state_.release(); // cannot reclaim safely: the task may still touch it
         handle_ = ivy_task_t{0};
     }
@@ -192,7 +192,7 @@ template <class F, class SpawnFn> auto spawn_with(F &&f, const spawn_options &o,
 /// outside a task).
 template <class F> auto spawn(F &&f, const spawn_options &o = {}) {
     return detail::spawn_with(std::forward<F>(f), o, [](auto entry, void *arg, auto *opts, auto *out) {
-        return ivy_spawn(entry, arg, opts, out);
+        return ivy_task_spawn(entry, arg, opts, out);
     });
 }
 
@@ -306,29 +306,29 @@ template <class T> class queue {
 
 namespace this_task {
 
-inline void sleep_for(std::chrono::milliseconds d) { check(ivy_sleep(d.count()), "sleep"); }
-inline void sleep_until(deadline_t deadline) { check(ivy_sleep_until(deadline), "sleep"); }
-inline void yield() { check(ivy_yield(), "yield"); }
+inline void sleep_for(std::chrono::milliseconds d) { check(ivy_time_sleep(d.count()), "sleep"); }
+inline void sleep_until(deadline_t deadline) { check(ivy_time_sleep_until(deadline), "sleep"); }
+inline void yield() { check(ivy_task_yield(), "yield"); }
 
 inline std::uint64_t id() {
     std::uint64_t v = 0;
-    check(ivy_current_id(&v), "current id");
+    check(ivy_task_current_id(&v), "current id");
     return v;
 }
 
 inline std::string name() {
     std::size_t len = 0;
     char small[64];
-    int rc = ivy_current_name(small, sizeof small, &len);
+    int rc = ivy_task_current_name(small, sizeof small, &len);
     if (rc == 0) return std::string(small, len);
     if (rc != IVY_ERANGE) check(rc, "current name");
     std::string s(len + 1, '\0');
-    check(ivy_current_name(s.data(), s.size(), &len), "current name");
+    check(ivy_task_current_name(s.data(), s.size(), &len), "current name");
     s.resize(len);
     return s;
 }
 
-/// Runs `f()` shielded from cancellation (see ivy_shield): blocking calls in it
+/// Runs `f()` shielded from cancellation (see ivy_task_shield): blocking calls in it
 /// wait normally even if the task was cancelled, so cleanup can complete. An
 /// exception from `f` is carried across the C call and rethrown here.
 template <class F> auto shield(F &&f) {
@@ -352,7 +352,7 @@ template <class F> auto shield(F &&f) {
         }
         return nullptr;
     };
-    check(ivy_shield(trampoline, &fr, nullptr), "shield");
+    check(ivy_task_shield(trampoline, &fr, nullptr), "shield");
     if (fr.exception) std::rethrow_exception(fr.exception);
     if constexpr (!std::is_void_v<R>) return std::move(*fr.value);
 }

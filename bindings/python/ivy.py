@@ -33,7 +33,7 @@ holds the GIL with *its own* thread state while it runs Python code.
 Every call into libivy goes through ``ctypes.CDLL``, which releases the GIL
 around the foreign call (``Py_BEGIN_ALLOW_THREADS`` saves the calling task's
 thread state in the ctypes frame on the task's own stack, and restores that
-same state afterwards). So a task parked in ``ivy_sleep`` holds no GIL, and
+same state afterwards). So a task parked in ``ivy_time_sleep`` holds no GIL, and
 other Python tasks, on this worker or another, run meanwhile. (``PyDLL`` keeps
 the GIL during the call: a parked task would then block every other Python
 task, a deadlock with one worker.)
@@ -143,23 +143,23 @@ def _declare(name: str, argtypes: list, restype=c_int):
 
 _P = ctypes.POINTER
 _strerror = _declare("ivy_strerror", [c_int], c_char_p)
-_now = _declare("ivy_now", [], c_int64)
-_sleep = _declare("ivy_sleep", [c_int64])
-_yield = _declare("ivy_yield", [])
+_now = _declare("ivy_time_now", [], c_int64)
+_sleep = _declare("ivy_time_sleep", [c_int64])
+_yield = _declare("ivy_task_yield", [])
 _runtime_new = _declare("ivy_runtime_new", [_P(_Config), _P(_Handle)])
 _runtime_free = _declare("ivy_runtime_free", [_Handle])
 _runtime_spawn = _declare(
     "ivy_runtime_spawn", [_Handle, c_void_p, c_void_p, _P(_SpawnOpts), _P(_Handle)]
 )
-_spawn = _declare("ivy_spawn", [c_void_p, c_void_p, _P(_SpawnOpts), _P(_Handle)])
-_join = _declare("ivy_join", [_Handle, _P(c_void_p), c_int64])
-_cancel = _declare("ivy_cancel", [_Handle])
-_detach = _declare("ivy_detach", [_Handle])
-_is_finished = _declare("ivy_is_finished", [_Handle, _P(c_int)])
+_spawn = _declare("ivy_task_spawn", [c_void_p, c_void_p, _P(_SpawnOpts), _P(_Handle)])
+_join = _declare("ivy_task_join", [_Handle, _P(c_void_p), c_int64])
+_cancel = _declare("ivy_task_cancel", [_Handle])
+_detach = _declare("ivy_task_detach", [_Handle])
+_is_finished = _declare("ivy_task_is_finished", [_Handle, _P(c_int)])
 _task_id = _declare("ivy_task_id", [_Handle, _P(c_uint64)])
-_current_id = _declare("ivy_current_id", [_P(c_uint64)])
-_current_name = _declare("ivy_current_name", [c_char_p, c_size_t, _P(c_size_t)])
-_wait_any = _declare("ivy_wait_any", [_P(_Handle), c_size_t, _P(c_size_t), c_int64])
+_current_id = _declare("ivy_task_current_id", [_P(c_uint64)])
+_current_name = _declare("ivy_task_current_name", [c_char_p, c_size_t, _P(c_size_t)])
+_wait_any = _declare("ivy_task_wait_any", [_P(_Handle), c_size_t, _P(c_size_t), c_int64])
 
 # CPython's C API, used as libivy hooks (see the module docstring).
 _api.PyInterpreterState_Get.restype = c_void_p
@@ -305,7 +305,7 @@ class Task:
             self._tstate = None
 
     def _reap(self, deadline: int) -> int:
-        """ivy_join, then release what the task held. Returns the code."""
+        """ivy_task_join, then release what the task held. Returns the code."""
         out = c_void_p()
         rc = _join(self._handle, ctypes.byref(out), deadline)
         # Only a successful join frees the handle -- or one whose task was

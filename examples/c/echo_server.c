@@ -16,8 +16,8 @@ static void *serve_connection(void *arg) {
     char buf[4096];
     size_t n;
     /* Read until EOF; a peer silent for 30 s is dropped. */
-    while (ivy_tcp_read(s, buf, sizeof buf, &n, ivy_now() + 30000) == 0 && n > 0)
-        if (ivy_tcp_write_all(s, buf, n, ivy_now() + 30000) != 0) break;
+    while (ivy_tcp_read(s, buf, sizeof buf, &n, ivy_time_now() + 30000) == 0 && n > 0)
+        if (ivy_tcp_write_all(s, buf, n, ivy_time_now() + 30000) != 0) break;
     ivy_tcp_close(s);
     return NULL;
 }
@@ -38,7 +38,7 @@ static void *accept_loop(void *arg) {
             fprintf(stderr, "accept: %s\n", ivy_strerror(rc));
             return (void *)1;
         }
-        if (ivy_spawn(serve_connection, (void *)(uintptr_t)s.id, NULL, &t) == 0) ivy_detach(t);
+        if (ivy_task_spawn(serve_connection, (void *)(uintptr_t)s.id, NULL, &t) == 0) ivy_task_detach(t);
         served++;
     }
     return NULL;
@@ -50,9 +50,9 @@ static void *client(void *arg) {
     size_t got = 0, n;
     int len = snprintf(msg, sizeof msg, "hello from client %u\n", (unsigned)((uintptr_t)arg & 0xffff));
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)((uintptr_t)arg >> 16));
-    if (ivy_tcp_connect(addr, &s, ivy_now() + 5000) != 0) return (void *)1;
-    if (ivy_tcp_write_all(s, msg, (size_t)len, ivy_now() + 5000) != 0) return (void *)1;
-    while (got < (size_t)len && ivy_tcp_read(s, back + got, sizeof back - got, &n, ivy_now() + 5000) == 0 && n > 0)
+    if (ivy_tcp_connect(addr, &s, ivy_time_now() + 5000) != 0) return (void *)1;
+    if (ivy_tcp_write_all(s, msg, (size_t)len, ivy_time_now() + 5000) != 0) return (void *)1;
+    while (got < (size_t)len && ivy_tcp_read(s, back + got, sizeof back - got, &n, ivy_time_now() + 5000) == 0 && n > 0)
         got += n;
     ivy_tcp_close(s);
     return (void *)(uintptr_t)(got == (size_t)len && memcmp(msg, back, got) == 0 ? 0 : 1);
@@ -79,12 +79,12 @@ static void *main_task(void *arg) {
     srv.max_connections = port_arg ? -1 : CLIENTS;
     if (port_arg) return accept_loop(&srv); /* serve forever */
 
-    ivy_spawn(accept_loop, &srv, NULL, &server);
+    ivy_task_spawn(accept_loop, &srv, NULL, &server);
     for (i = 0; i < CLIENTS; i++)
-        ivy_spawn(client, (void *)(((uintptr_t)port << 16) | (uintptr_t)i), NULL, &clients[i]);
-    ivy_join_all(clients, CLIENTS, results, NULL, IVY_FOREVER);
+        ivy_task_spawn(client, (void *)(((uintptr_t)port << 16) | (uintptr_t)i), NULL, &clients[i]);
+    ivy_task_join_all(clients, CLIENTS, results, NULL, IVY_FOREVER);
     for (i = 0; i < CLIENTS; i++) failures += results[i] != NULL;
-    ivy_join(server, NULL, IVY_FOREVER);
+    ivy_task_join(server, NULL, IVY_FOREVER);
     ivy_tcp_listener_close(srv.listener);
     printf("%d clients echoed, %d failed\n", CLIENTS - failures, failures);
     return (void *)(uintptr_t)(failures == 0 ? 0 : 1);
@@ -92,9 +92,9 @@ static void *main_task(void *arg) {
 
 int main(int argc, char **argv) {
     void *status;
-    int rc = ivy_run(NULL, main_task, argc > 1 ? argv[1] : NULL, &status);
+    int rc = ivy_runtime_run(NULL, main_task, argc > 1 ? argv[1] : NULL, &status);
     if (rc != 0) {
-        fprintf(stderr, "ivy_run: %s\n", ivy_strerror(rc));
+        fprintf(stderr, "ivy_runtime_run: %s\n", ivy_strerror(rc));
         return 1;
     }
     return (int)(uintptr_t)status;

@@ -25,7 +25,7 @@ static void *http_conn(void *arg) {
     char req[1024], head[128], body[BODY_MAX];
     size_t got = 0, n;
     int file = -1, len;
-    while (got < sizeof req - 1 && ivy_tcp_read(s, req + got, sizeof req - 1 - got, &n, ivy_now() + 5000) == 0 && n > 0) {
+    while (got < sizeof req - 1 && ivy_tcp_read(s, req + got, sizeof req - 1 - got, &n, ivy_time_now() + 5000) == 0 && n > 0) {
         got += n;
         req[got] = 0;
         if (strstr(req, "\r\n\r\n")) break;
@@ -33,22 +33,22 @@ static void *http_conn(void *arg) {
     __atomic_add_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > __atomic_load_n(&max_in_flight, __ATOMIC_SEQ_CST))
         __atomic_store_n(&max_in_flight, __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
-    ivy_sleep(5); /* "work" */
+    ivy_time_sleep(5); /* "work" */
     if (sscanf(req, "GET /file/%d ", &file) == 1 && file >= 0 && file < URLS) {
         if (file % 5 == 0 && flaky_failures_left[file] > 0) {
             flaky_failures_left[file]--;
             len = snprintf(head, sizeof head, "HTTP/1.0 503 Busy\r\nContent-Length: 0\r\n\r\n");
-            ivy_tcp_write_all(s, head, (size_t)len, ivy_now() + 5000);
+            ivy_tcp_write_all(s, head, (size_t)len, ivy_time_now() + 5000);
         } else {
             size_t size = (size_t)file * 100 + 1;
             memset(body, 'a' + file % 26, size);
             len = snprintf(head, sizeof head, "HTTP/1.0 200 OK\r\nContent-Length: %u\r\n\r\n", (unsigned)size);
-            ivy_tcp_write_all(s, head, (size_t)len, ivy_now() + 5000);
-            ivy_tcp_write_all(s, body, size, ivy_now() + 5000);
+            ivy_tcp_write_all(s, head, (size_t)len, ivy_time_now() + 5000);
+            ivy_tcp_write_all(s, body, size, ivy_time_now() + 5000);
         }
     } else {
         len = snprintf(head, sizeof head, "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-        ivy_tcp_write_all(s, head, (size_t)len, ivy_now() + 5000);
+        ivy_tcp_write_all(s, head, (size_t)len, ivy_time_now() + 5000);
     }
     __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
     ivy_tcp_close(s);
@@ -61,7 +61,7 @@ static void *http_server(void *arg) {
         ivy_tcp_stream_t s;
         ivy_task_t t;
         if (ivy_tcp_accept(l, &s, IVY_FOREVER) != 0) return NULL; /* cancelled at the end */
-        if (ivy_spawn(http_conn, (void *)(uintptr_t)s.id, NULL, &t) == 0) ivy_detach(t);
+        if (ivy_task_spawn(http_conn, (void *)(uintptr_t)s.id, NULL, &t) == 0) ivy_task_detach(t);
     }
 }
 
@@ -108,9 +108,9 @@ static void *fetch(void *arg) {
     /* At most LIMIT fetches hold a permit at once. */
     if ((rc = ivy_semaphore_acquire(limit, IVY_FOREVER)) != 0) return (void *)(intptr_t)rc;
     for (j->attempts = 1; j->attempts <= RETRIES; j->attempts++) {
-        j->status = http_get(j->file, &j->bytes, ivy_now() + 2000);
+        j->status = http_get(j->file, &j->bytes, ivy_time_now() + 2000);
         if (j->status == 200) break;
-        ivy_sleep(10 * j->attempts); /* back off, then retry */
+        ivy_time_sleep(10 * j->attempts); /* back off, then retry */
     }
     ivy_semaphore_release(limit);
     rc = __atomic_add_fetch(&done_count, 1, __ATOMIC_SEQ_CST);
@@ -124,28 +124,28 @@ static void *main_task(void *arg) {
     struct job jobs[URLS];
     uint16_t port;
     int i, ok = 0, retried = 0;
-    int64_t t0 = ivy_now();
+    int64_t t0 = ivy_time_now();
     (void)arg;
     for (i = 0; i < URLS; i++) flaky_failures_left[i] = 1;
     if (ivy_tcp_listen("127.0.0.1:0", &l) != 0 || ivy_tcp_listener_port(l, &port) != 0) return (void *)1;
     snprintf(server_addr, sizeof server_addr, "127.0.0.1:%u", (unsigned)port);
-    ivy_spawn(http_server, &l, NULL, &server);
+    ivy_task_spawn(http_server, &l, NULL, &server);
 
     ivy_semaphore_new(LIMIT, &limit);
     for (i = 0; i < URLS; i++) {
         memset(&jobs[i], 0, sizeof jobs[i]);
         jobs[i].file = i;
-        ivy_spawn(fetch, &jobs[i], NULL, &tasks[i]);
+        ivy_task_spawn(fetch, &jobs[i], NULL, &tasks[i]);
     }
-    ivy_join_all(tasks, URLS, NULL, NULL, IVY_FOREVER);
+    ivy_task_join_all(tasks, URLS, NULL, NULL, IVY_FOREVER);
     for (i = 0; i < URLS; i++) {
         ok += jobs[i].status == 200 && jobs[i].bytes == (size_t)i * 100 + 1;
         retried += jobs[i].attempts > 1;
     }
     printf("%d/%d fetched (%d after a retry) in %ld ms, at most %d requests in flight (limit %d)\n", ok,
-           URLS, retried, (long)(ivy_now() - t0), max_in_flight, LIMIT);
-    ivy_cancel(server);
-    ivy_join(server, NULL, IVY_FOREVER);
+           URLS, retried, (long)(ivy_time_now() - t0), max_in_flight, LIMIT);
+    ivy_task_cancel(server);
+    ivy_task_join(server, NULL, IVY_FOREVER);
     ivy_tcp_listener_close(l);
     ivy_semaphore_free(limit);
     return (void *)(uintptr_t)(ok == URLS && retried == URLS / 5 && max_in_flight <= LIMIT ? 0 : 1);
@@ -153,9 +153,9 @@ static void *main_task(void *arg) {
 
 int main(void) {
     void *status;
-    int rc = ivy_run(NULL, main_task, NULL, &status);
+    int rc = ivy_runtime_run(NULL, main_task, NULL, &status);
     if (rc != 0) {
-        fprintf(stderr, "ivy_run: %s\n", ivy_strerror(rc));
+        fprintf(stderr, "ivy_runtime_run: %s\n", ivy_strerror(rc));
         return 1;
     }
     return (int)(uintptr_t)status;

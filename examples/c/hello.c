@@ -11,9 +11,9 @@
 static void *greeter(void *arg) {
     uintptr_t i = (uintptr_t)arg;
     char name[32];
-    int rc = ivy_sleep((int64_t)(30 - 10 * i)); /* the last one wakes first */
+    int rc = ivy_time_sleep((int64_t)(30 - 10 * i)); /* the last one wakes first */
     if (rc != 0) return NULL;
-    if (ivy_current_name(name, sizeof name, NULL) != 0) return NULL;
+    if (ivy_task_current_name(name, sizeof name, NULL) != 0) return NULL;
     printf("hello from %s\n", name);
     return (void *)(i * i);
 }
@@ -27,8 +27,8 @@ static void *main_task(void *arg) {
         ivy_spawn_opts_t opts;
         memset(&opts, 0, sizeof opts);
         snprintf(name, sizeof name, "greeter-%u", (unsigned)i);
-        opts.name = name; /* copied by ivy_spawn */
-        int rc = ivy_spawn(greeter, (void *)i, &opts, &tasks[i]);
+        opts.name = name; /* copied by ivy_task_spawn */
+        int rc = ivy_task_spawn(greeter, (void *)i, &opts, &tasks[i]);
         if (rc != 0) {
             fprintf(stderr, "spawn: %s\n", ivy_strerror(rc));
             return (void *)1;
@@ -36,7 +36,7 @@ static void *main_task(void *arg) {
     }
     for (i = 0; i < 3; i++) {
         void *result;
-        int rc = ivy_join(tasks[i], &result, ivy_now() + 5000);
+        int rc = ivy_task_join(tasks[i], &result, ivy_time_now() + 5000);
         if (rc != 0) {
             fprintf(stderr, "join: %s\n", ivy_strerror(rc));
             return (void *)1;
@@ -49,9 +49,9 @@ static void *main_task(void *arg) {
 
 int main(void) {
     void *status;
-    int rc = ivy_run(NULL, main_task, NULL, &status);
+    int rc = ivy_runtime_run(NULL, main_task, NULL, &status);
     if (rc != 0) {
-        fprintf(stderr, "ivy_run: %s\n", ivy_strerror(rc));
+        fprintf(stderr, "ivy_runtime_run: %s\n", ivy_strerror(rc));
         return 1;
     }
     return (int)(uintptr_t)status;

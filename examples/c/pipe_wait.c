@@ -36,7 +36,7 @@ static void *foreign_writer(void *arg) {
 
 static void *ticker(void *arg) {
     (void)arg;
-    while (ivy_sleep(5) == 0) ticks++; /* until cancelled */
+    while (ivy_time_sleep(5) == 0) ticks++; /* until cancelled */
     return NULL;
 }
 
@@ -47,7 +47,7 @@ static void *reader(void *arg) {
     for (;;) {
         int revents = 0;
         ssize_t n;
-        int rc = ivy_fd_wait(fds[0], IVY_READABLE, ivy_now() + 5000, &revents);
+        int rc = ivy_fd_wait(fds[0], IVY_READABLE, &revents, ivy_time_now() + 5000);
         if (rc != 0) {
             fprintf(stderr, "fd_wait: %s\n", ivy_strerror(rc));
             return (void *)-1;
@@ -66,12 +66,12 @@ static void *main_task(void *arg) {
     void *lines = NULL;
     (void)arg;
     if (pipe(fds) != 0) return (void *)1;
-    ivy_spawn(ticker, NULL, NULL, &t);
-    ivy_spawn(reader, NULL, NULL, &r);
+    ivy_task_spawn(ticker, NULL, NULL, &t);
+    ivy_task_spawn(reader, NULL, NULL, &r);
     pthread_create(&writer, NULL, foreign_writer, NULL);
-    ivy_join(r, &lines, IVY_FOREVER);
-    ivy_cancel(t);
-    ivy_join(t, NULL, IVY_FOREVER);
+    ivy_task_join(r, &lines, IVY_FOREVER);
+    ivy_task_cancel(t);
+    ivy_task_join(t, NULL, IVY_FOREVER);
     pthread_join(writer, NULL);
     close(fds[0]);
     printf("%d lines read; the ticker ticked %d times meanwhile\n", (int)(intptr_t)lines, ticks);
@@ -83,9 +83,9 @@ int main(void) {
     void *status;
     memset(&cfg, 0, sizeof cfg);
     cfg.workers = 1; /* one worker: the waits really do not block it */
-    int rc = ivy_run(&cfg, main_task, NULL, &status);
+    int rc = ivy_runtime_run(&cfg, main_task, NULL, &status);
     if (rc != 0) {
-        fprintf(stderr, "ivy_run: %s\n", ivy_strerror(rc));
+        fprintf(stderr, "ivy_runtime_run: %s\n", ivy_strerror(rc));
         return 1;
     }
     return (int)(uintptr_t)status;

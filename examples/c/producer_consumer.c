@@ -48,12 +48,12 @@ static void *main_task(void *arg) {
     int codes[CONSUMERS], i;
     (void)arg;
     if (ivy_queue_new(CAPACITY, &queue) != 0) return (void *)1;
-    for (i = 0; i < CONSUMERS; i++) ivy_spawn(consumer, &sums[i], NULL, &consumers[i]);
-    for (i = 0; i < PRODUCERS; i++) ivy_spawn(producer, (void *)(uintptr_t)i, NULL, &producers[i]);
-    ivy_join_all(producers, PRODUCERS, NULL, NULL, IVY_FOREVER);
+    for (i = 0; i < CONSUMERS; i++) ivy_task_spawn(consumer, &sums[i], NULL, &consumers[i]);
+    for (i = 0; i < PRODUCERS; i++) ivy_task_spawn(producer, (void *)(uintptr_t)i, NULL, &producers[i]);
+    ivy_task_join_all(producers, PRODUCERS, NULL, NULL, IVY_FOREVER);
     ivy_queue_join(queue, IVY_FOREVER); /* every item consumed */
     ivy_queue_close(queue);              /* consumers see IVY_ECLOSED and return */
-    ivy_join_all(consumers, CONSUMERS, results, codes, IVY_FOREVER);
+    ivy_task_join_all(consumers, CONSUMERS, results, codes, IVY_FOREVER);
     ivy_queue_free(queue);
     for (i = 0; i < CONSUMERS; i++) {
         printf("consumer %d: sum %lu\n", i, (unsigned long)sums[i]);
@@ -67,9 +67,9 @@ static void *main_task(void *arg) {
 
 int main(void) {
     void *status;
-    int rc = ivy_run(NULL, main_task, NULL, &status);
+    int rc = ivy_runtime_run(NULL, main_task, NULL, &status);
     if (rc != 0) {
-        fprintf(stderr, "ivy_run: %s\n", ivy_strerror(rc));
+        fprintf(stderr, "ivy_runtime_run: %s\n", ivy_strerror(rc));
         return 1;
     }
     return (int)(uintptr_t)status;

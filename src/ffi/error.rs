@@ -20,7 +20,7 @@ pub enum ivy_error_t {
     /// Success.
     IVY_OK = 0,
     /// Operation not permitted in this context: e.g. a call that needs a running
-    /// task made from a plain thread (`ivy_spawn`, `ivy_current_id`), or `ivy_run`
+    /// task made from a plain thread (`ivy_task_spawn`, `ivy_task_current_id`), or `ivy_runtime_run`
     /// called from inside a task.
     IVY_EPERM = -1,
     /// No such entry (e.g. a name or address that does not resolve).
@@ -46,7 +46,7 @@ pub enum ivy_error_t {
     /// The deadline passed before the operation could complete.
     IVY_ETIMEDOUT = -110,
     /// The calling task was cancelled (from a blocking call), or the joined task
-    /// was cancelled before it produced a result (from `ivy_join`).
+    /// was cancelled before it produced a result (from `ivy_task_join`).
     IVY_ECANCELED = -125,
     /// The object was closed: a closed queue (puts; gets once drained), an
     /// exhausted or closing generator, a runtime shutting down (spawns).

@@ -3,7 +3,7 @@
 //!
 //! `ivy_generator_new(body, arg, ...)` creates a generator whose `body(y, arg)`
 //! runs on a stack of its own, lazily: each `ivy_generator_next` resumes it until
-//! it calls `ivy_yield_value(y, value)` (that value is returned) or returns (then
+//! it calls `ivy_generator_yield(y, value)` (that value is returned) or returns (then
 //! `IVY_ECLOSED`: exhausted). The body may block (sleep, lock, read a socket):
 //! that parks the iterating task, exactly as in Rust.
 //!
@@ -12,13 +12,13 @@
 //! checks that the caller is the owner (else `IVY_EPERM`), and the generator is
 //! dropped only by `ivy_generator_free` in the owner, never by the last `Arc`
 //! of a lookup on another thread (it lives in a `Mutex<Option<..>>` that free
-//! empties). `ivy_yield_value` checks that the caller is running on the body's
+//! empties). `ivy_generator_yield` checks that the caller is running on the body's
 //! own stack (so a nested generator cannot suspend an outer one).
 //!
 //! Closing. Dropping an unfinished Rust generator unwinds its body, which would
 //! abort the process with C frames on it. So `ivy_generator_free` of an
 //! unfinished generator *closes* it instead (Python's `generator.close()`): it
-//! resumes the body with `ivy_yield_value` returning `IVY_ECLOSED` -- at once,
+//! resumes the body with `ivy_generator_yield` returning `IVY_ECLOSED` -- at once,
 //! and for every later yield -- until the body returns on its own.
 
 use std::os::raw::{c_int, c_void};
@@ -26,13 +26,13 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 
 use super::error::*;
-use super::handle::HandleTable;
+use super::handle::{HandleTable, Kind};
 use super::runtime::IVY_DEFAULT_STACK_SIZE;
 use super::task::CPtr;
 use super::{guard, out_ptr, owner_token, write_out};
 use crate::generator::{Generator, Yielder};
 
-/// The body of a generator: produces values with `ivy_yield_value(y, v)` and
+/// The body of a generator: produces values with `ivy_generator_yield(y, v)` and
 /// returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
 /// consumer freed the generator) the body must clean up and return.
 pub type ivy_generator_fn_t = Option<unsafe extern "C" fn(y: ivy_yielder_t, arg: *mut c_void)>;
@@ -56,7 +56,7 @@ struct BodyState {
     /// The body's yielder while the body runs, else null.
     yielder: AtomicPtr<Yielder<CPtr>>,
     /// An address near the top of the body's stack, and the stack's size: a
-    /// caller of `ivy_yield_value` must be running within them.
+    /// caller of `ivy_generator_yield` must be running within them.
     stack_top: AtomicUsize,
     stack_size: usize,
     closed: AtomicBool,
@@ -82,7 +82,7 @@ struct GenEntry {
     body: Arc<BodyState>,
 }
 
-static GENERATORS: HandleTable<GenEntry> = HandleTable::new();
+static GENERATORS: HandleTable<GenEntry> = HandleTable::new(Kind::Generator);
 
 struct CBody {
     body: unsafe extern "C" fn(ivy_yielder_t, *mut c_void),
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn ivy_generator_next(
 /// generator's own body (e.g. from a nested generator's body, or after the body
 /// returned).
 #[no_mangle]
-pub extern "C" fn ivy_yield_value(y: ivy_yielder_t, value: *mut c_void) -> c_int {
+pub extern "C" fn ivy_generator_yield(y: ivy_yielder_t, value: *mut c_void) -> c_int {
     guard(|| {
         let entry = owned(y.id)?;
         let state = entry.body.clone();
@@ -250,7 +250,7 @@ pub extern "C" fn ivy_yield_value(y: ivy_yielder_t, value: *mut c_void) -> c_int
 }
 
 /// Frees the generator. If its body has not returned, it is closed first: it is
-/// resumed with `ivy_yield_value` returning `IVY_ECLOSED` until it returns (a body
+/// resumed with `ivy_generator_yield` returning `IVY_ECLOSED` until it returns (a body
 /// that ignores that keeps this call waiting). Only the creating task or thread
 /// may free it.
 ///
@@ -272,7 +272,7 @@ pub extern "C" fn ivy_generator_free(gen: ivy_generator_t) -> c_int {
         if let Some(mut g) = taken {
             // Run the body to its end (its yields now fail with IVY_ECLOSED), so
             // dropping it unwinds nothing. The handle stays in the table until
-            // then: the body's own `ivy_yield_value` calls look it up.
+            // then: the body's own `ivy_generator_yield` calls look it up.
             while g.0.next().is_some() {}
             drop(g);
         }

@@ -1,8 +1,8 @@
-//! Waiting on sets of C tasks: `ivy_wait_any` (asyncio's `wait(FIRST_COMPLETED)`)
-//! and `ivy_join_all` (`gather(..., return_exceptions=True)`).
+//! Waiting on sets of C tasks: `ivy_task_wait_any` (asyncio's `wait(FIRST_COMPLETED)`)
+//! and `ivy_task_join_all` (`gather(..., return_exceptions=True)`).
 //!
 //! Both take the `JoinHandle`s out of their slots for the duration of the wait
-//! (so a concurrent `ivy_join` of one of them is `IVY_EBUSY`, as for two joins),
+//! (so a concurrent `ivy_task_join` of one of them is `IVY_EBUSY`, as for two joins),
 //! register one completion signal as the waiter of every handle (the mechanism
 //! of `ivy::wait_any` / `ivy::as_completed`: O(1) per completion, no rescans),
 //! and put the handles back before returning unless they were joined.
@@ -10,8 +10,8 @@
 //! Why there is no fail-fast `join_all` for C: a C task cannot panic, so the only
 //! ways it "fails" are being cancelled before it ran and getting no stack; the
 //! errors of its own work are in its return value, which only the caller can
-//! interpret. `ivy_join_all` reports every task's code; to fail fast on a result,
-//! loop over `ivy_wait_any`, join the finished task, and `ivy_cancel` the rest.
+//! interpret. `ivy_task_join_all` reports every task's code; to fail fast on a result,
+//! loop over `ivy_task_wait_any`, join the finished task, and `ivy_task_cancel` the rest.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
@@ -86,7 +86,7 @@ fn next_completed(signal: &CompletionSignal, deadline: Option<Instant>) -> Resul
 /// # Safety
 /// `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_wait_any(
+pub unsafe extern "C" fn ivy_task_wait_any(
     tasks: *const ivy_task_t,
     n: usize,
     index: *mut usize,
@@ -94,7 +94,7 @@ pub unsafe extern "C" fn ivy_wait_any(
 ) -> c_int {
     guard(|| {
         let index = out_ptr(index)?;
-        let deadline = super::time::deadline(deadline)?;
+        let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
         let taken = unsafe { take_all(tasks, n)? };
         let first_done = taken.handles.iter().position(|h| h.is_finished());
@@ -117,13 +117,13 @@ pub unsafe extern "C" fn ivy_wait_any(
 ///
 /// On `IVY_ETIMEDOUT` or `IVY_ECANCELED` (the caller was cancelled) nothing is
 /// freed and the tasks keep running: every handle stays valid. Other errors as
-/// `ivy_wait_any`.
+/// `ivy_task_wait_any`.
 ///
 /// # Safety
 /// `tasks` is valid for `n` reads; `results` and `codes` are `NULL` or valid for
 /// `n` writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_join_all(
+pub unsafe extern "C" fn ivy_task_join_all(
     tasks: *const ivy_task_t,
     n: usize,
     results: *mut *mut c_void,
@@ -131,7 +131,7 @@ pub unsafe extern "C" fn ivy_join_all(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let deadline = super::time::deadline(deadline)?;
+        let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
         let taken = unsafe { take_all(tasks, n)? };
         let signal = register(&taken.handles);

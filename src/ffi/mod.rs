@@ -19,7 +19,7 @@
 //!   cancellation reaches a C task as `IVY_ECANCELED` from its next blocking call,
 //!   and the C code returns on its own.
 //! * **Deadlines** (`time.rs`): every blocking call takes an `int64_t` absolute
-//!   deadline in milliseconds on the `ivy_now()` clock, `-1` for none (libdill's
+//!   deadline in milliseconds on the `ivy_time_now()` clock, `-1` for none (libdill's
 //!   convention). A deadline already passed makes the call a non-blocking try.
 
 #![allow(non_camel_case_types)] // C names: ivy_task_t, ivy_task_fn_t, ...
@@ -34,6 +34,7 @@ pub(crate) mod runtime;
 pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;
+pub(crate) mod version;
 
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -47,6 +48,7 @@ pub use runtime::*;
 pub use sync::*;
 pub use task::*;
 pub use time::*;
+pub use version::*;
 
 /// Runs the body of an exported function: `Ok(())` becomes `0`, `Err(code)` the
 /// code, and a panic `IVY_EPANIC` (the panic hook has already printed it). This

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::*;
-use super::handle::HandleTable;
+use super::handle::{HandleTable, Kind};
 use super::task::{ivy_task_fn_t, CPtr};
-use super::time::deadline;
+use super::time::to_instant;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
@@ -90,8 +90,8 @@ pub struct ivy_tcp_stream_t {
     pub id: u64,
 }
 
-static LISTENERS: HandleTable<TcpListener> = HandleTable::new();
-static STREAMS: HandleTable<TcpStream> = HandleTable::new();
+static LISTENERS: HandleTable<TcpListener> = HandleTable::new(Kind::TcpListener);
+static STREAMS: HandleTable<TcpStream> = HandleTable::new(Kind::TcpStream);
 
 fn new_stream(s: TcpStream) -> Result<ivy_tcp_stream_t, c_int> {
     let id = STREAMS.insert(Arc::new(s)).ok_or(IVY_ENOMEM)?;
@@ -151,11 +151,11 @@ pub unsafe extern "C" fn ivy_tcp_listener_port(l: ivy_tcp_listener_t, port: *mut
 pub unsafe extern "C" fn ivy_tcp_accept(
     l: ivy_tcp_listener_t,
     out: *mut ivy_tcp_stream_t,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let listener = LISTENERS.get(l.id).ok_or(IVY_EBADF)?;
         let (s, _) = listener.accept_until(d).map_err(net_error)?;
         let h = new_stream(s)?;
@@ -181,11 +181,11 @@ pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
 pub unsafe extern "C" fn ivy_tcp_connect(
     addr: *const c_char,
     out: *mut ivy_tcp_stream_t,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let d: Option<Instant> = deadline(deadline_ms)?;
+        let d: Option<Instant> = to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
         let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
@@ -209,14 +209,14 @@ pub unsafe extern "C" fn ivy_tcp_read(
     buf: *mut c_void,
     len: usize,
     n: *mut usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let n = out_ptr(n)?;
         if buf.is_null() || len == 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
         // aliased by anything ivy holds.
@@ -240,14 +240,14 @@ pub unsafe extern "C" fn ivy_tcp_write(
     buf: *const c_void,
     len: usize,
     n: *mut usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let n = out_ptr(n)?;
         if buf.is_null() || len == 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: the caller's contract: `len` readable bytes at `buf`.
         let buf = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
@@ -269,13 +269,13 @@ pub unsafe extern "C" fn ivy_tcp_write_all(
     s: ivy_tcp_stream_t,
     buf: *const c_void,
     len: usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         if buf.is_null() || len == 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: the caller's contract: `len` readable bytes at `buf`.
         let mut rest = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
@@ -330,7 +330,7 @@ pub struct ivy_udp_socket_t {
     pub id: u64,
 }
 
-static UDP: HandleTable<UdpSocket> = HandleTable::new();
+static UDP: HandleTable<UdpSocket> = HandleTable::new(Kind::UdpSocket);
 
 /// Binds a UDP socket to `addr` (port 0: any). Errors as `ivy_tcp_listen`.
 ///
@@ -381,13 +381,13 @@ pub unsafe extern "C" fn ivy_udp_send_to(
     len: usize,
     addr: *const c_char,
     n: *mut usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         if buf.is_null() && len != 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: forwarded caller contract.
         let to = unsafe { resolve(addr)? }[0];
@@ -423,14 +423,14 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
     n: *mut usize,
     from: *mut c_char,
     from_cap: usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let n = out_ptr(n)?;
         if buf.is_null() || len == 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
@@ -475,8 +475,8 @@ pub const IVY_WRITABLE: c_int = 2;
 pub unsafe extern "C" fn ivy_fd_wait(
     fd: c_int,
     events: c_int,
-    deadline_ms: i64,
     revents: *mut c_int,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let revents = out_ptr(revents)?;
@@ -484,7 +484,7 @@ pub unsafe extern "C" fn ivy_fd_wait(
         if fd < 0 || events & all == 0 || events & !all != 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let ready = crate::io::wait_fd_ready(
             fd,
             events & IVY_READABLE != 0,
@@ -514,7 +514,7 @@ struct BlockingEntry {
     handle: std::sync::Mutex<Option<BlockingHandle<CPtr>>>,
 }
 
-static BLOCKING: HandleTable<BlockingEntry> = HandleTable::new();
+static BLOCKING: HandleTable<BlockingEntry> = HandleTable::new(Kind::Blocking);
 
 /// Runs `f(arg)` on the blocking pool (OS threads for code that really blocks:
 /// file I/O, a C library's blocking call, heavy computation), so it never
@@ -528,7 +528,7 @@ static BLOCKING: HandleTable<BlockingEntry> = HandleTable::new();
 /// `out` is `NULL` or writable; `f` is a valid function, callable on another
 /// thread with `arg`.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_spawn_blocking(
+pub unsafe extern "C" fn ivy_blocking_spawn(
     f: ivy_task_fn_t,
     arg: *mut c_void,
     out: *mut ivy_blocking_t,
@@ -565,10 +565,10 @@ pub unsafe extern "C" fn ivy_spawn_blocking(
 pub unsafe extern "C" fn ivy_blocking_join(
     b: ivy_blocking_t,
     result: *mut *mut c_void,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let entry = BLOCKING.get(b.id).ok_or(IVY_EBADF)?;
         let h = entry
             .handle

@@ -11,10 +11,10 @@ use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
 
 use super::error::*;
-use super::handle::HandleTable;
+use super::handle::{HandleTable, Kind};
 use super::sync::wait_error;
 use super::task::CPtr;
-use super::time::deadline;
+use super::time::to_instant;
 use super::{guard, out_ptr, write_out};
 use crate::sync::{GetError, PutError, Queue, Select};
 
@@ -30,7 +30,7 @@ pub struct ivy_queue_t {
     pub id: u64,
 }
 
-static QUEUES: HandleTable<Queue<CPtr>> = HandleTable::new();
+static QUEUES: HandleTable<Queue<CPtr>> = HandleTable::new(Kind::Queue);
 
 fn queue(q: ivy_queue_t) -> Result<Arc<Queue<CPtr>>, c_int> {
     QUEUES.get(q.id).ok_or(IVY_EBADF)
@@ -61,9 +61,9 @@ pub unsafe extern "C" fn ivy_queue_new(capacity: usize, out: *mut ivy_queue_t) -
 /// `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
 /// (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         queue(q)?
             .put_deadline(CPtr(item), d)
             .map_err(|(e, _item)| wait_error(e))
@@ -80,11 +80,11 @@ pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline_ms: 
 pub unsafe extern "C" fn ivy_queue_get(
     q: ivy_queue_t,
     item: *mut *mut c_void,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let item = out_ptr(item)?;
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let v = queue(q)?.get_deadline(d).map_err(wait_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(item, v.0) };
@@ -114,9 +114,9 @@ pub extern "C" fn ivy_queue_task_done(q: ivy_queue_t) -> c_int {
 /// `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
 /// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         queue(q)?.join_deadline(d).map_err(wait_error)
     })
 }
@@ -149,20 +149,20 @@ pub extern "C" fn ivy_queue_free(q: ivy_queue_t) -> c_int {
     })
 }
 
-/// What one arm of `ivy_select` does.
+/// What one arm of `ivy_queue_select` does.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ivy_select_kind_t {
+pub enum ivy_queue_select_kind_t {
     /// Take an item from `queue` into `item`.
     IVY_SELECT_GET = 1,
     /// Put `item` into `queue`.
     IVY_SELECT_PUT = 2,
 }
 
-/// One arm of `ivy_select`.
+/// One arm of `ivy_queue_select`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct ivy_select_op_t {
+pub struct ivy_queue_select_op_t {
     /// The queue this arm gets from or puts into.
     pub queue: ivy_queue_t,
     /// `IVY_SELECT_GET` or `IVY_SELECT_PUT` (any other value is `IVY_EINVAL`).
@@ -187,26 +187,26 @@ pub struct ivy_select_op_t {
 /// `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
 /// writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_select(
-    ops: *mut ivy_select_op_t,
+pub unsafe extern "C" fn ivy_queue_select(
+    ops: *mut ivy_queue_select_op_t,
     n: usize,
     fired: *mut usize,
-    deadline_ms: i64,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
         let fired = out_ptr(fired)?;
         if ops.is_null() || n == 0 {
             return Err(IVY_EINVAL);
         }
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         // SAFETY: the caller's contract: `n` valid, exclusively ours for the call.
         let ops = unsafe { std::slice::from_raw_parts_mut(ops, n) };
         let queues = ops
             .iter()
             .map(|op| queue(op.queue))
             .collect::<Result<Vec<_>, _>>()?;
-        const GET: c_int = ivy_select_kind_t::IVY_SELECT_GET as c_int;
-        const PUT: c_int = ivy_select_kind_t::IVY_SELECT_PUT as c_int;
+        const GET: c_int = ivy_queue_select_kind_t::IVY_SELECT_GET as c_int;
+        const PUT: c_int = ivy_queue_select_kind_t::IVY_SELECT_PUT as c_int;
         // What fired: (index, item for a GET, result code).
         type Fired = Option<(usize, *mut c_void, c_int)>;
         let mut select: Select<'_, Fired> = Select::new();

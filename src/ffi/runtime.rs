@@ -1,4 +1,4 @@
-//! Runtimes in the C ABI: `ivy_run` (asyncio.run), and explicit runtimes for
+//! Runtimes in the C ABI: `ivy_runtime_run` (asyncio.run), and explicit runtimes for
 //! programs that keep one alive and spawn onto it from their own threads.
 //!
 //! Runtimes made here give tasks `IVY_DEFAULT_STACK_SIZE` (1 MiB) by default,
@@ -10,7 +10,7 @@ use std::os::raw::{c_int, c_void};
 use std::sync::{Arc, Mutex};
 
 use super::error::*;
-use super::handle::HandleTable;
+use super::handle::{HandleTable, Kind};
 use super::task::{ivy_spawn_opts_t, ivy_task_fn_t, ivy_task_t, spawn_c};
 use super::{guard, out_ptr, write_out};
 use crate::runtime::{worker, Builder, Handle, Runtime};
@@ -44,7 +44,7 @@ struct RuntimeEntry {
     runtime: Mutex<Option<Runtime>>,
 }
 
-static RUNTIMES: HandleTable<RuntimeEntry> = HandleTable::new();
+static RUNTIMES: HandleTable<RuntimeEntry> = HandleTable::new(Kind::Runtime);
 
 /// Builds a runtime from a C config.
 ///
@@ -71,10 +71,10 @@ fn in_task() -> bool {
 }
 
 /// Waits for a task from a plain thread (or parks a task) and reports it like
-/// `ivy_join` with no deadline.
+/// `ivy_task_join` with no deadline.
 fn join_forever(task: ivy_task_t, result: *mut *mut c_void) -> c_int {
     // SAFETY: forwarded caller contract on `result`.
-    unsafe { super::task::ivy_join(task, result, super::time::IVY_FOREVER) }
+    unsafe { super::task::ivy_task_join(task, result, super::time::IVY_FOREVER) }
 }
 
 /// Runs `entry(arg)` as the main task (named "main") of a new runtime, waits for
@@ -92,7 +92,7 @@ fn join_forever(task: ivy_task_t, result: *mut *mut c_void) -> c_int {
 /// `config` is `NULL` or valid; `result` is `NULL` or valid for writes; `entry`
 /// is a valid function.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_run(
+pub unsafe extern "C" fn ivy_runtime_run(
     config: *const ivy_config_t,
     entry: ivy_task_fn_t,
     arg: *mut c_void,
@@ -132,7 +132,7 @@ pub unsafe extern "C" fn ivy_run(
 /// `config` may be `NULL` (defaults). Free it with `ivy_runtime_free`.
 ///
 /// Errors: `IVY_EINVAL` (`out` is `NULL`, or an invalid config as for
-/// `ivy_run`); an OS error (`-errno`) if threads cannot start.
+/// `ivy_runtime_run`); an OS error (`-errno`) if threads cannot start.
 ///
 /// # Safety
 /// `config` is `NULL` or valid; `out` is valid for writes.
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn ivy_runtime_new(
 }
 
 /// Spawns `entry(arg)` on runtime `rt`, from any thread (a plain thread or a task
-/// of any runtime). Handle ownership and errors as `ivy_spawn`, except that it
+/// of any runtime). Handle ownership and errors as `ivy_task_spawn`, except that it
 /// works outside tasks; `IVY_EBADF` for a stale runtime handle, and
 /// `IVY_ECLOSED` (or `IVY_EBADF`) when `ivy_runtime_free` of `rt` is under way on
 /// another thread. A handle it returns always joins (with the task's value, or
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn ivy_runtime_new(
 /// gone.
 ///
 /// # Safety
-/// As `ivy_spawn`.
+/// As `ivy_task_spawn`.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_runtime_spawn(
     rt: ivy_runtime_t,
@@ -187,7 +187,7 @@ pub unsafe extern "C" fn ivy_runtime_spawn(
 
 /// Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
 /// thread, parking a task), storing its return value in `*result` if `result` is
-/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_join` with no deadline.
+/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
 /// Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
 ///
 /// # Safety

@@ -16,8 +16,8 @@ use std::os::raw::c_int;
 use std::sync::{Arc, Mutex};
 
 use super::error::*;
-use super::handle::HandleTable;
-use super::time::deadline;
+use super::handle::{HandleTable, Kind};
+use super::time::to_instant;
 use super::{guard, out_ptr, owner_token, write_out};
 use crate::sync::{Barrier, Semaphore, WaitError, WaitGroup};
 use crate::sync::{Condition, Event, RawMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -50,7 +50,7 @@ struct MutexEntry {
     owner: Mutex<u64>,
 }
 
-static MUTEXES: HandleTable<MutexEntry> = HandleTable::new();
+static MUTEXES: HandleTable<MutexEntry> = HandleTable::new(Kind::Mutex);
 
 /// Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -76,9 +76,9 @@ pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
 /// waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
 /// it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
 #[no_mangle]
-pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
         let me = owner_token();
         if *lock(&entry.owner) == me {
@@ -146,7 +146,7 @@ struct RwEntry {
     lock: Box<RwLock<()>>,
 }
 
-static RWLOCKS: HandleTable<RwEntry> = HandleTable::new();
+static RWLOCKS: HandleTable<RwEntry> = HandleTable::new(Kind::RwLock);
 
 /// Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -178,8 +178,8 @@ unsafe fn extend<G: 'static, T>(g: T) -> G {
     unsafe { std::mem::transmute_copy(&std::mem::ManuallyDrop::new(g)) }
 }
 
-fn rw_acquire(l: ivy_rwlock_t, deadline_ms: i64, write: bool) -> Result<(), c_int> {
-    let d = deadline(deadline_ms)?;
+fn rw_acquire(l: ivy_rwlock_t, deadline: i64, write: bool) -> Result<(), c_int> {
+    let d = to_instant(deadline)?;
     let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
     let me = owner_token();
     if lock(&entry.held).iter().any(|(o, _)| *o == me) {
@@ -252,7 +252,7 @@ pub struct ivy_semaphore_t {
     pub id: u64,
 }
 
-static SEMAPHORES: HandleTable<Semaphore> = HandleTable::new();
+static SEMAPHORES: HandleTable<Semaphore> = HandleTable::new(Kind::Semaphore);
 
 /// Creates a semaphore with `permits` permits. Errors: `IVY_EINVAL` (`out`
 /// `NULL`, or `permits` above the maximum, 2^62 - 1).
@@ -278,9 +278,9 @@ pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semapho
 /// Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
 /// `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
         sem.acquire_deadline(1, d).map_err(wait_error)
     })
@@ -337,7 +337,7 @@ pub struct ivy_event_t {
     pub id: u64,
 }
 
-static EVENTS: HandleTable<Event> = HandleTable::new();
+static EVENTS: HandleTable<Event> = HandleTable::new(Kind::Event);
 
 /// Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -391,9 +391,9 @@ pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) ->
 /// Waits until the event is set (returns at once if it is), or `deadline`.
 /// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let ev = EVENTS.get(e.id).ok_or(IVY_EBADF)?;
         ev.wait_deadline(d).map_err(wait_error)
     })
@@ -417,7 +417,7 @@ pub struct ivy_cond_t {
     pub id: u64,
 }
 
-static CONDITIONS: HandleTable<Condition> = HandleTable::new();
+static CONDITIONS: HandleTable<Condition> = HandleTable::new(Kind::Condition);
 
 /// Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -445,9 +445,9 @@ pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
 /// `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
 /// `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let cond = CONDITIONS.get(c.id).ok_or(IVY_EBADF)?;
         let mutex = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
         let me = owner_token();
@@ -500,7 +500,7 @@ pub struct ivy_waitgroup_t {
     pub id: u64,
 }
 
-static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new();
+static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new(Kind::WaitGroup);
 
 /// Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
 ///
@@ -545,9 +545,9 @@ pub extern "C" fn ivy_waitgroup_done(wg: ivy_waitgroup_t) -> c_int {
 /// Waits until the count is 0 (at once if it is), or `deadline`. Errors:
 /// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
-pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline_ms: i64) -> c_int {
+pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline: i64) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
         wg.wait_deadline(d).map_err(wait_error)
     })
@@ -569,7 +569,7 @@ pub struct ivy_barrier_t {
     pub id: u64,
 }
 
-static BARRIERS: HandleTable<Barrier> = HandleTable::new();
+static BARRIERS: HandleTable<Barrier> = HandleTable::new(Kind::Barrier);
 
 /// Creates a barrier for `parties` parties (reusable: it resets each time it
 /// trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
@@ -602,11 +602,11 @@ pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t
 #[no_mangle]
 pub unsafe extern "C" fn ivy_barrier_wait(
     b: ivy_barrier_t,
-    deadline_ms: i64,
     leader: *mut c_int,
+    deadline: i64,
 ) -> c_int {
     guard(|| {
-        let d = deadline(deadline_ms)?;
+        let d = to_instant(deadline)?;
         let barrier = BARRIERS.get(b.id).ok_or(IVY_EBADF)?;
         let r = barrier.wait_deadline(d).map_err(wait_error)?;
         if !leader.is_null() {

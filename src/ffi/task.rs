@@ -1,18 +1,18 @@
 //! Tasks in the C ABI: spawn, join, cancel, detach, and the current task.
 //!
 //! A C task is `void *entry(void *arg)` run as an ivy task; its return value is
-//! what `ivy_join` hands back. The handle (`ivy_task_t`) names a slot of the task
-//! table holding the task's `JoinHandle`; `ivy_join` (once it succeeds) and
-//! `ivy_detach` remove the slot, so every later use of the handle is `IVY_EBADF`.
+//! what `ivy_task_join` hands back. The handle (`ivy_task_t`) names a slot of the task
+//! table holding the task's `JoinHandle`; `ivy_task_join` (once it succeeds) and
+//! `ivy_task_detach` remove the slot, so every later use of the handle is `IVY_EBADF`.
 //! A join takes the `JoinHandle` out of its slot while it waits, so a second,
 //! concurrent join of the same task is `IVY_EBUSY` rather than a lost wake-up;
 //! a join that times out or is cancelled puts it back.
 //!
-//! Cancellation (`ivy_cancel`) is cooperative: the task's next blocking ivy call
+//! Cancellation (`ivy_task_cancel`) is cooperative: the task's next blocking ivy call
 //! (or the one it is parked in) returns `IVY_ECANCELED`, and the C code is
 //! expected to clean up and return. Like asyncio, a task that swallows the
-//! cancellation and returns normally is not "cancelled": `ivy_join` reports its
-//! return value and `0`. `IVY_ECANCELED` from `ivy_join` means the task never ran
+//! cancellation and returns normally is not "cancelled": `ivy_task_join` reports its
+//! return value and `0`. `IVY_ECANCELED` from `ivy_task_join` means the task never ran
 //! (cancelled before it started) -- or that the *caller* was cancelled while
 //! waiting, in which case the handle stays valid.
 
@@ -21,13 +21,13 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
 use super::error::*;
-use super::handle::HandleTable;
+use super::handle::{HandleTable, Kind};
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::runtime::{check_stack_size, Handle};
 use crate::task::JoinHandle;
 
 /// The entry point of a C task: called once with the `arg` given at spawn; its
-/// return value is what `ivy_join` reports.
+/// return value is what `ivy_task_join` reports.
 pub type ivy_task_fn_t = Option<unsafe extern "C" fn(arg: *mut c_void) -> *mut c_void>;
 
 /// A hook run on a task's own stack (see `ivy_spawn_opts_t`).
@@ -41,12 +41,12 @@ pub struct ivy_task_t {
     pub id: u64,
 }
 
-/// Options of `ivy_spawn` / `ivy_runtime_spawn`. Zero-initialise it and set what
+/// Options of `ivy_task_spawn` / `ivy_runtime_spawn`. Zero-initialise it and set what
 /// you need; passing `NULL` instead means all defaults.
 #[repr(C)]
 pub struct ivy_spawn_opts_t {
     /// The task's name (UTF-8, copied; `NULL` for none), shown by
-    /// `ivy_current_name` and in panic and stack-overflow reports.
+    /// `ivy_task_current_name` and in panic and stack-overflow reports.
     pub name: *const c_char,
     /// Stack size in bytes, rounded up to a power of two of at least 16 KiB;
     /// `0` for the runtime's default (`IVY_DEFAULT_STACK_SIZE` for runtimes made
@@ -79,7 +79,7 @@ pub(crate) struct TaskEntry {
     pub(super) join: Mutex<Option<JoinHandle<CPtr>>>,
 }
 
-pub(super) static TASKS: HandleTable<TaskEntry> = HandleTable::new();
+pub(super) static TASKS: HandleTable<TaskEntry> = HandleTable::new(Kind::Task);
 
 /// Join handles taken out of their slots while a call waits on them (so a
 /// concurrent join of the same task is `IVY_EBUSY`, not a lost wake-up). Dropping
@@ -110,7 +110,7 @@ impl Taken {
     }
 
     /// Every task has finished: frees the handles and joins them (without
-    /// waiting, so nothing can unwind), returning what `ivy_join` would report
+    /// waiting, so nothing can unwind), returning what `ivy_task_join` would report
     /// for each.
     pub(super) fn finish(mut self) -> Vec<(*mut c_void, c_int)> {
         self.entries.clear();
@@ -139,7 +139,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What `ivy_join` reports for a finished task: its value and a code.
+/// What `ivy_task_join` reports for a finished task: its value and a code.
 pub(super) fn outcome(r: Result<CPtr, crate::task::JoinError>) -> (*mut c_void, c_int) {
     match r {
         Ok(p) => (p.0, 0),
@@ -161,7 +161,7 @@ struct CTask {
 
 impl CTask {
     fn run(self) -> CPtr {
-        // SAFETY (all three calls): the C caller of ivy_spawn promised these are
+        // SAFETY (all three calls): the C caller of ivy_task_spawn promised these are
         // valid functions taking these arguments; running them on this task's
         // stack is what it asked for. They are `extern "C"` and cannot unwind
         // into Rust (an attempt aborts, which is Rust's rule for C frames).
@@ -214,7 +214,7 @@ pub(crate) unsafe fn spawn_c(
     };
     let stack = stack_size.unwrap_or(handle.default_stack_size());
     if crate::stack::check_available(stack, handle.shared.unguarded_stacks).is_err() {
-        // No guarded stack left (stack/guard.rs): as `ivy_join` reports a task
+        // No guarded stack left (stack/guard.rs): as `ivy_task_join` reports a task
         // that got no stack.
         return Err(IVY_ENOMEM);
     }
@@ -245,7 +245,7 @@ pub(crate) unsafe fn spawn_c(
 ///
 /// `opts` may be `NULL` (defaults). On success stores the new task's handle in
 /// `*out` and returns 0; the caller owns the handle and must eventually pass it to
-/// `ivy_join` or `ivy_detach` (a runtime's shutdown cancels and waits for every
+/// `ivy_task_join` or `ivy_task_detach` (a runtime's shutdown cancels and waits for every
 /// task, but only join/detach free the handle's slot).
 ///
 /// Errors: `IVY_EPERM` when called outside an ivy task (use `ivy_runtime_spawn`
@@ -262,7 +262,7 @@ pub(crate) unsafe fn spawn_c(
 /// `opts` is `NULL` or valid; `out` is valid for writes; `entry` and the hooks
 /// are valid functions.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_spawn(
+pub unsafe extern "C" fn ivy_task_spawn(
     entry: ivy_task_fn_t,
     arg: *mut c_void,
     opts: *const ivy_spawn_opts_t,
@@ -298,13 +298,13 @@ pub unsafe extern "C" fn ivy_spawn(
 /// # Safety
 /// `result` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_join(
+pub unsafe extern "C" fn ivy_task_join(
     task: ivy_task_t,
     result: *mut *mut c_void,
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let deadline = super::time::deadline(deadline)?;
+        let deadline = super::time::to_instant(deadline)?;
         // A task joining itself would wait forever (checked before the handle is
         // taken, so it is reported even while another call joins the task).
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
@@ -336,20 +336,20 @@ pub unsafe extern "C" fn ivy_join(
 /// runs. Cancelling a finished task does nothing. Does not free the handle.
 /// Errors: `IVY_EBADF` for a stale handle.
 #[no_mangle]
-pub extern "C" fn ivy_cancel(task: ivy_task_t) -> c_int {
+pub extern "C" fn ivy_task_cancel(task: ivy_task_t) -> c_int {
     guard(|| {
         TASKS.get(task.id).ok_or(IVY_EBADF)?.task.cancel();
         Ok(())
     })
 }
 
-/// Stores 1 in `*finished` if `task` has finished (then `ivy_join` returns at
+/// Stores 1 in `*finished` if `task` has finished (then `ivy_task_join` returns at
 /// once), else 0. Errors: `IVY_EBADF`, `IVY_EINVAL` (`finished` is `NULL`).
 ///
 /// # Safety
 /// `finished` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_is_finished(task: ivy_task_t, finished: *mut c_int) -> c_int {
+pub unsafe extern "C" fn ivy_task_is_finished(task: ivy_task_t, finished: *mut c_int) -> c_int {
     guard(|| {
         let finished = out_ptr(finished)?;
         let done = TASKS.get(task.id).ok_or(IVY_EBADF)?.task.is_done();
@@ -363,7 +363,7 @@ pub unsafe extern "C" fn ivy_is_finished(task: ivy_task_t, finished: *mut c_int)
 /// discarded. Errors: `IVY_EBADF` for a stale handle; `IVY_EBUSY` while another
 /// call is joining it.
 #[no_mangle]
-pub extern "C" fn ivy_detach(task: ivy_task_t) -> c_int {
+pub extern "C" fn ivy_task_detach(task: ivy_task_t) -> c_int {
     guard(|| {
         let mut taken = Taken::take(&[task.id])?;
         taken.entries.clear(); // nothing to put back: the handle is freed
@@ -373,7 +373,7 @@ pub extern "C" fn ivy_detach(task: ivy_task_t) -> c_int {
     })
 }
 
-/// Stores the id of `task` (the same number `ivy_current_id` gives inside it,
+/// Stores the id of `task` (the same number `ivy_task_current_id` gives inside it,
 /// unique for the life of the process) in `*id`. Errors: `IVY_EBADF`,
 /// `IVY_EINVAL` (`id` is `NULL`).
 ///
@@ -433,7 +433,7 @@ pub unsafe extern "C" fn ivy_task_name(
 /// # Safety
 /// `f` is a valid function; `result` is `NULL` or writable.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_shield(
+pub unsafe extern "C" fn ivy_task_shield(
     f: ivy_task_fn_t,
     arg: *mut c_void,
     result: *mut *mut c_void,
@@ -456,7 +456,7 @@ pub unsafe extern "C" fn ivy_shield(
 /// # Safety
 /// `id` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_current_id(id: *mut u64) -> c_int {
+pub unsafe extern "C" fn ivy_task_current_id(id: *mut u64) -> c_int {
     guard(|| {
         let id = out_ptr(id)?;
         let me = crate::task::current().ok_or(IVY_EPERM)?;
@@ -477,7 +477,11 @@ pub unsafe extern "C" fn ivy_current_id(id: *mut u64) -> c_int {
 /// # Safety
 /// `buf` is valid for `cap` bytes of writes; `len` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_current_name(buf: *mut c_char, cap: usize, len: *mut usize) -> c_int {
+pub unsafe extern "C" fn ivy_task_current_name(
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> c_int {
     guard(|| {
         let buf = out_ptr(buf)?;
         if cap == 0 {
@@ -501,7 +505,7 @@ pub unsafe extern "C" fn ivy_current_name(buf: *mut c_char, cap: usize, len: *mu
 /// # Safety
 /// `cancelled` is `NULL` or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_is_cancelled(cancelled: *mut c_int) -> c_int {
+pub unsafe extern "C" fn ivy_task_is_cancelled(cancelled: *mut c_int) -> c_int {
     guard(|| {
         let cancelled = out_ptr(cancelled)?;
         let me = crate::task::current().ok_or(IVY_EPERM)?;

@@ -1,6 +1,6 @@
-//! Time in the C ABI: the `ivy_now()` clock, deadlines, sleep and yield.
+//! Time in the C ABI: the `ivy_time_now()` clock, deadlines, sleep and yield.
 //!
-//! `ivy_now()` is monotonic milliseconds since a process-wide origin (fixed at the
+//! `ivy_time_now()` is monotonic milliseconds since a process-wide origin (fixed at the
 //! first call into this module). A deadline is an absolute `int64_t` on that
 //! clock; `-1` means none, any other negative value is `IVY_EINVAL`. A deadline
 //! that has passed (including `0`) still lets a call succeed if it can do so
@@ -24,7 +24,7 @@ fn origin() -> Instant {
 }
 
 /// Converts a C deadline to an `Instant` (`None` = no deadline).
-pub(crate) fn deadline(ms: i64) -> Result<Option<Instant>, c_int> {
+pub(crate) fn to_instant(ms: i64) -> Result<Option<Instant>, c_int> {
     match ms {
         IVY_FOREVER => Ok(None),
         ms if ms < 0 => Err(IVY_EINVAL),
@@ -37,7 +37,7 @@ pub(crate) fn deadline(ms: i64) -> Result<Option<Instant>, c_int> {
 /// clock of every deadline. Never fails, never goes backwards; callable from any
 /// thread, inside or outside a runtime.
 #[no_mangle]
-pub extern "C" fn ivy_now() -> i64 {
+pub extern "C" fn ivy_time_now() -> i64 {
     // `guard` is not needed: nothing here can panic short of a broken clock,
     // and then catching it is the right thing too.
     let mut now = 0;
@@ -48,14 +48,14 @@ pub extern "C" fn ivy_now() -> i64 {
     now
 }
 
-/// Suspends the calling task until `deadline` (`ivy_now()` milliseconds; `-1`:
+/// Suspends the calling task until `deadline` (`ivy_time_now()` milliseconds; `-1`:
 /// until cancelled). On a plain thread, sleeps the thread.
 ///
 /// Returns 0 when the deadline is reached; `IVY_ECANCELED` if the task is (or
 /// gets) cancelled, at once; `IVY_EINVAL` for a negative deadline other than -1.
 #[no_mangle]
-pub extern "C" fn ivy_sleep_until(deadline: i64) -> c_int {
-    guard(|| match self::deadline(deadline)? {
+pub extern "C" fn ivy_time_sleep_until(deadline: i64) -> c_int {
+    guard(|| match self::to_instant(deadline)? {
         Some(at) => crate::time::sleep_until_inner(at).map_err(interrupted),
         None => loop {
             crate::park::park_until(None).map_err(interrupted)?;
@@ -64,10 +64,10 @@ pub extern "C" fn ivy_sleep_until(deadline: i64) -> c_int {
 }
 
 /// Suspends the calling task for `ms` milliseconds (relative; `0` checks for
-/// cancellation without waiting). Errors as `ivy_sleep_until`; `IVY_EINVAL` for
+/// cancellation without waiting). Errors as `ivy_time_sleep_until`; `IVY_EINVAL` for
 /// a negative `ms`.
 #[no_mangle]
-pub extern "C" fn ivy_sleep(ms: i64) -> c_int {
+pub extern "C" fn ivy_time_sleep(ms: i64) -> c_int {
     guard(|| {
         if ms < 0 {
             return Err(IVY_EINVAL);
@@ -85,6 +85,6 @@ pub extern "C" fn ivy_sleep(ms: i64) -> c_int {
 /// queue (asyncio's `sleep(0)`). On a plain thread, yields the OS thread.
 /// Returns 0, or `IVY_ECANCELED` if the task has been cancelled.
 #[no_mangle]
-pub extern "C" fn ivy_yield() -> c_int {
+pub extern "C" fn ivy_task_yield() -> c_int {
     guard(|| crate::park::yield_now().map_err(interrupted))
 }

@@ -62,13 +62,13 @@ static int h_failed;
     } while (0)
 
 /* Runs `entry(arg)` as the main task of a fresh runtime with `workers` workers
- * and checks that ivy_run succeeded; returns the main task's result. */
+ * and checks that ivy_runtime_run succeeded; returns the main task's result. */
 static inline void *h_run(size_t workers, ivy_task_fn_t entry, void *arg) {
     ivy_config_t cfg;
     void *result = NULL;
     memset(&cfg, 0, sizeof cfg);
     cfg.workers = workers;
-    OK(ivy_run(&cfg, entry, arg, &result));
+    OK(ivy_runtime_run(&cfg, entry, arg, &result));
     return result;
 }
 

@@ -13,8 +13,8 @@ int main() {
     ivy_config_t cfg;
     std::memset(&cfg, 0, sizeof cfg);
     cfg.workers = 1;
-    if (ivy_run(&cfg, plus_one, base, &r) != 0 || r != base + 1) {
-        std::fprintf(stderr, "ivy_run from C++ failed\n");
+    if (ivy_runtime_run(&cfg, plus_one, base, &r) != 0 || r != base + 1) {
+        std::fprintf(stderr, "ivy_runtime_run from C++ failed\n");
         return 1;
     }
     if (std::strcmp(ivy_strerror(IVY_ETIMEDOUT), "deadline passed") != 0) return 1;

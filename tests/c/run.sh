@@ -12,6 +12,10 @@ cd "$root"
 
 cargo build --release --lib
 libdir=$root/target/release
+# The shared library's SONAME is libivy.so.MAJOR[.MINOR]; programs linked with
+# -livy look for that name at run time, as after scripts/install.sh.
+soname=$(readelf -d "$libdir/libivy.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ -n "$soname" ] && ln -sf libivy.so "$libdir/$soname"
 out=$root/target/c-tests
 rm -rf "$out"
 mkdir -p "$out/pkgconfig"
@@ -44,6 +48,12 @@ build() {
     # shellcheck disable=SC2086
     $cc $cflags "$src" -o "$bin" $libs
 }
+
+# 0. The shared library names its ABI: SONAME libivy.so.MAJOR (.MINOR before 1.0).
+major=$(sed -n 's/^#define IVY_VERSION_MAJOR \([0-9]*\)/\1/p' include/ivy.h)
+minor=$(sed -n 's/^#define IVY_VERSION_MINOR \([0-9]*\)/\1/p' include/ivy.h)
+if [ "$major" = 0 ]; then want=libivy.so.0.$minor; else want=libivy.so.$major; fi
+if [ "$soname" = "$want" ]; then ok "SONAME $soname"; else ko "SONAME is '$soname', want $want"; fi
 
 # 1. The header alone, as C (both compilers) and C++ (extern "C" guards).
 for cc in $compilers; do

@@ -15,8 +15,8 @@ static void *echo_conn(void *arg) {
     size_t n;
     int rc;
     s.id = (uint64_t)(uintptr_t)arg;
-    while ((rc = ivy_tcp_read(s, buf, sizeof buf, &n, ivy_now() + 5000)) == 0 && n > 0)
-        OK(ivy_tcp_write_all(s, buf, n, ivy_now() + 5000));
+    while ((rc = ivy_tcp_read(s, buf, sizeof buf, &n, ivy_time_now() + 5000)) == 0 && n > 0)
+        OK(ivy_tcp_write_all(s, buf, n, ivy_time_now() + 5000));
     CHECK_EQ(rc, 0); /* ended by EOF */
     OK(ivy_tcp_close(s));
     return NULL;
@@ -33,9 +33,9 @@ static void *echo_server(void *arg) {
     for (i = 0; i < srv->conns; i++) {
         ivy_tcp_stream_t s;
         ivy_task_t t;
-        OK(ivy_tcp_accept(srv->l, &s, ivy_now() + 5000));
-        OK(ivy_spawn(echo_conn, (void *)(uintptr_t)s.id, NULL, &t));
-        OK(ivy_detach(t));
+        OK(ivy_tcp_accept(srv->l, &s, ivy_time_now() + 5000));
+        OK(ivy_task_spawn(echo_conn, (void *)(uintptr_t)s.id, NULL, &t));
+        OK(ivy_task_detach(t));
     }
     return NULL;
 }
@@ -47,17 +47,17 @@ static void *echo_client(void *arg) {
     int len;
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)(uintptr_t)arg >> 16);
     len = snprintf(msg, sizeof msg, "hello %u", (unsigned)(uintptr_t)arg & 0xffff);
-    OK(ivy_tcp_connect(addr, &s, ivy_now() + 5000));
-    OK(ivy_tcp_write_all(s, msg, (size_t)len, ivy_now() + 5000));
+    OK(ivy_tcp_connect(addr, &s, ivy_time_now() + 5000));
+    OK(ivy_tcp_write_all(s, msg, (size_t)len, ivy_time_now() + 5000));
     while (got < (size_t)len) {
-        OK(ivy_tcp_read(s, back + got, sizeof back - got, &n, ivy_now() + 5000));
+        OK(ivy_tcp_read(s, back + got, sizeof back - got, &n, ivy_time_now() + 5000));
         if (n == 0) break;
         got += n;
     }
     CHECK_EQ(got, len);
     CHECK(memcmp(msg, back, (size_t)len) == 0);
     OK(ivy_tcp_shutdown(s, IVY_SHUT_WR));
-    OK(ivy_tcp_read(s, back, sizeof back, &n, ivy_now() + 5000));
+    OK(ivy_tcp_read(s, back, sizeof back, &n, ivy_time_now() + 5000));
     CHECK_EQ(n, 0); /* the server closed after our EOF */
     OK(ivy_tcp_close(s));
     return NULL;
@@ -74,11 +74,11 @@ static void *tcp_echo_main(void *arg) {
     OK(ivy_tcp_listener_port(srv.l, &port));
     CHECK(port != 0);
     srv.conns = N;
-    OK(ivy_spawn(echo_server, &srv, NULL, &server));
+    OK(ivy_task_spawn(echo_server, &srv, NULL, &server));
     for (i = 0; i < N; i++)
-        OK(ivy_spawn(echo_client, (void *)(uintptr_t)(((uintptr_t)port << 16) | (uintptr_t)i), NULL, &clients[i]));
-    OK(ivy_join_all(clients, N, NULL, NULL, IVY_FOREVER));
-    OK(ivy_join(server, NULL, IVY_FOREVER));
+        OK(ivy_task_spawn(echo_client, (void *)(uintptr_t)(((uintptr_t)port << 16) | (uintptr_t)i), NULL, &clients[i]));
+    OK(ivy_task_join_all(clients, N, NULL, NULL, IVY_FOREVER));
+    OK(ivy_task_join(server, NULL, IVY_FOREVER));
     OK(ivy_tcp_listener_close(srv.l));
     return NULL;
 }
@@ -111,22 +111,22 @@ static void *tcp_errors_main(void *arg) {
     OK(ivy_tcp_listen("127.0.0.1:0", &l));
     OK(ivy_tcp_listener_port(l, &port));
     /* accept with a deadline */
-    t0 = ivy_now();
-    CHECK_EQ(ivy_tcp_accept(l, &s, ivy_now() + 20), IVY_ETIMEDOUT);
-    CHECK(ivy_now() - t0 >= 20);
+    t0 = ivy_time_now();
+    CHECK_EQ(ivy_tcp_accept(l, &s, ivy_time_now() + 20), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 20);
     /* a read with a deadline, then a read cancelled while blocked */
     snprintf(addr, sizeof addr, "localhost:%u", (unsigned)port); /* a name: resolved on the blocking pool */
-    OK(ivy_tcp_connect(addr, &c, ivy_now() + 5000));
-    OK(ivy_tcp_accept(l, &s, ivy_now() + 5000));
-    CHECK_EQ(ivy_tcp_read(c, buf, sizeof buf, &n, ivy_now() + 20), IVY_ETIMEDOUT);
-    OK(ivy_spawn(blocked_reader, (void *)(uintptr_t)c.id, NULL, &reader));
-    OK(ivy_sleep(10));
-    OK(ivy_cancel(reader));
-    OK(ivy_join(reader, &r, IVY_FOREVER));
+    OK(ivy_tcp_connect(addr, &c, ivy_time_now() + 5000));
+    OK(ivy_tcp_accept(l, &s, ivy_time_now() + 5000));
+    CHECK_EQ(ivy_tcp_read(c, buf, sizeof buf, &n, ivy_time_now() + 20), IVY_ETIMEDOUT);
+    OK(ivy_task_spawn(blocked_reader, (void *)(uintptr_t)c.id, NULL, &reader));
+    OK(ivy_time_sleep(10));
+    OK(ivy_task_cancel(reader));
+    OK(ivy_task_join(reader, &r, IVY_FOREVER));
     CHECK_EQ((intptr_t)r, IVY_ECANCELED);
     /* the stream still works after the cancelled read */
     OK(ivy_tcp_write_all(s, "x", 1, IVY_FOREVER));
-    OK(ivy_tcp_read(c, buf, sizeof buf, &n, ivy_now() + 5000));
+    OK(ivy_tcp_read(c, buf, sizeof buf, &n, ivy_time_now() + 5000));
     CHECK_EQ(n, 1);
     /* argument errors */
     CHECK_EQ(ivy_tcp_read(c, NULL, 1, &n, 0), IVY_EINVAL);
@@ -149,12 +149,12 @@ static void *tcp_errors_main(void *arg) {
     CHECK_EQ(ivy_tcp_listener_port(l, &port), IVY_EBADF);
     /* nobody listens there any more: connection refused, as -errno */
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
-    CHECK_EQ(ivy_tcp_connect(addr, &c, ivy_now() + 5000), -ECONNREFUSED);
+    CHECK_EQ(ivy_tcp_connect(addr, &c, ivy_time_now() + 5000), -ECONNREFUSED);
     /* bad addresses */
     CHECK_EQ(ivy_tcp_listen(NULL, &l), IVY_EINVAL);
     CHECK_EQ(ivy_tcp_listen("not an address", &l), IVY_EINVAL);
     CHECK_EQ(ivy_tcp_listen("127.0.0.1:0", NULL), IVY_EINVAL);
-    CHECK_EQ(ivy_tcp_connect("no-such-host.invalid:80", &c, ivy_now() + 5000), IVY_ENOENT);
+    CHECK_EQ(ivy_tcp_connect("no-such-host.invalid:80", &c, ivy_time_now() + 5000), IVY_ENOENT);
     return NULL;
 }
 
@@ -175,18 +175,18 @@ static void *udp_main(void *arg) {
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)pb);
     OK(ivy_udp_send_to(a, "ping", 4, addr, &n, IVY_FOREVER));
     CHECK_EQ(n, 4);
-    OK(ivy_udp_recv_from(b, buf, sizeof buf, &n, from, sizeof from, ivy_now() + 5000));
+    OK(ivy_udp_recv_from(b, buf, sizeof buf, &n, from, sizeof from, ivy_time_now() + 5000));
     CHECK_EQ(n, 4);
     CHECK(memcmp(buf, "ping", 4) == 0);
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)pa);
     CHECK(strcmp(from, addr) == 0);
     OK(ivy_udp_send_to(b, "pong", 4, from, NULL, IVY_FOREVER)); /* reply to the sender */
-    OK(ivy_udp_recv_from(a, buf, sizeof buf, &n, NULL, 0, ivy_now() + 5000));
+    OK(ivy_udp_recv_from(a, buf, sizeof buf, &n, NULL, 0, ivy_time_now() + 5000));
     CHECK(memcmp(buf, "pong", 4) == 0);
     /* timeouts, a too-small address buffer, errors */
-    CHECK_EQ(ivy_udp_recv_from(a, buf, sizeof buf, &n, NULL, 0, ivy_now() + 10), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_udp_recv_from(a, buf, sizeof buf, &n, NULL, 0, ivy_time_now() + 10), IVY_ETIMEDOUT);
     OK(ivy_udp_send_to(b, "x", 1, from, NULL, IVY_FOREVER));
-    CHECK_EQ(ivy_udp_recv_from(a, buf, sizeof buf, &n, tiny, sizeof tiny, ivy_now() + 5000), IVY_ERANGE);
+    CHECK_EQ(ivy_udp_recv_from(a, buf, sizeof buf, &n, tiny, sizeof tiny, ivy_time_now() + 5000), IVY_ERANGE);
     CHECK_EQ(n, 1); /* the datagram was received all the same */
     CHECK_EQ(ivy_udp_recv_from(a, NULL, 1, &n, NULL, 0, 0), IVY_EINVAL);
     CHECK_EQ(ivy_udp_send_to(a, "x", 1, NULL, NULL, 0), IVY_EINVAL);
@@ -204,7 +204,7 @@ static void test_udp(void) { h_run(2, udp_main, NULL); }
 
 static void *write_pipe_later(void *arg) {
     int fd = (int)(intptr_t)arg;
-    OK(ivy_sleep(15));
+    OK(ivy_time_sleep(15));
     CHECK_EQ(write(fd, "z", 1), 1);
     return NULL;
 }
@@ -217,29 +217,29 @@ static void *fd_wait_main(void *arg) {
     (void)arg;
     CHECK_EQ(pipe(p), 0);
     /* empty pipe: not readable before the deadline; the write end is writable */
-    t0 = ivy_now();
-    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, ivy_now() + 20, &revents), IVY_ETIMEDOUT);
-    CHECK(ivy_now() - t0 >= 20);
-    OK(ivy_fd_wait(p[1], IVY_WRITABLE, IVY_FOREVER, &revents));
+    t0 = ivy_time_now();
+    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, &revents, ivy_time_now() + 20), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 20);
+    OK(ivy_fd_wait(p[1], IVY_WRITABLE, &revents, IVY_FOREVER));
     CHECK_EQ(revents, IVY_WRITABLE);
     /* another task writes: this one parks until the pipe is readable */
-    OK(ivy_spawn(write_pipe_later, (void *)(intptr_t)p[1], NULL, &writer));
-    OK(ivy_fd_wait(p[0], IVY_READABLE | IVY_WRITABLE, ivy_now() + 5000, &revents));
+    OK(ivy_task_spawn(write_pipe_later, (void *)(intptr_t)p[1], NULL, &writer));
+    OK(ivy_fd_wait(p[0], IVY_READABLE | IVY_WRITABLE, &revents, ivy_time_now() + 5000));
     CHECK(revents & IVY_READABLE);
     CHECK_EQ(read(p[0], &c, 1), 1);
     CHECK_EQ(c, 'z');
-    OK(ivy_join(writer, NULL, IVY_FOREVER));
+    OK(ivy_task_join(writer, NULL, IVY_FOREVER));
     /* EOF reports readable */
     close(p[1]);
-    OK(ivy_fd_wait(p[0], IVY_READABLE, ivy_now() + 5000, &revents));
+    OK(ivy_fd_wait(p[0], IVY_READABLE, &revents, ivy_time_now() + 5000));
     CHECK(revents & IVY_READABLE);
     /* errors */
-    CHECK_EQ(ivy_fd_wait(p[0], 0, 0, &revents), IVY_EINVAL);
-    CHECK_EQ(ivy_fd_wait(p[0], 8, 0, &revents), IVY_EINVAL);
-    CHECK_EQ(ivy_fd_wait(-1, IVY_READABLE, 0, &revents), IVY_EINVAL);
-    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, 0, NULL), IVY_EINVAL);
+    CHECK_EQ(ivy_fd_wait(p[0], 0, &revents, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_fd_wait(p[0], 8, &revents, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_fd_wait(-1, IVY_READABLE, &revents, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, NULL, 0), IVY_EINVAL);
     close(p[0]);
-    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, ivy_now() + 100, &revents), IVY_EBADF);
+    CHECK_EQ(ivy_fd_wait(p[0], IVY_READABLE, &revents, ivy_time_now() + 100), IVY_EBADF);
     return NULL;
 }
 
@@ -249,7 +249,7 @@ static void test_fd_wait(void) {
     /* a plain thread blocks in poll(2) */
     CHECK_EQ(pipe(p), 0);
     CHECK_EQ(write(p[1], "a", 1), 1);
-    OK(ivy_fd_wait(p[0], IVY_READABLE, ivy_now() + 5000, &revents));
+    OK(ivy_fd_wait(p[0], IVY_READABLE, &revents, ivy_time_now() + 5000));
     CHECK_EQ(revents, IVY_READABLE);
     close(p[0]);
     close(p[1]);
@@ -264,7 +264,7 @@ static void *fd_waiter(void *arg) {
     int fd = (int)(intptr_t)arg, revents = 0;
     /* Runs on into ivy_fd_wait and parks there without giving up the worker. */
     fd_waiter_started = 1;
-    OK(ivy_fd_wait(fd, IVY_READABLE, ivy_now() + 10000, &revents));
+    OK(ivy_fd_wait(fd, IVY_READABLE, &revents, ivy_time_now() + 10000));
     CHECK_EQ(revents, IVY_READABLE);
     return NULL;
 }
@@ -280,15 +280,15 @@ static void *fd_wait_closed_main(void *arg) {
         keep = dup(p[0]);
         CHECK(keep >= 0);
         fd_waiter_started = 0;
-        OK(ivy_spawn(fd_waiter, (void *)(intptr_t)p[0], NULL, &waiter));
-        while (!fd_waiter_started) OK(ivy_yield()); /* then it is parked in ivy_fd_wait */
+        OK(ivy_task_spawn(fd_waiter, (void *)(intptr_t)p[0], NULL, &waiter));
+        while (!fd_waiter_started) OK(ivy_task_yield()); /* then it is parked in ivy_fd_wait */
         CHECK_EQ(close(p[0]), 0);
         CHECK_EQ(write(p[1], "a", 1), 1);
-        OK(ivy_join(waiter, NULL, IVY_FOREVER));
+        OK(ivy_task_join(waiter, NULL, IVY_FOREVER));
         for (i = 0; i < 3; i++) {
             CHECK_EQ(read(keep, &c, 1), 1);
             CHECK_EQ(write(p[1], "b", 1), 1);
-            OK(ivy_sleep(2)); /* the worker goes idle and collects the event */
+            OK(ivy_time_sleep(2)); /* the worker goes idle and collects the event */
         }
         close(keep);
         close(p[1]);
@@ -312,7 +312,7 @@ static void *ticker(void *arg) {
     int *ticks = arg;
     int i;
     for (i = 0; i < 5; i++) {
-        OK(ivy_sleep(2));
+        OK(ivy_time_sleep(2));
         H_ATOMIC_ADD(ticks, 1);
     }
     return NULL;
@@ -325,30 +325,30 @@ static void *blocking_main(void *arg) {
     int ticks = 0, i;
     (void)arg;
     /* one worker: while the job blocks a pool thread, the worker keeps running tasks */
-    OK(ivy_spawn(ticker, &ticks, NULL, &tick));
-    OK(ivy_spawn_blocking(blocking_sleep, (void *)60, &b));
-    OK(ivy_blocking_join(b, &r, ivy_now() + 5000));
+    OK(ivy_task_spawn(ticker, &ticks, NULL, &tick));
+    OK(ivy_blocking_spawn(blocking_sleep, (void *)60, &b));
+    OK(ivy_blocking_join(b, &r, ivy_time_now() + 5000));
     CHECK_EQ((uintptr_t)r, 61);
-    OK(ivy_join(tick, NULL, IVY_FOREVER));
+    OK(ivy_task_join(tick, NULL, IVY_FOREVER));
     CHECK_EQ(ticks, 5);
     CHECK_EQ(ivy_blocking_join(b, &r, 0), IVY_EBADF);
     /* several at once */
-    for (i = 0; i < 8; i++) OK(ivy_spawn_blocking(blocking_sleep, (void *)(uintptr_t)(10 + i), &jobs[i]));
+    for (i = 0; i < 8; i++) OK(ivy_blocking_spawn(blocking_sleep, (void *)(uintptr_t)(10 + i), &jobs[i]));
     for (i = 0; i < 8; i++) {
         OK(ivy_blocking_join(jobs[i], &r, IVY_FOREVER));
         CHECK_EQ((uintptr_t)r, (uintptr_t)(11 + i));
     }
     /* a join deadline leaves the job running and the handle valid */
-    OK(ivy_spawn_blocking(blocking_sleep, (void *)100, &b));
-    CHECK_EQ(ivy_blocking_join(b, &r, ivy_now() + 5), IVY_ETIMEDOUT);
+    OK(ivy_blocking_spawn(blocking_sleep, (void *)100, &b));
+    CHECK_EQ(ivy_blocking_join(b, &r, ivy_time_now() + 5), IVY_ETIMEDOUT);
     OK(ivy_blocking_join(b, &r, IVY_FOREVER));
     CHECK_EQ((uintptr_t)r, 101);
     /* detach */
-    OK(ivy_spawn_blocking(blocking_sleep, (void *)1, &b));
+    OK(ivy_blocking_spawn(blocking_sleep, (void *)1, &b));
     OK(ivy_blocking_detach(b));
     CHECK_EQ(ivy_blocking_detach(b), IVY_EBADF);
-    CHECK_EQ(ivy_spawn_blocking(NULL, NULL, &b), IVY_EINVAL);
-    CHECK_EQ(ivy_spawn_blocking(blocking_sleep, NULL, NULL), IVY_EINVAL);
+    CHECK_EQ(ivy_blocking_spawn(NULL, NULL, &b), IVY_EINVAL);
+    CHECK_EQ(ivy_blocking_spawn(blocking_sleep, NULL, NULL), IVY_EINVAL);
     return NULL;
 }
 
@@ -357,7 +357,7 @@ static void test_blocking_pool(void) {
     void *r;
     h_run(1, blocking_main, NULL);
     /* from a plain thread too */
-    OK(ivy_spawn_blocking(blocking_sleep, (void *)1, &b));
+    OK(ivy_blocking_spawn(blocking_sleep, (void *)1, &b));
     OK(ivy_blocking_join(b, &r, IVY_FOREVER));
     CHECK_EQ((uintptr_t)r, 2);
 }

@@ -19,7 +19,7 @@ static void *increment(void *arg) {
         OK(ivy_mutex_lock(c->m, IVY_FOREVER));
         {
             long v = c->value; /* a read-yield-write race without the lock */
-            if (i % 7 == 0) OK(ivy_yield());
+            if (i % 7 == 0) OK(ivy_task_yield());
             c->value = v + 1;
         }
         OK(ivy_mutex_unlock(c->m));
@@ -38,8 +38,8 @@ static void *mutex_main(void *arg) {
     c.value = 0;
     c.iterations = 200;
     OK(ivy_mutex_new(&c.m));
-    for (i = 0; i < N; i++) OK(ivy_spawn(increment, &c, NULL, &t[i]));
-    OK(ivy_join_all(t, N, NULL, NULL, IVY_FOREVER));
+    for (i = 0; i < N; i++) OK(ivy_task_spawn(increment, &c, NULL, &t[i]));
+    OK(ivy_task_join_all(t, N, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(c.value, N * 200);
 
     /* errors */
@@ -74,11 +74,11 @@ static void *mutex_cancel_main(void *arg) {
     (void)arg;
     OK(ivy_mutex_new(&m));
     OK(ivy_mutex_lock(m, IVY_FOREVER));
-    OK(ivy_spawn(lock_and_record, &m, NULL, &waiter));
-    OK(ivy_sleep(10));
+    OK(ivy_task_spawn(lock_and_record, &m, NULL, &waiter));
+    OK(ivy_time_sleep(10));
     /* cancelled while waiting: the waiter gets ECANCELED and does not hold it */
-    OK(ivy_cancel(waiter));
-    OK(ivy_join(waiter, &r, IVY_FOREVER));
+    OK(ivy_task_cancel(waiter));
+    OK(ivy_task_join(waiter, &r, IVY_FOREVER));
     CHECK_EQ((intptr_t)r, IVY_ECANCELED);
     OK(ivy_mutex_unlock(m));
     /* the lock is free: the cancelled waiter was not handed it */
@@ -97,9 +97,9 @@ struct plain_lock {
 
 static void *thread_lock_timeout(void *arg) {
     struct plain_lock *p = arg;
-    int64_t t0 = ivy_now();
-    p->rc_timeout = ivy_mutex_lock(p->m, ivy_now() + 20);
-    CHECK(ivy_now() - t0 >= 20);
+    int64_t t0 = ivy_time_now();
+    p->rc_timeout = ivy_mutex_lock(p->m, ivy_time_now() + 20);
+    CHECK(ivy_time_now() - t0 >= 20);
     return NULL;
 }
 
@@ -131,7 +131,7 @@ static void *reader(void *arg) {
         n = H_ATOMIC_ADD(&s->readers_inside, 1);
         if (H_ATOMIC_LOAD(&s->writer_inside)) H_ATOMIC_ADD(&s->violations, 1);
         if (n > H_ATOMIC_LOAD(&s->max_readers)) H_ATOMIC_STORE(&s->max_readers, n);
-        OK(ivy_sleep(1));
+        OK(ivy_time_sleep(1));
         H_ATOMIC_ADD(&s->readers_inside, -1);
         OK(ivy_rwlock_unlock(s->l));
     }
@@ -145,7 +145,7 @@ static void *writer(void *arg) {
         OK(ivy_rwlock_wrlock(s->l, IVY_FOREVER));
         if (H_ATOMIC_ADD(&s->writer_inside, 1) != 1 || H_ATOMIC_LOAD(&s->readers_inside) != 0)
             H_ATOMIC_ADD(&s->violations, 1);
-        OK(ivy_yield());
+        OK(ivy_task_yield());
         H_ATOMIC_ADD(&s->writer_inside, -1);
         OK(ivy_rwlock_unlock(s->l));
     }
@@ -159,9 +159,9 @@ static void *rwlock_main(void *arg) {
     (void)arg;
     memset(&s, 0, sizeof s);
     OK(ivy_rwlock_new(&s.l));
-    for (i = 0; i < 6; i++) OK(ivy_spawn(reader, &s, NULL, &t[i]));
-    for (i = 6; i < 8; i++) OK(ivy_spawn(writer, &s, NULL, &t[i]));
-    OK(ivy_join_all(t, 8, NULL, NULL, IVY_FOREVER));
+    for (i = 0; i < 6; i++) OK(ivy_task_spawn(reader, &s, NULL, &t[i]));
+    for (i = 6; i < 8; i++) OK(ivy_task_spawn(writer, &s, NULL, &t[i]));
+    OK(ivy_task_join_all(t, 8, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(s.violations, 0);
     CHECK(s.max_readers >= 2); /* readers do share */
 
@@ -193,7 +193,7 @@ static void *limited_worker(void *arg) {
     OK(ivy_semaphore_acquire(l->s, IVY_FOREVER));
     n = H_ATOMIC_ADD(&l->inside, 1);
     if (n > H_ATOMIC_LOAD(&l->max_inside)) H_ATOMIC_STORE(&l->max_inside, n);
-    OK(ivy_sleep(2));
+    OK(ivy_time_sleep(2));
     H_ATOMIC_ADD(&l->inside, -1);
     OK(ivy_semaphore_release(l->s));
     return NULL;
@@ -208,8 +208,8 @@ static void *semaphore_main(void *arg) {
     (void)arg;
     memset(&l, 0, sizeof l);
     OK(ivy_semaphore_new(3, &l.s));
-    for (i = 0; i < N; i++) OK(ivy_spawn(limited_worker, &l, NULL, &t[i]));
-    OK(ivy_join_all(t, N, NULL, NULL, IVY_FOREVER));
+    for (i = 0; i < N; i++) OK(ivy_task_spawn(limited_worker, &l, NULL, &t[i]));
+    OK(ivy_task_join_all(t, N, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(l.max_inside, 3);
     OK(ivy_semaphore_available(l.s, &avail));
     CHECK_EQ(avail, 3);
@@ -217,7 +217,7 @@ static void *semaphore_main(void *arg) {
     OK(ivy_semaphore_acquire(l.s, 0));
     OK(ivy_semaphore_acquire(l.s, 0));
     CHECK_EQ(ivy_semaphore_acquire(l.s, 0), IVY_ETIMEDOUT);
-    CHECK_EQ(ivy_semaphore_acquire(l.s, ivy_now() + 10), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_semaphore_acquire(l.s, ivy_time_now() + 10), IVY_ETIMEDOUT);
     OK(ivy_semaphore_release(l.s));
     OK(ivy_semaphore_available(l.s, &avail));
     CHECK_EQ(avail, 1);
@@ -236,7 +236,7 @@ static void test_semaphore(void) { h_run(2, semaphore_main, NULL); }
 
 static void *event_waiter(void *arg) {
     ivy_event_t e = *(ivy_event_t *)arg;
-    return (void *)(intptr_t)ivy_event_wait(e, ivy_now() + 5000);
+    return (void *)(intptr_t)ivy_event_wait(e, ivy_time_now() + 5000);
 }
 
 static void *event_main(void *arg) {
@@ -249,11 +249,11 @@ static void *event_main(void *arg) {
     OK(ivy_event_new(&e));
     OK(ivy_event_is_set(e, &set));
     CHECK_EQ(set, 0);
-    CHECK_EQ(ivy_event_wait(e, ivy_now() + 10), IVY_ETIMEDOUT);
-    for (i = 0; i < N; i++) OK(ivy_spawn(event_waiter, &e, NULL, &t[i]));
-    OK(ivy_sleep(10));
+    CHECK_EQ(ivy_event_wait(e, ivy_time_now() + 10), IVY_ETIMEDOUT);
+    for (i = 0; i < N; i++) OK(ivy_task_spawn(event_waiter, &e, NULL, &t[i]));
+    OK(ivy_time_sleep(10));
     OK(ivy_event_set(e));
-    OK(ivy_join_all(t, N, results, NULL, IVY_FOREVER));
+    OK(ivy_task_join_all(t, N, results, NULL, IVY_FOREVER));
     for (i = 0; i < N; i++) CHECK_EQ((intptr_t)results[i], 0);
     OK(ivy_event_wait(e, 0)); /* set: returns at once */
     OK(ivy_event_clear(e));
@@ -295,18 +295,18 @@ static void *cond_main(void *arg) {
     memset(&b, 0, sizeof b);
     OK(ivy_mutex_new(&b.m));
     OK(ivy_cond_new(&b.c));
-    for (i = 0; i < N; i++) OK(ivy_spawn(cond_consumer, &b, NULL, &t[i]));
-    OK(ivy_sleep(10));
+    for (i = 0; i < N; i++) OK(ivy_task_spawn(cond_consumer, &b, NULL, &t[i]));
+    OK(ivy_time_sleep(10));
     OK(ivy_mutex_lock(b.m, IVY_FOREVER));
     b.ready = 1;
     OK(ivy_cond_notify_all(b.c));
     OK(ivy_mutex_unlock(b.m));
-    OK(ivy_join_all(t, N, NULL, NULL, IVY_FOREVER));
+    OK(ivy_task_join_all(t, N, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(b.consumed, N);
 
     /* a timed wait re-takes the mutex even when it times out */
     OK(ivy_mutex_lock(b.m, IVY_FOREVER));
-    CHECK_EQ(ivy_cond_wait(b.c, b.m, ivy_now() + 10), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_cond_wait(b.c, b.m, ivy_time_now() + 10), IVY_ETIMEDOUT);
     CHECK_EQ(ivy_mutex_lock(b.m, 0), IVY_EDEADLK); /* still ours */
     OK(ivy_cond_notify_one(b.c));
     OK(ivy_mutex_unlock(b.m));
@@ -331,7 +331,7 @@ struct wg_job {
 
 static void *wg_worker(void *arg) {
     struct wg_job *j = arg;
-    OK(ivy_sleep(2));
+    OK(ivy_time_sleep(2));
     H_ATOMIC_ADD(&j->done, 1);
     OK(ivy_waitgroup_done(j->wg));
     return NULL;
@@ -347,7 +347,7 @@ static void *barrier_party(void *arg) {
     int leader = -1, round;
     for (round = 0; round < 3; round++) { /* the barrier resets after each trip */
         H_ATOMIC_ADD(&p->arrived, 1);
-        OK(ivy_barrier_wait(p->b, ivy_now() + 5000, &leader));
+        OK(ivy_barrier_wait(p->b, &leader, ivy_time_now() + 5000));
         if (H_ATOMIC_LOAD(&p->arrived) < 4 * (round + 1)) H_ATOMIC_ADD(&p->passed_early, 1);
         if (leader) H_ATOMIC_ADD(&p->leaders, 1);
     }
@@ -365,11 +365,11 @@ static void *wg_barrier_main(void *arg) {
     OK(ivy_waitgroup_new(&j.wg));
     OK(ivy_waitgroup_wait(j.wg, 0)); /* count 0: returns at once */
     OK(ivy_waitgroup_add(j.wg, N));
-    for (i = 0; i < N; i++) OK(ivy_spawn(wg_worker, &j, NULL, &t[i]));
+    for (i = 0; i < N; i++) OK(ivy_task_spawn(wg_worker, &j, NULL, &t[i]));
     CHECK_EQ(ivy_waitgroup_wait(j.wg, 0), IVY_ETIMEDOUT);
-    OK(ivy_waitgroup_wait(j.wg, ivy_now() + 5000));
+    OK(ivy_waitgroup_wait(j.wg, ivy_time_now() + 5000));
     CHECK_EQ(H_ATOMIC_LOAD(&j.done), N);
-    OK(ivy_join_all(t, N, NULL, NULL, IVY_FOREVER));
+    OK(ivy_task_join_all(t, N, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(ivy_waitgroup_done(j.wg), IVY_EINVAL); /* already 0 */
     CHECK_EQ(ivy_waitgroup_add(j.wg, (size_t)-1), 0);
     CHECK_EQ(ivy_waitgroup_add(j.wg, 1), IVY_EINVAL); /* would overflow */
@@ -381,17 +381,17 @@ static void *wg_barrier_main(void *arg) {
 
     memset(&p, 0, sizeof p);
     OK(ivy_barrier_new(4, &p.b));
-    for (i = 0; i < 4; i++) OK(ivy_spawn(barrier_party, &p, NULL, &t[i]));
-    OK(ivy_join_all(t, 4, NULL, NULL, IVY_FOREVER));
+    for (i = 0; i < 4; i++) OK(ivy_task_spawn(barrier_party, &p, NULL, &t[i]));
+    OK(ivy_task_join_all(t, 4, NULL, NULL, IVY_FOREVER));
     CHECK_EQ(p.passed_early, 0);
     CHECK_EQ(p.leaders, 3); /* one per trip */
     /* alone at a barrier for 2: times out, and the arrival is withdrawn */
     OK(ivy_barrier_free(p.b));
     OK(ivy_barrier_new(2, &p.b));
-    CHECK_EQ(ivy_barrier_wait(p.b, ivy_now() + 10, NULL), IVY_ETIMEDOUT);
-    CHECK_EQ(ivy_barrier_wait(p.b, 0, NULL), IVY_ETIMEDOUT); /* still needs two */
+    CHECK_EQ(ivy_barrier_wait(p.b, NULL, ivy_time_now() + 10), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_barrier_wait(p.b, NULL, 0), IVY_ETIMEDOUT); /* still needs two */
     OK(ivy_barrier_free(p.b));
-    CHECK_EQ(ivy_barrier_wait(p.b, 0, NULL), IVY_EBADF);
+    CHECK_EQ(ivy_barrier_wait(p.b, NULL, 0), IVY_EBADF);
     CHECK_EQ(ivy_barrier_free(p.b), IVY_EBADF);
     CHECK_EQ(ivy_barrier_new(0, &p.b), IVY_EINVAL);
     CHECK_EQ(ivy_barrier_new(2, NULL), IVY_EINVAL);
@@ -439,14 +439,14 @@ static void *queue_main(void *arg) {
     (void)arg;
     p.items = 500;
     OK(ivy_queue_new(8, &p.q)); /* bounded: producers wait for room */
-    for (i = 0; i < C; i++) OK(ivy_spawn(consumer, &p, NULL, &cons[i]));
-    for (i = 0; i < P; i++) OK(ivy_spawn(producer, &p, NULL, &prod[i]));
-    OK(ivy_join_all(prod, P, NULL, NULL, IVY_FOREVER));
+    for (i = 0; i < C; i++) OK(ivy_task_spawn(consumer, &p, NULL, &cons[i]));
+    for (i = 0; i < P; i++) OK(ivy_task_spawn(producer, &p, NULL, &prod[i]));
+    OK(ivy_task_join_all(prod, P, NULL, NULL, IVY_FOREVER));
     OK(ivy_queue_join(p.q, IVY_FOREVER)); /* every item was marked done */
     OK(ivy_queue_len(p.q, &len));
     CHECK_EQ(len, 0);
     OK(ivy_queue_close(p.q));
-    OK(ivy_join_all(cons, C, sums, NULL, IVY_FOREVER));
+    OK(ivy_task_join_all(cons, C, sums, NULL, IVY_FOREVER));
     for (i = 0; i < C; i++) total += (long)(intptr_t)sums[i];
     CHECK_EQ(total, (long)P * 500 * 501 / 2);
     CHECK_EQ(ivy_queue_put(p.q, NULL, IVY_FOREVER), IVY_ECLOSED);
@@ -472,9 +472,9 @@ static void *queue_edges_main(void *arg) {
     OK(ivy_queue_new(2, &q));
     OK(ivy_queue_put(q, NULL, 0)); /* NULL is an item like any other */
     OK(ivy_queue_put(q, (void *)2, 0));
-    t0 = ivy_now();
-    CHECK_EQ(ivy_queue_put(q, (void *)3, ivy_now() + 15), IVY_ETIMEDOUT); /* full */
-    CHECK(ivy_now() - t0 >= 15);
+    t0 = ivy_time_now();
+    CHECK_EQ(ivy_queue_put(q, (void *)3, ivy_time_now() + 15), IVY_ETIMEDOUT); /* full */
+    CHECK(ivy_time_now() - t0 >= 15);
     OK(ivy_queue_get(q, &item, 0));
     CHECK(item == NULL);
     OK(ivy_queue_get(q, &item, 0));
@@ -501,7 +501,7 @@ static void *queue_edges_main(void *arg) {
         OK(ivy_queue_get(u, &item, 0));
         CHECK_EQ((uintptr_t)item, (uintptr_t)i); /* FIFO */
     }
-    CHECK_EQ(ivy_queue_join(u, ivy_now() + 5), IVY_ETIMEDOUT); /* none marked done */
+    CHECK_EQ(ivy_queue_join(u, ivy_time_now() + 5), IVY_ETIMEDOUT); /* none marked done */
     OK(ivy_queue_free(u));
     return NULL;
 }
@@ -520,14 +520,14 @@ static void *queue_wakeups_main(void *arg) {
     void *r = NULL;
     (void)arg;
     OK(ivy_queue_new(1, &q));
-    OK(ivy_spawn(get_blocked, &q, NULL, &a));
-    OK(ivy_spawn(get_blocked, &q, NULL, &b));
-    OK(ivy_sleep(10));
-    OK(ivy_cancel(a)); /* a cancelled getter gets ECANCELED and takes nothing */
-    OK(ivy_join(a, &r, IVY_FOREVER));
+    OK(ivy_task_spawn(get_blocked, &q, NULL, &a));
+    OK(ivy_task_spawn(get_blocked, &q, NULL, &b));
+    OK(ivy_time_sleep(10));
+    OK(ivy_task_cancel(a)); /* a cancelled getter gets ECANCELED and takes nothing */
+    OK(ivy_task_join(a, &r, IVY_FOREVER));
     CHECK_EQ((intptr_t)r, IVY_ECANCELED);
     OK(ivy_queue_free(q)); /* free closes: b wakes with ECLOSED */
-    OK(ivy_join(b, &r, IVY_FOREVER));
+    OK(ivy_task_join(b, &r, IVY_FOREVER));
     CHECK_EQ((intptr_t)r, IVY_ECLOSED);
     return NULL;
 }
@@ -538,14 +538,14 @@ static void test_queue_wakeups(void) { h_run(2, queue_wakeups_main, NULL); }
 
 static void *put_later(void *arg) {
     ivy_queue_t q = *(ivy_queue_t *)arg;
-    OK(ivy_sleep(10));
+    OK(ivy_time_sleep(10));
     OK(ivy_queue_put(q, (void *)77, IVY_FOREVER));
     return NULL;
 }
 
 static void *select_main(void *arg) {
     ivy_queue_t a, b, full;
-    ivy_select_op_t ops[3];
+    ivy_queue_select_op_t ops[3];
     ivy_task_t t;
     size_t fired = 99;
     void *item;
@@ -563,34 +563,34 @@ static void *select_main(void *arg) {
     ops[2].kind = IVY_SELECT_PUT;
     ops[2].item = (void *)5;
     /* nothing ready: times out, nothing happens */
-    CHECK_EQ(ivy_select(ops, 3, &fired, ivy_now() + 10), IVY_ETIMEDOUT);
+    CHECK_EQ(ivy_queue_select(ops, 3, &fired, ivy_time_now() + 10), IVY_ETIMEDOUT);
     CHECK_EQ(fired, 99);
     /* b gets an item later: the GET on b fires */
-    OK(ivy_spawn(put_later, &b, NULL, &t));
-    OK(ivy_select(ops, 3, &fired, IVY_FOREVER));
+    OK(ivy_task_spawn(put_later, &b, NULL, &t));
+    OK(ivy_queue_select(ops, 3, &fired, IVY_FOREVER));
     CHECK_EQ(fired, 1);
     CHECK_EQ((uintptr_t)ops[1].item, 77);
     CHECK_EQ(ops[1].result, 0);
-    OK(ivy_join(t, NULL, IVY_FOREVER));
+    OK(ivy_task_join(t, NULL, IVY_FOREVER));
     /* make room in `full`: the PUT fires */
     OK(ivy_queue_get(full, &item, 0));
-    OK(ivy_select(ops, 3, &fired, IVY_FOREVER));
+    OK(ivy_queue_select(ops, 3, &fired, IVY_FOREVER));
     CHECK_EQ(fired, 2);
     OK(ivy_queue_get(full, &item, 0));
     CHECK_EQ((uintptr_t)item, 5);
     /* a closed queue makes its arm fire with IVY_ECLOSED */
     OK(ivy_queue_close(a));
-    OK(ivy_select(ops, 2, &fired, IVY_FOREVER));
+    OK(ivy_queue_select(ops, 2, &fired, IVY_FOREVER));
     CHECK_EQ(fired, 0);
     CHECK_EQ(ops[0].result, IVY_ECLOSED);
     /* errors */
-    CHECK_EQ(ivy_select(NULL, 1, &fired, 0), IVY_EINVAL);
-    CHECK_EQ(ivy_select(ops, 0, &fired, 0), IVY_EINVAL);
-    CHECK_EQ(ivy_select(ops, 1, NULL, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_queue_select(NULL, 1, &fired, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_queue_select(ops, 0, &fired, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_queue_select(ops, 1, NULL, 0), IVY_EINVAL);
     ops[1].kind = 42;
-    CHECK_EQ(ivy_select(ops + 1, 1, &fired, 0), IVY_EINVAL);
+    CHECK_EQ(ivy_queue_select(ops + 1, 1, &fired, 0), IVY_EINVAL);
     OK(ivy_queue_free(a));
-    CHECK_EQ(ivy_select(ops, 1, &fired, 0), IVY_EBADF);
+    CHECK_EQ(ivy_queue_select(ops, 1, &fired, 0), IVY_EBADF);
     OK(ivy_queue_free(b));
     OK(ivy_queue_free(full));
     return NULL;
