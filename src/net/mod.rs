@@ -170,6 +170,85 @@ impl<T: AsRawFd> Socket<T> {
     }
 }
 
+/// What `check_socket` asks of an fd handed over by C.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketKind {
+    /// A connected TCP socket (IPv4 or IPv6).
+    TcpStream,
+    /// A listening TCP socket.
+    TcpListener,
+    /// A UDP socket.
+    Udp,
+}
+
+/// Checks that `fd` is an open IPv4/IPv6 socket of `kind` (`SO_TYPE`,
+/// `SO_DOMAIN`, `SO_ACCEPTCONN`; a stream must have a peer) and makes it
+/// non-blocking, ready to be owned by an ivy socket. Errors: `EBADF` (raw) for a
+/// closed fd, `InvalidInput` for anything else of the wrong kind (not a socket,
+/// another type or family, a listener where a stream is wanted, an unconnected
+/// stream). Never closes `fd`.
+pub(crate) fn check_socket(fd: RawFd, kind: SocketKind) -> io::Result<()> {
+    let wrong = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+    if fd < 0 {
+        return Err(wrong("negative fd"));
+    }
+    let opt = |name: libc::c_int| -> io::Result<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are valid for writes of an int and a socklen_t;
+        // getsockopt only reads the fd (EBADF / ENOTSOCK if it is not a socket).
+        let r =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&raw mut v).cast(), &mut len) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOTSOCK) {
+                return Err(wrong("not a socket"));
+            }
+            return Err(e);
+        }
+        Ok(v)
+    };
+    let (want_type, want_listening) = match kind {
+        SocketKind::TcpStream => (libc::SOCK_STREAM, Some(false)),
+        SocketKind::TcpListener => (libc::SOCK_STREAM, Some(true)),
+        SocketKind::Udp => (libc::SOCK_DGRAM, None),
+    };
+    if opt(libc::SO_TYPE)? != want_type {
+        return Err(wrong("wrong socket type"));
+    }
+    let domain = opt(libc::SO_DOMAIN)?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Err(wrong("not an IPv4 or IPv6 socket"));
+    }
+    if let Some(listening) = want_listening {
+        if (opt(libc::SO_ACCEPTCONN)? != 0) != listening {
+            return Err(wrong(if listening {
+                "not a listening socket"
+            } else {
+                "a listening socket, not a stream"
+            }));
+        }
+    }
+    if kind == SocketKind::TcpStream {
+        // SAFETY: all-zero bytes are a valid sockaddr_storage.
+        let mut peer: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `peer` is writable for `len` bytes; only reads the fd.
+        if unsafe { libc::getpeername(fd, (&raw mut peer).cast(), &mut len) } != 0 {
+            return Err(wrong("stream is not connected"));
+        }
+    }
+    // SAFETY: F_GETFL / F_SETFL on an open fd (checked above) only change its
+    // status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Puts an fd-owning std socket into non-blocking mode for wrapping.
 pub(crate) fn nonblocking<T>(io: T, set: impl FnOnce(&T, bool) -> io::Result<()>) -> io::Result<T> {
     set(&io, true)?;

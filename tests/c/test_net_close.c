@@ -234,7 +234,7 @@ static void *udp_receiver(void *arg) {
     struct blocked *b = arg;
     char buf[64];
     H_ATOMIC_STORE(&b->entered, 1);
-    b->rc = ivy_udp_recv_from(b->u, buf, sizeof buf, &b->n, NULL, 0, IVY_FOREVER);
+    b->rc = ivy_udp_recv_from(b->u, buf, sizeof buf, &b->n, NULL, NULL, 0, IVY_FOREVER);
     return NULL;
 }
 
