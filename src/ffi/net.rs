@@ -5,9 +5,34 @@
 //! as `IVY_ECANCELED` without unwinding through C.
 //!
 //! Addresses are strings: `"127.0.0.1:8080"`, `"[::1]:0"`, or `"host:port"`
-//! (names are resolved on the blocking pool, so resolution parks the task too).
-//! OS errors come back as `-errno` (e.g. `-ECONNREFUSED`); `ivy_strerror` does
-//! not know them, `strerror(-code)` does.
+//! (names are resolved on the blocking pool, so resolution parks the task too;
+//! a port outside 0..=65535 is `IVY_EINVAL`, not a failed lookup), or C
+//! `struct sockaddr`s (the `*_sockaddr` variants, IPv4 and IPv6). OS errors
+//! come back as `-errno` (e.g. `-ECONNREFUSED`), and `ivy_strerror` has a
+//! static text for every one the socket calls can return.
+//!
+//! Design decisions:
+//! * **Every deadline, one rule.** A passed deadline is a non-blocking try for
+//!   every call, in a task as on a plain thread: the operation is attempted
+//!   once even if ivy's readiness bits say it would block (an event may not
+//!   have been dispatched yet). The rule lives in `Registration::do_io`/`wait`,
+//!   not here. `connect` with a passed deadline starts the connect and looks
+//!   once; if the handshake has not completed, `IVY_ETIMEDOUT`.
+//! * **Zero lengths are not errors** for writes and datagrams, as with
+//!   write(2): `ivy_tcp_write` stores 0, `ivy_udp_send_to` sends an empty
+//!   datagram. A read of 0 bytes stays `IVY_EINVAL` (its `n` = 0 means EOF).
+//! * **`ivy_udp_recv_from` never consumes a datagram it refuses.** It checks
+//!   the address buffer before receiving, against the longest address of the
+//!   socket's family (`IVY_ADDRSTRLEN`, or `sizeof(struct sockaddr_in6)`),
+//!   rather than peeking (`MSG_PEEK`), which would race with other receivers
+//!   of the same socket. Truncation is reported through `full` (the datagram's
+//!   length, `MSG_TRUNC`), so `n` stays "bytes in your buffer".
+//! * **`ivy_tcp_read_exact` at EOF is `IVY_ECLOSED`** (the stream ended), with
+//!   the count read so far in `*n`, so no partial data is lost silently.
+//! * **Adopting an fd** (`*_from_fd`) validates it first (`SO_TYPE`,
+//!   `SO_DOMAIN`, `SO_ACCEPTCONN`, a peer for a stream) and takes ownership
+//!   only on success: on any error the caller still owns an untouched fd.
+//!   Lending it back (`ivy_tcp_stream_fd` & co.) keeps ivy the owner.
 //!
 //! Sockets are handles. Closing one (`ivy_tcp_close`, like libdill's `hclose`)
 //! frees the handle and closes the socket for everyone at once: every call
