@@ -815,6 +815,29 @@ int ivy_udp_socket_fd(ivy_udp_socket_t s, int *fd);
 int ivy_udp_port(ivy_udp_socket_t s, uint16_t *port);
 
 /**
+ * Writes the socket's local address as text with a NUL into `buf` (`cap`
+ * bytes; `IVY_ADDRSTRLEN` is always enough). Errors: `IVY_EBADF`,
+ * `IVY_EINVAL` (`buf` `NULL`), `IVY_ERANGE` (too small; `buf` untouched), OS
+ * errors.
+ *
+ * # Safety
+ * `buf` is `NULL` or writable for `cap` bytes.
+ */
+int ivy_udp_socket_local_addr(ivy_udp_socket_t s, char *buf, size_t cap);
+
+/**
+ * Stores the socket's local address as a `struct sockaddr_in` /
+ * `sockaddr_in6` in `addr`; `*addr_len` is the buffer's size on entry, the
+ * address's length on return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`),
+ * `IVY_ERANGE` (too small: `*addr_len` set to the size needed), OS errors.
+ *
+ * # Safety
+ * `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+ * bytes.
+ */
+int ivy_udp_socket_local_sockaddr(ivy_udp_socket_t s, struct sockaddr *addr, socklen_t *addr_len);
+
+/**
  * Sends one datagram of `len` bytes (0 allowed: an empty datagram; `buf` may
  * then be `NULL`) to `addr`, waiting until `deadline` for room, and stores the
  * count sent in `*n` (if `n` is not NULL). A passed deadline sends only if

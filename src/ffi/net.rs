@@ -860,6 +860,52 @@ pub unsafe extern "C" fn ivy_udp_port(s: ivy_udp_socket_t, port: *mut u16) -> c_
     })
 }
 
+/// Writes the socket's local address as text with a NUL into `buf` (`cap`
+/// bytes; `IVY_ADDRSTRLEN` is always enough). Errors: `IVY_EBADF`,
+/// `IVY_EINVAL` (`buf` `NULL`), `IVY_ERANGE` (too small; `buf` untouched), OS
+/// errors.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_local_addr(
+    s: ivy_udp_socket_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: writable for `cap` bytes (caller's contract).
+        unsafe { write_addr_str(&a, buf, cap) }
+    })
+}
+
+/// Stores the socket's local address as a `struct sockaddr_in` /
+/// `sockaddr_in6` in `addr`; `*addr_len` is the buffer's size on entry, the
+/// address's length on return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`),
+/// `IVY_ERANGE` (too small: `*addr_len` set to the size needed), OS errors.
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_local_sockaddr(
+    s: ivy_udp_socket_t,
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let addr = out_ptr(addr)?;
+        let addr_len = out_ptr(addr_len)?;
+        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: forwarded caller contract (both checked non-null).
+        unsafe { write_sockaddr(&a, addr, addr_len) }
+    })
+}
+
 fn send_udp(
     s: ivy_udp_socket_t,
     data: &[u8],

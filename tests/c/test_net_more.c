@@ -522,6 +522,14 @@ static void *addr_main(void *arg) {
     OK(ivy_udp_bind_sockaddr((struct sockaddr *)&a, sizeof a, &u1));
     OK(ivy_udp_bind_sockaddr((struct sockaddr *)&a, sizeof a, &u2));
     OK(ivy_udp_port(u2, &port));
+    len = sizeof got;
+    OK(ivy_udp_socket_local_sockaddr(u2, (struct sockaddr *)&got, &len));
+    CHECK_EQ(len, sizeof got);
+    CHECK_EQ(ntohs(got.sin_port), port);
+    OK(ivy_udp_socket_local_addr(u2, text, sizeof text));
+    snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)port);
+    CHECK(strcmp(text, want) == 0);
+    CHECK_EQ(ivy_udp_socket_local_addr(u2, tiny, sizeof tiny), IVY_ERANGE);
     a = loopback(port);
     OK(ivy_udp_send_to_sockaddr(u1, "sa", 2, (struct sockaddr *)&a, sizeof a, &n, IVY_FOREVER));
     CHECK_EQ(n, 2);
@@ -535,6 +543,7 @@ static void *addr_main(void *arg) {
     CHECK_EQ(n, 0);
     OK(ivy_udp_close(u1));
     OK(ivy_udp_close(u2));
+    CHECK_EQ(ivy_udp_socket_local_addr(u2, text, sizeof text), IVY_EBADF);
     return NULL;
 }
 
