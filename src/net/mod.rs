@@ -254,3 +254,68 @@ pub(crate) fn nonblocking<T>(io: T, set: impl FnOnce(&T, bool) -> io::Result<()>
     set(&io, true)?;
     Ok(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    /// `close` wakes a task parked in a read and a plain thread blocked in
+    /// poll(2), whether it comes before or during the call: the outcome is
+    /// `Closed` either way; the peer reads EOF; later calls fail so too.
+    #[test]
+    fn close_wakes_task_and_thread_readers() {
+        let rt = crate::Builder::new().workers(2).build().unwrap();
+        rt.block_on(|| {
+            for _ in 0..50 {
+                let (c, mut s) = pair();
+                let (c2, c3) = (c.clone(), c.clone());
+                let task = crate::spawn(move || {
+                    let mut buf = [0u8; 8];
+                    c2.read_until(&mut buf, None).map(|_| ())
+                });
+                let thread = std::thread::spawn(move || {
+                    let mut buf = [0u8; 8];
+                    c3.read_until(&mut buf, None).map(|_| ())
+                });
+                crate::yield_now();
+                c.close();
+                assert!(matches!(task.join().unwrap(), Err(WaitError::Closed)));
+                assert!(matches!(thread.join().unwrap(), Err(WaitError::Closed)));
+                let mut buf = [0u8; 8];
+                assert_eq!(s.read(&mut buf).unwrap(), 0, "the peer sees EOF");
+                assert!(matches!(c.write_until(b"x", None), Err(WaitError::Closed)));
+                c.close(); // idempotent
+            }
+        });
+    }
+
+    #[test]
+    fn close_wakes_acceptors_and_stops_listening() {
+        let rt = crate::Builder::new().workers(2).build().unwrap();
+        rt.block_on(|| {
+            let l = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+            let addr = l.local_addr().unwrap();
+            let acceptors: Vec<_> = (0..4)
+                .map(|_| {
+                    let l = l.clone();
+                    crate::spawn(move || l.accept_until(None).map(|_| ()))
+                })
+                .collect();
+            crate::yield_now();
+            l.close();
+            for a in acceptors {
+                assert!(matches!(a.join().unwrap(), Err(WaitError::Closed)));
+            }
+            let e = TcpStream::connect(addr).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        });
+    }
+}
