@@ -533,7 +533,8 @@ int ivy_tcp_listen_sockaddr(const struct sockaddr *addr,
  * (inherited, from systemd, from a C library), and stores its handle in
  * `*out`. The fd is switched to non-blocking mode; from now on ivy owns it
  * (`ivy_tcp_listener_close` closes it; do not close it yourself). On error
- * the fd stays yours, open and untouched. Errors: `IVY_EINVAL` (`out` `NULL`,
+ * the fd stays yours, open and untouched (except for `IVY_ENOMEM`, the handle
+ * table full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`,
  * `fd` negative, not a socket, not TCP over IPv4/IPv6, not listening),
  * `IVY_EBADF` (`fd` is not open).
  *
@@ -642,7 +643,8 @@ int ivy_tcp_connect_sockaddr(const struct sockaddr *addr,
  * Takes ownership of `fd`, a connected IPv4/IPv6 TCP socket made elsewhere,
  * and stores its handle in `*out`. The fd is switched to non-blocking mode;
  * from now on ivy owns it (`ivy_tcp_close` closes it; do not close it
- * yourself). On error the fd stays yours, open and untouched. Errors:
+ * yourself). On error the fd stays yours, open and untouched (except for
+ * `IVY_ENOMEM`, the handle table full, after which it is closed). Errors:
  * `IVY_EINVAL` (`out` `NULL`, `fd` negative, not a socket, not TCP over
  * IPv4/IPv6, a listener, not connected), `IVY_EBADF` (`fd` is not open).
  *
@@ -788,7 +790,8 @@ int ivy_udp_bind_sockaddr(const struct sockaddr *addr, socklen_t addr_len, ivy_u
  * Takes ownership of `fd`, an IPv4/IPv6 UDP socket made elsewhere (bound or
  * not), and stores its handle in `*out`. The fd is switched to non-blocking
  * mode; from now on ivy owns it (`ivy_udp_close` closes it). On error the fd
- * stays yours, open and untouched. Errors: `IVY_EINVAL` (`out` `NULL`, `fd`
+ * stays yours, open and untouched (except for `IVY_ENOMEM`, the handle table
+ * full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`, `fd`
  * negative, not a socket, not UDP over IPv4/IPv6), `IVY_EBADF` (not open).
  *
  * # Safety
