@@ -25,6 +25,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+/**
+ * Room for any socket address ivy writes as text (`ivy_udp_recv_from`,
+ * `ivy_tcp_stream_peer_addr`, ...), with its NUL: the longest is
+ * `[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535`.
+ */
+#define IVY_ADDRSTRLEN 65
 
 /**
  * `ivy_tcp_shutdown`: stop reading.
@@ -155,7 +163,8 @@ typedef enum {
     IVY_ECANCELED = -125,
     /**
      * The object was closed: a closed queue (puts; gets once drained), an
-     * exhausted or closing generator, a runtime shutting down (spawns).
+     * exhausted or closing generator, a runtime shutting down (spawns), a
+     * socket closed by another task or thread while a call was blocked on it.
      */
     IVY_ECLOSED = -1001,
     /**
@@ -397,9 +406,11 @@ extern "C" {
 
 /**
  * A static, human-readable description of an ivy error code (or of `0`). Never
- * returns `NULL`; the string must not be freed. Unknown codes give
- * `"unknown ivy error"`; for `-errno` codes that are not `IVY_E*` constants, use
- * `strerror(-code)`.
+ * returns `NULL`; the string must not be freed; thread-safe. Covers every code
+ * ivy returns: the `IVY_E*` constants and every `-errno` the socket, fd and
+ * file calls pass through (`-ECONNREFUSED`, `-ECONNRESET`, `-EPIPE`,
+ * `-EADDRINUSE`, `-EMFILE`, ...). Only codes ivy never returns give
+ * `"unknown ivy error"`.
  */
 const char *ivy_strerror(int code);
 
@@ -496,13 +507,51 @@ int ivy_task_join_all(const ivy_task_t *tasks,
 /**
  * Binds a TCP listener to `addr` (port 0: any free port, see
  * `ivy_tcp_listener_port`) and listens. Errors: `IVY_EINVAL` (`addr` or `out`
- * `NULL`, not an address), `IVY_ENOENT` (the name does not resolve),
- * `-EADDRINUSE` and other OS errors, `IVY_ECANCELED` (while resolving).
+ * `NULL`, not `host:port`, a port outside 0..=65535), `IVY_ENOENT` (the name
+ * does not resolve), `-EADDRINUSE` and other OS errors, `IVY_ECANCELED` (while
+ * resolving).
  *
  * # Safety
  * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
  */
 int ivy_tcp_listen(const char *addr, ivy_tcp_listener_t *out);
+
+/**
+ * `ivy_tcp_listen` on a C socket address (`struct sockaddr_in` or
+ * `sockaddr_in6`, `addr_len` bytes). Errors: as `ivy_tcp_listen`
+ * (`IVY_EINVAL` also for another address family or a short `addr_len`).
+ *
+ * # Safety
+ * `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+ */
+int ivy_tcp_listen_sockaddr(const struct sockaddr *addr,
+                            socklen_t addr_len,
+                            ivy_tcp_listener_t *out);
+
+/**
+ * Takes ownership of `fd`, a listening IPv4/IPv6 TCP socket made elsewhere
+ * (inherited, from systemd, from a C library), and stores its handle in
+ * `*out`. The fd is switched to non-blocking mode; from now on ivy owns it
+ * (`ivy_tcp_listener_close` closes it; do not close it yourself). On error
+ * the fd stays yours, open and untouched (except for `IVY_ENOMEM`, the handle
+ * table full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`,
+ * `fd` negative, not a socket, not TCP over IPv4/IPv6, not listening),
+ * `IVY_EBADF` (`fd` is not open).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `fd` is the caller's to give away.
+ */
+int ivy_tcp_listener_from_fd(int fd, ivy_tcp_listener_t *out);
+
+/**
+ * Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
+ * keeps owning it; do not close it, and do not use it after
+ * `ivy_tcp_listener_close`. Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+ *
+ * # Safety
+ * `fd` is `NULL` or writable.
+ */
+int ivy_tcp_listener_fd(ivy_tcp_listener_t l, int *fd);
 
 /**
  * Stores the local port of the listener in `*port`. Errors: `IVY_EBADF`,
@@ -514,9 +563,41 @@ int ivy_tcp_listen(const char *addr, ivy_tcp_listener_t *out);
 int ivy_tcp_listener_port(ivy_tcp_listener_t l, uint16_t *port);
 
 /**
+ * Writes the listener's local address as text (`"127.0.0.1:8080"`,
+ * `"[::1]:8080"`) with a NUL into `buf` (`cap` bytes; `IVY_ADDRSTRLEN` is
+ * always enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`),
+ * `IVY_ERANGE` (too small; `buf` untouched), OS errors.
+ *
+ * # Safety
+ * `buf` is `NULL` or writable for `cap` bytes.
+ */
+int ivy_tcp_listener_local_addr(ivy_tcp_listener_t l, char *buf, size_t cap);
+
+/**
+ * Stores the listener's local address as a `struct sockaddr_in` or
+ * `sockaddr_in6` in `addr`: `*addr_len` is the buffer's size on entry and the
+ * address's length on return (`sizeof(struct sockaddr_storage)` is always
+ * enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`addr` or `addr_len` `NULL`),
+ * `IVY_ERANGE` (too small: `*addr_len` is set to the size needed, `addr` is
+ * untouched), OS errors.
+ *
+ * # Safety
+ * `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+ * bytes.
+ */
+int ivy_tcp_listener_local_sockaddr(ivy_tcp_listener_t l,
+                                    struct sockaddr *addr,
+                                    socklen_t *addr_len);
+
+/**
  * Waits until `deadline` for a connection and stores its stream in `*out` (the
- * caller owns it: `ivy_tcp_close`). Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
- * `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+ * caller owns it: `ivy_tcp_close`); the peer's address is then
+ * `ivy_tcp_stream_peer_addr` / `_peer_sockaddr`. A passed deadline takes a
+ * connection that is already queued, else `IVY_ETIMEDOUT`. Errors:
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (the listener was closed
+ * before or during the call, by another task or thread), `IVY_EBADF`,
+ * `IVY_EINVAL`, OS errors (`-EMFILE`: the connection stays queued for the
+ * next accept).
  *
  * # Safety
  * `out` is `NULL` or writable.
@@ -524,14 +605,21 @@ int ivy_tcp_listener_port(ivy_tcp_listener_t l, uint16_t *port);
 int ivy_tcp_accept(ivy_tcp_listener_t l, ivy_tcp_stream_t *out, int64_t deadline);
 
 /**
- * Closes the listener and frees the handle. Errors: `IVY_EBADF`.
+ * Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
+ * it (in any task or thread) returns `IVY_ECLOSED` at once; the port stops
+ * listening at once (a new connect is refused, connections queued but not
+ * accepted are reset). The fd is released as soon as no call uses it.
+ * Errors: `IVY_EBADF`.
  */
 int ivy_tcp_listener_close(ivy_tcp_listener_t l);
 
 /**
  * Connects to `addr`, trying each resolved address in turn, until `deadline`,
- * and stores the stream in `*out`. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
- * `-ECONNREFUSED` and other OS errors, `IVY_ENOENT`, `IVY_EINVAL`.
+ * and stores the stream in `*out`. A passed deadline starts the connect and
+ * looks once whether it completed (on loopback it usually has); if not,
+ * `IVY_ETIMEDOUT`. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
+ * `-ECONNREFUSED` and other OS errors, `IVY_ENOENT` (the name does not
+ * resolve), `IVY_EINVAL` (`NULL`, not `host:port`, a port outside 0..=65535).
  *
  * # Safety
  * `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
@@ -539,10 +627,90 @@ int ivy_tcp_listener_close(ivy_tcp_listener_t l);
 int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline);
 
 /**
+ * `ivy_tcp_connect` to a C socket address (`struct sockaddr_in` or
+ * `sockaddr_in6`, `addr_len` bytes). Errors: as `ivy_tcp_connect`
+ * (`IVY_EINVAL` also for another family or a short `addr_len`).
+ *
+ * # Safety
+ * `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+ */
+int ivy_tcp_connect_sockaddr(const struct sockaddr *addr,
+                             socklen_t addr_len,
+                             ivy_tcp_stream_t *out,
+                             int64_t deadline);
+
+/**
+ * Takes ownership of `fd`, a connected IPv4/IPv6 TCP socket made elsewhere,
+ * and stores its handle in `*out`. The fd is switched to non-blocking mode;
+ * from now on ivy owns it (`ivy_tcp_close` closes it; do not close it
+ * yourself). On error the fd stays yours, open and untouched (except for
+ * `IVY_ENOMEM`, the handle table full, after which it is closed). Errors:
+ * `IVY_EINVAL` (`out` `NULL`, `fd` negative, not a socket, not TCP over
+ * IPv4/IPv6, a listener, not connected), `IVY_EBADF` (`fd` is not open).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `fd` is the caller's to give away.
+ */
+int ivy_tcp_stream_from_fd(int fd, ivy_tcp_stream_t *out);
+
+/**
+ * Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
+ * owning it; do not close it, read or write it behind ivy's back, or use it
+ * after `ivy_tcp_close`. Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+ *
+ * # Safety
+ * `fd` is `NULL` or writable.
+ */
+int ivy_tcp_stream_fd(ivy_tcp_stream_t s, int *fd);
+
+/**
+ * Writes the address of the stream's peer (for an accepted stream: the
+ * client's) as text with a NUL into `buf` (`cap` bytes; `IVY_ADDRSTRLEN` is
+ * always enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`),
+ * `IVY_ERANGE` (too small; `buf` untouched), OS errors (`-ENOTCONN`).
+ *
+ * # Safety
+ * `buf` is `NULL` or writable for `cap` bytes.
+ */
+int ivy_tcp_stream_peer_addr(ivy_tcp_stream_t s, char *buf, size_t cap);
+
+/**
+ * Writes the stream's local address as text; see `ivy_tcp_stream_peer_addr`.
+ *
+ * # Safety
+ * `buf` is `NULL` or writable for `cap` bytes.
+ */
+int ivy_tcp_stream_local_addr(ivy_tcp_stream_t s, char *buf, size_t cap);
+
+/**
+ * Stores the peer's address as a `struct sockaddr_in` / `sockaddr_in6` in
+ * `addr`; `*addr_len` is the buffer's size on entry, the address's length on
+ * return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`), `IVY_ERANGE` (too small:
+ * `*addr_len` set to the size needed), OS errors (`-ENOTCONN`).
+ *
+ * # Safety
+ * `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+ * bytes.
+ */
+int ivy_tcp_stream_peer_sockaddr(ivy_tcp_stream_t s, struct sockaddr *addr, socklen_t *addr_len);
+
+/**
+ * Stores the stream's local address as a `sockaddr`; see
+ * `ivy_tcp_stream_peer_sockaddr`.
+ *
+ * # Safety
+ * `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+ * bytes.
+ */
+int ivy_tcp_stream_local_sockaddr(ivy_tcp_stream_t s, struct sockaddr *addr, socklen_t *addr_len);
+
+/**
  * Reads up to `len` bytes into `buf`, waiting until `deadline` for data, and
- * stores the count in `*n` (0: the peer closed its side). Errors:
- * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n`
- * `NULL`, `len` 0), OS errors (`-ECONNRESET`, ...).
+ * stores the count in `*n` (0: the peer closed its side). A passed deadline
+ * reads what is already there, else `IVY_ETIMEDOUT`. Errors:
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (the stream was closed, by
+ * another task or thread, before or during the call), `IVY_EBADF`,
+ * `IVY_EINVAL` (`buf` or `n` `NULL`, `len` 0), OS errors (`-ECONNRESET`, ...).
  *
  * # Safety
  * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
@@ -550,9 +718,26 @@ int ivy_tcp_connect(const char *addr, ivy_tcp_stream_t *out, int64_t deadline);
 int ivy_tcp_read(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline);
 
 /**
+ * Reads exactly `len` bytes into `buf` (several reads if needed) before
+ * `deadline`. Stores the count read in `*n` if `n` is not `NULL`: `len` on
+ * success, on an error the bytes read so far (they are in `buf`). `len` 0
+ * succeeds at once. A passed deadline succeeds only if all `len` bytes are
+ * already there. Errors: `IVY_ECLOSED` (the peer closed its side before `len`
+ * bytes came, or the stream was closed by another task or thread),
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`
+ * with `len` > 0), OS errors.
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_tcp_read_exact(ivy_tcp_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline);
+
+/**
  * Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
- * stores the count written in `*n` (at least 1 on success; may be less than
- * `len`). Errors: as `ivy_tcp_read`; `-EPIPE` when the peer is gone.
+ * stores the count written in `*n` (may be less than `len`). `len` 0 writes
+ * nothing and succeeds with `*n` = 0, like write(2) (`buf` may then be
+ * `NULL`). A passed deadline writes what fits now, else `IVY_ETIMEDOUT`.
+ * Errors: as `ivy_tcp_read`; `-EPIPE` when the peer is gone.
  *
  * # Safety
  * `buf` is readable for `len` bytes; `n` is `NULL` or writable.
@@ -561,8 +746,9 @@ int ivy_tcp_write(ivy_tcp_stream_t s, const void *buf, size_t len, size_t *n, in
 
 /**
  * Writes all `len` bytes of `buf` (several writes if needed) before
- * `deadline`. On error, an unknown prefix may have been written. Errors: as
- * `ivy_tcp_write`.
+ * `deadline`. On error, an unknown prefix may have been written. `len` 0
+ * succeeds at once (`buf` may then be `NULL`). A passed deadline succeeds
+ * only if everything fits now. Errors: as `ivy_tcp_write`.
  *
  * # Safety
  * `buf` is readable for `len` bytes.
@@ -576,8 +762,10 @@ int ivy_tcp_write_all(ivy_tcp_stream_t s, const void *buf, size_t len, int64_t d
 int ivy_tcp_shutdown(ivy_tcp_stream_t s, int how);
 
 /**
- * Closes the stream and frees the handle (the socket closes once no other call
- * is using it). Errors: `IVY_EBADF`.
+ * Closes the stream and frees the handle. Every read or write blocked on it (in
+ * any task or thread) returns `IVY_ECLOSED` at once, and the socket is shut
+ * down in both directions, so the peer reads EOF at once. The fd is released
+ * as soon as no call uses it. Errors: `IVY_EBADF`.
  */
 int ivy_tcp_close(ivy_tcp_stream_t s);
 
@@ -590,6 +778,38 @@ int ivy_tcp_close(ivy_tcp_stream_t s);
 int ivy_udp_bind(const char *addr, ivy_udp_socket_t *out);
 
 /**
+ * `ivy_udp_bind` on a C socket address (`struct sockaddr_in` or
+ * `sockaddr_in6`, `addr_len` bytes). Errors as `ivy_tcp_listen_sockaddr`.
+ *
+ * # Safety
+ * `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+ */
+int ivy_udp_bind_sockaddr(const struct sockaddr *addr, socklen_t addr_len, ivy_udp_socket_t *out);
+
+/**
+ * Takes ownership of `fd`, an IPv4/IPv6 UDP socket made elsewhere (bound or
+ * not), and stores its handle in `*out`. The fd is switched to non-blocking
+ * mode; from now on ivy owns it (`ivy_udp_close` closes it). On error the fd
+ * stays yours, open and untouched (except for `IVY_ENOMEM`, the handle table
+ * full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`, `fd`
+ * negative, not a socket, not UDP over IPv4/IPv6), `IVY_EBADF` (not open).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `fd` is the caller's to give away.
+ */
+int ivy_udp_socket_from_fd(int fd, ivy_udp_socket_t *out);
+
+/**
+ * Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
+ * owning it; do not close it or use it after `ivy_udp_close`. Errors:
+ * `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+ *
+ * # Safety
+ * `fd` is `NULL` or writable.
+ */
+int ivy_udp_socket_fd(ivy_udp_socket_t s, int *fd);
+
+/**
  * Stores the local port in `*port`. Errors: `IVY_EBADF`, `IVY_EINVAL`.
  *
  * # Safety
@@ -598,9 +818,36 @@ int ivy_udp_bind(const char *addr, ivy_udp_socket_t *out);
 int ivy_udp_port(ivy_udp_socket_t s, uint16_t *port);
 
 /**
- * Sends one datagram of `len` bytes (0 allowed) to `addr`, waiting until
- * `deadline` for room, and stores the count sent in `*n` (if `n` is not NULL).
- * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+ * Writes the socket's local address as text with a NUL into `buf` (`cap`
+ * bytes; `IVY_ADDRSTRLEN` is always enough). Errors: `IVY_EBADF`,
+ * `IVY_EINVAL` (`buf` `NULL`), `IVY_ERANGE` (too small; `buf` untouched), OS
+ * errors.
+ *
+ * # Safety
+ * `buf` is `NULL` or writable for `cap` bytes.
+ */
+int ivy_udp_socket_local_addr(ivy_udp_socket_t s, char *buf, size_t cap);
+
+/**
+ * Stores the socket's local address as a `struct sockaddr_in` /
+ * `sockaddr_in6` in `addr`; `*addr_len` is the buffer's size on entry, the
+ * address's length on return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`),
+ * `IVY_ERANGE` (too small: `*addr_len` set to the size needed), OS errors.
+ *
+ * # Safety
+ * `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+ * bytes.
+ */
+int ivy_udp_socket_local_sockaddr(ivy_udp_socket_t s, struct sockaddr *addr, socklen_t *addr_len);
+
+/**
+ * Sends one datagram of `len` bytes (0 allowed: an empty datagram; `buf` may
+ * then be `NULL`) to `addr`, waiting until `deadline` for room, and stores the
+ * count sent in `*n` (if `n` is not NULL). A passed deadline sends only if
+ * there is room now. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED`
+ * (closed by another task or thread), `IVY_EBADF`, `IVY_EINVAL` (also: a bad
+ * address string or port), `IVY_ENOENT` (the name does not resolve), OS
+ * errors (`-EMSGSIZE`, ...).
  *
  * # Safety
  * `buf` is readable for `len` bytes (or `len` is 0); `addr` is a NUL-terminated
@@ -614,26 +861,74 @@ int ivy_udp_send_to(ivy_udp_socket_t s,
                     int64_t deadline);
 
 /**
- * Receives one datagram into `buf` (a longer one is truncated), waiting until
- * `deadline`, and stores its length in `*n` and, if `from` is not NULL, the
- * sender's address as a NUL-terminated string in `from` (capacity `from_cap`;
- * `IVY_ERANGE` if too small, the datagram is then still consumed and `*n` set).
- * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `ivy_udp_send_to` a C socket address (`struct sockaddr_in` or
+ * `sockaddr_in6`, `addr_len` bytes). Errors as `ivy_udp_send_to`.
  *
  * # Safety
- * `buf` is writable for `len` bytes; `n` is writable; `from` is `NULL` or
- * writable for `from_cap` bytes.
+ * `buf` is readable for `len` bytes (or `len` is 0); `addr` is readable for
+ * `addr_len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_udp_send_to_sockaddr(ivy_udp_socket_t s,
+                             const void *buf,
+                             size_t len,
+                             const struct sockaddr *addr,
+                             socklen_t addr_len,
+                             size_t *n,
+                             int64_t deadline);
+
+/**
+ * Receives one datagram into `buf`, waiting until `deadline`. Stores in `*n`
+ * the bytes stored in `buf`, and in `*full` (if not NULL) the datagram's full
+ * length: larger than `*n` when the datagram did not fit and was truncated
+ * (the rest is lost, as with recv(2)). If `from` is not NULL, the sender's
+ * address is written there as text with a NUL; `from_cap` must then be at
+ * least `IVY_ADDRSTRLEN` (22 is enough on an IPv4 socket), checked BEFORE
+ * anything is received: a too-small buffer is `IVY_ERANGE` and the datagram
+ * stays queued. A passed deadline takes a datagram that is already there.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (closed by another
+ * task or thread), `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n` `NULL`, `len` 0),
+ * `IVY_ERANGE`, OS errors.
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is writable; `full` is `NULL` or
+ * writable; `from` is `NULL` or writable for `from_cap` bytes.
  */
 int ivy_udp_recv_from(ivy_udp_socket_t s,
                       void *buf,
                       size_t len,
                       size_t *n,
+                      size_t *full,
                       char *from,
                       size_t from_cap,
                       int64_t deadline);
 
 /**
- * Closes the socket and frees the handle. Errors: `IVY_EBADF`.
+ * `ivy_udp_recv_from` with the sender as a C socket address: if `from` is not
+ * NULL, `*from_len` is its size on entry (checked BEFORE anything is
+ * received: at least `sizeof(struct sockaddr_in)` on an IPv4 socket,
+ * `sizeof(struct sockaddr_in6)` on an IPv6 one, else `IVY_ERANGE` with the
+ * size needed in `*from_len` and the datagram left queued) and the address's
+ * length on return. Errors as `ivy_udp_recv_from` (`IVY_EINVAL` also for
+ * `from` without `from_len`).
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is writable; `full` is `NULL` or
+ * writable; `from` is `NULL` or writable for `*from_len` bytes, `from_len`
+ * valid when `from` is not `NULL`.
+ */
+int ivy_udp_recv_from_sockaddr(ivy_udp_socket_t s,
+                               void *buf,
+                               size_t len,
+                               size_t *n,
+                               size_t *full,
+                               struct sockaddr *from,
+                               socklen_t *from_len,
+                               int64_t deadline);
+
+/**
+ * Closes the socket and frees the handle. Every send or receive blocked on it
+ * (in any task or thread) returns `IVY_ECLOSED` at once. The fd is released as
+ * soon as no call uses it. Errors: `IVY_EBADF`.
  */
 int ivy_udp_close(ivy_udp_socket_t s);
 

@@ -49,7 +49,8 @@ pub enum ivy_error_t {
     /// was cancelled before it produced a result (from `ivy_task_join`).
     IVY_ECANCELED = -125,
     /// The object was closed: a closed queue (puts; gets once drained), an
-    /// exhausted or closing generator, a runtime shutting down (spawns).
+    /// exhausted or closing generator, a runtime shutting down (spawns), a
+    /// socket closed by another task or thread while a call was blocked on it.
     IVY_ECLOSED = -1001,
     /// Rust code inside ivy panicked; the call did not complete. This is a bug in
     /// ivy; the panic message was printed to stderr.
@@ -73,9 +74,11 @@ pub(crate) const IVY_ECLOSED: c_int = ivy_error_t::IVY_ECLOSED as c_int;
 pub(crate) const IVY_EPANIC: c_int = ivy_error_t::IVY_EPANIC as c_int;
 
 /// A static, human-readable description of an ivy error code (or of `0`). Never
-/// returns `NULL`; the string must not be freed. Unknown codes give
-/// `"unknown ivy error"`; for `-errno` codes that are not `IVY_E*` constants, use
-/// `strerror(-code)`.
+/// returns `NULL`; the string must not be freed; thread-safe. Covers every code
+/// ivy returns: the `IVY_E*` constants and every `-errno` the socket, fd and
+/// file calls pass through (`-ECONNREFUSED`, `-ECONNRESET`, `-EPIPE`,
+/// `-EADDRINUSE`, `-EMFILE`, ...). Only codes ivy never returns give
+/// `"unknown ivy error"`.
 #[no_mangle]
 pub extern "C" fn ivy_strerror(code: c_int) -> *const c_char {
     let mut text: &'static CStr = c"unknown ivy error";
@@ -103,8 +106,81 @@ fn describe(code: c_int) -> &'static CStr {
         IVY_ECANCELED => c"task cancelled",
         IVY_ECLOSED => c"closed",
         IVY_EPANIC => c"internal panic in ivy (a bug; see stderr)",
-        _ => c"unknown ivy error",
+        _ => describe_errno(-code).unwrap_or(c"unknown ivy error"),
     }
+}
+
+/// The OS errors ivy's I/O calls pass through as `-errno`, with static texts
+/// (`strerror` is neither static nor thread-safe everywhere).
+fn describe_errno(errno: c_int) -> Option<&'static CStr> {
+    Some(match errno {
+        libc::EINTR => c"interrupted system call",
+        libc::ENXIO => c"no such device or address",
+        libc::E2BIG => c"argument list too long",
+        libc::ECHILD => c"no child processes",
+        libc::EACCES => c"permission denied",
+        libc::EFAULT => c"bad address",
+        libc::EEXIST => c"file exists",
+        libc::EXDEV => c"cross-device link",
+        libc::ENODEV => c"no such device",
+        libc::ENOTDIR => c"not a directory",
+        libc::EISDIR => c"is a directory",
+        libc::ENFILE => c"too many open files in the system",
+        libc::EMFILE => c"too many open files",
+        libc::ENOTTY => c"inappropriate ioctl for device",
+        libc::ETXTBSY => c"text file busy",
+        libc::EFBIG => c"file too large",
+        libc::ENOSPC => c"no space left on device",
+        libc::ESPIPE => c"illegal seek",
+        libc::EROFS => c"read-only file system",
+        libc::EMLINK => c"too many links",
+        libc::EPIPE => c"broken pipe (the peer is gone)",
+        libc::EDOM => c"numerical argument out of domain",
+        libc::ENAMETOOLONG => c"file name too long",
+        libc::ENOLCK => c"no locks available",
+        libc::ENOSYS => c"function not implemented",
+        libc::ENOTEMPTY => c"directory not empty",
+        libc::ELOOP => c"too many levels of symbolic links",
+        libc::ENODATA => c"no data available",
+        libc::EOVERFLOW => c"value too large for defined data type",
+        libc::EBADFD => c"file descriptor in bad state",
+        libc::ENOTSOCK => c"not a socket",
+        libc::EDESTADDRREQ => c"destination address required",
+        libc::EMSGSIZE => c"message too long",
+        libc::EPROTOTYPE => c"protocol wrong type for socket",
+        libc::ENOPROTOOPT => c"protocol not available",
+        libc::EPROTONOSUPPORT => c"protocol not supported",
+        libc::ESOCKTNOSUPPORT => c"socket type not supported",
+        libc::EOPNOTSUPP => c"operation not supported",
+        libc::EPFNOSUPPORT => c"protocol family not supported",
+        libc::EAFNOSUPPORT => c"address family not supported by protocol",
+        libc::EADDRINUSE => c"address already in use",
+        libc::EADDRNOTAVAIL => c"cannot assign requested address",
+        libc::ENETDOWN => c"network is down",
+        libc::ENETUNREACH => c"network is unreachable",
+        libc::ENETRESET => c"network dropped connection on reset",
+        libc::ECONNABORTED => c"software caused connection abort",
+        libc::ECONNRESET => c"connection reset by peer",
+        libc::ENOBUFS => c"no buffer space available",
+        libc::EISCONN => c"socket is already connected",
+        libc::ENOTCONN => c"socket is not connected",
+        libc::ESHUTDOWN => c"cannot send after socket shutdown",
+        libc::ETOOMANYREFS => c"too many references",
+        libc::ECONNREFUSED => c"connection refused",
+        libc::EHOSTDOWN => c"host is down",
+        libc::EHOSTUNREACH => c"no route to host",
+        libc::EALREADY => c"operation already in progress",
+        libc::EINPROGRESS => c"operation now in progress",
+        libc::ESTALE => c"stale file handle",
+        libc::EDQUOT => c"disk quota exceeded",
+        libc::ENOMEDIUM => c"no medium found",
+        libc::EPROTO => c"protocol error",
+        libc::ENOSR => c"out of streams resources",
+        libc::ENONET => c"machine is not on the network",
+        libc::EREMOTEIO => c"remote I/O error",
+        libc::EILSEQ => c"invalid or incomplete multibyte or wide character",
+        _ => return None,
+    })
 }
 
 /// The code of an interrupted blocking call.
@@ -151,6 +227,30 @@ mod tests {
         assert_eq!(IVY_EDEADLK, -libc::EDEADLK);
         assert_eq!(IVY_ETIMEDOUT, -libc::ETIMEDOUT);
         assert_eq!(IVY_ECANCELED, -libc::ECANCELED);
+    }
+
+    #[test]
+    fn every_socket_errno_has_a_text() {
+        for e in [
+            libc::ECONNREFUSED,
+            libc::ECONNRESET,
+            libc::EPIPE,
+            libc::EADDRINUSE,
+            libc::EADDRNOTAVAIL,
+            libc::ENETUNREACH,
+            libc::EHOSTUNREACH,
+            libc::ECONNABORTED,
+            libc::ENOTCONN,
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EACCES,
+            libc::EAFNOSUPPORT,
+            libc::EMSGSIZE,
+        ] {
+            assert_ne!(describe(-e), c"unknown ivy error", "errno {e}");
+        }
+        assert_eq!(describe(-4000), c"unknown ivy error");
+        assert_eq!(describe(5), c"unknown ivy error");
     }
 
     #[test]

@@ -5,18 +5,49 @@
 //! as `IVY_ECANCELED` without unwinding through C.
 //!
 //! Addresses are strings: `"127.0.0.1:8080"`, `"[::1]:0"`, or `"host:port"`
-//! (names are resolved on the blocking pool, so resolution parks the task too).
-//! OS errors come back as `-errno` (e.g. `-ECONNREFUSED`); `ivy_strerror` does
-//! not know them, `strerror(-code)` does.
+//! (names are resolved on the blocking pool, so resolution parks the task too;
+//! a port outside 0..=65535 is `IVY_EINVAL`, not a failed lookup), or C
+//! `struct sockaddr`s (the `*_sockaddr` variants, IPv4 and IPv6). OS errors
+//! come back as `-errno` (e.g. `-ECONNREFUSED`), and `ivy_strerror` has a
+//! static text for every one the socket calls can return.
 //!
-//! Sockets are handles: closing one (`ivy_tcp_close`) frees the handle; a call
-//! blocked on the socket in another task keeps it open until that call returns
-//! (the handle table hands out `Arc`s), so a close never frees memory under a
-//! waiting call. Reads and writes on one stream may run concurrently from two
-//! tasks (one reading, one writing).
+//! Design decisions:
+//! * **Every deadline, one rule.** A passed deadline is a non-blocking try for
+//!   every call, in a task as on a plain thread: the operation is attempted
+//!   once even if ivy's readiness bits say it would block (an event may not
+//!   have been dispatched yet). The rule lives in `Registration::do_io`/`wait`,
+//!   not here. `connect` with a passed deadline starts the connect and looks
+//!   once; if the handshake has not completed, `IVY_ETIMEDOUT`.
+//! * **Zero lengths are not errors** for writes and datagrams, as with
+//!   write(2): `ivy_tcp_write` stores 0, `ivy_udp_send_to` sends an empty
+//!   datagram. A read of 0 bytes stays `IVY_EINVAL` (its `n` = 0 means EOF).
+//! * **`ivy_udp_recv_from` never consumes a datagram it refuses.** It checks
+//!   the address buffer before receiving, against the longest address of the
+//!   socket's family (`IVY_ADDRSTRLEN`, or `sizeof(struct sockaddr_in6)`),
+//!   rather than peeking (`MSG_PEEK`), which would race with other receivers
+//!   of the same socket. Truncation is reported through `full` (the datagram's
+//!   length, `MSG_TRUNC`), so `n` stays "bytes in your buffer".
+//! * **`ivy_tcp_read_exact` at EOF is `IVY_ECLOSED`** (the stream ended), with
+//!   the count read so far in `*n`, so no partial data is lost silently.
+//! * **Adopting an fd** (`*_from_fd`) validates it first (`SO_TYPE`,
+//!   `SO_DOMAIN`, `SO_ACCEPTCONN`, a peer for a stream) and takes ownership
+//!   only on success: on any error the caller still owns an untouched fd.
+//!   Lending it back (`ivy_tcp_stream_fd` & co.) keeps ivy the owner.
+//!
+//! Sockets are handles. Closing one (`ivy_tcp_close`, like libdill's `hclose`)
+//! frees the handle and closes the socket for everyone at once: every call
+//! blocked on it in another task or thread returns `IVY_ECLOSED` promptly, the
+//! peer sees EOF, a listener stops listening. The mechanism is the Rust
+//! layer's (`Socket::close` in `crate::net`): a call in flight holds an `Arc`
+//! (the handle table hands them out), so a close never frees memory under a
+//! waiting call, and the fd number is released when the last `Arc` drops (the
+//! woken calls drop theirs at once) — never while a call could still use it.
+//! Reads and writes on one stream may run concurrently from two tasks (one
+//! reading, one writing).
 
 use std::ffi::CStr;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,18 +59,25 @@ use super::time::to_instant;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
-use crate::net::addr::try_each;
+use crate::net::addr::{
+    from_sockaddr, resolve_host_port, to_sockaddr, try_each, ADDR_STR_MAX, ADDR_STR_MAX_V4,
+};
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
 fn net_error(e: WaitError) -> c_int {
     match e {
+        // `read_exact` met the peer's EOF first: the stream is closed.
+        WaitError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
         WaitError::Cancelled => IVY_ECANCELED,
         WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
         WaitError::Io(e) => io_error(&e),
+        WaitError::Closed => IVY_ECLOSED,
     }
 }
 
-/// Reads a C address string and resolves it (names on the blocking pool).
+/// Reads a C address string and resolves it (names on the blocking pool):
+/// `IVY_EINVAL` for `NULL`, non-UTF-8, not `host:port`, or a port outside
+/// 0..=65535; `IVY_ENOENT` for a name that does not resolve.
 ///
 /// # Safety
 /// `addr` is `NULL` or a NUL-terminated string.
@@ -50,23 +88,75 @@ unsafe fn resolve(addr: *const c_char) -> Result<Vec<SocketAddr>, c_int> {
     // SAFETY: the caller's contract.
     let s = unsafe { CStr::from_ptr(addr) }
         .to_str()
-        .map_err(|_| IVY_EINVAL)?
-        .to_string();
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(vec![a]);
+        .map_err(|_| IVY_EINVAL)?;
+    resolve_host_port(s).map_err(net_error)
+}
+
+/// Reads a C `sockaddr` (`AF_INET` / `AF_INET6`); `IVY_EINVAL` otherwise.
+///
+/// # Safety
+/// `addr` is `NULL` or readable for `len` bytes.
+unsafe fn read_sockaddr(
+    addr: *const libc::sockaddr,
+    len: libc::socklen_t,
+) -> Result<SocketAddr, c_int> {
+    // SAFETY: forwarded caller contract.
+    unsafe { from_sockaddr(addr, len) }.map_err(|_| IVY_EINVAL)
+}
+
+/// Stores `a` in the caller's `sockaddr` buffer: `*len` is its capacity on
+/// entry and the address's length on return; `IVY_ERANGE` (with the needed
+/// length in `*len`, buffer untouched) if it does not fit.
+///
+/// # Safety
+/// `len` is non-null and valid; `out` is writable for `*len` bytes.
+unsafe fn write_sockaddr(
+    a: &SocketAddr,
+    out: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> Result<(), c_int> {
+    let (storage, need) = to_sockaddr(a);
+    // SAFETY: `len` is valid (caller's contract).
+    let cap = unsafe { len.read() };
+    // SAFETY: as above.
+    unsafe { len.write(need) };
+    if cap < need {
+        return Err(IVY_ERANGE);
     }
-    if !s.contains(':') {
+    // SAFETY: `out` has room for `cap >= need` bytes; `storage` holds `need`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&raw const storage).cast::<u8>(),
+            out.cast::<u8>(),
+            need as usize,
+        )
+    };
+    Ok(())
+}
+
+/// An address as text into a C buffer (`IVY_ERANGE` if it does not fit).
+///
+/// # Safety
+/// `buf` is writable for `cap` bytes.
+unsafe fn write_addr_str(a: &SocketAddr, buf: *mut c_char, cap: usize) -> Result<(), c_int> {
+    // SAFETY: forwarded caller contract.
+    unsafe { write_c_str(&a.to_string(), buf, cap) }
+}
+
+/// A buffer the caller passes with its length: `&[]` for `len` 0 (`buf` may
+/// then be `NULL`), `IVY_EINVAL` for `NULL` with a length.
+///
+/// # Safety
+/// `buf` is readable for `len` bytes when `len > 0`.
+unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if buf.is_null() {
         return Err(IVY_EINVAL);
     }
-    let found = crate::blocking::run_blocking(move || {
-        std::net::ToSocketAddrs::to_socket_addrs(s.as_str()).map(Iterator::collect::<Vec<_>>)
-    })
-    .map_err(interrupted)?
-    .map_err(|_| IVY_ENOENT)?;
-    if found.is_empty() {
-        return Err(IVY_ENOENT);
-    }
-    Ok(found)
+    // SAFETY: the caller's contract: `len` readable bytes at `buf`.
+    Ok(unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) })
 }
 
 fn port_of(a: std::io::Result<SocketAddr>) -> Result<u16, c_int> {
@@ -90,6 +180,12 @@ pub struct ivy_tcp_stream_t {
     pub id: u64,
 }
 
+/// Room for any socket address ivy writes as text (`ivy_udp_recv_from`,
+/// `ivy_tcp_stream_peer_addr`, ...), with its NUL: the longest is
+/// `[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535`.
+pub const IVY_ADDRSTRLEN: usize = 65;
+const _: () = assert!(IVY_ADDRSTRLEN == ADDR_STR_MAX);
+
 static LISTENERS: HandleTable<TcpListener> = HandleTable::new(Kind::TcpListener);
 static STREAMS: HandleTable<TcpStream> = HandleTable::new(Kind::TcpStream);
 
@@ -98,10 +194,23 @@ fn new_stream(s: TcpStream) -> Result<ivy_tcp_stream_t, c_int> {
     Ok(ivy_tcp_stream_t { id })
 }
 
+fn new_listener(l: TcpListener) -> Result<ivy_tcp_listener_t, c_int> {
+    let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
+    Ok(ivy_tcp_listener_t { id })
+}
+
+fn listen_on(addrs: Vec<SocketAddr>) -> Result<ivy_tcp_listener_t, c_int> {
+    // ivy's bind (not std's): its listen backlog is 4096. A resolved address
+    // needs no lookup, so nothing in it can be interrupted (unwind).
+    let l = try_each(addrs, |a| TcpListener::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+    new_listener(l)
+}
+
 /// Binds a TCP listener to `addr` (port 0: any free port, see
 /// `ivy_tcp_listener_port`) and listens. Errors: `IVY_EINVAL` (`addr` or `out`
-/// `NULL`, not an address), `IVY_ENOENT` (the name does not resolve),
-/// `-EADDRINUSE` and other OS errors, `IVY_ECANCELED` (while resolving).
+/// `NULL`, not `host:port`, a port outside 0..=65535), `IVY_ENOENT` (the name
+/// does not resolve), `-EADDRINUSE` and other OS errors, `IVY_ECANCELED` (while
+/// resolving).
 ///
 /// # Safety
 /// `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
@@ -114,13 +223,76 @@ pub unsafe extern "C" fn ivy_tcp_listen(
         let out = out_ptr(out)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        // ivy's bind (not std's): its listen backlog is 4096. A resolved address
-        // needs no lookup, so nothing in it can be interrupted (unwind).
-        let l =
-            try_each(addrs, |a| TcpListener::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
-        let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
+        let h = listen_on(addrs)?;
         // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, ivy_tcp_listener_t { id }) };
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// `ivy_tcp_listen` on a C socket address (`struct sockaddr_in` or
+/// `sockaddr_in6`, `addr_len` bytes). Errors: as `ivy_tcp_listen`
+/// (`IVY_EINVAL` also for another address family or a short `addr_len`).
+///
+/// # Safety
+/// `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_listen_sockaddr(
+    addr: *const libc::sockaddr,
+    addr_len: libc::socklen_t,
+    out: *mut ivy_tcp_listener_t,
+) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: forwarded caller contract.
+        let a = unsafe { read_sockaddr(addr, addr_len)? };
+        let h = listen_on(vec![a])?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// Takes ownership of `fd`, a listening IPv4/IPv6 TCP socket made elsewhere
+/// (inherited, from systemd, from a C library), and stores its handle in
+/// `*out`. The fd is switched to non-blocking mode; from now on ivy owns it
+/// (`ivy_tcp_listener_close` closes it; do not close it yourself). On error
+/// the fd stays yours, open and untouched (except for `IVY_ENOMEM`, the handle
+/// table full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`,
+/// `fd` negative, not a socket, not TCP over IPv4/IPv6, not listening),
+/// `IVY_EBADF` (`fd` is not open).
+///
+/// # Safety
+/// `out` is `NULL` or writable; `fd` is the caller's to give away.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
+    fd: c_int,
+    out: *mut ivy_tcp_listener_t,
+) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: the caller gives `fd` away on success (contract).
+        let l = unsafe { TcpListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
+        let h = new_listener(l)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
+/// keeps owning it; do not close it, and do not use it after
+/// `ivy_tcp_listener_close`. Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+///
+/// # Safety
+/// `fd` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_listener_fd(l: ivy_tcp_listener_t, fd: *mut c_int) -> c_int {
+    guard(|| {
+        let fd = out_ptr(fd)?;
+        let raw = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.as_raw_fd();
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(fd, raw) };
         Ok(())
     })
 }
@@ -141,9 +313,62 @@ pub unsafe extern "C" fn ivy_tcp_listener_port(l: ivy_tcp_listener_t, port: *mut
     })
 }
 
+/// Writes the listener's local address as text (`"127.0.0.1:8080"`,
+/// `"[::1]:8080"`) with a NUL into `buf` (`cap` bytes; `IVY_ADDRSTRLEN` is
+/// always enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`),
+/// `IVY_ERANGE` (too small; `buf` untouched), OS errors.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_listener_local_addr(
+    l: ivy_tcp_listener_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: writable for `cap` bytes (caller's contract).
+        unsafe { write_addr_str(&a, buf, cap) }
+    })
+}
+
+/// Stores the listener's local address as a `struct sockaddr_in` or
+/// `sockaddr_in6` in `addr`: `*addr_len` is the buffer's size on entry and the
+/// address's length on return (`sizeof(struct sockaddr_storage)` is always
+/// enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`addr` or `addr_len` `NULL`),
+/// `IVY_ERANGE` (too small: `*addr_len` is set to the size needed, `addr` is
+/// untouched), OS errors.
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_listener_local_sockaddr(
+    l: ivy_tcp_listener_t,
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let addr = out_ptr(addr)?;
+        let addr_len = out_ptr(addr_len)?;
+        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: forwarded caller contract (both checked non-null).
+        unsafe { write_sockaddr(&a, addr, addr_len) }
+    })
+}
+
 /// Waits until `deadline` for a connection and stores its stream in `*out` (the
-/// caller owns it: `ivy_tcp_close`). Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
-/// `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+/// caller owns it: `ivy_tcp_close`); the peer's address is then
+/// `ivy_tcp_stream_peer_addr` / `_peer_sockaddr`. A passed deadline takes a
+/// connection that is already queued, else `IVY_ETIMEDOUT`. Errors:
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (the listener was closed
+/// before or during the call, by another task or thread), `IVY_EBADF`,
+/// `IVY_EINVAL`, OS errors (`-EMFILE`: the connection stays queued for the
+/// next accept).
 ///
 /// # Safety
 /// `out` is `NULL` or writable.
@@ -165,15 +390,28 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     })
 }
 
-/// Closes the listener and frees the handle. Errors: `IVY_EBADF`.
+/// Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
+/// it (in any task or thread) returns `IVY_ECLOSED` at once; the port stops
+/// listening at once (a new connect is refused, connections queued but not
+/// accepted are reset). The fd is released as soon as no call uses it.
+/// Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
-    guard(|| LISTENERS.remove(l.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| LISTENERS.remove(l.id).map(|l| l.close()).ok_or(IVY_EBADF))
+}
+
+fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
+    let d: Option<Instant> = to_instant(deadline)?;
+    let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
+    new_stream(s)
 }
 
 /// Connects to `addr`, trying each resolved address in turn, until `deadline`,
-/// and stores the stream in `*out`. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
-/// `-ECONNREFUSED` and other OS errors, `IVY_ENOENT`, `IVY_EINVAL`.
+/// and stores the stream in `*out`. A passed deadline starts the connect and
+/// looks once whether it completed (on loopback it usually has); if not,
+/// `IVY_ETIMEDOUT`. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
+/// `-ECONNREFUSED` and other OS errors, `IVY_ENOENT` (the name does not
+/// resolve), `IVY_EINVAL` (`NULL`, not `host:port`, a port outside 0..=65535).
 ///
 /// # Safety
 /// `addr` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
@@ -185,10 +423,55 @@ pub unsafe extern "C" fn ivy_tcp_connect(
 ) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let d: Option<Instant> = to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
+        let h = connect_to(addrs, deadline)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// `ivy_tcp_connect` to a C socket address (`struct sockaddr_in` or
+/// `sockaddr_in6`, `addr_len` bytes). Errors: as `ivy_tcp_connect`
+/// (`IVY_EINVAL` also for another family or a short `addr_len`).
+///
+/// # Safety
+/// `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
+    addr: *const libc::sockaddr,
+    addr_len: libc::socklen_t,
+    out: *mut ivy_tcp_stream_t,
+    deadline: i64,
+) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: forwarded caller contract.
+        let a = unsafe { read_sockaddr(addr, addr_len)? };
+        let h = connect_to(vec![a], deadline)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// Takes ownership of `fd`, a connected IPv4/IPv6 TCP socket made elsewhere,
+/// and stores its handle in `*out`. The fd is switched to non-blocking mode;
+/// from now on ivy owns it (`ivy_tcp_close` closes it; do not close it
+/// yourself). On error the fd stays yours, open and untouched (except for
+/// `IVY_ENOMEM`, the handle table full, after which it is closed). Errors:
+/// `IVY_EINVAL` (`out` `NULL`, `fd` negative, not a socket, not TCP over
+/// IPv4/IPv6, a listener, not connected), `IVY_EBADF` (`fd` is not open).
+///
+/// # Safety
+/// `out` is `NULL` or writable; `fd` is the caller's to give away.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: the caller gives `fd` away on success (contract).
+        let s = unsafe { TcpStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
         let h = new_stream(s)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(out, h) };
@@ -196,10 +479,122 @@ pub unsafe extern "C" fn ivy_tcp_connect(
     })
 }
 
+/// Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
+/// owning it; do not close it, read or write it behind ivy's back, or use it
+/// after `ivy_tcp_close`. Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+///
+/// # Safety
+/// `fd` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_fd(s: ivy_tcp_stream_t, fd: *mut c_int) -> c_int {
+    guard(|| {
+        let fd = out_ptr(fd)?;
+        let raw = STREAMS.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(fd, raw) };
+        Ok(())
+    })
+}
+
+fn stream_addr(s: ivy_tcp_stream_t, peer: bool) -> Result<SocketAddr, c_int> {
+    let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
+    let a = if peer {
+        stream.peer_addr()
+    } else {
+        stream.local_addr()
+    };
+    a.map_err(|e| io_error(&e))
+}
+
+/// Writes the address of the stream's peer (for an accepted stream: the
+/// client's) as text with a NUL into `buf` (`cap` bytes; `IVY_ADDRSTRLEN` is
+/// always enough). Errors: `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`),
+/// `IVY_ERANGE` (too small; `buf` untouched), OS errors (`-ENOTCONN`).
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_peer_addr(
+    s: ivy_tcp_stream_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        let a = stream_addr(s, true)?;
+        // SAFETY: writable for `cap` bytes (caller's contract).
+        unsafe { write_addr_str(&a, buf, cap) }
+    })
+}
+
+/// Writes the stream's local address as text; see `ivy_tcp_stream_peer_addr`.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_local_addr(
+    s: ivy_tcp_stream_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        let a = stream_addr(s, false)?;
+        // SAFETY: writable for `cap` bytes (caller's contract).
+        unsafe { write_addr_str(&a, buf, cap) }
+    })
+}
+
+/// Stores the peer's address as a `struct sockaddr_in` / `sockaddr_in6` in
+/// `addr`; `*addr_len` is the buffer's size on entry, the address's length on
+/// return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`), `IVY_ERANGE` (too small:
+/// `*addr_len` set to the size needed), OS errors (`-ENOTCONN`).
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_peer_sockaddr(
+    s: ivy_tcp_stream_t,
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let addr = out_ptr(addr)?;
+        let addr_len = out_ptr(addr_len)?;
+        let a = stream_addr(s, true)?;
+        // SAFETY: forwarded caller contract (both checked non-null).
+        unsafe { write_sockaddr(&a, addr, addr_len) }
+    })
+}
+
+/// Stores the stream's local address as a `sockaddr`; see
+/// `ivy_tcp_stream_peer_sockaddr`.
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_stream_local_sockaddr(
+    s: ivy_tcp_stream_t,
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let addr = out_ptr(addr)?;
+        let addr_len = out_ptr(addr_len)?;
+        let a = stream_addr(s, false)?;
+        // SAFETY: forwarded caller contract (both checked non-null).
+        unsafe { write_sockaddr(&a, addr, addr_len) }
+    })
+}
+
 /// Reads up to `len` bytes into `buf`, waiting until `deadline` for data, and
-/// stores the count in `*n` (0: the peer closed its side). Errors:
-/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n`
-/// `NULL`, `len` 0), OS errors (`-ECONNRESET`, ...).
+/// stores the count in `*n` (0: the peer closed its side). A passed deadline
+/// reads what is already there, else `IVY_ETIMEDOUT`. Errors:
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (the stream was closed, by
+/// another task or thread, before or during the call), `IVY_EBADF`,
+/// `IVY_EINVAL` (`buf` or `n` `NULL`, `len` 0), OS errors (`-ECONNRESET`, ...).
 ///
 /// # Safety
 /// `buf` is writable for `len` bytes; `n` is `NULL` or writable.
@@ -228,9 +623,51 @@ pub unsafe extern "C" fn ivy_tcp_read(
     })
 }
 
+/// Reads exactly `len` bytes into `buf` (several reads if needed) before
+/// `deadline`. Stores the count read in `*n` if `n` is not `NULL`: `len` on
+/// success, on an error the bytes read so far (they are in `buf`). `len` 0
+/// succeeds at once. A passed deadline succeeds only if all `len` bytes are
+/// already there. Errors: `IVY_ECLOSED` (the peer closed its side before `len`
+/// bytes came, or the stream was closed by another task or thread),
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`buf` `NULL`
+/// with `len` > 0), OS errors.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes; `n` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_tcp_read_exact(
+    s: ivy_tcp_stream_t,
+    buf: *mut c_void,
+    len: usize,
+    n: *mut usize,
+    deadline: i64,
+) -> c_int {
+    guard(|| {
+        if buf.is_null() && len != 0 {
+            return Err(IVY_EINVAL);
+        }
+        let d = to_instant(deadline)?;
+        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
+        let buf: &mut [u8] = if len == 0 {
+            &mut []
+        } else {
+            // SAFETY: the caller's contract: `len` writable bytes at `buf`.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
+        };
+        let (got, r) = stream.read_exact_until(buf, d);
+        if !n.is_null() {
+            // SAFETY: non-null; writable by the caller's contract.
+            unsafe { write_out(n, got) };
+        }
+        r.map_err(net_error)
+    })
+}
+
 /// Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
-/// stores the count written in `*n` (at least 1 on success; may be less than
-/// `len`). Errors: as `ivy_tcp_read`; `-EPIPE` when the peer is gone.
+/// stores the count written in `*n` (may be less than `len`). `len` 0 writes
+/// nothing and succeeds with `*n` = 0, like write(2) (`buf` may then be
+/// `NULL`). A passed deadline writes what fits now, else `IVY_ETIMEDOUT`.
+/// Errors: as `ivy_tcp_read`; `-EPIPE` when the peer is gone.
 ///
 /// # Safety
 /// `buf` is readable for `len` bytes; `n` is `NULL` or writable.
@@ -244,13 +681,10 @@ pub unsafe extern "C" fn ivy_tcp_write(
 ) -> c_int {
     guard(|| {
         let n = out_ptr(n)?;
-        if buf.is_null() || len == 0 {
-            return Err(IVY_EINVAL);
-        }
+        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
+        let buf = unsafe { in_buf(buf, len)? };
         let d = to_instant(deadline)?;
         let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
         let put = stream.write_until(buf, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, put) };
@@ -259,8 +693,9 @@ pub unsafe extern "C" fn ivy_tcp_write(
 }
 
 /// Writes all `len` bytes of `buf` (several writes if needed) before
-/// `deadline`. On error, an unknown prefix may have been written. Errors: as
-/// `ivy_tcp_write`.
+/// `deadline`. On error, an unknown prefix may have been written. `len` 0
+/// succeeds at once (`buf` may then be `NULL`). A passed deadline succeeds
+/// only if everything fits now. Errors: as `ivy_tcp_write`.
 ///
 /// # Safety
 /// `buf` is readable for `len` bytes.
@@ -272,21 +707,11 @@ pub unsafe extern "C" fn ivy_tcp_write_all(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        if buf.is_null() || len == 0 {
-            return Err(IVY_EINVAL);
-        }
+        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
+        let buf = unsafe { in_buf(buf, len)? };
         let d = to_instant(deadline)?;
         let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let mut rest = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-        while !rest.is_empty() {
-            let put = stream.write_until(rest, d).map_err(net_error)?;
-            if put == 0 {
-                return Err(-libc::EPIPE);
-            }
-            rest = &rest[put..];
-        }
-        Ok(())
+        stream.write_all_until(buf, d).1.map_err(net_error)
     })
 }
 
@@ -313,11 +738,13 @@ pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
     })
 }
 
-/// Closes the stream and frees the handle (the socket closes once no other call
-/// is using it). Errors: `IVY_EBADF`.
+/// Closes the stream and frees the handle. Every read or write blocked on it (in
+/// any task or thread) returns `IVY_ECLOSED` at once, and the socket is shut
+/// down in both directions, so the peer reads EOF at once. The fd is released
+/// as soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_close(s: ivy_tcp_stream_t) -> c_int {
-    guard(|| STREAMS.remove(s.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| STREAMS.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
 }
 
 // ---------------------------------------------------------------------------
@@ -332,6 +759,17 @@ pub struct ivy_udp_socket_t {
 
 static UDP: HandleTable<UdpSocket> = HandleTable::new(Kind::UdpSocket);
 
+fn new_udp(sock: UdpSocket) -> Result<ivy_udp_socket_t, c_int> {
+    let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
+    Ok(ivy_udp_socket_t { id })
+}
+
+fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
+    // A resolved address: no lookup, nothing that could unwind.
+    let sock = try_each(addrs, |a| UdpSocket::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+    new_udp(sock)
+}
+
 /// Binds a UDP socket to `addr` (port 0: any). Errors as `ivy_tcp_listen`.
 ///
 /// # Safety
@@ -342,12 +780,70 @@ pub unsafe extern "C" fn ivy_udp_bind(addr: *const c_char, out: *mut ivy_udp_soc
         let out = out_ptr(out)?;
         // SAFETY: forwarded caller contract.
         let addrs = unsafe { resolve(addr)? };
-        // A resolved address: no lookup, nothing that could unwind.
-        let sock =
-            try_each(addrs, |a| UdpSocket::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
-        let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
+        let h = bind_udp(addrs)?;
         // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, ivy_udp_socket_t { id }) };
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// `ivy_udp_bind` on a C socket address (`struct sockaddr_in` or
+/// `sockaddr_in6`, `addr_len` bytes). Errors as `ivy_tcp_listen_sockaddr`.
+///
+/// # Safety
+/// `addr` is `NULL` or readable for `addr_len` bytes; `out` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
+    addr: *const libc::sockaddr,
+    addr_len: libc::socklen_t,
+    out: *mut ivy_udp_socket_t,
+) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: forwarded caller contract.
+        let a = unsafe { read_sockaddr(addr, addr_len)? };
+        let h = bind_udp(vec![a])?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// Takes ownership of `fd`, an IPv4/IPv6 UDP socket made elsewhere (bound or
+/// not), and stores its handle in `*out`. The fd is switched to non-blocking
+/// mode; from now on ivy owns it (`ivy_udp_close` closes it). On error the fd
+/// stays yours, open and untouched (except for `IVY_ENOMEM`, the handle table
+/// full, after which it is closed). Errors: `IVY_EINVAL` (`out` `NULL`, `fd`
+/// negative, not a socket, not UDP over IPv4/IPv6), `IVY_EBADF` (not open).
+///
+/// # Safety
+/// `out` is `NULL` or writable; `fd` is the caller's to give away.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        // SAFETY: the caller gives `fd` away on success (contract).
+        let sock = unsafe { UdpSocket::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
+        let h = new_udp(sock)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, h) };
+        Ok(())
+    })
+}
+
+/// Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
+/// owning it; do not close it or use it after `ivy_udp_close`. Errors:
+/// `IVY_EBADF`, `IVY_EINVAL` (`fd` `NULL`).
+///
+/// # Safety
+/// `fd` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_fd(s: ivy_udp_socket_t, fd: *mut c_int) -> c_int {
+    guard(|| {
+        let fd = out_ptr(fd)?;
+        let raw = UDP.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(fd, raw) };
         Ok(())
     })
 }
@@ -367,9 +863,76 @@ pub unsafe extern "C" fn ivy_udp_port(s: ivy_udp_socket_t, port: *mut u16) -> c_
     })
 }
 
-/// Sends one datagram of `len` bytes (0 allowed) to `addr`, waiting until
-/// `deadline` for room, and stores the count sent in `*n` (if `n` is not NULL).
-/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`, OS errors.
+/// Writes the socket's local address as text with a NUL into `buf` (`cap`
+/// bytes; `IVY_ADDRSTRLEN` is always enough). Errors: `IVY_EBADF`,
+/// `IVY_EINVAL` (`buf` `NULL`), `IVY_ERANGE` (too small; `buf` untouched), OS
+/// errors.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_local_addr(
+    s: ivy_udp_socket_t,
+    buf: *mut c_char,
+    cap: usize,
+) -> c_int {
+    guard(|| {
+        let buf = out_ptr(buf)?;
+        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: writable for `cap` bytes (caller's contract).
+        unsafe { write_addr_str(&a, buf, cap) }
+    })
+}
+
+/// Stores the socket's local address as a `struct sockaddr_in` /
+/// `sockaddr_in6` in `addr`; `*addr_len` is the buffer's size on entry, the
+/// address's length on return. Errors: `IVY_EBADF`, `IVY_EINVAL` (`NULL`),
+/// `IVY_ERANGE` (too small: `*addr_len` set to the size needed), OS errors.
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_socket_local_sockaddr(
+    s: ivy_udp_socket_t,
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+) -> c_int {
+    guard(|| {
+        let addr = out_ptr(addr)?;
+        let addr_len = out_ptr(addr_len)?;
+        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
+        let a = a.map_err(|e| io_error(&e))?;
+        // SAFETY: forwarded caller contract (both checked non-null).
+        unsafe { write_sockaddr(&a, addr, addr_len) }
+    })
+}
+
+fn send_udp(
+    s: ivy_udp_socket_t,
+    data: &[u8],
+    to: SocketAddr,
+    n: *mut usize,
+    deadline: i64,
+) -> Result<(), c_int> {
+    let d = to_instant(deadline)?;
+    let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
+    let sent = sock.send_to_until(data, to, d).map_err(net_error)?;
+    if !n.is_null() {
+        // SAFETY: non-null; writable by the caller's contract (of both senders).
+        unsafe { write_out(n, sent) };
+    }
+    Ok(())
+}
+
+/// Sends one datagram of `len` bytes (0 allowed: an empty datagram; `buf` may
+/// then be `NULL`) to `addr`, waiting until `deadline` for room, and stores the
+/// count sent in `*n` (if `n` is not NULL). A passed deadline sends only if
+/// there is room now. Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED`
+/// (closed by another task or thread), `IVY_EBADF`, `IVY_EINVAL` (also: a bad
+/// address string or port), `IVY_ENOENT` (the name does not resolve), OS
+/// errors (`-EMSGSIZE`, ...).
 ///
 /// # Safety
 /// `buf` is readable for `len` bytes (or `len` is 0); `addr` is a NUL-terminated
@@ -384,43 +947,72 @@ pub unsafe extern "C" fn ivy_udp_send_to(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        if buf.is_null() && len != 0 {
-            return Err(IVY_EINVAL);
+        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
+        let data = unsafe { in_buf(buf, len)? };
+        if UDP.get(s.id).is_none() {
+            return Err(IVY_EBADF);
         }
-        let d = to_instant(deadline)?;
-        let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
         // SAFETY: forwarded caller contract.
         let to = unsafe { resolve(addr)? }[0];
-        let data: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
-        };
-        let sent = sock.send_to_until(data, to, d).map_err(net_error)?;
-        if !n.is_null() {
-            // SAFETY: non-null; writable by the caller's contract.
-            unsafe { write_out(n, sent) };
-        }
-        Ok(())
+        send_udp(s, data, to, n, deadline)
     })
 }
 
-/// Receives one datagram into `buf` (a longer one is truncated), waiting until
-/// `deadline`, and stores its length in `*n` and, if `from` is not NULL, the
-/// sender's address as a NUL-terminated string in `from` (capacity `from_cap`;
-/// `IVY_ERANGE` if too small, the datagram is then still consumed and `*n` set).
-/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `ivy_udp_send_to` a C socket address (`struct sockaddr_in` or
+/// `sockaddr_in6`, `addr_len` bytes). Errors as `ivy_udp_send_to`.
 ///
 /// # Safety
-/// `buf` is writable for `len` bytes; `n` is writable; `from` is `NULL` or
-/// writable for `from_cap` bytes.
+/// `buf` is readable for `len` bytes (or `len` is 0); `addr` is readable for
+/// `addr_len` bytes; `n` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_send_to_sockaddr(
+    s: ivy_udp_socket_t,
+    buf: *const c_void,
+    len: usize,
+    addr: *const libc::sockaddr,
+    addr_len: libc::socklen_t,
+    n: *mut usize,
+    deadline: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
+        let data = unsafe { in_buf(buf, len)? };
+        // SAFETY: forwarded caller contract.
+        let to = unsafe { read_sockaddr(addr, addr_len)? };
+        send_udp(s, data, to, n, deadline)
+    })
+}
+
+/// The socket of `s` and the address room a receive on it needs, checked
+/// before anything is received.
+fn udp_for_recv(s: ivy_udp_socket_t) -> Result<(Arc<UdpSocket>, bool), c_int> {
+    let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
+    let v4 = sock.local_addr().map_err(|e| io_error(&e))?.is_ipv4();
+    Ok((sock, v4))
+}
+
+/// Receives one datagram into `buf`, waiting until `deadline`. Stores in `*n`
+/// the bytes stored in `buf`, and in `*full` (if not NULL) the datagram's full
+/// length: larger than `*n` when the datagram did not fit and was truncated
+/// (the rest is lost, as with recv(2)). If `from` is not NULL, the sender's
+/// address is written there as text with a NUL; `from_cap` must then be at
+/// least `IVY_ADDRSTRLEN` (22 is enough on an IPv4 socket), checked BEFORE
+/// anything is received: a too-small buffer is `IVY_ERANGE` and the datagram
+/// stays queued. A passed deadline takes a datagram that is already there.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (closed by another
+/// task or thread), `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n` `NULL`, `len` 0),
+/// `IVY_ERANGE`, OS errors.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes; `n` is writable; `full` is `NULL` or
+/// writable; `from` is `NULL` or writable for `from_cap` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_recv_from(
     s: ivy_udp_socket_t,
     buf: *mut c_void,
     len: usize,
     n: *mut usize,
+    full: *mut usize,
     from: *mut c_char,
     from_cap: usize,
     deadline: i64,
@@ -431,24 +1023,96 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
             return Err(IVY_EINVAL);
         }
         let d = to_instant(deadline)?;
-        let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
+        let (sock, v4) = udp_for_recv(s)?;
+        let need = if v4 { ADDR_STR_MAX_V4 } else { ADDR_STR_MAX };
+        if !from.is_null() && from_cap < need {
+            return Err(IVY_ERANGE);
+        }
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let (got, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
+        if !full.is_null() {
+            // SAFETY: non-null; writable by the caller's contract.
+            unsafe { write_out(full, whole) };
+        }
         if !from.is_null() {
-            // SAFETY: `from` is writable for `from_cap` bytes (caller's contract).
-            unsafe { write_c_str(&peer.to_string(), from, from_cap)? };
+            // SAFETY: `from` is writable for `from_cap` bytes (caller's
+            // contract), enough for any address of this family (checked).
+            unsafe { write_addr_str(&peer, from, from_cap)? };
         }
         Ok(())
     })
 }
 
-/// Closes the socket and frees the handle. Errors: `IVY_EBADF`.
+/// `ivy_udp_recv_from` with the sender as a C socket address: if `from` is not
+/// NULL, `*from_len` is its size on entry (checked BEFORE anything is
+/// received: at least `sizeof(struct sockaddr_in)` on an IPv4 socket,
+/// `sizeof(struct sockaddr_in6)` on an IPv6 one, else `IVY_ERANGE` with the
+/// size needed in `*from_len` and the datagram left queued) and the address's
+/// length on return. Errors as `ivy_udp_recv_from` (`IVY_EINVAL` also for
+/// `from` without `from_len`).
+///
+/// # Safety
+/// `buf` is writable for `len` bytes; `n` is writable; `full` is `NULL` or
+/// writable; `from` is `NULL` or writable for `*from_len` bytes, `from_len`
+/// valid when `from` is not `NULL`.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_udp_recv_from_sockaddr(
+    s: ivy_udp_socket_t,
+    buf: *mut c_void,
+    len: usize,
+    n: *mut usize,
+    full: *mut usize,
+    from: *mut libc::sockaddr,
+    from_len: *mut libc::socklen_t,
+    deadline: i64,
+) -> c_int {
+    guard(|| {
+        let n = out_ptr(n)?;
+        if buf.is_null() || len == 0 || (!from.is_null() && from_len.is_null()) {
+            return Err(IVY_EINVAL);
+        }
+        let d = to_instant(deadline)?;
+        let (sock, v4) = udp_for_recv(s)?;
+        if !from.is_null() {
+            let need = if v4 {
+                std::mem::size_of::<libc::sockaddr_in>()
+            } else {
+                std::mem::size_of::<libc::sockaddr_in6>()
+            } as libc::socklen_t;
+            // SAFETY: `from_len` is valid (checked non-null; caller's contract).
+            if unsafe { from_len.read() } < need {
+                // SAFETY: as above.
+                unsafe { from_len.write(need) };
+                return Err(IVY_ERANGE);
+            }
+        }
+        // SAFETY: the caller's contract: `len` writable bytes at `buf`.
+        let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(n, got) };
+        if !full.is_null() {
+            // SAFETY: non-null; writable by the caller's contract.
+            unsafe { write_out(full, whole) };
+        }
+        if !from.is_null() {
+            // SAFETY: `from` is writable for `*from_len` bytes (caller's
+            // contract), enough for this family (checked).
+            unsafe { write_sockaddr(&peer, from, from_len)? };
+        }
+        Ok(())
+    })
+}
+
+/// Closes the socket and frees the handle. Every send or receive blocked on it
+/// (in any task or thread) returns `IVY_ECLOSED` at once. The fd is released as
+/// soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_udp_close(s: ivy_udp_socket_t) -> c_int {
-    guard(|| UDP.remove(s.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| UDP.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
 }
 
 // ---------------------------------------------------------------------------

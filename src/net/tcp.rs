@@ -53,6 +53,19 @@ impl TcpListener {
         Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(l)))
     }
 
+    /// Takes ownership of a listening IPv4/IPv6 TCP socket (for the C ABI),
+    /// after checking it is one (`check_socket`); on error `fd` stays the
+    /// caller's, open.
+    ///
+    /// # Safety
+    /// `fd` is owned by the caller and not used by it after a success.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<TcpListener> {
+        super::check_socket(fd, super::SocketKind::TcpListener)?;
+        // SAFETY: an open listening socket the caller hands over (contract).
+        let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(std)))
+    }
+
     /// Accepts a connection, parking until one arrives.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         or_raise_io(self.accept_until(None))
@@ -88,6 +101,15 @@ impl TcpListener {
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
+    }
+
+    /// Closes the listener for every holder (crate-internal; the C ABI's close,
+    /// see `crate::net`): every accept blocked on it returns `WaitError::Closed`
+    /// at once, every later call fails so, and the socket stops listening (new
+    /// connects are refused, queued ones reset). The fd is released when the
+    /// last holder drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 }
 
@@ -149,6 +171,21 @@ impl TcpStream {
         let s = nonblocking(s, std::net::TcpStream::set_nonblocking)?;
         Ok(TcpStream {
             inner: Arc::new(Socket::new(s)),
+        })
+    }
+
+    /// Takes ownership of a connected IPv4/IPv6 TCP socket (for the C ABI),
+    /// after checking it is one (`check_socket`); on error `fd` stays the
+    /// caller's, open.
+    ///
+    /// # Safety
+    /// `fd` is owned by the caller and not used by it after a success.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<TcpStream> {
+        super::check_socket(fd, super::SocketKind::TcpStream)?;
+        // SAFETY: an open connected socket the caller hands over (contract).
+        let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        Ok(TcpStream {
+            inner: Arc::new(Socket::new(std)),
         })
     }
 
@@ -249,6 +286,15 @@ impl TcpStream {
         self.inner.get().take_error()
     }
 
+    /// Closes the stream for every handle sharing it (clones, halves; the C
+    /// ABI's close, see `crate::net`): every read or write blocked on it returns
+    /// `WaitError::Closed` at once, every later call fails so, and the socket is
+    /// shut down in both directions (the peer reads EOF). The fd is released
+    /// when the last handle drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
+    }
+
     /// Read timeout (like std): a read that waits longer fails with `TimedOut`.
     /// `Some(Duration::ZERO)` is an `InvalidInput` error, as in std.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
@@ -272,7 +318,6 @@ impl TcpStream {
         self.inner.io(Direction::Read, |s| s.peek(buf))
     }
 
-    #[allow(dead_code)] // for the C ABI
     /// The internal read: errors distinguish interruptions and the deadline.
     pub(crate) fn read_until(
         &self,
@@ -283,8 +328,8 @@ impl TcpStream {
             .io_until(Direction::Read, deadline, |mut s| s.read(buf))
     }
 
-    #[allow(dead_code)] // for the C ABI
     /// The internal write: errors distinguish interruptions and the deadline.
+    /// An empty `buf` writes nothing and returns 0, like `write(2)`.
     pub(crate) fn write_until(
         &self,
         buf: &[u8],
@@ -292,6 +337,55 @@ impl TcpStream {
     ) -> Result<usize, WaitError> {
         self.inner
             .io_until(Direction::Write, deadline, |mut s| s.write(buf))
+    }
+
+    /// Writes all of `buf` before `deadline` (several writes if needed).
+    /// Returns the count written and how it ended: on an error, an unknown part
+    /// of the count may not have reached the peer yet, but it left `buf`. An
+    /// empty `buf` succeeds at once. A write of 0 bytes (which TCP never does
+    /// for a non-empty buffer) is reported as `EPIPE`.
+    pub(crate) fn write_all_until(
+        &self,
+        mut buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while !buf.is_empty() {
+            match self.write_until(buf, deadline) {
+                Ok(0) => {
+                    let e = io::Error::from_raw_os_error(libc::EPIPE);
+                    return (done, Err(WaitError::Io(e)));
+                }
+                Ok(n) => {
+                    done += n;
+                    buf = &buf[n..];
+                }
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Reads exactly `buf.len()` bytes before `deadline`. Returns the count read
+    /// and how it ended; the peer closing its side first is an
+    /// `UnexpectedEof` error (with the count read so far).
+    pub(crate) fn read_exact_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_until(&mut buf[done..], deadline) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed early");
+                    return (done, Err(WaitError::Io(e)));
+                }
+                Ok(n) => done += n,
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
     }
 }
 

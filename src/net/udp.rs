@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,21 @@ impl UdpSocket {
     /// Wraps a std socket (switching it to non-blocking mode).
     pub fn from_std(s: std::net::UdpSocket) -> io::Result<UdpSocket> {
         let s = nonblocking(s, std::net::UdpSocket::set_nonblocking)?;
+        Ok(UdpSocket {
+            inner: Arc::new(Socket::new(s)),
+        })
+    }
+
+    /// Takes ownership of an IPv4/IPv6 UDP socket (for the C ABI), after
+    /// checking it is one (`check_socket`); on error `fd` stays the caller's,
+    /// open.
+    ///
+    /// # Safety
+    /// `fd` is owned by the caller and not used by it after a success.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<UdpSocket> {
+        super::check_socket(fd, super::SocketKind::Udp)?;
+        // SAFETY: an open UDP socket the caller hands over (contract).
+        let s = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
         Ok(UdpSocket {
             inner: Arc::new(Socket::new(s)),
         })
@@ -74,18 +89,41 @@ impl UdpSocket {
     }
 
     /// The internal receive: errors distinguish interruptions and the deadline.
-    #[allow(dead_code)] // for the C ABI
+    /// Returns the bytes stored in `buf`, the datagram's full length (larger
+    /// when it was truncated to fit `buf`: `MSG_TRUNC`), and the sender.
     pub(crate) fn recv_from_until(
         &self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<(usize, SocketAddr), WaitError> {
-        self.inner
-            .io_until(Direction::Read, deadline, |s| s.recv_from(buf))
+    ) -> Result<(usize, usize, SocketAddr), WaitError> {
+        self.inner.io_until(Direction::Read, deadline, |s| {
+            // SAFETY: all-zero bytes are a valid sockaddr_storage.
+            let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: `buf` is writable for its length, `from` for `len` bytes;
+            // recvfrom writes at most that much. MSG_TRUNC makes it return the
+            // datagram's real length.
+            let n = unsafe {
+                libc::recvfrom(
+                    s.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                    (&raw mut from).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let full = n as usize;
+            // SAFETY: the kernel wrote `len` bytes of address into `from`.
+            let peer = unsafe { super::addr::from_sockaddr((&raw const from).cast(), len)? };
+            Ok((full.min(buf.len()), full, peer))
+        })
     }
 
     /// The internal send: errors distinguish interruptions and the deadline.
-    #[allow(dead_code)] // for the C ABI
     pub(crate) fn send_to_until(
         &self,
         buf: &[u8],
@@ -146,6 +184,14 @@ impl UdpSocket {
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
+    }
+
+    /// Closes the socket for every handle sharing it (the C ABI's close, see
+    /// `crate::net`): every send or receive blocked on it returns
+    /// `WaitError::Closed` at once, and every later call fails so. The fd is
+    /// released when the last handle drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 }
 
