@@ -209,6 +209,19 @@ typedef struct {
 } ivy_task_t;
 
 /**
+ * A value's destructor, run on the task's own stack when the task ends.
+ */
+typedef void (*ivy_task_local_dtor_t)(void *value);
+
+/**
+ * A task-local key, valid until `ivy_task_local_key_free`. A zero-initialised
+ * handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_task_local_key_t;
+
+/**
  * A handle to a listening TCP socket.
  */
 typedef struct {
@@ -407,15 +420,25 @@ const char *ivy_strerror(int code);
  * Creates a generator running `body(y, arg)` on a stack of `stack_size` bytes
  * (0: `IVY_DEFAULT_STACK_SIZE`) and stores its handle in `*out`. The body does
  * not start until the first `ivy_generator_next`. The generator belongs to the
- * calling task (or plain thread): only it may iterate and free it.
+ * calling task (or plain thread): only it may iterate and free it. A task's
+ * generators do not outlive it: those it has not freed when it ends are freed
+ * then, as by `ivy_generator_free` (a body not yet returned is closed: its
+ * `ivy_generator_yield` returns `IVY_ECLOSED`), on the task's stack after its
+ * entry returned (with its task-local destructors). A plain thread must free its generators before it exits (they are leaked
+ * otherwise: nothing may resume a body on another thread).
  *
  * Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
- * `IVY_ENOMEM` (no stack).
+ * `IVY_ENOMEM` (no stack); `IVY_ECLOSED` when called by a task-local
+ * destructor in the last round (see `ivy_task_local_key_new`), too late to be
+ * freed with the task.
  *
  * # Safety
  * `out` is valid for writes; `body` is a valid function.
  */
-int ivy_generator_new(ivy_generator_fn_t body, void *arg, size_t stack_size, ivy_generator_t *out);
+int ivy_generator_new(ivy_generator_fn_t body,
+                      void *arg,
+                      size_t stack_size,
+                      ivy_generator_t *out);
 
 /**
  * Resumes the generator until it yields a value (stored in `*value`, returns 0)
@@ -492,6 +515,55 @@ int ivy_task_join_all(const ivy_task_t *tasks,
                       void **results,
                       int *codes,
                       int64_t deadline);
+
+/**
+ * Creates a task-local key (`pthread_key_create` for tasks) and stores it in
+ * `*out`. Every task (and plain thread) has its own value for the key, `NULL`
+ * until it sets one. When a task ends -- after its entry returned, on its own
+ * stack, also when it was cancelled -- `dtor` (if not `NULL`) is called once
+ * with each non-null value the task left set; the slot is `NULL` by then. A
+ * destructor may set values again: they are destroyed in a further round, up to
+ * 4 rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`); in the last one
+ * `ivy_task_local_set` fails with `IVY_ECLOSED`. On a plain thread the values
+ * are per thread and destroyed when the thread exits (never for the main
+ * thread, as with pthread keys).
+ *
+ * Errors: `IVY_EINVAL` (`out` is `NULL`); `IVY_ENOMEM` (no handle left).
+ *
+ * # Safety
+ * `out` is valid for writes; `dtor` is `NULL` or a valid function.
+ */
+int ivy_task_local_key_new(ivy_task_local_dtor_t dtor, ivy_task_local_key_t *out);
+
+/**
+ * Frees `key` (`pthread_key_delete`): no destructor runs for its values any
+ * more, in any task; values still set are the program's to free. Every later use
+ * of the handle is `IVY_EBADF`. Errors: `IVY_EBADF` (stale handle).
+ */
+int ivy_task_local_key_free(ivy_task_local_key_t key);
+
+/**
+ * Sets the calling task's (or plain thread's) value for `key` to `value`. The
+ * value it replaces gets no destructor call. Ownership of `value` stays with
+ * the caller until the task ends, when the key's destructor gets it.
+ *
+ * Errors: `IVY_EBADF` (stale key); `IVY_ECLOSED` when called by a destructor in
+ * the last round (see `ivy_task_local_key_new`), or on a plain thread whose
+ * thread-locals are being destroyed.
+ */
+int ivy_task_local_set(ivy_task_local_key_t key, void *value);
+
+/**
+ * Stores the calling task's (or plain thread's) value for `key` in `*value`:
+ * `NULL` if it set none.
+ *
+ * Errors: `IVY_EINVAL` (`value` is `NULL`); `IVY_EBADF` (stale key);
+ * `IVY_ECLOSED` as for `ivy_task_local_set`.
+ *
+ * # Safety
+ * `value` is `NULL` or valid for writes.
+ */
+int ivy_task_local_get(ivy_task_local_key_t key, void **value);
 
 /**
  * Binds a TCP listener to `addr` (port 0: any free port, see
@@ -814,8 +886,15 @@ int ivy_runtime_spawn(ivy_runtime_t rt,
 /**
  * Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
  * thread, parking a task), storing its return value in `*result` if `result` is
- * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
- * Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
+ * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no
+ * deadline, except that the task never outlives the call: when the wait is
+ * interrupted -- the *calling* task is cancelled (`IVY_ECANCELED`) or the
+ * deadline of a scope it opened with `ivy_deadline_push` passes
+ * (`IVY_ETIMEDOUT`) -- the task it started is cancelled too and waited for
+ * (shielded: a task that never blocks again keeps this call waiting, as it keeps
+ * `ivy_runtime_free` waiting), its value discarded, and the call returns that
+ * code. Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECLOSED`,
+ * `IVY_ECANCELED`, ...).
  *
  * # Safety
  * `result` is `NULL` or valid for writes; `entry` is a valid function.

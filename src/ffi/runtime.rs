@@ -187,8 +187,15 @@ pub unsafe extern "C" fn ivy_runtime_spawn(
 
 /// Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
 /// thread, parking a task), storing its return value in `*result` if `result` is
-/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
-/// Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
+/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no
+/// deadline, except that the task never outlives the call: when the wait is
+/// interrupted -- the *calling* task is cancelled (`IVY_ECANCELED`) or the
+/// deadline of a scope it opened with `ivy_deadline_push` passes
+/// (`IVY_ETIMEDOUT`) -- the task it started is cancelled too and waited for
+/// (shielded: a task that never blocks again keeps this call waiting, as it keeps
+/// `ivy_runtime_free` waiting), its value discarded, and the call returns that
+/// code. Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECLOSED`,
+/// `IVY_ECANCELED`, ...).
 ///
 /// # Safety
 /// `result` is `NULL` or valid for writes; `entry` is a valid function.
@@ -205,7 +212,13 @@ pub unsafe extern "C" fn ivy_runtime_block_on(
         let task = unsafe { spawn_c(&rt.handle, entry, arg, std::ptr::null())? };
         match join_forever(task, result) {
             0 => Ok(()),
-            code => Err(code),
+            code => {
+                // A join that failed with the handle still valid (the calling
+                // task was cancelled while it waited): the task must not run on
+                // with no handle. Cancel it and wait for it, shielded.
+                super::task::cancel_and_reap(task);
+                Err(code)
+            }
         }
     })
 }

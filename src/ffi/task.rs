@@ -176,6 +176,21 @@ impl CTask {
     }
 }
 
+/// Cancels `task` and waits for it, shielded from the caller's own cancellation
+/// and deadlines, then frees its handle and discards its value: for a caller
+/// that started the task and must not leave it running with no handle
+/// (`ivy_runtime_block_on` interrupted). Does nothing for a handle that is gone.
+pub(crate) fn cancel_and_reap(task: ivy_task_t) {
+    let Ok(taken) = Taken::take(&[task.id]) else {
+        return;
+    };
+    taken.handles[0].cancel();
+    let waited = crate::scope::shield(|| taken.handles[0].wait());
+    if waited.is_ok() {
+        drop(taken.finish());
+    }
+}
+
 /// Validates the arguments of a spawn, spawns on `handle`, stores the handle.
 ///
 /// # Safety
