@@ -353,6 +353,14 @@ typedef struct {
 } ivy_spawn_opts_t;
 
 /**
+ * A deadline scope opened by `ivy_deadline_push`, valid until popped. A
+ * zero-initialised handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_deadline_scope_t;
+
+/**
  * A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
  */
 typedef struct {
@@ -921,6 +929,39 @@ int ivy_runtime_free(ivy_runtime_t rt);
  * `workers` is `NULL` or valid for writes.
  */
 int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
+
+/**
+ * Opens a deadline scope for the calling task (or plain thread) and stores its
+ * handle in `*out`: until `ivy_deadline_pop`, every blocking ivy call it makes
+ * (sleeps, joins, locks, queue operations, socket I/O, ...) also waits for
+ * `deadline` and returns `IVY_ETIMEDOUT` once it has passed. Scopes nest: the
+ * effective deadline is the earliest of the call's own and every open scope's
+ * (so an inner scope cannot extend an outer one). `IVY_FOREVER` opens a scope
+ * with no deadline of its own. A passed deadline makes every blocking call in
+ * the scope a non-blocking try. Tasks spawned inside a scope do not inherit
+ * it; `ivy_task_shield` hides it, as it hides cancellation. A scope still open
+ * when its task ends is closed with it; on a plain thread it stays open until
+ * popped.
+ *
+ * Errors: `IVY_EINVAL` (`out` is `NULL`, or `deadline` below -1); `IVY_ECLOSED`
+ * when called by a task-local destructor in the last round (see
+ * `ivy_task_local_key_new`).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+int ivy_deadline_push(int64_t deadline, ivy_deadline_scope_t *out);
+
+/**
+ * Closes `scope`, which must be the innermost scope the caller has open: the
+ * deadline in force before it was pushed applies again.
+ *
+ * Errors: `IVY_EINVAL` when `scope` is open but not the innermost (scopes pop
+ * in LIFO order; nothing changes); `IVY_EBADF` for a handle that names no open
+ * scope of the caller (popped already, another task's, zeroed, or of another
+ * kind).
+ */
+int ivy_deadline_pop(ivy_deadline_scope_t scope);
 
 /**
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).

@@ -408,6 +408,200 @@ static void test_task_local_on_plain_threads(void) {
     OK(ivy_task_local_key_free(thread_key));
 }
 
+/* ---- deadline scopes ---------------------------------------------------------- */
+
+static void *scope_sleep_main(void *arg) {
+    ivy_deadline_scope_t outer, inner;
+    int64_t t0;
+    (void)arg;
+    /* A sleep in a scope ends at the scope's deadline. */
+    t0 = ivy_time_now();
+    OK(ivy_deadline_push(t0 + 40, &outer));
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 40);
+    CHECK(ivy_time_now() - t0 < 5000);
+    /* every later blocking call too, at once, until the pop */
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    OK(ivy_deadline_pop(outer));
+    OK(ivy_time_sleep(5)); /* unbounded again */
+
+    /* Nested: the earliest deadline wins, whichever scope set it. */
+    t0 = ivy_time_now();
+    OK(ivy_deadline_push(t0 + 5000, &outer));
+    OK(ivy_deadline_push(t0 + 40, &inner));
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 40 && ivy_time_now() - t0 < 4000);
+    OK(ivy_deadline_pop(inner));
+    OK(ivy_time_sleep(5)); /* the outer one has not passed */
+    OK(ivy_deadline_pop(outer));
+
+    t0 = ivy_time_now();
+    OK(ivy_deadline_push(t0 + 40, &outer));
+    OK(ivy_deadline_push(t0 + 100000, &inner)); /* cannot extend the outer one */
+    OK(ivy_deadline_push(IVY_FOREVER, &inner)); /* nor can no deadline */
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 40 && ivy_time_now() - t0 < 5000);
+    OK(ivy_deadline_pop(inner));
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    return NULL;
+}
+
+static void test_deadline_scope_sleep(void) { h_run(2, scope_sleep_main, NULL); }
+
+/* A queue get deep in a call tree, bounded by a scope its caller opened. */
+static int deep_get(ivy_queue_t q, int depth, void **item) {
+    if (depth > 0) return deep_get(q, depth - 1, item);
+    return ivy_queue_get(q, item, IVY_FOREVER);
+}
+
+static void *scope_queue_main(void *arg) {
+    ivy_queue_t q;
+    ivy_deadline_scope_t s;
+    void *item = NULL;
+    int i;
+    (void)arg;
+    OK(ivy_queue_new(4, &q));
+    for (i = 0; i < 10; i++) {
+        int64_t t0 = ivy_time_now();
+        OK(ivy_deadline_push(t0 + 20, &s));
+        CHECK_EQ(deep_get(q, 50, &item), IVY_ETIMEDOUT);
+        CHECK(ivy_time_now() - t0 >= 20);
+        OK(ivy_deadline_pop(s));
+    }
+    /* A passed scope deadline: blocking calls become non-blocking tries. */
+    OK(ivy_queue_put(q, (void *)7, IVY_FOREVER));
+    OK(ivy_deadline_push(0, &s));
+    OK(deep_get(q, 50, &item));
+    CHECK_EQ((uintptr_t)item, 7);
+    CHECK_EQ(deep_get(q, 50, &item), IVY_ETIMEDOUT);
+    OK(ivy_deadline_pop(s));
+    OK(ivy_queue_free(q));
+    return NULL;
+}
+
+static void test_deadline_scope_queue_deep(void) { h_run(2, scope_queue_main, NULL); }
+
+static void *nothing_task(void *arg) { return arg; }
+
+static void *scope_errors_main(void *arg) {
+    ivy_deadline_scope_t a, b, zero, wrong_kind;
+    ivy_task_t t;
+    (void)arg;
+    CHECK_EQ(ivy_deadline_push(ivy_time_now() + 1000, NULL), IVY_EINVAL);
+    CHECK_EQ(ivy_deadline_push(-2, &a), IVY_EINVAL);
+    OK(ivy_deadline_push(ivy_time_now() + 1000, &a));
+    OK(ivy_deadline_push(ivy_time_now() + 2000, &b));
+    CHECK_EQ(ivy_deadline_pop(a), IVY_EINVAL); /* out of order: nothing changes */
+    OK(ivy_deadline_pop(b));
+    CHECK_EQ(ivy_deadline_pop(b), IVY_EBADF); /* popped already */
+    OK(ivy_deadline_pop(a));
+    CHECK_EQ(ivy_deadline_pop(a), IVY_EBADF);
+    memset(&zero, 0, sizeof zero);
+    CHECK_EQ(ivy_deadline_pop(zero), IVY_EBADF);
+    OK(ivy_task_spawn(nothing_task, NULL, NULL, &t));
+    wrong_kind.id = t.id;
+    CHECK_EQ(ivy_deadline_pop(wrong_kind), IVY_EBADF);
+    OK(ivy_task_join(t, NULL, IVY_FOREVER));
+    return NULL;
+}
+
+static void test_deadline_scope_pop_errors(void) { h_run(2, scope_errors_main, NULL); }
+
+/* A scope left open when its task ends dies with the task: the next task on the
+ * same worker, and its joiner, are not bounded by it. */
+static ivy_deadline_scope_t leaked_scope;
+
+static void *leaves_scope_open(void *arg) {
+    (void)arg;
+    OK(ivy_deadline_push(ivy_time_now() + 10, &leaked_scope));
+    return NULL;
+}
+
+static void *sleeps_30(void *arg) {
+    (void)arg;
+    OK(ivy_time_sleep(30));
+    return NULL;
+}
+
+static void *scope_left_open_main(void *arg) {
+    ivy_task_t t;
+    int i;
+    (void)arg;
+    for (i = 0; i < 5; i++) {
+        OK(ivy_task_spawn(leaves_scope_open, NULL, NULL, &t));
+        OK(ivy_task_join(t, NULL, IVY_FOREVER));
+        OK(ivy_task_spawn(sleeps_30, NULL, NULL, &t));
+        OK(ivy_task_join(t, NULL, IVY_FOREVER));
+        OK(ivy_time_sleep(30));
+        /* it is no scope of this task */
+        CHECK_EQ(ivy_deadline_pop(leaked_scope), IVY_EBADF);
+    }
+    return NULL;
+}
+
+static void test_deadline_scope_left_open(void) { h_run(1, scope_left_open_main, NULL); }
+
+/* A scope bounds ivy_runtime_block_on: the task it started is cancelled and
+ * reaped, and the call returns IVY_ETIMEDOUT. */
+static void *scope_block_on_main(void *arg) {
+    struct block_on_state *st = arg;
+    ivy_deadline_scope_t s;
+    void *res = NULL;
+    st->inner_cancelled = st->inner_done = 0;
+    OK(ivy_event_new(&st->started));
+    OK(ivy_deadline_push(ivy_time_now() + 30, &s));
+    CHECK_EQ(ivy_runtime_block_on(st->rt, block_on_inner, st, &res), IVY_ETIMEDOUT);
+    CHECK_EQ(H_ATOMIC_LOAD(&st->inner_done), 1);
+    CHECK_EQ(H_ATOMIC_LOAD(&st->inner_cancelled), 1);
+    OK(ivy_deadline_pop(s));
+    OK(ivy_event_free(st->started));
+    return NULL;
+}
+
+static void test_deadline_scope_bounds_block_on(void) {
+    struct block_on_state st;
+    memset(&st, 0, sizeof st);
+    OK(ivy_runtime_new(NULL, &st.rt));
+    h_run(1, scope_block_on_main, &st);
+    OK(ivy_runtime_free(st.rt));
+}
+
+/* Plain threads have scopes too. */
+static void test_deadline_scope_plain_thread(void) {
+    ivy_deadline_scope_t s;
+    int64_t t0 = ivy_time_now();
+    OK(ivy_deadline_push(t0 + 30, &s));
+    CHECK_EQ(ivy_time_sleep(100000), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() - t0 >= 30 && ivy_time_now() - t0 < 5000);
+    OK(ivy_deadline_pop(s));
+    OK(ivy_time_sleep(1));
+}
+
+/* A scope opened in a generator body belongs to the body's layer: its caller
+ * cannot pop it, and it does not bound the caller while the body is suspended. */
+static void scope_body(ivy_yielder_t y, void *arg) {
+    ivy_deadline_scope_t s;
+    (void)arg;
+    OK(ivy_deadline_push(ivy_time_now() + 10, &s));
+    if (ivy_generator_yield(y, &s) != 0) return;
+    OK(ivy_deadline_pop(s));
+}
+
+static void *scope_generator_main(void *arg) {
+    ivy_generator_t g;
+    void *v = NULL;
+    (void)arg;
+    OK(ivy_generator_new(scope_body, NULL, 0, &g));
+    OK(ivy_generator_next(g, &v));
+    CHECK_EQ(ivy_deadline_pop(*(ivy_deadline_scope_t *)v), IVY_EINVAL);
+    OK(ivy_time_sleep(30)); /* the body's scope does not bound the caller */
+    CHECK_EQ(ivy_generator_next(g, &v), IVY_ECLOSED);
+    OK(ivy_generator_free(g));
+    return NULL;
+}
+
+static void test_deadline_scope_in_generator(void) { h_run(1, scope_generator_main, NULL); }
+
 int main(void) {
     RUN(test_block_on_cancelled_reaps_its_task);
     RUN(test_generator_freed_with_its_owner);
@@ -415,5 +609,12 @@ int main(void) {
     RUN(test_task_local_values_and_destructors);
     RUN(test_task_local_edges);
     RUN(test_task_local_on_plain_threads);
+    RUN(test_deadline_scope_sleep);
+    RUN(test_deadline_scope_queue_deep);
+    RUN(test_deadline_scope_pop_errors);
+    RUN(test_deadline_scope_left_open);
+    RUN(test_deadline_scope_bounds_block_on);
+    RUN(test_deadline_scope_plain_thread);
+    RUN(test_deadline_scope_in_generator);
     H_REPORT();
 }
