@@ -300,6 +300,36 @@ typedef struct {
      * variable, else `IVY_DEFAULT_STACK_SIZE`. At most 1 GiB.
      */
     size_t stack_size;
+    /**
+     * Most threads the blocking pool (`ivy_blocking_spawn`, name resolution)
+     * runs at once; jobs beyond it queue. 0: 512.
+     */
+    size_t max_blocking_threads;
+    /**
+     * How long, in milliseconds, an idle blocking-pool thread waits for work
+     * before it exits. 0: 10 seconds.
+     */
+    uint64_t blocking_keep_alive_ms;
+    /**
+     * Name prefix of the runtime's threads (UTF-8, copied; `NULL`: `ivy-worker`):
+     * workers are `PREFIX-0`, `PREFIX-1`, ..., blocking-pool threads
+     * `PREFIX-blocking`, as shown by `top -H` and in `/proc/self/task/N/comm`
+     * (Linux keeps the first 15 bytes).
+     */
+    const char *thread_name;
+    /**
+     * Debug mode (reports tasks that run long without suspending, and the tasks
+     * left at shutdown, on stderr): 0: the `IVY_DEBUG` environment variable;
+     * positive: on; negative: off.
+     */
+    int debug;
+    /**
+     * In debug mode, report a task that runs longer than this many milliseconds
+     * without suspending. Non-zero turns debug mode on (unless `debug` is
+     * negative); 0: the
+     * `IVY_DEBUG_SLOW_MS` environment variable, else 100.
+     */
+    uint64_t slow_task_ms;
 } ivy_config_t;
 
 /**
@@ -917,9 +947,31 @@ int ivy_runtime_block_on(ivy_runtime_t rt, ivy_task_fn_t entry, void *arg, void 
  * (they report the tasks' outcomes).
  *
  * Errors: `IVY_EBADF` for a stale handle; `IVY_EPERM` when called from one of
- * `rt`'s own tasks (it would wait for itself): the runtime stays up.
+ * `rt`'s own tasks (it would wait for itself), or for a borrowed handle from
+ * `ivy_runtime_current` (the runtime is its owner's to free): the runtime stays
+ * up.
  */
 int ivy_runtime_free(ivy_runtime_t rt);
+
+/**
+ * Stores a handle to the runtime of the calling task in `*out`. The handle is
+ * *borrowed*: it works with `ivy_runtime_spawn`, `ivy_runtime_block_on` and
+ * `ivy_runtime_workers` -- from any thread, e.g. handed to a plain thread that
+ * must spawn back onto this runtime -- but `ivy_runtime_free` on it is
+ * `IVY_EPERM`: only the owner (`ivy_runtime_new`'s caller; for the runtime of
+ * `ivy_runtime_run`, that call itself) shuts a runtime down. Every call on one
+ * runtime gives the same handle, distinct from the owner's, and nothing needs
+ * to be released. It stays valid while the runtime runs: spawns during
+ * shutdown are `IVY_ECLOSED`, and once the runtime is gone the handle is
+ * `IVY_EBADF`.
+ *
+ * Errors: `IVY_EPERM` outside a task (a plain thread has no runtime);
+ * `IVY_EINVAL` (`out` is `NULL`).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+int ivy_runtime_current(ivy_runtime_t *out);
 
 /**
  * Stores the number of worker threads of `rt` in `*workers`. Errors:
