@@ -152,6 +152,8 @@ pub unsafe extern "C" fn ivy_generator_new(
             arg: CPtr(arg),
         };
         let generator = Generator::with_stack_size(size, move |y: &Yielder<CPtr>| {
+            // An overflow report names the C way to raise this stack.
+            crate::stack::overflow::mark_running(crate::stack::overflow::Origin::CGenerator);
             let marker = 0u8;
             shared
                 .stack_top

@@ -161,6 +161,8 @@ struct CTask {
 
 impl CTask {
     fn run(self) -> CPtr {
+        // An overflow report names the C way to raise this stack.
+        crate::stack::overflow::mark_running(crate::stack::overflow::Origin::CTask);
         // SAFETY (all three calls): the C caller of ivy_task_spawn promised these are
         // valid functions taking these arguments; running them on this task's
         // stack is what it asked for. They are `extern "C"` and cannot unwind

@@ -3,6 +3,10 @@
  * outlive its owner task, ivy_task_local_*, ivy_deadline_push/pop. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -602,7 +606,100 @@ static void *scope_generator_main(void *arg) {
 
 static void test_deadline_scope_in_generator(void) { h_run(1, scope_generator_main, NULL); }
 
-int main(void) {
+/* ---- stack overflow reports name the C way to raise a stack ------------------- */
+
+static volatile int keep_recursing = 1;
+
+static int recurse_forever(int depth) {
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    if (!keep_recursing) return frame[0];
+    return recurse_forever(depth + 1) + frame[0];
+}
+
+static void *overflowing_task(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)recurse_forever(0);
+}
+
+static void overflowing_body(ivy_yielder_t y, void *arg) {
+    (void)arg;
+    ivy_generator_yield(y, (void *)(intptr_t)recurse_forever(0));
+}
+
+static void *overflow_child_main(void *arg) {
+    const char *which = arg;
+    if (strcmp(which, "task") == 0) {
+        ivy_spawn_opts_t opts;
+        ivy_task_t t;
+        memset(&opts, 0, sizeof opts);
+        opts.name = "deep-c";
+        opts.stack_size = 64 * 1024;
+        OK(ivy_task_spawn(overflowing_task, NULL, &opts, &t));
+        ivy_task_join(t, NULL, IVY_FOREVER);
+    } else {
+        ivy_generator_t g;
+        void *v;
+        OK(ivy_generator_new(overflowing_body, NULL, 64 * 1024, &g));
+        ivy_generator_next(g, &v);
+    }
+    return NULL;
+}
+
+/* Runs this program again as `self overflow-CASE` (natively: valgrind does not
+ * follow an exec unless told to) and checks how it died and what it said. */
+static void check_overflow_child(const char *self, const char *which, const char *want) {
+    int fds[2], status = 0;
+    pid_t pid;
+    static char out[4096];
+    size_t len = 0;
+    ssize_t n;
+    char arg[64];
+    snprintf(arg, sizeof arg, "overflow-%s", which);
+    CHECK(pipe(fds) == 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execl(self, self, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    while (len + 1 < sizeof out && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(fds[0]);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    CHECK(strstr(out, "overflowed its stack of 65536 bytes") != NULL);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, "Builder") == NULL); /* not the Rust way */
+    if (h_check_failures) fprintf(stderr, "  child's stderr: %s\n", out);
+}
+
+static const char *self_path;
+
+static void test_overflow_report_names_c_stack_size(void) {
+    check_overflow_child(self_path, "task",
+                         "task 'deep-c' (id ");
+    check_overflow_child(self_path, "task",
+                         "raise the stack size with the stack_size field of ivy_spawn_opts_t");
+    check_overflow_child(self_path, "generator",
+                         "raise the stack size with the stack_size argument of ivy_generator_new");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strncmp(argv[1], "overflow-", 9) == 0) {
+        ivy_config_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.workers = 1;
+        ivy_runtime_run(&cfg, overflow_child_main, argv[1] + 9, NULL);
+        return 3; /* the overflow must have stopped the process */
+    }
+    self_path = argv[0];
     RUN(test_block_on_cancelled_reaps_its_task);
     RUN(test_generator_freed_with_its_owner);
     RUN(test_generator_of_plain_thread);
@@ -616,5 +713,6 @@ int main(void) {
     RUN(test_deadline_scope_bounds_block_on);
     RUN(test_deadline_scope_plain_thread);
     RUN(test_deadline_scope_in_generator);
+    RUN(test_overflow_report_names_c_stack_size);
     H_REPORT();
 }
