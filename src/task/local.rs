@@ -106,11 +106,16 @@ impl<T: 'static> LocalKey<T> {
         })
     }
 
-    fn try_with_map<R>(&'static self, map: &RefCell<LocalMap>, f: impl FnOnce(&T) -> R) -> Option<R> {
+    fn try_with_map<R>(
+        &'static self,
+        map: &RefCell<LocalMap>,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
         let key = self as *const Self as usize;
-        let present = map.try_borrow().ok().map(|m| {
-            (m.entries.iter().any(|(k, _)| *k == key), m.closed)
-        });
+        let present = map
+            .try_borrow()
+            .ok()
+            .map(|m| (m.entries.iter().any(|(k, _)| *k == key), m.closed));
         match present {
             Some((false, true)) | None => None,
             _ => Some(self.with_map(map, f)),
