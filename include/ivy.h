@@ -462,8 +462,9 @@ const char *ivy_strerror(int code);
  * generators do not outlive it: those it has not freed when it ends are freed
  * then, as by `ivy_generator_free` (a body not yet returned is closed: its
  * `ivy_generator_yield` returns `IVY_ECLOSED`), on the task's stack after its
- * entry returned (with its task-local destructors). A plain thread must free its generators before it exits (they are leaked
- * otherwise: nothing may resume a body on another thread).
+ * entry returned (with its task-local destructors). A plain thread must free
+ * its generators before it exits (they are leaked otherwise: nothing may resume
+ * a body on another thread).
  *
  * Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
  * `IVY_ENOMEM` (no stack); `IVY_ECLOSED` when called by a task-local
@@ -473,10 +474,7 @@ const char *ivy_strerror(int code);
  * # Safety
  * `out` is valid for writes; `body` is a valid function.
  */
-int ivy_generator_new(ivy_generator_fn_t body,
-                      void *arg,
-                      size_t stack_size,
-                      ivy_generator_t *out);
+int ivy_generator_new(ivy_generator_fn_t body, void *arg, size_t stack_size, ivy_generator_t *out);
 
 /**
  * Resumes the generator until it yields a value (stored in `*value`, returns 0)
@@ -560,9 +558,10 @@ int ivy_task_join_all(const ivy_task_t *tasks,
  * until it sets one. When a task ends -- after its entry returned, on its own
  * stack, also when it was cancelled -- `dtor` (if not `NULL`) is called once
  * with each non-null value the task left set; the slot is `NULL` by then. A
- * destructor may set values again: they are destroyed in a further round, up to
- * 4 rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`); in the last one
- * `ivy_task_local_set` fails with `IVY_ECLOSED`. On a plain thread the values
+ * destructor may set values again: they are destroyed in a further round.
+ * After 4 such rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`) comes a last one, in
+ * which `ivy_task_local_set` fails with `IVY_ECLOSED`, so a destructor that
+ * always sets a value again is called 5 times. On a plain thread the values
  * are per thread and destroyed when the thread exits (never for the main
  * thread, as with pthread keys).
  *

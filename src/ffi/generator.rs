@@ -114,8 +114,9 @@ fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
 /// generators do not outlive it: those it has not freed when it ends are freed
 /// then, as by `ivy_generator_free` (a body not yet returned is closed: its
 /// `ivy_generator_yield` returns `IVY_ECLOSED`), on the task's stack after its
-/// entry returned (with its task-local destructors). A plain thread must free its generators before it exits (they are leaked
-/// otherwise: nothing may resume a body on another thread).
+/// entry returned (with its task-local destructors). A plain thread must free
+/// its generators before it exits (they are leaked otherwise: nothing may resume
+/// a body on another thread).
 ///
 /// Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
 /// `IVY_ENOMEM` (no stack); `IVY_ECLOSED` when called by a task-local
@@ -320,26 +321,23 @@ crate::task_local! {
 /// `ivy_generator_free` for a caller that owns `id`: closes the body if it has not
 /// returned, drops the generator, frees the handle.
 fn free_owned(id: u64) -> Result<(), c_int> {
-    {
-        let gen = ivy_generator_t { id };
-        let entry = owned(gen.id)?;
-        if entry.running.swap(true, Ordering::AcqRel) {
-            return Err(IVY_EBUSY);
-        }
-        entry.body.closed.store(true, Ordering::Release);
-        let taken = entry
-            .generator
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut g) = taken {
-            // Run the body to its end (its yields now fail with IVY_ECLOSED), so
-            // dropping it unwinds nothing. The handle stays in the table until
-            // then: the body's own `ivy_generator_yield` calls look it up.
-            while g.0.next().is_some() {}
-            drop(g);
-        }
-        GENERATORS.remove(gen.id);
-        Ok(())
+    let entry = owned(id)?;
+    if entry.running.swap(true, Ordering::AcqRel) {
+        return Err(IVY_EBUSY);
     }
+    entry.body.closed.store(true, Ordering::Release);
+    let taken = entry
+        .generator
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(mut g) = taken {
+        // Run the body to its end (its yields now fail with IVY_ECLOSED), so
+        // dropping it unwinds nothing. The handle stays in the table until
+        // then: the body's own `ivy_generator_yield` calls look it up.
+        while g.0.next().is_some() {}
+        drop(g);
+    }
+    GENERATORS.remove(id);
+    Ok(())
 }

@@ -43,9 +43,10 @@ static KEYS: HandleTable<RawKey> = HandleTable::new(Kind::TaskLocalKey);
 /// until it sets one. When a task ends -- after its entry returned, on its own
 /// stack, also when it was cancelled -- `dtor` (if not `NULL`) is called once
 /// with each non-null value the task left set; the slot is `NULL` by then. A
-/// destructor may set values again: they are destroyed in a further round, up to
-/// 4 rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`); in the last one
-/// `ivy_task_local_set` fails with `IVY_ECLOSED`. On a plain thread the values
+/// destructor may set values again: they are destroyed in a further round.
+/// After 4 such rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`) comes a last one, in
+/// which `ivy_task_local_set` fails with `IVY_ECLOSED`, so a destructor that
+/// always sets a value again is called 5 times. On a plain thread the values
 /// are per thread and destroyed when the thread exits (never for the main
 /// thread, as with pthread keys).
 ///
