@@ -176,8 +176,14 @@ static void test_max_blocking_threads(void) {
 
 /* ---- thread names and the blocking keep-alive --------------------------------- */
 
+static void *count_pool_threads(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)threads_named("tnx-blocking");
+}
+
 static void *names_main(void *arg) {
     ivy_blocking_t job;
+    void *seen = NULL;
     int waited;
     (void)arg;
     /* a worker names itself when its thread starts: wait for the second one */
@@ -188,9 +194,9 @@ static void *names_main(void *arg) {
     CHECK_EQ(threads_named("tnx-1"), 1);
     CHECK_EQ(threads_named("tnx-2"), 0);
     CHECK_EQ(threads_named("ivy-worker-0"), 0);
-    OK(ivy_blocking_spawn(return_arg, NULL, &job));
-    OK(ivy_blocking_join(job, NULL, IVY_FOREVER));
-    CHECK_EQ(threads_named("tnx-blocking"), 1);
+    OK(ivy_blocking_spawn(count_pool_threads, NULL, &job));
+    OK(ivy_blocking_join(job, &seen, IVY_FOREVER));
+    CHECK_EQ((intptr_t)seen, 1); /* the job ran on a thread named PREFIX-blocking */
     /* keep-alive 50 ms: the idle pool thread exits (the default is 10 s) */
     for (waited = 0; threads_named("tnx-blocking") > 0 && waited < 300; waited++)
         OK(ivy_time_sleep(10));
