@@ -1015,6 +1015,24 @@ int ivy_deadline_push(int64_t deadline, ivy_deadline_scope_t *out);
 int ivy_deadline_pop(ivy_deadline_scope_t scope);
 
 /**
+ * Runs `f(arg)` inside a deadline scope -- the callback form of
+ * `ivy_deadline_push` / `ivy_deadline_pop`, which cannot be left unbalanced --
+ * and stores its return value in `*result` (if `result` is not `NULL`). Every
+ * blocking ivy call `f` makes (however deep) also waits for `deadline` and
+ * returns `IVY_ETIMEDOUT` once it has passed; scopes nest as for
+ * `ivy_deadline_push`, and scopes `f` pushed and left open are closed on return.
+ *
+ * Returns 0, or `IVY_ETIMEDOUT` when this scope's deadline interrupted a
+ * blocking call inside `f` (Rust's `ivy::deadline` gives `Err(Elapsed)` then);
+ * `f` ran to its end either way and its value is stored. Errors: `IVY_EINVAL`
+ * (`f` is `NULL`, or `deadline` below -1).
+ *
+ * # Safety
+ * `f` is a valid function; `result` is `NULL` or valid for writes.
+ */
+int ivy_deadline_run(ivy_task_fn_t f, void *arg, void **result, int64_t deadline);
+
+/**
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety

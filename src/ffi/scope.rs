@@ -1,4 +1,5 @@
-//! Deadline scopes for C: `ivy_deadline_push` / `ivy_deadline_pop`.
+//! Deadline scopes for C: `ivy_deadline_push` / `ivy_deadline_pop`, and the
+//! callback form `ivy_deadline_run`.
 //!
 //! A library deep in a call tree must be bounded without a deadline threaded
 //! through every call. Rust has `ivy::deadline(at, || ...)`; C has no closures
@@ -16,6 +17,9 @@
 //!   popped scope's handle is stale (`IVY_EBADF`), as is one from another task.
 //! * **A scope left open when its task ends dies with the task** (its state is
 //!   the task's); on a plain thread it stays open until popped.
+//! * **The callback form is Rust's `ivy::deadline`** and reports, like it,
+//!   whether *its* deadline interrupted a call (`IVY_ETIMEDOUT`), which push/pop
+//!   cannot say; it also closes whatever scopes the callback left open.
 
 use std::os::raw::c_int;
 
@@ -82,6 +86,53 @@ pub extern "C" fn ivy_deadline_pop(scope: ivy_deadline_scope_t) -> c_int {
             Ok(()) => Ok(()),
             Err(CloseError::NotInnermost) => Err(IVY_EINVAL),
             Err(CloseError::NotOpen) => Err(IVY_EBADF),
+        }
+    })
+}
+
+/// Runs `f(arg)` inside a deadline scope -- the callback form of
+/// `ivy_deadline_push` / `ivy_deadline_pop`, which cannot be left unbalanced --
+/// and stores its return value in `*result` (if `result` is not `NULL`). Every
+/// blocking ivy call `f` makes (however deep) also waits for `deadline` and
+/// returns `IVY_ETIMEDOUT` once it has passed; scopes nest as for
+/// `ivy_deadline_push`, and scopes `f` pushed and left open are closed on return.
+///
+/// Returns 0, or `IVY_ETIMEDOUT` when this scope's deadline interrupted a
+/// blocking call inside `f` (Rust's `ivy::deadline` gives `Err(Elapsed)` then);
+/// `f` ran to its end either way and its value is stored. Errors: `IVY_EINVAL`
+/// (`f` is `NULL`, or `deadline` below -1).
+///
+/// # Safety
+/// `f` is a valid function; `result` is `NULL` or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_deadline_run(
+    f: super::task::ivy_task_fn_t,
+    arg: *mut std::os::raw::c_void,
+    result: *mut *mut std::os::raw::c_void,
+    deadline: i64,
+) -> c_int {
+    guard(|| {
+        let f = f.ok_or(IVY_EINVAL)?;
+        let at = super::time::to_instant(deadline)?;
+        let mut value = std::ptr::null_mut();
+        // SAFETY: the caller's contract; `f` is `extern "C"` and cannot unwind,
+        // so the scope ends by `f` returning.
+        let mut call = || value = unsafe { f(arg) };
+        let elapsed = match at {
+            Some(at) => crate::scope::deadline(at, call).is_err(),
+            None => {
+                call();
+                false
+            }
+        };
+        if !result.is_null() {
+            // SAFETY: non-null and writable by the caller's contract.
+            unsafe { write_out(result, value) };
+        }
+        if elapsed {
+            Err(IVY_ETIMEDOUT)
+        } else {
+            Ok(())
         }
     })
 }

@@ -606,6 +606,51 @@ static void *scope_generator_main(void *arg) {
 
 static void test_deadline_scope_in_generator(void) { h_run(1, scope_generator_main, NULL); }
 
+/* The callback form: ivy_deadline_run. */
+static void *sleep_and_report(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)ivy_time_sleep(100000);
+}
+
+static void *leave_a_scope_open(void *arg) {
+    ivy_deadline_scope_t s;
+    (void)arg;
+    OK(ivy_deadline_push(ivy_time_now() + 5, &s));
+    return (void *)5;
+}
+
+static void *scope_run_main(void *arg) {
+    void *res = NULL;
+    ivy_deadline_scope_t outer;
+    int64_t t0 = ivy_time_now();
+    (void)arg;
+    CHECK_EQ(ivy_deadline_run(sleep_and_report, NULL, &res, t0 + 30), IVY_ETIMEDOUT);
+    CHECK_EQ((intptr_t)res, IVY_ETIMEDOUT); /* f ran to its end; its value is kept */
+    CHECK(ivy_time_now() - t0 >= 30 && ivy_time_now() - t0 < 5000);
+    OK(ivy_time_sleep(5)); /* the scope is closed */
+
+    OK(ivy_deadline_run(nothing_task, (void *)3, &res, ivy_time_now() + 5000));
+    CHECK_EQ((uintptr_t)res, 3);
+    OK(ivy_deadline_run(nothing_task, (void *)4, NULL, IVY_FOREVER));
+    CHECK_EQ(ivy_deadline_run(NULL, NULL, &res, IVY_FOREVER), IVY_EINVAL);
+    CHECK_EQ(ivy_deadline_run(nothing_task, NULL, &res, -7), IVY_EINVAL);
+
+    /* Scopes f leaves open are closed with it. */
+    OK(ivy_deadline_run(leave_a_scope_open, NULL, &res, ivy_time_now() + 5000));
+    CHECK_EQ((uintptr_t)res, 5);
+    OK(ivy_time_sleep(30));
+
+    /* An outer scope's deadline interrupts f, but it is not this scope's. */
+    t0 = ivy_time_now();
+    OK(ivy_deadline_push(t0 + 30, &outer));
+    OK(ivy_deadline_run(sleep_and_report, NULL, &res, t0 + 100000));
+    CHECK_EQ((intptr_t)res, IVY_ETIMEDOUT);
+    OK(ivy_deadline_pop(outer));
+    return NULL;
+}
+
+static void test_deadline_run(void) { h_run(1, scope_run_main, NULL); }
+
 /* ---- stack overflow reports name the C way to raise a stack ------------------- */
 
 static volatile int keep_recursing = 1;
@@ -713,6 +758,7 @@ int main(int argc, char **argv) {
     RUN(test_deadline_scope_bounds_block_on);
     RUN(test_deadline_scope_plain_thread);
     RUN(test_deadline_scope_in_generator);
+    RUN(test_deadline_run);
     RUN(test_overflow_report_names_c_stack_size);
     H_REPORT();
 }
