@@ -187,28 +187,26 @@ impl Drop for Restore {
 
 /// Reinstates the caller's scope state `prev` as a scope exits.
 fn restore(prev: ScopeState) {
-    {
-        with_state(|s| {
-            let cur = s.get();
-            // An elapsed mark for an outer scope must survive the inner scope's
-            // exit; so must one for the caller of a generator body (inherited).
-            let outer = |id: u64| {
-                let is = |d: Option<(Instant, u64)>| d.is_some_and(|(_, o)| o == id);
-                is(prev.deadline) || is(cur.inherited.deadline)
-            };
-            let elapsed = match cur.elapsed {
-                Some(id) if outer(id) => Some(id),
-                _ => prev.elapsed,
-            };
-            // Only this layer is restored: the inherited part is the generator's
-            // to set, and may have changed since the scope opened.
-            s.set(ScopeState {
-                elapsed,
-                inherited: cur.inherited,
-                ..prev
-            });
+    with_state(|s| {
+        let cur = s.get();
+        // An elapsed mark for an outer scope must survive the inner scope's
+        // exit; so must one for the caller of a generator body (inherited).
+        let outer = |id: u64| {
+            let is = |d: Option<(Instant, u64)>| d.is_some_and(|(_, o)| o == id);
+            is(prev.deadline) || is(cur.inherited.deadline)
+        };
+        let elapsed = match cur.elapsed {
+            Some(id) if outer(id) => Some(id),
+            _ => prev.elapsed,
+        };
+        // Only this layer is restored: the inherited part is the generator's
+        // to set, and may have changed since the scope opened.
+        s.set(ScopeState {
+            elapsed,
+            inherited: cur.inherited,
+            ..prev
         });
-    }
+    });
 }
 
 /// Runs `f` with a deadline `d` from now (asyncio's `wait_for` / `timeout`). Every
