@@ -218,6 +218,19 @@ typedef struct {
 } ivy_task_t;
 
 /**
+ * A value's destructor, run on the task's own stack when the task ends.
+ */
+typedef void (*ivy_task_local_dtor_t)(void *value);
+
+/**
+ * A task-local key, valid until `ivy_task_local_key_free`. A zero-initialised
+ * handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_task_local_key_t;
+
+/**
  * A handle to a listening TCP socket.
  */
 typedef struct {
@@ -296,6 +309,36 @@ typedef struct {
      * variable, else `IVY_DEFAULT_STACK_SIZE`. At most 1 GiB.
      */
     size_t stack_size;
+    /**
+     * Most threads the blocking pool (`ivy_blocking_spawn`, name resolution)
+     * runs at once; jobs beyond it queue. 0: 512.
+     */
+    size_t max_blocking_threads;
+    /**
+     * How long, in milliseconds, an idle blocking-pool thread waits for work
+     * before it exits. 0: 10 seconds.
+     */
+    uint64_t blocking_keep_alive_ms;
+    /**
+     * Name prefix of the runtime's threads (UTF-8, copied; `NULL`: `ivy-worker`):
+     * workers are `PREFIX-0`, `PREFIX-1`, ..., blocking-pool threads
+     * `PREFIX-blocking`, as shown by `top -H` and in `/proc/self/task/N/comm`
+     * (Linux keeps the first 15 bytes).
+     */
+    const char *thread_name;
+    /**
+     * Debug mode (reports tasks that run long without suspending, and the tasks
+     * left at shutdown, on stderr): 0: the `IVY_DEBUG` environment variable;
+     * positive: on; negative: off.
+     */
+    int debug;
+    /**
+     * In debug mode, report a task that runs longer than this many milliseconds
+     * without suspending. Non-zero turns debug mode on (unless `debug` is
+     * negative); 0: the
+     * `IVY_DEBUG_SLOW_MS` environment variable, else 100.
+     */
+    uint64_t slow_task_ms;
 } ivy_config_t;
 
 /**
@@ -347,6 +390,14 @@ typedef struct {
      */
     void *on_exit_arg;
 } ivy_spawn_opts_t;
+
+/**
+ * A deadline scope opened by `ivy_deadline_push`, valid until popped. A
+ * zero-initialised handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_deadline_scope_t;
 
 /**
  * A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
@@ -418,10 +469,18 @@ const char *ivy_strerror(int code);
  * Creates a generator running `body(y, arg)` on a stack of `stack_size` bytes
  * (0: `IVY_DEFAULT_STACK_SIZE`) and stores its handle in `*out`. The body does
  * not start until the first `ivy_generator_next`. The generator belongs to the
- * calling task (or plain thread): only it may iterate and free it.
+ * calling task (or plain thread): only it may iterate and free it. A task's
+ * generators do not outlive it: those it has not freed when it ends are freed
+ * then, as by `ivy_generator_free` (a body not yet returned is closed: its
+ * `ivy_generator_yield` returns `IVY_ECLOSED`), on the task's stack after its
+ * entry returned (with its task-local destructors). A plain thread must free
+ * its generators before it exits (they are leaked otherwise: nothing may resume
+ * a body on another thread).
  *
  * Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
- * `IVY_ENOMEM` (no stack).
+ * `IVY_ENOMEM` (no stack); `IVY_ECLOSED` when called by a task-local
+ * destructor in the last round (see `ivy_task_local_key_new`), too late to be
+ * freed with the task.
  *
  * # Safety
  * `out` is valid for writes; `body` is a valid function.
@@ -503,6 +562,56 @@ int ivy_task_join_all(const ivy_task_t *tasks,
                       void **results,
                       int *codes,
                       int64_t deadline);
+
+/**
+ * Creates a task-local key (`pthread_key_create` for tasks) and stores it in
+ * `*out`. Every task (and plain thread) has its own value for the key, `NULL`
+ * until it sets one. When a task ends -- after its entry returned, on its own
+ * stack, also when it was cancelled -- `dtor` (if not `NULL`) is called once
+ * with each non-null value the task left set; the slot is `NULL` by then. A
+ * destructor may set values again: they are destroyed in a further round.
+ * After 4 such rounds (`PTHREAD_DESTRUCTOR_ITERATIONS`) comes a last one, in
+ * which `ivy_task_local_set` fails with `IVY_ECLOSED`, so a destructor that
+ * always sets a value again is called 5 times. On a plain thread the values
+ * are per thread and destroyed when the thread exits (never for the main
+ * thread, as with pthread keys).
+ *
+ * Errors: `IVY_EINVAL` (`out` is `NULL`); `IVY_ENOMEM` (no handle left).
+ *
+ * # Safety
+ * `out` is valid for writes; `dtor` is `NULL` or a valid function.
+ */
+int ivy_task_local_key_new(ivy_task_local_dtor_t dtor, ivy_task_local_key_t *out);
+
+/**
+ * Frees `key` (`pthread_key_delete`): no destructor runs for its values any
+ * more, in any task; values still set are the program's to free. Every later use
+ * of the handle is `IVY_EBADF`. Errors: `IVY_EBADF` (stale handle).
+ */
+int ivy_task_local_key_free(ivy_task_local_key_t key);
+
+/**
+ * Sets the calling task's (or plain thread's) value for `key` to `value`. The
+ * value it replaces gets no destructor call. Ownership of `value` stays with
+ * the caller until the task ends, when the key's destructor gets it.
+ *
+ * Errors: `IVY_EBADF` (stale key); `IVY_ECLOSED` when called by a destructor in
+ * the last round (see `ivy_task_local_key_new`), or on a plain thread whose
+ * thread-locals are being destroyed.
+ */
+int ivy_task_local_set(ivy_task_local_key_t key, void *value);
+
+/**
+ * Stores the calling task's (or plain thread's) value for `key` in `*value`:
+ * `NULL` if it set none.
+ *
+ * Errors: `IVY_EINVAL` (`value` is `NULL`); `IVY_EBADF` (stale key);
+ * `IVY_ECLOSED` as for `ivy_task_local_set`.
+ *
+ * # Safety
+ * `value` is `NULL` or valid for writes.
+ */
+int ivy_task_local_get(ivy_task_local_key_t key, void **value);
 
 /**
  * Binds a TCP listener to `addr` (port 0: any free port, see
@@ -1109,8 +1218,15 @@ int ivy_runtime_spawn(ivy_runtime_t rt,
 /**
  * Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
  * thread, parking a task), storing its return value in `*result` if `result` is
- * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
- * Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
+ * not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no
+ * deadline, except that the task never outlives the call: when the wait is
+ * interrupted -- the *calling* task is cancelled (`IVY_ECANCELED`) or the
+ * deadline of a scope it opened with `ivy_deadline_push` passes
+ * (`IVY_ETIMEDOUT`) -- the task it started is cancelled too and waited for
+ * (shielded: a task that never blocks again keeps this call waiting, as it keeps
+ * `ivy_runtime_free` waiting), its value discarded, and the call returns that
+ * code. Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECLOSED`,
+ * `IVY_ECANCELED`, ...).
  *
  * # Safety
  * `result` is `NULL` or valid for writes; `entry` is a valid function.
@@ -1125,9 +1241,31 @@ int ivy_runtime_block_on(ivy_runtime_t rt, ivy_task_fn_t entry, void *arg, void 
  * (they report the tasks' outcomes).
  *
  * Errors: `IVY_EBADF` for a stale handle; `IVY_EPERM` when called from one of
- * `rt`'s own tasks (it would wait for itself): the runtime stays up.
+ * `rt`'s own tasks (it would wait for itself), or for a borrowed handle from
+ * `ivy_runtime_current` (the runtime is its owner's to free): the runtime stays
+ * up.
  */
 int ivy_runtime_free(ivy_runtime_t rt);
+
+/**
+ * Stores a handle to the runtime of the calling task in `*out`. The handle is
+ * *borrowed*: it works with `ivy_runtime_spawn`, `ivy_runtime_block_on` and
+ * `ivy_runtime_workers` -- from any thread, e.g. handed to a plain thread that
+ * must spawn back onto this runtime -- but `ivy_runtime_free` on it is
+ * `IVY_EPERM`: only the owner (`ivy_runtime_new`'s caller; for the runtime of
+ * `ivy_runtime_run`, that call itself) shuts a runtime down. Every call on one
+ * runtime gives the same handle, distinct from the owner's, and nothing needs
+ * to be released. It stays valid while the runtime runs: spawns during
+ * shutdown are `IVY_ECLOSED`, and once the runtime is gone the handle is
+ * `IVY_EBADF`.
+ *
+ * Errors: `IVY_EPERM` outside a task (a plain thread has no runtime);
+ * `IVY_EINVAL` (`out` is `NULL`).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+int ivy_runtime_current(ivy_runtime_t *out);
 
 /**
  * Stores the number of worker threads of `rt` in `*workers`. Errors:
@@ -1137,6 +1275,57 @@ int ivy_runtime_free(ivy_runtime_t rt);
  * `workers` is `NULL` or valid for writes.
  */
 int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
+
+/**
+ * Opens a deadline scope for the calling task (or plain thread) and stores its
+ * handle in `*out`: until `ivy_deadline_pop`, every blocking ivy call it makes
+ * (sleeps, joins, locks, queue operations, socket I/O, ...) also waits for
+ * `deadline` and returns `IVY_ETIMEDOUT` once it has passed. Scopes nest: the
+ * effective deadline is the earliest of the call's own and every open scope's
+ * (so an inner scope cannot extend an outer one). `IVY_FOREVER` opens a scope
+ * with no deadline of its own. A passed deadline makes every blocking call in
+ * the scope a non-blocking try. Tasks spawned inside a scope do not inherit
+ * it; `ivy_task_shield` hides it, as it hides cancellation. A scope still open
+ * when its task ends is closed with it; on a plain thread it stays open until
+ * popped.
+ *
+ * Errors: `IVY_EINVAL` (`out` is `NULL`, or `deadline` below -1); `IVY_ECLOSED`
+ * when called by a task-local destructor in the last round (see
+ * `ivy_task_local_key_new`).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+int ivy_deadline_push(int64_t deadline, ivy_deadline_scope_t *out);
+
+/**
+ * Closes `scope`, which must be the innermost scope the caller has open: the
+ * deadline in force before it was pushed applies again.
+ *
+ * Errors: `IVY_EINVAL` when `scope` is open but not the innermost (scopes pop
+ * in LIFO order; nothing changes); `IVY_EBADF` for a handle that names no open
+ * scope of the caller (popped already, another task's, zeroed, or of another
+ * kind).
+ */
+int ivy_deadline_pop(ivy_deadline_scope_t scope);
+
+/**
+ * Runs `f(arg)` inside a deadline scope -- the callback form of
+ * `ivy_deadline_push` / `ivy_deadline_pop`, which cannot be left unbalanced --
+ * and stores its return value in `*result` (if `result` is not `NULL`). Every
+ * blocking ivy call `f` makes (however deep) also waits for `deadline` and
+ * returns `IVY_ETIMEDOUT` once it has passed; scopes nest as for
+ * `ivy_deadline_push`, and scopes `f` pushed and left open are closed on return.
+ *
+ * Returns 0, or `IVY_ETIMEDOUT` when this scope's deadline interrupted a
+ * blocking call inside `f` (Rust's `ivy::deadline` gives `Err(Elapsed)` then);
+ * `f` ran to its end either way and its value is stored. Errors: `IVY_EINVAL`
+ * (`f` is `NULL`, or `deadline` below -1).
+ *
+ * # Safety
+ * `f` is a valid function; `result` is `NULL` or valid for writes.
+ */
+int ivy_deadline_run(ivy_task_fn_t f, void *arg, void **result, int64_t deadline);
 
 /**
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).

@@ -324,6 +324,9 @@ impl<T> Core<T> {
         let stack = TaskStack::allocate(bytes)?;
         let id = crate::current().map_or(0, |c| c.id().as_u64());
         let running = Box::new(RunningTask::new(&stack, id, Some("<generator>")));
+        running
+            .origin
+            .set(crate::stack::overflow::Origin::RustGenerator);
         let func = move |y: &corosensei::Yielder<(), T>, ()| {
             // SAFETY: `Yielder<T>` is `repr(transparent)` over corosensei's
             // yielder, so the reference casts to it with the same lifetime.

@@ -75,6 +75,9 @@ pub(crate) struct ScopeState {
     elapsed: Option<u64>,
     /// What a generator body inherits from its caller; empty outside bodies.
     inherited: Inherited,
+    /// The id of the innermost scope of this layer opened by [`open`] and not
+    /// yet closed (0: none): the one [`close`] may close next.
+    open_top: u64,
 }
 
 /// The caller's view a generator body runs under (see the module comment).
@@ -117,6 +120,7 @@ thread_local! {
         inherited: Inherited {
             deadline: None, shielded: false, caller_unwinding: false, closing: false,
         },
+        open_top: 0,
     }) };
 }
 
@@ -177,28 +181,32 @@ struct Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let prev = self.prev;
-        with_state(|s| {
-            let cur = s.get();
-            // An elapsed mark for an outer scope must survive the inner scope's
-            // exit; so must one for the caller of a generator body (inherited).
-            let outer = |id: u64| {
-                let is = |d: Option<(Instant, u64)>| d.is_some_and(|(_, o)| o == id);
-                is(prev.deadline) || is(cur.inherited.deadline)
-            };
-            let elapsed = match cur.elapsed {
-                Some(id) if outer(id) => Some(id),
-                _ => prev.elapsed,
-            };
-            // Only this layer is restored: the inherited part is the generator's
-            // to set, and may have changed since the scope opened.
-            s.set(ScopeState {
-                elapsed,
-                inherited: cur.inherited,
-                ..prev
-            });
-        });
+        restore(self.prev);
     }
+}
+
+/// Reinstates the caller's scope state `prev` as a scope exits.
+fn restore(prev: ScopeState) {
+    with_state(|s| {
+        let cur = s.get();
+        // An elapsed mark for an outer scope must survive the inner scope's
+        // exit; so must one for the caller of a generator body (inherited).
+        let outer = |id: u64| {
+            let is = |d: Option<(Instant, u64)>| d.is_some_and(|(_, o)| o == id);
+            is(prev.deadline) || is(cur.inherited.deadline)
+        };
+        let elapsed = match cur.elapsed {
+            Some(id) if outer(id) => Some(id),
+            _ => prev.elapsed,
+        };
+        // Only this layer is restored: the inherited part is the generator's
+        // to set, and may have changed since the scope opened.
+        s.set(ScopeState {
+            elapsed,
+            inherited: cur.inherited,
+            ..prev
+        });
+    });
 }
 
 /// Runs `f` with a deadline `d` from now (asyncio's `wait_for` / `timeout`). Every
@@ -219,17 +227,8 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
 
 /// Runs `f` with an absolute deadline; see [`timeout`].
 pub fn deadline<T>(at: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let prev = with_state(|s| {
-        let prev = s.get();
-        let deadline = match prev.deadline {
-            Some((outer, oid)) if outer <= at => Some((outer, oid)),
-            _ => Some((at, id)),
-        };
-        s.set(ScopeState { deadline, ..prev });
-        prev
-    });
+    let id = next_scope_id();
+    let prev = enter_deadline(at, id);
     let result = {
         let _restore = Restore { prev };
         let r = catch_unwind(AssertUnwindSafe(f));
@@ -244,6 +243,96 @@ pub fn deadline<T>(at: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
             Err(Elapsed(()))
         }
         (Err(p), _) => resume_unwind(p),
+    }
+}
+
+/// A fresh scope id, unique in the process (never 0).
+fn next_scope_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Opens scope `id` with deadline `at` in the caller's layer (the earliest
+/// deadline wins); returns the state to restore when it exits.
+fn enter_deadline(at: Instant, id: u64) -> ScopeState {
+    with_state(|s| {
+        let prev = s.get();
+        let deadline = match prev.deadline {
+            Some((outer, oid)) if outer <= at => Some((outer, oid)),
+            _ => Some((at, id)),
+        };
+        s.set(ScopeState { deadline, ..prev });
+        prev
+    })
+}
+
+/// Deadline scopes without a closure, for the C ABI (`ivy_deadline_push/pop`): C
+/// cannot pass its call tree as a closure, so it opens a scope, calls on, and
+/// closes it. Same semantics as [`deadline`] -- every blocking call of the
+/// caller fails once the earliest open deadline passed -- with the LIFO order
+/// checked instead of implied: each layer (a task, a plain thread, a generator
+/// body) records its innermost open scope, and only that one may close. The
+/// states to restore are kept per task (or thread) in a task-local; a scope
+/// still open when its task ends dies with the task's state, and one opened
+/// inside a closure scope ([`deadline`], [`shield`]) is closed when that exits.
+pub(crate) mod open {
+    use std::cell::RefCell;
+    use std::time::Instant;
+
+    use super::{enter_deadline, next_scope_id, restore, with_state, ScopeState};
+
+    crate::task_local! {
+        /// Open scopes of the caller: id and the state to restore.
+        static OPEN: RefCell<Vec<(u64, ScopeState)>> = RefCell::new(Vec::new());
+    }
+
+    /// Why a scope could not be closed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum CloseError {
+        /// Not open in this task or thread: never opened here, or closed already.
+        NotOpen,
+        /// Open, but not the innermost open scope of the caller's layer.
+        NotInnermost,
+    }
+
+    /// Opens a scope with deadline `at` (`None`: no deadline of its own, only a
+    /// LIFO mark) and returns its id; `None` if the caller's task-locals are
+    /// gone for good (a task-local destructor in the last round).
+    pub(crate) fn open(at: Option<Instant>) -> Option<u64> {
+        let id = next_scope_id();
+        OPEN.try_with(|o| {
+            let prev = match at {
+                Some(at) => enter_deadline(at, id),
+                None => with_state(|s| s.get()),
+            };
+            with_state(|s| {
+                s.set(ScopeState {
+                    open_top: id,
+                    ..s.get()
+                })
+            });
+            o.borrow_mut().push((id, prev));
+            id
+        })
+    }
+
+    /// Closes scope `id`, which must be the innermost open one of the caller's
+    /// layer, restoring the state from before it opened (an elapsed mark of an
+    /// outer scope survives).
+    pub(crate) fn close(id: u64) -> Result<(), CloseError> {
+        let prev = OPEN
+            .try_with(|o| {
+                let mut o = o.borrow_mut();
+                let at = o.iter().rposition(|&(open, _)| open == id)?;
+                if with_state(|s| s.get().open_top) != id {
+                    return Some(Err(CloseError::NotInnermost));
+                }
+                Some(Ok(o.remove(at).1))
+            })
+            .flatten()
+            .ok_or(CloseError::NotOpen)??;
+        restore(prev);
+        Ok(())
     }
 }
 

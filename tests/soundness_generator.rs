@@ -748,6 +748,12 @@ fn overflow_child(case: &str) -> std::process::Output {
 #[test]
 fn novg_overflow_in_a_generator_body_is_reported() {
     for case in ["static", "scoped"] {
-        common::assert_overflow_reported(&overflow_child(case), "<generator>", case);
+        let out = overflow_child(case);
+        common::assert_overflow_reported(&out, "<generator>", case);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("raise the stack size with ivy::Generator::with_stack_size"),
+            "{case}: the hint names the generator's stack size: {stderr}"
+        );
     }
 }

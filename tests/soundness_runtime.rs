@@ -216,6 +216,7 @@ fn c_spawn_race(iterations: usize, threads: usize, per_thread: usize) {
         let config = ivy_config_t {
             workers: 2,
             stack_size: 64 << 10,
+            ..Default::default()
         };
         let mut rt = ivy_runtime_t::default();
         // SAFETY: valid config and out pointer.

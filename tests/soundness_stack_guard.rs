@@ -101,6 +101,7 @@ fn c_runtime_spawn(arg: *mut c_void) -> (ivy::ffi::ivy_runtime_t, c_int, ivy::ff
     let config = ivy::ffi::ivy_config_t {
         workers: 1,
         stack_size: 64 << 10,
+        ..Default::default()
     };
     let mut crt = ivy::ffi::ivy_runtime_t::default();
     // SAFETY: valid config and out pointer.

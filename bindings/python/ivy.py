@@ -119,7 +119,16 @@ class _Handle(ctypes.Structure):
 
 
 class _Config(ctypes.Structure):
-    _fields_ = [("workers", c_size_t), ("stack_size", c_size_t)]
+    # ivy_config_t: every field the header has, zero meaning "default".
+    _fields_ = [
+        ("workers", c_size_t),
+        ("stack_size", c_size_t),
+        ("max_blocking_threads", c_size_t),
+        ("blocking_keep_alive_ms", c_uint64),
+        ("thread_name", c_char_p),
+        ("debug", c_int),
+        ("slow_task_ms", c_uint64),
+    ]
 
 
 class _SpawnOpts(ctypes.Structure):

@@ -20,6 +20,15 @@
 //! unfinished generator *closes* it instead (Python's `generator.close()`): it
 //! resumes the body with `ivy_generator_yield` returning `IVY_ECLOSED` -- at once,
 //! and for every later yield -- until the body returns on its own.
+//!
+//! A generator does not outlive its owner task. Only the owner may free it, so
+//! once the owner ended nobody could (`IVY_EPERM` forever: body, captures and
+//! stack leaked). Letting ownership lapse instead would let another thread resume
+//! a suspended C body, which may hold its first thread's thread-locals. So a task
+//! lists the generators it creates in a task-local, whose destructor frees those
+//! still live when the task ends -- on the owner's thread and stack, like any
+//! other task-local. A plain thread gets no such list: its thread-locals die at
+//! thread exit, too late to run C bodies; it frees its generators itself.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -101,10 +110,18 @@ fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
 /// Creates a generator running `body(y, arg)` on a stack of `stack_size` bytes
 /// (0: `IVY_DEFAULT_STACK_SIZE`) and stores its handle in `*out`. The body does
 /// not start until the first `ivy_generator_next`. The generator belongs to the
-/// calling task (or plain thread): only it may iterate and free it.
+/// calling task (or plain thread): only it may iterate and free it. A task's
+/// generators do not outlive it: those it has not freed when it ends are freed
+/// then, as by `ivy_generator_free` (a body not yet returned is closed: its
+/// `ivy_generator_yield` returns `IVY_ECLOSED`), on the task's stack after its
+/// entry returned (with its task-local destructors). A plain thread must free
+/// its generators before it exits (they are leaked otherwise: nothing may resume
+/// a body on another thread).
 ///
 /// Errors: `IVY_EINVAL` (`body` or `out` `NULL`, stack size above 1 GiB);
-/// `IVY_ENOMEM` (no stack).
+/// `IVY_ENOMEM` (no stack); `IVY_ECLOSED` when called by a task-local
+/// destructor in the last round (see `ivy_task_local_key_new`), too late to be
+/// freed with the task.
 ///
 /// # Safety
 /// `out` is valid for writes; `body` is a valid function.
@@ -136,6 +153,8 @@ pub unsafe extern "C" fn ivy_generator_new(
             arg: CPtr(arg),
         };
         let generator = Generator::with_stack_size(size, move |y: &Yielder<CPtr>| {
+            // An overflow report names the C way to raise this stack.
+            crate::stack::overflow::mark_running(crate::stack::overflow::Origin::CGenerator);
             let marker = 0u8;
             shared
                 .stack_top
@@ -163,6 +182,15 @@ pub unsafe extern "C" fn ivy_generator_new(
         });
         let id = GENERATORS.insert(entry.clone()).ok_or(IVY_ENOMEM)?;
         entry.body.id.store(id, Ordering::Release);
+        if crate::task::current().is_some()
+            && OWNED.try_with(|o| o.borrow_mut().ids.push(id)).is_none()
+        {
+            // A task-local destructor in the last round: nothing would free it
+            // when the task ends. Its body has not started, so dropping it here
+            // runs no C code.
+            GENERATORS.remove(id);
+            return Err(IVY_ECLOSED);
+        }
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(out, ivy_generator_t { id }) };
         Ok(())
@@ -259,24 +287,57 @@ pub extern "C" fn ivy_generator_yield(y: ivy_yielder_t, value: *mut c_void) -> c
 #[no_mangle]
 pub extern "C" fn ivy_generator_free(gen: ivy_generator_t) -> c_int {
     guard(|| {
-        let entry = owned(gen.id)?;
-        if entry.running.swap(true, Ordering::AcqRel) {
-            return Err(IVY_EBUSY);
+        free_owned(gen.id)?;
+        if crate::task::current().is_some() {
+            // Off the owner's list (absent if the list is being destroyed).
+            OWNED.try_with(|o| o.borrow_mut().ids.retain(|&g| g != gen.id));
         }
-        entry.body.closed.store(true, Ordering::Release);
-        let taken = entry
-            .generator
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut g) = taken {
-            // Run the body to its end (its yields now fail with IVY_ECLOSED), so
-            // dropping it unwinds nothing. The handle stays in the table until
-            // then: the body's own `ivy_generator_yield` calls look it up.
-            while g.0.next().is_some() {}
-            drop(g);
-        }
-        GENERATORS.remove(gen.id);
         Ok(())
     })
+}
+
+/// The generators a task created and has not freed: when the task ends, this
+/// task-local's destructor closes and frees them, on the task's own stack.
+#[derive(Default)]
+struct OwnedList {
+    ids: Vec<u64>,
+}
+
+impl Drop for OwnedList {
+    fn drop(&mut self) {
+        // Newest first: a generator made inside another's body goes before it.
+        for id in std::mem::take(&mut self.ids).into_iter().rev() {
+            // EBADF: already freed. Nothing else can fail here: the owner is the
+            // task that is ending, and no body of its runs any more.
+            let _ = free_owned(id);
+        }
+    }
+}
+
+crate::task_local! {
+    static OWNED: std::cell::RefCell<OwnedList> = std::cell::RefCell::new(OwnedList::default());
+}
+
+/// `ivy_generator_free` for a caller that owns `id`: closes the body if it has not
+/// returned, drops the generator, frees the handle.
+fn free_owned(id: u64) -> Result<(), c_int> {
+    let entry = owned(id)?;
+    if entry.running.swap(true, Ordering::AcqRel) {
+        return Err(IVY_EBUSY);
+    }
+    entry.body.closed.store(true, Ordering::Release);
+    let taken = entry
+        .generator
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(mut g) = taken {
+        // Run the body to its end (its yields now fail with IVY_ECLOSED), so
+        // dropping it unwinds nothing. The handle stays in the table until
+        // then: the body's own `ivy_generator_yield` calls look it up.
+        while g.0.next().is_some() {}
+        drop(g);
+    }
+    GENERATORS.remove(id);
+    Ok(())
 }

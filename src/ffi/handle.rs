@@ -48,6 +48,8 @@ pub(crate) enum Kind {
     TcpListener = 13,
     TcpStream = 14,
     UdpSocket = 15,
+    TaskLocalKey = 32,
+    DeadlineScope = 33,
     #[cfg(test)]
     Test = 255,
 }

@@ -5,9 +5,23 @@
 //! four times Rust's default: C libraries use far more stack than Rust code
 //! (glibc's resolver, `printf` with big buffers, deep recursion in parsers). Only
 //! the pages a task touches use memory; the rest is address space.
+//!
+//! `ivy_runtime_current` hands out *borrowed* handles: code deep in a task (a
+//! library) may need its runtime to spawn onto from a helper thread, but must not
+//! be able to shut down a runtime it does not own -- and the runtime of
+//! `ivy_runtime_run` has no owner handle at all. So each runtime gets one extra
+//! table entry without the `Runtime` in it, on which `ivy_runtime_free` is
+//! `IVY_EPERM`; it is removed when the runtime shuts down.
+//!
+//! `ivy_runtime_block_on` never leaves its task running with no handle: when the
+//! wait is interrupted (the calling task cancelled, a deadline scope passed), it
+//! cancels the task and waits for it, shielded, as `asyncio.run` cancels what is
+//! left before it returns.
 
-use std::os::raw::{c_int, c_void};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
@@ -21,7 +35,7 @@ pub const IVY_DEFAULT_STACK_SIZE: usize = 1 << 20;
 /// Runtime configuration. Zero-initialise it: every zero field means "default".
 /// Passing `NULL` instead of a config means all defaults.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ivy_config_t {
     /// Worker threads; 0: the `IVY_WORKERS` environment variable, else the
     /// number of CPUs. At most 4096.
@@ -29,6 +43,40 @@ pub struct ivy_config_t {
     /// Default task stack size in bytes; 0: the `IVY_STACK_SIZE` environment
     /// variable, else `IVY_DEFAULT_STACK_SIZE`. At most 1 GiB.
     pub stack_size: usize,
+    /// Most threads the blocking pool (`ivy_blocking_spawn`, name resolution)
+    /// runs at once; jobs beyond it queue. 0: 512.
+    pub max_blocking_threads: usize,
+    /// How long, in milliseconds, an idle blocking-pool thread waits for work
+    /// before it exits. 0: 10 seconds.
+    pub blocking_keep_alive_ms: u64,
+    /// Name prefix of the runtime's threads (UTF-8, copied; `NULL`: `ivy-worker`):
+    /// workers are `PREFIX-0`, `PREFIX-1`, ..., blocking-pool threads
+    /// `PREFIX-blocking`, as shown by `top -H` and in `/proc/self/task/N/comm`
+    /// (Linux keeps the first 15 bytes).
+    pub thread_name: *const c_char,
+    /// Debug mode (reports tasks that run long without suspending, and the tasks
+    /// left at shutdown, on stderr): 0: the `IVY_DEBUG` environment variable;
+    /// positive: on; negative: off.
+    pub debug: c_int,
+    /// In debug mode, report a task that runs longer than this many milliseconds
+    /// without suspending. Non-zero turns debug mode on (unless `debug` is
+    /// negative); 0: the
+    /// `IVY_DEBUG_SLOW_MS` environment variable, else 100.
+    pub slow_task_ms: u64,
+}
+
+impl Default for ivy_config_t {
+    fn default() -> ivy_config_t {
+        ivy_config_t {
+            workers: 0,
+            stack_size: 0,
+            max_blocking_threads: 0,
+            blocking_keep_alive_ms: 0,
+            thread_name: std::ptr::null(),
+            debug: 0,
+            slow_task_ms: 0,
+        }
+    }
 }
 
 /// A handle to a runtime made by `ivy_runtime_new`, valid until
@@ -41,21 +89,96 @@ pub struct ivy_runtime_t {
 
 struct RuntimeEntry {
     handle: Handle,
+    /// The runtime, for `ivy_runtime_free` to shut down; `None` in a borrowed
+    /// entry (`ivy_runtime_current`), which cannot free it.
     runtime: Mutex<Option<Runtime>>,
+    borrowed: bool,
 }
 
 static RUNTIMES: HandleTable<RuntimeEntry> = HandleTable::new(Kind::Runtime);
 
+/// The borrowed handle of each runtime `ivy_runtime_current` was asked about, so
+/// every call on one runtime gives the same value and the table holds one entry
+/// per runtime. Entries go when the runtime is freed through the C ABI, or, for
+/// runtimes made elsewhere (Rust), at the next call after their shutdown. The
+/// entry's `Handle` keeps the runtime's shared state alive, so its address (the
+/// key) is never reused while the entry exists.
+static BORROWED: Mutex<Vec<(Handle, u64)>> = Mutex::new(Vec::new());
+
+fn borrowed_list() -> std::sync::MutexGuard<'static, Vec<(Handle, u64)>> {
+    BORROWED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The borrowed handle of `handle`'s runtime, made on first use.
+fn borrowed_id(handle: &Handle) -> Result<u64, c_int> {
+    let mut list = borrowed_list();
+    list.retain(|(h, id)| {
+        let live = !h.shared.is_shutdown();
+        if !live {
+            RUNTIMES.remove(*id);
+        }
+        live
+    });
+    if let Some((_, id)) = list
+        .iter()
+        .find(|(h, _)| Arc::ptr_eq(&h.shared, &handle.shared))
+    {
+        return Ok(*id);
+    }
+    let entry = Arc::new(RuntimeEntry {
+        handle: handle.clone(),
+        runtime: Mutex::new(None),
+        borrowed: true,
+    });
+    let id = RUNTIMES.insert(entry).ok_or(IVY_ENOMEM)?;
+    list.push((handle.clone(), id));
+    Ok(id)
+}
+
+/// Drops the borrowed handle of a runtime that was just shut down.
+fn forget_borrowed(handle: &Handle) {
+    borrowed_list().retain(|(h, id)| {
+        let this = Arc::ptr_eq(&h.shared, &handle.shared);
+        if this {
+            RUNTIMES.remove(*id);
+        }
+        !this
+    });
+}
+
 /// Builds a runtime from a C config.
 ///
 /// # Safety
-/// `config` is `NULL` or points to a valid `ivy_config_t`.
+/// `config` is `NULL` or points to a valid `ivy_config_t` whose `thread_name`
+/// is `NULL` or a NUL-terminated string.
 unsafe fn build(config: *const ivy_config_t) -> Result<Runtime, c_int> {
     // SAFETY: the caller's contract.
     let config = unsafe { config.as_ref() }.copied().unwrap_or_default();
     let mut b = Builder::new();
     if config.workers != 0 {
         b = b.workers(config.workers);
+    }
+    if config.max_blocking_threads != 0 {
+        b = b.max_blocking_threads(config.max_blocking_threads);
+    }
+    if config.blocking_keep_alive_ms != 0 {
+        b = b.blocking_keep_alive(Duration::from_millis(config.blocking_keep_alive_ms));
+    }
+    if !config.thread_name.is_null() {
+        // SAFETY: the caller's contract: a NUL-terminated string.
+        let name = unsafe { CStr::from_ptr(config.thread_name) };
+        let name = name.to_str().map_err(|_| IVY_EINVAL)?;
+        if name.is_empty() {
+            return Err(IVY_EINVAL);
+        }
+        b = b.thread_name(name);
+    }
+    if config.slow_task_ms != 0 {
+        b = b.slow_task_threshold(Duration::from_millis(config.slow_task_ms));
+    }
+    match config.debug {
+        0 => {}
+        on => b = b.debug(on > 0),
     }
     if config.stack_size != 0 {
         b = b.stack_size(config.stack_size);
@@ -119,7 +242,9 @@ pub unsafe extern "C" fn ivy_runtime_run(
         // caller's.
         let main = unsafe { spawn_c(&rt.handle(), entry, arg, &opts)? };
         let code = join_forever(main, result);
+        let handle = rt.handle();
         drop(rt);
+        forget_borrowed(&handle);
         if code == 0 {
             Ok(())
         } else {
@@ -148,6 +273,7 @@ pub unsafe extern "C" fn ivy_runtime_new(
         let entry = Arc::new(RuntimeEntry {
             handle: rt.handle(),
             runtime: Mutex::new(Some(rt)),
+            borrowed: false,
         });
         let id = RUNTIMES.insert(entry).ok_or(IVY_ENOMEM)?;
         // SAFETY: checked non-null; writable by the caller's contract.
@@ -187,8 +313,15 @@ pub unsafe extern "C" fn ivy_runtime_spawn(
 
 /// Runs `entry(arg)` as a task on `rt` and waits for it (blocking a plain
 /// thread, parking a task), storing its return value in `*result` if `result` is
-/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no deadline.
-/// Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECANCELED`, ...).
+/// not `NULL`. The same as `ivy_runtime_spawn` then `ivy_task_join` with no
+/// deadline, except that the task never outlives the call: when the wait is
+/// interrupted -- the *calling* task is cancelled (`IVY_ECANCELED`) or the
+/// deadline of a scope it opened with `ivy_deadline_push` passes
+/// (`IVY_ETIMEDOUT`) -- the task it started is cancelled too and waited for
+/// (shielded: a task that never blocks again keeps this call waiting, as it keeps
+/// `ivy_runtime_free` waiting), its value discarded, and the call returns that
+/// code. Errors: those two functions' (`IVY_EBADF`, `IVY_EINVAL`, `IVY_ECLOSED`,
+/// `IVY_ECANCELED`, ...).
 ///
 /// # Safety
 /// `result` is `NULL` or valid for writes; `entry` is a valid function.
@@ -205,7 +338,13 @@ pub unsafe extern "C" fn ivy_runtime_block_on(
         let task = unsafe { spawn_c(&rt.handle, entry, arg, std::ptr::null())? };
         match join_forever(task, result) {
             0 => Ok(()),
-            code => Err(code),
+            code => {
+                // A join that failed with the handle still valid (the calling
+                // task was cancelled while it waited): the task must not run on
+                // with no handle. Cancel it and wait for it, shielded.
+                super::task::cancel_and_reap(task);
+                Err(code)
+            }
         }
     })
 }
@@ -217,11 +356,16 @@ pub unsafe extern "C" fn ivy_runtime_block_on(
 /// (they report the tasks' outcomes).
 ///
 /// Errors: `IVY_EBADF` for a stale handle; `IVY_EPERM` when called from one of
-/// `rt`'s own tasks (it would wait for itself): the runtime stays up.
+/// `rt`'s own tasks (it would wait for itself), or for a borrowed handle from
+/// `ivy_runtime_current` (the runtime is its owner's to free): the runtime stays
+/// up.
 #[no_mangle]
 pub extern "C" fn ivy_runtime_free(rt: ivy_runtime_t) -> c_int {
     guard(|| {
         let entry = RUNTIMES.get(rt.id).ok_or(IVY_EBADF)?;
+        if entry.borrowed {
+            return Err(IVY_EPERM);
+        }
         let own_task =
             Handle::try_current().is_some_and(|h| Arc::ptr_eq(&h.shared, &entry.handle.shared));
         if own_task {
@@ -234,6 +378,38 @@ pub extern "C" fn ivy_runtime_free(rt: ivy_runtime_t) -> c_int {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(runtime);
+        forget_borrowed(&entry.handle);
+        Ok(())
+    })
+}
+
+/// Stores a handle to the runtime of the calling task in `*out`. The handle is
+/// *borrowed*: it works with `ivy_runtime_spawn`, `ivy_runtime_block_on` and
+/// `ivy_runtime_workers` -- from any thread, e.g. handed to a plain thread that
+/// must spawn back onto this runtime -- but `ivy_runtime_free` on it is
+/// `IVY_EPERM`: only the owner (`ivy_runtime_new`'s caller; for the runtime of
+/// `ivy_runtime_run`, that call itself) shuts a runtime down. Every call on one
+/// runtime gives the same handle, distinct from the owner's, and nothing needs
+/// to be released. It stays valid while the runtime runs: spawns during
+/// shutdown are `IVY_ECLOSED`, and once the runtime is gone the handle is
+/// `IVY_EBADF`.
+///
+/// Errors: `IVY_EPERM` outside a task (a plain thread has no runtime);
+/// `IVY_EINVAL` (`out` is `NULL`).
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ivy_runtime_current(out: *mut ivy_runtime_t) -> c_int {
+    guard(|| {
+        let out = out_ptr(out)?;
+        if !in_task() {
+            return Err(IVY_EPERM);
+        }
+        let handle = Handle::try_current().ok_or(IVY_EPERM)?;
+        let id = borrowed_id(&handle)?;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(out, ivy_runtime_t { id }) };
         Ok(())
     })
 }

@@ -161,6 +161,8 @@ struct CTask {
 
 impl CTask {
     fn run(self) -> CPtr {
+        // An overflow report names the C way to raise this stack.
+        crate::stack::overflow::mark_running(crate::stack::overflow::Origin::CTask);
         // SAFETY (all three calls): the C caller of ivy_task_spawn promised these are
         // valid functions taking these arguments; running them on this task's
         // stack is what it asked for. They are `extern "C"` and cannot unwind
@@ -173,6 +175,21 @@ impl CTask {
             unsafe { f(self.on_exit_arg.0) };
         }
         CPtr(result)
+    }
+}
+
+/// Cancels `task` and waits for it, shielded from the caller's own cancellation
+/// and deadlines, then frees its handle and discards its value: for a caller
+/// that started the task and must not leave it running with no handle
+/// (`ivy_runtime_block_on` interrupted). Does nothing for a handle that is gone.
+pub(crate) fn cancel_and_reap(task: ivy_task_t) {
+    let Ok(taken) = Taken::take(&[task.id]) else {
+        return;
+    };
+    taken.handles[0].cancel();
+    let waited = crate::scope::shield(|| taken.handles[0].wait());
+    if waited.is_ok() {
+        drop(taken.finish());
     }
 }
 

@@ -24,6 +24,39 @@ use libc::{c_int, c_void, siginfo_t};
 
 use super::TaskStack;
 
+/// What made the code running on a stack, for the report's hint: the way to
+/// raise a stack differs between Rust tasks, C tasks and the two kinds of
+/// generators. A task starts as `RustTask`; the C ABI marks its tasks and
+/// generator bodies with [`mark_running`] as they start, before any C code runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Origin {
+    RustTask,
+    CTask,
+    RustGenerator,
+    CGenerator,
+}
+
+impl Origin {
+    /// Says how to fix it, after "overflowed its stack of N bytes; ".
+    fn hint(self) -> &'static [u8] {
+        match self {
+            Origin::RustTask => b"raise the stack size with ivy::task::Builder::stack_size",
+            Origin::CTask => {
+                b"raise the stack size with the stack_size field of ivy_spawn_opts_t \
+                  (or of ivy_config_t, for every task of the runtime)"
+            }
+            Origin::RustGenerator => {
+                b"raise the stack size with ivy::Generator::with_stack_size \
+                  (or scoped_with_stack_size)"
+            }
+            Origin::CGenerator => {
+                b"raise the stack size with the stack_size argument of ivy_generator_new"
+            }
+        }
+    }
+}
+
 /// What the handler needs to know about the task running on a thread.
 #[repr(C)]
 pub(crate) struct RunningTask {
@@ -36,6 +69,9 @@ pub(crate) struct RunningTask {
     /// The task's name, `name_len` bytes, not necessarily UTF-8; null if it has none.
     pub name_ptr: *const u8,
     pub name_len: usize,
+    /// What runs on the stack (the hint); a `Cell` because the code running on
+    /// it says, once it starts.
+    pub origin: Cell<Origin>,
 }
 
 impl RunningTask {
@@ -50,7 +86,20 @@ impl RunningTask {
             id,
             name_ptr,
             name_len,
+            origin: Cell::new(Origin::RustTask),
         }
+    }
+}
+
+/// Records what runs on the current thread's published stack (see [`Origin`]);
+/// does nothing when none is published.
+pub(crate) fn mark_running(origin: Origin) {
+    // SAFETY: by `set_running`'s contract, a non-null pointer set on this thread
+    // is valid while it is set; the `Cell` is only touched on this thread (the
+    // handler reads it on this thread too, between instructions of ours that
+    // each store a whole byte).
+    if let Some(task) = unsafe { RUNNING.get().as_ref() } {
+        task.origin.set(origin);
     }
 }
 
@@ -73,9 +122,6 @@ pub(crate) unsafe fn set_running(task: *const RunningTask) {
 pub(crate) fn running() -> *const RunningTask {
     RUNNING.get()
 }
-
-/// Says how to fix it, after "overflowed its stack of N bytes; ".
-const HINT: &[u8] = b"raise the stack size with ivy::task::Builder::stack_size";
 
 /// Longest task name reported; the rest is cut so that the hint always fits.
 const MAX_NAME: usize = 200;
@@ -189,7 +235,7 @@ fn report(task: &RunningTask) {
     msg.push(b") overflowed its stack of ");
     msg.push_u64(task.stack_size as u64);
     msg.push(b" bytes; ");
-    msg.push(HINT);
+    msg.push(task.origin.get().hint());
     msg.push(b"\n");
     write_stderr(&msg.buf[..msg.len]);
 }

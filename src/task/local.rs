@@ -92,6 +92,36 @@ impl<T: 'static> LocalKey<T> {
         })
     }
 
+    /// As [`with`](Self::with), but `None` instead of a panic when no value can
+    /// be had: the task's task-locals were destroyed for the last time (a
+    /// destructor in the last round), or, on a plain thread, its thread-locals
+    /// are being destroyed. For the C ABI, which reports that as an error code.
+    pub(crate) fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        worker::with_task_or_thread(|task| match task {
+            Some(task) => self.try_with_map(&task.ctx.locals, f),
+            None => THREAD_FALLBACK
+                .try_with(|m| self.try_with_map(m, f))
+                .ok()
+                .flatten(),
+        })
+    }
+
+    fn try_with_map<R>(
+        &'static self,
+        map: &RefCell<LocalMap>,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
+        let key = self as *const Self as usize;
+        let present = map
+            .try_borrow()
+            .ok()
+            .map(|m| (m.entries.iter().any(|(k, _)| *k == key), m.closed));
+        match present {
+            Some((false, true)) | None => None,
+            _ => Some(self.with_map(map, f)),
+        }
+    }
+
     fn with_map<R>(&'static self, map: &RefCell<LocalMap>, f: impl FnOnce(&T) -> R) -> R {
         let key = self as *const Self as usize;
         let found = map
@@ -152,4 +182,103 @@ macro_rules! task_local {
     ($(#[$attr:meta])* $vis:vis static $name:ident : $t:ty = $init:expr) => {
         $crate::task_local!($(#[$attr])* $vis static $name: $t = $init;);
     };
+}
+
+/// Raw task-local slots for the C ABI (`ivy_task_local_*`, ffi/local.rs):
+/// `pthread_key_create` semantics on top of the task-locals above.
+///
+/// A key is an `Arc<RawKey>` (the C handle table holds one); each task keeps,
+/// in one task-local, the `(key, value)` pairs it set. When the task ends that
+/// task-local is dropped like any other -- on the task's own stack, after its
+/// entry returned, for at most `DESTRUCTOR_ROUNDS` rounds -- and its drop calls
+/// each live key's destructor with each non-null value, once. A destructor that
+/// sets a value again re-creates the task-local, which the next round drops; in
+/// the last round `raw_set` fails instead. A key retired (`ivy_task_local_key_free`)
+/// runs no more destructors, as `pthread_key_delete`. On a plain thread the
+/// values are per thread, destroyed when the thread exits (not for the main
+/// thread, whose thread-locals are never destroyed: as with pthread keys).
+pub(crate) mod raw {
+    use std::cell::RefCell;
+    use std::os::raw::c_void;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A value's destructor: C's `void (*)(void *)`.
+    pub(crate) type RawDtor = unsafe extern "C" fn(*mut c_void);
+
+    /// A key: its destructor, and whether it is still live.
+    pub(crate) struct RawKey {
+        dtor: Option<RawDtor>,
+        live: AtomicBool,
+    }
+
+    impl RawKey {
+        pub(crate) fn new(dtor: Option<RawDtor>) -> Arc<RawKey> {
+            Arc::new(RawKey {
+                dtor,
+                live: AtomicBool::new(true),
+            })
+        }
+
+        /// No destructor runs for this key's values from now on.
+        pub(crate) fn retire(&self) {
+            self.live.store(false, Ordering::Release);
+        }
+    }
+
+    /// The values one task set, by key.
+    #[derive(Default)]
+    pub(crate) struct RawSlots {
+        values: Vec<(Arc<RawKey>, *mut c_void)>,
+    }
+
+    impl Drop for RawSlots {
+        fn drop(&mut self) {
+            for (key, value) in std::mem::take(&mut self.values) {
+                if value.is_null() || !key.live.load(Ordering::Acquire) {
+                    continue;
+                }
+                if let Some(dtor) = key.dtor {
+                    // SAFETY: the C caller of `ivy_task_local_key_new` promised a
+                    // valid destructor for the values it stores under this key;
+                    // this value was stored by this task (or thread) and is
+                    // handed over once, as pthread hands a key's value to its
+                    // destructor. It is `extern "C"`: it cannot unwind.
+                    unsafe { dtor(value) };
+                }
+            }
+        }
+    }
+
+    crate::task_local! {
+        static SLOTS: RefCell<RawSlots> = RefCell::new(RawSlots::default());
+    }
+
+    /// The caller's value for `key` (null if it set none), or `None` when its
+    /// task-locals are gone for good (see `LocalKey::try_with`).
+    pub(crate) fn get(key: &Arc<RawKey>) -> Option<*mut c_void> {
+        SLOTS.try_with(|s| {
+            s.borrow()
+                .values
+                .iter()
+                .find(|(k, _)| Arc::ptr_eq(k, key))
+                .map_or(std::ptr::null_mut(), |(_, v)| *v)
+        })
+    }
+
+    /// Sets the caller's value for `key`; `None` when its task-locals are gone
+    /// for good. The value it replaces gets no destructor call (pthread's rule).
+    pub(crate) fn set(key: &Arc<RawKey>, value: *mut c_void) -> Option<()> {
+        SLOTS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            match s.values.iter_mut().find(|(k, _)| Arc::ptr_eq(k, key)) {
+                Some(slot) => slot.1 = value,
+                None => {
+                    // Values of retired keys are dead weight: drop them here.
+                    s.values.retain(|(k, _)| k.live.load(Ordering::Acquire));
+                    s.values.push((key.clone(), value));
+                }
+            }
+        })
+    }
 }
