@@ -111,8 +111,10 @@ pub extern "C" fn ivy_queue_task_done(q: ivy_queue_t) -> c_int {
 }
 
 /// Waits until every item ever put has been marked done with
-/// `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `ivy_queue_task_done`, or `deadline`. `ivy_queue_close` does not end the
+/// wait (items may still be drained and marked done); `ivy_queue_free` does.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECLOSED` (the queue was freed), `IVY_ECANCELED`,
+/// `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline: i64) -> c_int {
     guard(|| {
@@ -137,14 +139,16 @@ pub unsafe extern "C" fn ivy_queue_len(q: ivy_queue_t, len: *mut usize) -> c_int
     })
 }
 
-/// Closes the queue (waking every waiter with `IVY_ECLOSED`) and frees it. Items
-/// still inside are dropped: ivy does not free what they point to. Errors:
-/// `IVY_EBADF`.
+/// Frees the queue (the rule of every `ivy_*_free`, see the top of this
+/// header): the handle is invalid at once; every task or thread waiting in
+/// `ivy_queue_put`, `ivy_queue_get` or `ivy_queue_join` on it returns
+/// `IVY_ECLOSED`, and an `ivy_queue_select` waiting on it fires that arm with
+/// `result` `IVY_ECLOSED`. Items still inside are dropped: ivy does not free
+/// what they point to. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_free(q: ivy_queue_t) -> c_int {
     guard(|| {
-        let q = QUEUES.remove(q.id).ok_or(IVY_EBADF)?;
-        q.close();
+        QUEUES.remove(q.id).ok_or(IVY_EBADF)?.shutdown();
         Ok(())
     })
 }

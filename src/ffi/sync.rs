@@ -10,7 +10,21 @@
 //! Ownership checks that C's `pthread` leaves undefined are errors here: the
 //! mutex and rwlock entries record who holds them (task id, or a per-thread id
 //! for plain threads), so unlocking a lock one does not hold is `IVY_EPERM`
-//! rather than corrupting the lock, and freeing a held lock is `IVY_EBUSY`.
+//! rather than corrupting the lock.
+//!
+//! # Freeing: one rule for every primitive (and queues, and sockets)
+//! `ivy_*_free` always succeeds on a live handle: it removes the handle from its
+//! table (every copy is `IVY_EBADF` from then on) and *closes* the object, which
+//! wakes every task and thread blocked on it with `IVY_ECLOSED` (the Rust layer's
+//! `close()`, built on `WaitList::close`: see `sync/waiters.rs`). Calls already
+//! inside the object hold an `Arc` of it, so its memory goes when the last of
+//! them returns. Why not pthread's "undefined if in use" or the `IVY_EBUSY` of
+//! earlier versions: a C program tearing down (a server shutting a subsystem)
+//! would otherwise have to know and unblock every waiter first, and the rules
+//! differed per primitive. Closing a socket (`ivy_tcp_close`) follows the same
+//! rule. A holder of a freed lock keeps it (nothing to release: its unlock is
+//! `IVY_EBADF`), and a waiter that races with the free may still get the lock if
+//! it is free at that instant: the free then happened after its call.
 
 use std::os::raw::c_int;
 use std::sync::{Arc, Mutex};
@@ -108,15 +122,15 @@ pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
     })
 }
 
-/// Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+/// Frees the mutex, locked or not (the rule of every `ivy_*_free`, see the top
+/// of this header): the handle is invalid at once; every task or thread waiting
+/// in `ivy_mutex_lock` (or re-locking in `ivy_cond_wait`) on it returns
+/// `IVY_ECLOSED` without the lock; the holder's later `ivy_mutex_unlock` is
+/// `IVY_EBADF`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_mutex_free(m: ivy_mutex_t) -> c_int {
     guard(|| {
-        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
-        if *lock(&entry.owner) != 0 || entry.raw.is_locked() {
-            return Err(IVY_EBUSY);
-        }
-        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?;
+        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?.raw.close();
         Ok(())
     })
 }
@@ -229,15 +243,14 @@ pub extern "C" fn ivy_rwlock_unlock(l: ivy_rwlock_t) -> c_int {
     })
 }
 
-/// Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+/// Frees the rwlock, held or not (the rule of every `ivy_*_free`): the handle
+/// is invalid at once; every task or thread waiting in `ivy_rwlock_rdlock` /
+/// `ivy_rwlock_wrlock` on it returns `IVY_ECLOSED` without the lock; holders'
+/// later `ivy_rwlock_unlock` is `IVY_EBADF`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_rwlock_free(l: ivy_rwlock_t) -> c_int {
     guard(|| {
-        let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
-        if !lock(&entry.held).is_empty() {
-            return Err(IVY_EBUSY);
-        }
-        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?;
+        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?.lock.close();
         Ok(())
     })
 }
@@ -313,16 +326,13 @@ pub unsafe extern "C" fn ivy_semaphore_available(s: ivy_semaphore_t, permits: *m
     })
 }
 
-/// Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
-/// `IVY_EBADF`.
+/// Frees the semaphore (the rule of every `ivy_*_free`): the handle is invalid
+/// at once; every task or thread waiting in `ivy_semaphore_acquire` on it
+/// returns `IVY_ECLOSED` without a permit. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_free(s: ivy_semaphore_t) -> c_int {
     guard(|| {
-        let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
-        if sem.waiters() != 0 {
-            return Err(IVY_EBUSY);
-        }
-        SEMAPHORES.remove(s.id).ok_or(IVY_EBADF)?;
+        SEMAPHORES.remove(s.id).ok_or(IVY_EBADF)?.close();
         Ok(())
     })
 }
@@ -399,11 +409,15 @@ pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline: i64) -> c_int {
     })
 }
 
-/// Frees the event; tasks still waiting keep waiting until their deadlines.
-/// Errors: `IVY_EBADF`.
+/// Frees the event (the rule of every `ivy_*_free`): the handle is invalid at
+/// once; every task or thread waiting in `ivy_event_wait` on it returns
+/// `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_event_free(e: ivy_event_t) -> c_int {
-    guard(|| EVENTS.remove(e.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        EVENTS.remove(e.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -438,12 +452,16 @@ pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
 
 /// Atomically unlocks `m` (which the caller must hold) and waits for a
 /// notification or `deadline`; then re-locks `m`. **On every return, errors
-/// included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
-/// May wake spuriously: wait in a loop that re-checks the predicate.
+/// included, the caller holds `m` again** (as with `pthread_cond_timedwait`),
+/// except when `m` itself was freed meanwhile (then nobody can hold it: its
+/// handle is `IVY_EBADF`). May wake spuriously: wait in a loop that re-checks
+/// the predicate. A passed deadline gives `IVY_ETIMEDOUT` after releasing and
+/// re-taking `m` once, without parking on the condition.
 ///
 /// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
-/// `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
-/// `IVY_EINVAL`.
+/// `IVY_ECLOSED` (`c` was freed while waiting, `m` is held again; or `m` was
+/// freed while being re-taken, and is not); `IVY_EPERM` (the caller does not
+/// hold `m`: nothing happens); `IVY_EBADF`; `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
@@ -458,9 +476,11 @@ pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) ->
             }
             *owner = 0;
         }
-        let r = cond.wait_raw_deadline(&mutex.raw, d);
-        // `wait_raw_deadline` re-took the lock in every case.
-        *lock(&mutex.owner) = me;
+        let (r, held) = cond.wait_raw_deadline(&mutex.raw, d);
+        // `wait_raw_deadline` re-took the lock unless the mutex was freed.
+        if held {
+            *lock(&mutex.owner) = me;
+        }
         r.map_err(wait_error)
     })
 }
@@ -483,10 +503,15 @@ pub extern "C" fn ivy_cond_notify_all(c: ivy_cond_t) -> c_int {
     })
 }
 
-/// Frees the condition variable. Errors: `IVY_EBADF`.
+/// Frees the condition variable (the rule of every `ivy_*_free`): the handle
+/// is invalid at once; every task or thread waiting in `ivy_cond_wait` on it
+/// re-takes its mutex and returns `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_cond_free(c: ivy_cond_t) -> c_int {
-    guard(|| CONDITIONS.remove(c.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        CONDITIONS.remove(c.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -553,10 +578,15 @@ pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline: i64) -> c_in
     })
 }
 
-/// Frees the wait group. Errors: `IVY_EBADF`.
+/// Frees the wait group (the rule of every `ivy_*_free`): the handle is invalid
+/// at once; every task or thread waiting in `ivy_waitgroup_wait` on it returns
+/// `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_free(wg: ivy_waitgroup_t) -> c_int {
-    guard(|| WAITGROUPS.remove(wg.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        WAITGROUPS.remove(wg.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -617,8 +647,13 @@ pub unsafe extern "C" fn ivy_barrier_wait(
     })
 }
 
-/// Frees the barrier. Errors: `IVY_EBADF`.
+/// Frees the barrier (the rule of every `ivy_*_free`): the handle is invalid at
+/// once; every task or thread waiting in `ivy_barrier_wait` on it returns
+/// `IVY_ECLOSED` (its arrival withdrawn). Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_barrier_free(b: ivy_barrier_t) -> c_int {
-    guard(|| BARRIERS.remove(b.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        BARRIERS.remove(b.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }

@@ -285,6 +285,19 @@ impl Semaphore {
             .store((avail << SHIFT) | queued, Ordering::Release);
     }
 
+    /// Closes the semaphore (the C ABI's `ivy_semaphore_free`): queued and later
+    /// waiting acquirers get `Err(Closed)` (see "Closing" in `waiters.rs`); the
+    /// now empty list clears `QUEUED`, so the fast paths work on as before.
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        {
+            let mut list = lock_state(&self.waiters);
+            list.close(&mut wakes);
+            self.release_locked(&mut list, 0, &mut wakes);
+        }
+        wakes.wake();
+    }
+
     /// Number of tasks and threads waiting for permits (a snapshot).
     pub fn waiters(&self) -> usize {
         lock_state(&self.waiters).len()

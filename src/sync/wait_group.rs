@@ -100,6 +100,15 @@ impl WaitGroup {
         lock_state(&self.state).count
     }
 
+    /// Closes the wait group (the C ABI's `ivy_waitgroup_free`): queued and later
+    /// waiters of a non-zero count get `Err(Closed)` (see "Closing" in
+    /// `waiters.rs`).
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.state).waiters.close(&mut wakes);
+        wakes.wake();
+    }
+
     /// Parks until the counter is zero. A cancellation point when it has to wait.
     pub fn wait(&self) {
         or_raise_wait(self.wait_deadline(None))
