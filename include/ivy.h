@@ -10,9 +10,17 @@
  *    reported through errno or a thread-local "last error".
  *  - Objects are named by handles: small structs holding a generation-checked
  *    id. A stale, freed, joined or zero-initialised handle gives IVY_EBADF.
- *  - Every blocking call takes a deadline: absolute milliseconds on the
- *    ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A passed deadline makes the
- *    call a non-blocking try.
+ *  - Every blocking call takes a deadline, always its last argument: absolute
+ *    milliseconds on the ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A
+ *    passed deadline (0 included) makes the call a non-blocking try: it does
+ *    what it can do at once, else returns IVY_ETIMEDOUT without waiting.
+ *  - Freeing an object (ivy_mutex_free, ivy_queue_free, ... every ivy_*_free of
+ *    a synchronisation primitive or queue, like ivy_tcp_close for a socket)
+ *    always succeeds on a live handle, also while the object is held or waited
+ *    on, and invalidates the handle at once: every task or thread blocked on the
+ *    object wakes promptly and returns IVY_ECLOSED, later calls with the handle
+ *    (such as the holder's unlock of a freed mutex) return IVY_EBADF, and the
+ *    memory goes when the last call in flight returns.
  *  - Cancellation reaches a C task as IVY_ECANCELED from its next blocking call;
  *    nothing ever unwinds through C frames.
  *  - C tasks get IVY_DEFAULT_STACK_SIZE (1 MiB) of stack by default.
@@ -726,8 +734,10 @@ int ivy_queue_task_done(ivy_queue_t q);
 
 /**
  * Waits until every item ever put has been marked done with
- * `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `ivy_queue_task_done`, or `deadline`. `ivy_queue_close` does not end the
+ * wait (items may still be drained and marked done); `ivy_queue_free` does.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECLOSED` (the queue was freed), `IVY_ECANCELED`,
+ * `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_queue_join(ivy_queue_t q, int64_t deadline);
 
@@ -741,9 +751,12 @@ int ivy_queue_join(ivy_queue_t q, int64_t deadline);
 int ivy_queue_len(ivy_queue_t q, size_t *len);
 
 /**
- * Closes the queue (waking every waiter with `IVY_ECLOSED`) and frees it. Items
- * still inside are dropped: ivy does not free what they point to. Errors:
- * `IVY_EBADF`.
+ * Frees the queue (the rule of every `ivy_*_free`, see the top of this
+ * header): the handle is invalid at once; every task or thread waiting in
+ * `ivy_queue_put`, `ivy_queue_get` or `ivy_queue_join` on it returns
+ * `IVY_ECLOSED`, and an `ivy_queue_select` waiting on it fires that arm with
+ * `result` `IVY_ECLOSED`. Items still inside are dropped: ivy does not free
+ * what they point to. Errors: `IVY_EBADF`.
  */
 int ivy_queue_free(ivy_queue_t q);
 
@@ -866,7 +879,11 @@ int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline);
 int ivy_mutex_unlock(ivy_mutex_t m);
 
 /**
- * Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+ * Frees the mutex, locked or not (the rule of every `ivy_*_free`, see the top
+ * of this header): the handle is invalid at once; every task or thread waiting
+ * in `ivy_mutex_lock` (or re-locking in `ivy_cond_wait`) on it returns
+ * `IVY_ECLOSED` without the lock; the holder's later `ivy_mutex_unlock` is
+ * `IVY_EBADF`. Errors: `IVY_EBADF`.
  */
 int ivy_mutex_free(ivy_mutex_t m);
 
@@ -897,7 +914,10 @@ int ivy_rwlock_wrlock(ivy_rwlock_t l, int64_t deadline);
 int ivy_rwlock_unlock(ivy_rwlock_t l);
 
 /**
- * Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+ * Frees the rwlock, held or not (the rule of every `ivy_*_free`): the handle
+ * is invalid at once; every task or thread waiting in `ivy_rwlock_rdlock` /
+ * `ivy_rwlock_wrlock` on it returns `IVY_ECLOSED` without the lock; holders'
+ * later `ivy_rwlock_unlock` is `IVY_EBADF`. Errors: `IVY_EBADF`.
  */
 int ivy_rwlock_free(ivy_rwlock_t l);
 
@@ -933,8 +953,9 @@ int ivy_semaphore_release(ivy_semaphore_t s);
 int ivy_semaphore_available(ivy_semaphore_t s, size_t *permits);
 
 /**
- * Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
- * `IVY_EBADF`.
+ * Frees the semaphore (the rule of every `ivy_*_free`): the handle is invalid
+ * at once; every task or thread waiting in `ivy_semaphore_acquire` on it
+ * returns `IVY_ECLOSED` without a permit. Errors: `IVY_EBADF`.
  */
 int ivy_semaphore_free(ivy_semaphore_t s);
 
@@ -972,8 +993,9 @@ int ivy_event_is_set(ivy_event_t e, int *is_set);
 int ivy_event_wait(ivy_event_t e, int64_t deadline);
 
 /**
- * Frees the event; tasks still waiting keep waiting until their deadlines.
- * Errors: `IVY_EBADF`.
+ * Frees the event (the rule of every `ivy_*_free`): the handle is invalid at
+ * once; every task or thread waiting in `ivy_event_wait` on it returns
+ * `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_event_free(ivy_event_t e);
 
@@ -988,12 +1010,16 @@ int ivy_cond_new(ivy_cond_t *out);
 /**
  * Atomically unlocks `m` (which the caller must hold) and waits for a
  * notification or `deadline`; then re-locks `m`. **On every return, errors
- * included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
- * May wake spuriously: wait in a loop that re-checks the predicate.
+ * included, the caller holds `m` again** (as with `pthread_cond_timedwait`),
+ * except when `m` itself was freed meanwhile (then nobody can hold it: its
+ * handle is `IVY_EBADF`). May wake spuriously: wait in a loop that re-checks
+ * the predicate. A passed deadline gives `IVY_ETIMEDOUT` after releasing and
+ * re-taking `m` once, without parking on the condition.
  *
  * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
- * `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
- * `IVY_EINVAL`.
+ * `IVY_ECLOSED` (`c` was freed while waiting, `m` is held again; or `m` was
+ * freed while being re-taken, and is not); `IVY_EPERM` (the caller does not
+ * hold `m`: nothing happens); `IVY_EBADF`; `IVY_EINVAL`.
  */
 int ivy_cond_wait(ivy_cond_t c, ivy_mutex_t m, int64_t deadline);
 
@@ -1008,7 +1034,9 @@ int ivy_cond_notify_one(ivy_cond_t c);
 int ivy_cond_notify_all(ivy_cond_t c);
 
 /**
- * Frees the condition variable. Errors: `IVY_EBADF`.
+ * Frees the condition variable (the rule of every `ivy_*_free`): the handle
+ * is invalid at once; every task or thread waiting in `ivy_cond_wait` on it
+ * re-takes its mutex and returns `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_cond_free(ivy_cond_t c);
 
@@ -1039,7 +1067,9 @@ int ivy_waitgroup_done(ivy_waitgroup_t wg);
 int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline);
 
 /**
- * Frees the wait group. Errors: `IVY_EBADF`.
+ * Frees the wait group (the rule of every `ivy_*_free`): the handle is invalid
+ * at once; every task or thread waiting in `ivy_waitgroup_wait` on it returns
+ * `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_waitgroup_free(ivy_waitgroup_t wg);
 
@@ -1064,7 +1094,9 @@ int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
 int ivy_barrier_wait(ivy_barrier_t b, int *leader, int64_t deadline);
 
 /**
- * Frees the barrier. Errors: `IVY_EBADF`.
+ * Frees the barrier (the rule of every `ivy_*_free`): the handle is invalid at
+ * once; every task or thread waiting in `ivy_barrier_wait` on it returns
+ * `IVY_ECLOSED` (its arrival withdrawn). Errors: `IVY_EBADF`.
  */
 int ivy_barrier_free(ivy_barrier_t b);
 
