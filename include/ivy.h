@@ -348,7 +348,13 @@ typedef struct {
 } ivy_spawn_opts_t;
 
 /**
- * A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+ * A handle to a mutex (asyncio's `Lock`), not recursive, with Go's
+ * `sync.Mutex` fairness policy: waiters queue in FIFO order, but an unlock
+ * releases the lock and wakes the first waiter rather than handing it over, so
+ * a running task or thread may take the lock first (barging: no cross-worker
+ * wake-up per lock). Once a waiter has waited more than 1 ms the mutex hands
+ * the lock directly to the first waiter (strict FIFO, no barging) until the
+ * queue drains, so no waiter starves.
  */
 typedef struct {
     uint64_t id;
@@ -426,13 +432,14 @@ const char *ivy_strerror(int code);
 int ivy_generator_new(ivy_generator_fn_t body, void *arg, size_t stack_size, ivy_generator_t *out);
 
 /**
- * Resumes the generator until it yields a value (stored in `*value`, returns 0)
- * or its body returns (returns `IVY_ECLOSED`, and so does every later call).
- * Blocking calls in the body park the caller.
+ * Resumes the generator until it yields a value (stored in `*value` unless
+ * `value` is `NULL`, which skips the value; returns 0) or its body returns
+ * (returns `IVY_ECLOSED`, and so does every later call). Blocking calls in
+ * the body park the caller.
  *
  * Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (the caller is not the task
  * or thread that created it); `IVY_EBUSY` (called from inside the generator's
- * own body); `IVY_EINVAL` (`value` `NULL`).
+ * own body).
  *
  * # Safety
  * `value` is `NULL` or valid for writes.
@@ -865,16 +872,19 @@ int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
 int ivy_mutex_new(ivy_mutex_t *out);
 
 /**
- * Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
- * Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
+ * Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
+ * in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
  * waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
  * it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
  */
-int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline);
+int ivy_mutex_lock(ivy_mutex_t m,
+                   int64_t deadline);
 
 /**
- * Unlocks the mutex, handing it to the longest waiter if any. Errors:
- * `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+ * Unlocks the mutex and wakes the longest waiter, if any (which takes it unless
+ * a running caller takes it first; past 1 ms of waiting the lock is handed to
+ * it directly: see `ivy_mutex_t`). Errors: `IVY_EPERM` (the caller does not
+ * hold it); `IVY_EBADF` (also after `ivy_mutex_free`, even for the holder).
  */
 int ivy_mutex_unlock(ivy_mutex_t m);
 

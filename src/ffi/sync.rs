@@ -51,7 +51,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 // ---------------------------------------------------------------------------
 // Mutex
 
-/// A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+/// A handle to a mutex (asyncio's `Lock`), not recursive, with Go's
+/// `sync.Mutex` fairness policy: waiters queue in FIFO order, but an unlock
+/// releases the lock and wakes the first waiter rather than handing it over, so
+/// a running task or thread may take the lock first (barging: no cross-worker
+/// wake-up per lock). Once a waiter has waited more than 1 ms the mutex hands
+/// the lock directly to the first waiter (strict FIFO, no barging) until the
+/// queue drains, so no waiter starves.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ivy_mutex_t {
@@ -85,8 +91,8 @@ pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
     })
 }
 
-/// Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
-/// Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
+/// Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
+/// in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
 /// waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
 /// it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
 #[no_mangle]
@@ -104,8 +110,10 @@ pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     })
 }
 
-/// Unlocks the mutex, handing it to the longest waiter if any. Errors:
-/// `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+/// Unlocks the mutex and wakes the longest waiter, if any (which takes it unless
+/// a running caller takes it first; past 1 ms of waiting the lock is handed to
+/// it directly: see `ivy_mutex_t`). Errors: `IVY_EPERM` (the caller does not
+/// hold it); `IVY_EBADF` (also after `ivy_mutex_free`, even for the holder).
 #[no_mangle]
 pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
     guard(|| {
