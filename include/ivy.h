@@ -5,11 +5,13 @@
  * function for what it does, who owns what, and the errors it returns.
  *
  * Conventions:
- *  - Every function returns 0 or a negative IVY_E* code (equal to -errno on
- *    Linux where one fits); results come back through out-parameters. Nothing is
- *    reported through errno or a thread-local "last error".
+ *  - Every function (but ivy_time_now, ivy_strerror and the version queries)
+ *    returns 0 or a negative IVY_E* code (equal to -errno on Linux where one
+ *    fits); results come back through out-parameters. Nothing is reported
+ *    through errno or a thread-local "last error".
  *  - Objects are named by handles: small structs holding a generation-checked
- *    id. A stale, freed, joined or zero-initialised handle gives IVY_EBADF.
+ *    id and the object's kind. A stale, freed, joined or zero-initialised
+ *    handle, or one of another kind, gives IVY_EBADF.
  *  - Every blocking call takes a deadline, always its last argument: absolute
  *    milliseconds on the ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A
  *    passed deadline (0 included) makes the call a non-blocking try: it does
@@ -124,11 +126,14 @@ typedef enum {
     IVY_EIO = -5,
     /**
      * A handle that names nothing: never created, already freed, joined or
-     * detached, or zero-initialised.
+     * detached, zero-initialised, or a handle of another kind (a mutex passed
+     * where a task is expected).
      */
     IVY_EBADF = -9,
     /**
-     * Try again: a non-blocking attempt found nothing to do.
+     * Resource temporarily unavailable: an OS error passed through (e.g. no
+     * thread could be started). A non-blocking try (a passed deadline) that
+     * finds nothing to do reports `IVY_ETIMEDOUT`, not this.
      */
     IVY_EAGAIN = -11,
     /**
@@ -153,7 +158,8 @@ typedef enum {
      */
     IVY_EDEADLK = -35,
     /**
-     * The deadline passed before the operation could complete.
+     * The deadline passed before the operation could complete (at once for a
+     * passed deadline: the call was a non-blocking try).
      */
     IVY_ETIMEDOUT = -110,
     /**
@@ -163,7 +169,8 @@ typedef enum {
     IVY_ECANCELED = -125,
     /**
      * The object was closed: a closed queue (puts; gets once drained), an
-     * exhausted or closing generator, a runtime shutting down (spawns).
+     * object freed (`ivy_*_free`, `ivy_tcp_close`) while the call waited on it,
+     * an exhausted or closing generator, a runtime shutting down (spawns).
      */
     IVY_ECLOSED = -1001,
     /**
@@ -399,7 +406,8 @@ typedef struct {
 } ivy_waitgroup_t;
 
 /**
- * A handle to a barrier: `parties` tasks wait until all have arrived.
+ * A handle to a barrier: `parties` tasks or threads wait until all have
+ * arrived.
  */
 typedef struct {
     uint64_t id;
@@ -711,14 +719,15 @@ int ivy_queue_new(size_t capacity, ivy_queue_t *out);
 
 /**
  * Appends `item` (any pointer, `NULL` included), waiting for room until
- * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
+ * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED` (closed or
+ * freed), `IVY_ECANCELED`
  * (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline);
 
 /**
  * Removes the oldest item into `*item`, waiting until `deadline` for one.
- * Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained),
+ * Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained, or freed),
  * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
  *
  * # Safety
@@ -771,7 +780,8 @@ int ivy_queue_free(ivy_queue_t q);
  * Waits until one of the `n` operations can proceed, performs exactly that one,
  * and stores its index in `*fired` (Go's `select`, over queues). When several
  * are ready at once, one is chosen at random (no arm starves). An arm on a
- * closed queue is ready, and fires with `result` `IVY_ECLOSED`.
+ * closed queue is ready, and fires with `result` `IVY_ECLOSED`; so does one
+ * whose queue is freed while the select waits.
  *
  * Returns 0 when an arm fired; `IVY_ETIMEDOUT` when `deadline` passed first
  * (nothing happened); `IVY_ECANCELED`; `IVY_EINVAL` (`ops` or `fired` `NULL`,
@@ -873,12 +883,12 @@ int ivy_mutex_new(ivy_mutex_t *out);
 
 /**
  * Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
- * in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
- * waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
- * it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+ * in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the
+ * calling task was cancelled while waiting: it does not hold the lock);
+ * `IVY_ECLOSED` (the mutex was freed while waiting; not held); `IVY_EDEADLK`
+ * (the caller already holds it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
  */
-int ivy_mutex_lock(ivy_mutex_t m,
-                   int64_t deadline);
+int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline);
 
 /**
  * Unlocks the mutex and wakes the longest waiter, if any (which takes it unless
@@ -942,14 +952,16 @@ int ivy_semaphore_new(size_t permits, ivy_semaphore_t *out);
 
 /**
  * Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting) -- no permit taken in
+ * any error case --, `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_semaphore_acquire(ivy_semaphore_t s, int64_t deadline);
 
 /**
  * Returns one permit (`sem_post`), waking the longest waiter. Any caller may
- * release; releasing more than was acquired raises the count. Errors:
- * `IVY_EBADF`.
+ * release; releasing more than was acquired raises the count, up to the
+ * maximum of `ivy_semaphore_new`. Errors: `IVY_EINVAL` (the count is at that
+ * maximum: nothing changes), `IVY_EBADF`.
  */
 int ivy_semaphore_release(ivy_semaphore_t s);
 
@@ -998,7 +1010,8 @@ int ivy_event_is_set(ivy_event_t e, int *is_set);
 
 /**
  * Waits until the event is set (returns at once if it is), or `deadline`.
- * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while
+ * waiting), `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_event_wait(ivy_event_t e, int64_t deadline);
 
@@ -1059,8 +1072,8 @@ int ivy_cond_free(ivy_cond_t c);
 int ivy_waitgroup_new(ivy_waitgroup_t *out);
 
 /**
- * Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
- * `IVY_EBADF`.
+ * Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow:
+ * nothing changes), `IVY_EBADF`.
  */
 int ivy_waitgroup_add(ivy_waitgroup_t wg, size_t n);
 
@@ -1072,7 +1085,8 @@ int ivy_waitgroup_done(ivy_waitgroup_t wg);
 
 /**
  * Waits until the count is 0 (at once if it is), or `deadline`. Errors:
- * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting),
+ * `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline);
 
@@ -1096,7 +1110,8 @@ int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
  * Waits until `parties` callers have arrived, or `deadline` (a caller that
  * gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
  * exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting; arrival withdrawn),
+ * `IVY_EBADF`, `IVY_EINVAL`.
  *
  * # Safety
  * `leader` is `NULL` or valid for writes.
@@ -1261,8 +1276,9 @@ int64_t ivy_time_now(void);
  * Suspends the calling task until `deadline` (`ivy_time_now()` milliseconds; `-1`:
  * until cancelled). On a plain thread, sleeps the thread.
  *
- * Returns 0 when the deadline is reached; `IVY_ECANCELED` if the task is (or
- * gets) cancelled, at once; `IVY_EINVAL` for a negative deadline other than -1.
+ * Returns 0 when the deadline is reached (at once, without parking, for a
+ * passed one); `IVY_ECANCELED` if the task is (or gets) cancelled, at once;
+ * `IVY_EINVAL` for a negative deadline other than -1.
  */
 int ivy_time_sleep_until(int64_t deadline);
 

@@ -58,7 +58,8 @@ pub unsafe extern "C" fn ivy_queue_new(capacity: usize, out: *mut ivy_queue_t) -
 }
 
 /// Appends `item` (any pointer, `NULL` included), waiting for room until
-/// `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
+/// `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED` (closed or
+/// freed), `IVY_ECANCELED`
 /// (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64) -> c_int {
@@ -71,7 +72,7 @@ pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64
 }
 
 /// Removes the oldest item into `*item`, waiting until `deadline` for one.
-/// Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained),
+/// Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained, or freed),
 /// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
 ///
 /// # Safety
@@ -181,7 +182,8 @@ pub struct ivy_queue_select_op_t {
 /// Waits until one of the `n` operations can proceed, performs exactly that one,
 /// and stores its index in `*fired` (Go's `select`, over queues). When several
 /// are ready at once, one is chosen at random (no arm starves). An arm on a
-/// closed queue is ready, and fires with `result` `IVY_ECLOSED`.
+/// closed queue is ready, and fires with `result` `IVY_ECLOSED`; so does one
+/// whose queue is freed while the select waits.
 ///
 /// Returns 0 when an arm fired; `IVY_ETIMEDOUT` when `deadline` passed first
 /// (nothing happened); `IVY_ECANCELED`; `IVY_EINVAL` (`ops` or `fired` `NULL`,

@@ -4,7 +4,8 @@
 //! from the call it is blocked in, never an unwind.
 //!
 //! Every blocking call takes a deadline (`-1`: none; a passed one makes it a
-//! try that returns `IVY_ETIMEDOUT` instead of waiting). All of them work from
+//! try that returns `IVY_ETIMEDOUT` instead of waiting, and never parks: see
+//! `wait_solo` in `sync/waiters.rs`). All of them work from
 //! tasks and from plain threads alike, and they may be shared between the two.
 //!
 //! Ownership checks that C's `pthread` leaves undefined are errors here: the
@@ -92,9 +93,10 @@ pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
 }
 
 /// Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
-/// in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
-/// waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
-/// it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+/// in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the
+/// calling task was cancelled while waiting: it does not hold the lock);
+/// `IVY_ECLOSED` (the mutex was freed while waiting; not held); `IVY_EDEADLK`
+/// (the caller already holds it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
 #[no_mangle]
 pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
@@ -297,7 +299,8 @@ pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semapho
 }
 
 /// Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting) -- no permit taken in
+/// any error case --, `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_int {
     guard(|| {
@@ -308,13 +311,17 @@ pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_
 }
 
 /// Returns one permit (`sem_post`), waking the longest waiter. Any caller may
-/// release; releasing more than was acquired raises the count. Errors:
-/// `IVY_EBADF`.
+/// release; releasing more than was acquired raises the count, up to the
+/// maximum of `ivy_semaphore_new`. Errors: `IVY_EINVAL` (the count is at that
+/// maximum: nothing changes), `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_release(s: ivy_semaphore_t) -> c_int {
     guard(|| {
-        SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?.release(1);
-        Ok(())
+        SEMAPHORES
+            .get(s.id)
+            .ok_or(IVY_EBADF)?
+            .release_checked(1, Semaphore::MAX_PERMITS)
+            .map_err(|_| IVY_EINVAL)
     })
 }
 
@@ -407,7 +414,8 @@ pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) ->
 }
 
 /// Waits until the event is set (returns at once if it is), or `deadline`.
-/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while
+/// waiting), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline: i64) -> c_int {
     guard(|| {
@@ -552,16 +560,14 @@ pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
     })
 }
 
-/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
-/// `IVY_EBADF`.
+/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow:
+/// nothing changes), `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_add(wg: ivy_waitgroup_t, n: usize) -> c_int {
     guard(|| {
         let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
-        // The count only overflows near usize::MAX jobs; check rather than panic.
-        wg.count().checked_add(n).ok_or(IVY_EINVAL)?;
-        wg.add(n);
-        Ok(())
+        // Checked under the wait group's lock: concurrent adds cannot overflow.
+        wg.try_add(n).map_err(|()| IVY_EINVAL)
     })
 }
 
@@ -576,7 +582,8 @@ pub extern "C" fn ivy_waitgroup_done(wg: ivy_waitgroup_t) -> c_int {
 }
 
 /// Waits until the count is 0 (at once if it is), or `deadline`. Errors:
-/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting),
+/// `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline: i64) -> c_int {
     guard(|| {
@@ -600,7 +607,8 @@ pub extern "C" fn ivy_waitgroup_free(wg: ivy_waitgroup_t) -> c_int {
 // ---------------------------------------------------------------------------
 // Barrier
 
-/// A handle to a barrier: `parties` tasks wait until all have arrived.
+/// A handle to a barrier: `parties` tasks or threads wait until all have
+/// arrived.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ivy_barrier_t {
@@ -633,7 +641,8 @@ pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t
 /// Waits until `parties` callers have arrived, or `deadline` (a caller that
 /// gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
 /// exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting; arrival withdrawn),
+/// `IVY_EBADF`, `IVY_EINVAL`.
 ///
 /// # Safety
 /// `leader` is `NULL` or valid for writes.

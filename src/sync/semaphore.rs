@@ -220,7 +220,7 @@ impl Semaphore {
 
     /// Returns `n` permits unless the total would exceed `bound`; `Err(total)`
     /// then, with nothing changed.
-    fn release_checked(&self, n: usize, bound: usize) -> Result<(), usize> {
+    pub(crate) fn release_checked(&self, n: usize, bound: usize) -> Result<(), usize> {
         loop {
             let mut s = self.state.load(Ordering::Relaxed);
             while s & QUEUED == 0 {

@@ -77,6 +77,14 @@ impl WaitGroup {
             .expect("ivy: WaitGroup counter overflow");
     }
 
+    /// Internal layer (C ABI): `add` that reports an overflow (and changes
+    /// nothing) instead of panicking.
+    pub(crate) fn try_add(&self, n: usize) -> Result<(), ()> {
+        let mut s = lock_state(&self.state);
+        s.count = s.count.checked_add(n).ok_or(())?;
+        Ok(())
+    }
+
     /// Marks one job finished; wakes the waiters when none is left. `Err` (and no
     /// change) if the counter is already zero.
     pub fn done(&self) -> Result<(), WaitGroupError> {
