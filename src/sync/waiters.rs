@@ -280,7 +280,7 @@ impl<D, U: Clone> WaitList<D, U> {
     }
 
     /// The node `key` was closed: its waiter must not park.
-    fn is_closed_node(&self, key: usize) -> bool {
+    pub(crate) fn is_closed_node(&self, key: usize) -> bool {
         self.nodes[key].closed
     }
 
