@@ -15,7 +15,7 @@
 
 #include "harness.h"
 
-enum { TASKS = 6, THREADS = 3, WAITERS = TASKS + THREADS, ITERATIONS = 20, MARGIN_MS = 20 };
+enum { TASKS = 6, THREADS = 3, WAITERS = TASKS + THREADS, ITERATIONS = 20, MARGIN_MS = 30 };
 
 enum kind {
     K_MUTEX,
