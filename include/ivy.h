@@ -490,7 +490,8 @@ int ivy_generator_free(ivy_generator_t gen);
  * joined elsewhere).
  *
  * # Safety
- * `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
+ * `tasks` is valid for `n` reads (or `NULL`: `IVY_EINVAL`); `index` is valid
+ * for writes (or `NULL`: `IVY_EINVAL`).
  */
 int ivy_task_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadline);
 
@@ -713,7 +714,7 @@ int ivy_blocking_detach(ivy_blocking_t b);
  * limit). Errors: `IVY_EINVAL` (`out` `NULL`, `capacity` 0).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_new(size_t capacity, ivy_queue_t *out);
 
@@ -731,7 +732,7 @@ int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline);
  * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
  *
  * # Safety
- * `item` is `NULL` or valid for writes.
+ * `item` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_get(ivy_queue_t q, void **item, int64_t deadline);
 
@@ -762,7 +763,7 @@ int ivy_queue_join(ivy_queue_t q, int64_t deadline);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `len` is `NULL` or valid for writes.
+ * `len` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_len(ivy_queue_t q, size_t *len);
 
@@ -788,8 +789,8 @@ int ivy_queue_free(ivy_queue_t q);
  * `n` 0, an unknown kind); `IVY_EBADF` (a stale queue handle).
  *
  * # Safety
- * `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
- * writes.
+ * `ops` is valid for `n` reads and writes; `fired` is valid for writes (or
+ * `NULL`: `IVY_EINVAL`).
  */
 int ivy_queue_select(ivy_queue_select_op_t *ops, size_t n, size_t *fired, int64_t deadline);
 
@@ -877,7 +878,7 @@ int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_mutex_new(ivy_mutex_t *out);
 
@@ -911,7 +912,7 @@ int ivy_mutex_free(ivy_mutex_t m);
  * Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_rwlock_new(ivy_rwlock_t *out);
 
@@ -946,7 +947,7 @@ int ivy_rwlock_free(ivy_rwlock_t l);
  * `NULL`, or `permits` above the maximum, 2^62 - 1).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_semaphore_new(size_t permits, ivy_semaphore_t *out);
 
@@ -970,7 +971,7 @@ int ivy_semaphore_release(ivy_semaphore_t s);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `permits` is `NULL` or valid for writes.
+ * `permits` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_semaphore_available(ivy_semaphore_t s, size_t *permits);
 
@@ -985,7 +986,7 @@ int ivy_semaphore_free(ivy_semaphore_t s);
  * Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_event_new(ivy_event_t *out);
 
@@ -1004,7 +1005,7 @@ int ivy_event_clear(ivy_event_t e);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `is_set` is `NULL` or valid for writes.
+ * `is_set` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_event_is_set(ivy_event_t e, int *is_set);
 
@@ -1026,7 +1027,7 @@ int ivy_event_free(ivy_event_t e);
  * Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_cond_new(ivy_cond_t *out);
 
@@ -1067,7 +1068,7 @@ int ivy_cond_free(ivy_cond_t c);
  * Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_waitgroup_new(ivy_waitgroup_t *out);
 
@@ -1102,7 +1103,7 @@ int ivy_waitgroup_free(ivy_waitgroup_t wg);
  * trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
 
@@ -1114,7 +1115,7 @@ int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
  * `IVY_EBADF`, `IVY_EINVAL`.
  *
  * # Safety
- * `leader` is `NULL` or valid for writes.
+ * `leader` is `NULL` (the role is not reported) or valid for writes.
  */
 int ivy_barrier_wait(ivy_barrier_t b, int *leader, int64_t deadline);
 

@@ -40,7 +40,7 @@ fn queue(q: ivy_queue_t) -> Result<Arc<Queue<CPtr>>, c_int> {
 /// limit). Errors: `IVY_EINVAL` (`out` `NULL`, `capacity` 0).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_new(capacity: usize, out: *mut ivy_queue_t) -> c_int {
     guard(|| {
@@ -76,7 +76,7 @@ pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64
 /// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
 ///
 /// # Safety
-/// `item` is `NULL` or valid for writes.
+/// `item` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_get(
     q: ivy_queue_t,
@@ -128,7 +128,7 @@ pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline: i64) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `len` is `NULL` or valid for writes.
+/// `len` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_len(q: ivy_queue_t, len: *mut usize) -> c_int {
     guard(|| {
@@ -190,8 +190,8 @@ pub struct ivy_queue_select_op_t {
 /// `n` 0, an unknown kind); `IVY_EBADF` (a stale queue handle).
 ///
 /// # Safety
-/// `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
-/// writes.
+/// `ops` is valid for `n` reads and writes; `fired` is valid for writes (or
+/// `NULL`: `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_select(
     ops: *mut ivy_queue_select_op_t,

@@ -76,7 +76,7 @@ static MUTEXES: HandleTable<MutexEntry> = HandleTable::new(Kind::Mutex);
 /// Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
     guard(|| {
@@ -175,7 +175,7 @@ static RWLOCKS: HandleTable<RwEntry> = HandleTable::new(Kind::RwLock);
 /// Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_rwlock_new(out: *mut ivy_rwlock_t) -> c_int {
     guard(|| {
@@ -281,7 +281,7 @@ static SEMAPHORES: HandleTable<Semaphore> = HandleTable::new(Kind::Semaphore);
 /// `NULL`, or `permits` above the maximum, 2^62 - 1).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semaphore_t) -> c_int {
     guard(|| {
@@ -329,7 +329,7 @@ pub extern "C" fn ivy_semaphore_release(s: ivy_semaphore_t) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `permits` is `NULL` or valid for writes.
+/// `permits` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_semaphore_available(s: ivy_semaphore_t, permits: *mut usize) -> c_int {
     guard(|| {
@@ -367,7 +367,7 @@ static EVENTS: HandleTable<Event> = HandleTable::new(Kind::Event);
 /// Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_event_new(out: *mut ivy_event_t) -> c_int {
     guard(|| {
@@ -401,7 +401,7 @@ pub extern "C" fn ivy_event_clear(e: ivy_event_t) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `is_set` is `NULL` or valid for writes.
+/// `is_set` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) -> c_int {
     guard(|| {
@@ -452,7 +452,7 @@ static CONDITIONS: HandleTable<Condition> = HandleTable::new(Kind::Condition);
 /// Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
     guard(|| {
@@ -546,7 +546,7 @@ static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new(Kind::WaitGroup);
 /// Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
     guard(|| {
@@ -621,7 +621,7 @@ static BARRIERS: HandleTable<Barrier> = HandleTable::new(Kind::Barrier);
 /// trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t) -> c_int {
     guard(|| {
@@ -645,7 +645,7 @@ pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t
 /// `IVY_EBADF`, `IVY_EINVAL`.
 ///
 /// # Safety
-/// `leader` is `NULL` or valid for writes.
+/// `leader` is `NULL` (the role is not reported) or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_barrier_wait(
     b: ivy_barrier_t,
