@@ -5,14 +5,24 @@
  * function for what it does, who owns what, and the errors it returns.
  *
  * Conventions:
- *  - Every function returns 0 or a negative IVY_E* code (equal to -errno on
- *    Linux where one fits); results come back through out-parameters. Nothing is
- *    reported through errno or a thread-local "last error".
+ *  - Every function (but ivy_time_now, ivy_strerror and the version queries)
+ *    returns 0 or a negative IVY_E* code (equal to -errno on Linux where one
+ *    fits); results come back through out-parameters. Nothing is reported
+ *    through errno or a thread-local "last error".
  *  - Objects are named by handles: small structs holding a generation-checked
- *    id. A stale, freed, joined or zero-initialised handle gives IVY_EBADF.
- *  - Every blocking call takes a deadline: absolute milliseconds on the
- *    ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A passed deadline makes the
- *    call a non-blocking try.
+ *    id and the object's kind. A stale, freed, joined or zero-initialised
+ *    handle, or one of another kind, gives IVY_EBADF.
+ *  - Every blocking call takes a deadline, always its last argument: absolute
+ *    milliseconds on the ivy_time_now() clock, or -1 (IVY_FOREVER) for none. A
+ *    passed deadline (0 included) makes the call a non-blocking try: it does
+ *    what it can do at once, else returns IVY_ETIMEDOUT without waiting.
+ *  - Freeing an object (ivy_mutex_free, ivy_queue_free, ... every ivy_*_free of
+ *    a synchronisation primitive or queue, like ivy_tcp_close for a socket)
+ *    always succeeds on a live handle, also while the object is held or waited
+ *    on, and invalidates the handle at once: every task or thread blocked on the
+ *    object wakes promptly and returns IVY_ECLOSED, later calls with the handle
+ *    (such as the holder's unlock of a freed mutex) return IVY_EBADF, and the
+ *    memory goes when the last call in flight returns.
  *  - Cancellation reaches a C task as IVY_ECANCELED from its next blocking call;
  *    nothing ever unwinds through C frames.
  *  - C tasks get IVY_DEFAULT_STACK_SIZE (1 MiB) of stack by default.
@@ -124,11 +134,14 @@ typedef enum {
     IVY_EIO = -5,
     /**
      * A handle that names nothing: never created, already freed, joined or
-     * detached, or zero-initialised.
+     * detached, zero-initialised, or a handle of another kind (a mutex passed
+     * where a task is expected).
      */
     IVY_EBADF = -9,
     /**
-     * Try again: a non-blocking attempt found nothing to do.
+     * Resource temporarily unavailable: an OS error passed through (e.g. no
+     * thread could be started). A non-blocking try (a passed deadline) that
+     * finds nothing to do reports `IVY_ETIMEDOUT`, not this.
      */
     IVY_EAGAIN = -11,
     /**
@@ -153,7 +166,8 @@ typedef enum {
      */
     IVY_EDEADLK = -35,
     /**
-     * The deadline passed before the operation could complete.
+     * The deadline passed before the operation could complete (at once for a
+     * passed deadline: the call was a non-blocking try).
      */
     IVY_ETIMEDOUT = -110,
     /**
@@ -163,8 +177,10 @@ typedef enum {
     IVY_ECANCELED = -125,
     /**
      * The object was closed: a closed queue (puts; gets once drained), an
-     * exhausted or closing generator, a runtime shutting down (spawns), a
-     * socket closed by another task or thread while a call was blocked on it.
+     * object freed or a socket closed (`ivy_*_free`, `ivy_tcp_close`, ...) while
+     * the call waited on it, an exhausted or closing generator, a runtime
+     * shutting down (spawns), per-task storage set during its last destructor
+     * round.
      */
     IVY_ECLOSED = -1001,
     /**
@@ -400,7 +416,13 @@ typedef struct {
 } ivy_deadline_scope_t;
 
 /**
- * A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+ * A handle to a mutex (asyncio's `Lock`), not recursive, with Go's
+ * `sync.Mutex` fairness policy: waiters queue in FIFO order, but an unlock
+ * releases the lock and wakes the first waiter rather than handing it over, so
+ * a running task or thread may take the lock first (barging: no cross-worker
+ * wake-up per lock). Once a waiter has waited more than 1 ms the mutex hands
+ * the lock directly to the first waiter (strict FIFO, no barging) until the
+ * queue drains, so no waiter starves.
  */
 typedef struct {
     uint64_t id;
@@ -445,7 +467,8 @@ typedef struct {
 } ivy_waitgroup_t;
 
 /**
- * A handle to a barrier: `parties` tasks wait until all have arrived.
+ * A handle to a barrier: `parties` tasks or threads wait until all have
+ * arrived.
  */
 typedef struct {
     uint64_t id;
@@ -488,13 +511,14 @@ const char *ivy_strerror(int code);
 int ivy_generator_new(ivy_generator_fn_t body, void *arg, size_t stack_size, ivy_generator_t *out);
 
 /**
- * Resumes the generator until it yields a value (stored in `*value`, returns 0)
- * or its body returns (returns `IVY_ECLOSED`, and so does every later call).
- * Blocking calls in the body park the caller.
+ * Resumes the generator until it yields a value (stored in `*value` unless
+ * `value` is `NULL`, which skips the value; returns 0) or its body returns
+ * (returns `IVY_ECLOSED`, and so does every later call). Blocking calls in
+ * the body park the caller.
  *
  * Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (the caller is not the task
  * or thread that created it); `IVY_EBUSY` (called from inside the generator's
- * own body); `IVY_EINVAL` (`value` `NULL`).
+ * own body).
  *
  * # Safety
  * `value` is `NULL` or valid for writes.
@@ -537,7 +561,8 @@ int ivy_generator_free(ivy_generator_t gen);
  * joined elsewhere).
  *
  * # Safety
- * `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
+ * `tasks` is valid for `n` reads (or `NULL`: `IVY_EINVAL`); `index` is valid
+ * for writes (or `NULL`: `IVY_EINVAL`).
  */
 int ivy_task_wait_any(const ivy_task_t *tasks, size_t n, size_t *index, int64_t deadline);
 
@@ -1094,24 +1119,25 @@ int ivy_blocking_detach(ivy_blocking_t b);
  * limit). Errors: `IVY_EINVAL` (`out` `NULL`, `capacity` 0).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_new(size_t capacity, ivy_queue_t *out);
 
 /**
  * Appends `item` (any pointer, `NULL` included), waiting for room until
- * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
+ * `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED` (closed or
+ * freed), `IVY_ECANCELED`
  * (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_queue_put(ivy_queue_t q, void *item, int64_t deadline);
 
 /**
  * Removes the oldest item into `*item`, waiting until `deadline` for one.
- * Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained),
+ * Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained, or freed),
  * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
  *
  * # Safety
- * `item` is `NULL` or valid for writes.
+ * `item` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_get(ivy_queue_t q, void **item, int64_t deadline);
 
@@ -1130,8 +1156,10 @@ int ivy_queue_task_done(ivy_queue_t q);
 
 /**
  * Waits until every item ever put has been marked done with
- * `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `ivy_queue_task_done`, or `deadline`. `ivy_queue_close` does not end the
+ * wait (items may still be drained and marked done); `ivy_queue_free` does.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECLOSED` (the queue was freed), `IVY_ECANCELED`,
+ * `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_queue_join(ivy_queue_t q, int64_t deadline);
 
@@ -1140,14 +1168,17 @@ int ivy_queue_join(ivy_queue_t q, int64_t deadline);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `len` is `NULL` or valid for writes.
+ * `len` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_queue_len(ivy_queue_t q, size_t *len);
 
 /**
- * Closes the queue (waking every waiter with `IVY_ECLOSED`) and frees it. Items
- * still inside are dropped: ivy does not free what they point to. Errors:
- * `IVY_EBADF`.
+ * Frees the queue (the rule of every `ivy_*_free`, see the top of this
+ * header): the handle is invalid at once; every task or thread waiting in
+ * `ivy_queue_put`, `ivy_queue_get` or `ivy_queue_join` on it returns
+ * `IVY_ECLOSED`, and an `ivy_queue_select` waiting on it fires that arm with
+ * `result` `IVY_ECLOSED`. Items still inside are dropped: ivy does not free
+ * what they point to. Errors: `IVY_EBADF`.
  */
 int ivy_queue_free(ivy_queue_t q);
 
@@ -1155,15 +1186,16 @@ int ivy_queue_free(ivy_queue_t q);
  * Waits until one of the `n` operations can proceed, performs exactly that one,
  * and stores its index in `*fired` (Go's `select`, over queues). When several
  * are ready at once, one is chosen at random (no arm starves). An arm on a
- * closed queue is ready, and fires with `result` `IVY_ECLOSED`.
+ * closed queue is ready, and fires with `result` `IVY_ECLOSED`; so does one
+ * whose queue is freed while the select waits.
  *
  * Returns 0 when an arm fired; `IVY_ETIMEDOUT` when `deadline` passed first
  * (nothing happened); `IVY_ECANCELED`; `IVY_EINVAL` (`ops` or `fired` `NULL`,
  * `n` 0, an unknown kind); `IVY_EBADF` (a stale queue handle).
  *
  * # Safety
- * `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
- * writes.
+ * `ops` is valid for `n` reads and writes; `fired` is valid for writes (or
+ * `NULL`: `IVY_EINVAL`).
  */
 int ivy_queue_select(ivy_queue_select_op_t *ops, size_t n, size_t *fired, int64_t deadline);
 
@@ -1331,26 +1363,33 @@ int ivy_deadline_run(ivy_task_fn_t f, void *arg, void **result, int64_t deadline
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_mutex_new(ivy_mutex_t *out);
 
 /**
- * Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
- * Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
- * waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
- * it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+ * Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
+ * in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the
+ * calling task was cancelled while waiting: it does not hold the lock);
+ * `IVY_ECLOSED` (the mutex was freed while waiting; not held); `IVY_EDEADLK`
+ * (the caller already holds it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
  */
 int ivy_mutex_lock(ivy_mutex_t m, int64_t deadline);
 
 /**
- * Unlocks the mutex, handing it to the longest waiter if any. Errors:
- * `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+ * Unlocks the mutex and wakes the longest waiter, if any (which takes it unless
+ * a running caller takes it first; past 1 ms of waiting the lock is handed to
+ * it directly: see `ivy_mutex_t`). Errors: `IVY_EPERM` (the caller does not
+ * hold it); `IVY_EBADF` (also after `ivy_mutex_free`, even for the holder).
  */
 int ivy_mutex_unlock(ivy_mutex_t m);
 
 /**
- * Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+ * Frees the mutex, locked or not (the rule of every `ivy_*_free`, see the top
+ * of this header): the handle is invalid at once; every task or thread waiting
+ * in `ivy_mutex_lock` (or re-locking in `ivy_cond_wait`) on it returns
+ * `IVY_ECLOSED` without the lock; the holder's later `ivy_mutex_unlock` is
+ * `IVY_EBADF`. Errors: `IVY_EBADF`.
  */
 int ivy_mutex_free(ivy_mutex_t m);
 
@@ -1358,7 +1397,7 @@ int ivy_mutex_free(ivy_mutex_t m);
  * Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_rwlock_new(ivy_rwlock_t *out);
 
@@ -1381,7 +1420,10 @@ int ivy_rwlock_wrlock(ivy_rwlock_t l, int64_t deadline);
 int ivy_rwlock_unlock(ivy_rwlock_t l);
 
 /**
- * Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+ * Frees the rwlock, held or not (the rule of every `ivy_*_free`): the handle
+ * is invalid at once; every task or thread waiting in `ivy_rwlock_rdlock` /
+ * `ivy_rwlock_wrlock` on it returns `IVY_ECLOSED` without the lock; holders'
+ * later `ivy_rwlock_unlock` is `IVY_EBADF`. Errors: `IVY_EBADF`.
  */
 int ivy_rwlock_free(ivy_rwlock_t l);
 
@@ -1390,20 +1432,22 @@ int ivy_rwlock_free(ivy_rwlock_t l);
  * `NULL`, or `permits` above the maximum, 2^62 - 1).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_semaphore_new(size_t permits, ivy_semaphore_t *out);
 
 /**
  * Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting) -- no permit taken in
+ * any error case --, `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_semaphore_acquire(ivy_semaphore_t s, int64_t deadline);
 
 /**
  * Returns one permit (`sem_post`), waking the longest waiter. Any caller may
- * release; releasing more than was acquired raises the count. Errors:
- * `IVY_EBADF`.
+ * release; releasing more than was acquired raises the count, up to the
+ * maximum of `ivy_semaphore_new`. Errors: `IVY_EINVAL` (the count is at that
+ * maximum: nothing changes), `IVY_EBADF`.
  */
 int ivy_semaphore_release(ivy_semaphore_t s);
 
@@ -1412,13 +1456,14 @@ int ivy_semaphore_release(ivy_semaphore_t s);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `permits` is `NULL` or valid for writes.
+ * `permits` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_semaphore_available(ivy_semaphore_t s, size_t *permits);
 
 /**
- * Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
- * `IVY_EBADF`.
+ * Frees the semaphore (the rule of every `ivy_*_free`): the handle is invalid
+ * at once; every task or thread waiting in `ivy_semaphore_acquire` on it
+ * returns `IVY_ECLOSED` without a permit. Errors: `IVY_EBADF`.
  */
 int ivy_semaphore_free(ivy_semaphore_t s);
 
@@ -1426,7 +1471,7 @@ int ivy_semaphore_free(ivy_semaphore_t s);
  * Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_event_new(ivy_event_t *out);
 
@@ -1445,19 +1490,21 @@ int ivy_event_clear(ivy_event_t e);
  * `IVY_EINVAL`.
  *
  * # Safety
- * `is_set` is `NULL` or valid for writes.
+ * `is_set` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_event_is_set(ivy_event_t e, int *is_set);
 
 /**
  * Waits until the event is set (returns at once if it is), or `deadline`.
- * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while
+ * waiting), `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_event_wait(ivy_event_t e, int64_t deadline);
 
 /**
- * Frees the event; tasks still waiting keep waiting until their deadlines.
- * Errors: `IVY_EBADF`.
+ * Frees the event (the rule of every `ivy_*_free`): the handle is invalid at
+ * once; every task or thread waiting in `ivy_event_wait` on it returns
+ * `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_event_free(ivy_event_t e);
 
@@ -1465,19 +1512,23 @@ int ivy_event_free(ivy_event_t e);
  * Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_cond_new(ivy_cond_t *out);
 
 /**
  * Atomically unlocks `m` (which the caller must hold) and waits for a
  * notification or `deadline`; then re-locks `m`. **On every return, errors
- * included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
- * May wake spuriously: wait in a loop that re-checks the predicate.
+ * included, the caller holds `m` again** (as with `pthread_cond_timedwait`),
+ * except when `m` itself was freed meanwhile (then nobody can hold it: its
+ * handle is `IVY_EBADF`). May wake spuriously: wait in a loop that re-checks
+ * the predicate. A passed deadline gives `IVY_ETIMEDOUT` after releasing and
+ * re-taking `m` once, without parking on the condition.
  *
  * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
- * `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
- * `IVY_EINVAL`.
+ * `IVY_ECLOSED` (`c` was freed while waiting, `m` is held again; or `m` was
+ * freed while being re-taken, and is not); `IVY_EPERM` (the caller does not
+ * hold `m`: nothing happens); `IVY_EBADF`; `IVY_EINVAL`.
  */
 int ivy_cond_wait(ivy_cond_t c, ivy_mutex_t m, int64_t deadline);
 
@@ -1492,7 +1543,9 @@ int ivy_cond_notify_one(ivy_cond_t c);
 int ivy_cond_notify_all(ivy_cond_t c);
 
 /**
- * Frees the condition variable. Errors: `IVY_EBADF`.
+ * Frees the condition variable (the rule of every `ivy_*_free`): the handle
+ * is invalid at once; every task or thread waiting in `ivy_cond_wait` on it
+ * re-takes its mutex and returns `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_cond_free(ivy_cond_t c);
 
@@ -1500,13 +1553,13 @@ int ivy_cond_free(ivy_cond_t c);
  * Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_waitgroup_new(ivy_waitgroup_t *out);
 
 /**
- * Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
- * `IVY_EBADF`.
+ * Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow:
+ * nothing changes), `IVY_EBADF`.
  */
 int ivy_waitgroup_add(ivy_waitgroup_t wg, size_t n);
 
@@ -1518,12 +1571,15 @@ int ivy_waitgroup_done(ivy_waitgroup_t wg);
 
 /**
  * Waits until the count is 0 (at once if it is), or `deadline`. Errors:
- * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting),
+ * `IVY_EBADF`, `IVY_EINVAL`.
  */
 int ivy_waitgroup_wait(ivy_waitgroup_t wg, int64_t deadline);
 
 /**
- * Frees the wait group. Errors: `IVY_EBADF`.
+ * Frees the wait group (the rule of every `ivy_*_free`): the handle is invalid
+ * at once; every task or thread waiting in `ivy_waitgroup_wait` on it returns
+ * `IVY_ECLOSED`. Errors: `IVY_EBADF`.
  */
 int ivy_waitgroup_free(ivy_waitgroup_t wg);
 
@@ -1532,7 +1588,7 @@ int ivy_waitgroup_free(ivy_waitgroup_t wg);
  * trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
  *
  * # Safety
- * `out` is `NULL` or valid for writes.
+ * `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
  */
 int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
 
@@ -1540,15 +1596,18 @@ int ivy_barrier_new(size_t parties, ivy_barrier_t *out);
  * Waits until `parties` callers have arrived, or `deadline` (a caller that
  * gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
  * exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
- * `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+ * `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting; arrival withdrawn),
+ * `IVY_EBADF`, `IVY_EINVAL`.
  *
  * # Safety
- * `leader` is `NULL` or valid for writes.
+ * `leader` is `NULL` (the role is not reported) or valid for writes.
  */
 int ivy_barrier_wait(ivy_barrier_t b, int *leader, int64_t deadline);
 
 /**
- * Frees the barrier. Errors: `IVY_EBADF`.
+ * Frees the barrier (the rule of every `ivy_*_free`): the handle is invalid at
+ * once; every task or thread waiting in `ivy_barrier_wait` on it returns
+ * `IVY_ECLOSED` (its arrival withdrawn). Errors: `IVY_EBADF`.
  */
 int ivy_barrier_free(ivy_barrier_t b);
 
@@ -1703,8 +1762,9 @@ int64_t ivy_time_now(void);
  * Suspends the calling task until `deadline` (`ivy_time_now()` milliseconds; `-1`:
  * until cancelled). On a plain thread, sleeps the thread.
  *
- * Returns 0 when the deadline is reached; `IVY_ECANCELED` if the task is (or
- * gets) cancelled, at once; `IVY_EINVAL` for a negative deadline other than -1.
+ * Returns 0 when the deadline is reached (at once, without parking, for a
+ * passed one); `IVY_ECANCELED` if the task is (or gets) cancelled, at once;
+ * `IVY_EINVAL` for a negative deadline other than -1.
  */
 int ivy_time_sleep_until(int64_t deadline);
 

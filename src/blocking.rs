@@ -277,8 +277,14 @@ impl<T> BlockingHandle<T> {
                 }
                 st.waiter = Some(park::current_unparker());
             }
-            let parked = park::park_for(deadline, crate::runtime::debug::WaitReason::Blocking);
+            // A passed deadline is a non-blocking try: look (above), never park.
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            let parked = if timed_out {
+                Ok(())
+            } else {
+                park::park_for(deadline, crate::runtime::debug::WaitReason::Blocking)
+            };
+            let timed_out = timed_out || deadline.is_some_and(|d| Instant::now() >= d);
             if parked.is_err() || timed_out {
                 let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.waiter = None;

@@ -506,8 +506,11 @@ class _Object:
 
 
 class Mutex(_Object):
-    """asyncio's ``Lock`` for tasks and threads: FIFO-fair, not recursive.
-    ``with mutex:`` locks and unlocks. Unlocking from another task is an error."""
+    """asyncio's ``Lock`` for tasks and threads, not recursive, with Go's
+    fairness policy: waiters queue in FIFO order, but a running task may take a
+    just-released lock before the woken waiter (strict hand-off once a waiter
+    has waited over 1 ms). ``with mutex:`` locks and unlocks. Unlocking from
+    another task is an error."""
 
     _free = staticmethod(_mutex_free)
 

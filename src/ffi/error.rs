@@ -28,9 +28,12 @@ pub enum ivy_error_t {
     /// An OS-level I/O error with no more precise code.
     IVY_EIO = -5,
     /// A handle that names nothing: never created, already freed, joined or
-    /// detached, or zero-initialised.
+    /// detached, zero-initialised, or a handle of another kind (a mutex passed
+    /// where a task is expected).
     IVY_EBADF = -9,
-    /// Try again: a non-blocking attempt found nothing to do.
+    /// Resource temporarily unavailable: an OS error passed through (e.g. no
+    /// thread could be started). A non-blocking try (a passed deadline) that
+    /// finds nothing to do reports `IVY_ETIMEDOUT`, not this.
     IVY_EAGAIN = -11,
     /// Out of memory (also: no stack could be allocated for a task).
     IVY_ENOMEM = -12,
@@ -43,14 +46,17 @@ pub enum ivy_error_t {
     IVY_ERANGE = -34,
     /// The call would deadlock: e.g. a task joining itself.
     IVY_EDEADLK = -35,
-    /// The deadline passed before the operation could complete.
+    /// The deadline passed before the operation could complete (at once for a
+    /// passed deadline: the call was a non-blocking try).
     IVY_ETIMEDOUT = -110,
     /// The calling task was cancelled (from a blocking call), or the joined task
     /// was cancelled before it produced a result (from `ivy_task_join`).
     IVY_ECANCELED = -125,
     /// The object was closed: a closed queue (puts; gets once drained), an
-    /// exhausted or closing generator, a runtime shutting down (spawns), a
-    /// socket closed by another task or thread while a call was blocked on it.
+    /// object freed or a socket closed (`ivy_*_free`, `ivy_tcp_close`, ...) while
+    /// the call waited on it, an exhausted or closing generator, a runtime
+    /// shutting down (spawns), per-task storage set during its last destructor
+    /// round.
     IVY_ECLOSED = -1001,
     /// Rust code inside ivy panicked; the call did not complete. This is a bug in
     /// ivy; the panic message was printed to stderr.

@@ -197,13 +197,14 @@ pub unsafe extern "C" fn ivy_generator_new(
     })
 }
 
-/// Resumes the generator until it yields a value (stored in `*value`, returns 0)
-/// or its body returns (returns `IVY_ECLOSED`, and so does every later call).
-/// Blocking calls in the body park the caller.
+/// Resumes the generator until it yields a value (stored in `*value` unless
+/// `value` is `NULL`, which skips the value; returns 0) or its body returns
+/// (returns `IVY_ECLOSED`, and so does every later call). Blocking calls in
+/// the body park the caller.
 ///
 /// Errors: `IVY_EBADF` (stale handle); `IVY_EPERM` (the caller is not the task
 /// or thread that created it); `IVY_EBUSY` (called from inside the generator's
-/// own body); `IVY_EINVAL` (`value` `NULL`).
+/// own body).
 ///
 /// # Safety
 /// `value` is `NULL` or valid for writes.
@@ -213,7 +214,6 @@ pub unsafe extern "C" fn ivy_generator_next(
     value: *mut *mut c_void,
 ) -> c_int {
     guard(|| {
-        let value = out_ptr(value)?;
         let entry = owned(gen.id)?;
         if entry.running.swap(true, Ordering::AcqRel) {
             return Err(IVY_EBUSY);
@@ -232,8 +232,11 @@ pub unsafe extern "C" fn ivy_generator_next(
         };
         match next {
             Some(v) => {
-                // SAFETY: checked non-null; writable by the caller's contract.
-                unsafe { write_out(value, v.0) };
+                // An optional out-parameter: NULL skips the value.
+                if !value.is_null() {
+                    // SAFETY: non-null; writable by the caller's contract.
+                    unsafe { write_out(value, v.0) };
+                }
                 Ok(())
             }
             None => Err(IVY_ECLOSED),

@@ -84,7 +84,8 @@ fn next_completed(signal: &CompletionSignal, deadline: Option<Instant>) -> Resul
 /// joined elsewhere).
 ///
 /// # Safety
-/// `tasks` is valid for `n` reads; `index` is `NULL` or valid for writes.
+/// `tasks` is valid for `n` reads (or `NULL`: `IVY_EINVAL`); `index` is valid
+/// for writes (or `NULL`: `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_task_wait_any(
     tasks: *const ivy_task_t,

@@ -40,7 +40,7 @@ fn queue(q: ivy_queue_t) -> Result<Arc<Queue<CPtr>>, c_int> {
 /// limit). Errors: `IVY_EINVAL` (`out` `NULL`, `capacity` 0).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_new(capacity: usize, out: *mut ivy_queue_t) -> c_int {
     guard(|| {
@@ -58,7 +58,8 @@ pub unsafe extern "C" fn ivy_queue_new(capacity: usize, out: *mut ivy_queue_t) -
 }
 
 /// Appends `item` (any pointer, `NULL` included), waiting for room until
-/// `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED`, `IVY_ECANCELED`
+/// `deadline`. Errors: `IVY_ETIMEDOUT` (full), `IVY_ECLOSED` (closed or
+/// freed), `IVY_ECANCELED`
 /// (nothing was added in any error case), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64) -> c_int {
@@ -71,11 +72,11 @@ pub extern "C" fn ivy_queue_put(q: ivy_queue_t, item: *mut c_void, deadline: i64
 }
 
 /// Removes the oldest item into `*item`, waiting until `deadline` for one.
-/// Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained),
+/// Errors: `IVY_ETIMEDOUT` (empty), `IVY_ECLOSED` (closed and drained, or freed),
 /// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL` (`item` `NULL`, bad deadline).
 ///
 /// # Safety
-/// `item` is `NULL` or valid for writes.
+/// `item` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_get(
     q: ivy_queue_t,
@@ -111,8 +112,10 @@ pub extern "C" fn ivy_queue_task_done(q: ivy_queue_t) -> c_int {
 }
 
 /// Waits until every item ever put has been marked done with
-/// `ivy_queue_task_done`, or `deadline`. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `ivy_queue_task_done`, or `deadline`. `ivy_queue_close` does not end the
+/// wait (items may still be drained and marked done); `ivy_queue_free` does.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECLOSED` (the queue was freed), `IVY_ECANCELED`,
+/// `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline: i64) -> c_int {
     guard(|| {
@@ -125,7 +128,7 @@ pub extern "C" fn ivy_queue_join(q: ivy_queue_t, deadline: i64) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `len` is `NULL` or valid for writes.
+/// `len` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_len(q: ivy_queue_t, len: *mut usize) -> c_int {
     guard(|| {
@@ -137,14 +140,16 @@ pub unsafe extern "C" fn ivy_queue_len(q: ivy_queue_t, len: *mut usize) -> c_int
     })
 }
 
-/// Closes the queue (waking every waiter with `IVY_ECLOSED`) and frees it. Items
-/// still inside are dropped: ivy does not free what they point to. Errors:
-/// `IVY_EBADF`.
+/// Frees the queue (the rule of every `ivy_*_free`, see the top of this
+/// header): the handle is invalid at once; every task or thread waiting in
+/// `ivy_queue_put`, `ivy_queue_get` or `ivy_queue_join` on it returns
+/// `IVY_ECLOSED`, and an `ivy_queue_select` waiting on it fires that arm with
+/// `result` `IVY_ECLOSED`. Items still inside are dropped: ivy does not free
+/// what they point to. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_queue_free(q: ivy_queue_t) -> c_int {
     guard(|| {
-        let q = QUEUES.remove(q.id).ok_or(IVY_EBADF)?;
-        q.close();
+        QUEUES.remove(q.id).ok_or(IVY_EBADF)?.shutdown();
         Ok(())
     })
 }
@@ -177,15 +182,16 @@ pub struct ivy_queue_select_op_t {
 /// Waits until one of the `n` operations can proceed, performs exactly that one,
 /// and stores its index in `*fired` (Go's `select`, over queues). When several
 /// are ready at once, one is chosen at random (no arm starves). An arm on a
-/// closed queue is ready, and fires with `result` `IVY_ECLOSED`.
+/// closed queue is ready, and fires with `result` `IVY_ECLOSED`; so does one
+/// whose queue is freed while the select waits.
 ///
 /// Returns 0 when an arm fired; `IVY_ETIMEDOUT` when `deadline` passed first
 /// (nothing happened); `IVY_ECANCELED`; `IVY_EINVAL` (`ops` or `fired` `NULL`,
 /// `n` 0, an unknown kind); `IVY_EBADF` (a stale queue handle).
 ///
 /// # Safety
-/// `ops` is valid for `n` reads and writes; `fired` is `NULL` or valid for
-/// writes.
+/// `ops` is valid for `n` reads and writes; `fired` is valid for writes (or
+/// `NULL`: `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_queue_select(
     ops: *mut ivy_queue_select_op_t,

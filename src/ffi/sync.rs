@@ -4,13 +4,28 @@
 //! from the call it is blocked in, never an unwind.
 //!
 //! Every blocking call takes a deadline (`-1`: none; a passed one makes it a
-//! try that returns `IVY_ETIMEDOUT` instead of waiting). All of them work from
+//! try that returns `IVY_ETIMEDOUT` instead of waiting, and never parks: see
+//! `wait_solo` in `sync/waiters.rs`). All of them work from
 //! tasks and from plain threads alike, and they may be shared between the two.
 //!
 //! Ownership checks that C's `pthread` leaves undefined are errors here: the
 //! mutex and rwlock entries record who holds them (task id, or a per-thread id
 //! for plain threads), so unlocking a lock one does not hold is `IVY_EPERM`
-//! rather than corrupting the lock, and freeing a held lock is `IVY_EBUSY`.
+//! rather than corrupting the lock.
+//!
+//! # Freeing: one rule for every primitive (and queues, and sockets)
+//! `ivy_*_free` always succeeds on a live handle: it removes the handle from its
+//! table (every copy is `IVY_EBADF` from then on) and *closes* the object, which
+//! wakes every task and thread blocked on it with `IVY_ECLOSED` (the Rust layer's
+//! `close()`, built on `WaitList::close`: see `sync/waiters.rs`). Calls already
+//! inside the object hold an `Arc` of it, so its memory goes when the last of
+//! them returns. Why not pthread's "undefined if in use" or the `IVY_EBUSY` of
+//! earlier versions: a C program tearing down (a server shutting a subsystem)
+//! would otherwise have to know and unblock every waiter first, and the rules
+//! differed per primitive. Closing a socket (`ivy_tcp_close`) follows the same
+//! rule. A holder of a freed lock keeps it (nothing to release: its unlock is
+//! `IVY_EBADF`), and a waiter that races with the free may still get the lock if
+//! it is free at that instant: the free then happened after its call.
 
 use std::os::raw::c_int;
 use std::sync::{Arc, Mutex};
@@ -37,7 +52,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 // ---------------------------------------------------------------------------
 // Mutex
 
-/// A handle to a mutex (asyncio's `Lock`): FIFO-fair, not recursive.
+/// A handle to a mutex (asyncio's `Lock`), not recursive, with Go's
+/// `sync.Mutex` fairness policy: waiters queue in FIFO order, but an unlock
+/// releases the lock and wakes the first waiter rather than handing it over, so
+/// a running task or thread may take the lock first (barging: no cross-worker
+/// wake-up per lock). Once a waiter has waited more than 1 ms the mutex hands
+/// the lock directly to the first waiter (strict FIFO, no barging) until the
+/// queue drains, so no waiter starves.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ivy_mutex_t {
@@ -55,7 +76,7 @@ static MUTEXES: HandleTable<MutexEntry> = HandleTable::new(Kind::Mutex);
 /// Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
     guard(|| {
@@ -71,10 +92,11 @@ pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
     })
 }
 
-/// Locks the mutex, waiting until `deadline`. Waiters are served in FIFO order.
-/// Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the calling task was cancelled while
-/// waiting: it does not hold the lock); `IVY_EDEADLK` (the caller already holds
-/// it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
+/// Locks the mutex, waiting until `deadline` (see `ivy_mutex_t` for the order
+/// in which waiters get it). Errors: `IVY_ETIMEDOUT`; `IVY_ECANCELED` (the
+/// calling task was cancelled while waiting: it does not hold the lock);
+/// `IVY_ECLOSED` (the mutex was freed while waiting; not held); `IVY_EDEADLK`
+/// (the caller already holds it); `IVY_EBADF`; `IVY_EINVAL` (bad deadline).
 #[no_mangle]
 pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
@@ -90,8 +112,10 @@ pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     })
 }
 
-/// Unlocks the mutex, handing it to the longest waiter if any. Errors:
-/// `IVY_EPERM` (the caller does not hold it); `IVY_EBADF`.
+/// Unlocks the mutex and wakes the longest waiter, if any (which takes it unless
+/// a running caller takes it first; past 1 ms of waiting the lock is handed to
+/// it directly: see `ivy_mutex_t`). Errors: `IVY_EPERM` (the caller does not
+/// hold it); `IVY_EBADF` (also after `ivy_mutex_free`, even for the holder).
 #[no_mangle]
 pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
     guard(|| {
@@ -108,15 +132,15 @@ pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
     })
 }
 
-/// Frees the mutex. Errors: `IVY_EBUSY` (it is locked); `IVY_EBADF`.
+/// Frees the mutex, locked or not (the rule of every `ivy_*_free`, see the top
+/// of this header): the handle is invalid at once; every task or thread waiting
+/// in `ivy_mutex_lock` (or re-locking in `ivy_cond_wait`) on it returns
+/// `IVY_ECLOSED` without the lock; the holder's later `ivy_mutex_unlock` is
+/// `IVY_EBADF`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_mutex_free(m: ivy_mutex_t) -> c_int {
     guard(|| {
-        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
-        if *lock(&entry.owner) != 0 || entry.raw.is_locked() {
-            return Err(IVY_EBUSY);
-        }
-        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?;
+        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?.raw.close();
         Ok(())
     })
 }
@@ -151,7 +175,7 @@ static RWLOCKS: HandleTable<RwEntry> = HandleTable::new(Kind::RwLock);
 /// Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_rwlock_new(out: *mut ivy_rwlock_t) -> c_int {
     guard(|| {
@@ -229,15 +253,14 @@ pub extern "C" fn ivy_rwlock_unlock(l: ivy_rwlock_t) -> c_int {
     })
 }
 
-/// Frees the rwlock. Errors: `IVY_EBUSY` (someone holds it); `IVY_EBADF`.
+/// Frees the rwlock, held or not (the rule of every `ivy_*_free`): the handle
+/// is invalid at once; every task or thread waiting in `ivy_rwlock_rdlock` /
+/// `ivy_rwlock_wrlock` on it returns `IVY_ECLOSED` without the lock; holders'
+/// later `ivy_rwlock_unlock` is `IVY_EBADF`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_rwlock_free(l: ivy_rwlock_t) -> c_int {
     guard(|| {
-        let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
-        if !lock(&entry.held).is_empty() {
-            return Err(IVY_EBUSY);
-        }
-        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?;
+        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?.lock.close();
         Ok(())
     })
 }
@@ -258,7 +281,7 @@ static SEMAPHORES: HandleTable<Semaphore> = HandleTable::new(Kind::Semaphore);
 /// `NULL`, or `permits` above the maximum, 2^62 - 1).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semaphore_t) -> c_int {
     guard(|| {
@@ -276,7 +299,8 @@ pub unsafe extern "C" fn ivy_semaphore_new(permits: usize, out: *mut ivy_semapho
 }
 
 /// Takes one permit, waiting until `deadline`. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED` (no permit taken), `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting) -- no permit taken in
+/// any error case --, `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_int {
     guard(|| {
@@ -287,13 +311,17 @@ pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_
 }
 
 /// Returns one permit (`sem_post`), waking the longest waiter. Any caller may
-/// release; releasing more than was acquired raises the count. Errors:
-/// `IVY_EBADF`.
+/// release; releasing more than was acquired raises the count, up to the
+/// maximum of `ivy_semaphore_new`. Errors: `IVY_EINVAL` (the count is at that
+/// maximum: nothing changes), `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_release(s: ivy_semaphore_t) -> c_int {
     guard(|| {
-        SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?.release(1);
-        Ok(())
+        SEMAPHORES
+            .get(s.id)
+            .ok_or(IVY_EBADF)?
+            .release_checked(1, Semaphore::MAX_PERMITS)
+            .map_err(|_| IVY_EINVAL)
     })
 }
 
@@ -301,7 +329,7 @@ pub extern "C" fn ivy_semaphore_release(s: ivy_semaphore_t) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `permits` is `NULL` or valid for writes.
+/// `permits` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_semaphore_available(s: ivy_semaphore_t, permits: *mut usize) -> c_int {
     guard(|| {
@@ -313,16 +341,13 @@ pub unsafe extern "C" fn ivy_semaphore_available(s: ivy_semaphore_t, permits: *m
     })
 }
 
-/// Frees the semaphore. Errors: `IVY_EBUSY` (tasks are waiting on it);
-/// `IVY_EBADF`.
+/// Frees the semaphore (the rule of every `ivy_*_free`): the handle is invalid
+/// at once; every task or thread waiting in `ivy_semaphore_acquire` on it
+/// returns `IVY_ECLOSED` without a permit. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_semaphore_free(s: ivy_semaphore_t) -> c_int {
     guard(|| {
-        let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
-        if sem.waiters() != 0 {
-            return Err(IVY_EBUSY);
-        }
-        SEMAPHORES.remove(s.id).ok_or(IVY_EBADF)?;
+        SEMAPHORES.remove(s.id).ok_or(IVY_EBADF)?.close();
         Ok(())
     })
 }
@@ -342,7 +367,7 @@ static EVENTS: HandleTable<Event> = HandleTable::new(Kind::Event);
 /// Creates an event, initially clear. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_event_new(out: *mut ivy_event_t) -> c_int {
     guard(|| {
@@ -376,7 +401,7 @@ pub extern "C" fn ivy_event_clear(e: ivy_event_t) -> c_int {
 /// `IVY_EINVAL`.
 ///
 /// # Safety
-/// `is_set` is `NULL` or valid for writes.
+/// `is_set` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) -> c_int {
     guard(|| {
@@ -389,7 +414,8 @@ pub unsafe extern "C" fn ivy_event_is_set(e: ivy_event_t, is_set: *mut c_int) ->
 }
 
 /// Waits until the event is set (returns at once if it is), or `deadline`.
-/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while
+/// waiting), `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline: i64) -> c_int {
     guard(|| {
@@ -399,11 +425,15 @@ pub extern "C" fn ivy_event_wait(e: ivy_event_t, deadline: i64) -> c_int {
     })
 }
 
-/// Frees the event; tasks still waiting keep waiting until their deadlines.
-/// Errors: `IVY_EBADF`.
+/// Frees the event (the rule of every `ivy_*_free`): the handle is invalid at
+/// once; every task or thread waiting in `ivy_event_wait` on it returns
+/// `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_event_free(e: ivy_event_t) -> c_int {
-    guard(|| EVENTS.remove(e.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        EVENTS.remove(e.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +452,7 @@ static CONDITIONS: HandleTable<Condition> = HandleTable::new(Kind::Condition);
 /// Creates a condition variable. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
     guard(|| {
@@ -438,12 +468,16 @@ pub unsafe extern "C" fn ivy_cond_new(out: *mut ivy_cond_t) -> c_int {
 
 /// Atomically unlocks `m` (which the caller must hold) and waits for a
 /// notification or `deadline`; then re-locks `m`. **On every return, errors
-/// included, the caller holds `m` again** (as with `pthread_cond_timedwait`).
-/// May wake spuriously: wait in a loop that re-checks the predicate.
+/// included, the caller holds `m` again** (as with `pthread_cond_timedwait`),
+/// except when `m` itself was freed meanwhile (then nobody can hold it: its
+/// handle is `IVY_EBADF`). May wake spuriously: wait in a loop that re-checks
+/// the predicate. A passed deadline gives `IVY_ETIMEDOUT` after releasing and
+/// re-taking `m` once, without parking on the condition.
 ///
 /// Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED` (`m` is held again);
-/// `IVY_EPERM` (the caller does not hold `m`: nothing happens); `IVY_EBADF`;
-/// `IVY_EINVAL`.
+/// `IVY_ECLOSED` (`c` was freed while waiting, `m` is held again; or `m` was
+/// freed while being re-taken, and is not); `IVY_EPERM` (the caller does not
+/// hold `m`: nothing happens); `IVY_EBADF`; `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
@@ -458,9 +492,11 @@ pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) ->
             }
             *owner = 0;
         }
-        let r = cond.wait_raw_deadline(&mutex.raw, d);
-        // `wait_raw_deadline` re-took the lock in every case.
-        *lock(&mutex.owner) = me;
+        let (r, held) = cond.wait_raw_deadline(&mutex.raw, d);
+        // `wait_raw_deadline` re-took the lock unless the mutex was freed.
+        if held {
+            *lock(&mutex.owner) = me;
+        }
         r.map_err(wait_error)
     })
 }
@@ -483,10 +519,15 @@ pub extern "C" fn ivy_cond_notify_all(c: ivy_cond_t) -> c_int {
     })
 }
 
-/// Frees the condition variable. Errors: `IVY_EBADF`.
+/// Frees the condition variable (the rule of every `ivy_*_free`): the handle
+/// is invalid at once; every task or thread waiting in `ivy_cond_wait` on it
+/// re-takes its mutex and returns `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_cond_free(c: ivy_cond_t) -> c_int {
-    guard(|| CONDITIONS.remove(c.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        CONDITIONS.remove(c.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -505,7 +546,7 @@ static WAITGROUPS: HandleTable<WaitGroup> = HandleTable::new(Kind::WaitGroup);
 /// Creates a wait group with a count of 0. Errors: `IVY_EINVAL` (`out` NULL).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
     guard(|| {
@@ -519,16 +560,14 @@ pub unsafe extern "C" fn ivy_waitgroup_new(out: *mut ivy_waitgroup_t) -> c_int {
     })
 }
 
-/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow),
-/// `IVY_EBADF`.
+/// Adds `n` outstanding jobs. Errors: `IVY_EINVAL` (the count would overflow:
+/// nothing changes), `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_add(wg: ivy_waitgroup_t, n: usize) -> c_int {
     guard(|| {
         let wg = WAITGROUPS.get(wg.id).ok_or(IVY_EBADF)?;
-        // The count only overflows near usize::MAX jobs; check rather than panic.
-        wg.count().checked_add(n).ok_or(IVY_EINVAL)?;
-        wg.add(n);
-        Ok(())
+        // Checked under the wait group's lock: concurrent adds cannot overflow.
+        wg.try_add(n).map_err(|()| IVY_EINVAL)
     })
 }
 
@@ -543,7 +582,8 @@ pub extern "C" fn ivy_waitgroup_done(wg: ivy_waitgroup_t) -> c_int {
 }
 
 /// Waits until the count is 0 (at once if it is), or `deadline`. Errors:
-/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting),
+/// `IVY_EBADF`, `IVY_EINVAL`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline: i64) -> c_int {
     guard(|| {
@@ -553,16 +593,22 @@ pub extern "C" fn ivy_waitgroup_wait(wg: ivy_waitgroup_t, deadline: i64) -> c_in
     })
 }
 
-/// Frees the wait group. Errors: `IVY_EBADF`.
+/// Frees the wait group (the rule of every `ivy_*_free`): the handle is invalid
+/// at once; every task or thread waiting in `ivy_waitgroup_wait` on it returns
+/// `IVY_ECLOSED`. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_waitgroup_free(wg: ivy_waitgroup_t) -> c_int {
-    guard(|| WAITGROUPS.remove(wg.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        WAITGROUPS.remove(wg.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------
 // Barrier
 
-/// A handle to a barrier: `parties` tasks wait until all have arrived.
+/// A handle to a barrier: `parties` tasks or threads wait until all have
+/// arrived.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ivy_barrier_t {
@@ -575,7 +621,7 @@ static BARRIERS: HandleTable<Barrier> = HandleTable::new(Kind::Barrier);
 /// trips). Errors: `IVY_EINVAL` (`out` NULL, `parties` 0).
 ///
 /// # Safety
-/// `out` is `NULL` or valid for writes.
+/// `out` is valid for writes, or `NULL` (then the call fails with `IVY_EINVAL`).
 #[no_mangle]
 pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t) -> c_int {
     guard(|| {
@@ -595,10 +641,11 @@ pub unsafe extern "C" fn ivy_barrier_new(parties: usize, out: *mut ivy_barrier_t
 /// Waits until `parties` callers have arrived, or `deadline` (a caller that
 /// gives up withdraws its arrival). Stores 1 in `*leader` (if not NULL) for
 /// exactly one caller of each trip, 0 for the others. Errors: `IVY_ETIMEDOUT`,
-/// `IVY_ECANCELED`, `IVY_EBADF`, `IVY_EINVAL`.
+/// `IVY_ECANCELED`, `IVY_ECLOSED` (freed while waiting; arrival withdrawn),
+/// `IVY_EBADF`, `IVY_EINVAL`.
 ///
 /// # Safety
-/// `leader` is `NULL` or valid for writes.
+/// `leader` is `NULL` (the role is not reported) or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_barrier_wait(
     b: ivy_barrier_t,
@@ -617,8 +664,13 @@ pub unsafe extern "C" fn ivy_barrier_wait(
     })
 }
 
-/// Frees the barrier. Errors: `IVY_EBADF`.
+/// Frees the barrier (the rule of every `ivy_*_free`): the handle is invalid at
+/// once; every task or thread waiting in `ivy_barrier_wait` on it returns
+/// `IVY_ECLOSED` (its arrival withdrawn). Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_barrier_free(b: ivy_barrier_t) -> c_int {
-    guard(|| BARRIERS.remove(b.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| {
+        BARRIERS.remove(b.id).ok_or(IVY_EBADF)?.close();
+        Ok(())
+    })
 }

@@ -51,8 +51,9 @@ pub extern "C" fn ivy_time_now() -> i64 {
 /// Suspends the calling task until `deadline` (`ivy_time_now()` milliseconds; `-1`:
 /// until cancelled). On a plain thread, sleeps the thread.
 ///
-/// Returns 0 when the deadline is reached; `IVY_ECANCELED` if the task is (or
-/// gets) cancelled, at once; `IVY_EINVAL` for a negative deadline other than -1.
+/// Returns 0 when the deadline is reached (at once, without parking, for a
+/// passed one); `IVY_ECANCELED` if the task is (or gets) cancelled, at once;
+/// `IVY_EINVAL` for a negative deadline other than -1.
 #[no_mangle]
 pub extern "C" fn ivy_time_sleep_until(deadline: i64) -> c_int {
     guard(|| match self::to_instant(deadline)? {

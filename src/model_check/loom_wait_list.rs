@@ -11,6 +11,10 @@
 //! interrupted always gets it (a lost notification would leave it parked
 //! forever, which loom reports as a deadlock). The park is loom's
 //! `thread::park`, which has `ivy::park`'s one-token contract.
+//!
+//! Closing (`WaitList::close`, what an `ivy_*_free` does) races the same way: a
+//! waiter queued before the close, or arriving after it, ends with `Closed`
+//! unless it was granted first, never parks for good, and the item stays put.
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Mutex};
@@ -43,6 +47,8 @@ enum GiveUp {
     Cancel,
     /// The waiter's own deadline: its timer unparks it and the park returns `Ok`.
     Deadline,
+    /// The object is freed: `WaitList::close`, then the unparks.
+    Close,
 }
 
 struct Shared {
@@ -60,14 +66,21 @@ fn waiter(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
     }
     let key = guard.waiters.push(me.clone(), 0);
     loop {
-        drop(guard);
-        me.park();
-        let parked = if shared.cancelled.load(Ordering::Acquire) {
-            Err(WaitError::Cancelled)
-        } else {
+        // As `wait_solo`: a closed node (closed while queued, or pushed onto a
+        // closed list) settles without parking.
+        let parked = if guard.waiters.is_closed_node(key) {
             Ok(())
+        } else {
+            drop(guard);
+            me.park();
+            let parked = if shared.cancelled.load(Ordering::Acquire) {
+                Err(WaitError::Cancelled)
+            } else {
+                Ok(())
+            };
+            guard = shared.state.lock().unwrap();
+            parked
         };
-        guard = shared.state.lock().unwrap();
         let deadline = || shared.deadline_passed.load(Ordering::Acquire);
         match guard.waiters.settle(key, parked, deadline) {
             None => continue,
@@ -113,6 +126,21 @@ fn check(give_up: GiveUp) {
         };
         let interrupter = match give_up {
             GiveUp::Never => None,
+            GiveUp::Close => {
+                let shared = shared.clone();
+                Some(thread::spawn(move || {
+                    let mut wakes = Vec::new();
+                    shared
+                        .state
+                        .lock()
+                        .unwrap()
+                        .waiters
+                        .close_with(|u| wakes.push(u));
+                    for u in wakes {
+                        u.unpark();
+                    }
+                }))
+            }
             GiveUp::Cancel | GiveUp::Deadline => {
                 let shared = shared.clone();
                 let flag_is_cancel = matches!(give_up, GiveUp::Cancel);
@@ -148,6 +176,7 @@ fn check(give_up: GiveUp) {
             (GiveUp::Cancel, End::Abandoned(WaitError::Cancelled))
             | (GiveUp::Cancel, End::Interrupted(WaitError::Cancelled))
             | (GiveUp::Deadline, End::Abandoned(WaitError::TimedOut))
+            | (GiveUp::Close, End::Abandoned(WaitError::Closed))
             | (_, End::Granted) => {}
             (_, end) => panic!("unexpected end {end:?}"),
         }
@@ -167,6 +196,11 @@ fn cancel_racing_a_grant_loses_nothing() {
 #[test]
 fn own_deadline_racing_a_grant_loses_nothing() {
     check(GiveUp::Deadline);
+}
+
+#[test]
+fn close_racing_a_grant_wakes_the_waiter_and_loses_nothing() {
+    check(GiveUp::Close);
 }
 
 #[test]

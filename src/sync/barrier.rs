@@ -60,6 +60,15 @@ impl Barrier {
         lock_state(&self.state).arrived
     }
 
+    /// Closes the barrier (the C ABI's `ivy_barrier_free`): queued parties get
+    /// `Err(Closed)` and withdraw their arrivals; a later party gets it too unless
+    /// its arrival trips the barrier (see "Closing" in `waiters.rs`).
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.state).waiters.close(&mut wakes);
+        wakes.wake();
+    }
+
     /// Parks until `parties` parties have called `wait`. A cancellation point.
     pub fn wait(&self) -> BarrierWaitResult {
         or_raise_wait(self.wait_deadline(None))

@@ -179,6 +179,14 @@ impl Condition {
         wakes.wake();
     }
 
+    /// Closes the condition (the C ABI's `ivy_cond_free`): queued and later
+    /// waiters get `Err(Closed)` (see "Closing" in `waiters.rs`).
+    pub(crate) fn close(&self) {
+        let mut wakes = super::waiters::Wakeups::new();
+        lock_state(&self.waiters).close(&mut wakes);
+        wakes.wake();
+    }
+
     /// Rust flavour: `Ok((guard, timed_out))` with the lock re-taken, or an
     /// interruption with the lock *not* held (the guard is consumed).
     fn wait_guard<'a, T: ?Sized>(
@@ -199,20 +207,25 @@ impl Condition {
     /// Internal layer (C ABI): the caller holds `mutex`. Unlocks it, waits for a
     /// notification until `deadline`, and re-locks it. **In every case, also on
     /// `Err`, the mutex is held again on return** (re-taken shielded from
-    /// cancellation and scope deadlines), as pthread_cond_timedwait does.
+    /// cancellation and scope deadlines), as pthread_cond_timedwait does, with one
+    /// exception: a closed mutex (freed through the C ABI) cannot be re-taken
+    /// once someone else holds it. The second value says whether the mutex is
+    /// held; when it is not, the result is `Err(Closed)`.
     #[allow(dead_code)]
     pub(crate) fn wait_raw_deadline(
         &self,
         mutex: &RawMutex,
         deadline: Option<Instant>,
-    ) -> Result<(), WaitError> {
+    ) -> (Result<(), WaitError>, bool) {
         let r = self.wait_unlocked(mutex, deadline);
-        let relock = crate::scope::shield(|| mutex.lock_deadline(None));
-        debug_assert!(
-            relock.is_ok(),
-            "a shielded lock without deadline cannot fail"
-        );
-        r
+        match crate::scope::shield(|| mutex.lock_deadline(None)) {
+            Ok(()) => (r, true),
+            // Shielded and without deadline, the lock fails only when closed.
+            Err(e) => {
+                debug_assert_eq!(e, WaitError::Closed);
+                (Err(WaitError::Closed), false)
+            }
+        }
     }
 
     /// Queues the caller, unlocks `mutex` (owned by the caller), waits. Returns

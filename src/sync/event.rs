@@ -58,6 +58,14 @@ impl Event {
         self.flag.store(false, Ordering::Release);
     }
 
+    /// Closes the event (the C ABI's `ivy_event_free`): queued and later waiters
+    /// of a clear event get `Err(Closed)` (see "Closing" in `waiters.rs`).
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.waiters).close(&mut wakes);
+        wakes.wake();
+    }
+
     /// Parks until the flag is set (returns at once if it is). A cancellation point
     /// when it has to wait.
     pub fn wait(&self) {

@@ -48,6 +48,13 @@
 //! `oneshot::Receiver::recv_deadline`, `Select::run_deadline`. The public Rust
 //! API wraps them: plain calls unwind on interruption, `try_*` never block,
 //! `*_timeout` / `*_until` return a precise error at their own deadline.
+//!
+//! Each primitive also has a crate-internal `close()` (`Queue::shutdown` for
+//! queues), used only by the C ABI's `ivy_*_free`: it wakes every waiter with
+//! `Closed`, and later waits on the object end the same way instead of parking.
+//! Rust code never closes a primitive (its values are freed by ownership, so
+//! nobody can be waiting on them), hence the Rust API never sees `Closed` from
+//! a lock or an event.
 
 pub(crate) mod waiters;
 
@@ -92,7 +99,8 @@ pub(crate) enum WaitError {
     Elapsed,
     /// The operation's own deadline passed.
     TimedOut,
-    /// The queue (or channel) is closed.
+    /// The queue (or channel) is closed, or the primitive was closed by the C
+    /// ABI's `ivy_*_free` while the caller waited (see `waiters.rs`, "Closing").
     Closed,
 }
 

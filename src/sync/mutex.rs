@@ -68,7 +68,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use super::waiters::{wait_solo, WaitList, Woken};
+use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
 use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
@@ -362,6 +362,17 @@ impl RawMutex {
 
     pub(crate) fn is_locked(&self) -> bool {
         self.state.load(Ordering::Relaxed) & LOCKED != 0
+    }
+
+    /// Closes the lock (the C ABI's `ivy_mutex_free`): every queued waiter wakes
+    /// with `Err(Closed)`, and so does every later `lock_deadline` that has to
+    /// wait (see "Closing" in `waiters.rs`). The holder, if any, keeps the lock;
+    /// a waiter woken to retry that finds it free may still take it. Each closed
+    /// waiter clears `QUEUED` / `STARVING` on its way out, as one giving up does.
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.waiters).close(&mut wakes);
+        wakes.wake();
     }
 }
 

@@ -223,6 +223,15 @@ impl<T: ?Sized> RwLock<T> {
         r
     }
 
+    /// Closes the lock (the C ABI's `ivy_rwlock_free`): queued and later waiting
+    /// readers and writers get `Err(Closed)` (see "Closing" in `waiters.rs`);
+    /// holders keep their hold.
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.state).waiters.close(&mut wakes);
+        wakes.wake();
+    }
+
     fn release(&self, kind: usize) {
         let mut wakes = Wakeups::new();
         lock_state(&self.state).release(kind, &mut wakes);

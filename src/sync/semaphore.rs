@@ -220,7 +220,7 @@ impl Semaphore {
 
     /// Returns `n` permits unless the total would exceed `bound`; `Err(total)`
     /// then, with nothing changed.
-    fn release_checked(&self, n: usize, bound: usize) -> Result<(), usize> {
+    pub(crate) fn release_checked(&self, n: usize, bound: usize) -> Result<(), usize> {
         loop {
             let mut s = self.state.load(Ordering::Relaxed);
             while s & QUEUED == 0 {
@@ -283,6 +283,19 @@ impl Semaphore {
         let queued = if list.is_empty() { 0 } else { QUEUED };
         self.state
             .store((avail << SHIFT) | queued, Ordering::Release);
+    }
+
+    /// Closes the semaphore (the C ABI's `ivy_semaphore_free`): queued and later
+    /// waiting acquirers get `Err(Closed)` (see "Closing" in `waiters.rs`); the
+    /// now empty list clears `QUEUED`, so the fast paths work on as before.
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        {
+            let mut list = lock_state(&self.waiters);
+            list.close(&mut wakes);
+            self.release_locked(&mut list, 0, &mut wakes);
+        }
+        wakes.wake();
     }
 
     /// Number of tasks and threads waiting for permits (a snapshot).

@@ -77,6 +77,14 @@ impl WaitGroup {
             .expect("ivy: WaitGroup counter overflow");
     }
 
+    /// Internal layer (C ABI): `add` that reports an overflow (and changes
+    /// nothing) instead of panicking.
+    pub(crate) fn try_add(&self, n: usize) -> Result<(), ()> {
+        let mut s = lock_state(&self.state);
+        s.count = s.count.checked_add(n).ok_or(())?;
+        Ok(())
+    }
+
     /// Marks one job finished; wakes the waiters when none is left. `Err` (and no
     /// change) if the counter is already zero.
     pub fn done(&self) -> Result<(), WaitGroupError> {
@@ -98,6 +106,15 @@ impl WaitGroup {
     /// The number of outstanding jobs (a snapshot).
     pub fn count(&self) -> usize {
         lock_state(&self.state).count
+    }
+
+    /// Closes the wait group (the C ABI's `ivy_waitgroup_free`): queued and later
+    /// waiters of a non-zero count get `Err(Closed)` (see "Closing" in
+    /// `waiters.rs`).
+    pub(crate) fn close(&self) {
+        let mut wakes = Wakeups::new();
+        lock_state(&self.state).waiters.close(&mut wakes);
+        wakes.wake();
     }
 
     /// Parks until the counter is zero. A cancellation point when it has to wait.

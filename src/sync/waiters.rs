@@ -36,6 +36,21 @@
 //! removed waiter could have been blocking others (a large semaphore request at
 //! the front, a writer ahead of readers, a select's dead node ahead of a putter).
 //!
+//! # Closing
+//! [`WaitList::close`] is how an object freed through the C ABI wakes the tasks
+//! and threads blocked on it (every `ivy_*_free` follows one rule: waiters return
+//! `IVY_ECLOSED`). It unlinks every queued waiter, marks its node *closed* (a
+//! third outcome besides granted and queued, decided under the same lock) and
+//! returns the unparkers; a woken waiter whose node is closed gets
+//! `Woken::Abandoned(WaitError::Closed)`, so each primitive's existing "gave up
+//! without a grant" path (re-run the hand-off, withdraw a barrier arrival, clear
+//! the mutex's `QUEUED` bit) cleans up after it, and nothing was handed to it. The
+//! list stays closed: a waiter that queues afterwards (a call that fetched the
+//! object just before the free) gets a closed node at once and never parks, so no
+//! call can block on a freed object. Granted-but-not-yet-woken waiters keep their
+//! grants. Lists with select arms (the queue's getters and putters) are never
+//! closed this way: the queue's own `close` refuses them through grants.
+//!
 //! # Select
 //! One `Select` waits on several queues at once with one node per arm, all sharing
 //! a [`SelectShared`]. Granting to such a node first claims the select with a CAS
@@ -125,6 +140,8 @@ struct Node<D, U> {
     /// What the waiter asks for (a permit count, a read/write kind); 0 if unused.
     req: usize,
     grant: Option<D>,
+    /// The list was closed while this waiter was queued (or when it queued).
+    closed: bool,
 }
 
 /// A FIFO of parked waiters whose grants are of type `D`, woken through `U`.
@@ -134,6 +151,8 @@ pub(crate) struct WaitList<D, U = Unparker> {
     head: usize,
     tail: usize,
     linked: usize,
+    /// Set by [`WaitList::close`]; new waiters get a closed node at once.
+    closed: bool,
 }
 
 impl<D, U: Clone> Default for WaitList<D, U> {
@@ -149,6 +168,7 @@ impl<D, U: Clone> WaitList<D, U> {
             head: NIL,
             tail: NIL,
             linked: 0,
+            closed: false,
         }
     }
 
@@ -170,6 +190,9 @@ impl<D, U: Clone> WaitList<D, U> {
     /// Queues the caller at the *front*: for a waiter that was woken to retry
     /// (not granted), lost the race and must keep its place (see `mutex.rs`).
     pub(crate) fn push_front(&mut self, unparker: U, req: usize) -> usize {
+        if self.closed {
+            return self.push_closed(req);
+        }
         let key = self.nodes.insert(Node {
             prev: NIL,
             next: self.head,
@@ -177,6 +200,7 @@ impl<D, U: Clone> WaitList<D, U> {
             wake: Wake::Solo(Some(unparker)),
             req,
             grant: None,
+            closed: false,
         });
         if self.head == NIL {
             self.tail = key;
@@ -194,6 +218,10 @@ impl<D, U: Clone> WaitList<D, U> {
     }
 
     fn push_node(&mut self, wake: Wake<U>, req: usize) -> usize {
+        if self.closed {
+            debug_assert!(matches!(wake, Wake::Solo(_)), "select arm on a closed list");
+            return self.push_closed(req);
+        }
         let key = self.nodes.insert(Node {
             prev: self.tail,
             next: NIL,
@@ -201,6 +229,7 @@ impl<D, U: Clone> WaitList<D, U> {
             wake,
             req,
             grant: None,
+            closed: false,
         });
         if self.tail == NIL {
             self.head = key;
@@ -210,6 +239,49 @@ impl<D, U: Clone> WaitList<D, U> {
         self.tail = key;
         self.linked += 1;
         key
+    }
+
+    /// A node for a waiter arriving at a closed list: never linked, closed from
+    /// the start, so its waiter settles with `Closed` without parking.
+    fn push_closed(&mut self, req: usize) -> usize {
+        self.nodes.insert(Node {
+            prev: NIL,
+            next: NIL,
+            linked: false,
+            wake: Wake::Solo(None),
+            req,
+            grant: None,
+            closed: true,
+        })
+    }
+
+    /// Closes the list (see "Closing" in the module comment): every queued waiter
+    /// is unlinked and marked closed, and its unparker handed to `wake` (call it
+    /// after dropping the state lock, as for grants); later waiters are closed on
+    /// arrival. Idempotent.
+    pub(crate) fn close_with(&mut self, mut wake: impl FnMut(U)) {
+        self.closed = true;
+        while self.head != NIL {
+            let key = self.head;
+            self.unlink(key);
+            let node = &mut self.nodes[key];
+            match &mut node.wake {
+                Wake::Solo(u) => {
+                    node.closed = true;
+                    if let Some(u) = u.take() {
+                        wake(u);
+                    }
+                }
+                // Not reachable (see the module comment); a dead arm needs no
+                // wake-up, and a live one is left to its other arms.
+                Wake::Select(..) => {}
+            }
+        }
+    }
+
+    /// The node `key` was closed: its waiter must not park.
+    pub(crate) fn is_closed_node(&self, key: usize) -> bool {
+        self.nodes[key].closed
     }
 
     fn unlink(&mut self, key: usize) {
@@ -289,6 +361,10 @@ impl<D, U: Clone> WaitList<D, U> {
         parked: Result<(), WaitError>,
         own_deadline_passed: impl FnOnce() -> bool,
     ) -> Option<Woken<D>> {
+        if self.is_closed_node(key) {
+            self.remove(key);
+            return Some(Woken::Abandoned(WaitError::Closed));
+        }
         if self.is_granted(key) {
             let grant = self.remove(key).expect("granted node holds its grant");
             return Some(match parked {
@@ -314,6 +390,11 @@ impl<D> WaitList<D> {
                 wakes.push(u);
             }
         }
+    }
+
+    /// [`close_with`](Self::close_with), collecting the unparkers into `wakes`.
+    pub(crate) fn close(&mut self, wakes: &mut Wakeups) {
+        self.close_with(|u| wakes.push(u));
     }
 }
 
@@ -361,7 +442,8 @@ impl Wakeups {
 pub(crate) enum Woken<D> {
     /// Granted; the node is removed.
     Granted(D),
-    /// Not granted; the node is removed and nothing was handed over.
+    /// Not granted; the node is removed and nothing was handed over. Also how a
+    /// waiter learns that the list was closed (`WaitError::Closed`).
     Abandoned(WaitError),
     /// Granted, but the park reported an interruption (cancellation or an elapsed
     /// scope). The node is removed; the caller must undo the grant before
@@ -382,9 +464,19 @@ pub(crate) fn wait_solo<'a, S, D>(
     reason: WaitReason,
 ) -> (StdGuard<'a, S>, Woken<D>) {
     loop {
-        drop(guard);
-        let parked = park::park_for(deadline, reason).map_err(WaitError::from);
-        guard = lock_state(lock);
+        // A waiter queued on a closed list settles at once, without parking;
+        // so does one whose deadline has passed (a passed deadline makes the
+        // call a non-blocking try: no switch, no timer).
+        let parked = if list(&mut guard).is_closed_node(key)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+        {
+            Ok(())
+        } else {
+            drop(guard);
+            let parked = park::park_for(deadline, reason).map_err(WaitError::from);
+            guard = lock_state(lock);
+            parked
+        };
         let own_deadline_passed = || deadline.is_some_and(|d| Instant::now() >= d);
         if let Some(woken) = list(&mut guard).settle(key, parked, own_deadline_passed) {
             return (guard, woken);

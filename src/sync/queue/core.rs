@@ -404,6 +404,27 @@ impl<T, B: Buffer<T>> Core<T, B> {
         wakes.wake();
     }
 
+    /// `close`, then drop what is buffered and close the joiners' list (see
+    /// "Closing" in `waiters.rs`): the end of a queue freed through the C ABI.
+    /// Items granted to getters that have not collected them yet stay theirs.
+    pub(crate) fn shutdown(&self) {
+        self.close();
+        let mut wakes = Wakeups::new();
+        let drained = {
+            let mut s = self.lock();
+            s.joiners.close(&mut wakes);
+            let mut drained = Vec::with_capacity(s.buf.len());
+            while let Some(v) = s.buf.pop() {
+                drained.push(v);
+            }
+            drained
+        };
+        wakes.wake();
+        // Items may have destructors (not in the C ABI, but keep them outside
+        // the lock as everywhere else).
+        drop(drained);
+    }
+
     pub(crate) fn task_done(&self) -> Result<(), TaskDoneError> {
         let mut wakes = Wakeups::new();
         {

@@ -326,6 +326,15 @@ macro_rules! queue_type {
             pub(crate) fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
                 self.core.join_deadline(deadline)
             }
+
+            /// Internal layer (C ABI, `ivy_queue_free`): closes the queue, drops
+            /// the items left in it, and wakes every joiner with `Closed` (later
+            /// joins that would wait get it too): after a free nothing waits on
+            /// the queue.
+            #[allow(dead_code)]
+            pub(crate) fn shutdown(&self) {
+                self.core.shutdown()
+            }
         }
 
         impl<T: Send + $($bound)*> sealed::Sealed<T> for $name<T> {
