@@ -57,6 +57,7 @@ use crate::runtime::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
 use crate::task::raw::{CoroSlot, Suspend, Task};
+use crate::task::thread_state;
 use crate::time::wheel::{TimerKey, TimerWheel};
 
 const FAIRNESS_INTERVAL: u32 = 61;
@@ -111,6 +112,9 @@ pub(crate) struct Worker {
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
+    /// This thread's errno and C++ exception globals, swapped with the task's
+    /// own around every resume (`task::thread_state`).
+    thread_slots: thread_state::Slots,
 }
 
 /// The per-worker parts other threads may touch.
@@ -315,6 +319,8 @@ impl Worker {
             unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
+            // `new` runs on the worker's own thread.
+            thread_slots: thread_state::Slots::current(true),
         }
     }
 
@@ -598,11 +604,18 @@ impl Worker {
             self.now_running().publish(&task, since);
             (limit, t0)
         });
+        // Per-task errno and C++ exception state: the task's in, the worker's
+        // out, and back after the resume, whatever way the task left it.
+        // SAFETY: the slots were made on this thread (`Worker::new`), which
+        // runs this worker until it ends.
+        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
+        // SAFETY: as above.
+        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
         if let Some((limit, t0)) = started {
             self.now_running().clear();
             let took = t0.elapsed();

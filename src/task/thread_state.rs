@@ -1,0 +1,223 @@
+//! Per-task thread state: `errno` and the C++ runtime's exception globals,
+//! saved and restored on every switch so that each task (and each generator
+//! body) sees its own, as each thread does.
+//!
+//! A started task never changes thread, so thread-locals stay *coherent* inside
+//! a task; but the tasks of a worker share them. Most thread state is only used
+//! between two calls that never switch, and sharing it is harmless. Two pieces
+//! of it are routinely held across a blocking call, and sharing them broke
+//! programs (issue 11, items 5 and 9):
+//!
+//! * `errno`. `errno = 1111; ivy_time_sleep(..)` while a sibling task set errno
+//!   to 9999 read 9999 afterwards, every time. C code saves errno around a call
+//!   or reads it after a failing call followed by a log write that parked.
+//! * The C++ ABI's `__cxa_eh_globals`: the stack of exceptions currently caught
+//!   (what `throw;` and `std::current_exception()` read, and what every
+//!   `catch` block's end pops) and the count of exceptions in flight
+//!   (`std::uncaught_exceptions()`). A task that blocks inside a `catch` while a
+//!   sibling throws and catches gets its caught-stack spliced: the sibling's
+//!   `__cxa_end_catch` pops whatever is on top, and `throw;` may rethrow the
+//!   sibling's exception (or a freed one).
+//!
+//! Design. Both live in slots of the running thread; the thread's slots always
+//! hold the state of whatever runs on it. Every switch point swaps the slots
+//! with a saved copy: the worker swaps the task's copy in before it resumes a
+//! task and swaps it out (its own state back in) when the task suspends, ends
+//! or is abandoned (`Worker::run_task`, the one place every task switch goes
+//! through); `Generator::next` does the same with the body's copy around the
+//! resume of a generator body (`generator::in_body`, which also runs on the
+//! body's unwind). The two nest: a body that parks its task is swapped out by
+//! the worker with the task, and back in when the task resumes. A new task or
+//! body starts as a new thread does: errno 0, no exception caught or in flight.
+//! Rust tasks get the same: Rust reads errno right after a failing call, but C
+//! libraries called from Rust tasks may not.
+//!
+//! The C++ part follows what folly::fibers (and YTsaurus' fibers) do: swap the
+//! two words of the structure `__cxa_get_globals()` returns, `{ void
+//! *caughtExceptions; unsigned int uncaughtExceptions; }`, which is the same in
+//! libstdc++ and libc++abi (the Itanium C++ ABI's `__cxa_eh_globals`). libivy is
+//! Rust and does not link a C++ runtime, so `__cxa_get_globals` is looked up at
+//! run time: first in the global scope (`RTLD_DEFAULT`: a C++ program, or a C++
+//! library loaded globally), then in an already loaded libstdc++ or libc++abi
+//! (`RTLD_NOLOAD`, which finds one that a `dlopen(RTLD_LOCAL)` brought in, as
+//! Python's ctypes and extension modules do). A library found that way is kept
+//! open, so the cached function never dangles. The function is called once per
+//! worker thread at its start (the address it returns is fixed for the thread's
+//! life), so a switch costs four loads and stores when C++ is present and a
+//! branch when it is not.
+//!
+//! Limits, by design:
+//! * The lookup happens when a worker starts (and when a generator first runs on
+//!   a thread); a C++ runtime loaded into the process after the runtime started
+//!   is not seen by that runtime's workers. A C++ runtime linked statically into
+//!   an executable without exporting its symbols (`-static-libstdc++` without
+//!   `-rdynamic`) is not found either. Two different C++ runtimes in one process
+//!   are not supported (only the first found is swapped).
+//! * Only the Itanium ABI's two portable words are swapped. On ARM EHABI
+//!   libstdc++ has a third (`propagatingExceptions`), used only while an
+//!   exception propagates, and ivy runs on x86_64 and aarch64, which do not use
+//!   it.
+//! * Other C thread state (`strtok`'s buffer, `locale`, a C library's own
+//!   `__thread` variables) is still shared by the tasks of a worker; per-task
+//!   storage for C covers what a library needs of its own.
+//!
+//! Cost, measured with `benches/compare` (`ivy-bench switch`, 2M switches, one
+//! worker): see BENCHMARKS.md.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The portable prefix of the Itanium C++ ABI's `__cxa_eh_globals`.
+#[repr(C)]
+struct CxaEhGlobals {
+    caught_exceptions: *mut c_void,
+    uncaught_exceptions: c_uint,
+}
+
+type GetGlobals = unsafe extern "C" fn() -> *mut CxaEhGlobals;
+
+/// The thread state of a task or generator body while it does not run (or, while
+/// it runs, of whoever resumed it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Saved {
+    errno: c_int,
+    caught_exceptions: *mut c_void,
+    uncaught_exceptions: c_uint,
+}
+
+impl Default for Saved {
+    /// A new thread's: errno 0, no exception caught or in flight.
+    fn default() -> Saved {
+        Saved {
+            errno: 0,
+            caught_exceptions: std::ptr::null_mut(),
+            uncaught_exceptions: 0,
+        }
+    }
+}
+
+/// Where this thread keeps its errno and C++ exception globals. Both addresses
+/// are fixed for the thread's life; a `Slots` is used only on the thread that
+/// made it.
+#[derive(Clone, Copy)]
+pub(crate) struct Slots {
+    errno: *mut c_int,
+    /// Null when no C++ runtime is loaded.
+    cxa: *mut CxaEhGlobals,
+}
+
+impl Slots {
+    /// The calling thread's slots. `refresh`: if an earlier lookup found no C++
+    /// runtime, look again (a worker's start; not on a generator's resume).
+    pub(crate) fn current(refresh: bool) -> Slots {
+        let cxa = match get_globals_fn(refresh) {
+            // SAFETY: `f` is the C++ runtime's `__cxa_get_globals`, which takes no
+            // argument and returns this thread's globals (allocating them on first
+            // use); the library it lives in stays loaded (see `lookup`).
+            Some(f) => unsafe { f() },
+            None => std::ptr::null_mut(),
+        };
+        Slots {
+            // SAFETY: `__errno_location` has no preconditions; it returns the
+            // address of this thread's errno, valid for the thread's life.
+            errno: unsafe { libc::__errno_location() },
+            cxa,
+        }
+    }
+
+    /// Exchanges the thread's state with `saved`: what `saved` held is now the
+    /// thread's, and `saved` holds what the thread had.
+    ///
+    /// # Safety
+    /// Called on the thread that made these slots, while it lives.
+    #[inline(always)]
+    pub(crate) unsafe fn swap(self, saved: &mut Saved) {
+        // SAFETY: the caller runs on the thread these addresses belong to, and
+        // the thread is alive; nothing else accesses them concurrently (they are
+        // this thread's own).
+        unsafe {
+            std::mem::swap(&mut *self.errno, &mut saved.errno);
+            if !self.cxa.is_null() {
+                let g = &mut *self.cxa;
+                std::mem::swap(&mut g.caught_exceptions, &mut saved.caught_exceptions);
+                std::mem::swap(&mut g.uncaught_exceptions, &mut saved.uncaught_exceptions);
+            }
+        }
+    }
+}
+
+/// `__cxa_get_globals`, or `NOT_LOOKED_UP` / `ABSENT`.
+static GET_GLOBALS: AtomicUsize = AtomicUsize::new(NOT_LOOKED_UP);
+const NOT_LOOKED_UP: usize = 0;
+const ABSENT: usize = 1;
+
+fn get_globals_fn(refresh: bool) -> Option<GetGlobals> {
+    let mut f = GET_GLOBALS.load(Ordering::Acquire);
+    if f == NOT_LOOKED_UP || (f == ABSENT && refresh) {
+        // Lookups are idempotent: racing threads store the same answer.
+        f = lookup().map_or(ABSENT, |g| g as usize);
+        GET_GLOBALS.store(f, Ordering::Release);
+    }
+    if f == ABSENT {
+        return None;
+    }
+    // SAFETY: every value other than the two markers was stored from a
+    // `GetGlobals` above.
+    Some(unsafe { std::mem::transmute::<usize, GetGlobals>(f) })
+}
+
+/// Finds `__cxa_get_globals` in the process without loading anything.
+fn lookup() -> Option<GetGlobals> {
+    const SYMBOL: &std::ffi::CStr = c"__cxa_get_globals";
+    // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name has no
+    // preconditions.
+    let mut sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, SYMBOL.as_ptr()) };
+    if sym.is_null() {
+        for lib in [c"libstdc++.so.6", c"libc++abi.so.1", c"libc++.so.1"] {
+            // SAFETY: `RTLD_NOLOAD` only returns a handle to a library that is
+            // already loaded (running no initialiser). The handle is never closed,
+            // which keeps the library, and the function we cache, loaded.
+            let handle = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+            if handle.is_null() {
+                continue;
+            }
+            // SAFETY: `handle` is a valid handle; the name is NUL-terminated.
+            sym = unsafe { libc::dlsym(handle, SYMBOL.as_ptr()) };
+            if !sym.is_null() {
+                break;
+            }
+            // SAFETY: `handle` came from the `dlopen` above and is closed once.
+            unsafe { libc::dlclose(handle) };
+        }
+    }
+    if sym.is_null() {
+        return None;
+    }
+    // SAFETY: the symbol is the C++ ABI's `__cxa_get_globals`, whose type is
+    // `__cxa_eh_globals *(void)`.
+    Some(unsafe { std::mem::transmute::<*mut c_void, GetGlobals>(sym) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_exchanges_errno_both_ways() {
+        let slots = Slots::current(false);
+        let mut saved = Saved {
+            errno: 1111,
+            ..Saved::default()
+        };
+        // SAFETY: `slots` is this thread's.
+        unsafe {
+            *libc::__errno_location() = 9999;
+            slots.swap(&mut saved);
+            assert_eq!(*libc::__errno_location(), 1111);
+            assert_eq!(saved.errno, 9999);
+            slots.swap(&mut saved);
+            assert_eq!(*libc::__errno_location(), 9999);
+            assert_eq!(saved.errno, 1111);
+        }
+    }
+}
