@@ -366,9 +366,13 @@ impl<T> Core<T> {
             self.coroutine = None;
             return None;
         }
-        let step = in_body(&self.running, &mut self.scope, &mut self.thread_state, false, || {
-            coroutine.resume(())
-        });
+        let step = in_body(
+            &self.running,
+            &mut self.scope,
+            &mut self.thread_state,
+            false,
+            || coroutine.resume(()),
+        );
         match step {
             CoroutineResult::Yield(v) => Some(v),
             CoroutineResult::Return(()) => {
@@ -388,9 +392,13 @@ impl<T> Drop for Core<T> {
             // Unwind the suspended body here, with its overflow identity and scope
             // layer in place: its destructors run as body code, and the scopes
             // they close restore the body's layer, not the caller's.
-            in_body(&self.running, &mut self.scope, &mut self.thread_state, true, || {
-                coroutine.force_unwind()
-            });
+            in_body(
+                &self.running,
+                &mut self.scope,
+                &mut self.thread_state,
+                true,
+                || coroutine.force_unwind(),
+            );
         }
         // An unstarted body is only a closure: dropping it (with the coroutine)
         // runs its captures' destructors as the caller's code.
