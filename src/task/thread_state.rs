@@ -139,11 +139,17 @@ impl Slots {
         // the thread is alive; nothing else accesses them concurrently (they are
         // this thread's own).
         unsafe {
-            std::mem::swap(&mut *self.errno, &mut saved.errno);
+            saved.errno = std::ptr::replace(self.errno, saved.errno);
             if !self.cxa.is_null() {
-                let g = &mut *self.cxa;
-                std::mem::swap(&mut g.caught_exceptions, &mut saved.caught_exceptions);
-                std::mem::swap(&mut g.uncaught_exceptions, &mut saved.uncaught_exceptions);
+                let g = self.cxa;
+                saved.caught_exceptions = std::ptr::replace(
+                    std::ptr::addr_of_mut!((*g).caught_exceptions),
+                    saved.caught_exceptions,
+                );
+                saved.uncaught_exceptions = std::ptr::replace(
+                    std::ptr::addr_of_mut!((*g).uncaught_exceptions),
+                    saved.uncaught_exceptions,
+                );
             }
         }
     }
