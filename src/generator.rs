@@ -334,6 +334,7 @@ impl<T> Core<T> {
         let stack = TaskStack::allocate(bytes)?;
         let id = crate::current().map_or(0, |c| c.id().as_u64());
         let running = Box::new(RunningTask::new(&stack, id, Some("<generator>")));
+        let thread_state = Saved::for_stack(&stack);
         let func = move |y: &corosensei::Yielder<(), T>, ()| {
             // SAFETY: `Yielder<T>` is `repr(transparent)` over corosensei's
             // yielder, so the reference casts to it with the same lifetime.
@@ -348,7 +349,7 @@ impl<T> Core<T> {
             coroutine: Some(coroutine),
             running,
             scope: BodyScope::default(),
-            thread_state: Saved::default(),
+            thread_state,
         })
     }
 

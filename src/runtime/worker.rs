@@ -668,6 +668,7 @@ impl Worker {
         match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
+                slot.thread_state = thread_state::Saved::for_stack(&stack);
                 let t = task.clone();
                 slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
                     t.ctx.yielder.set(yielder as *const _);

@@ -46,6 +46,27 @@
 //! life), so a switch costs four loads and stores when C++ is present and a
 //! branch when it is not.
 //!
+//! AddressSanitizer. A program built with ASan (the C suite's sanitizer pass)
+//! runs instrumented C and C++ code on ivy's stacks. ASan keeps the bounds of
+//! the stack it believes the thread runs on, and when a C++ exception (or a
+//! `longjmp`) leaves frames, it clears their redzones between the stack pointer
+//! and the top of that stack. Unaware of task stacks, it printed "ASan is
+//! ignoring requested __asan_handle_no_return" at the first throw in a task and
+//! left the redzones behind; ivy's own code, which later ran on that memory and
+//! copied through ASan's `memcpy` interceptor, was then reported as a stack
+//! buffer overflow (tests/c/test_cxx_exceptions.cpp, under ASan). So the stack
+//! bounds are a third piece of per-context thread state: when the ASan runtime
+//! is in the process (`__sanitizer_start_switch_fiber` found by `dlsym`; it is
+//! never loaded late), every swap above also tells ASan which stack the thread
+//! now runs on, and keeps the one it ran on. As with errno, ASan itself is the
+//! thread's slot. A task's or body's first state is its own stack's bounds; a
+//! task parked inside a generator body is resumed onto the body's stack, as the
+//! swaps nest. Each swap makes the start and finish calls back to back, just
+//! before the switch, so the thread keeps one "fake stack": ASan's
+//! `detect_stack_use_after_return` (off by default) is not supported with ivy,
+//! and tests/c/run.sh turns it off explicitly. Without ASan this costs one
+//! branch per swap.
+//!
 //! Limits, by design:
 //! * The lookup happens when a worker starts (and when a generator first runs on
 //!   a thread); a C++ runtime loaded into the process after the runtime started
@@ -69,6 +90,9 @@
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crate::stack::TaskStack;
 
 /// The portable prefix of the Itanium C++ ABI's `__cxa_eh_globals`.
 #[repr(C)]
@@ -86,15 +110,35 @@ pub(crate) struct Saved {
     errno: c_int,
     caught_exceptions: *mut c_void,
     uncaught_exceptions: c_uint,
+    /// The bounds `[bottom, bottom + size)` of the stack this context runs on,
+    /// for AddressSanitizer (used only when it is loaded).
+    stack_bottom: usize,
+    stack_size: usize,
 }
 
 impl Default for Saved {
-    /// A new thread's: errno 0, no exception caught or in flight.
+    /// A new thread's: errno 0, no exception caught or in flight. (Its stack
+    /// bounds are unknown: such a `Saved` is only ever swapped out of the
+    /// thread before it is swapped in.)
     fn default() -> Saved {
         Saved {
             errno: 0,
             caught_exceptions: std::ptr::null_mut(),
             uncaught_exceptions: 0,
+            stack_bottom: 0,
+            stack_size: 0,
+        }
+    }
+}
+
+impl Saved {
+    /// The state a new task or generator body starts with, on `stack`.
+    pub(crate) fn for_stack(stack: &TaskStack) -> Saved {
+        let top = corosensei::stack::Stack::base(stack).get();
+        Saved {
+            stack_bottom: top - stack.size(),
+            stack_size: stack.size(),
+            ..Saved::default()
         }
     }
 }
@@ -107,6 +151,8 @@ pub(crate) struct Slots {
     errno: *mut c_int,
     /// Null when no C++ runtime is loaded.
     cxa: *mut CxaEhGlobals,
+    /// AddressSanitizer's fiber-switch hooks, when the process runs under ASan.
+    asan: Option<&'static AsanHooks>,
 }
 
 impl Slots {
@@ -125,6 +171,7 @@ impl Slots {
             // address of this thread's errno, valid for the thread's life.
             errno: unsafe { libc::__errno_location() },
             cxa,
+            asan: asan_hooks(),
         }
     }
 
@@ -152,7 +199,80 @@ impl Slots {
                 );
             }
         }
+        if let Some(asan) = self.asan {
+            asan.switch_stack(saved);
+        }
     }
+}
+
+type StartSwitchFiber = unsafe extern "C" fn(*mut *mut c_void, *const c_void, usize);
+type FinishSwitchFiber = unsafe extern "C" fn(*mut c_void, *mut *const c_void, *mut usize);
+
+/// `__sanitizer_start_switch_fiber` and `__sanitizer_finish_switch_fiber`.
+pub(crate) struct AsanHooks {
+    start: StartSwitchFiber,
+    finish: FinishSwitchFiber,
+}
+
+impl AsanHooks {
+    /// Tells ASan that the thread now runs on `saved`'s stack, and stores the
+    /// stack it ran on in `saved`. Called just before the switch (no
+    /// instrumented code runs between it and the switch). Both calls are made
+    /// back to back, so the thread keeps one fake stack (which is why
+    /// `detect_stack_use_after_return` must stay off: see the module comment).
+    #[cold]
+    fn switch_stack(&self, saved: &mut Saved) {
+        let mut fake: *mut c_void = std::ptr::null_mut();
+        let mut old_bottom: *const c_void = std::ptr::null();
+        let mut old_size: usize = 0;
+        // SAFETY: the ASan runtime's own functions, called as documented in
+        // <sanitizer/common_interface_defs.h>: a start, then its finish, on this
+        // thread; the out-pointers are valid locals.
+        unsafe {
+            (self.start)(
+                &mut fake,
+                saved.stack_bottom as *const c_void,
+                saved.stack_size,
+            );
+            (self.finish)(fake, &mut old_bottom, &mut old_size);
+        }
+        saved.stack_bottom = old_bottom as usize;
+        saved.stack_size = old_size;
+    }
+}
+
+/// The ASan hooks if the ASan runtime is in the process (it is loaded first or
+/// linked into the executable, never later, so one lookup is enough).
+fn asan_hooks() -> Option<&'static AsanHooks> {
+    static HOOKS: OnceLock<Option<AsanHooks>> = OnceLock::new();
+    HOOKS
+        .get_or_init(|| {
+            // SAFETY: `dlsym` with `RTLD_DEFAULT` and NUL-terminated names.
+            let (start, finish) = unsafe {
+                (
+                    libc::dlsym(
+                        libc::RTLD_DEFAULT,
+                        c"__sanitizer_start_switch_fiber".as_ptr(),
+                    ),
+                    libc::dlsym(
+                        libc::RTLD_DEFAULT,
+                        c"__sanitizer_finish_switch_fiber".as_ptr(),
+                    ),
+                )
+            };
+            if start.is_null() || finish.is_null() {
+                return None;
+            }
+            // SAFETY: the symbols are the sanitizer runtime's, with these types
+            // (<sanitizer/common_interface_defs.h>); the runtime is never unloaded.
+            Some(unsafe {
+                AsanHooks {
+                    start: std::mem::transmute::<*mut c_void, StartSwitchFiber>(start),
+                    finish: std::mem::transmute::<*mut c_void, FinishSwitchFiber>(finish),
+                }
+            })
+        })
+        .as_ref()
 }
 
 /// `__cxa_get_globals`, or `NOT_LOOKED_UP` / `ABSENT`.
