@@ -83,10 +83,11 @@
 //!   storage for C covers what a library needs of its own.
 //!
 //! Cost (`benches/compare`'s `ivy-bench switch`: two tasks yielding on one
-//! worker, no C++ runtime loaded): 16 more instructions per switch (190 -> 206,
-//! counted with callgrind), the two swaps of `Worker::run_task`; median 39.0 ->
-//! 41.2 ns per switch over 41 interleaved runs of each build (quartiles 38.4-40.9
-//! -> 40.9-44.5 ns) on a shared 2-core VM.
+//! worker, no C++ runtime, no ASan): 17 more instructions per switch (190 ->
+//! 207, counted with callgrind), the two swaps of `Worker::run_task`, each an
+//! errno exchange and one branch; median 39.0 -> 41.2 ns per switch over 41
+//! interleaved runs of each build (quartiles 38.4-40.9 -> 40.9-44.5 ns) on a
+//! shared 2-core VM.
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -153,6 +154,8 @@ pub(crate) struct Slots {
     cxa: *mut CxaEhGlobals,
     /// AddressSanitizer's fiber-switch hooks, when the process runs under ASan.
     asan: Option<&'static AsanHooks>,
+    /// `cxa` or `asan` is set.
+    more: bool,
 }
 
 impl Slots {
@@ -166,12 +169,14 @@ impl Slots {
             Some(f) => unsafe { f() },
             None => std::ptr::null_mut(),
         };
+        let asan = asan_hooks();
         Slots {
             // SAFETY: `__errno_location` has no preconditions; it returns the
             // address of this thread's errno, valid for the thread's life.
             errno: unsafe { libc::__errno_location() },
             cxa,
-            asan: asan_hooks(),
+            asan,
+            more: !cxa.is_null() || asan.is_some(),
         }
     }
 
@@ -187,6 +192,9 @@ impl Slots {
         // this thread's own).
         unsafe {
             saved.errno = std::ptr::replace(self.errno, saved.errno);
+            if !self.more {
+                return; // no C++, no ASan: the common case, one branch
+            }
             if !self.cxa.is_null() {
                 let g = self.cxa;
                 saved.caught_exceptions = std::ptr::replace(
