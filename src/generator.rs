@@ -313,8 +313,8 @@ struct Core<T> {
     coroutine: Option<Coroutine<(), T, (), TaskStack>>,
     running: Box<RunningTask>,
     scope: BodyScope,
-    /// The body's errno and C++ exception globals while it is suspended
-    /// (`task::thread_state`).
+    /// The body's errno, C++ exception globals and ASan stack bounds while it
+    /// is suspended (`task::thread_state`).
     thread_state: Saved,
 }
 
@@ -408,7 +408,7 @@ impl<T> Drop for Core<T> {
 
 /// Runs `resume` (which switches into the body) with the body's context in
 /// place: the overflow handler's identity, the body's scope layer, and its
-/// errno and C++ exception globals. All are put back on every way out, an
+/// thread state (errno, C++ exception globals, ASan stack bounds). All are put back on every way out, an
 /// unwind from the body included. `closing`: the body is resumed only to be
 /// unwound.
 fn in_body<R>(

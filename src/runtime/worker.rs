@@ -112,8 +112,9 @@ pub(crate) struct Worker {
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
-    /// This thread's errno and C++ exception globals, swapped with the task's
-    /// own around every resume (`task::thread_state`).
+    /// This thread's errno, C++ exception globals and (under ASan) stack
+    /// bounds, swapped with the task's own around every resume
+    /// (`task::thread_state`).
     thread_slots: thread_state::Slots,
 }
 
@@ -604,8 +605,9 @@ impl Worker {
             self.now_running().publish(&task, since);
             (limit, t0)
         });
-        // Per-task errno and C++ exception state: the task's in, the worker's
-        // out, and back after the resume, whatever way the task left it.
+        // Per-task errno, C++ exception state and ASan stack bounds: the task's
+        // in, the worker's out, and back after the resume, whatever way the task
+        // left it (`task::thread_state`).
         // SAFETY: the slots were made on this thread (`Worker::new`), which
         // runs this worker until it ends.
         unsafe { self.thread_slots.swap(&mut slot.thread_state) };
