@@ -305,6 +305,45 @@ static void *throw_then_call_ivy(void *) {
     return nullptr;
 }
 
+// The same inside a generator body that parks its task: the task is resumed
+// onto the body's stack, and ASan must be told that stack, not the task's.
+static void throwing_body(ivy_yielder_t y, void *) {
+    for (intptr_t i = 0; i < 8; i++) {
+        OK(ivy_task_yield()); // parks the iterating task inside the body
+        try {
+            deep_throw(32);
+        } catch (const Err &e) {
+            CHECK(e.id == 0);
+        }
+        ivy_queue_t q;
+        void *item = nullptr;
+        OK(ivy_queue_new(1, &q));
+        OK(ivy_queue_put(q, reinterpret_cast<void *>(i), IVY_FOREVER));
+        OK(ivy_queue_get(q, &item, IVY_FOREVER));
+        CHECK(item == reinterpret_cast<void *>(i));
+        OK(ivy_queue_free(q));
+        if (ivy_generator_yield(y, reinterpret_cast<void *>(i)) != 0) return;
+    }
+}
+
+static void *throw_in_generator(void *) {
+    for (int round = 0; round < ROUNDS / 4; round++) {
+        ivy_generator_t g;
+        void *v = nullptr;
+        intptr_t want = 0;
+        OK(ivy_generator_new(throwing_body, nullptr, 0, &g));
+        int rc;
+        while ((rc = ivy_generator_next(g, &v)) == 0) {
+            CHECK(v == reinterpret_cast<void *>(want));
+            want++;
+        }
+        CHECK(rc == IVY_ECLOSED);
+        CHECK(want == 8);
+        OK(ivy_generator_free(g));
+    }
+    return nullptr;
+}
+
 int main() {
     run_test("test_tasks_interleave_catch_blocks", [] { run_on_one_worker(pair_main, nullptr); });
     run_test("test_uncaught_exceptions_per_task", [] { run_on_one_worker(uncaught_main, nullptr); });
@@ -313,6 +352,7 @@ int main() {
         for (int round = 0; round < ROUNDS; round++) iterate_catching(round);
     });
     run_test("test_ivy_calls_after_a_deep_throw", [] { run_on_one_worker(throw_then_call_ivy, nullptr); });
+    run_test("test_deep_throw_in_a_parking_generator", [] { run_on_one_worker(throw_in_generator, nullptr); });
     std::printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
