@@ -85,8 +85,8 @@
 //! Cost (`benches/compare`'s `ivy-bench switch`: two tasks yielding on one
 //! worker, no C++ runtime, no ASan): 17 more instructions per switch (190 ->
 //! 207, counted with callgrind), the two swaps of `Worker::run_task`, each an
-//! errno exchange and one branch; median 39.0 -> 41.2 ns per switch over 41
-//! interleaved runs of each build (quartiles 38.4-40.9 -> 40.9-44.5 ns) on a
+//! errno exchange and one branch; median 35.2 -> 36.5 ns per switch over 61
+//! interleaved runs of each build (quartiles 33.1-39.1 -> 33.8-40.5 ns) on a
 //! shared 2-core VM.
 
 use std::ffi::{c_int, c_uint, c_void};
