@@ -19,7 +19,7 @@ tests/valgrind.sh
 echo "== model checking: loom (task states, WaitList, idle handshake), Miri (timer wheel, handle table)"
 tests/model-check.sh
 
-echo "== C ABI: header check is in cargo test (tests/header.rs); C suite, examples, valgrind"
+echo "== C ABI: header check is in cargo test (tests/header.rs); C and C++ suite, examples, valgrind, ASan+UBSan"
 tests/c/run.sh
 
 echo "== Python binding (ctypes over target/release/libivy.so)"

@@ -30,6 +30,12 @@
 //! the body holds across a `yield_` does not bound or shield the caller's code
 //! in between. Task-locals, by contrast, are the task's: the body shares them.
 //!
+//! Thread state. errno and the C++ exception globals are the body's own, as
+//! they are each task's (`task::thread_state`): each resume swaps them in and
+//! each yield, return or unwind swaps the caller's back, so a body that holds
+//! an errno value or sits in a C++ `catch` across a yield keeps it, and the
+//! caller's `catch` blocks are not disturbed by the body's.
+//!
 //! Cancellation and deadlines reach the body through those same blocking calls;
 //! the unwind crosses the generator boundary (corosensei propagates it to
 //! `next`'s caller) and continues up the task. A body that ended by unwinding is
@@ -56,6 +62,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crate::scope::{self, BodyScope};
 use crate::stack::overflow::{self, RunningTask};
 use crate::stack::TaskStack;
+use crate::task::thread_state::{Saved, Slots};
 
 /// The handle a generator body uses to produce values.
 #[repr(transparent)]
@@ -306,6 +313,9 @@ struct Core<T> {
     coroutine: Option<Coroutine<(), T, (), TaskStack>>,
     running: Box<RunningTask>,
     scope: BodyScope,
+    /// The body's errno, C++ exception globals and ASan stack bounds while it
+    /// is suspended (`task::thread_state`).
+    thread_state: Saved,
 }
 
 impl<T> Core<T> {
@@ -327,6 +337,7 @@ impl<T> Core<T> {
         running
             .origin
             .set(crate::stack::overflow::Origin::RustGenerator);
+        let thread_state = Saved::for_stack(&stack);
         let func = move |y: &corosensei::Yielder<(), T>, ()| {
             // SAFETY: `Yielder<T>` is `repr(transparent)` over corosensei's
             // yielder, so the reference casts to it with the same lifetime.
@@ -341,6 +352,7 @@ impl<T> Core<T> {
             coroutine: Some(coroutine),
             running,
             scope: BodyScope::default(),
+            thread_state,
         })
     }
 
@@ -358,9 +370,13 @@ impl<T> Core<T> {
             self.coroutine = None;
             return None;
         }
-        let step = in_body(&self.running, &mut self.scope, false, || {
-            coroutine.resume(())
-        });
+        let step = in_body(
+            &self.running,
+            &mut self.scope,
+            &mut self.thread_state,
+            false,
+            || coroutine.resume(()),
+        );
         match step {
             CoroutineResult::Yield(v) => Some(v),
             CoroutineResult::Return(()) => {
@@ -380,9 +396,13 @@ impl<T> Drop for Core<T> {
             // Unwind the suspended body here, with its overflow identity and scope
             // layer in place: its destructors run as body code, and the scopes
             // they close restore the body's layer, not the caller's.
-            in_body(&self.running, &mut self.scope, true, || {
-                coroutine.force_unwind()
-            });
+            in_body(
+                &self.running,
+                &mut self.scope,
+                &mut self.thread_state,
+                true,
+                || coroutine.force_unwind(),
+            );
         }
         // An unstarted body is only a closure: dropping it (with the coroutine)
         // runs its captures' destructors as the caller's code.
@@ -390,12 +410,14 @@ impl<T> Drop for Core<T> {
 }
 
 /// Runs `resume` (which switches into the body) with the body's context in
-/// place: the overflow handler's identity and the body's scope layer. Both are
-/// put back on every way out, an unwind from the body included. `closing`: the
-/// body is resumed only to be unwound.
+/// place: the overflow handler's identity, the body's scope layer, and its
+/// thread state (errno, C++ exception globals, ASan stack bounds). All are put back on every way out, an
+/// unwind from the body included. `closing`: the body is resumed only to be
+/// unwound.
 fn in_body<R>(
     running: &RunningTask,
     scope: &mut BodyScope,
+    thread_state: &mut Saved,
     closing: bool,
     resume: impl FnOnce() -> R,
 ) -> R {
@@ -403,10 +425,15 @@ fn in_body<R>(
         prev_running: *const RunningTask,
         body: &'a mut BodyScope,
         caller: BodyScope,
+        slots: Slots,
+        thread_state: &'a mut Saved,
         returned: bool,
     }
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
+            // SAFETY: the slots were made on this thread, at the entry of this
+            // call: a generator never leaves the thread that iterates it.
+            unsafe { self.slots.swap(self.thread_state) };
             scope::leave_body(self.body, self.caller, !self.returned);
             // SAFETY: the pointer was valid when it was published and its owner
             // (the worker or an outer generator) is still alive.
@@ -418,10 +445,15 @@ fn in_body<R>(
     // the previous pointer is restored by `Leave` before we return, by any path.
     unsafe { overflow::set_running(running) };
     let caller = scope::enter_body(scope, closing);
+    let slots = Slots::current(false);
+    // SAFETY: `slots` are this thread's; `Leave` swaps back on every way out.
+    unsafe { slots.swap(thread_state) };
     let mut leave = Leave {
         prev_running,
         body: scope,
         caller,
+        slots,
+        thread_state,
         returned: false,
     };
     let r = resume();

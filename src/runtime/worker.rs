@@ -57,6 +57,7 @@ use crate::runtime::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
 use crate::task::raw::{CoroSlot, Suspend, Task};
+use crate::task::thread_state;
 use crate::time::wheel::{TimerKey, TimerWheel};
 
 const FAIRNESS_INTERVAL: u32 = 61;
@@ -111,6 +112,10 @@ pub(crate) struct Worker {
     /// Tasks of this worker suspended in the middle of an unwind (a destructor
     /// that blocks). See `task_is_unwinding`.
     parked_unwinding: Cell<usize>,
+    /// This thread's errno, C++ exception globals and (under ASan) stack
+    /// bounds, swapped with the task's own around every resume
+    /// (`task::thread_state`).
+    thread_slots: thread_state::Slots,
 }
 
 /// The per-worker parts other threads may touch.
@@ -315,6 +320,8 @@ impl Worker {
             unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
+            // `new` runs on the worker's own thread.
+            thread_slots: thread_state::Slots::current(true),
         }
     }
 
@@ -598,11 +605,19 @@ impl Worker {
             self.now_running().publish(&task, since);
             (limit, t0)
         });
+        // Per-task errno, C++ exception state and ASan stack bounds: the task's
+        // in, the worker's out, and back after the resume, whatever way the task
+        // left it (`task::thread_state`).
+        // SAFETY: the slots were made on this thread (`Worker::new`), which
+        // runs this worker until it ends.
+        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
         let result = slot
             .coroutine
             .as_mut()
             .expect("coroutine present")
             .resume(());
+        // SAFETY: as above.
+        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
         if let Some((limit, t0)) = started {
             self.now_running().clear();
             let took = t0.elapsed();
@@ -655,6 +670,7 @@ impl Worker {
         match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
+                slot.thread_state = thread_state::Saved::for_stack(&stack);
                 let t = task.clone();
                 slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
                     t.ctx.yielder.set(yielder as *const _);

@@ -21,6 +21,7 @@ pub(crate) mod local;
 pub(crate) mod raw;
 pub(crate) mod scoped;
 pub(crate) mod state;
+pub(crate) mod thread_state;
 
 use std::cell::UnsafeCell;
 use std::fmt;

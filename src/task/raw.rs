@@ -106,6 +106,9 @@ pub(crate) struct CoroSlot {
     pub(crate) coroutine: Option<TaskCoroutine>,
     /// What the overflow handler reports; set when the stack is allocated.
     pub(crate) running: Option<RunningTask>,
+    /// The task's errno, C++ exception globals and ASan stack bounds while it
+    /// is suspended (the worker's while it runs): `task::thread_state`.
+    pub(crate) thread_state: crate::task::thread_state::Saved,
 }
 
 pub(crate) struct TaskCtx {
