@@ -52,6 +52,20 @@
 #define IVY_WRITABLE 2
 
 /**
+ * `ivy_fd_poll` revents bit: the peer hung up (a read reaches end of file:
+ * the other end of a pipe or socket closed, or shut down its writing side).
+ * Reported only, never asked for; comes with the asked directions set.
+ */
+#define IVY_HANGUP 4
+
+/**
+ * `ivy_fd_poll` revents bit: the fd is in error (the next operation on it
+ * reports which). Reported only, never asked for; comes with the asked
+ * directions set.
+ */
+#define IVY_ERROR 8
+
+/**
  * Capacity of an unbounded queue, for `ivy_queue_new`.
  */
 #define IVY_UNBOUNDED (size_t)~0
@@ -241,6 +255,18 @@ typedef void *(*ivy_task_fn_t)(void *arg);
 typedef struct {
     uint64_t id;
 } ivy_blocking_t;
+
+/**
+ * One entry of `ivy_fd_poll`: an fd, the readiness asked for (`events`:
+ * `IVY_READABLE | IVY_WRITABLE`, at least one) and, after the call, the
+ * readiness found (`revents`: a subset of `events`, plus `IVY_HANGUP` /
+ * `IVY_ERROR`; 0 if not ready).
+ */
+typedef struct {
+    int fd;
+    int events;
+    int revents;
+} ivy_pollfd_t;
 
 /**
  * A handle to a queue of `void *` items.
@@ -684,6 +710,33 @@ int ivy_blocking_join(ivy_blocking_t b, void **result, int64_t deadline);
  * `IVY_EBADF`, `IVY_EBUSY` (being joined).
  */
 int ivy_blocking_detach(ivy_blocking_t b);
+
+/**
+ * Waits until at least one of the `n` fds in `fds` is ready as asked, or
+ * `deadline`; like `poll(2)` over ivy's reactor. Stores in every entry's
+ * `revents` what it is ready for (0: not ready) and in `*nready` how many
+ * entries are ready. Parks the task (its worker runs others); on a plain
+ * thread it blocks in `poll(2)`. A passed deadline looks once without
+ * waiting. The fds stay the caller's: none is closed, none keeps a
+ * registration after the call, and closing one during the wait (from another
+ * task or thread) disturbs nothing: its open file is still watched while a
+ * dup keeps it open, and simply leaves the wait once closed for good. The
+ * same fd may appear in several entries. With `n` 0 the call waits until the
+ * deadline (`fds` may then be NULL).
+ *
+ * Returns 0 when at least one entry is ready. Errors: `IVY_ETIMEDOUT` (the
+ * deadline passed with nothing ready: `*nready` and every `revents` are 0),
+ * `IVY_ECANCELED` (the task was cancelled; `*nready` and every `revents` 0),
+ * `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a negative fd, an
+ * entry whose `events` is 0 or has bits other than `IVY_READABLE |
+ * IVY_WRITABLE`, a bad deadline; nothing is written), `IVY_EBADF` (an fd is
+ * not open), other OS errors as `-errno`.
+ *
+ * # Safety
+ * `fds` is `NULL` or valid for reads and writes of `n` entries, not used by
+ * anything else during the call; `nready` is `NULL` or writable.
+ */
+int ivy_fd_poll(ivy_pollfd_t *fds, size_t n, size_t *nready, int64_t deadline);
 
 /**
  * Creates a FIFO queue holding at most `capacity` items (`IVY_UNBOUNDED`: no

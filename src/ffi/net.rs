@@ -31,7 +31,7 @@ use crate::io::WaitError;
 use crate::net::addr::try_each;
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
-fn net_error(e: WaitError) -> c_int {
+pub(super) fn net_error(e: WaitError) -> c_int {
     match e {
         WaitError::Cancelled => IVY_ECANCELED,
         WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,

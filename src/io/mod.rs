@@ -65,6 +65,7 @@
 //! buy that; ivy's own sockets own their fd and register it directly.
 
 pub(crate) mod fd;
+pub(crate) mod poll;
 pub(crate) mod registration;
 pub(crate) mod token;
 
