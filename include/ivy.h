@@ -169,7 +169,8 @@ typedef enum {
     IVY_ECANCELED = -125,
     /**
      * The object was closed: a closed queue (puts; gets once drained), an
-     * exhausted or closing generator, a runtime shutting down (spawns).
+     * exhausted or closing generator, a runtime shutting down (spawns), a
+     * socket closed by another task or thread while a call was blocked on it.
      */
     IVY_ECLOSED = -1001,
     /**
@@ -550,7 +551,11 @@ int ivy_tcp_listener_port(ivy_tcp_listener_t l, uint16_t *port);
 int ivy_tcp_accept(ivy_tcp_listener_t l, ivy_tcp_stream_t *out, int64_t deadline);
 
 /**
- * Closes the listener and frees the handle. Errors: `IVY_EBADF`.
+ * Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
+ * it (in any task or thread) returns `IVY_ECLOSED` at once; the port stops
+ * listening at once (a new connect is refused, connections queued but not
+ * accepted are reset). The fd is released as soon as no call uses it.
+ * Errors: `IVY_EBADF`.
  */
 int ivy_tcp_listener_close(ivy_tcp_listener_t l);
 
@@ -602,8 +607,10 @@ int ivy_tcp_write_all(ivy_tcp_stream_t s, const void *buf, size_t len, int64_t d
 int ivy_tcp_shutdown(ivy_tcp_stream_t s, int how);
 
 /**
- * Closes the stream and frees the handle (the socket closes once no other call
- * is using it). Errors: `IVY_EBADF`.
+ * Closes the stream and frees the handle. Every read or write blocked on it (in
+ * any task or thread) returns `IVY_ECLOSED` at once, and the socket is shut
+ * down in both directions, so the peer reads EOF at once. The fd is released
+ * as soon as no call uses it. Errors: `IVY_EBADF`.
  */
 int ivy_tcp_close(ivy_tcp_stream_t s);
 
@@ -659,7 +666,9 @@ int ivy_udp_recv_from(ivy_udp_socket_t s,
                       int64_t deadline);
 
 /**
- * Closes the socket and frees the handle. Errors: `IVY_EBADF`.
+ * Closes the socket and frees the handle. Every send or receive blocked on it
+ * (in any task or thread) returns `IVY_ECLOSED` at once. The fd is released as
+ * soon as no call uses it. Errors: `IVY_EBADF`.
  */
 int ivy_udp_close(ivy_udp_socket_t s);
 

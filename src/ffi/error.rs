@@ -49,7 +49,8 @@ pub enum ivy_error_t {
     /// was cancelled before it produced a result (from `ivy_task_join`).
     IVY_ECANCELED = -125,
     /// The object was closed: a closed queue (puts; gets once drained), an
-    /// exhausted or closing generator, a runtime shutting down (spawns).
+    /// exhausted or closing generator, a runtime shutting down (spawns), a
+    /// socket closed by another task or thread while a call was blocked on it.
     IVY_ECLOSED = -1001,
     /// Rust code inside ivy panicked; the call did not complete. This is a bug in
     /// ivy; the panic message was printed to stderr.

@@ -9,11 +9,16 @@
 //! OS errors come back as `-errno` (e.g. `-ECONNREFUSED`); `ivy_strerror` does
 //! not know them, `strerror(-code)` does.
 //!
-//! Sockets are handles: closing one (`ivy_tcp_close`) frees the handle; a call
-//! blocked on the socket in another task keeps it open until that call returns
-//! (the handle table hands out `Arc`s), so a close never frees memory under a
-//! waiting call. Reads and writes on one stream may run concurrently from two
-//! tasks (one reading, one writing).
+//! Sockets are handles. Closing one (`ivy_tcp_close`, like libdill's `hclose`)
+//! frees the handle and closes the socket for everyone at once: every call
+//! blocked on it in another task or thread returns `IVY_ECLOSED` promptly, the
+//! peer sees EOF, a listener stops listening. The mechanism is the Rust
+//! layer's (`Socket::close` in `crate::net`): a call in flight holds an `Arc`
+//! (the handle table hands them out), so a close never frees memory under a
+//! waiting call, and the fd number is released when the last `Arc` drops (the
+//! woken calls drop theirs at once) — never while a call could still use it.
+//! Reads and writes on one stream may run concurrently from two tasks (one
+//! reading, one writing).
 
 use std::ffi::CStr;
 use std::net::SocketAddr;
@@ -36,6 +41,7 @@ pub(super) fn net_error(e: WaitError) -> c_int {
         WaitError::Cancelled => IVY_ECANCELED,
         WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
         WaitError::Io(e) => io_error(&e),
+        WaitError::Closed => IVY_ECLOSED,
     }
 }
 
@@ -165,10 +171,14 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     })
 }
 
-/// Closes the listener and frees the handle. Errors: `IVY_EBADF`.
+/// Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
+/// it (in any task or thread) returns `IVY_ECLOSED` at once; the port stops
+/// listening at once (a new connect is refused, connections queued but not
+/// accepted are reset). The fd is released as soon as no call uses it.
+/// Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
-    guard(|| LISTENERS.remove(l.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| LISTENERS.remove(l.id).map(|l| l.close()).ok_or(IVY_EBADF))
 }
 
 /// Connects to `addr`, trying each resolved address in turn, until `deadline`,
@@ -313,11 +323,13 @@ pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
     })
 }
 
-/// Closes the stream and frees the handle (the socket closes once no other call
-/// is using it). Errors: `IVY_EBADF`.
+/// Closes the stream and frees the handle. Every read or write blocked on it (in
+/// any task or thread) returns `IVY_ECLOSED` at once, and the socket is shut
+/// down in both directions, so the peer reads EOF at once. The fd is released
+/// as soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_close(s: ivy_tcp_stream_t) -> c_int {
-    guard(|| STREAMS.remove(s.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| STREAMS.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
 }
 
 // ---------------------------------------------------------------------------
@@ -445,10 +457,12 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
     })
 }
 
-/// Closes the socket and frees the handle. Errors: `IVY_EBADF`.
+/// Closes the socket and frees the handle. Every send or receive blocked on it
+/// (in any task or thread) returns `IVY_ECLOSED` at once. The fd is released as
+/// soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_udp_close(s: ivy_udp_socket_t) -> c_int {
-    guard(|| UDP.remove(s.id).map(drop).ok_or(IVY_EBADF))
+    guard(|| UDP.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
 }
 
 // ---------------------------------------------------------------------------

@@ -10,10 +10,23 @@
 //!   the bits before it takes that lock. So either the waiter sees the bit or the
 //!   dispatcher sees the waiter: no lost wake-up.
 //! * Every waiter removes itself when it stops waiting (ready, timed out,
-//!   cancelled, scope elapsed), so nothing keeps a dead task alive.
+//!   cancelled, scope elapsed, closed), so nothing keeps a dead task alive.
+//! * `IoState::closed` is set once (`close`) and never cleared. `close` sets it
+//!   before it takes `waiters`' lock and wakes every waiter of both directions; a
+//!   waiter checks it under that lock before it parks and again after every
+//!   wake-up. So, as for readiness, either the waiter sees the flag or `close`
+//!   sees the waiter: a close racing with a park is never lost. `do_io` checks it
+//!   before every attempt, so a closed registration runs no more operations.
+//!   Plain threads wait in `poll(2)` on the fd itself, outside these lists: the
+//!   socket layer shuts the socket down right after `close` (`Socket::close`),
+//!   which makes `poll` report a hang-up, and the thread then sees the flag.
+//! * A passed deadline is a non-blocking try: `do_io` runs the operation once
+//!   even when the readiness bits say it would block (an event may not have been
+//!   dispatched yet), and `wait` polls the fd with a zero timeout instead of
+//!   trusting the bits; only then does the wait report `TimedOut`.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -55,6 +68,9 @@ pub(crate) enum WaitError {
     TimedOut,
     /// The operation itself failed.
     Io(std::io::Error),
+    /// The object waited on was closed (`Registration::close`), before or during
+    /// the call. The C ABI reports `IVY_ECLOSED`.
+    Closed,
 }
 
 impl From<Interrupted> for WaitError {
@@ -83,6 +99,9 @@ impl WaitError {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out")
             }
             WaitError::Io(e) => e,
+            WaitError::Closed => {
+                std::io::Error::new(std::io::ErrorKind::NotConnected, "socket closed")
+            }
         }
     }
 }
@@ -110,6 +129,8 @@ pub(crate) fn event_readiness(event: &mio::event::Event) -> usize {
 pub(crate) struct IoState {
     readiness: AtomicUsize,
     waiters: Mutex<Waiters>,
+    /// Set once by `close`, never cleared (see the module comment).
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -132,7 +153,25 @@ impl IoState {
         IoState {
             readiness: AtomicUsize::new(initial & BITS),
             waiters: Mutex::new(Waiters::default()),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the state closed and wakes every waiter of both directions; each
+    /// returns `WaitError::Closed`. Idempotent.
+    pub(crate) fn close(&self) {
+        // Before the lock: a waiter that registers after we drained the lists
+        // checks the flag under the same lock and sees it.
+        self.closed.store(true, Ordering::SeqCst);
+        let mut guard = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let waiters = &mut *guard;
+        for w in waiters.read.drain(..).chain(waiters.write.drain(..)) {
+            w.unpark();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Records readiness (from the worker's poll: `event_readiness`) and wakes
@@ -197,6 +236,10 @@ impl IoState {
         loop {
             {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if self.is_closed() {
+                    remove_waiter(&mut waiters, &me);
+                    return Err(WaitError::Closed);
+                }
                 let ready = self.ready_bits() & mask;
                 if ready != 0 {
                     remove_waiter(&mut waiters, &me);
@@ -216,6 +259,9 @@ impl IoState {
             if parked.is_err() || timed_out {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
                 remove_waiter(&mut waiters, &me);
+                if self.is_closed() {
+                    return Err(WaitError::Closed);
+                }
                 // Readiness that raced with the interruption wins: report it, so
                 // the caller's operation runs and no event is lost to a timeout.
                 let ready = self.ready_bits() & mask;
@@ -317,9 +363,14 @@ impl Registration {
         if worker::io_budget_spent() {
             park::yield_now()?;
         }
+        // A deadline already passed: try once whatever the bits say.
+        let mut try_anyway = deadline.is_some_and(|d| Instant::now() >= d);
         loop {
+            if self.state.is_closed() {
+                return Err(WaitError::Closed);
+            }
             let snapshot = self.state.snapshot();
-            if snapshot & bit != 0 {
+            if snapshot & bit != 0 || std::mem::take(&mut try_anyway) {
                 match op() {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         self.state.clear(snapshot, bit);
@@ -346,14 +397,34 @@ impl Registration {
 
     /// Waits until the fd is ready for any direction in `mask`; returns the ready
     /// bits. Used for connect completion and by `ivy::io` for foreign fds.
+    /// A passed `deadline` polls the fd once without blocking (its readiness
+    /// may not have been dispatched to the bits yet). `WaitError::Closed` once
+    /// the registration is closed.
     pub(crate) fn wait(&self, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
-        match current_reactor() {
-            Some(r) => {
+        if self.state.is_closed() {
+            return Err(WaitError::Closed);
+        }
+        let passed = deadline.is_some_and(|d| Instant::now() >= d);
+        let r = match current_reactor() {
+            Some(r) if !passed => {
                 self.ensure_registered(&r)?;
                 self.state.wait_task(mask, deadline)
             }
-            None => crate::io::fd::poll_thread(self.fd, mask, deadline),
+            _ => crate::io::fd::poll_thread(self.fd, mask, deadline),
+        };
+        if self.state.is_closed() {
+            return Err(WaitError::Closed);
         }
+        r
+    }
+
+    /// Closes the registration for every user: marks it closed and wakes every
+    /// task waiting on it (both directions) with `WaitError::Closed`; every later
+    /// `do_io` / `wait` fails the same way. Neither deregisters nor closes the fd
+    /// (the owner does, on drop). Waiters on plain threads block in `poll(2)`
+    /// and are woken by the owner shutting the socket down (`Socket::close`).
+    pub(crate) fn close(&self) {
+        self.state.close();
     }
 
     /// Assumes the fd ready in both directions: the next operations just try.

@@ -17,6 +17,18 @@
 //! Sharing: `try_clone` and `split` hand out more handles to the *same* socket
 //! (shared ownership, no new fd); the socket is closed when the last handle
 //! drops. One task may read while another writes.
+//!
+//! Closing while others wait (crate-internal `close`, what the C ABI's
+//! `ivy_tcp_close` & co. call, like libdill's `hclose`): a handle table hands out
+//! `Arc`s, so a call blocked on the socket keeps it alive after its handle is
+//! freed. `close` therefore does not wait for the last `Arc`: it marks the
+//! registration closed (every waiting task wakes with `WaitError::Closed`, and
+//! every later call fails so), then `shutdown(SHUT_RDWR)`s the socket, which
+//! sends the peer its EOF, makes a listener stop listening (new connects are
+//! refused, queued ones reset) and wakes plain threads blocked in `poll(2)` on
+//! it. The fd number itself is released when the last `Arc` drops, which the
+//! woken waiters do at once; keeping it open until then means no call ever runs
+//! on an fd number that was closed and reused by someone else.
 
 pub(crate) mod addr;
 mod tcp;
@@ -141,6 +153,20 @@ impl<T: AsRawFd> Socket<T> {
 
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.io.as_raw_fd()
+    }
+
+    /// Closes the socket for every holder (see the module comment): wakes every
+    /// waiter with `WaitError::Closed`, fails every later operation so, and
+    /// shuts the socket down (peer EOF, listener stops listening, plain-thread
+    /// pollers wake). The fd closes when the last owner drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.reg.close();
+        // After marking closed: a plain thread woken by the shutdown sees the
+        // flag. Errors are ignored: an unconnected socket reports ENOTCONN but
+        // is still marked shut down, which wakes its pollers (Linux).
+        // SAFETY: `shutdown` on the fd this socket owns (open until it drops);
+        // it only changes the socket's state.
+        unsafe { libc::shutdown(self.io.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }
 

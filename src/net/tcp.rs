@@ -89,6 +89,15 @@ impl TcpListener {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
     }
+
+    /// Closes the listener for every holder (crate-internal; the C ABI's close,
+    /// see `crate::net`): every accept blocked on it returns `WaitError::Closed`
+    /// at once, every later call fails so, and the socket stops listening (new
+    /// connects are refused, queued ones reset). The fd is released when the
+    /// last holder drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
+    }
 }
 
 /// The iterator of [`TcpListener::incoming`].
@@ -247,6 +256,15 @@ impl TcpStream {
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
+    }
+
+    /// Closes the stream for every handle sharing it (clones, halves; the C
+    /// ABI's close, see `crate::net`): every read or write blocked on it returns
+    /// `WaitError::Closed` at once, every later call fails so, and the socket is
+    /// shut down in both directions (the peer reads EOF). The fd is released
+    /// when the last handle drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 
     /// Read timeout (like std): a read that waits longer fails with `TimedOut`.

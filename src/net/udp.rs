@@ -147,6 +147,14 @@ impl UdpSocket {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
     }
+
+    /// Closes the socket for every handle sharing it (the C ABI's close, see
+    /// `crate::net`): every send or receive blocked on it returns
+    /// `WaitError::Closed` at once, and every later call fails so. The fd is
+    /// released when the last handle drops. Idempotent.
+    pub(crate) fn close(&self) {
+        self.inner.close();
+    }
 }
 
 impl fmt::Debug for UdpSocket {

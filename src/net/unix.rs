@@ -62,6 +62,16 @@ impl UnixListener {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
     }
+
+    /// Closes the listener for every holder (crate-internal; the C ABI's close,
+    /// see `crate::net`): every accept blocked on it returns `WaitError::Closed`
+    /// at once, every later call fails so, and the socket is shut down (new
+    /// connects are refused). The fd (and the socket file, which ivy never
+    /// unlinks) stays until the last holder drops. Idempotent.
+    #[allow(dead_code)] // used by the C ABI
+    pub(crate) fn close(&self) {
+        self.inner.close();
+    }
 }
 
 /// The iterator of [`UnixListener::incoming`].
@@ -181,6 +191,16 @@ impl UnixStream {
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
+    }
+
+    /// Closes the stream for every handle sharing it (the C ABI's close, see
+    /// `crate::net`): every read or write blocked on it returns
+    /// `WaitError::Closed` at once, every later call fails so, and the socket is
+    /// shut down (the peer reads EOF). The fd is released when the last handle
+    /// drops. Idempotent.
+    #[allow(dead_code)] // used by the C ABI
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
@@ -337,6 +357,15 @@ impl UnixDatagram {
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.inner.get().take_error()
+    }
+
+    /// Closes the socket for every handle sharing it (the C ABI's close, see
+    /// `crate::net`): every send or receive blocked on it returns
+    /// `WaitError::Closed` at once, and every later call fails so. The fd is
+    /// released when the last handle drops. Idempotent.
+    #[allow(dead_code)] // used by the C ABI
+    pub(crate) fn close(&self) {
+        self.inner.close();
     }
 }
 
