@@ -48,6 +48,8 @@ pub(crate) enum Kind {
     TcpListener = 13,
     TcpStream = 14,
     UdpSocket = 15,
+    UnixListener = 16,
+    UnixStream = 17,
     #[cfg(test)]
     Test = 255,
 }

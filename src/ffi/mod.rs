@@ -35,6 +35,7 @@ pub(crate) mod runtime;
 pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;
+pub(crate) mod unix;
 pub(crate) mod version;
 
 use std::os::raw::{c_char, c_int};
@@ -50,6 +51,7 @@ pub use runtime::*;
 pub use sync::*;
 pub use task::*;
 pub use time::*;
+pub use unix::*;
 pub use version::*;
 
 /// Runs the body of an exported function: `Ok(())` becomes `0`, `Err(code)` the
