@@ -196,7 +196,10 @@ pub unsafe extern "C" fn ivy_unix_connect(
 /// # Safety
 /// `a` and `b` are `NULL` or writable.
 #[no_mangle]
-pub unsafe extern "C" fn ivy_unix_pair(a: *mut ivy_unix_stream_t, b: *mut ivy_unix_stream_t) -> c_int {
+pub unsafe extern "C" fn ivy_unix_pair(
+    a: *mut ivy_unix_stream_t,
+    b: *mut ivy_unix_stream_t,
+) -> c_int {
     guard(|| {
         let a = out_ptr(a)?;
         let b = out_ptr(b)?;

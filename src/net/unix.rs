@@ -488,7 +488,12 @@ impl UnixStream {
         let mut done = 0;
         while done < buf.len() {
             match self.read_until(&mut buf[done..], deadline) {
-                Ok(0) => return (done, Err(io::Error::from(io::ErrorKind::UnexpectedEof).into())),
+                Ok(0) => {
+                    return (
+                        done,
+                        Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                    )
+                }
                 Ok(n) => done += n,
                 Err(e) => return (done, Err(e)),
             }
@@ -519,7 +524,12 @@ impl UnixStream {
 /// asked, and switches it to non-blocking mode (the last step, so a refused fd
 /// is left as it was).
 fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
-    let wrong = || io::Error::new(io::ErrorKind::InvalidInput, "ivy: not a Unix-domain stream socket of the asked kind");
+    let wrong = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ivy: not a Unix-domain stream socket of the asked kind",
+        )
+    };
     let opt = |name: libc::c_int| -> io::Result<libc::c_int> {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -527,7 +537,13 @@ fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
         // socklen_t; an fd that is not a socket gives ENOTSOCK, one that is not
         // open EBADF.
         let r = unsafe {
-            libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len)
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
         };
         if r != 0 {
             return Err(io::Error::last_os_error());
