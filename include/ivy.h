@@ -195,6 +195,12 @@ typedef enum {
 } ivy_queue_select_kind_t;
 
 /**
+ * What [`poll`] waits for on one fd: [`Interest::READABLE`],
+ * [`Interest::WRITABLE`], or both (`READABLE | WRITABLE`).
+ */
+typedef struct Interest Interest;
+
+/**
  * What a generator's body yields through; valid only inside that body.
  */
 typedef struct {
@@ -431,6 +437,10 @@ typedef struct {
 typedef struct {
     uint64_t id;
 } ivy_unix_stream_t;
+
+
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -747,13 +757,14 @@ int ivy_blocking_detach(ivy_blocking_t b);
  * same fd may appear in several entries. With `n` 0 the call waits until the
  * deadline (`fds` may then be NULL).
  *
- * Returns 0 when at least one entry is ready. Errors: `IVY_ETIMEDOUT` (the
- * deadline passed with nothing ready: `*nready` and every `revents` are 0),
- * `IVY_ECANCELED` (the task was cancelled; `*nready` and every `revents` 0),
- * `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a negative fd, an
- * entry whose `events` is 0 or has bits other than `IVY_READABLE |
- * IVY_WRITABLE`, a bad deadline; nothing is written), `IVY_EBADF` (an fd is
- * not open), other OS errors as `-errno`.
+ * Returns 0 when at least one entry is ready. On every error but
+ * `IVY_EINVAL`, `*nready` and every `revents` are 0. Errors: `IVY_ETIMEDOUT`
+ * (the deadline passed with nothing ready), `IVY_ECANCELED` (the task was
+ * cancelled), `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a
+ * negative fd, an entry whose `events` is 0 or has bits other than
+ * `IVY_READABLE | IVY_WRITABLE`, a bad deadline: nothing is written; also
+ * `n` above the process's fd limit, `RLIMIT_NOFILE`, as for `poll(2)`),
+ * `IVY_EBADF` (an fd is not open), other OS errors as `-errno`.
  *
  * # Safety
  * `fds` is `NULL` or valid for reads and writes of `n` entries, not used by

@@ -58,13 +58,14 @@ pub struct ivy_pollfd_t {
 /// same fd may appear in several entries. With `n` 0 the call waits until the
 /// deadline (`fds` may then be NULL).
 ///
-/// Returns 0 when at least one entry is ready. Errors: `IVY_ETIMEDOUT` (the
-/// deadline passed with nothing ready: `*nready` and every `revents` are 0),
-/// `IVY_ECANCELED` (the task was cancelled; `*nready` and every `revents` 0),
-/// `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a negative fd, an
-/// entry whose `events` is 0 or has bits other than `IVY_READABLE |
-/// IVY_WRITABLE`, a bad deadline; nothing is written), `IVY_EBADF` (an fd is
-/// not open), other OS errors as `-errno`.
+/// Returns 0 when at least one entry is ready. On every error but
+/// `IVY_EINVAL`, `*nready` and every `revents` are 0. Errors: `IVY_ETIMEDOUT`
+/// (the deadline passed with nothing ready), `IVY_ECANCELED` (the task was
+/// cancelled), `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a
+/// negative fd, an entry whose `events` is 0 or has bits other than
+/// `IVY_READABLE | IVY_WRITABLE`, a bad deadline: nothing is written; also
+/// `n` above the process's fd limit, `RLIMIT_NOFILE`, as for `poll(2)`),
+/// `IVY_EBADF` (an fd is not open), other OS errors as `-errno`.
 ///
 /// # Safety
 /// `fds` is `NULL` or valid for reads and writes of `n` entries, not used by
@@ -108,7 +109,10 @@ pub unsafe extern "C" fn ivy_fd_poll(
                 ready: 0,
             });
         }
-        let result = wait_fds_ready(&mut entries, d);
+        let result = wait_fds_ready(&mut entries, d).map_err(net_error);
+        if result == Err(IVY_EINVAL) {
+            return result.map(drop); // nothing written, as for the checks above
+        }
         let mut count = 0;
         for (f, e) in fds.iter_mut().zip(&entries) {
             let ready = if result.is_ok() { e.ready } else { 0 };
@@ -127,6 +131,6 @@ pub unsafe extern "C" fn ivy_fd_poll(
         }
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(nready, count) };
-        result.map(drop).map_err(net_error)
+        result.map(drop)
     })
 }

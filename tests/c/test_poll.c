@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -378,6 +380,45 @@ static void poll_invalid_body(void) {
     CHECK_EQ(fd.revents, 0);
 }
 
+/* More entries than the fd limit: IVY_EINVAL, as poll(2) says, and nothing written. */
+static void test_poll_over_fd_limit(void) {
+    struct rlimit old, low;
+    ivy_pollfd_t fds[65];
+    size_t nready = 77;
+    int p[2], i;
+    CHECK_EQ(pipe(p), 0);
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 64;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (i = 0; i < 65; i++) {
+        fds[i].fd = p[0];
+        fds[i].events = IVY_READABLE;
+        fds[i].revents = 77;
+    }
+    {
+        /* What poll(2) itself says (valgrind keeps a limit of its own, which its
+         * poll does not apply: then there is nothing to compare). */
+        struct pollfd pfds[65];
+        int rc;
+        for (i = 0; i < 65; i++) {
+            pfds[i].fd = p[0];
+            pfds[i].events = POLLIN;
+        }
+        rc = poll(pfds, 65, 0);
+        if (rc < 0 && errno == EINVAL) {
+            CHECK_EQ(ivy_fd_poll(fds, 65, &nready, 0), IVY_EINVAL);
+            CHECK_EQ(nready, 77);
+            CHECK_EQ(fds[0].revents, 77);
+        }
+    }
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* within the limit, the same fd many times is fine */
+    CHECK_EQ(ivy_fd_poll(fds, 65, &nready, 0), IVY_ETIMEDOUT);
+    CHECK_EQ(close(p[0]), 0);
+    CHECK_EQ(close(p[1]), 0);
+}
+
 static void *poll_invalid_task(void *arg) {
     (void)arg;
     poll_invalid_body();
@@ -573,6 +614,7 @@ int main(void) {
     RUN(test_poll_timeout_on_thread);
     RUN(test_poll_on_thread);
     RUN(test_poll_invalid_arguments);
+    RUN(test_poll_over_fd_limit);
     RUN(test_poll_cancelled);
     RUN(test_poll_fd_closed_mid_wait);
     RUN(test_poll_leaves_no_fd);
