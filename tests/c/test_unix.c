@@ -403,6 +403,69 @@ static void test_unix_passed_deadline_in_task(void) { h_run(2, passed_deadline_t
 
 static void test_unix_passed_deadline_on_thread(void) { passed_deadline_task(NULL); }
 
+/* ---- a full backlog: a passed deadline tries once, a later one retries ------------------ */
+
+struct connector {
+    const char *path;
+    ivy_unix_stream_t s;
+    int entered;
+    int rc;
+};
+
+static void *connect_forever(void *arg) {
+    struct connector *c = arg;
+    H_ATOMIC_STORE(&c->entered, 1);
+    c->rc = ivy_unix_connect(c->path, &c->s, IVY_FOREVER);
+    return NULL;
+}
+
+static void *backlog_main(void *arg) {
+    enum { MAX = 64 };
+    char path[96];
+    struct sockaddr_un addr;
+    ivy_unix_listener_t l;
+    ivy_unix_stream_t c[MAX], acc;
+    struct connector late;
+    ivy_task_t t;
+    int raw, k, rc = 0, queued;
+    int64_t start;
+    (void)arg;
+    new_path(path, sizeof path);
+    raw = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(raw >= 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    strcpy(addr.sun_path, path);
+    CHECK_EQ(bind(raw, (struct sockaddr *)&addr, sizeof addr), 0);
+    CHECK_EQ(listen(raw, 1), 0); /* a tiny backlog, kept by the adoption */
+    OK(ivy_unix_listener_from_fd(raw, &l));
+    for (k = 0; k < MAX; k++)
+        if ((rc = ivy_unix_connect(path, &c[k], 0)) != 0) break;
+    queued = k;
+    CHECK_EQ(rc, IVY_ETIMEDOUT); /* full: one try, no wait */
+    CHECK(queued >= 1 && queued < MAX);
+    start = ivy_time_now();
+    CHECK_EQ(ivy_unix_connect(path, &acc, start + 100), IVY_ETIMEDOUT);
+    CHECK(ivy_time_now() >= start + 100);
+    /* A connect waiting on the full backlog succeeds once an accept makes room. */
+    memset(&late, 0, sizeof late);
+    late.path = path;
+    late.rc = 1;
+    OK(ivy_task_spawn(connect_forever, &late, NULL, &t));
+    yield_until(&late.entered);
+    OK(ivy_unix_accept(l, &acc, ivy_time_now() + 5000));
+    OK(ivy_task_join(t, NULL, IVY_FOREVER));
+    CHECK_EQ(late.rc, 0);
+    OK(ivy_unix_close(late.s));
+    OK(ivy_unix_close(acc));
+    for (k = 0; k < queued; k++) OK(ivy_unix_close(c[k]));
+    OK(ivy_unix_listener_close(l));
+    CHECK_EQ(unlink(path), 0);
+    return NULL;
+}
+
+static void test_unix_connect_full_backlog(void) { h_run(1, backlog_main, NULL); }
+
 /* ---- zero-length writes, read_exact at EOF ----------------------------------------------- */
 
 static void zero_and_eof_body(void) {
@@ -636,6 +699,7 @@ int main(void) {
     RUN(test_unix_close_from_thread);
     RUN(test_unix_passed_deadline_in_task);
     RUN(test_unix_passed_deadline_on_thread);
+    RUN(test_unix_connect_full_backlog);
     RUN(test_unix_zero_length_and_eof);
     RUN(test_unix_from_fd_and_fd);
     RUN(test_unix_invalid_arguments);
