@@ -103,3 +103,81 @@ fn scope_deadline_and_cancellation() {
         assert!(waiter.join().unwrap_err().is_cancelled());
     });
 }
+
+/// The soundness round's rule for `ivy_fd_poll` (see tests/soundness_io.rs):
+/// another thread closes a waited-on fd while a dup keeps its open file alive,
+/// and that file keeps making events. The waiter wakes once, for that file;
+/// the call leaves no registration, and the events that keep coming afterwards
+/// reach nothing.
+#[test]
+fn c_fd_poll_close_while_waiting_with_a_dup_alive() {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+    fn pipe() -> (std::fs::File, std::fs::File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array we own.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both fds are fresh and owned by nobody else.
+        unsafe {
+            (
+                OwnedFd::from_raw_fd(fds[0]).into(),
+                OwnedFd::from_raw_fd(fds[1]).into(),
+            )
+        }
+    }
+    rt(1).block_on(|| {
+        for round in 0..20 {
+            let (rx, mut tx) = pipe();
+            let (other_rx, _other_tx) = pipe();
+            let keep = rx.try_clone().unwrap(); // a dup: the file stays open
+            let fd = rx.into_raw_fd();
+            let other = other_rx.as_raw_fd();
+            let waiter = ivy::spawn(move || {
+                let mut fds = [
+                    ivy::ffi::ivy_pollfd_t {
+                        fd: other,
+                        events: ivy::ffi::IVY_READABLE,
+                        revents: -1,
+                    },
+                    ivy::ffi::ivy_pollfd_t {
+                        fd,
+                        events: ivy::ffi::IVY_READABLE,
+                        revents: -1,
+                    },
+                ];
+                let mut n = 0;
+                // SAFETY: `fds` holds 2 entries and `n` is writable.
+                let rc = unsafe { ivy::ffi::ivy_fd_poll(fds.as_mut_ptr(), 2, &mut n, -1) };
+                (rc, n, fds[0].revents, fds[1].revents)
+            });
+            while ivy::io::registrations() != 1 {
+                ivy::sleep(ms(1)); // the waiter's set is registered: it waits
+            }
+            std::thread::spawn(move || {
+                // SAFETY: the test owns `fd` (it was `into_raw_fd`'d) and closes it once.
+                assert_eq!(unsafe { libc::close(fd) }, 0);
+            })
+            .join()
+            .unwrap();
+            tx.write_all(b"a").unwrap();
+            assert_eq!(
+                waiter.join().unwrap(),
+                (0, 1, 0, ivy::ffi::IVY_READABLE),
+                "round {round}"
+            );
+            assert_eq!(ivy::io::registrations(), 0);
+            // Events keep coming for the open file: none may reach anything.
+            let mut keep = keep;
+            for _ in 0..3 {
+                let mut b = [0u8; 8];
+                assert_eq!(keep.read(&mut b).unwrap(), 1);
+                tx.write_all(b"b").unwrap();
+                ivy::sleep(ms(2));
+            }
+            assert_eq!(ivy::io::registrations(), 0);
+            drop(other_rx);
+        }
+    });
+}
