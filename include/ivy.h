@@ -1471,8 +1471,9 @@ int ivy_unix_listener_fd(ivy_unix_listener_t l, int *fd);
  * ivy owns the fd (it is made non-blocking, and closed by `ivy_unix_close`);
  * on any error it stays the caller's, untouched.
  *
- * Errors: `IVY_EINVAL` (`out` NULL; `fd` is not a Unix-domain stream socket,
- * or is a listening one), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (no
+ * Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a
+ * Unix-domain stream socket, or is a listening or unconnected one),
+ * `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (no
  * handle left: the fd was adopted, and is closed).
  *
  * # Safety
@@ -1485,8 +1486,8 @@ int ivy_unix_stream_from_fd(int fd, ivy_unix_stream_t *out);
  * Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
  * stored in `*out`. Ownership as `ivy_unix_stream_from_fd`.
  *
- * Errors: `IVY_EINVAL` (`out` NULL; `fd` is not a listening Unix-domain
- * stream socket), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (as
+ * Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a listening
+ * Unix-domain stream socket), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (as
  * `ivy_unix_stream_from_fd`).
  *
  * # Safety

@@ -427,8 +427,9 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 /// ivy owns the fd (it is made non-blocking, and closed by `ivy_unix_close`);
 /// on any error it stays the caller's, untouched.
 ///
-/// Errors: `IVY_EINVAL` (`out` NULL; `fd` is not a Unix-domain stream socket,
-/// or is a listening one), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (no
+/// Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a
+/// Unix-domain stream socket, or is a listening or unconnected one),
+/// `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (no
 /// handle left: the fd was adopted, and is closed).
 ///
 /// # Safety
@@ -438,7 +439,8 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_stream_t) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let s = UnixStream::from_raw_fd_checked(fd).map_err(|e| io_error(&e))?;
+        // SAFETY: the caller hands the fd over (its contract); it is checked.
+        let s = unsafe { UnixStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
         // The handle table only fails when full; the stream then closes the fd
         // it now owns, which the caller gave up.
         let h = new_stream(s)?;
@@ -451,8 +453,8 @@ pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_s
 /// Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
 /// stored in `*out`. Ownership as `ivy_unix_stream_from_fd`.
 ///
-/// Errors: `IVY_EINVAL` (`out` NULL; `fd` is not a listening Unix-domain
-/// stream socket), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (as
+/// Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a listening
+/// Unix-domain stream socket), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (as
 /// `ivy_unix_stream_from_fd`).
 ///
 /// # Safety
@@ -465,7 +467,8 @@ pub unsafe extern "C" fn ivy_unix_listener_from_fd(
 ) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let l = UnixListener::from_raw_fd_checked(fd).map_err(|e| io_error(&e))?;
+        // SAFETY: the caller hands the fd over (its contract); it is checked.
+        let l = unsafe { UnixListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
         let h = new_listener(l)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(out, h) };

@@ -431,13 +431,17 @@ impl UnixListener {
     }
 
     /// Takes over `fd`, a listening Unix-domain stream socket (checked:
-    /// anything else is `InvalidInput`, an fd that is not open `EBADF`), and
-    /// switches it to non-blocking mode. On an error the fd stays the caller's,
-    /// untouched.
-    pub(crate) fn from_raw_fd_checked(fd: RawFd) -> io::Result<UnixListener> {
+    /// anything else, or a negative fd, is `InvalidInput`; an fd that is not
+    /// open `EBADF`), and switches it to non-blocking mode. On an error the fd
+    /// stays the caller's, untouched.
+    ///
+    /// # Safety
+    /// If `fd` is open, nothing else owns it (nothing else will close it): on
+    /// success the listener does.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<UnixListener> {
         check_unix_stream_fd(fd, true)?;
-        // SAFETY: checked above to be an open socket; from here on ivy owns it
-        // (the caller's contract: ownership passes on success).
+        // SAFETY: checked above to be an open socket; the caller hands its
+        // ownership over (the contract above).
         let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
         Ok(UnixListener {
             inner: Socket::new(mio::net::UnixListener::from_std(l)),
@@ -447,13 +451,18 @@ impl UnixListener {
 
 impl UnixStream {
     /// Takes over `fd`, a connected Unix-domain stream socket (checked:
-    /// anything else, a listener included, is `InvalidInput`, an fd that is not
-    /// open `EBADF`), and switches it to non-blocking mode. On an error the fd
-    /// stays the caller's, untouched.
-    pub(crate) fn from_raw_fd_checked(fd: RawFd) -> io::Result<UnixStream> {
+    /// anything else, a listener or an unconnected socket included, or a
+    /// negative fd, is `InvalidInput`; an fd that is not open `EBADF`), and
+    /// switches it to non-blocking mode. On an error the fd stays the caller's,
+    /// untouched.
+    ///
+    /// # Safety
+    /// If `fd` is open, nothing else owns it (nothing else will close it): on
+    /// success the stream does.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<UnixStream> {
         check_unix_stream_fd(fd, false)?;
-        // SAFETY: checked above to be an open socket; from here on ivy owns it
-        // (the caller's contract: ownership passes on success).
+        // SAFETY: checked above to be an open socket; the caller hands its
+        // ownership over (the contract above).
         let s = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
         Ok(UnixStream::wrap(s))
     }
@@ -520,8 +529,8 @@ impl UnixStream {
     }
 }
 
-/// Checks that `fd` is an open Unix-domain stream socket, listening or not as
-/// asked, and switches it to non-blocking mode (the last step, so a refused fd
+/// Checks that `fd` is an open Unix-domain stream socket, listening or
+/// connected as asked, and switches it to non-blocking mode (the last step, so a refused fd
 /// is left as it was).
 fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
     let wrong = || {
@@ -551,7 +560,10 @@ fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
         Ok(value)
     };
     if fd < 0 {
-        return Err(io::Error::from_raw_os_error(libc::EBADF));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ivy: negative fd",
+        ));
     }
     let domain = match opt(libc::SO_DOMAIN) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => return Err(wrong()),
@@ -562,6 +574,21 @@ fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
         || (opt(libc::SO_ACCEPTCONN)? != 0) != listening
     {
         return Err(wrong());
+    }
+    if !listening {
+        // Connected: it has a peer (unnamed for a `socketpair`).
+        // SAFETY: an all-zero `sockaddr_un` is valid; `addr` and `len` are
+        // valid for writes of the sizes given.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        // SAFETY: as above; getpeername only writes within `len` bytes.
+        if unsafe { libc::getpeername(fd, (&raw mut addr).cast(), &mut len) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOTCONN) {
+                return Err(wrong());
+            }
+            return Err(e);
+        }
     }
     // SAFETY: F_GETFL / F_SETFL on an open fd only change its status flags.
     unsafe {

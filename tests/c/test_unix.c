@@ -569,7 +569,16 @@ static void test_unix_from_fd_and_fd(void) {
     tcp = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(tcp >= 0);
     CHECK_EQ(ivy_unix_stream_from_fd(tcp, &a), IVY_EINVAL);
-    CHECK_EQ(ivy_unix_stream_from_fd(-1, &a), IVY_EBADF);
+    CHECK_EQ(ivy_unix_stream_from_fd(-1, &a), IVY_EINVAL);
+    CHECK_EQ(ivy_unix_listener_from_fd(-1, &l), IVY_EINVAL);
+    {
+        /* a Unix stream socket that is neither connected nor listening */
+        int lone = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(lone >= 0);
+        CHECK_EQ(ivy_unix_stream_from_fd(lone, &a), IVY_EINVAL);
+        CHECK_EQ(ivy_unix_listener_from_fd(lone, &l), IVY_EINVAL);
+        CHECK_EQ(close(lone), 0);
+    }
     CHECK_EQ(close(p[1]), 0);
     CHECK_EQ(ivy_unix_stream_from_fd(p[1], &a), IVY_EBADF); /* closed */
     CHECK_EQ(ivy_unix_stream_from_fd(dg[1], NULL), IVY_EINVAL);
