@@ -47,9 +47,9 @@ pub(crate) enum Kind {
     Barrier = 12,
     TcpListener = 13,
     TcpStream = 14,
-    UdpSocket = 15,
     UnixListener = 16,
     UnixStream = 17,
+    UdpSocket = 15,
     #[cfg(test)]
     Test = 255,
 }
