@@ -70,6 +70,20 @@
 #define IVY_WRITABLE 2
 
 /**
+ * `ivy_fd_poll` revents bit: the peer hung up (a read reaches end of file:
+ * the other end of a pipe or socket closed, or shut down its writing side).
+ * Reported only, never asked for; comes with the asked directions set.
+ */
+#define IVY_HANGUP 4
+
+/**
+ * `ivy_fd_poll` revents bit: the fd is in error (the next operation on it
+ * reports which). Reported only, never asked for; comes with the asked
+ * directions set.
+ */
+#define IVY_ERROR 8
+
+/**
  * Capacity of an unbounded queue, for `ivy_queue_new`.
  */
 #define IVY_UNBOUNDED (size_t)~0
@@ -205,6 +219,12 @@ typedef enum {
 } ivy_queue_select_kind_t;
 
 /**
+ * What [`poll`] waits for on one fd: [`Interest::READABLE`],
+ * [`Interest::WRITABLE`], or both (`READABLE | WRITABLE`).
+ */
+typedef struct Interest Interest;
+
+/**
  * What a generator's body yields through; valid only inside that body.
  */
 typedef struct {
@@ -279,6 +299,18 @@ typedef void *(*ivy_task_fn_t)(void *arg);
 typedef struct {
     uint64_t id;
 } ivy_blocking_t;
+
+/**
+ * One entry of `ivy_fd_poll`: an fd, the readiness asked for (`events`:
+ * `IVY_READABLE | IVY_WRITABLE`, at least one) and, after the call, the
+ * readiness found (`revents`: a subset of `events`, plus `IVY_HANGUP` /
+ * `IVY_ERROR`; 0 if not ready).
+ */
+typedef struct {
+    int fd;
+    int events;
+    int revents;
+} ivy_pollfd_t;
 
 /**
  * A handle to a queue of `void *` items.
@@ -473,6 +505,24 @@ typedef struct {
 typedef struct {
     uint64_t id;
 } ivy_barrier_t;
+
+/**
+ * A handle to a listening Unix-domain stream socket.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_unix_listener_t;
+
+/**
+ * A handle to a connected Unix-domain stream socket.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_unix_stream_t;
+
+
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -1113,6 +1163,34 @@ int ivy_blocking_join(ivy_blocking_t b, void **result, int64_t deadline);
  * `IVY_EBADF`, `IVY_EBUSY` (being joined).
  */
 int ivy_blocking_detach(ivy_blocking_t b);
+
+/**
+ * Waits until at least one of the `n` fds in `fds` is ready as asked, or
+ * `deadline`; like `poll(2)` over ivy's reactor. Stores in every entry's
+ * `revents` what it is ready for (0: not ready) and in `*nready` how many
+ * entries are ready. Parks the task (its worker runs others); on a plain
+ * thread it blocks in `poll(2)`. A passed deadline looks once without
+ * waiting. The fds stay the caller's: none is closed, none keeps a
+ * registration after the call, and closing one during the wait (from another
+ * task or thread) disturbs nothing: its open file is still watched while a
+ * dup keeps it open, and simply leaves the wait once closed for good. The
+ * same fd may appear in several entries. With `n` 0 the call waits until the
+ * deadline (`fds` may then be NULL).
+ *
+ * Returns 0 when at least one entry is ready. On every error but
+ * `IVY_EINVAL`, `*nready` and every `revents` are 0. Errors: `IVY_ETIMEDOUT`
+ * (the deadline passed with nothing ready), `IVY_ECANCELED` (the task was
+ * cancelled), `IVY_EINVAL` (`nready` NULL, `fds` NULL with `n` > 0, a
+ * negative fd, an entry whose `events` is 0 or has bits other than
+ * `IVY_READABLE | IVY_WRITABLE`, a bad deadline: nothing is written; also
+ * `n` above the process's fd limit, `RLIMIT_NOFILE`, as for `poll(2)`),
+ * `IVY_EBADF` (an fd is not open), other OS errors as `-errno`.
+ *
+ * # Safety
+ * `fds` is `NULL` or valid for reads and writes of `n` entries, not used by
+ * anything else during the call; `nready` is `NULL` or writable.
+ */
+int ivy_fd_poll(ivy_pollfd_t *fds, size_t n, size_t *nready, int64_t deadline);
 
 /**
  * Creates a FIFO queue holding at most `capacity` items (`IVY_UNBOUNDED`: no
@@ -1781,6 +1859,177 @@ int ivy_time_sleep(int64_t ms);
  * Returns 0, or `IVY_ECANCELED` if the task has been cancelled.
  */
 int ivy_task_yield(void);
+
+/**
+ * Creates a Unix-domain stream socket bound to `path` and listening (backlog
+ * 4096, capped by `net.core.somaxconn`), and stores its handle in `*out`.
+ * `path` is a file system path, which must not exist yet (the socket file it
+ * creates is the caller's: ivy never removes it, not even on close; unlink it
+ * when done), or `@name` for a Linux abstract socket (no file).
+ *
+ * Errors: `IVY_EINVAL` (`path` or `out` NULL, empty, `"@"`, longer than 107
+ * bytes), `-EADDRINUSE` (the path exists, or the abstract name is taken),
+ * `-ENOENT` / `-EACCES` and other OS errors.
+ *
+ * # Safety
+ * `path` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
+ */
+int ivy_unix_listen(const char *path, ivy_unix_listener_t *out);
+
+/**
+ * Waits until `deadline` for a connection and stores its stream in `*out` (the
+ * caller owns it: `ivy_unix_close`). Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`,
+ * `IVY_ECLOSED` (the listener was closed meanwhile), `IVY_EBADF`, `IVY_EINVAL`,
+ * OS errors (`-EMFILE`, ...; the pending connection stays queued).
+ *
+ * # Safety
+ * `out` is `NULL` or writable.
+ */
+int ivy_unix_accept(ivy_unix_listener_t l, ivy_unix_stream_t *out, int64_t deadline);
+
+/**
+ * Closes the listener and frees the handle: every `ivy_unix_accept` blocked
+ * on it returns `IVY_ECLOSED` at once, and new connects are refused. The
+ * socket file stays (it is the caller's to unlink). Errors: `IVY_EBADF`.
+ */
+int ivy_unix_listener_close(ivy_unix_listener_t l);
+
+/**
+ * Connects to the listener at `path` (a path, or `@name` for an abstract
+ * socket) and stores the stream in `*out`. While the listener's backlog is
+ * full the connect is retried until `deadline` (a passed deadline tries once).
+ * Errors: `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EINVAL` (as
+ * `ivy_unix_listen`), `-ENOENT` (no such file), `-ECONNREFUSED` (nobody
+ * listens there), other OS errors.
+ *
+ * # Safety
+ * `path` is `NULL` or a NUL-terminated string; `out` is `NULL` or writable.
+ */
+int ivy_unix_connect(const char *path, ivy_unix_stream_t *out, int64_t deadline);
+
+/**
+ * Creates a connected pair of streams (`socketpair(2)`) and stores them in
+ * `*a` and `*b`; the caller closes both. Errors: `IVY_EINVAL` (`a` or `b`
+ * NULL), OS errors (`-EMFILE`, ...).
+ *
+ * # Safety
+ * `a` and `b` are `NULL` or writable.
+ */
+int ivy_unix_pair(ivy_unix_stream_t *a, ivy_unix_stream_t *b);
+
+/**
+ * Reads up to `len` bytes into `buf`, waiting until `deadline` for data, and
+ * stores the count in `*n` (0: the peer closed its side). Errors:
+ * `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_ECLOSED` (the stream was closed
+ * meanwhile), `IVY_EBADF`, `IVY_EINVAL` (`buf` or `n` NULL, `len` 0), OS
+ * errors (`-ECONNRESET`, ...).
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_unix_read(ivy_unix_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline);
+
+/**
+ * Reads exactly `len` bytes into `buf` (several reads if needed) before
+ * `deadline`, and stores the count read in `*n` if `n` is not NULL: `len` on
+ * success, what arrived before the error otherwise (that prefix of `buf` is
+ * filled). `len` 0 succeeds at once (`buf` may then be NULL). Errors:
+ * `IVY_ECLOSED` (the peer closed its side before `len` bytes came, or the
+ * stream was closed meanwhile), `IVY_ETIMEDOUT`, `IVY_ECANCELED`, `IVY_EBADF`,
+ * `IVY_EINVAL` (`buf` NULL with `len` > 0), OS errors.
+ *
+ * # Safety
+ * `buf` is writable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_unix_read_exact(ivy_unix_stream_t s, void *buf, size_t len, size_t *n, int64_t deadline);
+
+/**
+ * Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
+ * stores the count written in `*n` (at least 1 on success when `len` > 0; may
+ * be less than `len`). `len` 0 succeeds with `*n` = 0, like `write(2)` (`buf`
+ * may then be NULL). Errors: as `ivy_unix_read`; `-EPIPE` when the peer is
+ * gone.
+ *
+ * # Safety
+ * `buf` is readable for `len` bytes; `n` is `NULL` or writable.
+ */
+int ivy_unix_write(ivy_unix_stream_t s, const void *buf, size_t len, size_t *n, int64_t deadline);
+
+/**
+ * Writes all `len` bytes of `buf` (several writes if needed) before
+ * `deadline`. `len` 0 succeeds at once (`buf` may then be NULL). On error, an
+ * unknown prefix may have been written. Errors: as `ivy_unix_write`.
+ *
+ * # Safety
+ * `buf` is readable for `len` bytes.
+ */
+int ivy_unix_write_all(ivy_unix_stream_t s, const void *buf, size_t len, int64_t deadline);
+
+/**
+ * Shuts down the reading side (`IVY_SHUT_RD`), the writing side
+ * (`IVY_SHUT_WR`: the peer reads end of file) or both (`IVY_SHUT_RDWR`); the
+ * handle stays valid. Errors: `IVY_EINVAL` (bad `how`), `IVY_EBADF`, OS errors.
+ */
+int ivy_unix_shutdown(ivy_unix_stream_t s, int how);
+
+/**
+ * Closes the stream and frees the handle: every read or write blocked on it
+ * in another task or thread returns `IVY_ECLOSED` at once, the peer reads end
+ * of file, and the fd is released once no call uses it any more. Errors:
+ * `IVY_EBADF`.
+ */
+int ivy_unix_close(ivy_unix_stream_t s);
+
+/**
+ * Stores the stream's fd in `*fd`, e.g. for `getsockopt(SO_PEERCRED)` or
+ * `setsockopt`. ivy keeps owning it: do not close it, read or write it behind
+ * ivy's back, or make it blocking; it is valid until `ivy_unix_close`.
+ * Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` NULL).
+ *
+ * # Safety
+ * `fd` is `NULL` or writable.
+ */
+int ivy_unix_stream_fd(ivy_unix_stream_t s, int *fd);
+
+/**
+ * Stores the listener's fd in `*fd` (ivy keeps owning it; see
+ * `ivy_unix_stream_fd`). Errors: `IVY_EBADF`, `IVY_EINVAL` (`fd` NULL).
+ *
+ * # Safety
+ * `fd` is `NULL` or writable.
+ */
+int ivy_unix_listener_fd(ivy_unix_listener_t l, int *fd);
+
+/**
+ * Wraps `fd`, a connected Unix-domain stream socket (from `socketpair(2)`, an
+ * inherited fd, a C library), in a stream handle stored in `*out`. On success
+ * ivy owns the fd (it is made non-blocking, and closed by `ivy_unix_close`);
+ * on any error it stays the caller's, untouched.
+ *
+ * Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a
+ * Unix-domain stream socket, or is a listening or unconnected one),
+ * `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (no
+ * handle left: the fd was adopted, and is closed).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `fd` is not owned by anything else that will
+ * close it.
+ */
+int ivy_unix_stream_from_fd(int fd, ivy_unix_stream_t *out);
+
+/**
+ * Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
+ * stored in `*out`. Ownership as `ivy_unix_stream_from_fd`.
+ *
+ * Errors: `IVY_EINVAL` (`out` NULL, `fd` negative; `fd` is not a listening
+ * Unix-domain stream socket), `IVY_EBADF` (`fd` is not open), `IVY_ENOMEM` (as
+ * `ivy_unix_stream_from_fd`).
+ *
+ * # Safety
+ * `out` is `NULL` or writable; `fd` is not owned by anything else that will
+ * close it.
+ */
+int ivy_unix_listener_from_fd(int fd, ivy_unix_listener_t *out);
 
 /**
  * The version of the loaded library, encoded as `IVY_VERSION` is. Compare it

@@ -47,6 +47,8 @@ pub(crate) enum Kind {
     Barrier = 12,
     TcpListener = 13,
     TcpStream = 14,
+    UnixListener = 16,
+    UnixStream = 17,
     UdpSocket = 15,
     TaskLocalKey = 32,
     DeadlineScope = 33,

@@ -30,12 +30,14 @@ pub(crate) mod group;
 pub(crate) mod handle;
 pub(crate) mod local;
 pub(crate) mod net;
+pub(crate) mod poll;
 pub(crate) mod queue;
 pub(crate) mod runtime;
 pub(crate) mod scope;
 pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;
+pub(crate) mod unix;
 pub(crate) mod version;
 
 use std::os::raw::{c_char, c_int};
@@ -46,12 +48,14 @@ pub use generator::*;
 pub use group::*;
 pub use local::*;
 pub use net::*;
+pub use poll::*;
 pub use queue::*;
 pub use runtime::*;
 pub use scope::*;
 pub use sync::*;
 pub use task::*;
 pub use time::*;
+pub use unix::*;
 pub use version::*;
 
 /// Runs the body of an exported function: `Ok(())` becomes `0`, `Err(code)` the

@@ -64,7 +64,7 @@ use crate::net::addr::{
 };
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
-fn net_error(e: WaitError) -> c_int {
+pub(super) fn net_error(e: WaitError) -> c_int {
     match e {
         // `read_exact` met the peer's EOF first: the stream is closed.
         WaitError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,

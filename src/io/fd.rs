@@ -9,6 +9,86 @@ use super::registration::{Registration, WaitError, READABLE, WRITABLE};
 use crate::park;
 use crate::scope;
 
+/// The `poll(2)` events asking for the directions in `mask`.
+fn poll_events(mask: usize) -> libc::c_short {
+    let mut events: libc::c_short = 0;
+    if mask & READABLE != 0 {
+        events |= libc::POLLIN;
+    }
+    if mask & WRITABLE != 0 {
+        events |= libc::POLLOUT;
+    }
+    events
+}
+
+/// The ready bits of `poll(2)`'s `revents` (error and hang-up count as both
+/// directions, so the caller's next operation reports them), within `mask`;
+/// `EBADF` for a descriptor that is not open (`POLLNVAL`).
+fn poll_ready(revents: libc::c_short, mask: usize) -> Result<usize, WaitError> {
+    if revents & libc::POLLNVAL != 0 {
+        return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+    }
+    let mut ready = 0;
+    if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
+        ready |= READABLE;
+    }
+    if revents & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0 {
+        ready |= WRITABLE;
+    }
+    Ok(ready & mask)
+}
+
+/// The `poll(2)` timeout that waits until `until` (`-1`: no limit), rounded up
+/// so that the call never returns before it.
+pub(crate) fn poll_timeout(until: Option<Instant>) -> libc::c_int {
+    match until {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                0
+            } else {
+                left.as_millis().saturating_add(1).min(i32::MAX as u128) as libc::c_int
+            }
+        }
+    }
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// One non-blocking look at `fd` (`poll(2)` with a zero timeout): the bits of
+/// `mask` it is ready for now, `0` if none.
+fn poll_now(fd: RawFd, mask: usize) -> Result<usize, WaitError> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: poll_events(mask),
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd array of length 1 that we own for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(WaitError::Io(e));
+        }
+        return if n == 0 {
+            Ok(0)
+        } else {
+            poll_ready(pfd.revents, mask)
+        };
+    }
+}
+
 /// Blocks the calling *thread* in `poll(2)` until `fd` is ready for a direction in
 /// `mask`, until `deadline`, or until the thread's `ivy::timeout` scope deadline.
 /// Returns the ready bits (error and hang-up conditions count as both directions,
@@ -18,36 +98,12 @@ pub(crate) fn poll_thread(
     mask: usize,
     deadline: Option<Instant>,
 ) -> Result<usize, WaitError> {
-    let mut events: libc::c_short = 0;
-    if mask & READABLE != 0 {
-        events |= libc::POLLIN;
-    }
-    if mask & WRITABLE != 0 {
-        events |= libc::POLLOUT;
-    }
     loop {
         park::check_interrupt()?;
-        let scope_deadline = scope::current_deadline();
-        let until = match (deadline, scope_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, None) => a,
-            (None, b) => b,
-        };
-        let timeout_ms: libc::c_int = match until {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    0
-                } else {
-                    // Round up so we never wake before the deadline.
-                    left.as_millis().saturating_add(1).min(i32::MAX as u128) as libc::c_int
-                }
-            }
-        };
+        let timeout_ms = poll_timeout(earliest(deadline, scope::current_deadline()));
         let mut pfd = libc::pollfd {
             fd,
-            events,
+            events: poll_events(mask),
             revents: 0,
         };
         // SAFETY: `pfd` is a valid pollfd array of length 1 that we own for the call.
@@ -60,17 +116,7 @@ pub(crate) fn poll_thread(
             return Err(WaitError::Io(e));
         }
         if n > 0 {
-            if pfd.revents & libc::POLLNVAL != 0 {
-                return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
-            }
-            let mut ready = 0;
-            if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
-                ready |= READABLE;
-            }
-            if pfd.revents & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0 {
-                ready |= WRITABLE;
-            }
-            let ready = ready & mask;
+            let ready = poll_ready(pfd.revents, mask)?;
             if ready != 0 {
                 return Ok(ready);
             }
@@ -105,6 +151,19 @@ pub(crate) fn wait_fd(
     }
     if !crate::runtime::worker::in_task() {
         return poll_thread(fd, mask, deadline);
+    }
+    // A look before registering: a ready fd needs no registration (one syscall
+    // instead of five), and a passed deadline makes the call a non-blocking try
+    // that reports what is ready now. A fresh registration learns the fd's
+    // readiness only when the worker next polls, which a passed deadline does
+    // not wait for.
+    park::check_interrupt()?;
+    let ready = poll_now(fd, mask)?;
+    if ready != 0 {
+        return Ok(ready);
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(WaitError::TimedOut);
     }
     // Duplicates that met a stale epoll entry (see below), kept open so the
     // next duplicate gets another number.

@@ -62,14 +62,25 @@
 //! closed after deregistering: the epoll entry is keyed by a number only ivy
 //! closes, its removal always reaches it, and it never removes another file's
 //! entry when the caller's number is closed and reused. Two syscalls per wait
-//! buy that; ivy's own sockets own their fd and register it directly.
+//! buy that; ivy's own sockets own their fd and register it directly. Every
+//! such wait first looks once (`poll(2)` with a zero timeout): an fd that is
+//! ready costs that one syscall and no registration, and a deadline that has
+//! already passed makes the wait a non-blocking try (a fresh registration
+//! would learn the fd's readiness only at the worker's next poll, too late).
+//!
+//! # Many fds
+//! [`poll`] (C: `ivy_fd_poll`) waits for any of many foreign fds with one
+//! deadline: the same first look, then a private epoll set holding all of them,
+//! registered with the worker's poll as one fd ivy owns (`poll.rs` says why
+//! this and not one registration per fd).
 
 pub(crate) mod fd;
+pub(crate) mod poll;
 pub(crate) mod registration;
 pub(crate) mod token;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
 pub(crate) use registration::{or_raise_io, Direction, Registration, WaitError};
@@ -122,6 +133,134 @@ pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()>
 /// Waits until `fd` is writable (or in error); see [`wait_readable`].
 pub fn wait_writable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
     or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), WRITABLE, deadline)).map(|_| ())
+}
+
+/// What [`poll`] waits for on one fd: [`Interest::READABLE`],
+/// [`Interest::WRITABLE`], or both (`READABLE | WRITABLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interest(usize);
+
+impl Interest {
+    /// Readable: data to read, a connection to accept, or end of file.
+    pub const READABLE: Interest = Interest(READABLE);
+    /// Writable: room to write.
+    pub const WRITABLE: Interest = Interest(WRITABLE);
+}
+
+impl std::ops::BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, other: Interest) -> Interest {
+        Interest(self.0 | other.0)
+    }
+}
+
+/// What [`poll`] found an fd ready for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Readiness(usize);
+
+impl Readiness {
+    /// Ready for nothing (the fd was not ready, or the call failed).
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Readable (asked for, and ready; also at end of file or in error).
+    pub fn is_readable(self) -> bool {
+        self.0 & READABLE != 0
+    }
+    /// Writable (asked for, and ready; also in error).
+    pub fn is_writable(self) -> bool {
+        self.0 & WRITABLE != 0
+    }
+    /// The peer hung up: a read reaches end of file (the other end of a pipe
+    /// or socket closed, or shut down its writing side). Reported whatever was
+    /// asked.
+    pub fn is_hangup(self) -> bool {
+        self.0 & poll::HANGUP != 0
+    }
+    /// The fd is in error (the next operation says which). Reported whatever
+    /// was asked.
+    pub fn is_error(self) -> bool {
+        self.0 & poll::ERROR != 0
+    }
+}
+
+/// One fd of [`poll`], borrowed for as long as the entry lives, with its
+/// interest and, after the call, its readiness.
+#[derive(Clone, Copy, Debug)]
+pub struct PollFd<'fd> {
+    fd: BorrowedFd<'fd>,
+    interest: Interest,
+    ready: Readiness,
+}
+
+impl<'fd> PollFd<'fd> {
+    /// An entry waiting for `interest` on `fd` (anything that lends an fd:
+    /// `&File`, `&UnixStream`, `BorrowedFd`, ...).
+    pub fn new<F: AsFd + ?Sized>(fd: &'fd F, interest: Interest) -> PollFd<'fd> {
+        PollFd {
+            fd: fd.as_fd(),
+            interest,
+            ready: Readiness::default(),
+        }
+    }
+
+    /// What the last [`poll`] found this fd ready for.
+    pub fn readiness(&self) -> Readiness {
+        self.ready
+    }
+
+    /// The interest given to [`PollFd::new`].
+    pub fn interest(&self) -> Interest {
+        self.interest
+    }
+}
+
+/// Waits until at least one of `fds` is ready as asked, or until `deadline`;
+/// `poll(2)` over ivy's reactor. Returns how many entries are ready, each
+/// entry's [`PollFd::readiness`] says what for (empty for the others). Parks
+/// the calling task (its worker runs other tasks); on a plain thread it blocks
+/// in `poll(2)`. A `deadline` that has passed looks once without waiting. The
+/// fds stay the caller's and keep no registration after the call. The same fd
+/// may appear in several entries.
+///
+/// Errors: `TimedOut` when `deadline` or the caller's `ivy::timeout` scope
+/// passes with nothing ready; `EBADF` for an fd that is not open (an fd may be
+/// closed meanwhile through another handle to it: its file simply leaves the
+/// wait once closed for good). Cancellation of the calling task unwinds.
+///
+/// ```
+/// use std::io::Write;
+/// use ivy::io::{poll, Interest, PollFd};
+/// let (a_tx, a_rx) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let (mut b_tx, b_rx) = std::os::unix::net::UnixStream::pair().unwrap();
+/// ivy::run(move || {
+///     let waiter = ivy::spawn(move || {
+///         let mut fds = [
+///             PollFd::new(&a_rx, Interest::READABLE),
+///             PollFd::new(&b_rx, Interest::READABLE),
+///         ];
+///         let n = poll(&mut fds, None).unwrap();
+///         (n, fds[0].readiness().is_readable(), fds[1].readiness().is_readable())
+///     });
+///     b_tx.write_all(b"x").unwrap();
+///     assert_eq!(waiter.join().unwrap(), (1, false, true));
+///     drop(a_tx);
+/// });
+/// ```
+pub fn poll(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<usize> {
+    let mut entries: Vec<poll::PollEntry> = fds
+        .iter()
+        .map(|f| poll::PollEntry {
+            fd: f.fd.as_raw_fd(),
+            interest: f.interest.0,
+            ready: 0,
+        })
+        .collect();
+    let r = poll::wait_fds_ready(&mut entries, deadline);
+    for (f, e) in fds.iter_mut().zip(&entries) {
+        f.ready = Readiness(if r.is_ok() { e.ready } else { 0 });
+    }
+    or_raise_io(r)
 }
 
 /// Readiness reported by [`wait_fd_ready`]-style waits.

@@ -33,6 +33,21 @@ impl UnixListener {
         })
     }
 
+    /// Binds to `addr`: a path, or on Linux an abstract name
+    /// (`std::os::linux::net::SocketAddrExt::from_abstract_name`). Backlog as
+    /// [`UnixListener::bind`].
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
+        let l = mio::net::UnixListener::bind_addr(addr)?;
+        // SAFETY: `listen` on a socket fd we own; Linux allows re-listening to
+        // raise the backlog.
+        if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(UnixListener {
+            inner: Socket::new(l),
+        })
+    }
+
     /// Wraps a std listener (switching it to non-blocking mode).
     pub fn from_std(l: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
         let l = nonblocking(l, std::os::unix::net::UnixListener::set_nonblocking)?;
@@ -43,11 +58,7 @@ impl UnixListener {
 
     /// Accepts a connection, parking until one arrives.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (s, addr) = self.inner.io(Direction::Read, |l| l.accept())?;
-        // SAFETY: `into_raw_fd` gives up ownership of a valid, open, non-blocking
-        // socket fd, which the std stream takes over.
-        let std = unsafe { std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd()) };
-        Ok((UnixStream::wrap(std), addr))
+        or_raise_io(self.accept_until(None))
     }
 
     /// An iterator of accepted connections (never ends; errors are yielded).
@@ -132,10 +143,19 @@ impl UnixStream {
         path: &Path,
         deadline: Option<Instant>,
     ) -> Result<UnixStream, WaitError> {
+        UnixStream::connect_addr_until(&SocketAddr::from_pathname(path)?, deadline)
+    }
+
+    /// The internal connect to a path or (Linux) abstract address: a deadline
+    /// already passed tries once.
+    pub(crate) fn connect_addr_until(
+        addr: &SocketAddr,
+        deadline: Option<Instant>,
+    ) -> Result<UnixStream, WaitError> {
         let mut backoff = Duration::from_millis(1);
         loop {
             crate::park::check_interrupt()?;
-            match mio::net::UnixStream::connect(path) {
+            match mio::net::UnixStream::connect_addr(addr) {
                 Ok(s) => {
                     // SAFETY: we take over the open, non-blocking socket fd.
                     let std =
@@ -387,4 +407,195 @@ impl AsFd for UnixDatagram {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.get().as_fd()
     }
+}
+
+// ---------------------------------------------------------------------------
+// The crate-internal layer of the C ABI (`ivy_unix_*`): no unwinding, an own
+// deadline on every blocking call (a passed one is a non-blocking try), and
+// the counts a partial `read_exact` / `write_all` reached.
+
+impl UnixListener {
+    /// The internal accept: errors distinguish interruptions, the deadline and
+    /// a close (`WaitError::Closed`).
+    pub(crate) fn accept_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(UnixStream, SocketAddr), WaitError> {
+        let (s, addr) = self
+            .inner
+            .io_until(Direction::Read, deadline, |l| l.accept())?;
+        // SAFETY: `into_raw_fd` gives up ownership of a valid, open, non-blocking
+        // socket fd, which the std stream takes over.
+        let std = unsafe { std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd()) };
+        Ok((UnixStream::wrap(std), addr))
+    }
+
+    /// Takes over `fd`, a listening Unix-domain stream socket (checked:
+    /// anything else, or a negative fd, is `InvalidInput`; an fd that is not
+    /// open `EBADF`), and switches it to non-blocking mode. On an error the fd
+    /// stays the caller's, untouched.
+    ///
+    /// # Safety
+    /// If `fd` is open, nothing else owns it (nothing else will close it): on
+    /// success the listener does.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<UnixListener> {
+        check_unix_stream_fd(fd, true)?;
+        // SAFETY: checked above to be an open socket; the caller hands its
+        // ownership over (the contract above).
+        let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+        Ok(UnixListener {
+            inner: Socket::new(mio::net::UnixListener::from_std(l)),
+        })
+    }
+}
+
+impl UnixStream {
+    /// Takes over `fd`, a connected Unix-domain stream socket (checked:
+    /// anything else, a listener or an unconnected socket included, or a
+    /// negative fd, is `InvalidInput`; an fd that is not open `EBADF`), and
+    /// switches it to non-blocking mode. On an error the fd stays the caller's,
+    /// untouched.
+    ///
+    /// # Safety
+    /// If `fd` is open, nothing else owns it (nothing else will close it): on
+    /// success the stream does.
+    pub(crate) unsafe fn from_fd_checked(fd: RawFd) -> io::Result<UnixStream> {
+        check_unix_stream_fd(fd, false)?;
+        // SAFETY: checked above to be an open socket; the caller hands its
+        // ownership over (the contract above).
+        let s = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+        Ok(UnixStream::wrap(s))
+    }
+
+    /// The internal read: up to `buf.len()` bytes, 0 at end of file.
+    pub(crate) fn read_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        self.inner
+            .io_until(Direction::Read, deadline, |mut s| s.read(buf))
+    }
+
+    /// The internal write: at least one byte of a non-empty `buf` on success.
+    pub(crate) fn write_until(
+        &self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, WaitError> {
+        self.inner
+            .io_until(Direction::Write, deadline, |mut s| s.write(buf))
+    }
+
+    /// Reads until `buf` is full; returns how many bytes were read and how it
+    /// ended. End of file first is `UnexpectedEof`.
+    pub(crate) fn read_exact_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_until(&mut buf[done..], deadline) {
+                Ok(0) => {
+                    return (
+                        done,
+                        Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                    )
+                }
+                Ok(n) => done += n,
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Writes all of `buf`; returns how many bytes were written and how it
+    /// ended.
+    pub(crate) fn write_all_until(
+        &self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.write_until(&buf[done..], deadline) {
+                Ok(0) => return (done, Err(io::Error::from(io::ErrorKind::WriteZero).into())),
+                Ok(n) => done += n,
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
+    }
+}
+
+/// Checks that `fd` is an open Unix-domain stream socket, listening or
+/// connected as asked, and switches it to non-blocking mode (the last step, so a refused fd
+/// is left as it was).
+fn check_unix_stream_fd(fd: RawFd, listening: bool) -> io::Result<()> {
+    let wrong = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ivy: not a Unix-domain stream socket of the asked kind",
+        )
+    };
+    let opt = |name: libc::c_int| -> io::Result<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are valid for writes of an int and a
+        // socklen_t; an fd that is not a socket gives ENOTSOCK, one that is not
+        // open EBADF.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(value)
+    };
+    if fd < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ivy: negative fd",
+        ));
+    }
+    let domain = match opt(libc::SO_DOMAIN) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => return Err(wrong()),
+        r => r?,
+    };
+    if domain != libc::AF_UNIX
+        || opt(libc::SO_TYPE)? != libc::SOCK_STREAM
+        || (opt(libc::SO_ACCEPTCONN)? != 0) != listening
+    {
+        return Err(wrong());
+    }
+    if !listening {
+        // Connected: it has a peer (unnamed for a `socketpair`).
+        // SAFETY: an all-zero `sockaddr_un` is valid; `addr` and `len` are
+        // valid for writes of the sizes given.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        // SAFETY: as above; getpeername only writes within `len` bytes.
+        if unsafe { libc::getpeername(fd, (&raw mut addr).cast(), &mut len) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOTCONN) {
+                return Err(wrong());
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: F_GETFL / F_SETFL on an open fd only change its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
