@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 
 use super::error::*;
-use super::handle::{HandleTable, Kind};
+use super::handle::{rekind, HandleTable, Kind};
 use super::runtime::IVY_DEFAULT_STACK_SIZE;
 use super::task::CPtr;
 use super::{guard, out_ptr, owner_token, write_out};
@@ -163,7 +163,12 @@ pub unsafe extern "C" fn ivy_generator_new(
                 .yielder
                 .store(y as *const Yielder<CPtr> as *mut _, Ordering::Release);
             let handle = ivy_yielder_t {
-                id: shared.id.load(Ordering::Acquire),
+                id: rekind(
+                    shared.id.load(Ordering::Acquire),
+                    Kind::Generator,
+                    Kind::Yielder,
+                )
+                .unwrap_or(0),
             };
             // SAFETY: the C caller of ivy_generator_new promised a valid function
             // for this argument; it runs on the generator's own stack. It cannot
@@ -256,7 +261,8 @@ pub unsafe extern "C" fn ivy_generator_next(
 #[no_mangle]
 pub extern "C" fn ivy_generator_yield(y: ivy_yielder_t, value: *mut c_void) -> c_int {
     guard(|| {
-        let entry = owned(y.id)?;
+        let gen = rekind(y.id, Kind::Yielder, Kind::Generator).ok_or(IVY_EBADF)?;
+        let entry = owned(gen)?;
         let state = entry.body.clone();
         let yielder = state.yielder.load(Ordering::Acquire);
         let here = &value as *const *mut c_void as usize;

@@ -47,13 +47,23 @@ pub(crate) enum Kind {
     Barrier = 12,
     TcpListener = 13,
     TcpStream = 14,
+    UdpSocket = 15,
     UnixListener = 16,
     UnixStream = 17,
-    UdpSocket = 15,
+    /// A generator's yielder: the generator's own slot, under its own kind.
+    Yielder = 18,
     TaskLocalKey = 32,
     DeadlineScope = 33,
     #[cfg(test)]
     Test = 255,
+}
+
+/// `id` (a handle of kind `from`) relabelled as kind `to`, naming the same slot
+/// and generation: how one object gets two handle types (a generator and the
+/// yielder its body gets) that are still never valid as each other. `None` if
+/// `id` is not of kind `from`.
+pub(crate) fn rekind(id: u64, from: Kind, to: Kind) -> Option<u64> {
+    ((id >> 56) as u8 == from as u8).then(|| (id & !(0xff << 56)) | ((to as u64) << 56))
 }
 
 /// Generations live in 24 bits of the handle.

@@ -76,6 +76,37 @@ static void *kinds_main(void *arg) {
 
 static void test_handles_carry_their_kind(void) { h_run(2, kinds_main, NULL); }
 
+/* A generator and the yielder its body gets name the same object under two
+ * kinds: neither handle is valid as the other. */
+static uint64_t yielder_seen;
+
+static void kinds_body(ivy_yielder_t y, void *arg) {
+    ivy_yielder_t as_yielder;
+    ivy_generator_t self = *(ivy_generator_t *)arg;
+    void *v = NULL;
+    ivy_generator_t as_gen;
+    yielder_seen = y.id;
+    as_yielder.id = self.id;
+    CHECK_EQ(ivy_generator_yield(as_yielder, NULL), IVY_EBADF);
+    as_gen.id = y.id;
+    CHECK_EQ(ivy_generator_next(as_gen, &v), IVY_EBADF);
+    OK(ivy_generator_yield(y, (void *)7));
+}
+
+static void test_yielder_is_its_own_kind(void) {
+    ivy_generator_t g;
+    void *v = NULL;
+    ivy_generator_t as_gen;
+    OK(ivy_generator_new(kinds_body, &g, 0, &g));
+    OK(ivy_generator_next(g, &v));
+    CHECK(v == (void *)7);
+    CHECK(yielder_seen != 0 && yielder_seen != g.id);
+    as_gen.id = yielder_seen;
+    CHECK_EQ(ivy_generator_free(as_gen), IVY_EBADF);
+    CHECK_EQ(ivy_generator_next(g, &v), IVY_ECLOSED);
+    OK(ivy_generator_free(g));
+}
+
 static void test_version(void) {
     char expected[32];
     CHECK_EQ(ivy_version(), IVY_VERSION);
@@ -88,6 +119,7 @@ static void test_version(void) {
 
 int main(void) {
     RUN(test_handles_carry_their_kind);
+    RUN(test_yielder_is_its_own_kind);
     RUN(test_version);
     H_REPORT();
 }
