@@ -34,6 +34,7 @@ pub(crate) mod poll;
 pub(crate) mod queue;
 pub(crate) mod runtime;
 pub(crate) mod scope;
+pub(crate) mod stream;
 pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;

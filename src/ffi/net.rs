@@ -47,13 +47,16 @@
 
 use std::ffi::CStr;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
+use super::stream::{
+    socket_fd, stream_close, stream_read, stream_read_exact, stream_shutdown, stream_write,
+    stream_write_all,
+};
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
 use super::{guard, out_ptr, write_c_str, write_out};
@@ -148,7 +151,7 @@ unsafe fn write_addr_str(a: &SocketAddr, buf: *mut c_char, cap: usize) -> Result
 ///
 /// # Safety
 /// `buf` is readable for `len` bytes when `len > 0`.
-unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+pub(super) unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -288,13 +291,8 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_listener_fd(l: ivy_tcp_listener_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&LISTENERS, l.id, fd) })
 }
 
 /// Stores the local port of the listener in `*port`. Errors: `IVY_EBADF`,
@@ -487,13 +485,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_str
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_fd(s: ivy_tcp_stream_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = STREAMS.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&STREAMS, s.id, fd) })
 }
 
 fn stream_addr(s: ivy_tcp_stream_t, peer: bool) -> Result<SocketAddr, c_int> {
@@ -606,21 +599,8 @@ pub unsafe extern "C" fn ivy_tcp_read(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        if buf.is_null() || len == 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
-        // aliased by anything ivy holds.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let got = stream.read_until(buf, d).map_err(net_error)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, got) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Reads exactly `len` bytes into `buf` (several reads if needed) before
@@ -642,25 +622,8 @@ pub unsafe extern "C" fn ivy_tcp_read_exact(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        if buf.is_null() && len != 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let buf: &mut [u8] = if len == 0 {
-            &mut []
-        } else {
-            // SAFETY: the caller's contract: `len` writable bytes at `buf`.
-            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
-        };
-        let (got, r) = stream.read_exact_until(buf, d);
-        if !n.is_null() {
-            // SAFETY: non-null; writable by the caller's contract.
-            unsafe { write_out(n, got) };
-        }
-        r.map_err(net_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read_exact(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
@@ -679,17 +642,8 @@ pub unsafe extern "C" fn ivy_tcp_write(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { in_buf(buf, len)? };
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let put = stream.write_until(buf, d).map_err(net_error)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, put) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_write(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes all `len` bytes of `buf` (several writes if needed) before
@@ -706,13 +660,8 @@ pub unsafe extern "C" fn ivy_tcp_write_all(
     len: usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { in_buf(buf, len)? };
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        stream.write_all_until(buf, d).1.map_err(net_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`).
+    guard(|| unsafe { stream_write_all(&STREAMS, s.id, buf, len, deadline) })
 }
 
 /// `ivy_tcp_shutdown`: stop reading.
@@ -726,16 +675,7 @@ pub const IVY_SHUT_RDWR: c_int = 2;
 /// Errors: `IVY_EINVAL` (bad `how`), `IVY_EBADF`, OS errors.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
-    guard(|| {
-        let how = match how {
-            IVY_SHUT_RD => std::net::Shutdown::Read,
-            IVY_SHUT_WR => std::net::Shutdown::Write,
-            IVY_SHUT_RDWR => std::net::Shutdown::Both,
-            _ => return Err(IVY_EINVAL),
-        };
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        stream.shutdown(how).map_err(|e| io_error(&e))
-    })
+    guard(|| stream_shutdown(&STREAMS, s.id, how))
 }
 
 /// Closes the stream and frees the handle. Every read or write blocked on it (in
@@ -744,7 +684,7 @@ pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
 /// as soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_close(s: ivy_tcp_stream_t) -> c_int {
-    guard(|| STREAMS.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
+    guard(|| stream_close(&STREAMS, s.id))
 }
 
 // ---------------------------------------------------------------------------
@@ -839,13 +779,8 @@ pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_soc
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_fd(s: ivy_udp_socket_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = UDP.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&UDP, s.id, fd) })
 }
 
 /// Stores the local port in `*port`. Errors: `IVY_EBADF`, `IVY_EINVAL`.
