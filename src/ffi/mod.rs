@@ -103,6 +103,23 @@ pub(crate) unsafe fn write_c_str(text: &str, buf: *mut c_char, cap: usize) -> Re
     Ok(())
 }
 
+/// The shape of a call that makes one value for C: checks `out` first (`NULL`
+/// is `IVY_EINVAL`, before any side effect), then runs `make` and stores its
+/// value in `*out` (nothing is stored on an error).
+///
+/// # Safety
+/// `out` is `NULL` or valid for a write of `T`.
+pub(crate) unsafe fn store_out<T>(
+    out: *mut T,
+    make: impl FnOnce() -> Result<T, c_int>,
+) -> Result<(), c_int> {
+    let out = out_ptr(out)?;
+    let value = make()?;
+    // SAFETY: checked non-null; writable by the caller's contract.
+    unsafe { write_out(out, value) };
+    Ok(())
+}
+
 /// Checks an out-parameter before any side effect: `NULL` is `IVY_EINVAL`.
 pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, c_int> {
     if out.is_null() {

@@ -54,12 +54,12 @@ use std::time::Instant;
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::stream::{
-    socket_fd, stream_close, stream_read, stream_read_exact, stream_shutdown, stream_write,
-    stream_write_all,
+    listener_accept, listener_close, socket_fd, stream_close, stream_read, stream_read_exact,
+    stream_shutdown, stream_write, stream_write_all,
 };
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
-use super::{guard, out_ptr, write_c_str, write_out};
+use super::{guard, out_ptr, store_out, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
 use crate::net::addr::{
@@ -146,6 +146,52 @@ unsafe fn write_addr_str(a: &SocketAddr, buf: *mut c_char, cap: usize) -> Result
     unsafe { write_c_str(&a.to_string(), buf, cap) }
 }
 
+/// The address `which` (`local_addr`, `peer_addr`) of the socket behind
+/// handle `id`: `IVY_EBADF` for a dead handle, OS errors as `-errno`.
+fn addr_of<T>(
+    table: &HandleTable<T>,
+    id: u64,
+    which: impl FnOnce(&T) -> std::io::Result<SocketAddr>,
+) -> Result<SocketAddr, c_int> {
+    let sock = table.get(id).ok_or(IVY_EBADF)?;
+    which(&sock).map_err(|e| io_error(&e))
+}
+
+/// The `*_addr` calls: checks `buf` (`NULL`: `IVY_EINVAL`) before `get`
+/// looks the address up, then writes it as text.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+unsafe fn put_addr_str(
+    buf: *mut c_char,
+    cap: usize,
+    get: impl FnOnce() -> Result<SocketAddr, c_int>,
+) -> Result<(), c_int> {
+    let buf = out_ptr(buf)?;
+    let a = get()?;
+    // SAFETY: writable for `cap` bytes (caller's contract).
+    unsafe { write_addr_str(&a, buf, cap) }
+}
+
+/// The `*_sockaddr` getters: checks `addr` and `addr_len` (`NULL`:
+/// `IVY_EINVAL`) before `get` looks the address up, then writes it as a C
+/// `sockaddr` (`write_sockaddr`).
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+unsafe fn put_sockaddr(
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+    get: impl FnOnce() -> Result<SocketAddr, c_int>,
+) -> Result<(), c_int> {
+    let addr = out_ptr(addr)?;
+    let addr_len = out_ptr(addr_len)?;
+    let a = get()?;
+    // SAFETY: forwarded caller contract (both checked non-null).
+    unsafe { write_sockaddr(&a, addr, addr_len) }
+}
+
 /// A buffer the caller passes with its length: `&[]` for `len` 0 (`buf` may
 /// then be `NULL`), `IVY_EINVAL` for `NULL` with a length.
 ///
@@ -223,13 +269,8 @@ pub unsafe extern "C" fn ivy_tcp_listen(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = listen_on(addrs)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || listen_on(resolve(addr)?)) }
     })
 }
 
@@ -246,13 +287,8 @@ pub unsafe extern "C" fn ivy_tcp_listen_sockaddr(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = listen_on(vec![a])?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || listen_on(vec![read_sockaddr(addr, addr_len)?])) }
     })
 }
 
@@ -273,13 +309,13 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let l = unsafe { TcpListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
+        // success (contract).
+        unsafe {
+            store_out(out, || {
+                new_listener(TcpListener::from_fd_checked(fd).map_err(|e| io_error(&e))?)
+            })
+        }
     })
 }
 
@@ -303,11 +339,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_fd(l: ivy_tcp_listener_t, fd: *mut c_i
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_listener_port(l: ivy_tcp_listener_t, port: *mut u16) -> c_int {
     guard(|| {
-        let port = out_ptr(port)?;
-        let p = port_of(LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr())?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(port, p) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`port`).
+        unsafe {
+            store_out(port, || {
+                port_of(LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr())
+            })
+        }
     })
 }
 
@@ -325,11 +362,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe {
+            put_addr_str(buf, cap, || {
+                addr_of(&LISTENERS, l.id, TcpListener::local_addr)
+            })
+        }
     })
 }
 
@@ -350,12 +388,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&LISTENERS, l.id, TcpListener::local_addr)
+            })
+        }
     })
 }
 
@@ -377,14 +415,12 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        let listener = LISTENERS.get(l.id).ok_or(IVY_EBADF)?;
-        let (s, _) = listener.accept_until(d).map_err(net_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`out`).
+        unsafe {
+            store_out(out, || {
+                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
+            })
+        }
     })
 }
 
@@ -395,7 +431,7 @@ pub unsafe extern "C" fn ivy_tcp_accept(
 /// Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
-    guard(|| LISTENERS.remove(l.id).map(|l| l.close()).ok_or(IVY_EBADF))
+    guard(|| listener_close(&LISTENERS, l.id))
 }
 
 fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
@@ -420,13 +456,8 @@ pub unsafe extern "C" fn ivy_tcp_connect(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = connect_to(addrs, deadline)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || connect_to(resolve(addr)?, deadline)) }
     })
 }
 
@@ -444,13 +475,12 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = connect_to(vec![a], deadline)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe {
+            store_out(out, || {
+                connect_to(vec![read_sockaddr(addr, addr_len)?], deadline)
+            })
+        }
     })
 }
 
@@ -467,13 +497,13 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let s = unsafe { TcpStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
+        // success (contract).
+        unsafe {
+            store_out(out, || {
+                new_stream(TcpStream::from_fd_checked(fd).map_err(|e| io_error(&e))?)
+            })
+        }
     })
 }
 
@@ -487,16 +517,6 @@ pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_str
 pub unsafe extern "C" fn ivy_tcp_stream_fd(s: ivy_tcp_stream_t, fd: *mut c_int) -> c_int {
     // SAFETY: forwarded caller contract (`fd`).
     guard(|| unsafe { socket_fd(&STREAMS, s.id, fd) })
-}
-
-fn stream_addr(s: ivy_tcp_stream_t, peer: bool) -> Result<SocketAddr, c_int> {
-    let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-    let a = if peer {
-        stream.peer_addr()
-    } else {
-        stream.local_addr()
-    };
-    a.map_err(|e| io_error(&e))
 }
 
 /// Writes the address of the stream's peer (for an accepted stream: the
@@ -513,10 +533,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_peer_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = stream_addr(s, true)?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&STREAMS, s.id, TcpStream::peer_addr)) }
     })
 }
 
@@ -531,10 +549,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = stream_addr(s, false)?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&STREAMS, s.id, TcpStream::local_addr)) }
     })
 }
 
@@ -553,11 +569,12 @@ pub unsafe extern "C" fn ivy_tcp_stream_peer_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = stream_addr(s, true)?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&STREAMS, s.id, TcpStream::peer_addr)
+            })
+        }
     })
 }
 
@@ -574,11 +591,12 @@ pub unsafe extern "C" fn ivy_tcp_stream_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = stream_addr(s, false)?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&STREAMS, s.id, TcpStream::local_addr)
+            })
+        }
     })
 }
 
@@ -717,13 +735,8 @@ fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_bind(addr: *const c_char, out: *mut ivy_udp_socket_t) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = bind_udp(addrs)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || bind_udp(resolve(addr)?)) }
     })
 }
 
@@ -739,13 +752,8 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
     out: *mut ivy_udp_socket_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = bind_udp(vec![a])?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || bind_udp(vec![read_sockaddr(addr, addr_len)?])) }
     })
 }
 
@@ -761,13 +769,13 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let sock = unsafe { UdpSocket::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_udp(sock)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
+        // success (contract).
+        unsafe {
+            store_out(out, || {
+                new_udp(UdpSocket::from_fd_checked(fd).map_err(|e| io_error(&e))?)
+            })
+        }
     })
 }
 
@@ -790,11 +798,12 @@ pub unsafe extern "C" fn ivy_udp_socket_fd(s: ivy_udp_socket_t, fd: *mut c_int) 
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_port(s: ivy_udp_socket_t, port: *mut u16) -> c_int {
     guard(|| {
-        let port = out_ptr(port)?;
-        let p = port_of(UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr())?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(port, p) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`port`).
+        unsafe {
+            store_out(port, || {
+                port_of(UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr())
+            })
+        }
     })
 }
 
@@ -812,11 +821,8 @@ pub unsafe extern "C" fn ivy_udp_socket_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&UDP, s.id, UdpSocket::local_addr)) }
     })
 }
 
@@ -835,12 +841,12 @@ pub unsafe extern "C" fn ivy_udp_socket_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&UDP, s.id, UdpSocket::local_addr)
+            })
+        }
     })
 }
 

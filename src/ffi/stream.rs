@@ -14,7 +14,7 @@ use super::handle::HandleTable;
 use super::net::{in_buf, net_error, IVY_SHUT_RD, IVY_SHUT_RDWR, IVY_SHUT_WR};
 use super::time::to_instant;
 use super::{out_ptr, write_out};
-use crate::net::StreamSocket;
+use crate::net::{StreamListener, StreamSocket};
 
 /// `ivy_*_read`: up to `len` bytes into `buf`, the count in `*n`.
 ///
@@ -137,6 +137,26 @@ pub(super) fn stream_shutdown<S: StreamSocket>(
 /// call blocked on it.
 pub(super) fn stream_close<S: StreamSocket>(table: &HandleTable<S>, id: u64) -> Result<(), c_int> {
     table.remove(id).map(|s| s.close()).ok_or(IVY_EBADF)
+}
+
+/// `ivy_*_accept`: a connection from the listener `id`, before `deadline`.
+pub(super) fn listener_accept<L: StreamListener>(
+    table: &HandleTable<L>,
+    id: u64,
+    deadline: i64,
+) -> Result<L::Stream, c_int> {
+    let d = to_instant(deadline)?;
+    let listener = table.get(id).ok_or(IVY_EBADF)?;
+    listener.accept_stream_until(d).map_err(net_error)
+}
+
+/// `ivy_*_listener_close`: frees the handle and closes the listener for every
+/// accept blocked on it.
+pub(super) fn listener_close<L: StreamListener>(
+    table: &HandleTable<L>,
+    id: u64,
+) -> Result<(), c_int> {
+    table.remove(id).map(|l| l.close()).ok_or(IVY_EBADF)
 }
 
 /// `ivy_*_fd` of any socket handle (stream, listener, UDP): its fd, lent, in

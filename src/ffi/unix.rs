@@ -35,11 +35,11 @@ use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::net::net_error;
 use super::stream::{
-    socket_fd, stream_close, stream_read, stream_read_exact, stream_shutdown, stream_write,
-    stream_write_all,
+    listener_accept, listener_close, socket_fd, stream_close, stream_read, stream_read_exact,
+    stream_shutdown, stream_write, stream_write_all,
 };
 use super::time::to_instant;
-use super::{guard, out_ptr, write_out};
+use super::{guard, out_ptr, store_out, write_out};
 use crate::net::{UnixListener, UnixStream};
 
 /// A handle to a listening Unix-domain stream socket.
@@ -106,14 +106,13 @@ pub unsafe extern "C" fn ivy_unix_listen(
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addr = unsafe { socket_addr(path)? };
-        let l = UnixListener::bind_addr(&addr).map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`path`, `out`).
+        unsafe {
+            store_out(out, || {
+                let l = UnixListener::bind_addr(&socket_addr(path)?).map_err(|e| io_error(&e))?;
+                new_listener(l)
+            })
+        }
     })
 }
 
@@ -131,14 +130,12 @@ pub unsafe extern "C" fn ivy_unix_accept(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        let listener = LISTENERS.get(l.id).ok_or(IVY_EBADF)?;
-        let (s, _) = listener.accept_until(d).map_err(net_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`out`).
+        unsafe {
+            store_out(out, || {
+                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
+            })
+        }
     })
 }
 
@@ -147,11 +144,7 @@ pub unsafe extern "C" fn ivy_unix_accept(
 /// socket file stays (it is the caller's to unlink). Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_unix_listener_close(l: ivy_unix_listener_t) -> c_int {
-    guard(|| {
-        let listener = LISTENERS.remove(l.id).ok_or(IVY_EBADF)?;
-        listener.close();
-        Ok(())
-    })
+    guard(|| listener_close(&LISTENERS, l.id))
 }
 
 /// Connects to the listener at `path` (a path, or `@name` for an abstract
@@ -170,15 +163,14 @@ pub unsafe extern "C" fn ivy_unix_connect(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        // SAFETY: forwarded caller contract.
-        let addr = unsafe { socket_addr(path)? };
-        let s = UnixStream::connect_addr_until(&addr, d).map_err(net_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`path`, `out`).
+        unsafe {
+            store_out(out, || {
+                let d = to_instant(deadline)?;
+                let addr = socket_addr(path)?;
+                new_stream(UnixStream::connect_addr_until(&addr, d).map_err(net_error)?)
+            })
+        }
     })
 }
 
@@ -350,15 +342,14 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_stream_t) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller hands the fd over (its contract); it is checked.
-        let s = unsafe { UnixStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        // The handle table only fails when full; the stream then closes the fd
-        // it now owns, which the caller gave up.
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: `out` is NULL or writable; the caller hands the fd over (its
+        // contract); it is checked. The handle table only fails when full; the
+        // stream then closes the fd it now owns, which the caller gave up.
+        unsafe {
+            store_out(out, || {
+                new_stream(UnixStream::from_fd_checked(fd).map_err(|e| io_error(&e))?)
+            })
+        }
     })
 }
 
@@ -378,12 +369,12 @@ pub unsafe extern "C" fn ivy_unix_listener_from_fd(
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller hands the fd over (its contract); it is checked.
-        let l = unsafe { UnixListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: `out` is NULL or writable; the caller hands the fd over (its
+        // contract); it is checked.
+        unsafe {
+            store_out(out, || {
+                new_listener(UnixListener::from_fd_checked(fd).map_err(|e| io_error(&e))?)
+            })
+        }
     })
 }

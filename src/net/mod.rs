@@ -49,6 +49,18 @@ pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 const NO_TIMEOUT: u64 = u64::MAX;
 
+/// A listening stream socket, TCP or Unix-domain, as the C ABI's calls use it.
+pub(crate) trait StreamListener: AsRawFd {
+    /// The streams it accepts.
+    type Stream: StreamSocket;
+
+    /// Accepts a connection before `deadline` (the peer's address dropped).
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<Self::Stream, WaitError>;
+
+    /// Closes the listener for everyone sharing it (see the module's notes).
+    fn close(&self);
+}
+
 /// A connected stream socket, TCP or Unix-domain: the crate-internal `Result`
 /// layer (errors distinguish interruptions, the deadline and a close) that the
 /// C ABI's stream calls share. `read_exact_until` and `write_all_until` are

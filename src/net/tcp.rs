@@ -319,6 +319,18 @@ impl TcpStream {
     }
 }
 
+impl super::StreamListener for TcpListener {
+    type Stream = TcpStream;
+
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<TcpStream, WaitError> {
+        self.accept_until(deadline).map(|(s, _)| s)
+    }
+
+    fn close(&self) {
+        TcpListener::close(self);
+    }
+}
+
 impl super::StreamSocket for TcpStream {
     fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
         self.inner

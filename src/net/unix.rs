@@ -468,6 +468,18 @@ impl UnixStream {
     }
 }
 
+impl super::StreamListener for UnixListener {
+    type Stream = UnixStream;
+
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<UnixStream, WaitError> {
+        self.accept_until(deadline).map(|(s, _)| s)
+    }
+
+    fn close(&self) {
+        UnixListener::close(self);
+    }
+}
+
 impl super::StreamSocket for UnixStream {
     fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
         self.inner

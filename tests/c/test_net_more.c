@@ -17,17 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1;
-}
+#include "net_helpers.h"
 
 static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
@@ -47,18 +37,6 @@ static int raw_connect(uint16_t port) {
     CHECK(fd >= 0);
     CHECK_EQ(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     return fd;
-}
-
-static void tcp_pair(ivy_tcp_stream_t *client, ivy_tcp_stream_t *server) {
-    ivy_tcp_listener_t l;
-    uint16_t port;
-    char addr[32];
-    OK(ivy_tcp_listen("127.0.0.1:0", &l));
-    OK(ivy_tcp_listener_port(l, &port));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
-    OK(ivy_tcp_connect(addr, client, ivy_time_now() + 5000));
-    OK(ivy_tcp_accept(l, server, ivy_time_now() + 5000));
-    OK(ivy_tcp_listener_close(l));
 }
 
 /* ---- a passed deadline is a non-blocking try ---------------------------------------------

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "net_helpers.h"
 
 static char dir[64];
 static int path_counter;
@@ -28,21 +29,6 @@ static int path_counter;
 /* A fresh socket path in the test directory. */
 static void new_path(char *buf, size_t cap) {
     snprintf(buf, cap, "%s/s%d", dir, H_ATOMIC_ADD(&path_counter, 1));
-}
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-static void yield_until(int *flag) {
-    while (!H_ATOMIC_LOAD(flag)) OK(ivy_task_yield());
 }
 
 static int exists(const char *path) {
