@@ -63,7 +63,7 @@ pub(crate) enum Kind {
 /// yielder its body gets) that are still never valid as each other. `None` if
 /// `id` is not of kind `from`.
 pub(crate) fn rekind(id: u64, from: Kind, to: Kind) -> Option<u64> {
-    ((id >> 56) as u8 == from as u8).then(|| (id & !(0xff << 56)) | ((to as u64) << 56))
+    ((id >> 56) as u8 == from as u8).then_some((id & !(0xff << 56)) | ((to as u64) << 56))
 }
 
 /// Generations live in 24 bits of the handle.
