@@ -54,8 +54,8 @@ use std::time::Instant;
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::stream::{
-    listener_accept, listener_close, socket_fd, stream_close, stream_read, stream_read_exact,
-    stream_shutdown, stream_write, stream_write_all,
+    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
+    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
 };
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
@@ -308,15 +308,8 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
     fd: c_int,
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
-        // success (contract).
-        unsafe {
-            store_out(out, || {
-                new_listener(TcpListener::from_fd_checked(fd).map_err(|e| io_error(&e))?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked, new_listener) })
 }
 
 /// Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
@@ -496,15 +489,8 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
 /// `out` is `NULL` or writable; `fd` is the caller's to give away.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
-        // success (contract).
-        unsafe {
-            store_out(out, || {
-                new_stream(TcpStream::from_fd_checked(fd).map_err(|e| io_error(&e))?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked, new_stream) })
 }
 
 /// Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -768,15 +754,8 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
 /// `out` is `NULL` or writable; `fd` is the caller's to give away.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable; the caller gives `fd` away on
-        // success (contract).
-        unsafe {
-            store_out(out, || {
-                new_udp(UdpSocket::from_fd_checked(fd).map_err(|e| io_error(&e))?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked, new_udp) })
 }
 
 /// Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps

@@ -13,7 +13,7 @@ use super::error::*;
 use super::handle::HandleTable;
 use super::net::{in_buf, net_error, IVY_SHUT_RD, IVY_SHUT_RDWR, IVY_SHUT_WR};
 use super::time::to_instant;
-use super::{out_ptr, write_out};
+use super::{out_ptr, store_out, write_out};
 use crate::net::{StreamListener, StreamSocket};
 
 /// `ivy_*_read`: up to `len` bytes into `buf`, the count in `*n`.
@@ -157,6 +157,24 @@ pub(super) fn listener_close<L: StreamListener>(
     id: u64,
 ) -> Result<(), c_int> {
     table.remove(id).map(|l| l.close()).ok_or(IVY_EBADF)
+}
+
+/// `ivy_*_from_fd` of any socket: checks `out` first, then `adopt` checks
+/// `fd` and takes it over (on an error it stays the caller's, untouched), and
+/// `new` makes the handle stored in `*out` (if the table is full, the socket
+/// closes the fd it now owns, which the caller gave up).
+///
+/// # Safety
+/// `out` is `NULL` or writable; `fd` is the caller's to give away (`adopt`'s
+/// contract).
+pub(super) unsafe fn socket_from_fd<T, H>(
+    fd: c_int,
+    out: *mut H,
+    adopt: unsafe fn(c_int) -> std::io::Result<T>,
+    new: fn(T) -> Result<H, c_int>,
+) -> Result<(), c_int> {
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    unsafe { store_out(out, || new(adopt(fd).map_err(|e| io_error(&e))?)) }
 }
 
 /// `ivy_*_fd` of any socket handle (stream, listener, UDP): its fd, lent, in

@@ -35,8 +35,8 @@ use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::net::net_error;
 use super::stream::{
-    listener_accept, listener_close, socket_fd, stream_close, stream_read, stream_read_exact,
-    stream_shutdown, stream_write, stream_write_all,
+    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
+    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
 };
 use super::time::to_instant;
 use super::{guard, out_ptr, store_out, write_out};
@@ -341,16 +341,8 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 /// close it.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_stream_t) -> c_int {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable; the caller hands the fd over (its
-        // contract); it is checked. The handle table only fails when full; the
-        // stream then closes the fd it now owns, which the caller gave up.
-        unsafe {
-            store_out(out, || {
-                new_stream(UnixStream::from_fd_checked(fd).map_err(|e| io_error(&e))?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UnixStream::from_fd_checked, new_stream) })
 }
 
 /// Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
@@ -368,13 +360,6 @@ pub unsafe extern "C" fn ivy_unix_listener_from_fd(
     fd: c_int,
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable; the caller hands the fd over (its
-        // contract); it is checked.
-        unsafe {
-            store_out(out, || {
-                new_listener(UnixListener::from_fd_checked(fd).map_err(|e| io_error(&e))?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UnixListener::from_fd_checked, new_listener) })
 }

@@ -239,9 +239,7 @@ static void *close_read_main(void *arg) {
 }
 
 static void test_unix_close_wakes_reader(void) {
-    int before = count_fds();
-    h_run(1, close_read_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_read_main, NULL);
 }
 
 static void *close_write_main(void *arg) {
@@ -272,9 +270,7 @@ static void *close_write_main(void *arg) {
 }
 
 static void test_unix_close_wakes_writer(void) {
-    int before = count_fds();
-    h_run(1, close_write_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_write_main, NULL);
 }
 
 static void *close_accept_main(void *arg) {
@@ -308,9 +304,7 @@ static void *close_accept_main(void *arg) {
 }
 
 static void test_unix_close_wakes_acceptors(void) {
-    int before = count_fds();
-    h_run(1, close_accept_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_accept_main, NULL);
 }
 
 /* Closed from a plain thread (a pthread) while a task is parked in the read. */
@@ -672,9 +666,7 @@ static void *churn_main(void *arg) {
 }
 
 static void test_unix_no_fd_leak(void) {
-    int before = count_fds();
-    h_run(2, churn_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(2, churn_main, NULL);
 }
 
 int main(void) {
