@@ -34,6 +34,7 @@ pub(crate) mod poll;
 pub(crate) mod queue;
 pub(crate) mod runtime;
 pub(crate) mod scope;
+pub(crate) mod stream;
 pub(crate) mod sync;
 pub(crate) mod task;
 pub(crate) mod time;
@@ -99,6 +100,23 @@ pub(crate) unsafe fn write_c_str(text: &str, buf: *mut c_char, cap: usize) -> Re
         std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
         buf.add(text.len()).write(0);
     }
+    Ok(())
+}
+
+/// The shape of a call that makes one value for C: checks `out` first (`NULL`
+/// is `IVY_EINVAL`, before any side effect), then runs `make` and stores its
+/// value in `*out` (nothing is stored on an error).
+///
+/// # Safety
+/// `out` is `NULL` or valid for a write of `T`.
+pub(crate) unsafe fn store_out<T>(
+    out: *mut T,
+    make: impl FnOnce() -> Result<T, c_int>,
+) -> Result<(), c_int> {
+    let out = out_ptr(out)?;
+    let value = make()?;
+    // SAFETY: checked non-null; writable by the caller's contract.
+    unsafe { write_out(out, value) };
     Ok(())
 }
 

@@ -47,16 +47,19 @@
 
 use std::ffi::CStr;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
+use super::stream::{
+    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
+    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
+};
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
-use super::{guard, out_ptr, write_c_str, write_out};
+use super::{guard, out_ptr, store_out, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
 use crate::io::WaitError;
 use crate::net::addr::{
@@ -143,12 +146,58 @@ unsafe fn write_addr_str(a: &SocketAddr, buf: *mut c_char, cap: usize) -> Result
     unsafe { write_c_str(&a.to_string(), buf, cap) }
 }
 
+/// The address `which` (`local_addr`, `peer_addr`) of the socket behind
+/// handle `id`: `IVY_EBADF` for a dead handle, OS errors as `-errno`.
+fn addr_of<T>(
+    table: &HandleTable<T>,
+    id: u64,
+    which: impl FnOnce(&T) -> std::io::Result<SocketAddr>,
+) -> Result<SocketAddr, c_int> {
+    let sock = table.get(id).ok_or(IVY_EBADF)?;
+    which(&sock).map_err(|e| io_error(&e))
+}
+
+/// The `*_addr` calls: checks `buf` (`NULL`: `IVY_EINVAL`) before `get`
+/// looks the address up, then writes it as text.
+///
+/// # Safety
+/// `buf` is `NULL` or writable for `cap` bytes.
+unsafe fn put_addr_str(
+    buf: *mut c_char,
+    cap: usize,
+    get: impl FnOnce() -> Result<SocketAddr, c_int>,
+) -> Result<(), c_int> {
+    let buf = out_ptr(buf)?;
+    let a = get()?;
+    // SAFETY: writable for `cap` bytes (caller's contract).
+    unsafe { write_addr_str(&a, buf, cap) }
+}
+
+/// The `*_sockaddr` getters: checks `addr` and `addr_len` (`NULL`:
+/// `IVY_EINVAL`) before `get` looks the address up, then writes it as a C
+/// `sockaddr` (`write_sockaddr`).
+///
+/// # Safety
+/// `addr_len` is `NULL` or valid; `addr` is `NULL` or writable for `*addr_len`
+/// bytes.
+unsafe fn put_sockaddr(
+    addr: *mut libc::sockaddr,
+    addr_len: *mut libc::socklen_t,
+    get: impl FnOnce() -> Result<SocketAddr, c_int>,
+) -> Result<(), c_int> {
+    let addr = out_ptr(addr)?;
+    let addr_len = out_ptr(addr_len)?;
+    let a = get()?;
+    // SAFETY: forwarded caller contract (both checked non-null).
+    unsafe { write_sockaddr(&a, addr, addr_len) }
+}
+
 /// A buffer the caller passes with its length: `&[]` for `len` 0 (`buf` may
 /// then be `NULL`), `IVY_EINVAL` for `NULL` with a length.
 ///
 /// # Safety
 /// `buf` is readable for `len` bytes when `len > 0`.
-unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+pub(super) unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -220,13 +269,8 @@ pub unsafe extern "C" fn ivy_tcp_listen(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = listen_on(addrs)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || listen_on(resolve(addr)?)) }
     })
 }
 
@@ -243,13 +287,8 @@ pub unsafe extern "C" fn ivy_tcp_listen_sockaddr(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = listen_on(vec![a])?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || listen_on(vec![read_sockaddr(addr, addr_len)?])) }
     })
 }
 
@@ -269,15 +308,8 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
     fd: c_int,
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let l = unsafe { TcpListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked, new_listener) })
 }
 
 /// Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
@@ -288,13 +320,8 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_listener_fd(l: ivy_tcp_listener_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&LISTENERS, l.id, fd) })
 }
 
 /// Stores the local port of the listener in `*port`. Errors: `IVY_EBADF`,
@@ -305,11 +332,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_fd(l: ivy_tcp_listener_t, fd: *mut c_i
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_listener_port(l: ivy_tcp_listener_t, port: *mut u16) -> c_int {
     guard(|| {
-        let port = out_ptr(port)?;
-        let p = port_of(LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr())?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(port, p) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`port`).
+        unsafe {
+            store_out(port, || {
+                port_of(LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr())
+            })
+        }
     })
 }
 
@@ -327,11 +355,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe {
+            put_addr_str(buf, cap, || {
+                addr_of(&LISTENERS, l.id, TcpListener::local_addr)
+            })
+        }
     })
 }
 
@@ -352,12 +381,12 @@ pub unsafe extern "C" fn ivy_tcp_listener_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = LISTENERS.get(l.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&LISTENERS, l.id, TcpListener::local_addr)
+            })
+        }
     })
 }
 
@@ -379,14 +408,12 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        let listener = LISTENERS.get(l.id).ok_or(IVY_EBADF)?;
-        let (s, _) = listener.accept_until(d).map_err(net_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`out`).
+        unsafe {
+            store_out(out, || {
+                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
+            })
+        }
     })
 }
 
@@ -397,7 +424,7 @@ pub unsafe extern "C" fn ivy_tcp_accept(
 /// Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
-    guard(|| LISTENERS.remove(l.id).map(|l| l.close()).ok_or(IVY_EBADF))
+    guard(|| listener_close(&LISTENERS, l.id))
 }
 
 fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
@@ -422,13 +449,8 @@ pub unsafe extern "C" fn ivy_tcp_connect(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = connect_to(addrs, deadline)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || connect_to(resolve(addr)?, deadline)) }
     })
 }
 
@@ -446,13 +468,12 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = connect_to(vec![a], deadline)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe {
+            store_out(out, || {
+                connect_to(vec![read_sockaddr(addr, addr_len)?], deadline)
+            })
+        }
     })
 }
 
@@ -468,15 +489,8 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
 /// `out` is `NULL` or writable; `fd` is the caller's to give away.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let s = unsafe { TcpStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked, new_stream) })
 }
 
 /// Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -487,23 +501,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_str
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_fd(s: ivy_tcp_stream_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = STREAMS.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
-}
-
-fn stream_addr(s: ivy_tcp_stream_t, peer: bool) -> Result<SocketAddr, c_int> {
-    let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-    let a = if peer {
-        stream.peer_addr()
-    } else {
-        stream.local_addr()
-    };
-    a.map_err(|e| io_error(&e))
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&STREAMS, s.id, fd) })
 }
 
 /// Writes the address of the stream's peer (for an accepted stream: the
@@ -520,10 +519,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_peer_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = stream_addr(s, true)?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&STREAMS, s.id, TcpStream::peer_addr)) }
     })
 }
 
@@ -538,10 +535,8 @@ pub unsafe extern "C" fn ivy_tcp_stream_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = stream_addr(s, false)?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&STREAMS, s.id, TcpStream::local_addr)) }
     })
 }
 
@@ -560,11 +555,12 @@ pub unsafe extern "C" fn ivy_tcp_stream_peer_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = stream_addr(s, true)?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&STREAMS, s.id, TcpStream::peer_addr)
+            })
+        }
     })
 }
 
@@ -581,11 +577,12 @@ pub unsafe extern "C" fn ivy_tcp_stream_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = stream_addr(s, false)?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&STREAMS, s.id, TcpStream::local_addr)
+            })
+        }
     })
 }
 
@@ -606,21 +603,8 @@ pub unsafe extern "C" fn ivy_tcp_read(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        if buf.is_null() || len == 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
-        // aliased by anything ivy holds.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let got = stream.read_until(buf, d).map_err(net_error)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, got) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Reads exactly `len` bytes into `buf` (several reads if needed) before
@@ -642,25 +626,8 @@ pub unsafe extern "C" fn ivy_tcp_read_exact(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        if buf.is_null() && len != 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let buf: &mut [u8] = if len == 0 {
-            &mut []
-        } else {
-            // SAFETY: the caller's contract: `len` writable bytes at `buf`.
-            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
-        };
-        let (got, r) = stream.read_exact_until(buf, d);
-        if !n.is_null() {
-            // SAFETY: non-null; writable by the caller's contract.
-            unsafe { write_out(n, got) };
-        }
-        r.map_err(net_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read_exact(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
@@ -679,17 +646,8 @@ pub unsafe extern "C" fn ivy_tcp_write(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { in_buf(buf, len)? };
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let put = stream.write_until(buf, d).map_err(net_error)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, put) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_write(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes all `len` bytes of `buf` (several writes if needed) before
@@ -706,13 +664,8 @@ pub unsafe extern "C" fn ivy_tcp_write_all(
     len: usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { in_buf(buf, len)? };
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        stream.write_all_until(buf, d).1.map_err(net_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`).
+    guard(|| unsafe { stream_write_all(&STREAMS, s.id, buf, len, deadline) })
 }
 
 /// `ivy_tcp_shutdown`: stop reading.
@@ -726,16 +679,7 @@ pub const IVY_SHUT_RDWR: c_int = 2;
 /// Errors: `IVY_EINVAL` (bad `how`), `IVY_EBADF`, OS errors.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
-    guard(|| {
-        let how = match how {
-            IVY_SHUT_RD => std::net::Shutdown::Read,
-            IVY_SHUT_WR => std::net::Shutdown::Write,
-            IVY_SHUT_RDWR => std::net::Shutdown::Both,
-            _ => return Err(IVY_EINVAL),
-        };
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        stream.shutdown(how).map_err(|e| io_error(&e))
-    })
+    guard(|| stream_shutdown(&STREAMS, s.id, how))
 }
 
 /// Closes the stream and frees the handle. Every read or write blocked on it (in
@@ -744,7 +688,7 @@ pub extern "C" fn ivy_tcp_shutdown(s: ivy_tcp_stream_t, how: c_int) -> c_int {
 /// as soon as no call uses it. Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_tcp_close(s: ivy_tcp_stream_t) -> c_int {
-    guard(|| STREAMS.remove(s.id).map(|s| s.close()).ok_or(IVY_EBADF))
+    guard(|| stream_close(&STREAMS, s.id))
 }
 
 // ---------------------------------------------------------------------------
@@ -777,13 +721,8 @@ fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_bind(addr: *const c_char, out: *mut ivy_udp_socket_t) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addrs = unsafe { resolve(addr)? };
-        let h = bind_udp(addrs)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || bind_udp(resolve(addr)?)) }
     })
 }
 
@@ -799,13 +738,8 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
     out: *mut ivy_udp_socket_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let a = unsafe { read_sockaddr(addr, addr_len)? };
-        let h = bind_udp(vec![a])?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`addr`, `out`).
+        unsafe { store_out(out, || bind_udp(vec![read_sockaddr(addr, addr_len)?])) }
     })
 }
 
@@ -820,15 +754,8 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
 /// `out` is `NULL` or writable; `fd` is the caller's to give away.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller gives `fd` away on success (contract).
-        let sock = unsafe { UdpSocket::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_udp(sock)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked, new_udp) })
 }
 
 /// Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -839,13 +766,8 @@ pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_soc
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_fd(s: ivy_udp_socket_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = UDP.get(s.id).ok_or(IVY_EBADF)?.as_raw_fd();
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&UDP, s.id, fd) })
 }
 
 /// Stores the local port in `*port`. Errors: `IVY_EBADF`, `IVY_EINVAL`.
@@ -855,11 +777,12 @@ pub unsafe extern "C" fn ivy_udp_socket_fd(s: ivy_udp_socket_t, fd: *mut c_int) 
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_port(s: ivy_udp_socket_t, port: *mut u16) -> c_int {
     guard(|| {
-        let port = out_ptr(port)?;
-        let p = port_of(UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr())?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(port, p) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`port`).
+        unsafe {
+            store_out(port, || {
+                port_of(UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr())
+            })
+        }
     })
 }
 
@@ -877,11 +800,8 @@ pub unsafe extern "C" fn ivy_udp_socket_local_addr(
     cap: usize,
 ) -> c_int {
     guard(|| {
-        let buf = out_ptr(buf)?;
-        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: writable for `cap` bytes (caller's contract).
-        unsafe { write_addr_str(&a, buf, cap) }
+        // SAFETY: forwarded caller contract (`buf`, `cap`).
+        unsafe { put_addr_str(buf, cap, || addr_of(&UDP, s.id, UdpSocket::local_addr)) }
     })
 }
 
@@ -900,12 +820,12 @@ pub unsafe extern "C" fn ivy_udp_socket_local_sockaddr(
     addr_len: *mut libc::socklen_t,
 ) -> c_int {
     guard(|| {
-        let addr = out_ptr(addr)?;
-        let addr_len = out_ptr(addr_len)?;
-        let a = UDP.get(s.id).ok_or(IVY_EBADF)?.local_addr();
-        let a = a.map_err(|e| io_error(&e))?;
-        // SAFETY: forwarded caller contract (both checked non-null).
-        unsafe { write_sockaddr(&a, addr, addr_len) }
+        // SAFETY: forwarded caller contract (`addr`, `addr_len`).
+        unsafe {
+            put_sockaddr(addr, addr_len, || {
+                addr_of(&UDP, s.id, UdpSocket::local_addr)
+            })
+        }
     })
 }
 

@@ -33,10 +33,13 @@ use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
-use super::net::{net_error, IVY_SHUT_RD, IVY_SHUT_RDWR, IVY_SHUT_WR};
+use super::net::net_error;
+use super::stream::{
+    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
+    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
+};
 use super::time::to_instant;
-use super::{guard, out_ptr, write_out};
-use crate::io::WaitError;
+use super::{guard, out_ptr, store_out, write_out};
 use crate::net::{UnixListener, UnixStream};
 
 /// A handle to a listening Unix-domain stream socket.
@@ -64,16 +67,6 @@ fn new_stream(s: UnixStream) -> Result<ivy_unix_stream_t, c_int> {
 fn new_listener(l: UnixListener) -> Result<ivy_unix_listener_t, c_int> {
     let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
     Ok(ivy_unix_listener_t { id })
-}
-
-/// The error code of a Unix socket call: `IVY_ECLOSED` for an end of file
-/// that cut a `read_exact` short, else as for TCP.
-fn unix_error(e: WaitError) -> c_int {
-    match e {
-        WaitError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
-        WaitError::Io(e) if e.kind() == std::io::ErrorKind::WriteZero => -libc::EPIPE,
-        e => net_error(e),
-    }
 }
 
 /// Reads a C socket address: a path, or `@name` for an abstract name.
@@ -113,14 +106,13 @@ pub unsafe extern "C" fn ivy_unix_listen(
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: forwarded caller contract.
-        let addr = unsafe { socket_addr(path)? };
-        let l = UnixListener::bind_addr(&addr).map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`path`, `out`).
+        unsafe {
+            store_out(out, || {
+                let l = UnixListener::bind_addr(&socket_addr(path)?).map_err(|e| io_error(&e))?;
+                new_listener(l)
+            })
+        }
     })
 }
 
@@ -138,14 +130,12 @@ pub unsafe extern "C" fn ivy_unix_accept(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        let listener = LISTENERS.get(l.id).ok_or(IVY_EBADF)?;
-        let (s, _) = listener.accept_until(d).map_err(unix_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`out`).
+        unsafe {
+            store_out(out, || {
+                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
+            })
+        }
     })
 }
 
@@ -154,11 +144,7 @@ pub unsafe extern "C" fn ivy_unix_accept(
 /// socket file stays (it is the caller's to unlink). Errors: `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_unix_listener_close(l: ivy_unix_listener_t) -> c_int {
-    guard(|| {
-        let listener = LISTENERS.remove(l.id).ok_or(IVY_EBADF)?;
-        listener.close();
-        Ok(())
-    })
+    guard(|| listener_close(&LISTENERS, l.id))
 }
 
 /// Connects to the listener at `path` (a path, or `@name` for an abstract
@@ -177,15 +163,14 @@ pub unsafe extern "C" fn ivy_unix_connect(
     deadline: i64,
 ) -> c_int {
     guard(|| {
-        let out = out_ptr(out)?;
-        let d = to_instant(deadline)?;
-        // SAFETY: forwarded caller contract.
-        let addr = unsafe { socket_addr(path)? };
-        let s = UnixStream::connect_addr_until(&addr, d).map_err(unix_error)?;
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
+        // SAFETY: forwarded caller contract (`path`, `out`).
+        unsafe {
+            store_out(out, || {
+                let d = to_instant(deadline)?;
+                let addr = socket_addr(path)?;
+                new_stream(UnixStream::connect_addr_until(&addr, d).map_err(net_error)?)
+            })
+        }
     })
 }
 
@@ -237,21 +222,8 @@ pub unsafe extern "C" fn ivy_unix_read(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        if buf.is_null() || len == 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
-        // aliased by anything ivy holds.
-        let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let got = stream.read_until(buf, d).map_err(unix_error)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, got) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Reads exactly `len` bytes into `buf` (several reads if needed) before
@@ -272,26 +244,8 @@ pub unsafe extern "C" fn ivy_unix_read_exact(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        if buf.is_null() && len > 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let (done, result) = if len == 0 {
-            (0, Ok(()))
-        } else {
-            // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
-            // aliased by anything ivy holds.
-            let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-            stream.read_exact_until(buf, d)
-        };
-        if !n.is_null() {
-            // SAFETY: non-null; writable by the caller's contract.
-            unsafe { write_out(n, done) };
-        }
-        result.map_err(unix_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_read_exact(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes up to `len` bytes from `buf`, waiting until `deadline` for room, and
@@ -310,24 +264,8 @@ pub unsafe extern "C" fn ivy_unix_write(
     n: *mut usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        let n = out_ptr(n)?;
-        if buf.is_null() && len > 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        let put = if len == 0 {
-            0
-        } else {
-            // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-            let buf = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-            stream.write_until(buf, d).map_err(unix_error)?
-        };
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(n, put) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`buf`, `n`).
+    guard(|| unsafe { stream_write(&STREAMS, s.id, buf, len, n, deadline) })
 }
 
 /// Writes all `len` bytes of `buf` (several writes if needed) before
@@ -343,19 +281,8 @@ pub unsafe extern "C" fn ivy_unix_write_all(
     len: usize,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        if buf.is_null() && len > 0 {
-            return Err(IVY_EINVAL);
-        }
-        let d = to_instant(deadline)?;
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        if len == 0 {
-            return Ok(());
-        }
-        // SAFETY: the caller's contract: `len` readable bytes at `buf`.
-        let buf = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-        stream.write_all_until(buf, d).1.map_err(unix_error)
-    })
+    // SAFETY: forwarded caller contract (`buf`).
+    guard(|| unsafe { stream_write_all(&STREAMS, s.id, buf, len, deadline) })
 }
 
 /// Shuts down the reading side (`IVY_SHUT_RD`), the writing side
@@ -363,16 +290,7 @@ pub unsafe extern "C" fn ivy_unix_write_all(
 /// handle stays valid. Errors: `IVY_EINVAL` (bad `how`), `IVY_EBADF`, OS errors.
 #[no_mangle]
 pub extern "C" fn ivy_unix_shutdown(s: ivy_unix_stream_t, how: c_int) -> c_int {
-    guard(|| {
-        let how = match how {
-            IVY_SHUT_RD => std::net::Shutdown::Read,
-            IVY_SHUT_WR => std::net::Shutdown::Write,
-            IVY_SHUT_RDWR => std::net::Shutdown::Both,
-            _ => return Err(IVY_EINVAL),
-        };
-        let stream = STREAMS.get(s.id).ok_or(IVY_EBADF)?;
-        stream.shutdown(how).map_err(|e| io_error(&e))
-    })
+    guard(|| stream_shutdown(&STREAMS, s.id, how))
 }
 
 /// Closes the stream and frees the handle: every read or write blocked on it
@@ -381,11 +299,7 @@ pub extern "C" fn ivy_unix_shutdown(s: ivy_unix_stream_t, how: c_int) -> c_int {
 /// `IVY_EBADF`.
 #[no_mangle]
 pub extern "C" fn ivy_unix_close(s: ivy_unix_stream_t) -> c_int {
-    guard(|| {
-        let stream = STREAMS.remove(s.id).ok_or(IVY_EBADF)?;
-        stream.close();
-        Ok(())
-    })
+    guard(|| stream_close(&STREAMS, s.id))
 }
 
 /// Stores the stream's fd in `*fd`, e.g. for `getsockopt(SO_PEERCRED)` or
@@ -397,13 +311,8 @@ pub extern "C" fn ivy_unix_close(s: ivy_unix_stream_t) -> c_int {
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_stream_fd(s: ivy_unix_stream_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&*STREAMS.get(s.id).ok_or(IVY_EBADF)?);
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&STREAMS, s.id, fd) })
 }
 
 /// Stores the listener's fd in `*fd` (ivy keeps owning it; see
@@ -413,13 +322,8 @@ pub unsafe extern "C" fn ivy_unix_stream_fd(s: ivy_unix_stream_t, fd: *mut c_int
 /// `fd` is `NULL` or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c_int) -> c_int {
-    guard(|| {
-        let fd = out_ptr(fd)?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&*LISTENERS.get(l.id).ok_or(IVY_EBADF)?);
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(fd, raw) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`fd`).
+    guard(|| unsafe { socket_fd(&LISTENERS, l.id, fd) })
 }
 
 /// Wraps `fd`, a connected Unix-domain stream socket (from `socketpair(2)`, an
@@ -437,17 +341,8 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 /// close it.
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_stream_t) -> c_int {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller hands the fd over (its contract); it is checked.
-        let s = unsafe { UnixStream::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        // The handle table only fails when full; the stream then closes the fd
-        // it now owns, which the caller gave up.
-        let h = new_stream(s)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UnixStream::from_fd_checked, new_stream) })
 }
 
 /// Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
@@ -465,13 +360,6 @@ pub unsafe extern "C" fn ivy_unix_listener_from_fd(
     fd: c_int,
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
-    guard(|| {
-        let out = out_ptr(out)?;
-        // SAFETY: the caller hands the fd over (its contract); it is checked.
-        let l = unsafe { UnixListener::from_fd_checked(fd) }.map_err(|e| io_error(&e))?;
-        let h = new_listener(l)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out, h) };
-        Ok(())
-    })
+    // SAFETY: forwarded caller contract (`out`; `fd` handed over).
+    guard(|| unsafe { socket_from_fd(fd, out, UnixListener::from_fd_checked, new_listener) })
 }

@@ -49,6 +49,85 @@ pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 const NO_TIMEOUT: u64 = u64::MAX;
 
+/// A listening stream socket, TCP or Unix-domain, as the C ABI's calls use it.
+pub(crate) trait StreamListener: AsRawFd {
+    /// The streams it accepts.
+    type Stream: StreamSocket;
+
+    /// Accepts a connection before `deadline` (the peer's address dropped).
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<Self::Stream, WaitError>;
+
+    /// Closes the listener for everyone sharing it (see the module's notes).
+    fn close(&self);
+}
+
+/// A connected stream socket, TCP or Unix-domain: the crate-internal `Result`
+/// layer (errors distinguish interruptions, the deadline and a close) that the
+/// C ABI's stream calls share. `read_exact_until` and `write_all_until` are
+/// written once, over `read_until` / `write_until`.
+pub(crate) trait StreamSocket: AsRawFd {
+    /// Reads up to `buf.len()` bytes before `deadline`; 0 at end of file.
+    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError>;
+
+    /// Writes up to `buf.len()` bytes before `deadline`.
+    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError>;
+
+    /// `shutdown(2)` of one side or both; the socket stays open.
+    fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()>;
+
+    /// Closes the socket for everyone sharing it (see the module's notes).
+    fn close(&self);
+
+    /// Writes all of `buf` before `deadline` (several writes if needed).
+    /// Returns the count written and how it ended: on an error, an unknown part
+    /// of the count may not have reached the peer yet, but it left `buf`. An
+    /// empty `buf` succeeds at once. A write of 0 bytes (which a stream socket
+    /// never does for a non-empty buffer) is reported as `EPIPE`.
+    fn write_all_until(
+        &self,
+        mut buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while !buf.is_empty() {
+            match self.write_until(buf, deadline) {
+                Ok(0) => {
+                    let e = io::Error::from_raw_os_error(libc::EPIPE);
+                    return (done, Err(WaitError::Io(e)));
+                }
+                Ok(n) => {
+                    done += n;
+                    buf = &buf[n..];
+                }
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
+    }
+
+    /// Reads exactly `buf.len()` bytes before `deadline`. Returns the count read
+    /// and how it ended; the peer closing its side first is an
+    /// `UnexpectedEof` error (with the count read so far).
+    fn read_exact_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), WaitError>) {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_until(&mut buf[done..], deadline) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed early");
+                    return (done, Err(WaitError::Io(e)));
+                }
+                Ok(n) => done += n,
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
+    }
+}
+
 /// A non-blocking socket of type `T` with its registration and timeouts.
 /// Field order matters: the registration is dropped (deregistered) before the
 /// socket closes its fd.

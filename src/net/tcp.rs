@@ -317,75 +317,38 @@ impl TcpStream {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.io(Direction::Read, |s| s.peek(buf))
     }
+}
 
-    /// The internal read: errors distinguish interruptions and the deadline.
-    pub(crate) fn read_until(
-        &self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+impl super::StreamListener for TcpListener {
+    type Stream = TcpStream;
+
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<TcpStream, WaitError> {
+        self.accept_until(deadline).map(|(s, _)| s)
+    }
+
+    fn close(&self) {
+        TcpListener::close(self);
+    }
+}
+
+impl super::StreamSocket for TcpStream {
+    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
         self.inner
             .io_until(Direction::Read, deadline, |mut s| s.read(buf))
     }
 
-    /// The internal write: errors distinguish interruptions and the deadline.
     /// An empty `buf` writes nothing and returns 0, like `write(2)`.
-    pub(crate) fn write_until(
-        &self,
-        buf: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
         self.inner
             .io_until(Direction::Write, deadline, |mut s| s.write(buf))
     }
 
-    /// Writes all of `buf` before `deadline` (several writes if needed).
-    /// Returns the count written and how it ended: on an error, an unknown part
-    /// of the count may not have reached the peer yet, but it left `buf`. An
-    /// empty `buf` succeeds at once. A write of 0 bytes (which TCP never does
-    /// for a non-empty buffer) is reported as `EPIPE`.
-    pub(crate) fn write_all_until(
-        &self,
-        mut buf: &[u8],
-        deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
-        let mut done = 0;
-        while !buf.is_empty() {
-            match self.write_until(buf, deadline) {
-                Ok(0) => {
-                    let e = io::Error::from_raw_os_error(libc::EPIPE);
-                    return (done, Err(WaitError::Io(e)));
-                }
-                Ok(n) => {
-                    done += n;
-                    buf = &buf[n..];
-                }
-                Err(e) => return (done, Err(e)),
-            }
-        }
-        (done, Ok(()))
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
     }
 
-    /// Reads exactly `buf.len()` bytes before `deadline`. Returns the count read
-    /// and how it ended; the peer closing its side first is an
-    /// `UnexpectedEof` error (with the count read so far).
-    pub(crate) fn read_exact_until(
-        &self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read_until(&mut buf[done..], deadline) {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed early");
-                    return (done, Err(WaitError::Io(e)));
-                }
-                Ok(n) => done += n,
-                Err(e) => return (done, Err(e)),
-            }
-        }
-        (done, Ok(()))
+    fn close(&self) {
+        TcpStream::close(self);
     }
 }
 

@@ -466,66 +466,42 @@ impl UnixStream {
         let s = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
         Ok(UnixStream::wrap(s))
     }
+}
 
-    /// The internal read: up to `buf.len()` bytes, 0 at end of file.
-    pub(crate) fn read_until(
-        &self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+impl super::StreamListener for UnixListener {
+    type Stream = UnixStream;
+
+    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<UnixStream, WaitError> {
+        self.accept_until(deadline).map(|(s, _)| s)
+    }
+
+    fn close(&self) {
+        UnixListener::close(self);
+    }
+}
+
+impl super::StreamSocket for UnixStream {
+    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
         self.inner
             .io_until(Direction::Read, deadline, |mut s| s.read(buf))
     }
 
-    /// The internal write: at least one byte of a non-empty `buf` on success.
-    pub(crate) fn write_until(
-        &self,
-        buf: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+    /// At least one byte of a non-empty `buf` on success; an empty `buf`
+    /// returns 0 without touching the socket.
+    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         self.inner
             .io_until(Direction::Write, deadline, |mut s| s.write(buf))
     }
 
-    /// Reads until `buf` is full; returns how many bytes were read and how it
-    /// ended. End of file first is `UnexpectedEof`.
-    pub(crate) fn read_exact_until(
-        &self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read_until(&mut buf[done..], deadline) {
-                Ok(0) => {
-                    return (
-                        done,
-                        Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-                    )
-                }
-                Ok(n) => done += n,
-                Err(e) => return (done, Err(e)),
-            }
-        }
-        (done, Ok(()))
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
     }
 
-    /// Writes all of `buf`; returns how many bytes were written and how it
-    /// ended.
-    pub(crate) fn write_all_until(
-        &self,
-        buf: &[u8],
-        deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.write_until(&buf[done..], deadline) {
-                Ok(0) => return (done, Err(io::Error::from(io::ErrorKind::WriteZero).into())),
-                Ok(n) => done += n,
-                Err(e) => return (done, Err(e)),
-            }
-        }
-        (done, Ok(()))
+    fn close(&self) {
+        UnixStream::close(self);
     }
 }
 

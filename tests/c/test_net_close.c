@@ -17,36 +17,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "net_helpers.h"
 
 enum { ITERS = 50 };
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-static void yield_until(int *flag) {
-    while (!H_ATOMIC_LOAD(flag)) OK(ivy_task_yield());
-}
-
-/* A connected pair over loopback: *client from ivy_tcp_connect, *server accepted. */
-static void tcp_pair(ivy_tcp_stream_t *client, ivy_tcp_stream_t *server) {
-    ivy_tcp_listener_t l;
-    uint16_t port;
-    char addr[32];
-    OK(ivy_tcp_listen("127.0.0.1:0", &l));
-    OK(ivy_tcp_listener_port(l, &port));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
-    OK(ivy_tcp_connect(addr, client, ivy_time_now() + 5000));
-    OK(ivy_tcp_accept(l, server, ivy_time_now() + 5000));
-    OK(ivy_tcp_listener_close(l));
-}
 
 struct blocked {
     ivy_tcp_stream_t s;

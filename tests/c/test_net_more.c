@@ -17,17 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1;
-}
+#include "net_helpers.h"
 
 static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
@@ -47,18 +37,6 @@ static int raw_connect(uint16_t port) {
     CHECK(fd >= 0);
     CHECK_EQ(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     return fd;
-}
-
-static void tcp_pair(ivy_tcp_stream_t *client, ivy_tcp_stream_t *server) {
-    ivy_tcp_listener_t l;
-    uint16_t port;
-    char addr[32];
-    OK(ivy_tcp_listen("127.0.0.1:0", &l));
-    OK(ivy_tcp_listener_port(l, &port));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
-    OK(ivy_tcp_connect(addr, client, ivy_time_now() + 5000));
-    OK(ivy_tcp_accept(l, server, ivy_time_now() + 5000));
-    OK(ivy_tcp_listener_close(l));
 }
 
 /* ---- a passed deadline is a non-blocking try ---------------------------------------------
@@ -138,10 +116,7 @@ static void deadline_zero_suite(void) {
     OK(ivy_tcp_close(s));
 
     /* UDP receive and send */
-    OK(ivy_udp_bind("127.0.0.1:0", &u1));
-    OK(ivy_udp_bind("127.0.0.1:0", &u2));
-    OK(ivy_udp_port(u2, &port));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    udp_pair(&u1, &u2, addr, sizeof addr);
     CHECK_EQ(ivy_udp_recv_from(u2, buf, sizeof buf, &n, NULL, NULL, 0, 0), IVY_ETIMEDOUT);
     OK(ivy_udp_send_to(u1, "dgram", 5, addr, &n, 0));
     CHECK_EQ(n, 5);
@@ -186,7 +161,6 @@ static void *ports_main(void *arg) {
     ivy_tcp_listener_t l;
     ivy_tcp_stream_t c, s;
     ivy_udp_socket_t u1, u2;
-    uint16_t port;
     char addr[32], buf[8];
     size_t n;
     (void)arg;
@@ -214,10 +188,7 @@ static void *ports_main(void *arg) {
     OK(ivy_tcp_close(s));
 
     /* an empty datagram is a datagram */
-    OK(ivy_udp_bind("127.0.0.1:0", &u1));
-    OK(ivy_udp_bind("127.0.0.1:0", &u2));
-    OK(ivy_udp_port(u2, &port));
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    udp_pair(&u1, &u2, addr, sizeof addr);
     n = 99;
     OK(ivy_udp_send_to(u1, NULL, 0, addr, &n, IVY_FOREVER));
     CHECK_EQ(n, 0);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "net_helpers.h"
 
 /* ---- ivy_fd_wait: a passed deadline looks once ------------------------------------------ */
 
@@ -561,15 +562,6 @@ static void test_poll_fd_closed_mid_wait(void) {
 
 /* No fd is left behind: /proc/self/fd has as many entries after 1000 calls (half
  * answered by the first look, half parked and woken) as before. */
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (d == NULL) return -1;
-    while (readdir(d) != NULL) n++;
-    closedir(d);
-    return n;
-}
-
 static void *poll_no_leak_task(void *arg) {
     struct pipes p;
     ivy_pollfd_t fds[NPIPES];

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "net_helpers.h"
 
 static char dir[64];
 static int path_counter;
@@ -28,21 +29,6 @@ static int path_counter;
 /* A fresh socket path in the test directory. */
 static void new_path(char *buf, size_t cap) {
     snprintf(buf, cap, "%s/s%d", dir, H_ATOMIC_ADD(&path_counter, 1));
-}
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (!d) return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-static void yield_until(int *flag) {
-    while (!H_ATOMIC_LOAD(flag)) OK(ivy_task_yield());
 }
 
 static int exists(const char *path) {
@@ -253,9 +239,7 @@ static void *close_read_main(void *arg) {
 }
 
 static void test_unix_close_wakes_reader(void) {
-    int before = count_fds();
-    h_run(1, close_read_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_read_main, NULL);
 }
 
 static void *close_write_main(void *arg) {
@@ -286,9 +270,7 @@ static void *close_write_main(void *arg) {
 }
 
 static void test_unix_close_wakes_writer(void) {
-    int before = count_fds();
-    h_run(1, close_write_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_write_main, NULL);
 }
 
 static void *close_accept_main(void *arg) {
@@ -322,9 +304,7 @@ static void *close_accept_main(void *arg) {
 }
 
 static void test_unix_close_wakes_acceptors(void) {
-    int before = count_fds();
-    h_run(1, close_accept_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(1, close_accept_main, NULL);
 }
 
 /* Closed from a plain thread (a pthread) while a task is parked in the read. */
@@ -686,9 +666,7 @@ static void *churn_main(void *arg) {
 }
 
 static void test_unix_no_fd_leak(void) {
-    int before = count_fds();
-    h_run(2, churn_main, NULL);
-    CHECK_EQ(count_fds(), before);
+    h_run_no_leak(2, churn_main, NULL);
 }
 
 int main(void) {
