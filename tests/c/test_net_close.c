@@ -43,7 +43,7 @@ static void *reader(void *arg) {
 }
 
 static void *close_read_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     for (i = 0; i < ITERS; i++) {
         struct blocked b;
@@ -69,7 +69,7 @@ static void *close_read_main(void *arg) {
         CHECK_EQ(ivy_tcp_close(b.s), IVY_EBADF);
         OK(ivy_tcp_close(peer));
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -99,7 +99,7 @@ static void *single_writer(void *arg) {
 }
 
 static void *close_write_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     char *big = calloc(BIG, 1);
     (void)arg;
     CHECK(big != NULL);
@@ -128,7 +128,7 @@ static void *close_write_main(void *arg) {
         OK(ivy_tcp_close(peer));
     }
     free(big);
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -145,7 +145,7 @@ static void *acceptor(void *arg) {
 }
 
 static void *close_accept_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     for (i = 0; i < ITERS; i++) {
         struct blocked b[3];
@@ -172,7 +172,7 @@ static void *close_accept_main(void *arg) {
         CHECK_EQ(ivy_tcp_connect(addr, &c, ivy_time_now() + 5000), -ECONNREFUSED);
         CHECK_EQ(ivy_tcp_listener_close(b[0].l), IVY_EBADF);
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -185,7 +185,7 @@ static void *close_backlog_main(void *arg) {
     uint16_t port;
     char addr[32], buf[8];
     size_t n = 99;
-    int rc, before = count_fds();
+    int rc, before = settled_fds();
     (void)arg;
     OK(ivy_tcp_listen("127.0.0.1:0", &l));
     OK(ivy_tcp_listener_port(l, &port));
@@ -195,7 +195,7 @@ static void *close_backlog_main(void *arg) {
     rc = ivy_tcp_read(c, buf, sizeof buf, &n, ivy_time_now() + 5000);
     CHECK(rc == -ECONNRESET || (rc == 0 && n == 0));
     OK(ivy_tcp_close(c));
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -212,7 +212,7 @@ static void *udp_receiver(void *arg) {
 }
 
 static void *close_udp_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     for (i = 0; i < ITERS; i++) {
         struct blocked b;
@@ -226,7 +226,7 @@ static void *close_udp_main(void *arg) {
         CHECK_EQ(b.rc, IVY_ECLOSED);
         CHECK_EQ(ivy_udp_close(b.u), IVY_EBADF);
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -235,7 +235,7 @@ static void test_close_wakes_udp_recv(void) { h_run(1, close_udp_main, NULL); }
 /* ---- read and write blocked at once, on one stream --------------------------------------- */
 
 static void *both_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     char *big = calloc(BIG, 1);
     (void)arg;
     for (i = 0; i < 10; i++) {
@@ -260,7 +260,7 @@ static void *both_main(void *arg) {
         OK(ivy_tcp_close(peer));
     }
     free(big);
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -281,7 +281,7 @@ static void *thread_closer(void *arg) {
 }
 
 static void *pthread_close_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     for (i = 0; i < ITERS; i++) {
         struct blocked b;
@@ -307,7 +307,7 @@ static void *pthread_close_main(void *arg) {
         OK(ivy_tcp_close(peer));
         OK(ivy_event_free(f.go));
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -331,7 +331,7 @@ static void *thread_udp_receiver(void *arg) {
 }
 
 static void *thread_blocked_main(void *arg) {
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     for (i = 0; i < 5; i++) {
         struct blocked r, a, u;
@@ -367,7 +367,7 @@ static void *thread_blocked_main(void *arg) {
         CHECK_EQ(u.rc, IVY_ECLOSED);
         OK(ivy_tcp_close(peer));
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 
@@ -380,7 +380,7 @@ static void *many_main(void *arg) {
     struct blocked b[N];
     ivy_tcp_stream_t peers[N];
     ivy_task_t t[N];
-    int i, before = count_fds();
+    int i, before = settled_fds();
     (void)arg;
     memset(b, 0, sizeof b);
     for (i = 0; i < N; i++) {
@@ -401,7 +401,7 @@ static void *many_main(void *arg) {
         CHECK_EQ(n, 0);
         OK(ivy_tcp_close(peers[i]));
     }
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 

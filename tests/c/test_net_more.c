@@ -54,7 +54,7 @@ static void deadline_zero_suite(void) {
     static char chunk[1 << 16];
     size_t n, full;
     int fd, rc, round;
-    int before = count_fds();
+    int before = settled_fds();
 
     /* accept */
     OK(ivy_tcp_listen("127.0.0.1:0", &l));
@@ -131,7 +131,7 @@ static void deadline_zero_suite(void) {
     tcp_pair(&c, &t);
     OK(ivy_tcp_close(c));
     OK(ivy_tcp_close(t));
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
 }
 
 static void *deadline_zero_task(void *arg) {
@@ -340,7 +340,7 @@ static void *from_fd_main(void *arg) {
     ivy_udp_socket_t u;
     struct sockaddr_in a = loopback(0);
     socklen_t alen = sizeof a;
-    int lfd, cfd, ufd, ufd2, got, flags, one = 1, nodelay = 0, pfd[2], before = count_fds();
+    int lfd, cfd, ufd, ufd2, got, flags, one = 1, nodelay = 0, pfd[2], before = settled_fds();
     socklen_t optlen = sizeof nodelay;
     uint16_t port;
     char buf[8];
@@ -415,7 +415,7 @@ static void *from_fd_main(void *arg) {
     ufd2 = socket(AF_UNIX, SOCK_DGRAM, 0);
     CHECK_EQ(ivy_udp_socket_from_fd(ufd2, &u), IVY_EINVAL);
     close(ufd2);
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
     return NULL;
 }
 

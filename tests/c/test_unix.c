@@ -497,7 +497,7 @@ static void test_unix_from_fd_and_fd(void) {
     struct sockaddr_un addr;
     char path[96], buf[8];
     size_t n;
-    int before = count_fds();
+    int before = settled_fds();
 
     CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     OK(ivy_unix_stream_from_fd(sv[0], &a));
@@ -567,7 +567,7 @@ static void test_unix_from_fd_and_fd(void) {
     CHECK_EQ(close(dg[0]), 0);
     CHECK_EQ(close(dg[1]), 0);
     CHECK_EQ(close(tcp), 0);
-    CHECK_EQ(count_fds(), before);
+    check_fds_back_to(before);
 }
 
 /* ---- invalid arguments, stale and foreign handles ---------------------------------------- */
