@@ -133,6 +133,40 @@ pub(super) fn install_many(addrs: &[usize], len: usize) -> io::Result<Vec<bool>>
     addrs.iter().map(|&a| g.install(a, len)).collect()
 }
 
+/// A pidfd for this process, opened once per process: `None` if the kernel has no
+/// `pidfd_open`.
+///
+/// The pid it was opened for is kept with it. After `fork` the child inherits
+/// the parent's pidfd, and `process_madvise` through it names the *parent*: the
+/// kernel refuses destructive advice for another process (so the child's stack
+/// pool fell back to one `madvise` per range for good), and an advice it allowed
+/// would land on the parent's pages at the child's addresses. So a pid mismatch
+/// closes the inherited copy and opens the child's own (regression test
+/// `a_forked_child_advises_its_own_memory_not_its_parents`). Only the process that opened an fd ever
+/// closes it, so an fd handed out is never closed under a caller.
+fn own_pidfd() -> Option<libc::c_int> {
+    use std::sync::Mutex;
+    static PIDFD: Mutex<Option<(libc::pid_t, Option<libc::c_int>)>> = Mutex::new(None);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut cached = PIDFD.lock().unwrap_or_else(|e| e.into_inner());
+    match *cached {
+        Some((owner, fd)) if owner == pid => return fd,
+        Some((_, Some(inherited))) => {
+            // SAFETY: the parent's pidfd, inherited by this child and used by
+            // nobody here (the pid check above runs before every use).
+            unsafe { libc::close(inherited) };
+        }
+        _ => {}
+    }
+    // SAFETY: pidfd_open on our own pid with no flags; it returns a new fd
+    // (close-on-exec) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = (fd >= 0).then_some(fd as libc::c_int);
+    *cached = Some((pid, fd));
+    fd
+}
+
 /// Applies `advice` to every range with `process_madvise(2)` on our own process,
 /// up to 1024 ranges per call. Returns `false` if the kernel does not support that
 /// advice there (then `unsupported` is set so later calls skip the attempt, and a
@@ -152,16 +186,10 @@ pub(super) unsafe fn madvise_many(
     advice: libc::c_int,
     unsupported: &AtomicBool,
 ) -> bool {
-    static PIDFD: OnceLock<Option<libc::c_int>> = OnceLock::new();
     if unsupported.load(Ordering::Relaxed) {
         return false;
     }
-    let pidfd = *PIDFD.get_or_init(|| {
-        // SAFETY: pidfd_open on our own pid with no flags; it returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-        (fd >= 0).then_some(fd as libc::c_int)
-    });
-    let Some(pidfd) = pidfd else {
+    let Some(pidfd) = own_pidfd() else {
         unsupported.store(true, Ordering::Relaxed);
         return false;
     };
@@ -361,6 +389,52 @@ fn mprotect_budget() -> usize {
 mod tests {
     use super::super::test_util::{in_child, Exit};
     use super::*;
+
+    #[test]
+    fn a_forked_child_advises_its_own_memory_not_its_parents() {
+        // SAFETY: a fresh private anonymous page, unmapped at the end.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        let byte = page.cast::<u8>();
+        // SAFETY: the page is mapped read-write.
+        unsafe { byte.write_volatile(0xab) };
+        let range = [libc::iovec {
+            iov_base: page,
+            iov_len: 4096,
+        }];
+        // The parent opens (and caches) its pidfd first, as a runtime does, and
+        // learns whether this kernel takes DONTNEED through process_madvise.
+        let scratch = AtomicBool::new(false);
+        // SAFETY: DONTNEED on a private anonymous page this test owns.
+        let batched_here = unsafe { madvise_many(&range, libc::MADV_DONTNEED, &scratch) };
+        // SAFETY: the page is mapped read-write.
+        unsafe { byte.write_volatile(0xab) };
+        let (exit, err) = in_child(|| {
+            let unsupported = AtomicBool::new(false);
+            // SAFETY: DONTNEED on a private anonymous page this test owns.
+            let advised = unsafe { madvise_many(&range, libc::MADV_DONTNEED, &unsupported) };
+            assert_eq!(advised, batched_here, "the child lost (or gained) batching");
+            if advised {
+                // SAFETY: still mapped; DONTNEED made it read as zero here.
+                assert_eq!(unsafe { byte.read_volatile() }, 0, "the child's own page");
+            }
+        });
+        assert_eq!(exit, Exit::Code(0), "{err}");
+        // SAFETY: the page is still mapped in the parent.
+        let kept = unsafe { byte.read_volatile() };
+        // SAFETY: unmapping the page mapped above.
+        unsafe { libc::munmap(page, 4096) };
+        assert_eq!(kept, 0xab, "the child's madvise reached the parent's page");
+    }
 
     #[test]
     fn probe_matches_the_kernel() {
