@@ -208,6 +208,23 @@ pub(super) unsafe fn in_buf<'a>(buf: *const c_void, len: usize) -> Result<&'a [u
     Ok(unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) })
 }
 
+/// `in_buf`'s twin for a buffer the call fills: `&mut []` for `len` 0 (`buf`
+/// may then be `NULL`), `IVY_EINVAL` for `NULL` with a length.
+///
+/// # Safety
+/// `buf` is writable for `len` bytes when `len > 0`, and not aliased by
+/// anything ivy holds.
+pub(super) unsafe fn out_buf<'a>(buf: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if buf.is_null() {
+        return Err(IVY_EINVAL);
+    }
+    // SAFETY: the caller's contract: `len` writable, unaliased bytes at `buf`.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) })
+}
+
 fn port_of(a: std::io::Result<SocketAddr>) -> Result<u16, c_int> {
     a.map(|a| a.port()).map_err(|e| io_error(&e))
 }

@@ -11,7 +11,7 @@ use std::os::raw::{c_int, c_void};
 
 use super::error::*;
 use super::handle::HandleTable;
-use super::net::{in_buf, net_error, IVY_SHUT_RD, IVY_SHUT_RDWR, IVY_SHUT_WR};
+use super::net::{in_buf, net_error, out_buf, IVY_SHUT_RD, IVY_SHUT_RDWR, IVY_SHUT_WR};
 use super::time::to_instant;
 use super::{out_ptr, store_out, write_out};
 use crate::net::{StreamListener, StreamSocket};
@@ -56,18 +56,11 @@ pub(super) unsafe fn stream_read_exact<S: StreamSocket>(
     n: *mut usize,
     deadline: i64,
 ) -> Result<(), c_int> {
-    if buf.is_null() && len != 0 {
-        return Err(IVY_EINVAL);
-    }
+    // SAFETY: the caller's contract: `len` writable bytes at `buf`, not aliased
+    // by anything ivy holds.
+    let buf = unsafe { out_buf(buf, len)? };
     let d = to_instant(deadline)?;
     let stream = table.get(id).ok_or(IVY_EBADF)?;
-    let buf: &mut [u8] = if len == 0 {
-        &mut []
-    } else {
-        // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
-        // aliased by anything ivy holds.
-        unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }
-    };
     let (got, r) = stream.read_exact_until(buf, d);
     if !n.is_null() {
         // SAFETY: non-null; writable by the caller's contract.
