@@ -42,7 +42,7 @@ pub(crate) enum Interrupted {
 pub(crate) struct CancelUnwind;
 
 /// The unwind payload that carries an elapsed deadline up to its scope. Which
-/// scope it belongs to is recorded in the caller's scope state (`scope.rs`).
+/// scope it belongs to is recorded in the caller's scope state (`cancel_scope.rs`).
 pub(crate) struct ElapsedUnwind;
 
 impl Interrupted {

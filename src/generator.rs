@@ -59,7 +59,7 @@
 
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::scope::{self, BodyScope};
+use crate::cancel_scope::{self as scope, BodyScope};
 use crate::stack::overflow::{self, RunningTask};
 use crate::stack::TaskStack;
 use crate::task::thread_state::{Saved, Slots};

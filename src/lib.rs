@@ -28,6 +28,7 @@
 
 mod blocking;
 mod cancel;
+mod cancel_scope;
 pub mod ffi;
 pub mod fs;
 mod generator;
@@ -38,16 +39,15 @@ mod model_check;
 pub mod net;
 pub mod park;
 pub mod runtime;
-mod scope;
 mod stack;
 pub mod sync;
 pub mod task;
 pub mod time;
 
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
+pub use cancel_scope::{deadline, shield, timeout, Elapsed};
 pub use generator::{Generator, ScopedGenerator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
-pub use scope::{deadline, shield, timeout, Elapsed};
 pub use task::{
     as_completed, current, join_all, join_all_settled, scope, spawn, wait_any, AsCompleted,
     JoinError, JoinHandle, Scope, ScopedJoinHandle, TaskId,

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cancel::Interrupted;
+use crate::cancel_scope::{self as scope, ScopeState};
 use crate::runtime::debug::WaitReason;
 use crate::runtime::worker;
-use crate::scope::{self, ScopeState};
 use crate::task::raw::{Suspend, Task};
 
 /// A handle that wakes one parked task or thread.

@@ -24,6 +24,7 @@
 
 #![allow(non_camel_case_types)] // C names: ivy_task_t, ivy_task_fn_t, ...
 
+pub(crate) mod cancel_scope;
 pub(crate) mod error;
 pub(crate) mod generator;
 pub(crate) mod group;
@@ -33,7 +34,6 @@ pub(crate) mod net;
 pub(crate) mod poll;
 pub(crate) mod queue;
 pub(crate) mod runtime;
-pub(crate) mod scope;
 pub(crate) mod stream;
 pub(crate) mod sync;
 pub(crate) mod task;
@@ -44,6 +44,7 @@ pub(crate) mod version;
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+pub use cancel_scope::*;
 pub use error::*;
 pub use generator::*;
 pub use group::*;
@@ -52,7 +53,6 @@ pub use net::*;
 pub use poll::*;
 pub use queue::*;
 pub use runtime::*;
-pub use scope::*;
 pub use sync::*;
 pub use task::*;
 pub use time::*;

@@ -187,7 +187,7 @@ pub(crate) fn cancel_and_reap(task: ivy_task_t) {
         return;
     };
     taken.handles[0].cancel();
-    let waited = crate::scope::shield(|| taken.handles[0].wait());
+    let waited = crate::cancel_scope::shield(|| taken.handles[0].wait());
     if waited.is_ok() {
         drop(taken.finish());
     }
@@ -458,7 +458,7 @@ pub unsafe extern "C" fn ivy_task_shield(
     guard(|| {
         let f = f.ok_or(IVY_EINVAL)?;
         // SAFETY: the caller's contract; `f` is `extern "C"` and cannot unwind.
-        let value = crate::scope::shield(|| unsafe { f(arg) });
+        let value = crate::cancel_scope::shield(|| unsafe { f(arg) });
         if !result.is_null() {
             // SAFETY: non-null and writable by the caller's contract.
             unsafe { write_out(result, value) };

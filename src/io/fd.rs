@@ -6,8 +6,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use super::registration::{Registration, WaitError, READABLE, WRITABLE};
+use crate::cancel_scope as scope;
 use crate::park;
-use crate::scope;
 
 /// The `poll(2)` events asking for the directions in `mask`.
 fn poll_events(mask: usize) -> libc::c_short {

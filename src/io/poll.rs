@@ -45,8 +45,8 @@ use std::time::Instant;
 
 use super::fd::{earliest, poll_timeout};
 use super::registration::{Direction, Registration, WaitError, READABLE, WRITABLE};
+use crate::cancel_scope as scope;
 use crate::park;
-use crate::scope;
 
 /// Ready bit of a poll entry: the peer hung up (a read reaches end of file).
 /// Reported beside the asked bits, never asked for.

@@ -218,7 +218,7 @@ impl Condition {
         deadline: Option<Instant>,
     ) -> (Result<(), WaitError>, bool) {
         let r = self.wait_unlocked(mutex, deadline);
-        match crate::scope::shield(|| mutex.lock_deadline(None)) {
+        match crate::cancel_scope::shield(|| mutex.lock_deadline(None)) {
             Ok(()) => (r, true),
             // Shielded and without deadline, the lock fails only when closed.
             Err(e) => {

@@ -119,8 +119,8 @@ pub(crate) struct TaskCtx {
     /// The pending timer of the current `park_until`, if any.
     pub(crate) timer: Cell<Option<TimerKey>>,
     pub(crate) locals: RefCell<LocalMap>,
-    /// Deadline scopes and shields open in this task (`scope.rs`).
-    pub(crate) scope: Cell<crate::scope::ScopeState>,
+    /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
+    pub(crate) scope: Cell<crate::cancel_scope::ScopeState>,
     /// ivy raised a cancellation or deadline unwind in this task that has not
     /// been caught yet (`worker::task_is_unwinding`).
     pub(crate) raised: Cell<bool>,

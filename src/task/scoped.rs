@@ -386,8 +386,8 @@ where
 /// caller's interruption, if one arrived meanwhile (then the children were cancelled).
 fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
     let mut interrupted = None;
-    let deadline = crate::scope::current_deadline();
-    crate::scope::shield(|| loop {
+    let deadline = crate::cancel_scope::current_deadline();
+    crate::cancel_scope::shield(|| loop {
         {
             let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             if shared.pending.load(Ordering::Acquire) == 0 {

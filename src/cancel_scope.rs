@@ -1,4 +1,6 @@
-//! Deadline scopes (`timeout`, `deadline`) and cancellation shields (`shield`).
+//! Cancel scopes: deadline scopes (`timeout`, `deadline`) and cancellation
+//! shields (`shield`), Trio's names for them. (Not to be confused with
+//! `task::scoped`, the nurseries of `ivy::scope`, which bound tasks' lifetimes.)
 //!
 //! asyncio's `wait_for` / `asyncio.timeout()` cancel the awaited work when the
 //! deadline passes. A stackful runtime has no future to drop, so ivy scopes the

@@ -26,7 +26,7 @@ use std::os::raw::c_int;
 use super::error::*;
 use super::handle::Kind;
 use super::{guard, out_ptr, write_out};
-use crate::scope::open::{self, CloseError};
+use crate::cancel_scope::open::{self, CloseError};
 
 /// A deadline scope opened by `ivy_deadline_push`, valid until popped. A
 /// zero-initialised handle is never valid.
@@ -119,7 +119,7 @@ pub unsafe extern "C" fn ivy_deadline_run(
         // so the scope ends by `f` returning.
         let mut call = || value = unsafe { f(arg) };
         let elapsed = match at {
-            Some(at) => crate::scope::deadline(at, call).is_err(),
+            Some(at) => crate::cancel_scope::deadline(at, call).is_err(),
             None => {
                 call();
                 false

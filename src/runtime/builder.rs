@@ -1,0 +1,240 @@
+//! `Builder`: a runtime's configuration, from explicit calls and from the
+//! environment (`IVY_WORKERS`, `IVY_STACK_SIZE`, ...). Bad values are an
+//! `io::Error` from `build`, never a panic.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::idle::Idle;
+use super::parker::Parker;
+use super::registry::Registry;
+use super::worker::{Remote, Worker};
+use super::{debug, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
+use crossbeam_deque::{Injector, Worker as Deque};
+
+/// Configures and builds a [`Runtime`].
+///
+/// Environment: `IVY_WORKERS` sets the default worker count, `IVY_STACK_SIZE`
+/// the default task stack size in bytes and `IVY_UNGUARDED_STACKS=1` allows
+/// unguarded stacks; explicit builder calls win over them. `IVY_STACK_GUARD` and
+/// `IVY_STACK_GUARD_BUDGET` choose the process's guard mechanism (see
+/// [`unguarded_stacks`](Builder::unguarded_stacks)); `build` rejects bad values.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    workers: Option<usize>,
+    stack_size: Option<usize>,
+    thread_name: Option<String>,
+    max_blocking_threads: Option<usize>,
+    blocking_keep_alive: Option<Duration>,
+    debug: Option<bool>,
+    slow_task: Option<Duration>,
+    unguarded_stacks: Option<bool>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of worker threads (default: the number of available cores).
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Default stack size of tasks spawned on this runtime, in bytes (default:
+    /// [`DEFAULT_STACK_SIZE`]). Rounded up to whole pages; tasks may override it.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Name prefix of the worker threads (default `ivy-worker`; threads are
+    /// named `PREFIX-0`, `PREFIX-1`, ...).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Maximum number of threads of the blocking pool (`ivy::spawn_blocking`,
+    /// `ivy::fs`, name resolution); default 512. Jobs beyond it queue.
+    pub fn max_blocking_threads(mut self, n: usize) -> Builder {
+        self.max_blocking_threads = Some(n);
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits
+    /// (default 10 s).
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Builder {
+        self.blocking_keep_alive = Some(d);
+        self
+    }
+
+    /// Debug mode (default: off, or `IVY_DEBUG=1`): reports tasks that run too
+    /// long without suspending (a watchdog thread names them while they still
+    /// run) and the tasks left at shutdown; see
+    /// [`debug`](crate::runtime::debug).
+    pub fn debug(mut self, on: bool) -> Builder {
+        self.debug = Some(on);
+        self
+    }
+
+    /// In debug mode, report a task that runs longer than this without
+    /// suspending (default 100 ms, or `IVY_DEBUG_SLOW_MS`). Implies debug mode.
+    pub fn slow_task_threshold(mut self, d: Duration) -> Builder {
+        self.slow_task = Some(d);
+        self.debug = Some(true);
+        self
+    }
+
+    /// Lets tasks of this runtime run on stacks **without a guard page** when no
+    /// guarded one is left (default: off, or `IVY_UNGUARDED_STACKS=1`).
+    ///
+    /// Only kernels without `MADV_GUARD_INSTALL` (before Linux 6.13), or a process
+    /// run with `IVY_STACK_GUARD=mprotect`, ever run short of guards: there each
+    /// guard is an `mprotect`ed page that costs VMAs, within a budget from
+    /// `vm.max_map_count` (`IVY_STACK_GUARD_BUDGET=N` sets it). By default, a task
+    /// that would need a new stack past the budget is refused: `task::Builder`'s
+    /// spawn returns the error, `spawn`'s `JoinHandle` reports it
+    /// ([`JoinError::is_no_stack`](crate::JoinError::is_no_stack)). With this
+    /// option such tasks run instead, and the risk is yours: a stack overflow in
+    /// one is not caught, it silently corrupts the memory below the stack (another
+    /// task's stack) instead of stopping the process with a report. Prefer raising
+    /// `vm.max_map_count`.
+    pub fn unguarded_stacks(mut self, allow: bool) -> Builder {
+        self.unguarded_stacks = Some(allow);
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> io::Result<Runtime> {
+        let workers = match self.workers {
+            Some(n) => n,
+            None => match env_usize("IVY_WORKERS")? {
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        if workers == 0 || workers > 4096 {
+            return Err(invalid(format!(
+                "ivy: the worker count must be between 1 and 4096, not {workers}"
+            )));
+        }
+        let stack_size = match self.stack_size {
+            Some(n) => n,
+            None => env_usize("IVY_STACK_SIZE")?.unwrap_or(DEFAULT_STACK_SIZE),
+        };
+        check_stack_size(stack_size)?;
+        let debug_on = match self.debug {
+            Some(on) => on,
+            None => matches!(std::env::var("IVY_DEBUG").as_deref(), Ok("1") | Ok("true")),
+        };
+        let slow = match self.slow_task {
+            Some(d) => d,
+            None => env_usize("IVY_DEBUG_SLOW_MS")?.map_or(debug::DEFAULT_SLOW_TASK, |ms| {
+                Duration::from_millis(ms as u64)
+            }),
+        };
+        let debug_config = debug::DebugConfig {
+            slow_task: debug_on.then_some(slow),
+        };
+        crate::stack::guard_env_config()?;
+        let unguarded_stacks = match self.unguarded_stacks {
+            Some(allow) => allow,
+            None => match std::env::var("IVY_UNGUARDED_STACKS").as_deref() {
+                Err(_) | Ok("") | Ok("0") | Ok("false") => false,
+                Ok("1") | Ok("true") => true,
+                Ok(v) => {
+                    return Err(invalid(format!(
+                        "ivy: IVY_UNGUARDED_STACKS={v:?} is not one of 0, 1, true, false"
+                    )))
+                }
+            },
+        };
+        let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
+        let max_blocking = self
+            .max_blocking_threads
+            .unwrap_or(crate::blocking::DEFAULT_MAX_THREADS);
+        if max_blocking == 0 {
+            return Err(invalid(
+                "ivy: max_blocking_threads must be at least 1".to_string(),
+            ));
+        }
+        let blocking = crate::blocking::BlockingPool::new(
+            max_blocking,
+            self.blocking_keep_alive
+                .unwrap_or(crate::blocking::DEFAULT_KEEP_ALIVE),
+            format!("{prefix}-blocking"),
+        );
+
+        crate::stack::overflow::install_handler();
+        let mut deques = Vec::with_capacity(workers);
+        let mut parkers = Vec::with_capacity(workers);
+        let mut remotes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let deque = Deque::new_lifo();
+            let parker = Parker::new()?;
+            remotes.push(Remote {
+                stealer: deque.stealer(),
+                inbox: Injector::new(),
+                unparker: parker.unparker(),
+                now_running: Default::default(),
+            });
+            deques.push(deque);
+            parkers.push(parker);
+        }
+        let shared = Arc::new(Shared {
+            remotes: remotes.into_boxed_slice(),
+            injector: Injector::new(),
+            idle: Idle::new(workers),
+            registry: Registry::new(workers),
+            origin: Instant::now(),
+            default_stack_size: stack_size,
+            blocking,
+            debug: debug_config,
+            task_pool: Default::default(),
+            unguarded_stacks,
+            closing: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let mut rt = Runtime {
+            shared: shared.clone(),
+            threads: Vec::with_capacity(workers),
+            watchdog: debug::Watchdog::start(&shared, format!("{prefix}-watchdog"))?,
+        };
+        for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("{prefix}-{index}"))
+                .spawn(move || Worker::new(index, shared, deque, parker).run())?;
+            rt.threads.push(thread);
+        }
+        Ok(rt)
+    }
+}
+
+pub(crate) fn check_stack_size(bytes: usize) -> io::Result<()> {
+    if bytes == 0 || bytes > MAX_STACK_SIZE {
+        return Err(invalid(format!(
+            "ivy: a stack size must be between 1 byte and {MAX_STACK_SIZE} bytes, not {bytes}"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn env_usize(name: &str) -> io::Result<Option<usize>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| invalid(format!("ivy: {name}={v:?} is not a whole number"))),
+    }
+}

@@ -1,0 +1,123 @@
+//! What every worker of one runtime and every `Handle` to it share: the queues
+//! other threads push to, the idle bookkeeping, the registry of live tasks, the
+//! blocking pool, and the closing/shutdown flags (the handshake is described in
+//! `runtime/mod.rs`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_deque::Injector;
+
+use super::idle::Idle;
+use super::registry::Registry;
+use super::worker::{self, Remote};
+use super::{debug, task_pool};
+use crate::task::raw::{NotRun, Task};
+
+/// State shared by all workers of one runtime and every handle to it.
+pub(crate) struct Shared {
+    pub(crate) remotes: Box<[Remote]>,
+    pub(crate) injector: Injector<Arc<Task>>,
+    pub(crate) idle: Idle,
+    pub(crate) registry: Registry,
+    /// Time origin of the workers' timer wheels.
+    pub(crate) origin: Instant,
+    pub(crate) default_stack_size: usize,
+    /// Threads for blocking work (`ivy::spawn_blocking`, `ivy::fs`).
+    pub(crate) blocking: crate::blocking::BlockingPool,
+    pub(crate) debug: debug::DebugConfig,
+    /// Finished tasks' allocations, for reuse (task_pool.rs).
+    pub(crate) task_pool: task_pool::SharedPool,
+    /// Tasks may run on stacks without a guard page (`Builder::unguarded_stacks`).
+    pub(crate) unguarded_stacks: bool,
+    /// Set at the start of shutdown: new tasks are cancelled before they run.
+    pub(super) closing: AtomicBool,
+    /// Set once every task has finished: workers exit.
+    pub(super) shutdown: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether a task just counted live (`Registry::spawned`) must not be queued
+    /// (the handshake in the module comment).
+    fn refuses_spawns(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Completes a task that will never run, on the calling thread (never a
+    /// worker's stack: dropping the closure is user code that may block): its
+    /// closure is dropped guarded, its joiner gets `why`.
+    pub(crate) fn settle_unrun(&self, task: &Arc<Task>, why: NotRun) {
+        task.body().start(Some(why));
+        task.transition_to_done();
+        self.registry.remove(task);
+        crate::task::join::notify_done(task);
+    }
+
+    /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
+    pub(crate) fn notify_idle(&self) {
+        if let Some(i) = self.idle.worker_to_notify() {
+            self.remotes[i].unparker.unpark();
+        }
+    }
+
+    /// Queues a freshly spawned (unstarted) task.
+    pub(crate) fn schedule_new(self: &Arc<Self>, task: Arc<Task>) {
+        let local = worker::try_with_current(|w| {
+            if Arc::ptr_eq(&w.shared, self) {
+                Some(w.index)
+            } else {
+                None
+            }
+        })
+        .flatten();
+        self.registry.spawned(&task, local);
+        let refused = if self.refuses_spawns() {
+            Some(NotRun::Closed)
+        } else {
+            crate::stack::check_available(task.stack_size, self.unguarded_stacks)
+                .err()
+                .map(NotRun::NoStack)
+        };
+        if let Some(why) = refused {
+            // Nothing may run it: complete it here, cancelled before it started, or
+            // refused a stack (no guarded one left: stack/guard.rs).
+            return self.settle_unrun(&task, why);
+        }
+        match local {
+            Some(_) => worker::with_current(|w| w.push_spawned(task)),
+            None => {
+                self.injector.push(task);
+                self.notify_idle();
+            }
+        }
+    }
+}
+
+/// Queues a woken, started task on its home worker.
+pub(crate) fn schedule_woken(task: Arc<Task>) {
+    let home = task.home();
+    let shared = task.shared.clone();
+    let task =
+        match worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &shared) && w.index == home) {
+            Some(true) => {
+                // Woken by a task (or timer) on its own home thread: no hand-off needed.
+                return worker::with_current(|w| {
+                    let lifo = w.is_running_task();
+                    w.push_woken(task, lifo)
+                });
+            }
+            _ => task,
+        };
+    let remote = &shared.remotes[home];
+    remote.inbox.push(task);
+    remote.unparker.unpark();
+}
