@@ -29,6 +29,8 @@
 use std::fmt;
 use std::panic::resume_unwind;
 
+use crate::error::WaitError;
+
 /// Why a blocking call returned early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Interrupted {
@@ -129,4 +131,16 @@ pub(crate) fn is_ivy_unwind(p: &(dyn std::any::Any + Send)) -> bool {
 /// scope): the task is no longer unwinding.
 pub(crate) fn caught() {
     crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(false));
+}
+
+impl WaitError {
+    /// The Rust behaviour for an interruption: unwind. Returns the error for the
+    /// variants the caller reports itself (TimedOut, Closed).
+    pub(crate) fn raise_interrupt(self) -> WaitError {
+        match self {
+            WaitError::Cancelled => Interrupted::Cancelled.raise(),
+            WaitError::Elapsed => Interrupted::Elapsed.raise(),
+            e => e,
+        }
+    }
 }

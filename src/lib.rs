@@ -29,6 +29,7 @@
 mod blocking;
 mod cancel;
 mod cancel_scope;
+mod error;
 pub mod ffi;
 pub mod fs;
 mod generator;
@@ -46,6 +47,7 @@ pub mod time;
 
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
 pub use cancel_scope::{deadline, shield, timeout, Elapsed};
+pub use error::WaitError;
 pub use generator::{Generator, ScopedGenerator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use task::{

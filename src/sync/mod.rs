@@ -90,37 +90,13 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::Interrupted;
 
-/// Why a blocking operation of the internal layer failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitError {
-    /// The calling task was cancelled.
-    Cancelled,
-    /// The deadline of an enclosing `ivy::timeout` scope passed.
-    Elapsed,
-    /// The operation's own deadline passed.
-    TimedOut,
-    /// The queue (or channel) is closed, or the primitive was closed by the C
-    /// ABI's `ivy_*_free` while the caller waited (see `waiters.rs`, "Closing").
-    Closed,
-}
+pub(crate) use crate::error::WaitError;
 
 impl From<Interrupted> for WaitError {
     fn from(i: Interrupted) -> WaitError {
         match i {
             Interrupted::Cancelled => WaitError::Cancelled,
             Interrupted::Elapsed => WaitError::Elapsed,
-        }
-    }
-}
-
-impl WaitError {
-    /// The Rust behaviour for an interruption: unwind. Returns the error for the
-    /// variants the caller reports itself (TimedOut, Closed).
-    pub(crate) fn raise_interrupt(self) -> WaitError {
-        match self {
-            WaitError::Cancelled => Interrupted::Cancelled.raise(),
-            WaitError::Elapsed => Interrupted::Elapsed.raise(),
-            e => e,
         }
     }
 }
