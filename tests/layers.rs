@@ -145,8 +145,8 @@ fn paths_after(code: &str, keyword: &str, base: &[String]) -> Vec<Vec<String>> {
         }
         // `use crate::{a, b::c}` and `use crate::x::{y, z}`: each group member
         // counts too.
-        if s.starts_with('{') {
-            let body: String = s[1..].chars().take_while(|&c| c != '}').collect();
+        if let Some(group) = s.strip_prefix('{') {
+            let body: String = group.chars().take_while(|&c| c != '}').collect();
             for item in body.split(',') {
                 let item = item.trim();
                 if item.is_empty() || item == "self" {
