@@ -345,7 +345,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if !worker::in_task() {
+    if !crate::task::current::in_task() {
         return Ok(f());
     }
     park::check_interrupt()?;

@@ -53,7 +53,7 @@ impl Interrupted {
         if cfg!(panic = "abort") {
             self.cannot_unwind();
         }
-        crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(true));
+        crate::task::current::with_current_task(|task| task.ctx.raised.set(true));
         match self {
             Interrupted::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             Interrupted::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
@@ -63,11 +63,11 @@ impl Interrupted {
     /// `raise` in a `panic = "abort"` build: see the module comment.
     #[cold]
     fn cannot_unwind(self) -> ! {
-        use crate::runtime::worker;
+        use crate::task::current;
         if self == Interrupted::Cancelled {
-            worker::with_current_task(|task| {
+            current::with_current_task(|task| {
                 if task.shared.is_closing() {
-                    worker::abandon(task);
+                    current::abandon(task);
                 }
             });
         }
@@ -130,7 +130,7 @@ pub(crate) fn is_ivy_unwind(p: &(dyn std::any::Any + Send)) -> bool {
 /// Called where an ivy unwind is caught and the task goes on running (a deadline
 /// scope): the task is no longer unwinding.
 pub(crate) fn caught() {
-    crate::runtime::worker::with_current_task(|task| task.ctx.raised.set(false));
+    crate::task::current::with_current_task(|task| task.ctx.raised.set(false));
 }
 
 impl WaitError {

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cancel::ElapsedUnwind;
-use crate::runtime::worker;
+use crate::task::current;
 
 /// The error of a deadline scope whose deadline passed (asyncio's `TimeoutError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,7 @@ thread_local! {
 
 /// Runs `f` on the scope cell of the caller: its task's, or its thread's.
 fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
-    worker::with_task_or_thread(|task| match task {
+    current::with_task_or_thread(|task| match task {
         Some(task) => f(&task.ctx.scope),
         None => THREAD_SCOPE.with(f),
     })
@@ -365,7 +365,7 @@ pub(crate) struct BodyScope {
 
 /// Runs `f` on the caller's scope cell and, in a task, its `raised` cell.
 fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) -> R {
-    worker::with_task_or_thread(|task| match task {
+    current::with_task_or_thread(|task| match task {
         Some(task) => f(&task.ctx.scope, Some(&task.ctx.raised)),
         None => THREAD_SCOPE.with(|s| f(s, None)),
     })
@@ -382,7 +382,7 @@ pub(crate) fn enter_body(body: &BodyScope, closing: bool) -> BodyScope {
     // Read before the body's layer is installed: `task_is_unwinding` consults
     // the caller's `raised` record.
     let caller_unwinding = std::thread::panicking()
-        && worker::with_task_or_thread(|task| task.map_or(true, |t| worker::task_is_unwinding(t)));
+        && current::with_task_or_thread(|task| task.map_or(true, |t| current::task_is_unwinding(t)));
     with_cells(|scope, raised| {
         let caller = BodyScope {
             state: scope.get(),
@@ -444,7 +444,7 @@ pub(crate) fn body_unwinding() -> bool {
     if !std::thread::panicking() {
         return false; // the common case: one thread-local read
     }
-    worker::with_task_or_thread(|task| {
+    current::with_task_or_thread(|task| {
         let inherited = match task {
             Some(t) => t.ctx.scope.get().inherited,
             None => THREAD_SCOPE.with(Cell::get).inherited,
@@ -452,7 +452,7 @@ pub(crate) fn body_unwinding() -> bool {
         if inherited.closing {
             return true;
         }
-        let now = task.map_or(true, |t| worker::task_is_unwinding(t));
+        let now = task.map_or(true, |t| current::task_is_unwinding(t));
         now && !inherited.caller_unwinding
     })
 }

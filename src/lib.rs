@@ -29,6 +29,7 @@
 mod blocking;
 mod cancel;
 mod cancel_scope;
+mod context;
 mod error;
 pub mod ffi;
 pub mod fs;
@@ -44,6 +45,7 @@ mod stack;
 pub mod sync;
 pub mod task;
 pub mod time;
+mod timer;
 
 pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
 pub use cancel_scope::{deadline, shield, timeout, Elapsed};

@@ -21,7 +21,8 @@ use std::time::Instant;
 use crate::cancel::Interrupted;
 use crate::cancel_scope::{self as scope, ScopeState};
 use crate::runtime::debug::WaitReason;
-use crate::runtime::worker;
+use crate::task::current;
+use crate::timer;
 use crate::task::raw::{Suspend, Task};
 
 /// A handle that wakes one parked task or thread.
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Unparker {
 
 /// The unparker of the caller: the current task, or the current thread.
 pub fn current_unparker() -> Unparker {
-    match worker::current_task() {
+    match current::current_task() {
         Some(task) => Unparker(Target::Task(task)),
         None => Unparker(Target::Thread(std::thread::current())),
     }
@@ -81,7 +82,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
 
 /// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
 pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), Interrupted> {
-    match worker::with_current_task(|task| park_task(task, deadline, reason)) {
+    match current::with_current_task(|task| park_task(task, deadline, reason)) {
         Some(r) => r,
         None => scope::thread_state(|state| {
             interrupt_of(state, None)?;
@@ -134,7 +135,7 @@ fn interrupt_slow(
         return Ok(());
     }
     let unwinding = match task {
-        Some(t) => worker::task_is_unwinding(t),
+        Some(t) => current::task_is_unwinding(t),
         None => std::thread::panicking(),
     };
     if unwinding {
@@ -153,7 +154,7 @@ fn interrupt_slow(
 /// Returns `Err` if the caller has a pending interruption: cancellation (tasks
 /// only) or an elapsed deadline scope.
 pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
-    match worker::with_current_task(|task| interrupt_of(&task.ctx.scope, Some(task))) {
+    match current::with_current_task(|task| interrupt_of(&task.ctx.scope, Some(task))) {
         Some(r) => r,
         None => scope::thread_state(|state| interrupt_of(state, None)),
     }
@@ -169,15 +170,15 @@ fn park_task(
     if task.take_notified() {
         return Ok(());
     }
-    if let Some(d) = earliest(deadline, scope::scope_deadline(state)) {
-        let key = worker::with_current(|w| w.insert_timer(d, task.clone()));
-        task.ctx.timer.set(Some(key));
-    }
+    // The timer lives in this frame: the task's own stack, which stays put
+    // while it is parked.
+    let timer = earliest(deadline, scope::scope_deadline(state))
+        .map(|d| timer::insert(d, task.clone()));
     task.wait_reason.store(reason as u8, Ordering::Relaxed);
-    worker::suspend(task, Suspend::Park);
+    current::suspend(task, Suspend::Park);
     task.wait_reason.store(0, Ordering::Relaxed);
-    if let Some(key) = task.ctx.timer.take() {
-        worker::with_current(|w| w.remove_timer(key));
+    if let Some(key) = timer {
+        timer::remove(key);
     }
     interrupt_of(state, Some(task))
 }
@@ -185,9 +186,9 @@ fn park_task(
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
 pub(crate) fn yield_now() -> Result<(), Interrupted> {
-    let in_task = worker::with_current_task(|task| {
+    let in_task = current::with_current_task(|task| {
         interrupt_of(&task.ctx.scope, Some(task))?;
-        worker::suspend(task, Suspend::Yield);
+        current::suspend(task, Suspend::Yield);
         interrupt_of(&task.ctx.scope, Some(task))
     });
     match in_task {

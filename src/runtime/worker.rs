@@ -51,22 +51,26 @@ use std::time::{Duration, Instant};
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
+use crate::context::{self, Context};
 use crate::runtime::debug;
 use crate::runtime::parker::Parker;
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
+use crate::task::current;
 use crate::task::raw::{CoroSlot, Suspend, Task};
 use crate::task::thread_state;
-use crate::time::wheel::{TimerKey, TimerWheel};
+use crate::timer::{self, TaskTimers, TimerWheel};
+
+// For the transition of issue 12: the current-task accessors moved to the task
+// core (`task::current`); callers still using them through here keep compiling.
+#[allow(unused_imports)]
+pub(crate) use crate::task::current::{
+    abandon, current_task, in_task, io_budget_spent, suspend, task_is_unwinding,
+    with_current_task, with_task_or_thread,
+};
 
 const FAIRNESS_INTERVAL: u32 = 61;
-/// I/O operations a task may complete without suspending before the next one
-/// yields first (tokio's coop budget): a connection whose peer always has data
-/// ready must not keep the other tasks of its worker, and the worker's poll,
-/// waiting (regression: on an echo server with 100 connections, one connection
-/// got 8x the round trips of another, and under load a single one starved 92).
-const IO_BUDGET: u32 = 128;
 const MAX_LIFO_STREAK: u32 = 3;
 /// Finished tasks spawned on other shards that a worker keeps before removing
 /// them from the registry with one lock per shard (registry.rs).
@@ -87,21 +91,24 @@ const SEARCH_SPIN_US: u64 = 5;
 const SEARCH_PAUSES: u32 = 16;
 
 /// The thread-owned part of a worker. Lives on the worker thread's stack for the
-/// thread's lifetime; reached through `CURRENT`.
+/// thread's lifetime; reached through the context's worker slot, which this
+/// module owns (`current_ptr`).
 pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     spawned: Deque<Arc<Task>>,
     ready: RefCell<VecDeque<Arc<Task>>>,
     lifo: Cell<Option<Arc<Task>>>,
-    wheel: RefCell<TimerWheel<Arc<Task>>>,
+    /// Lent to the thread's context while `run` runs (`crate::timer`).
+    wheel: TaskTimers,
     parker: RefCell<Parker>,
-    /// The task being resumed right now, null between tasks. Points to the task
-    /// that `run_task` holds an `Arc` of for the whole resume.
-    current: Cell<*const Task>,
+    /// This thread's context (`crate::context`): the worker never leaves its
+    /// thread, so it keeps the pointer instead of reading the thread-local on
+    /// every resume. Its task slot holds the task being resumed right now
+    /// (null between tasks), which `run_task` holds an `Arc` of for the whole
+    /// resume; it also holds the running task's I/O budget.
+    context: *const Context,
     tick: Cell<u32>,
-    /// What is left of the running task's `IO_BUDGET` (reset at every resume).
-    io_budget: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
     /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
@@ -109,9 +116,6 @@ pub(crate) struct Worker {
     /// Finished tasks still listed in another worker's registry shard, removed
     /// in a batch (`unlist_finished`).
     unlisted: RefCell<Vec<Arc<Task>>>,
-    /// Tasks of this worker suspended in the middle of an unwind (a destructor
-    /// that blocks). See `task_is_unwinding`.
-    parked_unwinding: Cell<usize>,
     /// This thread's errno, C++ exception globals and (under ASan) stack
     /// bounds, swapped with the task's own around every resume
     /// (`task::thread_state`).
@@ -127,19 +131,12 @@ pub(crate) struct Remote {
     pub(crate) now_running: debug::NowRunning,
 }
 
-thread_local! {
-    static CURRENT: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
-}
-
-/// The worker running on this thread, if any.
-///
-/// Not inlined, and re-read after every switch by its callers: a task's code must
-/// never cache the address of a thread-local across a suspension point (LLVM may
-/// assume it constant within a function). Tasks do not migrate, but keeping this
-/// discipline in the runtime costs nothing and keeps the invariant local.
-#[inline(never)]
+/// The worker running on this thread, if any: the context's worker slot, which
+/// this module owns (set by `Worker::run` for its whole length). Read once per
+/// call, never cached across a switch (`crate::context`).
+#[inline(always)]
 fn current_ptr() -> *const Worker {
-    CURRENT.with(|c| c.get())
+    context::worker() as *const Worker
 }
 
 /// Runs `f` with the current worker. Panics if called off a worker thread, which
@@ -147,7 +144,7 @@ fn current_ptr() -> *const Worker {
 pub(crate) fn with_current<R>(f: impl FnOnce(&Worker) -> R) -> R {
     let ptr = current_ptr();
     assert!(!ptr.is_null(), "ivy: not on a worker thread");
-    // SAFETY: CURRENT is set only by `Worker::run` to a worker that lives on this
+    // SAFETY: the slot is set only by `Worker::run` to a worker that lives on this
     // thread's stack until `run` returns, and is cleared before that.
     f(unsafe { &*ptr })
 }
@@ -160,140 +157,6 @@ pub(crate) fn try_with_current<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
     }
     // SAFETY: as in `with_current`.
     Some(f(unsafe { &*ptr }))
-}
-
-/// The task running on this thread, if any (a new reference; the hot paths use
-/// `with_current_task`, which borrows).
-pub(crate) fn current_task() -> Option<Arc<Task>> {
-    with_current_task(Arc::clone)
-}
-
-/// Charges one I/O operation to the running task's budget. Returns `true` when
-/// the budget is spent: the caller should yield before doing the operation.
-/// Always `false` on plain threads.
-pub(crate) fn io_budget_spent() -> bool {
-    try_with_current(|w| {
-        if w.current.get().is_null() {
-            return false;
-        }
-        match w.io_budget.get() {
-            0 => true,
-            b => {
-                w.io_budget.set(b - 1);
-                false
-            }
-        }
-    })
-    .unwrap_or(false)
-}
-
-/// Whether the caller is an ivy task (not a plain thread, not a worker between
-/// tasks).
-pub(crate) fn in_task() -> bool {
-    try_with_current(|w| !w.current.get().is_null()).unwrap_or(false)
-}
-
-/// Runs `f` with the task running on this thread, if any, without touching its
-/// reference count (two atomic operations saved per blocking call).
-pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R> {
-    with_task_or_thread(|task| task.map(f))
-}
-
-/// Runs `f` with the running task, or with `None` on a plain thread (or a worker
-/// between tasks): for callers that fall back to thread state with the same `f`.
-///
-/// The reference is the coroutine's own `Arc` of its task (`TaskCtx::this`),
-/// which lives on the task's stack from its first instruction to its last, so it
-/// stays valid while `f` runs even if `f` suspends the task: `f` runs on that
-/// same stack.
-pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) -> R {
-    let w = current_ptr();
-    if w.is_null() {
-        return f(None);
-    }
-    // SAFETY: as in `with_current`.
-    let t = unsafe { (*w).current.get() };
-    if t.is_null() {
-        return f(None);
-    }
-    // SAFETY: `current` is non-null only while `run_task` resumes that task and
-    // holds an `Arc` of it, so `t` points to a live task. We are running on its
-    // stack (only task code runs while `current` is set), after its coroutine body
-    // stored `this`, which points to the body's own `Arc` and stays valid until
-    // the body's last statement (it is reset to null before the `Arc` is dropped).
-    let this = unsafe { (*t).ctx.this.get() };
-    debug_assert!(!this.is_null());
-    // SAFETY: see above.
-    f(Some(unsafe { &*this }))
-}
-
-/// Whether the current task `task` is in the middle of an unwind.
-///
-/// `std::thread::panicking()` answers for the OS thread, and the thread is shared:
-/// while one task is suspended inside a destructor during its unwind, every other
-/// task on the worker would see `true`. So the worker counts the tasks suspended
-/// mid-unwind. With none, `panicking()` is exact for the running task. With some,
-/// the running task relies on its own record: whether ivy raised a cancellation
-/// or deadline in it that has not been caught yet (a user panic started while
-/// another task is suspended mid-unwind is the one case this misses).
-pub(crate) fn task_is_unwinding(task: &Task) -> bool {
-    let others = with_current(|w| w.parked_unwinding.get());
-    if others == 0 {
-        let p = std::thread::panicking();
-        if !p {
-            task.ctx.raised.set(false);
-        }
-        p
-    } else {
-        task.ctx.raised.get()
-    }
-}
-
-/// Suspends `task` (which must be the current task) back to its worker.
-#[inline]
-pub(crate) fn suspend(task: &Task, why: Suspend) {
-    // Off the switch path's common case: while no unwind is in flight on this
-    // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
-    // only clear the record and answer `false` (without reaching the worker).
-    let unwinding = if std::thread::panicking() {
-        task_is_unwinding(task)
-    } else {
-        task.ctx.raised.set(false);
-        false
-    };
-    if unwinding {
-        with_current(|w| w.parked_unwinding.set(w.parked_unwinding.get() + 1));
-    }
-    suspend_raw(task, why);
-    if unwinding {
-        with_current(|w| w.parked_unwinding.set(w.parked_unwinding.get() - 1));
-    }
-}
-
-/// Shutdown of a `panic = "abort"` build met `task` (the current task) still
-/// running: it cannot be unwound, so it is never resumed again. Its stack is
-/// leaked with everything on it, without running its destructors; the worker
-/// completes it as cancelled, so shutdown goes on (cancel.rs).
-pub(crate) fn abandon(task: &Task) -> ! {
-    eprintln!(
-        "ivy: shutdown: task '{}' (id {}) was still running; this program is built with \
-         panic = \"abort\", so ivy cannot unwind it: its stack is leaked without running \
-         its destructors",
-        task.name().unwrap_or("<unnamed>"),
-        task.id
-    );
-    suspend_raw(task, Suspend::Abandon);
-    unreachable!("ivy: an abandoned task was resumed");
-}
-
-#[inline(always)]
-fn suspend_raw(task: &Task, why: Suspend) {
-    let yielder = task.ctx.yielder.get();
-    debug_assert!(!yielder.is_null());
-    // SAFETY: `yielder` was set by the coroutine's own body when it started and
-    // points into this coroutine's stack, which is live while the task runs; we are
-    // running on that coroutine (the caller is the current task).
-    unsafe { (*yielder).suspend(why) };
 }
 
 impl Worker {
@@ -312,11 +175,10 @@ impl Worker {
             lifo: Cell::new(None),
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
-            current: Cell::new(std::ptr::null()),
+            // `new` runs on the worker's own thread.
+            context: context::this_thread(),
             tick: Cell::new(0),
-            io_budget: Cell::new(IO_BUDGET),
             lifo_streak: Cell::new(0),
-            parked_unwinding: Cell::new(0),
             unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
@@ -325,12 +187,12 @@ impl Worker {
         }
     }
 
-    pub(crate) fn insert_timer(&self, deadline: Instant, task: Arc<Task>) -> TimerKey {
-        self.wheel.borrow_mut().insert(deadline, task)
-    }
-
-    pub(crate) fn remove_timer(&self, key: TimerKey) {
-        self.wheel.borrow_mut().remove(key);
+    /// This thread's context.
+    #[inline(always)]
+    fn context(&self) -> &Context {
+        // SAFETY: taken on this thread in `new` (the worker never leaves it); a
+        // thread's context lives as long as the thread (`context::this_thread`).
+        unsafe { &*self.context }
     }
 
     /// Queues an unstarted task spawned on this worker.
@@ -356,12 +218,15 @@ impl Worker {
     }
 
     pub(crate) fn is_running_task(&self) -> bool {
-        !self.current.get().is_null()
+        current::is_running(self.context())
     }
 
     /// The worker thread's main loop. Returns at runtime shutdown.
     pub(crate) fn run(&self) {
-        CURRENT.with(|c| c.set(self as *const Worker));
+        self.context().set_worker(self as *const Worker as *const ());
+        // SAFETY: the wheel is a field of `self`, which outlives this call; the
+        // loan ends below, before `run` returns.
+        unsafe { timer::lend(&self.wheel) };
         let _altstack = overflow::install_altstack();
         loop {
             match self.next_task() {
@@ -377,7 +242,8 @@ impl Worker {
         self.wheel
             .borrow_mut()
             .poll(Instant::now() + Duration::from_secs(1 << 40), drop);
-        CURRENT.with(|c| c.set(std::ptr::null()));
+        timer::unlend();
+        self.context().set_worker(std::ptr::null());
     }
 
     fn next_task(&self) -> Option<Arc<Task>> {
@@ -591,8 +457,9 @@ impl Worker {
             return;
         }
         task.transition_to_running();
-        self.io_budget.set(IO_BUDGET);
-        self.current.set(Arc::as_ptr(&task));
+        // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
+        // the resume, and only its code runs meanwhile.
+        unsafe { current::set_running(self.context(), Arc::as_ptr(&task)) };
         let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
         // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
         // by our `task` Arc) does not move or change while it runs; we reset it to
@@ -627,7 +494,8 @@ impl Worker {
         }
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
-        self.current.set(std::ptr::null());
+        // SAFETY: null is always valid.
+        unsafe { current::set_running(self.context(), std::ptr::null()) };
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
                 task.transition_to_scheduled();

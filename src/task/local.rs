@@ -17,7 +17,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::runtime::worker;
+use crate::task::current;
 
 /// How many times a task's task-locals are destroyed when destructors keep
 /// re-creating them (`PTHREAD_DESTRUCTOR_ITERATIONS` is 4 too). After that, the
@@ -86,7 +86,7 @@ impl<T: 'static> LocalKey<T> {
     /// Runs `f` with a reference to this task's value, initialising it first if
     /// needed.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
-        worker::with_task_or_thread(|task| match task {
+        current::with_task_or_thread(|task| match task {
             Some(task) => self.with_map(&task.ctx.locals, f),
             None => THREAD_FALLBACK.with(|m| self.with_map(m, f)),
         })
@@ -97,7 +97,7 @@ impl<T: 'static> LocalKey<T> {
     /// destructor in the last round), or, on a plain thread, its thread-locals
     /// are being destroyed. For the C ABI, which reports that as an error code.
     pub(crate) fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
-        worker::with_task_or_thread(|task| match task {
+        current::with_task_or_thread(|task| match task {
             Some(task) => self.try_with_map(&task.ctx.locals, f),
             None => THREAD_FALLBACK
                 .try_with(|m| self.try_with_map(m, f))

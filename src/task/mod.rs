@@ -15,6 +15,7 @@
 //! stack a destructor may also block like any task code. A panic there is the
 //! task's panic: `join` returns it, or it is reported as unjoined.
 
+pub(crate) mod current;
 pub(crate) mod gather;
 pub(crate) mod join;
 pub(crate) mod local;
@@ -30,7 +31,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::runtime::worker;
+use crate::task::current as worker;
 use crate::runtime::{check_stack_size, Handle, Shared};
 pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted};
 use join::{payload_str, Packet};

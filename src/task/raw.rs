@@ -26,7 +26,6 @@ use crate::runtime::Shared;
 use crate::stack::overflow::RunningTask;
 use crate::stack::TaskStack;
 use crate::task::local::LocalMap;
-use crate::time::wheel::TimerKey;
 
 use crate::task::state::TaskState;
 pub(crate) use crate::task::state::{PARKED, RUNNING, SCHEDULED};
@@ -116,8 +115,6 @@ pub(crate) struct TaskCtx {
     /// The coroutine body's own `Arc` of this task, on the task's stack; set by
     /// the body's first statement, reset by its last (`worker::with_current_task`).
     pub(crate) this: Cell<*const Arc<Task>>,
-    /// The pending timer of the current `park_until`, if any.
-    pub(crate) timer: Cell<Option<TimerKey>>,
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
     pub(crate) scope: Cell<crate::cancel_scope::ScopeState>,
@@ -131,7 +128,6 @@ impl Default for TaskCtx {
         TaskCtx {
             yielder: Cell::new(std::ptr::null()),
             this: Cell::new(std::ptr::null()),
-            timer: Cell::new(None),
             locals: RefCell::new(LocalMap::default()),
             scope: Cell::new(Default::default()),
             raised: Cell::new(false),

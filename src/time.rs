@@ -1,12 +1,13 @@
 //! Time: `sleep`, `sleep_until`, `yield_now`.
 //!
 //! A sleeping task parks with a deadline; the deadline lives in the timer wheel of
-//! the task's home worker (`wheel.rs`). Because a started task never leaves its
+//! the task's home worker (`crate::timer`). Because a started task never leaves its
 //! worker, the wheel needs no lock: only its worker thread inserts, removes and
 //! fires. Precision is the wheel's 1 ms tick, and a timer never fires early.
 //! On a plain thread these functions fall back to `std::thread`.
-
-pub(crate) mod wheel;
+//!
+//! Layer: api. Built on `park` (and through it on the worker's timer wheel);
+//! nothing below imports it.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,174 @@
+//! The running task: who it is, how it suspends, whether it is unwinding.
+//!
+//! Owner of the context's `task` slot (`crate::context`): the worker stores
+//! there, for the length of each resume, the task it resumes (`set_running`),
+//! and everything else reads it through the accessors here. The hot paths
+//! borrow the task (`with_current_task`) rather than clone its `Arc`: two
+//! atomic operations saved per blocking call. Each accessor reads the slot once
+//! (one thread-local access) and never caches it across a switch.
+//!
+//! Layer: task core. Uses `context` and the task header (`raw`); knows no
+//! worker, no timer, no reactor.
+
+use std::sync::Arc;
+
+use crate::context::{self, Context};
+use crate::task::raw::{Suspend, Task};
+
+/// I/O operations a task may complete without suspending before the next one
+/// yields first (tokio's coop budget): a connection whose peer always has data
+/// ready must not keep the other tasks of its worker, and the worker's poll,
+/// waiting (regression: on an echo server with 100 connections, one connection
+/// got 8x the round trips of another, and under load a single one starved 92).
+pub(crate) const IO_BUDGET: u32 = 128;
+
+/// The worker, around each resume of `task` on this thread (null after it):
+/// publishes the running task and resets its I/O budget.
+///
+/// # Safety
+/// A non-null `task` stays alive (the caller holds an `Arc` of it) until the
+/// slot is reset to null, and only that task's code runs on this thread
+/// meanwhile (the resume).
+#[inline(always)]
+pub(crate) unsafe fn set_running(ctx: &Context, task: *const Task) {
+    if !task.is_null() {
+        ctx.set_io_budget(IO_BUDGET);
+    }
+    ctx.set_task(task as *const ());
+}
+
+/// Whether a task is being resumed on the thread of `ctx`.
+#[inline(always)]
+pub(crate) fn is_running(ctx: &Context) -> bool {
+    !ctx.task().is_null()
+}
+
+/// The task running on this thread, if any (a new reference; the hot paths use
+/// `with_current_task`, which borrows).
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    with_current_task(Arc::clone)
+}
+
+/// Whether the caller is an ivy task (not a plain thread, not a worker between
+/// tasks).
+pub(crate) fn in_task() -> bool {
+    !context::task().is_null()
+}
+
+/// Charges one I/O operation to the running task's budget. Returns `true` when
+/// the budget is spent: the caller should yield before doing the operation.
+/// Always `false` on plain threads.
+pub(crate) fn io_budget_spent() -> bool {
+    context::with(|c| {
+        if c.task().is_null() {
+            return false;
+        }
+        match c.io_budget() {
+            0 => true,
+            b => {
+                c.set_io_budget(b - 1);
+                false
+            }
+        }
+    })
+}
+
+/// Runs `f` with the task running on this thread, if any, without touching its
+/// reference count (two atomic operations saved per blocking call).
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R> {
+    with_task_or_thread(|task| task.map(f))
+}
+
+/// Runs `f` with the running task, or with `None` on a plain thread (or a worker
+/// between tasks): for callers that fall back to thread state with the same `f`.
+///
+/// The reference is the coroutine's own `Arc` of its task (`TaskCtx::this`),
+/// which lives on the task's stack from its first instruction to its last, so it
+/// stays valid while `f` runs even if `f` suspends the task: `f` runs on that
+/// same stack.
+pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) -> R {
+    let t = context::task() as *const Task;
+    if t.is_null() {
+        return f(None);
+    }
+    // SAFETY: the slot is non-null only while the worker resumes that task and
+    // holds an `Arc` of it (`set_running`), so `t` points to a live task. We are
+    // running on its stack (only task code runs while the slot is set), after
+    // its coroutine body stored `this`, which points to the body's own `Arc` and
+    // stays valid until the body's last statement (it is reset to null before
+    // the `Arc` is dropped: `task::body::run`).
+    let this = unsafe { (*t).ctx.this.get() };
+    debug_assert!(!this.is_null());
+    // SAFETY: see above.
+    f(Some(unsafe { &*this }))
+}
+
+/// Whether the current task `task` is in the middle of an unwind.
+///
+/// `std::thread::panicking()` answers for the OS thread, and the thread is shared:
+/// while one task is suspended inside a destructor during its unwind, every other
+/// task on the worker would see `true`. So the thread counts the tasks suspended
+/// mid-unwind (`suspend`). With none, `panicking()` is exact for the running
+/// task. With some, the running task relies on its own record: whether ivy
+/// raised a cancellation or deadline in it that has not been caught yet (a user
+/// panic started while another task is suspended mid-unwind is the one case this
+/// misses).
+pub(crate) fn task_is_unwinding(task: &Task) -> bool {
+    let others = context::with(|c| c.parked_unwinding());
+    if others == 0 {
+        let p = std::thread::panicking();
+        if !p {
+            task.ctx.raised.set(false);
+        }
+        p
+    } else {
+        task.ctx.raised.get()
+    }
+}
+
+/// Suspends `task` (which must be the current task) back to its worker.
+#[inline]
+pub(crate) fn suspend(task: &Task, why: Suspend) {
+    // Off the switch path's common case: while no unwind is in flight on this
+    // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
+    // only clear the record and answer `false` (without reading the counter).
+    let unwinding = if std::thread::panicking() {
+        task_is_unwinding(task)
+    } else {
+        task.ctx.raised.set(false);
+        false
+    };
+    if unwinding {
+        context::with(|c| c.set_parked_unwinding(c.parked_unwinding() + 1));
+    }
+    suspend_raw(task, why);
+    if unwinding {
+        context::with(|c| c.set_parked_unwinding(c.parked_unwinding() - 1));
+    }
+}
+
+/// Shutdown of a `panic = "abort"` build met `task` (the current task) still
+/// running: it cannot be unwound, so it is never resumed again. Its stack is
+/// leaked with everything on it, without running its destructors; the worker
+/// completes it as cancelled, so shutdown goes on (cancel.rs).
+pub(crate) fn abandon(task: &Task) -> ! {
+    eprintln!(
+        "ivy: shutdown: task '{}' (id {}) was still running; this program is built with \
+         panic = \"abort\", so ivy cannot unwind it: its stack is leaked without running \
+         its destructors",
+        task.name().unwrap_or("<unnamed>"),
+        task.id
+    );
+    suspend_raw(task, Suspend::Abandon);
+    unreachable!("ivy: an abandoned task was resumed");
+}
+
+#[inline(always)]
+fn suspend_raw(task: &Task, why: Suspend) {
+    let yielder = task.ctx.yielder.get();
+    debug_assert!(!yielder.is_null());
+    // SAFETY: `yielder` was set by the coroutine's own body when it started and
+    // points into this coroutine's stack, which is live while the task runs; we are
+    // running on that coroutine (the caller is the current task).
+    unsafe { (*yielder).suspend(why) };
+}
