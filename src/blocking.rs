@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use crate::cancel::{or_raise, Interrupted};
 use crate::park::{self, Unparker};
 use crate::runtime::worker;
-use crate::task::{JoinError, TaskId};
+use crate::task::body::JoinError;
+use crate::task::header::{next_task_id, TaskId};
 
 pub(crate) const DEFAULT_MAX_THREADS: usize = 512;
 pub(crate) const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -180,7 +181,7 @@ impl BlockingPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let id = TaskId(crate::task::next_task_id());
+        let id = TaskId(next_task_id());
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 result: None,
@@ -282,7 +283,7 @@ impl<T> BlockingHandle<T> {
             let parked = if timed_out {
                 Ok(())
             } else {
-                park::park_for(deadline, crate::runtime::debug::WaitReason::Blocking)
+                park::park_for(deadline, crate::task::wait_reason::WaitReason::Blocking)
             };
             let timed_out = timed_out || deadline.is_some_and(|d| Instant::now() >= d);
             if parked.is_err() || timed_out {

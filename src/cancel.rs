@@ -40,12 +40,10 @@ pub(crate) enum Interrupted {
     Elapsed,
 }
 
-/// The unwind payload that carries a cancellation up a Rust task's stack.
-pub(crate) struct CancelUnwind;
-
-/// The unwind payload that carries an elapsed deadline up to its scope. Which
-/// scope it belongs to is recorded in the caller's scope state (`cancel_scope.rs`).
-pub(crate) struct ElapsedUnwind;
+// The unwind payloads live with the task's end, which tells them from panics.
+#[allow(unused_imports)] // the old path, for the transition of issue 12
+pub(crate) use crate::task::body::{is_ivy_unwind, CancelUnwind, ElapsedUnwind};
+pub(crate) use crate::task::current::caught;
 
 impl Interrupted {
     /// Turns an interruption into the Rust-side behaviour: unwind.
@@ -66,13 +64,13 @@ impl Interrupted {
         use crate::task::current;
         if self == Interrupted::Cancelled {
             current::with_current_task(|task| {
-                if task.shared.is_closing() {
+                if task.scheduler.is_closing() {
                     current::abandon(task);
                 }
             });
         }
-        let who = match crate::task::current() {
-            Some(c) => format!("task '{}' (id {})", c.name().unwrap_or("<unnamed>"), c.id()),
+        let who = match current::current_task() {
+            Some(t) => format!("task '{}' (id {})", t.name().unwrap_or("<unnamed>"), t.id),
             None => format!(
                 "thread '{}'",
                 std::thread::current().name().unwrap_or("<unnamed>")
@@ -120,17 +118,6 @@ pub(crate) fn or_raise<T>(r: Result<T, Interrupted>) -> T {
         Ok(v) => v,
         Err(e) => e.raise(),
     }
-}
-
-/// Whether an unwind payload is ivy's own cancellation or deadline (not a panic).
-pub(crate) fn is_ivy_unwind(p: &(dyn std::any::Any + Send)) -> bool {
-    p.is::<CancelUnwind>() || p.is::<ElapsedUnwind>()
-}
-
-/// Called where an ivy unwind is caught and the task goes on running (a deadline
-/// scope): the task is no longer unwinding.
-pub(crate) fn caught() {
-    crate::task::current::with_current_task(|task| task.ctx.raised.set(false));
 }
 
 impl WaitError {

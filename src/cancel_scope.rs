@@ -64,36 +64,8 @@ impl From<Elapsed> for std::io::Error {
     }
 }
 
-/// Deadline and shield state of one task or thread (or of the generator body
-/// running on it). `Copy`, so it lives in a `Cell` that only its owner touches.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ScopeState {
-    /// The earliest deadline of the scopes open in this layer, and the id of the
-    /// scope that set it.
-    deadline: Option<(Instant, u64)>,
-    /// How many `shield` scopes are open in this layer.
-    shield: u32,
-    /// The scope whose deadline interrupted a blocking call, until it exits.
-    elapsed: Option<u64>,
-    /// What a generator body inherits from its caller; empty outside bodies.
-    inherited: Inherited,
-    /// The id of the innermost scope of this layer opened by [`open`] and not
-    /// yet closed (0: none): the one [`close`] may close next.
-    open_top: u64,
-}
-
-/// The caller's view a generator body runs under (see the module comment).
-#[derive(Clone, Copy, Debug, Default)]
-struct Inherited {
-    /// The caller's effective deadline and the id of its scope.
-    deadline: Option<(Instant, u64)>,
-    /// Whether the caller is shielded from cancellation.
-    shielded: bool,
-    /// Whether the caller was unwinding when it resumed the body.
-    caller_unwinding: bool,
-    /// Whether the body is resumed to be unwound (its generator is dropped).
-    closing: bool,
-}
+use crate::task::raw::Inherited;
+pub(crate) use crate::task::raw::ScopeState;
 
 impl ScopeState {
     /// The deadline blocking calls obey: this layer's, and the inherited one
@@ -382,7 +354,9 @@ pub(crate) fn enter_body(body: &BodyScope, closing: bool) -> BodyScope {
     // Read before the body's layer is installed: `task_is_unwinding` consults
     // the caller's `raised` record.
     let caller_unwinding = std::thread::panicking()
-        && current::with_task_or_thread(|task| task.map_or(true, |t| current::task_is_unwinding(t)));
+        && current::with_task_or_thread(|task| {
+            task.map_or(true, |t| current::task_is_unwinding(t))
+        });
     with_cells(|scope, raised| {
         let caller = BodyScope {
             state: scope.get(),

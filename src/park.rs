@@ -19,58 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cancel::Interrupted;
-use crate::cancel_scope::{self as scope, ScopeState};
-use crate::runtime::debug::WaitReason;
+use crate::cancel_scope as scope;
 use crate::task::current;
-use crate::timer;
+use crate::task::raw::ScopeState;
 use crate::task::raw::{Suspend, Task};
+use crate::task::wait_reason::WaitReason;
+use crate::timer;
 
-/// A handle that wakes one parked task or thread.
-#[derive(Clone)]
-pub struct Unparker(Target);
-
-#[derive(Clone)]
-enum Target {
-    Task(Arc<Task>),
-    Thread(std::thread::Thread),
-}
-
-impl Unparker {
-    /// Wakes the task or thread this unparker belongs to. If it is not parked, its
-    /// next park returns immediately.
-    pub fn unpark(&self) {
-        match &self.0 {
-            Target::Task(t) => Task::unpark(t),
-            Target::Thread(t) => t.unpark(),
-        }
-    }
-
-    /// Whether both unparkers wake the same task or thread.
-    pub fn same_target(&self, other: &Unparker) -> bool {
-        match (&self.0, &other.0) {
-            (Target::Task(a), Target::Task(b)) => Arc::ptr_eq(a, b),
-            (Target::Thread(a), Target::Thread(b)) => a.id() == b.id(),
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Debug for Unparker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Target::Task(t) => write!(f, "Unparker(task {})", t.id),
-            Target::Thread(t) => write!(f, "Unparker(thread {:?})", t.id()),
-        }
-    }
-}
-
-/// The unparker of the caller: the current task, or the current thread.
-pub fn current_unparker() -> Unparker {
-    match current::current_task() {
-        Some(task) => Unparker(Target::Task(task)),
-        None => Unparker(Target::Thread(std::thread::current())),
-    }
-}
+pub use crate::task::unparker::{current_unparker, Unparker};
 
 /// Parks the caller until unparked, or until `deadline` passes, or (in a task)
 /// until it is cancelled, or until the deadline of an enclosing timeout scope
@@ -172,8 +128,8 @@ fn park_task(
     }
     // The timer lives in this frame: the task's own stack, which stays put
     // while it is parked.
-    let timer = earliest(deadline, scope::scope_deadline(state))
-        .map(|d| timer::insert(d, task.clone()));
+    let timer =
+        earliest(deadline, scope::scope_deadline(state)).map(|d| timer::insert(d, task.clone()));
     task.wait_reason.store(reason as u8, Ordering::Relaxed);
     current::suspend(task, Suspend::Park);
     task.wait_reason.store(0, Ordering::Relaxed);

@@ -42,48 +42,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::runtime::Shared;
-
+use crate::runtime::shared::Shared;
+use crate::task::header::TaskId;
 use crate::task::raw::{self, Task};
-use crate::task::TaskId;
-
-/// What a parked task waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum WaitReason {
-    /// Not waiting (running or queued).
-    None = 0,
-    /// `ivy::park` or an unspecified primitive.
-    Park,
-    /// `sleep` / `sleep_until`.
-    Sleep,
-    /// `JoinHandle::join`, `join_all`, `wait_any`, a scope's children.
-    Join,
-    /// A `Mutex` or `RwLock`.
-    Lock,
-    /// A `Semaphore` permit.
-    Semaphore,
-    /// An `Event`, `Condition`, `WaitGroup` or `Barrier`.
-    Event,
-    /// A queue or channel.
-    Queue,
-    /// Socket or file-descriptor readiness.
-    Io,
-    /// A job on the blocking pool.
-    Blocking,
-}
-
-impl WaitReason {
-    pub(crate) fn from_u8(v: u8) -> WaitReason {
-        use WaitReason::*;
-        [
-            None, Park, Sleep, Join, Lock, Semaphore, Event, Queue, Io, Blocking,
-        ]
-        .get(v as usize)
-        .copied()
-        .unwrap_or(Park)
-    }
-}
+/// Public as `ivy::runtime::debug::WaitReason`; defined with the task header.
+pub use crate::task::wait_reason::WaitReason;
 
 /// Scheduling state of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

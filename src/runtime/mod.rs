@@ -30,7 +30,7 @@ mod handle;
 pub(crate) mod idle;
 pub(crate) mod parker;
 pub(crate) mod registry;
-mod shared;
+pub(crate) mod shared;
 pub(crate) mod task_pool;
 pub(crate) mod worker;
 
@@ -45,7 +45,7 @@ use crate::task::JoinHandle;
 pub(crate) use builder::check_stack_size;
 pub use builder::Builder;
 pub use handle::Handle;
-pub(crate) use shared::{schedule_woken, Shared};
+pub(crate) use shared::Shared;
 
 pub use crate::stack::{guard_mode as stack_guard_mode, GuardMode as StackGuardMode};
 pub use crate::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE};

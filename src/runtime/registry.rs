@@ -100,12 +100,6 @@ impl Registry {
             .store((key << SHARD_BITS) | shard, Ordering::Release);
     }
 
-    /// Forgets a finished task (started or not) and counts it out of `live`.
-    pub(crate) fn remove(&self, task: &Task) {
-        self.unlist(task);
-        self.finished();
-    }
-
     /// Counts a finished task out of `live`. Its entry may stay in the set a
     /// little longer (`unlist_all`): `snapshot` skips finished tasks.
     pub(crate) fn finished(&self) {

@@ -2,6 +2,13 @@
 //! other threads push to, the idle bookkeeping, the registry of live tasks, the
 //! blocking pool, and the closing/shutdown flags (the handshake is described in
 //! `runtime/mod.rs`).
+//!
+//! `Shared` is what a task knows of its runtime: its `Schedule` (the task
+//! core's trait), behind which the task core wakes and releases tasks without
+//! naming the scheduler.
+//!
+//! Layer: scheduler. Uses the task core, `stack` and the scheduler's own
+//! modules (worker, idle, registry, task_pool, debug) and `blocking`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +20,9 @@ use super::idle::Idle;
 use super::registry::Registry;
 use super::worker::{self, Remote};
 use super::{debug, task_pool};
-use crate::task::raw::{NotRun, Task};
+use crate::task::body;
+use crate::task::raw::{Entry, NotRun, Task};
+use crate::task::schedule::Schedule;
 
 /// State shared by all workers of one runtime and every handle to it.
 pub(crate) struct Shared {
@@ -57,9 +66,16 @@ impl Shared {
     /// closure is dropped guarded, its joiner gets `why`.
     pub(crate) fn settle_unrun(&self, task: &Arc<Task>, why: NotRun) {
         task.body().start(Some(why));
-        task.transition_to_done();
-        self.registry.remove(task);
-        crate::task::join::notify_done(task);
+        body::end(task);
+    }
+
+    /// A new task running `body`, in a recycled allocation when the calling
+    /// worker's pool has one (`task_pool`).
+    pub(crate) fn new_task(self: &Arc<Self>, stack_size: usize, body: Entry) -> Arc<Task> {
+        match task_pool::take(self) {
+            Some(task) => Task::reuse(task, stack_size, body),
+            None => Task::new(stack_size, self.clone(), body),
+        }
     }
 
     /// Wakes a sleeping worker if stealable work appeared and nobody is searching.
@@ -102,22 +118,42 @@ impl Shared {
     }
 }
 
-/// Queues a woken, started task on its home worker.
-pub(crate) fn schedule_woken(task: Arc<Task>) {
-    let home = task.home();
-    let shared = task.shared.clone();
-    let task =
-        match worker::try_with_current(|w| Arc::ptr_eq(&w.shared, &shared) && w.index == home) {
-            Some(true) => {
-                // Woken by a task (or timer) on its own home thread: no hand-off needed.
-                return worker::with_current(|w| {
-                    let lifo = w.is_running_task();
-                    w.push_woken(task, lifo)
-                });
-            }
-            _ => task,
-        };
-    let remote = &shared.remotes[home];
-    remote.inbox.push(task);
-    remote.unparker.unpark();
+impl Schedule for Shared {
+    /// Queues a woken, started task on its home worker.
+    fn schedule(&self, task: Arc<Task>) {
+        let home = task.home();
+        let on_home = worker::try_with_current(|w| {
+            std::ptr::eq(Arc::as_ptr(&w.shared), self) && w.index == home
+        });
+        if on_home == Some(true) {
+            // Woken by a task (or timer) on its own home thread: no hand-off needed.
+            return worker::with_current(|w| {
+                let lifo = w.is_running_task();
+                w.push_woken(task, lifo)
+            });
+        }
+        let remote = &self.remotes[home];
+        remote.inbox.push(task);
+        remote.unparker.unpark();
+    }
+
+    /// Counts the task out of `live` and removes it from the registry, except
+    /// on a worker of this runtime for a task listed in another worker's
+    /// shard: that worker removes it later, in a batch (registry.rs), once the
+    /// coroutine has returned (`Worker::recycle`).
+    fn release(&self, task: &Task) {
+        let here = worker::try_with_current(|w| {
+            std::ptr::eq(Arc::as_ptr(&w.shared), self).then_some(w.index)
+        })
+        .flatten();
+        match (here, self.registry.shard_of(task)) {
+            (Some(i), Some(shard)) if shard != i => {}
+            _ => self.registry.unlist(task),
+        }
+        self.registry.finished();
+    }
+
+    fn is_closing(&self) -> bool {
+        Shared::is_closing(self)
+    }
 }

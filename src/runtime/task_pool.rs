@@ -12,16 +12,21 @@
 //!
 //! Invariants: a pooled task is uniquely owned (`Arc::get_mut` succeeds), holds
 //! no body, no coroutine and no stack (`Task::recycle`), and belongs to the
-//! runtime whose pool holds it: it keeps that runtime's `Arc<Shared>`, which a
-//! reused task keeps as is (sparing a contended reference count per spawn).
-//! That is a cycle `Shared -> pool -> Task -> Shared`, broken when the worker
-//! exits (its list drops) and at shutdown (`clear`).
+//! runtime whose pool holds it: it keeps that runtime's `Arc<Shared>` (as its
+//! `Arc<dyn Schedule>`), which a reused task keeps as is (sparing a contended
+//! reference count per spawn). That is a cycle `Shared -> pool -> Task ->
+//! Shared`, broken when the worker exits (its list drops) and at shutdown
+//! (`clear`).
+//!
+//! Layer: scheduler. The task core knows nothing of the pool: `Shared::new_task`
+//! takes an allocation here and hands it to `Task::reuse`.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::runtime::{worker, Shared};
+use crate::runtime::shared::Shared;
+use crate::runtime::worker;
 use crate::task::raw::Task;
 
 /// A worker keeps at most this many tasks...

@@ -55,8 +55,10 @@ use crate::context::{self, Context};
 use crate::runtime::debug;
 use crate::runtime::parker::Parker;
 use crate::runtime::shared::Shared;
+use crate::runtime::task_pool;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
+use crate::task::body;
 use crate::task::current;
 use crate::task::raw::{CoroSlot, Suspend, Task};
 use crate::task::thread_state;
@@ -66,8 +68,8 @@ use crate::timer::{self, TaskTimers, TimerWheel};
 // core (`task::current`); callers still using them through here keep compiling.
 #[allow(unused_imports)]
 pub(crate) use crate::task::current::{
-    abandon, current_task, in_task, io_budget_spent, suspend, task_is_unwinding,
-    with_current_task, with_task_or_thread,
+    abandon, current_task, in_task, io_budget_spent, suspend, task_is_unwinding, with_current_task,
+    with_task_or_thread,
 };
 
 const FAIRNESS_INTERVAL: u32 = 61;
@@ -112,7 +114,7 @@ pub(crate) struct Worker {
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
     /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
-    pub(crate) task_pool: crate::runtime::task_pool::LocalPool,
+    pub(crate) task_pool: task_pool::LocalPool,
     /// Finished tasks still listed in another worker's registry shard, removed
     /// in a batch (`unlist_finished`).
     unlisted: RefCell<Vec<Arc<Task>>>,
@@ -223,7 +225,8 @@ impl Worker {
 
     /// The worker thread's main loop. Returns at runtime shutdown.
     pub(crate) fn run(&self) {
-        self.context().set_worker(self as *const Worker as *const ());
+        self.context()
+            .set_worker(self as *const Worker as *const ());
         // SAFETY: the wheel is a field of `self`, which outlives this call; the
         // loan ends below, before `run` returns.
         unsafe { timer::lend(&self.wheel) };
@@ -512,12 +515,15 @@ impl Worker {
                 std::mem::forget(slot.coroutine.take());
                 slot.running = None;
                 task.body().abandon();
-                self.complete(task);
+                body::end(&task);
+                self.recycle(task);
             }
             CoroutineResult::Return(()) => {
-                // Frees the stack back to this thread's pool.
+                // The task ended on its own stack (`body::run`): it is DONE,
+                // released and its joiner woken. Frees the stack back to this
+                // thread's pool.
                 slot.coroutine = None;
-                self.complete(task);
+                self.recycle(task);
             }
         }
     }
@@ -540,15 +546,10 @@ impl Worker {
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
                 slot.thread_state = thread_state::Saved::for_stack(&stack);
                 let t = task.clone();
+                // All of the task's end (result, task-locals, release, the
+                // joiner's wake-up) happens in `body::run`, on this stack.
                 slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
-                    t.ctx.yielder.set(yielder as *const _);
-                    // `t` stays at this address until the body ends.
-                    t.ctx.this.set(&t as *const Arc<Task>);
-                    // All of the task's end (task-locals, a detached result)
-                    // happens in `start`, on this stack, guarded (task/mod.rs).
-                    t.body().start(None);
-                    t.ctx.this.set(std::ptr::null());
-                    drop(t);
+                    body::run(t, yielder)
                 }));
                 true
             }
@@ -567,19 +568,18 @@ impl Worker {
         }
     }
 
-    fn complete(&self, task: Arc<Task>) {
-        task.transition_to_done();
-        // Leave the registry before waking the joiner, so that a joiner sees
-        // `live_tasks` without this task (regression: the count lagged the join).
-        let registry = &self.shared.registry;
-        let own_shard = registry.shard_of(&task) == Some(self.index);
-        if own_shard {
-            registry.unlist(&task);
-        }
-        registry.finished();
-        crate::task::join::notify_done(&task);
-        if own_shard {
-            crate::runtime::task_pool::give(self, task);
+    /// A finished task (`body::end` ran): keeps its allocation for reuse.
+    /// `Schedule::release` unlisted it from the registry, unless it is listed
+    /// in another worker's shard: that stays here, on the worker, because it
+    /// is batched across tasks (one lock per shard, registry.rs) and the
+    /// allocation is recycled only after it is unlisted.
+    fn recycle(&self, task: Arc<Task>) {
+        let other_shard = matches!(
+            self.shared.registry.shard_of(&task),
+            Some(shard) if shard != self.index
+        );
+        if !other_shard {
+            task_pool::give(self, task);
         } else {
             // Spawned elsewhere: removed from its spawner's shard in a batch
             // (registry.rs), then recycled.
@@ -605,7 +605,7 @@ impl Worker {
         // Recycling runs no user code (task_pool.rs), so the buffer stays
         // borrowed and keeps its capacity.
         for task in tasks.drain(..) {
-            crate::runtime::task_pool::give(self, task);
+            task_pool::give(self, task);
         }
     }
 }

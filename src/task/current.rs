@@ -172,3 +172,9 @@ fn suspend_raw(task: &Task, why: Suspend) {
     // running on that coroutine (the caller is the current task).
     unsafe { (*yielder).suspend(why) };
 }
+
+/// Called where an ivy unwind is caught and the task goes on running (a deadline
+/// scope, the task's end): the task is no longer unwinding.
+pub(crate) fn caught() {
+    with_current_task(|task| task.ctx.raised.set(false));
+}

@@ -1,4 +1,8 @@
-//! `JoinHandle` and `JoinError`: the result of a task, like asyncio's `Task`.
+//! `JoinHandle`: the result of a task, like asyncio's `Task`. (`JoinError`, the
+//! result's packet and the join wake-up live in the task core, `task::body` and
+//! `task::header`: the task's end writes and signals them.)
+//!
+//! Layer: api.
 //!
 //! The result travels in a typed `Packet<T>` written by the task's own stack
 //! (before the coroutine returns, under the join lock) and read by the joiner
@@ -13,186 +17,19 @@
 //! either by the worker when the task ends after its handle was dropped, or by
 //! the handle's drop when the task had ended.
 
-use std::any::Any;
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::or_raise;
 use crate::park;
+pub use crate::task::body::JoinError;
+pub(crate) use crate::task::body::ResultSlot;
+use crate::task::header::report_unjoined_panic;
+pub(crate) use crate::task::header::{CompletionSignal, Waiter};
 use crate::task::raw::{JoinCore, Task};
 use crate::task::TaskId;
-use std::sync::atomic::Ordering;
-
-pub(crate) struct Packet<T> {
-    result: UnsafeCell<Option<Result<T, JoinError>>>,
-}
-
-// SAFETY: `result` is written once by the task, under the join lock, before it is
-// marked DONE; it is taken by the joiner after it observed DONE with Acquire
-// ordering, or by the handle's drop under the join lock. Those accesses are
-// ordered by the lock or by `done`, and never concurrent.
-unsafe impl<T: Send> Sync for Packet<T> {}
-// SAFETY: as above; `T: Send` because the value moves from the task to the joiner.
-unsafe impl<T: Send> Send for Packet<T> {}
-
-impl<T> Packet<T> {
-    pub(crate) fn new() -> Packet<T> {
-        Packet {
-            result: UnsafeCell::new(None),
-        }
-    }
-
-    /// # Safety
-    /// Called once, by the task, holding the join lock, before it is marked DONE.
-    pub(crate) unsafe fn set(&self, r: Result<T, JoinError>) {
-        // SAFETY: see the `Sync` impl; the caller upholds the write-once rule.
-        unsafe { *self.result.get() = Some(r) };
-    }
-
-    /// # Safety
-    /// Called only after the task was observed DONE, or holding the join lock.
-    pub(crate) unsafe fn take(&self) -> Option<Result<T, JoinError>> {
-        // SAFETY: see the `Sync` impl.
-        unsafe { (*self.result.get()).take() }
-    }
-}
-
-/// Where a `JoinHandle` reads its task's result: the packet inside the task's
-/// `Body`, whose closure type the handle does not know.
-pub(crate) trait ResultSlot<T>: crate::task::raw::Start {
-    /// # Safety
-    /// Called only after the task was observed DONE, or holding the join lock.
-    unsafe fn take(&self) -> Option<Result<T, JoinError>>;
-}
-
-/// Why a task produced no value.
-pub struct JoinError {
-    id: TaskId,
-    repr: Repr,
-}
-
-enum Repr {
-    Cancelled,
-    Panicked(Box<dyn Any + Send + 'static>),
-    NoStack(std::io::Error),
-}
-
-impl JoinError {
-    pub(crate) fn cancelled(id: TaskId) -> JoinError {
-        JoinError {
-            id,
-            repr: Repr::Cancelled,
-        }
-    }
-
-    pub(crate) fn panicked(id: TaskId, payload: Box<dyn Any + Send>) -> JoinError {
-        JoinError {
-            id,
-            repr: Repr::Panicked(payload),
-        }
-    }
-
-    pub(crate) fn no_stack(id: TaskId, e: std::io::Error) -> JoinError {
-        JoinError {
-            id,
-            repr: Repr::NoStack(e),
-        }
-    }
-
-    /// The task was cancelled (before it started, or at a blocking call).
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
-    }
-
-    /// The task panicked.
-    pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panicked(_))
-    }
-
-    /// The task could not start because no stack could be allocated for it.
-    pub fn is_no_stack(&self) -> bool {
-        matches!(self.repr, Repr::NoStack(_))
-    }
-
-    /// The id of the task that failed.
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
-    /// The panic message, if the task panicked with a string.
-    pub fn panic_message(&self) -> Option<&str> {
-        match &self.repr {
-            Repr::Panicked(p) => payload_str(p.as_ref()),
-            _ => None,
-        }
-    }
-
-    /// The panic payload, to resume it with `std::panic::resume_unwind`.
-    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
-        match self.repr {
-            Repr::Panicked(p) => Ok(p),
-            repr => Err(JoinError { id: self.id, repr }),
-        }
-    }
-}
-
-pub(crate) fn payload_str(p: &(dyn Any + Send)) -> Option<&str> {
-    if let Some(s) = p.downcast_ref::<&'static str>() {
-        Some(s)
-    } else {
-        p.downcast_ref::<String>().map(|s| s.as_str())
-    }
-}
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
-            Repr::Panicked(p) => match payload_str(p.as_ref()) {
-                Some(m) => write!(f, "task {} panicked: {m}", self.id),
-                None => write!(f, "task {} panicked", self.id),
-            },
-            Repr::NoStack(e) => write!(f, "task {} could not get a stack: {e}", self.id),
-        }
-    }
-}
-
-impl fmt::Debug for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => write!(f, "JoinError::Cancelled({})", self.id),
-            Repr::Panicked(p) => write!(
-                f,
-                "JoinError::Panicked({}, {:?})",
-                self.id,
-                payload_str(p.as_ref()).unwrap_or("<non-string payload>")
-            ),
-            Repr::NoStack(e) => write!(f, "JoinError::NoStack({}, {e})", self.id),
-        }
-    }
-}
-
-impl std::error::Error for JoinError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.repr {
-            Repr::NoStack(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<JoinError> for std::io::Error {
-    fn from(e: JoinError) -> std::io::Error {
-        let kind = match e.repr {
-            Repr::NoStack(_) => std::io::ErrorKind::OutOfMemory,
-            _ => std::io::ErrorKind::Other,
-        };
-        std::io::Error::new(kind, e.to_string())
-    }
-}
 
 /// An owned permission to join a task (wait for its result), like
 /// `std::thread::JoinHandle`. Dropping it detaches the task, which keeps running.
@@ -246,7 +83,7 @@ impl<T> JoinHandle<T> {
                 self.clear_waiter();
                 return Ok(self.core().is_done());
             }
-            if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Join) {
+            if let Err(e) = park::park_for(deadline, crate::task::wait_reason::WaitReason::Join) {
                 self.clear_waiter();
                 return Err(e);
             }
@@ -368,44 +205,6 @@ impl<T> fmt::Debug for JoinHandle<T> {
     }
 }
 
-/// Worker: the task is DONE; wake its joiner, or report a panic nobody will see.
-pub(crate) fn notify_done(task: &Arc<Task>) {
-    let core = task.body().core();
-    let (waiter, report, me) = {
-        let mut slot = core.lock();
-        core.done.store(true, Ordering::Release);
-        let report = if slot.handle_dropped {
-            slot.panic_message.take()
-        } else {
-            None
-        };
-        (slot.waiter.take(), report, slot.task.take())
-    };
-    // The caller holds its own reference: this does not free the task.
-    drop(me);
-    match waiter {
-        Some(Waiter::Unpark(u)) => u.unpark(),
-        Some(Waiter::Group(signal, index)) => signal.complete(index),
-        None => {}
-    }
-    if let Some(msg) = report {
-        report_unjoined_panic(core, &msg);
-    }
-}
-
-fn report_unjoined_panic(task: &JoinCore, msg: &str) {
-    match &task.name {
-        Some(name) => eprintln!(
-            "ivy: task '{name}' (id {}) panicked and nobody joined it: {msg}",
-            task.id
-        ),
-        None => eprintln!(
-            "ivy: task <unnamed> (id {}) panicked and nobody joined it: {msg}",
-            task.id
-        ),
-    }
-}
-
 /// A task's identity and join state, shared with its `JoinHandle`.
 pub(crate) struct TaskCore<T>(Arc<dyn ResultSlot<T>>);
 
@@ -413,47 +212,5 @@ impl<T> std::ops::Deref for TaskCore<T> {
     type Target = JoinCore;
     fn deref(&self) -> &JoinCore {
         self.0.core()
-    }
-}
-
-/// Who a finishing task wakes.
-pub(crate) enum Waiter {
-    /// The one task or thread waiting in `join` / `wait_*`.
-    Unpark(park::Unparker),
-    /// A set of handles waited on together (`wait_any`, `as_completed`): the task
-    /// reports its index, so the waiter finds it without scanning the set.
-    Group(Arc<CompletionSignal>, usize),
-}
-
-/// Completion order of a set of tasks, and who to wake on each completion.
-#[derive(Default)]
-pub(crate) struct CompletionSignal {
-    inner: Mutex<SignalState>,
-}
-
-#[derive(Default)]
-struct SignalState {
-    completed: std::collections::VecDeque<usize>,
-    waiter: Option<park::Unparker>,
-}
-
-impl CompletionSignal {
-    pub(crate) fn complete(&self, index: usize) {
-        let waiter = {
-            let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            s.completed.push_back(index);
-            s.waiter.clone()
-        };
-        if let Some(w) = waiter {
-            w.unpark();
-        }
-    }
-
-    /// Registers the caller as the one to wake, then returns the next completed
-    /// index if there is one.
-    pub(crate) fn poll(&self) -> Option<usize> {
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        s.waiter = Some(park::current_unparker());
-        s.completed.pop_front()
     }
 }

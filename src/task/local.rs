@@ -55,11 +55,11 @@ impl LocalMap {
             // Newest first, like the unwinding of a stack.
             while let Some(entry) = taken.pop() {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(entry))) {
-                    crate::cancel::caught();
-                    if first.is_none() && !crate::cancel::is_ivy_unwind(p.as_ref()) {
+                    current::caught();
+                    if first.is_none() && !crate::task::body::is_ivy_unwind(p.as_ref()) {
                         first = Some(p);
                     } else {
-                        crate::task::drop_payload(p);
+                        crate::task::body::drop_payload(p);
                     }
                 }
             }

@@ -19,13 +19,14 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use corosensei::{Coroutine, Yielder};
 
-use crate::runtime::Shared;
 use crate::stack::overflow::RunningTask;
 use crate::stack::TaskStack;
 use crate::task::local::LocalMap;
+use crate::task::schedule::Schedule;
 
 use crate::task::state::TaskState;
 pub(crate) use crate::task::state::{PARKED, RUNNING, SCHEDULED};
@@ -85,7 +86,8 @@ pub(crate) struct Task {
     /// Index of the home worker, `NO_HOME` until the first run.
     home: AtomicUsize,
     pub(crate) stack_size: usize,
-    pub(crate) shared: Arc<Shared>,
+    /// The runtime that runs it; kept by a pooled allocation (task_pool.rs).
+    pub(crate) scheduler: Arc<dyn Schedule>,
     /// Slot in the runtime's registry of live tasks.
     pub(crate) registry_key: AtomicUsize,
     /// What the task is parked on (`runtime::debug::WaitReason`), for task dumps.
@@ -117,10 +119,42 @@ pub(crate) struct TaskCtx {
     pub(crate) this: Cell<*const Arc<Task>>,
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
-    pub(crate) scope: Cell<crate::cancel_scope::ScopeState>,
+    pub(crate) scope: Cell<ScopeState>,
     /// ivy raised a cancellation or deadline unwind in this task that has not
     /// been caught yet (`worker::task_is_unwinding`).
     pub(crate) raised: Cell<bool>,
+}
+
+/// Deadline and shield state of one task or thread (or of the generator body
+/// running on it): the data the task carries (`TaskCtx::scope`); its logic is
+/// in `cancel_scope.rs`. `Copy`, so it lives in a `Cell` that only its owner touches.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScopeState {
+    /// The earliest deadline of the scopes open in this layer, and the id of the
+    /// scope that set it.
+    pub(crate) deadline: Option<(Instant, u64)>,
+    /// How many `shield` scopes are open in this layer.
+    pub(crate) shield: u32,
+    /// The scope whose deadline interrupted a blocking call, until it exits.
+    pub(crate) elapsed: Option<u64>,
+    /// What a generator body inherits from its caller; empty outside bodies.
+    pub(crate) inherited: Inherited,
+    /// The id of the innermost scope of this layer opened by `cancel_scope::open` and not
+    /// yet closed (0: none): the one [`close`] may close next.
+    pub(crate) open_top: u64,
+}
+
+/// The caller's view a generator body runs under (`cancel_scope.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Inherited {
+    /// The caller's effective deadline and the id of its scope.
+    pub(crate) deadline: Option<(Instant, u64)>,
+    /// Whether the caller is shielded from cancellation.
+    pub(crate) shielded: bool,
+    /// Whether the caller was unwinding when it resumed the body.
+    pub(crate) caller_unwinding: bool,
+    /// Whether the body is resumed to be unwound (its generator is dropped).
+    pub(crate) closing: bool,
 }
 
 impl Default for TaskCtx {
@@ -151,7 +185,7 @@ pub(crate) struct JoinCore {
 /// for the "nobody joined" report, and the task while it lives (to cancel it).
 #[derive(Default)]
 pub(crate) struct JoinSlot {
-    pub(crate) waiter: Option<crate::task::join::Waiter>,
+    pub(crate) waiter: Option<crate::task::header::Waiter>,
     pub(crate) handle_dropped: bool,
     pub(crate) panic_message: Option<String>,
     /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
@@ -197,33 +231,33 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
-    /// A new task running `body`, in a recycled allocation when this worker's
-    /// pool has one (`runtime::task_pool`); the body's join slot gets a
-    /// reference to it.
-    pub(crate) fn new(stack_size: usize, shared: &Arc<Shared>, body: Entry) -> Arc<Task> {
-        let id = body.core().id;
-        let task = match crate::runtime::task_pool::take(shared) {
-            Some(mut task) => {
-                let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
-                // `recycle` reset everything else; `shared` is the pool's runtime.
-                t.id = id;
-                t.body = Some(body);
-                t.stack_size = stack_size;
-                task
-            }
-            None => Arc::new(Task {
-                id,
-                body: Some(body),
-                state: TaskState::new(),
-                home: AtomicUsize::new(NO_HOME),
-                stack_size,
-                shared: shared.clone(),
-                registry_key: AtomicUsize::new(usize::MAX),
-                wait_reason: AtomicU8::new(0),
-                coro: UnsafeCell::new(CoroSlot::default()),
-                ctx: TaskCtx::default(),
-            }),
-        };
+    /// A new task running `body` on `scheduler`; the body's join slot gets a
+    /// reference to it. Where the allocation comes from is the scheduler's
+    /// business: see `reuse`.
+    pub(crate) fn new(stack_size: usize, scheduler: Arc<dyn Schedule>, body: Entry) -> Arc<Task> {
+        let task = Arc::new(Task {
+            id: body.core().id,
+            body: Some(body),
+            state: TaskState::new(),
+            home: AtomicUsize::new(NO_HOME),
+            stack_size,
+            scheduler,
+            registry_key: AtomicUsize::new(usize::MAX),
+            wait_reason: AtomicU8::new(0),
+            coro: UnsafeCell::new(CoroSlot::default()),
+            ctx: TaskCtx::default(),
+        });
+        task.body().core().lock().task = Some(task.clone());
+        task
+    }
+
+    /// `new`, in the allocation of a finished task of the same scheduler (a
+    /// recycled one: `recycle` reset everything but its scheduler).
+    pub(crate) fn reuse(mut task: Arc<Task>, stack_size: usize, body: Entry) -> Arc<Task> {
+        let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
+        t.id = body.core().id;
+        t.body = Some(body);
+        t.stack_size = stack_size;
         task.body().core().lock().task = Some(task.clone());
         task
     }
@@ -319,7 +353,7 @@ impl Task {
     /// PARKED -> SCHEDULED edge.
     pub(crate) fn unpark(this: &Arc<Task>) {
         if this.state.unpark() {
-            crate::runtime::schedule_woken(this.clone());
+            this.scheduler.schedule(this.clone());
         }
     }
 }

@@ -1,0 +1,440 @@
+//! A task's body and its end: the closure, the result, and everything that
+//! happens when the task finishes, in one place.
+//!
+//! A task's end happens on the task's own stack, in its coroutine (`run`): the
+//! body, then its task-locals' destructors, then the drop of its result if
+//! nobody can join it any more (or the drop of its closure if it was cancelled
+//! before it started), each inside `catch_unwind` (`Body::start`); then `end`:
+//! the task is DONE, leaves its scheduler (`Schedule::release`, which counts it
+//! out of the runtime's live tasks and unlists it), and wakes its joiner
+//! (`header::notify_done`), in that order, so that a joiner sees the live tasks
+//! without this one. Why on the task's stack: every step of the first part runs
+//! user code, and user code run anywhere else — on the worker's stack when it
+//! recycles the task, or after the guard — turned a panicking destructor into a
+//! dead worker, stranding every task homed on it and hanging shutdown. On the
+//! task's stack a destructor may also block like any task code. A panic there
+//! is the task's panic: `join` returns it, or it is reported as unjoined. The
+//! worker then only frees the stack and recycles the allocation.
+//!
+//! The result travels in a typed `Packet<T>` written by the task's own stack
+//! (under the join lock) and read by the joiner after it observes the task done
+//! (release/acquire on `JoinCore::done`), or taken by the handle's drop under
+//! the join lock (see `task::join`).
+//!
+//! Also here: the unwind payloads of ivy's cancellation and deadlines, which the
+//! task's end tells from panics (`cancel.rs` raises them).
+//!
+//! Layer: task core. Uses the task header, `current`, `local` and the
+//! `Schedule` trait; no worker, no timer, no reactor.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::task::current;
+use crate::task::header::{notify_done, TaskId};
+use crate::task::local::LocalMap;
+use crate::task::raw::{self, JoinCore, Task, TaskYielder};
+
+/// The unwind payload that carries a cancellation up a Rust task's stack.
+pub(crate) struct CancelUnwind;
+
+/// The unwind payload that carries an elapsed deadline up to its scope. Which
+/// scope it belongs to is recorded in the caller's scope state (`cancel_scope.rs`).
+pub(crate) struct ElapsedUnwind;
+
+/// Whether an unwind payload is ivy's own cancellation or deadline (not a panic).
+pub(crate) fn is_ivy_unwind(p: &(dyn Any + Send)) -> bool {
+    p.is::<CancelUnwind>() || p.is::<ElapsedUnwind>()
+}
+
+/// A task's coroutine: what runs on its stack, from its first instruction to
+/// its last (the worker creates the coroutine at the task's first run).
+pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
+    task.ctx.yielder.set(yielder as *const TaskYielder);
+    // `task` stays at this address until the body ends (`current` hands out
+    // references to it).
+    task.ctx.this.set(&task as *const Arc<Task>);
+    task.body().start(None);
+    end(&task);
+    task.ctx.this.set(std::ptr::null());
+    drop(task);
+}
+
+/// The last step of a task whose result is stored (or that was settled
+/// without running): DONE, out of its scheduler, joiner woken. Runs no user
+/// code. On the task's own stack (`run`), on the worker's for an abandoned
+/// task, on the settling thread for one that never ran.
+pub(crate) fn end(task: &Arc<Task>) {
+    task.transition_to_done();
+    // Leave the scheduler before waking the joiner, so that a joiner sees the
+    // runtime's live tasks without this one (regression: the count lagged the
+    // join).
+    task.scheduler.release(task);
+    notify_done(task);
+}
+
+pub(crate) struct Packet<T> {
+    result: UnsafeCell<Option<Result<T, JoinError>>>,
+}
+
+// SAFETY: `result` is written once by the task, under the join lock, before it is
+// marked DONE; it is taken by the joiner after it observed DONE with Acquire
+// ordering, or by the handle's drop under the join lock. Those accesses are
+// ordered by the lock or by `done`, and never concurrent.
+unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: as above; `T: Send` because the value moves from the task to the joiner.
+unsafe impl<T: Send> Send for Packet<T> {}
+
+impl<T> Packet<T> {
+    pub(crate) fn new() -> Packet<T> {
+        Packet {
+            result: UnsafeCell::new(None),
+        }
+    }
+
+    /// # Safety
+    /// Called once, by the task, holding the join lock, before it is marked DONE.
+    pub(crate) unsafe fn set(&self, r: Result<T, JoinError>) {
+        // SAFETY: see the `Sync` impl; the caller upholds the write-once rule.
+        unsafe { *self.result.get() = Some(r) };
+    }
+
+    /// # Safety
+    /// Called only after the task was observed DONE, or holding the join lock.
+    pub(crate) unsafe fn take(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: see the `Sync` impl.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+/// Where a `JoinHandle` reads its task's result: the packet inside the task's
+/// `Body`, whose closure type the handle does not know.
+pub(crate) trait ResultSlot<T>: raw::Start {
+    /// # Safety
+    /// Called only after the task was observed DONE, or holding the join lock.
+    unsafe fn take(&self) -> Option<Result<T, JoinError>>;
+}
+
+/// Why a task produced no value.
+pub struct JoinError {
+    id: TaskId,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    Panicked(Box<dyn Any + Send + 'static>),
+    NoStack(std::io::Error),
+}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: TaskId) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panicked(id: TaskId, payload: Box<dyn Any + Send>) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Panicked(payload),
+        }
+    }
+
+    pub(crate) fn no_stack(id: TaskId, e: std::io::Error) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::NoStack(e),
+        }
+    }
+
+    /// The task was cancelled (before it started, or at a blocking call).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// The task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// The task could not start because no stack could be allocated for it.
+    pub fn is_no_stack(&self) -> bool {
+        matches!(self.repr, Repr::NoStack(_))
+    }
+
+    /// The id of the task that failed.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The panic message, if the task panicked with a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panicked(p) => payload_str(p.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The panic payload, to resume it with `std::panic::resume_unwind`.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panicked(p) => Ok(p),
+            repr => Err(JoinError { id: self.id, repr }),
+        }
+    }
+}
+
+pub(crate) fn payload_str(p: &(dyn Any + Send)) -> Option<&str> {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        Some(s)
+    } else {
+        p.downcast_ref::<String>().map(|s| s.as_str())
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "task {} was cancelled", self.id),
+            Repr::Panicked(p) => match payload_str(p.as_ref()) {
+                Some(m) => write!(f, "task {} panicked: {m}", self.id),
+                None => write!(f, "task {} panicked", self.id),
+            },
+            Repr::NoStack(e) => write!(f, "task {} could not get a stack: {e}", self.id),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({})", self.id),
+            Repr::Panicked(p) => write!(
+                f,
+                "JoinError::Panicked({}, {:?})",
+                self.id,
+                payload_str(p.as_ref()).unwrap_or("<non-string payload>")
+            ),
+            Repr::NoStack(e) => write!(f, "JoinError::NoStack({}, {e})", self.id),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            Repr::NoStack(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        let kind = match e.repr {
+            Repr::NoStack(_) => std::io::ErrorKind::OutOfMemory,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e.to_string())
+    }
+}
+
+/// A task's closure and its result, in one allocation: the task holds it as its
+/// `Entry` (to run the closure once), the `JoinHandle` as its `ResultSlot`.
+pub(crate) struct Body<F, T> {
+    core: JoinCore,
+    f: UnsafeCell<Option<F>>,
+    packet: Packet<T>,
+}
+
+// SAFETY: `f` is taken exactly once, by the one thread that runs the task's entry
+// (queues hand a task to one thread at a time, a task refused at spawn is never
+// queued and is settled by the spawning thread alone, and `start` is called once); the
+// packet has its own protocol (join.rs). `F: Send` because the closure moves to the
+// worker; `T: Send` because the value moves to the joiner.
+unsafe impl<F: Send, T: Send> Sync for Body<F, T> {}
+
+impl<F, T> Body<F, T> {
+    pub(crate) fn new(id: u64, name: Option<Box<str>>, f: F) -> Body<F, T> {
+        Body {
+            core: JoinCore::new(id, name),
+            f: UnsafeCell::new(Some(f)),
+            packet: Packet::new(),
+        }
+    }
+}
+
+impl<F, T> raw::Start for Body<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn start(&self, not_run: Option<raw::NotRun>) {
+        // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
+        let f = unsafe { (*self.f.get()).take() };
+        let id = TaskId(self.core.id);
+        let result = match not_run {
+            Some(why) => {
+                // The task will never run: this is a blocking-pool thread (no stack
+                // for it: worker.rs) or the spawner's (closed runtime, or no guarded
+                // stack left). The closure's captures are user code: a panic in
+                // their drop is this task's, not that thread's.
+                let mut result = match why {
+                    raw::NotRun::NoStack(e) => Err(JoinError::no_stack(id, e)),
+                    raw::NotRun::Closed => Err(JoinError::cancelled(id)),
+                };
+                if let Some(p) = drop_guarded(f) {
+                    ended_with_panic(&self.core, &mut result, p);
+                }
+                result
+            }
+            None => {
+                let f = f.expect("a task's entry starts once");
+                let mut result = run_body(&self.core, f);
+                // Whatever unwound the body was caught: none is in flight now.
+                current::caught();
+                // Task-locals die on the task's own stack and thread, guarded.
+                let panicked =
+                    current::with_current_task(|t| LocalMap::clear_all(&t.ctx.locals)).flatten();
+                if let Some(p) = panicked {
+                    ended_with_panic(&self.core, &mut result, p);
+                }
+                result
+            }
+        };
+        self.finish(result);
+    }
+
+    fn abandon(&self) {
+        self.finish(Err(JoinError::cancelled(TaskId(self.core.id))));
+    }
+
+    fn core(&self) -> &JoinCore {
+        &self.core
+    }
+}
+
+impl<F, T> Body<F, T> {
+    /// The last step of a task: hand the result to the handle, or, if the handle
+    /// is gone, drop it here, on the task's own stack and under `catch_unwind`
+    /// (a panic there is reported like any panic nobody joined). Decided under
+    /// the join lock, so the handle's drop (which takes a stored result under
+    /// the same lock) and this never miss each other: a result is never left for
+    /// the worker to drop when it recycles the task.
+    fn finish(&self, result: Result<T, JoinError>) {
+        let slot = self.core.lock();
+        if !slot.handle_dropped {
+            // SAFETY: written once, by the task, under the join lock, before it is
+            // marked DONE (join.rs).
+            unsafe { self.packet.set(result) };
+            return;
+        }
+        drop(slot);
+        if let Some(p) = drop_guarded(result) {
+            let mut slot = self.core.lock();
+            if slot.panic_message.is_none() {
+                slot.panic_message = Some(message_of(p.as_ref()));
+            }
+            drop(slot);
+            drop_payload(p);
+        }
+    }
+}
+
+impl<F, T> ResultSlot<T> for Body<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    unsafe fn take(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: forwarded: the caller observed the task DONE, or holds the lock.
+        unsafe { self.packet.take() }
+    }
+}
+
+/// Drops user data (a closure, a result) under `catch_unwind`, on the current
+/// stack. Returns the payload of a panic in its destructor; an ivy cancellation
+/// or deadline unwind (a blocking call in the destructor was interrupted) is not
+/// a panic and is dropped here.
+fn drop_guarded<X>(x: X) -> Option<Box<dyn std::any::Any + Send>> {
+    match catch_unwind(AssertUnwindSafe(move || drop(x))) {
+        Ok(()) => None,
+        Err(p) if is_ivy_unwind(p.as_ref()) => {
+            drop_payload(p);
+            None
+        }
+        Err(p) => Some(p),
+    }
+}
+
+/// A panic payload's message, for reports.
+pub(crate) fn message_of(p: &(dyn std::any::Any + Send)) -> String {
+    payload_str(p)
+        .unwrap_or("<non-string panic payload>")
+        .to_string()
+}
+
+/// Drops a caught panic payload; a payload whose own destructor panics is
+/// forgotten (it is user data, and nothing is left to report it to).
+pub(crate) fn drop_payload(p: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A panic caught at the end of a task (a task-local's destructor): it becomes
+/// the task's result unless the body already panicked (the hook printed both).
+fn ended_with_panic<T>(
+    core: &JoinCore,
+    result: &mut Result<T, JoinError>,
+    p: Box<dyn std::any::Any + Send>,
+) {
+    if matches!(result, Err(e) if e.is_panic()) {
+        return drop_payload(p);
+    }
+    core.lock().panic_message = Some(message_of(p.as_ref()));
+    let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
+    // The value the body returned is user data: dropped guarded, here.
+    if let Some(p) = drop_guarded(old) {
+        drop_payload(p);
+    }
+}
+
+/// Runs a task's body on its own stack, turning unwinds into a `JoinError`. A
+/// task cancelled before it started never runs its closure, but drops it here,
+/// on its own stack and guarded like the body.
+fn run_body<F, T>(core: &JoinCore, f: F) -> Result<T, JoinError>
+where
+    F: FnOnce() -> T,
+{
+    let tid = TaskId(core.id);
+    let cancelled =
+        current::with_current_task(|me| me.is_cancelled()).expect("task body runs inside its task");
+    if cancelled {
+        // Cancelled before it ever ran: user code never starts.
+        return match catch_unwind(AssertUnwindSafe(move || drop(f))) {
+            Ok(()) => Err(JoinError::cancelled(tid)),
+            Err(p) => Err(unwind_error(core, tid, p)),
+        };
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(p) => Err(unwind_error(core, tid, p)),
+    }
+}
+
+/// The `JoinError` for an unwind caught in a task: a cancellation, or a panic
+/// (whose message is kept for the "nobody joined it" report).
+fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
+    if p.is::<CancelUnwind>() {
+        drop_payload(p);
+        return JoinError::cancelled(tid);
+    }
+    core.lock().panic_message = Some(message_of(p.as_ref()));
+    JoinError::panicked(tid, p)
+}
