@@ -15,6 +15,9 @@
 //! or timed-out joiner stops waiting and the job finishes on its own (detached),
 //! like `std::thread`. At runtime shutdown, idle threads exit at once; jobs
 //! already queued still run.
+//!
+//! Layer: scheduler. Uses the task core (ids, `JoinError`, `current`), `park`
+//! and the worker (to find its runtime's pool).
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -16,15 +16,18 @@
 //! While the caller is already unwinding, neither is raised again, so destructors
 //! that block (flush a queue, join a child) run to completion instead of aborting
 //! the process with a double panic. "Already unwinding" is per task, not per OS
-//! thread: see `worker::task_is_unwinding`.
+//! thread: see `task::current::task_is_unwinding`.
 //!
 //! `panic = "abort"` builds cannot unwind, so `raise` cannot work there. Where
 //! nothing needs to run afterwards it does without: a task cancelled by shutdown
 //! is abandoned (never resumed again, its stack leaked, its destructors not run;
-//! `worker::abandon` lists it on stderr) and shutdown completes. Everywhere else
+//! `task::current::abandon` lists it on stderr) and shutdown completes. Everywhere else
 //! (an explicit `cancel`, an elapsed `timeout`) the task's code after the
 //! blocking call must not run, and there is no way to skip it but unwinding: ivy
 //! names the task and the cause on stderr, then aborts. Never a silent abort.
+//!
+//! Layer: park. Uses the task core (`current`, the unwind payloads in `body`)
+//! and `error`; not the scheduler (shutdown is asked of the task's `Schedule`).
 
 use std::fmt;
 use std::panic::resume_unwind;

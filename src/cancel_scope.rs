@@ -36,6 +36,9 @@
 //! hides any outer one. When the inherited deadline interrupts the body, the
 //! "elapsed" mark is handed back to the caller on the way out, so the caller's
 //! scope, not one of the body's, reports it.
+//!
+//! Layer: park. Its state lives in the task core (`task::raw::ScopeState`, carried
+//! by each task); its logic is here. Uses `task::current` and `cancel`.
 
 use std::cell::Cell;
 use std::fmt;

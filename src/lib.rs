@@ -15,14 +15,20 @@
 //! assert_eq!(sum, 45);
 //! ```
 //!
-//! Layering, bottom up: `stack` (task stacks, overflow reports), `time::wheel`
-//! (timers), `runtime` (workers, queues, parking of threads), `task` (the task
-//! state machine, join, task-locals), `park` (park/unpark of the *current* task or
-//! thread: the primitive every blocking operation is built on), then `sync` (locks,
-//! semaphores, events, conditions, queues and select for tasks and threads), `io`
-//! (fd readiness on each worker's poll), `net` (sockets), `blocking` (the thread
-//! pool behind `spawn_blocking`) and `fs` (files on that pool); `ffi` is the C ABI
-//! over all of them (`include/ivy.h`).
+//! Layering, bottom up (each layer uses only itself and the layers below it;
+//! `tests/layers.rs` checks it): `context` (the thread's current worker, task and
+//! timer wheel: a leaf), `loom`, `error` · `stack` (task stacks, overflow
+//! reports) · the task core (`task::{raw, state, header, body, current, local,
+//! unparker, schedule, wait_reason, thread_state}`: the task header and state
+//! machine, its body and its whole end, the current task, task-locals; it reaches
+//! its runtime only through the `Schedule` trait) · `timer` (the timer wheel,
+//! lent by each worker) · `park`, `cancel`, `cancel_scope` (park/unpark of the
+//! *current* task or thread, the primitive every blocking operation is built on;
+//! cancellation and deadline scopes) · `io` (fd readiness on each worker's poll)
+//! · the scheduler (`runtime::{worker, shared, idle, registry, task_pool, debug}`,
+//! `blocking`) · the api (`runtime`'s `Runtime`, `Builder`, `Handle`; `task`'s
+//! spawn, join, gather, scopes; `time`, `sync`, `net`, `fs`, generators) · `ffi`,
+//! the C ABI over all of them (`include/ivy.h`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

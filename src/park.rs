@@ -12,6 +12,11 @@
 //!
 //! Inside a task a park is also a cancellation point: it returns
 //! `Err(Interrupted::Cancelled)` once the task has been cancelled.
+//!
+//! Layer: park, above the task core and `timer`: it suspends the current task
+//! (`task::current`) and arms its deadline on the wheel its worker lent to the
+//! thread (`timer::insert`, one thread-local read, as before). It does not import
+//! the scheduler.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;

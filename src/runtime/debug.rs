@@ -35,6 +35,9 @@
 //! and checks the id, so a task that finished (and was freed, or its slot
 //! reused) in the meantime is simply not reported. It stops at shutdown,
 //! after the last task finished (a stuck leftover is what it is there for).
+//!
+//! Layer: scheduler. `WaitReason` is defined with the task header
+//! (`task::wait_reason`) and re-exported here under its public path.
 
 use std::fmt;
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};

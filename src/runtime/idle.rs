@@ -19,6 +19,8 @@
 //! wake-up without it).
 //! The final check is a closure run by `Idle` itself, so the order "register,
 //! then look" is part of the checked code, not of the caller.
+//!
+//! Layer: scheduler. Uses only `loom`.
 
 use crate::loom::{fence, AtomicUsize, Mutex, Ordering};
 

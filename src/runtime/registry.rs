@@ -29,6 +29,8 @@
 //! A task's key (`Task::registry_key`) is its slab index and shard; with its id
 //! it lets the debug watchdog look a running task up without ever holding a
 //! pointer to it (`name_of`).
+//!
+//! Layer: scheduler. Uses the task header only.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -42,6 +42,12 @@
 //! is also the worker's I/O reactor (parker.rs, `crate::io`): events wake the
 //! tasks that registered the fds, which live on this worker. A busy worker polls
 //! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
+//!
+//! Layer: scheduler. Owns the context's worker slot, lends its wheel to the
+//! thread (`timer::lend`) and sets the running task (`task::current::set_running`)
+//! around each resume. The task's end runs on the task's stack (`task::body`); the
+//! worker only does the state transitions, frees the stack and recycles the
+//! allocation (and batches the unlisting of tasks of other shards).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

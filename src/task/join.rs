@@ -177,7 +177,7 @@ impl<T> Drop for JoinHandle<T> {
             slot.handle_dropped = true;
             slot.waiter = None;
             // SAFETY: we hold the join lock. A result stored by now is ours to
-            // drop; one not stored yet will be dropped by the task (task::Body).
+            // drop; one not stored yet will be dropped by the task (`task::body`).
             let result = unsafe { self.packet.take() };
             let report = if core.is_done() {
                 slot.panic_message.take()

@@ -12,6 +12,9 @@
 //! the task's guard: a panicking destructor is the task's panic). Values
 //! need not be `Send`: they never leave the task's thread. Outside a task (a plain
 //! thread) a key falls back to per-thread storage, so library code works anywhere.
+//!
+//! Layer: task core. Uses `current` (the running task) and `body` (the unwind
+//! payloads and the guarded drop of a panic payload).
 
 use std::any::Any;
 use std::cell::RefCell;

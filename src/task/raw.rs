@@ -15,6 +15,10 @@
 //! bit, the cancelled flag), a type of its own so that loom checks the very code
 //! the runtime runs (README, "Model checking"). A task is in at most one queue at
 //! a time, and a wake-up that races with a park is never lost.
+//!
+//! Layer: task core (the task header). Uses the rest of the core
+//! (`state`, `local`, `schedule`, `thread_state`) and `stack`; knows no worker, no
+//! timer, no reactor: the runtime behind a task is its `Arc<dyn Schedule>`.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -38,7 +42,7 @@ pub(crate) enum Suspend {
     Yield,
     /// Leave me parked until someone unparks me.
     Park,
-    /// Never resume me: leak my stack (`worker::abandon`).
+    /// Never resume me: leak my stack (`task::current::abandon`).
     Abandon,
 }
 
@@ -46,7 +50,7 @@ pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (), TaskStack>;
 pub(crate) type TaskYielder = Yielder<(), Suspend>;
 
 /// A task's closure, result slot and join bookkeeping, in one allocation shared
-/// with the `JoinHandle` (see `task::Body`). The task holds it for life; the
+/// with the `JoinHandle` (see `task::body::Body`). The task holds it for life; the
 /// handle may outlive the task: once the task is done, the `Task` itself is
 /// freed and only this remains until the handle is joined or dropped.
 pub(crate) type Entry = Arc<dyn Start>;
@@ -64,11 +68,11 @@ pub(crate) enum NotRun {
 /// with `Some(why)` when the task will never run (see `NotRun`), in which case it
 /// records that for the joiner and runs no user code but the closure's drop
 /// (guarded). All of a task's end (task-locals, the result of a detached task)
-/// happens inside `start`, guarded: see `task::Body`.
+/// happens inside `start`, guarded: see `task::body`.
 pub(crate) trait Start: Send + Sync {
     fn start(&self, not_run: Option<NotRun>);
     /// The task will never be resumed (`panic = "abort"` shutdown, see
-    /// `worker::abandon`): record a cancellation for the joiner, on the worker's
+    /// `task::current::abandon`): record a cancellation for the joiner, on the worker's
     /// stack, running no user code.
     fn abandon(&self);
     /// Identity and join bookkeeping, shared with the `JoinHandle`.
@@ -115,13 +119,13 @@ pub(crate) struct CoroSlot {
 pub(crate) struct TaskCtx {
     pub(crate) yielder: Cell<*const TaskYielder>,
     /// The coroutine body's own `Arc` of this task, on the task's stack; set by
-    /// the body's first statement, reset by its last (`worker::with_current_task`).
+    /// the body's first statement, reset by its last (`task::current::with_current_task`).
     pub(crate) this: Cell<*const Arc<Task>>,
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
     pub(crate) scope: Cell<ScopeState>,
     /// ivy raised a cancellation or deadline unwind in this task that has not
-    /// been caught yet (`worker::task_is_unwinding`).
+    /// been caught yet (`task::current::task_is_unwinding`).
     pub(crate) raised: Cell<bool>,
 }
 

@@ -21,6 +21,8 @@
 //! Why a separate type rather than fields of `Task`: the model checker needs the
 //! protocol without a coroutine, a stack or a worker around it, and the runtime
 //! must run the very code that was checked.
+//!
+//! Layer: task core. Uses only `loom`.
 
 use crate::loom::{AtomicBool, AtomicU8, Ordering};
 
