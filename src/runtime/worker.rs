@@ -468,7 +468,7 @@ impl Worker {
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
         // the resume, and only its code runs meanwhile.
-        unsafe { current::set_running(self.context(), Arc::as_ptr(&task)) };
+        unsafe { current::set_running(self.context(), &task) };
         let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
         // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
         // by our `task` Arc) does not move or change while it runs; we reset it to
@@ -503,8 +503,7 @@ impl Worker {
         }
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
-        // SAFETY: null is always valid.
-        unsafe { current::set_running(self.context(), std::ptr::null()) };
+        current::clear_running(self.context());
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
                 task.transition_to_scheduled();

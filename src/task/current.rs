@@ -22,19 +22,22 @@ use crate::task::raw::{Suspend, Task};
 /// got 8x the round trips of another, and under load a single one starved 92).
 pub(crate) const IO_BUDGET: u32 = 128;
 
-/// The worker, around each resume of `task` on this thread (null after it):
-/// publishes the running task and resets its I/O budget.
+/// The worker, before each resume of `task` on the thread of `ctx`: publishes
+/// the running task and resets its I/O budget.
 ///
 /// # Safety
-/// A non-null `task` stays alive (the caller holds an `Arc` of it) until the
-/// slot is reset to null, and only that task's code runs on this thread
-/// meanwhile (the resume).
+/// `task` stays alive (the caller holds an `Arc` of it) until `clear_running`,
+/// and only that task's code runs on this thread meanwhile (the resume).
 #[inline(always)]
-pub(crate) unsafe fn set_running(ctx: &Context, task: *const Task) {
-    if !task.is_null() {
-        ctx.set_io_budget(IO_BUDGET);
-    }
-    ctx.set_task(task as *const ());
+pub(crate) unsafe fn set_running(ctx: &Context, task: &Arc<Task>) {
+    ctx.set_io_budget(IO_BUDGET);
+    ctx.set_task(Arc::as_ptr(task) as *const ());
+}
+
+/// The worker, after each resume: no task runs on this thread any more.
+#[inline(always)]
+pub(crate) fn clear_running(ctx: &Context) {
+    ctx.set_task(std::ptr::null());
 }
 
 /// Whether a task is being resumed on the thread of `ctx`.
