@@ -76,6 +76,7 @@
 
 pub(crate) mod fd;
 pub(crate) mod poll;
+pub(crate) mod reactor;
 pub(crate) mod registration;
 pub(crate) mod token;
 

@@ -33,7 +33,7 @@ use std::time::Instant;
 use super::token::IoToken;
 use crate::cancel::Interrupted;
 use crate::park::{self, Unparker};
-use crate::runtime::parker::WorkerUnparker;
+use crate::io::reactor::WorkerUnparker;
 use crate::runtime::worker;
 
 /// Readiness directions.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::idle::Idle;
-use super::parker::Parker;
+use crate::io::reactor::Parker;
 use super::registry::Registry;
 use super::worker::{Remote, Worker};
 use super::{debug, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};

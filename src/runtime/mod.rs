@@ -28,7 +28,6 @@ mod builder;
 pub mod debug;
 mod handle;
 pub(crate) mod idle;
-pub(crate) mod parker;
 pub(crate) mod registry;
 mod shared;
 pub(crate) mod task_pool;

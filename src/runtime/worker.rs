@@ -52,7 +52,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
 use crate::runtime::debug;
-use crate::runtime::parker::Parker;
+use crate::io::reactor::Parker;
 use crate::runtime::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
@@ -122,7 +122,7 @@ pub(crate) struct Worker {
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Arc<Task>>,
     pub(crate) inbox: crossbeam_deque::Injector<Arc<Task>>,
-    pub(crate) unparker: Arc<crate::runtime::parker::WorkerUnparker>,
+    pub(crate) unparker: Arc<crate::io::reactor::WorkerUnparker>,
     /// What this worker resumes now, for the debug watchdog (debug.rs).
     pub(crate) now_running: debug::NowRunning,
 }
