@@ -300,12 +300,6 @@ pub(crate) fn wait_fd_ready(
 /// socket that had to wait is counted until it is dropped.
 #[doc(hidden)]
 pub fn registrations() -> usize {
-    crate::runtime::worker::try_with_current(|w| {
-        w.shared
-            .remotes
-            .iter()
-            .map(|r| r.unparker.reactor.registrations())
-            .sum()
-    })
-    .unwrap_or(0)
+    reactor::with_current_group(|group| group.iter().map(|r| r.registrations()).sum())
+        .unwrap_or(0)
 }

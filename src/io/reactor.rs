@@ -1,14 +1,25 @@
-//! How an idle worker thread sleeps, and the worker's I/O reactor: one `mio::Poll`.
+//! A worker's reactor: the `mio::Poll` its thread sleeps in, the waker that
+//! ends that sleep from other threads, and the table of fds registered with it.
 //!
-//! Each worker owns a `mio::Poll`. Sleeping there (rather than on a futex) means the
-//! same wait covers the worker's next timer (the poll timeout), wake-ups from other
-//! threads (a `mio::Waker`, an eventfd) and readiness of the sockets and fds that
-//! the worker's tasks registered (see `crate::io` for the full I/O design). One
-//! wait, three sources, no helper thread.
+//! # Place in the layering
+//! Part of `io`, below the scheduler: this file knows nothing of workers,
+//! queues or tasks. The scheduler creates one `Reactor` per worker
+//! (`Reactor::group`), the worker owns it and sleeps in it (`park`, `poll_io`),
+//! and the scheduler's shared state keeps each worker's `ReactorHandle` to wake
+//! it. The rest of `io` reaches the reactor of the thread it runs on through
+//! `current` (a slot the worker fills for its lifetime with `Reactor::enter`),
+//! never through the runtime.
 //!
-//! The `state` word avoids the syscall in the common case: a waker only writes the
-//! eventfd when the worker is actually asleep (`PARKED`); otherwise it leaves a
-//! `NOTIFIED` token that the worker consumes before it would sleep.
+//! # One wait, three sources
+//! Sleeping in the poll (rather than on a futex) means the same wait covers the
+//! worker's next timer (the poll timeout, which the worker passes in), wake-ups
+//! from other threads (a `mio::Waker`, an eventfd) and readiness of the sockets
+//! and fds that the worker's tasks registered (see `crate::io` for the full I/O
+//! design). No helper thread.
+//!
+//! The `state` word avoids the syscall in the common case: a waker only writes
+//! the eventfd when the worker is actually asleep (`PARKED`); otherwise it
+//! leaves a `NOTIFIED` token that the worker consumes before it would sleep.
 //!
 //! # Readiness dispatch
 //! A registration's mio token is an index + generation into the reactor's table
@@ -27,25 +38,35 @@
 //! find it closed and register elsewhere.
 //!
 //! # Closing with the worker
-//! `WorkerUnparker` is shared by every `Handle` of the runtime and every socket that
-//! ever registered here, which may all outlive it. So its two fds, the waker's
-//! eventfd and the clone of the poll's epoll fd, are closed when the worker exits
-//! (`Parker::drop`), not when the last reference goes (regression: a `Handle` kept
-//! after the runtime was dropped held 2 fds per worker forever). They sit behind an
-//! `RwLock<Option<_>>` so that closing cannot race a `wake` or an `epoll_ctl` on a
-//! number the kernel may already have handed to someone else; the read lock is taken
-//! only on paths that make that syscall anyway.
+//! A `ReactorHandle` is shared by every `Handle` of the runtime and every socket
+//! that ever registered here, which may all outlive the worker. So its two fds,
+//! the waker's eventfd and the clone of the poll's epoll fd, are closed when the
+//! worker exits (`Reactor::drop`), not when the last reference goes (regression:
+//! a `Handle` kept after the runtime was dropped held 2 fds per worker forever).
+//! They sit behind an `RwLock<Option<_>>` so that closing cannot race a `wake`
+//! or an `epoll_ctl` on a number the kernel may already have handed to someone
+//! else; the read lock is taken only on paths that make that syscall anyway.
+//!
+//! # The current thread's reactor
+//! `Reactor::enter` lends the worker's reactor group to this thread until the
+//! returned guard drops; `current` and `with_current_group` read it back. The
+//! slot is a plain thread-local pointer (one TLS read, no reference count, no
+//! destructor to register), sound because the guard owns a reference to what the
+//! pointer names and the slot is emptied when the guard drops (`Entered`).
 
+use std::cell::Cell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mio::{Events, Poll, Registry, Token, Waker};
 
-use crate::io::registration::{event_readiness, IoState};
-use crate::io::token::{IoTable, IoToken};
+use super::registration::{event_readiness, IoState};
+use super::token::{IoTable, IoToken};
 
 const EMPTY: u8 = 0;
 const PARKED: u8 = 1;
@@ -56,26 +77,27 @@ pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Events collected per poll.
 const EVENTS: usize = 256;
 
+/// The reactors of one runtime, one per worker, in worker order.
+type Group = Arc<[Arc<ReactorHandle>]>;
+
 /// The sleeping side; owned by the worker thread.
-pub(crate) struct Parker {
+pub(crate) struct Reactor {
     poll: Poll,
     events: Events,
     /// The states named by the current batch of events (reused: no allocation
     /// per poll).
     ready: Vec<(Arc<IoState>, usize)>,
-    unparker: Arc<WorkerUnparker>,
+    handle: Arc<ReactorHandle>,
+    /// Every reactor of this one's runtime, this one included (`registrations`
+    /// counts them all).
+    group: Group,
 }
 
-/// The waking side, and the worker's I/O registry; shared with every thread.
-pub(crate) struct WorkerUnparker {
+/// The waking side, and the reactor's registry of fds; shared with every thread.
+pub(crate) struct ReactorHandle {
     state: AtomicU8,
     /// `None` once the worker exited (module comment).
     waker: RwLock<Option<Waker>>,
-    pub(crate) reactor: Reactor,
-}
-
-/// The parts of a worker's poll that registrations use from any thread.
-pub(crate) struct Reactor {
     /// A clone of the worker's `Poll` registry (`epoll_ctl` is thread-safe);
     /// `None` once the worker exited (module comment).
     registry: RwLock<Option<Registry>>,
@@ -86,57 +108,93 @@ pub(crate) struct Reactor {
     registrations: AtomicUsize,
 }
 
-impl Parker {
-    pub(crate) fn new() -> io::Result<Parker> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let registry = poll.registry().try_clone()?;
-        Ok(Parker {
-            poll,
-            events: Events::with_capacity(EVENTS),
-            ready: Vec::with_capacity(EVENTS),
-            unparker: Arc::new(WorkerUnparker {
+impl Reactor {
+    /// The reactors of a runtime of `workers` workers.
+    pub(crate) fn group(workers: usize) -> io::Result<Vec<Reactor>> {
+        let mut parts = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
+            let registry = poll.registry().try_clone()?;
+            let handle = Arc::new(ReactorHandle {
                 state: AtomicU8::new(EMPTY),
                 waker: RwLock::new(Some(waker)),
-                reactor: Reactor {
-                    registry: RwLock::new(Some(registry)),
-                    table: IoTable::default(),
-                    registrations: AtomicUsize::new(0),
-                },
-            }),
-        })
+                registry: RwLock::new(Some(registry)),
+                table: IoTable::default(),
+                registrations: AtomicUsize::new(0),
+            });
+            parts.push((poll, handle));
+        }
+        let group: Group = parts.iter().map(|(_, h)| h.clone()).collect();
+        Ok(parts
+            .into_iter()
+            .map(|(poll, handle)| Reactor {
+                poll,
+                events: Events::with_capacity(EVENTS),
+                ready: Vec::with_capacity(EVENTS),
+                handle,
+                group: group.clone(),
+            })
+            .collect())
     }
 
-    pub(crate) fn unparker(&self) -> Arc<WorkerUnparker> {
-        self.unparker.clone()
+    /// What other threads use to wake this reactor and to register with it.
+    pub(crate) fn handle(&self) -> Arc<ReactorHandle> {
+        self.handle.clone()
+    }
+
+    /// Lends this reactor (and its group) to the calling thread until the
+    /// guard drops: `current` and `with_current_group` answer with it. The
+    /// worker calls this once, on its own thread, for as long as it runs.
+    ///
+    /// Panics if the thread has already entered a reactor (one worker per
+    /// thread; also what makes the slot sound, see `Entered`).
+    pub(crate) fn enter(&self) -> Entered {
+        let index = self
+            .group
+            .iter()
+            .position(|h| Arc::ptr_eq(h, &self.handle))
+            .expect("a reactor belongs to its group");
+        let group = self.group.clone();
+        CURRENT.with(|c| {
+            assert!(c.get().is_none(), "ivy: this thread already runs a reactor");
+            c.set(Some(Lent {
+                group: NonNull::from(&*group),
+                index,
+            }));
+        });
+        Entered {
+            _group: group,
+            _not_send: PhantomData,
+        }
     }
 
     /// Sleeps until unparked, until an I/O event arrives (it is dispatched before
     /// returning), or until `timeout` elapses (`None`: no timeout). Returns at
     /// once if a wake-up token is pending.
     pub(crate) fn park(&mut self, timeout: Option<Duration>) {
-        let unparker = self.unparker.clone();
-        let state = &unparker.state;
-        if state
+        if self
+            .handle
+            .state
             .compare_exchange(EMPTY, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             // NOTIFIED: consume the token, pick up ready I/O without sleeping.
-            state.store(EMPTY, Ordering::Release);
+            self.handle.state.store(EMPTY, Ordering::Release);
             self.poll_io();
             return;
         }
         let _ = self.poll_and_dispatch(timeout);
-        state.swap(EMPTY, Ordering::AcqRel);
+        self.handle.state.swap(EMPTY, Ordering::AcqRel);
     }
 
     /// Busy- and searching-worker hook: collects I/O readiness without sleeping,
     /// so ready sockets are not starved by tasks that keep the worker busy, nor
     /// delayed while an idle worker spins looking for work. A no-op (no
-    /// syscall) while no fd is registered with this worker. Returns whether any
-    /// I/O event was dispatched.
+    /// syscall) while no fd is registered with this reactor. Returns whether
+    /// any I/O event was dispatched.
     pub(crate) fn poll_io(&mut self) -> bool {
-        if self.unparker.reactor.registrations.load(Ordering::Relaxed) != 0 {
+        if self.handle.registrations.load(Ordering::Relaxed) != 0 {
             return self.poll_and_dispatch(Some(Duration::ZERO));
         }
         false
@@ -162,10 +220,7 @@ impl Parker {
             .iter()
             .filter(|e| e.token() != WAKER_TOKEN)
             .map(|e| (IoToken::from_mio(e.token()), event_readiness(e)));
-        self.unparker
-            .reactor
-            .table
-            .lookup_batch(tokens, &mut self.ready);
+        self.handle.table.lookup_batch(tokens, &mut self.ready);
         for (state, bits) in self.ready.drain(..) {
             dispatched = true;
             state.set_ready(bits);
@@ -174,20 +229,22 @@ impl Parker {
     }
 }
 
-impl Drop for Parker {
+impl Drop for Reactor {
     fn drop(&mut self) {
         // The worker exits: nothing dispatches any more. Release the states
         // (registrations still holding a token find the table closed), then close
         // the fds others may still reach (module comment); the poll's own fd
         // closes when `self.poll` drops, after this.
-        let unparker = &self.unparker;
-        drop(unparker.reactor.table.close());
-        drop(write(&unparker.waker).take());
-        drop(write(&unparker.reactor.registry).take());
+        let handle = &self.handle;
+        drop(handle.table.close());
+        drop(write(&handle.waker).take());
+        drop(write(&handle.registry).take());
     }
 }
 
-impl WorkerUnparker {
+impl ReactorHandle {
+    /// Wakes the worker sleeping in this reactor (`Reactor::park`); if it is not
+    /// asleep, its next `park` returns at once.
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
             // A failed eventfd write means the counter is saturated, i.e. a wake-up
@@ -197,9 +254,7 @@ impl WorkerUnparker {
             }
         }
     }
-}
 
-impl Reactor {
     /// Registers `fd` for read and write readiness (edge-triggered), with `io` as
     /// the target of its events. Returns the token to pass to `deregister`.
     pub(crate) fn register(&self, fd: RawFd, io: &Arc<IoState>) -> io::Result<IoToken> {
@@ -264,4 +319,61 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What `Reactor::enter` lends the thread: its group, and which of them is the
+/// thread's own.
+#[derive(Clone, Copy)]
+struct Lent {
+    group: NonNull<[Arc<ReactorHandle>]>,
+    index: usize,
+}
+
+thread_local! {
+    /// Set by `Reactor::enter` for as long as its guard lives, `None` otherwise.
+    static CURRENT: Cell<Option<Lent>> = const { Cell::new(None) };
+}
+
+/// Keeps the calling thread's reactor slot filled (`Reactor::enter`); empties
+/// it when dropped.
+///
+/// The slot's pointer names the group this guard holds a reference to, so it
+/// stays valid for as long as the slot holds it: the guard is not `Send` (it
+/// drops on the thread whose slot it filled), a thread holds at most one guard
+/// (`enter` refuses a second), and the slot is emptied before the reference
+/// goes. A guard that is leaked (`mem::forget`) leaks its reference too, so the
+/// pointer stays valid forever.
+pub(crate) struct Entered {
+    _group: Group,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // `try_with`: at thread exit the slot may already be gone; then nobody
+        // can read it any more either.
+        let _ = CURRENT.try_with(|c| c.set(None));
+    }
+}
+
+/// The reactor of the worker running on this thread, if the thread is one.
+/// Callers that want the reactor of the running *task* check that they run in
+/// one: a worker's own code between tasks also sees its reactor here.
+pub(crate) fn current() -> Option<Arc<ReactorHandle>> {
+    with_lent(|group, index| group[index].clone())
+}
+
+/// Runs `f` with every reactor of the runtime whose worker runs on this thread,
+/// if the thread is one.
+pub(crate) fn with_current_group<R>(f: impl FnOnce(&[Arc<ReactorHandle>]) -> R) -> Option<R> {
+    with_lent(|group, _| f(group))
+}
+
+fn with_lent<R>(f: impl FnOnce(&[Arc<ReactorHandle>], usize) -> R) -> Option<R> {
+    let lent = CURRENT.with(|c| c.get())?;
+    // SAFETY: the slot is filled only by `Reactor::enter`, with a pointer to the
+    // group its `Entered` guard keeps alive, and emptied before that guard drops
+    // (see `Entered`); this thread's slot is set, so its guard is live.
+    let group = unsafe { lent.group.as_ref() };
+    Some(f(group, lent.index))
 }

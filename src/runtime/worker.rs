@@ -39,7 +39,7 @@
 //! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`),
 //! then sleeps in its `mio::Poll` with a timeout set to its next timer. That poll
-//! is also the worker's I/O reactor (parker.rs, `crate::io`): events wake the
+//! is also the worker's I/O reactor (`crate::io::reactor`): events wake the
 //! tasks that registered the fds, which live on this worker. A busy worker polls
 //! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
 
@@ -51,8 +51,8 @@ use std::time::{Duration, Instant};
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
+use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
-use crate::io::reactor::Parker;
 use crate::runtime::Shared;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
@@ -95,7 +95,7 @@ pub(crate) struct Worker {
     ready: RefCell<VecDeque<Arc<Task>>>,
     lifo: Cell<Option<Arc<Task>>>,
     wheel: RefCell<TimerWheel<Arc<Task>>>,
-    parker: RefCell<Parker>,
+    parker: RefCell<Reactor>,
     /// The task being resumed right now, null between tasks. Points to the task
     /// that `run_task` holds an `Arc` of for the whole resume.
     current: Cell<*const Task>,
@@ -122,7 +122,7 @@ pub(crate) struct Worker {
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Arc<Task>>,
     pub(crate) inbox: crossbeam_deque::Injector<Arc<Task>>,
-    pub(crate) unparker: Arc<crate::io::reactor::WorkerUnparker>,
+    pub(crate) unparker: Arc<ReactorHandle>,
     /// What this worker resumes now, for the debug watchdog (debug.rs).
     pub(crate) now_running: debug::NowRunning,
 }
@@ -301,7 +301,7 @@ impl Worker {
         index: usize,
         shared: Arc<Shared>,
         spawned: Deque<Arc<Task>>,
-        parker: Parker,
+        parker: Reactor,
     ) -> Worker {
         let origin = shared.origin;
         Worker {
@@ -362,6 +362,8 @@ impl Worker {
     /// The worker thread's main loop. Returns at runtime shutdown.
     pub(crate) fn run(&self) {
         CURRENT.with(|c| c.set(self as *const Worker));
+        // io reaches this worker's reactor through it until `run` returns.
+        let _reactor = self.parker.borrow().enter();
         let _altstack = overflow::install_altstack();
         loop {
             match self.next_task() {
@@ -386,7 +388,7 @@ impl Worker {
         if tick % FAIRNESS_INTERVAL == 0 {
             self.poll_timers();
             // I/O hook: a busy worker still collects socket readiness (a zero-timeout
-            // poll, skipped when no fd is registered here); see parker.rs.
+            // poll, skipped when no fd is registered here); see io/reactor.rs.
             let _ = self.parker.borrow_mut().poll_io();
             if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
                 return Some(t);
