@@ -377,3 +377,81 @@ fn with_lent<R>(f: impl FnOnce(&[Arc<ReactorHandle>], usize) -> R) -> Option<R> 
     let group = unsafe { lent.group.as_ref() };
     Some(f(group, lent.index))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::registration::{READABLE, WRITABLE};
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn enter_lends_the_group_to_this_thread_until_the_guard_drops() {
+        let reactors = Reactor::group(3).unwrap();
+        assert!(current().is_none());
+        assert_eq!(with_current_group(|g| g.len()), None);
+        {
+            let _entered = reactors[1].enter();
+            assert!(Arc::ptr_eq(&current().unwrap(), &reactors[1].handle));
+            assert_eq!(with_current_group(|g| g.len()), Some(3));
+            // Other threads have a slot of their own.
+            std::thread::spawn(|| assert!(current().is_none()))
+                .join()
+                .unwrap();
+        }
+        assert!(current().is_none());
+        // Entering again after the guard dropped is fine.
+        let _entered = reactors[0].enter();
+        assert!(Arc::ptr_eq(&current().unwrap(), &reactors[0].handle));
+    }
+
+    #[test]
+    #[should_panic(expected = "already runs a reactor")]
+    fn a_thread_enters_one_reactor_at_a_time() {
+        let reactors = Reactor::group(2).unwrap();
+        let _a = reactors[0].enter();
+        let _b = reactors[1].enter();
+    }
+
+    #[test]
+    fn park_dispatches_readiness_and_unpark_wakes_it_from_another_thread() {
+        let mut reactor = Reactor::group(1).unwrap().pop().unwrap();
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let state = Arc::new(IoState::new(0));
+        let handle = reactor.handle();
+        let token = handle.register(rx.as_raw_fd(), &state).unwrap();
+        assert_eq!(handle.registrations(), 1);
+        tx.write_all(b"x").unwrap();
+        while state.ready_bits() & READABLE == 0 {
+            reactor.park(Some(Duration::from_secs(5)));
+        }
+        assert_ne!(state.ready_bits() & WRITABLE, 0);
+        handle.deregister(rx.as_raw_fd(), token);
+        assert_eq!(handle.registrations(), 0);
+
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            handle.unpark();
+        });
+        let t0 = std::time::Instant::now();
+        reactor.park(None);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        waker.join().unwrap();
+    }
+
+    #[test]
+    fn a_handle_kept_past_its_reactor_holds_no_fd_and_registers_nothing() {
+        let reactor = Reactor::group(1).unwrap().pop().unwrap();
+        let handle = reactor.handle();
+        drop(reactor);
+        assert!(handle.is_closed());
+        assert!(read(&handle.waker).is_none());
+        assert!(read(&handle.registry).is_none());
+        handle.unpark(); // no waker: nothing to do, and no panic
+        let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let state = Arc::new(IoState::new(0));
+        assert!(handle.register(b.as_raw_fd(), &state).is_err());
+        assert_eq!(handle.registrations(), 0);
+    }
+}
