@@ -122,7 +122,7 @@ fn paths_after(code: &str, keyword: &str, base: &[String]) -> Vec<Vec<String>> {
         let ident_before = before
             .chars()
             .last()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$');
         rest = &rest[i + keyword.len()..];
         if ident_before {
             continue; // e.g. `$crate::` or `other_crate::`

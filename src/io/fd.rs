@@ -149,7 +149,7 @@ pub(crate) fn wait_fd(
             "ivy: wait on an fd needs readable and/or writable interest",
         )));
     }
-    if !crate::runtime::worker::in_task() {
+    if !crate::task::current::in_task() {
         return poll_thread(fd, mask, deadline);
     }
     // A look before registering: a ready fd needs no registration (one syscall

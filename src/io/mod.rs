@@ -1,8 +1,19 @@
 //! I/O readiness: how a blocking-looking socket call parks only its task.
 //!
+//! # Place in the layering
+//! Below the scheduler, above park: `io` parks and wakes tasks through
+//! `crate::park` (and honours `crate::cancel` / `crate::cancel_scope`), and
+//! owns the reactor a worker sleeps in (`reactor.rs`), but it imports nothing
+//! of `runtime`. The scheduler builds the reactors, gives each worker its own,
+//! keeps their handles to wake sleeping workers, and lends the running
+//! worker's reactor to `io` for the worker's lifetime (`Reactor::enter`); `io`
+//! reads it back from that thread-local slot (`reactor::current`). `net` and
+//! the C ABI sit above: sockets wait through a `Registration`, `ivy_fd_wait` /
+//! `ivy_fd_poll` through the foreign-fd waits here.
+//!
 //! # One reactor per worker
 //! A started task never leaves its home worker, so each worker's own `mio::Poll`
-//! (the one it sleeps in, `runtime/parker.rs`) is its reactor. A task that must
+//! (the one it sleeps in, `reactor.rs`) is its reactor. A task that must
 //! wait for a socket registers the fd with *its own worker's* poll, and that
 //! worker dispatches the socket's events to it: no shared reactor thread, no lock
 //! on the hot path, and the wake-up is a push onto the worker's local queue.
@@ -76,6 +87,7 @@
 
 pub(crate) mod fd;
 pub(crate) mod poll;
+pub(crate) mod reactor;
 pub(crate) mod registration;
 pub(crate) mod token;
 
@@ -299,12 +311,5 @@ pub(crate) fn wait_fd_ready(
 /// socket that had to wait is counted until it is dropped.
 #[doc(hidden)]
 pub fn registrations() -> usize {
-    crate::runtime::worker::try_with_current(|w| {
-        w.shared
-            .remotes
-            .iter()
-            .map(|r| r.unparker.reactor.registrations())
-            .sum()
-    })
-    .unwrap_or(0)
+    reactor::with_current_group(|group| group.iter().map(|r| r.registrations()).sum()).unwrap_or(0)
 }

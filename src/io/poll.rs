@@ -98,7 +98,7 @@ pub(crate) fn wait_fds_ready(
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(WaitError::TimedOut);
     }
-    let ready = if crate::runtime::worker::in_task() {
+    let ready = if crate::task::current::in_task() {
         wait_in_task(entries, deadline)?
     } else {
         poll_entries(entries, deadline)?

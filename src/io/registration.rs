@@ -30,11 +30,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::reactor::{self, ReactorHandle};
 use super::token::IoToken;
 use crate::cancel::Interrupted;
 use crate::park::{self, Unparker};
-use crate::runtime::parker::WorkerUnparker;
-use crate::runtime::worker;
+use crate::task::current;
 
 /// Readiness directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,7 +254,7 @@ impl IoState {
                     }
                 }
             }
-            let parked = park::park_for(deadline, crate::runtime::debug::WaitReason::Io);
+            let parked = park::park_for(deadline, crate::task::wait_reason::WaitReason::Io);
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             if parked.is_err() || timed_out {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
@@ -290,17 +290,16 @@ pub(crate) struct Registration {
 }
 
 struct Home {
-    reactor: Arc<WorkerUnparker>,
+    reactor: Arc<ReactorHandle>,
     token: IoToken,
 }
 
 /// The reactor (poll) of the worker running the caller, if the caller is a task.
-fn current_reactor() -> Option<Arc<WorkerUnparker>> {
-    worker::try_with_current(|w| {
-        w.is_running_task()
-            .then(|| w.shared.remotes[w.index].unparker.clone())
-    })
-    .flatten()
+fn current_reactor() -> Option<Arc<ReactorHandle>> {
+    if !current::in_task() {
+        return None;
+    }
+    reactor::current()
 }
 
 impl Registration {
@@ -324,19 +323,19 @@ impl Registration {
     /// workers, or acceptor tasks on every worker sharing a listener): then the
     /// registration stays, events wake this task remotely, and registrations
     /// do not ping-pong between workers.
-    fn ensure_registered(&self, reactor: &Arc<WorkerUnparker>) -> std::io::Result<()> {
+    fn ensure_registered(&self, reactor: &Arc<ReactorHandle>) -> std::io::Result<()> {
         let mut home = self.home.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = home.as_ref() {
             if Arc::ptr_eq(&h.reactor, reactor) {
                 return Ok(());
             }
-            if !h.reactor.reactor.is_closed() && self.state.has_waiters() {
+            if !h.reactor.is_closed() && self.state.has_waiters() {
                 return Ok(());
             }
             let h = home.take().expect("checked above");
-            h.reactor.reactor.deregister(self.fd, h.token);
+            h.reactor.deregister(self.fd, h.token);
         }
-        let token = reactor.reactor.register(self.fd, &self.state)?;
+        let token = reactor.register(self.fd, &self.state)?;
         *home = Some(Home {
             reactor: reactor.clone(),
             token,
@@ -355,12 +354,12 @@ impl Registration {
         mut op: impl FnMut() -> std::io::Result<R>,
     ) -> Result<R, WaitError> {
         let bit = dir.bit();
-        let mut reactor: Option<Arc<WorkerUnparker>> = None;
+        let mut reactor: Option<Arc<ReactorHandle>> = None;
         // Cooperative budget (worker.rs): a task whose operations never block
         // yields now and then, before an operation so that nothing it read is
         // lost if the yield reports a cancellation or an elapsed scope. This also
         // makes such a task see its cancellation.
-        if worker::io_budget_spent() {
+        if current::io_budget_spent() {
             park::yield_now()?;
         }
         // A deadline already passed: try once whatever the bits say.
@@ -436,7 +435,7 @@ impl Registration {
     pub(crate) fn deregister(&self) {
         let home = self.home.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = home {
-            h.reactor.reactor.deregister(self.fd, h.token);
+            h.reactor.deregister(self.fd, h.token);
         }
     }
 }

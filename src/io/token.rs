@@ -197,7 +197,7 @@ mod tests {
             index: INDEX_MASK,
             generation: GENERATION_MAX,
         };
-        assert_ne!(t.to_mio(), crate::runtime::parker::WAKER_TOKEN);
+        assert_ne!(t.to_mio(), crate::io::reactor::WAKER_TOKEN);
         assert_eq!(IoToken::from_mio(t.to_mio()), t);
         // An unknown index is ignored, not a panic.
         let table = IoTable::default();

@@ -7,7 +7,7 @@
 //! `wake_self` (and, if a producer picked it, search and stop searching). The
 //! producer does what `push_spawned` / `notify_idle` do: push, then
 //! `worker_to_notify`, then unpark the chosen worker (the eventfd write of
-//! `WorkerUnparker`, here a one-token `Unparker`). A missed wake-up leaves
+//! `ReactorHandle::unpark`, here a one-token `Unparker`). A missed wake-up leaves
 //! the worker parked with work queued: loom reports that as a deadlock.
 //!
 //! The queue is modelled as a `VecDeque` under a lock (linearizable), or, in
@@ -141,7 +141,7 @@ fn worker_with_timer(
 }
 
 /// `Shared::notify_idle` and the unpark of the chosen worker (the eventfd write
-/// of `WorkerUnparker`, here a one-token `Unparker`).
+/// of `ReactorHandle::unpark`, here a one-token `Unparker`).
 fn notify(world: &World) {
     if let Some(index) = world.idle.worker_to_notify() {
         let thread = world.threads.lock().unwrap()[index].clone();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::idle::Idle;
-use super::parker::Parker;
 use super::registry::Registry;
 use super::worker::{Remote, Worker};
 use super::{debug, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
+use crate::io::reactor::Reactor;
 use crossbeam_deque::{Injector, Worker as Deque};
 
 /// Configures and builds a [`Runtime`].
@@ -171,19 +171,17 @@ impl Builder {
 
         crate::stack::overflow::install_handler();
         let mut deques = Vec::with_capacity(workers);
-        let mut parkers = Vec::with_capacity(workers);
+        let parkers = Reactor::group(workers)?;
         let mut remotes = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for parker in &parkers {
             let deque = Deque::new_lifo();
-            let parker = Parker::new()?;
             remotes.push(Remote {
                 stealer: deque.stealer(),
                 inbox: Injector::new(),
-                unparker: parker.unparker(),
+                unparker: parker.handle(),
                 now_running: Default::default(),
             });
             deques.push(deque);
-            parkers.push(parker);
         }
         let shared = Arc::new(Shared {
             remotes: remotes.into_boxed_slice(),

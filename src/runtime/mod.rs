@@ -22,13 +22,12 @@
 //! for (and cancelled as it starts); one counted after sees `closing`.
 //!
 //! The workers' fds (epoll, eventfd) close when the workers exit, although a
-//! `Handle` can keep `Shared` alive much longer (parker.rs).
+//! `Handle` can keep `Shared` alive much longer (io/reactor.rs).
 
 mod builder;
 pub mod debug;
 mod handle;
 pub(crate) mod idle;
-pub(crate) mod parker;
 pub(crate) mod registry;
 pub(crate) mod shared;
 pub(crate) mod task_pool;

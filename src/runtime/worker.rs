@@ -39,7 +39,7 @@
 //! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`),
 //! then sleeps in its `mio::Poll` with a timeout set to its next timer. That poll
-//! is also the worker's I/O reactor (parker.rs, `crate::io`): events wake the
+//! is also the worker's I/O reactor (`crate::io::reactor`): events wake the
 //! tasks that registered the fds, which live on this worker. A busy worker polls
 //! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
 //!
@@ -58,8 +58,8 @@ use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
 use crate::context::{self, Context};
+use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
-use crate::runtime::parker::Parker;
 use crate::runtime::shared::Shared;
 use crate::runtime::task_pool;
 use crate::stack::overflow;
@@ -109,7 +109,7 @@ pub(crate) struct Worker {
     lifo: Cell<Option<Arc<Task>>>,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
-    parker: RefCell<Parker>,
+    parker: RefCell<Reactor>,
     /// This thread's context (`crate::context`): the worker never leaves its
     /// thread, so it keeps the pointer instead of reading the thread-local on
     /// every resume. Its task slot holds the task being resumed right now
@@ -134,7 +134,7 @@ pub(crate) struct Worker {
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Arc<Task>>,
     pub(crate) inbox: crossbeam_deque::Injector<Arc<Task>>,
-    pub(crate) unparker: Arc<crate::runtime::parker::WorkerUnparker>,
+    pub(crate) unparker: Arc<ReactorHandle>,
     /// What this worker resumes now, for the debug watchdog (debug.rs).
     pub(crate) now_running: debug::NowRunning,
 }
@@ -172,7 +172,7 @@ impl Worker {
         index: usize,
         shared: Arc<Shared>,
         spawned: Deque<Arc<Task>>,
-        parker: Parker,
+        parker: Reactor,
     ) -> Worker {
         let origin = shared.origin;
         Worker {
@@ -236,6 +236,8 @@ impl Worker {
         // SAFETY: the wheel is a field of `self`, which outlives this call; the
         // loan ends below, before `run` returns.
         unsafe { timer::lend(&self.wheel) };
+        // io reaches this worker's reactor through it until `run` returns.
+        let _reactor = self.parker.borrow().enter();
         let _altstack = overflow::install_altstack();
         loop {
             match self.next_task() {
@@ -261,7 +263,7 @@ impl Worker {
         if tick % FAIRNESS_INTERVAL == 0 {
             self.poll_timers();
             // I/O hook: a busy worker still collects socket readiness (a zero-timeout
-            // poll, skipped when no fd is registered here); see parker.rs.
+            // poll, skipped when no fd is registered here); see io/reactor.rs.
             let _ = self.parker.borrow_mut().poll_io();
             if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
                 return Some(t);
