@@ -306,7 +306,7 @@ pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_
     guard(|| {
         let d = to_instant(deadline)?;
         let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
-        sem.acquire_deadline(1, d).map_err(wait_error)
+        sem.acquire_raw(1, d).map_err(wait_error)
     })
 }
 
