@@ -78,10 +78,7 @@ impl Barrier {
     /// [`crate::sync`]): waits until every party arrived or
     /// `deadline` passes (`None`: no deadline of its own). A party that gives up
     /// before the barrier trips withdraws its arrival.
-    pub fn wait_deadline(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<BarrierWaitResult, WaitError> {
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, WaitError> {
         let mut s = lock_state(&self.state);
         s.arrived += 1;
         if s.arrived == self.parties {

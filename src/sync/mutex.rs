@@ -487,10 +487,7 @@ impl<T: ?Sized> Mutex<T> {
     /// });
     /// ```
     #[inline]
-    pub fn lock_deadline(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<MutexGuard<'_, T>, WaitError> {
+    pub fn lock_deadline(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, WaitError> {
         self.raw.lock_deadline(deadline)?;
         Ok(self.guard())
     }
@@ -547,7 +544,6 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     pub(crate) fn mutex(this: &Self) -> &'a Mutex<T> {
         this.mutex
     }
-
 }
 
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {

@@ -181,11 +181,7 @@ impl Semaphore {
     /// Takes `n` permits without a permit guard (the caller keeps them, and
     /// gives them back with `release`), waiting until `deadline`: for the C ABI
     /// and `BoundedSemaphore`. `n` must be at most `MAX_PERMITS`.
-    pub(crate) fn acquire_raw(
-        &self,
-        n: usize,
-        deadline: Option<Instant>,
-    ) -> Result<(), WaitError> {
+    pub(crate) fn acquire_raw(&self, n: usize, deadline: Option<Instant>) -> Result<(), WaitError> {
         debug_assert!(n <= Self::MAX_PERMITS);
         if self.try_fast(n) {
             return Ok(());

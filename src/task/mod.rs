@@ -32,7 +32,10 @@ use std::sync::Arc;
 
 use crate::runtime::worker;
 use crate::runtime::{check_stack_size, Handle, Shared};
-pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted};
+pub use gather::{
+    as_completed, join_all, join_all_deadline, join_all_settled, join_all_settled_deadline,
+    wait_any, wait_any_deadline, AsCompleted,
+};
 use join::{payload_str, Packet};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
