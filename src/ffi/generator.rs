@@ -38,8 +38,9 @@ use super::error::*;
 use super::handle::{rekind, HandleTable, Kind};
 use super::runtime::IVY_DEFAULT_STACK_SIZE;
 use super::task::CPtr;
-use super::{guard, out_ptr, owner_token, write_out};
+use super::{guard, out_ptr, write_out};
 use crate::generator::{Generator, Yielder};
+use crate::sync::owner_token;
 
 /// The body of a generator: produces values with `ivy_generator_yield(y, v)` and
 /// returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the

@@ -128,18 +128,3 @@ pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, c_int> {
         Ok(out)
     }
 }
-
-/// Who holds a lock, for the C ABI's ownership checks: the current task's id,
-/// or on a plain thread a per-thread number with the top bit set (task ids are
-/// far below 2^63, so the two never collide).
-pub(crate) fn owner_token() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static THREAD_TOKEN: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed) | (1 << 63);
-    }
-    match crate::task::current() {
-        Some(c) => c.id().as_u64(),
-        None => THREAD_TOKEN.with(|t| *t),
-    }
-}

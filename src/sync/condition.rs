@@ -202,14 +202,13 @@ impl Condition {
         wakes.wake();
     }
 
-    /// Internal layer (C ABI): the caller holds `mutex`. Unlocks it, waits for a
+    /// Raw form (for `Condition::wait_owned`, the C ABI): the caller holds `mutex`. Unlocks it, waits for a
     /// notification until `deadline`, and re-locks it. **In every case, also on
     /// `Err`, the mutex is held again on return** (re-taken shielded from
     /// cancellation and scope deadlines), as pthread_cond_timedwait does, with one
     /// exception: a closed mutex (freed through the C ABI) cannot be re-taken
     /// once someone else holds it. The second value says whether the mutex is
     /// held; when it is not, the result is `Err(Closed)`.
-    #[allow(dead_code)]
     pub(crate) fn wait_raw_deadline(
         &self,
         mutex: &RawMutex,

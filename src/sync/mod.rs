@@ -63,6 +63,7 @@ mod condition;
 mod event;
 mod mutex;
 pub mod oneshot;
+mod owned;
 mod queue;
 mod rwlock;
 mod select;
@@ -81,8 +82,7 @@ pub use select::Select;
 pub use semaphore::{BoundedSemaphore, OverReleaseError, Semaphore, SemaphorePermit};
 pub use wait_group::{WaitGroup, WaitGroupError};
 
-#[allow(unused_imports)] // the C ABI layer uses it
-pub(crate) use mutex::RawMutex;
+pub(crate) use owned::{owner_token, OwnedLockError, OwnedRawMutex, OwnedRwLock};
 
 use std::fmt;
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard, PoisonError};

@@ -237,6 +237,26 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
+/// Holds without guards, for the owner-checked lock of the C ABI
+/// (`sync::owned`), which keeps its holders in a table of its own. Only on a
+/// lock with no data: a release that matches no hold corrupts the counts (the
+/// caller's bug) but cannot give access to anything.
+impl RwLock<()> {
+    /// Takes a hold (`write`: exclusive), waiting until `deadline`.
+    pub(crate) fn acquire_raw(
+        &self,
+        write: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
+        self.acquire(if write { WRITE } else { READ }, deadline)
+    }
+
+    /// Releases a hold taken by `acquire_raw` with the same `write`.
+    pub(crate) fn release_raw(&self, write: bool) {
+        self.release(if write { WRITE } else { READ })
+    }
+}
+
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("RwLock");
