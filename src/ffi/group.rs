@@ -17,7 +17,6 @@ use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
 
 use super::error::*;
-use super::sync::wait_error;
 use super::task::{claim, ivy_task_t, outcome, release_joined, Claim, TaskEntry, TASKS};
 use super::{guard, out_ptr, write_out};
 use crate::task::gather::{wait_all_in, wait_any_in};

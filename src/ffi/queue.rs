@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
-use super::sync::wait_error;
 use super::task::CPtr;
 use super::time::to_instant;
 use super::{guard, out_ptr, write_out};

@@ -35,16 +35,8 @@ use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::time::to_instant;
 use super::{guard, out_ptr, write_out};
-use crate::sync::{Barrier, Condition, Event, Semaphore, WaitError, WaitGroup};
+use crate::sync::{Barrier, Condition, Event, Semaphore, WaitGroup};
 use crate::sync::{OwnedLockError, OwnedRawMutex, OwnedRwLock};
-
-pub(crate) fn wait_error(e: WaitError) -> c_int {
-    match e {
-        WaitError::Cancelled => IVY_ECANCELED,
-        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
-        WaitError::Closed => IVY_ECLOSED,
-    }
-}
 
 fn lock_error(e: OwnedLockError) -> c_int {
     match e {

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
-use super::sync::wait_error;
 use super::{guard, out_ptr, write_c_str, write_out};
 use crate::runtime::{check_stack_size, Handle};
 use crate::task::JoinHandle;
