@@ -348,7 +348,7 @@ fn join_deadline_keeps_the_handle_on_error() {
             assert_eq!(h.join_deadline(None).unwrap().unwrap(), i);
             assert!(h.is_finished());
 
-            let data = vec![i; 3];
+            let data = [i; 3];
             let go = Event::new();
             let r = ivy::scope(|s| {
                 let mut c = s.spawn(|| {

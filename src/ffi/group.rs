@@ -22,15 +22,21 @@ use super::{guard, out_ptr, write_out};
 use crate::task::gather::{wait_all_in, wait_any_in};
 use crate::task::JoinHandle;
 
+/// The handles of a C array, looked up.
+struct Lookup {
+    ids: Vec<u64>,
+    /// The entries of `ids`, up to the first stale one.
+    entries: Vec<Arc<TaskEntry>>,
+    /// Whether one is stale (`entries` is then shorter than `ids`).
+    stale: bool,
+}
+
 /// Reads the C array and looks every handle up: `IVY_EINVAL` for a `NULL`
-/// array, an empty set or a handle listed twice, else the ids and entries.
+/// array, an empty set or a handle listed twice.
 ///
 /// # Safety
 /// `tasks` is `NULL` or valid for `n` reads.
-unsafe fn lookup_all(
-    tasks: *const ivy_task_t,
-    n: usize,
-) -> Result<(Vec<u64>, Vec<Arc<TaskEntry>>, bool), c_int> {
+unsafe fn lookup_all(tasks: *const ivy_task_t, n: usize) -> Result<Lookup, c_int> {
     if tasks.is_null() || n == 0 {
         return Err(IVY_EINVAL);
     }
@@ -44,10 +50,13 @@ unsafe fn lookup_all(
     if sorted.windows(2).any(|w| w[0] == w[1]) {
         return Err(IVY_EINVAL);
     }
-    // Up to the first stale handle; `true` if there is one.
     let entries: Vec<Arc<TaskEntry>> = ids.iter().map_while(|&id| TASKS.get(id)).collect();
     let stale = entries.len() < ids.len();
-    Ok((ids, entries, stale))
+    Ok(Lookup {
+        ids,
+        entries,
+        stale,
+    })
 }
 
 /// Claims every entry's join slot, in the order of the C array: the first
@@ -96,8 +105,8 @@ pub unsafe extern "C" fn ivy_task_wait_any(
         let index = out_ptr(index)?;
         let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
-        let (_, entries, stale) = unsafe { lookup_all(tasks, n)? };
-        let slots = claim_all(&entries, stale)?;
+        let found = unsafe { lookup_all(tasks, n)? };
+        let slots = claim_all(&found.entries, found.stale)?;
         let handles = handles(&slots);
         let i = match handles.iter().position(|h| h.is_finished()) {
             Some(i) => i,
@@ -136,18 +145,18 @@ pub unsafe extern "C" fn ivy_task_join_all(
     guard(|| {
         let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
-        let (ids, entries, stale) = unsafe { lookup_all(tasks, n)? };
-        let slots = claim_all(&entries, stale)?;
+        let found = unsafe { lookup_all(tasks, n)? };
+        let slots = claim_all(&found.entries, found.stale)?;
         wait_all_in(&handles(&slots), deadline).map_err(wait_error)?;
         // Every task has finished: join (without waiting) and free them all.
         let outcomes: Vec<_> = slots
             .into_iter()
-            .zip(ids)
+            .zip(&found.ids)
             .map(|(mut slot, id)| {
                 let jh = slot.as_mut().expect("a claimed slot holds its handle");
                 // Finished: this join does not wait, so it cannot fail.
                 let joined = jh.join_deadline(None);
-                release_joined(id, slot);
+                release_joined(*id, slot);
                 joined.map_or((std::ptr::null_mut(), IVY_ECANCELED), outcome)
             })
             .collect();

@@ -76,11 +76,9 @@ pub fn join_all_deadline<T>(
                     h.cancel();
                 }
                 while let Some(mut h) = guard.handles.iter_mut().find_map(Option::take) {
-                    if let Err(w) = h.join_deadline(None) {
-                        // Interrupted while reaping: the guard cancels the rest
-                        // again (no-op) and `h`, dropped, detaches.
-                        return Err(w);
-                    }
+                    // Interrupted while reaping: the guard cancels the rest
+                    // again (no-op) and `h`, dropped, detaches.
+                    let _outcome = h.join_deadline(None)?;
                 }
                 guard.armed = false;
                 return Ok(Err(e));
