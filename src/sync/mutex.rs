@@ -455,16 +455,12 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Like [`lock`](Self::lock), giving up with `Err(TimedOut)` after `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, TimedOut> {
-        self.lock_until_opt(deadline_after(timeout))
+        or_timed_out(self.lock_deadline(deadline_after(timeout)))
     }
 
     /// Like [`lock`](Self::lock), giving up with `Err(TimedOut)` at `deadline`.
     pub fn lock_until(&self, deadline: Instant) -> Result<MutexGuard<'_, T>, TimedOut> {
-        self.lock_until_opt(Some(deadline))
-    }
-
-    fn lock_until_opt(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, TimedOut> {
-        or_timed_out(self.lock_deadline(deadline))
+        or_timed_out(self.lock_deadline(Some(deadline)))
     }
 
     /// The `Result` form (see "Two forms of every blocking call" in

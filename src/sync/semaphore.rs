@@ -90,7 +90,7 @@ impl Semaphore {
 
     /// Like [`acquire`](Self::acquire), giving up with `Err(TimedOut)` after `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(1, deadline_after(timeout))
+        or_timed_out(self.acquire_deadline(deadline_after(timeout)))
     }
 
     /// Like [`acquire_many`](Self::acquire_many), giving up after `timeout`.
@@ -99,20 +99,12 @@ impl Semaphore {
         n: usize,
         timeout: Duration,
     ) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(n, deadline_after(timeout))
+        or_timed_out(self.acquire_many_deadline(n, deadline_after(timeout)))
     }
 
     /// Like [`acquire`](Self::acquire), giving up at `deadline`.
     pub fn acquire_until(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(1, Some(deadline))
-    }
-
-    fn acquire_many_until_opt(
-        &self,
-        n: usize,
-        deadline: Option<Instant>,
-    ) -> Result<SemaphorePermit<'_>, TimedOut> {
-        or_timed_out(self.acquire_many_deadline(n, deadline))
+        or_timed_out(self.acquire_deadline(Some(deadline)))
     }
 
     /// The `Result` form (see "Two forms of every blocking call" in
