@@ -100,6 +100,11 @@
 //! Rust code never closes a primitive (its values are freed by ownership, so
 //! nobody can be waiting on them), hence the Rust API never sees `Closed` from
 //! a lock or an event.
+//!
+//! # Layering
+//! api: uses park (parking, cancellation, cancel scopes), the task core's
+//! current task, and the scheduler's `debug::WaitReason`; nothing of `ffi`,
+//! which is built on it.
 
 pub(crate) mod waiters;
 
@@ -175,7 +180,7 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
-/// Result of a plain blocking call of the internal layer that cannot time out
+/// Result of a plain blocking call of the `Result` layer that cannot time out
 /// and cannot be closed: unwinds on interruption.
 pub(crate) fn or_raise_wait<T>(r: Result<T, WaitError>) -> T {
     match r {
@@ -187,7 +192,7 @@ pub(crate) fn or_raise_wait<T>(r: Result<T, WaitError>) -> T {
     }
 }
 
-/// Result of a `*_timeout` call of the internal layer: unwinds on interruption.
+/// Result of a `*_timeout` call of the `Result` layer: unwinds on interruption.
 pub(crate) fn or_timed_out<T>(r: Result<T, WaitError>) -> Result<T, TimedOut> {
     match r {
         Ok(v) => Ok(v),

@@ -223,7 +223,7 @@ impl Semaphore {
         result
     }
 
-    /// Internal layer: returns `n` permits.
+    /// Returns `n` permits taken by `acquire_raw` (crate-internal, as that).
     pub(crate) fn release(&self, n: usize) {
         // Permits handed out by this semaphore cannot overflow it when returned.
         let _ = self.release_checked(n, usize::MAX >> SHIFT);

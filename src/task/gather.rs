@@ -12,6 +12,10 @@
 //! the call. `join_all_settled` collects every outcome. If the *caller* is
 //! cancelled (or its deadline scope elapses) while waiting in either, the tasks
 //! still running are cancelled too, like a cancelled `gather` cancels its children.
+//!
+//! Each call has its non-unwinding `_deadline` twin (see "Two forms of every
+//! blocking call" in `ivy::sync`); `wait_any_in` / `wait_all_in` serve the C
+//! ABI, whose handles sit in its table's locks. Layering: api (with `join`).
 
 use std::borrow::Borrow;
 use std::sync::Arc;

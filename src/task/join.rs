@@ -12,6 +12,11 @@
 //! task's `JoinSlot`, so that a panic nobody joins is reported exactly once:
 //! either by the worker when the task ends after its handle was dropped, or by
 //! the handle's drop when the task had ended.
+//!
+//! `join_deadline` / `wait_deadline` are the non-unwinding `Result` forms
+//! (`ivy::sync`'s "Two forms of every blocking call"); `join` and the
+//! `wait_*` methods wrap them. Layering: api; uses the task core (`raw`) and
+//! park.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
