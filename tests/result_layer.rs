@@ -424,6 +424,21 @@ fn success_paths() {
             .deadline(Instant::now() + ms(1), || 1)
             .run_deadline(Some(Instant::now() + ms(500)));
         assert_eq!(r, Ok(1));
+        // ... and the call's own deadline when it is due first.
+        let r = Select::new()
+            .get(&q2, |_| 0)
+            .deadline(Instant::now() + ms(500), || 1)
+            .run_deadline(Some(Instant::now() + ms(1)));
+        assert_eq!(r, Err(WaitError::TimedOut));
+        let r = Select::new()
+            .get(&q2, |_| 0)
+            .deadline(Instant::now(), || 1)
+            .run_deadline(Some(Instant::now()));
+        assert_eq!(
+            r,
+            Ok(1),
+            "both passed: the earlier, the select's own arm, wins"
+        );
     });
 }
 

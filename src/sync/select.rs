@@ -288,11 +288,17 @@ impl<'a, R> Select<'a, R> {
             (Some(a), Some(o)) => Some(a.min(o)),
             (a, o) => a.or(o),
         };
+        // Which of the two ends the wait when both could: the earlier one (the
+        // select's own arm on a tie).
+        let arm_first = match (arm_deadline, own) {
+            (Some(a), Some(o)) => a <= o,
+            (a, _) => a.is_some(),
+        };
         let passed = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
-        if passed(arm_deadline) {
-            return Ok(self.fire_timeout());
-        }
-        if passed(own) {
+        if passed(deadline) {
+            if arm_first {
+                return Ok(self.fire_timeout());
+            }
             return Err(WaitError::TimedOut);
         }
 
@@ -326,7 +332,7 @@ impl<'a, R> Select<'a, R> {
                 Ok(()) => {
                     if passed(deadline) && shared.abandon().is_ok() {
                         self.deregister_except(None);
-                        if passed(arm_deadline) {
+                        if arm_first {
                             return Ok(self.fire_timeout());
                         }
                         return Err(WaitError::TimedOut);
