@@ -225,6 +225,20 @@ typedef enum {
 typedef struct Interest Interest;
 
 /**
+ * A deadline scope opened by `ivy_deadline_push`, valid until popped. A
+ * zero-initialised handle is never valid.
+ */
+typedef struct {
+    uint64_t id;
+} ivy_deadline_scope_t;
+
+/**
+ * The entry point of a C task: called once with the `arg` given at spawn; its
+ * return value is what `ivy_task_join` reports.
+ */
+typedef void *(*ivy_task_fn_t)(void *arg);
+
+/**
  * What a generator's body yields through; valid only inside that body.
  */
 typedef struct {
@@ -286,12 +300,6 @@ typedef struct {
 typedef struct {
     uint64_t id;
 } ivy_udp_socket_t;
-
-/**
- * The entry point of a C task: called once with the `arg` given at spawn; its
- * return value is what `ivy_task_join` reports.
- */
-typedef void *(*ivy_task_fn_t)(void *arg);
 
 /**
  * A handle to a job on the blocking pool, valid until joined or detached.
@@ -440,14 +448,6 @@ typedef struct {
 } ivy_spawn_opts_t;
 
 /**
- * A deadline scope opened by `ivy_deadline_push`, valid until popped. A
- * zero-initialised handle is never valid.
- */
-typedef struct {
-    uint64_t id;
-} ivy_deadline_scope_t;
-
-/**
  * A handle to a mutex (asyncio's `Lock`), not recursive, with Go's
  * `sync.Mutex` fairness policy: waiters queue in FIFO order, but an unlock
  * releases the lock and wakes the first waiter rather than handing it over, so
@@ -527,6 +527,57 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Opens a deadline scope for the calling task (or plain thread) and stores its
+ * handle in `*out`: until `ivy_deadline_pop`, every blocking ivy call it makes
+ * (sleeps, joins, locks, queue operations, socket I/O, ...) also waits for
+ * `deadline` and returns `IVY_ETIMEDOUT` once it has passed. Scopes nest: the
+ * effective deadline is the earliest of the call's own and every open scope's
+ * (so an inner scope cannot extend an outer one). `IVY_FOREVER` opens a scope
+ * with no deadline of its own. A passed deadline makes every blocking call in
+ * the scope a non-blocking try. Tasks spawned inside a scope do not inherit
+ * it; `ivy_task_shield` hides it, as it hides cancellation. A scope still open
+ * when its task ends is closed with it; on a plain thread it stays open until
+ * popped.
+ *
+ * Errors: `IVY_EINVAL` (`out` is `NULL`, or `deadline` below -1); `IVY_ECLOSED`
+ * when called by a task-local destructor in the last round (see
+ * `ivy_task_local_key_new`).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+int ivy_deadline_push(int64_t deadline, ivy_deadline_scope_t *out);
+
+/**
+ * Closes `scope`, which must be the innermost scope the caller has open: the
+ * deadline in force before it was pushed applies again.
+ *
+ * Errors: `IVY_EINVAL` when `scope` is open but not the innermost (scopes pop
+ * in LIFO order; nothing changes); `IVY_EBADF` for a handle that names no open
+ * scope of the caller (popped already, another task's, zeroed, or of another
+ * kind).
+ */
+int ivy_deadline_pop(ivy_deadline_scope_t scope);
+
+/**
+ * Runs `f(arg)` inside a deadline scope -- the callback form of
+ * `ivy_deadline_push` / `ivy_deadline_pop`, which cannot be left unbalanced --
+ * and stores its return value in `*result` (if `result` is not `NULL`). Every
+ * blocking ivy call `f` makes (however deep) also waits for `deadline` and
+ * returns `IVY_ETIMEDOUT` once it has passed; scopes nest as for
+ * `ivy_deadline_push`, and scopes `f` pushed and left open are closed on return.
+ *
+ * Returns 0, or `IVY_ETIMEDOUT` when this scope's deadline interrupted a
+ * blocking call inside `f` (Rust's `ivy::deadline` gives `Err(Elapsed)` then);
+ * `f` ran to its end either way and its value is stored. Errors: `IVY_EINVAL`
+ * (`f` is `NULL`, or `deadline` below -1).
+ *
+ * # Safety
+ * `f` is a valid function; `result` is `NULL` or valid for writes.
+ */
+int ivy_deadline_run(ivy_task_fn_t f, void *arg, void **result, int64_t deadline);
 
 /**
  * A static, human-readable description of an ivy error code (or of `0`). Never
@@ -1385,57 +1436,6 @@ int ivy_runtime_current(ivy_runtime_t *out);
  * `workers` is `NULL` or valid for writes.
  */
 int ivy_runtime_workers(ivy_runtime_t rt, size_t *workers);
-
-/**
- * Opens a deadline scope for the calling task (or plain thread) and stores its
- * handle in `*out`: until `ivy_deadline_pop`, every blocking ivy call it makes
- * (sleeps, joins, locks, queue operations, socket I/O, ...) also waits for
- * `deadline` and returns `IVY_ETIMEDOUT` once it has passed. Scopes nest: the
- * effective deadline is the earliest of the call's own and every open scope's
- * (so an inner scope cannot extend an outer one). `IVY_FOREVER` opens a scope
- * with no deadline of its own. A passed deadline makes every blocking call in
- * the scope a non-blocking try. Tasks spawned inside a scope do not inherit
- * it; `ivy_task_shield` hides it, as it hides cancellation. A scope still open
- * when its task ends is closed with it; on a plain thread it stays open until
- * popped.
- *
- * Errors: `IVY_EINVAL` (`out` is `NULL`, or `deadline` below -1); `IVY_ECLOSED`
- * when called by a task-local destructor in the last round (see
- * `ivy_task_local_key_new`).
- *
- * # Safety
- * `out` is valid for writes.
- */
-int ivy_deadline_push(int64_t deadline, ivy_deadline_scope_t *out);
-
-/**
- * Closes `scope`, which must be the innermost scope the caller has open: the
- * deadline in force before it was pushed applies again.
- *
- * Errors: `IVY_EINVAL` when `scope` is open but not the innermost (scopes pop
- * in LIFO order; nothing changes); `IVY_EBADF` for a handle that names no open
- * scope of the caller (popped already, another task's, zeroed, or of another
- * kind).
- */
-int ivy_deadline_pop(ivy_deadline_scope_t scope);
-
-/**
- * Runs `f(arg)` inside a deadline scope -- the callback form of
- * `ivy_deadline_push` / `ivy_deadline_pop`, which cannot be left unbalanced --
- * and stores its return value in `*result` (if `result` is not `NULL`). Every
- * blocking ivy call `f` makes (however deep) also waits for `deadline` and
- * returns `IVY_ETIMEDOUT` once it has passed; scopes nest as for
- * `ivy_deadline_push`, and scopes `f` pushed and left open are closed on return.
- *
- * Returns 0, or `IVY_ETIMEDOUT` when this scope's deadline interrupted a
- * blocking call inside `f` (Rust's `ivy::deadline` gives `Err(Elapsed)` then);
- * `f` ran to its end either way and its value is stored. Errors: `IVY_EINVAL`
- * (`f` is `NULL`, or `deadline` below -1).
- *
- * # Safety
- * `f` is a valid function; `result` is `NULL` or valid for writes.
- */
-int ivy_deadline_run(ivy_task_fn_t f, void *arg, void **result, int64_t deadline);
 
 /**
  * Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).

@@ -52,10 +52,23 @@
 //! the unwind out of that destructor, an abort. A body resumed by an unwinding
 //! caller (from a destructor) is not unwinding itself: it yields normally.
 //!
+//! Owned generators. [`OwnedGenerator`] (crate-internal) confines a generator to
+//! its creating task or thread by a run-time check, for the C ABI, whose handles
+//! can be copied anywhere; it also closes a body by running it to its end (a
+//! body with C frames cannot be unwound), and [`free_with_current_task`] frees
+//! what a task leaves behind when it ends. `src/ffi/generator.rs` only maps
+//! handles and error codes onto it.
+//!
+//! Layering: api. Uses the stack, the task core (thread state, task-locals),
+//! cancel scopes and `sync::owner_token`.
+//!
 //! Limitation: the stack-overflow report names the generator while `next` runs
 //! the body directly; after the body has parked and the task is resumed by its
 //! worker, a generator overflow is still caught by the guard page but reported
 //! as a plain SIGSEGV.
+
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult};
 
@@ -459,4 +472,180 @@ fn in_body<R>(
     let r = resume();
     leave.returned = true;
     r
+}
+
+/// A generator confined to the task (or plain thread) that created it, for
+/// callers that share it through a handle table (the C ABI's
+/// `ivy_generator_*`): every method checks that the caller is the owner
+/// (`sync::owner_token`), so the body is only ever resumed, closed and dropped
+/// there, although the value itself is reachable from every thread.
+///
+/// Why: a generator's stack is nested in its owner's (see the module comment),
+/// and a suspended body may hold its first thread's thread-locals, so it must
+/// never be resumed on another thread. In Rust `!Send` says so; a C handle can
+/// be copied anywhere, so the check is at run time.
+///
+/// Freeing. [`close`](Self::close) (the owner only) runs an unfinished body to
+/// its end, with its `closing` flag set so the body's yields can fail (Python's `generator.close()`), then drops it. A generator must not
+/// outlive its owner task (nobody else could ever free it), so
+/// [`free_with_current_task`] lists it in a task-local whose destructor frees
+/// it when the task ends, on the task's own stack. A dropped `OwnedGenerator`
+/// that was never closed, off its owner, leaks its generator rather than drop
+/// it on the wrong thread.
+pub(crate) struct OwnedGenerator<T> {
+    /// `owner_token()` of the creating task or thread.
+    owner: u64,
+    /// `None` once closed. Locked only by the owner, never across a park of
+    /// another caller.
+    generator: std::sync::Mutex<Option<Generator<T>>>,
+    /// `next` or `close` is running the body (re-entry from the body is `Busy`).
+    running: AtomicBool,
+    /// `close` has begun: the body must return. Shared with whoever makes the
+    /// body's yields fail (the C ABI's `ivy_generator_yield` reads it on the
+    /// body's side without a handle lookup).
+    closing: Arc<AtomicBool>,
+}
+
+// SAFETY: the `Generator` inside (which is `!Send`: its stack belongs to its
+// owner) is resumed, inspected and dropped only by methods that first checked
+// `owner_token() == self.owner`, i.e. on the task or thread that created it (a
+// started task never changes thread), or leaked by `Drop` elsewhere. Values of
+// `T` cross threads only as `next`'s return value, hence `T: Send`.
+unsafe impl<T: Send> Send for OwnedGenerator<T> {}
+// SAFETY: as above; shared access only reaches the generator through the
+// owner check and the mutex.
+unsafe impl<T: Send> Sync for OwnedGenerator<T> {}
+
+/// Why an [`OwnedGenerator`] call did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnedGeneratorError {
+    /// The caller is not the task or thread that created the generator.
+    NotOwner,
+    /// The body itself called (`next` or `close` from inside its own body).
+    Busy,
+    /// Already closed.
+    Closed,
+}
+
+/// Clears `running` when a `next` or `close` ends, also by unwinding.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::Release);
+    }
+}
+
+impl<T> OwnedGenerator<T> {
+    /// Confines `generator` to the calling task or thread; `closing` is set
+    /// when `close` begins (see the field).
+    pub(crate) fn new(generator: Generator<T>, closing: Arc<AtomicBool>) -> OwnedGenerator<T> {
+        OwnedGenerator {
+            owner: crate::sync::owner_token(),
+            generator: std::sync::Mutex::new(Some(generator)),
+            running: AtomicBool::new(false),
+            closing,
+        }
+    }
+
+    /// `NotOwner` unless the caller created it.
+    pub(crate) fn check_owner(&self) -> Result<(), OwnedGeneratorError> {
+        if self.owner == crate::sync::owner_token() {
+            Ok(())
+        } else {
+            Err(OwnedGeneratorError::NotOwner)
+        }
+    }
+
+    fn enter(&self) -> Result<Running<'_>, OwnedGeneratorError> {
+        self.check_owner()?;
+        if self.running.swap(true, AtomicOrdering::AcqRel) {
+            return Err(OwnedGeneratorError::Busy);
+        }
+        Ok(Running(&self.running))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Generator<T>>> {
+        self.generator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resumes the body until it yields (`Ok(Some(v))`) or returns
+    /// (`Ok(None)`, and so every later call).
+    pub(crate) fn next(&self) -> Result<Option<T>, OwnedGeneratorError> {
+        let _running = self.enter()?;
+        let mut slot = self.lock();
+        let g = slot.as_mut().ok_or(OwnedGeneratorError::Closed)?;
+        Ok(g.next())
+    }
+
+    /// Closes the generator: sets `is_closing`, runs an unfinished body to its
+    /// end (each value it still yields is dropped) and drops it. The body must
+    /// return once its yields fail, or this call waits on it.
+    pub(crate) fn close(&self) -> Result<(), OwnedGeneratorError> {
+        let _running = self.enter()?;
+        self.closing.store(true, AtomicOrdering::Release);
+        let taken = self.lock().take();
+        if let Some(mut g) = taken {
+            // Run the body to its end, so dropping it unwinds nothing (a body
+            // with C frames cannot be unwound).
+            while g.next().is_some() {}
+            drop(g);
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for OwnedGenerator<T> {
+    fn drop(&mut self) {
+        let ours = self.check_owner().is_ok();
+        let g = self.generator.get_mut().unwrap_or_else(|e| e.into_inner());
+        if g.is_some() && !ours {
+            // Not ours to resume or unwind: leak it (see the type's comment).
+            std::mem::forget(g.take());
+        }
+    }
+}
+
+/// What the current task must free when it ends: `(id, free)` pairs, newest
+/// last. See [`free_with_current_task`].
+#[derive(Default)]
+struct FreeAtTaskEnd {
+    entries: Vec<(u64, fn(u64))>,
+}
+
+impl Drop for FreeAtTaskEnd {
+    fn drop(&mut self) {
+        // Newest first: a generator made inside another's body goes before it.
+        for (id, free) in std::mem::take(&mut self.entries).into_iter().rev() {
+            free(id);
+        }
+    }
+}
+
+crate::task_local! {
+    static FREE_AT_TASK_END: std::cell::RefCell<FreeAtTaskEnd> =
+        std::cell::RefCell::new(FreeAtTaskEnd::default());
+}
+
+/// Arranges for `free(id)` to run when the current task ends (with its
+/// task-local destructors, on its own stack), for an [`OwnedGenerator`] the
+/// task created under handle `id`. Nothing to do on a plain thread (its
+/// thread-locals die too late to run a body: it frees its generators itself).
+/// `Err(())` when called from a task-local destructor in the last round, too
+/// late to be freed with the task.
+pub(crate) fn free_with_current_task(id: u64, free: fn(u64)) -> Result<(), ()> {
+    if crate::task::current().is_none() {
+        return Ok(());
+    }
+    FREE_AT_TASK_END
+        .try_with(|l| l.borrow_mut().entries.push((id, free)))
+        .ok_or(())
+}
+
+/// Undoes [`free_with_current_task`] for `id` (freed early, by its owner).
+pub(crate) fn forget_with_current_task(id: u64) {
+    if crate::task::current().is_some() {
+        // Absent while the list itself is being destroyed.
+        FREE_AT_TASK_END.try_with(|l| l.borrow_mut().entries.retain(|&(g, _)| g != id));
+    }
 }

@@ -59,7 +59,8 @@ pub use error::WaitError;
 pub use generator::{Generator, ScopedGenerator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use task::{
-    as_completed, current, join_all, join_all_settled, scope, spawn, wait_any, AsCompleted,
-    JoinError, JoinHandle, Scope, ScopedJoinHandle, TaskId,
+    as_completed, current, join_all, join_all_deadline, join_all_settled,
+    join_all_settled_deadline, scope, spawn, wait_any, wait_any_deadline, AsCompleted, JoinError,
+    JoinHandle, Scope, ScopedJoinHandle, TaskId,
 };
 pub use time::{sleep, sleep_until, yield_now};

@@ -189,6 +189,18 @@ fn describe_errno(errno: c_int) -> Option<&'static CStr> {
     })
 }
 
+/// The code of a blocking call of the `Result` layer that ended without its
+/// work: `IVY_ECANCELED`, `IVY_ETIMEDOUT` (its own deadline or an enclosing
+/// deadline scope's), `IVY_ECLOSED`.
+pub(crate) fn wait_error(e: crate::error::WaitError) -> c_int {
+    use crate::error::WaitError;
+    match e {
+        WaitError::Cancelled => IVY_ECANCELED,
+        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
+        WaitError::Closed => IVY_ECLOSED,
+    }
+}
+
 /// The code of an interrupted blocking call.
 pub(crate) fn interrupted(e: Interrupted) -> c_int {
     match e {

@@ -8,12 +8,13 @@
 //! that parks the iterating task, exactly as in Rust.
 //!
 //! Ownership and soundness. An `ivy::Generator` must stay with the task (or plain
-//! thread) that created it: its stack is nested in that task's. So every call
-//! checks that the caller is the owner (else `IVY_EPERM`), and the generator is
-//! dropped only by `ivy_generator_free` in the owner, never by the last `Arc`
-//! of a lookup on another thread (it lives in a `Mutex<Option<..>>` that free
-//! empties). `ivy_generator_yield` checks that the caller is running on the body's
-//! own stack (so a nested generator cannot suspend an outer one).
+//! thread) that created it: its stack is nested in that task's. The handle table
+//! holds a `generator::OwnedGenerator`, which checks on every call that the
+//! caller is the owner (else `IVY_EPERM`) and is the only one to resume, close
+//! and drop the generator (this file maps its errors to codes).
+//! `ivy_generator_yield` checks that the caller is running on the body's own
+//! stack (so a nested generator cannot suspend an outer one): that check, and
+//! turning a C yielder handle into the body's `Yielder`, are what stays here.
 //!
 //! Closing. Dropping an unfinished Rust generator unwinds its body, which would
 //! abort the process with C frames on it. So `ivy_generator_free` of an
@@ -24,22 +25,26 @@
 //! A generator does not outlive its owner task. Only the owner may free it, so
 //! once the owner ended nobody could (`IVY_EPERM` forever: body, captures and
 //! stack leaked). Letting ownership lapse instead would let another thread resume
-//! a suspended C body, which may hold its first thread's thread-locals. So a task
-//! lists the generators it creates in a task-local, whose destructor frees those
-//! still live when the task ends -- on the owner's thread and stack, like any
-//! other task-local. A plain thread gets no such list: its thread-locals die at
-//! thread exit, too late to run C bodies; it frees its generators itself.
+//! a suspended C body, which may hold its first thread's thread-locals. So each
+//! generator a task creates is registered with `generator::free_with_current_task`,
+//! whose task-local frees those still live when the task ends -- on the owner's
+//! thread and stack, like any other task-local. A plain thread gets no such list:
+//! its thread-locals die at thread exit, too late to run C bodies; it frees its
+//! generators itself.
 
 use std::os::raw::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{rekind, HandleTable, Kind};
 use super::runtime::IVY_DEFAULT_STACK_SIZE;
 use super::task::CPtr;
-use super::{guard, out_ptr, owner_token, write_out};
-use crate::generator::{Generator, Yielder};
+use super::{guard, out_ptr, write_out};
+use crate::generator::{
+    forget_with_current_task, free_with_current_task, Generator, OwnedGenerator,
+    OwnedGeneratorError, Yielder,
+};
 
 /// The body of a generator: produces values with `ivy_generator_yield(y, v)` and
 /// returns when it has no more. If a yield returns non-zero (`IVY_ECLOSED`: the
@@ -68,26 +73,16 @@ struct BodyState {
     /// caller of `ivy_generator_yield` must be running within them.
     stack_top: AtomicUsize,
     stack_size: usize,
-    closed: AtomicBool,
+    /// Set when the generator is being freed (by `OwnedGenerator::close`):
+    /// every yield then returns `IVY_ECLOSED`.
+    closed: Arc<AtomicBool>,
     /// The generator's handle id, set right after it is stored in the table.
     id: AtomicU64,
 }
 
-/// An `ivy::Generator` confined to its owner (see the module comment).
-struct OwnedGenerator(Generator<CPtr>);
-// SAFETY: the generator is only resumed, inspected and dropped by calls that first
-// checked `owner_token() == entry.owner`, i.e. on the task or thread that created
-// it (and a started task never changes thread), so it never actually crosses
-// threads; only the (empty or owned) `Mutex` holding it is shared.
-unsafe impl Send for OwnedGenerator {}
-
 struct GenEntry {
-    /// `owner_token()` of the creating task or thread.
-    owner: u64,
-    /// `None` once freed. Locked only by the owner.
-    generator: Mutex<Option<OwnedGenerator>>,
-    /// Whether `ivy_generator_next` is running the body (re-entry is `IVY_EBUSY`).
-    running: AtomicBool,
+    /// Owner confinement, re-entry and closing: `crate::generator`'s policy.
+    generator: OwnedGenerator<CPtr>,
     body: Arc<BodyState>,
 }
 
@@ -98,12 +93,18 @@ struct CBody {
     arg: CPtr,
 }
 
+fn owned_error(e: OwnedGeneratorError) -> c_int {
+    match e {
+        OwnedGeneratorError::NotOwner => IVY_EPERM,
+        OwnedGeneratorError::Busy => IVY_EBUSY,
+        OwnedGeneratorError::Closed => IVY_EBADF,
+    }
+}
+
 /// Looks up `id` and checks the caller owns it.
 fn owned(id: u64) -> Result<Arc<GenEntry>, c_int> {
     let entry = GENERATORS.get(id).ok_or(IVY_EBADF)?;
-    if entry.owner != owner_token() {
-        return Err(IVY_EPERM);
-    }
+    entry.generator.check_owner().map_err(owned_error)?;
     Ok(entry)
 }
 
@@ -144,7 +145,7 @@ pub unsafe extern "C" fn ivy_generator_new(
             yielder: AtomicPtr::new(std::ptr::null_mut()),
             stack_top: AtomicUsize::new(0),
             stack_size: size,
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             id: AtomicU64::new(0),
         });
         let shared = state.clone();
@@ -180,16 +181,12 @@ pub unsafe extern "C" fn ivy_generator_new(
         })
         .map_err(|e| io_error(&e))?;
         let entry = Arc::new(GenEntry {
-            owner: owner_token(),
-            generator: Mutex::new(Some(OwnedGenerator(generator))),
-            running: AtomicBool::new(false),
+            generator: OwnedGenerator::new(generator, state.closed.clone()),
             body: state,
         });
         let id = GENERATORS.insert(entry.clone()).ok_or(IVY_ENOMEM)?;
         entry.body.id.store(id, Ordering::Release);
-        if crate::task::current().is_some()
-            && OWNED.try_with(|o| o.borrow_mut().ids.push(id)).is_none()
-        {
+        if free_with_current_task(id, free_at_task_end).is_err() {
             // A task-local destructor in the last round: nothing would free it
             // when the task ends. Its body has not started, so dropping it here
             // runs no C code.
@@ -219,22 +216,8 @@ pub unsafe extern "C" fn ivy_generator_next(
     value: *mut *mut c_void,
 ) -> c_int {
     guard(|| {
-        let entry = owned(gen.id)?;
-        if entry.running.swap(true, Ordering::AcqRel) {
-            return Err(IVY_EBUSY);
-        }
-        struct NotRunning<'a>(&'a AtomicBool);
-        impl Drop for NotRunning<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _running = NotRunning(&entry.running);
-        let next = {
-            let mut slot = entry.generator.lock().unwrap_or_else(|e| e.into_inner());
-            let g = slot.as_mut().ok_or(IVY_EBADF)?;
-            g.0.next()
-        };
+        let entry = GENERATORS.get(gen.id).ok_or(IVY_EBADF)?;
+        let next = entry.generator.next().map_err(owned_error)?;
         match next {
             Some(v) => {
                 // An optional out-parameter: NULL skips the value.
@@ -297,56 +280,25 @@ pub extern "C" fn ivy_generator_yield(y: ivy_yielder_t, value: *mut c_void) -> c
 pub extern "C" fn ivy_generator_free(gen: ivy_generator_t) -> c_int {
     guard(|| {
         free_owned(gen.id)?;
-        if crate::task::current().is_some() {
-            // Off the owner's list (absent if the list is being destroyed).
-            OWNED.try_with(|o| o.borrow_mut().ids.retain(|&g| g != gen.id));
-        }
+        forget_with_current_task(gen.id);
         Ok(())
     })
 }
 
-/// The generators a task created and has not freed: when the task ends, this
-/// task-local's destructor closes and frees them, on the task's own stack.
-#[derive(Default)]
-struct OwnedList {
-    ids: Vec<u64>,
-}
-
-impl Drop for OwnedList {
-    fn drop(&mut self) {
-        // Newest first: a generator made inside another's body goes before it.
-        for id in std::mem::take(&mut self.ids).into_iter().rev() {
-            // EBADF: already freed. Nothing else can fail here: the owner is the
-            // task that is ending, and no body of its runs any more.
-            let _ = free_owned(id);
-        }
-    }
-}
-
-crate::task_local! {
-    static OWNED: std::cell::RefCell<OwnedList> = std::cell::RefCell::new(OwnedList::default());
+/// Frees a generator the ending task did not free (see `free_with_current_task`).
+fn free_at_task_end(id: u64) {
+    // EBADF: already freed. Nothing else can fail here: the owner is the task
+    // that is ending, and no body of its runs any more.
+    let _ = free_owned(id);
 }
 
 /// `ivy_generator_free` for a caller that owns `id`: closes the body if it has not
 /// returned, drops the generator, frees the handle.
 fn free_owned(id: u64) -> Result<(), c_int> {
-    let entry = owned(id)?;
-    if entry.running.swap(true, Ordering::AcqRel) {
-        return Err(IVY_EBUSY);
-    }
-    entry.body.closed.store(true, Ordering::Release);
-    let taken = entry
-        .generator
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(mut g) = taken {
-        // Run the body to its end (its yields now fail with IVY_ECLOSED), so
-        // dropping it unwinds nothing. The handle stays in the table until
-        // then: the body's own `ivy_generator_yield` calls look it up.
-        while g.0.next().is_some() {}
-        drop(g);
-    }
+    let entry = GENERATORS.get(id).ok_or(IVY_EBADF)?;
+    // The handle stays in the table while the body runs to its end: the body's
+    // own `ivy_generator_yield` calls look it up.
+    entry.generator.close().map_err(owned_error)?;
     GENERATORS.remove(id);
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! Waiting on sets of C tasks: `ivy_task_wait_any` (asyncio's `wait(FIRST_COMPLETED)`)
 //! and `ivy_task_join_all` (`gather(..., return_exceptions=True)`).
 //!
-//! Both take the `JoinHandle`s out of their slots for the duration of the wait
-//! (so a concurrent `ivy_task_join` of one of them is `IVY_EBUSY`, as for two joins),
-//! register one completion signal as the waiter of every handle (the mechanism
-//! of `ivy::wait_any` / `ivy::as_completed`: O(1) per completion, no rescans),
-//! and put the handles back before returning unless they were joined.
+//! Both claim the join slot of every handle for the duration of the wait (so a
+//! concurrent `ivy_task_join` of one of them is `IVY_EBUSY`, as for two joins:
+//! see `claim` in `task.rs`) and wait with the Rust layer's `wait_any_in` /
+//! `wait_all_in` (one completion signal registered as the waiter of every
+//! handle: O(1) per completion, no rescans), which leave the handles in place.
 //!
 //! Why there is no fail-fast `join_all` for C: a C task cannot panic, so the only
 //! ways it "fails" are being cancelled before it ran and getting no stack; the
@@ -15,22 +15,28 @@
 
 use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::error::*;
-use super::task::{ivy_task_t, CPtr, Taken};
+use super::task::{claim, ivy_task_t, outcome, release_joined, Claim, TaskEntry, TASKS};
 use super::{guard, out_ptr, write_out};
-use crate::park;
-use crate::runtime::debug::WaitReason;
-use crate::task::join::{CompletionSignal, Waiter};
+use crate::task::gather::{wait_all_in, wait_any_in};
 use crate::task::JoinHandle;
 
-/// Reads the C array and takes every handle: `IVY_EINVAL` for a `NULL` array, an
-/// empty set or a handle listed twice, else as `Taken::take`.
+/// The handles of a C array, looked up.
+struct Lookup {
+    ids: Vec<u64>,
+    /// The entries of `ids`, up to the first stale one.
+    entries: Vec<Arc<TaskEntry>>,
+    /// Whether one is stale (`entries` is then shorter than `ids`).
+    stale: bool,
+}
+
+/// Reads the C array and looks every handle up: `IVY_EINVAL` for a `NULL`
+/// array, an empty set or a handle listed twice.
 ///
 /// # Safety
 /// `tasks` is `NULL` or valid for `n` reads.
-unsafe fn take_all(tasks: *const ivy_task_t, n: usize) -> Result<Taken, c_int> {
+unsafe fn lookup_all(tasks: *const ivy_task_t, n: usize) -> Result<Lookup, c_int> {
     if tasks.is_null() || n == 0 {
         return Err(IVY_EINVAL);
     }
@@ -44,33 +50,35 @@ unsafe fn take_all(tasks: *const ivy_task_t, n: usize) -> Result<Taken, c_int> {
     if sorted.windows(2).any(|w| w[0] == w[1]) {
         return Err(IVY_EINVAL);
     }
-    Taken::take(&ids)
+    let entries: Vec<Arc<TaskEntry>> = ids.iter().map_while(|&id| TASKS.get(id)).collect();
+    let stale = entries.len() < ids.len();
+    Ok(Lookup {
+        ids,
+        entries,
+        stale,
+    })
 }
 
-/// Registers one signal as the waiter of every handle; finished ones are
-/// reported on it at once.
-fn register(handles: &[JoinHandle<CPtr>]) -> Arc<CompletionSignal> {
-    let signal = Arc::new(CompletionSignal::default());
-    for (i, h) in handles.iter().enumerate() {
-        if !h.set_waiter(Waiter::Group(signal.clone(), i)) {
-            signal.complete(i);
-        }
+/// Claims every entry's join slot, in the order of the C array: the first
+/// failure decides the code, `IVY_EBUSY` for a handle being joined elsewhere or
+/// `IVY_EBADF` for a stale one (`stale`: one follows the entries). On error
+/// nothing stays claimed.
+fn claim_all(entries: &[Arc<TaskEntry>], stale: bool) -> Result<Vec<Claim<'_>>, c_int> {
+    let slots = entries
+        .iter()
+        .map(|e| claim(e))
+        .collect::<Result<Vec<_>, c_int>>()?;
+    if stale {
+        return Err(IVY_EBADF);
     }
-    signal
+    Ok(slots)
 }
 
-/// Parks until the signal reports a completion (`Ok(index)`), or fails with
-/// `IVY_ETIMEDOUT` at `deadline` / `IVY_ECANCELED` when the caller is cancelled.
-fn next_completed(signal: &CompletionSignal, deadline: Option<Instant>) -> Result<usize, c_int> {
-    loop {
-        if let Some(i) = signal.poll() {
-            return Ok(i);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(IVY_ETIMEDOUT);
-        }
-        park::park_for(deadline, WaitReason::Join).map_err(interrupted)?;
-    }
+fn handles<'s>(slots: &'s [Claim<'_>]) -> Vec<&'s JoinHandle<super::task::CPtr>> {
+    slots
+        .iter()
+        .map(|s| s.as_ref().expect("a claimed slot holds its handle"))
+        .collect()
 }
 
 /// Waits until at least one of the `n` tasks has finished, or `deadline`, and
@@ -97,11 +105,14 @@ pub unsafe extern "C" fn ivy_task_wait_any(
         let index = out_ptr(index)?;
         let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
-        let taken = unsafe { take_all(tasks, n)? };
-        let first_done = taken.handles.iter().position(|h| h.is_finished());
-        let i = match first_done {
+        let found = unsafe { lookup_all(tasks, n)? };
+        let slots = claim_all(&found.entries, found.stale)?;
+        let handles = handles(&slots);
+        let i = match handles.iter().position(|h| h.is_finished()) {
             Some(i) => i,
-            None => next_completed(&register(&taken.handles), deadline)?,
+            None => wait_any_in(&handles, deadline)
+                .map_err(wait_error)?
+                .expect("a non-empty set"),
         };
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(index, i) };
@@ -134,14 +145,23 @@ pub unsafe extern "C" fn ivy_task_join_all(
     guard(|| {
         let deadline = super::time::to_instant(deadline)?;
         // SAFETY: forwarded caller contract.
-        let taken = unsafe { take_all(tasks, n)? };
-        let signal = register(&taken.handles);
-        for _ in 0..n {
-            next_completed(&signal, deadline)?;
-        }
+        let found = unsafe { lookup_all(tasks, n)? };
+        let slots = claim_all(&found.entries, found.stale)?;
+        wait_all_in(&handles(&slots), deadline).map_err(wait_error)?;
         // Every task has finished: join (without waiting) and free them all.
+        let outcomes: Vec<_> = slots
+            .into_iter()
+            .zip(&found.ids)
+            .map(|(mut slot, id)| {
+                let jh = slot.as_mut().expect("a claimed slot holds its handle");
+                // Finished: this join does not wait, so it cannot fail.
+                let joined = jh.join_deadline(None);
+                release_joined(*id, slot);
+                joined.map_or((std::ptr::null_mut(), IVY_ECANCELED), outcome)
+            })
+            .collect();
         let mut first_error = 0;
-        for (i, (value, code)) in taken.finish().into_iter().enumerate() {
+        for (i, (value, code)) in outcomes.into_iter().enumerate() {
             if first_error == 0 {
                 first_error = code;
             }

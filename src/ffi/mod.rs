@@ -14,8 +14,9 @@
 //!   thread, and glibc lets C code cache `errno`'s address.
 //! * **No Rust unwind crosses C frames.** Every exported function runs its body
 //!   under [`guard`], which catches panics and returns `IVY_EPANIC`. Blocking
-//!   calls use the crate-internal `Result` layer (`park_until`,
-//!   `sleep_until_inner`, `JoinHandle::wait_until_raw`) and never `or_raise`:
+//!   calls use the non-unwinding `Result` layer (the `*_deadline` calls of
+//!   `ivy::sync` and `JoinHandle`, `park_until`, `sleep_until_inner`; see "Two
+//!   forms of every blocking call" in `ivy::sync`) and never `or_raise`:
 //!   cancellation reaches a C task as `IVY_ECANCELED` from its next blocking call,
 //!   and the C code returns on its own.
 //! * **Deadlines** (`time.rs`): every blocking call takes an `int64_t` absolute
@@ -126,20 +127,5 @@ pub(crate) fn out_ptr<T>(out: *mut T) -> Result<*mut T, c_int> {
         Err(IVY_EINVAL)
     } else {
         Ok(out)
-    }
-}
-
-/// Who holds a lock, for the C ABI's ownership checks: the current task's id,
-/// or on a plain thread a per-thread number with the top bit set (task ids are
-/// far below 2^63, so the two never collide).
-pub(crate) fn owner_token() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static THREAD_TOKEN: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed) | (1 << 63);
-    }
-    match crate::task::current() {
-        Some(c) => c.id().as_u64(),
-        None => THREAD_TOKEN.with(|t| *t),
     }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
-use super::sync::wait_error;
 use super::task::CPtr;
 use super::time::to_instant;
 use super::{guard, out_ptr, write_out};
@@ -214,38 +213,31 @@ pub unsafe extern "C" fn ivy_queue_select(
         const GET: c_int = ivy_queue_select_kind_t::IVY_SELECT_GET as c_int;
         const PUT: c_int = ivy_queue_select_kind_t::IVY_SELECT_PUT as c_int;
         // What fired: (index, item for a GET, result code).
-        type Fired = Option<(usize, *mut c_void, c_int)>;
+        type Fired = (usize, *mut c_void, c_int);
         let mut select: Select<'_, Fired> = Select::new();
         for (i, (op, q)) in ops.iter().zip(&queues).enumerate() {
             select = match op.kind {
                 GET => select.get(&**q, move |r: Result<CPtr, GetError>| match r {
-                    Ok(v) => Some((i, v.0, 0)),
-                    Err(_) => Some((i, std::ptr::null_mut(), IVY_ECLOSED)),
+                    Ok(v) => (i, v.0, 0),
+                    Err(_) => (i, std::ptr::null_mut(), IVY_ECLOSED),
                 }),
                 PUT => select.put(&**q, CPtr(op.item), move |r: Result<(), PutError<CPtr>>| {
-                    Some((
+                    (
                         i,
                         std::ptr::null_mut(),
                         if r.is_ok() { 0 } else { IVY_ECLOSED },
-                    ))
+                    )
                 }),
                 _ => return Err(IVY_EINVAL),
             };
         }
-        if let Some(at) = d {
-            select = select.deadline(at, || None);
+        let (i, item, result) = select.run_deadline(d).map_err(wait_error)?;
+        if ops[i].kind == GET {
+            ops[i].item = item;
         }
-        match select.run_deadline().map_err(wait_error)? {
-            None => Err(IVY_ETIMEDOUT),
-            Some((i, item, result)) => {
-                if ops[i].kind == GET {
-                    ops[i].item = item;
-                }
-                ops[i].result = result;
-                // SAFETY: checked non-null; writable by the caller's contract.
-                unsafe { write_out(fired, i) };
-                Ok(())
-            }
-        }
+        ops[i].result = result;
+        // SAFETY: checked non-null; writable by the caller's contract.
+        unsafe { write_out(fired, i) };
+        Ok(())
     })
 }

@@ -1,6 +1,6 @@
 //! Locks, semaphores, events and conditions in the C ABI, over `ivy::sync`'s
-//! crate-internal `Result` layer (`RawMutex::lock_deadline`,
-//! `Semaphore::acquire_deadline`, ...): a cancelled C task gets `IVY_ECANCELED`
+//! `Result` layer (`OwnedRawMutex::lock_deadline`, `Semaphore::acquire_raw`,
+//! `Event::wait_deadline`, ...): a cancelled C task gets `IVY_ECANCELED`
 //! from the call it is blocked in, never an unwind.
 //!
 //! Every blocking call takes a deadline (`-1`: none; a passed one makes it a
@@ -9,9 +9,10 @@
 //! tasks and from plain threads alike, and they may be shared between the two.
 //!
 //! Ownership checks that C's `pthread` leaves undefined are errors here: the
-//! mutex and rwlock entries record who holds them (task id, or a per-thread id
-//! for plain threads), so unlocking a lock one does not hold is `IVY_EPERM`
-//! rather than corrupting the lock.
+//! mutex and rwlock are `sync::OwnedRawMutex` / `sync::OwnedRwLock`, which record
+//! who holds them (task id, or a per-thread id for plain threads), so unlocking
+//! a lock one does not hold is `IVY_EPERM` rather than corrupting the lock; this
+//! file only maps their `OwnedLockError` to codes.
 //!
 //! # Freeing: one rule for every primitive (and queues, and sockets)
 //! `ivy_*_free` always succeeds on a live handle: it removes the handle from its
@@ -28,25 +29,21 @@
 //! it is free at that instant: the free then happened after its call.
 
 use std::os::raw::c_int;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::time::to_instant;
-use super::{guard, out_ptr, owner_token, write_out};
-use crate::sync::{Barrier, Semaphore, WaitError, WaitGroup};
-use crate::sync::{Condition, Event, RawMutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use super::{guard, out_ptr, write_out};
+use crate::sync::{Barrier, Condition, Event, Semaphore, WaitGroup};
+use crate::sync::{OwnedLockError, OwnedRawMutex, OwnedRwLock};
 
-pub(crate) fn wait_error(e: WaitError) -> c_int {
+fn lock_error(e: OwnedLockError) -> c_int {
     match e {
-        WaitError::Cancelled => IVY_ECANCELED,
-        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
-        WaitError::Closed => IVY_ECLOSED,
+        OwnedLockError::Wait(e) => wait_error(e),
+        OwnedLockError::Relock => IVY_EDEADLK,
+        OwnedLockError::NotOwner => IVY_EPERM,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------------------
@@ -65,13 +62,7 @@ pub struct ivy_mutex_t {
     pub id: u64,
 }
 
-struct MutexEntry {
-    raw: RawMutex,
-    /// `owner_token()` of the holder, 0 when unlocked.
-    owner: Mutex<u64>,
-}
-
-static MUTEXES: HandleTable<MutexEntry> = HandleTable::new(Kind::Mutex);
+static MUTEXES: HandleTable<OwnedRawMutex> = HandleTable::new(Kind::Mutex);
 
 /// Creates an unlocked mutex. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -81,11 +72,9 @@ static MUTEXES: HandleTable<MutexEntry> = HandleTable::new(Kind::Mutex);
 pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let entry = Arc::new(MutexEntry {
-            raw: RawMutex::new(),
-            owner: Mutex::new(0),
-        });
-        let id = MUTEXES.insert(entry).ok_or(IVY_ENOMEM)?;
+        let id = MUTEXES
+            .insert(Arc::new(OwnedRawMutex::new()))
+            .ok_or(IVY_ENOMEM)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(out, ivy_mutex_t { id }) };
         Ok(())
@@ -101,14 +90,8 @@ pub unsafe extern "C" fn ivy_mutex_new(out: *mut ivy_mutex_t) -> c_int {
 pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
     guard(|| {
         let d = to_instant(deadline)?;
-        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
-        let me = owner_token();
-        if *lock(&entry.owner) == me {
-            return Err(IVY_EDEADLK);
-        }
-        entry.raw.lock_deadline(d).map_err(wait_error)?;
-        *lock(&entry.owner) = me;
-        Ok(())
+        let mutex = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        mutex.lock_deadline(d).map_err(lock_error)
     })
 }
 
@@ -119,16 +102,8 @@ pub extern "C" fn ivy_mutex_lock(m: ivy_mutex_t, deadline: i64) -> c_int {
 #[no_mangle]
 pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
     guard(|| {
-        let entry = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
-        let mut owner = lock(&entry.owner);
-        if *owner != owner_token() {
-            return Err(IVY_EPERM);
-        }
-        *owner = 0;
-        // SAFETY: the caller holds the lock (its token was recorded by a successful
-        // ivy_mutex_lock, and cleared only here, under `owner`).
-        unsafe { entry.raw.unlock() };
-        Ok(())
+        let mutex = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
+        mutex.unlock().map_err(lock_error)
     })
 }
 
@@ -140,7 +115,7 @@ pub extern "C" fn ivy_mutex_unlock(m: ivy_mutex_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn ivy_mutex_free(m: ivy_mutex_t) -> c_int {
     guard(|| {
-        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?.raw.close();
+        MUTEXES.remove(m.id).ok_or(IVY_EBADF)?.close();
         Ok(())
     })
 }
@@ -156,21 +131,7 @@ pub struct ivy_rwlock_t {
     pub id: u64,
 }
 
-/// A hold on an rwlock: never read, only dropped, which releases it.
-#[allow(dead_code)]
-enum Held {
-    Read(RwLockReadGuard<'static, ()>),
-    Write(RwLockWriteGuard<'static, ()>),
-}
-
-struct RwEntry {
-    /// The guards held, with their holders' tokens. Declared before `lock`, so
-    /// they are dropped first (they borrow it).
-    held: Mutex<Vec<(u64, Held)>>,
-    lock: Box<RwLock<()>>,
-}
-
-static RWLOCKS: HandleTable<RwEntry> = HandleTable::new(Kind::RwLock);
+static RWLOCKS: HandleTable<OwnedRwLock> = HandleTable::new(Kind::RwLock);
 
 /// Creates an unlocked rwlock. Errors: `IVY_EINVAL` (`out` `NULL`).
 ///
@@ -180,46 +141,19 @@ static RWLOCKS: HandleTable<RwEntry> = HandleTable::new(Kind::RwLock);
 pub unsafe extern "C" fn ivy_rwlock_new(out: *mut ivy_rwlock_t) -> c_int {
     guard(|| {
         let out = out_ptr(out)?;
-        let entry = Arc::new(RwEntry {
-            held: Mutex::new(Vec::new()),
-            lock: Box::new(RwLock::new(())),
-        });
-        let id = RWLOCKS.insert(entry).ok_or(IVY_ENOMEM)?;
+        let id = RWLOCKS
+            .insert(Arc::new(OwnedRwLock::new()))
+            .ok_or(IVY_ENOMEM)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(out, ivy_rwlock_t { id }) };
         Ok(())
     })
 }
 
-/// Extends a guard's borrow of the boxed lock to `'static`.
-///
-/// # Safety
-/// The guard must be dropped before the `RwEntry` that owns the box: guards live
-/// only in that entry's `held`, which is dropped before its `lock`.
-unsafe fn extend<G: 'static, T>(g: T) -> G {
-    // SAFETY: `T` and `G` are the same guard type with different lifetimes
-    // (the caller's contract), so the layout is identical.
-    unsafe { std::mem::transmute_copy(&std::mem::ManuallyDrop::new(g)) }
-}
-
 fn rw_acquire(l: ivy_rwlock_t, deadline: i64, write: bool) -> Result<(), c_int> {
     let d = to_instant(deadline)?;
-    let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
-    let me = owner_token();
-    if lock(&entry.held).iter().any(|(o, _)| *o == me) {
-        return Err(IVY_EDEADLK);
-    }
-    let held = if write {
-        let g = entry.lock.write_deadline(d).map_err(wait_error)?;
-        // SAFETY: stored in `entry.held`, dropped before `entry.lock` (see RwEntry).
-        Held::Write(unsafe { extend::<RwLockWriteGuard<'static, ()>, _>(g) })
-    } else {
-        let g = entry.lock.read_deadline(d).map_err(wait_error)?;
-        // SAFETY: as above.
-        Held::Read(unsafe { extend::<RwLockReadGuard<'static, ()>, _>(g) })
-    };
-    lock(&entry.held).push((me, held));
-    Ok(())
+    let lock = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
+    lock.lock_deadline(write, d).map_err(lock_error)
 }
 
 /// Takes the lock for reading (shared), waiting until `deadline`. Errors as
@@ -241,15 +175,8 @@ pub extern "C" fn ivy_rwlock_wrlock(l: ivy_rwlock_t, deadline: i64) -> c_int {
 #[no_mangle]
 pub extern "C" fn ivy_rwlock_unlock(l: ivy_rwlock_t) -> c_int {
     guard(|| {
-        let entry = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
-        let me = owner_token();
-        let held = {
-            let mut held = lock(&entry.held);
-            let i = held.iter().position(|(o, _)| *o == me).ok_or(IVY_EPERM)?;
-            held.swap_remove(i).1
-        };
-        drop(held); // releases, waking waiters, outside the `held` lock
-        Ok(())
+        let lock = RWLOCKS.get(l.id).ok_or(IVY_EBADF)?;
+        lock.unlock().map_err(lock_error)
     })
 }
 
@@ -260,7 +187,7 @@ pub extern "C" fn ivy_rwlock_unlock(l: ivy_rwlock_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn ivy_rwlock_free(l: ivy_rwlock_t) -> c_int {
     guard(|| {
-        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?.lock.close();
+        RWLOCKS.remove(l.id).ok_or(IVY_EBADF)?.close();
         Ok(())
     })
 }
@@ -306,7 +233,7 @@ pub extern "C" fn ivy_semaphore_acquire(s: ivy_semaphore_t, deadline: i64) -> c_
     guard(|| {
         let d = to_instant(deadline)?;
         let sem = SEMAPHORES.get(s.id).ok_or(IVY_EBADF)?;
-        sem.acquire_deadline(1, d).map_err(wait_error)
+        sem.acquire_raw(1, d).map_err(wait_error)
     })
 }
 
@@ -484,20 +411,7 @@ pub extern "C" fn ivy_cond_wait(c: ivy_cond_t, m: ivy_mutex_t, deadline: i64) ->
         let d = to_instant(deadline)?;
         let cond = CONDITIONS.get(c.id).ok_or(IVY_EBADF)?;
         let mutex = MUTEXES.get(m.id).ok_or(IVY_EBADF)?;
-        let me = owner_token();
-        {
-            let mut owner = lock(&mutex.owner);
-            if *owner != me {
-                return Err(IVY_EPERM);
-            }
-            *owner = 0;
-        }
-        let (r, held) = cond.wait_raw_deadline(&mutex.raw, d);
-        // `wait_raw_deadline` re-took the lock unless the mutex was freed.
-        if held {
-            *lock(&mutex.owner) = me;
-        }
-        r.map_err(wait_error)
+        cond.wait_owned(&mutex, d).map_err(lock_error)
     })
 }
 

@@ -4,9 +4,10 @@
 //! what `ivy_task_join` hands back. The handle (`ivy_task_t`) names a slot of the task
 //! table holding the task's `JoinHandle`; `ivy_task_join` (once it succeeds) and
 //! `ivy_task_detach` remove the slot, so every later use of the handle is `IVY_EBADF`.
-//! A join takes the `JoinHandle` out of its slot while it waits, so a second,
+//! A join holds its entry's join slot while it waits (`claim`), so a second,
 //! concurrent join of the same task is `IVY_EBUSY` rather than a lost wake-up;
-//! a join that times out or is cancelled puts it back.
+//! the wait itself is `JoinHandle::join_deadline`, which leaves the handle in
+//! place when it times out or is interrupted: nothing to put back.
 //!
 //! Cancellation (`ivy_task_cancel`) is cooperative: the task's next blocking ivy call
 //! (or the one it is parked in) returns `IVY_ECANCELED`, and the C code is
@@ -18,7 +19,7 @@
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
@@ -75,68 +76,47 @@ unsafe impl Send for CPtr {}
 
 pub(crate) struct TaskEntry {
     pub(super) task: crate::task::join::TaskCore<CPtr>,
-    /// `None` while a join is waiting on it.
+    /// Locked (with `try_lock` only, see `claim`) by the one call joining,
+    /// waiting on or detaching the task; `None` once it was joined or detached
+    /// (a call that looked the entry up before that finds it empty).
     pub(super) join: Mutex<Option<JoinHandle<CPtr>>>,
 }
 
 pub(super) static TASKS: HandleTable<TaskEntry> = HandleTable::new(Kind::Task);
 
-/// Join handles taken out of their slots while a call waits on them (so a
-/// concurrent join of the same task is `IVY_EBUSY`, not a lost wake-up). Dropping
-/// it puts them back, the handles staying valid; `finish` frees them instead.
-pub(super) struct Taken {
-    ids: Vec<u64>,
-    pub(super) entries: Vec<Arc<TaskEntry>>,
-    pub(super) handles: Vec<JoinHandle<CPtr>>,
+/// The join slot of a task, held by the call that joins, waits on or detaches
+/// it.
+pub(super) type Claim<'a> = MutexGuard<'a, Option<JoinHandle<CPtr>>>;
+
+/// Claims the join slot of `entry` for the calling join, wait or detach:
+/// `IVY_EBUSY` while another call holds it (one waiter per task: a second would
+/// steal the first one's wake-up), `IVY_EBADF` once the task was joined or
+/// detached. Only ever `try_lock`ed, so nobody blocks a thread on it; the
+/// holder keeps it across its park (a task never changes thread, so it
+/// unlocks it on the thread that locked it).
+pub(super) fn claim(entry: &TaskEntry) -> Result<Claim<'_>, c_int> {
+    let slot = match entry.join.try_lock() {
+        Ok(slot) => slot,
+        Err(TryLockError::WouldBlock) => return Err(IVY_EBUSY),
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    if slot.is_none() {
+        return Err(IVY_EBADF);
+    }
+    Ok(slot)
 }
 
-impl Taken {
-    /// Takes the handles named by `ids`: `IVY_EBADF` for a stale one, `IVY_EBUSY`
-    /// for one being joined. On error nothing stays taken.
-    pub(super) fn take(ids: &[u64]) -> Result<Taken, c_int> {
-        let mut taken = Taken {
-            ids: Vec::with_capacity(ids.len()),
-            entries: Vec::with_capacity(ids.len()),
-            handles: Vec::with_capacity(ids.len()),
-        };
-        for &id in ids {
-            let entry = TASKS.get(id).ok_or(IVY_EBADF)?;
-            let jh = lock(&entry.join).take().ok_or(IVY_EBUSY)?;
-            taken.ids.push(id);
-            taken.entries.push(entry);
-            taken.handles.push(jh);
-        }
-        Ok(taken)
-    }
-
-    /// Every task has finished: frees the handles and joins them (without
-    /// waiting, so nothing can unwind), returning what `ivy_task_join` would report
-    /// for each.
-    pub(super) fn finish(mut self) -> Vec<(*mut c_void, c_int)> {
-        self.entries.clear();
-        let ids = std::mem::take(&mut self.ids);
-        self.handles
-            .drain(..)
-            .zip(ids)
-            .map(|(jh, id)| {
-                TASKS.remove(id);
-                outcome(jh.join())
-            })
-            .collect()
-    }
+/// The handle in a claimed slot (`claim` checked it is there).
+pub(super) fn claimed<'s>(slot: &'s mut Claim<'_>) -> &'s mut JoinHandle<CPtr> {
+    slot.as_mut().expect("a claimed slot holds its handle")
 }
 
-impl Drop for Taken {
-    fn drop(&mut self) {
-        for (entry, jh) in self.entries.iter().zip(self.handles.drain(..)) {
-            jh.clear_waiter();
-            *lock(&entry.join) = Some(jh);
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// The task of a claimed slot has finished and was joined: frees the handle
+/// (every copy is `IVY_EBADF` from now on).
+pub(super) fn release_joined(id: u64, mut slot: Claim<'_>) {
+    *slot = None;
+    drop(slot);
+    TASKS.remove(id);
 }
 
 /// What `ivy_task_join` reports for a finished task: its value and a code.
@@ -183,13 +163,17 @@ impl CTask {
 /// that started the task and must not leave it running with no handle
 /// (`ivy_runtime_block_on` interrupted). Does nothing for a handle that is gone.
 pub(crate) fn cancel_and_reap(task: ivy_task_t) {
-    let Ok(taken) = Taken::take(&[task.id]) else {
+    let Some(entry) = TASKS.get(task.id) else {
         return;
     };
-    taken.handles[0].cancel();
-    let waited = crate::cancel_scope::shield(|| taken.handles[0].wait());
-    if waited.is_ok() {
-        drop(taken.finish());
+    let Ok(mut slot) = claim(&entry) else {
+        return;
+    };
+    let jh = claimed(&mut slot);
+    jh.cancel();
+    // Its value (a C pointer) is discarded.
+    if crate::cancel_scope::shield(|| jh.join_deadline(None)).is_ok() {
+        release_joined(task.id, slot);
     }
 }
 
@@ -329,13 +313,12 @@ pub unsafe extern "C" fn ivy_task_join(
         if me == Some(entry.task.id) {
             return Err(IVY_EDEADLK);
         }
-        let taken = Taken::take(&[task.id])?;
-        match taken.handles[0].wait_until_raw(deadline) {
-            Ok(true) => {}
-            Ok(false) => return Err(IVY_ETIMEDOUT),
-            Err(e) => return Err(interrupted(e)),
-        }
-        let (value, code) = taken.finish()[0];
+        let mut slot = claim(&entry)?;
+        let joined = claimed(&mut slot)
+            .join_deadline(deadline)
+            .map_err(wait_error)?;
+        release_joined(task.id, slot);
+        let (value, code) = outcome(joined);
         if !result.is_null() {
             // SAFETY: non-null, and the caller's contract makes it writable.
             unsafe { write_out(result, value) };
@@ -382,10 +365,12 @@ pub unsafe extern "C" fn ivy_task_is_finished(task: ivy_task_t, finished: *mut c
 #[no_mangle]
 pub extern "C" fn ivy_task_detach(task: ivy_task_t) -> c_int {
     guard(|| {
-        let mut taken = Taken::take(&[task.id])?;
-        taken.entries.clear(); // nothing to put back: the handle is freed
+        let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
+        let mut slot = claim(&entry)?;
+        let jh = slot.take();
+        drop(slot);
         TASKS.remove(task.id);
-        drop(taken.handles.pop()); // detaches the task
+        drop(jh); // detaches the task
         Ok(())
     })
 }

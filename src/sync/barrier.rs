@@ -74,12 +74,11 @@ impl Barrier {
         or_raise_wait(self.wait_deadline(None))
     }
 
-    /// Internal layer: wait with a deadline; a party that gives up before the
-    /// barrier trips withdraws its arrival.
-    pub(crate) fn wait_deadline(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<BarrierWaitResult, WaitError> {
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): waits until every party arrived or
+    /// `deadline` passes (`None`: no deadline of its own). A party that gives up
+    /// before the barrier trips withdraws its arrival.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, WaitError> {
         let mut s = lock_state(&self.state);
         s.arrived += 1;
         if s.arrived == self.parties {

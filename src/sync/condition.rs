@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::mutex::{Mutex, MutexGuard, RawMutex};
 use super::waiters::{wait_solo, WaitList, Woken};
-use super::{deadline_after, lock_state, WaitError};
+use super::{deadline_after, lock_state, or_raise_wait, WaitError};
 use crate::park;
 
 /// A condition variable for tasks and threads. See the module docs.
@@ -74,13 +74,7 @@ impl Condition {
     /// guard. A cancellation point: on cancellation it unwinds with the mutex
     /// *unlocked*.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        match self.wait_guard(guard, None) {
-            Ok((g, _)) => g,
-            Err(e) => {
-                let e = e.raise_interrupt();
-                unreachable!("ivy: unexpected {e:?} from Condition::wait")
-            }
-        }
+        or_raise_wait(self.wait_deadline(guard, None))
     }
 
     /// Like [`wait`](Self::wait), returning after `timeout` at the latest (with the
@@ -107,13 +101,34 @@ impl Condition {
         guard: MutexGuard<'a, T>,
         deadline: Option<Instant>,
     ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
-        match self.wait_guard(guard, deadline) {
-            Ok((g, timed_out)) => (g, WaitTimeoutResult(timed_out)),
+        let mutex = MutexGuard::mutex(&guard);
+        match self.wait_deadline(guard, deadline) {
+            Ok(g) => (g, WaitTimeoutResult(false)),
+            // Re-taken as `wait` would (a cancellation point).
+            Err(WaitError::TimedOut) => (mutex.lock(), WaitTimeoutResult(true)),
             Err(e) => {
                 let e = e.raise_interrupt();
                 unreachable!("ivy: unexpected {e:?} from Condition::wait_timeout")
             }
         }
+    }
+
+    /// The `Result` form of [`wait`](Self::wait) (see "Two forms of every
+    /// blocking call" in [`crate::sync`]): unlocks the guard's mutex, waits for
+    /// a notification until `deadline` (`None`: no deadline of its own), and
+    /// re-locks it. `Ok` gives the guard back (notified, or woken spuriously:
+    /// re-check the predicate). On every error -- `TimedOut`, `Cancelled`,
+    /// `Elapsed` -- the mutex is **not** held on return (the guard was
+    /// consumed): lock it again if needed. A passed deadline gives
+    /// `Err(TimedOut)` without parking.
+    pub fn wait_deadline<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'a, T>, WaitError> {
+        let mutex: &'a Mutex<T> = MutexGuard::leak(guard);
+        self.wait_unlocked(mutex.raw(), deadline)?;
+        mutex.lock_deadline(None)
     }
 
     /// Waits while `condition` holds for the protected value (checked first, under
@@ -187,31 +202,13 @@ impl Condition {
         wakes.wake();
     }
 
-    /// Rust flavour: `Ok((guard, timed_out))` with the lock re-taken, or an
-    /// interruption with the lock *not* held (the guard is consumed).
-    fn wait_guard<'a, T: ?Sized>(
-        &self,
-        guard: MutexGuard<'a, T>,
-        deadline: Option<Instant>,
-    ) -> Result<(MutexGuard<'a, T>, bool), WaitError> {
-        let mutex: &'a Mutex<T> = MutexGuard::leak(guard);
-        let timed_out = match self.wait_unlocked(mutex.raw(), deadline) {
-            Ok(()) => false,
-            Err(WaitError::TimedOut) => true,
-            Err(e) => return Err(e),
-        };
-        mutex.raw().lock_deadline(None)?;
-        Ok((MutexGuard::relocked(mutex), timed_out))
-    }
-
-    /// Internal layer (C ABI): the caller holds `mutex`. Unlocks it, waits for a
+    /// Raw form (for `Condition::wait_owned`, the C ABI): the caller holds `mutex`. Unlocks it, waits for a
     /// notification until `deadline`, and re-locks it. **In every case, also on
     /// `Err`, the mutex is held again on return** (re-taken shielded from
     /// cancellation and scope deadlines), as pthread_cond_timedwait does, with one
     /// exception: a closed mutex (freed through the C ABI) cannot be re-taken
     /// once someone else holds it. The second value says whether the mutex is
     /// held; when it is not, the result is `Err(Closed)`.
-    #[allow(dead_code)]
     pub(crate) fn wait_raw_deadline(
         &self,
         mutex: &RawMutex,

@@ -82,8 +82,10 @@ impl Event {
         or_timed_out(self.wait_deadline(Some(deadline)))
     }
 
-    /// Internal layer: wait with a deadline, reporting interruptions as errors.
-    pub(crate) fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): waits until the flag is set or
+    /// `deadline` passes (`None`: no deadline of its own).
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
         if self.is_set() {
             return Ok(());
         }

@@ -37,17 +37,62 @@
 //! poisoned: a guard dropped during an unwind simply unlocks. Code that can leave
 //! shared data half-updated must restore its invariant in a destructor.
 //!
-//! # The `Result` layer (for the C ABI)
-//! Every blocking operation has a crate-internal entry point taking an optional
-//! absolute deadline and returning [`WaitError`] (Cancelled / Elapsed / TimedOut /
-//! Closed) instead of unwinding: `RawMutex::lock_deadline` / `unlock`,
-//! `RwLock::{read,write}_deadline`, `Semaphore::acquire_deadline`,
-//! `Event::wait_deadline`, `Condition::wait_raw_deadline`,
-//! `WaitGroup::wait_deadline`, `Barrier::wait_deadline`,
-//! `Queue::{get,put,join}_deadline` (and the Priority / LIFO variants),
-//! `oneshot::Receiver::recv_deadline`, `Select::run_deadline`. The public Rust
-//! API wraps them: plain calls unwind on interruption, `try_*` never block,
-//! `*_timeout` / `*_until` return a precise error at their own deadline.
+//! # Two forms of every blocking call
+//! Every blocking call `x(args) -> R` -- here (`Mutex::lock`, `RwLock::read` /
+//! `write`, `Semaphore::acquire(_many)`, `BoundedSemaphore::acquire`,
+//! `Event::wait`, `Condition::wait`, `WaitGroup::wait`, `Barrier::wait`,
+//! `oneshot::Receiver::recv`, the queues' `put` / `get` / `join`,
+//! `Select::run`) and for tasks (`JoinHandle::join` / `wait_until`,
+//! `ScopedJoinHandle::join`, `join_all`, `join_all_settled`, `wait_any`,
+//! `AsCompleted::next`) -- has a public twin
+//!
+//! ```text
+//! x_deadline(args, deadline: Option<Instant>) -> Result<R, ivy::WaitError>
+//! ```
+//!
+//! that never unwinds. `deadline` is the call's own (`None`: none); when it
+//! passes first the result is `Err(TimedOut)`, and a deadline already passed
+//! makes the call a try that does what it can at once and never parks.
+//! Cancellation of the calling task is `Err(Cancelled)`, the deadline of an
+//! enclosing [`crate::timeout`] / [`crate::deadline`] scope `Err(Elapsed)`;
+//! both as values, the task going on (its cancellation stays pending: its next
+//! blocking call reports it again, unless inside [`crate::shield`]). A closed
+//! queue or channel is `Err(Closed)`. On every error nothing was taken: no lock
+//! is held, no permit or item is consumed (a `put` gives its value back beside
+//! the error), and a `JoinHandle` stays joinable (`join_deadline` takes
+//! `&mut self`). This is the layer the C ABI is built on, and the one for
+//! programs built with `panic = "abort"` (where an unwind cannot happen) or
+//! that handle cancellation explicitly.
+//!
+//! The unwinding API is a thin wrapper over it: plain calls unwind on
+//! cancellation or an elapsed scope, `*_timeout` / `*_until` return a precise
+//! error of their own (`TimedOut`, `PutError::TimedOut`, ...) at their
+//! deadline, `try_*` never block.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use ivy::sync::Queue;
+//! use ivy::WaitError;
+//!
+//! ivy::run(|| {
+//!     let q = Queue::<u32>::unbounded();
+//!     // Nothing queued: a passed deadline gives up at once.
+//!     assert_eq!(q.get_deadline(Some(Instant::now())), Err(WaitError::TimedOut));
+//!     // An enclosing timeout ends the wait as a value, not an unwind.
+//!     let mut got = None;
+//!     let scope = ivy::timeout(Duration::from_millis(5), || got = Some(q.get_deadline(None)));
+//!     assert!(scope.is_err());
+//!     assert_eq!(got, Some(Err(WaitError::Elapsed)));
+//!     q.put(1).unwrap();
+//!     q.close();
+//!     assert_eq!(q.get_deadline(None), Ok(1));
+//!     assert_eq!(q.get_deadline(None), Err(WaitError::Closed));
+//! });
+//! ```
+//!
+//! The C ABI also needs a few raw forms that have no safe-Rust use and stay
+//! crate-internal: `RawMutex`, `Condition::wait_raw_deadline`,
+//! `Semaphore::acquire_raw`, and the owner-checked locks of `owned.rs`.
 //!
 //! Each primitive also has a crate-internal `close()` (`Queue::shutdown` for
 //! queues), used only by the C ABI's `ivy_*_free`: it wakes every waiter with
@@ -55,6 +100,11 @@
 //! Rust code never closes a primitive (its values are freed by ownership, so
 //! nobody can be waiting on them), hence the Rust API never sees `Closed` from
 //! a lock or an event.
+//!
+//! # Layering
+//! api: uses park (parking, cancellation, cancel scopes), the task core's
+//! current task, and the scheduler's `debug::WaitReason`; nothing of `ffi`,
+//! which is built on it.
 
 pub(crate) mod waiters;
 
@@ -63,6 +113,7 @@ mod condition;
 mod event;
 mod mutex;
 pub mod oneshot;
+mod owned;
 mod queue;
 mod rwlock;
 mod select;
@@ -81,8 +132,7 @@ pub use select::Select;
 pub use semaphore::{BoundedSemaphore, OverReleaseError, Semaphore, SemaphorePermit};
 pub use wait_group::{WaitGroup, WaitGroupError};
 
-#[allow(unused_imports)] // the C ABI layer uses it
-pub(crate) use mutex::RawMutex;
+pub(crate) use owned::{owner_token, OwnedLockError, OwnedRawMutex, OwnedRwLock};
 
 use std::fmt;
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard, PoisonError};
@@ -90,7 +140,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::Interrupted;
 
-pub(crate) use crate::error::WaitError;
+pub use crate::error::WaitError;
 
 impl From<Interrupted> for WaitError {
     fn from(i: Interrupted) -> WaitError {
@@ -130,7 +180,7 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
-/// Result of a plain blocking call of the internal layer that cannot time out
+/// Result of a plain blocking call of the `Result` layer that cannot time out
 /// and cannot be closed: unwinds on interruption.
 pub(crate) fn or_raise_wait<T>(r: Result<T, WaitError>) -> T {
     match r {
@@ -142,7 +192,7 @@ pub(crate) fn or_raise_wait<T>(r: Result<T, WaitError>) -> T {
     }
 }
 
-/// Result of a `*_timeout` call of the internal layer: unwinds on interruption.
+/// Result of a `*_timeout` call of the `Result` layer: unwinds on interruption.
 pub(crate) fn or_timed_out<T>(r: Result<T, WaitError>) -> Result<T, TimedOut> {
     match r {
         Ok(v) => Ok(v),

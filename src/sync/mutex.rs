@@ -439,8 +439,7 @@ impl<T: ?Sized> Mutex<T> {
     /// cancellation point when it has to wait.
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        or_raise_wait(self.raw.lock_deadline(None));
-        self.guard()
+        or_raise_wait(self.lock_deadline(None))
     }
 
     /// Locks if the lock is free (and not reserved for a starving waiter); never
@@ -456,25 +455,35 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Like [`lock`](Self::lock), giving up with `Err(TimedOut)` after `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, TimedOut> {
-        self.lock_until_opt(deadline_after(timeout))
+        or_timed_out(self.lock_deadline(deadline_after(timeout)))
     }
 
     /// Like [`lock`](Self::lock), giving up with `Err(TimedOut)` at `deadline`.
     pub fn lock_until(&self, deadline: Instant) -> Result<MutexGuard<'_, T>, TimedOut> {
-        self.lock_until_opt(Some(deadline))
+        or_timed_out(self.lock_deadline(Some(deadline)))
     }
 
-    fn lock_until_opt(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, TimedOut> {
-        or_timed_out(self.raw.lock_deadline(deadline))?;
-        Ok(self.guard())
-    }
-
-    /// Internal layer: lock with a deadline, reporting interruptions as errors.
-    #[allow(dead_code)] // for the C ABI
-    pub(crate) fn lock_deadline(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<MutexGuard<'_, T>, WaitError> {
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): locks, waiting until `deadline`
+    /// (`None`: no deadline of its own). `Err(TimedOut)` when it passes first,
+    /// `Err(Cancelled)` / `Err(Elapsed)` when the caller is interrupted (then
+    /// the lock is not held, and a grant that raced with the interruption was
+    /// passed on). A passed deadline makes it a try that never parks.
+    ///
+    /// ```
+    /// use ivy::WaitError;
+    /// ivy::run(|| {
+    ///     let m = ivy::sync::Mutex::new(0);
+    ///     let held = m.lock();
+    ///     // Already held: a passed deadline gives up at once, without parking.
+    ///     let now = Some(std::time::Instant::now());
+    ///     assert_eq!(m.lock_deadline(now).unwrap_err(), WaitError::TimedOut);
+    ///     drop(held);
+    ///     *m.lock_deadline(None).unwrap() += 1;
+    /// });
+    /// ```
+    #[inline]
+    pub fn lock_deadline(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, WaitError> {
         self.raw.lock_deadline(deadline)?;
         Ok(self.guard())
     }
@@ -527,9 +536,9 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         m
     }
 
-    /// Rebuilds a guard for a lock the caller owns.
-    pub(crate) fn relocked(mutex: &'a Mutex<T>) -> Self {
-        mutex.guard()
+    /// The mutex this guard holds.
+    pub(crate) fn mutex(this: &Self) -> &'a Mutex<T> {
+        this.mutex
     }
 }
 

@@ -185,9 +185,12 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Internal layer (C ABI): waits for the value until `deadline`. Errors:
-    /// Closed (sender gone without value), TimedOut, Cancelled, Elapsed.
-    pub(crate) fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, WaitError> {
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): waits for the value until
+    /// `deadline` (`None`: no deadline of its own); the receiver stays usable
+    /// after an error. `Err(Closed)` when the sender was dropped without
+    /// sending.
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, WaitError> {
         loop {
             {
                 let mut s = lock_state(&self.shared);

@@ -104,14 +104,12 @@ impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits ahead. A cancellation
     /// point when it has to wait.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        or_raise_wait(self.acquire(READ, None));
-        self.read_guard()
+        or_raise_wait(self.read_deadline(None))
     }
 
     /// Exclusive access, parking until every earlier holder is gone.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        or_raise_wait(self.acquire(WRITE, None));
-        self.write_guard()
+        or_raise_wait(self.write_deadline(None))
     }
 
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
@@ -124,19 +122,18 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Like [`read`](Self::read), giving up with `Err(TimedOut)` after `timeout`.
     pub fn read_timeout(&self, timeout: Duration) -> Result<RwLockReadGuard<'_, T>, TimedOut> {
-        or_timed_out(self.acquire(READ, deadline_after(timeout)))?;
-        Ok(self.read_guard())
+        or_timed_out(self.read_deadline(deadline_after(timeout)))
     }
 
     /// Like [`write`](Self::write), giving up with `Err(TimedOut)` after `timeout`.
     pub fn write_timeout(&self, timeout: Duration) -> Result<RwLockWriteGuard<'_, T>, TimedOut> {
-        or_timed_out(self.acquire(WRITE, deadline_after(timeout)))?;
-        Ok(self.write_guard())
+        or_timed_out(self.write_deadline(deadline_after(timeout)))
     }
 
-    /// Internal layer: shared access with a deadline.
-    #[allow(dead_code)] // for the C ABI
-    pub(crate) fn read_deadline(
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): shared access, waiting until
+    /// `deadline` (`None`: no deadline of its own); nothing is held on any error.
+    pub fn read_deadline(
         &self,
         deadline: Option<Instant>,
     ) -> Result<RwLockReadGuard<'_, T>, WaitError> {
@@ -144,9 +141,10 @@ impl<T: ?Sized> RwLock<T> {
         Ok(self.read_guard())
     }
 
-    /// Internal layer: exclusive access with a deadline.
-    #[allow(dead_code)] // for the C ABI
-    pub(crate) fn write_deadline(
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): exclusive access, waiting until
+    /// `deadline` (`None`: no deadline of its own); nothing is held on any error.
+    pub fn write_deadline(
         &self,
         deadline: Option<Instant>,
     ) -> Result<RwLockWriteGuard<'_, T>, WaitError> {
@@ -236,6 +234,26 @@ impl<T: ?Sized> RwLock<T> {
         let mut wakes = Wakeups::new();
         lock_state(&self.state).release(kind, &mut wakes);
         wakes.wake();
+    }
+}
+
+/// Holds without guards, for the owner-checked lock of the C ABI
+/// (`sync::owned`), which keeps its holders in a table of its own. Only on a
+/// lock with no data: a release that matches no hold corrupts the counts (the
+/// caller's bug) but cannot give access to anything.
+impl RwLock<()> {
+    /// Takes a hold (`write`: exclusive), waiting until `deadline`.
+    pub(crate) fn acquire_raw(
+        &self,
+        write: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
+        self.acquire(if write { WRITE } else { READ }, deadline)
+    }
+
+    /// Releases a hold taken by `acquire_raw` with the same `write`.
+    pub(crate) fn release_raw(&self, write: bool) {
+        self.release(if write { WRITE } else { READ })
     }
 }
 

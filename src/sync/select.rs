@@ -250,7 +250,7 @@ impl<'a, R> Select<'a, R> {
     /// Runs the select: fires exactly one callback and returns its result. A
     /// cancellation point when it has to wait.
     pub fn run(self) -> R {
-        match self.run_deadline() {
+        match self.run_deadline(None) {
             Ok(r) => r,
             Err(e) => {
                 let e = e.raise_interrupt();
@@ -259,9 +259,15 @@ impl<'a, R> Select<'a, R> {
         }
     }
 
-    /// Internal layer (C ABI): like `run`, reporting an interruption (Cancelled,
-    /// Elapsed) as an error instead of unwinding. No callback fires then.
-    pub(crate) fn run_deadline(mut self) -> Result<R, WaitError> {
+    /// The `Result` form of [`run`](Self::run) (see "Two forms of every blocking
+    /// call" in [`crate::sync`]): an interruption (`Cancelled`, `Elapsed`) is an
+    /// error instead of an unwind, and `deadline` is the call's own: when it
+    /// passes before any arm (or the select's own `deadline` / `timeout` arm,
+    /// which fires if it is due first), the result is `Err(TimedOut)`. No
+    /// callback fires on an error. A passed `deadline` makes it a try that never
+    /// parks.
+    pub fn run_deadline(mut self, deadline: Option<Instant>) -> Result<R, WaitError> {
+        let own = deadline;
         let n = self.arms.len();
         let start = if self.biased || n == 0 {
             0
@@ -277,9 +283,23 @@ impl<'a, R> Select<'a, R> {
         if let Some(f) = self.default.take() {
             return Ok(f());
         }
-        let deadline = self.deadline.as_ref().and_then(|(d, _)| *d);
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(self.fire_timeout());
+        let arm_deadline = self.deadline.as_ref().and_then(|(d, _)| *d);
+        let deadline = match (arm_deadline, own) {
+            (Some(a), Some(o)) => Some(a.min(o)),
+            (a, o) => a.or(o),
+        };
+        // Which of the two ends the wait when both could: the earlier one (the
+        // select's own arm on a tie).
+        let arm_first = match (arm_deadline, own) {
+            (Some(a), Some(o)) => a <= o,
+            (a, _) => a.is_some(),
+        };
+        let passed = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+        if passed(deadline) {
+            if arm_first {
+                return Ok(self.fire_timeout());
+            }
+            return Err(WaitError::TimedOut);
         }
 
         let shared = Arc::new(SelectShared::new(park::current_unparker()));
@@ -310,9 +330,12 @@ impl<'a, R> Select<'a, R> {
                     }
                 },
                 Ok(()) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) && shared.abandon().is_ok() {
+                    if passed(deadline) && shared.abandon().is_ok() {
                         self.deregister_except(None);
-                        return Ok(self.fire_timeout());
+                        if arm_first {
+                            return Ok(self.fire_timeout());
+                        }
+                        return Err(WaitError::TimedOut);
                     }
                     // Otherwise: claimed (seen at the top of the loop) or spurious.
                 }

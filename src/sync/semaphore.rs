@@ -71,9 +71,7 @@ impl Semaphore {
     /// # Panics
     /// If `n > Semaphore::MAX_PERMITS` (it could never be satisfied).
     pub fn acquire_many(&self, n: usize) -> SemaphorePermit<'_> {
-        check_request(n);
-        or_raise_wait(self.acquire_deadline(n, None));
-        self.permit(n)
+        or_raise_wait(self.acquire_many_deadline(n, None))
     }
 
     /// Takes one permit if one is available and nobody waits; never blocks.
@@ -92,7 +90,7 @@ impl Semaphore {
 
     /// Like [`acquire`](Self::acquire), giving up with `Err(TimedOut)` after `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(1, deadline_after(timeout))
+        or_timed_out(self.acquire_deadline(deadline_after(timeout)))
     }
 
     /// Like [`acquire_many`](Self::acquire_many), giving up after `timeout`.
@@ -101,21 +99,38 @@ impl Semaphore {
         n: usize,
         timeout: Duration,
     ) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(n, deadline_after(timeout))
+        or_timed_out(self.acquire_many_deadline(n, deadline_after(timeout)))
     }
 
     /// Like [`acquire`](Self::acquire), giving up at `deadline`.
     pub fn acquire_until(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, TimedOut> {
-        self.acquire_many_until_opt(1, Some(deadline))
+        or_timed_out(self.acquire_deadline(Some(deadline)))
     }
 
-    fn acquire_many_until_opt(
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): takes one permit, waiting until
+    /// `deadline` (`None`: no deadline of its own). `Err(TimedOut)` when it
+    /// passes first, `Err(Cancelled)` / `Err(Elapsed)` when the caller is
+    /// interrupted; no permit is taken on any error.
+    pub fn acquire_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<SemaphorePermit<'_>, WaitError> {
+        self.acquire_many_deadline(1, deadline)
+    }
+
+    /// The `Result` form of [`acquire_many`](Self::acquire_many): as
+    /// [`acquire_deadline`](Self::acquire_deadline), for `n` permits at once.
+    ///
+    /// # Panics
+    /// If `n > Semaphore::MAX_PERMITS` (it could never be satisfied).
+    pub fn acquire_many_deadline(
         &self,
         n: usize,
         deadline: Option<Instant>,
-    ) -> Result<SemaphorePermit<'_>, TimedOut> {
+    ) -> Result<SemaphorePermit<'_>, WaitError> {
         check_request(n);
-        or_timed_out(self.acquire_deadline(n, deadline))?;
+        self.acquire_raw(n, deadline)?;
         Ok(self.permit(n))
     }
 
@@ -155,14 +170,10 @@ impl Semaphore {
         }
     }
 
-    /// Internal layer: takes `n` permits (the caller keeps them, and gives them
-    /// back with `release`), waiting until `deadline`. `n` must be at most
-    /// `MAX_PERMITS`.
-    pub(crate) fn acquire_deadline(
-        &self,
-        n: usize,
-        deadline: Option<Instant>,
-    ) -> Result<(), WaitError> {
+    /// Takes `n` permits without a permit guard (the caller keeps them, and
+    /// gives them back with `release`), waiting until `deadline`: for the C ABI
+    /// and `BoundedSemaphore`. `n` must be at most `MAX_PERMITS`.
+    pub(crate) fn acquire_raw(&self, n: usize, deadline: Option<Instant>) -> Result<(), WaitError> {
         debug_assert!(n <= Self::MAX_PERMITS);
         if self.try_fast(n) {
             return Ok(());
@@ -212,7 +223,7 @@ impl Semaphore {
         result
     }
 
-    /// Internal layer: returns `n` permits.
+    /// Returns `n` permits taken by `acquire_raw` (crate-internal, as that).
     pub(crate) fn release(&self, n: usize) {
         // Permits handed out by this semaphore cannot overflow it when returned.
         let _ = self.release_checked(n, usize::MAX >> SHIFT);
@@ -395,7 +406,7 @@ impl BoundedSemaphore {
 
     /// Takes a permit, parking until one is available. A cancellation point.
     pub fn acquire(&self) {
-        or_raise_wait(self.sem.acquire_deadline(1, None));
+        or_raise_wait(self.acquire_deadline(None))
     }
 
     /// Takes a permit if one is available and nobody waits; never blocks.
@@ -405,7 +416,7 @@ impl BoundedSemaphore {
 
     /// Like [`acquire`](Self::acquire), giving up with `Err(TimedOut)` after `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
-        or_timed_out(self.sem.acquire_deadline(1, deadline_after(timeout)))
+        or_timed_out(self.acquire_deadline(deadline_after(timeout)))
     }
 
     /// Returns a permit. `Err` (and no change) if that would make the available
@@ -425,10 +436,12 @@ impl BoundedSemaphore {
         self.bound
     }
 
-    /// Internal layer (C ABI): acquire with a deadline.
-    #[allow(dead_code)]
-    pub(crate) fn acquire_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
-        self.sem.acquire_deadline(1, deadline)
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): takes a permit, waiting until
+    /// `deadline` (`None`: no deadline of its own). No permit is taken on any
+    /// error.
+    pub fn acquire_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
+        self.sem.acquire_raw(1, deadline)
     }
 }
 

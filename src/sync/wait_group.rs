@@ -127,8 +127,10 @@ impl WaitGroup {
         or_timed_out(self.wait_deadline(deadline_after(timeout)))
     }
 
-    /// Internal layer: wait with a deadline, reporting interruptions as errors.
-    pub(crate) fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
+    /// The `Result` form (see "Two forms of every blocking call" in
+    /// [`crate::sync`]): waits until the counter is zero
+    /// or `deadline` passes (`None`: no deadline of its own).
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
         let mut s = lock_state(&self.state);
         if s.count == 0 {
             return Ok(());

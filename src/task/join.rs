@@ -16,14 +16,20 @@
 //! task's `JoinSlot`, so that a panic nobody joins is reported exactly once:
 //! either by the worker when the task ends after its handle was dropped, or by
 //! the handle's drop when the task had ended.
+//!
+//! `join_deadline` / `wait_deadline` are the non-unwinding `Result` forms
+//! (`ivy::sync`'s "Two forms of every blocking call"); `join` and the
+//! `wait_*` methods wrap them. Layering: api; uses the task core (`raw`) and
+//! park.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cancel::or_raise;
+use crate::error::WaitError;
 use crate::park;
+use crate::sync::{deadline_after, or_raise_wait, or_timed_out};
 pub use crate::task::body::JoinError;
 pub(crate) use crate::task::body::ResultSlot;
 use crate::task::header::report_unjoined_panic;
@@ -58,34 +64,56 @@ impl<T> JoinHandle<T> {
     /// is cancelled while waiting, it unwinds, and the joined task is detached);
     /// from a plain thread it blocks the thread.
     pub fn join(mut self) -> Result<T, JoinError> {
-        or_raise(self.wait());
-        self.joined = true;
-        // SAFETY: `wait` returned Ok, so the task was observed DONE.
-        unsafe { self.packet.take() }.expect("ivy: task result taken twice")
+        or_raise_wait(self.join_deadline(None))
     }
 
-    /// Waits for the task to finish, without consuming the result.
-    pub(crate) fn wait(&self) -> Result<(), crate::cancel::Interrupted> {
-        self.wait_until_raw(None).map(|_| ())
-    }
-
-    /// Waits until the task finished (`Ok(true)`) or `deadline` passed (`Ok(false)`).
-    /// The C ABI's join and the public `wait_*` methods are built on it.
-    pub(crate) fn wait_until_raw(
-        &self,
+    /// The `Result` form of [`join`](Self::join) (see "Two forms of every
+    /// blocking call" in [`crate::sync`]): waits until the task finished or
+    /// `deadline` passed (`None`: no deadline of its own). `Ok` carries the
+    /// task's outcome, and the handle is spent (its task is joined: calling this
+    /// again panics). On `Err` (`TimedOut`, `Cancelled`, `Elapsed`) the handle
+    /// is untouched and may be joined again; the task runs on. A passed
+    /// deadline makes it a try that never parks.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// ivy::run(|| {
+    ///     let mut h = ivy::spawn(|| { ivy::sleep(Duration::from_millis(20)); 7 });
+    ///     let soon = Instant::now() + Duration::from_millis(1);
+    ///     assert_eq!(h.join_deadline(Some(soon)).unwrap_err(), ivy::WaitError::TimedOut);
+    ///     assert_eq!(h.join_deadline(None).unwrap().unwrap(), 7);
+    /// });
+    /// ```
+    pub fn join_deadline(
+        &mut self,
         deadline: Option<Instant>,
-    ) -> Result<bool, crate::cancel::Interrupted> {
+    ) -> Result<Result<T, JoinError>, WaitError> {
+        assert!(!self.joined, "ivy: JoinHandle joined twice");
+        self.wait_deadline(deadline)?;
+        self.joined = true;
+        // SAFETY: `wait_deadline` returned Ok, so the task was observed DONE.
+        Ok(unsafe { self.packet.take() }.expect("ivy: task result taken twice"))
+    }
+
+    /// The `Result` form of [`wait_until`](Self::wait_until): waits until the
+    /// task finished (`Ok`) or `deadline` passed (`Err(TimedOut)`), without
+    /// taking its result. `None`: no deadline of its own.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
         loop {
             if !self.set_waiter(Waiter::Unpark(park::current_unparker())) {
-                return Ok(true);
+                return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.clear_waiter();
-                return Ok(self.core().is_done());
+                return if self.core().is_done() {
+                    Ok(())
+                } else {
+                    Err(WaitError::TimedOut)
+                };
             }
             if let Err(e) = park::park_for(deadline, crate::task::wait_reason::WaitReason::Join) {
                 self.clear_waiter();
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
@@ -127,19 +155,13 @@ impl<T> JoinHandle<T> {
     /// Waits up to `timeout` for the task to finish, without consuming the handle.
     /// Returns whether it has finished. A cancellation point.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.wait_until(d),
-            None => {
-                or_raise(self.wait());
-                true
-            }
-        }
+        or_timed_out(self.wait_deadline(deadline_after(timeout))).is_ok()
     }
 
     /// Waits until `deadline` for the task to finish, without consuming the handle.
     /// Returns whether it has finished. A cancellation point.
     pub fn wait_until(&self, deadline: Instant) -> bool {
-        or_raise(self.wait_until_raw(Some(deadline)))
+        or_timed_out(self.wait_deadline(Some(deadline))).is_ok()
     }
 
     /// Whether the task has finished (then `join` returns without waiting).

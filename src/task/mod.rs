@@ -36,7 +36,10 @@ use std::sync::Arc;
 use crate::runtime::{check_stack_size, Handle, Shared};
 use body::Body;
 pub(crate) use body::{drop_payload, message_of};
-pub use gather::{as_completed, join_all, join_all_settled, wait_any, AsCompleted};
+pub use gather::{
+    as_completed, join_all, join_all_deadline, join_all_settled, join_all_settled_deadline,
+    wait_any, wait_any_deadline, AsCompleted,
+};
 pub use join::{JoinError, JoinHandle};
 pub use local::LocalKey;
 use raw::Task;

@@ -29,10 +29,13 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::cancel::{CancelUnwind, Interrupted};
+use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
+use crate::sync::or_raise_wait;
 use crate::task::raw::Task;
 use crate::task::{JoinError, JoinHandle, TaskId};
 
@@ -203,30 +206,40 @@ impl<F, T> Drop for Child<F, T> {
 /// });
 /// ```
 pub struct ScopedJoinHandle<'scope, T> {
-    /// `None` only once `join` consumed it.
-    inner: Option<JoinHandle<()>>,
+    /// Spent (joined) once `join_deadline` returned `Ok`.
+    inner: JoinHandle<()>,
     result: SharedSlot<T>,
     _scope: PhantomData<&'scope ()>,
 }
 
 impl<T> ScopedJoinHandle<'_, T> {
     fn inner(&self) -> &JoinHandle<()> {
-        self.inner.as_ref().expect("a live handle has its task")
+        &self.inner
     }
 
     /// Waits for the child and returns its value (a cancellation point).
     pub fn join(mut self) -> Result<T, JoinError> {
-        let inner = self.inner.take().expect("a live handle has its task");
-        let id = inner.id();
+        or_raise_wait(self.join_deadline(None))
+    }
+
+    /// The `Result` form of [`join`](Self::join) (see "Two forms of every
+    /// blocking call" in [`crate::sync`]), as [`JoinHandle::join_deadline`]:
+    /// `Ok` spends the handle (calling again panics); on `Err` (`TimedOut`,
+    /// `Cancelled`, `Elapsed`) it is untouched and the child runs on.
+    pub fn join_deadline(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, JoinError>, WaitError> {
+        let id = self.inner.id();
         // The inner task only ever reports cancellation-before-start (or no
         // stack) here; everything else is in the slot.
-        let inner = inner.join();
+        let inner = self.inner.join_deadline(deadline)?;
         let taken = lock(&self.result).result.take();
-        match (taken, inner) {
+        Ok(match (taken, inner) {
             (Some(r), _) => r,
             (None, Err(e)) => Err(e),
             (None, Ok(())) => Err(JoinError::cancelled(id)),
-        }
+        })
     }
 
     /// Whether the child has finished.
@@ -312,7 +325,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             }
         }
         ScopedJoinHandle {
-            inner: Some(inner),
+            inner,
             result,
             _scope: PhantomData,
         }

@@ -61,19 +61,32 @@ static void test_mutex(void) {
     for (i = 0; i < 5; i++) h_run(2, mutex_main, NULL);
 }
 
+struct lock_waiter {
+    ivy_mutex_t m;
+    ivy_event_t started;
+};
+
 static void *lock_and_record(void *arg) {
-    ivy_mutex_t m = *(ivy_mutex_t *)arg;
-    return (void *)(intptr_t)ivy_mutex_lock(m, IVY_FOREVER);
+    struct lock_waiter *w = arg;
+    OK(ivy_event_set(w->started));
+    return (void *)(intptr_t)ivy_mutex_lock(w->m, IVY_FOREVER);
 }
 
 static void *mutex_cancel_main(void *arg) {
+    struct lock_waiter w;
     ivy_mutex_t m;
     ivy_task_t waiter;
     void *r = NULL;
     (void)arg;
     OK(ivy_mutex_new(&m));
+    OK(ivy_event_new(&w.started));
+    w.m = m;
     OK(ivy_mutex_lock(m, IVY_FOREVER));
-    OK(ivy_task_spawn(lock_and_record, &m, NULL, &waiter));
+    OK(ivy_task_spawn(lock_and_record, &w, NULL, &waiter));
+    /* Started for sure (a cancel before its start would skip the lock call
+     * altogether), then most likely parked in the lock. Either way the lock
+     * reports the cancellation. */
+    OK(ivy_event_wait(w.started, IVY_FOREVER));
     OK(ivy_time_sleep(10));
     /* cancelled while waiting: the waiter gets ECANCELED and does not hold it */
     OK(ivy_task_cancel(waiter));
@@ -84,6 +97,7 @@ static void *mutex_cancel_main(void *arg) {
     OK(ivy_mutex_lock(m, 0));
     OK(ivy_mutex_unlock(m));
     OK(ivy_mutex_free(m));
+    OK(ivy_event_free(w.started));
     return NULL;
 }
 

@@ -208,7 +208,7 @@ macro_rules! queue_type {
             /// when it has to wait. `Err(PutError::Closed(value))` if the queue is
             /// closed (also when it closes while this call waits).
             pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-                self.core.put_deadline(value, None).map_err(put_error)
+                self.put_deadline(value, None).map_err(put_error)
             }
 
             /// Adds `value` if there is room right now; never blocks.
@@ -219,19 +219,19 @@ macro_rules! queue_type {
             /// Like [`put`](Self::put), giving up with `PutError::TimedOut(value)`
             /// after `timeout`.
             pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-                self.core.put_deadline(value, deadline_after(timeout)).map_err(put_error)
+                self.put_deadline(value, deadline_after(timeout)).map_err(put_error)
             }
 
             /// Like [`put`](Self::put), giving up at `deadline`.
             pub fn put_until(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
-                self.core.put_deadline(value, Some(deadline)).map_err(put_error)
+                self.put_deadline(value, Some(deadline)).map_err(put_error)
             }
 
             /// Takes the next item, parking while the queue is empty. A
             /// cancellation point when it has to wait. `Err(GetError::Closed)`
             /// once the queue is closed and drained.
             pub fn get(&self) -> Result<T, GetError> {
-                self.core.get_deadline(None).map_err(get_error)
+                self.get_deadline(None).map_err(get_error)
             }
 
             /// Takes the next item if there is one; never blocks.
@@ -242,12 +242,12 @@ macro_rules! queue_type {
             /// Like [`get`](Self::get), giving up with `GetError::TimedOut` after
             /// `timeout`.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-                self.core.get_deadline(deadline_after(timeout)).map_err(get_error)
+                self.get_deadline(deadline_after(timeout)).map_err(get_error)
             }
 
             /// Like [`get`](Self::get), giving up at `deadline`.
             pub fn get_until(&self, deadline: Instant) -> Result<T, GetError> {
-                self.core.get_deadline(Some(deadline)).map_err(get_error)
+                self.get_deadline(Some(deadline)).map_err(get_error)
             }
 
             /// Closes the queue: no put succeeds any more, waiting putters get
@@ -268,12 +268,12 @@ macro_rules! queue_type {
             /// Parks until every item put has been marked with
             /// [`task_done`](Self::task_done). A cancellation point.
             pub fn join(&self) {
-                or_raise_wait(self.core.join_deadline(None))
+                or_raise_wait(self.join_deadline(None))
             }
 
             /// Like [`join`](Self::join), giving up after `timeout`.
             pub fn join_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
-                or_timed_out(self.core.join_deadline(deadline_after(timeout)))
+                or_timed_out(self.join_deadline(deadline_after(timeout)))
             }
 
             /// Items put and not yet marked done.
@@ -303,10 +303,11 @@ macro_rules! queue_type {
                 }
             }
 
-            /// Internal layer (C ABI): put with a deadline; the value comes back
-            /// with the reason on failure (Closed, TimedOut, Cancelled, Elapsed).
-            #[allow(dead_code)]
-            pub(crate) fn put_deadline(
+            /// The `Result` form of [`put`](Self::put) (see "Two forms of every
+            /// blocking call" in [`crate::sync`]): waits for room until `deadline`
+            /// (`None`: no deadline of its own). On failure the value comes back
+            /// beside the reason: `Closed`, `TimedOut`, `Cancelled`, `Elapsed`.
+            pub fn put_deadline(
                 &self,
                 value: T,
                 deadline: Option<Instant>,
@@ -314,16 +315,16 @@ macro_rules! queue_type {
                 self.core.put_deadline(value, deadline)
             }
 
-            /// Internal layer (C ABI): get with a deadline (Closed, TimedOut,
-            /// Cancelled, Elapsed).
-            #[allow(dead_code)]
-            pub(crate) fn get_deadline(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
+            /// The `Result` form of [`get`](Self::get): waits for an item until
+            /// `deadline` (`None`: no deadline of its own). `Err(Closed)` once
+            /// the queue is closed and drained.
+            pub fn get_deadline(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
                 self.core.get_deadline(deadline)
             }
 
-            /// Internal layer (C ABI): join with a deadline.
-            #[allow(dead_code)]
-            pub(crate) fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
+            /// The `Result` form of [`join`](Self::join): waits until every item
+            /// put was marked done, or `deadline` (`None`: no deadline of its own).
+            pub fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
                 self.core.join_deadline(deadline)
             }
 
