@@ -1,6 +1,6 @@
 //! Sockets, foreign file descriptors and the blocking pool in the C ABI, over
-//! `ivy::net`'s and `ivy::io`'s crate-internal `Result` layer (`accept_until`,
-//! `read_until`, `wait_fd_ready`, ...): a blocking socket call parks the calling
+//! `ivy::net`'s and `ivy::io`'s `Result` layer (`accept_deadline`,
+//! `read_deadline`, `wait_fd_ready`, ...): a blocking socket call parks the calling
 //! task (or blocks a plain thread), takes a deadline, and reports cancellation
 //! as `IVY_ECANCELED` without unwinding through C.
 //!
@@ -61,20 +61,22 @@ use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
 use super::{guard, out_ptr, store_out, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
-use crate::io::WaitError;
+use crate::error::WaitError;
 use crate::net::addr::{
     from_sockaddr, resolve_host_port, to_sockaddr, try_each, ADDR_STR_MAX, ADDR_STR_MAX_V4,
 };
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
-pub(super) fn net_error(e: WaitError) -> c_int {
-    match e {
+/// The code of an error of the socket `Result` layer: the [`WaitError`] it
+/// carries (an interruption, a deadline, a close), else its errno.
+pub(super) fn net_error(e: std::io::Error) -> c_int {
+    match WaitError::of(&e) {
+        Some(WaitError::Cancelled) => IVY_ECANCELED,
+        Some(WaitError::Elapsed | WaitError::TimedOut) => IVY_ETIMEDOUT,
+        Some(WaitError::Closed) => IVY_ECLOSED,
         // `read_exact` met the peer's EOF first: the stream is closed.
-        WaitError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
-        WaitError::Cancelled => IVY_ECANCELED,
-        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
-        WaitError::Io(e) => io_error(&e),
-        WaitError::Closed => IVY_ECLOSED,
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
+        None => io_error(&e),
     }
 }
 
@@ -268,7 +270,7 @@ fn new_listener(l: TcpListener) -> Result<ivy_tcp_listener_t, c_int> {
 fn listen_on(addrs: Vec<SocketAddr>) -> Result<ivy_tcp_listener_t, c_int> {
     // ivy's bind (not std's): its listen backlog is 4096. A resolved address
     // needs no lookup, so nothing in it can be interrupted (unwind).
-    let l = try_each(addrs, |a| TcpListener::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+    let l = try_each(addrs, TcpListener::bind).map_err(net_error)?;
     new_listener(l)
 }
 
@@ -446,7 +448,7 @@ pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
 
 fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
     let d: Option<Instant> = to_instant(deadline)?;
-    let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
+    let s = try_each(addrs, |a| TcpStream::connect_one(a, d)).map_err(net_error)?;
     new_stream(s)
 }
 
@@ -727,7 +729,7 @@ fn new_udp(sock: UdpSocket) -> Result<ivy_udp_socket_t, c_int> {
 
 fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
     // A resolved address: no lookup, nothing that could unwind.
-    let sock = try_each(addrs, |a| UdpSocket::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
+    let sock = try_each(addrs, UdpSocket::bind).map_err(net_error)?;
     new_udp(sock)
 }
 
@@ -855,7 +857,7 @@ fn send_udp(
 ) -> Result<(), c_int> {
     let d = to_instant(deadline)?;
     let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
-    let sent = sock.send_to_until(data, to, d).map_err(net_error)?;
+    let sent = sock.send_to_addr_deadline(data, to, d).map_err(net_error)?;
     if !n.is_null() {
         // SAFETY: non-null; writable by the caller's contract (of both senders).
         unsafe { write_out(n, sent) };
@@ -967,7 +969,7 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
         }
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        let (got, whole, peer) = sock.recv_from_full_deadline(data, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
         if !full.is_null() {
@@ -1028,7 +1030,7 @@ pub unsafe extern "C" fn ivy_udp_recv_from_sockaddr(
         }
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        let (got, whole, peer) = sock.recv_from_full_deadline(data, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
         if !full.is_null() {

@@ -37,7 +37,7 @@ pub(super) unsafe fn stream_read<S: StreamSocket>(
     // SAFETY: the caller's contract: `len` writable bytes at `buf`, not
     // aliased by anything ivy holds.
     let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-    let got = stream.read_until(buf, d).map_err(net_error)?;
+    let got = stream.read_deadline(buf, d).map_err(net_error)?;
     // SAFETY: checked non-null; writable by the caller's contract.
     unsafe { write_out(n, got) };
     Ok(())
@@ -61,7 +61,7 @@ pub(super) unsafe fn stream_read_exact<S: StreamSocket>(
     let buf = unsafe { out_buf(buf, len)? };
     let d = to_instant(deadline)?;
     let stream = table.get(id).ok_or(IVY_EBADF)?;
-    let (got, r) = stream.read_exact_until(buf, d);
+    let (got, r) = stream.read_exact_with_count(buf, d);
     if !n.is_null() {
         // SAFETY: non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
@@ -86,7 +86,7 @@ pub(super) unsafe fn stream_write<S: StreamSocket>(
     let buf = unsafe { in_buf(buf, len)? };
     let d = to_instant(deadline)?;
     let stream = table.get(id).ok_or(IVY_EBADF)?;
-    let put = stream.write_until(buf, d).map_err(net_error)?;
+    let put = stream.write_deadline(buf, d).map_err(net_error)?;
     // SAFETY: checked non-null; writable by the caller's contract.
     unsafe { write_out(n, put) };
     Ok(())
@@ -107,7 +107,7 @@ pub(super) unsafe fn stream_write_all<S: StreamSocket>(
     let buf = unsafe { in_buf(buf, len)? };
     let d = to_instant(deadline)?;
     let stream = table.get(id).ok_or(IVY_EBADF)?;
-    stream.write_all_until(buf, d).1.map_err(net_error)
+    stream.write_all_with_count(buf, d).1.map_err(net_error)
 }
 
 /// `ivy_*_shutdown`: `how` is `IVY_SHUT_RD`, `IVY_SHUT_WR` or `IVY_SHUT_RDWR`.
@@ -140,7 +140,7 @@ pub(super) fn listener_accept<L: StreamListener>(
 ) -> Result<L::Stream, c_int> {
     let d = to_instant(deadline)?;
     let listener = table.get(id).ok_or(IVY_EBADF)?;
-    listener.accept_stream_until(d).map_err(net_error)
+    listener.accept_stream_deadline(d).map_err(net_error)
 }
 
 /// `ivy_*_listener_close`: frees the handle and closes the listener for every

@@ -1,6 +1,6 @@
 //! Unix-domain stream sockets in the C ABI (`ivy_unix_*`), over `ivy::net`'s
-//! `UnixListener` / `UnixStream` and their crate-internal `Result` layer
-//! (`accept_until`, `read_until`, ...). The calls mirror the TCP ones
+//! `UnixListener` / `UnixStream` and their `Result` layer
+//! (`accept_deadline`, `read_deadline`, ...). The calls mirror the TCP ones
 //! (`ivy_tcp_*`): same argument order, same error codes, the deadline last; a
 //! blocking call parks the task (or blocks a plain thread) and a passed
 //! deadline is a non-blocking try.
@@ -168,7 +168,7 @@ pub unsafe extern "C" fn ivy_unix_connect(
             store_out(out, || {
                 let d = to_instant(deadline)?;
                 let addr = socket_addr(path)?;
-                new_stream(UnixStream::connect_addr_until(&addr, d).map_err(net_error)?)
+                new_stream(UnixStream::connect_addr_deadline(&addr, d).map_err(net_error)?)
             })
         }
     })
