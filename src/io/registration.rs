@@ -362,6 +362,13 @@ impl Registration {
                     continue;
                 }
             }
+            // A passed deadline was a non-blocking try: report it without
+            // parking (a park, even with a passed timer, would let the
+            // worker's other tasks run first).
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                park::check_interrupt()?;
+                return Err(WaitError::TimedOut.into());
+            }
             let r = reactor.as_ref().expect("set above");
             self.ensure_registered(r)?;
             self.state.wait_task(bit, deadline)?;
