@@ -54,8 +54,8 @@ use std::time::Instant;
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::stream::{
-    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
-    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
+    accept_into, listener_close, socket_fd, socket_from_fd, socket_handle, stream_close,
+    stream_read, stream_read_exact, stream_shutdown, stream_write, stream_write_all, SocketHandle,
 };
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
@@ -257,21 +257,15 @@ const _: () = assert!(IVY_ADDRSTRLEN == ADDR_STR_MAX);
 static LISTENERS: HandleTable<TcpListener> = HandleTable::new(Kind::TcpListener);
 static STREAMS: HandleTable<TcpStream> = HandleTable::new(Kind::TcpStream);
 
-fn new_stream(s: TcpStream) -> Result<ivy_tcp_stream_t, c_int> {
-    let id = STREAMS.insert(Arc::new(s)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_tcp_stream_t { id })
-}
-
-fn new_listener(l: TcpListener) -> Result<ivy_tcp_listener_t, c_int> {
-    let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_tcp_listener_t { id })
+socket_handle! {
+    ivy_tcp_listener_t => TcpListener, LISTENERS;
+    ivy_tcp_stream_t => TcpStream, STREAMS;
 }
 
 fn listen_on(addrs: Vec<SocketAddr>) -> Result<ivy_tcp_listener_t, c_int> {
     // ivy's bind (not std's): its listen backlog is 4096. A resolved address
     // needs no lookup, so nothing in it can be interrupted (unwind).
-    let l = try_each(addrs, TcpListener::bind).map_err(net_error)?;
-    new_listener(l)
+    ivy_tcp_listener_t::insert(try_each(addrs, TcpListener::bind).map_err(net_error)?)
 }
 
 /// Binds a TCP listener to `addr` (port 0: any free port, see
@@ -328,7 +322,7 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked, new_listener) })
+    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked) })
 }
 
 /// Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
@@ -426,14 +420,8 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     out: *mut ivy_tcp_stream_t,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: forwarded caller contract (`out`).
-        unsafe {
-            store_out(out, || {
-                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`).
+    guard(|| unsafe { accept_into(&LISTENERS, l.id, out, deadline) })
 }
 
 /// Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
@@ -448,8 +436,7 @@ pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
 
 fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
     let d: Option<Instant> = to_instant(deadline)?;
-    let s = try_each(addrs, |a| TcpStream::connect_one(a, d)).map_err(net_error)?;
-    new_stream(s)
+    ivy_tcp_stream_t::insert(try_each(addrs, |a| TcpStream::connect_one(a, d)).map_err(net_error)?)
 }
 
 /// Connects to `addr`, trying each resolved address in turn, until `deadline`,
@@ -509,7 +496,7 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked, new_stream) })
+    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked) })
 }
 
 /// Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -722,15 +709,14 @@ pub struct ivy_udp_socket_t {
 
 static UDP: HandleTable<UdpSocket> = HandleTable::new(Kind::UdpSocket);
 
-fn new_udp(sock: UdpSocket) -> Result<ivy_udp_socket_t, c_int> {
-    let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_udp_socket_t { id })
+socket_handle! {
+    ivy_udp_socket_t => UdpSocket, UDP;
 }
 
 fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
     // A resolved address: no lookup, nothing that could unwind.
     let sock = try_each(addrs, UdpSocket::bind).map_err(net_error)?;
-    new_udp(sock)
+    ivy_udp_socket_t::insert(sock)
 }
 
 /// Binds a UDP socket to `addr` (port 0: any). Errors as `ivy_tcp_listen`.
@@ -774,7 +760,7 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked, new_udp) })
+    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked) })
 }
 
 /// Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
