@@ -66,6 +66,32 @@ use std::time::{Duration, Instant};
 
 use crate::io::{Direction, Registration};
 
+/// The timeout accessors of a socket type (inside its `impl` block): the
+/// socket's own read and write timeouts, as in std, kept by its `Socket`.
+macro_rules! socket_timeouts {
+    () => {
+        /// Read timeout (like std): a read that waits longer fails with
+        /// `TimedOut`. `Some(Duration::ZERO)` is an `InvalidInput` error, as in
+        /// std.
+        pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.inner.set_timeout($crate::io::Direction::Read, t)
+        }
+
+        /// Write timeout (like std); see `set_read_timeout`.
+        pub fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.inner.set_timeout($crate::io::Direction::Write, t)
+        }
+
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.inner.timeout($crate::io::Direction::Read))
+        }
+
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.inner.timeout($crate::io::Direction::Write))
+        }
+    };
+}
+
 /// `AsRawFd` and `AsFd` for socket types whose `inner` is a `Socket` (or an
 /// `Arc` of one): the fd the socket owns, lent.
 macro_rules! impl_socket_fd {

@@ -282,23 +282,7 @@ impl TcpStream {
         self.inner.close();
     }
 
-    /// Read timeout (like std): a read that waits longer fails with `TimedOut`.
-    /// `Some(Duration::ZERO)` is an `InvalidInput` error, as in std.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
+    socket_timeouts!();
 
     /// Reads without removing the data from the socket's queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {

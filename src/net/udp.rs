@@ -4,7 +4,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::addr::{each_addr, resolve, ToSocketAddrs};
 use super::{nonblocking, Socket};
@@ -163,21 +163,7 @@ impl UdpSocket {
         self.inner.get().peer_addr()
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
+    socket_timeouts!();
 
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get().set_broadcast(on)

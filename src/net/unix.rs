@@ -210,21 +210,7 @@ impl UnixStream {
         self.inner.close();
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
+    socket_timeouts!();
 
     /// `Read::read` before `deadline`, never unwinding (see [the module's
     /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
