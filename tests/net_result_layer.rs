@@ -1,6 +1,6 @@
 //! The socket half of ivy's `Result` layer: every blocking socket call's
-//! `_deadline` twin (TCP and Unix streams, listeners and connects, UDP, the
-//! `ivy::io` readiness waits) never unwinds. For each: a cancellation of the
+//! `_deadline` twin (TCP and Unix streams, listeners and connects, UDP and
+//! Unix datagrams, the `ivy::io` readiness waits) never unwinds. For each: a cancellation of the
 //! waiting task is `Err` carrying `WaitError::Cancelled` and the task goes on
 //! (it can still block, shielded); an enclosing `ivy::timeout` is
 //! `WaitError::Elapsed`; a passed deadline returns at once with
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ivy::io::{Interest, PollFd};
-use ivy::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use ivy::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 use ivy::WaitError;
 
 mod common;
@@ -525,6 +525,71 @@ fn udp_recv_from() -> Blocked {
 #[test]
 fn udp_socket_recv_from() {
     check_all(udp_recv_from);
+}
+
+fn udp_recv() -> Blocked {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(peer.local_addr().unwrap()).unwrap();
+    let s2 = s.clone();
+    Blocked::new(move |d| {
+        let _peer = &peer;
+        s.recv_deadline(&mut [0; 8], d).map(drop)
+    })
+    .closed_by(move || s2.close())
+}
+
+#[test]
+fn udp_socket_recv() {
+    check_all(udp_recv);
+}
+
+fn unix_datagram_recv_from() -> Blocked {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let a2 = a.clone();
+    Blocked::new(move |d| {
+        let _peer = &b;
+        a.recv_from_deadline(&mut [0; 8], d).map(drop)
+    })
+    .closed_by(move || a2.close())
+}
+
+fn unix_datagram_recv() -> Blocked {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let a2 = a.clone();
+    Blocked::new(move |d| {
+        let _peer = &b;
+        a.recv_deadline(&mut [0; 8], d).map(drop)
+    })
+    .closed_by(move || a2.close())
+}
+
+/// A datagram pair whose sender's queue is full (the peer never receives).
+fn unix_datagram_send() -> Blocked {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    small_buffers(&a);
+    fill(|buf, d| a.send_deadline(&buf[..512], d));
+    let a2 = a.clone();
+    Blocked::new(move |d| {
+        let _peer = &b;
+        a.send_deadline(&[1; 512], d).map(drop)
+    })
+    .closed_by(move || a2.close())
+}
+
+#[test]
+fn unix_datagram_recv_from_deadline() {
+    check_all(unix_datagram_recv_from);
+}
+
+#[test]
+fn unix_datagram_recv_deadline() {
+    check_all(unix_datagram_recv);
+}
+
+#[test]
+fn unix_datagram_send_deadline() {
+    check_all(unix_datagram_send);
 }
 
 /// A UDP send does not block on loopback, so only what does not need a wait is

@@ -97,12 +97,26 @@ impl UdpSocket {
 
     /// Sends to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |s| s.send(buf))
+        or_raise_io(self.send_deadline(buf, None))
+    }
+
+    /// [`send`](Self::send) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn send_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send(buf))
     }
 
     /// Receives from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.recv(buf))
+        or_raise_io(self.recv_deadline(buf, None))
+    }
+
+    /// [`recv`](Self::recv) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -267,20 +267,57 @@ impl UnixDatagram {
     }
 
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
+        or_raise_io(self.send_to_deadline(buf, path, None))
+    }
+
+    /// [`send_to`](Self::send_to) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn send_to_deadline<P: AsRef<Path>>(
+        &self,
+        buf: &[u8],
+        path: P,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
         let path = path.as_ref();
-        self.inner.io(Direction::Write, |s| s.send_to(buf, path))
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send_to(buf, path))
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.io(Direction::Read, |s| s.recv_from(buf))
+        or_raise_io(self.recv_from_deadline(buf, None))
+    }
+
+    /// [`recv_from`](Self::recv_from) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn recv_from_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<(usize, SocketAddr)> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv_from(buf))
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |s| s.send(buf))
+        or_raise_io(self.send_deadline(buf, None))
+    }
+
+    /// [`send`](Self::send) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn send_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send(buf))
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.recv(buf))
+        or_raise_io(self.recv_deadline(buf, None))
+    }
+
+    /// [`recv`](Self::recv) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
