@@ -362,6 +362,21 @@ fn tcp_accept() -> Blocked {
     Blocked::new(move |d| l.accept_deadline(d).map(drop)).closed_by(move || l2.close())
 }
 
+fn tcp_peek() -> Blocked {
+    let (c, s) = tcp_pair();
+    let c2 = c.clone();
+    Blocked::new(move |d| {
+        let _peer = &s;
+        c.peek_deadline(&mut [0; 8], d).map(drop)
+    })
+    .closed_by(move || c2.close())
+}
+
+#[test]
+fn tcp_stream_peek() {
+    check_all(tcp_peek);
+}
+
 #[test]
 fn tcp_stream_read() {
     check_all(tcp_read);
@@ -542,6 +557,35 @@ fn udp_recv() -> Blocked {
 #[test]
 fn udp_socket_recv() {
     check_all(udp_recv);
+}
+
+fn udp_peek_from() -> Blocked {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let s2 = s.clone();
+    Blocked::new(move |d| s.peek_from_deadline(&mut [0; 8], d).map(drop))
+        .closed_by(move || s2.close())
+}
+
+fn udp_peek() -> Blocked {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(peer.local_addr().unwrap()).unwrap();
+    let s2 = s.clone();
+    Blocked::new(move |d| {
+        let _peer = &peer;
+        s.peek_deadline(&mut [0; 8], d).map(drop)
+    })
+    .closed_by(move || s2.close())
+}
+
+#[test]
+fn udp_socket_peek_from() {
+    check_all(udp_peek_from);
+}
+
+#[test]
+fn udp_socket_peek() {
+    check_all(udp_peek);
 }
 
 fn unix_datagram_recv_from() -> Blocked {

@@ -15,7 +15,7 @@
 //! # Two forms of every blocking call
 //! Each blocking call `x(args) -> io::Result<R>` (`read`, `write`,
 //! `read_exact`, `write_all`, `accept`, `connect`, `send_to`, `recv_from`,
-//! `send`, `recv`; not yet `peek` / `peek_from`) has a twin `x_deadline(args, deadline: Option<Instant>) -> io::Result<R>` that
+//! `send`, `recv`, `peek`, `peek_from`) has a twin `x_deadline(args, deadline: Option<Instant>) -> io::Result<R>` that
 //! never unwinds: cancellation of the calling task, the deadline of an
 //! enclosing `ivy::timeout` scope, its own `deadline` (and the socket's
 //! timeout) and a `close` of the socket are `Err(e)` with

@@ -286,7 +286,14 @@ impl TcpStream {
 
     /// Reads without removing the data from the socket's queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.peek(buf))
+        or_raise_io(self.peek_deadline(buf, None))
+    }
+
+    /// [`peek`](Self::peek) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
     }
 
     /// `Read::read` before `deadline`, never unwinding (see [the module's

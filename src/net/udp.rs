@@ -92,7 +92,18 @@ impl UdpSocket {
     }
 
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.io(Direction::Read, |s| s.peek_from(buf))
+        or_raise_io(self.peek_from_deadline(buf, None))
+    }
+
+    /// [`peek_from`](Self::peek_from) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn peek_from_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<(usize, SocketAddr)> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.peek_from(buf))
     }
 
     /// Sends to the connected peer.
@@ -120,7 +131,14 @@ impl UdpSocket {
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.peek(buf))
+        or_raise_io(self.peek_deadline(buf, None))
+    }
+
+    /// [`peek`](Self::peek) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
     }
 
     /// `recv_from_deadline` that also tells truncation (for the C ABI):
