@@ -32,6 +32,32 @@
 //! calls the `_deadline` forms and maps `WaitError::of` to `IVY_ECANCELED`,
 //! `IVY_ETIMEDOUT` and `IVY_ECLOSED`.
 //!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use ivy::net::{TcpListener, TcpStream};
+//! use ivy::WaitError;
+//!
+//! ivy::run(|| {
+//!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//!     let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+//!     let _peer = listener.accept().unwrap();
+//!     let mut buf = [0u8; 16];
+//!     // Nothing was sent: the own deadline passes.
+//!     let soon = Instant::now() + Duration::from_millis(5);
+//!     let e = stream.read_deadline(&mut buf, Some(soon)).unwrap_err();
+//!     assert_eq!(WaitError::of(&e), Some(WaitError::TimedOut));
+//!     // A task cancelled while it reads gets an error, not an unwind.
+//!     let reader = ivy::spawn(move || {
+//!         let e = stream.read_deadline(&mut buf, None).unwrap_err();
+//!         WaitError::of(&e)
+//!     });
+//!     ivy::sleep(Duration::from_millis(5));
+//!     reader.cancel();
+//!     // It goes on and returns normally.
+//!     assert_eq!(reader.join().unwrap(), Some(WaitError::Cancelled));
+//! });
+//! ```
+//!
 //! Sharing: `try_clone` and `split` hand out more handles to the *same* socket
 //! (shared ownership, no new fd); the socket is closed when the last handle
 //! drops. One task may read while another writes.
