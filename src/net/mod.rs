@@ -33,6 +33,8 @@
 //! `IVY_ETIMEDOUT` and `IVY_ECLOSED`.
 //!
 //! ```
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::sync::Arc;
 //! use std::time::{Duration, Instant};
 //! use ivy::net::{TcpListener, TcpStream};
 //! use ivy::WaitError;
@@ -47,11 +49,16 @@
 //!     let e = stream.read_deadline(&mut buf, Some(soon)).unwrap_err();
 //!     assert_eq!(WaitError::of(&e), Some(WaitError::TimedOut));
 //!     // A task cancelled while it reads gets an error, not an unwind.
+//!     let started = Arc::new(AtomicBool::new(false));
+//!     let s = started.clone();
 //!     let reader = ivy::spawn(move || {
+//!         s.store(true, Ordering::SeqCst);
 //!         let e = stream.read_deadline(&mut buf, None).unwrap_err();
 //!         WaitError::of(&e)
 //!     });
-//!     ivy::sleep(Duration::from_millis(5));
+//!     while !started.load(Ordering::SeqCst) {
+//!         ivy::yield_now();
+//!     }
 //!     reader.cancel();
 //!     // It goes on and returns normally.
 //!     assert_eq!(reader.join().unwrap(), Some(WaitError::Cancelled));
