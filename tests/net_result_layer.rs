@@ -99,15 +99,22 @@ fn check_cancelled(make: impl Fn() -> Blocked + Send + Sync + 'static) {
             let blocked = make();
             let outcome = Arc::new(Mutex::new(None));
             let continued = Arc::new(AtomicBool::new(false));
-            let (o, c) = (outcome.clone(), continued.clone());
+            let started = Arc::new(AtomicBool::new(false));
+            let (o, c, s) = (outcome.clone(), continued.clone(), started.clone());
             let task = ivy::spawn(move || {
+                s.store(true, Ordering::SeqCst);
                 let r = catch_unwind(AssertUnwindSafe(|| (blocked.call)(None)));
                 *o.lock().unwrap() = Some(wait_error(r.expect("a _deadline call unwound")));
                 // The task goes on after the error and can still block.
                 ivy::shield(|| ivy::sleep(ms(1)));
                 c.store(true, Ordering::SeqCst);
             });
-            ivy::sleep(ms(3));
+            // Cancelled once it runs (a task cancelled before it starts never
+            // runs), before or while it waits: either way `Cancelled`.
+            while !started.load(Ordering::SeqCst) {
+                ivy::yield_now();
+            }
+            ivy::sleep(ms(1));
             task.cancel();
             let _ = task.join();
             assert_eq!(*outcome.lock().unwrap(), Some(WaitError::Cancelled));
