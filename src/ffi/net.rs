@@ -1,6 +1,6 @@
 //! Sockets, foreign file descriptors and the blocking pool in the C ABI, over
-//! `ivy::net`'s and `ivy::io`'s crate-internal `Result` layer (`accept_until`,
-//! `read_until`, `wait_fd_ready`, ...): a blocking socket call parks the calling
+//! `ivy::net`'s and `ivy::io`'s `Result` layer (`accept_deadline`,
+//! `read_deadline`, `wait_fd_ready`, ...): a blocking socket call parks the calling
 //! task (or blocks a plain thread), takes a deadline, and reports cancellation
 //! as `IVY_ECANCELED` without unwinding through C.
 //!
@@ -54,27 +54,29 @@ use std::time::Instant;
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::stream::{
-    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
-    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
+    accept_into, listener_close, socket_fd, socket_from_fd, socket_handle, stream_close,
+    stream_read, stream_read_exact, stream_shutdown, stream_write, stream_write_all, SocketHandle,
 };
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
 use super::{guard, out_ptr, store_out, write_c_str, write_out};
 use crate::blocking::{BlockingHandle, JoinWait};
-use crate::io::WaitError;
+use crate::error::WaitError;
 use crate::net::addr::{
     from_sockaddr, resolve_host_port, to_sockaddr, try_each, ADDR_STR_MAX, ADDR_STR_MAX_V4,
 };
 use crate::net::{TcpListener, TcpStream, UdpSocket};
 
-pub(super) fn net_error(e: WaitError) -> c_int {
-    match e {
+/// The code of an error of the socket `Result` layer: the [`WaitError`] it
+/// carries (an interruption, a deadline, a close), else its errno.
+pub(super) fn net_error(e: std::io::Error) -> c_int {
+    match WaitError::of(&e) {
+        Some(WaitError::Cancelled) => IVY_ECANCELED,
+        Some(WaitError::Elapsed | WaitError::TimedOut) => IVY_ETIMEDOUT,
+        Some(WaitError::Closed) => IVY_ECLOSED,
         // `read_exact` met the peer's EOF first: the stream is closed.
-        WaitError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
-        WaitError::Cancelled => IVY_ECANCELED,
-        WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
-        WaitError::Io(e) => io_error(&e),
-        WaitError::Closed => IVY_ECLOSED,
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => IVY_ECLOSED,
+        None => io_error(&e),
     }
 }
 
@@ -255,21 +257,15 @@ const _: () = assert!(IVY_ADDRSTRLEN == ADDR_STR_MAX);
 static LISTENERS: HandleTable<TcpListener> = HandleTable::new(Kind::TcpListener);
 static STREAMS: HandleTable<TcpStream> = HandleTable::new(Kind::TcpStream);
 
-fn new_stream(s: TcpStream) -> Result<ivy_tcp_stream_t, c_int> {
-    let id = STREAMS.insert(Arc::new(s)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_tcp_stream_t { id })
-}
-
-fn new_listener(l: TcpListener) -> Result<ivy_tcp_listener_t, c_int> {
-    let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_tcp_listener_t { id })
+socket_handle! {
+    ivy_tcp_listener_t => TcpListener, LISTENERS;
+    ivy_tcp_stream_t => TcpStream, STREAMS;
 }
 
 fn listen_on(addrs: Vec<SocketAddr>) -> Result<ivy_tcp_listener_t, c_int> {
     // ivy's bind (not std's): its listen backlog is 4096. A resolved address
     // needs no lookup, so nothing in it can be interrupted (unwind).
-    let l = try_each(addrs, |a| TcpListener::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
-    new_listener(l)
+    ivy_tcp_listener_t::insert(try_each(addrs, TcpListener::bind).map_err(net_error)?)
 }
 
 /// Binds a TCP listener to `addr` (port 0: any free port, see
@@ -326,7 +322,7 @@ pub unsafe extern "C" fn ivy_tcp_listener_from_fd(
     out: *mut ivy_tcp_listener_t,
 ) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked, new_listener) })
+    guard(|| unsafe { socket_from_fd(fd, out, TcpListener::from_fd_checked) })
 }
 
 /// Stores the listener's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy
@@ -424,14 +420,8 @@ pub unsafe extern "C" fn ivy_tcp_accept(
     out: *mut ivy_tcp_stream_t,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: forwarded caller contract (`out`).
-        unsafe {
-            store_out(out, || {
-                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`).
+    guard(|| unsafe { accept_into(&LISTENERS, l.id, out, deadline) })
 }
 
 /// Closes the listener and frees the handle. Every `ivy_tcp_accept` blocked on
@@ -446,8 +436,7 @@ pub extern "C" fn ivy_tcp_listener_close(l: ivy_tcp_listener_t) -> c_int {
 
 fn connect_to(addrs: Vec<SocketAddr>, deadline: i64) -> Result<ivy_tcp_stream_t, c_int> {
     let d: Option<Instant> = to_instant(deadline)?;
-    let s = try_each(addrs, |a| TcpStream::connect_until(a, d)).map_err(net_error)?;
-    new_stream(s)
+    ivy_tcp_stream_t::insert(try_each(addrs, |a| TcpStream::connect_one(a, d)).map_err(net_error)?)
 }
 
 /// Connects to `addr`, trying each resolved address in turn, until `deadline`,
@@ -507,7 +496,7 @@ pub unsafe extern "C" fn ivy_tcp_connect_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_tcp_stream_from_fd(fd: c_int, out: *mut ivy_tcp_stream_t) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked, new_stream) })
+    guard(|| unsafe { socket_from_fd(fd, out, TcpStream::from_fd_checked) })
 }
 
 /// Stores the stream's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -720,15 +709,14 @@ pub struct ivy_udp_socket_t {
 
 static UDP: HandleTable<UdpSocket> = HandleTable::new(Kind::UdpSocket);
 
-fn new_udp(sock: UdpSocket) -> Result<ivy_udp_socket_t, c_int> {
-    let id = UDP.insert(Arc::new(sock)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_udp_socket_t { id })
+socket_handle! {
+    ivy_udp_socket_t => UdpSocket, UDP;
 }
 
 fn bind_udp(addrs: Vec<SocketAddr>) -> Result<ivy_udp_socket_t, c_int> {
     // A resolved address: no lookup, nothing that could unwind.
-    let sock = try_each(addrs, |a| UdpSocket::bind(a).map_err(WaitError::Io)).map_err(net_error)?;
-    new_udp(sock)
+    let sock = try_each(addrs, UdpSocket::bind).map_err(net_error)?;
+    ivy_udp_socket_t::insert(sock)
 }
 
 /// Binds a UDP socket to `addr` (port 0: any). Errors as `ivy_tcp_listen`.
@@ -772,7 +760,7 @@ pub unsafe extern "C" fn ivy_udp_bind_sockaddr(
 #[no_mangle]
 pub unsafe extern "C" fn ivy_udp_socket_from_fd(fd: c_int, out: *mut ivy_udp_socket_t) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked, new_udp) })
+    guard(|| unsafe { socket_from_fd(fd, out, UdpSocket::from_fd_checked) })
 }
 
 /// Stores the socket's fd in `*fd`, borrowed (e.g. for `setsockopt`): ivy keeps
@@ -855,7 +843,7 @@ fn send_udp(
 ) -> Result<(), c_int> {
     let d = to_instant(deadline)?;
     let sock = UDP.get(s.id).ok_or(IVY_EBADF)?;
-    let sent = sock.send_to_until(data, to, d).map_err(net_error)?;
+    let sent = sock.send_to_addr_deadline(data, to, d).map_err(net_error)?;
     if !n.is_null() {
         // SAFETY: non-null; writable by the caller's contract (of both senders).
         unsafe { write_out(n, sent) };
@@ -967,7 +955,7 @@ pub unsafe extern "C" fn ivy_udp_recv_from(
         }
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        let (got, whole, peer) = sock.recv_from_full_deadline(data, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
         if !full.is_null() {
@@ -1028,7 +1016,7 @@ pub unsafe extern "C" fn ivy_udp_recv_from_sockaddr(
         }
         // SAFETY: the caller's contract: `len` writable bytes at `buf`.
         let data = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-        let (got, whole, peer) = sock.recv_from_until(data, d).map_err(net_error)?;
+        let (got, whole, peer) = sock.recv_from_full_deadline(data, d).map_err(net_error)?;
         // SAFETY: checked non-null; writable by the caller's contract.
         unsafe { write_out(n, got) };
         if !full.is_null() {

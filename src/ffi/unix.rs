@@ -1,6 +1,6 @@
 //! Unix-domain stream sockets in the C ABI (`ivy_unix_*`), over `ivy::net`'s
-//! `UnixListener` / `UnixStream` and their crate-internal `Result` layer
-//! (`accept_until`, `read_until`, ...). The calls mirror the TCP ones
+//! `UnixListener` / `UnixStream` and their `Result` layer
+//! (`accept_deadline`, `read_deadline`, ...). The calls mirror the TCP ones
 //! (`ivy_tcp_*`): same argument order, same error codes, the deadline last; a
 //! blocking call parks the task (or blocks a plain thread) and a passed
 //! deadline is a non-blocking try.
@@ -29,14 +29,13 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::raw::{c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
-use std::sync::Arc;
 
 use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::net::net_error;
 use super::stream::{
-    listener_accept, listener_close, socket_fd, socket_from_fd, stream_close, stream_read,
-    stream_read_exact, stream_shutdown, stream_write, stream_write_all,
+    accept_into, listener_close, socket_fd, socket_from_fd, socket_handle, stream_close,
+    stream_read, stream_read_exact, stream_shutdown, stream_write, stream_write_all, SocketHandle,
 };
 use super::time::to_instant;
 use super::{guard, out_ptr, store_out, write_out};
@@ -59,14 +58,9 @@ pub struct ivy_unix_stream_t {
 static LISTENERS: HandleTable<UnixListener> = HandleTable::new(Kind::UnixListener);
 static STREAMS: HandleTable<UnixStream> = HandleTable::new(Kind::UnixStream);
 
-fn new_stream(s: UnixStream) -> Result<ivy_unix_stream_t, c_int> {
-    let id = STREAMS.insert(Arc::new(s)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_unix_stream_t { id })
-}
-
-fn new_listener(l: UnixListener) -> Result<ivy_unix_listener_t, c_int> {
-    let id = LISTENERS.insert(Arc::new(l)).ok_or(IVY_ENOMEM)?;
-    Ok(ivy_unix_listener_t { id })
+socket_handle! {
+    ivy_unix_listener_t => UnixListener, LISTENERS;
+    ivy_unix_stream_t => UnixStream, STREAMS;
 }
 
 /// Reads a C socket address: a path, or `@name` for an abstract name.
@@ -110,7 +104,7 @@ pub unsafe extern "C" fn ivy_unix_listen(
         unsafe {
             store_out(out, || {
                 let l = UnixListener::bind_addr(&socket_addr(path)?).map_err(|e| io_error(&e))?;
-                new_listener(l)
+                ivy_unix_listener_t::insert(l)
             })
         }
     })
@@ -129,14 +123,8 @@ pub unsafe extern "C" fn ivy_unix_accept(
     out: *mut ivy_unix_stream_t,
     deadline: i64,
 ) -> c_int {
-    guard(|| {
-        // SAFETY: forwarded caller contract (`out`).
-        unsafe {
-            store_out(out, || {
-                new_stream(listener_accept(&LISTENERS, l.id, deadline)?)
-            })
-        }
-    })
+    // SAFETY: forwarded caller contract (`out`).
+    guard(|| unsafe { accept_into(&LISTENERS, l.id, out, deadline) })
 }
 
 /// Closes the listener and frees the handle: every `ivy_unix_accept` blocked
@@ -168,7 +156,9 @@ pub unsafe extern "C" fn ivy_unix_connect(
             store_out(out, || {
                 let d = to_instant(deadline)?;
                 let addr = socket_addr(path)?;
-                new_stream(UnixStream::connect_addr_until(&addr, d).map_err(net_error)?)
+                ivy_unix_stream_t::insert(
+                    UnixStream::connect_addr_deadline(&addr, d).map_err(net_error)?,
+                )
             })
         }
     })
@@ -189,8 +179,8 @@ pub unsafe extern "C" fn ivy_unix_pair(
         let a = out_ptr(a)?;
         let b = out_ptr(b)?;
         let (x, y) = UnixStream::pair().map_err(|e| io_error(&e))?;
-        let hx = new_stream(x)?;
-        let hy = match new_stream(y) {
+        let hx = ivy_unix_stream_t::insert(x)?;
+        let hy = match ivy_unix_stream_t::insert(y) {
             Ok(h) => h,
             Err(e) => {
                 STREAMS.remove(hx.id);
@@ -342,7 +332,7 @@ pub unsafe extern "C" fn ivy_unix_listener_fd(l: ivy_unix_listener_t, fd: *mut c
 #[no_mangle]
 pub unsafe extern "C" fn ivy_unix_stream_from_fd(fd: c_int, out: *mut ivy_unix_stream_t) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, UnixStream::from_fd_checked, new_stream) })
+    guard(|| unsafe { socket_from_fd(fd, out, UnixStream::from_fd_checked) })
 }
 
 /// Wraps `fd`, a listening Unix-domain stream socket, in a listener handle
@@ -361,5 +351,5 @@ pub unsafe extern "C" fn ivy_unix_listener_from_fd(
     out: *mut ivy_unix_listener_t,
 ) -> c_int {
     // SAFETY: forwarded caller contract (`out`; `fd` handed over).
-    guard(|| unsafe { socket_from_fd(fd, out, UnixListener::from_fd_checked, new_listener) })
+    guard(|| unsafe { socket_from_fd(fd, out, UnixListener::from_fd_checked) })
 }

@@ -5,8 +5,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
-use super::registration::{Registration, WaitError, READABLE, WRITABLE};
+use super::registration::{Registration, READABLE, WRITABLE};
 use crate::cancel_scope as scope;
+use crate::error::WaitError;
 use crate::park;
 
 /// The `poll(2)` events asking for the directions in `mask`.
@@ -24,9 +25,9 @@ fn poll_events(mask: usize) -> libc::c_short {
 /// The ready bits of `poll(2)`'s `revents` (error and hang-up count as both
 /// directions, so the caller's next operation reports them), within `mask`;
 /// `EBADF` for a descriptor that is not open (`POLLNVAL`).
-fn poll_ready(revents: libc::c_short, mask: usize) -> Result<usize, WaitError> {
+fn poll_ready(revents: libc::c_short, mask: usize) -> io::Result<usize> {
     if revents & libc::POLLNVAL != 0 {
-        return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
     let mut ready = 0;
     if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
@@ -65,7 +66,7 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 
 /// One non-blocking look at `fd` (`poll(2)` with a zero timeout): the bits of
 /// `mask` it is ready for now, `0` if none.
-fn poll_now(fd: RawFd, mask: usize) -> Result<usize, WaitError> {
+fn poll_now(fd: RawFd, mask: usize) -> io::Result<usize> {
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -79,7 +80,7 @@ fn poll_now(fd: RawFd, mask: usize) -> Result<usize, WaitError> {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(WaitError::Io(e));
+            return Err(e);
         }
         return if n == 0 {
             Ok(0)
@@ -93,11 +94,7 @@ fn poll_now(fd: RawFd, mask: usize) -> Result<usize, WaitError> {
 /// `mask`, until `deadline`, or until the thread's `ivy::timeout` scope deadline.
 /// Returns the ready bits (error and hang-up conditions count as both directions,
 /// so the caller's next operation reports them).
-pub(crate) fn poll_thread(
-    fd: RawFd,
-    mask: usize,
-    deadline: Option<Instant>,
-) -> Result<usize, WaitError> {
+pub(crate) fn poll_thread(fd: RawFd, mask: usize, deadline: Option<Instant>) -> io::Result<usize> {
     loop {
         park::check_interrupt()?;
         let timeout_ms = poll_timeout(earliest(deadline, scope::current_deadline()));
@@ -113,7 +110,7 @@ pub(crate) fn poll_thread(
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(WaitError::Io(e));
+            return Err(e);
         }
         if n > 0 {
             let ready = poll_ready(pfd.revents, mask)?;
@@ -125,7 +122,7 @@ pub(crate) fn poll_thread(
         // Timed out: whose deadline was it?
         park::check_interrupt()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(WaitError::TimedOut);
+            return Err(WaitError::TimedOut.into());
         }
     }
 }
@@ -135,19 +132,15 @@ pub(crate) fn poll_thread(
 /// the task's worker poll, removed (and the duplicate closed) before returning;
 /// the caller's fd is never closed, and closing it meanwhile (C code may) only
 /// leaves the wait on the open file it named. On a thread: `poll(2)`.
-pub(crate) fn wait_fd(
-    fd: RawFd,
-    mask: usize,
-    deadline: Option<Instant>,
-) -> Result<usize, WaitError> {
+pub(crate) fn wait_fd(fd: RawFd, mask: usize, deadline: Option<Instant>) -> io::Result<usize> {
     if fd < 0 {
-        return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
     if mask & (READABLE | WRITABLE) == 0 {
-        return Err(WaitError::Io(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "ivy: wait on an fd needs readable and/or writable interest",
-        )));
+        ));
     }
     if !crate::task::current::in_task() {
         return poll_thread(fd, mask, deadline);
@@ -163,7 +156,7 @@ pub(crate) fn wait_fd(
         return Ok(ready);
     }
     if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(WaitError::TimedOut);
+        return Err(WaitError::TimedOut.into());
     }
     // Duplicates that met a stale epoll entry (see below), kept open so the
     // next duplicate gets another number.
@@ -174,11 +167,7 @@ pub(crate) fn wait_fd(
             // Out of fd numbers: register the caller's fd itself. Still sound
             // (tokens are checked); only a close of `fd` during the wait is then
             // not isolated from a later file reusing its number.
-            Err(WaitError::Io(e))
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
-            {
-                None
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => None,
             Err(e) => return Err(e),
         };
         let target = dup.as_ref().map_or(fd, |d| d.as_raw_fd());
@@ -190,12 +179,12 @@ pub(crate) fn wait_fd(
         match r {
             // epoll refuses regular files and directories (EPERM); poll(2) reports
             // them always ready, and so do we.
-            Err(WaitError::Io(e)) if e.raw_os_error() == Some(libc::EPERM) => return Ok(mask),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(mask),
             // The number was free, so an entry (number, file) already in the poll
             // is a stale one: some registration whose fd number was closed
             // behind ivy's back while a dup kept the file open. Its token names
             // nothing; try another number.
-            Err(WaitError::Io(e))
+            Err(e)
                 if e.raw_os_error() == Some(libc::EEXIST)
                     && dup.is_some()
                     && refused.len() < MAX_REFUSED =>
@@ -211,11 +200,11 @@ pub(crate) fn wait_fd(
 const MAX_REFUSED: usize = 8;
 
 /// A close-on-exec duplicate of `fd`, owned by ivy.
-fn duplicate(fd: RawFd) -> Result<OwnedFd, WaitError> {
+fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC only reads `fd`; an invalid fd gives EBADF.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
-        return Err(WaitError::Io(io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: `dup` is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })

@@ -56,8 +56,10 @@
 //! of an enclosing `ivy::timeout` scope; both fail with `io::ErrorKind::TimedOut`
 //! (the scope then also reports `Err(Elapsed)`). Cancellation of the calling task
 //! unwinds from the blocking call, as everywhere in ivy (`JoinError::Cancelled`
-//! at the task's root); the crate-internal `Result` layer (`WaitError`) is what
-//! the C ABI uses, so nothing unwinds through C.
+//! at the task's root). The `Result` layer (`wait_readable_deadline` & co., and
+//! the `_deadline` socket calls of `crate::net`) never unwinds: an interruption,
+//! a deadline or a close is an `io::Error` carrying an `ivy::WaitError`
+//! (`WaitError::of`). The C ABI uses it, so nothing unwinds through C.
 //!
 //! # Plain threads
 //! ivy sockets also work on threads outside any runtime: an operation that would
@@ -95,7 +97,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
-pub(crate) use registration::{or_raise_io, Direction, Registration, WaitError};
+pub(crate) use registration::{or_raise_io, Direction, Registration};
 pub(crate) use registration::{READABLE, WRITABLE};
 
 /// Waits until `fd` is readable (or at EOF / in error: the next read reports it),
@@ -108,7 +110,8 @@ pub(crate) use registration::{READABLE, WRITABLE};
 /// `BorrowedFd`, ...).
 ///
 /// Errors: `TimedOut` when `deadline` or the caller's `ivy::timeout` scope passes.
-/// Cancellation of the calling task unwinds.
+/// Cancellation of the calling task unwinds ([`wait_readable_deadline`] is the
+/// form that returns it instead).
 ///
 /// ```
 /// use std::io::Write;
@@ -139,12 +142,25 @@ pub(crate) use registration::{READABLE, WRITABLE};
 /// ivy::io::wait_readable(rx.as_raw_fd(), None); // error: `i32` is not `AsFd`
 /// ```
 pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
-    or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), READABLE, deadline)).map(|_| ())
+    or_raise_io(wait_readable_deadline(fd, deadline))
+}
+
+/// [`wait_readable`] that never unwinds (ivy's `Result` layer): cancellation,
+/// an enclosing `ivy::timeout` scope and `deadline` are `Err(e)` with
+/// [`WaitError::of`](crate::WaitError::of)`(&e)` = `Cancelled`, `Elapsed`,
+/// `TimedOut`. A passed `deadline` looks once without blocking.
+pub fn wait_readable_deadline(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    fd::wait_fd(fd.as_fd().as_raw_fd(), READABLE, deadline).map(|_| ())
 }
 
 /// Waits until `fd` is writable (or in error); see [`wait_readable`].
 pub fn wait_writable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
-    or_raise_io(fd::wait_fd(fd.as_fd().as_raw_fd(), WRITABLE, deadline)).map(|_| ())
+    or_raise_io(wait_writable_deadline(fd, deadline))
+}
+
+/// [`wait_writable`] that never unwinds; see [`wait_readable_deadline`].
+pub fn wait_writable_deadline(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<()> {
+    fd::wait_fd(fd.as_fd().as_raw_fd(), WRITABLE, deadline).map(|_| ())
 }
 
 /// What [`poll`] waits for on one fd: [`Interest::READABLE`],
@@ -260,6 +276,12 @@ impl<'fd> PollFd<'fd> {
 /// });
 /// ```
 pub fn poll(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<usize> {
+    or_raise_io(poll_deadline(fds, deadline))
+}
+
+/// [`poll`] that never unwinds (ivy's `Result` layer); see
+/// [`wait_readable_deadline`]. On an error every entry's readiness is empty.
+pub fn poll_deadline(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<usize> {
     let mut entries: Vec<poll::PollEntry> = fds
         .iter()
         .map(|f| poll::PollEntry {
@@ -272,7 +294,7 @@ pub fn poll(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<usi
     for (f, e) in fds.iter_mut().zip(&entries) {
         f.ready = Readiness(if r.is_ok() { e.ready } else { 0 });
     }
-    or_raise_io(r)
+    r
 }
 
 /// Readiness reported by [`wait_fd_ready`]-style waits.
@@ -291,7 +313,7 @@ pub(crate) fn wait_fd_ready(
     readable: bool,
     writable: bool,
     deadline: Option<Instant>,
-) -> Result<Ready, WaitError> {
+) -> io::Result<Ready> {
     let mut mask = 0;
     if readable {
         mask |= READABLE;

@@ -44,8 +44,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use super::fd::{earliest, poll_timeout};
-use super::registration::{Direction, Registration, WaitError, READABLE, WRITABLE};
+use super::registration::{Direction, Registration, READABLE, WRITABLE};
 use crate::cancel_scope as scope;
+use crate::error::WaitError;
 use crate::park;
 
 /// Ready bit of a poll entry: the peer hung up (a read reaches end of file).
@@ -77,7 +78,7 @@ pub(crate) struct PollEntry {
 pub(crate) fn wait_fds_ready(
     entries: &mut [PollEntry],
     deadline: Option<Instant>,
-) -> Result<usize, WaitError> {
+) -> io::Result<usize> {
     for e in entries.iter() {
         if e.fd < 0 || e.interest & (READABLE | WRITABLE) == 0 {
             return Err(invalid(
@@ -96,7 +97,7 @@ pub(crate) fn wait_fds_ready(
         return Ok(ready);
     }
     if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(WaitError::TimedOut);
+        return Err(WaitError::TimedOut.into());
     }
     let ready = if crate::task::current::in_task() {
         wait_in_task(entries, deadline)?
@@ -104,19 +105,19 @@ pub(crate) fn wait_fds_ready(
         poll_entries(entries, deadline)?
     };
     if ready == 0 {
-        return Err(WaitError::TimedOut);
+        return Err(WaitError::TimedOut.into());
     }
     Ok(ready)
 }
 
-fn invalid(what: &'static str) -> WaitError {
-    WaitError::Io(io::Error::new(io::ErrorKind::InvalidInput, what))
+fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what)
 }
 
 /// `poll(2)` over `entries` until one is ready or `deadline` (and the caller's
 /// scope deadline) passes; a passed `deadline` looks once and returns `Ok(0)`
 /// if nothing is ready. Fills `ready` and returns how many entries are ready.
-fn poll_entries(entries: &mut [PollEntry], deadline: Option<Instant>) -> Result<usize, WaitError> {
+fn poll_entries(entries: &mut [PollEntry], deadline: Option<Instant>) -> io::Result<usize> {
     let mut pfds: Vec<libc::pollfd> = entries
         .iter()
         .map(|e| libc::pollfd {
@@ -138,11 +139,11 @@ fn poll_entries(entries: &mut [PollEntry], deadline: Option<Instant>) -> Result<
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(WaitError::Io(e));
+            return Err(e);
         }
         if n > 0 {
             if pfds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
-                return Err(WaitError::Io(io::Error::from_raw_os_error(libc::EBADF)));
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
             }
             let mut count = 0;
             for (e, p) in entries.iter_mut().zip(&pfds) {
@@ -205,11 +206,11 @@ fn ready_bits(events: u32, interest: usize) -> usize {
 }
 
 /// The task's wait: a private epoll set registered with the worker's poll.
-fn wait_in_task(entries: &mut [PollEntry], deadline: Option<Instant>) -> Result<usize, WaitError> {
+fn wait_in_task(entries: &mut [PollEntry], deadline: Option<Instant>) -> io::Result<usize> {
     // SAFETY: epoll_create1 takes only flags; it returns a new fd or -1.
     let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if raw < 0 {
-        return Err(WaitError::Io(io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
     let set = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -243,7 +244,7 @@ fn wait_in_task(entries: &mut [PollEntry], deadline: Option<Instant>) -> Result<
                 always_ready = true;
                 continue;
             }
-            return Err(WaitError::Io(e));
+            return Err(e);
         }
     }
 

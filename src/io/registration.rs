@@ -33,6 +33,7 @@ use std::time::Instant;
 use super::reactor::{self, ReactorHandle};
 use super::token::IoToken;
 use crate::cancel::Interrupted;
+use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::task::current;
 
@@ -57,58 +58,30 @@ impl Direction {
     }
 }
 
-/// Why a wait for readiness ended without the fd being ready.
-#[derive(Debug)]
-pub(crate) enum WaitError {
-    /// The calling task was cancelled.
-    Cancelled,
-    /// The deadline of an enclosing `ivy::timeout` scope passed.
-    Elapsed,
-    /// The caller's own deadline (or the socket's timeout) passed.
-    TimedOut,
-    /// The operation itself failed.
-    Io(std::io::Error),
-    /// The object waited on was closed (`Registration::close`), before or during
-    /// the call. The C ABI reports `IVY_ECLOSED`.
-    Closed,
-}
-
-impl From<Interrupted> for WaitError {
-    fn from(i: Interrupted) -> WaitError {
+/// An interruption as an I/O error: the `io::Error` carrying the matching
+/// [`WaitError`] (`Cancelled` / `Elapsed`), so `?` on `park`'s results works in
+/// I/O code and `WaitError::of` tells the C ABI and `or_raise_io` what it was.
+impl From<Interrupted> for std::io::Error {
+    fn from(i: Interrupted) -> std::io::Error {
         match i {
-            Interrupted::Cancelled => WaitError::Cancelled,
-            Interrupted::Elapsed => WaitError::Elapsed,
+            Interrupted::Cancelled => WaitError::Cancelled.into(),
+            Interrupted::Elapsed => WaitError::Elapsed.into(),
         }
     }
 }
 
-impl From<std::io::Error> for WaitError {
-    fn from(e: std::io::Error) -> WaitError {
-        WaitError::Io(e)
-    }
-}
-
-impl WaitError {
-    /// The Rust-side behaviour: cancellation unwinds (like every ivy blocking
-    /// call), everything else is an `io::Error` (`TimedOut` for deadlines).
-    pub(crate) fn into_io_or_raise(self) -> std::io::Error {
-        match self {
-            WaitError::Cancelled => Interrupted::Cancelled.raise(),
-            WaitError::Elapsed => Interrupted::Elapsed.into_io(),
-            WaitError::TimedOut => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out")
-            }
-            WaitError::Io(e) => e,
-            WaitError::Closed => {
-                std::io::Error::new(std::io::ErrorKind::NotConnected, "socket closed")
-            }
+/// The unwinding (Rust-side) behaviour over an I/O result of the `Result`
+/// layer: a cancellation unwinds, like every ivy blocking call; everything else
+/// stays an `io::Error` (an elapsed scope and a deadline are `TimedOut`, a
+/// close `NotConnected`, each carrying its [`WaitError`]).
+#[inline]
+pub(crate) fn or_raise_io<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(e) = &r {
+        if WaitError::of(e) == Some(WaitError::Cancelled) {
+            Interrupted::Cancelled.raise();
         }
     }
-}
-
-/// Unwraps an internal I/O result with the Rust-side behaviour (see `WaitError`).
-pub(crate) fn or_raise_io<T>(r: Result<T, WaitError>) -> std::io::Result<T> {
-    r.map_err(WaitError::into_io_or_raise)
+    r
 }
 
 /// The readiness bits a poll event sets: hang-up and error count as ready in
@@ -231,14 +204,14 @@ impl IoState {
         &self,
         mask: usize,
         deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+    ) -> std::io::Result<usize> {
         let me = park::current_unparker();
         loop {
             {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
                 if self.is_closed() {
                     remove_waiter(&mut waiters, &me);
-                    return Err(WaitError::Closed);
+                    return Err(WaitError::Closed.into());
                 }
                 let ready = self.ready_bits() & mask;
                 if ready != 0 {
@@ -260,7 +233,7 @@ impl IoState {
                 let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
                 remove_waiter(&mut waiters, &me);
                 if self.is_closed() {
-                    return Err(WaitError::Closed);
+                    return Err(WaitError::Closed.into());
                 }
                 // Readiness that raced with the interruption wins: report it, so
                 // the caller's operation runs and no event is lost to a timeout.
@@ -269,7 +242,7 @@ impl IoState {
                     return Ok(ready);
                 }
                 parked?;
-                return Err(WaitError::TimedOut);
+                return Err(WaitError::TimedOut.into());
             }
         }
     }
@@ -352,7 +325,7 @@ impl Registration {
         dir: Direction,
         deadline: Option<Instant>,
         mut op: impl FnMut() -> std::io::Result<R>,
-    ) -> Result<R, WaitError> {
+    ) -> std::io::Result<R> {
         let bit = dir.bit();
         let mut reactor: Option<Arc<ReactorHandle>> = None;
         // Cooperative budget (worker.rs): a task whose operations never block
@@ -366,7 +339,7 @@ impl Registration {
         let mut try_anyway = deadline.is_some_and(|d| Instant::now() >= d);
         loop {
             if self.state.is_closed() {
-                return Err(WaitError::Closed);
+                return Err(WaitError::Closed.into());
             }
             let snapshot = self.state.snapshot();
             if snapshot & bit != 0 || std::mem::take(&mut try_anyway) {
@@ -376,7 +349,7 @@ impl Registration {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Ok(v) => return Ok(v),
-                    Err(e) => return Err(WaitError::Io(e)),
+                    Err(e) => return Err(e),
                 }
             }
             if reactor.is_none() {
@@ -387,6 +360,13 @@ impl Registration {
                     self.state.set_ready(bit);
                     continue;
                 }
+            }
+            // A passed deadline was a non-blocking try: report it without
+            // parking (a park, even with a passed timer, would let the
+            // worker's other tasks run first).
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                park::check_interrupt()?;
+                return Err(WaitError::TimedOut.into());
             }
             let r = reactor.as_ref().expect("set above");
             self.ensure_registered(r)?;
@@ -399,9 +379,9 @@ impl Registration {
     /// A passed `deadline` polls the fd once without blocking (its readiness
     /// may not have been dispatched to the bits yet). `WaitError::Closed` once
     /// the registration is closed.
-    pub(crate) fn wait(&self, mask: usize, deadline: Option<Instant>) -> Result<usize, WaitError> {
+    pub(crate) fn wait(&self, mask: usize, deadline: Option<Instant>) -> std::io::Result<usize> {
         if self.state.is_closed() {
-            return Err(WaitError::Closed);
+            return Err(WaitError::Closed.into());
         }
         let passed = deadline.is_some_and(|d| Instant::now() >= d);
         let r = match current_reactor() {
@@ -412,7 +392,7 @@ impl Registration {
             _ => crate::io::fd::poll_thread(self.fd, mask, deadline),
         };
         if self.state.is_closed() {
-            return Err(WaitError::Closed);
+            return Err(WaitError::Closed.into());
         }
         r
     }

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::io::WaitError;
+use crate::error::WaitError;
 
 /// What an address argument turns into: addresses, or a name to look up.
 #[doc(hidden)]
@@ -102,7 +102,7 @@ impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {
 }
 
 /// Resolves `addr`, looking names up on the blocking pool.
-pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> Result<Vec<SocketAddr>, WaitError> {
+pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> io::Result<Vec<SocketAddr>> {
     let addrs = match addr.to_lookup() {
         Lookup::Ready(v) => v,
         Lookup::Host(host, port) => crate::blocking::run_blocking(move || {
@@ -114,10 +114,10 @@ pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> Result<Vec<SocketA
         })??,
     };
     if addrs.is_empty() {
-        return Err(WaitError::Io(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "could not resolve to any addresses",
-        )));
+        ));
     }
     Ok(addrs)
 }
@@ -126,32 +126,32 @@ pub(crate) fn resolve<A: ToSocketAddrs + ?Sized>(addr: &A) -> Result<Vec<SocketA
 /// otherwise the last error is returned.
 pub(crate) fn each_addr<A: ToSocketAddrs + ?Sized, T>(
     addr: &A,
-    f: impl FnMut(SocketAddr) -> Result<T, WaitError>,
-) -> Result<T, WaitError> {
+    f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
     try_each(resolve(addr)?, f)
 }
 
 /// `each_addr` over addresses already resolved (the C ABI resolves its own
-/// strings): the first success wins; an I/O error moves on to the next address,
-/// an interruption stops at once.
+/// strings): the first success wins; an OS error moves on to the next address,
+/// a `WaitError` (interruption, deadline, close) stops at once.
 pub(crate) fn try_each<T>(
     addrs: Vec<SocketAddr>,
-    mut f: impl FnMut(SocketAddr) -> Result<T, WaitError>,
-) -> Result<T, WaitError> {
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
     let mut last = None;
     for a in addrs {
         match f(a) {
             Ok(v) => return Ok(v),
-            Err(WaitError::Io(e)) => last = Some(e),
+            Err(e) if WaitError::of(&e).is_none() => last = Some(e),
             Err(e) => return Err(e),
         }
     }
-    Err(WaitError::Io(last.unwrap_or_else(|| {
+    Err(last.unwrap_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             "could not resolve to any addresses",
         )
-    })))
+    }))
 }
 
 /// Resolves a C-style address string for the C ABI: `"1.2.3.4:80"`,
@@ -159,11 +159,11 @@ pub(crate) fn try_each<T>(
 /// Errors: `InvalidInput` for a string that is not `host:port` or whose port is
 /// not a number in 0..=65535 (`":-1"`, `"x:70000"`), `NotFound` for a name that
 /// does not resolve (or resolves to nothing); interruptions while looking up.
-pub(crate) fn resolve_host_port(s: &str) -> Result<Vec<SocketAddr>, WaitError> {
+pub(crate) fn resolve_host_port(s: &str) -> io::Result<Vec<SocketAddr>> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(vec![a]);
     }
-    let invalid = |what: &str| WaitError::Io(io::Error::new(io::ErrorKind::InvalidInput, what));
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what);
     let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid("not host:port"))?;
     let port: u16 = port
         .parse()
@@ -185,10 +185,10 @@ pub(crate) fn resolve_host_port(s: &str) -> Result<Vec<SocketAddr>, WaitError> {
     })?;
     match found {
         Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(WaitError::Io(io::Error::new(
+        _ => Err(io::Error::new(
             io::ErrorKind::NotFound,
             "name does not resolve",
-        ))),
+        )),
     }
 }
 
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn host_port_errors() {
         let kind = |s: &str| match resolve_host_port(s) {
-            Err(WaitError::Io(e)) => e.kind(),
+            Err(e) if WaitError::of(&e).is_none() => e.kind(),
             other => panic!("{s}: {other:?}"),
         };
         assert_eq!(kind("127.0.0.1:70000"), io::ErrorKind::InvalidInput);

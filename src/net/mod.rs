@@ -7,40 +7,312 @@
 //! socket is non-blocking: an operation that would block waits for readiness on
 //! the task's worker poll (see `crate::io`), or in `poll(2)` on a plain thread.
 //!
-//! Deadlines: each blocking call waits at most until the earliest of the
-//! socket's own timeout (`set_read_timeout` / `set_write_timeout`, as in std) and
-//! the caller's `ivy::timeout` scope deadline; both fail with
-//! `io::ErrorKind::TimedOut`. Cancellation of the calling task unwinds from the
-//! blocking call (the task's join reports `JoinError::Cancelled`); the unwind
-//! drops the sockets the task owned, which deregisters and closes them.
+//! Layering: net is in the api layer; it uses `crate::io` (registrations and
+//! readiness waits), `crate::park` / `crate::cancel` (interruptions, through
+//! io), `crate::blocking` (name lookups) and `crate::error::WaitError`. Nothing
+//! below it imports it; `crate::ffi` wraps it.
+//!
+//! # Two forms of every blocking call
+//! Each blocking call `x(args) -> io::Result<R>` (`read`, `write`,
+//! `read_exact`, `write_all`, `accept`, `connect`, `send_to`, `recv_from`,
+//! `send`, `recv`, `peek`, `peek_from`) has a twin `x_deadline(args, deadline: Option<Instant>) -> io::Result<R>` that
+//! never unwinds: cancellation of the calling task, the deadline of an
+//! enclosing `ivy::timeout` scope, its own `deadline` (and the socket's
+//! timeout) and a `close` of the socket are `Err(e)` with
+//! [`WaitError::of`](crate::WaitError::of)`(&e)` = `Some(Cancelled | Elapsed |
+//! TimedOut | Closed)`; any other error is the OS's. `None` means no own
+//! deadline; a passed one is a non-blocking try (the operation is attempted
+//! once, whatever ivy's readiness bits say). The plain form is
+//! `or_raise_io(x_deadline(args, None))`: the same, except that a cancellation
+//! unwinds (the task's join reports `JoinError::Cancelled`; the unwind drops the
+//! sockets the task owned, which deregisters and closes them). So an elapsed
+//! scope reaches I/O code as an `io::ErrorKind::TimedOut` error in both forms
+//! (the scope then reports `Err(Elapsed)`), and so does the socket's own
+//! timeout (`set_read_timeout` / `set_write_timeout`, as in std). The C ABI
+//! calls the `_deadline` forms and maps `WaitError::of` to `IVY_ECANCELED`,
+//! `IVY_ETIMEDOUT` and `IVY_ECLOSED`.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use ivy::net::{TcpListener, TcpStream};
+//! use ivy::WaitError;
+//!
+//! ivy::run(|| {
+//!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//!     let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+//!     let _peer = listener.accept().unwrap();
+//!     let mut buf = [0u8; 16];
+//!     // Nothing was sent: the own deadline passes.
+//!     let soon = Instant::now() + Duration::from_millis(5);
+//!     let e = stream.read_deadline(&mut buf, Some(soon)).unwrap_err();
+//!     assert_eq!(WaitError::of(&e), Some(WaitError::TimedOut));
+//!     // A task cancelled while it reads gets an error, not an unwind.
+//!     let started = Arc::new(AtomicBool::new(false));
+//!     let s = started.clone();
+//!     let reader = ivy::spawn(move || {
+//!         s.store(true, Ordering::SeqCst);
+//!         let e = stream.read_deadline(&mut buf, None).unwrap_err();
+//!         WaitError::of(&e)
+//!     });
+//!     while !started.load(Ordering::SeqCst) {
+//!         ivy::yield_now();
+//!     }
+//!     reader.cancel();
+//!     // It goes on and returns normally.
+//!     assert_eq!(reader.join().unwrap(), Some(WaitError::Cancelled));
+//! });
+//! ```
 //!
 //! Sharing: `try_clone` and `split` hand out more handles to the *same* socket
 //! (shared ownership, no new fd); the socket is closed when the last handle
 //! drops. One task may read while another writes.
 //!
-//! Closing while others wait (crate-internal `close`, what the C ABI's
-//! `ivy_tcp_close` & co. call, like libdill's `hclose`): a handle table hands out
-//! `Arc`s, so a call blocked on the socket keeps it alive after its handle is
-//! freed. `close` therefore does not wait for the last `Arc`: it marks the
-//! registration closed (every waiting task wakes with `WaitError::Closed`, and
-//! every later call fails so), then `shutdown(SHUT_RDWR)`s the socket, which
-//! sends the peer its EOF, makes a listener stop listening (new connects are
-//! refused, queued ones reset) and wakes plain threads blocked in `poll(2)` on
-//! it. The fd number itself is released when the last `Arc` drops, which the
-//! woken waiters do at once; keeping it open until then means no call ever runs
-//! on an fd number that was closed and reused by someone else.
-
-pub(crate) mod addr;
-mod tcp;
-mod udp;
-mod unix;
+//! Closing while others wait (`close`, what the C ABI's `ivy_tcp_close` & co.
+//! call, like libdill's `hclose`): a handle table hands out `Arc`s, so a call
+//! blocked on the socket keeps it alive after its handle is freed. `close`
+//! therefore does not wait for the last `Arc`: it marks the registration closed
+//! (every waiting task wakes with `WaitError::Closed`, and every later call
+//! fails so), then `shutdown(SHUT_RDWR)`s the socket, which sends the peer its
+//! EOF, makes a listener stop listening (new connects are refused, queued ones
+//! reset) and wakes plain threads blocked in `poll(2)` on it. The fd number
+//! itself is released when the last `Arc` drops, which the woken waiters do at
+//! once; keeping it open until then means no call ever runs on an fd number
+//! that was closed and reused by someone else.
+//!
+//! # One pattern for the boilerplate
+//! The five socket types share their readiness logic through `Socket<T>`. Their
+//! trait boilerplate (`Debug`, `AsFd` / `AsRawFd`, the `Incoming` iterators,
+//! `Read` / `Write` for `T` and `&T`) is written once, as one small
+//! declarative macro per trait family below, not as blanket impls over a
+//! shared trait: `impl<T: StreamSocket> Read for T` is refused by the orphan
+//! rule (`Read` is foreign and `T` uncovered), a generic wrapper type would
+//! change the public types and their rustdoc, and a macro keeps each type's
+//! rustdoc listing the same concrete impls as before. The macros only forward
+//! to inherent methods; the logic stays in ordinary functions.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::io::{Direction, Registration, WaitError};
+use crate::io::{Direction, Registration};
+
+/// The timeout accessors of a socket type (inside its `impl` block): the
+/// socket's own read and write timeouts, as in std, kept by its `Socket`.
+macro_rules! socket_timeouts {
+    () => {
+        /// Read timeout (like std): a read that waits longer fails with
+        /// `TimedOut`. `Some(Duration::ZERO)` is an `InvalidInput` error, as in
+        /// std.
+        pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.inner.set_timeout($crate::io::Direction::Read, t)
+        }
+
+        /// Write timeout (like std); see `set_read_timeout`.
+        pub fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.inner.set_timeout($crate::io::Direction::Write, t)
+        }
+
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.inner.timeout($crate::io::Direction::Read))
+        }
+
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.inner.timeout($crate::io::Direction::Write))
+        }
+    };
+}
+
+/// `AsRawFd` and `AsFd` for socket types whose `inner` is a `Socket` (or an
+/// `Arc` of one): the fd the socket owns, lent.
+macro_rules! impl_socket_fd {
+    ($($t:ty),* $(,)?) => {$(
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.inner.raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.inner.get())
+            }
+        }
+    )*};
+}
+
+/// `Debug` for a socket type: its name, the addresses named (each from the
+/// inherent method of that name, `None` when it fails) and its fd.
+macro_rules! impl_socket_debug {
+    ($t:ident { $($field:literal: $getter:ident),* $(,)? }) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field($field, &self.$getter().ok()))*
+                    .field("fd", &self.inner.raw_fd())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// The iterator of a listener's `incoming()`: accepted streams, never ending,
+/// errors yielded; and the listener's `StreamListener` impl.
+macro_rules! impl_listener {
+    ($(#[$doc:meta])* $incoming:ident, $listener:ident, $stream:ident) => {
+        $(#[$doc])*
+        pub struct $incoming<'a> {
+            listener: &'a $listener,
+        }
+
+        impl Iterator for $incoming<'_> {
+            type Item = std::io::Result<$stream>;
+            fn next(&mut self) -> Option<std::io::Result<$stream>> {
+                Some(self.listener.accept().map(|(s, _)| s))
+            }
+        }
+
+        impl $crate::net::StreamListener for $listener {
+            type Stream = $stream;
+
+            fn accept_stream_deadline(
+                &self,
+                deadline: Option<std::time::Instant>,
+            ) -> std::io::Result<$stream> {
+                self.accept_deadline(deadline).map(|(s, _)| s)
+            }
+
+            fn close(&self) {
+                $listener::close(self);
+            }
+        }
+    };
+}
+
+/// For a stream type with inherent `read_deadline` / `write_deadline`,
+/// `shutdown` and `close`: the `read_exact_deadline` / `write_all_deadline`
+/// twins, `Read` / `Write` for the type and for a shared reference (the plain
+/// forms: the `_deadline` ones with a cancellation unwinding; the vectored
+/// calls go to the socket's own), and the `StreamSocket` impl.
+macro_rules! impl_stream {
+    ($t:ident) => {
+        impl $t {
+            /// Reads exactly `buf.len()` bytes before `deadline`, never
+            /// unwinding (see [the module's rule](crate::net)). The peer
+            /// closing its side first is an `UnexpectedEof` error. On an error,
+            /// an unknown part of `buf` may have been filled.
+            pub fn read_exact_deadline(
+                &self,
+                buf: &mut [u8],
+                deadline: Option<std::time::Instant>,
+            ) -> std::io::Result<()> {
+                $crate::net::StreamSocket::read_exact_with_count(self, buf, deadline).1
+            }
+
+            /// Writes all of `buf` before `deadline` (several writes if
+            /// needed), never unwinding (see [the module's rule](crate::net)).
+            /// On an error, an unknown part of `buf` may have been sent.
+            pub fn write_all_deadline(
+                &self,
+                buf: &[u8],
+                deadline: Option<std::time::Instant>,
+            ) -> std::io::Result<()> {
+                $crate::net::StreamSocket::write_all_with_count(self, buf, deadline).1
+            }
+        }
+
+        impl std::io::Read for &$t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                $crate::io::or_raise_io(self.read_deadline(buf, None))
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                self.inner.io($crate::io::Direction::Read, |mut s| {
+                    std::io::Read::read_vectored(&mut s, bufs)
+                })
+            }
+        }
+
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                $crate::io::or_raise_io(self.write_deadline(buf, None))
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.inner.io($crate::io::Direction::Write, |mut s| {
+                    std::io::Write::write_vectored(&mut s, bufs)
+                })
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                std::io::Read::read_vectored(&mut &*self, bufs)
+            }
+        }
+
+        impl std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::io::Write::write(&mut &*self, buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                std::io::Write::write_vectored(&mut &*self, bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl $crate::net::StreamSocket for $t {
+            fn read_deadline(
+                &self,
+                buf: &mut [u8],
+                deadline: Option<std::time::Instant>,
+            ) -> std::io::Result<usize> {
+                $t::read_deadline(self, buf, deadline)
+            }
+
+            fn write_deadline(
+                &self,
+                buf: &[u8],
+                deadline: Option<std::time::Instant>,
+            ) -> std::io::Result<usize> {
+                $t::write_deadline(self, buf, deadline)
+            }
+
+            fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                $t::shutdown(self, how)
+            }
+
+            fn close(&self) {
+                $t::close(self);
+            }
+        }
+    };
+}
+
+pub(crate) mod addr;
+mod tcp;
+mod udp;
+mod unix;
 
 pub use addr::ToSocketAddrs;
 pub use tcp::{Incoming, TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
@@ -49,28 +321,29 @@ pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 const NO_TIMEOUT: u64 = u64::MAX;
 
-/// A listening stream socket, TCP or Unix-domain, as the C ABI's calls use it.
+/// A listening stream socket, TCP or Unix-domain, as the C ABI's calls use it
+/// (`impl_listener!`).
 pub(crate) trait StreamListener: AsRawFd {
     /// The streams it accepts.
     type Stream: StreamSocket;
 
-    /// Accepts a connection before `deadline` (the peer's address dropped).
-    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<Self::Stream, WaitError>;
+    /// `accept_deadline` without the peer's address.
+    fn accept_stream_deadline(&self, deadline: Option<Instant>) -> io::Result<Self::Stream>;
 
     /// Closes the listener for everyone sharing it (see the module's notes).
     fn close(&self);
 }
 
-/// A connected stream socket, TCP or Unix-domain: the crate-internal `Result`
-/// layer (errors distinguish interruptions, the deadline and a close) that the
-/// C ABI's stream calls share. `read_exact_until` and `write_all_until` are
-/// written once, over `read_until` / `write_until`.
+/// A connected stream socket, TCP or Unix-domain (`impl_stream!`): the
+/// `Result` layer that the C ABI's stream calls share. `read_exact_with_count`
+/// and `write_all_with_count` are written once, over `read_deadline` /
+/// `write_deadline`, and also say how far they got (the C calls report it).
 pub(crate) trait StreamSocket: AsRawFd {
     /// Reads up to `buf.len()` bytes before `deadline`; 0 at end of file.
-    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError>;
+    fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize>;
 
     /// Writes up to `buf.len()` bytes before `deadline`.
-    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError>;
+    fn write_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize>;
 
     /// `shutdown(2)` of one side or both; the socket stays open.
     fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()>;
@@ -83,18 +356,15 @@ pub(crate) trait StreamSocket: AsRawFd {
     /// of the count may not have reached the peer yet, but it left `buf`. An
     /// empty `buf` succeeds at once. A write of 0 bytes (which a stream socket
     /// never does for a non-empty buffer) is reported as `EPIPE`.
-    fn write_all_until(
+    fn write_all_with_count(
         &self,
         mut buf: &[u8],
         deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
+    ) -> (usize, io::Result<()>) {
         let mut done = 0;
         while !buf.is_empty() {
-            match self.write_until(buf, deadline) {
-                Ok(0) => {
-                    let e = io::Error::from_raw_os_error(libc::EPIPE);
-                    return (done, Err(WaitError::Io(e)));
-                }
+            match self.write_deadline(buf, deadline) {
+                Ok(0) => return (done, Err(io::Error::from_raw_os_error(libc::EPIPE))),
                 Ok(n) => {
                     done += n;
                     buf = &buf[n..];
@@ -108,17 +378,17 @@ pub(crate) trait StreamSocket: AsRawFd {
     /// Reads exactly `buf.len()` bytes before `deadline`. Returns the count read
     /// and how it ended; the peer closing its side first is an
     /// `UnexpectedEof` error (with the count read so far).
-    fn read_exact_until(
+    fn read_exact_with_count(
         &self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> (usize, Result<(), WaitError>) {
+    ) -> (usize, io::Result<()>) {
         let mut done = 0;
         while done < buf.len() {
-            match self.read_until(&mut buf[done..], deadline) {
+            match self.read_deadline(&mut buf[done..], deadline) {
                 Ok(0) => {
                     let e = io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed early");
-                    return (done, Err(WaitError::Io(e)));
+                    return (done, Err(e));
                 }
                 Ok(n) => done += n,
                 Err(e) => return (done, Err(e)),
@@ -180,13 +450,13 @@ impl<T: AsRawFd> Socket<T> {
     }
 
     /// Runs `op` until it does not block, honouring the socket timeout for `dir`
-    /// and the caller's scope deadline. Internal (non-unwinding) layer.
-    pub(crate) fn io_until<R>(
+    /// and the caller's scope deadline. The `Result` layer: never unwinds.
+    pub(crate) fn io_deadline<R>(
         &self,
         dir: Direction,
         deadline: Option<Instant>,
         mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> Result<R, WaitError> {
+    ) -> io::Result<R> {
         let deadline = match (deadline, self.deadline(dir)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, None) => a,
@@ -195,13 +465,13 @@ impl<T: AsRawFd> Socket<T> {
         self.reg.do_io(dir, deadline, || op(&self.io))
     }
 
-    /// `io_until` with the Rust-side behaviour: cancellation unwinds.
+    /// `io_deadline` with the Rust-side behaviour: cancellation unwinds.
     pub(crate) fn io<R>(
         &self,
         dir: Direction,
         op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        crate::io::or_raise_io(self.io_until(dir, None, op))
+        crate::io::or_raise_io(self.io_deadline(dir, None, op))
     }
 
     pub(crate) fn set_timeout(&self, dir: Direction, t: Option<Duration>) -> io::Result<()> {
@@ -337,7 +607,13 @@ pub(crate) fn nonblocking<T>(io: T, set: impl FnOnce(&T, bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WaitError;
     use std::io::Read;
+
+    /// The `WaitError` an I/O result failed with, if any.
+    fn closed<T>(r: io::Result<T>) -> Option<WaitError> {
+        WaitError::of(&r.err()?)
+    }
 
     fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -358,19 +634,22 @@ mod tests {
                 let (c2, c3) = (c.clone(), c.clone());
                 let task = crate::spawn(move || {
                     let mut buf = [0u8; 8];
-                    c2.read_until(&mut buf, None).map(|_| ())
+                    c2.read_deadline(&mut buf, None).map(|_| ())
                 });
                 let thread = std::thread::spawn(move || {
                     let mut buf = [0u8; 8];
-                    c3.read_until(&mut buf, None).map(|_| ())
+                    c3.read_deadline(&mut buf, None).map(|_| ())
                 });
                 crate::yield_now();
                 c.close();
-                assert!(matches!(task.join().unwrap(), Err(WaitError::Closed)));
-                assert!(matches!(thread.join().unwrap(), Err(WaitError::Closed)));
+                assert_eq!(closed(task.join().unwrap()), Some(WaitError::Closed));
+                assert_eq!(closed(thread.join().unwrap()), Some(WaitError::Closed));
                 let mut buf = [0u8; 8];
                 assert_eq!(s.read(&mut buf).unwrap(), 0, "the peer sees EOF");
-                assert!(matches!(c.write_until(b"x", None), Err(WaitError::Closed)));
+                assert_eq!(
+                    closed(c.write_deadline(b"x", None)),
+                    Some(WaitError::Closed)
+                );
                 c.close(); // idempotent
             }
         });
@@ -385,13 +664,13 @@ mod tests {
             let acceptors: Vec<_> = (0..4)
                 .map(|_| {
                     let l = l.clone();
-                    crate::spawn(move || l.accept_until(None).map(|_| ()))
+                    crate::spawn(move || l.accept_deadline(None).map(|_| ()))
                 })
                 .collect();
             crate::yield_now();
             l.close();
             for a in acceptors {
-                assert!(matches!(a.join().unwrap(), Err(WaitError::Closed)));
+                assert_eq!(closed(a.join().unwrap()), Some(WaitError::Closed));
             }
             let e = TcpStream::connect(addr).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);

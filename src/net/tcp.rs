@@ -1,15 +1,14 @@
 //! TCP: `TcpListener` and `TcpStream`, std's API on ivy's readiness waits.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::addr::{each_addr, ToSocketAddrs};
 use super::{nonblocking, Socket};
-use crate::io::{or_raise_io, Direction, WaitError, WRITABLE};
+use crate::io::{or_raise_io, Direction, WRITABLE};
 
 const LISTEN_BACKLOG: libc::c_int = 4096;
 
@@ -35,7 +34,7 @@ impl TcpListener {
             // net.core.somaxconn.
             // SAFETY: `listen` on a socket fd we own; it only reads its arguments.
             if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-                return Err(WaitError::Io(io::Error::last_os_error()));
+                return Err(io::Error::last_os_error());
             }
             Ok(TcpListener::from_mio(l))
         }))
@@ -68,17 +67,18 @@ impl TcpListener {
 
     /// Accepts a connection, parking until one arrives.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        or_raise_io(self.accept_until(None))
+        or_raise_io(self.accept_deadline(None))
     }
 
-    /// The internal accept: errors distinguish interruptions and the deadline.
-    pub(crate) fn accept_until(
+    /// [`accept`](Self::accept) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn accept_deadline(
         &self,
         deadline: Option<Instant>,
-    ) -> Result<(TcpStream, SocketAddr), WaitError> {
+    ) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, addr) = self
             .inner
-            .io_until(Direction::Read, deadline, |l| l.accept())?;
+            .io_deadline(Direction::Read, deadline, |l| l.accept())?;
         Ok((TcpStream::from_mio(s), addr))
     }
 
@@ -103,48 +103,25 @@ impl TcpListener {
         self.inner.get().take_error()
     }
 
-    /// Closes the listener for every holder (crate-internal; the C ABI's close,
-    /// see `crate::net`): every accept blocked on it returns `WaitError::Closed`
-    /// at once, every later call fails so, and the socket stops listening (new
-    /// connects are refused, queued ones reset). The fd is released when the
-    /// last holder drops. Idempotent.
-    pub(crate) fn close(&self) {
+    /// Closes the listener for every holder (as the C ABI's close, see
+    /// [`crate::net`]): every accept blocked on it returns an error carrying
+    /// [`WaitError::Closed`](crate::WaitError::Closed) at once, every later
+    /// call fails so, and the socket stops listening (new connects are
+    /// refused, queued ones reset). The fd is released when the last holder
+    /// drops. Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 }
 
-/// The iterator of [`TcpListener::incoming`].
-pub struct Incoming<'a> {
-    listener: &'a TcpListener,
-}
-
-impl Iterator for Incoming<'_> {
-    type Item = io::Result<TcpStream>;
-    fn next(&mut self) -> Option<io::Result<TcpStream>> {
-        Some(self.listener.accept().map(|(s, _)| s))
-    }
-}
-
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("addr", &self.local_addr().ok())
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for TcpListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+impl_listener!(
+    /// The iterator of [`TcpListener::incoming`].
+    Incoming,
+    TcpListener,
+    TcpStream
+);
+impl_socket_debug!(TcpListener { "addr": local_addr });
+impl_socket_fd!(TcpListener, TcpStream);
 
 /// A TCP connection (`std::net::TcpStream`).
 ///
@@ -192,7 +169,18 @@ impl TcpStream {
     /// Connects to `addr`, trying each resolved address in turn. Host names are
     /// resolved on the blocking pool. Honours the caller's `ivy::timeout` scope.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
-        or_raise_io(each_addr(&addr, |a| TcpStream::connect_until(a, None)))
+        or_raise_io(TcpStream::connect_deadline(addr, None))
+    }
+
+    /// [`connect`](Self::connect) before `deadline` (for all the addresses
+    /// together), never unwinding (see [the module's rule](crate::net)). A
+    /// passed deadline starts the connect and looks once: `TimedOut` if the
+    /// handshake has not completed.
+    pub fn connect_deadline<A: ToSocketAddrs>(
+        addr: A,
+        deadline: Option<Instant>,
+    ) -> io::Result<TcpStream> {
+        each_addr(&addr, |a| TcpStream::connect_one(a, deadline))
     }
 
     /// Connects to one address, failing with `TimedOut` after `timeout`.
@@ -203,18 +191,18 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        or_raise_io(TcpStream::connect_until(
+        or_raise_io(TcpStream::connect_one(
             *addr,
             Instant::now().checked_add(timeout),
         ))
     }
 
-    /// The internal connect: a non-blocking `connect(2)`, then a wait for
+    /// Connects to one address: a non-blocking `connect(2)`, then a wait for
     /// writability, then `SO_ERROR` says how it went.
-    pub(crate) fn connect_until(
+    pub(crate) fn connect_one(
         addr: SocketAddr,
         deadline: Option<Instant>,
-    ) -> Result<TcpStream, WaitError> {
+    ) -> io::Result<TcpStream> {
         crate::park::check_interrupt()?;
         let mio = mio::net::TcpStream::connect(addr)?;
         // SAFETY: as in `from_mio`: we take over the open socket fd.
@@ -222,14 +210,12 @@ impl TcpStream {
         let sock = Socket::new_unready(std);
         sock.reg().wait(WRITABLE, deadline)?;
         if let Some(e) = sock.get().take_error()? {
-            return Err(WaitError::Io(e));
+            return Err(e);
         }
         // Writable without an error but not connected: a spurious wake-up cannot
         // happen here (the wait returns only on readiness), but a reset right
         // after the handshake can; report it like std does.
-        if let Err(e) = sock.get().peer_addr() {
-            return Err(WaitError::Io(e));
-        }
+        sock.get().peer_addr()?;
         // From now on, try operations first and wait only when they block.
         Ok(TcpStream {
             inner: Arc::new(sock_optimistic(sock)),
@@ -286,148 +272,53 @@ impl TcpStream {
         self.inner.get().take_error()
     }
 
-    /// Closes the stream for every handle sharing it (clones, halves; the C
-    /// ABI's close, see `crate::net`): every read or write blocked on it returns
-    /// `WaitError::Closed` at once, every later call fails so, and the socket is
-    /// shut down in both directions (the peer reads EOF). The fd is released
-    /// when the last handle drops. Idempotent.
-    pub(crate) fn close(&self) {
+    /// Closes the stream for every handle sharing it (clones, halves; as the C
+    /// ABI's close, see [`crate::net`]): every read or write blocked on it
+    /// returns an error carrying [`WaitError::Closed`](crate::WaitError::Closed)
+    /// at once, every later call fails so, and the socket is shut down in both
+    /// directions (the peer reads EOF). The fd is released when the last handle
+    /// drops. Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 
-    /// Read timeout (like std): a read that waits longer fails with `TimedOut`.
-    /// `Some(Duration::ZERO)` is an `InvalidInput` error, as in std.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
+    socket_timeouts!();
 
     /// Reads without removing the data from the socket's queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.peek(buf))
-    }
-}
-
-impl super::StreamListener for TcpListener {
-    type Stream = TcpStream;
-
-    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<TcpStream, WaitError> {
-        self.accept_until(deadline).map(|(s, _)| s)
+        or_raise_io(self.peek_deadline(buf, None))
     }
 
-    fn close(&self) {
-        TcpListener::close(self);
-    }
-}
-
-impl super::StreamSocket for TcpStream {
-    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
+    /// [`peek`](Self::peek) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_until(Direction::Read, deadline, |mut s| s.read(buf))
+            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
     }
 
-    /// An empty `buf` writes nothing and returns 0, like `write(2)`.
-    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
+    /// `Read::read` before `deadline`, never unwinding (see [the module's
+    /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
+    pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_until(Direction::Write, deadline, |mut s| s.write(buf))
+            .io_deadline(Direction::Read, deadline, |mut s| s.read(buf))
     }
 
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
-    }
-
-    fn close(&self) {
-        TcpStream::close(self);
+    /// `Write::write` before `deadline`, never unwinding (see [the module's
+    /// rule](crate::net)). An empty `buf` writes nothing and returns 0, like
+    /// `write(2)`.
+    pub fn write_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Write, deadline, |mut s| s.write(buf))
     }
 }
+
+impl_stream!(TcpStream);
+impl_socket_debug!(TcpStream { "local": local_addr, "peer": peer_addr });
 
 /// Socket with readiness assumed (after connect: try first, wait on WouldBlock).
 fn sock_optimistic<T: AsRawFd>(sock: Socket<T>) -> Socket<T> {
     sock.reg().assume_ready();
     sock
-}
-
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |mut s| s.read(buf))
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner
-            .io(Direction::Read, |mut s| s.read_vectored(bufs))
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |mut s| s.write(buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.inner
-            .io(Direction::Write, |mut s| s.write_vectored(bufs))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self).read_vectored(bufs)
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream")
-            .field("local", &self.local_addr().ok())
-            .field("peer", &self.peer_addr().ok())
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
 }
 
 /// The read half of a [`TcpStream`] (from `split`); implements `Read`.

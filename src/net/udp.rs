@@ -1,15 +1,14 @@
 //! UDP: `UdpSocket`, std's API on ivy's readiness waits.
 
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::addr::{each_addr, resolve, ToSocketAddrs};
 use super::{nonblocking, Socket};
-use crate::io::{or_raise_io, Direction, WaitError};
+use crate::io::{or_raise_io, Direction};
 
 /// A UDP socket (`std::net::UdpSocket`). Receives park the calling task until a
 /// datagram arrives; sends park only while the socket buffer is full.
@@ -23,7 +22,7 @@ impl UdpSocket {
     /// Binds to `addr`; host names are resolved on the blocking pool.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
         or_raise_io(each_addr(&addr, |a| {
-            Ok(UdpSocket::from_std(std::net::UdpSocket::bind(a)?)?)
+            UdpSocket::from_std(std::net::UdpSocket::bind(a)?)
         }))
     }
 
@@ -58,45 +57,99 @@ impl UdpSocket {
 
     /// Sets the default peer for `send` / `recv` and filters received datagrams.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        or_raise_io(each_addr(&addr, |a| Ok(self.inner.get().connect(a)?)))
+        or_raise_io(each_addr(&addr, |a| self.inner.get().connect(a)))
     }
 
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let to = or_raise_io(resolve(&addr))?[0];
-        self.inner.io(Direction::Write, |s| s.send_to(buf, to))
+        or_raise_io(self.send_to_deadline(buf, addr, None))
+    }
+
+    /// [`send_to`](Self::send_to) before `deadline` (the name lookup
+    /// included), never unwinding (see [the module's rule](crate::net)).
+    pub fn send_to_deadline<A: ToSocketAddrs>(
+        &self,
+        buf: &[u8],
+        addr: A,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        let to = resolve(&addr)?[0];
+        self.send_to_addr_deadline(buf, to, deadline)
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.io(Direction::Read, |s| s.recv_from(buf))
+        or_raise_io(self.recv_from_deadline(buf, None))
+    }
+
+    /// [`recv_from`](Self::recv_from) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn recv_from_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<(usize, SocketAddr)> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv_from(buf))
     }
 
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.io(Direction::Read, |s| s.peek_from(buf))
+        or_raise_io(self.peek_from_deadline(buf, None))
+    }
+
+    /// [`peek_from`](Self::peek_from) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn peek_from_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<(usize, SocketAddr)> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.peek_from(buf))
     }
 
     /// Sends to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |s| s.send(buf))
+        or_raise_io(self.send_deadline(buf, None))
+    }
+
+    /// [`send`](Self::send) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn send_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send(buf))
     }
 
     /// Receives from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.recv(buf))
+        or_raise_io(self.recv_deadline(buf, None))
+    }
+
+    /// [`recv`](Self::recv) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.peek(buf))
+        or_raise_io(self.peek_deadline(buf, None))
     }
 
-    /// The internal receive: errors distinguish interruptions and the deadline.
-    /// Returns the bytes stored in `buf`, the datagram's full length (larger
+    /// [`peek`](Self::peek) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
+    }
+
+    /// `recv_from_deadline` that also tells truncation (for the C ABI):
+    /// returns the bytes stored in `buf`, the datagram's full length (larger
     /// when it was truncated to fit `buf`: `MSG_TRUNC`), and the sender.
-    pub(crate) fn recv_from_until(
+    pub(crate) fn recv_from_full_deadline(
         &self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<(usize, usize, SocketAddr), WaitError> {
-        self.inner.io_until(Direction::Read, deadline, |s| {
+    ) -> io::Result<(usize, usize, SocketAddr)> {
+        self.inner.io_deadline(Direction::Read, deadline, |s| {
             // SAFETY: all-zero bytes are a valid sockaddr_storage.
             let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -123,15 +176,15 @@ impl UdpSocket {
         })
     }
 
-    /// The internal send: errors distinguish interruptions and the deadline.
-    pub(crate) fn send_to_until(
+    /// `send_to_deadline` to an address already resolved.
+    pub(crate) fn send_to_addr_deadline(
         &self,
         buf: &[u8],
         to: SocketAddr,
         deadline: Option<Instant>,
-    ) -> Result<usize, WaitError> {
+    ) -> io::Result<usize> {
         self.inner
-            .io_until(Direction::Write, deadline, |s| s.send_to(buf, to))
+            .io_deadline(Direction::Write, deadline, |s| s.send_to(buf, to))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -142,21 +195,7 @@ impl UdpSocket {
         self.inner.get().peer_addr()
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
+    socket_timeouts!();
 
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get().set_broadcast(on)
@@ -186,32 +225,15 @@ impl UdpSocket {
         self.inner.get().take_error()
     }
 
-    /// Closes the socket for every handle sharing it (the C ABI's close, see
-    /// `crate::net`): every send or receive blocked on it returns
-    /// `WaitError::Closed` at once, and every later call fails so. The fd is
-    /// released when the last handle drops. Idempotent.
-    pub(crate) fn close(&self) {
+    /// Closes the socket for every handle sharing it (as the C ABI's close, see
+    /// [`crate::net`]): every send or receive blocked on it returns an error
+    /// carrying [`WaitError::Closed`](crate::WaitError::Closed) at once, and
+    /// every later call fails so. The fd is released when the last handle
+    /// drops. Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 }
 
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket")
-            .field("addr", &self.local_addr().ok())
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for UdpSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+impl_socket_debug!(UdpSocket { "addr": local_addr });
+impl_socket_fd!(UdpSocket);

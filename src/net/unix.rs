@@ -1,17 +1,17 @@
 //! Unix-domain sockets: `UnixListener`, `UnixStream`, `UnixDatagram`, std's API
 //! (`std::os::unix::net`) on ivy's readiness waits.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{nonblocking, Socket};
-use crate::io::{or_raise_io, Direction, WaitError};
+use crate::error::WaitError;
+use crate::io::{or_raise_io, Direction};
 
 /// A Unix-domain socket server (`std::os::unix::net::UnixListener`).
 pub struct UnixListener {
@@ -22,22 +22,18 @@ impl UnixListener {
     /// Binds to the socket file at `path` (which must not exist yet).
     /// The listen backlog is 4096 (capped by `net.core.somaxconn`), not std's 128.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
-        let l = mio::net::UnixListener::bind(path)?;
-        // SAFETY: `listen` on a socket fd we own; Linux allows re-listening to
-        // raise the backlog.
-        if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(UnixListener {
-            inner: Socket::new(l),
-        })
+        UnixListener::listening(mio::net::UnixListener::bind(path)?)
     }
 
     /// Binds to `addr`: a path, or on Linux an abstract name
     /// (`std::os::linux::net::SocketAddrExt::from_abstract_name`). Backlog as
     /// [`UnixListener::bind`].
     pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
-        let l = mio::net::UnixListener::bind_addr(addr)?;
+        UnixListener::listening(mio::net::UnixListener::bind_addr(addr)?)
+    }
+
+    /// A bound socket with its backlog raised from mio's 128 to 4096.
+    fn listening(l: mio::net::UnixListener) -> io::Result<UnixListener> {
         // SAFETY: `listen` on a socket fd we own; Linux allows re-listening to
         // raise the backlog.
         if unsafe { libc::listen(l.as_raw_fd(), 4096) } != 0 {
@@ -58,7 +54,22 @@ impl UnixListener {
 
     /// Accepts a connection, parking until one arrives.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        or_raise_io(self.accept_until(None))
+        or_raise_io(self.accept_deadline(None))
+    }
+
+    /// [`accept`](Self::accept) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn accept_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> io::Result<(UnixStream, SocketAddr)> {
+        let (s, addr) = self
+            .inner
+            .io_deadline(Direction::Read, deadline, |l| l.accept())?;
+        // SAFETY: `into_raw_fd` gives up ownership of a valid, open, non-blocking
+        // socket fd, which the std stream takes over.
+        let std = unsafe { std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd()) };
+        Ok((UnixStream::wrap(std), addr))
     }
 
     /// An iterator of accepted connections (never ends; errors are yielded).
@@ -74,49 +85,25 @@ impl UnixListener {
         self.inner.get().take_error()
     }
 
-    /// Closes the listener for every holder (crate-internal; the C ABI's close,
-    /// see `crate::net`): every accept blocked on it returns `WaitError::Closed`
-    /// at once, every later call fails so, and the socket is shut down (new
-    /// connects are refused). The fd (and the socket file, which ivy never
-    /// unlinks) stays until the last holder drops. Idempotent.
-    #[allow(dead_code)] // used by the C ABI
-    pub(crate) fn close(&self) {
+    /// Closes the listener for every holder (as the C ABI's close, see
+    /// [`crate::net`]): every accept blocked on it returns an error carrying
+    /// [`WaitError::Closed`](crate::WaitError::Closed) at once, every later
+    /// call fails so, and the socket is shut down (new connects are refused).
+    /// The fd (and the socket file, which ivy never unlinks) stays until the
+    /// last holder drops. Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 }
 
-/// The iterator of [`UnixListener::incoming`].
-pub struct UnixIncoming<'a> {
-    listener: &'a UnixListener,
-}
-
-impl Iterator for UnixIncoming<'_> {
-    type Item = io::Result<UnixStream>;
-    fn next(&mut self) -> Option<io::Result<UnixStream>> {
-        Some(self.listener.accept().map(|(s, _)| s))
-    }
-}
-
-impl fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixListener")
-            .field("addr", &self.local_addr().ok())
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for UnixListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+impl_listener!(
+    /// The iterator of [`UnixListener::incoming`].
+    UnixIncoming,
+    UnixListener,
+    UnixStream
+);
+impl_socket_debug!(UnixListener { "addr": local_addr });
+impl_socket_fd!(UnixListener, UnixStream, UnixDatagram);
 
 /// A Unix-domain stream (`std::os::unix::net::UnixStream`). Cloning (or
 /// `try_clone`) gives another handle to the same socket.
@@ -136,22 +123,23 @@ impl UnixStream {
     /// the connect is retried (with back-off up to 20 ms) until it succeeds or
     /// the caller's scope deadline passes.
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        or_raise_io(UnixStream::connect_until(path.as_ref(), None))
+        or_raise_io(UnixStream::connect_deadline(path, None))
     }
 
-    pub(crate) fn connect_until(
-        path: &Path,
+    /// [`connect`](Self::connect) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)). A passed deadline tries once.
+    pub fn connect_deadline<P: AsRef<Path>>(
+        path: P,
         deadline: Option<Instant>,
-    ) -> Result<UnixStream, WaitError> {
-        UnixStream::connect_addr_until(&SocketAddr::from_pathname(path)?, deadline)
+    ) -> io::Result<UnixStream> {
+        UnixStream::connect_addr_deadline(&SocketAddr::from_pathname(path)?, deadline)
     }
 
-    /// The internal connect to a path or (Linux) abstract address: a deadline
-    /// already passed tries once.
-    pub(crate) fn connect_addr_until(
+    /// `connect_deadline` to a path or (Linux) abstract address.
+    pub(crate) fn connect_addr_deadline(
         addr: &SocketAddr,
         deadline: Option<Instant>,
-    ) -> Result<UnixStream, WaitError> {
+    ) -> io::Result<UnixStream> {
         let mut backoff = Duration::from_millis(1);
         loop {
             crate::park::check_interrupt()?;
@@ -165,7 +153,7 @@ impl UnixStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
-                        return Err(WaitError::TimedOut);
+                        return Err(WaitError::TimedOut.into());
                     }
                     let mut until = now + backoff;
                     if let Some(d) = deadline {
@@ -174,7 +162,7 @@ impl UnixStream {
                     crate::time::sleep_until_inner(until)?;
                     backoff = (backoff * 2).min(Duration::from_millis(20));
                 }
-                Err(e) => return Err(WaitError::Io(e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -213,98 +201,38 @@ impl UnixStream {
         self.inner.get().take_error()
     }
 
-    /// Closes the stream for every handle sharing it (the C ABI's close, see
-    /// `crate::net`): every read or write blocked on it returns
-    /// `WaitError::Closed` at once, every later call fails so, and the socket is
-    /// shut down (the peer reads EOF). The fd is released when the last handle
-    /// drops. Idempotent.
-    #[allow(dead_code)] // used by the C ABI
-    pub(crate) fn close(&self) {
+    /// Closes the stream for every handle sharing it (as the C ABI's close, see
+    /// [`crate::net`]): every read or write blocked on it returns an error
+    /// carrying [`WaitError::Closed`](crate::WaitError::Closed) at once, every
+    /// later call fails so, and the socket is shut down (the peer reads EOF).
+    /// The fd is released when the last handle drops. Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Read, t)
-    }
+    socket_timeouts!();
 
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.inner.set_timeout(Direction::Write, t)
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Read))
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.timeout(Direction::Write))
-    }
-}
-
-impl Read for &UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |mut s| s.read(buf))
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+    /// `Read::read` before `deadline`, never unwinding (see [the module's
+    /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
+    pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io(Direction::Read, |mut s| s.read_vectored(bufs))
-    }
-}
-
-impl Write for &UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |mut s| s.write(buf))
+            .io_deadline(Direction::Read, deadline, |mut s| s.read(buf))
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// `Write::write` before `deadline`, never unwinding (see [the module's
+    /// rule](crate::net)): at least one byte of a non-empty `buf` on success;
+    /// an empty `buf` returns 0 without touching the socket.
+    pub fn write_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         self.inner
-            .io(Direction::Write, |mut s| s.write_vectored(bufs))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+            .io_deadline(Direction::Write, deadline, |mut s| s.write(buf))
     }
 }
 
-impl Read for UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-
-impl Write for UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixStream")
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for UnixStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+impl_stream!(UnixStream);
+impl_socket_debug!(UnixStream {});
 
 /// A Unix-domain datagram socket (`std::os::unix::net::UnixDatagram`).
 #[derive(Clone)]
@@ -339,20 +267,57 @@ impl UnixDatagram {
     }
 
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
+        or_raise_io(self.send_to_deadline(buf, path, None))
+    }
+
+    /// [`send_to`](Self::send_to) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn send_to_deadline<P: AsRef<Path>>(
+        &self,
+        buf: &[u8],
+        path: P,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
         let path = path.as_ref();
-        self.inner.io(Direction::Write, |s| s.send_to(buf, path))
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send_to(buf, path))
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.inner.io(Direction::Read, |s| s.recv_from(buf))
+        or_raise_io(self.recv_from_deadline(buf, None))
+    }
+
+    /// [`recv_from`](Self::recv_from) before `deadline`, never unwinding (see
+    /// [the module's rule](crate::net)).
+    pub fn recv_from_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<(usize, SocketAddr)> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv_from(buf))
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Write, |s| s.send(buf))
+        or_raise_io(self.send_deadline(buf, None))
+    }
+
+    /// [`send`](Self::send) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn send_deadline(&self, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Write, deadline, |s| s.send(buf))
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.io(Direction::Read, |s| s.recv(buf))
+        or_raise_io(self.recv_deadline(buf, None))
+    }
+
+    /// [`recv`](Self::recv) before `deadline`, never unwinding (see [the
+    /// module's rule](crate::net)).
+    pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        self.inner
+            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -379,57 +344,22 @@ impl UnixDatagram {
         self.inner.get().take_error()
     }
 
-    /// Closes the socket for every handle sharing it (the C ABI's close, see
-    /// `crate::net`): every send or receive blocked on it returns
-    /// `WaitError::Closed` at once, and every later call fails so. The fd is
-    /// released when the last handle drops. Idempotent.
-    #[allow(dead_code)] // used by the C ABI
-    pub(crate) fn close(&self) {
+    /// Closes the socket for every handle sharing it (see [`crate::net`]):
+    /// every send or receive blocked on it returns an error carrying
+    /// [`WaitError::Closed`](crate::WaitError::Closed) at once, and every later
+    /// call fails so. The fd is released when the last handle drops.
+    /// Idempotent.
+    pub fn close(&self) {
         self.inner.close();
     }
 }
 
-impl fmt::Debug for UnixDatagram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixDatagram")
-            .field("fd", &self.inner.raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.raw_fd()
-    }
-}
-
-impl AsFd for UnixDatagram {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.get().as_fd()
-    }
-}
+impl_socket_debug!(UnixDatagram {});
 
 // ---------------------------------------------------------------------------
-// The crate-internal layer of the C ABI (`ivy_unix_*`): no unwinding, an own
-// deadline on every blocking call (a passed one is a non-blocking try), and
-// the counts a partial `read_exact` / `write_all` reached.
+// Adopting an fd handed over by C (`ivy_unix_*_from_fd`).
 
 impl UnixListener {
-    /// The internal accept: errors distinguish interruptions, the deadline and
-    /// a close (`WaitError::Closed`).
-    pub(crate) fn accept_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<(UnixStream, SocketAddr), WaitError> {
-        let (s, addr) = self
-            .inner
-            .io_until(Direction::Read, deadline, |l| l.accept())?;
-        // SAFETY: `into_raw_fd` gives up ownership of a valid, open, non-blocking
-        // socket fd, which the std stream takes over.
-        let std = unsafe { std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd()) };
-        Ok((UnixStream::wrap(std), addr))
-    }
-
     /// Takes over `fd`, a listening Unix-domain stream socket (checked:
     /// anything else, or a negative fd, is `InvalidInput`; an fd that is not
     /// open `EBADF`), and switches it to non-blocking mode. On an error the fd
@@ -465,43 +395,6 @@ impl UnixStream {
         // ownership over (the contract above).
         let s = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
         Ok(UnixStream::wrap(s))
-    }
-}
-
-impl super::StreamListener for UnixListener {
-    type Stream = UnixStream;
-
-    fn accept_stream_until(&self, deadline: Option<Instant>) -> Result<UnixStream, WaitError> {
-        self.accept_until(deadline).map(|(s, _)| s)
-    }
-
-    fn close(&self) {
-        UnixListener::close(self);
-    }
-}
-
-impl super::StreamSocket for UnixStream {
-    fn read_until(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
-        self.inner
-            .io_until(Direction::Read, deadline, |mut s| s.read(buf))
-    }
-
-    /// At least one byte of a non-empty `buf` on success; an empty `buf`
-    /// returns 0 without touching the socket.
-    fn write_until(&self, buf: &[u8], deadline: Option<Instant>) -> Result<usize, WaitError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.inner
-            .io_until(Direction::Write, deadline, |mut s| s.write(buf))
-    }
-
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        UnixStream::shutdown(self, how)
-    }
-
-    fn close(&self) {
-        UnixStream::close(self);
     }
 }
 
