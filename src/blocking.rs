@@ -25,7 +25,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::cancel::{or_raise, Interrupted};
+use crate::cancel::or_raise;
+use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::worker;
 use crate::task::body::JoinError;
@@ -305,7 +306,7 @@ impl<T> BlockingHandle<T> {
 /// Why `join_until` stopped waiting.
 #[derive(Debug)]
 pub(crate) enum JoinWait {
-    Interrupted(Interrupted),
+    Interrupted(WaitError),
     TimedOut,
 }
 
@@ -344,7 +345,7 @@ pub fn blocking_threads() -> usize {
 /// Runs `f` where it may block: in a task, on the blocking pool (the task parks);
 /// on a plain thread, inline. A panic in `f` resumes on the caller. Interruptions
 /// (cancellation, an elapsed scope) return `Err` and detach the job.
-pub(crate) fn run_blocking<F, T>(f: F) -> Result<T, Interrupted>
+pub(crate) fn run_blocking<F, T>(f: F) -> Result<T, WaitError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,

@@ -1,7 +1,7 @@
 //! Interruption of blocking calls: cancellation and deadline scopes.
 //!
 //! Every blocking primitive in ivy is built on `park::park_until`, which returns
-//! `Err(Interrupted)` when the calling task has been cancelled or when the
+//! `Err(WaitError::Cancelled | WaitError::Elapsed)` when the calling task has been cancelled or when the
 //! deadline of an enclosing [`crate::timeout`] scope has passed. That internal,
 //! `Result`-returning layer is what the C ABI uses: a C task sees `IVY_ECANCELED`
 //! or `IVY_ETIMEDOUT` and unwinds nothing, so no Rust unwind ever crosses C frames.
@@ -29,35 +29,27 @@
 //! Layer: park. Uses the task core (`current`, the unwind payloads in `body`)
 //! and `error`; not the scheduler (shutdown is asked of the task's `Schedule`).
 
-use std::fmt;
 use std::panic::resume_unwind;
 
 use crate::error::WaitError;
-
-/// Why a blocking call returned early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Interrupted {
-    /// The task was cancelled.
-    Cancelled,
-    /// The deadline of an enclosing timeout scope passed.
-    Elapsed,
-}
 
 // The unwind payloads live with the task's end, which tells them from panics.
 #[allow(unused_imports)] // the old path, for the transition of issue 12
 pub(crate) use crate::task::body::{is_ivy_unwind, CancelUnwind, ElapsedUnwind};
 pub(crate) use crate::task::current::caught;
 
-impl Interrupted {
-    /// Turns an interruption into the Rust-side behaviour: unwind.
+impl WaitError {
+    /// Turns an interruption (`Cancelled` or `Elapsed`) into the Rust-side
+    /// behaviour: unwind. Only those two variants may be raised.
     pub(crate) fn raise(self) -> ! {
         if cfg!(panic = "abort") {
             self.cannot_unwind();
         }
         crate::task::current::with_current_task(|task| task.ctx.raised.set(true));
         match self {
-            Interrupted::Cancelled => resume_unwind(Box::new(CancelUnwind)),
-            Interrupted::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
+            WaitError::Cancelled => resume_unwind(Box::new(CancelUnwind)),
+            WaitError::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
+            other => unreachable!("ivy: {other:?} is not an interruption"),
         }
     }
 
@@ -65,7 +57,7 @@ impl Interrupted {
     #[cold]
     fn cannot_unwind(self) -> ! {
         use crate::task::current;
-        if self == Interrupted::Cancelled {
+        if self == WaitError::Cancelled {
             current::with_current_task(|task| {
                 if task.scheduler.is_closing() {
                     current::abandon(task);
@@ -80,8 +72,8 @@ impl Interrupted {
             ),
         };
         let what = match self {
-            Interrupted::Cancelled => "was cancelled",
-            Interrupted::Elapsed => "reached the deadline of an ivy::timeout/ivy::deadline scope",
+            WaitError::Cancelled => "was cancelled",
+            _ => "reached the deadline of an ivy::timeout/ivy::deadline scope",
         };
         eprintln!(
             "ivy: {who} {what}, but this program is built with panic = \"abort\", so ivy \
@@ -91,32 +83,10 @@ impl Interrupted {
         );
         std::process::abort();
     }
-
-    #[allow(dead_code)] // used by the I/O layer
-    /// The `io::Error` an I/O call reports for this interruption.
-    pub(crate) fn into_io(self) -> std::io::Error {
-        match self {
-            Interrupted::Cancelled => {
-                std::io::Error::new(std::io::ErrorKind::Interrupted, "task cancelled")
-            }
-            Interrupted::Elapsed => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline elapsed")
-            }
-        }
-    }
-}
-
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Interrupted::Cancelled => f.write_str("task cancelled"),
-            Interrupted::Elapsed => f.write_str("deadline elapsed"),
-        }
-    }
 }
 
 /// Unwraps an internal result, unwinding on interruption.
-pub(crate) fn or_raise<T>(r: Result<T, Interrupted>) -> T {
+pub(crate) fn or_raise<T>(r: Result<T, WaitError>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => e.raise(),
@@ -128,8 +98,7 @@ impl WaitError {
     /// variants the caller reports itself (TimedOut, Closed).
     pub(crate) fn raise_interrupt(self) -> WaitError {
         match self {
-            WaitError::Cancelled => Interrupted::Cancelled.raise(),
-            WaitError::Elapsed => Interrupted::Elapsed.raise(),
+            WaitError::Cancelled | WaitError::Elapsed => self.raise(),
             e => e,
         }
     }

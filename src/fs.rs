@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::blocking::run_blocking;
-use crate::cancel::Interrupted;
+use crate::error::WaitError;
 
 const MAX_CHUNK: usize = 16 << 20;
 
@@ -31,8 +31,8 @@ where
 {
     match run_blocking(f) {
         Ok(r) => r,
-        Err(Interrupted::Cancelled) => Interrupted::Cancelled.raise(),
-        Err(e @ Interrupted::Elapsed) => Err(e.into_io()),
+        Err(WaitError::Cancelled) => WaitError::Cancelled.raise(),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,7 +11,7 @@
 //! spuriously. Callers therefore loop: check the condition, park, check again.
 //!
 //! Inside a task a park is also a cancellation point: it returns
-//! `Err(Interrupted::Cancelled)` once the task has been cancelled.
+//! `Err(WaitError::Cancelled)` once the task has been cancelled.
 //!
 //! Layer: park, above the task core and `timer`: it suspends the current task
 //! (`task::current`) and arms its deadline on the wheel its worker lent to the
@@ -23,8 +23,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cancel::Interrupted;
 use crate::cancel_scope as scope;
+use crate::error::WaitError;
 use crate::task::current;
 use crate::task::raw::ScopeState;
 use crate::task::raw::{Suspend, Task};
@@ -37,12 +37,12 @@ pub use crate::task::unparker::{current_unparker, Unparker};
 /// until it is cancelled, or until the deadline of an enclosing timeout scope
 /// passes. May return `Ok` spuriously; `Ok` also when `deadline` is reached (the
 /// caller checks its own deadline), `Err` for cancellation or an elapsed scope.
-pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), Interrupted> {
+pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), WaitError> {
     park_for(deadline, WaitReason::Park)
 }
 
 /// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
-pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), Interrupted> {
+pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), WaitError> {
     match current::with_current_task(|task| park_task(task, deadline, reason)) {
         Some(r) => r,
         None => scope::thread_state(|state| {
@@ -73,7 +73,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// caller when it is a task (plain threads are never cancelled). Nothing is
 /// raised while the caller unwinds, so blocking destructors run to completion.
 #[inline(always)]
-fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), Interrupted> {
+fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), WaitError> {
     // Every blocking call passes here twice: the common case (not cancelled, no
     // deadline scope) is two loads, with the rest out of line.
     let cancelled = task.is_some_and(|t| t.is_cancelled());
@@ -89,7 +89,7 @@ fn interrupt_slow(
     state: &Cell<ScopeState>,
     task: Option<&Task>,
     cancelled: bool,
-) -> Result<(), Interrupted> {
+) -> Result<(), WaitError> {
     // Reads the clock only when a scope deadline exists.
     let deadline_passed = scope::deadline_passed(state);
     if !cancelled && !deadline_passed {
@@ -103,18 +103,18 @@ fn interrupt_slow(
         return Ok(());
     }
     if cancelled && !scope::is_shielded(state) {
-        return Err(Interrupted::Cancelled);
+        return Err(WaitError::Cancelled);
     }
     if deadline_passed {
         scope::mark_elapsed(state);
-        return Err(Interrupted::Elapsed);
+        return Err(WaitError::Elapsed);
     }
     Ok(())
 }
 
 /// Returns `Err` if the caller has a pending interruption: cancellation (tasks
 /// only) or an elapsed deadline scope.
-pub(crate) fn check_interrupt() -> Result<(), Interrupted> {
+pub(crate) fn check_interrupt() -> Result<(), WaitError> {
     match current::with_current_task(|task| interrupt_of(&task.ctx.scope, Some(task))) {
         Some(r) => r,
         None => scope::thread_state(|state| interrupt_of(state, None)),
@@ -125,7 +125,7 @@ fn park_task(
     task: &Arc<Task>,
     deadline: Option<Instant>,
     reason: WaitReason,
-) -> Result<(), Interrupted> {
+) -> Result<(), WaitError> {
     let state = &task.ctx.scope;
     interrupt_of(state, Some(task))?;
     if task.take_notified() {
@@ -146,7 +146,7 @@ fn park_task(
 
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
-pub(crate) fn yield_now() -> Result<(), Interrupted> {
+pub(crate) fn yield_now() -> Result<(), WaitError> {
     let in_task = current::with_current_task(|task| {
         interrupt_of(&task.ctx.scope, Some(task))?;
         current::suspend(task, Suspend::Yield);

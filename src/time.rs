@@ -12,33 +12,34 @@
 use std::time::{Duration, Instant};
 
 use crate::cancel::or_raise;
+use crate::error::WaitError;
 use crate::park;
 use crate::runtime::debug::WaitReason;
 
 /// Suspends the current task for at least `d` (asyncio's `sleep(d)`). A
 /// cancellation point: a cancelled task unwinds from here at once.
 pub fn sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
-        Some(deadline) => sleep_until(deadline),
-        // Beyond the representable future: sleep until cancelled.
-        None => loop {
-            or_raise(park::park_for(None, WaitReason::Sleep));
-        },
-    }
+    // Beyond the representable future (`None`): sleep until cancelled.
+    or_raise(sleep_deadline(Instant::now().checked_add(d)));
 }
 
 /// Suspends the current task until `deadline`. A cancellation point.
 pub fn sleep_until(deadline: Instant) {
-    or_raise(sleep_until_inner(deadline));
+    or_raise(sleep_deadline(Some(deadline)));
 }
 
-pub(crate) fn sleep_until_inner(deadline: Instant) -> Result<(), crate::cancel::Interrupted> {
+/// The `Result` form of [`sleep_until`] (`ivy::sync`, "Two forms of every
+/// blocking call"): sleeps until `deadline` (`None`: until interrupted) and
+/// returns `Ok(())` when it is reached -- at once, without parking, for a passed
+/// one. A cancellation or an enclosing timeout scope ends the sleep early with
+/// `Err(WaitError::Cancelled)` / `Err(WaitError::Elapsed)` instead of unwinding.
+pub fn sleep_deadline(deadline: Option<Instant>) -> Result<(), WaitError> {
     loop {
         park::check_interrupt()?;
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
-        park::park_for(Some(deadline), WaitReason::Sleep)?;
+        park::park_for(deadline, WaitReason::Sleep)?;
     }
 }
 
@@ -46,5 +47,11 @@ pub(crate) fn sleep_until_inner(deadline: Instant) -> Result<(), crate::cancel::
 /// (asyncio's `sleep(0)`). A cancellation point. On a plain thread, yields the
 /// OS thread.
 pub fn yield_now() {
-    or_raise(park::yield_now());
+    or_raise(yield_now_checked());
+}
+
+/// The `Result` form of [`yield_now`]: `Err(WaitError::Cancelled)` (or
+/// `Elapsed`) instead of an unwind when the task is interrupted.
+pub fn yield_now_checked() -> Result<(), WaitError> {
+    park::yield_now()
 }

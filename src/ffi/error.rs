@@ -9,8 +9,6 @@
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 
-use crate::cancel::Interrupted;
-
 /// Error codes: every function returns `IVY_OK` (0) or one of these. An enum,
 /// so the C constants are expressions that are safe to negate (`-IVY_EINVAL`), as
 /// in libuv. Functions return them as `int`.
@@ -198,14 +196,6 @@ pub(crate) fn wait_error(e: crate::error::WaitError) -> c_int {
         WaitError::Cancelled => IVY_ECANCELED,
         WaitError::Elapsed | WaitError::TimedOut => IVY_ETIMEDOUT,
         WaitError::Closed => IVY_ECLOSED,
-    }
-}
-
-/// The code of an interrupted blocking call.
-pub(crate) fn interrupted(e: Interrupted) -> c_int {
-    match e {
-        Interrupted::Cancelled => IVY_ECANCELED,
-        Interrupted::Elapsed => IVY_ETIMEDOUT,
     }
 }
 

@@ -15,7 +15,7 @@
 //! * **No Rust unwind crosses C frames.** Every exported function runs its body
 //!   under [`guard`], which catches panics and returns `IVY_EPANIC`. Blocking
 //!   calls use the non-unwinding `Result` layer (the `*_deadline` calls of
-//!   `ivy::sync` and `JoinHandle`, `park_until`, `sleep_until_inner`; see "Two
+//!   `ivy::sync` and `JoinHandle`, `park_until`, `time::sleep_deadline`; see "Two
 //!   forms of every blocking call" in `ivy::sync`) and never `or_raise`:
 //!   cancellation reaches a C task as `IVY_ECANCELED` from its next blocking call,
 //!   and the C code returns on its own.

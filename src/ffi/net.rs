@@ -1179,7 +1179,7 @@ pub unsafe extern "C" fn ivy_blocking_join(
                 *entry.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
                 Err(match wait {
                     JoinWait::TimedOut => IVY_ETIMEDOUT,
-                    JoinWait::Interrupted(i) => interrupted(i),
+                    JoinWait::Interrupted(i) => wait_error(i),
                 })
             }
         }

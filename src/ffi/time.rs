@@ -10,7 +10,7 @@ use std::os::raw::c_int;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::error::{interrupted, IVY_EINVAL};
+use super::error::{wait_error, IVY_EINVAL};
 use super::guard;
 
 /// The deadline value meaning "wait forever".
@@ -56,12 +56,7 @@ pub extern "C" fn ivy_time_now() -> i64 {
 /// `IVY_EINVAL` for a negative deadline other than -1.
 #[no_mangle]
 pub extern "C" fn ivy_time_sleep_until(deadline: i64) -> c_int {
-    guard(|| match self::to_instant(deadline)? {
-        Some(at) => crate::time::sleep_until_inner(at).map_err(interrupted),
-        None => loop {
-            crate::park::park_until(None).map_err(interrupted)?;
-        },
-    })
+    guard(|| crate::time::sleep_deadline(self::to_instant(deadline)?).map_err(wait_error))
 }
 
 /// Suspends the calling task for `ms` milliseconds (relative; `0` checks for
@@ -73,12 +68,8 @@ pub extern "C" fn ivy_time_sleep(ms: i64) -> c_int {
         if ms < 0 {
             return Err(IVY_EINVAL);
         }
-        match Instant::now().checked_add(Duration::from_millis(ms as u64)) {
-            Some(at) => crate::time::sleep_until_inner(at).map_err(interrupted),
-            None => loop {
-                crate::park::park_until(None).map_err(interrupted)?;
-            },
-        }
+        let deadline = Instant::now().checked_add(Duration::from_millis(ms as u64));
+        crate::time::sleep_deadline(deadline).map_err(wait_error)
     })
 }
 
@@ -87,5 +78,5 @@ pub extern "C" fn ivy_time_sleep(ms: i64) -> c_int {
 /// Returns 0, or `IVY_ECANCELED` if the task has been cancelled.
 #[no_mangle]
 pub extern "C" fn ivy_task_yield() -> c_int {
-    guard(|| crate::park::yield_now().map_err(interrupted))
+    guard(|| crate::time::yield_now_checked().map_err(wait_error))
 }

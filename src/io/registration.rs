@@ -32,7 +32,6 @@ use std::time::Instant;
 
 use super::reactor::{self, ReactorHandle};
 use super::token::IoToken;
-use crate::cancel::Interrupted;
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::task::current;
@@ -58,18 +57,6 @@ impl Direction {
     }
 }
 
-/// An interruption as an I/O error: the `io::Error` carrying the matching
-/// [`WaitError`] (`Cancelled` / `Elapsed`), so `?` on `park`'s results works in
-/// I/O code and `WaitError::of` tells the C ABI and `or_raise_io` what it was.
-impl From<Interrupted> for std::io::Error {
-    fn from(i: Interrupted) -> std::io::Error {
-        match i {
-            Interrupted::Cancelled => WaitError::Cancelled.into(),
-            Interrupted::Elapsed => WaitError::Elapsed.into(),
-        }
-    }
-}
-
 /// The unwinding (Rust-side) behaviour over an I/O result of the `Result`
 /// layer: a cancellation unwinds, like every ivy blocking call; everything else
 /// stays an `io::Error` (an elapsed scope and a deadline are `TimedOut`, a
@@ -78,7 +65,7 @@ impl From<Interrupted> for std::io::Error {
 pub(crate) fn or_raise_io<T>(r: std::io::Result<T>) -> std::io::Result<T> {
     if let Err(e) = &r {
         if WaitError::of(e) == Some(WaitError::Cancelled) {
-            Interrupted::Cancelled.raise();
+            WaitError::Cancelled.raise();
         }
     }
     r

@@ -159,7 +159,7 @@ impl UnixStream {
                     if let Some(d) = deadline {
                         until = until.min(d);
                     }
-                    crate::time::sleep_until_inner(until)?;
+                    crate::time::sleep_deadline(Some(until))?;
                     backoff = (backoff * 2).min(Duration::from_millis(20));
                 }
                 Err(e) => return Err(e),

@@ -138,18 +138,7 @@ use std::fmt;
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::cancel::Interrupted;
-
 pub use crate::error::WaitError;
-
-impl From<Interrupted> for WaitError {
-    fn from(i: Interrupted) -> WaitError {
-        match i {
-            Interrupted::Cancelled => WaitError::Cancelled,
-            Interrupted::Elapsed => WaitError::Elapsed,
-        }
-    }
-}
 
 /// The error of a `*_timeout` / `*_until` call whose own deadline passed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

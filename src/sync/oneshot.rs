@@ -212,7 +212,7 @@ impl<T> Receiver<T> {
             }
             if let Err(e) = park::park_for(deadline, crate::runtime::debug::WaitReason::Queue) {
                 lock_state(&self.shared).waiter = None;
-                return Err(e.into());
+                return Err(e);
             }
         }
     }

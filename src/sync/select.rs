@@ -322,11 +322,11 @@ impl<'a, R> Select<'a, R> {
                 Err(e) => match shared.abandon() {
                     Ok(()) => {
                         self.deregister_except(None);
-                        return Err(e.into());
+                        return Err(e);
                     }
                     Err(arm) => {
                         self.deregister_except(Some(arm));
-                        return self.arms[arm].complete(Some(e.into()));
+                        return self.arms[arm].complete(Some(e));
                     }
                 },
                 Ok(()) => {

@@ -473,7 +473,7 @@ pub(crate) fn wait_solo<'a, S, D>(
             Ok(())
         } else {
             drop(guard);
-            let parked = park::park_for(deadline, reason).map_err(WaitError::from);
+            let parked = park::park_for(deadline, reason);
             guard = lock_state(lock);
             parked
         };

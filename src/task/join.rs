@@ -113,7 +113,7 @@ impl<T> JoinHandle<T> {
             }
             if let Err(e) = park::park_for(deadline, crate::task::wait_reason::WaitReason::Join) {
                 self.clear_waiter();
-                return Err(e.into());
+                return Err(e);
             }
         }
     }

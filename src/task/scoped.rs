@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::cancel::{CancelUnwind, Interrupted};
+use crate::cancel::CancelUnwind;
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
@@ -397,7 +397,7 @@ where
 
 /// Waits, uninterruptibly, until every child has dropped its token. Returns the
 /// caller's interruption, if one arrived meanwhile (then the children were cancelled).
-fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
+fn wait_children(shared: &Arc<ScopeShared>) -> Option<WaitError> {
     let mut interrupted = None;
     let deadline = crate::cancel_scope::current_deadline();
     crate::cancel_scope::shield(|| loop {
@@ -418,13 +418,13 @@ fn wait_children(shared: &Arc<ScopeShared>) -> Option<Interrupted> {
                 // sound wherever they are); otherwise ivy aborts with a message.
                 // Either way nothing runs after this in the caller (cancel.rs).
                 shared.cancel_children();
-                Interrupted::Cancelled.raise();
+                WaitError::Cancelled.raise();
             }
             if cancelled || elapsed {
                 interrupted = Some(if cancelled {
-                    Interrupted::Cancelled
+                    WaitError::Cancelled
                 } else {
-                    Interrupted::Elapsed
+                    WaitError::Elapsed
                 });
                 shared.cancel_children();
             }
