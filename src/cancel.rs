@@ -32,11 +32,9 @@
 use std::panic::resume_unwind;
 
 use crate::error::WaitError;
+use crate::task::body::{CancelUnwind, ElapsedUnwind};
 
 // The unwind payloads live with the task's end, which tells them from panics.
-#[allow(unused_imports)] // the old path, for the transition of issue 12
-pub(crate) use crate::task::body::{is_ivy_unwind, CancelUnwind, ElapsedUnwind};
-pub(crate) use crate::task::current::caught;
 
 impl WaitError {
     /// Turns an interruption (`Cancelled` or `Elapsed`) into the Rust-side

@@ -46,7 +46,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cancel::ElapsedUnwind;
+use crate::task::body::ElapsedUnwind;
 use crate::task::current;
 
 /// The error of a deadline scope whose deadline passed (asyncio's `TimeoutError`).
@@ -216,7 +216,7 @@ pub fn deadline<T>(at: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
         (Ok(v), false) => Ok(v),
         (Ok(_), true) => Err(Elapsed(())),
         (Err(p), true) if p.is::<ElapsedUnwind>() => {
-            crate::cancel::caught();
+            crate::task::current::caught();
             Err(Elapsed(()))
         }
         (Err(p), _) => resume_unwind(p),

@@ -27,7 +27,7 @@ use super::error::*;
 use super::handle::{HandleTable, Kind};
 use super::task::{ivy_spawn_opts_t, ivy_task_fn_t, ivy_task_t, spawn_c};
 use super::{guard, out_ptr, write_out};
-use crate::runtime::{worker, Builder, Handle, Runtime};
+use crate::runtime::{Builder, Handle, Runtime};
 
 /// Default stack size, in bytes, of tasks on runtimes created through the C ABI.
 pub const IVY_DEFAULT_STACK_SIZE: usize = 1 << 20;
@@ -190,7 +190,7 @@ unsafe fn build(config: *const ivy_config_t) -> Result<Runtime, c_int> {
 
 /// Whether the caller is an ivy task (of any runtime).
 fn in_task() -> bool {
-    worker::current_task().is_some()
+    crate::task::current::in_task()
 }
 
 /// Waits for a task from a plain thread (or parks a task) and reports it like

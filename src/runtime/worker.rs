@@ -70,14 +70,6 @@ use crate::task::raw::{CoroSlot, Suspend, Task};
 use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
-// For the transition of issue 12: the current-task accessors moved to the task
-// core (`task::current`); callers still using them through here keep compiling.
-#[allow(unused_imports)]
-pub(crate) use crate::task::current::{
-    abandon, current_task, in_task, io_budget_spent, suspend, task_is_unwinding, with_current_task,
-    with_task_or_thread,
-};
-
 const FAIRNESS_INTERVAL: u32 = 61;
 const MAX_LIFO_STREAK: u32 = 3;
 /// Finished tasks spawned on other shards that a worker keeps before removing

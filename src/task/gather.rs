@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::error::WaitError;
 use crate::park;
 use crate::sync::or_raise_wait;
-use crate::task::join::{CompletionSignal, Waiter};
+use crate::task::header::{CompletionSignal, Waiter};
 use crate::task::{JoinError, JoinHandle};
 
 /// Cancels every handle still held when dropped, unless disarmed: the caller

@@ -31,9 +31,9 @@ use crate::error::WaitError;
 use crate::park;
 use crate::sync::{deadline_after, or_raise_wait, or_timed_out};
 pub use crate::task::body::JoinError;
-pub(crate) use crate::task::body::ResultSlot;
-use crate::task::header::report_unjoined_panic;
-pub(crate) use crate::task::header::{CompletionSignal, Waiter};
+use crate::task::body::ResultSlot;
+use crate::task::header::{report_unjoined_panic, Waiter};
+
 use crate::task::raw::{JoinCore, Task};
 use crate::task::TaskId;
 

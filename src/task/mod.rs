@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::runtime::{check_stack_size, Handle, Shared};
 use body::Body;
-pub(crate) use body::{drop_payload, message_of};
+
 pub use gather::{
     as_completed, join_all, join_all_deadline, join_all_settled, join_all_settled_deadline,
     wait_any, wait_any_deadline, AsCompleted,
@@ -45,7 +45,7 @@ pub use local::LocalKey;
 use raw::Task;
 pub use scoped::{scope, Scope, ScopedJoinHandle};
 
-pub(crate) use header::next_task_id;
+use header::next_task_id;
 pub use header::TaskId;
 
 pub(crate) fn spawn_on<F, T>(

@@ -31,11 +31,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::cancel::CancelUnwind;
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
 use crate::sync::or_raise_wait;
+use crate::task::body::CancelUnwind;
 use crate::task::raw::Task;
 use crate::task::{JoinError, JoinHandle, TaskId};
 
@@ -82,7 +82,7 @@ impl ScopeShared {
         if s.failure.is_some() {
             return JoinError::panicked(id, p);
         }
-        let msg = crate::task::message_of(p.as_ref());
+        let msg = crate::task::body::message_of(p.as_ref());
         s.failure = Some(JoinError::panicked(id, p));
         drop(s);
         self.cancel_children();
@@ -162,9 +162,9 @@ impl<F: FnOnce() -> T, T> Child<F, T> {
         if let Some(orphan) = orphan {
             if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(orphan))) {
                 if p.is::<CancelUnwind>() {
-                    crate::task::drop_payload(p);
+                    crate::task::body::drop_payload(p);
                 } else {
-                    crate::task::drop_payload(Box::new(self.token.0.record_panic(id, p)));
+                    crate::task::body::drop_payload(Box::new(self.token.0.record_panic(id, p)));
                 }
             }
         }
@@ -179,7 +179,7 @@ impl<F, T> Drop for Child<F, T> {
         let Some(f) = self.f.take() else { return };
         if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
             if p.is::<CancelUnwind>() {
-                return crate::task::drop_payload(p);
+                return crate::task::body::drop_payload(p);
             }
             // Off a task only on the no-stack path, where the child's own id is
             // not at hand (its handle reports the `NoStack` error with it).
