@@ -115,10 +115,8 @@ fn c_fd_poll_close_while_waiting_with_a_dup_alive() {
     fn pipe() -> (std::fs::File, std::fs::File) {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two fds into the array we own.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-            0
-        );
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+        assert_eq!(r, 0);
         // SAFETY: both fds are fresh and owned by nobody else.
         unsafe {
             (

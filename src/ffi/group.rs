@@ -165,12 +165,13 @@ pub unsafe extern "C" fn ivy_task_join_all(
             if first_error == 0 {
                 first_error = code;
             }
-            // SAFETY (both writes): `i < n`, and the caller's contract makes
-            // non-null arrays writable for `n` elements.
             if !results.is_null() {
+                // SAFETY: `i < n`, and the caller's contract makes a non-null
+                // `results` writable for `n` elements.
                 unsafe { write_out(results.add(i), value) };
             }
             if !codes.is_null() {
+                // SAFETY: as above, for `codes`.
                 unsafe { write_out(codes.add(i), code) };
             }
         }

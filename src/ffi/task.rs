@@ -143,15 +143,18 @@ impl CTask {
     fn run(self) -> CPtr {
         // An overflow report names the C way to raise this stack.
         crate::stack::overflow::mark_running(crate::stack::overflow::Origin::CTask);
-        // SAFETY (all three calls): the C caller of ivy_task_spawn promised these are
+        // The three calls: the C caller of ivy_task_spawn promised these are
         // valid functions taking these arguments; running them on this task's
         // stack is what it asked for. They are `extern "C"` and cannot unwind
         // into Rust (an attempt aborts, which is Rust's rule for C frames).
         if let Some(f) = self.on_start {
+            // SAFETY: see above (the `on_start` hook and its argument).
             unsafe { f(self.on_start_arg.0) };
         }
+        // SAFETY: see above (the task's entry and its argument).
         let result = unsafe { (self.entry)(self.arg.0) };
         if let Some(f) = self.on_exit {
+            // SAFETY: see above (the `on_exit` hook and its argument).
             unsafe { f(self.on_exit_arg.0) };
         }
         CPtr(result)
