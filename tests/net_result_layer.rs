@@ -50,6 +50,44 @@ impl Blocked {
     }
 }
 
+/// What `close` of the `Result` layer applies to (a listener through an `Arc`).
+trait Close: Clone + Send + Sync + 'static {
+    fn close_all(&self);
+}
+
+macro_rules! impl_close {
+    ($($t:ty),*) => {$(
+        impl Close for $t {
+            fn close_all(&self) {
+                self.close();
+            }
+        }
+    )*};
+}
+impl_close!(
+    TcpStream,
+    UnixStream,
+    UdpSocket,
+    UnixDatagram,
+    Arc<TcpListener>,
+    Arc<UnixListener>
+);
+
+/// A call on `socket` that blocks (`keep`, e.g. its peer, kept open
+/// meanwhile), closed by `close` on another handle to the same socket.
+fn on<S: Close>(
+    socket: S,
+    keep: impl Send + Sync + 'static,
+    call: impl Fn(&S, Option<Instant>) -> io::Result<()> + Send + Sync + 'static,
+) -> Blocked {
+    let other = socket.clone();
+    Blocked::new(move |d| {
+        let _keep = &keep;
+        call(&socket, d)
+    })
+    .closed_by(move || other.close_all())
+}
+
 /// The tests count fds: one at a time.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -325,58 +363,32 @@ fn full_unix_listener() -> Arc<FullUnixListener> {
 
 fn tcp_read() -> Blocked {
     let (c, s) = tcp_pair();
-    let c2 = c.clone();
-    Blocked::new(move |d| {
-        let _peer = &s;
-        c.read_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || c2.close())
+    on(c, s, |c, d| c.read_deadline(&mut [0; 8], d).map(drop))
 }
 
 fn tcp_read_exact() -> Blocked {
     let (c, s) = tcp_pair();
-    let c2 = c.clone();
-    Blocked::new(move |d| {
-        let _peer = &s;
-        c.read_exact_deadline(&mut [0; 8], d)
-    })
-    .closed_by(move || c2.close())
+    on(c, s, |c, d| c.read_exact_deadline(&mut [0; 8], d))
 }
 
 fn tcp_write() -> Blocked {
     let (c, s) = full_tcp_writer();
-    let c2 = c.clone();
-    Blocked::new(move |d| {
-        let _peer = &s;
-        c.write_deadline(&[1; 4096], d).map(drop)
-    })
-    .closed_by(move || c2.close())
+    on(c, s, |c, d| c.write_deadline(&[1; 4096], d).map(drop))
 }
 
 fn tcp_write_all() -> Blocked {
     let (c, s) = full_tcp_writer();
-    let c2 = c.clone();
-    Blocked::new(move |d| {
-        let _peer = &s;
-        c.write_all_deadline(&[1; 4096], d)
-    })
-    .closed_by(move || c2.close())
+    on(c, s, |c, d| c.write_all_deadline(&[1; 4096], d))
 }
 
 fn tcp_accept() -> Blocked {
     let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
-    let l2 = l.clone();
-    Blocked::new(move |d| l.accept_deadline(d).map(drop)).closed_by(move || l2.close())
+    on(l, (), |l, d| l.accept_deadline(d).map(drop))
 }
 
 fn tcp_peek() -> Blocked {
     let (c, s) = tcp_pair();
-    let c2 = c.clone();
-    Blocked::new(move |d| {
-        let _peer = &s;
-        c.peek_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || c2.close())
+    on(c, s, |c, d| c.peek_deadline(&mut [0; 8], d).map(drop))
 }
 
 #[test]
@@ -434,42 +446,22 @@ fn tcp_stream_connect() {
 
 fn unix_read() -> Blocked {
     let (a, b) = UnixStream::pair().unwrap();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.read_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.read_deadline(&mut [0; 8], d).map(drop))
 }
 
 fn unix_read_exact() -> Blocked {
     let (a, b) = UnixStream::pair().unwrap();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.read_exact_deadline(&mut [0; 8], d)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.read_exact_deadline(&mut [0; 8], d))
 }
 
 fn unix_write() -> Blocked {
     let (a, b) = full_unix_writer();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.write_deadline(&[1; 4096], d).map(drop)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.write_deadline(&[1; 4096], d).map(drop))
 }
 
 fn unix_write_all() -> Blocked {
     let (a, b) = full_unix_writer();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.write_all_deadline(&[1; 4096], d)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.write_all_deadline(&[1; 4096], d))
 }
 
 /// A listener on a fresh path, unlinked when the call is dropped.
@@ -482,13 +474,7 @@ fn unix_accept() -> Blocked {
     }
     let path = socket_path();
     let l = Arc::new(UnixListener::bind(&path).unwrap());
-    let unlink = Unlink(path);
-    let l2 = l.clone();
-    Blocked::new(move |d| {
-        let _unlink = &unlink;
-        l.accept_deadline(d).map(drop)
-    })
-    .closed_by(move || l2.close())
+    on(l, Unlink(path), |l, d| l.accept_deadline(d).map(drop))
 }
 
 #[test]
@@ -539,9 +525,7 @@ fn unix_stream_connect() {
 
 fn udp_recv_from() -> Blocked {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let s2 = s.clone();
-    Blocked::new(move |d| s.recv_from_deadline(&mut [0; 8], d).map(drop))
-        .closed_by(move || s2.close())
+    on(s, (), |s, d| s.recv_from_deadline(&mut [0; 8], d).map(drop))
 }
 
 #[test]
@@ -553,12 +537,7 @@ fn udp_recv() -> Blocked {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.connect(peer.local_addr().unwrap()).unwrap();
-    let s2 = s.clone();
-    Blocked::new(move |d| {
-        let _peer = &peer;
-        s.recv_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || s2.close())
+    on(s, peer, |s, d| s.recv_deadline(&mut [0; 8], d).map(drop))
 }
 
 #[test]
@@ -568,21 +547,14 @@ fn udp_socket_recv() {
 
 fn udp_peek_from() -> Blocked {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let s2 = s.clone();
-    Blocked::new(move |d| s.peek_from_deadline(&mut [0; 8], d).map(drop))
-        .closed_by(move || s2.close())
+    on(s, (), |s, d| s.peek_from_deadline(&mut [0; 8], d).map(drop))
 }
 
 fn udp_peek() -> Blocked {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.connect(peer.local_addr().unwrap()).unwrap();
-    let s2 = s.clone();
-    Blocked::new(move |d| {
-        let _peer = &peer;
-        s.peek_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || s2.close())
+    on(s, peer, |s, d| s.peek_deadline(&mut [0; 8], d).map(drop))
 }
 
 #[test]
@@ -597,22 +569,12 @@ fn udp_socket_peek() {
 
 fn unix_datagram_recv_from() -> Blocked {
     let (a, b) = UnixDatagram::pair().unwrap();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.recv_from_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.recv_from_deadline(&mut [0; 8], d).map(drop))
 }
 
 fn unix_datagram_recv() -> Blocked {
     let (a, b) = UnixDatagram::pair().unwrap();
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.recv_deadline(&mut [0; 8], d).map(drop)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.recv_deadline(&mut [0; 8], d).map(drop))
 }
 
 /// A datagram pair whose sender's queue is full (the peer never receives).
@@ -620,12 +582,7 @@ fn unix_datagram_send() -> Blocked {
     let (a, b) = UnixDatagram::pair().unwrap();
     small_buffers(&a);
     fill(|buf, d| a.send_deadline(&buf[..512], d));
-    let a2 = a.clone();
-    Blocked::new(move |d| {
-        let _peer = &b;
-        a.send_deadline(&[1; 512], d).map(drop)
-    })
-    .closed_by(move || a2.close())
+    on(a, b, |a, d| a.send_deadline(&[1; 512], d).map(drop))
 }
 
 #[test]
@@ -652,12 +609,9 @@ fn udp_socket_send_to() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let tx2 = tx.clone();
-        Blocked::new(move |d| {
-            let _rx = &rx;
+        on(tx, rx, move |tx, d| {
             tx.send_to_deadline(b"x", to, d).map(drop)
         })
-        .closed_by(move || tx2.close())
     };
     check_passed_deadline_outcome(make, None);
     with_runtime(2, move || {
