@@ -193,7 +193,6 @@ fn statements(text: &str) -> Vec<(usize, String)> {
 }
 
 #[test]
-#[ignore = "issue 12: passes once the layering lands"]
 fn no_module_uses_a_layer_above_its_own() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
