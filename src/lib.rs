@@ -27,7 +27,7 @@
 //! cancellation and deadline scopes) · `io` (fd readiness on each worker's poll)
 //! · the scheduler (`runtime::{worker, shared, idle, registry, task_pool, debug}`,
 //! `blocking`) · the api (`runtime`'s `Runtime`, `Builder`, `Handle`; `task`'s
-//! spawn, join, gather, scopes; `time`, `sync`, `net`, `fs`, generators) · `ffi`,
+//! spawn, join, gather, scopes, `block_on` for futures; `time`, `sync`, `net`, `fs`, generators) · `ffi`,
 //! the C ABI over all of them (`include/ivy.h`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -59,8 +59,8 @@ pub use error::WaitError;
 pub use generator::{Generator, ScopedGenerator, Yielder};
 pub use runtime::{run, Builder, Handle, Runtime};
 pub use task::{
-    as_completed, current, join_all, join_all_deadline, join_all_settled,
-    join_all_settled_deadline, scope, spawn, wait_any, wait_any_deadline, AsCompleted, JoinError,
-    JoinHandle, Scope, ScopedJoinHandle, TaskId,
+    as_completed, block_on, block_on_deadline, current, join_all, join_all_deadline,
+    join_all_settled, join_all_settled_deadline, scope, spawn, wait_any, wait_any_deadline,
+    AsCompleted, JoinError, JoinHandle, Scope, ScopedJoinHandle, TaskId,
 };
 pub use time::{sleep, sleep_until, yield_now};

@@ -70,6 +70,8 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
     match waiter {
         Some(Waiter::Unpark(u)) => u.unpark(),
         Some(Waiter::Group(signal, index)) => signal.complete(index),
+        // A `JoinHandle` polled as a future: its waker may be any executor's.
+        Some(Waiter::Waker(w)) => w.wake(),
         None => {}
     }
     if let Some(msg) = report {
@@ -97,6 +99,9 @@ pub(crate) enum Waiter {
     /// A set of handles waited on together (`wait_any`, `as_completed`): the task
     /// reports its index, so the waiter finds it without scanning the set.
     Group(Arc<CompletionSignal>, usize),
+    /// The waker of the last poll of a `JoinHandle` used as a `Future`
+    /// (`task::join`), from any executor.
+    Waker(std::task::Waker),
 }
 
 /// Completion order of a set of tasks, and who to wake on each completion.

@@ -17,14 +17,24 @@
 //! either by the worker when the task ends after its handle was dropped, or by
 //! the handle's drop when the task had ended.
 //!
+//! A `JoinHandle` is also a `Future` (`Output = Result<T, JoinError>`), for
+//! async code on any executor (another runtime, `futures::executor::block_on`,
+//! or `ivy::block_on`): a poll never blocks; it registers the poll's waker in
+//! the join slot (`Waiter::Waker`, replacing any earlier one unless it
+//! `will_wake` the same task), and the task's end wakes it. Ready spends the
+//! handle, as `join` does; polling it again panics, like std's futures.
+//!
 //! `join_deadline` / `wait_deadline` are the non-unwinding `Result` forms
 //! (`ivy::sync`'s "Two forms of every blocking call"); `join` and the
 //! `wait_*` methods wrap them. Layering: api; uses the task core (`raw`) and
 //! park.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::WaitError;
@@ -133,6 +143,29 @@ impl<T> JoinHandle<T> {
         true
     }
 
+    /// Registers `waker` as who to wake when the task finishes (keeping the
+    /// registered one if it wakes the same task). Returns `false` (and
+    /// registers nothing) if it has already finished.
+    fn set_waker(&self, waker: &Waker) -> bool {
+        let core = self.core();
+        if core.is_done() {
+            return false;
+        }
+        let old = {
+            let mut slot = core.lock();
+            if core.is_done() {
+                return false;
+            }
+            match &slot.waiter {
+                Some(Waiter::Waker(w)) if w.will_wake(waker) => None,
+                _ => slot.waiter.replace(Waiter::Waker(waker.clone())),
+            }
+        };
+        // Outside the lock: dropping a foreign waker runs its executor's code.
+        drop(old);
+        true
+    }
+
     pub(crate) fn clear_waiter(&self) {
         self.core().lock().waiter = None;
     }
@@ -188,16 +221,50 @@ impl<T> JoinHandle<T> {
     }
 }
 
+/// The handle as a future of the task's outcome, for async code on any
+/// executor. Polling never blocks: it registers the waker, which the task's end
+/// wakes (from the task's worker). `Ready` spends the handle like
+/// [`join`](JoinHandle::join); polling it again panics. Dropping a handle that
+/// was polled but not finished detaches the task, as dropping any handle does.
+///
+/// ```
+/// ivy::run(|| {
+///     let h = ivy::spawn(|| 6 * 7);
+///     assert_eq!(ivy::block_on(h).unwrap(), 42);
+/// });
+/// ```
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(!this.joined, "ivy: JoinHandle polled after completion");
+        if this.set_waker(cx.waker()) {
+            return Poll::Pending;
+        }
+        this.joined = true;
+        // A waker registered by an earlier poll is not needed any more.
+        let old = this.core().lock().waiter.take();
+        drop(old);
+        // SAFETY: `set_waker` returned false, so the task was observed DONE.
+        Poll::Ready(unsafe { this.packet.take() }.expect("ivy: task result taken twice"))
+    }
+}
+
+// The handle holds its result behind an `Arc` and never pins it.
+impl<T> Unpin for JoinHandle<T> {}
+
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if self.joined {
             return;
         }
         let core = self.core();
-        let (report, result) = {
+        let (report, result, _waker) = {
             let mut slot = core.lock();
             slot.handle_dropped = true;
-            slot.waiter = None;
+            // Dropped outside the lock (a future's waker is foreign code).
+            let waker = slot.waiter.take();
             // SAFETY: we hold the join lock. A result stored by now is ours to
             // drop; one not stored yet will be dropped by the task (`task::body`).
             let result = unsafe { self.packet.take() };
@@ -206,7 +273,7 @@ impl<T> Drop for JoinHandle<T> {
             } else {
                 None
             };
-            (report, result)
+            (report, result, waker)
         };
         if let Some(msg) = report {
             report_unjoined_panic(core, &msg);

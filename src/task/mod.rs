@@ -12,9 +12,10 @@
 //! runtime only through the `Schedule` trait. A task's end happens in one place,
 //! on the task's own stack and inside `catch_unwind` (`body.rs`).
 //!
-//! Layer: this file and `join`, `gather`, `scoped` are the api layer: spawning,
-//! the handle, task groups. They may use everything below.
+//! Layer: this file and `join`, `gather`, `scoped`, `block_on` are the api layer:
+//! spawning, the handle, task groups, futures inside tasks. They may use everything below.
 
+pub(crate) mod block_on;
 pub(crate) mod body;
 pub(crate) mod current;
 pub(crate) mod gather;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use crate::runtime::{check_stack_size, Handle, Shared};
 use body::Body;
 
+pub use block_on::{block_on, block_on_deadline};
 pub use gather::{
     as_completed, join_all, join_all_deadline, join_all_settled, join_all_settled_deadline,
     wait_any, wait_any_deadline, AsCompleted,

@@ -29,13 +29,15 @@ pub enum WaitReason {
     Io,
     /// A job on the blocking pool.
     Blocking,
+    /// A future driven by `ivy::block_on`.
+    Future,
 }
 
 impl WaitReason {
     pub(crate) fn from_u8(v: u8) -> WaitReason {
         use WaitReason::*;
         [
-            None, Park, Sleep, Join, Lock, Semaphore, Event, Queue, Io, Blocking,
+            None, Park, Sleep, Join, Lock, Semaphore, Event, Queue, Io, Blocking, Future,
         ]
         .get(v as usize)
         .copied()
