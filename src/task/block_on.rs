@@ -33,6 +33,16 @@
 //! task (as a free lock is taken): interruptions are seen where it would park.
 //! A panic in `poll` is the caller's panic.
 //!
+//! Not here: `futures-io` `AsyncRead`/`AsyncWrite` on ivy's sockets. An ivy
+//! socket learns its readiness from the poll of the worker running the task
+//! that waits on it (`io::registration`: waiters are `Unparker`s, and the fd
+//! is registered with the *caller's* worker). A future may be polled on a
+//! foreign executor's thread, where there is no ivy worker poll to register
+//! with; an honest `poll_read` there would need the socket to keep a runtime
+//! of its own to register with and waiter lists that hold `Waker`s beside
+//! `Unparker`s. Inside an ivy task, the sockets' `std::io::Read`/`Write` are
+//! what to use (a blocking call parks the task, even inside `block_on`).
+//!
 //! Layer: api. Uses `park`, `error`, and the task core's `WaitReason`.
 
 use std::future::Future;
