@@ -599,3 +599,23 @@ fn join_handle_polled_then_dropped_panic_is_reported_once() {
     assert_eq!(stderr.matches(report).count(), 1, "{stderr}");
     assert!(stderr.contains("panicked and nobody joined it: late panic"));
 }
+
+#[test]
+fn scoped_join_handles_awaited_inside_ivy_block_on() {
+    let data = [1u64, 2, 3, 4];
+    let total = ivy::run(move || {
+        ivy::scope(|s| {
+            let a = s.spawn(|| {
+                ivy::sleep(ms(5));
+                data[..2].iter().sum::<u64>()
+            });
+            let b = s.spawn(|| data[2..].iter().sum::<u64>());
+            ivy::block_on(async move {
+                let (x, y) = futures::join!(a, b);
+                x.unwrap() + y.unwrap()
+            })
+        })
+        .unwrap()
+    });
+    assert_eq!(total, 10);
+}

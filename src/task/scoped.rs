@@ -258,6 +258,32 @@ impl<T> ScopedJoinHandle<'_, T> {
     }
 }
 
+/// The child's outcome as a future, as [`JoinHandle`]'s: a poll never blocks
+/// (it registers the waker, which the child's end wakes), `Ready` spends the
+/// handle, and polling it again panics.
+impl<T> std::future::Future for ScopedJoinHandle<'_, T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let id = this.inner.id();
+        let inner = match std::pin::Pin::new(&mut this.inner).poll(cx) {
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => r,
+        };
+        // As in `join_deadline`.
+        let taken = lock(&this.result).result.take();
+        std::task::Poll::Ready(match (taken, inner) {
+            (Some(r), _) => r,
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Err(JoinError::cancelled(id)),
+        })
+    }
+}
+
 impl<T> Drop for ScopedJoinHandle<'_, T> {
     /// Takes a result the child already stored and drops it here, inside the
     /// scope's body; a result stored later is dropped by the child itself.
