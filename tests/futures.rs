@@ -619,3 +619,35 @@ fn scoped_join_handles_awaited_inside_ivy_block_on() {
     });
     assert_eq!(total, 10);
 }
+
+#[test]
+fn a_task_in_block_on_shows_as_waiting_on_a_future() {
+    use ivy::runtime::debug::{TaskState, WaitReason};
+    let rt = rt(2);
+    let gate = Gate::new();
+    let opener = gate.share();
+    let polls = gate.polls.clone();
+    let h = ivy::task::Builder::new()
+        .name("in-block-on")
+        .spawn_on(&rt.handle(), move || ivy::block_on(gate))
+        .unwrap();
+    let start = Instant::now();
+    let snapshot = loop {
+        let found = rt
+            .handle()
+            .tasks()
+            .into_iter()
+            .find(|t| t.name.as_deref() == Some("in-block-on"));
+        match found {
+            Some(t) if t.state == TaskState::Parked && polls.load(Ordering::SeqCst) == 1 => {
+                break t
+            }
+            _ => {}
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(ms(1));
+    };
+    assert_eq!(snapshot.waiting_on, WaitReason::Future);
+    opener.open();
+    assert_eq!(h.join().unwrap(), 2);
+}
