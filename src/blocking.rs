@@ -237,20 +237,17 @@ impl<T> BlockingHandle<T> {
     /// cancelled caller unwinds and the job is detached. From a plain thread it
     /// blocks the thread.
     pub fn join(self) -> Result<T, JoinError> {
-        or_raise(self.join_until(None).map_err(|e| match e {
-            JoinWait::Interrupted(i) => i,
-            JoinWait::TimedOut => unreachable!("no deadline was given"),
-        }))
+        or_raise(self.join_deadline(None))
     }
 
     /// Like `join`, but gives up at `deadline` (the job keeps running, and the
     /// handle is returned inside the error for a later join).
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, Self> {
         let deadline = Instant::now().checked_add(timeout);
-        match self.join_until(deadline) {
+        match self.join_deadline(deadline) {
             Ok(r) => Ok(r),
-            Err(JoinWait::TimedOut) => Err(self),
-            Err(JoinWait::Interrupted(i)) => i.raise(),
+            Err(WaitError::TimedOut) => Err(self),
+            Err(e) => e.raise(),
         }
     }
 
@@ -268,11 +265,16 @@ impl<T> BlockingHandle<T> {
         self.id
     }
 
-    /// The internal join: interruptions and the own deadline as errors.
-    pub(crate) fn join_until(
+    /// The `Result` form of [`join`](Self::join) (see "Two forms of every
+    /// blocking call" in [`crate::sync`]): waits for the job until `deadline`
+    /// (`None`: no deadline of its own; a passed one only looks). A
+    /// cancellation or an elapsed enclosing `timeout` scope is
+    /// `Err(Cancelled)` / `Err(Elapsed)`, the own deadline `Err(TimedOut)`;
+    /// on every `Err` the job keeps running and the handle stays joinable.
+    pub fn join_deadline(
         &self,
         deadline: Option<Instant>,
-    ) -> Result<Result<T, JoinError>, JoinWait> {
+    ) -> Result<Result<T, JoinError>, WaitError> {
         loop {
             {
                 let mut st = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,18 +298,11 @@ impl<T> BlockingHandle<T> {
                 if st.done && parked.is_ok() {
                     return Ok(st.result.take().expect("ivy: blocking result taken twice"));
                 }
-                parked.map_err(JoinWait::Interrupted)?;
-                return Err(JoinWait::TimedOut);
+                parked?;
+                return Err(WaitError::TimedOut);
             }
         }
     }
-}
-
-/// Why `join_until` stopped waiting.
-#[derive(Debug)]
-pub(crate) enum JoinWait {
-    Interrupted(WaitError),
-    TimedOut,
 }
 
 impl<T> fmt::Debug for BlockingHandle<T> {
@@ -355,13 +350,11 @@ where
     }
     park::check_interrupt()?;
     let handle = BlockingPool::current().spawn(f);
-    match handle.join_until(None) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => match e.try_into_panic() {
+    match handle.join_deadline(None)? {
+        Ok(v) => Ok(v),
+        Err(e) => match e.try_into_panic() {
             Ok(p) => std::panic::resume_unwind(p),
             Err(e) => unreachable!("a blocking job fails only by panicking: {e}"),
         },
-        Err(JoinWait::Interrupted(i)) => Err(i),
-        Err(JoinWait::TimedOut) => unreachable!("no deadline was given"),
     }
 }

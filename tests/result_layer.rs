@@ -168,6 +168,18 @@ const CASES: &[(&str, Make)] = &[
     ("join_all_settled_deadline", || {
         Box::new(|d| ivy::task::join_all_settled_deadline(vec![blocked_task()], d).map(drop))
     }),
+    ("BlockingHandle::join_deadline", || {
+        // The job runs until the call (and with it `release`) is dropped.
+        let (release, job_waits) = std::sync::mpsc::channel::<()>();
+        let h = ivy::spawn_blocking(move || {
+            let _ = job_waits.recv();
+        });
+        Box::new(move |d| {
+            let _release = &release;
+            h.join_deadline(d)
+                .map(|r| r.expect("the job does not panic"))
+        })
+    }),
 ];
 
 /// Every case, built.
@@ -363,6 +375,23 @@ fn join_deadline_keeps_the_handle_on_error() {
                 c.join_deadline(None).unwrap().unwrap()
             });
             assert_eq!(r.unwrap(), 3 * i);
+
+            // A blocking job's handle too: a failed wait leaves it joinable.
+            let (go, job_waits) = std::sync::mpsc::channel::<()>();
+            let b = ivy::spawn_blocking(move || {
+                job_waits.recv().unwrap();
+                i
+            });
+            assert_eq!(
+                b.join_deadline(Some(Instant::now())).unwrap_err(),
+                WaitError::TimedOut
+            );
+            let mut got = None;
+            assert!(ivy::timeout(ms(1), || got = Some(b.join_deadline(None).map(drop))).is_err());
+            assert_eq!(got, Some(Err(WaitError::Elapsed)));
+            assert!(!b.is_finished());
+            go.send(()).unwrap();
+            assert_eq!(b.join_deadline(None).unwrap().unwrap(), i);
         }
     });
 }

@@ -60,7 +60,7 @@ use super::stream::{
 use super::task::{ivy_task_fn_t, CPtr};
 use super::time::to_instant;
 use super::{guard, out_ptr, store_out, write_c_str, write_out};
-use crate::blocking::{BlockingHandle, JoinWait};
+use crate::blocking::BlockingHandle;
 use crate::error::WaitError;
 use crate::net::addr::{
     from_sockaddr, resolve_host_port, to_sockaddr, try_each, ADDR_STR_MAX, ADDR_STR_MAX_V4,
@@ -1165,7 +1165,7 @@ pub unsafe extern "C" fn ivy_blocking_join(
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or(IVY_EBUSY)?;
-        match h.join_until(d) {
+        match h.join_deadline(d) {
             Ok(outcome) => {
                 BLOCKING.remove(b.id);
                 let value = outcome.map_err(|_| IVY_EPANIC)?;
@@ -1177,10 +1177,7 @@ pub unsafe extern "C" fn ivy_blocking_join(
             }
             Err(wait) => {
                 *entry.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
-                Err(match wait {
-                    JoinWait::TimedOut => IVY_ETIMEDOUT,
-                    JoinWait::Interrupted(i) => wait_error(i),
-                })
+                Err(wait_error(wait))
             }
         }
     })
