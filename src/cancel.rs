@@ -34,8 +34,6 @@ use std::panic::resume_unwind;
 use crate::error::WaitError;
 use crate::task::body::{CancelUnwind, ElapsedUnwind};
 
-// The unwind payloads live with the task's end, which tells them from panics.
-
 impl WaitError {
     /// Turns an interruption (`Cancelled` or `Elapsed`) into the Rust-side
     /// behaviour: unwind. Only those two variants may be raised.
@@ -48,6 +46,15 @@ impl WaitError {
             WaitError::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             WaitError::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),
             other => unreachable!("ivy: {other:?} is not an interruption"),
+        }
+    }
+
+    /// The Rust behaviour for an interruption: unwind. Returns the error for the
+    /// variants the caller reports itself (TimedOut, Closed).
+    pub(crate) fn raise_interrupt(self) -> WaitError {
+        match self {
+            WaitError::Cancelled | WaitError::Elapsed => self.raise(),
+            e => e,
         }
     }
 
@@ -88,16 +95,5 @@ pub(crate) fn or_raise<T>(r: Result<T, WaitError>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => e.raise(),
-    }
-}
-
-impl WaitError {
-    /// The Rust behaviour for an interruption: unwind. Returns the error for the
-    /// variants the caller reports itself (TimedOut, Closed).
-    pub(crate) fn raise_interrupt(self) -> WaitError {
-        match self {
-            WaitError::Cancelled | WaitError::Elapsed => self.raise(),
-            e => e,
-        }
     }
 }

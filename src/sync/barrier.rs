@@ -13,7 +13,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{lock_state, or_raise_wait, WaitError};
+use super::{lock_state, or_raise, WaitError};
 use crate::park;
 
 struct State {
@@ -71,7 +71,7 @@ impl Barrier {
 
     /// Parks until `parties` parties have called `wait`. A cancellation point.
     pub fn wait(&self) -> BarrierWaitResult {
-        or_raise_wait(self.wait_deadline(None))
+        or_raise(self.wait_deadline(None))
     }
 
     /// The `Result` form (see "Two forms of every blocking call" in

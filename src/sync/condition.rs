@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::mutex::{Mutex, MutexGuard, RawMutex};
 use super::waiters::{wait_solo, WaitList, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, WaitError};
+use super::{deadline_after, lock_state, or_raise, WaitError};
 use crate::park;
 
 /// A condition variable for tasks and threads. See the module docs.
@@ -74,7 +74,7 @@ impl Condition {
     /// guard. A cancellation point: on cancellation it unwinds with the mutex
     /// *unlocked*.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        or_raise_wait(self.wait_deadline(guard, None))
+        or_raise(self.wait_deadline(guard, None))
     }
 
     /// Like [`wait`](Self::wait), returning after `timeout` at the latest (with the

@@ -13,7 +13,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, lock_state, or_raise, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
 /// A settable flag; `wait` parks until it is set.
@@ -69,7 +69,7 @@ impl Event {
     /// Parks until the flag is set (returns at once if it is). A cancellation point
     /// when it has to wait.
     pub fn wait(&self) {
-        or_raise_wait(self.wait_deadline(None))
+        or_raise(self.wait_deadline(None))
     }
 
     /// Like [`wait`](Self::wait), giving up with `Err(TimedOut)` after `timeout`.

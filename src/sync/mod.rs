@@ -169,17 +169,10 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
-/// Result of a plain blocking call of the `Result` layer that cannot time out
-/// and cannot be closed: unwinds on interruption.
-pub(crate) fn or_raise_wait<T>(r: Result<T, WaitError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            let e = e.raise_interrupt();
-            unreachable!("ivy: unexpected {e:?} from a call without deadline")
-        }
-    }
-}
+// The unwinding form of a plain blocking call (one that cannot time out or be
+// closed) is `cancel::or_raise` over its `Result` form; re-exported beside
+// `or_timed_out` for the primitives here.
+pub(crate) use crate::cancel::or_raise;
 
 /// Result of a `*_timeout` call of the `Result` layer: unwinds on interruption.
 pub(crate) fn or_timed_out<T>(r: Result<T, WaitError>) -> Result<T, TimedOut> {

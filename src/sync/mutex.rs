@@ -69,7 +69,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, lock_state, or_raise, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
 const LOCKED: u8 = 1;
@@ -439,7 +439,7 @@ impl<T: ?Sized> Mutex<T> {
     /// cancellation point when it has to wait.
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        or_raise_wait(self.lock_deadline(None))
+        or_raise(self.lock_deadline(None))
     }
 
     /// Locks if the lock is free (and not reserved for a starving waiter); never

@@ -24,7 +24,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, lock_state, or_raise, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
 const READ: usize = 0;
@@ -104,12 +104,12 @@ impl<T: ?Sized> RwLock<T> {
     /// Shared access, parking while a writer holds or waits ahead. A cancellation
     /// point when it has to wait.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        or_raise_wait(self.read_deadline(None))
+        or_raise(self.read_deadline(None))
     }
 
     /// Exclusive access, parking until every earlier holder is gone.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        or_raise_wait(self.write_deadline(None))
+        or_raise(self.write_deadline(None))
     }
 
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {

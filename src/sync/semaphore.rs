@@ -22,7 +22,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, lock_state, or_raise, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
 const QUEUED: usize = 1;
@@ -71,7 +71,7 @@ impl Semaphore {
     /// # Panics
     /// If `n > Semaphore::MAX_PERMITS` (it could never be satisfied).
     pub fn acquire_many(&self, n: usize) -> SemaphorePermit<'_> {
-        or_raise_wait(self.acquire_many_deadline(n, None))
+        or_raise(self.acquire_many_deadline(n, None))
     }
 
     /// Takes one permit if one is available and nobody waits; never blocks.
@@ -406,7 +406,7 @@ impl BoundedSemaphore {
 
     /// Takes a permit, parking until one is available. A cancellation point.
     pub fn acquire(&self) {
-        or_raise_wait(self.acquire_deadline(None))
+        or_raise(self.acquire_deadline(None))
     }
 
     /// Takes a permit if one is available and nobody waits; never blocks.

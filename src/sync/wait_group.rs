@@ -10,7 +10,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use super::waiters::{wait_solo, WaitList, Wakeups, Woken};
-use super::{deadline_after, lock_state, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, lock_state, or_raise, or_timed_out, TimedOut, WaitError};
 use crate::park;
 
 struct State {
@@ -119,7 +119,7 @@ impl WaitGroup {
 
     /// Parks until the counter is zero. A cancellation point when it has to wait.
     pub fn wait(&self) {
-        or_raise_wait(self.wait_deadline(None))
+        or_raise(self.wait_deadline(None))
     }
 
     /// Like [`wait`](Self::wait), giving up with `Err(TimedOut)` after `timeout`.

@@ -54,7 +54,7 @@ use std::time::Instant;
 
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
-use crate::sync::or_raise_wait;
+use crate::sync::or_raise;
 use crate::task::wait_reason::WaitReason;
 
 /// The waker of one `block_on` call.
@@ -105,7 +105,7 @@ impl Wake for FutureWaker {
 /// # }
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    or_raise_wait(block_on_deadline(future, None))
+    or_raise(block_on_deadline(future, None))
 }
 
 /// The `Result` form of [`block_on`] (see "Two forms of every blocking call"

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::error::WaitError;
 use crate::park;
-use crate::sync::or_raise_wait;
+use crate::sync::or_raise;
 use crate::task::header::{CompletionSignal, Waiter};
 use crate::task::{JoinError, JoinHandle};
 
@@ -49,7 +49,7 @@ impl<T> Drop for CancelRest<'_, T> {
 /// `gather`). Fail-fast: on the first failure, the tasks still running are
 /// cancelled and joined, and that first error is returned.
 pub fn join_all<T>(handles: impl IntoIterator<Item = JoinHandle<T>>) -> Result<Vec<T>, JoinError> {
-    or_raise_wait(join_all_deadline(handles, None))
+    or_raise(join_all_deadline(handles, None))
 }
 
 /// The `Result` form of [`join_all`] (see "Two forms of every blocking call" in
@@ -102,7 +102,7 @@ pub fn join_all_deadline<T>(
 pub fn join_all_settled<T>(
     handles: impl IntoIterator<Item = JoinHandle<T>>,
 ) -> Vec<Result<T, JoinError>> {
-    or_raise_wait(join_all_settled_deadline(handles, None))
+    or_raise(join_all_settled_deadline(handles, None))
 }
 
 /// The `Result` form of [`join_all_settled`]: as [`join_all_deadline`], on
@@ -132,7 +132,7 @@ pub fn join_all_settled_deadline<T>(
 /// one that has (asyncio's `wait(..., return_when=FIRST_COMPLETED)`), or `None`
 /// if `handles` is empty. The handles stay owned by the caller. A cancellation point.
 pub fn wait_any<T>(handles: &[JoinHandle<T>]) -> Option<usize> {
-    or_raise_wait(wait_any_deadline(handles, None))
+    or_raise(wait_any_deadline(handles, None))
 }
 
 /// The `Result` form of [`wait_any`]: `Ok(Some(i))` when handle `i` has
@@ -289,7 +289,7 @@ impl<T> AsCompleted<T> {
 
     /// Like `next`, also returning the handle's position in the original set.
     pub fn next_indexed(&mut self) -> Option<(usize, JoinHandle<T>)> {
-        or_raise_wait(self.next_indexed_deadline(None))
+        or_raise(self.next_indexed_deadline(None))
     }
 
     /// How many handles have not been yielded yet.

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::WaitError;
 use crate::park;
-use crate::sync::{deadline_after, or_raise_wait, or_timed_out};
+use crate::sync::{deadline_after, or_raise, or_timed_out};
 pub use crate::task::body::JoinError;
 use crate::task::body::ResultSlot;
 use crate::task::header::{report_unjoined_panic, Waiter};
@@ -74,7 +74,7 @@ impl<T> JoinHandle<T> {
     /// is cancelled while waiting, it unwinds, and the joined task is detached);
     /// from a plain thread it blocks the thread.
     pub fn join(mut self) -> Result<T, JoinError> {
-        or_raise_wait(self.join_deadline(None))
+        or_raise(self.join_deadline(None))
     }
 
     /// The `Result` form of [`join`](Self::join) (see "Two forms of every

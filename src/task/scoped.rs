@@ -34,7 +34,7 @@ use std::time::Instant;
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
-use crate::sync::or_raise_wait;
+use crate::sync::or_raise;
 use crate::task::body::CancelUnwind;
 use crate::task::raw::Task;
 use crate::task::{JoinError, JoinHandle, TaskId};
@@ -219,7 +219,7 @@ impl<T> ScopedJoinHandle<'_, T> {
 
     /// Waits for the child and returns its value (a cancellation point).
     pub fn join(mut self) -> Result<T, JoinError> {
-        or_raise_wait(self.join_deadline(None))
+        or_raise(self.join_deadline(None))
     }
 
     /// The `Result` form of [`join`](Self::join) (see "Two forms of every

@@ -29,7 +29,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use self::core::{Core, Fifo, Heap, Lifo, SelectCore};
-use super::{deadline_after, or_raise_wait, or_timed_out, TimedOut, WaitError};
+use super::{deadline_after, or_raise, or_timed_out, TimedOut, WaitError};
 
 /// Why a put failed. Each variant carries the value back.
 ///
@@ -268,7 +268,7 @@ macro_rules! queue_type {
             /// Parks until every item put has been marked with
             /// [`task_done`](Self::task_done). A cancellation point.
             pub fn join(&self) {
-                or_raise_wait(self.join_deadline(None))
+                or_raise(self.join_deadline(None))
             }
 
             /// Like [`join`](Self::join), giving up after `timeout`.
