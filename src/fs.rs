@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::blocking::run_blocking;
-use crate::error::WaitError;
+use crate::io::or_raise_io;
 
 const MAX_CHUNK: usize = 16 << 20;
 
@@ -29,11 +29,9 @@ where
     F: FnOnce() -> io::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    match run_blocking(f) {
-        Ok(r) => r,
-        Err(WaitError::Cancelled) => WaitError::Cancelled.raise(),
-        Err(e) => Err(e.into()),
-    }
+    // An interruption becomes the io::Error carrying it; a cancellation
+    // unwinds, as on every I/O call (`or_raise_io`).
+    or_raise_io(run_blocking(f).unwrap_or_else(|e| Err(e.into())))
 }
 
 /// Reads a whole file (`std::fs::read`).
