@@ -336,6 +336,10 @@ impl Registration {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Ok(v) => return Ok(v),
+                    // The operation failed because a `close` that raced with it
+                    // shut the socket down (EPIPE, EINVAL on a listener, ...):
+                    // report the close, as a later call would see it.
+                    Err(_) if self.state.is_closed() => return Err(WaitError::Closed.into()),
                     Err(e) => return Err(e),
                 }
             }
@@ -391,6 +395,11 @@ impl Registration {
     /// and are woken by the owner shutting the socket down (`Socket::close`).
     pub(crate) fn close(&self) {
         self.state.close();
+    }
+
+    /// Whether `close` has been called (never cleared).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.is_closed()
     }
 
     /// Assumes the fd ready in both directions: the next operations just try.

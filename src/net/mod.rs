@@ -74,7 +74,8 @@
 //! blocked on the socket keeps it alive after its handle is freed. `close`
 //! therefore does not wait for the last `Arc`: it marks the registration closed
 //! (every waiting task wakes with `WaitError::Closed`, and every later call
-//! fails so), then `shutdown(SHUT_RDWR)`s the socket, which sends the peer its
+//! fails so; a call running into the close at that moment fails so too, rather
+//! than reporting the shutdown's EOF or error as the peer's), then `shutdown(SHUT_RDWR)`s the socket, which sends the peer its
 //! EOF, makes a listener stop listening (new connects are refused, queued ones
 //! reset) and wakes plain threads blocked in `poll(2)` on it. The fd number
 //! itself is released when the last `Arc` drops, which the woken waiters do at
@@ -232,9 +233,10 @@ macro_rules! impl_stream {
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
-                self.inner.io($crate::io::Direction::Read, |mut s| {
+                let want = bufs.iter().map(|b| b.len()).sum();
+                $crate::io::or_raise_io(self.inner.recv_deadline(None, want, |mut s| {
                     std::io::Read::read_vectored(&mut s, bufs)
-                })
+                }))
             }
         }
 
@@ -465,6 +467,26 @@ impl<T: AsRawFd> Socket<T> {
         self.reg.do_io(dir, deadline, || op(&self.io))
     }
 
+    /// `io_deadline` for a read-side operation of up to `want` bytes. A read
+    /// that ran while `close` shut the socket down can see the shutdown's end of
+    /// file (it passed the closed check just before `close` set the flag); that
+    /// is reported as `WaitError::Closed`, as if `close` had come first, so a
+    /// reader never mistakes ivy's own shutdown for the peer's EOF. A read that
+    /// got data keeps it: `close` is then ordered after it.
+    pub(crate) fn recv_deadline<R: Received>(
+        &self,
+        deadline: Option<Instant>,
+        want: usize,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        match self.io_deadline(Direction::Read, deadline, op) {
+            Ok(r) if r.bytes() == 0 && want > 0 && self.reg.is_closed() => {
+                Err(crate::WaitError::Closed.into())
+            }
+            r => r,
+        }
+    }
+
     /// `io_deadline` with the Rust-side behaviour: cancellation unwinds.
     pub(crate) fn io<R>(
         &self,
@@ -516,6 +538,30 @@ impl<T: AsRawFd> Socket<T> {
         // SAFETY: `shutdown` on the fd this socket owns (open until it drops);
         // it only changes the socket's state.
         unsafe { libc::shutdown(self.io.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
+/// What a read-side operation returns, by how many bytes it delivered
+/// (`Socket::recv_deadline`).
+pub(crate) trait Received {
+    fn bytes(&self) -> usize;
+}
+
+impl Received for usize {
+    fn bytes(&self) -> usize {
+        *self
+    }
+}
+
+impl<A> Received for (usize, A) {
+    fn bytes(&self) -> usize {
+        self.0
+    }
+}
+
+impl<A, B> Received for (usize, A, B) {
+    fn bytes(&self) -> usize {
+        self.0
     }
 }
 

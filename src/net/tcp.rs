@@ -293,14 +293,14 @@ impl TcpStream {
     /// module's rule](crate::net)).
     pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.peek(buf))
     }
 
     /// `Read::read` before `deadline`, never unwinding (see [the module's
     /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
     pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |mut s| s.read(buf))
+            .recv_deadline(deadline, buf.len(), |mut s| s.read(buf))
     }
 
     /// `Write::write` before `deadline`, never unwinding (see [the module's

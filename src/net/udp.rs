@@ -88,7 +88,7 @@ impl UdpSocket {
         deadline: Option<Instant>,
     ) -> io::Result<(usize, SocketAddr)> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.recv_from(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.recv_from(buf))
     }
 
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
@@ -103,7 +103,7 @@ impl UdpSocket {
         deadline: Option<Instant>,
     ) -> io::Result<(usize, SocketAddr)> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.peek_from(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.peek_from(buf))
     }
 
     /// Sends to the connected peer.
@@ -127,7 +127,7 @@ impl UdpSocket {
     /// module's rule](crate::net)).
     pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.recv(buf))
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -138,7 +138,7 @@ impl UdpSocket {
     /// module's rule](crate::net)).
     pub fn peek_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.peek(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.peek(buf))
     }
 
     /// `recv_from_deadline` that also tells truncation (for the C ABI):
@@ -149,7 +149,7 @@ impl UdpSocket {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<(usize, usize, SocketAddr)> {
-        self.inner.io_deadline(Direction::Read, deadline, |s| {
+        self.inner.recv_deadline(deadline, buf.len(), |s| {
             // SAFETY: all-zero bytes are a valid sockaddr_storage.
             let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

@@ -216,7 +216,7 @@ impl UnixStream {
     /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
     pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |mut s| s.read(buf))
+            .recv_deadline(deadline, buf.len(), |mut s| s.read(buf))
     }
 
     /// `Write::write` before `deadline`, never unwinding (see [the module's
@@ -295,7 +295,7 @@ impl UnixDatagram {
         deadline: Option<Instant>,
     ) -> io::Result<(usize, SocketAddr)> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.recv_from(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.recv_from(buf))
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -317,7 +317,7 @@ impl UnixDatagram {
     /// module's rule](crate::net)).
     pub fn recv_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .io_deadline(Direction::Read, deadline, |s| s.recv(buf))
+            .recv_deadline(deadline, buf.len(), |s| s.recv(buf))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
