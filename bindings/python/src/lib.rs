@@ -1,0 +1,12 @@
+//! `ivyrt._ivyrt`: the extension module behind the `ivyrt` package.
+//!
+//! Each submodule registers its own names (`register`); `__init__.py` re-exports
+//! what `__all__` lists.
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
