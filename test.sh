@@ -24,3 +24,6 @@ tests/c/run.sh
 
 echo "== Python binding (ctypes over target/release/libivy.so)"
 python3 -m pytest -q bindings/python/tests
+
+echo "== the hook layer with real software: libcurl, hiredis + redis-server, std::net, redis crate, ureq"
+tests/real/run.sh
