@@ -27,6 +27,14 @@ Adding a workload: implement it in each system (see bench-common's doc comment),
 then add one `Row` below and its metric's label to report.py's METRICS.
 A system whose binary does not list a workload (`--list`) is left out of that
 row; for ivy, that row is reported as pending.
+
+The hook rows (`HOOK_ROWS`: hook_curl, hook_std) compare systems of their own,
+the same client program three ways: ivy with its libc hook (`ivy-hook`), ivy
+without it (`ivy-nohook`), and one OS thread per request (`threads`). Each row
+starts `tests/real/delayed_http.py` once (every answer delayed `delay_ms`), then
+runs every system's client against it (`--n` requests, all in flight at once);
+the client prints one `metric=wall_ms` RESULT line after checking every body.
+`--systems` does not filter them; `--only hook_curl,hook_std` runs just them.
 """
 
 import argparse
@@ -96,6 +104,44 @@ ROWS = [
     # Next (one Row each, twins in every system): Row("semaphore", ...)
 ]
 
+
+
+@dataclass
+class HookRow:
+    """A hook row: n client requests against the delayed HTTP server."""
+
+    id: str
+    n: int
+    quick_n: int
+    delay_ms: int
+    title: str
+    timeout_s: int = 300
+
+
+# Sizes: without the hook, n x delay / workers (10 s for full n on 2 cores)
+# is the slowest system's run.
+HOOK_ROWS = [
+    HookRow("hook_curl", 400, 100, 50,
+            "libcurl easy API, one curl_easy_perform per task, all in flight, answers delayed 50 ms"),
+    HookRow("hook_std", 400, 100, 50,
+            "std::net HTTP/1.0 GET per task, all in flight, answers delayed 50 ms"),
+]
+
+
+def hook_systems(row_id):
+    """system -> (command prefix, extra environment) for a hook row."""
+    if row_id == "hook_curl":
+        curl = [str(HOOK_BIN / "curl_tasks")]
+        return {
+            "ivy-hook": (curl, {"LD_PRELOAD": str(LIBIVY_HOOK)}),
+            "ivy-nohook": (curl, {}),
+            "threads": (curl + ["--threads"], {}),
+        }
+    on = [str(TARGET / "hook-std-on/release/hook-std-bench"), "hook_std"]
+    off = [str(TARGET / "hook-std-off/release/hook-std-bench"), "hook_std"]
+    return {"ivy-hook": (on, {}), "ivy-nohook": (off, {}), "threads": (off + ["--threads"], {})}
+
+
 # Server rows: warm-up and measured seconds, (full, quick).
 NET_WARMUP_S = (1.0, 0.5)
 NET_MEASURE_S = (5.0, 1.5)
@@ -122,6 +168,8 @@ SYSTEMS = {
 if os.environ.get("IVY_BEFORE_BIN"):
     SYSTEMS["ivy-before"] = [os.environ["IVY_BEFORE_BIN"]]
 LOADGEN = TARGET / "release/loadgen"
+HOOK_BIN = TARGET / "hook"  # curl_tasks (run.sh compiles it)
+LIBIVY_HOOK = ROOT / "target/release/libivy_hook.so"
 
 
 def sh(cmd, cwd=None):
@@ -163,6 +211,7 @@ def machine():
         "mio (loadgen)": lock_version("mio"),
         "wrk": (re.findall(r"wrk (\S+)", sh("wrk -v 2>&1")) or ["not installed"])[0],
         "RLIMIT_NOFILE": "%d/%d" % resource.getrlimit(resource.RLIMIT_NOFILE),
+        "libcurl (hook_curl)": sh("curl-config --version") or "not installed",
         "ivy commit": sh("git log -1 --format=%h -- src Cargo.toml", cwd=ROOT)
         + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml", cwd=ROOT) else ""),
     }
@@ -338,6 +387,69 @@ def run_server(system, row, workers, quick):
             stop(proc)
 
 
+def start_delayed_http(delay_ms):
+    """tests/real/delayed_http.py on a free port: (process, port), or (None, error)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/real/delayed_http.py"),
+                             "--port", "0", "--delay-ms", str(delay_ms)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = wait_listening(proc, SERVER_START_TIMEOUT_S)
+    if port is None:
+        stop(proc)
+        return None, "delayed_http.py did not start"
+    return proc, port
+
+
+def run_hook_once(system, row, n, workers, port):
+    """One client run of a hook row; its RESULT lines (a synthesized failure
+    line when the client died or timed out without saying why)."""
+    prefix, env = hook_systems(row.id)[system]
+    if row.id == "hook_curl":  # curl_tasks PORT ...: no limit below n, the RESULT line
+        cmd = prefix[:1] + [str(port), "--n", str(n), "--limit", str(n), "--workers", str(workers),
+                            "--delay-ms", str(row.delay_ms), "--bench"] + prefix[1:]
+    else:
+        cmd = prefix + ["--port", str(port), "--n", str(n), "--workers", str(workers)]
+    base = (f"workload={row.id} system={system} metric=wall_ms status=fail value=nan unit=ms "
+            f"n={n} workers={workers}")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=row.timeout_s,
+                             env={**os.environ, **env})
+    except subprocess.TimeoutExpired:
+        return [f"RESULT {base} error=timeout after {row.timeout_s} s"]
+    except OSError as e:
+        return [f"RESULT {base} error={e}"]
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode != 0 and not any("status=fail" in l for l in lines):
+        err = (out.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        lines = [f"RESULT {base} error={exit_text(out.returncode)}: {err}"]
+    return lines
+
+
+def run_hook_rows(rows, runs, workers, quick, t0, results):
+    """The hook rows: one delayed server per row, runs interleaved across systems."""
+    for row in rows:
+        n = row.quick_n if quick else row.n
+        proc, port = start_delayed_http(row.delay_ms)
+        try:
+            for k in range(1, runs + 1):
+                for s in hook_systems(row.id):
+                    t = time.time()
+                    if proc is None:
+                        lines = [f"RESULT workload={row.id} system={s} metric=wall_ms status=fail "
+                                 f"value=nan unit=ms n={n} workers={workers} error={port}"]
+                    else:
+                        lines = run_hook_once(s, row, n, workers, port)
+                    lines = [re.sub(r" system=\S+", f" system={s}", l, count=1) for l in lines]
+                    for l in lines:
+                        results.append(f"RESULT row={row.id} run={k} {l[len('RESULT '):]}")
+                    summary = "; ".join(f"{m.group(1)}={m.group(2)}" for l in lines
+                                        for m in [re.search(r"metric=(\S+).*?value=(\S+)", l)] if m)
+                    print(f"[{time.time() - t0:6.0f}s] {row.id:18} {s:10} run {k}/{runs} "
+                          f"({time.time() - t:5.1f}s) {summary}", flush=True)
+        finally:
+            if proc is not None:
+                stop(proc)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller n, one run each")
@@ -350,6 +462,7 @@ def main():
     runs = args.runs or (1 if args.quick else 5)
     workers = os.cpu_count() or 1
     rows = [r for r in ROWS if not args.only or r.id in args.only.split(",")]
+    hook_rows = [r for r in HOOK_ROWS if not args.only or r.id in args.only.split(",")]
     systems = args.systems.split(",") if args.systems else list(SYSTEMS)
     out_path = Path(args.out) if args.out else HERE / "results" / ("quick.txt" if args.quick else "full.txt")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -362,7 +475,7 @@ def main():
     rows = [r for r in rows if not (r.load and missing[r.load])]
 
     support = {}
-    for s in systems:
+    for s in systems if rows else []:
         support[s] = listed(s)
         if support[s] is None:
             print(f"harness: {s} cannot run (not built / not installed); left out", file=sys.stderr)
@@ -400,6 +513,7 @@ def main():
                     for m in [re.search(r"metric=(\S+).*?value=(\S+)", l)] if m)
                 print(f"[{time.time() - t0:6.0f}s] {row.id:18} {s:8} run {k}/{runs} "
                       f"({time.time() - t:5.1f}s) {summary}", flush=True)
+    run_hook_rows(hook_rows, runs, workers, args.quick, t0, results)
     info["loadavg after"] = Path("/proc/loadavg").read_text().strip()
     info["wall time"] = f"{time.time() - t0:.0f} s"
 

@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from harness import HERE, ROOT, ROWS, SYSTEMS
+from harness import HERE, HOOK_ROWS, ROOT, ROWS, SYSTEMS
 
 # metric -> (label, better). Add one line per new metric.
 METRICS = {
@@ -34,7 +34,11 @@ METRICS = {
     "req_per_s": ("requests per second", "higher"),
     "p50_us": ("p50 latency, µs", "lower"),
     "p99_us": ("p99 latency, µs", "lower"),
+    # the hook rows:
+    "wall_ms": ("wall time, ms", "lower"),
 }
+
+HOOK_SYSTEMS = ("ivy-hook", "ivy-nohook", "threads")
 
 # Plot panels of the network family: one throughput panel per row, and one
 # latency panel per row with p50 and p99 side by side.
@@ -248,6 +252,8 @@ def markdown(info, table, plots_rel, notes):
     w("")
     w("Bold: ivy wins.\n")
 
+    hook_section(w, table, info)
+
     if pending:
         w("## Pending for ivy\n")
         w("These rows run for every other system already; ivy's side is not written yet. "
@@ -264,6 +270,45 @@ def markdown(info, table, plots_rel, notes):
             w(f"### {title}\n\n![{title}]({plots_rel}/{fam}.png)\n")
     w(notes)
     return "\n".join(out)
+
+
+def hook_section(w, table, info):
+    """The hook rows: one client program with ivy's libc hook, without it, and
+    on one OS thread per request (NOTES.md, "Hooked libc calls")."""
+    rows = [r for r in HOOK_ROWS if r.id in table]
+    if not rows:
+        return
+    workers = info.get("workers", "?")
+    w("## Hooked libc calls: unmodified blocking clients in ivy tasks\n")
+    w("The same client program three ways: ivy tasks with the libc hook (`ivy-hook`: "
+      "`LD_PRELOAD=libivy_hook.so` for the C program, the `hook` feature for the Rust one), "
+      f"ivy tasks without it (`ivy-nohook`, {workers} workers), and one OS thread per request "
+      "(`threads`). Every request is in flight at once against a local server that delays each "
+      "answer; every body is checked byte for byte. Ideal: one delay; without the hook: "
+      "n × delay ÷ workers.\n")
+    w("| workload | n | delay, ms | metric | " + " | ".join(HOOK_SYSTEMS) + " | ivy-hook ÷ threads |")
+    w("|---|---|---|---|" + "---|" * (len(HOOK_SYSTEMS) + 1))
+    for row in rows:
+        for metric, cells in table[row.id].items():
+            label = METRICS.get(metric, (metric, ""))[0]
+            n = row.quick_n if info.get("mode") == "quick" else row.n
+            tds = []
+            for sname in HOOK_SYSTEMS:
+                c = cells.get(sname)
+                if c is None:
+                    tds.append("—")
+                elif c.failed:
+                    tds.append("**FAIL**: " + short_error(c.errors[0]))
+                elif len(c.values) == 1:
+                    tds.append(fmt(c.median))
+                else:
+                    tds.append(f"{fmt(c.median)} [{fmt(min(c.values))}–{fmt(max(c.values))}]")
+            hook, thr = cells.get("ivy-hook"), cells.get("threads")
+            r = (ratio(hook.median, thr.median, "lower")
+                 if hook and thr and not hook.failed and not thr.failed else None)
+            w(f"| {row.id} | {n} | {row.delay_ms} | {label} | " + " | ".join(tds)
+              + f" | {'—' if r is None else f'{r:.2f}'} |")
+    w("")
 
 
 def log_scale(values):

@@ -34,9 +34,29 @@ if ! python3 -c "import uvloop" 2>/dev/null; then
     python3 -m pip install --quiet uvloop || echo "uvloop did not install; skipping it"
 fi
 
+if ! curl-config --version >/dev/null 2>&1; then
+    echo "== installing libcurl's headers (apt: libcurl4-openssl-dev; the hook_curl row)"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libcurl4-openssl-dev || echo "libcurl did not install; hook_curl fails"
+fi
+
 echo "== building (cargo build --release: the Rust systems and loadgen; go build)"
 cargo build --release --quiet
 (cd go && go build -o ../target/go-bench .)
+
+# The hook rows (harness.py's HOOK_ROWS): ivy's own build gives libivy.so and
+# libivy_hook.so; curl_tasks (tests/real) links libivy; hook-std-bench is built
+# with and without ivy's `hook` feature, each in a target dir of its own.
+echo "== building the hook rows (libivy, libivy_hook, curl_tasks, hook-std-bench on/off)"
+(cd ../.. && cargo build --release --quiet)
+ivy_lib=$(cd ../.. && pwd)/target/release
+soname=$(readelf -d "$ivy_lib/libivy.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ -n "$soname" ] && ln -sf libivy.so "$ivy_lib/$soname"
+mkdir -p target/hook
+gcc -O2 -Wall -Wextra -Werror -std=c99 -I../../include -I../../tests/real ../../tests/real/curl_tasks.c \
+    -o target/hook/curl_tasks -L"$ivy_lib" -Wl,-rpath,"$ivy_lib" -livy -lcurl -pthread ||
+    echo "curl_tasks did not build; hook_curl fails"
+cargo build --release --quiet --manifest-path hook-std/Cargo.toml --target-dir target/hook-std-off
+cargo build --release --quiet --manifest-path hook-std/Cargo.toml --target-dir target/hook-std-on --features hook
 
 mode=full
 for a in "$@"; do [ "$a" = --quick ] && mode=quick; done
