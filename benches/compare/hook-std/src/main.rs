@@ -28,9 +28,11 @@ fn body(k: u32) -> Vec<u8> {
 /// GET /item/k; Ok when the answer's body is item k's, byte for byte.
 fn fetch(port: u16, k: u32) -> Result<(), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    write!(s, "GET /item/{k} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    write!(s, "GET /item/{k} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
     let mut answer = Vec::new();
-    s.read_to_end(&mut answer).map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -50,7 +52,11 @@ fn main() {
     let (mut n, mut workers, mut port, mut threads) = (200u32, 2usize, 0u16, false);
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
-        let mut val = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
+        let mut val = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a number after the flag")
+        };
         match a.as_str() {
             "--n" => n = val() as u32,
             "--workers" => workers = val() as usize,
@@ -73,7 +79,10 @@ fn main() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     } else {
-        let rt = ivy::Builder::new().workers(workers).build().expect("runtime");
+        let rt = ivy::Builder::new()
+            .workers(workers)
+            .build()
+            .expect("runtime");
         rt.block_on(move || {
             let tasks: Vec<_> = (0..n).map(|k| ivy::spawn(move || fetch(port, k))).collect();
             tasks.into_iter().map(|t| t.join().unwrap()).collect()
