@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{body, delayed_http, http_peak, http_reset, watchdog};
+use support::{body, delayed_http, http_peak, http_reset, raise_fd_limit, watchdog};
 
 const WORKERS: usize = 2;
 
@@ -38,6 +38,7 @@ fn message(k: usize, round: usize) -> Vec<u8> {
 fn std_net_echo_1000_tasks() {
     const CLIENTS: usize = 1000;
     const ROUNDS: usize = 3;
+    raise_fd_limit(2 * CLIENTS as u64 + 256); // both ends of every connection are ours
     let expected: usize = (0..CLIENTS)
         .flat_map(|k| (0..ROUNDS).map(move |r| message(k, r).len()))
         .sum();

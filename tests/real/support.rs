@@ -177,3 +177,27 @@ pub fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send
         Err(_) => panic!("did not finish within {limit:?}: a hooked call blocked its worker?"),
     }
 }
+
+/// Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit):
+/// a fresh machine's default soft limit (1024) is below what 1000 connections
+/// with both ends in this process need. Panics, naming the limit, if the hard
+/// limit is lower.
+pub fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, a valid local.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur >= want {
+        return;
+    }
+    assert!(
+        lim.rlim_max >= want,
+        "RLIMIT_NOFILE hard limit {} is below the {want} fds this test needs",
+        lim.rlim_max
+    );
+    lim.rlim_cur = want;
+    // SAFETY: setrlimit reads the struct it is given, a valid local.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
