@@ -13,14 +13,18 @@ use crate::services;
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     // SAFETY: the caller's arguments, passed on (libc's contract).
-    drive(fd, Dir::Read, b"read\0", false, || unsafe { real::read(fd, buf, n) })
+    drive(fd, Dir::Read, b"read\0", false, || unsafe {
+        real::read(fd, buf, n)
+    })
 }
 
 /// `readv(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     // SAFETY: as in `read`.
-    drive(fd, Dir::Read, b"readv\0", false, || unsafe { real::readv(fd, iov, cnt) })
+    drive(fd, Dir::Read, b"readv\0", false, || unsafe {
+        real::readv(fd, iov, cnt)
+    })
 }
 
 /// `recv(2)`.
@@ -28,7 +32,9 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssiz
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     // SAFETY: as in `read`.
-    drive(fd, Dir::Read, b"recv\0", dontwait, || unsafe { real::recv(fd, buf, n, flags) })
+    drive(fd, Dir::Read, b"recv\0", dontwait, || unsafe {
+        real::recv(fd, buf, n, flags)
+    })
 }
 
 /// `recvfrom(2)`.
@@ -53,7 +59,9 @@ pub unsafe extern "C" fn recvfrom(
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     // SAFETY: as in `read`.
-    drive(fd, Dir::Read, b"recvmsg\0", dontwait, || unsafe { real::recvmsg(fd, msg, flags) })
+    drive(fd, Dir::Read, b"recvmsg\0", dontwait, || unsafe {
+        real::recvmsg(fd, msg, flags)
+    })
 }
 
 /// `write(2)`. On a pipe, fifo or tty a task writes in pieces of `PIPE_BUF`
@@ -62,15 +70,21 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// promise) or with the count written before an error.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    if n > libc::PIPE_BUF && services::any() {
-        if services::current().is_some() && classify(fd).kind() == OTHER {
+    if n > libc::PIPE_BUF
+        && services::any()
+        && services::current().is_some()
+        && classify(fd).kind() == OTHER
+    {
+        {
             let mut done = 0usize;
             while done < n {
                 let piece = (n - done).min(libc::PIPE_BUF);
                 // SAFETY: `done + piece <= n`: within the caller's buffer.
                 let at = unsafe { buf.cast::<u8>().add(done) }.cast::<c_void>();
                 // SAFETY: as in `read`.
-                let r = drive(fd, Dir::Write, b"write\0", false, || unsafe { real::write(fd, at, piece) });
+                let r = drive(fd, Dir::Write, b"write\0", false, || unsafe {
+                    real::write(fd, at, piece)
+                });
                 if r < 0 {
                     return if done > 0 { done as ssize_t } else { r };
                 }
@@ -80,14 +94,18 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
         }
     }
     // SAFETY: as in `read`.
-    drive(fd, Dir::Write, b"write\0", false, || unsafe { real::write(fd, buf, n) })
+    drive(fd, Dir::Write, b"write\0", false, || unsafe {
+        real::write(fd, buf, n)
+    })
 }
 
 /// `writev(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     // SAFETY: as in `read`.
-    drive(fd, Dir::Write, b"writev\0", false, || unsafe { real::writev(fd, iov, cnt) })
+    drive(fd, Dir::Write, b"writev\0", false, || unsafe {
+        real::writev(fd, iov, cnt)
+    })
 }
 
 /// `send(2)`.
@@ -95,7 +113,9 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     // SAFETY: as in `read`.
-    drive(fd, Dir::Write, b"send\0", dontwait, || unsafe { real::send(fd, buf, n, flags) })
+    drive(fd, Dir::Write, b"send\0", dontwait, || unsafe {
+        real::send(fd, buf, n, flags)
+    })
 }
 
 /// `sendto(2)`.
@@ -120,12 +140,19 @@ pub unsafe extern "C" fn sendto(
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     // SAFETY: as in `read`.
-    drive(fd, Dir::Write, b"sendmsg\0", dontwait, || unsafe { real::sendmsg(fd, msg, flags) })
+    drive(fd, Dir::Write, b"sendmsg\0", dontwait, || unsafe {
+        real::sendmsg(fd, msg, flags)
+    })
 }
 
 /// glibc's fortified `read` (`_FORTIFY_SOURCE`): checked, then hooked.
 #[no_mangle]
-pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+) -> ssize_t {
     if n > buflen {
         // SAFETY: glibc's own check reports the overflow and aborts.
         return unsafe { real::read_chk_fail(fd, buf, n, buflen) };

@@ -110,7 +110,9 @@ pub(crate) fn ensure_nonblocking(fd: c_int, e: Entry) -> Entry {
         if flags & libc::O_NONBLOCK != 0 {
             fdtable::update(fd, USER_NONBLOCK, 0);
         // SAFETY: F_SETFL with an int of flags.
-        } else if unsafe { real::fcntl(fd, libc::F_SETFL, (flags | libc::O_NONBLOCK) as usize) } == 0 {
+        } else if unsafe { real::fcntl(fd, libc::F_SETFL, (flags | libc::O_NONBLOCK) as usize) }
+            == 0
+        {
             fdtable::update(fd, IVY_NONBLOCK, 0);
         }
     }
@@ -142,7 +144,13 @@ pub(crate) fn drive(
     }
 }
 
-fn inside(s: &Services, fd: c_int, dir: Dir, name: &'static [u8], mut op: impl FnMut() -> isize) -> isize {
+fn inside(
+    s: &Services,
+    fd: c_int,
+    dir: Dir,
+    name: &'static [u8],
+    mut op: impl FnMut() -> isize,
+) -> isize {
     let e = classify(fd);
     match e.kind() {
         SOCKET => {
@@ -159,7 +167,8 @@ fn inside(s: &Services, fd: c_int, dir: Dir, name: &'static [u8], mut op: impl F
                 if !would_block(r) {
                     return r;
                 }
-                let d = *deadline.get_or_insert_with(|| services::deadline_after_us(dir.timeout_us(&e)));
+                let d = *deadline
+                    .get_or_insert_with(|| services::deadline_after_us(dir.timeout_us(&e)));
                 match (s.wait_fd)(fd, dir.events(), d) {
                     0 => continue,
                     libc::ETIME => return fail(libc::EAGAIN),
@@ -168,7 +177,11 @@ fn inside(s: &Services, fd: c_int, dir: Dir, name: &'static [u8], mut op: impl F
             }
         }
         FILE => {
-            services::report(s, name, b"a regular file (never waits: it blocks the worker)\0");
+            services::report(
+                s,
+                name,
+                b"a regular file (never waits: it blocks the worker)\0",
+            );
             op()
         }
         OTHER => loop {

@@ -56,7 +56,11 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
                 return unsafe { real::fcntl(fd, cmd, arg) };
             }
             let keep = !wants && e.ivy_nonblock();
-            let flags = if keep { (arg as c_int) | libc::O_NONBLOCK } else { arg as c_int };
+            let flags = if keep {
+                (arg as c_int) | libc::O_NONBLOCK
+            } else {
+                arg as c_int
+            };
             // SAFETY: F_SETFL with an int of flags.
             let r = unsafe { real::fcntl(fd, cmd, flags as usize) };
             if r == 0 {

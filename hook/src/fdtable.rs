@@ -109,7 +109,12 @@ fn slot_mut(fd: i32) -> Option<&'static Slot> {
     let fresh: Box<[Slot]> = (0..CHUNK).map(|_| Slot::default()).collect();
     let fresh = Box::into_raw(fresh) as *mut Slot;
     if cell
-        .compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         // SAFETY: `fresh` came from Box::into_raw above and was not published.

@@ -92,13 +92,25 @@ macro_rules! call {
 // caller upholds libc's contract for each.
 
 pub(crate) unsafe fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-    call!(read as unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t, -1, (fd, buf, n))
+    call!(
+        read as unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t,
+        -1,
+        (fd, buf, n)
+    )
 }
 pub(crate) unsafe fn readv(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> ssize_t {
-    call!(readv as unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> ssize_t, -1, (fd, iov, cnt))
+    call!(
+        readv as unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> ssize_t,
+        -1,
+        (fd, iov, cnt)
+    )
 }
 pub(crate) unsafe fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
-    call!(recv as unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int) -> ssize_t, -1, (fd, buf, n, flags))
+    call!(
+        recv as unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int) -> ssize_t,
+        -1,
+        (fd, buf, n, flags)
+    )
 }
 pub(crate) unsafe fn recvfrom(
     fd: c_int,
@@ -108,20 +120,47 @@ pub(crate) unsafe fn recvfrom(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    call!(recvfrom as unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t,
-        -1, (fd, buf, n, flags, addr, len))
+    call!(
+        recvfrom
+            as unsafe extern "C" fn(
+                c_int,
+                *mut c_void,
+                size_t,
+                c_int,
+                *mut sockaddr,
+                *mut socklen_t,
+            ) -> ssize_t,
+        -1,
+        (fd, buf, n, flags, addr, len)
+    )
 }
 pub(crate) unsafe fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
-    call!(recvmsg as unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> ssize_t, -1, (fd, msg, flags))
+    call!(
+        recvmsg as unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> ssize_t,
+        -1,
+        (fd, msg, flags)
+    )
 }
 pub(crate) unsafe fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    call!(write as unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t, -1, (fd, buf, n))
+    call!(
+        write as unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t,
+        -1,
+        (fd, buf, n)
+    )
 }
 pub(crate) unsafe fn writev(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> ssize_t {
-    call!(writev as unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> ssize_t, -1, (fd, iov, cnt))
+    call!(
+        writev as unsafe extern "C" fn(c_int, *const libc::iovec, c_int) -> ssize_t,
+        -1,
+        (fd, iov, cnt)
+    )
 }
 pub(crate) unsafe fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
-    call!(send as unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t, -1, (fd, buf, n, flags))
+    call!(
+        send as unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t,
+        -1,
+        (fd, buf, n, flags)
+    )
 }
 pub(crate) unsafe fn sendto(
     fd: c_int,
@@ -131,26 +170,66 @@ pub(crate) unsafe fn sendto(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> ssize_t {
-    call!(sendto as unsafe extern "C" fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t,
-        -1, (fd, buf, n, flags, addr, len))
+    call!(
+        sendto
+            as unsafe extern "C" fn(
+                c_int,
+                *const c_void,
+                size_t,
+                c_int,
+                *const sockaddr,
+                socklen_t,
+            ) -> ssize_t,
+        -1,
+        (fd, buf, n, flags, addr, len)
+    )
 }
 pub(crate) unsafe fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
-    call!(sendmsg as unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> ssize_t, -1, (fd, msg, flags))
+    call!(
+        sendmsg as unsafe extern "C" fn(c_int, *const libc::msghdr, c_int) -> ssize_t,
+        -1,
+        (fd, msg, flags)
+    )
 }
 pub(crate) unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    call!(accept as unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int, -1, (fd, addr, len))
+    call!(
+        accept as unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int,
+        -1,
+        (fd, addr, len)
+    )
 }
-pub(crate) unsafe fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
-    call!(accept4 as unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int, -1, (fd, addr, len, flags))
+pub(crate) unsafe fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    call!(
+        accept4 as unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int,
+        -1,
+        (fd, addr, len, flags)
+    )
 }
 pub(crate) unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    call!(connect as unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int, -1, (fd, addr, len))
+    call!(
+        connect as unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int,
+        -1,
+        (fd, addr, len)
+    )
 }
 pub(crate) unsafe fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int {
-    call!(socket as unsafe extern "C" fn(c_int, c_int, c_int) -> c_int, -1, (domain, ty, proto))
+    call!(
+        socket as unsafe extern "C" fn(c_int, c_int, c_int) -> c_int,
+        -1,
+        (domain, ty, proto)
+    )
 }
 pub(crate) unsafe fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
-    call!(poll as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int, -1, (fds, n, timeout))
+    call!(
+        poll as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int,
+        -1,
+        (fds, n, timeout)
+    )
 }
 pub(crate) unsafe fn ppoll(
     fds: *mut libc::pollfd,
@@ -158,8 +237,17 @@ pub(crate) unsafe fn ppoll(
     timeout: *const libc::timespec,
     mask: *const libc::sigset_t,
 ) -> c_int {
-    call!(ppoll as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, *const libc::timespec, *const libc::sigset_t) -> c_int,
-        -1, (fds, n, timeout, mask))
+    call!(
+        ppoll
+            as unsafe extern "C" fn(
+                *mut libc::pollfd,
+                libc::nfds_t,
+                *const libc::timespec,
+                *const libc::sigset_t,
+            ) -> c_int,
+        -1,
+        (fds, n, timeout, mask)
+    )
 }
 pub(crate) unsafe fn select(
     n: c_int,
@@ -168,17 +256,39 @@ pub(crate) unsafe fn select(
     e: *mut libc::fd_set,
     t: *mut libc::timeval,
 ) -> c_int {
-    call!(select as unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int,
-        -1, (n, r, w, e, t))
+    call!(
+        select
+            as unsafe extern "C" fn(
+                c_int,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::fd_set,
+                *mut libc::timeval,
+            ) -> c_int,
+        -1,
+        (n, r, w, e, t)
+    )
 }
 pub(crate) unsafe fn sleep(secs: c_uint) -> c_uint {
-    call!(sleep as unsafe extern "C" fn(c_uint) -> c_uint, secs, (secs))
+    call!(
+        sleep as unsafe extern "C" fn(c_uint) -> c_uint,
+        secs,
+        (secs)
+    )
 }
 pub(crate) unsafe fn usleep(us: libc::useconds_t) -> c_int {
-    call!(usleep as unsafe extern "C" fn(libc::useconds_t) -> c_int, -1, (us))
+    call!(
+        usleep as unsafe extern "C" fn(libc::useconds_t) -> c_int,
+        -1,
+        (us)
+    )
 }
 pub(crate) unsafe fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
-    call!(nanosleep as unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int, -1, (req, rem))
+    call!(
+        nanosleep as unsafe extern "C" fn(*const libc::timespec, *mut libc::timespec) -> c_int,
+        -1,
+        (req, rem)
+    )
 }
 pub(crate) unsafe fn clock_nanosleep(
     clock: libc::clockid_t,
@@ -186,8 +296,17 @@ pub(crate) unsafe fn clock_nanosleep(
     req: *const libc::timespec,
     rem: *mut libc::timespec,
 ) -> c_int {
-    call!(clock_nanosleep as unsafe extern "C" fn(libc::clockid_t, c_int, *const libc::timespec, *mut libc::timespec) -> c_int,
-        libc::ENOSYS, (clock, flags, req, rem))
+    call!(
+        clock_nanosleep
+            as unsafe extern "C" fn(
+                libc::clockid_t,
+                c_int,
+                *const libc::timespec,
+                *mut libc::timespec,
+            ) -> c_int,
+        libc::ENOSYS,
+        (clock, flags, req, rem)
+    )
 }
 pub(crate) unsafe fn close(fd: c_int) -> c_int {
     call!(close as unsafe extern "C" fn(c_int) -> c_int, -1, (fd))
@@ -195,10 +314,18 @@ pub(crate) unsafe fn close(fd: c_int) -> c_int {
 /// `fcntl` with its optional third argument passed as a machine word (an `int`
 /// or a pointer: the same register on the supported ABIs, x86-64 and AArch64).
 pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-    call!(fcntl as unsafe extern "C" fn(c_int, c_int, ...) -> c_int, -1, (fd, cmd, arg))
+    call!(
+        fcntl as unsafe extern "C" fn(c_int, c_int, ...) -> c_int,
+        -1,
+        (fd, cmd, arg)
+    )
 }
 pub(crate) unsafe fn ioctl(fd: c_int, req: c_ulong, arg: usize) -> c_int {
-    call!(ioctl as unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int, -1, (fd, req, arg))
+    call!(
+        ioctl as unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int,
+        -1,
+        (fd, req, arg)
+    )
 }
 pub(crate) unsafe fn setsockopt(
     fd: c_int,
@@ -207,8 +334,11 @@ pub(crate) unsafe fn setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    call!(setsockopt as unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
-        -1, (fd, level, name, val, len))
+    call!(
+        setsockopt as unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
+        -1,
+        (fd, level, name, val, len)
+    )
 }
 pub(crate) unsafe fn getsockopt(
     fd: c_int,
@@ -217,8 +347,12 @@ pub(crate) unsafe fn getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> c_int {
-    call!(getsockopt as unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int,
-        -1, (fd, level, name, val, len))
+    call!(
+        getsockopt
+            as unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int,
+        -1,
+        (fd, level, name, val, len)
+    )
 }
 pub(crate) unsafe fn getaddrinfo(
     node: *const c_char,
@@ -226,29 +360,69 @@ pub(crate) unsafe fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    call!(getaddrinfo as unsafe extern "C" fn(*const c_char, *const c_char, *const libc::addrinfo, *mut *mut libc::addrinfo) -> c_int,
-        libc::EAI_SYSTEM, (node, service, hints, res))
+    call!(
+        getaddrinfo
+            as unsafe extern "C" fn(
+                *const c_char,
+                *const c_char,
+                *const libc::addrinfo,
+                *mut *mut libc::addrinfo,
+            ) -> c_int,
+        libc::EAI_SYSTEM,
+        (node, service, hints, res)
+    )
 }
 pub(crate) unsafe fn dup(fd: c_int) -> c_int {
     call!(dup as unsafe extern "C" fn(c_int) -> c_int, -1, (fd))
 }
 pub(crate) unsafe fn dup2(fd: c_int, new: c_int) -> c_int {
-    call!(dup2 as unsafe extern "C" fn(c_int, c_int) -> c_int, -1, (fd, new))
+    call!(
+        dup2 as unsafe extern "C" fn(c_int, c_int) -> c_int,
+        -1,
+        (fd, new)
+    )
 }
 pub(crate) unsafe fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int {
-    call!(dup3 as unsafe extern "C" fn(c_int, c_int, c_int) -> c_int, -1, (fd, new, flags))
+    call!(
+        dup3 as unsafe extern "C" fn(c_int, c_int, c_int) -> c_int,
+        -1,
+        (fd, new, flags)
+    )
 }
 pub(crate) unsafe fn fstat(fd: c_int, st: *mut libc::stat) -> c_int {
-    call!(fstat as unsafe extern "C" fn(c_int, *mut libc::stat) -> c_int, -1, (fd, st))
+    call!(
+        fstat as unsafe extern "C" fn(c_int, *mut libc::stat) -> c_int,
+        -1,
+        (fd, st)
+    )
 }
 
 /// `__read_chk`-style fortify checks: glibc's own function, called only to
 /// fail (report the overflow and abort) when `n > buflen`.
-pub(crate) unsafe fn read_chk_fail(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
-    call!(__read_chk as unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t) -> ssize_t, -1, (fd, buf, n, buflen))
+pub(crate) unsafe fn read_chk_fail(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+) -> ssize_t {
+    call!(
+        __read_chk as unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t) -> ssize_t,
+        -1,
+        (fd, buf, n, buflen)
+    )
 }
-pub(crate) unsafe fn recv_chk_fail(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t, flags: c_int) -> ssize_t {
-    call!(__recv_chk as unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t, c_int) -> ssize_t, -1, (fd, buf, n, buflen, flags))
+pub(crate) unsafe fn recv_chk_fail(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    call!(
+        __recv_chk as unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t, c_int) -> ssize_t,
+        -1,
+        (fd, buf, n, buflen, flags)
+    )
 }
 pub(crate) unsafe fn recvfrom_chk_fail(
     fd: c_int,
@@ -259,11 +433,32 @@ pub(crate) unsafe fn recvfrom_chk_fail(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    call!(__recvfrom_chk as unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t,
-        -1, (fd, buf, n, buflen, flags, addr, len))
+    call!(
+        __recvfrom_chk
+            as unsafe extern "C" fn(
+                c_int,
+                *mut c_void,
+                size_t,
+                size_t,
+                c_int,
+                *mut sockaddr,
+                *mut socklen_t,
+            ) -> ssize_t,
+        -1,
+        (fd, buf, n, buflen, flags, addr, len)
+    )
 }
-pub(crate) unsafe fn poll_chk_fail(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int, fdslen: size_t) -> c_int {
-    call!(__poll_chk as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int, size_t) -> c_int, -1, (fds, n, timeout, fdslen))
+pub(crate) unsafe fn poll_chk_fail(
+    fds: *mut libc::pollfd,
+    n: libc::nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
+    call!(
+        __poll_chk as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int, size_t) -> c_int,
+        -1,
+        (fds, n, timeout, fdslen)
+    )
 }
 pub(crate) unsafe fn ppoll_chk_fail(
     fds: *mut libc::pollfd,
@@ -272,6 +467,16 @@ pub(crate) unsafe fn ppoll_chk_fail(
     mask: *const libc::sigset_t,
     fdslen: size_t,
 ) -> c_int {
-    call!(__ppoll_chk as unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, *const libc::timespec, *const libc::sigset_t, size_t) -> c_int,
-        -1, (fds, n, timeout, mask, fdslen))
+    call!(
+        __ppoll_chk
+            as unsafe extern "C" fn(
+                *mut libc::pollfd,
+                libc::nfds_t,
+                *const libc::timespec,
+                *const libc::sigset_t,
+                size_t,
+            ) -> c_int,
+        -1,
+        (fds, n, timeout, mask, fdslen)
+    )
 }

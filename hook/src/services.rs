@@ -48,12 +48,17 @@ pub struct Services {
     pub wait_fd: extern "C" fn(fd: c_int, events: c_short, deadline_ns: i64) -> c_int,
     /// Parks the task until one of `fds` is ready for its `events` (revents are
     /// not filled: the hook looks again with the real `poll`).
-    pub poll: unsafe extern "C" fn(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline_ns: i64) -> c_int,
+    pub poll: unsafe extern "C" fn(
+        fds: *const libc::pollfd,
+        nfds: libc::nfds_t,
+        deadline_ns: i64,
+    ) -> c_int,
     /// Parks the task until the deadline; one that has passed yields.
     pub sleep_until: extern "C" fn(deadline_ns: i64) -> c_int,
     /// Runs `job(arg)` on the runtime's blocking pool, parking the task until it
     /// ends. On an interruption (non-zero return) the job still runs later.
-    pub run_blocking: unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
+    pub run_blocking:
+        unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
     /// The hooked `close(fd)` happened: wake every task waiting on `fd`.
     pub closed: extern "C" fn(fd: c_int),
     /// Debug mode: a hooked call had to block the worker (`call`, `why`: NUL
@@ -77,8 +82,12 @@ pub(crate) fn attach(s: &'static Services) -> c_int {
     crate::real::resolve_all();
     let ptr = s as *const Services as *mut Services;
     for cell in COPIES.iter() {
-        match cell.compare_exchange(std::ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match cell.compare_exchange(
+            std::ptr::null_mut(),
+            ptr,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => {
                 COUNT.fetch_add(1, Ordering::Release);
                 return 0;
@@ -137,7 +146,9 @@ pub(crate) fn now_ns() -> i64 {
     };
     // SAFETY: `ts` is a valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
+    ts.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec)
 }
 
 /// The deadline `us` microseconds from now (`-1` for 0: none).

@@ -31,7 +31,9 @@ fn valid(ts: &timespec) -> bool {
 }
 
 fn ns_of(ts: &timespec) -> i64 {
-    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
+    ts.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec)
 }
 
 fn timespec_of(ns: i64) -> timespec {
@@ -73,7 +75,12 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
 /// which it falls now: a clock step during the sleep is not followed). Other
 /// clocks go to the real call. Returns the error number, as it does.
 #[no_mangle]
-pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int {
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
     let s = match current() {
         Some(s) if clock == libc::CLOCK_MONOTONIC || clock == libc::CLOCK_REALTIME => s,
         // SAFETY: the caller's arguments.
@@ -92,7 +99,10 @@ pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *c
     } else if clock == libc::CLOCK_MONOTONIC {
         want
     } else {
-        let mut now = timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut now = timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: a valid out-parameter.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
         services::now_ns().saturating_add(want.saturating_sub(ns_of(&now)))

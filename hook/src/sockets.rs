@@ -21,7 +21,11 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int
     }
     let user_nb = ty & libc::SOCK_NONBLOCK != 0;
     let in_task = services::current().is_some();
-    let ty_real = if in_task { ty | libc::SOCK_NONBLOCK } else { ty };
+    let ty_real = if in_task {
+        ty | libc::SOCK_NONBLOCK
+    } else {
+        ty
+    };
     // SAFETY: the caller's arguments (plus SOCK_NONBLOCK).
     let fd = unsafe { real::socket(domain, ty_real, proto) };
     if fd >= 0 {
@@ -56,12 +60,23 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
 
 /// `accept4(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     // SAFETY: the caller's arguments.
     unsafe { accept_as(fd, addr, len, flags, true) }
 }
 
-unsafe fn accept_as(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int, four: bool) -> c_int {
+unsafe fn accept_as(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+    four: bool,
+) -> c_int {
     if !services::any() {
         return if four {
             // SAFETY: the caller's arguments.
@@ -75,7 +90,11 @@ unsafe fn accept_as(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: 
     let user_nb = flags & libc::SOCK_NONBLOCK != 0;
     // In a task the accepted socket is made non-blocking at once (one syscall
     // fewer at its first use).
-    let real_flags = if in_task { flags | libc::SOCK_NONBLOCK } else { flags };
+    let real_flags = if in_task {
+        flags | libc::SOCK_NONBLOCK
+    } else {
+        flags
+    };
     let r = drive(fd, Dir::Read, b"accept\0", false, || {
         // SAFETY: the caller's arguments.
         (unsafe { real::accept4(fd, addr, len, real_flags) }) as isize
@@ -97,8 +116,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 }
 
 unsafe fn connect_in(fd: c_int, addr: *const sockaddr, len: socklen_t) -> isize {
-    // SAFETY (both calls): the caller's arguments.
-    let attempt = || unsafe { real::connect(fd, addr, len) } as isize;
+    let attempt = || {
+        // SAFETY: the caller's arguments.
+        (unsafe { real::connect(fd, addr, len) }) as isize
+    };
     if !services::any() {
         return attempt();
     }
@@ -138,7 +159,13 @@ unsafe fn connect_in(fd: c_int, addr: *const sockaddr, len: socklen_t) -> isize 
     let mut elen = std::mem::size_of::<c_int>() as socklen_t;
     // SAFETY: `err` and `elen` are valid out-parameters of the right size.
     let g = unsafe {
-        real::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut c_int).cast(), &mut elen)
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut c_int).cast(),
+            &mut elen,
+        )
     };
     if g < 0 {
         return -1;
@@ -203,13 +230,18 @@ unsafe extern "C" fn lookup_job(arg: *mut c_void) {
     // SAFETY: `arg` is the `Arc<Lookup>` leaked for this job by `getaddrinfo`.
     let job = unsafe { Arc::from_raw(arg as *const Lookup) };
     let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    let hints = job.hints.as_ref().map_or(std::ptr::null(), |h| h as *const libc::addrinfo);
+    let hints = job
+        .hints
+        .as_ref()
+        .map_or(std::ptr::null(), |h| h as *const libc::addrinfo);
     // SAFETY: NUL-terminated copies of the caller's strings, a copy of its
     // hints, a valid out-parameter.
     let rc = unsafe {
         real::getaddrinfo(
             job.node.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            job.service.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            job.service
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr()),
             hints,
             &mut res,
         )
@@ -237,7 +269,11 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    let svc = if services::any() { services::current() } else { None };
+    let svc = if services::any() {
+        services::current()
+    } else {
+        None
+    };
     let Some(s) = svc else {
         // SAFETY: the caller's arguments.
         return unsafe { real::getaddrinfo(node, service, hints, res) };
@@ -290,4 +326,3 @@ pub unsafe extern "C" fn getaddrinfo(
         }
     }
 }
-

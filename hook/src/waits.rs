@@ -44,13 +44,21 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     mask: *const libc::sigset_t,
 ) -> c_int {
-    let svc = if services::any() { services::current() } else { None };
+    let svc = if services::any() {
+        services::current()
+    } else {
+        None
+    };
     let Some(s) = svc else {
         // SAFETY: the caller's arguments.
         return unsafe { real::ppoll(fds, n, timeout, mask) };
     };
     if !mask.is_null() {
-        services::report(s, b"ppoll\0", b"a signal mask (swapped atomically with the wait: cannot park)\0");
+        services::report(
+            s,
+            b"ppoll\0",
+            b"a signal mask (swapped atomically with the wait: cannot park)\0",
+        );
         // SAFETY: the caller's arguments.
         return unsafe { real::ppoll(fds, n, timeout, mask) };
     }
@@ -77,7 +85,12 @@ pub unsafe extern "C" fn ppoll(
 
 /// glibc's fortified `poll`.
 #[no_mangle]
-pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int {
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
     if (fdslen / std::mem::size_of::<pollfd>()) < n as usize {
         // SAFETY: glibc's own check reports the overflow and aborts.
         return unsafe { real::poll_chk_fail(fds, n, timeout, fdslen) };
@@ -116,7 +129,11 @@ unsafe fn poll_in_task(s: &Services, fds: *mut pollfd, n: nfds_t, deadline_ns: i
         }
         let w = if n == 0 {
             // poll(NULL, 0, timeout): a sleep.
-            (s.sleep_until)(if deadline_ns < 0 { i64::MAX } else { deadline_ns })
+            (s.sleep_until)(if deadline_ns < 0 {
+                i64::MAX
+            } else {
+                deadline_ns
+            })
         } else {
             // SAFETY: the caller's array of `n` pollfds, read only.
             unsafe { (s.poll)(fds, n, deadline_ns) }
@@ -145,7 +162,11 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     tv: *mut libc::timeval,
 ) -> c_int {
-    let svc = if services::any() { services::current() } else { None };
+    let svc = if services::any() {
+        services::current()
+    } else {
+        None
+    };
     let zero = !tv.is_null() && {
         // SAFETY: a non-null timeout points to a timeval (the C contract).
         let t = unsafe { *tv };
@@ -174,8 +195,12 @@ pub unsafe extern "C" fn select(
     let mut pfds = Vec::new();
     for fd in 0..nfds {
         let mut events = 0;
-        // SAFETY: `fd < nfds <= FD_SETSIZE`, within the set.
-        let has = |set: &Option<libc::fd_set>| set.as_ref().is_some_and(|s| unsafe { libc::FD_ISSET(fd, s) });
+        let has = |set: &Option<libc::fd_set>| {
+            set.as_ref().is_some_and(|s| {
+                // SAFETY: `fd < nfds <= FD_SETSIZE`, within the set.
+                unsafe { libc::FD_ISSET(fd, s) }
+            })
+        };
         if has(&given[0]) {
             events |= libc::POLLIN;
         }
@@ -186,7 +211,11 @@ pub unsafe extern "C" fn select(
             events |= libc::POLLPRI;
         }
         if events != 0 {
-            pfds.push(pollfd { fd, events, revents: 0 });
+            pfds.push(pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
         }
     }
     loop {
@@ -196,7 +225,10 @@ pub unsafe extern "C" fn select(
                 unsafe { *p = *g };
             }
         }
-        let mut now = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut now = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
         // SAFETY: the caller's sets and a zero timeout.
         let n = unsafe { real::select(nfds, r, w, e, &mut now) };
         if n != 0 {

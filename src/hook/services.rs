@@ -19,9 +19,14 @@ pub(crate) struct Services {
     size: u32,
     in_task: extern "C" fn() -> bool,
     wait_fd: extern "C" fn(fd: c_int, events: c_short, deadline_ns: i64) -> c_int,
-    poll: unsafe extern "C" fn(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline_ns: i64) -> c_int,
+    poll: unsafe extern "C" fn(
+        fds: *const libc::pollfd,
+        nfds: libc::nfds_t,
+        deadline_ns: i64,
+    ) -> c_int,
     sleep_until: extern "C" fn(deadline_ns: i64) -> c_int,
-    run_blocking: unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
+    run_blocking:
+        unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
     closed: extern "C" fn(fd: c_int),
     report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
 }
@@ -88,7 +93,9 @@ fn now_ns() -> i64 {
     };
     // SAFETY: a valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
+    ts.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec)
 }
 
 /// The `Instant` of a CLOCK_MONOTONIC deadline in ns (`None` for -1 and for
@@ -132,7 +139,9 @@ fn raw_dup(fd: RawFd) -> Result<RawFd, c_int> {
     // SAFETY: F_DUPFD_CLOEXEC only reads `fd`; a bad one gives EBADF.
     let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 0) };
     if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     } else {
         Ok(r as RawFd)
     }
@@ -172,7 +181,11 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
                 Err(e) => break e,
             };
             let reg = Arc::new(Registration::with_readiness(dup, 0));
-            guard.get_or_insert_with(HashMap::new).entry(fd).or_default().push(reg.clone());
+            guard
+                .get_or_insert_with(HashMap::new)
+                .entry(fd)
+                .or_default()
+                .push(reg.clone());
             (dup, reg)
         };
         let r = reg.wait(mask, deadline);
@@ -236,7 +249,9 @@ unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline
             .filter(|p| p.fd >= 0)
             .filter_map(|p| {
                 let mut interest = 0;
-                if p.events & (libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM | libc::POLLRDBAND) != 0 {
+                if p.events & (libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM | libc::POLLRDBAND)
+                    != 0
+                {
                     interest |= READABLE;
                 }
                 if p.events & (libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND) != 0 {
@@ -291,7 +306,10 @@ struct Job(unsafe extern "C" fn(*mut c_void), *mut c_void);
 // argument is shared through an `Arc` it leaked for the job).
 unsafe impl Send for Job {}
 
-unsafe extern "C" fn run_blocking(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int {
+unsafe extern "C" fn run_blocking(
+    job: unsafe extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+) -> c_int {
     let job = Job(job, arg);
     guarded(move || {
         let r = crate::blocking::run_blocking(move || {
@@ -320,7 +338,9 @@ unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
         // SAFETY: the hook passes NUL-terminated strings.
         let (call, why) = unsafe {
             (
-                std::ffi::CStr::from_ptr(call).to_string_lossy().into_owned(),
+                std::ffi::CStr::from_ptr(call)
+                    .to_string_lossy()
+                    .into_owned(),
                 std::ffi::CStr::from_ptr(why).to_string_lossy().into_owned(),
             )
         };

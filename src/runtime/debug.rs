@@ -328,4 +328,3 @@ fn report_stuck(name: Option<&str>, id: u64, worker: usize, ran: Duration) {
         ran.as_secs_f64() * 1e3
     );
 }
-
