@@ -40,6 +40,7 @@ mod error;
 pub mod ffi;
 pub mod fs;
 mod generator;
+mod hook;
 pub mod io;
 mod loom;
 #[cfg(all(test, loom))]

@@ -59,6 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "net/",
             "fs",
             "generator",
+            "hook/",
         ],
     ),
     ("ffi", &["ffi/"]),

@@ -170,6 +170,9 @@ impl Builder {
         );
 
         crate::stack::overflow::install_handler();
+        // Before the first task: a loaded libivy_hook (or the `hook` feature)
+        // gets this copy's services, so hooked calls in its tasks park.
+        crate::hook::attach();
         let mut deques = Vec::with_capacity(workers);
         let parkers = Reactor::group(workers)?;
         let mut remotes = Vec::with_capacity(workers);

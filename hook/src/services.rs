@@ -1,0 +1,167 @@
+//! What an ivy runtime lends the hook: the C ABI between the hook and every
+//! copy of ivy in the process.
+//!
+//! # Why a table of functions handed over at attach
+//! The hook must not contain a runtime of its own: "the current task" is
+//! ivy's, and a C program using `libivy.so` with a preloaded hook, a Rust
+//! binary linking ivy statically, and a Python extension embedding its own
+//! ivy must all reach *their* runtime. So each copy of ivy, when it builds a
+//! runtime, finds `ivy_hook_attach` (`dlsym(RTLD_DEFAULT)`, or a direct call
+//! under ivy's `hook` feature) and registers its [`Services`]: "is the caller
+//! one of my tasks?" and the few parking primitives the hooked calls are built
+//! on. Before any copy attached every hooked call is plain libc. The table is
+//! versioned and sized so that a newer ivy can extend it.
+//!
+//! The per-fd table and the call logic live here, once per process, so every
+//! copy of ivy sees the same fd states. A call is routed to the copy whose task
+//! is running (the first whose `in_task` says so; with one copy, one indirect
+//! call and one thread-local read).
+//!
+//! # Error protocol
+//! Every parking service returns 0 or an errno value: `ETIME` when the call's
+//! own deadline passed (the hook maps it to what the real call would say:
+//! `EAGAIN` for `SO_RCVTIMEO`, `0` ready for `poll`), `ETIMEDOUT` when an
+//! enclosing ivy deadline scope elapsed, `ECANCELED` when the task was
+//! cancelled (the cancellation stays pending), `EBADF` when the fd was closed
+//! by a hooked `close` during the wait. Deadlines are absolute nanoseconds of
+//! `CLOCK_MONOTONIC` (`-1`: none).
+
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use libc::{c_char, c_int, c_short, c_void};
+
+/// Version of [`Services`] this hook understands.
+pub const SERVICES_VERSION: u32 = 1;
+
+/// The services one copy of ivy lends the hook (C ABI, `#[repr(C)]`; ivy's
+/// `src/hook/` defines the same layout).
+#[repr(C)]
+pub struct Services {
+    /// [`SERVICES_VERSION`].
+    pub version: u32,
+    /// `size_of::<Services>()` of the copy that made it.
+    pub size: u32,
+    /// Whether the caller is one of this copy's tasks.
+    pub in_task: extern "C" fn() -> bool,
+    /// Parks the task until `fd` is ready for `events` (`POLLIN` / `POLLOUT`),
+    /// or the deadline.
+    pub wait_fd: extern "C" fn(fd: c_int, events: c_short, deadline_ns: i64) -> c_int,
+    /// Parks the task until one of `fds` is ready for its `events` (revents are
+    /// not filled: the hook looks again with the real `poll`).
+    pub poll: unsafe extern "C" fn(
+        fds: *const libc::pollfd,
+        nfds: libc::nfds_t,
+        deadline_ns: i64,
+    ) -> c_int,
+    /// Parks the task until the deadline; one that has passed yields.
+    pub sleep_until: extern "C" fn(deadline_ns: i64) -> c_int,
+    /// Runs `job(arg)` on the runtime's blocking pool, parking the task until it
+    /// ends. On an interruption (non-zero return) the job still runs later.
+    pub run_blocking:
+        unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
+    /// The hooked `close(fd)` happened: wake every task waiting on `fd`.
+    pub closed: extern "C" fn(fd: c_int),
+    /// Debug mode: a hooked call had to block the worker (`call`, `why`: NUL
+    /// terminated). Reports once per kind; does nothing outside debug mode.
+    pub report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
+}
+
+const MAX_COPIES: usize = 8;
+
+static COPIES: [AtomicPtr<Services>; MAX_COPIES] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_COPIES];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers a copy of ivy's services (idempotent). Returns 0, or `-EINVAL` for
+/// a table this hook does not understand, `-ENOSPC` when too many copies of
+/// ivy attached.
+pub(crate) fn attach(s: &'static Services) -> c_int {
+    if s.version < SERVICES_VERSION || (s.size as usize) < std::mem::size_of::<Services>() {
+        return -libc::EINVAL;
+    }
+    crate::real::resolve_all();
+    let ptr = s as *const Services as *mut Services;
+    for cell in COPIES.iter() {
+        match cell.compare_exchange(
+            std::ptr::null_mut(),
+            ptr,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                COUNT.fetch_add(1, Ordering::Release);
+                return 0;
+            }
+            Err(cur) if cur == ptr => return 0,
+            Err(_) => {}
+        }
+    }
+    -libc::ENOSPC
+}
+
+/// The services of the copy of ivy whose task is running, if any.
+#[inline]
+pub(crate) fn current() -> Option<&'static Services> {
+    let n = COUNT.load(Ordering::Acquire);
+    if n == 0 {
+        return None;
+    }
+    for cell in &COPIES[..n.min(MAX_COPIES)] {
+        let p = cell.load(Ordering::Acquire);
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: attached tables are `'static`.
+        let s = unsafe { &*p };
+        if (s.in_task)() {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Whether any copy of ivy attached (before that, everything is plain libc).
+#[inline]
+pub(crate) fn any() -> bool {
+    COUNT.load(Ordering::Relaxed) != 0
+}
+
+/// Tells every copy that `fd` was closed.
+pub(crate) fn closed(fd: c_int) {
+    let n = COUNT.load(Ordering::Acquire);
+    for cell in &COPIES[..n.min(MAX_COPIES)] {
+        let p = cell.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: attached tables are `'static`.
+            (unsafe { &*p }.closed)(fd);
+        }
+    }
+}
+
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds.
+pub(crate) fn now_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec)
+}
+
+/// The deadline `us` microseconds from now (`-1` for 0: none).
+pub(crate) fn deadline_after_us(us: u64) -> i64 {
+    if us == 0 {
+        -1
+    } else {
+        now_ns().saturating_add((us as i64).saturating_mul(1000))
+    }
+}
+
+/// Debug mode: reports that `call` blocked its worker because of `why`.
+pub(crate) fn report(s: &Services, call: &'static [u8], why: &'static [u8]) {
+    // SAFETY: both are NUL-terminated literals.
+    unsafe { (s.report_blocking)(call.as_ptr().cast(), why.as_ptr().cast()) }
+}

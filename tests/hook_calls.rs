@@ -1,0 +1,436 @@
+//! The `hook` feature: each hooked libc call's semantics inside a task (it
+//! parks the task, `errno` as the real call sets it) and outside (exactly
+//! libc), through plain libc calls and through std.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ms, rt};
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn pipe() -> (i32, i32) {
+    let mut p = [0; 2];
+    // SAFETY: a valid out-array of two fds.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    (p[0], p[1])
+}
+
+fn close(fd: i32) {
+    // SAFETY: closing an fd this test owns.
+    assert_eq!(unsafe { libc::close(fd) }, 0);
+}
+
+fn read1(fd: i32) -> (isize, i32) {
+    let mut b = [0u8; 1];
+    // SAFETY: a valid one-byte buffer.
+    let r = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+    (r, if r < 0 { errno() } else { 0 })
+}
+
+fn write1(fd: i32) -> isize {
+    // SAFETY: a valid one-byte buffer.
+    unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) }
+}
+
+fn getfl(fd: i32) -> i32 {
+    // SAFETY: F_GETFL takes no argument.
+    unsafe { libc::fcntl(fd, libc::F_GETFL) }
+}
+
+/// A task on a one-worker runtime counts while another blocks in a hooked
+/// call: proof that the call parked its task rather than its worker.
+fn with_ticker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> (T, usize) {
+    rt(1).block_on(move || {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicUsize::new(0));
+        let (t, s) = (ticks.clone(), stop.clone());
+        let ticker = ivy::spawn(move || {
+            while s.load(Ordering::SeqCst) == 0 {
+                t.fetch_add(1, Ordering::SeqCst);
+                ivy::sleep(ms(2));
+            }
+        });
+        let r = f();
+        stop.store(1, Ordering::SeqCst);
+        ticker.join().unwrap();
+        (r, ticks.load(Ordering::SeqCst))
+    })
+}
+
+#[test]
+fn pipe_read_in_a_task_parks_and_gets_the_data() {
+    let (r, w) = pipe();
+    let ((n, e), ticks) = with_ticker(move || {
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(40));
+            assert_eq!(write1(w), 1);
+        });
+        let got = read1(r);
+        writer.join().unwrap();
+        got
+    });
+    assert_eq!((n, e), (1, 0));
+    assert!(
+        ticks >= 5,
+        "the ticker ran {ticks} times: the read blocked the worker"
+    );
+    // The pipe was not made non-blocking behind the user's back.
+    assert_eq!(getfl(r) & libc::O_NONBLOCK, 0);
+    close(r);
+    close(w);
+}
+
+#[test]
+fn outside_a_task_a_pipe_read_blocks_as_libc() {
+    let (r, w) = pipe();
+    let _rt = rt(1); // a runtime exists: the hook is attached
+    let t0 = Instant::now();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(ms(30));
+        assert_eq!(write1(w), 1);
+        w
+    });
+    assert_eq!(read1(r), (1, 0));
+    assert!(t0.elapsed() >= ms(25));
+    close(writer.join().unwrap());
+    close(r);
+}
+
+#[test]
+fn user_nonblocking_fds_pass_straight_through_with_eagain() {
+    let (r, w) = pipe();
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let afd = a.as_raw_fd();
+    rt(1).block_on(move || {
+        // SAFETY: F_SETFL with flags.
+        assert_eq!(
+            unsafe { libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) },
+            0
+        );
+        assert_eq!(read1(r), (-1, libc::EAGAIN));
+        assert_eq!(read1(afd), (-1, libc::EAGAIN));
+        // MSG_DONTWAIT on a blocking socket: EAGAIN too.
+        let mut buf = [0u8; 4];
+        let bfd = b.as_raw_fd();
+        // SAFETY: a valid buffer.
+        let n = unsafe { libc::recv(bfd, buf.as_mut_ptr().cast(), 4, libc::MSG_DONTWAIT) };
+        assert_eq!((n, errno()), (-1, libc::EAGAIN));
+        // FIONBIO: the other way to ask for O_NONBLOCK.
+        let on: libc::c_int = 1;
+        // SAFETY: FIONBIO takes a pointer to an int.
+        assert_eq!(unsafe { libc::ioctl(bfd, libc::FIONBIO, &on) }, 0);
+        assert_eq!(read1(bfd), (-1, libc::EAGAIN));
+        assert_ne!(getfl(bfd) & libc::O_NONBLOCK, 0);
+        drop(b);
+    });
+    drop(a);
+    close(r);
+    close(w);
+}
+
+#[test]
+fn zero_length_calls_return_at_once() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+    rt(1).block_on(move || {
+        let mut buf = [0u8; 1];
+        // SAFETY: zero-length calls with a valid pointer.
+        unsafe {
+            assert_eq!(libc::read(fa, buf.as_mut_ptr().cast(), 0), 0);
+            assert_eq!(libc::write(fb, buf.as_ptr().cast(), 0), 0);
+            assert_eq!(libc::send(fb, buf.as_ptr().cast(), 0, 0), 0);
+        }
+    });
+    drop((a, b));
+}
+
+#[test]
+fn std_net_sockets_adopted_by_ivy_keep_the_users_blocking_view() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (server, client) = rt(1).block_on(move || {
+        let acceptor = ivy::spawn(move || listener.accept().unwrap().0);
+        let client = TcpStream::connect(addr).unwrap();
+        (acceptor.join().unwrap(), client)
+    });
+    for s in [&server, &client] {
+        assert_eq!(getfl(s.as_raw_fd()) & libc::O_NONBLOCK, 0, "user view");
+        // Underneath it is non-blocking: the real flags (raw syscall).
+        // SAFETY: F_GETFL by raw syscall.
+        let real = unsafe { libc::syscall(libc::SYS_fcntl, s.as_raw_fd(), libc::F_GETFL) } as i32;
+        assert_ne!(real & libc::O_NONBLOCK, 0, "ivy's flag");
+    }
+    // Outside a task a read on it still blocks until data arrives.
+    let t0 = Instant::now();
+    let mut c2 = client.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(ms(30));
+        c2.write_all(b"hi").unwrap();
+    });
+    let mut buf = [0u8; 2];
+    (&server).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+    assert!(t0.elapsed() >= ms(25));
+    writer.join().unwrap();
+    // ... and SO_RCVTIMEO outside a task: EAGAIN after the timeout, as libc.
+    server.set_read_timeout(Some(ms(30))).unwrap();
+    let t0 = Instant::now();
+    let e = (&server).read(&mut buf).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EAGAIN));
+    assert!(t0.elapsed() >= ms(25));
+    // The user turns non-blocking on, then off again: views follow.
+    server.set_nonblocking(true).unwrap();
+    assert_ne!(getfl(server.as_raw_fd()) & libc::O_NONBLOCK, 0);
+    server.set_nonblocking(false).unwrap();
+    assert_eq!(getfl(server.as_raw_fd()) & libc::O_NONBLOCK, 0);
+}
+
+#[test]
+fn so_rcvtimeo_in_a_task_gives_eagain_and_other_tasks_run() {
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_read_timeout(Some(ms(40))).unwrap();
+    let ((e, took), ticks) = with_ticker(move || {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 1];
+        let e = (&a).read(&mut buf).unwrap_err();
+        (e.raw_os_error(), t0.elapsed())
+    });
+    assert_eq!(e, Some(libc::EAGAIN));
+    assert!(took >= ms(35) && took < ms(2000), "{took:?}");
+    assert!(ticks >= 5, "ticks {ticks}");
+}
+
+#[test]
+fn regular_files_pass_through() {
+    let path = std::env::temp_dir().join(format!("ivy-hook-file-{}", std::process::id()));
+    std::fs::write(&path, b"contents").unwrap();
+    let p = path.clone();
+    let got = rt(1).block_on(move || std::fs::read(&p).unwrap());
+    assert_eq!(got, b"contents");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_large_pipe_write_completes_while_the_reader_shares_the_worker() {
+    // 1 MiB through a 64 KiB pipe between two tasks on one worker: the writer
+    // must park when the pipe is full, or the reader never runs.
+    let (r, w) = pipe();
+    let total = rt(1).block_on(move || {
+        let reader = ivy::spawn(move || {
+            let mut got = 0usize;
+            let mut buf = vec![0u8; 8192];
+            loop {
+                // SAFETY: a valid buffer.
+                let n = unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) };
+                assert!(n >= 0, "read failed: {}", errno());
+                if n == 0 {
+                    break got;
+                }
+                assert!(buf[..n as usize].iter().all(|&b| b == 7));
+                got += n as usize;
+            }
+        });
+        let data = vec![7u8; 1 << 20];
+        // SAFETY: a valid buffer.
+        let n = unsafe { libc::write(w, data.as_ptr().cast(), data.len()) };
+        assert_eq!(n, 1 << 20);
+        close(w);
+        reader.join().unwrap()
+    });
+    assert_eq!(total, 1 << 20);
+    close(r);
+}
+
+#[test]
+fn dup_shares_the_entry_and_close_forgets_it() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fa = a.as_raw_fd();
+    rt(1).block_on(move || {
+        // First use in a task adopts the socket.
+        let mut buf = [0u8; 1];
+        (&b).write_all(b"1").unwrap();
+        (&a).read_exact(&mut buf).unwrap();
+        // SAFETY: dup of an open fd.
+        let d = unsafe { libc::dup(fa) };
+        assert!(d >= 0);
+        assert_eq!(getfl(d) & libc::O_NONBLOCK, 0);
+        // SAFETY: F_DUPFD_CLOEXEC of an open fd.
+        let d2 = unsafe { libc::fcntl(fa, libc::F_DUPFD_CLOEXEC, 0) };
+        assert_eq!(getfl(d2) & libc::O_NONBLOCK, 0);
+        // A read through the duplicate parks like the original.
+        let w = ivy::spawn(move || {
+            ivy::sleep(ms(20));
+            (&b).write_all(b"2").unwrap();
+            b
+        });
+        assert_eq!(read1(d), (1, 0));
+        drop(w.join().unwrap());
+        close(d);
+        close(d2);
+        // A closed fd: EBADF as libc.
+        assert_eq!(read1(d), (-1, libc::EBADF));
+        drop(a);
+    });
+}
+
+#[test]
+fn poll_and_select_park_with_their_timeouts() {
+    let (r, w) = pipe();
+    let (res, ticks) = with_ticker(move || {
+        let mut pfd = libc::pollfd {
+            fd: r,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let t0 = Instant::now();
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 40) };
+        let took = t0.elapsed();
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(20));
+            write1(w)
+        });
+        // SAFETY: one valid pollfd.
+        let n2 = unsafe { libc::poll(&mut pfd, 1, -1) };
+        assert_eq!(writer.join().unwrap(), 1);
+        // ppoll without a mask, with a timeout: ready at once now.
+        let ts = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        // SAFETY: one valid pollfd, a valid timespec.
+        let n3 = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        (n, took, n2, pfd.revents, n3)
+    });
+    let (n, took, n2, revents, n3) = res;
+    assert_eq!(n, 0);
+    assert!(took >= ms(39), "{took:?}");
+    assert_eq!((n2, revents, n3), (1, libc::POLLIN, 1));
+    assert!(ticks >= 10, "ticks {ticks}");
+    close(r);
+    close(w);
+}
+
+#[test]
+fn sleeps_park_and_a_zero_sleep_yields() {
+    let order = rt(1).block_on(|| {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Each zero sleep (usleep(0), sleep(0), nanosleep of 0) lets a task
+        // that is ready run before the caller goes on.
+        for zero in 0..3 {
+            let go = Arc::new(ivy::sync::Event::new());
+            let (l2, g2) = (log.clone(), go.clone());
+            let other = ivy::spawn(move || {
+                g2.wait();
+                l2.lock().unwrap().push("other");
+            });
+            ivy::sleep(ms(5)); // `other` starts and waits
+            go.set(); // `other` is ready
+                      // SAFETY: plain calls.
+            unsafe {
+                match zero {
+                    0 => assert_eq!(libc::usleep(0), 0),
+                    1 => assert_eq!(libc::sleep(0), 0),
+                    _ => {
+                        let z = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        assert_eq!(libc::nanosleep(&z, std::ptr::null_mut()), 0);
+                    }
+                }
+            }
+            log.lock().unwrap().push("main");
+            other.join().unwrap();
+        }
+        // Relative and absolute clock_nanosleep on both clocks.
+        for clock in [libc::CLOCK_MONOTONIC, libc::CLOCK_REALTIME] {
+            let t0 = Instant::now();
+            let rel = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            // SAFETY: valid timespecs.
+            assert_eq!(
+                unsafe { libc::clock_nanosleep(clock, 0, &rel, std::ptr::null_mut()) },
+                0
+            );
+            assert!(t0.elapsed() >= ms(19));
+            let mut abs = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: a valid out-parameter.
+            unsafe { libc::clock_gettime(clock, &mut abs) };
+            abs.tv_nsec += 20_000_000;
+            if abs.tv_nsec >= 1_000_000_000 {
+                abs.tv_sec += 1;
+                abs.tv_nsec -= 1_000_000_000;
+            }
+            let t0 = Instant::now();
+            // SAFETY: valid timespecs.
+            let r = unsafe {
+                libc::clock_nanosleep(clock, libc::TIMER_ABSTIME, &abs, std::ptr::null_mut())
+            };
+            assert_eq!(r, 0);
+            assert!(t0.elapsed() >= ms(15));
+        }
+        // A bad timespec: EINVAL from the real call.
+        let bad = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 2_000_000_000,
+        };
+        // SAFETY: valid pointers.
+        let r = unsafe { libc::nanosleep(&bad, std::ptr::null_mut()) };
+        assert_eq!((r, errno()), (-1, libc::EINVAL));
+        let out = log.lock().unwrap().clone();
+        out
+    });
+    assert_eq!(order, ["other", "main", "other", "main", "other", "main"]);
+}
+
+#[test]
+fn getaddrinfo_runs_on_the_blocking_pool() {
+    let addrs = rt(1).block_on(|| {
+        use std::net::ToSocketAddrs;
+        ("localhost", 80)
+            .to_socket_addrs()
+            .unwrap()
+            .map(|a| a.port())
+            .collect::<Vec<_>>()
+    });
+    assert!(!addrs.is_empty());
+    assert!(addrs.iter().all(|&p| p == 80));
+    // An unknown service name: the real error, not ivy's.
+    let e = rt(1).block_on(|| {
+        let node = c"localhost";
+        let service = c"no-such-service-ivy";
+        let mut res = std::ptr::null_mut();
+        // SAFETY: valid strings and out-parameter.
+        unsafe { libc::getaddrinfo(node.as_ptr(), service.as_ptr(), std::ptr::null(), &mut res) }
+    });
+    assert_eq!(e, libc::EAI_SERVICE);
+}
+
+#[test]
+fn connect_refused_and_connect_errno() {
+    // A port nobody listens on (bound, not listening).
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = l.local_addr().unwrap();
+    drop(l);
+    let e = rt(1).block_on(move || TcpStream::connect(free).unwrap_err().raw_os_error());
+    assert_eq!(e, Some(libc::ECONNREFUSED));
+    drop((probe, port));
+}
