@@ -61,6 +61,16 @@ static int value_of(unsigned k, char *buf, size_t cap) {
     return n;
 }
 
+/* Reports a failed command: hiredis's connection error, or the reply's type. */
+static void report(redisContext *c, const char *what, unsigned k, const redisReply *r) {
+    if (r == NULL) {
+        fprintf(stderr, "redis_tasks: %s (key %u): %s (err %d)\n", what, k, c->errstr, c->err);
+    } else {
+        fprintf(stderr, "redis_tasks: %s (key %u): unexpected reply type %d%s%s\n", what, k, r->type,
+                r->type == REDIS_REPLY_ERROR ? ": " : "", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    }
+}
+
 static void *fast_task(void *arg) {
     unsigned k = (unsigned)(uintptr_t)arg;
     if (ivy_semaphore_acquire(g.conn_limit, IVY_FOREVER) != IVY_OK) return NULL;
@@ -71,15 +81,21 @@ static void *fast_task(void *arg) {
         int len = value_of(k, val, sizeof val);
         redisReply *r = redisCommand(c, "SET ivy:key:%u %b", k, val, (size_t)len);
         ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+        if (!ok) report(c, "SET", k, r);
         freeReplyObject(r);
-        r = ok ? redisCommand(c, "GET ivy:key:%u", k) : NULL;
-        ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len == (size_t)len &&
-             memcmp(r->str, val, (size_t)len) == 0;
-        if (r != NULL && !ok) fprintf(stderr, "redis_tasks: GET ivy:key:%u: wrong reply\n", k);
-        freeReplyObject(r);
-        r = ok ? redisCommand(c, "INCR ivy:counter") : NULL;
-        ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
-        freeReplyObject(r);
+        if (ok) {
+            r = redisCommand(c, "GET ivy:key:%u", k);
+            ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len == (size_t)len &&
+                 memcmp(r->str, val, (size_t)len) == 0;
+            if (!ok) report(c, "GET (or a wrong value)", k, r);
+            freeReplyObject(r);
+        }
+        if (ok) {
+            r = redisCommand(c, "INCR ivy:counter");
+            ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+            if (!ok) report(c, "INCR", k, r);
+            freeReplyObject(r);
+        }
         redisFree(c);
     }
     ivy_semaphore_release(g.conn_limit);
