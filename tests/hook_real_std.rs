@@ -183,3 +183,69 @@ fn ureq_fetches_concurrently_from_tasks() {
         serial / 3
     );
 }
+
+/// Regression test of a race found by tests/real/redis_tasks.c (intermittent
+/// EBADF on a fresh connection): the hooked `close` closed the fd and only
+/// then woke the waiters listed under its number, so a task on the other
+/// worker that had meanwhile got the same number from `socket` and begun
+/// waiting on it was woken as "closed". 200 tasks each open 25 short
+/// connections in turn (connect, 16 bytes there and back, close), so fd
+/// numbers are reused across the workers all the time: every round trip must
+/// succeed, exactly 5000 of them.
+#[test]
+fn fd_numbers_reused_across_workers_never_wake_a_new_waiter() {
+    const TASKS: usize = 200;
+    const ROUNDS: usize = 25;
+    raise_fd_limit(2 * TASKS as u64 + 256);
+    let (ok, served) = watchdog(Duration::from_secs(120), move || {
+        let rt = ivy::Builder::new().workers(WORKERS).build().unwrap();
+        rt.block_on(move || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let served = Arc::new(AtomicUsize::new(0));
+            let server = {
+                let served = served.clone();
+                ivy::spawn(move || {
+                    let mut sessions = Vec::new();
+                    for _ in 0..TASKS * ROUNDS {
+                        let (mut s, _) = listener.accept().expect("accept");
+                        let served = served.clone();
+                        sessions.push(ivy::spawn(move || {
+                            let mut buf = [0u8; 16];
+                            s.read_exact(&mut buf).expect("server read");
+                            s.write_all(&buf).expect("server write");
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }));
+                    }
+                    for s in sessions {
+                        s.join().unwrap();
+                    }
+                })
+            };
+            let clients: Vec<_> = (0..TASKS)
+                .map(|k| {
+                    ivy::spawn(move || {
+                        let mut ok = 0;
+                        for round in 0..ROUNDS {
+                            let msg = [(k + round) as u8; 16];
+                            let mut s = TcpStream::connect(addr).expect("connect");
+                            s.write_all(&msg)
+                                .unwrap_or_else(|e| panic!("task {k} round {round}: write: {e}"));
+                            let mut back = [0u8; 16];
+                            s.read_exact(&mut back)
+                                .unwrap_or_else(|e| panic!("task {k} round {round}: read: {e}"));
+                            assert_eq!(back, msg);
+                            ok += 1;
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            let ok: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+            server.join().unwrap();
+            (ok, served.load(Ordering::Relaxed))
+        })
+    });
+    assert_eq!(ok, TASKS * ROUNDS, "client round trips");
+    assert_eq!(served, TASKS * ROUNDS, "server sessions");
+}
