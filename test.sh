@@ -22,6 +22,8 @@ tests/model-check.sh
 echo "== C ABI: header check is in cargo test (tests/header.rs); C and C++ suite, examples, valgrind, ASan+UBSan"
 tests/c/run.sh
 
+tests/hook/run.sh # the libc hook layer: Rust (--features hook), C (LD_PRELOAD, -livy_hook), Python
+
 echo "== Python binding (ctypes over target/release/libivy.so)"
 python3 -m pytest -q bindings/python/tests
 

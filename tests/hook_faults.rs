@@ -1,1 +1,365 @@
-//! placeholder
+//! The `hook` feature under faults: cancellation and deadline scopes reaching
+//! a hooked call, a peer reset, `close` from another task during a wait, fd
+//! exhaustion (EMFILE), a hooked `poll` on 100 fds with a timeout. Every test
+//! counts the process's open fds (`/proc/self/fd`) before and after: nothing
+//! leaks. tests/hook/run.sh runs this file with one test thread, so the counts
+//! are exact.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{ms, rt};
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The open fds once ivy's process-wide ones exist (a runtime has run a task:
+/// the stack guard's pidfd is opened once per process).
+fn baseline() -> usize {
+    rt(1).block_on(|| ivy::sleep(ms(1)));
+    open_fds()
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn pipe() -> (i32, i32) {
+    let mut p = [0; 2];
+    // SAFETY: a valid out-array of two fds.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    (p[0], p[1])
+}
+
+fn close(fd: i32) -> i32 {
+    // SAFETY: closing an fd this test owns.
+    unsafe { libc::close(fd) }
+}
+
+#[test]
+fn cancelling_a_task_in_a_hooked_read_gives_ecanceled_then_unwinds() {
+    let before = baseline();
+    for round in 0..50 {
+        let (a, b) = UnixStream::pair().unwrap();
+        let seen = Arc::new(AtomicI32::new(0));
+        let after = Arc::new(AtomicUsize::new(0));
+        let (s2, a2) = (seen.clone(), after.clone());
+        let r = rt(1).block_on(move || {
+            let reader = ivy::spawn(move || {
+                let mut buf = [0u8; 1];
+                let e = (&a).read(&mut buf).unwrap_err();
+                s2.store(e.raw_os_error().unwrap_or(-1), Ordering::SeqCst);
+                // The cancellation stays pending: the next ivy call unwinds.
+                ivy::yield_now();
+                a2.fetch_add(1, Ordering::SeqCst);
+            });
+            ivy::sleep(ms(1 + round % 3)); // the reader parks in read()
+            reader.cancel();
+            reader.join()
+        });
+        assert!(r.unwrap_err().is_cancelled(), "round {round}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            libc::ECANCELED,
+            "round {round}"
+        );
+        assert_eq!(after.load(Ordering::SeqCst), 0);
+        drop(b);
+    }
+    assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn a_deadline_scope_elapsing_in_a_hooked_call_gives_etimedout() {
+    let before = baseline();
+    let (a, b) = UnixStream::pair().unwrap();
+    let (inner, outer, took) = rt(1).block_on(move || {
+        let t0 = Instant::now();
+        let mut inner = None;
+        let outer = ivy::timeout(ms(30), || {
+            let mut buf = [0u8; 1];
+            inner = Some((&a).read(&mut buf).unwrap_err().raw_os_error());
+        });
+        (inner, outer.is_err(), t0.elapsed())
+    });
+    assert_eq!(inner, Some(Some(libc::ETIMEDOUT)));
+    assert!(outer, "the scope reports Elapsed");
+    assert!(took >= ms(29) && took < ms(3000), "{took:?}");
+    // Same for a sleep and a poll under a C-style scope (ivy::timeout here).
+    let (s, p) = rt(1).block_on(|| {
+        let mut s = 0;
+        let _ = ivy::timeout(ms(20), || {
+            let ts = libc::timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid timespecs.
+            s = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            s = if s == -1 { errno() } else { 0 };
+        });
+        let (r, w) = pipe();
+        let mut p = 0;
+        let _ = ivy::timeout(ms(20), || {
+            let mut pfd = libc::pollfd {
+                fd: r,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            p = unsafe { libc::poll(&mut pfd, 1, 5000) };
+            p = if p == -1 { errno() } else { 1000 + p };
+        });
+        close(r);
+        close(w);
+        (s, p)
+    });
+    assert_eq!((s, p), (libc::ETIMEDOUT, libc::ETIMEDOUT));
+    drop(b);
+    assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn close_from_another_task_wakes_the_waiter_with_ebadf() {
+    let before = baseline();
+    for round in 0..100 {
+        // A socket (made non-blocking by ivy) and a pipe (left as it is).
+        let (a, b) = UnixStream::pair().unwrap();
+        let (pr, pw) = pipe();
+        let sock = std::os::fd::IntoRawFd::into_raw_fd(a);
+        let results = rt(1).block_on(move || {
+            let waiters: Vec<_> = [sock, pr]
+                .into_iter()
+                .map(|fd| {
+                    ivy::spawn(move || {
+                        let mut buf = [0u8; 1];
+                        // SAFETY: a valid buffer.
+                        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 1) };
+                        (n, if n < 0 { errno() } else { 0 })
+                    })
+                })
+                .collect();
+            ivy::sleep(ms(1 + round % 3)); // both park in read()
+            assert_eq!(close(sock), 0);
+            assert_eq!(close(pr), 0);
+            waiters
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            results,
+            [(-1, libc::EBADF), (-1, libc::EBADF)],
+            "round {round}"
+        );
+        drop(b);
+        close(pw);
+    }
+    assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn a_peer_reset_reaches_the_parked_reader_as_econnreset() {
+    let before = baseline();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let errs = rt(2).block_on(move || {
+        let server = ivy::spawn(move || {
+            for _ in 0..20 {
+                let (s, _) = listener.accept().unwrap();
+                ivy::sleep(ms(5)); // the client parks in read()
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: a valid linger struct for SO_LINGER.
+                let r = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(r, 0);
+                drop(s); // RST
+            }
+        });
+        let mut errs = Vec::new();
+        for _ in 0..20 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut buf = [0u8; 8];
+            errs.push(c.read(&mut buf).unwrap_err().raw_os_error());
+            // A write after the reset: EPIPE (std ignores SIGPIPE).
+            assert!(c.write_all(b"x").is_err());
+        }
+        server.join().unwrap();
+        errs
+    });
+    assert!(
+        errs.iter().all(|e| *e == Some(libc::ECONNRESET)),
+        "{errs:?}"
+    );
+    assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn poll_on_100_fds_with_a_timeout_parks_and_reports_exactly() {
+    let before = baseline();
+    let pipes: Vec<(i32, i32)> = (0..100).map(|_| pipe()).collect();
+    let reads: Vec<i32> = pipes.iter().map(|p| p.0).collect();
+    let w57 = pipes[57].1;
+    let (timed_out, took, ready, revents, ticks) = rt(1).block_on(move || {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t2 = ticks.clone();
+        let ticker = ivy::spawn(move || {
+            for _ in 0..10 {
+                t2.fetch_add(1, Ordering::SeqCst);
+                ivy::sleep(ms(2));
+            }
+        });
+        let mut pfds: Vec<libc::pollfd> = reads
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let t0 = Instant::now();
+        // SAFETY: a valid array of 100 pollfds.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 100, 50) };
+        let took = t0.elapsed();
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(10));
+            // SAFETY: a one-byte buffer.
+            unsafe { libc::write(w57, b"x".as_ptr().cast(), 1) }
+        });
+        // SAFETY: as above.
+        let m = unsafe { libc::poll(pfds.as_mut_ptr(), 100, 5000) };
+        assert_eq!(writer.join().unwrap(), 1);
+        ticker.join().unwrap();
+        let revents: Vec<(usize, i16)> = pfds
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.revents != 0)
+            .map(|(i, p)| (i, p.revents))
+            .collect();
+        (n, took, m, revents, ticks.load(Ordering::SeqCst))
+    });
+    assert_eq!(timed_out, 0);
+    assert!(took >= ms(49) && took < ms(3000), "{took:?}");
+    assert_eq!(ready, 1);
+    assert_eq!(revents, [(57, libc::POLLIN)]);
+    assert_eq!(ticks, 10, "the ticker ran during the poll");
+    for (r, w) in pipes {
+        close(r);
+        close(w);
+    }
+    assert_eq!(open_fds(), before);
+}
+
+/// EMFILE, in a child process (it lowers its own fd limit): sockets made in a
+/// task until the limit give EMFILE exactly at the limit; a read that must
+/// wait while no fd number is left still parks (ivy cannot duplicate the fd
+/// then and registers it as it is) and gets its data; an accept at the limit
+/// fails with EMFILE and succeeds once a number is free; nothing leaks.
+#[test]
+fn emfile() {
+    if std::env::var("IVY_HOOK_EMFILE_CHILD").is_err() {
+        let out = common::run_child(&mut common::child_case(
+            "emfile",
+            "IVY_HOOK_EMFILE_CHILD",
+            "1",
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let runtime = rt(1);
+    // Warm up (worker threads, epoll, eventfds, the blocking pool) before
+    // counting.
+    runtime.block_on(|| ivy::sleep(ms(1)));
+    let before = open_fds();
+    // RLIMIT_NOFILE bounds fd *numbers*: count the numbers in use below the
+    // new limit (an inherited fd may sit higher up).
+    let numbers: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    let in_use = numbers.len() as u64 - 1; // minus read_dir's own fd
+    let limit = in_use + 10;
+    let below = numbers.iter().filter(|&&n| n < limit).count() as u64 - 1;
+    let free = (limit - below) as usize;
+    let lim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit.max(4096),
+    };
+    // SAFETY: a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    runtime.block_on(move || {
+        let mut socks = Vec::new();
+        let err = loop {
+            // SAFETY: plain socket(2).
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            if fd < 0 {
+                break errno();
+            }
+            socks.push(fd);
+        };
+        assert_eq!(err, libc::EMFILE);
+        assert_eq!(socks.len(), free, "exactly the numbers left");
+        // A pending connection, and no number to accept it with.
+        let c = ivy::spawn(move || TcpStream::connect(addr));
+        let c = c.join().unwrap();
+        // connect needed a socket: it failed with EMFILE too.
+        assert_eq!(c.unwrap_err().raw_os_error(), Some(libc::EMFILE));
+        close(socks.pop().unwrap());
+        let client = TcpStream::connect(addr).unwrap(); // takes the free number
+        let e = listener.accept().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+        close(socks.pop().unwrap());
+        let (server, _) = listener.accept().unwrap();
+        drop(server);
+        drop(client);
+        // A read that waits with no number free.
+        let mut fill = Vec::new();
+        let e = loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => fill.push(f),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+        assert_eq!(fill.len(), 2, "the two numbers the accept test freed");
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(10));
+            (&b).write_all(b"y").unwrap();
+            b
+        });
+        let mut buf = [0u8; 1];
+        (&a).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"y");
+        drop(writer.join().unwrap());
+        drop(fill);
+        for fd in socks {
+            close(fd);
+        }
+    });
+    assert_eq!(
+        open_fds(),
+        before - 3,
+        "listener, a, b dropped; nothing leaked"
+    );
+}

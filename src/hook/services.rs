@@ -177,10 +177,16 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
         let (dup, reg) = {
             let mut guard = waiters();
             let dup = match raw_dup(fd) {
-                Ok(d) => d,
+                Ok(d) => Some(d),
+                // Out of fd numbers: register the caller's fd itself. Still
+                // sound (tokens are checked, `closed` still wakes the wait);
+                // only an unhooked close during the wait is then not isolated
+                // from a later file reusing the number. A read must not fail
+                // with EMFILE.
+                Err(libc::EMFILE | libc::ENFILE) => None,
                 Err(e) => break e,
             };
-            let reg = Arc::new(Registration::with_readiness(dup, 0));
+            let reg = Arc::new(Registration::with_readiness(dup.unwrap_or(fd), 0));
             guard
                 .get_or_insert_with(HashMap::new)
                 .entry(fd)
@@ -201,21 +207,27 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
             }
         }
         drop(reg); // deregisters before the duplicate closes
+        let close_dup = || {
+            if let Some(d) = dup {
+                raw_close(d);
+            }
+        };
         match r {
             Ok(_) => {
-                raw_close(dup);
+                close_dup();
                 break 0;
             }
             // epoll refuses regular files (EPERM): always ready, as poll(2) says.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                raw_close(dup);
+                close_dup();
                 break 0;
             }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && refused.len() < 8 => {
-                refused.push(dup);
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && refused.len() < 8 => match dup {
+                Some(d) => refused.push(d),
+                None => break libc::EEXIST,
+            },
             Err(e) => {
-                raw_close(dup);
+                close_dup();
                 break errno_of(&e);
             }
         }

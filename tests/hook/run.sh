@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The hook layer's tests (README, "Hooked libc calls"), called by ./test.sh:
+#  1. Rust: the `hook` feature's integration tests (tests/hook_*.rs);
+#     hook_faults with one test thread (it counts the process's open fds).
+#  2. C: tests/c/hook/*.c with gcc and clang at -Wall -Wextra -Werror, each run
+#     with LD_PRELOAD=libivy_hook.so and linked with -livy_hook -livy.
+#  3. A program that never starts ivy runs unchanged under the preloaded hook.
+#  4. Python: the socket module and time.sleep in tasks of the ctypes binding,
+#     with the hook preloaded.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+echo "== hook: Rust (cargo test --features hook --test 'hook_*')"
+cargo test --release --features hook --test hook_calls --test hook_concurrency
+cargo test --release --features hook --test hook_faults -- --test-threads=1
+
+echo "== hook: C (LD_PRELOAD and -livy_hook), gcc and clang"
+cargo build --release # libivy.so and libivy_hook.so
+libdir=$root/target/release
+hook=$libdir/libivy_hook.so
+soname=$(readelf -d "$libdir/libivy.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ -n "$soname" ] && ln -sf libivy.so "$libdir/$soname"
+out=$root/target/hook-tests
+rm -rf "$out"
+mkdir -p "$out"
+compilers=gcc
+if command -v clang >/dev/null 2>&1; then
+    compilers="gcc clang"
+elif [ -n "${CI:-}" ]; then
+    echo "clang missing (CI installs it)" >&2
+    exit 1
+fi
+cflags="-I$root/include -I$root/tests/c -Wall -Wextra -Werror -std=c99 -pedantic -O1 -g"
+failed=0
+for src in tests/c/hook/*.c; do
+    name=$(basename "$src" .c)
+    for cc in $compilers; do
+        $cc $cflags "$src" -o "$out/$name-$cc" -L"$libdir" -livy -Wl,-rpath,"$libdir" -pthread -ldl
+        $cc $cflags "$src" -o "$out/$name-$cc-linked" -L"$libdir" -livy_hook -livy \
+            -Wl,-rpath,"$libdir" -pthread -ldl
+        echo "-- $name ($cc, LD_PRELOAD)"
+        LD_PRELOAD=$hook timeout 120 "$out/$name-$cc" || failed=$((failed + 1))
+        echo "-- $name ($cc, -livy_hook)"
+        timeout 120 "$out/$name-$cc-linked" || failed=$((failed + 1))
+    done
+done
+
+echo "== hook: a program that never starts ivy is unchanged by the preloaded hook"
+expected=$(printf 'one\ntwo\n' | sort -r | cat)
+got=$(printf 'one\ntwo\n' | LD_PRELOAD=$hook sort -r | LD_PRELOAD=$hook cat)
+if [ "$got" = "$expected" ]; then
+    echo "ok   plain programs under LD_PRELOAD"
+else
+    echo "FAIL plain programs under LD_PRELOAD: got '$got'"
+    failed=$((failed + 1))
+fi
+
+echo "== hook: Python (socket, time.sleep) with the hook preloaded"
+LD_PRELOAD=$hook timeout 120 python3 tests/hook/python_socket.py || failed=$((failed + 1))
+
+if [ "$failed" -ne 0 ]; then
+    echo "hook: $failed failing program(s)" >&2
+    exit 1
+fi
+echo "hook: all passed"
