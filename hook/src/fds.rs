@@ -18,12 +18,16 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return unsafe { real::close(fd) };
     }
     fdtable::clear(fd);
-    // SAFETY: the caller's argument.
-    let r = unsafe { real::close(fd) };
-    let err = errno::get();
+    // Wake the waiters listed under `fd` *before* the number is released:
+    // once the real close returns, a task on another worker may get the same
+    // number from socket()/accept() and list a wait under it, which a later
+    // `closed(fd)` would wrongly end with EBADF (tests/hook_real_std.rs,
+    // fd_numbers_reused_across_workers_never_wake_a_new_waiter). A wait that
+    // starts in this gap waits on the old file, as a thread blocked in read()
+    // on an fd another thread closes does on Linux.
     services::closed(fd);
-    errno::set(err);
-    r
+    // SAFETY: the caller's argument.
+    unsafe { real::close(fd) }
 }
 
 /// `fcntl(2)`. `F_GETFL` reports the user's view of `O_NONBLOCK` (not ivy's),
