@@ -116,6 +116,14 @@ run() {
     fi
 }
 
+# The programs build with gcc below; clang must accept them at the same warnings too.
+if command -v clang >/dev/null 2>&1; then
+    for src in curl_tasks redis_tasks; do
+        # shellcheck disable=SC2086
+        if clang $cflags -fsyntax-only "tests/real/$src.c"; then ok "$src.c compiles with clang"; else ko "$src.c with clang"; fi
+    done
+fi
+
 have_hook_link=0
 [ -f "$hook" ] && have_hook_link=1
 
