@@ -12,6 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -34,6 +35,21 @@ impl Drop for Server {
     }
 }
 
+/// `cmd`'s process gets SIGKILL when the thread that started it ends, so a
+/// test binary killed from outside (a CI timeout) leaves no server behind.
+fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -41,7 +57,7 @@ fn repo() -> PathBuf {
 /// `tests/real/delayed_http.py` on a free port: every `/item/<k>` answer is
 /// delayed `delay_ms`.
 pub fn delayed_http(delay_ms: u64) -> Server {
-    let mut child = Command::new("python3")
+    let mut child = dies_with_parent(&mut Command::new("python3"))
         .arg(repo().join("tests/real/delayed_http.py"))
         .args(["--port", "0", "--delay-ms", &delay_ms.to_string()])
         .stdout(Stdio::piped())
@@ -76,7 +92,7 @@ pub fn redis_server() -> Server {
             .port();
         let dir = std::env::temp_dir().join(format!("ivy-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
+        let child = dies_with_parent(&mut Command::new("redis-server"))
             .args([
                 "--port",
                 &port.to_string(),
