@@ -434,3 +434,51 @@ fn connect_refused_and_connect_errno() {
     assert_eq!(e, Some(libc::ECONNREFUSED));
     drop((probe, port));
 }
+
+/// Debug mode names a hooked call that had to block its worker (a regular
+/// file read), once per call and reason however often it happens; a call that
+/// parked (a pipe read) is not reported.
+#[test]
+fn ivy_debug_reports_a_blocking_hooked_call_once() {
+    if std::env::var("IVY_HOOK_DEBUG_CHILD").is_err() {
+        let mut cmd = common::child_case(
+            "ivy_debug_reports_a_blocking_hooked_call_once",
+            "IVY_HOOK_DEBUG_CHILD",
+            "1",
+        );
+        let out = common::run_child(cmd.env("IVY_DEBUG", "1"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("hooked `")).collect();
+        assert_eq!(reports.len(), 1, "{stderr}");
+        assert!(reports[0].contains("task 'reader'"), "{}", reports[0]);
+        assert!(reports[0].contains("hooked `read`"), "{}", reports[0]);
+        assert!(reports[0].contains("regular file"), "{}", reports[0]);
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("ivy-hook-debug-{}", std::process::id()));
+    std::fs::write(&path, b"data").unwrap();
+    let p = path.clone();
+    rt(1).block_on(move || {
+        ivy::task::Builder::new()
+            .name("reader")
+            .spawn(move || {
+                for _ in 0..3 {
+                    assert_eq!(std::fs::read(&p).unwrap(), b"data");
+                }
+                let (r, w) = pipe();
+                let writer = ivy::spawn(move || {
+                    ivy::sleep(ms(5));
+                    assert_eq!(write1(w), 1);
+                    close(w);
+                });
+                assert_eq!(read1(r), (1, 0));
+                writer.join().unwrap();
+                close(r);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    std::fs::remove_file(path).unwrap();
+}

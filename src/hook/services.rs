@@ -369,7 +369,7 @@ unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
                 None => ("<none>", "-".to_string()),
             };
             eprintln!(
-                "ivy debug: task '{name}' (id {id}) made a hooked `{call}` that blocked its worker: {why}; tasks queued behind it on its worker waited (reported once per call and reason)"
+                "ivy debug: task '{name}' (id {id}): hooked `{call}` blocked its worker ({why}); the tasks queued on that worker wait meanwhile (reported once per call and reason)"
             );
         }
     });
