@@ -423,14 +423,242 @@ fn getaddrinfo_runs_on_the_blocking_pool() {
 }
 
 #[test]
-fn connect_refused_and_connect_errno() {
-    // A port nobody listens on (bound, not listening).
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
+fn connect_refused_reports_econnrefused() {
+    // A port that was just free: nobody listens there.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let free = l.local_addr().unwrap();
     drop(l);
     let e = rt(1).block_on(move || TcpStream::connect(free).unwrap_err().raw_os_error());
     assert_eq!(e, Some(libc::ECONNREFUSED));
-    drop((probe, port));
+}
+
+/// Debug mode names a hooked call that had to block its worker (a regular
+/// file read), once per call and reason however often it happens; a call that
+/// parked (a pipe read) is not reported.
+#[test]
+fn ivy_debug_reports_a_blocking_hooked_call_once() {
+    if std::env::var("IVY_HOOK_DEBUG_CHILD").is_err() {
+        let mut cmd = common::child_case(
+            "ivy_debug_reports_a_blocking_hooked_call_once",
+            "IVY_HOOK_DEBUG_CHILD",
+            "1",
+        );
+        let out = common::run_child(cmd.env("IVY_DEBUG", "1"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("hooked `")).collect();
+        assert_eq!(reports.len(), 1, "{stderr}");
+        assert!(reports[0].contains("task 'reader'"), "{}", reports[0]);
+        assert!(reports[0].contains("hooked `read`"), "{}", reports[0]);
+        assert!(reports[0].contains("regular file"), "{}", reports[0]);
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("ivy-hook-debug-{}", std::process::id()));
+    std::fs::write(&path, b"data").unwrap();
+    let p = path.clone();
+    rt(1).block_on(move || {
+        ivy::task::Builder::new()
+            .name("reader")
+            .spawn(move || {
+                for _ in 0..3 {
+                    assert_eq!(std::fs::read(&p).unwrap(), b"data");
+                }
+                let (r, w) = pipe();
+                let writer = ivy::spawn(move || {
+                    ivy::sleep(ms(5));
+                    assert_eq!(write1(w), 1);
+                    close(w);
+                });
+                assert_eq!(read1(r), (1, 0));
+                writer.join().unwrap();
+                close(r);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    std::fs::remove_file(path).unwrap();
+}
+
+/// Every data call (readv, recv, recvfrom, recvmsg; writev, send, sendto,
+/// sendmsg) parks on a socket that is not ready, on one worker with a ticker
+/// running, and returns exactly what the peer sent.
+#[test]
+fn every_data_call_parks_and_transfers_exactly() {
+    fn iov(b: &mut [u8]) -> libc::iovec {
+        libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        }
+    }
+    for call in ["readv", "recv", "recvfrom", "recvmsg"] {
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+        let (got, ticks) = with_ticker(move || {
+            let writer = ivy::spawn(move || {
+                ivy::sleep(ms(30));
+                let mut p1 = *b"hel";
+                let mut p2 = *b"lo";
+                let v = [iov(&mut p1), iov(&mut p2)];
+                // SAFETY: valid iovecs / buffers / msghdr.
+                let n = unsafe {
+                    match call {
+                        "readv" => libc::writev(fb, v.as_ptr(), 2),
+                        "recv" => libc::send(fb, b"hello".as_ptr().cast(), 5, 0),
+                        "recvfrom" => {
+                            libc::sendto(fb, b"hello".as_ptr().cast(), 5, 0, std::ptr::null(), 0)
+                        }
+                        _ => {
+                            let mut m: libc::msghdr = std::mem::zeroed();
+                            m.msg_iov = v.as_ptr() as *mut libc::iovec;
+                            m.msg_iovlen = 2;
+                            libc::sendmsg(fb, &m, 0)
+                        }
+                    }
+                };
+                assert_eq!(n, 5, "{call}'s writer");
+                b
+            });
+            let mut buf = [0u8; 16];
+            let mut half = [0u8; 3];
+            let (b1, b2) = buf.split_at_mut(2);
+            let v = [iov(b1), iov(&mut half)];
+            // SAFETY: valid buffers / iovecs / msghdr.
+            let n = unsafe {
+                match call {
+                    "readv" => libc::readv(fa, v.as_ptr(), 2),
+                    "recv" => libc::recv(fa, b2.as_mut_ptr().cast(), 14, 0),
+                    "recvfrom" => {
+                        let mut from: libc::sockaddr_un = std::mem::zeroed();
+                        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                        libc::recvfrom(
+                            fa,
+                            b2.as_mut_ptr().cast(),
+                            14,
+                            0,
+                            (&mut from as *mut libc::sockaddr_un).cast(),
+                            &mut len,
+                        )
+                    }
+                    _ => {
+                        let mut m: libc::msghdr = std::mem::zeroed();
+                        m.msg_iov = v.as_ptr() as *mut libc::iovec;
+                        m.msg_iovlen = 2;
+                        libc::recvmsg(fa, &mut m, 0)
+                    }
+                }
+            };
+            drop(writer.join().unwrap());
+            let bytes = match call {
+                "readv" | "recvmsg" => [&buf[..2], &half[..]].concat(),
+                _ => buf[2..2 + n.max(0) as usize].to_vec(),
+            };
+            (n, bytes)
+        });
+        assert_eq!(got, (5, b"hello".to_vec()), "{call}");
+        assert!(ticks >= 5, "{call}: ticks {ticks}");
+        drop(a);
+    }
+}
+
+/// A signal reaching the worker while its task is parked in a hooked call
+/// does not interrupt the call (ivy never causes EINTR): the handler runs,
+/// the read completes with the data.
+#[test]
+fn a_signal_during_a_parked_call_is_not_eintr() {
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn on_usr1(_: libc::c_int) {
+        HITS.fetch_add(1, Ordering::SeqCst);
+    }
+    // SAFETY: a handler without SA_RESTART that only bumps an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let got = rt(1).block_on(move || {
+        // SAFETY: pthread_self has no preconditions.
+        let worker = unsafe { libc::pthread_self() } as usize;
+        let kicker = std::thread::spawn(move || {
+            for _ in 0..5 {
+                std::thread::sleep(ms(5));
+                // SAFETY: the worker thread is alive (the runtime outlives this).
+                unsafe { libc::pthread_kill(worker as libc::pthread_t, libc::SIGUSR1) };
+            }
+            std::thread::sleep(ms(5));
+            (&b).write_all(b"z").unwrap();
+            b
+        });
+        let mut buf = [0u8; 1];
+        let r = (&a).read(&mut buf).map(|n| (n, buf[0]));
+        drop(kicker.join().unwrap());
+        r.map_err(|e| e.raw_os_error())
+    });
+    assert_eq!(got, Ok((1, b'z')));
+    assert!(HITS.load(Ordering::SeqCst) >= 5);
+}
+
+/// connect with SO_SNDTIMEO to a listener whose accept queue is full: after
+/// the timeout, -1 / EINPROGRESS (Linux's answer), and the task parked.
+#[test]
+fn connect_honours_so_sndtimeo() {
+    // SAFETY: plain socket calls on fds this test owns.
+    let (lfd, addr) = unsafe {
+        let lfd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        assert_eq!(
+            libc::bind(lfd, (&sa as *const libc::sockaddr_in).cast(), 16),
+            0
+        );
+        let mut len = 16;
+        assert_eq!(
+            libc::getsockname(lfd, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len),
+            0
+        );
+        assert_eq!(libc::listen(lfd, 0), 0);
+        (lfd, sa)
+    };
+    let (results, ticks) = with_ticker(move || {
+        let mut out = Vec::new();
+        let mut fds = Vec::new();
+        for _ in 0..4 {
+            // SAFETY: as above.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 100_000,
+                };
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+                let t0 = Instant::now();
+                let r = libc::connect(fd, (&addr as *const libc::sockaddr_in).cast(), 16);
+                out.push((r, if r < 0 { errno() } else { 0 }, t0.elapsed()));
+                fds.push(fd);
+            }
+        }
+        for fd in fds {
+            close(fd);
+        }
+        out
+    });
+    close(lfd);
+    // The first connections fit the queue; a later one times out.
+    let timed_out: Vec<_> = results.iter().filter(|r| r.0 == -1).collect();
+    assert!(!timed_out.is_empty(), "{results:?}");
+    for (_, e, took) in timed_out {
+        assert_eq!(*e, libc::EINPROGRESS);
+        assert!(*took >= ms(95) && *took < ms(3000), "{took:?}");
+    }
+    assert!(ticks >= 10, "ticks {ticks}");
 }

@@ -363,3 +363,48 @@ fn emfile() {
         "listener, a, b dropped; nothing leaked"
     );
 }
+
+/// A Rust task cancelled in `std::thread::sleep` ends at once: the hooked
+/// `clock_nanosleep` returns `ECANCELED`, on which std's sleep panics (it
+/// asserts `EINTR`; README, "Hooked libc calls"), so the join is an error,
+/// long before the sleep's end. Likewise a C-style `nanosleep` returns -1 /
+/// ECANCELED with the time left.
+#[test]
+fn cancellation_ends_a_hooked_sleep_at_once() {
+    let (joined_err, took, nanosleep) = rt(1).block_on(|| {
+        let t0 = Instant::now();
+        let sleeper = ivy::spawn(|| std::thread::sleep(ms(10_000)));
+        ivy::sleep(ms(5));
+        sleeper.cancel();
+        let joined_err = sleeper.join().is_err();
+        let took = t0.elapsed();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let s2 = seen.clone();
+        let c = ivy::spawn(move || {
+            let ts = libc::timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            let mut rem = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid timespecs.
+            let r = unsafe { libc::nanosleep(&ts, &mut rem) };
+            *s2.lock().unwrap() = Some((r, errno(), rem.tv_sec));
+            // Still pending: the next ivy call unwinds.
+            ivy::yield_now();
+            unreachable!("the cancellation unwinds from yield_now");
+        });
+        ivy::sleep(ms(5));
+        c.cancel();
+        assert!(c.join().unwrap_err().is_cancelled());
+        let seen = seen.lock().unwrap().take();
+        (joined_err, took, seen)
+    });
+    assert!(joined_err);
+    assert!(took < ms(5000), "{took:?}");
+    let (r, e, left) = nanosleep.unwrap();
+    assert_eq!((r, e), (-1, libc::ECANCELED));
+    assert!(left >= 9, "time left {left} s");
+}

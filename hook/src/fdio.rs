@@ -177,11 +177,7 @@ fn inside(
             }
         }
         FILE => {
-            services::report(
-                s,
-                name,
-                b"a regular file (never waits: it blocks the worker)\0",
-            );
+            services::report(s, name, b"a regular file: such calls never park\0");
             op()
         }
         OTHER => loop {

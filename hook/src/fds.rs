@@ -13,7 +13,7 @@ use crate::services;
 /// after finds it closed.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if !services::any() {
+    if !services::any() || services::in_vfork_child() {
         // SAFETY: the caller's argument.
         return unsafe { real::close(fd) };
     }
@@ -162,7 +162,7 @@ pub unsafe extern "C" fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int {
 }
 
 unsafe fn dup_onto(fd: c_int, new: c_int, op: impl FnOnce() -> c_int) -> c_int {
-    if !services::any() {
+    if !services::any() || services::in_vfork_child() {
         return op();
     }
     let e = fdtable::get(fd);

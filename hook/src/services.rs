@@ -17,6 +17,19 @@
 //! is running (the first whose `in_task` says so; with one copy, one indirect
 //! call and one thread-local read).
 //!
+//! # fork and vfork
+//! A forked child has no ivy threads, but its one thread may be the worker
+//! that called `fork` from a task: the child would think it runs a task and
+//! park into a scheduler that is gone. So a `pthread_atfork` child handler
+//! detaches every copy of ivy: in the child every hooked call is libc's (the
+//! fd table is inherited as is, and stays true for the fds: same numbers,
+//! same open files, same flags; a socket ivy made non-blocking stays so in
+//! the child, which usually `exec`s anyway). A `vfork` child (`posix_spawn`,
+//! Python's `subprocess`) runs no handler and *shares the parent's memory*:
+//! the calls that change the table or wake waiters (`close`, `dup2`, `dup3`)
+//! check the pid first, so a child's `close` / `dup2` before `exec` never
+//! touches the parent's table or wakes the parent's tasks.
+//!
 //! # Error protocol
 //! Every parking service returns 0 or an errno value: `ETIME` when the call's
 //! own deadline passed (the hook maps it to what the real call would say:
@@ -26,7 +39,8 @@
 //! by a hooked `close` during the wait. Deadlines are absolute nanoseconds of
 //! `CLOCK_MONOTONIC` (`-1`: none).
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Once;
 
 use libc::{c_char, c_int, c_short, c_void};
 
@@ -71,6 +85,8 @@ const MAX_COPIES: usize = 8;
 static COPIES: [AtomicPtr<Services>; MAX_COPIES] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_COPIES];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The process that attached (0: none yet).
+static PID: AtomicI32 = AtomicI32::new(0);
 
 /// Registers a copy of ivy's services (idempotent). Returns 0, or `-EINVAL` for
 /// a table this hook does not understand, `-ENOSPC` when too many copies of
@@ -80,6 +96,13 @@ pub(crate) fn attach(s: &'static Services) -> c_int {
         return -libc::EINVAL;
     }
     crate::real::resolve_all();
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: getpid has no preconditions.
+        PID.store(unsafe { libc::getpid() }, Ordering::Release);
+        // SAFETY: registers a child handler that only stores atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(detach_in_child)) };
+    });
     let ptr = s as *const Services as *mut Services;
     for cell in COPIES.iter() {
         match cell.compare_exchange(
@@ -97,6 +120,21 @@ pub(crate) fn attach(s: &'static Services) -> c_int {
         }
     }
     -libc::ENOSPC
+}
+
+/// `pthread_atfork` child handler: the child's hooked calls are libc's.
+extern "C" fn detach_in_child() {
+    COUNT.store(0, Ordering::Release);
+    for cell in COPIES.iter() {
+        cell.store(std::ptr::null_mut(), Ordering::Release);
+    }
+}
+
+/// Whether the caller is a `vfork` child of the process that attached (shares
+/// its memory; see the module comment).
+pub(crate) fn in_vfork_child() -> bool {
+    // SAFETY: getpid has no preconditions.
+    PID.load(Ordering::Acquire) != unsafe { libc::getpid() }
 }
 
 /// The services of the copy of ivy whose task is running, if any.

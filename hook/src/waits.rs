@@ -57,7 +57,7 @@ pub unsafe extern "C" fn ppoll(
         services::report(
             s,
             b"ppoll\0",
-            b"a signal mask (swapped atomically with the wait: cannot park)\0",
+            b"a signal mask, swapped atomically with the wait: such calls never park\0",
         );
         // SAFETY: the caller's arguments.
         return unsafe { real::ppoll(fds, n, timeout, mask) };

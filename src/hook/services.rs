@@ -324,13 +324,16 @@ unsafe extern "C" fn run_blocking(
 ) -> c_int {
     let job = Job(job, arg);
     guarded(move || {
-        let r = crate::blocking::run_blocking(move || {
+        // Spawned before any interruption check: the hook's contract is that
+        // the job runs even when the wait for it is interrupted (it frees what
+        // it made then).
+        let handle = crate::blocking::spawn_blocking(move || {
             let job = job;
             // SAFETY: the hook's job and the argument it made for it.
             unsafe { (job.0)(job.1) }
         });
-        match r {
-            Ok(()) => 0,
+        match handle.join_deadline(None) {
+            Ok(_) => 0,
             Err(e) => errno_of_wait(e),
         }
     })
@@ -369,7 +372,7 @@ unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
                 None => ("<none>", "-".to_string()),
             };
             eprintln!(
-                "ivy debug: task '{name}' (id {id}) made a hooked `{call}` that blocked its worker: {why}; tasks queued behind it on its worker waited (reported once per call and reason)"
+                "ivy debug: task '{name}' (id {id}): hooked `{call}` blocked its worker ({why}); the tasks queued on that worker wait meanwhile (reported once per call and reason)"
             );
         }
     });

@@ -270,8 +270,18 @@ impl Message {
 
 fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
+        // The raw system call, not libc's `write`: under the libc hook
+        // (libivy_hook, the `hook` feature) that name may be interposed, and a
+        // hooked write may park, which a signal handler must never do.
         // SAFETY: write(2) is async-signal-safe and reads `bytes.len()` bytes of a live slice.
-        let n = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_write,
+                libc::STDERR_FILENO,
+                bytes.as_ptr(),
+                bytes.len(),
+            )
+        } as isize;
         if n > 0 {
             bytes = &bytes[n as usize..];
         } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {

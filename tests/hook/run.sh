@@ -23,7 +23,12 @@ soname=$(readelf -d "$libdir/libivy.so" | sed -n 's/.*Library soname: \[\(.*\)\]
 [ -n "$soname" ] && ln -sf libivy.so "$libdir/$soname"
 out=$root/target/hook-tests
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/pkgconfig"
+# The build tree's pkg-config files: the linked variant links through
+# `pkg-config --libs ivy-hook` (-livy_hook -livy), as users do.
+scripts/ivy-pc.sh "$root" "$libdir" "$root/include" > "$out/pkgconfig/ivy.pc"
+scripts/ivy-hook-pc.sh "$root" "$libdir" > "$out/pkgconfig/ivy-hook.pc"
+export PKG_CONFIG_PATH=$out/pkgconfig
 compilers=gcc
 if command -v clang >/dev/null 2>&1; then
     compilers="gcc clang"
@@ -37,7 +42,8 @@ for src in tests/c/hook/*.c; do
     name=$(basename "$src" .c)
     for cc in $compilers; do
         $cc $cflags "$src" -o "$out/$name-$cc" -L"$libdir" -livy -Wl,-rpath,"$libdir" -pthread -ldl
-        $cc $cflags "$src" -o "$out/$name-$cc-linked" -L"$libdir" -livy_hook -livy \
+        # shellcheck disable=SC2046
+        $cc $cflags "$src" -o "$out/$name-$cc-linked" $(pkg-config --libs ivy-hook) \
             -Wl,-rpath,"$libdir" -pthread -ldl
         echo "-- $name ($cc, LD_PRELOAD)"
         LD_PRELOAD=$hook timeout 120 "$out/$name-$cc" || failed=$((failed + 1))

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -341,6 +342,61 @@ static void test_cancel_and_deadline(void) {
     close(cp[1]);
 }
 
+/* fork and vfork from a task. A vfork child shares the parent's memory: its
+ * close() of an fd a parent task waits on must neither wake that task nor
+ * touch the parent's fd table. A forked child sees plain libc (the hook is
+ * detached there): a sleep really sleeps, a read on a pipe with data reads. */
+static int fp[2];
+
+static void *fork_reader(void *arg) {
+    (void)arg;
+    char c = 0;
+    ssize_t n = read(fp[0], &c, 1);
+    return (void *)(intptr_t)(n == 1 && c == 'v' ? 1 : 100 + errno);
+}
+
+static void *fork_main(void *arg) {
+    (void)arg;
+    ivy_task_t t;
+    OK(ivy_task_spawn(fork_reader, NULL, NULL, &t));
+    usleep(10 * 1000); /* the reader parks in read() */
+    pid_t pid = vfork();
+    if (pid == 0) {
+        close(fp[0]);
+        _exit(7);
+    }
+    CHECK(pid > 0);
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+    usleep(10 * 1000); /* had the child's close woken the reader, it ends now */
+    CHECK_EQ(write(fp[1], "v", 1), 1);
+    void *r = NULL;
+    OK(ivy_task_join(t, &r, -1));
+    CHECK_EQ((intptr_t)r, 1);
+
+    CHECK_EQ(write(fp[1], "f", 1), 1);
+    pid = fork();
+    if (pid == 0) {
+        char c = 0;
+        int64_t t0 = now_ms();
+        int ok = read(fp[0], &c, 1) == 1 && c == 'f';
+        ok = ok && usleep(20 * 1000) == 0 && now_ms() - t0 >= 19;
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return NULL;
+}
+
+static void test_fork_and_vfork(void) {
+    CHECK_EQ(pipe(fp), 0);
+    h_run(1, fork_main, NULL);
+    close(fp[0]);
+    close(fp[1]);
+}
+
 int main(void) {
     RUN(test_hook_loaded);
     RUN(test_sleep_concurrency);
@@ -349,5 +405,6 @@ int main(void) {
     RUN(test_poll_select);
     RUN(test_loopback_echo);
     RUN(test_cancel_and_deadline);
+    RUN(test_fork_and_vfork);
     H_REPORT();
 }
