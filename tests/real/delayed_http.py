@@ -6,15 +6,17 @@ benches/compare) fetch from.
     delayed_http.py [--port 0] [--delay-ms 200]
 
 Prints `LISTENING port=<p>` on stdout once it accepts connections, then serves
-until killed. One thread per connection (ThreadingHTTPServer) and a listen
-backlog of 4096, so that hundreds of clients connecting at once are all served
-at once: the server is never what serialises them, the client runtime is.
+until killed. One asyncio loop (a delayed answer is a timer, not a thread) and
+a listen backlog of 4096, so that hundreds of clients connecting at once are
+all held at once and answered one delay later: the server is never what
+serialises them, the client runtime is. One request per connection (HTTP/1.0
+style: the answer says `Connection: close` and the server closes).
 
 Paths:
   /item/<k>   the body of item k (k a non-negative integer), after the delay.
               Every item's body is distinct; `body(k)` below is the one
-              definition, mirrored byte for byte in tests/real/real_body.h and
-              tests/hook_real_http.rs.
+              definition, mirrored byte for byte in tests/real/real_body.h,
+              tests/real/support.rs and benches/compare/hook-std/src/main.rs.
   /stats      (no delay) "peak <p>\nserved <s>\n": the most item requests that
               were in their delay at the same moment, and how many were served,
               since start or the last /reset. A client runtime that serialises
@@ -25,11 +27,9 @@ Paths:
 """
 
 import argparse
+import asyncio
 import re
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ALPHABET = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -43,70 +43,65 @@ def body(k: int) -> bytes:
 
 
 class Counters:
-    """Requests in their delay now, the peak of that, and requests served."""
+    """Requests in their delay now, the peak of that, and requests served (one
+    event loop: no lock needed)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.active = 0
         self.peak = 0
         self.served = 0
 
-    def enter(self):
-        with self.lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-
-    def leave(self):
-        with self.lock:
-            self.active -= 1
-            self.served += 1
-
     def reset(self):
-        with self.lock:
-            self.peak = self.active
-            self.served = 0
+        self.peak = self.active
+        self.served = 0
 
     def text(self) -> bytes:
-        with self.lock:
-            return b"peak %d\nserved %d\n" % (self.peak, self.served)
+        return b"peak %d\nserved %d\n" % (self.peak, self.served)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 4096  # listen backlog: a burst of connects never waits for a SYN retry
-    allow_reuse_address = True
+def answer(code: int, data: bytes) -> bytes:
+    reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}[code]
+    return (b"HTTP/1.0 %d %s\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (code, reason, len(data))) + data
 
 
-def make_handler(delay_s: float, counters: Counters):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            m = re.fullmatch(r"/item/(\d+)", self.path)
-            if m:
-                counters.enter()
-                try:
-                    time.sleep(delay_s)
-                finally:
-                    counters.leave()
-                self.answer(200, body(int(m.group(1))))
-            elif self.path == "/stats":
-                self.answer(200, counters.text())
-            elif self.path == "/reset":
-                counters.reset()
-                self.answer(200, b"ok\n")
-            else:
-                self.answer(404, b"not found\n")
+async def serve(reader, writer, delay_s: float, counters: Counters):
+    try:
+        request = await reader.readuntil(b"\r\n\r\n")
+        m = re.match(rb"GET (\S+) HTTP/1\.[01]\r\n", request)
+        path = m.group(1).decode() if m else None
+        item = re.fullmatch(r"/item/(\d+)", path) if path else None
+        if item:
+            counters.active += 1
+            counters.peak = max(counters.peak, counters.active)
+            try:
+                await asyncio.sleep(delay_s)
+            finally:
+                counters.active -= 1
+            counters.served += 1
+            writer.write(answer(200, body(int(item.group(1)))))
+        elif path == "/stats":
+            writer.write(answer(200, counters.text()))
+        elif path == "/reset":
+            counters.reset()
+            writer.write(answer(200, b"ok\n"))
+        else:
+            writer.write(answer(404 if path else 400, b"not found\n" if path else b"bad request\n"))
+        await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the client went away: nothing to answer
+    finally:
+        writer.close()
 
-        def answer(self, code: int, data: bytes):
-            self.send_response(code)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def log_message(self, *args):  # quiet: the tests read only stdout's first line
-            pass
-
-    return Handler
+async def main_async(port: int, delay_s: float):
+    counters = Counters()
+    server = await asyncio.start_server(
+        lambda r, w: serve(r, w, delay_s, counters), "127.0.0.1", port, backlog=4096,
+        reuse_address=True)
+    print(f"LISTENING port={server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 def main():
@@ -114,11 +109,8 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--delay-ms", type=float, default=200.0)
     args = ap.parse_args()
-    counters = Counters()
-    server = Server(("127.0.0.1", args.port), make_handler(args.delay_ms / 1000.0, counters))
-    print(f"LISTENING port={server.server_address[1]}", flush=True)
     try:
-        server.serve_forever()
+        asyncio.run(main_async(args.port, args.delay_ms / 1000.0))
     except KeyboardInterrupt:
         pass
     sys.exit(0)
