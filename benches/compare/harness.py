@@ -31,7 +31,8 @@ row; for ivy, that row is reported as pending.
 The hook rows (`HOOK_ROWS`: hook_curl, hook_std) compare systems of their own,
 the same client program three ways: ivy with its libc hook (`ivy-hook`), ivy
 without it (`ivy-nohook`), and one OS thread per request (`threads`). Each row
-starts `tests/real/delayed_http.py` once (every answer delayed `delay_ms`), then
+starts `delayed-http` once (this workspace's native twin of
+`tests/real/delayed_http.py`: every answer delayed `delay_ms`), then
 runs every system's client against it (`--n` requests, all in flight at once);
 the client prints one `metric=wall_ms` RESULT line after checking every body.
 `--systems` does not filter them; `--only hook_curl,hook_std` runs just them.
@@ -169,6 +170,7 @@ if os.environ.get("IVY_BEFORE_BIN"):
     SYSTEMS["ivy-before"] = [os.environ["IVY_BEFORE_BIN"]]
 LOADGEN = TARGET / "release/loadgen"
 HOOK_BIN = TARGET / "hook"  # curl_tasks (run.sh compiles it)
+DELAYED_HTTP = TARGET / "release/delayed-http"
 LIBIVY_HOOK = ROOT / "target/release/libivy_hook.so"
 
 
@@ -388,14 +390,22 @@ def run_server(system, row, workers, quick):
 
 
 def start_delayed_http(delay_ms):
-    """tests/real/delayed_http.py on a free port: (process, port), or (None, error)."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/real/delayed_http.py"),
-                             "--port", "0", "--delay-ms", str(delay_ms)],
+    """The delayed server on a free port: (process, port), or (None, error).
+    `delayed-http` (this workspace, native, a thread per connection); the
+    Python original `tests/real/delayed_http.py`, whose CPU per request bounds
+    the rows, only when that is not built."""
+    if DELAYED_HTTP.exists():
+        cmd = [str(DELAYED_HTTP)]
+    else:
+        print("harness: delayed-http not built; the hook rows use tests/real/delayed_http.py",
+              file=sys.stderr)
+        cmd = [sys.executable, str(ROOT / "tests/real/delayed_http.py")]
+    proc = subprocess.Popen(cmd + ["--port", "0", "--delay-ms", str(delay_ms)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     port = wait_listening(proc, SERVER_START_TIMEOUT_S)
     if port is None:
         stop(proc)
-        return None, "delayed_http.py did not start"
+        return None, "the delayed server did not start"
     return proc, port
 
 
