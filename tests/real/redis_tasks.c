@@ -139,7 +139,13 @@ static void *main_task(void *arg) {
     freeReplyObject(redisCommand(ctl, "FLUSHALL"));
     ivy_task_t *slow = calloc(g.slow, sizeof *slow), *fast = calloc(g.tasks, sizeof *fast);
     if (slow == NULL || fast == NULL || ivy_semaphore_new(g.conns, &g.conn_limit) != IVY_OK) goto out;
-    for (unsigned i = 0; i < g.slow; i++) ivy_task_spawn(slow_task, (void *)(uintptr_t)i, NULL, &slow[i]);
+    for (unsigned i = 0; i < g.slow; i++) {
+        int rc = ivy_task_spawn(slow_task, (void *)(uintptr_t)i, NULL, &slow[i]);
+        if (rc != IVY_OK) {
+            fprintf(stderr, "redis_tasks: spawn slow %u: %s\n", i, ivy_strerror(rc));
+            goto out; /* the runtime's shutdown cancels the ones spawned */
+        }
+    }
     /* Handshake through the server: the fast tasks start once every BLPOP is held. */
     int64_t give_up = ivy_time_now() + 1000 * (int64_t)g.blpop_timeout + 2000;
     while (ivy_time_now() < give_up) {
@@ -149,8 +155,15 @@ static void *main_task(void *arg) {
         }
         ivy_time_sleep_until(ivy_time_now() + 5);
     }
-    for (unsigned k = 0; k < g.tasks; k++) ivy_task_spawn(fast_task, (void *)(uintptr_t)k, NULL, &fast[k]);
-    for (unsigned k = 0; k < g.tasks; k++) ivy_task_join(fast[k], NULL, IVY_FOREVER);
+    unsigned spawned = 0;
+    for (; spawned < g.tasks; spawned++) {
+        int rc = ivy_task_spawn(fast_task, (void *)(uintptr_t)spawned, NULL, &fast[spawned]);
+        if (rc != IVY_OK) {
+            fprintf(stderr, "redis_tasks: spawn fast %u: %s\n", spawned, ivy_strerror(rc));
+            break; /* fast_ok stays below the count: a failure */
+        }
+    }
+    for (unsigned k = 0; k < spawned; k++) ivy_task_join(fast[k], NULL, IVY_FOREVER);
     for (unsigned i = 0; i < g.slow; i++) freeReplyObject(redisCommand(ctl, "RPUSH ivy:slow:%u wake-%u", i, i));
     for (unsigned i = 0; i < g.slow; i++) ivy_task_join(slow[i], NULL, IVY_FOREVER);
     redisReply *r = redisCommand(ctl, "GET ivy:counter");
