@@ -214,8 +214,8 @@ def machine():
         "wrk": (re.findall(r"wrk (\S+)", sh("wrk -v 2>&1")) or ["not installed"])[0],
         "RLIMIT_NOFILE": "%d/%d" % resource.getrlimit(resource.RLIMIT_NOFILE),
         "libcurl (hook_curl)": sh("curl-config --version") or "not installed",
-        "ivy commit": sh("git log -1 --format=%h -- src Cargo.toml", cwd=ROOT)
-        + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml", cwd=ROOT) else ""),
+        "ivy commit": sh("git log -1 --format=%h -- src hook Cargo.toml", cwd=ROOT)
+        + (" (dirty)" if sh("git status --porcelain -- src hook Cargo.toml", cwd=ROOT) else ""),
     }
 
 
