@@ -662,3 +662,40 @@ fn connect_honours_so_sndtimeo() {
     }
     assert!(ticks >= 10, "ticks {ticks}");
 }
+
+/// `poll` for `POLLPRI` alone (out-of-band data), which ivy's readiness does
+/// not model: the task still parks between looks, and sees the urgent byte.
+#[test]
+fn poll_for_pollpri_alone_sees_out_of_band_data() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ((n, revents, took), ticks) = with_ticker(move || {
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let sfd = server.as_raw_fd();
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(30));
+            // SAFETY: one byte of urgent data.
+            let n =
+                unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+            assert_eq!(n, 1);
+            client
+        });
+        let mut pfd = libc::pollfd {
+            fd: sfd,
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        let t0 = Instant::now();
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        let took = t0.elapsed();
+        drop(writer.join().unwrap());
+        drop(server);
+        (n, pfd.revents, took)
+    });
+    assert_eq!(n, 1);
+    assert_ne!(revents & libc::POLLPRI, 0);
+    assert!(took >= ms(25) && took < ms(2500), "{took:?}");
+    assert!(ticks >= 5, "ticks {ticks}");
+}
