@@ -662,3 +662,100 @@ fn connect_honours_so_sndtimeo() {
     }
     assert!(ticks >= 10, "ticks {ticks}");
 }
+
+/// `poll` for `POLLPRI` alone (out-of-band data), which ivy's readiness does
+/// not model: the task still parks between looks, and sees the urgent byte.
+#[test]
+fn poll_for_pollpri_alone_sees_out_of_band_data() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ((n, revents, took), ticks) = with_ticker(move || {
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let sfd = server.as_raw_fd();
+        let writer = ivy::spawn(move || {
+            ivy::sleep(ms(30));
+            // SAFETY: one byte of urgent data.
+            let n =
+                unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+            assert_eq!(n, 1);
+            client
+        });
+        let mut pfd = libc::pollfd {
+            fd: sfd,
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        let t0 = Instant::now();
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        let took = t0.elapsed();
+        drop(writer.join().unwrap());
+        drop(server);
+        (n, pfd.revents, took)
+    });
+    assert_eq!(n, 1);
+    assert_ne!(revents & libc::POLLPRI, 0);
+    assert!(took >= ms(25) && took < ms(2500), "{took:?}");
+    assert!(ticks >= 5, "ticks {ticks}");
+}
+
+/// Outside a task, with the hook attached (a runtime exists), every hooked
+/// call is plain libc: sleeps take their time on the thread, a poll waits its
+/// timeout, sockets made on threads connect and transfer, lookups resolve.
+#[test]
+fn outside_a_task_the_calls_are_plain_libc() {
+    let runtime = rt(1);
+    let t0 = Instant::now();
+    // SAFETY: plain libc calls with valid arguments.
+    unsafe {
+        assert_eq!(libc::usleep(20_000), 0);
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        assert_eq!(libc::nanosleep(&ts, std::ptr::null_mut()), 0);
+        let mut p = [0; 2];
+        assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+        let mut pfd = libc::pollfd {
+            fd: p[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        assert_eq!(libc::poll(&mut pfd, 1, 20), 0);
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 20_000,
+        };
+        let mut set: libc::fd_set = std::mem::zeroed();
+        libc::FD_SET(p[0], &mut set);
+        let n = libc::select(
+            p[0] + 1,
+            &mut set,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut tv,
+        );
+        assert_eq!(n, 0);
+        close(p[0]);
+        close(p[1]);
+    }
+    assert!(t0.elapsed() >= ms(79), "{:?}", t0.elapsed());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&b).unwrap();
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    server.join().unwrap();
+    use std::net::ToSocketAddrs;
+    assert!(("localhost", 1).to_socket_addrs().unwrap().next().is_some());
+    drop(runtime);
+}

@@ -75,23 +75,21 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
         && services::current().is_some()
         && classify(fd).kind() == OTHER
     {
-        {
-            let mut done = 0usize;
-            while done < n {
-                let piece = (n - done).min(libc::PIPE_BUF);
-                // SAFETY: `done + piece <= n`: within the caller's buffer.
-                let at = unsafe { buf.cast::<u8>().add(done) }.cast::<c_void>();
-                // SAFETY: as in `read`.
-                let r = drive(fd, Dir::Write, b"write\0", false, || unsafe {
-                    real::write(fd, at, piece)
-                });
-                if r < 0 {
-                    return if done > 0 { done as ssize_t } else { r };
-                }
-                done += r as usize;
+        let mut done = 0usize;
+        while done < n {
+            let piece = (n - done).min(libc::PIPE_BUF);
+            // SAFETY: `done + piece <= n`: within the caller's buffer.
+            let at = unsafe { buf.cast::<u8>().add(done) }.cast::<c_void>();
+            // SAFETY: as in `read`.
+            let r = drive(fd, Dir::Write, b"write\0", false, || unsafe {
+                real::write(fd, at, piece)
+            });
+            if r < 0 {
+                return if done > 0 { done as ssize_t } else { r };
             }
-            return done as ssize_t;
+            done += r as usize;
         }
+        return done as ssize_t;
     }
     // SAFETY: as in `read`.
     drive(fd, Dir::Write, b"write\0", false, || unsafe {

@@ -117,16 +117,38 @@ pub unsafe extern "C" fn __ppoll_chk(
 }
 
 /// The task's `poll` until `deadline_ns` (-1: none): look, park, look.
+/// ivy's wait knows readable and writable only: an entry asking for
+/// something else (`POLLPRI` alone) can make it report "ready" while the real
+/// look finds nothing. Such a spurious wake-up is followed by a 1 ms sleep
+/// before the next wait, so the call never spins.
 unsafe fn poll_in_task(s: &Services, fds: *mut pollfd, n: nfds_t, deadline_ns: i64) -> c_int {
+    let mut woken = false;
     loop {
         // SAFETY: the caller's array.
         let r = unsafe { real::poll(fds, n, 0) };
         if r != 0 {
             return r;
         }
-        if deadline_ns >= 0 && services::now_ns() >= deadline_ns {
+        let now = services::now_ns();
+        if deadline_ns >= 0 && now >= deadline_ns {
             return 0;
         }
+        if std::mem::take(&mut woken) {
+            let pause = now.saturating_add(1_000_000);
+            let until = if deadline_ns >= 0 {
+                pause.min(deadline_ns)
+            } else {
+                pause
+            };
+            match (s.sleep_until)(until) {
+                0 => continue,
+                err => {
+                    errno::set(err);
+                    return -1;
+                }
+            }
+        }
+        woken = true;
         let w = if n == 0 {
             // poll(NULL, 0, timeout): a sleep.
             (s.sleep_until)(if deadline_ns < 0 {

@@ -261,9 +261,8 @@ unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline
             .filter(|p| p.fd >= 0)
             .filter_map(|p| {
                 let mut interest = 0;
-                if p.events & (libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM | libc::POLLRDBAND)
-                    != 0
-                {
+                // POLLPRI alone is left to the hook's looks (see its poll).
+                if p.events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND) != 0 {
                     interest |= READABLE;
                 }
                 if p.events & (libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND) != 0 {
@@ -280,8 +279,20 @@ unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline
             .collect();
         let deadline = instant_of(deadline_ns);
         if entries.is_empty() {
-            return match crate::time::sleep_deadline(deadline) {
-                Ok(()) => libc::ETIME,
+            // Only negative fds: poll(2) sleeps the whole timeout. Entries ivy
+            // cannot wait for (POLLPRI alone, no events): look again in 1 ms.
+            let only_negative = pfds.iter().all(|p| p.fd < 0);
+            let until = if only_negative {
+                deadline
+            } else {
+                crate::io::fd::earliest(
+                    deadline,
+                    Instant::now().checked_add(Duration::from_millis(1)),
+                )
+            };
+            return match crate::time::sleep_deadline(until) {
+                Ok(()) if only_negative => libc::ETIME,
+                Ok(()) => 0,
                 Err(e) => errno_of_wait(e),
             };
         }

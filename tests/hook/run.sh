@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The hook layer's tests (README, "Hooked libc calls"), called by ./test.sh:
 #  1. Rust: the `hook` feature's integration tests (tests/hook_*.rs);
-#     hook_faults with one test thread (it counts the process's open fds).
+#     hook_faults with one test thread (it counts the process's open fds); and
+#     ivy's own socket and fd-wait suites with the hook linked in (ivy's
+#     reactor and sockets must pass through it, never recurse into it).
 #  2. C: tests/c/hook/*.c with gcc and clang at -Wall -Wextra -Werror, each run
 #     with LD_PRELOAD=libivy_hook.so and linked with -livy_hook -livy.
 #  3. A program that never starts ivy runs unchanged under the preloaded hook.
@@ -12,7 +14,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 echo "== hook: Rust (cargo test --features hook --test 'hook_*')"
-cargo test --release --features hook --test hook_calls --test hook_concurrency
+cargo test --release --features hook --test hook_calls --test hook_concurrency \
+    --test net --test io_fd --test io_poll --test close_race -- --test-threads=2
 cargo test --release --features hook --test hook_faults -- --test-threads=1
 
 echo "== hook: C (LD_PRELOAD and -livy_hook), gcc and clang"
