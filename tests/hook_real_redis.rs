@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{redis_server, watchdog};
+use support::{open_fds, redis_server, watchdog};
 
 const WORKERS: usize = 2;
 const FAST: usize = 1000;
@@ -41,11 +41,13 @@ fn blocked_clients(con: &mut redis::Connection) -> usize {
 /// SET / GET (byte-exact) / INCR. Only then are the lists pushed: every slow
 /// task gets exactly its own value, and had seen all 1000 fast tasks complete
 /// while its command was outstanding (with 2 workers, a worker-blocking BLPOP
-/// would have stopped everything). The counter is exactly 1000.
+/// would have stopped everything). The counter is exactly 1000, and no fd
+/// is left open once the runtime is gone.
 #[test]
 fn redis_crate_1000_tasks_while_blpop_outstanding() {
     let server = redis_server();
     let url = format!("redis://127.0.0.1:{}/", server.port);
+    let fds_before = open_fds();
     let (fast_ok, counter, slow) = watchdog(Duration::from_secs(120), move || {
         let rt = ivy::Builder::new().workers(WORKERS).build().unwrap();
         rt.block_on(move || {
@@ -124,4 +126,9 @@ fn redis_crate_1000_tasks_while_blpop_outstanding() {
             "slow task {i}: fast tasks completed while its BLPOP was outstanding"
         );
     }
+    assert_eq!(
+        open_fds(),
+        fds_before,
+        "fds leaked (every connection is closed, the runtime gone)"
+    );
 }

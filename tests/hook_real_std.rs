@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{body, delayed_http, http_peak, http_reset, raise_fd_limit, watchdog};
+use support::{
+    body, delayed_http, exclusive, http_peak, http_reset, open_fds, raise_fd_limit, watchdog,
+};
 
 const WORKERS: usize = 2;
 
@@ -38,7 +40,9 @@ fn message(k: usize, round: usize) -> Vec<u8> {
 fn std_net_echo_1000_tasks() {
     const CLIENTS: usize = 1000;
     const ROUNDS: usize = 3;
+    let _only_me = exclusive();
     raise_fd_limit(2 * CLIENTS as u64 + 256); // both ends of every connection are ours
+    let fds_before = open_fds();
     let expected: usize = (0..CLIENTS)
         .flat_map(|k| (0..ROUNDS).map(move |r| message(k, r).len()))
         .sum();
@@ -112,6 +116,7 @@ fn std_net_echo_1000_tasks() {
     assert_eq!(echoed, expected, "bytes echoed by the server");
     assert_eq!(received, expected, "bytes received by the clients");
     assert_eq!(eofs, CLIENTS, "server tasks that saw EOF");
+    assert_eq!(open_fds(), fds_before, "fds leaked (the runtime is gone)");
 }
 
 /// 100 tasks each fetch one item with `ureq` (its own std::net sockets, and
@@ -126,6 +131,7 @@ fn ureq_fetches_concurrently_from_tasks() {
     const FETCHES: u32 = 100;
     const LIMIT: usize = 50;
     const DELAY_MS: u64 = 200;
+    let _only_me = exclusive();
     let server = delayed_http(DELAY_MS);
     let port = server.port;
     http_reset(port);
@@ -196,7 +202,9 @@ fn ureq_fetches_concurrently_from_tasks() {
 fn fd_numbers_reused_across_workers_never_wake_a_new_waiter() {
     const TASKS: usize = 200;
     const ROUNDS: usize = 25;
+    let _only_me = exclusive();
     raise_fd_limit(2 * TASKS as u64 + 256);
+    let fds_before = open_fds();
     let (ok, served) = watchdog(Duration::from_secs(120), move || {
         let rt = ivy::Builder::new().workers(WORKERS).build().unwrap();
         rt.block_on(move || {
@@ -248,4 +256,5 @@ fn fd_numbers_reused_across_workers_never_wake_a_new_waiter() {
     });
     assert_eq!(ok, TASKS * ROUNDS, "client round trips");
     assert_eq!(served, TASKS * ROUNDS, "server sessions");
+    assert_eq!(open_fds(), fds_before, "fds leaked (the runtime is gone)");
 }

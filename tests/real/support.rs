@@ -217,3 +217,22 @@ pub fn raise_fd_limit(want: u64) {
     // SAFETY: setrlimit reads the struct it is given, a valid local.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
 }
+
+/// Open fds of this process (`/proc/self/fd`, less the directory's own),
+/// after a first runtime has come and gone: ivy opens a few fds once per
+/// process (a pidfd for its stack guards), which are not leaks.
+pub fn open_fds() -> usize {
+    ivy::Builder::new()
+        .workers(1)
+        .build()
+        .unwrap()
+        .block_on(|| ivy::sleep(Duration::from_millis(1)));
+    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
+}
+
+/// Serialises the tests of one binary that count fds: a test running beside
+/// them would open and close its own.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
