@@ -22,5 +22,5 @@ tests/model-check.sh
 echo "== C ABI: header check is in cargo test (tests/header.rs); C and C++ suite, examples, valgrind, ASan+UBSan"
 tests/c/run.sh
 
-echo "== Python binding (ctypes over target/release/libivy.so)"
-python3 -m pytest -q bindings/python/tests
+echo "== Python package ivyrt: pip install into target/pyvenv, pytest over the installed package, examples/python"
+bindings/python/run-tests.sh
