@@ -4,8 +4,11 @@
 #
 #   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores)
 #   benches/compare/run.sh --quick    # smoke test: 1 run each at 1/10 size (< 5 min)
+#   benches/compare/run.sh --python   # the Python rows only: ivyrt against asyncio,
+#                                     # uvloop and gevent (results/PYTHON.md, ~3 min)
 #
-# Installs what is missing (Go and wrk from apt; matplotlib and uvloop from pip),
+# Installs what is missing (Go and wrk from apt; matplotlib, uvloop and gevent from
+# pip; ivyrt from bindings/python into target/pyvenv),
 # builds every system and the TCP load generator (loadgen) in release mode, runs
 # harness.py (raw results to results/*.txt),
 # then report.py (BENCHMARKS.md at the repository root, plots/*.png; a --quick
@@ -33,13 +36,40 @@ if ! python3 -c "import uvloop" 2>/dev/null; then
     echo "== installing uvloop (pip; optional: its column is left out if this fails)"
     python3 -m pip install --quiet uvloop || echo "uvloop did not install; skipping it"
 fi
+if ! python3 -c "import gevent" 2>/dev/null; then
+    echo "== installing gevent (pip; optional: its column of the Python rows is left out if this fails)"
+    python3 -m pip install --quiet gevent || echo "gevent did not install; skipping it"
+fi
+# ivyrt, the Python package, into the venv bindings/python/run-tests.sh uses
+# (target/pyvenv, made from the same python3): harness.py runs the systems
+# ivyrt and ivyrt-w2 with its interpreter.
+PYVENV=../../target/pyvenv
+echo "== installing ivyrt (pip install ./bindings/python into target/pyvenv)"
+[ -x $PYVENV/bin/python ] || python3 -m venv $PYVENV
+$PYVENV/bin/python -m pip install --quiet --force-reinstall --no-deps ../../bindings/python ||
+    echo "ivyrt did not install; its columns are left out"
 
 echo "== building (cargo build --release: the Rust systems and loadgen; go build)"
 cargo build --release --quiet
 (cd go && go build -o ../target/go-bench .)
 
 mode=full
-for a in "$@"; do [ "$a" = --quick ] && mode=quick; done
+for a in "$@"; do
+    case $a in
+        --quick) mode=quick ;;
+        --python) mode=python ;;
+    esac
+done
+if [ "$mode" = python ]; then
+    # The Python rows alone: 3 interleaved runs, results/python.txt -> results/PYTHON.md.
+    echo "== running the Python rows"
+    args=()
+    for a in "$@"; do [ "$a" = --python ] || args+=("$a"); done
+    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_tcp_echo \
+        --runs 3 --out results/python.txt "${args[@]}"
+    python3 report.py results/python.txt --out results/PYTHON.md --plots plots/python
+    exit 0
+fi
 echo "== running the suite ($mode)"
 python3 harness.py "$@"
 echo "== writing the report"
