@@ -17,14 +17,22 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+mode=full
+for a in "$@"; do
+    case $a in
+        --quick) mode=quick ;;
+        --python) mode=python ;;
+    esac
+done
+
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
-if ! command -v go >/dev/null; then
+if [ "$mode" != python ] && ! command -v go >/dev/null; then
     echo "== installing Go (apt: golang-go)"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-go
 fi
-if ! command -v wrk >/dev/null; then
+if [ "$mode" != python ] && ! command -v wrk >/dev/null; then
     echo "== installing wrk (apt; the http_hello row's load generator)"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk || echo "wrk did not install; http_hello is left out"
 fi
@@ -49,17 +57,15 @@ echo "== installing ivyrt (pip install ./bindings/python into target/pyvenv)"
 $PYVENV/bin/python -m pip install --quiet --force-reinstall --no-deps ../../bindings/python ||
     echo "ivyrt did not install; its columns are left out"
 
-echo "== building (cargo build --release: the Rust systems and loadgen; go build)"
-cargo build --release --quiet
-(cd go && go build -o ../target/go-bench .)
+if [ "$mode" = python ]; then
+    echo "== building loadgen (cargo build --release -p loadgen)"
+    cargo build --release --quiet -p loadgen
+else
+    echo "== building (cargo build --release: the Rust systems and loadgen; go build)"
+    cargo build --release --quiet
+    (cd go && go build -o ../target/go-bench .)
+fi
 
-mode=full
-for a in "$@"; do
-    case $a in
-        --quick) mode=quick ;;
-        --python) mode=python ;;
-    esac
-done
 if [ "$mode" = python ]; then
     # The Python rows alone: 3 interleaved runs, results/python.txt -> results/PYTHON.md.
     echo "== running the Python rows"
