@@ -5,8 +5,16 @@
 
 use pyo3::prelude::*;
 
+mod block;
+mod errors;
+mod queue;
+mod sync;
+
 #[pymodule]
 fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    sync::register(m)?;
+    queue::register(m)?;
     Ok(())
 }
