@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod block;
 mod errors;
+mod executor;
 mod queue;
 mod sync;
 
@@ -16,5 +17,6 @@ fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     sync::register(m)?;
     queue::register(m)?;
+    executor::register(m)?;
     Ok(())
 }

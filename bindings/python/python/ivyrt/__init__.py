@@ -2,6 +2,7 @@
 
 from ._ivyrt import __version__
 from ._sync import *  # noqa: F401,F403  (py-lib: sync primitives, queues)
-from . import _sync
+from ._executor import *  # noqa: F401,F403  (py-lib: to_thread, run_in_executor)
+from . import _sync, _executor
 
-__all__ = ["__version__", *_sync.__all__]
+__all__ = ["__version__", *_sync.__all__, *_executor.__all__]
