@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod block;
 mod errors;
 mod executor;
+mod net;
 mod queue;
 mod sync;
 
@@ -18,5 +19,6 @@ fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sync::register(m)?;
     queue::register(m)?;
     executor::register(m)?;
+    net::register(m)?;
     Ok(())
 }
