@@ -33,8 +33,7 @@ use pyo3::exceptions::{PyConnectionResetError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use crate::block::blocking;
-use crate::sync::deadline_after;
+use crate::block::{blocking, deadline_after};
 
 /// Runs a socket call with the GIL released: interruptions (cancellation,
 /// deadlines) become Python exceptions through `blocking`; a close and the

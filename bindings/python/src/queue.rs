@@ -25,9 +25,8 @@ use ivy::WaitError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::block::blocking;
+use crate::block::{blocking, deadline_after};
 use crate::errors::{QueueEmpty, QueueFull};
-use crate::sync::deadline_after;
 
 /// `Ok(None)` for the call's own deadline, the rest as errors for `blocking`.
 fn timed<T>(r: Result<T, WaitError>) -> Result<Option<T>, WaitError> {

@@ -32,7 +32,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ivy::sync::{BoundedSemaphore as IvyBounded, Event as IvyEvent, Semaphore as IvySemaphore};
 use ivy::WaitError;
@@ -40,22 +40,8 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::block::blocking;
+use crate::block::{blocking, deadline_after};
 use crate::errors::BrokenBarrierError;
-
-/// The absolute deadline of a `timeout=` argument in seconds (`None`: none;
-/// zero or negative: already passed, which makes the call a try).
-pub(crate) fn deadline_after(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout must be a number, not NaN")),
-        Some(t) if t <= 0.0 => Ok(Some(Instant::now())),
-        // A timeout too large for an Instant is no deadline at all.
-        Some(t) => Ok(Duration::try_from_secs_f64(t)
-            .ok()
-            .and_then(|d| Instant::now().checked_add(d))),
-    }
-}
 
 /// `Ok(true)` for done, `Ok(false)` for the call's own deadline, the rest as
 /// errors for `blocking` to raise.

@@ -20,7 +20,7 @@ import socket
 import sys
 import traceback
 
-from ._ivyrt import _tcp_connect, _tcp_listen
+from ._ivyrt import IncompleteReadError, LimitOverrunError, _tcp_connect, _tcp_listen
 
 __all__ = [
     "open_connection",
@@ -36,35 +36,20 @@ _DEFAULT_LIMIT = 2**16  # asyncio's
 _READ_CHUNK = 2**16
 
 
-class IncompleteReadError(EOFError):
-    """End of file before ``readexactly``/``readuntil`` got what it needed.
-
-    ``partial`` holds the bytes read before the end of file, ``expected`` the
-    number asked for (None for ``readuntil``).
-    """
-
-    def __init__(self, partial, expected):
-        r_expected = "undefined" if expected is None else repr(expected)
-        super().__init__(f"{len(partial)} bytes read on a total of {r_expected} expected bytes")
-        self.partial = partial
-        self.expected = expected
-
-    def __reduce__(self):
-        return type(self), (self.partial, self.expected)
+def _incomplete(partial, expected):
+    """``IncompleteReadError`` with asyncio's attributes ``partial``/``expected``."""
+    r_expected = "undefined" if expected is None else repr(expected)
+    e = IncompleteReadError(f"{len(partial)} bytes read on a total of {r_expected} expected bytes")
+    e.partial = partial
+    e.expected = expected
+    return e
 
 
-class LimitOverrunError(Exception):
-    """``readuntil`` found no separator within the reader's limit.
-
-    ``consumed`` is the number of bytes to consume (they stay buffered).
-    """
-
-    def __init__(self, message, consumed):
-        super().__init__(message)
-        self.consumed = consumed
-
-    def __reduce__(self):
-        return type(self), (self.args[0], self.consumed)
+def _overrun(message, consumed):
+    """``LimitOverrunError`` with asyncio's attribute ``consumed``."""
+    e = LimitOverrunError(message)
+    e.consumed = consumed
+    return e
 
 
 class StreamReader:
@@ -128,7 +113,7 @@ class StreamReader:
         while len(self._buffer) < n:
             if not self._fill():
                 partial = self._take(len(self._buffer))
-                raise IncompleteReadError(partial, n)
+                raise _incomplete(partial, n)
         return self._take(n)
 
     def readuntil(self, separator=b"\n"):
@@ -144,16 +129,14 @@ class StreamReader:
             if at != -1:
                 end = at + seplen
                 if end > self._limit:
-                    raise LimitOverrunError(
-                        "Separator is found, but chunk is longer than limit", at)
+                    raise _overrun("Separator is found, but chunk is longer than limit", at)
                 return self._take(end)
             offset = max(0, len(self._buffer) + 1 - seplen)
             if offset > self._limit:
-                raise LimitOverrunError("Separator is not found, and chunk exceed the limit",
-                                        offset)
+                raise _overrun("Separator is not found, and chunk exceed the limit", offset)
             if not self._fill():
                 partial = self._take(len(self._buffer))
-                raise IncompleteReadError(partial, None)
+                raise _incomplete(partial, None)
 
     def readline(self):
         """One line, ``\\n`` included; at end of file the rest (maybe ``b""``).
