@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod block;
 mod errors;
 mod executor;
+mod generator;
 mod net;
 mod queue;
 mod sync;
@@ -20,5 +21,6 @@ fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     queue::register(m)?;
     executor::register(m)?;
     net::register(m)?;
+    generator::register(m)?;
     Ok(())
 }
