@@ -161,6 +161,20 @@ impl Current {
     pub fn is_cancelled(&self) -> bool {
         self.task.is_cancelled()
     }
+
+    /// Withdraws this task's pending cancellation request, so that its next
+    /// blocking call runs normally; returns whether one was pending. This is
+    /// what makes a cancellation *one-shot* (asyncio's semantics, which the
+    /// Python binding offers: after `CancelledError` is raised once, cleanup
+    /// may block). Rust and C tasks keep ivy's sticky cancellation unless
+    /// they call this. A runtime that is shutting down keeps its
+    /// cancellation: shutdown must be able to end every task.
+    pub fn uncancel(&self) -> bool {
+        if self.task.scheduler.is_closing() {
+            return false;
+        }
+        self.task.clear_cancelled()
+    }
 }
 
 impl fmt::Debug for Current {

@@ -1,17 +1,35 @@
-//! TEMPORARY stand-in for py-core's `block.rs` (same API: `blocking`,
-//! `blocking_with`, `wait_error`, `deadline_after`), so that py-lib builds
-//! before py-core's branch lands; replaced by py-core's file on merging it.
-//! It lacks the one-shot cancellation (py-core's `cancel.rs`).
+//! `blocking`: the one path by which Python code makes an ivy blocking call.
+//!
+//! A task that parks must not hold the GIL (every other Python task, on this
+//! worker or another, would wait for it forever with one worker), and must
+//! leave the interpreter with *its own* thread state saved so that it comes
+//! back to it. `Python::detach` does exactly that: `PyEval_SaveThread()` before
+//! the call, `PyEval_RestoreThread(saved)` after, with the saved state and
+//! PyO3's attach count kept in the guard on *this task's* stack (see
+//! `tstate.rs` for why that keeps PyO3's per-thread count consistent while
+//! other tasks run on the same OS thread in between).
+//!
+//! Errors: ivy's `WaitError` becomes the Python exception asyncio would raise:
+//! - `Cancelled` -> `CancelledError`, *one-shot*: the pending cancellation is
+//!   withdrawn from ivy as it is raised (`cancel.rs`), so a `finally` or an
+//!   `except CancelledError` block may block again (sleep, put, join);
+//! - `TimedOut` (the call's own deadline) and `Elapsed` (an enclosing deadline
+//!   scope) -> the builtin `TimeoutError`;
+//! - `Closed` -> `IvyError("closed while waiting")` unless the caller maps it
+//!   (`blocking_with`).
 
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::{timed_out, CancelledError, IvyError};
+use crate::cancel;
+use crate::errors::{timed_out, IvyError};
 
-/// Runs an ivy blocking call from Python with the GIL released and maps its
-/// `WaitError`.
+/// Runs an ivy blocking call from Python: releases the GIL (saving this task's
+/// thread state), runs `f` (which may park the task), re-takes the GIL, and maps
+/// `ivy::WaitError` to the Python exception (Cancelled -> CancelledError,
+/// one-shot; Elapsed/TimedOut -> TimeoutError; Closed -> IvyError).
 pub fn blocking<R: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> Result<R, ivy::WaitError> + Send,
@@ -31,14 +49,15 @@ pub fn blocking_with<R: Send>(
     }
 }
 
-/// The Python exception for `e`.
+/// The Python exception for `e` (see the module comment). Call it with the
+/// GIL held, right after the failed call, on the task that made it.
 pub fn wait_error(
     py: Python<'_>,
     e: ivy::WaitError,
     on_closed: impl FnOnce(Python<'_>) -> PyErr,
 ) -> PyErr {
     match e {
-        ivy::WaitError::Cancelled => CancelledError::new_err(()),
+        ivy::WaitError::Cancelled => cancel::raise_once(py),
         ivy::WaitError::TimedOut | ivy::WaitError::Elapsed => timed_out(),
         ivy::WaitError::Closed => on_closed(py),
         other => IvyError::new_err(other.to_string()),

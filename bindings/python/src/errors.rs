@@ -30,9 +30,24 @@ create_exception!(
     PyException,
     "An operation is not valid in the object's state (e.g. Task.result() before it is done)."
 );
-create_exception!(ivyrt, IvyError, PyException, "An error reported by the ivy runtime.");
-create_exception!(ivyrt, QueueEmpty, PyException, "get_nowait() on an empty queue.");
-create_exception!(ivyrt, QueueFull, PyException, "put_nowait() on a full queue.");
+create_exception!(
+    ivyrt,
+    IvyError,
+    PyException,
+    "An error reported by the ivy runtime."
+);
+create_exception!(
+    ivyrt,
+    QueueEmpty,
+    PyException,
+    "get_nowait() on an empty queue."
+);
+create_exception!(
+    ivyrt,
+    QueueFull,
+    PyException,
+    "put_nowait() on a full queue."
+);
 create_exception!(
     ivyrt,
     IncompleteReadError,

@@ -28,8 +28,6 @@ __all__ = [
     "StreamReader",
     "StreamWriter",
     "Server",
-    "IncompleteReadError",
-    "LimitOverrunError",
 ]
 
 _DEFAULT_LIMIT = 2**16  # asyncio's

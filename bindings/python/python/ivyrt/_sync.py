@@ -33,10 +33,7 @@ __all__ = [
     "Event",
     "Condition",
     "Barrier",
-    "BrokenBarrierError",
     "Queue",
     "LifoQueue",
     "PriorityQueue",
-    "QueueEmpty",
-    "QueueFull",
 ]
