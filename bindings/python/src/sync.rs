@@ -19,6 +19,8 @@
 //!   `ivy::shield` whatever ended its wait (notify, timeout, cancellation), as
 //!   asyncio's `Condition.wait` does, so `with cond:` always exits holding the
 //!   lock; a waiter interrupted after it was notified passes the notification on.
+//!   `notify(n)` wakes the `n` longest-waiting tasks; the order in which they
+//!   then re-take the lock is the scheduler's (as for any woken tasks).
 //! - **`Barrier` is built here** from a per-generation `ivy::sync::Event`,
 //!   because asyncio's barrier can be `abort()`ed and `reset()`, which break the
 //!   waiters with `BrokenBarrierError`; ivy's `Barrier` has no broken state. As in
