@@ -14,11 +14,23 @@ pub mod runtime;
 pub mod task;
 pub mod tstate;
 
+// py-lib: primitives, queues, executors, sockets, generators.
+mod executor;
+mod generator;
+mod net;
+mod queue;
+mod sync;
+
 #[pymodule]
 fn _ivyrt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     task::register(m)?;
     runtime::register(m)?;
+    sync::register(m)?;
+    queue::register(m)?;
+    executor::register(m)?;
+    net::register(m)?;
+    generator::register(m)?;
     Ok(())
 }
