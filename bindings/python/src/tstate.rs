@@ -35,6 +35,7 @@
 //!    which set the count to 0 and will restore this task's own count when the
 //!    task resumes -- on the same thread, since a started task never migrates;
 //! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
+//!
 //! Anything that parks a Python task must therefore do so inside `blocking` /
 //! `detach` (py-lib's generator resumes and yields included). A `Py<T>`
 //! dropped while the count is 0 (an ivy closure dropped without running) goes
