@@ -50,7 +50,8 @@
 //! migrate; the pool is thread-local): CPython binds a thread state to its
 //! creating OS thread (`thread_id`, and from 3.12 the gilstate binding done on
 //! attach), so creating it on the thread that runs it is the correct order.
-//! The pool keeps at most `POOL_MAX` states (the excess is deleted); the rest
+//! The pool keeps at most `POOL_MAX` states (a task that ends with the pool full
+//! deletes its state while still attached); the rest
 //! are deleted when the worker thread exits (runtime shutdown, which `run`
 //! does with the GIL released), each by the canonical sequence: attach it,
 //! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
@@ -149,9 +150,20 @@ pub fn run_task(task: Py<PyAny>) -> bool {
             ffi::Py_DECREF(r);
         }
         ffi::Py_DECREF(obj);
-        let saved = ffi::PyEval_SaveThread();
-        debug_assert_eq!(saved, ts);
     }
+    if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
+        // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
+        // and delete it while attached, which also releases the GIL (the
+        // sequence of `PyGILState_Release`), saving a GIL round trip.
+        unsafe {
+            ffi::PyThreadState_Clear(ts);
+            ffi::PyThreadState_DeleteCurrent();
+        }
+        return true;
+    }
+    // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+    let saved = unsafe { ffi::PyEval_SaveThread() };
+    debug_assert_eq!(saved, ts);
     give_back(ts);
     true
 }
