@@ -98,9 +98,10 @@ create_task(), or lower sys.setrecursionlimit() (the default stack grows with it
 /// Thread states kept per worker beyond that are deleted when released.
 const POOL_MAX: usize = 1024;
 
-/// A worker's idle thread states.
+/// A worker's idle thread states, and its anchor (see `anchor_thread`).
 struct Pool {
     idle: Vec<*mut ffi::PyThreadState>,
+    anchor: *mut ffi::PyThreadState,
 }
 
 impl Drop for Pool {
@@ -108,11 +109,34 @@ impl Drop for Pool {
         for ts in self.idle.drain(..) {
             destroy(ts);
         }
+        if !self.anchor.is_null() {
+            destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
+        }
     }
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { idle: Vec::new() }) };
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { idle: Vec::new(), anchor: ptr::null_mut() })
+    };
+}
+
+/// Gives this worker thread a thread state of its own that no task uses,
+/// made before any task's. Why: up to 3.11, the first thread state created
+/// on an OS thread becomes that thread's "gilstate", the one
+/// `PyGILState_Ensure` attaches when C code calls back into Python (a ctypes
+/// callback, a C library's callback) while the task released the GIL around
+/// the C call. Were it a pooled task state, the callback would run on a state
+/// another (parked) task owns. With the anchor, such a callback runs on the
+/// worker's own state, like on any non-Python thread. (3.12+ rebind the
+/// gilstate to whichever state was attached last, i.e. the calling task's: the
+/// anchor is then merely unused.)
+fn anchor_thread(pool: &mut Pool) {
+    if pool.anchor.is_null() {
+        let interp = INTERP.load(Ordering::Acquire);
+        // SAFETY: as in `take`.
+        pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
+    }
 }
 
 /// Records the interpreter and the task body. Called at module init, with the GIL.
@@ -170,7 +194,12 @@ pub fn run_task(task: Py<PyAny>) -> bool {
 
 /// An idle thread state of this worker, made if the pool is empty.
 fn take() -> Option<*mut ffi::PyThreadState> {
-    if let Some(ts) = POOL.with(|p| p.borrow_mut().idle.pop()) {
+    let pooled = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        anchor_thread(&mut p);
+        p.idle.pop()
+    });
+    if let Some(ts) = pooled {
         return Some(ts);
     }
     let interp = INTERP.load(Ordering::Acquire);
