@@ -132,8 +132,9 @@ pub struct Task {
 }
 
 /// Tasks spawned and not finished, by ivy task id.
-static LIVE: LazyLock<Mutex<HashMap<u64, Py<Task>, BuildHasherDefault<IdHasher>>>> =
-    LazyLock::new(Default::default);
+static LIVE: LazyLock<Mutex<LiveTasks>> = LazyLock::new(Default::default);
+
+type LiveTasks = HashMap<u64, Py<Task>, BuildHasherDefault<IdHasher>>;
 
 /// ivy's task ids are distinct counters: mixed by one multiplication, not SipHash.
 #[derive(Default)]
