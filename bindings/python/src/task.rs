@@ -20,13 +20,17 @@
 //! - `current_task()` finds the running task through a registry keyed by ivy's
 //!   task id (one lookup under a mutex the GIL makes uncontended), which also
 //!   answers `all_tasks()`.
-//! - Cancellation before the task started: ivy never runs it, its closure is
-//!   dropped (its `Py` reference goes to PyO3's deferred pool, see tstate.rs),
-//!   and a drop guard signals the Event; the outcome stays `Pending`, which a
-//!   finished task reads as "cancelled before it started".
+//! - Cancellation before the task started: `cancel()` only records it, and
+//!   the task, when it starts, ends cancelled without calling its function
+//!   (asyncio's semantics), running its done callbacks. A task ivy never ran
+//!   (no stack; or its closure dropped by a shutdown) is signalled by its
+//!   closure's drop guard (its `Py` reference goes to PyO3's deferred pool,
+//!   see tstate.rs); its `Pending` outcome is then settled from ivy's
+//!   `JoinError` when first observed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
@@ -131,7 +135,29 @@ pub struct Task {
 }
 
 /// Tasks spawned and not finished, by ivy task id.
-static LIVE: LazyLock<Mutex<HashMap<u64, Py<Task>>>> = LazyLock::new(Default::default);
+static LIVE: LazyLock<Mutex<LiveTasks>> = LazyLock::new(Default::default);
+
+type LiveTasks = HashMap<u64, Py<Task>, BuildHasherDefault<IdHasher>>;
+
+/// ivy's task ids are distinct counters: mixed by one multiplication, not SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +281,22 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
     let Some(call) = lock(&t.call).take() else {
         return;
     };
+    if t.cancel_requests.load(Ordering::Relaxed) > 0
+        || ivy::task::current().is_some_and(|c| c.is_cancelled())
+    {
+        // Cancelled before its first instruction, by `cancel()` (which does
+        // not ask ivy to drop an unstarted task, so that this path runs its
+        // callbacks) or by a shutdown (ivy starts the unstarted tasks of a
+        // closing runtime, cancelled): as in asyncio, the function never runs.
+        drop(call);
+        let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+        let err = match msg {
+            Some(m) => CancelledError::new_err((m,)),
+            None => CancelledError::new_err("the task was cancelled before it started"),
+        };
+        finish(py, &task, Outcome::Cancelled(err.into_value(py).into_any()));
+        return;
+    }
     *lock(&t.outcome) = Outcome::Running;
     let ctx = call.context.as_ptr();
     // SAFETY: the GIL is held; `ctx` is a fresh copy nobody else entered.
@@ -282,7 +324,15 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
         }
         Err(e) => Outcome::Raised(e.into_value(py).into_any()),
     };
-    let report = detached && matches!(outcome, Outcome::Raised(_));
+    finish(py, &task, outcome);
+}
+
+/// Records a task's outcome, wakes its joiners and watchers, reports its
+/// exception if it was detached, and runs its done callbacks (on its own
+/// stack, as the last thing it does).
+fn finish(py: Python<'_>, task: &Bound<'_, Task>, outcome: Outcome) {
+    let t = task.get();
+    let report = t.detached.load(Ordering::Relaxed) && matches!(outcome, Outcome::Raised(_));
     *lock(&t.outcome) = outcome;
     let removed = lock(&LIVE).remove(&t.ivy_id.load(Ordering::Relaxed));
     drop(removed);
@@ -292,7 +342,7 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
     }
     let callbacks = std::mem::take(&mut *lock(&t.callbacks));
     for cb in callbacks {
-        if let Err(e) = cb.bind(py).call1((&task,)) {
+        if let Err(e) = cb.bind(py).call1((task,)) {
             e.write_unraisable(py, Some(cb.bind(py)));
         }
     }
@@ -331,17 +381,38 @@ impl Task {
         )
     }
 
-    /// The error for a finished task that never ran.
-    fn never_ran(&self) -> PyErr {
-        if self.cancel_requests.load(Ordering::Relaxed) > 0 {
-            CancelledError::new_err("the task was cancelled before it started")
-        } else {
-            IvyError::new_err("the task never ran (no stack could be allocated for it, or its runtime ended first)")
+    /// Records why a finished task never ran, from ivy's `JoinError`: it was
+    /// cancelled before it started (by `cancel()` or by its runtime's
+    /// shutdown), or no stack could be allocated for it. Joins ivy's handle,
+    /// which the task's end reaches a moment after its closure was dropped;
+    /// `Err` only if the caller is cancelled meanwhile.
+    fn settle_never_ran(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.is_done() || !matches!(&*lock(&self.outcome), Outcome::Pending) {
+            return Ok(());
         }
+        let handle = lock(&self.handle).take();
+        let cancelled = || CancelledError::new_err("the task was cancelled before it started");
+        let outcome = match handle {
+            Some(mut h) => match blocking(py, move || h.join_deadline(None))? {
+                Err(e) if e.is_no_stack() => {
+                    self.retrieved.store(true, Ordering::Relaxed);
+                    let err = IvyError::new_err(format!("the task never ran: {e}"));
+                    Outcome::Raised(err.into_value(py).into_any())
+                }
+                _ => Outcome::Cancelled(cancelled().into_value(py).into_any()),
+            },
+            None => Outcome::Cancelled(cancelled().into_value(py).into_any()),
+        };
+        let mut slot = lock(&self.outcome);
+        if matches!(&*slot, Outcome::Pending) {
+            *slot = outcome;
+        }
+        Ok(())
     }
 
     /// The outcome of a finished task as a return value or exception.
     fn outcome_now(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(v) => Ok(v.clone_ref(py)),
             Outcome::Raised(e) => {
@@ -349,7 +420,6 @@ impl Task {
                 Err(PyErr::from_value(e.bind(py).clone()))
             }
             Outcome::Cancelled(e) => Err(PyErr::from_value(e.bind(py).clone())),
-            Outcome::Pending if self.is_done() => Err(self.never_ran()),
             Outcome::Pending | Outcome::Running => {
                 Err(InvalidStateError::new_err("Result is not set."))
             }
@@ -428,6 +498,7 @@ impl Task {
     /// The exception of a finished task, or None; raises CancelledError if it
     /// was cancelled, InvalidStateError if it is not done.
     fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(_) => Ok(None),
             Outcome::Raised(e) => {
@@ -435,7 +506,6 @@ impl Task {
                 Ok(Some(e.clone_ref(py)))
             }
             Outcome::Cancelled(e) => Err(PyErr::from_value(e.bind(py).clone())),
-            Outcome::Pending if self.is_done() => Err(self.never_ran()),
             _ => Err(InvalidStateError::new_err("Exception is not set.")),
         }
     }
@@ -459,6 +529,11 @@ impl Task {
         }
         self.cancel_requests.fetch_add(1, Ordering::Relaxed);
         *lock(&self.cancel_msg) = msg;
+        if matches!(&*lock(&self.outcome), Outcome::Pending) {
+            // Not started: `_task_main` sees the request and never calls the
+            // function (the GIL orders this check against its start).
+            return true;
+        }
         if let Some(h) = &*lock(&self.handle) {
             h.cancel();
         }
