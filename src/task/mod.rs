@@ -186,6 +186,15 @@ impl fmt::Debug for Current {
     }
 }
 
+/// For language bindings: marks the running task as running another
+/// language's code, so that a stack overflow report ends with `hint` (how that
+/// language's users raise a task's stack) instead of the Rust API's name. The
+/// first hint given in the process is the one reported. Does nothing on a
+/// plain thread.
+pub fn set_stack_overflow_hint(hint: &'static str) {
+    crate::stack::overflow::mark_binding(hint);
+}
+
 /// The running task, or `None` on a plain thread (asyncio's `current_task()`).
 pub fn current() -> Option<Current> {
     current::current_task().map(|task| Current { task })

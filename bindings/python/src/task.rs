@@ -255,6 +255,18 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
     let Some(call) = lock(&t.call).take() else {
         return;
     };
+    if ivy::task::current().is_some_and(|c| c.is_cancelled()) {
+        // Cancelled before its first instruction (ivy starts the unstarted
+        // tasks of a runtime that shuts down, cancelled): as asyncio, the
+        // function never runs.
+        drop(call);
+        let err = CancelledError::new_err("the task was cancelled before it started");
+        *lock(&t.outcome) = Outcome::Cancelled(err.into_value(py).into_any());
+        let removed = lock(&LIVE).remove(&t.ivy_id.load(Ordering::Relaxed));
+        drop(removed);
+        t.finished.set();
+        return;
+    }
     *lock(&t.outcome) = Outcome::Running;
     let ctx = call.context.as_ptr();
     // SAFETY: the GIL is held; `ctx` is a fresh copy nobody else entered.
@@ -331,17 +343,38 @@ impl Task {
         )
     }
 
-    /// The error for a finished task that never ran.
-    fn never_ran(&self) -> PyErr {
-        if self.cancel_requests.load(Ordering::Relaxed) > 0 {
-            CancelledError::new_err("the task was cancelled before it started")
-        } else {
-            IvyError::new_err("the task never ran (no stack could be allocated for it, or its runtime ended first)")
+    /// Records why a finished task never ran, from ivy's `JoinError`: it was
+    /// cancelled before it started (by `cancel()` or by its runtime's
+    /// shutdown), or no stack could be allocated for it. Joins ivy's handle,
+    /// which the task's end reaches a moment after its closure was dropped;
+    /// `Err` only if the caller is cancelled meanwhile.
+    fn settle_never_ran(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.is_done() || !matches!(&*lock(&self.outcome), Outcome::Pending) {
+            return Ok(());
         }
+        let handle = lock(&self.handle).take();
+        let cancelled = || CancelledError::new_err("the task was cancelled before it started");
+        let outcome = match handle {
+            Some(mut h) => match blocking(py, move || h.join_deadline(None))? {
+                Err(e) if e.is_no_stack() => {
+                    self.retrieved.store(true, Ordering::Relaxed);
+                    let err = IvyError::new_err(format!("the task never ran: {e}"));
+                    Outcome::Raised(err.into_value(py).into_any())
+                }
+                _ => Outcome::Cancelled(cancelled().into_value(py).into_any()),
+            },
+            None => Outcome::Cancelled(cancelled().into_value(py).into_any()),
+        };
+        let mut slot = lock(&self.outcome);
+        if matches!(&*slot, Outcome::Pending) {
+            *slot = outcome;
+        }
+        Ok(())
     }
 
     /// The outcome of a finished task as a return value or exception.
     fn outcome_now(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(v) => Ok(v.clone_ref(py)),
             Outcome::Raised(e) => {
@@ -349,7 +382,6 @@ impl Task {
                 Err(PyErr::from_value(e.bind(py).clone()))
             }
             Outcome::Cancelled(e) => Err(PyErr::from_value(e.bind(py).clone())),
-            Outcome::Pending if self.is_done() => Err(self.never_ran()),
             Outcome::Pending | Outcome::Running => {
                 Err(InvalidStateError::new_err("Result is not set."))
             }
@@ -428,6 +460,7 @@ impl Task {
     /// The exception of a finished task, or None; raises CancelledError if it
     /// was cancelled, InvalidStateError if it is not done.
     fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(_) => Ok(None),
             Outcome::Raised(e) => {
@@ -435,7 +468,6 @@ impl Task {
                 Ok(Some(e.clone_ref(py)))
             }
             Outcome::Cancelled(e) => Err(PyErr::from_value(e.bind(py).clone())),
-            Outcome::Pending if self.is_done() => Err(self.never_ran()),
             _ => Err(InvalidStateError::new_err("Exception is not set.")),
         }
     }

@@ -88,6 +88,11 @@ static INTERP: AtomicPtr<ffi::PyInterpreterState> = AtomicPtr::new(ptr::null_mut
 /// reference kept for the life of the process).
 static TASK_MAIN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 
+/// How a Python user avoids the overflow ivy reported (ivy's report names
+/// the task and its stack size before it).
+const OVERFLOW_HINT: &str = "a Python task: pass a larger stack_size= to ivyrt.run() or \
+create_task(), or lower sys.setrecursionlimit() (the default stack grows with it)";
+
 /// Thread states kept per worker beyond that are deleted when released.
 const POOL_MAX: usize = 1024;
 
@@ -121,6 +126,7 @@ pub fn init(task_main: &Bound<'_, PyAny>) {
 /// stack with a pooled thread state. Returns `false`, without running it, if
 /// no thread state could be made (out of memory).
 pub fn run_task(task: Py<PyAny>) -> bool {
+    ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let Some(ts) = take() else {
         return false;
     };
