@@ -382,9 +382,7 @@ fn run_body(
             );
             match y {
                 Ok(y) => {
-                    let r = ctx
-                        .call_method1("run", (&func, &y))
-                        .map(Bound::unbind);
+                    let r = ctx.call_method1("run", (&func, &y)).map(Bound::unbind);
                     y.get().live.store(false, Ordering::Release);
                     r
                 }

@@ -60,8 +60,9 @@ fn is_closed(e: &io::Error) -> bool {
 fn address<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
     match addr {
         SocketAddr::V4(a) => (a.ip().to_string(), a.port()).into_pyobject(py),
-        SocketAddr::V6(a) => (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id())
-            .into_pyobject(py),
+        SocketAddr::V6(a) => {
+            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id()).into_pyobject(py)
+        }
     }
 }
 
@@ -197,10 +198,7 @@ pub struct TcpListener {
 impl TcpListener {
     /// The next connection and its peer's address, parking until one comes;
     /// None once the listener is closed.
-    fn accept<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(TcpStream, Bound<'py, PyTuple>)>> {
+    fn accept<'py>(&self, py: Python<'py>) -> PyResult<Option<(TcpStream, Bound<'py, PyTuple>)>> {
         match io_call(py, || self.l.accept_deadline(None))? {
             Ok((s, peer)) => {
                 // Small writes of a request/response protocol should not wait
@@ -238,11 +236,18 @@ fn port_of(port: i64) -> PyResult<u16> {
 /// connected; `timeout` (seconds) bounds the whole attempt (TimeoutError).
 #[pyfunction]
 #[pyo3(signature = (host, port, timeout=None))]
-fn _tcp_connect(py: Python<'_>, host: &str, port: i64, timeout: Option<f64>) -> PyResult<TcpStream> {
+fn _tcp_connect(
+    py: Python<'_>,
+    host: &str,
+    port: i64,
+    timeout: Option<f64>,
+) -> PyResult<TcpStream> {
     let deadline: Option<Instant> = deadline_after(timeout)?;
     let addrs = resolve(py, host, port_of(port)?)?;
     let s = io_call(py, || {
-        each_addr(&addrs, |a| ivy::net::TcpStream::connect_deadline(a, deadline))
+        each_addr(&addrs, |a| {
+            ivy::net::TcpStream::connect_deadline(a, deadline)
+        })
     })??;
     let _ = s.set_nodelay(true);
     Ok(TcpStream { s })
@@ -256,7 +261,7 @@ fn _tcp_listen(py: Python<'_>, host: Option<&str>, port: i64) -> PyResult<TcpLis
     let addrs = resolve(py, host, port_of(port)?)?;
     // Socket addresses only: `bind` has nothing to resolve, so it neither
     // parks nor unwinds.
-    let l = each_addr(&addrs, |a| ivy::net::TcpListener::bind(a))?;
+    let l = each_addr(&addrs, ivy::net::TcpListener::bind)?;
     Ok(TcpListener { l })
 }
 
