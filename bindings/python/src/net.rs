@@ -22,6 +22,7 @@
 //!   is the socket's: `StreamWriter.write` parks while the peer does not
 //!   read, and `drain()` has nothing left to do).
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -104,6 +105,14 @@ fn each_addr<T>(
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
 }
 
+/// The largest read of one `recv` (what a scratch buffer may grow to).
+const MAX_RECV: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's buffer for `recv` (see there).
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// A connected TCP socket (the transport under a StreamReader/StreamWriter).
 #[pyclass(module = "ivyrt", name = "_TcpStream", frozen)]
 pub struct TcpStream {
@@ -112,16 +121,29 @@ pub struct TcpStream {
 
 #[pymethods]
 impl TcpStream {
-    /// Up to `n` bytes, parking until some arrive; `b""` at end of file or
-    /// once the socket is closed.
+    /// Up to `n` bytes (at most 1 MiB), parking until some arrive; `b""` at
+    /// end of file or once the socket is closed.
     fn recv<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
-        let mut buf = vec![0u8; n];
-        let got = io_call(py, || self.s.read_deadline(&mut buf, None))?;
-        match got {
-            Ok(k) => Ok(PyBytes::new(py, &buf[..k])),
-            Err(e) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
-            Err(e) => Err(e.into()),
+        let n = n.min(MAX_RECV);
+        // The bytes land in this thread's scratch buffer, moved out for the
+        // call (a task that reads on the same thread meanwhile finds none and
+        // makes its own), so a read costs no allocation and no zeroing.
+        let mut buf = SCRATCH.with(Cell::take);
+        if buf.len() < n {
+            buf.resize(n, 0);
         }
+        let got = io_call(py, || self.s.read_deadline(&mut buf[..n], None));
+        let result = match got {
+            Ok(Ok(k)) => Ok(PyBytes::new(py, &buf[..k])),
+            Ok(Err(e)) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e),
+        };
+        SCRATCH.with(|s| {
+            let other = s.take();
+            s.set(if other.len() > buf.len() { other } else { buf });
+        });
+        result
     }
 
     /// Writes all of `data` (bytes-like), parking while the socket's buffer

@@ -108,6 +108,14 @@ class StreamReader:
         if end of file comes first."""
         if n < 0:
             raise ValueError("readexactly size can not be less than zero")
+        if not self._buffer and n and not self._eof:
+            # Fast path: one read that brings exactly n bytes skips the buffer.
+            data = self._stream.recv(max(_READ_CHUNK, n))
+            if len(data) == n:
+                return data
+            if not data:
+                self._eof = True
+            self._buffer += data
         while len(self._buffer) < n:
             if not self._fill():
                 partial = self._take(len(self._buffer))
