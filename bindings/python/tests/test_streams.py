@@ -366,3 +366,52 @@ def test_http_client_and_server():
                 assert time.monotonic() - t0 < 2.0
 
     ivyrt.run(main)
+
+
+def test_udp_datagrams_exact_counts():
+    def main():
+        with ivyrt.open_datagram(("127.0.0.1", 0)) as server:
+            addr = server.getsockname()
+
+            def echo():
+                for _ in range(200):
+                    data, peer = server.recvfrom()
+                    server.sendto(data.upper(), peer)
+
+            e = ivyrt.create_task(echo)
+
+            def client(k):
+                with ivyrt.open_datagram(remote_addr=addr) as sock:
+                    got = []
+                    for i in range(20):
+                        sock.send(f"c{k} m{i}".encode())
+                        got.append(sock.recv())
+                    return got
+
+            results = ivyrt.gather(*[ivyrt.create_task(client, k) for k in range(10)])
+            e.join()
+            for k, got in enumerate(results):
+                assert got == [f"C{k} M{i}".encode() for i in range(20)]
+
+            # Reads honour cancellation and timeout scopes; close wakes a reader.
+            with pytest.raises(TimeoutError):
+                with ivyrt.timeout(0.02):
+                    server.recvfrom()
+            started = []
+
+            def blocked():
+                started.append(1)
+                return server.recvfrom()
+
+            t = ivyrt.create_task(blocked)
+            wait_until(lambda: started)
+            t.cancel()
+            with pytest.raises(ivyrt.CancelledError):
+                t.join()
+            t = ivyrt.create_task(blocked)
+            wait_until(lambda: len(started) == 2)
+            server.close()
+            with pytest.raises(ConnectionResetError):
+                t.join()
+
+    ivyrt.run(main)
