@@ -21,7 +21,11 @@
 //!   `PyEval_RestoreThread`; `yield_` detaches (saving the body's state and
 //!   count) and suspends; each side's detach guard restores its own state when
 //!   control comes back to it. A blocking call in the body is a plain
-//!   `blocking` call made with the body's state.
+//!   `blocking` call made with the body's state. The body calls its function
+//!   through the C API, not a trampoline, so PyO3's count stays 0 while the
+//!   body's own Python runs (the GIL held): PyO3 then defers `Py` drops to its
+//!   pool (released at the next trampoline or detach), and nothing here calls
+//!   `Python::attach`, which would take the thread's gilstate (`tstate.rs`).
 //! - **The body is never unwound.** It has CPython frames on its stack, and a
 //!   Rust unwind through them is undefined. So an unfinished body is finished
 //!   by resuming it with `GeneratorExit` raised from its `yield_` (`close()`,
