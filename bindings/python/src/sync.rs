@@ -40,7 +40,6 @@ use ivy::sync::{BoundedSemaphore as IvyBounded, Event as IvyEvent, Semaphore as 
 use ivy::WaitError;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use crate::block::{blocking, deadline_after};
 use crate::errors::BrokenBarrierError;
@@ -114,8 +113,12 @@ impl Lock {
         self.acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.release_checked().map(|()| false)
     }
 
@@ -187,8 +190,12 @@ impl Semaphore {
         acquire_permit(py, &self.sem, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         self.sem.add_permits(1);
         false
     }
@@ -261,8 +268,12 @@ impl BoundedSemaphore {
         self.acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.release_checked().map(|()| false)
     }
 
@@ -456,8 +467,12 @@ impl Condition {
         self.lock.get().acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.lock.get().release_checked().map(|()| false)
     }
 
@@ -622,8 +637,12 @@ impl Barrier {
         self.wait_until(py, None)
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         false
     }
 
