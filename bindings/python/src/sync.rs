@@ -365,8 +365,13 @@ impl Condition {
     fn wait_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         let lock = self.held()?;
         let me = Arc::new(IvyEvent::new());
+        // Queued before the release, so that no notify can fall in between.
         lock_of(&self.waiters).push_back(me.clone());
-        lock.release_checked()?;
+        if let Err(e) = lock.release_checked() {
+            // Released by someone else since the check (a misuse): no wait.
+            lock_of(&self.waiters).retain(|w| !Arc::ptr_eq(w, &me));
+            return Err(e);
+        }
         blocking(py, || {
             let waited = me.wait_deadline(deadline);
             if waited.is_err() {
