@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
@@ -131,7 +132,29 @@ pub struct Task {
 }
 
 /// Tasks spawned and not finished, by ivy task id.
-static LIVE: LazyLock<Mutex<HashMap<u64, Py<Task>>>> = LazyLock::new(Default::default);
+static LIVE: LazyLock<Mutex<LiveTasks>> = LazyLock::new(Default::default);
+
+type LiveTasks = HashMap<u64, Py<Task>, BuildHasherDefault<IdHasher>>;
+
+/// ivy's task ids are distinct counters: mixed by one multiplication, not SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

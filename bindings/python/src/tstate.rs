@@ -35,6 +35,7 @@
 //!    which set the count to 0 and will restore this task's own count when the
 //!    task resumes -- on the same thread, since a started task never migrates;
 //! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
+//!
 //! Anything that parks a Python task must therefore do so inside `blocking` /
 //! `detach` (py-lib's generator resumes and yields included). A `Py<T>`
 //! dropped while the count is 0 (an ivy closure dropped without running) goes
@@ -49,7 +50,8 @@
 //! migrate; the pool is thread-local): CPython binds a thread state to its
 //! creating OS thread (`thread_id`, and from 3.12 the gilstate binding done on
 //! attach), so creating it on the thread that runs it is the correct order.
-//! The pool keeps at most `POOL_MAX` states (the excess is deleted); the rest
+//! The pool keeps at most `POOL_MAX` states (a task that ends with the pool full
+//! deletes its state while still attached); the rest
 //! are deleted when the worker thread exits (runtime shutdown, which `run`
 //! does with the GIL released), each by the canonical sequence: attach it,
 //! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
@@ -96,9 +98,10 @@ create_task(), or lower sys.setrecursionlimit() (the default stack grows with it
 /// Thread states kept per worker beyond that are deleted when released.
 const POOL_MAX: usize = 1024;
 
-/// A worker's idle thread states.
+/// A worker's idle thread states, and its anchor (see `anchor_thread`).
 struct Pool {
     idle: Vec<*mut ffi::PyThreadState>,
+    anchor: *mut ffi::PyThreadState,
 }
 
 impl Drop for Pool {
@@ -106,11 +109,34 @@ impl Drop for Pool {
         for ts in self.idle.drain(..) {
             destroy(ts);
         }
+        if !self.anchor.is_null() {
+            destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
+        }
     }
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { idle: Vec::new() }) };
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { idle: Vec::new(), anchor: ptr::null_mut() })
+    };
+}
+
+/// Gives this worker thread a thread state of its own that no task uses,
+/// made before any task's. Why: up to 3.11, the first thread state created
+/// on an OS thread becomes that thread's "gilstate", the one
+/// `PyGILState_Ensure` attaches when C code calls back into Python (a ctypes
+/// callback, a C library's callback) while the task released the GIL around
+/// the C call. Were it a pooled task state, the callback would run on a state
+/// another (parked) task owns. With the anchor, such a callback runs on the
+/// worker's own state, like on any non-Python thread. (3.12+ rebind the
+/// gilstate to whichever state was attached last, i.e. the calling task's: the
+/// anchor is then merely unused.)
+fn anchor_thread(pool: &mut Pool) {
+    if pool.anchor.is_null() {
+        let interp = INTERP.load(Ordering::Acquire);
+        // SAFETY: as in `take`.
+        pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
+    }
 }
 
 /// Records the interpreter and the task body. Called at module init, with the GIL.
@@ -148,16 +174,32 @@ pub fn run_task(task: Py<PyAny>) -> bool {
             ffi::Py_DECREF(r);
         }
         ffi::Py_DECREF(obj);
-        let saved = ffi::PyEval_SaveThread();
-        debug_assert_eq!(saved, ts);
     }
+    if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
+        // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
+        // and delete it while attached, which also releases the GIL (the
+        // sequence of `PyGILState_Release`), saving a GIL round trip.
+        unsafe {
+            ffi::PyThreadState_Clear(ts);
+            ffi::PyThreadState_DeleteCurrent();
+        }
+        return true;
+    }
+    // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+    let saved = unsafe { ffi::PyEval_SaveThread() };
+    debug_assert_eq!(saved, ts);
     give_back(ts);
     true
 }
 
 /// An idle thread state of this worker, made if the pool is empty.
 fn take() -> Option<*mut ffi::PyThreadState> {
-    if let Some(ts) = POOL.with(|p| p.borrow_mut().idle.pop()) {
+    let pooled = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        anchor_thread(&mut p);
+        p.idle.pop()
+    });
+    if let Some(ts) = pooled {
         return Some(ts);
     }
     let interp = INTERP.load(Ordering::Acquire);

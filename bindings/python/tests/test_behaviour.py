@@ -348,3 +348,43 @@ def test_tasks_of_a_finished_run_stay_joinable():
     with pytest.raises(ivyrt.CancelledError):  # cancelled by the shutdown, as asyncio.run does
         never.join()
     assert never.cancelled()
+
+
+def test_c_callbacks_into_python_inside_tasks():
+    # ctypes releases the GIL around the C call, and the callback re-enters
+    # Python with PyGILState_Ensure: it must land on a thread state no other
+    # task owns (the worker's anchor up to 3.11, the task's own from 3.12).
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+
+    foreign_frames = []
+
+    def sorter(seed):
+        def cmp(a, b):
+            # Its caller, if any, is this task's frame: not another task's.
+            f = sys._getframe().f_back
+            while f is not None:
+                if f.f_code is sorter.__code__ and f.f_locals["seed"] != seed:
+                    foreign_frames.append(seed)
+                f = f.f_back
+            return a[0] - b[0]
+
+        cb = CMP(cmp)
+        out = []
+        for r in range(20):
+            values = [(seed * 7919 + i * 104729 + r) % 1000 for i in range(50)]
+            arr = (ctypes.c_int * 50)(*values)
+            libc.qsort(arr, 50, ctypes.sizeof(ctypes.c_int), cb)
+            out.append(list(arr) == sorted(values))
+            ivyrt.sleep(0.001)  # interleave with the other sorters
+        return all(out)
+
+    def main():
+        return ivyrt.gather(*[ivyrt.create_task(sorter, s) for s in range(30)])
+
+    for workers in (1, 2):
+        assert ivyrt.run(main, workers=workers) == [True] * 30
+    assert foreign_frames == []

@@ -614,3 +614,16 @@ def test_star_import_does_not_shadow_builtins():
     assert "TimeoutError" not in ivyrt.__all__
     for name in ivyrt.__all__:
         assert getattr(ivyrt, name).__doc__ or name == "__version__", name
+
+
+def test_gather_propagates_a_cancelled_child_without_cancelling_the_others():
+    def main():
+        c = ivyrt.create_task(ivyrt.sleep, 10)
+        other = ivyrt.create_task(_sleeper, 0.05, "other")
+        ivyrt.sleep(0.01)
+        c.cancel()
+        with pytest.raises(ivyrt.CancelledError):
+            ivyrt.gather(c, other)
+        return other.join()
+
+    assert ivyrt.run(main) == "other"

@@ -77,16 +77,15 @@ def gather(*tasks: TaskLike, return_exceptions: bool = False) -> list:
     if not ts:
         return []
     comp = Completions(ts)
-    try:
-        while comp.remaining():
+    while comp.remaining():
+        try:
             i = comp.next()
-            if not return_exceptions:
-                ts[i].result()  # raises the first failure
-    except CancelledError:
-        if not all(t.done() for t in ts):  # our own cancellation, not a task's
+        except CancelledError:  # the caller was cancelled: so are the tasks
             for t in ts:
                 t.cancel()
-        raise
+            raise
+        if not return_exceptions:
+            ts[i].result()  # raises the first failure
     if return_exceptions:
         return [_outcome(t) for t in ts]
     return [t.result() for t in ts]
