@@ -252,6 +252,11 @@ def test_handler_exception_is_reported(capfd):
 
 def test_connect_errors():
     def main():
+        async def coroutine_handler(reader, writer):
+            pass
+
+        with pytest.raises(TypeError, match="async function"):
+            ivyrt.start_server(coroutine_handler, "127.0.0.1", 0)
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -19,6 +19,7 @@ UDP: ``open_datagram(local_addr, remote_addr)`` gives a ``DatagramSocket``
 API rather than asyncio's protocol-based ``create_datagram_endpoint``.
 """
 
+import inspect
 import os
 import socket
 import sys
@@ -376,6 +377,9 @@ def start_server(client_connected_cb, host=None, port=None, *, limit=_DEFAULT_LI
     ``Server``. ``backlog`` is accepted for asyncio compatibility; ivy listens
     with a backlog of its own (capped by ``net.core.somaxconn``)."""
     del backlog
+    if inspect.iscoroutinefunction(client_connected_cb):
+        raise TypeError("client_connected_cb is an async function: ivyrt runs plain functions "
+                        "(def handler(reader, writer): ...)")
     listener = _tcp_listen(host, port or 0)
     server = Server(listener, client_connected_cb, limit)
     if start_serving:
