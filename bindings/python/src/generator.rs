@@ -11,7 +11,7 @@
 //!   the body's frames live on another C stack and stay suspended while the
 //!   caller runs, so sharing the caller's state would interleave their frames
 //!   (greenlet swaps those fields by hand; a state of its own is the supported
-//!   way). It is created on the creating thread (a generator is `unsendable`
+//!   way). It is created on the creating thread (a generator is used only
 //!   and a started task never changes thread) and deleted by the body itself
 //!   when it ends (`PyThreadState_Clear` + `PyThreadState_DeleteCurrent`).
 //! - **Every switch happens inside `Python::detach`** (py-core's invariant in
@@ -21,7 +21,11 @@
 //!   `PyEval_RestoreThread`; `yield_` detaches (saving the body's state and
 //!   count) and suspends; each side's detach guard restores its own state when
 //!   control comes back to it. A blocking call in the body is a plain
-//!   `blocking` call made with the body's state.
+//!   `blocking` call made with the body's state. The body calls its function
+//!   through the C API, not a trampoline, so PyO3's count stays 0 while the
+//!   body's own Python runs (the GIL held): PyO3 then defers `Py` drops to its
+//!   pool (released at the next trampoline or detach), and nothing here calls
+//!   `Python::attach`, which would take the thread's gilstate (`tstate.rs`).
 //! - **The body is never unwound.** It has CPython frames on its stack, and a
 //!   Rust unwind through them is undefined. So an unfinished body is finished
 //!   by resuming it with `GeneratorExit` raised from its `yield_` (`close()`,
@@ -40,9 +44,10 @@
 //!   parked). contextvars: the body runs in a copy of the context current at
 //!   its first `next`, as a task does at spawn.
 
-use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, ThreadId};
 
 use pyo3::exceptions::{
     PyGeneratorExit, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
@@ -78,26 +83,51 @@ enum Resume {
 
 /// State shared by the generator object, its body and its `yield_`.
 struct Shared {
-    resume: RefCell<Option<Resume>>,
+    resume: Slot<Resume>,
     /// The contextvars context the body runs in (set by the first resume).
-    context: RefCell<Option<Py<PyAny>>>,
+    context: Slot<Py<PyAny>>,
     /// The body's end: its return value or exception.
-    outcome: RefCell<Option<PyResult<Py<PyAny>>>>,
+    outcome: Slot<PyResult<Py<PyAny>>>,
+}
+
+/// A value handed from one side of a switch to the other (the lock is never
+/// contended: the two sides never run at once).
+struct Slot<T>(Mutex<Option<T>>);
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Slot(Mutex::new(None))
+    }
+
+    fn put(&self, value: T) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+    }
+
+    fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 /// The `yield_` callable a body receives.
-#[pyclass(module = "ivyrt", name = "Yield", unsendable)]
+#[pyclass(module = "ivyrt", name = "Yield", frozen)]
 pub struct Yield {
     yielder: *const ivy::Yielder<Py<PyAny>>,
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     /// An address near the top of the body's stack, and how far below it the
     /// body's frames may lie (its stack size less a margin for the frames above
     /// `top`, so the range never reaches past the stack's bottom).
     top: usize,
     depth: usize,
     /// False once the body returned.
-    live: Cell<bool>,
+    live: AtomicBool,
 }
+
+// SAFETY: the only non-thread-safe field is `yielder`, dereferenced only by
+// `__call__` after checking that it runs on the body's own stack, i.e. on the
+// body's thread while the body runs; the rest is `Send + Sync`.
+unsafe impl Send for Yield {}
+// SAFETY: as for `Send`: `yielder` is not touched off the body's stack.
+unsafe impl Sync for Yield {}
 
 impl Yield {
     fn on_body_stack(&self) -> bool {
@@ -114,7 +144,7 @@ impl Yield {
     /// what `throw` threw, or GeneratorExit on `close()`.
     #[pyo3(signature = (value=None))]
     fn __call__(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        if !self.live.get() || !self.on_body_stack() {
+        if !self.live.load(Ordering::Acquire) || !self.on_body_stack() {
             return Err(PyRuntimeError::new_err(
                 "yield_ called outside its generator's body",
             ));
@@ -128,7 +158,7 @@ impl Yield {
             // is the coroutine it suspends.
             unsafe { (*yielder.0).yield_(value) }
         });
-        match self.shared.resume.borrow_mut().take() {
+        match self.shared.resume.take() {
             Some(Resume::Send(v)) => Ok(v),
             Some(Resume::Throw(e)) => Err(e),
             Some(Resume::Close) | None => Err(PyGeneratorExit::new_err(())),
@@ -144,10 +174,12 @@ enum State {
 }
 
 /// A generator running its body on a stack of its own (see `ivyrt.generator`).
-#[pyclass(module = "ivyrt", name = "Generator", unsendable)]
+#[pyclass(module = "ivyrt", name = "Generator")]
 pub struct Generator {
     core: Option<ivy::Generator<Py<PyAny>>>,
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
+    /// The thread that created it, the only one that may run its body.
+    owner: ThreadId,
     /// The body's thread state until the body has run (it deletes it at its end).
     tstate: *mut ffi::PyThreadState,
     state: State,
@@ -155,6 +187,14 @@ pub struct Generator {
     running: bool,
     name: String,
 }
+
+// SAFETY: the fields that are not thread-safe (the ivy generator, confined to
+// its thread, and the thread state pointer) are used only on `owner`: every
+// method checks the calling thread first (`on_owner`), and a drop elsewhere
+// leaks them untouched (`Drop`).
+unsafe impl Send for Generator {}
+// SAFETY: as for `Send`; PyO3's borrow flag serialises the methods themselves.
+unsafe impl Sync for Generator {}
 
 static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -171,10 +211,10 @@ impl Generator {
             .getattr("__qualname__")
             .and_then(|n| n.extract::<String>())
             .unwrap_or_else(|_| "generator".to_owned());
-        let shared = Rc::new(Shared {
-            resume: RefCell::new(None),
-            context: RefCell::new(None),
-            outcome: RefCell::new(None),
+        let shared = Arc::new(Shared {
+            resume: Slot::new(),
+            context: Slot::new(),
+            outcome: Slot::new(),
         });
         // SAFETY: the GIL is held, as PyInterpreterState_Get requires; the new
         // state belongs to this interpreter and to this thread (see the top).
@@ -192,6 +232,7 @@ impl Generator {
             Ok(core) => Ok(Generator {
                 core: Some(core),
                 shared,
+                owner: thread::current().id(),
                 tstate,
                 state: State::Created,
                 running: false,
@@ -213,6 +254,11 @@ impl Generator {
     /// Resumes the body with `msg`: `Some(value)` when it yielded, `None` when
     /// it ended (its outcome is then in `shared.outcome`).
     fn resume(&mut self, py: Python<'_>, msg: Resume) -> PyResult<Option<Py<PyAny>>> {
+        if thread::current().id() != self.owner {
+            return Err(PyRuntimeError::new_err(
+                "a generator runs only on the thread that created it",
+            ));
+        }
         if self.running {
             return Err(PyValueError::new_err("generator already executing"));
         }
@@ -225,11 +271,14 @@ impl Generator {
                         .map(Bound::unbind)
                 })?
                 .call0(py)?;
-            *self.shared.context.borrow_mut() = Some(ctx);
+            self.shared.context.put(ctx);
         }
-        *self.shared.resume.borrow_mut() = Some(msg);
+        self.shared.resume.put(msg);
         self.running = true;
-        let core = SameThread(self.core.as_mut().expect("present until freed"));
+        let Some(core) = self.core.as_mut() else {
+            return Ok(None);
+        };
+        let core = SameThread(core);
         let next = py.detach(move || {
             let core = core;
             core.0.next()
@@ -241,6 +290,8 @@ impl Generator {
                 Ok(Some(v))
             }
             None => {
+                // Free the finished body's stack now, on its own thread.
+                self.core = None;
                 self.state = State::Done;
                 Ok(None)
             }
@@ -249,7 +300,7 @@ impl Generator {
 
     /// The body's end as the caller of `next`/`send`/`throw` sees it.
     fn ended(&self) -> PyErr {
-        match self.shared.outcome.borrow_mut().take() {
+        match self.shared.outcome.take() {
             Some(Ok(value)) => PyStopIteration::new_err((value,)),
             Some(Err(e)) => e,
             None => PyStopIteration::new_err(()),
@@ -276,7 +327,7 @@ impl Generator {
                 // Never started: finish it at once (the body sees Close before
                 // calling the function and ends without running it).
                 self.resume(py, Resume::Close)?;
-                self.shared.outcome.borrow_mut().take();
+                self.shared.outcome.take();
                 return Ok(());
             }
             State::Suspended => {}
@@ -284,7 +335,7 @@ impl Generator {
         if self.resume(py, Resume::Close)?.is_some() {
             return Err(PyRuntimeError::new_err("generator ignored GeneratorExit"));
         }
-        match self.shared.outcome.borrow_mut().take() {
+        match self.shared.outcome.take() {
             Some(Err(e)) if !e.is_instance_of::<PyGeneratorExit>(py) => Err(e),
             _ => Ok(()),
         }
@@ -299,7 +350,7 @@ fn run_body(
     tstate: *mut ffi::PyThreadState,
     yielder: &ivy::Yielder<Py<PyAny>>,
     func: Py<PyAny>,
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     bytes: usize,
 ) {
     // SAFETY: `tstate` is this generator's own state, never attached before,
@@ -311,11 +362,11 @@ fn run_body(
     let func = func.into_bound(py);
     let top_marker = 0u8;
     let top = ptr::addr_of!(top_marker) as usize;
-    let ctx = match shared.context.borrow_mut().take() {
+    let ctx = match shared.context.take() {
         Some(ctx) => ctx.into_bound(py),
         None => py.None().into_bound(py),
     };
-    let first = shared.resume.borrow_mut().take();
+    let first = shared.resume.take();
     let outcome = match first {
         Some(Resume::Send(v)) if !v.is_none(py) => Err(PyTypeError::new_err(
             "can't send non-None value to a just-started generator",
@@ -330,22 +381,20 @@ fn run_body(
                     shared: shared.clone(),
                     top,
                     depth: bytes - STACK_MARGIN,
-                    live: Cell::new(true),
+                    live: AtomicBool::new(true),
                 },
             );
             match y {
                 Ok(y) => {
-                    let r = ctx
-                        .call_method1("run", (&func, &y))
-                        .map(Bound::unbind);
-                    y.borrow().live.set(false);
+                    let r = ctx.call_method1("run", (&func, &y)).map(Bound::unbind);
+                    y.get().live.store(false, Ordering::Release);
                     r
                 }
                 Err(e) => Err(e),
             }
         }
     };
-    *shared.outcome.borrow_mut() = Some(outcome);
+    shared.outcome.put(outcome);
     drop(ctx);
     drop(func);
     drop(shared);
@@ -422,6 +471,19 @@ fn borrow_idle<'py>(slf: &Bound<'py, Generator>) -> PyResult<PyRefMut<'py, Gener
 impl Drop for Generator {
     fn drop(&mut self) {
         if self.state == State::Done || self.core.is_none() {
+            return;
+        }
+        if thread::current().id() != self.owner {
+            // Its stack and thread state belong to another thread (a task's
+            // worker, maybe gone): neither can be resumed nor freed here.
+            if self.state == State::Suspended {
+                eprintln!(
+                    "ivyrt: generator {} freed on another thread than its own while \
+                     suspended; its stack and frames are leaked",
+                    self.name
+                );
+            }
+            std::mem::forget(self.core.take());
             return;
         }
         // SAFETY: a pyclass is dropped with the GIL held (by whichever thread

@@ -1,5 +1,6 @@
 //! TCP sockets for `ivyrt`'s streams: `_TcpStream` and `_TcpListener` over
-//! `ivy::net::TcpStream` / `TcpListener`, and `_tcp_connect` / `_tcp_listen`.
+//! `ivy::net::TcpStream` / `TcpListener`, and `_tcp_connect` / `_tcp_listen`;
+//! UDP: `DatagramSocket` over `ivy::net::UdpSocket` (`_udp_bind`).
 //! asyncio's reader/writer/server API is built over them in
 //! `python/ivyrt/_streams.py`.
 //!
@@ -22,6 +23,7 @@
 //!   is the socket's: `StreamWriter.write` parks while the peer does not
 //!   read, and `drain()` has nothing left to do).
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -60,8 +62,9 @@ fn is_closed(e: &io::Error) -> bool {
 fn address<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
     match addr {
         SocketAddr::V4(a) => (a.ip().to_string(), a.port()).into_pyobject(py),
-        SocketAddr::V6(a) => (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id())
-            .into_pyobject(py),
+        SocketAddr::V6(a) => {
+            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id()).into_pyobject(py)
+        }
     }
 }
 
@@ -103,6 +106,14 @@ fn each_addr<T>(
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
 }
 
+/// The largest read of one `recv` (what a scratch buffer may grow to).
+const MAX_RECV: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's buffer for `recv` (see there).
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// A connected TCP socket (the transport under a StreamReader/StreamWriter).
 #[pyclass(module = "ivyrt", name = "_TcpStream", frozen)]
 pub struct TcpStream {
@@ -111,16 +122,29 @@ pub struct TcpStream {
 
 #[pymethods]
 impl TcpStream {
-    /// Up to `n` bytes, parking until some arrive; `b""` at end of file or
-    /// once the socket is closed.
+    /// Up to `n` bytes (at most 1 MiB), parking until some arrive; `b""` at
+    /// end of file or once the socket is closed.
     fn recv<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
-        let mut buf = vec![0u8; n];
-        let got = io_call(py, || self.s.read_deadline(&mut buf, None))?;
-        match got {
-            Ok(k) => Ok(PyBytes::new(py, &buf[..k])),
-            Err(e) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
-            Err(e) => Err(e.into()),
+        let n = n.min(MAX_RECV);
+        // The bytes land in this thread's scratch buffer, moved out for the
+        // call (a task that reads on the same thread meanwhile finds none and
+        // makes its own), so a read costs no allocation and no zeroing.
+        let mut buf = SCRATCH.with(Cell::take);
+        if buf.len() < n {
+            buf.resize(n, 0);
         }
+        let got = io_call(py, || self.s.read_deadline(&mut buf[..n], None));
+        let result = match got {
+            Ok(Ok(k)) => Ok(PyBytes::new(py, &buf[..k])),
+            Ok(Err(e)) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e),
+        };
+        SCRATCH.with(|s| {
+            let other = s.take();
+            s.set(if other.len() > buf.len() { other } else { buf });
+        });
+        result
     }
 
     /// Writes all of `data` (bytes-like), parking while the socket's buffer
@@ -197,10 +221,7 @@ pub struct TcpListener {
 impl TcpListener {
     /// The next connection and its peer's address, parking until one comes;
     /// None once the listener is closed.
-    fn accept<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(TcpStream, Bound<'py, PyTuple>)>> {
+    fn accept<'py>(&self, py: Python<'py>) -> PyResult<Option<(TcpStream, Bound<'py, PyTuple>)>> {
         match io_call(py, || self.l.accept_deadline(None))? {
             Ok((s, peer)) => {
                 // Small writes of a request/response protocol should not wait
@@ -238,11 +259,18 @@ fn port_of(port: i64) -> PyResult<u16> {
 /// connected; `timeout` (seconds) bounds the whole attempt (TimeoutError).
 #[pyfunction]
 #[pyo3(signature = (host, port, timeout=None))]
-fn _tcp_connect(py: Python<'_>, host: &str, port: i64, timeout: Option<f64>) -> PyResult<TcpStream> {
+fn _tcp_connect(
+    py: Python<'_>,
+    host: &str,
+    port: i64,
+    timeout: Option<f64>,
+) -> PyResult<TcpStream> {
     let deadline: Option<Instant> = deadline_after(timeout)?;
     let addrs = resolve(py, host, port_of(port)?)?;
     let s = io_call(py, || {
-        each_addr(&addrs, |a| ivy::net::TcpStream::connect_deadline(a, deadline))
+        each_addr(&addrs, |a| {
+            ivy::net::TcpStream::connect_deadline(a, deadline)
+        })
     })??;
     let _ = s.set_nodelay(true);
     Ok(TcpStream { s })
@@ -256,11 +284,135 @@ fn _tcp_listen(py: Python<'_>, host: Option<&str>, port: i64) -> PyResult<TcpLis
     let addrs = resolve(py, host, port_of(port)?)?;
     // Socket addresses only: `bind` has nothing to resolve, so it neither
     // parks nor unwinds.
-    let l = each_addr(&addrs, |a| ivy::net::TcpListener::bind(a))?;
+    let l = each_addr(&addrs, ivy::net::TcpListener::bind)?;
     Ok(TcpListener { l })
 }
 
+/// `(host, port, ...)` (the socket module's address tuples) as a socket
+/// address, a host name resolved on the blocking pool.
+fn socket_addr(py: Python<'_>, addr: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
+    let host: String = addr.get_item(0)?.extract()?;
+    let port: i64 = addr.get_item(1)?.extract()?;
+    Ok(resolve(py, &host, port_of(port)?)?[0])
+}
+
+/// A UDP socket (`ivyrt.open_datagram`): datagrams to and from any address,
+/// or to and from one peer once connected.
+#[pyclass(module = "ivyrt", name = "DatagramSocket", frozen)]
+pub struct UdpSocket {
+    s: ivy::net::UdpSocket,
+}
+
+#[pymethods]
+impl UdpSocket {
+    /// Sends `data` (bytes-like) as one datagram to `addr` (`(host, port)`);
+    /// returns the number of bytes sent.
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let to = socket_addr(py, addr)?;
+        let data = bytes_of(data)?;
+        closed_is_reset(io_call(py, || self.s.send_to_deadline(&data, to, None))?)
+    }
+
+    /// Sends `data` as one datagram to the connected peer.
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let data = bytes_of(data)?;
+        closed_is_reset(io_call(py, || self.s.send_deadline(&data, None))?)
+    }
+
+    /// The next datagram (at most `bufsize` bytes of it) and its sender's
+    /// address, parking until one arrives. ConnectionResetError once closed.
+    #[pyo3(signature = (bufsize=65535))]
+    fn recvfrom<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyTuple>)> {
+        let mut buf = vec![0u8; bufsize.min(MAX_RECV)];
+        let (k, from) =
+            closed_is_reset(io_call(py, || self.s.recv_from_deadline(&mut buf, None))?)?;
+        Ok((PyBytes::new(py, &buf[..k]), address(py, from)?))
+    }
+
+    /// The next datagram from the connected peer (at most `bufsize` bytes).
+    #[pyo3(signature = (bufsize=65535))]
+    fn recv<'py>(&self, py: Python<'py>, bufsize: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let mut buf = vec![0u8; bufsize.min(MAX_RECV)];
+        let k = closed_is_reset(io_call(py, || self.s.recv_deadline(&mut buf, None))?)?;
+        Ok(PyBytes::new(py, &buf[..k]))
+    }
+
+    /// Sets the default peer of `send`/`recv` (and receives only from it).
+    fn connect(&self, py: Python<'_>, addr: &Bound<'_, PyAny>) -> PyResult<()> {
+        let to = socket_addr(py, addr)?;
+        // A socket address: nothing to resolve, so this neither parks nor
+        // unwinds.
+        Ok(self.s.connect(to)?)
+    }
+
+    /// Closes the socket; calls blocked on it return ConnectionResetError.
+    fn close(&self) {
+        self.s.close();
+    }
+
+    /// This end's address.
+    fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address(py, self.s.local_addr()?)
+    }
+
+    /// The connected peer's address.
+    fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address(py, self.s.peer_addr()?)
+    }
+
+    /// The file descriptor (owned by this object: do not close it).
+    fn fileno(&self) -> i32 {
+        self.s.as_raw_fd()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.s.close();
+        false
+    }
+}
+
+/// A bytes-like object's bytes (copied: a datagram is small).
+fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    match data.cast::<PyBytes>() {
+        Ok(b) => Ok(b.as_bytes().to_vec()),
+        Err(_) => PyBuffer::<u8>::get(data)?.to_vec(data.py()),
+    }
+}
+
+fn closed_is_reset<T>(r: io::Result<T>) -> PyResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if is_closed(&e) => Err(PyConnectionResetError::new_err("the socket is closed")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A UDP socket bound to `host:port` (port 0: any).
+#[pyfunction]
+#[pyo3(signature = (host, port))]
+fn _udp_bind(py: Python<'_>, host: &str, port: i64) -> PyResult<UdpSocket> {
+    let addrs = resolve(py, host, port_of(port)?)?;
+    let s = each_addr(&addrs, ivy::net::UdpSocket::bind)?;
+    Ok(UdpSocket { s })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<UdpSocket>()?;
+    m.add_function(wrap_pyfunction!(_udp_bind, m)?)?;
     m.add_class::<TcpStream>()?;
     m.add_class::<TcpListener>()?;
     m.add_function(wrap_pyfunction!(_tcp_connect, m)?)?;

@@ -40,7 +40,6 @@ use ivy::sync::{BoundedSemaphore as IvyBounded, Event as IvyEvent, Semaphore as 
 use ivy::WaitError;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use crate::block::{blocking, deadline_after};
 use crate::errors::BrokenBarrierError;
@@ -114,8 +113,12 @@ impl Lock {
         self.acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.release_checked().map(|()| false)
     }
 
@@ -187,8 +190,12 @@ impl Semaphore {
         acquire_permit(py, &self.sem, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         self.sem.add_permits(1);
         false
     }
@@ -261,8 +268,12 @@ impl BoundedSemaphore {
         self.acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.release_checked().map(|()| false)
     }
 
@@ -354,8 +365,13 @@ impl Condition {
     fn wait_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         let lock = self.held()?;
         let me = Arc::new(IvyEvent::new());
+        // Queued before the release, so that no notify can fall in between.
         lock_of(&self.waiters).push_back(me.clone());
-        lock.release_checked()?;
+        if let Err(e) = lock.release_checked() {
+            // Released by someone else since the check (a misuse): no wait.
+            lock_of(&self.waiters).retain(|w| !Arc::ptr_eq(w, &me));
+            return Err(e);
+        }
         blocking(py, || {
             let waited = me.wait_deadline(deadline);
             if waited.is_err() {
@@ -456,8 +472,12 @@ impl Condition {
         self.lock.get().acquire_until(py, None).map(|_| ())
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.lock.get().release_checked().map(|()| false)
     }
 
@@ -622,8 +642,12 @@ impl Barrier {
         self.wait_until(py, None)
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
         false
     }
 

@@ -13,14 +13,26 @@ enclosing ``ivyrt.timeout()`` scopes (``TimeoutError``).
 runs ``client_connected_cb(reader, writer)`` as a detached task of its own.
 An exception escaping the callback is reported on stderr with its traceback
 and the connection is closed (asyncio logs it likewise).
+
+UDP: ``open_datagram(local_addr, remote_addr)`` gives a ``DatagramSocket``
+(``sendto``/``recvfrom``, ``send``/``recv`` once connected), a small socket-like
+API rather than asyncio's protocol-based ``create_datagram_endpoint``.
 """
 
+import inspect
 import os
 import socket
 import sys
 import traceback
 
-from ._ivyrt import IncompleteReadError, LimitOverrunError, _tcp_connect, _tcp_listen
+from ._ivyrt import (
+    DatagramSocket,
+    IncompleteReadError,
+    LimitOverrunError,
+    _tcp_connect,
+    _tcp_listen,
+    _udp_bind,
+)
 
 __all__ = [
     "open_connection",
@@ -28,6 +40,8 @@ __all__ = [
     "StreamReader",
     "StreamWriter",
     "Server",
+    "open_datagram",
+    "DatagramSocket",
 ]
 
 _DEFAULT_LIMIT = 2**16  # asyncio's
@@ -108,6 +122,14 @@ class StreamReader:
         if end of file comes first."""
         if n < 0:
             raise ValueError("readexactly size can not be less than zero")
+        if not self._buffer and n and not self._eof:
+            # Fast path: one read that brings exactly n bytes skips the buffer.
+            data = self._stream.recv(max(_READ_CHUNK, n))
+            if len(data) == n:
+                return data
+            if not data:
+                self._eof = True
+            self._buffer += data
         while len(self._buffer) < n:
             if not self._fill():
                 partial = self._take(len(self._buffer))
@@ -355,8 +377,25 @@ def start_server(client_connected_cb, host=None, port=None, *, limit=_DEFAULT_LI
     ``Server``. ``backlog`` is accepted for asyncio compatibility; ivy listens
     with a backlog of its own (capped by ``net.core.somaxconn``)."""
     del backlog
+    if inspect.iscoroutinefunction(client_connected_cb):
+        raise TypeError("client_connected_cb is an async function: ivyrt runs plain functions "
+                        "(def handler(reader, writer): ...)")
     listener = _tcp_listen(host, port or 0)
     server = Server(listener, client_connected_cb, limit)
     if start_serving:
         server.start_serving()
     return server
+
+
+def open_datagram(local_addr=None, remote_addr=None):
+    """A UDP ``DatagramSocket`` bound to ``local_addr`` (``(host, port)``;
+    default: an any-port address of ``remote_addr``'s family, or
+    ``("0.0.0.0", 0)``) and, with ``remote_addr``, connected to it (then
+    ``send``/``recv`` talk to that peer only). ``sendto``/``recvfrom`` park the
+    task, honour cancellation and ``timeout()`` scopes; a context manager."""
+    if local_addr is None:
+        local_addr = ("::", 0) if remote_addr and ":" in remote_addr[0] else ("0.0.0.0", 0)
+    sock = _udp_bind(local_addr[0], local_addr[1])
+    if remote_addr is not None:
+        sock.connect(remote_addr)
+    return sock
