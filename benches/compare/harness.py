@@ -209,6 +209,9 @@ def machine():
         "RLIMIT_NOFILE": "%d/%d" % resource.getrlimit(resource.RLIMIT_NOFILE),
         "ivy commit": sh("git log -1 --format=%h -- src Cargo.toml", cwd=ROOT)
         + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml", cwd=ROOT) else ""),
+        "ivyrt commit": sh("git log -1 --format=%h -- src Cargo.toml bindings/python", cwd=ROOT)
+        + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml bindings/python",
+                            cwd=ROOT) else ""),
     }
 
 

@@ -268,7 +268,7 @@ def markdown(info, table, plots_rel, notes):
     w("| | |\n|---|---|")
     for k in ["cpu", "cores", "memory", "kernel", "vm.max_map_count", "rustc", "go", "python",
               "uvloop", "gevent", "ivyrt", "tokio", "async-channel", "may", "mio (loadgen)", "wrk", "RLIMIT_NOFILE",
-              "ivy commit", "loadavg before",
+              "ivy commit", "ivyrt commit", "loadavg before",
               "loadavg after", "wall time"]:
         if k in info:
             w(f"| {k} | {info[k]} |")
