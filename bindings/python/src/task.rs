@@ -20,10 +20,13 @@
 //! - `current_task()` finds the running task through a registry keyed by ivy's
 //!   task id (one lookup under a mutex the GIL makes uncontended), which also
 //!   answers `all_tasks()`.
-//! - Cancellation before the task started: ivy never runs it, its closure is
-//!   dropped (its `Py` reference goes to PyO3's deferred pool, see tstate.rs),
-//!   and a drop guard signals the Event; the outcome stays `Pending`, which a
-//!   finished task reads as "cancelled before it started".
+//! - Cancellation before the task started: `cancel()` only records it, and
+//!   the task, when it starts, ends cancelled without calling its function
+//!   (asyncio's semantics), running its done callbacks. A task ivy never ran
+//!   (no stack; or its closure dropped by a shutdown) is signalled by its
+//!   closure's drop guard (its `Py` reference goes to PyO3's deferred pool,
+//!   see tstate.rs); its `Pending` outcome is then settled from ivy's
+//!   `JoinError` when first observed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -278,16 +281,20 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
     let Some(call) = lock(&t.call).take() else {
         return;
     };
-    if ivy::task::current().is_some_and(|c| c.is_cancelled()) {
-        // Cancelled before its first instruction (ivy starts the unstarted
-        // tasks of a runtime that shuts down, cancelled): as asyncio, the
-        // function never runs.
+    if t.cancel_requests.load(Ordering::Relaxed) > 0
+        || ivy::task::current().is_some_and(|c| c.is_cancelled())
+    {
+        // Cancelled before its first instruction, by `cancel()` (which does
+        // not ask ivy to drop an unstarted task, so that this path runs its
+        // callbacks) or by a shutdown (ivy starts the unstarted tasks of a
+        // closing runtime, cancelled): as in asyncio, the function never runs.
         drop(call);
-        let err = CancelledError::new_err("the task was cancelled before it started");
-        *lock(&t.outcome) = Outcome::Cancelled(err.into_value(py).into_any());
-        let removed = lock(&LIVE).remove(&t.ivy_id.load(Ordering::Relaxed));
-        drop(removed);
-        t.finished.set();
+        let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+        let err = match msg {
+            Some(m) => CancelledError::new_err((m,)),
+            None => CancelledError::new_err("the task was cancelled before it started"),
+        };
+        finish(py, &task, Outcome::Cancelled(err.into_value(py).into_any()));
         return;
     }
     *lock(&t.outcome) = Outcome::Running;
@@ -317,7 +324,15 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
         }
         Err(e) => Outcome::Raised(e.into_value(py).into_any()),
     };
-    let report = detached && matches!(outcome, Outcome::Raised(_));
+    finish(py, &task, outcome);
+}
+
+/// Records a task's outcome, wakes its joiners and watchers, reports its
+/// exception if it was detached, and runs its done callbacks (on its own
+/// stack, as the last thing it does).
+fn finish(py: Python<'_>, task: &Bound<'_, Task>, outcome: Outcome) {
+    let t = task.get();
+    let report = t.detached.load(Ordering::Relaxed) && matches!(outcome, Outcome::Raised(_));
     *lock(&t.outcome) = outcome;
     let removed = lock(&LIVE).remove(&t.ivy_id.load(Ordering::Relaxed));
     drop(removed);
@@ -327,7 +342,7 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
     }
     let callbacks = std::mem::take(&mut *lock(&t.callbacks));
     for cb in callbacks {
-        if let Err(e) = cb.bind(py).call1((&task,)) {
+        if let Err(e) = cb.bind(py).call1((task,)) {
             e.write_unraisable(py, Some(cb.bind(py)));
         }
     }
@@ -514,6 +529,11 @@ impl Task {
         }
         self.cancel_requests.fetch_add(1, Ordering::Relaxed);
         *lock(&self.cancel_msg) = msg;
+        if matches!(&*lock(&self.outcome), Outcome::Pending) {
+            // Not started: `_task_main` sees the request and never calls the
+            // function (the GIL orders this check against its start).
+            return true;
+        }
         if let Some(h) = &*lock(&self.handle) {
             h.cancel();
         }

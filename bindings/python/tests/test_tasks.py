@@ -627,3 +627,27 @@ def test_gather_propagates_a_cancelled_child_without_cancelling_the_others():
         return other.join()
 
     assert ivyrt.run(main) == "other"
+
+
+def test_cancel_before_start_runs_done_callbacks_and_keeps_the_message():
+    def main():
+        seen = []
+        t = ivyrt.create_task(seen.append, "ran")
+        t.add_done_callback(lambda task: seen.append(task.cancelled()))
+        t.cancel("early")
+        with pytest.raises(ivyrt.CancelledError) as e:
+            t.join()
+        assert e.value.args == ("early",)
+        return seen
+
+    for workers in (1, 2):
+        assert ivyrt.run(main, workers=workers) == [True]
+
+
+def test_sleep_rejects_nan():
+    def main():
+        with pytest.raises(ValueError):
+            ivyrt.sleep(float("nan"))
+        return "ok"
+
+    assert ivyrt.run(main) == "ok"
