@@ -19,6 +19,11 @@
 //!   of file (`b""`, as asyncio's reader sees EOF once its transport is
 //!   lost), an `accept` returns `None` (the server's accept loop ends), and a
 //!   `sendall` raises `ConnectionResetError`.
+//! - **OS errors are `OSError(errno, strerror)`**, which Python turns into the
+//!   subclass the socket module would raise (`ConnectionRefusedError`, ...)
+//!   with `errno` set: code that tests `e.errno` (the server's accept loop
+//!   retrying after `EMFILE`, as asyncio does) works. PyO3's own conversion
+//!   keeps only the message.
 //! - `sendall` writes everything before returning (the writer's back-pressure
 //!   is the socket's: `StreamWriter.write` parks while the peer does not
 //!   read, and `drain()` has nothing left to do).
