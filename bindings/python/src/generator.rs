@@ -11,9 +11,16 @@
 //!   the body's frames live on another C stack and stay suspended while the
 //!   caller runs, so sharing the caller's state would interleave their frames
 //!   (greenlet swaps those fields by hand; a state of its own is the supported
-//!   way). It is created on the creating thread (a generator is used only
-//!   and a started task never changes thread) and deleted by the body itself
+//!   way). It is created on the creating thread and deleted by the body itself
 //!   when it ends (`PyThreadState_Clear` + `PyThreadState_DeleteCurrent`).
+//! - **A generator stays on its creating thread** (checked on every resume:
+//!   RuntimeError elsewhere), as ivy's `Generator` is `!Send`: its body's frames
+//!   may cache thread-locals (CPython's current thread state among them), and a
+//!   started task never changes thread, so a task's generators stay usable by
+//!   it. A suspended generator freed on another thread (e.g. by the garbage
+//!   collector after `run` returned) can be neither resumed nor freed there: it
+//!   is leaked whole and reported on stderr. A finished body frees its stack
+//!   at once, on its own thread, so only suspended ones can leak.
 //! - **Every switch happens inside `Python::detach`** (py-core's invariant in
 //!   `tstate.rs`: whatever parks or switches a Python task does so with PyO3's
 //!   attach count saved and zeroed). `next` detaches (saving the caller's state

@@ -19,6 +19,11 @@
 //!   of file (`b""`, as asyncio's reader sees EOF once its transport is
 //!   lost), an `accept` returns `None` (the server's accept loop ends), and a
 //!   `sendall` raises `ConnectionResetError`.
+//! - **OS errors are `OSError(errno, strerror)`**, which Python turns into the
+//!   subclass the socket module would raise (`ConnectionRefusedError`, ...)
+//!   with `errno` set: code that tests `e.errno` (the server's accept loop
+//!   retrying after `EMFILE`, as asyncio does) works. PyO3's own conversion
+//!   keeps only the message.
 //! - `sendall` writes everything before returning (the writer's back-pressure
 //!   is the socket's: `StreamWriter.write` parks while the peer does not
 //!   read, and `drain()` has nothing left to do).
@@ -53,6 +58,25 @@ fn io_call<R: Send>(
     })
 }
 
+/// The Python exception for an OS error: `OSError(errno, strerror)`, which
+/// Python itself turns into the matching subclass (`ConnectionRefusedError`,
+/// ...) with `errno` set, as the socket module raises it. Errors without an
+/// errno keep PyO3's mapping by kind.
+fn os_error(e: io::Error) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = io::Error::from_raw_os_error(code).to_string();
+            // Rust appends " (os error N)"; the errno is in `errno` already.
+            let text = match text.rfind(" (os error ") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+            PyOSError::new_err((code, text))
+        }
+        None => e.into(),
+    }
+}
+
 fn is_closed(e: &io::Error) -> bool {
     WaitError::of(e) == Some(WaitError::Closed)
 }
@@ -81,7 +105,7 @@ fn resolve(py: Python<'_>, host: &str, port: u16) -> PyResult<Vec<SocketAddr>> {
             .map(Iterator::collect::<Vec<_>>)
     });
     let addrs = match blocking(py, || job.join_deadline(None))? {
-        Ok(found) => found?,
+        Ok(found) => found.map_err(os_error)?,
         Err(e) => return Err(PyOSError::new_err(format!("name lookup failed: {e}"))),
     };
     if addrs.is_empty() {
@@ -137,7 +161,7 @@ impl TcpStream {
         let result = match got {
             Ok(Ok(k)) => Ok(PyBytes::new(py, &buf[..k])),
             Ok(Err(e)) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
-            Ok(Err(e)) => Err(e.into()),
+            Ok(Err(e)) => Err(os_error(e)),
             Err(e) => Err(e),
         };
         SCRATCH.with(|s| {
@@ -172,14 +196,14 @@ impl TcpStream {
         match sent {
             Ok(()) => Ok(()),
             Err(e) if is_closed(&e) => Err(PyConnectionResetError::new_err("the stream is closed")),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(os_error(e)),
         }
     }
 
     /// Shuts down the sending side (the peer reads end of file).
     fn shutdown_write(&self) -> PyResult<()> {
         match self.s.shutdown(Shutdown::Write) {
-            Err(e) if !is_closed(&e) && e.kind() != io::ErrorKind::NotConnected => Err(e.into()),
+            Err(e) if !is_closed(&e) && e.kind() != io::ErrorKind::NotConnected => Err(os_error(e)),
             _ => Ok(()),
         }
     }
@@ -192,12 +216,12 @@ impl TcpStream {
 
     /// The peer's address.
     fn peername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address(py, self.s.peer_addr()?)
+        address(py, self.s.peer_addr().map_err(os_error)?)
     }
 
     /// This end's address.
     fn sockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address(py, self.s.local_addr()?)
+        address(py, self.s.local_addr().map_err(os_error)?)
     }
 
     /// The file descriptor (owned by this object: do not close it).
@@ -207,7 +231,7 @@ impl TcpStream {
 
     /// Sets TCP_NODELAY.
     fn set_nodelay(&self, on: bool) -> PyResult<()> {
-        Ok(self.s.set_nodelay(on)?)
+        self.s.set_nodelay(on).map_err(os_error)
     }
 }
 
@@ -230,7 +254,7 @@ impl TcpListener {
                 Ok(Some((TcpStream { s }, address(py, peer)?)))
             }
             Err(e) if is_closed(&e) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(os_error(e)),
         }
     }
 
@@ -242,7 +266,7 @@ impl TcpListener {
 
     /// The address listened on (the real port when bound to port 0).
     fn sockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address(py, self.l.local_addr()?)
+        address(py, self.l.local_addr().map_err(os_error)?)
     }
 
     /// The file descriptor (owned by this object: do not close it).
@@ -271,7 +295,8 @@ fn _tcp_connect(
         each_addr(&addrs, |a| {
             ivy::net::TcpStream::connect_deadline(a, deadline)
         })
-    })??;
+    })?
+    .map_err(os_error)?;
     let _ = s.set_nodelay(true);
     Ok(TcpStream { s })
 }
@@ -284,7 +309,7 @@ fn _tcp_listen(py: Python<'_>, host: Option<&str>, port: i64) -> PyResult<TcpLis
     let addrs = resolve(py, host, port_of(port)?)?;
     // Socket addresses only: `bind` has nothing to resolve, so it neither
     // parks nor unwinds.
-    let l = each_addr(&addrs, ivy::net::TcpListener::bind)?;
+    let l = each_addr(&addrs, ivy::net::TcpListener::bind).map_err(os_error)?;
     Ok(TcpListener { l })
 }
 
@@ -351,7 +376,7 @@ impl UdpSocket {
         let to = socket_addr(py, addr)?;
         // A socket address: nothing to resolve, so this neither parks nor
         // unwinds.
-        Ok(self.s.connect(to)?)
+        self.s.connect(to).map_err(os_error)
     }
 
     /// Closes the socket; calls blocked on it return ConnectionResetError.
@@ -361,12 +386,12 @@ impl UdpSocket {
 
     /// This end's address.
     fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address(py, self.s.local_addr()?)
+        address(py, self.s.local_addr().map_err(os_error)?)
     }
 
     /// The connected peer's address.
     fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address(py, self.s.peer_addr()?)
+        address(py, self.s.peer_addr().map_err(os_error)?)
     }
 
     /// The file descriptor (owned by this object: do not close it).
@@ -397,7 +422,7 @@ fn closed_is_reset<T>(r: io::Result<T>) -> PyResult<T> {
     match r {
         Ok(v) => Ok(v),
         Err(e) if is_closed(&e) => Err(PyConnectionResetError::new_err("the socket is closed")),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(os_error(e)),
     }
 }
 
@@ -406,7 +431,7 @@ fn closed_is_reset<T>(r: io::Result<T>) -> PyResult<T> {
 #[pyo3(signature = (host, port))]
 fn _udp_bind(py: Python<'_>, host: &str, port: i64) -> PyResult<UdpSocket> {
     let addrs = resolve(py, host, port_of(port)?)?;
-    let s = each_addr(&addrs, ivy::net::UdpSocket::bind)?;
+    let s = each_addr(&addrs, ivy::net::UdpSocket::bind).map_err(os_error)?;
     Ok(UdpSocket { s })
 }
 

@@ -19,14 +19,24 @@
 //!   `queue.PriorityQueue` is over `threading.Condition`), where every
 //!   comparison runs under the GIL.
 //! - `task_done`/`join` are ivy's (`ValueError` when called too often); a
-//!   `maxsize` of 0 or less is unbounded, as in asyncio.
+//!   `maxsize` of 0 or less is unbounded, as in asyncio. `shutdown()` (asyncio
+//!   3.13) is ivy's `close`, whose rules are asyncio's: puts refused, getters
+//!   drain what is left, waiting putters and getters woken.
 
+use ivy::sync::GetError;
 use ivy::WaitError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::block::{blocking, deadline_after};
+use crate::block::{blocking_with, deadline_after};
 use crate::errors::{QueueEmpty, QueueFull};
+
+pyo3::create_exception!(
+    ivyrt,
+    QueueShutDown,
+    pyo3::exceptions::PyException,
+    "put() on a queue that was shut down, or get() on one shut down and drained (asyncio 3.13)."
+);
 
 /// `Ok(None)` for the call's own deadline, the rest as errors for `blocking`.
 fn timed<T>(r: Result<T, WaitError>) -> Result<Option<T>, WaitError> {
@@ -43,6 +53,10 @@ fn queue_empty() -> PyErr {
 
 fn queue_full() -> PyErr {
     QueueFull::new_err(())
+}
+
+fn shut_down(_py: Python<'_>) -> PyErr {
+    QueueShutDown::new_err(())
 }
 
 macro_rules! py_queue {
@@ -75,41 +89,71 @@ macro_rules! py_queue {
             fn put(&self, py: Python<'_>, item: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
                 let item = match self.q.try_put(item) {
                     Ok(()) => return Ok(()),
+                    Err(e) if e.is_closed() => return Err(shut_down(py)),
                     Err(e) => e.into_inner(),
                 };
                 let deadline = deadline_after(timeout)?;
                 // A refused item comes back beside the error; it is dropped
                 // here, once the GIL is held again.
                 let mut refused = None;
-                let put = blocking(py, || {
-                    timed(self.q.put_deadline(item, deadline).map_err(|(e, item)| {
-                        refused = Some(item);
-                        e
-                    }))
-                });
+                let put = blocking_with(
+                    py,
+                    || {
+                        timed(self.q.put_deadline(item, deadline).map_err(|(e, item)| {
+                            refused = Some(item);
+                            e
+                        }))
+                    },
+                    shut_down,
+                );
                 drop(refused);
                 put?.ok_or_else(queue_full)
             }
 
             /// Puts `item` without waiting; QueueFull if there is no room.
-            fn put_nowait(&self, item: Py<PyAny>) -> PyResult<()> {
-                self.q.try_put(item).map_err(|_| queue_full())
+            fn put_nowait(&self, py: Python<'_>, item: Py<PyAny>) -> PyResult<()> {
+                match self.q.try_put(item) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.is_closed() => Err(shut_down(py)),
+                    Err(_) => Err(queue_full()),
+                }
             }
 
             /// Removes and returns an item, parking while the queue is empty.
             /// With `timeout` (seconds), raises QueueEmpty if none came in time.
             #[pyo3(signature = (timeout=None))]
             fn get(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-                if let Ok(item) = self.q.try_get() {
-                    return Ok(item);
+                match self.q.try_get() {
+                    Ok(item) => return Ok(item),
+                    Err(GetError::Closed) => return Err(shut_down(py)),
+                    Err(_) => {}
                 }
                 let deadline = deadline_after(timeout)?;
-                blocking(py, || timed(self.q.get_deadline(deadline)))?.ok_or_else(queue_empty)
+                blocking_with(py, || timed(self.q.get_deadline(deadline)), shut_down)?
+                    .ok_or_else(queue_empty)
             }
 
             /// Removes and returns an item without waiting; QueueEmpty if none.
-            fn get_nowait(&self) -> PyResult<Py<PyAny>> {
-                self.q.try_get().map_err(|_| queue_empty())
+            fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                match self.q.try_get() {
+                    Ok(item) => Ok(item),
+                    Err(GetError::Closed) => Err(shut_down(py)),
+                    Err(_) => Err(queue_empty()),
+                }
+            }
+
+            /// Shuts the queue down (asyncio 3.13): `put` raises QueueShutDown
+            /// from now on (waiting putters too), `get` once the queue is empty.
+            /// `immediate=True` also drops the items left, marking each done
+            /// (which can release `join`), so getters raise at once.
+            #[pyo3(signature = (immediate=false))]
+            fn shutdown(&self, immediate: bool) {
+                self.q.close();
+                if immediate {
+                    while self.q.try_get().is_ok() {
+                        let _ = self.q.task_done();
+                    }
+                }
             }
 
             /// Marks one item taken by `get` as processed (for `join`);
@@ -128,7 +172,10 @@ macro_rules! py_queue {
                     return Ok(true);
                 }
                 let deadline = deadline_after(timeout)?;
-                Ok(blocking(py, || timed(self.q.join_deadline(deadline)))?.is_some())
+                Ok(
+                    blocking_with(py, || timed(self.q.join_deadline(deadline)), shut_down)?
+                        .is_some(),
+                )
             }
 
             /// The number of items in the queue.
@@ -183,6 +230,7 @@ py_queue!(
 );
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("QueueShutDown", m.py().get_type::<QueueShutDown>())?;
     m.add_class::<Queue>()?;
     m.add_class::<LifoQueue>()?;
     Ok(())

@@ -97,7 +97,7 @@ def test_cancelling_a_task_in_to_thread_returns_at_once():
 
         def slow():
             started.set()
-            time.sleep(0.3)
+            time.sleep(1.0)
             finished.set()
             return "late"
 
@@ -107,7 +107,7 @@ def test_cancelling_a_task_in_to_thread_returns_at_once():
         t.cancel()
         with pytest.raises(ivyrt.CancelledError):
             t.join()
-        assert time.monotonic() - t0 < 0.2
+        assert time.monotonic() - t0 < 0.5
         assert not finished.is_set()  # the call runs on, detached
         ivyrt.to_thread(finished.wait)
 

@@ -214,7 +214,7 @@ def test_blocking_body_parks_the_iterating_task():
 
     out, ticks = ivyrt.run(main)
     assert out == [0, 1, 2, 3, 4]
-    assert ticks >= 10  # the ticker ran while the body slept
+    assert ticks >= 5  # the ticker ran while the body slept (~50 expected)
 
 
 def test_lines_from_a_socket():

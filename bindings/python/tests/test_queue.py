@@ -235,3 +235,51 @@ def test_queue_between_a_task_and_plain_threads():
         return total
 
     assert ivyrt.run(main) == 2 * sum(range(500))
+
+
+@pytest.mark.parametrize("kind", QUEUES, ids=IDS)
+def test_shutdown(kind):
+    def main():
+        # Graceful: waiting putters are refused, getters drain then stop.
+        q = kind(2)
+        q.put(1)
+        q.put(2)
+        started = []
+
+        def blocked_put():
+            started.append(1)
+            q.put(3)
+
+        putter = ivyrt.create_task(blocked_put)
+        wait_until(lambda: started)
+        q.shutdown()
+        with pytest.raises(ivyrt.QueueShutDown):
+            putter.join()
+        with pytest.raises(ivyrt.QueueShutDown):
+            q.put_nowait(4)
+        assert sorted([q.get(), q.get_nowait()]) == [1, 2]
+        with pytest.raises(ivyrt.QueueShutDown):
+            q.get()
+        with pytest.raises(ivyrt.QueueShutDown):
+            q.get_nowait()
+
+        # Immediate: items dropped and marked done, so join returns; a waiting
+        # getter is woken with QueueShutDown.
+        q = kind()
+        getter_q = kind()
+        getter = ivyrt.create_task(getter_q.get)
+        for i in range(3):
+            q.put(i)
+        joined = ivyrt.create_task(q.join)
+        ivyrt.sleep(0.005)
+        assert not joined.done()
+        q.shutdown(immediate=True)
+        assert joined.join() is True
+        assert q.qsize() == 0
+        with pytest.raises(ivyrt.QueueShutDown):
+            q.get()
+        getter_q.shutdown(immediate=True)
+        with pytest.raises(ivyrt.QueueShutDown):
+            getter.join()
+
+    ivyrt.run(main)

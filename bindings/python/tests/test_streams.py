@@ -3,6 +3,8 @@ errors, StreamWriter, Server's lifecycle, cancellation and timeouts of reads,
 1000 concurrent echo connections with exact byte counts, and the HTTP/1.0
 pair of ivyrt.http."""
 
+import errno
+import os
 import resource
 import socket
 import time
@@ -261,8 +263,10 @@ def test_connect_errors():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()  # nothing listens there now
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(ConnectionRefusedError) as refused:
             ivyrt.open_connection("127.0.0.1", port)
+        assert refused.value.errno == errno.ECONNREFUSED  # as the socket module sets it
+        assert refused.value.strerror == os.strerror(errno.ECONNREFUSED)
         with pytest.raises(OSError):
             ivyrt.open_connection("no-such-host.invalid", 80)
         with pytest.raises(ValueError):
@@ -420,3 +424,63 @@ def test_udp_datagrams_exact_counts():
                 t.join()
 
     ivyrt.run(main)
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys
+import ivyrt
+
+def main():
+    def greet(reader, writer):
+        writer.write(b"hi\n")
+        reader.read()
+        writer.close()
+
+    server = ivyrt.start_server(greet, "127.0.0.1", 0)
+    port = server.address[1]
+    # Leave exactly 9 free fds: fill every free number below the limit, then
+    # close nine of the fillers.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 10, hard))
+    fillers = []
+    while True:
+        try:
+            fillers.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            break
+    for _ in range(9):
+        os.close(fillers.pop())
+    conns, stuck = [], None
+    for _ in range(100):
+        try:
+            reader, writer = ivyrt.open_connection("127.0.0.1", port)
+        except OSError:  # the client side ran out first: make room, go on
+            conns.pop(0)[1].close()
+            continue
+        try:
+            with ivyrt.timeout(0.3):
+                assert reader.readline() == b"hi\n"
+            conns.append((reader, writer))
+        except TimeoutError:
+            stuck = (reader, writer)  # connected, but the server could not accept
+            break
+    assert stuck is not None, "the server never ran out of fds"
+    conns.pop(0)[1].close()  # frees fds; the server retries its accept
+    with ivyrt.timeout(5):
+        assert stuck[0].readline() == b"hi\n"
+    print("recovered")
+
+ivyrt.run(main)
+"""
+
+
+def test_server_survives_running_out_of_fds():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "recovered" in r.stdout
+    assert "accept failed" in r.stderr and "retrying" in r.stderr

@@ -12,7 +12,7 @@ the queue's own ``Lock``; the waiting is done by ``Condition`` (as CPython's
 
 import heapq
 
-from ._ivyrt import Condition, Lock, QueueEmpty, QueueFull
+from ._ivyrt import Condition, Lock, QueueEmpty, QueueFull, QueueShutDown
 
 
 class PriorityQueue:
@@ -27,6 +27,7 @@ class PriorityQueue:
         self._maxsize = maxsize if maxsize > 0 else 0
         self._heap = []
         self._unfinished = 0
+        self._shutdown = False
         self._mutex = Lock()
         self._not_empty = Condition(self._mutex)
         self._not_full = Condition(self._mutex)
@@ -39,6 +40,12 @@ class PriorityQueue:
 
     def _has_room(self):
         return not self._maxsize or len(self._heap) < self._maxsize
+
+    def _can_put(self):
+        return self._shutdown or self._has_room()
+
+    def _can_get(self):
+        return self._shutdown or bool(self._heap)
 
     def _push(self, item):
         heapq.heappush(self._heap, item)
@@ -54,13 +61,17 @@ class PriorityQueue:
         """Puts ``item``, parking while the queue is full. With ``timeout``
         (seconds), raises ``QueueFull`` if no room came in time."""
         with self._mutex:
-            if not self._not_full.wait_for(self._has_room, timeout):
+            if not self._not_full.wait_for(self._can_put, timeout):
                 raise QueueFull
+            if self._shutdown:
+                raise QueueShutDown
             self._push(item)
 
     def put_nowait(self, item):
         """Puts ``item`` without waiting; ``QueueFull`` if there is no room."""
         with self._mutex:
+            if self._shutdown:
+                raise QueueShutDown
             if not self._has_room():
                 raise QueueFull
             self._push(item)
@@ -70,16 +81,33 @@ class PriorityQueue:
         empty. With ``timeout`` (seconds), raises ``QueueEmpty`` if none came
         in time."""
         with self._mutex:
-            if not self._not_empty.wait_for(lambda: self._heap, timeout):
+            if not self._not_empty.wait_for(self._can_get, timeout):
                 raise QueueEmpty
+            if not self._heap:
+                raise QueueShutDown
             return self._pop()
 
     def get_nowait(self):
         """Removes and returns the smallest item; ``QueueEmpty`` if none."""
         with self._mutex:
             if not self._heap:
-                raise QueueEmpty
+                raise QueueShutDown if self._shutdown else QueueEmpty
             return self._pop()
+
+    def shutdown(self, immediate=False):
+        """Shuts the queue down (asyncio 3.13): ``put`` raises
+        ``QueueShutDown`` from now on (waiting putters too), ``get`` once the
+        queue is empty. ``immediate=True`` also drops the items left, marking
+        each done (which can release ``join``)."""
+        with self._mutex:
+            self._shutdown = True
+            if immediate:
+                self._unfinished -= len(self._heap)
+                self._heap.clear()
+                if self._unfinished == 0:
+                    self._all_done.notify_all()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
 
     def task_done(self):
         """Marks one item taken by ``get`` as processed (for ``join``);

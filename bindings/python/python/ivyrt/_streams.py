@@ -19,6 +19,7 @@ UDP: ``open_datagram(local_addr, remote_addr)`` gives a ``DatagramSocket``
 API rather than asyncio's protocol-based ``create_datagram_endpoint``.
 """
 
+import errno
 import inspect
 import os
 import socket
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 _DEFAULT_LIMIT = 2**16  # asyncio's
+_ACCEPT_RETRY_DELAY = 1.0  # asyncio's, after running out of a system resource
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _READ_CHUNK = 2**16
 
 
@@ -290,7 +293,18 @@ class Server:
         import ivyrt
 
         while True:
-            conn = self._listener.accept()
+            try:
+                conn = self._listener.accept()
+            except ConnectionAbortedError:
+                continue  # the peer gave up before we accepted
+            except OSError as e:
+                if e.errno not in _ACCEPT_RESOURCE_ERRORS:
+                    raise
+                # Out of fds or memory: say so and retry later, as asyncio does.
+                print(f"ivyrt: server {self.address}: accept failed ({e}); retrying in "
+                      f"{_ACCEPT_RETRY_DELAY} s", file=sys.stderr)
+                ivyrt.sleep(_ACCEPT_RETRY_DELAY)
+                continue
             if conn is None:
                 return
             stream, _peer = conn

@@ -22,6 +22,7 @@ from ._ivyrt import (
     Queue,
     QueueEmpty,
     QueueFull,
+    QueueShutDown,
     Semaphore,
 )
 from ._queues import PriorityQueue
@@ -36,4 +37,5 @@ __all__ = [
     "Queue",
     "LifoQueue",
     "PriorityQueue",
+    "QueueShutDown",
 ]
