@@ -52,13 +52,19 @@ pub const STACK_PER_LEVEL: usize = 2048;
 
 static NEXT_RT: AtomicU64 = AtomicU64::new(1);
 
-/// The stack size a Python task needs for the current recursion limit.
-pub fn default_stack_size(py: Python<'_>) -> PyResult<usize> {
-    let limit: usize = py
-        .import("sys")?
-        .call_method0("getrecursionlimit")?
-        .extract()?;
-    Ok(DEFAULT_STACK.max(limit.saturating_mul(STACK_PER_LEVEL)))
+/// The stack the current recursion limit needs (`STACK_PER_LEVEL` a level).
+pub fn stack_for_recursion_limit() -> usize {
+    // SAFETY: called with the GIL held (from a #[pyfunction]); reads an int.
+    let limit = unsafe { pyo3::ffi::Py_GetRecursionLimit() };
+    usize::try_from(limit)
+        .unwrap_or(0)
+        .saturating_mul(STACK_PER_LEVEL)
+}
+
+/// The default stack of a Python task: `DEFAULT_STACK`, or more when the
+/// recursion limit asks for more.
+pub fn default_stack_size() -> usize {
+    DEFAULT_STACK.max(stack_for_recursion_limit())
 }
 
 fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
@@ -94,7 +100,7 @@ pub fn run(
     }
     let stack = match stack_size {
         Some(s) => s,
-        None => default_stack_size(py)?,
+        None => default_stack_size(),
     };
     let mut builder = ivy::Builder::new()
         .workers(workers)
@@ -110,6 +116,7 @@ pub fn run(
     let ctx = Arc::new(RtCtx {
         id: NEXT_RT.fetch_add(1, Ordering::Relaxed),
         handle: rt.handle(),
+        stack_size: stack,
     });
     let name = "main".into_pyobject(py)?.into_any().unbind();
     let spawned = task::spawn(py, &ctx, main, args, None, Some(name), None);

@@ -48,6 +48,8 @@ use crate::tstate;
 pub struct RtCtx {
     pub id: u64,
     pub handle: ivy::Handle,
+    /// The runtime's default task stack, in bytes.
+    pub stack_size: usize,
 }
 
 /// Signals a task's end: to its joiners (an Event, any number of waiters)
@@ -198,6 +200,11 @@ pub fn spawn<'py>(
         Some(n) => Some(n.bind(py).str()?.to_string()),
         None => None,
     };
+    // A recursion limit raised after `run` started gets the stack it needs.
+    let stack_size = stack_size.or_else(|| {
+        let need = crate::runtime::stack_for_recursion_limit();
+        (need > rt.stack_size).then_some(need)
+    });
     let finished = Arc::new(Finish::new());
     let task = Bound::new(
         py,
@@ -562,6 +569,7 @@ impl Task {
         left
     }
 
+    /// The task's name (`Task-N` unless one was given).
     fn get_name(&self, py: Python<'_>) -> Py<PyAny> {
         match &*lock(&self.name) {
             Some(n) => n.clone_ref(py),
@@ -573,6 +581,7 @@ impl Task {
         }
     }
 
+    /// Renames the task.
     fn set_name(&self, value: Py<PyAny>) {
         *lock(&self.name) = Some(value);
     }
@@ -625,6 +634,7 @@ impl Task {
         Ok(before - cbs.len())
     }
 
+    /// `<Task name='w1' state=pending|running|done|cancelled|failed>`.
     fn __repr__(&self, py: Python<'_>) -> String {
         self.repr(py)
     }

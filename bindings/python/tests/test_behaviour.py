@@ -263,9 +263,14 @@ def test_deep_recursion_is_a_recursion_error(run_script):
         print(*ivyrt.run(main))
         t = ivyrt.run(lambda: ivyrt.create_task(main).join())
         print(*t)
+        sys.setrecursionlimit(1000)
+        def raise_limit_inside():  # a task spawned after the limit was raised
+            sys.setrecursionlimit(30_000)
+            return ivyrt.create_task(main).join()
+        print(*ivyrt.run(raise_limit_inside))
     """)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:3] == ["RecursionError RecursionError"] * 3
+    assert r.stdout.split("\n")[:4] == ["RecursionError RecursionError"] * 4
 
 
 def test_stack_overflow_with_a_small_explicit_stack_names_stack_size(run_script):
