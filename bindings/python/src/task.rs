@@ -213,10 +213,7 @@ pub fn spawn<'py>(
         Some(n) => Some(n.bind(py).str()?.into_any().unbind()),
         None => None,
     };
-    let ivy_name = match &name {
-        Some(n) => Some(n.bind(py).to_string()),
-        None => None,
-    };
+    let ivy_name = name.as_ref().map(|n| n.bind(py).to_string());
     // A recursion limit raised after `run` started gets the stack it needs.
     let stack_size = stack_size.or_else(|| {
         let need = crate::runtime::stack_for_recursion_limit();
