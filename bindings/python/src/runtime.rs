@@ -117,6 +117,7 @@ pub fn run(
         id: NEXT_RT.fetch_add(1, Ordering::Relaxed),
         handle: rt.handle(),
         stack_size: stack,
+        stack_size_given: stack_size.is_some(),
     });
     let name = "main".into_pyobject(py)?.into_any().unbind();
     let spawned = task::spawn(py, &ctx, main, args, None, Some(name), None);

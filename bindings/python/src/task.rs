@@ -50,6 +50,9 @@ pub struct RtCtx {
     pub handle: ivy::Handle,
     /// The runtime's default task stack, in bytes.
     pub stack_size: usize,
+    /// Whether `run(stack_size=)` set it (then it is not grown for the
+    /// recursion limit: the user's size is honoured).
+    pub stack_size_given: bool,
 }
 
 /// Signals a task's end: to its joiners (an Event, any number of waiters)
@@ -181,7 +184,16 @@ pub fn current_cancel_message(py: Python<'_>) -> Option<Py<PyAny>> {
 
 /// Forgets the tasks of runtime `rt` that never ran (called when it ends).
 pub fn forget_runtime(rt: u64) {
-    lock(&LIVE).retain(|_, t| t.get().rt.id != rt);
+    let gone: Vec<Py<Task>> = {
+        let mut live = lock(&LIVE);
+        let ids: Vec<u64> = live
+            .iter()
+            .filter(|(_, t)| t.get().rt.id == rt)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.iter().filter_map(|id| live.remove(id)).collect()
+    };
+    drop(gone); // outside the lock: freeing a Task may run Python code
 }
 
 /// Spawns `fun(*args, **kwargs)` as a task on `rt`.
@@ -196,14 +208,16 @@ pub fn spawn<'py>(
 ) -> PyResult<Bound<'py, Task>> {
     // SAFETY: the GIL is held; a new reference or NULL with an exception set.
     let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
-    let ivy_name = match &name {
-        Some(n) => Some(n.bind(py).str()?.to_string()),
+    // Names are kept as `str(name)`, as asyncio does.
+    let name = match name {
+        Some(n) => Some(n.bind(py).str()?.into_any().unbind()),
         None => None,
     };
+    let ivy_name = name.as_ref().map(|n| n.bind(py).to_string());
     // A recursion limit raised after `run` started gets the stack it needs.
     let stack_size = stack_size.or_else(|| {
         let need = crate::runtime::stack_for_recursion_limit();
-        (need > rt.stack_size).then_some(need)
+        (!rt.stack_size_given && need > rt.stack_size).then_some(need)
     });
     let finished = Arc::new(Finish::new());
     let task = Bound::new(
@@ -582,8 +596,10 @@ impl Task {
     }
 
     /// Renames the task.
-    fn set_name(&self, value: Py<PyAny>) {
-        *lock(&self.name) = Some(value);
+    fn set_name(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = value.str()?.into_any().unbind();
+        *lock(&self.name) = Some(name);
+        Ok(())
     }
 
     /// The task's name (`Task-N` unless given).
@@ -593,7 +609,7 @@ impl Task {
     }
 
     #[setter(name)]
-    fn set_name_attr(&self, value: Py<PyAny>) {
+    fn set_name_attr(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         self.set_name(value)
     }
 

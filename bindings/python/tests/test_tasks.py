@@ -150,6 +150,9 @@ def test_task_states_repr_and_names():
         assert anon.get_name().startswith("Task-")
         anon.set_name("renamed")
         assert anon.name == "renamed" and "renamed" in repr(anon)
+        anon.name = 42  # names are str(name), as asyncio's
+        assert anon.get_name() == "42"
+        assert ivyrt.create_task(lambda: None, name=7).get_name() == "7"
         anon.join()
         assert ivyrt.current_task().get_name() == "main"
         return gate
