@@ -24,8 +24,8 @@ tests/c/run.sh
 
 tests/hook/run.sh # the libc hook layer: Rust (--features hook), C (LD_PRELOAD, -livy_hook), Python
 
-echo "== Python binding (ctypes over target/release/libivy.so)"
-python3 -m pytest -q bindings/python/tests
+echo "== Python package ivyrt: pip install into target/pyvenv, pytest over the installed package, examples/python"
+bindings/python/run-tests.sh
 
 echo "== the hook layer with real software: libcurl, hiredis + redis-server, std::net, redis crate, ureq"
 tests/real/run.sh

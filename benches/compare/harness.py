@@ -28,6 +28,18 @@ then add one `Row` below and its metric's label to report.py's METRICS.
 A system whose binary does not list a workload (`--list`) is left out of that
 row; for ivy, that row is reported as pending.
 
+Two suites share this harness. The "rust" rows compare ivy (the Rust crate)
+with tokio, may, Go and asyncio/uvloop; the "python" rows (ids py_*) compare the
+Python package ivyrt (bindings/python; the system `ivyrt` runs it with one
+worker, asyncio's model, `ivyrt-w2` with two) with asyncio, uvloop and gevent,
+all on the same CPython (ivyrt from the venv that run.sh / bindings/python/
+run-tests.sh install it into, target/pyvenv; IVYRT_PYTHON overrides). A row
+runs only its suite's systems. The Python rows are smaller (a Python task costs
+microseconds, not nanoseconds):
+
+    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_tcp_echo \
+        --out results/python.txt    # run.sh --python does this, then report.py
+
 The hook rows (`HOOK_ROWS`: hook_curl, hook_std) compare systems of their own,
 the same client program three ways: ivy with its libc hook (`ivy-hook`), ivy
 without it (`ivy-nohook`), and one OS thread per request (`threads`). Each row
@@ -72,6 +84,8 @@ class Row:
     # Server rows: the load generator ("loadgen" or "wrk"); n is then the
     # number of connections, the same in both modes.
     load: str = ""
+    suite: str = "rust"  # which systems run it: SUITES[suite]
+    skip: tuple = ()  # systems of the suite for which the row makes no sense
 
 
 # The suite. Order is the report's order.
@@ -103,6 +117,20 @@ ROWS = [
     Row("http_hello", "http_hello", "net", 100, 100, load="wrk",
         title="HTTP/1.1 hello, keep-alive, wrk -t1 -c100"),
     # Next (one Row each, twins in every system): Row("semaphore", ...)
+
+    # The Python suite: ivyrt against asyncio, uvloop and gevent (suite="python").
+    Row("py_switch", "switch", "python", 200_000, 20_000, suite="python", skip=("ivyrt-w2",),
+        title="Python: yield ping-pong between two tasks (asyncio.sleep(0), gevent.sleep(0), ivyrt.yield_now)"),
+    Row("py_spawn_join", "spawn_join", "python", 100_000, 10_000, suite="python",
+        title="Python: create 100k tasks, then join them all"),
+    Row("py_queue", "chan_pingpong", "python", 100_000, 10_000, suite="python",
+        title="Python: queue ping-pong between two tasks, two Queue(maxsize=1)"),
+    Row("py_sleeps", "timers", "python", 10_000, 10_000, suite="python",
+        title="Python: 10k concurrent sleeps of 1..1000 ms"),
+    Row("py_lock", "mutex_contention", "python", 500_000, 50_000, suite="python",
+        title="Python: 64 tasks incrementing a counter under one Lock"),
+    Row("py_tcp_echo", "tcp_echo", "python", 100, 100, load="loadgen", suite="python",
+        title="Python: TCP echo, 64-byte messages, 100 connections (loadgen)"),
 ]
 
 
@@ -150,10 +178,14 @@ SERVER_START_TIMEOUT_S = 30  # until the LISTENING line
 SERVER_STOP_GRACE_S = 2  # SIGTERM, then SIGKILL
 READY_TIMEOUT_S = 30  # loadgen: all connections connected and echoed once
 WRK_CONNS, WRK_THREADS = 100, 1
-# Systems that run every task on one thread whatever --workers says.
-SINGLE_THREADED = {"asyncio", "uvloop"}
+# Systems whose worker count is fixed whatever the machine has: asyncio, uvloop
+# and gevent run every task on one thread; ivyrt runs with one worker by default
+# (asyncio's atomicity between blocking calls), ivyrt-w2 is its opt-in workers=2.
+FIXED_WORKERS = {"asyncio": 1, "uvloop": 1, "gevent": 1, "ivyrt": 1, "ivyrt-w2": 2}
 
 TARGET = HERE / "target"
+# The venv holding the installed ivyrt package (pip install ./bindings/python).
+IVYRT_PYTHON = os.environ.get("IVYRT_PYTHON", str(ROOT / "target/pyvenv/bin/python"))
 SYSTEMS = {
     # IVY_BENCH_BIN: measure another build of ivy-bench (an earlier ivy, for a
     # before/after comparison) under the same harness.
@@ -163,6 +195,13 @@ SYSTEMS = {
     "go": [str(TARGET / "go-bench")],
     "asyncio": [sys.executable, str(HERE / "python/bench.py"), "--loop", "asyncio"],
     "uvloop": [sys.executable, str(HERE / "python/bench.py"), "--loop", "uvloop"],
+    "gevent": [sys.executable, str(HERE / "python/bench_gevent.py")],
+    "ivyrt": [IVYRT_PYTHON, str(HERE / "python/bench_ivyrt.py")],
+    "ivyrt-w2": [IVYRT_PYTHON, str(HERE / "python/bench_ivyrt.py")],
+}
+SUITES = {
+    "rust": {"ivy", "ivy-before", "tokio", "may", "go", "asyncio", "uvloop"},
+    "python": {"asyncio", "uvloop", "gevent", "ivyrt", "ivyrt-w2"},
 }
 # IVY_BEFORE_BIN: an earlier build of ivy-bench, as the system "ivy-before", for
 # before/after runs (`--systems ivy,ivy-before`); report.py does not chart it.
@@ -196,6 +235,9 @@ def machine():
             break
     mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
     uv = sh(f"{sys.executable} -c 'import uvloop; print(uvloop.__version__)'") or "not installed"
+    gev = sh(f"{sys.executable} -c 'import gevent; print(gevent.__version__)'") or "not installed"
+    ivyrt = sh(f"{IVYRT_PYTHON} -c 'import ivyrt, platform; "
+               f"print(ivyrt.__version__, \"on Python\", platform.python_version())'") or "not installed"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": cpu,
@@ -207,6 +249,8 @@ def machine():
         "go": sh("go version"),
         "python": platform.python_version(),
         "uvloop": uv,
+        "gevent": gev,
+        "ivyrt": ivyrt,
         "tokio": lock_version("tokio"),
         "async-channel": lock_version("async-channel"),
         "may": lock_version("may"),
@@ -216,6 +260,9 @@ def machine():
         "libcurl (hook_curl)": sh("curl-config --version") or "not installed",
         "ivy commit": sh("git log -1 --format=%h -- src hook Cargo.toml", cwd=ROOT)
         + (" (dirty)" if sh("git status --porcelain -- src hook Cargo.toml", cwd=ROOT) else ""),
+        "ivyrt commit": sh("git log -1 --format=%h -- src Cargo.toml bindings/python", cwd=ROOT)
+        + (" (dirty)" if sh("git status --porcelain -- src Cargo.toml bindings/python",
+                            cwd=ROOT) else ""),
     }
 
 
@@ -236,6 +283,7 @@ def listed(system):
 def run_once(system, row, n, workers):
     """Runs one measurement; returns its RESULT lines (a synthesized failure line
     when the process died or timed out without saying why)."""
+    workers = FIXED_WORKERS.get(system, workers)
     cmd = SYSTEMS[system] + [row.workload, "--n", str(n), "--workers", str(workers)]
     base = f"workload={row.workload} system={system} metric=all status=fail value=nan unit=- n={n} workers={workers}"
     try:
@@ -359,8 +407,7 @@ def run_server(system, row, workers, quick):
     """One measurement of a server row: starts the server, waits for its
     LISTENING line, runs the load generator, stops the server. RESULT lines,
     or one status=fail line when anything went wrong."""
-    if system in SINGLE_THREADED:
-        workers = 1
+    workers = FIXED_WORKERS.get(system, workers)
     base = (f"workload={row.workload} system={system} metric=all status=fail value=nan "
             f"unit=- n={row.n} workers={workers}")
     cmd = SYSTEMS[system] + [row.workload, "--port", "0", "--workers", str(workers)]
@@ -484,6 +531,8 @@ def main():
             print(f"harness: {tool} not found; its rows are left out", file=sys.stderr)
     rows = [r for r in rows if not (r.load and missing[r.load])]
 
+    # Only the systems that some selected row's suite has.
+    systems = [s for s in systems if any(s in SUITES[r.suite] for r in rows)]
     support = {}
     for s in systems if rows else []:
         support[s] = listed(s)
@@ -499,7 +548,8 @@ def main():
     results = []
     for row in rows:
         n = row.quick_n if args.quick else row.n
-        active = [s for s in systems if support.get(s) and row.workload in support[s]]
+        active = [s for s in systems if support.get(s) and row.workload in support[s]
+                  and s in SUITES[row.suite] and s not in row.skip]
         failed = set()
         for k in range(1, runs + 1):
             for s in active:

@@ -7,16 +7,23 @@ Medians and spreads (min-max) per row, metric and system; a table of ratios
 ivy ÷ other (below 1.0: ivy wins; for a higher-is-better metric the ratio is
 inverted so that this still holds); one PNG per workload family; then the
 hand-written NOTES.md (workload definitions, fairness notes, findings) verbatim.
+
+The Python suite (rows py_*, harness.py's suite="python") gets its own section:
+the absolute table over asyncio, uvloop, gevent, ivyrt (one worker) and
+ivyrt-w2, and the ratios ivyrt ÷ asyncio / uvloop / gevent against issue 14's
+target (at most 0.5 of asyncio, below 1.0 of gevent). A results file with only
+Python rows (`run.sh --python`) gives a report with only that section.
 """
 
 import argparse
+import os
 import re
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from harness import HERE, HOOK_ROWS, ROOT, ROWS, SYSTEMS
+from harness import HERE, HOOK_ROWS, ROOT, ROWS, SUITES, SYSTEMS
 
 # metric -> (label, better). Add one line per new metric.
 METRICS = {
@@ -52,10 +59,16 @@ FAMILIES = {
     "memory": "Memory per idle task",
     "sync": "Synchronisation",
     "net": "Network: TCP echo (loadgen) and HTTP hello (wrk)",
+    "python": "Python: ivyrt against asyncio, uvloop and gevent",
 }
 
+# The Python section's subjects (ratio numerators) and its reference systems.
+PY_SUBJECTS = ["ivyrt", "ivyrt-w2"]
+PY_REFERENCES = ["asyncio", "uvloop", "gevent"]
+
 COLORS = {"ivy": "#2ca02c", "tokio": "#1f77b4", "may": "#9467bd", "go": "#17becf",
-          "asyncio": "#ff7f0e", "uvloop": "#d62728"}
+          "asyncio": "#ff7f0e", "uvloop": "#d62728", "gevent": "#8c564b",
+          "ivyrt": "#2ca02c", "ivyrt-w2": "#98df8a"}
 
 LINE = re.compile(r"^RESULT (.*?)(?: error=(.*))?$")
 
@@ -123,9 +136,91 @@ def ratio(ivy, other, better):
     return ivy / other if better == "lower" else other / ivy
 
 
-def systems_in(table):
-    seen = {s for row in table.values() for m in row.values() for s in m}
-    return [s for s in SYSTEMS if s in seen]
+def systems_in(table, suite="rust"):
+    """The systems with results in the table's rows of that suite, in SYSTEMS order."""
+    ids = {r.id for r in ROWS if r.suite == suite}
+    seen = {s for rid, row in table.items() if rid in ids for m in row.values() for s in m}
+    return [s for s in SYSTEMS if s in seen and s in SUITES[suite]]
+
+
+def cell_text(c, s, footnotes, subject="ivy"):
+    """One table cell: median [min-max], or FAIL with a footnote, or a dash."""
+    if c is None:
+        return "pending" if s == subject else "—"
+    if c.failed:
+        err = short_error(c.errors[0])
+        if err not in footnotes:
+            footnotes.append(err)
+        return f"**FAIL**[^f{footnotes.index(err) + 1}]"
+    if len(c.values) == 1:
+        return fmt(c.median)
+    return f"{fmt(c.median)} [{fmt(min(c.values))}–{fmt(max(c.values))}]"
+
+
+def python_notes(notes):
+    """NOTES.md's Python section alone (a report of the Python rows only)."""
+    m = re.search(r"^## Python: .*?(?=^## |\Z)", notes, re.M | re.S)
+    return m.group(0) if m else ""
+
+
+# The metric issue 14's target is judged on, per Python row (default: the row's
+# first metric). A sleep's total is at least the longest sleep by construction:
+# the runtime's own cost is what beyond it. Latency and memory are reported.
+PY_TARGET_METRIC = {"py_sleeps": "overhead_ms", "py_tcp_echo": "msgs_per_s"}
+
+
+def python_section(table, footnotes):
+    """The Python suite: absolute results and ivyrt's ratios against the
+    asyncio-family loops and gevent, with issue 14's target per row."""
+    rows = [r for r in ROWS if r.suite == "python" and r.id in table]
+    if not rows:
+        return []
+    systems = systems_in(table, "python")
+    out = []
+    w = out.append
+    w("## Python: ivyrt against asyncio, uvloop and gevent\n")
+    w("The same CPython runs every system; ivyrt is the installed package "
+      "(`pip install ./bindings/python`), `ivyrt` with one worker (asyncio's model, the "
+      "default), `ivyrt-w2` with `workers=2`. asyncio, uvloop and gevent run on one thread. "
+      "Sizes: see harness.py's py_* rows.\n")
+    w("| row | metric | " + " | ".join(systems) + " |")
+    w("|---|---|" + "---|" * len(systems))
+    for row in rows:
+        for metric, cells in table[row.id].items():
+            label = METRICS.get(metric, (metric, ""))[0]
+            tds = [cell_text(cells.get(s), s, footnotes, "ivyrt") for s in systems]
+            w(f"| {row.id} | {label} | " + " | ".join(tds) + " |")
+    w("")
+    pairs = [(a, b) for a in PY_SUBJECTS if a in systems for b in PY_REFERENCES if b in systems]
+    if pairs:
+        w("Ratios (below 1.0: ivyrt wins; for per-second metrics other ÷ ivyrt). Issue 14's "
+          "target for `ivyrt`: at most 0.50 against asyncio and below 1.00 against gevent "
+          "on every row, judged on the row's main metric (time per operation; the sleeps' "
+          "cost beyond the longest sleep; the echo's messages per second); latency and "
+          "memory are reported beside it.\n")
+        w("| row | metric | " + " | ".join(f"{a} ÷ {b}" for a, b in pairs) + " | target met |")
+        w("|---|---|" + "---|" * (len(pairs) + 1))
+        for row in rows:
+            for metric, cells in table[row.id].items():
+                label, better = METRICS.get(metric, (metric, "lower"))
+                tds, rs = [], {}
+                for a, b in pairs:
+                    ca, cb = cells.get(a), cells.get(b)
+                    if ca is None or cb is None or ca.failed or cb.failed:
+                        tds.append("—" if ca is None or cb is None else "fail")
+                        continue
+                    r = ratio(ca.median, cb.median, better)
+                    rs[(a, b)] = r
+                    tds.append("—" if r is None else (f"**{r:.2f}**" if r < 1 else f"{r:.2f}"))
+                ra, rg = rs.get(("ivyrt", "asyncio")), rs.get(("ivyrt", "gevent"))
+                judged = PY_TARGET_METRIC.get(row.id, next(iter(table[row.id])))
+                if metric != judged or ra is None or rg is None:
+                    verdict = "—"  # reported, not judged
+                else:
+                    verdict = "yes" if ra <= 0.5 and rg < 1 else "**no**"
+                w(f"| {row.id} | {label} | " + " | ".join(tds) + f" | {verdict} |")
+        w("")
+    return out
 
 
 def short_error(e):
@@ -137,10 +232,14 @@ def short_error(e):
 def markdown(info, table, plots_rel, notes):
     systems = systems_in(table)
     others = [s for s in systems if s != "ivy"]
-    rows = [r for r in ROWS if r.id in table]
+    rows = [r for r in ROWS if r.id in table and r.suite == "rust"]
+    python_only = not rows
     out = []
     w = out.append
-    w("# Benchmarks: ivy against tokio, may, Go and Python asyncio\n")
+    if python_only:
+        w("# Benchmarks: the Python package ivyrt against asyncio, uvloop and gevent\n")
+    else:
+        w("# Benchmarks: ivy against tokio, may, Go and Python asyncio\n")
     w("<!-- Generated by benches/compare/report.py from "
       f"benches/compare/results/{info.get('mode', 'full')}.txt; edit NOTES.md, not this file. -->\n")
     if info.get("mode") == "quick":
@@ -151,18 +250,29 @@ def markdown(info, table, plots_rel, notes):
       f"workload (each a fresh process with its own warm-up round at n/10; for the network "
       f"rows a fresh server process and a timed warm-up before the timed measurement), "
       f"interleaved across systems; the table gives the **median**, and the spread "
-      f"**min–max** in brackets. Every runtime gets {info.get('workers', '?')} workers "
-      "(all cores), except where a workload fixes one worker (`switch`) and asyncio/uvloop, "
-      "which have one thread by design.\n")
-    w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, see the wall time below; most of it Python and the timed network rows) or "
-      "`benches/compare/run.sh --quick` (under 5 minutes; it writes `benches/compare/results/QUICK.md` instead of this file). It installs Go, matplotlib and uvloop "
-      "if missing, builds everything in release mode, runs `harness.py`, then `report.py`.\n")
+      f"**min–max** in brackets. "
+      + ("Workers: as each Python system's name says (below).\n" if python_only else
+         f"Every runtime gets {info.get('workers', '?')} workers "
+         "(all cores), except where a workload fixes one worker (`switch`) and asyncio/uvloop, "
+         "which have one thread by design.\n"))
+    if python_only:
+        w("**Reproduce:** `benches/compare/run.sh --python` (the Python rows only; it installs "
+          "gevent and uvloop if missing and ivyrt into `target/pyvenv`, then writes "
+          "`benches/compare/results/PYTHON.md`).\n")
+    else:
+        w("**Reproduce:** `benches/compare/run.sh` (full, about 30 minutes on this machine, see "
+          "the wall time below; most of it Python and the timed network rows) or "
+          "`benches/compare/run.sh --quick` (under 5 minutes; it writes "
+          "`benches/compare/results/QUICK.md` instead of this file). It installs Go, "
+          "matplotlib, uvloop and gevent if missing, builds everything in release mode, "
+          "installs ivyrt into `target/pyvenv`, runs `harness.py`, then `report.py`. "
+          "`run.sh --python` runs the Python rows alone.\n")
 
     w("## Machine\n")
     w("| | |\n|---|---|")
     for k in ["cpu", "cores", "memory", "kernel", "vm.max_map_count", "rustc", "go", "python",
-              "uvloop", "tokio", "async-channel", "may", "mio (loadgen)", "wrk", "RLIMIT_NOFILE",
-              "ivy commit", "loadavg before",
+              "uvloop", "gevent", "ivyrt", "tokio", "async-channel", "may", "mio (loadgen)", "wrk", "RLIMIT_NOFILE",
+              "ivy commit", "ivyrt commit", "loadavg before",
               "loadavg after", "wall time"]:
         if k in info:
             w(f"| {k} | {info[k]} |")
@@ -171,102 +281,111 @@ def markdown(info, table, plots_rel, notes):
       "(see the load averages), so absolute numbers carry noise; the interleaving spreads "
       "it over all systems, and the min–max spread shows how much there was.\n")
 
-    # Headline: ivy against the best peer that completed.
-    w("## Headline: ivy against the best other system\n")
-    w("| workload | metric | ivy | best other | ivy ÷ best (<1: ivy wins) |")
-    w("|---|---|---|---|---|")
-    pending = []
-    for row in rows:
-        for metric, cells in table[row.id].items():
-            label, better = METRICS.get(metric, (metric, "lower"))
-            if "ivy" not in cells:
-                pending.append(row)
-                break
-            ivy = cells["ivy"]
-            peers = [(s, c.median) for s, c in cells.items()
-                     if s != "ivy" and not c.failed and c.median is not None]
-            if not peers:
-                continue
-            pick = min if better == "lower" else max
-            best_s, best_v = pick(peers, key=lambda p: p[1])
-            if ivy.failed:
-                w(f"| {row.id} | {label} | **FAIL** | {best_s} {fmt(best_v)} | — |")
-                continue
-            r = ratio(ivy.median, best_v, better)
-            verdict = "ivy wins" if r < 1 else "**ivy loses**"
-            w(f"| {row.id} | {label} | {fmt(ivy.median)} | {best_s} {fmt(best_v)} | "
-              f"{r:.2f} ({verdict}) |")
-    w("")
-
-    w("## Absolute results (median, [min–max])\n")
-    w("| workload | metric | " + " | ".join(systems) + " |")
-    w("|---|---|" + "---|" * len(systems))
     footnotes = []
-    for row in rows:
-        for metric, cells in table[row.id].items():
-            label = METRICS.get(metric, (metric, ""))[0]
-            tds = []
-            for s in systems:
-                c = cells.get(s)
-                if c is None:
-                    tds.append("pending" if s == "ivy" else "—")
-                elif c.failed:
-                    err = short_error(c.errors[0])
-                    if err not in footnotes:
-                        footnotes.append(err)
-                    tds.append(f"**FAIL**[^f{footnotes.index(err) + 1}]")
-                elif len(c.values) == 1:
-                    tds.append(fmt(c.median))
-                else:
-                    tds.append(f"{fmt(c.median)} [{fmt(min(c.values))}–{fmt(max(c.values))}]")
-            w(f"| {row.id} | {label} | " + " | ".join(tds) + " |")
-    w("")
-    for i, e in enumerate(footnotes, 1):
-        w(f"[^f{i}]: {e}")
-    w("")
+    if rows:  # the Rust suite's sections
+        # Headline: ivy against the best peer that completed.
+        w("## Headline: ivy against the best other system\n")
+        w("| workload | metric | ivy | best other | ivy ÷ best (<1: ivy wins) |")
+        w("|---|---|---|---|---|")
+        pending = []
+        for row in rows:
+            for metric, cells in table[row.id].items():
+                label, better = METRICS.get(metric, (metric, "lower"))
+                if "ivy" not in cells:
+                    pending.append(row)
+                    break
+                ivy = cells["ivy"]
+                peers = [(s, c.median) for s, c in cells.items()
+                         if s != "ivy" and not c.failed and c.median is not None]
+                if not peers:
+                    continue
+                pick = min if better == "lower" else max
+                best_s, best_v = pick(peers, key=lambda p: p[1])
+                if ivy.failed:
+                    w(f"| {row.id} | {label} | **FAIL** | {best_s} {fmt(best_v)} | — |")
+                    continue
+                r = ratio(ivy.median, best_v, better)
+                verdict = "ivy wins" if r < 1 else "**ivy loses**"
+                w(f"| {row.id} | {label} | {fmt(ivy.median)} | {best_s} {fmt(best_v)} | "
+                  f"{r:.2f} ({verdict}) |")
+        w("")
 
-    w("## Ratios: ivy ÷ other (below 1.0 means ivy wins)\n")
-    w("For the per-second metrics (higher is better) the ratio is other ÷ ivy, so that "
-      "below 1.0 still means ivy wins.\n")
-    w("| workload | metric | " + " | ".join(others) + " |")
-    w("|---|---|" + "---|" * len(others))
-    for row in rows:
-        for metric, cells in table[row.id].items():
-            if "ivy" not in cells:
-                continue
-            label, better = METRICS.get(metric, (metric, "lower"))
-            ivy = cells["ivy"]
-            tds = []
-            for s in others:
-                c = cells.get(s)
-                if c is None:
-                    tds.append("—")
-                elif ivy.failed:
-                    tds.append("ivy fails")
-                elif c.failed:
-                    tds.append(f"{s} fails")
-                else:
-                    r = ratio(ivy.median, c.median, better)
-                    tds.append("—" if r is None else (f"**{r:.2f}**" if r < 1 else f"{r:.2f}"))
-            w(f"| {row.id} | {label} | " + " | ".join(tds) + " |")
-    w("")
-    w("Bold: ivy wins.\n")
+        w("## Absolute results (median, [min–max])\n")
+        w("| workload | metric | " + " | ".join(systems) + " |")
+        w("|---|---|" + "---|" * len(systems))
+        for row in rows:
+            for metric, cells in table[row.id].items():
+                label = METRICS.get(metric, (metric, ""))[0]
+                tds = []
+                for s in systems:
+                    c = cells.get(s)
+                    if c is None:
+                        tds.append("pending" if s == "ivy" else "—")
+                    elif c.failed:
+                        err = short_error(c.errors[0])
+                        if err not in footnotes:
+                            footnotes.append(err)
+                        tds.append(f"**FAIL**[^f{footnotes.index(err) + 1}]")
+                    elif len(c.values) == 1:
+                        tds.append(fmt(c.median))
+                    else:
+                        tds.append(f"{fmt(c.median)} [{fmt(min(c.values))}–{fmt(max(c.values))}]")
+                w(f"| {row.id} | {label} | " + " | ".join(tds) + " |")
+        w("")
+        for i, e in enumerate(footnotes, 1):
+            w(f"[^f{i}]: {e}")
+        w("")
+
+        w("## Ratios: ivy ÷ other (below 1.0 means ivy wins)\n")
+        w("For the per-second metrics (higher is better) the ratio is other ÷ ivy, so that "
+          "below 1.0 still means ivy wins.\n")
+        w("| workload | metric | " + " | ".join(others) + " |")
+        w("|---|---|" + "---|" * len(others))
+        for row in rows:
+            for metric, cells in table[row.id].items():
+                if "ivy" not in cells:
+                    continue
+                label, better = METRICS.get(metric, (metric, "lower"))
+                ivy = cells["ivy"]
+                tds = []
+                for s in others:
+                    c = cells.get(s)
+                    if c is None:
+                        tds.append("—")
+                    elif ivy.failed:
+                        tds.append("ivy fails")
+                    elif c.failed:
+                        tds.append(f"{s} fails")
+                    else:
+                        r = ratio(ivy.median, c.median, better)
+                        tds.append("—" if r is None else (f"**{r:.2f}**" if r < 1 else f"{r:.2f}"))
+                w(f"| {row.id} | {label} | " + " | ".join(tds) + " |")
+        w("")
+        w("Bold: ivy wins.\n")
+
+        if pending:
+            w("## Pending for ivy\n")
+            w("These rows run for every other system already; ivy's side is not written yet. "
+              "Each is one entry in ivy-bench's `WORKLOADS` table:\n")
+            for row in pending:
+                w(f"- `{row.id}`: {row.title}")
+            w("")
 
     hook_section(w, table, info)
 
-    if pending:
-        w("## Pending for ivy\n")
-        w("These rows run for every other system already; ivy's side is not written yet. "
-          "Each is one entry in ivy-bench's `WORKLOADS` table:\n")
-        for row in pending:
-            w(f"- `{row.id}`: {row.title}")
+    first_py_note = len(footnotes)
+    py = python_section(table, footnotes)
+    out.extend(py)
+    if len(footnotes) > first_py_note:
+        for i, e in enumerate(footnotes[first_py_note:], first_py_note + 1):
+            w(f"[^f{i}]: {e}")
         w("")
 
     w("## Plots\n")
     w("Bars are medians, whiskers min–max; a log scale where the systems differ by more "
       "than 10×.\n")
     for fam, title in FAMILIES.items():
-        if any(r.family == fam for r in rows):
+        if any(r.family == fam and r.id in table for r in ROWS):
             w(f"### {title}\n\n![{title}]({plots_rel}/{fam}.png)\n")
     w(notes)
     return "\n".join(out)
@@ -378,11 +497,11 @@ def plots(table, outdir):
         print("report: matplotlib missing; no plots", file=sys.stderr)
         return
     outdir.mkdir(parents=True, exist_ok=True)
-    systems = systems_in(table)
     for fam, title in FAMILIES.items():
         rows = [row for row in ROWS if row.family == fam and row.id in table]
         if not rows:
             continue
+        systems = systems_in(table, rows[0].suite)
         if fam == "net":
             # Two panel rows: throughput on top, latency below, a column per row.
             fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 8.4),
@@ -419,12 +538,13 @@ def main():
     plots_dir = Path(args.plots).resolve()
     out = Path(args.out).resolve()
     plots(table, plots_dir)
-    try:
-        rel = plots_dir.relative_to(out.parent)
-    except ValueError:
-        rel = plots_dir
+    # Relative, so that the links work in the repository (results/QUICK.md and
+    # results/PYTHON.md link to ../plots/...).
+    rel = Path(os.path.relpath(plots_dir, out.parent))
     notes_path = HERE / "NOTES.md"
     notes = notes_path.read_text() if notes_path.exists() else ""
+    if not any(r.suite == "rust" and r.id in table for r in ROWS):
+        notes = python_notes(notes)
     out.write_text(markdown(info, table, rel.as_posix(), notes))
     print(f"report: wrote {out} and {plots_dir}/*.png", file=sys.stderr)
 

@@ -35,6 +35,18 @@ pub(crate) enum Origin {
     CTask,
     RustGenerator,
     CGenerator,
+    /// A task of a language binding, which gave its own hint
+    /// ([`crate::task::set_stack_overflow_hint`]).
+    Binding,
+}
+
+/// The hint of `Origin::Binding` (the first one given in the process).
+static BINDING_HINT: OnceLock<&'static str> = OnceLock::new();
+
+/// Marks the running task as a binding's, with `hint` as its report's hint.
+pub(crate) fn mark_binding(hint: &'static str) {
+    let _ = BINDING_HINT.set(hint);
+    mark_running(Origin::Binding);
 }
 
 impl Origin {
@@ -50,6 +62,9 @@ impl Origin {
                 b"raise the stack size with ivy::Generator::with_stack_size \
                   (or scoped_with_stack_size)"
             }
+            Origin::Binding => BINDING_HINT
+                .get()
+                .map_or(b"raise the task's stack size".as_slice(), |h| h.as_bytes()),
             Origin::CGenerator => {
                 b"raise the stack size with the stack_size argument of ivy_generator_new"
             }

@@ -161,6 +161,20 @@ impl Current {
     pub fn is_cancelled(&self) -> bool {
         self.task.is_cancelled()
     }
+
+    /// Withdraws this task's pending cancellation request, so that its next
+    /// blocking call runs normally; returns whether one was pending. This is
+    /// what makes a cancellation *one-shot* (asyncio's semantics, which the
+    /// Python binding offers: after `CancelledError` is raised once, cleanup
+    /// may block). Rust and C tasks keep ivy's sticky cancellation unless
+    /// they call this. A runtime that is shutting down keeps its
+    /// cancellation: shutdown must be able to end every task.
+    pub fn uncancel(&self) -> bool {
+        if self.task.scheduler.is_closing() {
+            return false;
+        }
+        self.task.clear_cancelled()
+    }
 }
 
 impl fmt::Debug for Current {
@@ -170,6 +184,15 @@ impl fmt::Debug for Current {
             .field("name", &self.task.name())
             .finish()
     }
+}
+
+/// For language bindings: marks the running task as running another
+/// language's code, so that a stack overflow report ends with `hint` (how that
+/// language's users raise a task's stack) instead of the Rust API's name. The
+/// first hint given in the process is the one reported. Does nothing on a
+/// plain thread.
+pub fn set_stack_overflow_hint(hint: &'static str) {
+    crate::stack::overflow::mark_binding(hint);
 }
 
 /// The running task, or `None` on a plain thread (asyncio's `current_task()`).

@@ -312,6 +312,11 @@ impl Task {
         self.state.is_cancelled()
     }
 
+    /// Withdraws a cancellation request (`Current::uncancel`).
+    pub(crate) fn clear_cancelled(&self) -> bool {
+        self.state.clear_cancelled()
+    }
+
     pub(crate) fn state(&self) -> u8 {
         self.state.get()
     }

@@ -78,6 +78,12 @@ impl TaskState {
         self.cancelled.store(true, Ordering::Release);
     }
 
+    /// Withdraws a cancellation request; returns whether one was recorded.
+    #[inline]
+    pub(crate) fn clear_cancelled(&self) -> bool {
+        self.cancelled.swap(false, Ordering::AcqRel)
+    }
+
     /// Worker: claim a popped task for running.
     #[inline]
     pub(crate) fn transition_to_running(&self) {

@@ -1,0 +1,263 @@
+//! Python on ivy task stacks: one interpreter thread state per running task,
+//! pooled per worker thread, entered and left with raw `pyo3::ffi` calls.
+//!
+//! # Why a thread state per task
+//! CPython keeps the frame stack, the exception being handled, the recursion
+//! depth and the current `contextvars` context in the *thread state*. Several
+//! Python tasks interleave on one worker thread (each parks at its blocking
+//! calls), so each needs its own thread state, or they would push and pop
+//! each other's frames. A task enters the interpreter with
+//! `PyEval_RestoreThread(its state)` and, at each park, leaves it with
+//! `PyEval_SaveThread()` (`block.rs`).
+//!
+//! # Why never `PyGILState_Ensure` / `Python::attach` inside a task
+//! `PyGILState_Ensure` uses *the OS thread's* thread state (its "gilstate"),
+//! one per worker, which every task of the worker would then share: exactly the
+//! corruption above. PyO3's `Python::attach` calls it whenever the thread's
+//! attach count is 0. So the task entry (`run_task`) does not use PyO3: it takes
+//! the GIL with raw `PyEval_RestoreThread` and calls the `_task_main`
+//! `#[pyfunction]` through `PyObject_CallOneArg`. PyO3 is reached only through
+//! its trampolines (`#[pyfunction]`, `#[pymethods]`), entered from Python.
+//!
+//! # Why PyO3's per-thread attach count stays right (checked against PyO3 0.27.2)
+//! PyO3 keeps `ATTACH_COUNT` per OS thread (`internal/state.rs`). A trampoline
+//! (`impl_/trampoline.rs`, `AttachGuard::assume`) increments it on entry and
+//! decrements it on exit; `Python::detach` (`SuspendAttach`) *replaces* it by
+//! 0, calls `PyEval_SaveThread`, and on drop puts the saved count back and calls
+//! `PyEval_RestoreThread(saved state)`; both saved values live in the guard, on
+//! the stack of the task that detached. The invariant: *on a worker thread,
+//! whenever no task holds the GIL, `ATTACH_COUNT` is 0.* It holds because
+//! 1. a task starts (`run_task`) with the count at 0 and calls `_task_main`,
+//!    whose trampoline counts 0 -> 1, and it ends after that trampoline
+//!    returned (1 -> 0), before `PyEval_SaveThread`;
+//! 2. a task switches away only inside an ivy park, and every park a Python
+//!    task reaches is inside `blocking` (`block.rs`), i.e. inside `detach`,
+//!    which set the count to 0 and will restore this task's own count when the
+//!    task resumes -- on the same thread, since a started task never migrates;
+//! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
+//!
+//! Anything that parks a Python task must therefore do so inside `blocking` /
+//! `detach` (py-lib's generator resumes and yields included). A `Py<T>`
+//! dropped while the count is 0 (an ivy closure dropped without running) goes
+//! to PyO3's deferred reference pool, released at the next `detach` return.
+//!
+//! # Why a pool per worker, created lazily
+//! `PyThreadState_New` + `PyThreadState_Clear/Delete` cost more than the rest of
+//! a spawn together (the old ctypes binding: 36 µs a spawn). A thread state is
+//! taken from the worker's pool when a task first runs and returned when it
+//! ends, so a spawn costs one ivy spawn and a few object allocations. A state
+//! is only ever used on the worker that created it (started tasks never
+//! migrate; the pool is thread-local): CPython binds a thread state to its
+//! creating OS thread (`thread_id`, and from 3.12 the gilstate binding done on
+//! attach), so creating it on the thread that runs it is the correct order.
+//! The pool keeps at most `POOL_MAX` states (a task that ends with the pool full
+//! deletes its state while still attached); the rest
+//! are deleted when the worker thread exits (runtime shutdown, which `run`
+//! does with the GIL released), each by the canonical sequence: attach it,
+//! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
+//! What a reused state carries over: its `threading.local` dict and a
+//! `sys.settrace`/`setprofile` function set inside a task. Task-local state
+//! belongs in `contextvars` (copied at spawn, entered per task).
+//!
+//! # Version-specific (CPython 3.11 is what this machine runs and tests)
+//! - 3.11: the recursion limit is effectively interpreter-wide
+//!   (`_Py_CheckRecursiveCall` resets a state's count to the global limit), so
+//!   the overflow story is a stack sized for the limit (`runtime.rs`).
+//! - 3.12/3.13: attaching a thread state rebinds the thread's gilstate to it
+//!   (`tstate_activate` -> `bind_gilstate_tstate`) and debug builds assert the
+//!   state belongs to the current OS thread: satisfied by the per-worker pool.
+//!   The C recursion budget (`c_recursion_remaining`) is per state and assumes
+//!   a main-thread-sized stack, which the default task stack (8 MiB) is.
+//! - 3.14: the C-stack limits are computed once per thread state from the OS
+//!   thread's stack bounds (`pthread_getattr_np`); a task stack lies outside
+//!   them. greenlet switches the state's `c_stack_soft_limit/hard_limit/top`
+//!   per greenlet; here each task start would set them to the task's stack
+//!   (3.15 adds `PyUnstable_ThreadState_SetStackProtection` for exactly this).
+//!   Not done yet: untestable here; see the README's known limitations.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// The interpreter every task's thread state belongs to (set at module init).
+static INTERP: AtomicPtr<ffi::PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
+/// `_ivyrt._task_main`, the Python-visible body every task runs (a strong
+/// reference kept for the life of the process).
+static TASK_MAIN: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+
+/// How a Python user avoids the overflow ivy reported (ivy's report names
+/// the task and its stack size before it).
+const OVERFLOW_HINT: &str = "a Python task: pass a larger stack_size= to ivyrt.run() or \
+create_task(), or lower sys.setrecursionlimit() (the default stack grows with it)";
+
+/// Thread states kept per worker beyond that are deleted when released.
+const POOL_MAX: usize = 1024;
+
+/// A worker's idle thread states, and its anchor (see `anchor_thread`).
+struct Pool {
+    idle: Vec<*mut ffi::PyThreadState>,
+    anchor: *mut ffi::PyThreadState,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for ts in self.idle.drain(..) {
+            destroy(ts);
+        }
+        if !self.anchor.is_null() {
+            destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
+        }
+    }
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool { idle: Vec::new(), anchor: ptr::null_mut() })
+    };
+}
+
+/// Gives this worker thread a thread state of its own that no task uses,
+/// made before any task's. Why: up to 3.11, the first thread state created
+/// on an OS thread becomes that thread's "gilstate", the one
+/// `PyGILState_Ensure` attaches when C code calls back into Python (a ctypes
+/// callback, a C library's callback) while the task released the GIL around
+/// the C call. Were it a pooled task state, the callback would run on a state
+/// another (parked) task owns. With the anchor, such a callback runs on the
+/// worker's own state, like on any non-Python thread. (3.12+ rebind the
+/// gilstate to whichever state was attached last, i.e. the calling task's: the
+/// anchor is then merely unused.)
+fn anchor_thread(pool: &mut Pool) {
+    if pool.anchor.is_null() {
+        let interp = INTERP.load(Ordering::Acquire);
+        // SAFETY: as in `take`.
+        pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
+    }
+}
+
+/// Records the interpreter and the task body. Called at module init, with the GIL.
+pub fn init(task_main: &Bound<'_, PyAny>) {
+    // SAFETY: the GIL is held (module init), as PyInterpreterState_Get requires.
+    let interp = unsafe { ffi::PyInterpreterState_Get() };
+    INTERP.store(interp, Ordering::Release);
+    let fun = task_main.clone().unbind().into_ptr(); // kept forever
+    TASK_MAIN.store(fun, Ordering::Release);
+}
+
+/// Runs the Python task `task` (a `Task` object) on the calling ivy task's
+/// stack with a pooled thread state. Returns `false`, without running it, if
+/// no thread state could be made (out of memory).
+pub fn run_task(task: Py<PyAny>) -> bool {
+    ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
+    let Some(ts) = take() else {
+        return false;
+    };
+    // SAFETY: `ts` is an idle thread state of this interpreter created on this
+    // OS thread (pool invariant), not attached anywhere; the calling thread
+    // holds no thread state (ivy workers never keep one attached between
+    // tasks: module comment, invariant above), so attaching it is valid.
+    unsafe { ffi::PyEval_RestoreThread(ts) };
+    let obj = task.into_ptr();
+    let fun = TASK_MAIN.load(Ordering::Acquire);
+    // SAFETY: the GIL is held with `ts`; `fun` and `obj` are live objects we
+    // own references to. `_task_main` reports every exception of the task
+    // itself; a NULL here is an internal error, reported as unraisable.
+    unsafe {
+        let r = ffi::PyObject_CallOneArg(fun, obj);
+        if r.is_null() {
+            ffi::PyErr_WriteUnraisable(fun);
+        } else {
+            ffi::Py_DECREF(r);
+        }
+        ffi::Py_DECREF(obj);
+    }
+    if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
+        // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
+        // and delete it while attached, which also releases the GIL (the
+        // sequence of `PyGILState_Release`), saving a GIL round trip.
+        unsafe {
+            ffi::PyThreadState_Clear(ts);
+            ffi::PyThreadState_DeleteCurrent();
+        }
+        return true;
+    }
+    // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+    let saved = unsafe { ffi::PyEval_SaveThread() };
+    debug_assert_eq!(saved, ts);
+    give_back(ts);
+    true
+}
+
+/// An idle thread state of this worker, made if the pool is empty.
+fn take() -> Option<*mut ffi::PyThreadState> {
+    let pooled = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        anchor_thread(&mut p);
+        p.idle.pop()
+    });
+    if let Some(ts) = pooled {
+        return Some(ts);
+    }
+    let interp = INTERP.load(Ordering::Acquire);
+    // SAFETY: `interp` is the live main interpreter (set at module init; the
+    // module lives as long as it). PyThreadState_New does not need the GIL.
+    let ts = unsafe { ffi::PyThreadState_New(interp) };
+    (!ts.is_null()).then_some(ts)
+}
+
+fn give_back(ts: *mut ffi::PyThreadState) {
+    let extra = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.idle.len() < POOL_MAX {
+            p.idle.push(ts);
+            None
+        } else {
+            Some(ts)
+        }
+    });
+    if let Some(ts) = extra {
+        destroy(ts);
+    }
+}
+
+/// Deletes an idle thread state created on this thread, unless the
+/// interpreter is finalizing (then it is left to the interpreter's teardown:
+/// attaching would block this thread forever).
+fn destroy(ts: *mut ffi::PyThreadState) {
+    if is_finalizing() {
+        return;
+    }
+    // SAFETY: `ts` is idle and belongs to this thread; this thread holds no
+    // thread state (it is outside any task). Attach, clear, delete: the
+    // sequence `PyGILState_Release` uses for its own states.
+    unsafe {
+        ffi::PyEval_RestoreThread(ts);
+        ffi::PyThreadState_Clear(ts);
+        ffi::PyThreadState_DeleteCurrent();
+    }
+}
+
+/// `Py_IsFinalizing()` (3.13+) or `_Py_IsFinalizing()` (before), found at run
+/// time so that one build serves every version.
+fn is_finalizing() -> bool {
+    type F = unsafe extern "C" fn() -> c_int;
+    static FN: OnceLock<Option<F>> = OnceLock::new();
+    let f = FN.get_or_init(|| {
+        for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
+            let name: &CStr = name;
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            if !p.is_null() {
+                // SAFETY: both symbols have the signature `int (void)`.
+                return Some(unsafe { std::mem::transmute::<*mut libc::c_void, F>(p) });
+            }
+        }
+        None
+    });
+    // SAFETY: a CPython function taking nothing, callable without the GIL.
+    f.is_some_and(|f| unsafe { f() } != 0)
+}
