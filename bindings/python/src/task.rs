@@ -39,6 +39,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::block::{blocking, deadline_after};
 use crate::errors::{CancelledError, InvalidStateError, IvyError};
@@ -122,7 +123,7 @@ struct Call {
 }
 
 /// A running Python function, like asyncio's Task. Made by `create_task`.
-#[pyclass(frozen, module = "ivyrt", name = "Task")]
+#[pyclass(frozen, weakref, module = "ivyrt", name = "Task")]
 pub struct Task {
     rt: Arc<RtCtx>,
     number: u64,
@@ -491,6 +492,65 @@ impl Drop for Task {
 
 #[pymethods]
 impl Task {
+    /// The garbage collector's view: a Task holds its function and arguments
+    /// (until it starts), its result or exception, its name, its cancel
+    /// message and callbacks, any of which may refer back to it. A field
+    /// locked by the code the collection interrupted is skipped (never waited
+    /// for: `__traverse__` must not block). A task not finished is always
+    /// held by its ivy task, so only finished tasks are ever collected.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(n) = self.name.try_lock() {
+            visit.call(n.as_ref())?;
+        }
+        if let Ok(c) = self.call.try_lock() {
+            if let Some(c) = &*c {
+                visit.call(&c.fun)?;
+                visit.call(&c.args)?;
+                visit.call(c.kwargs.as_ref())?;
+                visit.call(&c.context)?;
+            }
+        }
+        if let Ok(o) = self.outcome.try_lock() {
+            match &*o {
+                Outcome::Returned(v) | Outcome::Raised(v) | Outcome::Cancelled(v) => {
+                    visit.call(v)?
+                }
+                Outcome::Pending | Outcome::Running => {}
+            }
+        }
+        if let Ok(m) = self.cancel_msg.try_lock() {
+            visit.call(m.as_ref())?;
+        }
+        if let Ok(cbs) = self.callbacks.try_lock() {
+            for cb in cbs.iter() {
+                visit.call(cb)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Breaks a reference cycle through an unreachable (finished) task. Its
+    /// outcome goes too, so an unretrieved exception is reported first.
+    fn __clear__(&self, py: Python<'_>) {
+        if matches!(&*lock(&self.outcome), Outcome::Raised(_))
+            && !self.retrieved.load(Ordering::Relaxed)
+        {
+            self.report_unretrieved(py);
+        }
+        let name = lock(&self.name).take();
+        let call = lock(&self.call).take();
+        let msg = lock(&self.cancel_msg).take();
+        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        let outcome = {
+            let mut o = lock(&self.outcome);
+            match &*o {
+                Outcome::Pending | Outcome::Running => None,
+                _ => Some(std::mem::replace(&mut *o, Outcome::Returned(py.None()))),
+            }
+        };
+        drop((name, call, msg, callbacks, outcome)); // outside the locks
+    }
+
     /// Waits for the task and returns its result, or raises its exception
     /// (`CancelledError` if it was cancelled). Any number of times, by any
     /// number of waiters. `timeout` (seconds): raises the builtin TimeoutError

@@ -55,6 +55,9 @@
 //! are deleted when the worker thread exits (runtime shutdown, which `run`
 //! does with the GIL released), each by the canonical sequence: attach it,
 //! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
+//! Each worker also makes an *anchor* state before any task's, which no task
+//! uses (`anchor_thread`): the state a C callback entering Python with
+//! `PyGILState_Ensure` from inside a task lands on up to 3.11.
 //! What a reused state carries over: its `threading.local` dict and a
 //! `sys.settrace`/`setprofile` function set inside a task. Task-local state
 //! belongs in `contextvars` (copied at spawn, entered per task).

@@ -393,3 +393,23 @@ def test_c_callbacks_into_python_inside_tasks():
     for workers in (1, 2):
         assert ivyrt.run(main, workers=workers) == [True] * 30
     assert foreign_frames == []
+
+
+def test_reference_cycles_through_tasks_are_collected():
+    import gc
+    import weakref
+
+    def main():
+        refs = []
+        for _ in range(100):
+            box = []
+            t = ivyrt.create_task(lambda box=box: box)  # its result holds the task
+            box.append(t)
+            t.add_done_callback(lambda task, box=box: None)
+            t.join()
+            refs.append(weakref.ref(t))
+        return refs
+
+    refs = ivyrt.run(main)
+    gc.collect()
+    assert [r() for r in refs] == [None] * 100

@@ -654,3 +654,45 @@ def test_sleep_rejects_nan():
         return "ok"
 
     assert ivyrt.run(main) == "ok"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cancel_storm_exact_outcomes(workers):
+    # Cancellations racing with starts, wake-ups and ends, on 1 and 2
+    # workers: every task ends exactly once, returned or cancelled, and every
+    # started one ran its finally.
+    import random
+
+    def worker(i, log):
+        log.append(("start", i))
+        try:
+            for _ in range(3):
+                ivyrt.sleep(random.random() * 0.002)
+            return i
+        finally:
+            log.append(("finally", i))
+
+    def main(seed):
+        rnd = random.Random(seed)
+        log = []
+        ts = [ivyrt.create_task(worker, i, log) for i in range(200)]
+        for t in rnd.sample(ts, 100):
+            if rnd.random() < 0.5:
+                ivyrt.sleep(0)
+            t.cancel()
+        outcomes = ivyrt.gather(*ts, return_exceptions=True)
+        returned = [o for o in outcomes if isinstance(o, int)]
+        cancelled = [o for o in outcomes if isinstance(o, ivyrt.CancelledError)]
+        assert len(returned) + len(cancelled) == 200
+        assert returned == sorted(returned)
+        assert all(t.cancelled() == isinstance(o, ivyrt.CancelledError)
+                   for t, o in zip(ts, outcomes))
+        starts = sorted(i for what, i in log if what == "start")
+        finals = sorted(i for what, i in log if what == "finally")
+        assert starts == finals and len(set(starts)) == len(starts)
+        assert len(returned) >= 100  # at most the 100 cancelled ones fail
+        return len(cancelled)
+
+    for seed in range(10):
+        n = ivyrt.run(main, seed, workers=workers)
+        assert 0 < n <= 100
