@@ -22,10 +22,10 @@ tests/model-check.sh
 echo "== C ABI: header check is in cargo test (tests/header.rs); C and C++ suite, examples, valgrind, ASan+UBSan"
 tests/c/run.sh
 
-tests/hook/run.sh # the libc hook layer: Rust (--features hook), C (LD_PRELOAD, -livy_hook), Python
-
 echo "== Python package ivyrt: pip install into target/pyvenv, pytest over the installed package, examples/python"
 bindings/python/run-tests.sh
+
+tests/hook/run.sh # the libc hook layer: Rust (--features hook), C (LD_PRELOAD, -livy_hook), Python (ivyrt, installed above)
 
 echo "== the hook layer with real software: libcurl, hiredis + redis-server, std::net, redis crate, ureq"
 tests/real/run.sh

@@ -58,7 +58,7 @@ pub use blocking::{blocking_threads, spawn_blocking, BlockingHandle};
 pub use cancel_scope::{deadline, shield, timeout, Elapsed};
 pub use error::WaitError;
 pub use generator::{Generator, ScopedGenerator, Yielder};
-pub use runtime::{run, Builder, Handle, Runtime};
+pub use runtime::{run, Builder, Handle, HookParkGuard, Runtime};
 pub use task::{
     as_completed, block_on, block_on_deadline, current, join_all, join_all_deadline,
     join_all_settled, join_all_settled_deadline, scope, spawn, wait_any, wait_any_deadline,

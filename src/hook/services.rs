@@ -81,6 +81,27 @@ fn guarded(f: impl FnOnce() -> c_int) -> c_int {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(libc::EIO)
 }
 
+/// Runs a service body that may park the task inside the runtime's
+/// `Builder::hook_park_guard`, if it has one (a binding saving its own
+/// per-thread state around the park; the Python package's reason is in its
+/// `tstate.rs`), else directly. Guarded like `guarded`.
+fn parking(f: impl FnOnce() -> c_int) -> c_int {
+    let guard = crate::runtime::Handle::try_current().and_then(|h| h.shared.hook_park_guard);
+    let Some(guard) = guard else {
+        return guarded(f);
+    };
+    let mut f = Some(f);
+    let mut out = libc::EIO;
+    guarded(|| {
+        guard(&mut || {
+            if let Some(f) = f.take() {
+                out = guarded(f);
+            }
+        });
+        out
+    })
+}
+
 extern "C" fn in_task() -> bool {
     crate::task::current::in_task()
 }
@@ -153,7 +174,7 @@ fn raw_close(fd: RawFd) {
 }
 
 extern "C" fn wait_fd(fd: c_int, events: c_short, deadline_ns: i64) -> c_int {
-    guarded(|| {
+    parking(|| {
         let mut mask = 0;
         if events & (libc::POLLIN | libc::POLLPRI) != 0 {
             mask |= READABLE;
@@ -255,7 +276,7 @@ unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline
         // SAFETY: the hook passes the caller's array of `nfds` pollfds.
         unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
     };
-    guarded(|| {
+    parking(|| {
         let mut entries: Vec<PollEntry> = pfds
             .iter()
             .filter(|p| p.fd >= 0)
@@ -306,7 +327,7 @@ unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline
 }
 
 extern "C" fn sleep_until(deadline_ns: i64) -> c_int {
-    guarded(|| {
+    parking(|| {
         let deadline = if deadline_ns == i64::MAX {
             None
         } else {
@@ -334,7 +355,7 @@ unsafe extern "C" fn run_blocking(
     arg: *mut c_void,
 ) -> c_int {
     let job = Job(job, arg);
-    guarded(move || {
+    parking(move || {
         // Spawned before any interruption check: the hook's contract is that
         // the job runs even when the wait for it is interrupted (it frees what
         // it made then).

@@ -14,6 +14,10 @@ use super::{debug, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
 use crate::io::reactor::Reactor;
 use crossbeam_deque::{Injector, Worker as Deque};
 
+/// What [`Builder::hook_park_guard`] takes: wraps one park, which it must run
+/// exactly once (`park()`), on the calling thread.
+pub type HookParkGuard = fn(park: &mut dyn FnMut());
+
 /// Configures and builds a [`Runtime`].
 ///
 /// Environment: `IVY_WORKERS` sets the default worker count, `IVY_STACK_SIZE`
@@ -32,6 +36,7 @@ pub struct Builder {
     slow_task: Option<Duration>,
     unguarded_stacks: Option<bool>,
     fifo_spawns: bool,
+    hook_park_guard: Option<HookParkGuard>,
 }
 
 impl Builder {
@@ -119,6 +124,22 @@ impl Builder {
     /// Python binding), turn this on; peers still steal the oldest tasks.
     pub fn fifo_spawns(mut self, on: bool) -> Builder {
         self.fifo_spawns = on;
+        self
+    }
+
+    /// For language bindings: runs every park of a *hooked libc call* (README,
+    /// "Hooked libc calls") made by this runtime's tasks inside `guard`, which
+    /// must call `park` exactly once, on the calling thread.
+    ///
+    /// Why: a binding keeps per-thread state of its own that must be saved
+    /// and restored around every switch of its tasks; its own blocking calls
+    /// do that, but a libc call interposed by the hook parks the task from
+    /// inside foreign code (a socket call of the Python `socket` module),
+    /// behind the binding's back. The Python package (PyO3) saves PyO3's
+    /// per-thread attach count this way. Other parks (ivy's own API) are not
+    /// wrapped: the binding calls those itself.
+    pub fn hook_park_guard(mut self, guard: HookParkGuard) -> Builder {
+        self.hook_park_guard = Some(guard);
         self
     }
 
@@ -215,6 +236,7 @@ impl Builder {
             debug: debug_config,
             task_pool: Default::default(),
             unguarded_stacks,
+            hook_park_guard: self.hook_park_guard,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });

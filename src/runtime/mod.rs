@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::task::JoinHandle;
 
 pub(crate) use builder::check_stack_size;
-pub use builder::Builder;
+pub use builder::{Builder, HookParkGuard};
 pub use handle::Handle;
 pub(crate) use shared::Shared;
 

@@ -19,7 +19,7 @@ use crossbeam_deque::Injector;
 use super::idle::Idle;
 use super::registry::Registry;
 use super::worker::{self, Remote};
-use super::{debug, task_pool};
+use super::{debug, task_pool, HookParkGuard};
 use crate::task::body;
 use crate::task::raw::{Entry, NotRun, Task};
 use crate::task::schedule::Schedule;
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) task_pool: task_pool::SharedPool,
     /// Tasks may run on stacks without a guard page (`Builder::unguarded_stacks`).
     pub(crate) unguarded_stacks: bool,
+    /// Wraps the parks of hooked libc calls (`Builder::hook_park_guard`).
+    pub(crate) hook_park_guard: Option<HookParkGuard>,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
     pub(super) closing: AtomicBool,
     /// Set once every task has finished: workers exit.

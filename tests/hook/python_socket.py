@@ -1,9 +1,11 @@
 """The hook from Python: with libivy_hook.so preloaded, the standard `socket`
-and `time` modules cooperate inside ivy tasks (the ctypes binding,
-bindings/python/ivy.py, over target/release/libivy.so).
+and `time` modules cooperate inside the tasks of the Python package `ivyrt`
+(bindings/python, which embeds its own copy of ivy; it attaches to the
+preloaded hook when its runtime starts).
 
 Run by tests/hook/run.sh as
-    LD_PRELOAD=target/release/libivy_hook.so python3 tests/hook/python_socket.py
+    LD_PRELOAD=target/release/libivy_hook.so target/pyvenv/bin/python tests/hook/python_socket.py
+with the interpreter of the venv bindings/python/run-tests.sh installs ivyrt into.
 On ONE worker, an echo server task and 50 client tasks talk over loopback
 through plain `socket` calls: without the hook the first blocking `accept` or
 `recv` would hold the only worker and the program would hang (the script's own
@@ -11,14 +13,12 @@ alarm then fails it). 50 tasks each `time.sleep(0.1)` take about 0.1 s, not 5 s.
 """
 
 import ctypes
-import os
 import signal
 import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bindings", "python"))
-import ivy  # noqa: E402
+import ivyrt
 
 CLIENTS = 50
 
@@ -46,7 +46,7 @@ def echo_server(listener: socket.socket) -> int:
 
     for _ in range(CLIENTS):
         conn, _ = listener.accept()
-        handlers.append(ivy.spawn(handle, conn))
+        handlers.append(ivyrt.create_task(handle, conn))
     return sum(h.join() for h in handlers)
 
 
@@ -71,8 +71,8 @@ def main() -> int:
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
-    server = ivy.spawn(echo_server, listener)
-    clients = [ivy.spawn(client, port, i) for i in range(CLIENTS)]
+    server = ivyrt.create_task(echo_server, listener)
+    clients = [ivyrt.create_task(client, port, i) for i in range(CLIENTS)]
     results = [c.join() for c in clients]
     echoed = server.join()
     listener.close()
@@ -80,7 +80,7 @@ def main() -> int:
     assert echoed == CLIENTS * 5, echoed
 
     t0 = time.monotonic()
-    sleepers = [ivy.spawn(time.sleep, 0.1) for _ in range(CLIENTS)]
+    sleepers = [ivyrt.create_task(time.sleep, 0.1) for _ in range(CLIENTS)]
     for s in sleepers:
         s.join()
     took = time.monotonic() - t0
@@ -88,8 +88,46 @@ def main() -> int:
     return echoed
 
 
+def hooked_park_beside_ivyrt_parks() -> list:
+    """Regression: a task parked in a hooked call while another resumes from
+    one of ivyrt's own parks and ends. PyO3 keeps a per-thread attach count
+    that ivyrt saves around its own parks; a hooked park happens behind its
+    back, so the count of the hooked task was lost, went to -1 when it ended,
+    and the next task to start made PyO3 abort the process ("Attaching a
+    thread to the interpreter is prohibited while a __traverse__
+    implementation is running"). ivyrt now parks hooked calls inside its
+    `hook_park_guard`. Repeated, with the child tasks that start right after."""
+    out = []
+    for _ in range(20):
+        a, b = socket.socketpair()
+
+        def writer():
+            ivyrt.sleep(0.005)  # ivyrt's own park (detach)
+            b.send(b"x")
+
+        def reader():
+            data = a.recv(10)  # the hook's park, inside CPython's GIL release
+            ivyrt.sleep(0.001)
+            for i in range(3):
+                ivyrt.create_task(out.append, i)
+            return data
+
+        w = ivyrt.create_task(writer)
+        r = ivyrt.create_task(reader)
+        ivyrt.sleep(0.05)  # the children start before this task resumes
+        w.join()
+        assert r.join() == b"x"
+        a.close()
+        b.close()
+    # every child ran (their order across two workers is not promised)
+    assert sorted(out) == sorted([0, 1, 2] * 20), out
+    return out
+
+
 if __name__ == "__main__":
     check_hook_loaded()
     signal.alarm(60)  # a hang (a worker blocked) fails instead of stalling CI
-    n = ivy.run(main, workers=1)
-    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks")
+    n = ivyrt.run(main, workers=1)
+    ivyrt.run(hooked_park_beside_ivyrt_parks, workers=1)
+    ivyrt.run(hooked_park_beside_ivyrt_parks, workers=2)
+    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count")

@@ -7,14 +7,14 @@
 #  2. C: tests/c/hook/*.c with gcc and clang at -Wall -Wextra -Werror, each run
 #     with LD_PRELOAD=libivy_hook.so and linked with -livy_hook -livy.
 #  3. A program that never starts ivy runs unchanged under the preloaded hook.
-#  4. Python: the socket module and time.sleep in tasks of the ctypes binding,
+#  4. Python: the socket module and time.sleep in tasks of the ivyrt package,
 #     with the hook preloaded.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
 echo "== hook: Rust (cargo test --features hook --test 'hook_*')"
-cargo test --release --features hook --test hook_calls --test hook_concurrency \
+cargo test --release --features hook --test hook_calls --test hook_concurrency --test hook_park_guard \
     --test net --test io_fd --test io_poll --test close_race -- --test-threads=2
 cargo test --release --features hook --test hook_faults -- --test-threads=1
 
@@ -66,7 +66,10 @@ else
 fi
 
 echo "== hook: Python (socket, time.sleep) with the hook preloaded"
-LD_PRELOAD=$hook timeout 120 python3 tests/hook/python_socket.py || failed=$((failed + 1))
+# ivyrt's interpreter: the venv bindings/python/run-tests.sh (run before this
+# script by test.sh) installs the package into.
+ivyrt_python=${IVYRT_PYTHON:-target/pyvenv/bin/python}
+LD_PRELOAD=$hook timeout 120 "$ivyrt_python" tests/hook/python_socket.py || failed=$((failed + 1))
 
 if [ "$failed" -ne 0 ]; then
     echo "hook: $failed failing program(s)" >&2

@@ -42,6 +42,7 @@ use pyo3::types::PyTuple;
 
 use crate::errors::{CancelledError, IvyError};
 use crate::task::{self, RtCtx, Task};
+use crate::tstate;
 
 /// How often the main thread checks for signals while `run` waits.
 const SIGNAL_POLL: Duration = Duration::from_millis(20);
@@ -106,7 +107,8 @@ pub fn run(
         .workers(workers)
         .stack_size(stack)
         .thread_name("ivyrt")
-        .fifo_spawns(true);
+        .fifo_spawns(true)
+        .hook_park_guard(tstate::hook_park_guard);
     if let Some(d) = debug {
         builder = builder.debug(d);
     }

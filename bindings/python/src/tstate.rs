@@ -37,7 +37,16 @@
 //! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
 //!
 //! Anything that parks a Python task must therefore do so inside `blocking` /
-//! `detach` (py-lib's generator resumes and yields included). A `Py<T>`
+//! `detach` (py-lib's generator resumes and yields included).
+//! One park is not ivyrt's own: a libc call interposed by ivy's hook layer
+//! (`libivy_hook.so` preloaded) parks the task from inside CPython's own
+//! GIL-released section (`socket.recv`, `time.sleep`), with this task's
+//! count still on the thread. The runtime therefore installs
+//! `hook_park_guard` (`ivy::Builder::hook_park_guard`), which re-takes the GIL
+//! on a per-worker thread state no Python code runs on and parks inside
+//! `detach` there, so the count is saved and zeroed as at every other park
+//! (without it, the next task to start found a count of -1 and PyO3 aborted
+//! the process: `tests/test_hook.py`). A `Py<T>`
 //! dropped while the count is 0 (an ivy closure dropped without running) goes
 //! to PyO3's deferred reference pool, released at the next `detach` return.
 //!
@@ -101,10 +110,12 @@ create_task(), or lower sys.setrecursionlimit() (the default stack grows with it
 /// Thread states kept per worker beyond that are deleted when released.
 const POOL_MAX: usize = 1024;
 
-/// A worker's idle thread states, and its anchor (see `anchor_thread`).
+/// A worker's idle thread states, its anchor (see `anchor_thread`) and the
+/// state hooked parks detach on (`hook_park_guard`).
 struct Pool {
     idle: Vec<*mut ffi::PyThreadState>,
     anchor: *mut ffi::PyThreadState,
+    parker: *mut ffi::PyThreadState,
 }
 
 impl Drop for Pool {
@@ -115,12 +126,19 @@ impl Drop for Pool {
         if !self.anchor.is_null() {
             destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
         }
+        if !self.parker.is_null() {
+            destroy(std::mem::replace(&mut self.parker, ptr::null_mut()));
+        }
     }
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool { idle: Vec::new(), anchor: ptr::null_mut() })
+        RefCell::new(Pool {
+            idle: Vec::new(),
+            anchor: ptr::null_mut(),
+            parker: ptr::null_mut(),
+        })
     };
 }
 
@@ -140,6 +158,89 @@ fn anchor_thread(pool: &mut Pool) {
         // SAFETY: as in `take`.
         pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
     }
+}
+
+/// `ivy::Builder::hook_park_guard` of every ivyrt runtime: runs a park of a
+/// hooked libc call inside `detach`, so that PyO3's per-thread attach count
+/// is saved on this task's stack and zeroed while other tasks run (module
+/// comment). Called by ivy on the parking task's own stack and thread.
+pub fn hook_park_guard(park: &mut dyn FnMut()) {
+    /// `park` moved into `detach`, which asks for `Send`: it runs on this very
+    /// thread, before `detach` returns.
+    struct OnThisThread<'a>(&'a mut dyn FnMut());
+    // SAFETY: `detach` runs the closure on the calling thread (PyO3 0.27:
+    // `SuspendAttach` then `f()`), so nothing crosses a thread.
+    unsafe impl Send for OnThisThread<'_> {}
+
+    let park = OnThisThread(park);
+    if !current_unchecked().is_null() {
+        // C code made the blocking call with the GIL held (it did not release
+        // it around the call): this task's state is attached. Park with the
+        // GIL released, or every other Python task of the worker would block
+        // on it.
+        // SAFETY: a thread state is attached to this thread: it holds the GIL.
+        let py = unsafe { Python::assume_attached() };
+        py.detach(move || {
+            let park = park;
+            (park.0)()
+        });
+        return;
+    }
+    let ts = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.parker.is_null() {
+            let interp = INTERP.load(Ordering::Acquire);
+            // SAFETY: as in `take`: the live interpreter; no GIL needed.
+            p.parker = unsafe { ffi::PyThreadState_New(interp) };
+        }
+        p.parker
+    });
+    if ts.is_null() {
+        // Out of memory for a thread state: park as is. The count is then
+        // this task's while others run (PyO3 may complain), which beats
+        // blocking the worker.
+        (park.0)();
+        return;
+    }
+    // SAFETY: `ts` is this worker's parker state, created on this thread and
+    // never attached elsewhere; no state is attached to this thread (checked
+    // above: CPython released the GIL around the hooked call). No Python code
+    // runs on it: it only carries the GIL into `detach` and back out.
+    unsafe { ffi::PyEval_RestoreThread(ts) };
+    // SAFETY: the GIL is held with `ts`.
+    let py = unsafe { Python::assume_attached() };
+    py.detach(move || {
+        let park = park;
+        (park.0)()
+    });
+    // SAFETY: `detach` re-attached `ts`; release it again, back to the state
+    // CPython left this thread in around the hooked call.
+    unsafe { ffi::PyEval_SaveThread() };
+}
+
+/// The thread state attached to this thread, or null (no GIL held):
+/// `PyThreadState_GetUnchecked` (3.13+) or `_PyThreadState_UncheckedGet`
+/// (before), found at run time so that one build serves every version.
+fn current_unchecked() -> *mut ffi::PyThreadState {
+    type F = unsafe extern "C" fn() -> *mut ffi::PyThreadState;
+    static FN: OnceLock<Option<F>> = OnceLock::new();
+    let f = FN.get_or_init(|| {
+        for name in [
+            c"PyThreadState_GetUnchecked",
+            c"_PyThreadState_UncheckedGet",
+        ] {
+            let name: &CStr = name;
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            if !p.is_null() {
+                // SAFETY: both symbols have the signature `PyThreadState *(void)`.
+                return Some(unsafe { std::mem::transmute::<*mut libc::c_void, F>(p) });
+            }
+        }
+        None
+    });
+    // SAFETY: a CPython function taking nothing, callable without the GIL.
+    f.map_or(ptr::null_mut(), |f| unsafe { f() })
 }
 
 /// Records the interpreter and the task body. Called at module init, with the GIL.
