@@ -113,10 +113,8 @@ fn user_nonblocking_fds_pass_straight_through_with_eagain() {
     let afd = a.as_raw_fd();
     rt(1).block_on(move || {
         // SAFETY: F_SETFL with flags.
-        assert_eq!(
-            unsafe { libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) },
-            0
-        );
+        let set = unsafe { libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) };
+        assert_eq!(set, 0);
         assert_eq!(read1(r), (-1, libc::EAGAIN));
         assert_eq!(read1(afd), (-1, libc::EAGAIN));
         // MSG_DONTWAIT on a blocking socket: EAGAIN too.
@@ -361,10 +359,8 @@ fn sleeps_park_and_a_zero_sleep_yields() {
                 tv_nsec: 20_000_000,
             };
             // SAFETY: valid timespecs.
-            assert_eq!(
-                unsafe { libc::clock_nanosleep(clock, 0, &rel, std::ptr::null_mut()) },
-                0
-            );
+            let slept = unsafe { libc::clock_nanosleep(clock, 0, &rel, std::ptr::null_mut()) };
+            assert_eq!(slept, 0);
             assert!(t0.elapsed() >= ms(19));
             let mut abs = libc::timespec {
                 tv_sec: 0,
