@@ -1,6 +1,6 @@
 //! The services table (see the module comment of `hook`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, Once};
@@ -125,7 +125,10 @@ fn errno_of_wait(e: WaitError) -> c_int {
     errno_of(&e.into())
 }
 
-type Waiters = HashMap<RawFd, Vec<Arc<Registration>>>;
+/// A BTreeMap rather than a HashMap: it never rehashes, and its nodes are
+/// pointed to at their start (valgrind counts a static hash table, which is
+/// pointed into its middle, as "possibly lost").
+type Waiters = BTreeMap<RawFd, Vec<Arc<Registration>>>;
 
 /// The waits in progress, by the caller's fd number.
 static WAITERS: Mutex<Option<Waiters>> = Mutex::new(None);
@@ -188,7 +191,7 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
             };
             let reg = Arc::new(Registration::with_readiness(dup.unwrap_or(fd), 0));
             guard
-                .get_or_insert_with(HashMap::new)
+                .get_or_insert_with(BTreeMap::new)
                 .entry(fd)
                 .or_default()
                 .push(reg.clone());
@@ -351,7 +354,7 @@ unsafe extern "C" fn run_blocking(
 }
 
 /// What debug mode already reported (call, why): once each.
-static REPORTED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+static REPORTED: Mutex<Option<BTreeSet<(String, String)>>> = Mutex::new(None);
 
 unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
     let _ = catch_unwind(|| {
@@ -374,7 +377,7 @@ unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
         let first = REPORTED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashSet::new)
+            .get_or_insert_with(BTreeSet::new)
             .insert((call.clone(), why.clone()));
         if first {
             let who = crate::task::current();
