@@ -10,7 +10,9 @@
 //! under ivy's `hook` feature) and registers its [`Services`]: "is the caller
 //! one of my tasks?" and the few parking primitives the hooked calls are built
 //! on. Before any copy attached every hooked call is plain libc. The table is
-//! versioned and sized so that a newer ivy can extend it.
+//! versioned and sized: the hook accepts exactly its own layout (version 2:
+//! `close_fd` replaced version 1's wake-after-close `closed`), and an ivy
+//! whose table it refuses says so on stderr and runs unhooked.
 //!
 //! The per-fd table and the call logic live here, once per process, so every
 //! copy of ivy sees the same fd states. A call is routed to the copy whose task
@@ -45,7 +47,7 @@ use std::sync::Once;
 use libc::{c_char, c_int, c_short, c_void};
 
 /// Version of [`Services`] this hook understands.
-pub const SERVICES_VERSION: u32 = 1;
+pub const SERVICES_VERSION: u32 = 2;
 
 /// The services one copy of ivy lends the hook (C ABI, `#[repr(C)]`; ivy's
 /// `src/hook/` defines the same layout).
@@ -100,7 +102,7 @@ static PID: AtomicI32 = AtomicI32::new(0);
 /// a table this hook does not understand, `-ENOSPC` when too many copies of
 /// ivy attached.
 pub(crate) fn attach(s: &'static Services) -> c_int {
-    if s.version < SERVICES_VERSION || (s.size as usize) < std::mem::size_of::<Services>() {
+    if s.version != SERVICES_VERSION || (s.size as usize) != std::mem::size_of::<Services>() {
         return -libc::EINVAL;
     }
     crate::real::resolve_all();

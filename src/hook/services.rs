@@ -35,7 +35,7 @@ pub(crate) struct Services {
     report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
 }
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 static SERVICES: Services = Services {
     version: VERSION,
