@@ -9,6 +9,8 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features hook -- -D warnings
+(cd bindings/python && cargo fmt -- --check && cargo clippy --all-targets -- -D warnings)
 
 echo "== cargo test (release: the stress tests run 100k-task scenarios)"
 cargo test --release -- --test-threads=2

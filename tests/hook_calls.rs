@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{ms, rt};
 
@@ -113,10 +113,8 @@ fn user_nonblocking_fds_pass_straight_through_with_eagain() {
     let afd = a.as_raw_fd();
     rt(1).block_on(move || {
         // SAFETY: F_SETFL with flags.
-        assert_eq!(
-            unsafe { libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) },
-            0
-        );
+        let set = unsafe { libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) };
+        assert_eq!(set, 0);
         assert_eq!(read1(r), (-1, libc::EAGAIN));
         assert_eq!(read1(afd), (-1, libc::EAGAIN));
         // MSG_DONTWAIT on a blocking socket: EAGAIN too.
@@ -361,10 +359,8 @@ fn sleeps_park_and_a_zero_sleep_yields() {
                 tv_nsec: 20_000_000,
             };
             // SAFETY: valid timespecs.
-            assert_eq!(
-                unsafe { libc::clock_nanosleep(clock, 0, &rel, std::ptr::null_mut()) },
-                0
-            );
+            let slept = unsafe { libc::clock_nanosleep(clock, 0, &rel, std::ptr::null_mut()) };
+            assert_eq!(slept, 0);
             assert!(t0.elapsed() >= ms(19));
             let mut abs = libc::timespec {
                 tv_sec: 0,
@@ -573,7 +569,7 @@ fn a_signal_during_a_parked_call_is_not_eintr() {
     // SAFETY: a handler without SA_RESTART that only bumps an atomic.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_usr1 as usize;
+        sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         sa.sa_flags = 0;
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
@@ -758,4 +754,49 @@ fn outside_a_task_the_calls_are_plain_libc() {
     use std::net::ToSocketAddrs;
     assert!(("localhost", 1).to_socket_addrs().unwrap().next().is_some());
     drop(runtime);
+}
+
+/// A Unix-domain connect to a listener whose backlog is full waits (as a
+/// blocking connect does) until the listener accepts, parking the task;
+/// the real non-blocking connect's EAGAIN never reaches the user.
+#[test]
+fn unix_connect_to_a_full_backlog_waits_for_accept() {
+    let dir = std::env::temp_dir().join(format!("ivy-hook-unix-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+    // SAFETY: re-listening with a smaller backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let path = dir.clone();
+    let ((connected, accepted, took), ticks) = with_ticker(move || {
+        let t0 = Instant::now();
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let p = path.clone();
+                ivy::spawn(move || std::os::unix::net::UnixStream::connect(&p).map(|_| ()))
+            })
+            .collect();
+        ivy::sleep(ms(30));
+        let acceptor = ivy::spawn(move || {
+            // Bounded, so that a lost client fails the test instead of
+            // hanging it.
+            let mut n = 0;
+            for _ in 0..4 {
+                match ivy::timeout(ms(3000), || listener.accept()) {
+                    Ok(Ok(_)) => n += 1,
+                    _ => break,
+                }
+            }
+            n
+        });
+        let connected = clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .filter(|r| r.is_ok())
+            .count();
+        (connected, acceptor.join().unwrap(), t0.elapsed())
+    });
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!((connected, accepted), (4, 4));
+    assert!(took >= ms(30), "{took:?}");
+    assert!(ticks >= 5, "ticks {ticks}");
 }

@@ -170,3 +170,67 @@ fn libc_poll_in_100_tasks_with_timeouts_runs_concurrently() {
     assert!(took >= ms(50));
     assert!(took < ms(1500), "took {took:?}");
 }
+
+/// Regression: a `close` in one task used to wake the tasks waiting on its fd
+/// *number* after the real close, so a task on another worker that had just
+/// got the same number for a new socket, and was waiting on it, failed with
+/// EBADF (seen in `four_tasks_accept_on_one_listener_each_connection_once`).
+/// Now the close holds the number's waiters across the real close. Readers
+/// wait on fresh sockets while other tasks churn through socket numbers on
+/// both workers; every read must get its byte.
+#[test]
+fn a_close_never_wakes_a_waiter_on_a_reused_fd_number() {
+    use std::os::unix::net::UnixStream;
+    let (ok, failures) = rt(2).block_on(|| {
+        let stop = Arc::new(AtomicUsize::new(0));
+        let churners: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                ivy::spawn(move || {
+                    while stop.load(Ordering::SeqCst) == 0 {
+                        for _ in 0..8 {
+                            drop(UnixStream::pair().unwrap());
+                        }
+                        ivy::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..100)
+            .map(|_| {
+                ivy::spawn(|| {
+                    let (mut ok, mut failures) = (0, Vec::new());
+                    for _ in 0..20 {
+                        let (a, b) = UnixStream::pair().unwrap();
+                        let writer = ivy::spawn(move || {
+                            ivy::yield_now();
+                            (&b).write_all(b"k").unwrap();
+                            b
+                        });
+                        let mut buf = [0u8; 1];
+                        match (&a).read_exact(&mut buf) {
+                            Ok(()) => ok += 1,
+                            Err(e) => failures.push(e.raw_os_error()),
+                        }
+                        drop(writer.join().unwrap());
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        let mut failures = Vec::new();
+        for r in readers {
+            let (o, f) = r.join().unwrap();
+            ok += o;
+            failures.extend(f);
+        }
+        stop.store(1, Ordering::SeqCst);
+        for c in churners {
+            c.join().unwrap();
+        }
+        (ok, failures)
+    });
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(ok, 100 * 20);
+}

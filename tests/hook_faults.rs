@@ -2,8 +2,7 @@
 //! a hooked call, a peer reset, `close` from another task during a wait, fd
 //! exhaustion (EMFILE), a hooked `poll` on 100 fds with a timeout. Every test
 //! counts the process's open fds (`/proc/self/fd`) before and after: nothing
-//! leaks. tests/hook/run.sh runs this file with one test thread, so the counts
-//! are exact.
+//! leaks. The tests run one at a time (a lock), so the counts are exact.
 
 mod common;
 
@@ -19,6 +18,14 @@ use common::{ms, rt};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The tests of this file count the process's fds: they run one at a time
+/// whatever the harness's thread count.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The open fds once ivy's process-wide ones exist (a runtime has run a task:
@@ -46,6 +53,7 @@ fn close(fd: i32) -> i32 {
 
 #[test]
 fn cancelling_a_task_in_a_hooked_read_gives_ecanceled_then_unwinds() {
+    let _serial = serial();
     let before = baseline();
     for round in 0..50 {
         let (a, b) = UnixStream::pair().unwrap();
@@ -79,6 +87,7 @@ fn cancelling_a_task_in_a_hooked_read_gives_ecanceled_then_unwinds() {
 
 #[test]
 fn a_deadline_scope_elapsing_in_a_hooked_call_gives_etimedout() {
+    let _serial = serial();
     let before = baseline();
     let (a, b) = UnixStream::pair().unwrap();
     let (inner, outer, took) = rt(1).block_on(move || {
@@ -128,6 +137,7 @@ fn a_deadline_scope_elapsing_in_a_hooked_call_gives_etimedout() {
 
 #[test]
 fn close_from_another_task_wakes_the_waiter_with_ebadf() {
+    let _serial = serial();
     let before = baseline();
     for round in 0..100 {
         // A socket (made non-blocking by ivy) and a pipe (left as it is).
@@ -167,6 +177,7 @@ fn close_from_another_task_wakes_the_waiter_with_ebadf() {
 
 #[test]
 fn a_peer_reset_reaches_the_parked_reader_as_econnreset() {
+    let _serial = serial();
     let before = baseline();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -213,6 +224,7 @@ fn a_peer_reset_reaches_the_parked_reader_as_econnreset() {
 
 #[test]
 fn poll_on_100_fds_with_a_timeout_parks_and_reports_exactly() {
+    let _serial = serial();
     let before = baseline();
     let pipes: Vec<(i32, i32)> = (0..100).map(|_| pipe()).collect();
     let reads: Vec<i32> = pipes.iter().map(|p| p.0).collect();
@@ -274,6 +286,7 @@ fn poll_on_100_fds_with_a_timeout_parks_and_reports_exactly() {
 /// fails with EMFILE and succeeds once a number is free; nothing leaks.
 #[test]
 fn emfile() {
+    let _serial = serial();
     if std::env::var("IVY_HOOK_EMFILE_CHILD").is_err() {
         let out = common::run_child(&mut common::child_case(
             "emfile",
@@ -371,6 +384,7 @@ fn emfile() {
 /// ECANCELED with the time left.
 #[test]
 fn cancellation_ends_a_hooked_sleep_at_once() {
+    let _serial = serial();
     let (joined_err, took, nanosleep) = rt(1).block_on(|| {
         let t0 = Instant::now();
         let sleeper = ivy::spawn(|| std::thread::sleep(ms(10_000)));

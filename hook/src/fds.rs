@@ -2,15 +2,15 @@
 
 use libc::{c_int, c_ulong};
 
-use crate::errno;
 use crate::fdtable::{self, IVY_NONBLOCK, SOCKET, USER_NONBLOCK};
 use crate::real;
 use crate::services;
 
-/// `close(2)`: forgets the fd, closes it, then wakes every task waiting on it
-/// (they fail with `EBADF`, as a call on a closed fd does). In that order: a
-/// waiter that duplicated the fd before the close is woken, and one that comes
-/// after finds it closed.
+/// `close(2)`: forgets the fd and closes it while no task can start waiting
+/// on it, then wakes every task that was waiting on it (they fail with
+/// `EBADF`, as a call on a closed fd does). A task that starts waiting after
+/// the close finds the fd closed, or waits on the new file that reuses its
+/// number, and is not woken.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if !services::any() || services::in_vfork_child() {
@@ -18,16 +18,8 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return unsafe { real::close(fd) };
     }
     fdtable::clear(fd);
-    // Wake the waiters listed under `fd` *before* the number is released:
-    // once the real close returns, a task on another worker may get the same
-    // number from socket()/accept() and list a wait under it, which a later
-    // `closed(fd)` would wrongly end with EBADF (tests/hook_real_std.rs,
-    // fd_numbers_reused_across_workers_never_wake_a_new_waiter). A wait that
-    // starts in this gap waits on the old file, as a thread blocked in read()
-    // on an fd another thread closes does on Linux.
-    services::closed(fd);
     // SAFETY: the caller's argument.
-    unsafe { real::close(fd) }
+    services::closing(fd, || unsafe { real::close(fd) })
 }
 
 /// `fcntl(2)`. `F_GETFL` reports the user's view of `O_NONBLOCK` (not ivy's),
@@ -161,17 +153,18 @@ pub unsafe extern "C" fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int {
     unsafe { dup_onto(fd, new, || real::dup3(fd, new, flags)) }
 }
 
-unsafe fn dup_onto(fd: c_int, new: c_int, op: impl FnOnce() -> c_int) -> c_int {
+unsafe fn dup_onto(fd: c_int, new: c_int, mut op: impl FnMut() -> c_int) -> c_int {
     if !services::any() || services::in_vfork_child() {
         return op();
     }
     let e = fdtable::get(fd);
-    let r = op();
+    let r = if fd == new {
+        op()
+    } else {
+        services::closing(new, op)
+    };
     if r >= 0 && fd != new {
-        let err = errno::get();
         fdtable::set(new, e);
-        services::closed(new);
-        errno::set(err);
     }
     r
 }

@@ -10,7 +10,9 @@
 //! under ivy's `hook` feature) and registers its [`Services`]: "is the caller
 //! one of my tasks?" and the few parking primitives the hooked calls are built
 //! on. Before any copy attached every hooked call is plain libc. The table is
-//! versioned and sized so that a newer ivy can extend it.
+//! versioned and sized: the hook accepts exactly its own layout (version 2:
+//! `close_fd` replaced version 1's wake-after-close `closed`), and an ivy
+//! whose table it refuses says so on stderr and runs unhooked.
 //!
 //! The per-fd table and the call logic live here, once per process, so every
 //! copy of ivy sees the same fd states. A call is routed to the copy whose task
@@ -45,7 +47,7 @@ use std::sync::Once;
 use libc::{c_char, c_int, c_short, c_void};
 
 /// Version of [`Services`] this hook understands.
-pub const SERVICES_VERSION: u32 = 1;
+pub const SERVICES_VERSION: u32 = 2;
 
 /// The services one copy of ivy lends the hook (C ABI, `#[repr(C)]`; ivy's
 /// `src/hook/` defines the same layout).
@@ -73,8 +75,16 @@ pub struct Services {
     /// ends. On an interruption (non-zero return) the job still runs later.
     pub run_blocking:
         unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
-    /// The hooked `close(fd)` happened: wake every task waiting on `fd`.
-    pub closed: extern "C" fn(fd: c_int),
+    /// Runs `op(ctx)`, which closes `fd` (the real `close`, or a `dup2` onto
+    /// it), while no wait on `fd` can start, then wakes every task that was
+    /// waiting on `fd` (it fails with `EBADF`); returns `op`'s result. Held
+    /// across the close, so a task that starts waiting on a *new* file that
+    /// reuses the number right after is never woken by mistake.
+    pub close_fd: unsafe extern "C" fn(
+        fd: c_int,
+        op: unsafe extern "C" fn(ctx: *mut c_void) -> c_int,
+        ctx: *mut c_void,
+    ) -> c_int,
     /// Debug mode: a hooked call had to block the worker (`call`, `why`: NUL
     /// terminated). Reports once per kind; does nothing outside debug mode.
     pub report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
@@ -92,7 +102,7 @@ static PID: AtomicI32 = AtomicI32::new(0);
 /// a table this hook does not understand, `-ENOSPC` when too many copies of
 /// ivy attached.
 pub(crate) fn attach(s: &'static Services) -> c_int {
-    if s.version < SERVICES_VERSION || (s.size as usize) < std::mem::size_of::<Services>() {
+    if s.version != SERVICES_VERSION || (s.size as usize) != std::mem::size_of::<Services>() {
         return -libc::EINVAL;
     }
     crate::real::resolve_all();
@@ -164,16 +174,46 @@ pub(crate) fn any() -> bool {
     COUNT.load(Ordering::Relaxed) != 0
 }
 
-/// Tells every copy that `fd` was closed.
-pub(crate) fn closed(fd: c_int) {
-    let n = COUNT.load(Ordering::Acquire);
-    for cell in &COPIES[..n.min(MAX_COPIES)] {
-        let p = cell.load(Ordering::Acquire);
+/// `close_fd` through every attached copy, nested: each holds its waiters of
+/// `fd` while the next runs, the last runs `op`.
+struct CloseChain<'a> {
+    next: usize,
+    fd: c_int,
+    op: &'a mut dyn FnMut() -> c_int,
+    errno: c_int,
+}
+
+unsafe extern "C" fn close_step(ctx: *mut c_void) -> c_int {
+    // SAFETY: `ctx` is the `CloseChain` of `closing`, alive for its call.
+    let chain = unsafe { &mut *(ctx as *mut CloseChain<'_>) };
+    let n = COUNT.load(Ordering::Acquire).min(MAX_COPIES);
+    while chain.next < n {
+        let p = COPIES[chain.next].load(Ordering::Acquire);
+        chain.next += 1;
         if !p.is_null() {
-            // SAFETY: attached tables are `'static`.
-            (unsafe { &*p }.closed)(fd);
+            // SAFETY: attached tables are `'static`; `close_step` and `ctx`
+            // are called back once, within this call.
+            return unsafe { ((*p).close_fd)(chain.fd, close_step, ctx) };
         }
     }
+    let r = (chain.op)();
+    chain.errno = crate::errno::get();
+    r
+}
+
+/// Runs `op`, which closes `fd`, under every copy's `close_fd` (see it);
+/// `errno` is `op`'s.
+pub(crate) fn closing(fd: c_int, mut op: impl FnMut() -> c_int) -> c_int {
+    let mut chain = CloseChain {
+        next: 0,
+        fd,
+        op: &mut op,
+        errno: 0,
+    };
+    // SAFETY: `chain` outlives the call.
+    let r = unsafe { close_step((&mut chain as *mut CloseChain<'_>).cast()) };
+    crate::errno::set(chain.errno);
+    r
 }
 
 /// Now on `CLOCK_MONOTONIC`, in nanoseconds.

@@ -138,11 +138,43 @@ unsafe fn connect_in(fd: c_int, addr: *const sockaddr, len: socklen_t) -> isize 
     if !(e.kind() == SOCKET && e.ivy_nonblock() && !e.user_nonblock()) {
         return attempt();
     }
-    let r = attempt();
+    let deadline = services::deadline_after_us(e.snd_us);
+    let mut r = attempt();
+    // A Unix-domain socket whose listener's backlog is full says EAGAIN (a
+    // blocking connect would wait on the *listener*, which no poll of this
+    // socket reports): retry with a growing pause, as long as a blocking
+    // connect would wait.
+    let mut pause_ns: i64 = 1_000_000;
+    while r < 0 && errno::get() == libc::EAGAIN {
+        let now = services::now_ns();
+        if deadline >= 0 && now >= deadline {
+            return fail(libc::EAGAIN);
+        }
+        let mut until = now.saturating_add(pause_ns);
+        if deadline >= 0 {
+            until = until.min(deadline);
+        }
+        pause_ns = (pause_ns * 2).min(16_000_000);
+        let w = match svc {
+            Some(s) => (s.sleep_until)(until),
+            None => {
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: until.saturating_sub(now),
+                };
+                // SAFETY: a valid timespec (under a second).
+                unsafe { real::nanosleep(&ts, std::ptr::null_mut()) };
+                0
+            }
+        };
+        if w != 0 {
+            return fail(w);
+        }
+        r = attempt();
+    }
     if r == 0 || errno::get() != libc::EINPROGRESS {
         return r;
     }
-    let deadline = services::deadline_after_us(e.snd_us);
     match svc {
         Some(s) => match (s.wait_fd)(fd, libc::POLLOUT, deadline) {
             0 => {}

@@ -24,11 +24,18 @@
 //! # Closing an fd a task waits on
 //! A wait registers a duplicate of the caller's fd (as `ivy::io::wait_*` do:
 //! the epoll entry is keyed by a number only ivy closes) and lists itself
-//! under the caller's fd number. The hooked `close` closes the fd and then
-//! calls `closed(fd)`, which closes every listed registration: the waiters
-//! wake with `WaitError::Closed` and the hook returns `EBADF`. The duplicate
-//! is made under the list's lock, so a wait either started before the close
-//! (and is listed when `closed` runs) or finds the fd closed (`EBADF`).
+//! under the caller's fd number, making the duplicate under that list's lock.
+//! The hooked `close` (and `dup2`/`dup3` onto an fd) runs the real close
+//! through `close_fd`, which holds the number's list across it and then
+//! closes every listed registration: the waiters wake with
+//! `WaitError::Closed` and the hook returns `EBADF`. Holding the lock across
+//! the close is what makes it exact: a wait either started before the close
+//! (and is woken) or after it (it finds the fd closed, or waits on the new
+//! file that reuses the number, and is left alone). Waking after the close
+//! without the lock once woke such a new waiter (test:
+//! `hook_concurrency::a_close_never_wakes_a_waiter_on_a_reused_fd_number`).
+//! The lists are sharded by fd number, so a close queues only the closes and
+//! waits of its own shard.
 //!
 //! Layer: api (it uses io's registrations and poll, time, the blocking pool).
 

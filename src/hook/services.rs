@@ -1,6 +1,6 @@
 //! The services table (see the module comment of `hook`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, Once};
@@ -27,11 +27,15 @@ pub(crate) struct Services {
     sleep_until: extern "C" fn(deadline_ns: i64) -> c_int,
     run_blocking:
         unsafe extern "C" fn(job: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) -> c_int,
-    closed: extern "C" fn(fd: c_int),
+    close_fd: unsafe extern "C" fn(
+        fd: c_int,
+        op: unsafe extern "C" fn(ctx: *mut c_void) -> c_int,
+        ctx: *mut c_void,
+    ) -> c_int,
     report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
 }
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 static SERVICES: Services = Services {
     version: VERSION,
@@ -41,7 +45,7 @@ static SERVICES: Services = Services {
     poll,
     sleep_until,
     run_blocking,
-    closed,
+    close_fd,
     report_blocking,
 };
 
@@ -146,13 +150,21 @@ fn errno_of_wait(e: WaitError) -> c_int {
     errno_of(&e.into())
 }
 
-type Waiters = HashMap<RawFd, Vec<Arc<Registration>>>;
+/// A BTreeMap rather than a HashMap: it never rehashes, and its nodes are
+/// pointed to at their start (valgrind counts a static hash table, which is
+/// pointed into its middle, as "possibly lost").
+type Waiters = BTreeMap<RawFd, Vec<Arc<Registration>>>;
 
-/// The waits in progress, by the caller's fd number.
-static WAITERS: Mutex<Option<Waiters>> = Mutex::new(None);
+/// The waits in progress, by the caller's fd number, in shards by number: a
+/// close holds its fd's shard across the real close (`close_fd`), so closes
+/// and waits of other shards do not queue behind it.
+const SHARDS: usize = 64;
+static WAITERS: [Mutex<Option<Waiters>>; SHARDS] = [const { Mutex::new(None) }; SHARDS];
 
-fn waiters() -> std::sync::MutexGuard<'static, Option<Waiters>> {
-    WAITERS.lock().unwrap_or_else(|e| e.into_inner())
+fn waiters(fd: RawFd) -> std::sync::MutexGuard<'static, Option<Waiters>> {
+    WAITERS[fd.unsigned_abs() as usize % SHARDS]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// `F_DUPFD_CLOEXEC` by raw syscall (never through the hook).
@@ -196,7 +208,7 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
     let mut refused = Vec::new();
     let r = loop {
         let (dup, reg) = {
-            let mut guard = waiters();
+            let mut guard = waiters(fd);
             let dup = match raw_dup(fd) {
                 Ok(d) => Some(d),
                 // Out of fd numbers: register the caller's fd itself. Still
@@ -209,7 +221,7 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
             };
             let reg = Arc::new(Registration::with_readiness(dup.unwrap_or(fd), 0));
             guard
-                .get_or_insert_with(HashMap::new)
+                .get_or_insert_with(BTreeMap::new)
                 .entry(fd)
                 .or_default()
                 .push(reg.clone());
@@ -217,7 +229,7 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
         };
         let r = reg.wait(mask, deadline);
         {
-            let mut guard = waiters();
+            let mut guard = waiters(fd);
             if let Some(map) = guard.as_mut() {
                 if let Some(list) = map.get_mut(&fd) {
                     list.retain(|r| !Arc::ptr_eq(r, &reg));
@@ -259,11 +271,20 @@ fn wait_closable(fd: RawFd, mask: usize, deadline: Option<Instant>) -> c_int {
     r
 }
 
-extern "C" fn closed(fd: c_int) {
-    let list = waiters().as_mut().and_then(|m| m.remove(&fd));
+unsafe extern "C" fn close_fd(
+    fd: c_int,
+    op: unsafe extern "C" fn(ctx: *mut c_void) -> c_int,
+    ctx: *mut c_void,
+) -> c_int {
+    let mut guard = waiters(fd);
+    let list = guard.as_mut().and_then(|m| m.remove(&fd));
+    // SAFETY: the hook's operation and its context, called once.
+    let r = unsafe { op(ctx) };
+    drop(guard);
     for reg in list.into_iter().flatten() {
         reg.close();
     }
+    r
 }
 
 unsafe extern "C" fn poll(fds: *const libc::pollfd, nfds: libc::nfds_t, deadline_ns: i64) -> c_int {
@@ -372,7 +393,7 @@ unsafe extern "C" fn run_blocking(
 }
 
 /// What debug mode already reported (call, why): once each.
-static REPORTED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+static REPORTED: Mutex<Option<BTreeSet<(String, String)>>> = Mutex::new(None);
 
 unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
     let _ = catch_unwind(|| {
@@ -395,7 +416,7 @@ unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
         let first = REPORTED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashSet::new)
+            .get_or_insert_with(BTreeSet::new)
             .insert((call.clone(), why.clone()));
         if first {
             let who = crate::task::current();

@@ -6,6 +6,8 @@
 #     reactor and sockets must pass through it, never recurse into it).
 #  2. C: tests/c/hook/*.c with gcc and clang at -Wall -Wextra -Werror, each run
 #     with LD_PRELOAD=libivy_hook.so and linked with -livy_hook -livy.
+#     The gcc build also runs under valgrind (memcheck, leak check) with the
+#     hook preloaded.
 #  3. A program that never starts ivy runs unchanged under the preloaded hook.
 #  4. Python: the socket module and time.sleep in tasks of the ivyrt package,
 #     with the hook preloaded.
@@ -54,6 +56,28 @@ for src in tests/c/hook/*.c; do
         timeout 120 "$out/$name-$cc-linked" || failed=$((failed + 1))
     done
 done
+
+echo "== hook: the C tests under valgrind, hook preloaded"
+if command -v valgrind >/dev/null 2>&1; then
+    for src in tests/c/hook/*.c; do
+        name=$(basename "$src" .c)
+        # fork/vfork children are not checked (valgrind runs vfork as fork;
+        # the children _exit at once).
+        if LD_PRELOAD=$hook timeout 300 valgrind -q --error-exitcode=1 --leak-check=full \
+            --child-silent-after-fork=yes --suppressions=tests/c/valgrind.supp \
+            "$out/$name-gcc" > "$out/$name.vg.log" 2>&1; then
+            echo "ok   $name under valgrind: $(grep -E '^[0-9]+ passed' "$out/$name.vg.log" | tail -n 1)"
+        else
+            echo "FAIL $name under valgrind (log: $out/$name.vg.log)"
+            failed=$((failed + 1))
+        fi
+    done
+elif [ -n "${CI:-}" ]; then
+    echo "FAIL valgrind missing (CI installs it)"
+    failed=$((failed + 1))
+else
+    echo "SKIP valgrind not installed"
+fi
 
 echo "== hook: a program that never starts ivy is unchanged by the preloaded hook"
 expected=$(printf 'one\ntwo\n' | sort -r | cat)
