@@ -10,13 +10,9 @@ use std::time::{Duration, Instant};
 use super::idle::Idle;
 use super::registry::Registry;
 use super::worker::{Remote, Worker};
-use super::{debug, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
+use super::{debug, HookParkGuard, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
 use crate::io::reactor::Reactor;
 use crossbeam_deque::{Injector, Worker as Deque};
-
-/// What [`Builder::hook_park_guard`] takes: wraps one park, which it must run
-/// exactly once (`park()`), on the calling thread.
-pub type HookParkGuard = fn(park: &mut dyn FnMut());
 
 /// Configures and builds a [`Runtime`].
 ///

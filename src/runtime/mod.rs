@@ -42,8 +42,9 @@ use std::time::{Duration, Instant};
 use crate::task::JoinHandle;
 
 pub(crate) use builder::check_stack_size;
-pub use builder::{Builder, HookParkGuard};
+pub use builder::Builder;
 pub use handle::Handle;
+pub use shared::HookParkGuard;
 pub(crate) use shared::Shared;
 
 pub use crate::stack::{guard_mode as stack_guard_mode, GuardMode as StackGuardMode};

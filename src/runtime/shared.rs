@@ -19,12 +19,17 @@ use crossbeam_deque::Injector;
 use super::idle::Idle;
 use super::registry::Registry;
 use super::worker::{self, Remote};
-use super::{debug, task_pool, HookParkGuard};
+use super::{debug, task_pool};
 use crate::task::body;
 use crate::task::raw::{Entry, NotRun, Task};
 use crate::task::schedule::Schedule;
 
 /// State shared by all workers of one runtime and every handle to it.
+/// What [`Builder::hook_park_guard`](crate::Builder::hook_park_guard) takes:
+/// wraps one park, which it must run exactly once (`park()`), on the calling
+/// thread.
+pub type HookParkGuard = fn(park: &mut dyn FnMut());
+
 pub(crate) struct Shared {
     pub(crate) remotes: Box<[Remote]>,
     pub(crate) injector: Injector<Arc<Task>>,
