@@ -48,7 +48,7 @@ run_tests() {
 
 run_tests loom env RUSTFLAGS="${RUSTFLAGS:-} --cfg loom" \
     LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
-    cargo test --release --lib --target-dir target/loom -- model_check:: --test-threads=2
+    cargo test --release -p ivy --lib --target-dir target/loom -- model_check:: --test-threads=2
 
 miri_available() {
     timeout 60 cargo +nightly miri --version >/dev/null 2>&1
@@ -62,7 +62,7 @@ if miri_available; then
     # The sysroot is built once (cached in ~/.cache/miri); `setup` keeps its
     # output out of the test log.
     timeout 900 cargo +nightly miri setup >/dev/null 2>&1 || true
-    run_tests miri timeout 1800 cargo +nightly miri test --lib -- timer::wheel ffi::handle
+    run_tests miri timeout 1800 cargo +nightly miri test -p ivy --lib -- timer::wheel ffi::handle
 else
     echo "SKIP: Miri unavailable (no nightly toolchain with the miri component)"
 fi
