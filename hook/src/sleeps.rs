@@ -10,14 +10,6 @@ use crate::errno;
 use crate::real;
 use crate::services::{self, Services};
 
-fn current() -> Option<&'static Services> {
-    if services::any() {
-        services::current()
-    } else {
-        None
-    }
-}
-
 /// Sleeps the task until `deadline_ns`; `Err((errno, ns left))` on interruption.
 fn sleep_task(s: &Services, deadline_ns: i64) -> Result<(), (c_int, i64)> {
     match (s.sleep_until)(deadline_ns) {
@@ -46,7 +38,7 @@ fn timespec_of(ns: i64) -> timespec {
 /// `nanosleep(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
-    let Some(s) = current() else {
+    let Some(s) = services::current() else {
         // SAFETY: the caller's arguments.
         return unsafe { real::nanosleep(req, rem) };
     };
@@ -81,7 +73,7 @@ pub unsafe extern "C" fn clock_nanosleep(
     req: *const timespec,
     rem: *mut timespec,
 ) -> c_int {
-    let s = match current() {
+    let s = match services::current() {
         Some(s) if clock == libc::CLOCK_MONOTONIC || clock == libc::CLOCK_REALTIME => s,
         // SAFETY: the caller's arguments.
         _ => return unsafe { real::clock_nanosleep(clock, flags, req, rem) },
@@ -122,7 +114,7 @@ pub unsafe extern "C" fn clock_nanosleep(
 /// `usleep(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
-    let Some(s) = current() else {
+    let Some(s) = services::current() else {
         // SAFETY: plain libc.
         return unsafe { real::usleep(us) };
     };
@@ -139,7 +131,7 @@ pub unsafe extern "C" fn usleep(us: libc::useconds_t) -> c_int {
 /// `sleep(3)`: the seconds left (rounded up) on interruption, with errno set.
 #[no_mangle]
 pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
-    let Some(s) = current() else {
+    let Some(s) = services::current() else {
         // SAFETY: plain libc.
         return unsafe { real::sleep(secs) };
     };

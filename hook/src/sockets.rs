@@ -301,12 +301,7 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    let svc = if services::any() {
-        services::current()
-    } else {
-        None
-    };
-    let Some(s) = svc else {
+    let Some(s) = services::current() else {
         // SAFETY: the caller's arguments.
         return unsafe { real::getaddrinfo(node, service, hints, res) };
     };

@@ -44,12 +44,7 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     mask: *const libc::sigset_t,
 ) -> c_int {
-    let svc = if services::any() {
-        services::current()
-    } else {
-        None
-    };
-    let Some(s) = svc else {
+    let Some(s) = services::current() else {
         // SAFETY: the caller's arguments.
         return unsafe { real::ppoll(fds, n, timeout, mask) };
     };
@@ -184,11 +179,7 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     tv: *mut libc::timeval,
 ) -> c_int {
-    let svc = if services::any() {
-        services::current()
-    } else {
-        None
-    };
+    let svc = services::current();
     let zero = !tv.is_null() && {
         // SAFETY: a non-null timeout points to a timeval (the C contract).
         let t = unsafe { *tv };

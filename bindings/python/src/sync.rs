@@ -60,6 +60,15 @@ fn lock_of<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Takes a permit of `sem`: without releasing the GIL when one is free (the
+/// uncontended path), else parking until `deadline`. False when it elapsed.
+fn acquire_bounded(py: Python<'_>, sem: &IvyBounded, deadline: Option<Instant>) -> PyResult<bool> {
+    if sem.try_acquire() {
+        return Ok(true);
+    }
+    blocking(py, || timed(sem.acquire_deadline(deadline)))
+}
+
 /// A mutual exclusion lock (asyncio.Lock). `with lock:` acquires and releases it.
 ///
 /// Not reentrant; any task may release it; FIFO: waiters get it in arrival order.
@@ -70,10 +79,7 @@ pub struct Lock {
 
 impl Lock {
     fn acquire_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
-        if self.sem.try_acquire() {
-            return Ok(true);
-        }
-        blocking(py, || timed(self.sem.acquire_deadline(deadline)))
+        acquire_bounded(py, &self.sem, deadline)
     }
 
     fn release_checked(&self) -> PyResult<()> {
@@ -218,10 +224,7 @@ pub struct BoundedSemaphore {
 
 impl BoundedSemaphore {
     fn acquire_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
-        if self.sem.try_acquire() {
-            return Ok(true);
-        }
-        blocking(py, || timed(self.sem.acquire_deadline(deadline)))
+        acquire_bounded(py, &self.sem, deadline)
     }
 
     fn release_checked(&self) -> PyResult<()> {
