@@ -98,7 +98,22 @@ def hooked_park_beside_ivyrt_parks() -> list:
     implementation is running"). ivyrt now parks hooked calls inside its
     `hook_park_guard`. Repeated, with the child tasks that start right after."""
     out = []
-    for _ in range(20):
+    stop = []
+
+    def spin():
+        # Holds the GIL most of the time (pure Python work), on whichever
+        # worker it lands: with two workers, the process's GIL holder is then
+        # often another thread's state when a hooked park starts, which the
+        # guard once took for its own and detached (a fatal CPython error).
+        n = 0
+        while not stop:
+            n += sum(range(200))
+            if n % 50 == 0:
+                ivyrt.yield_now()
+        return n
+
+    spinner = ivyrt.create_task(spin)
+    for _ in range(40):
         a, b = socket.socketpair()
 
         def writer():
@@ -119,8 +134,10 @@ def hooked_park_beside_ivyrt_parks() -> list:
         assert r.join() == b"x"
         a.close()
         b.close()
+    stop.append(True)
+    spinner.join()
     # every child ran (their order across two workers is not promised)
-    assert sorted(out) == sorted([0, 1, 2] * 20), out
+    assert sorted(out) == sorted([0, 1, 2] * 40), out
     return out
 
 

@@ -226,6 +226,7 @@ impl Generator {
         // SAFETY: the GIL is held, as PyInterpreterState_Get requires; the new
         // state belongs to this interpreter and to this thread (see the top).
         let tstate = unsafe { ffi::PyThreadState_New(ffi::PyInterpreterState_Get()) };
+        crate::tstate::own(tstate);
         if tstate.is_null() {
             return Err(PyRuntimeError::new_err("no memory for a thread state"));
         }
@@ -246,6 +247,7 @@ impl Generator {
                 name,
             }),
             Err(e) => {
+                crate::tstate::disown(tstate);
                 // SAFETY: the state was never attached; the GIL is held.
                 unsafe {
                     ffi::PyThreadState_Clear(tstate);
@@ -405,6 +407,7 @@ fn run_body(
     drop(ctx);
     drop(func);
     drop(shared);
+    crate::tstate::disown(tstate);
     // SAFETY: `tstate` is the current state (attached above); clearing and
     // deleting the current state also releases the GIL, leaving the thread
     // as the detach that resumed this body expects it (no state, no GIL).
@@ -500,6 +503,7 @@ impl Drop for Generator {
             // Never run: the body's closure is dropped unrun and the thread
             // state was never attached.
             self.core = None;
+            crate::tstate::disown(self.tstate);
             // SAFETY: an idle state of this interpreter; the GIL is held.
             unsafe {
                 ffi::PyThreadState_Clear(self.tstate);

@@ -88,6 +88,7 @@
 //!   Not done yet: untestable here; see the README's known limitations.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{c_int, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -133,6 +134,40 @@ impl Drop for Pool {
 }
 
 thread_local! {
+    /// Every thread state made on this thread and not yet deleted (tasks',
+    /// the anchor, the parker, generators'): `holds_gil` asks whether the
+    /// state holding the GIL is one of them.
+    static OWNED: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+}
+
+/// Records `ts`, just made on this thread, as this thread's (`holds_gil`).
+pub fn own(ts: *mut ffi::PyThreadState) {
+    if !ts.is_null() {
+        let _ = OWNED.try_with(|o| o.borrow_mut().insert(ts as usize));
+    }
+}
+
+/// Forgets `ts` before it is deleted. (At thread exit the set may be gone
+/// before the pool that deletes the last states: nothing is left to ask.)
+pub fn disown(ts: *mut ffi::PyThreadState) {
+    let _ = OWNED.try_with(|o| o.borrow_mut().remove(&(ts as usize)));
+}
+
+/// Whether this OS thread holds the GIL. `current_unchecked` alone cannot
+/// say: up to 3.11 it reads the *process's* GIL holder (`tstate_current`),
+/// which is another worker's or the main thread's state as often as ours
+/// (CI caught the guard detaching a GIL this thread did not hold); a state
+/// only ever attaches on the thread that made it (the pool invariant), so the
+/// holder is ours exactly when it is one of ours.
+fn holds_gil() -> bool {
+    let cur = current_unchecked();
+    !cur.is_null()
+        && OWNED
+            .try_with(|o| o.borrow().contains(&(cur as usize)))
+            .unwrap_or(false)
+}
+
+thread_local! {
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool {
             idle: Vec::new(),
@@ -157,6 +192,7 @@ fn anchor_thread(pool: &mut Pool) {
         let interp = INTERP.load(Ordering::Acquire);
         // SAFETY: as in `take`.
         pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
+        own(pool.anchor);
     }
 }
 
@@ -173,7 +209,7 @@ pub fn hook_park_guard(park: &mut dyn FnMut()) {
     unsafe impl Send for OnThisThread<'_> {}
 
     let park = OnThisThread(park);
-    if !current_unchecked().is_null() {
+    if holds_gil() {
         // C code made the blocking call with the GIL held (it did not release
         // it around the call): this task's state is attached. Park with the
         // GIL released, or every other Python task of the worker would block
@@ -192,6 +228,7 @@ pub fn hook_park_guard(park: &mut dyn FnMut()) {
             let interp = INTERP.load(Ordering::Acquire);
             // SAFETY: as in `take`: the live interpreter; no GIL needed.
             p.parker = unsafe { ffi::PyThreadState_New(interp) };
+            own(p.parker);
         }
         p.parker
     });
@@ -280,6 +317,7 @@ pub fn run_task(task: Py<PyAny>) -> bool {
         ffi::Py_DECREF(obj);
     }
     if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
+        disown(ts);
         // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
         // and delete it while attached, which also releases the GIL (the
         // sequence of `PyGILState_Release`), saving a GIL round trip.
@@ -310,6 +348,7 @@ fn take() -> Option<*mut ffi::PyThreadState> {
     // SAFETY: `interp` is the live main interpreter (set at module init; the
     // module lives as long as it). PyThreadState_New does not need the GIL.
     let ts = unsafe { ffi::PyThreadState_New(interp) };
+    own(ts);
     (!ts.is_null()).then_some(ts)
 }
 
@@ -335,6 +374,7 @@ fn destroy(ts: *mut ffi::PyThreadState) {
     if is_finalizing() {
         return;
     }
+    disown(ts);
     // SAFETY: `ts` is idle and belongs to this thread; this thread holds no
     // thread state (it is outside any task). Attach, clear, delete: the
     // sequence `PyGILState_Release` uses for its own states.
