@@ -123,15 +123,18 @@ def hooked_park_beside_ivyrt_parks() -> list:
         def reader():
             data = a.recv(10)  # the hook's park, inside CPython's GIL release
             ivyrt.sleep(0.001)
-            for i in range(3):
-                ivyrt.create_task(out.append, i)
-            return data
+            # started right after this task ends: the first to find the count
+            kids = [ivyrt.create_task(out.append, i) for i in range(3)]
+            return data, kids
 
         w = ivyrt.create_task(writer)
         r = ivyrt.create_task(reader)
-        ivyrt.sleep(0.05)  # the children start before this task resumes
+        ivyrt.sleep(0.05)  # usually the children start before this task resumes
         w.join()
-        assert r.join() == b"x"
+        data, kids = r.join()
+        assert data == b"x"
+        for k in kids:
+            k.join()
         a.close()
         b.close()
     stop.append(True)
