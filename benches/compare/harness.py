@@ -116,7 +116,8 @@ ROWS = [
         title="TCP echo, 64-byte messages, 1000 connections (loadgen)"),
     Row("http_hello", "http_hello", "net", 100, 100, load="wrk",
         title="HTTP/1.1 hello, keep-alive, wrk -t1 -c100"),
-    # Next (one Row each, twins in every system): Row("semaphore", ...)
+    Row("semaphore", "semaphore", "sync", 1_000_000, 100_000,
+        title="64 tasks sharing 8 semaphore permits, a yield while holding one"),
 
     # The Python suite: ivyrt against asyncio, uvloop and gevent (suite="python").
     Row("py_switch", "switch", "python", 200_000, 20_000, suite="python", skip=("ivyrt-w2",),

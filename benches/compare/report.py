@@ -36,6 +36,7 @@ METRICS = {
     "ns_per_roundtrip": ("ns per round trip", "lower"),
     "ns_per_item": ("ns per item", "lower"),
     "ns_per_lock": ("ns per lock", "lower"),
+    "ns_per_acquire": ("ns per acquire", "lower"),
     # the network rows (server + load generator):
     "msgs_per_s": ("messages per second", "higher"),
     "req_per_s": ("requests per second", "higher"),

@@ -43,6 +43,7 @@ var workloads = map[string]workload{
 	"chan_pingpong":    {200_000, chanPingPong},
 	"mpmc_bounded":     {2_000_000, mpmcBounded},
 	"mutex_contention": {2_000_000, mutexContention},
+	"semaphore":        {1_000_000, semaphore},
 	"tcp_echo":         {0, tcpEcho},
 	"http_hello":       {0, httpHello},
 }
@@ -353,6 +354,8 @@ const (
 	mpmcConsumers = 4
 	mpmcCapacity  = 1024
 	mutexTasks    = 64
+	semTasks      = 64 // bench-common's SEM_TASKS
+	semPermits    = 8  // and SEM_PERMITS
 )
 
 // mpmc_bounded: n items through a buffered channel, ns per item.
@@ -401,6 +404,57 @@ func mpmcBounded(p params) error {
 		return err
 	}
 	report(p, "ns_per_item", nsPer(d, p.n), "ns", "")
+	return nil
+}
+
+// semaphore: 64 goroutines sharing 8 permits, each doing n/64 times
+// acquire; runtime.Gosched(); release. Go's standard library has no semaphore
+// (golang.org/x/sync/semaphore is not vendored: standard library only), so it
+// is the usual idiom: a buffered channel of 8, a send acquires, a receive
+// releases.
+func semaphore(p params) error {
+	round := func(n uint64) (time.Duration, error) {
+		sem := make(chan struct{}, semPermits)
+		var inside, done, worst int64
+		var wg sync.WaitGroup
+		per := n / semTasks
+		start := time.Now()
+		for k := 0; k < semTasks; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := uint64(0); i < per; i++ {
+					sem <- struct{}{}
+					if now := atomic.AddInt64(&inside, 1); now > semPermits {
+						atomic.StoreInt64(&worst, now)
+					}
+					runtime.Gosched()
+					atomic.AddInt64(&inside, -1)
+					atomic.AddInt64(&done, 1)
+					<-sem
+				}
+			}()
+		}
+		wg.Wait()
+		d := time.Since(start)
+		if worst != 0 {
+			return d, fmt.Errorf("%d holders of %d permits", worst, semPermits)
+		}
+		if uint64(done) != per*semTasks || len(sem) != 0 {
+			return d, fmt.Errorf("wrong count %d or %d permits held", done, len(sem))
+		}
+		return d, nil
+	}
+	if p.warmup {
+		if _, err := round(p.n / 10); err != nil {
+			return err
+		}
+	}
+	d, err := round(p.n)
+	if err != nil {
+		return err
+	}
+	report(p, "ns_per_acquire", nsPer(d, p.n/semTasks*semTasks), "ns", "")
 	return nil
 }
 

@@ -21,6 +21,7 @@ MASK = (1 << 64) - 1
 # The sync workloads' shape, shared by every system.
 MPMC_PRODUCERS, MPMC_CONSUMERS, MPMC_CAPACITY = 4, 4, 1024
 MUTEX_TASKS = 64
+SEM_TASKS, SEM_PERMITS = 64, 8
 
 # The server workloads' buffers and HTTP response (bench-common's ECHO_BUF,
 # HTTP_BUF, HTTP_RESPONSE).
@@ -263,6 +264,37 @@ async def mutex_contention(p):
     report(p, "ns_per_lock", await round_(p.n) / (p.n // MUTEX_TASKS * MUTEX_TASKS), "ns")
 
 
+async def semaphore(p):
+    """64 tasks sharing an asyncio.Semaphore(8), each doing n/64 times
+    `async with sem: await asyncio.sleep(0)`: ns per acquire."""
+    async def round_(n):
+        sem = asyncio.Semaphore(SEM_PERMITS)
+        inside = done = 0
+        per = n // SEM_TASKS
+
+        async def worker():
+            nonlocal inside, done
+            for _ in range(per):
+                async with sem:
+                    inside += 1
+                    if inside > SEM_PERMITS:
+                        raise RuntimeError(f"{inside} holders of {SEM_PERMITS} permits")
+                    await asyncio.sleep(0)
+                    inside -= 1
+                    done += 1
+
+        start = time.perf_counter_ns()
+        await asyncio.gather(*(worker() for _ in range(SEM_TASKS)))
+        d = time.perf_counter_ns() - start
+        if done != per * SEM_TASKS or sem.locked():
+            raise RuntimeError(f"wrong count {done}")
+        return d
+
+    if p.warmup:
+        await round_(p.n // 10)
+    report(p, "ns_per_acquire", await round_(p.n) / (p.n // SEM_TASKS * SEM_TASKS), "ns")
+
+
 async def serve_forever(p, handle):
     """Server workloads: binds 127.0.0.1:port, prints LISTENING port=<p>, then serves
     every connection with `handle(reader, writer)` (TCP_NODELAY set) until killed."""
@@ -331,6 +363,7 @@ WORKLOADS = {
     "chan_pingpong": (200_000, chan_pingpong),
     "mpmc_bounded": (2_000_000, mpmc_bounded),
     "mutex_contention": (2_000_000, mutex_contention),
+    "semaphore": (1_000_000, semaphore),
     "tcp_echo": (0, tcp_echo),
     "http_hello": (0, http_hello),
 }

@@ -273,6 +273,14 @@ pub const MPMC_CAPACITY: usize = 1024;
 /// `lock; counter += 1; unlock`; ns per lock.
 pub const MUTEX_TASKS: u64 = 64;
 
+/// Semaphore: this many tasks share SEM_PERMITS permits; each does n/SEM_TASKS
+/// times `acquire; inside += 1 (checked <= SEM_PERMITS); yield; inside -= 1;
+/// release`, and the total of acquisitions is checked; ns per acquire. The yield
+/// inside keeps a permit held across a switch, so the permits are really
+/// contended (without it a one-thread runtime would never queue a waiter).
+pub const SEM_TASKS: u64 = 64;
+pub const SEM_PERMITS: usize = 8;
+
 /// Fails loudly when a sum over 0..n is wrong.
 pub fn check_sum(what: &str, n: u64, got: u64) -> Result<(), String> {
     let want = n * n.saturating_sub(1) / 2;

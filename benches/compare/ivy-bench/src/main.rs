@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bench_common::{self as bc, Params, Workload};
 use ivy::net::{TcpListener, TcpStream};
-use ivy::sync::{Mutex, Queue};
+use ivy::sync::{Mutex, Queue, Semaphore};
 
 /// The workloads ivy implements. Add a row (and the twin in every other system)
 /// to extend the suite.
@@ -54,6 +54,11 @@ const WORKLOADS: &[Workload] = &[
         name: "mutex_contention",
         default_n: 2_000_000,
         run: mutex_contention,
+    },
+    Workload {
+        name: "semaphore",
+        default_n: 1_000_000,
+        run: semaphore,
     },
     Workload {
         name: "tcp_echo",
@@ -395,6 +400,62 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
         "ns",
         None,
     );
+    Ok(())
+}
+
+/// 64 tasks sharing an `ivy::sync::Semaphore` of 8 permits, each doing n/64
+/// times `acquire; yield_now; release` (see `bc::SEM_TASKS`): ns per acquire.
+fn semaphore(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        rt.block_on(move || {
+            let per = n / bc::SEM_TASKS;
+            let sem = Arc::new(Semaphore::new(bc::SEM_PERMITS));
+            // Holders right now (checked against the permits), acquisitions in all.
+            let inside = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::SEM_TASKS)
+                .map(|_| {
+                    let (sem, inside, done) = (sem.clone(), inside.clone(), done.clone());
+                    ivy::spawn(move || -> Result<(), String> {
+                        for _ in 0..per {
+                            let _permit = sem.acquire();
+                            let now = inside.fetch_add(1, Ordering::Relaxed) + 1;
+                            if now > bc::SEM_PERMITS as u64 {
+                                return Err(format!(
+                                    "{now} holders of {} permits",
+                                    bc::SEM_PERMITS
+                                ));
+                            }
+                            ivy::yield_now();
+                            inside.fetch_sub(1, Ordering::Relaxed);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.join().map_err(|e| format!("join: {e}"))??;
+            }
+            let d = start.elapsed();
+            let got = done.load(Ordering::Relaxed);
+            if got != per * bc::SEM_TASKS || sem.available_permits() != bc::SEM_PERMITS {
+                return Err(format!(
+                    "wrong count {got} or permits {}",
+                    sem.available_permits()
+                ));
+            }
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    let ops = p.n / bc::SEM_TASKS * bc::SEM_TASKS;
+    bc::report(p, "ns_per_acquire", bc::ns_per(d, ops), "ns", None);
     Ok(())
 }
 

@@ -66,6 +66,11 @@ const WORKLOADS: &[Workload] = &[
         run: mutex_contention,
     },
     Workload {
+        name: "semaphore",
+        default_n: 1_000_000,
+        run: semaphore,
+    },
+    Workload {
         name: "tcp_echo",
         default_n: 0,
         run: tcp_echo,
@@ -404,6 +409,61 @@ fn mutex_contention(p: &Params) -> Result<(), String> {
         "ns",
         None,
     );
+    Ok(())
+}
+
+/// 64 coroutines sharing a `may::sync::Semphore` of 8 permits, each doing n/64
+/// times `wait; yield_now; post` (see `bc::SEM_TASKS`): ns per acquire. may's
+/// semaphore has no RAII permit: `post` gives it back.
+fn semaphore(p: &Params) -> Result<(), String> {
+    may::config().set_workers(p.workers);
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(move || {
+            let per = n / bc::SEM_TASKS;
+            let sem = Arc::new(may::sync::Semphore::new(bc::SEM_PERMITS));
+            let inside = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::SEM_TASKS)
+                .map(|_| {
+                    let (sem, inside, done) = (sem.clone(), inside.clone(), done.clone());
+                    go!(move || -> Result<(), String> {
+                        for _ in 0..per {
+                            sem.wait();
+                            let now = inside.fetch_add(1, Ordering::Relaxed) + 1;
+                            if now > bc::SEM_PERMITS as u64 {
+                                return Err(format!(
+                                    "{now} holders of {} permits",
+                                    bc::SEM_PERMITS
+                                ));
+                            }
+                            may::coroutine::yield_now();
+                            inside.fetch_sub(1, Ordering::Relaxed);
+                            done.fetch_add(1, Ordering::Relaxed);
+                            sem.post();
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.join()
+                    .map_err(|e| format!("join: {}", panic_text(&*e)))??;
+            }
+            let d = start.elapsed();
+            let got = done.load(Ordering::Relaxed);
+            if got != per * bc::SEM_TASKS {
+                return Err(format!("wrong count {got}"));
+            }
+            Ok(d)
+        })?
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    let ops = p.n / bc::SEM_TASKS * bc::SEM_TASKS;
+    bc::report(p, "ns_per_acquire", bc::ns_per(d, ops), "ns", None);
     Ok(())
 }
 

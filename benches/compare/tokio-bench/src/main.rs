@@ -58,6 +58,11 @@ const WORKLOADS: &[Workload] = &[
         run: mutex_contention,
     },
     Workload {
+        name: "semaphore",
+        default_n: 1_000_000,
+        run: semaphore,
+    },
+    Workload {
         name: "tcp_echo",
         default_n: 0,
         run: tcp_echo,
@@ -387,6 +392,61 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(bc::SERVER_BACKLOG)
+}
+
+/// 64 tasks sharing a `tokio::sync::Semaphore` of 8 permits, each doing n/64
+/// times `acquire; yield_now; release` (see `bc::SEM_TASKS`): ns per acquire.
+fn semaphore(p: &Params) -> Result<(), String> {
+    let rt = runtime(p.workers)?;
+    let round = |n: u64| -> Result<Duration, String> {
+        drive(&rt, async move {
+            let per = n / bc::SEM_TASKS;
+            let sem = Arc::new(tokio::sync::Semaphore::new(bc::SEM_PERMITS));
+            let inside = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..bc::SEM_TASKS)
+                .map(|_| {
+                    let (sem, inside, done) = (sem.clone(), inside.clone(), done.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            let _permit = sem.acquire().await.map_err(|e| e.to_string())?;
+                            let now = inside.fetch_add(1, Ordering::Relaxed) + 1;
+                            if now > bc::SEM_PERMITS as u64 {
+                                return Err(format!(
+                                    "{now} holders of {} permits",
+                                    bc::SEM_PERMITS
+                                ));
+                            }
+                            tokio::task::yield_now().await;
+                            inside.fetch_sub(1, Ordering::Relaxed);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            for h in tasks {
+                h.await.map_err(|e| format!("join: {e}"))??;
+            }
+            let d = start.elapsed();
+            let got = done.load(Ordering::Relaxed);
+            if got != per * bc::SEM_TASKS || sem.available_permits() != bc::SEM_PERMITS {
+                return Err(format!(
+                    "wrong count {got} or permits {}",
+                    sem.available_permits()
+                ));
+            }
+            Ok(d)
+        })
+    };
+    if p.warmup {
+        round(p.n / 10)?;
+    }
+    let d = round(p.n)?;
+    let ops = p.n / bc::SEM_TASKS * bc::SEM_TASKS;
+    bc::report(p, "ns_per_acquire", bc::ns_per(d, ops), "ns", None);
+    Ok(())
 }
 
 /// Server workloads: binds 127.0.0.1:`--port`, announces the port, then accepts
