@@ -173,6 +173,7 @@ impl<D, U: Clone> WaitList<D, U> {
     }
 
     /// No waiter is queued (granted waiters that have not woken yet do not count).
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.linked == 0
     }
@@ -284,6 +285,7 @@ impl<D, U: Clone> WaitList<D, U> {
         self.nodes[key].closed
     }
 
+    #[inline]
     fn unlink(&mut self, key: usize) {
         let (prev, next) = {
             let n = &mut self.nodes[key];
@@ -399,11 +401,14 @@ impl<D> WaitList<D> {
 }
 
 /// Unparkers collected under a state lock, called after it is dropped. Holds one
-/// inline, so the common single wake-up allocates nothing.
+/// inline, so the common single wake-up allocates nothing; the others go to a
+/// vector made only when there are some (an `Option`, so that the common case
+/// does not pay for dropping an empty `Vec` on every operation: 44 instructions
+/// a call, ~6% of a channel round trip, by callgrind).
 #[derive(Default)]
 pub(crate) struct Wakeups {
     first: Option<Unparker>,
-    rest: Vec<Unparker>,
+    rest: Option<Vec<Unparker>>,
 }
 
 impl Wakeups {
@@ -415,7 +420,7 @@ impl Wakeups {
         if self.first.is_none() {
             self.first = Some(u);
         } else {
-            self.rest.push(u);
+            self.rest.get_or_insert_with(Vec::new).push(u);
         }
     }
 
@@ -426,15 +431,23 @@ impl Wakeups {
     }
 
     /// Wakes everyone collected. Call after dropping the state lock.
+    #[inline]
     pub(crate) fn wake(self) {
-        if let Some(u) = self.first {
+        let Wakeups { first, rest } = self;
+        if let Some(u) = first {
             u.unpark();
         }
-        if !self.rest.is_empty() {
-            for u in self.rest {
-                u.unpark();
-            }
+        if let Some(rest) = rest {
+            wake_rest(rest);
         }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wake_rest(rest: Vec<Unparker>) {
+    for u in rest {
+        u.unpark();
     }
 }
 
