@@ -149,6 +149,58 @@ fn close_drains_then_reports_closed_and_returns_values_to_putters() {
     });
 }
 
+/// One `close` wakes many waiters at once: the first unparker is held inline,
+/// the others in the overflow list of `Wakeups` (waiters.rs), made only then.
+/// Every one of them must wake, each with its own outcome, on every round.
+#[test]
+fn close_wakes_every_one_of_many_waiters() {
+    const WAITERS: usize = 40;
+    let rt = rt(2);
+    for round in 0..20 {
+        rt.block_on(move || {
+            let empty: Arc<Queue<usize>> = Arc::new(Queue::bounded(1));
+            let full = Arc::new(Queue::bounded(1));
+            full.put(usize::MAX).unwrap();
+            let parked = Arc::new(AtomicUsize::new(0));
+            let mut getters = Vec::new();
+            let mut putters = Vec::new();
+            for i in 0..WAITERS {
+                let (e, f, p) = (empty.clone(), full.clone(), parked.clone());
+                getters.push(ivy::spawn(move || {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    e.get()
+                }));
+                let p = parked.clone();
+                putters.push(ivy::spawn(move || {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    f.put(i)
+                }));
+            }
+            while parked.load(Ordering::SeqCst) < 2 * WAITERS {
+                ivy::sleep(ms(1));
+            }
+            ivy::sleep(ms(5));
+            empty.close();
+            full.close();
+            for g in getters {
+                assert_eq!(g.join().unwrap(), Err(GetError::Closed), "round {round}");
+            }
+            let mut back: Vec<usize> = putters
+                .into_iter()
+                .map(|p| match p.join().unwrap() {
+                    Err(PutError::Closed(v)) => v,
+                    other => panic!("round {round}: a putter got {other:?}"),
+                })
+                .collect();
+            back.sort();
+            assert_eq!(back, (0..WAITERS).collect::<Vec<_>>(), "round {round}");
+            // The buffered item stays to be drained.
+            assert_eq!(full.get(), Ok(usize::MAX));
+            assert_eq!(full.get(), Err(GetError::Closed));
+        });
+    }
+}
+
 #[test]
 fn task_done_and_join() {
     for workers in [1, 2] {
