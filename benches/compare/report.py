@@ -267,7 +267,9 @@ def markdown(info, table, plots_rel, notes):
           "`benches/compare/results/QUICK.md` instead of this file). It installs Go, "
           "matplotlib, uvloop and gevent if missing, builds everything in release mode, "
           "installs ivyrt into `target/pyvenv`, runs `harness.py`, then `report.py`. "
-          "`run.sh --python` runs the Python rows alone.\n")
+          "The Python rows (ivyrt against asyncio, uvloop and gevent) and the hook rows are part "
+          "of every run and have a section each below; `run.sh --python` runs the Python rows "
+          "alone.\n")
 
     w("## Machine\n")
     w("| | |\n|---|---|")

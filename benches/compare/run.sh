@@ -2,10 +2,12 @@
 # ivy's comparison suite, end to end: ivy against tokio, may, Go and Python
 # asyncio (and uvloop when it installs).
 #
-#   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores)
-#   benches/compare/run.sh --quick    # smoke test: 1 run each at 1/10 size (< 5 min)
-#   benches/compare/run.sh --python   # the Python rows only: ivyrt against asyncio,
-#                                     # uvloop and gevent (results/PYTHON.md, ~3 min)
+#   benches/compare/run.sh            # full: 5 runs each at full size (~30 min on 2 cores):
+#                                     # the Rust rows, the hook rows and the Python rows
+#                                     # (py_*: ivyrt against asyncio, uvloop and gevent),
+#                                     # all in BENCHMARKS.md, one section each
+#   benches/compare/run.sh --quick    # smoke test: every row, 1 run each at 1/10 size (< 5 min)
+#   benches/compare/run.sh --python   # the Python rows only (results/PYTHON.md, ~3 min)
 #
 # Installs what is missing (Go and wrk from apt; matplotlib, uvloop and gevent from
 # pip; ivyrt from bindings/python into target/pyvenv),
