@@ -37,7 +37,7 @@ run-tests.sh install it into, target/pyvenv; IVYRT_PYTHON overrides). A row
 runs only its suite's systems. The Python rows are smaller (a Python task costs
 microseconds, not nanoseconds):
 
-    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_tcp_echo \
+    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_semaphore,py_tcp_echo \
         --out results/python.txt    # run.sh --python does this, then report.py
 
 The hook rows (`HOOK_ROWS`: hook_curl, hook_std) compare systems of their own,
@@ -130,6 +130,8 @@ ROWS = [
         title="Python: 10k concurrent sleeps of 1..1000 ms"),
     Row("py_lock", "mutex_contention", "python", 500_000, 50_000, suite="python",
         title="Python: 64 tasks incrementing a counter under one Lock"),
+    Row("py_semaphore", "semaphore", "python", 100_000, 10_000, suite="python",
+        title="Python: 64 tasks sharing a Semaphore(8), a yield while holding a permit"),
     Row("py_tcp_echo", "tcp_echo", "python", 100, 100, load="loadgen", suite="python",
         title="Python: TCP echo, 64-byte messages, 100 connections (loadgen)"),
 ]

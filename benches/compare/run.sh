@@ -93,7 +93,7 @@ if [ "$mode" = python ]; then
     echo "== running the Python rows"
     args=()
     for a in "$@"; do [ "$a" = --python ] || args+=("$a"); done
-    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_tcp_echo \
+    python3 harness.py --only py_switch,py_spawn_join,py_queue,py_sleeps,py_lock,py_semaphore,py_tcp_echo \
         --runs 3 --out results/python.txt "${args[@]}"
     python3 report.py results/python.txt --out results/PYTHON.md --plots plots/python
     exit 0

@@ -20,7 +20,7 @@ import gevent.lock
 import gevent.queue
 import gevent.server
 
-from bench import (BACKLOG, ECHO_BUF, MUTEX_TASKS, Params, fail, proc_status_bytes, report,
+from bench import (BACKLOG, ECHO_BUF, MUTEX_TASKS, SEM_PERMITS, SEM_TASKS, Params, fail, proc_status_bytes, report,
                    timer_ms)
 
 SYSTEM = "gevent"
@@ -137,6 +137,36 @@ def mutex_contention(p):
     report(p, "ns_per_lock", round_(p.n) / (p.n // MUTEX_TASKS * MUTEX_TASKS), "ns")
 
 
+def semaphore(p):
+    """64 greenlets sharing a gevent.lock.Semaphore(8), each doing n/64 times
+    `with sem: gevent.sleep(0)`: ns per acquire."""
+    def round_(n):
+        sem = gevent.lock.Semaphore(SEM_PERMITS)
+        holders, done = set(), []
+        per = n // SEM_TASKS
+
+        def worker(k):
+            for _ in range(per):
+                with sem:
+                    holders.add(k)
+                    if len(holders) > SEM_PERMITS:
+                        raise RuntimeError(f"{len(holders)} holders of {SEM_PERMITS} permits")
+                    gevent.sleep(0)
+                    holders.discard(k)
+                    done.append(1)
+
+        start = time.perf_counter_ns()
+        gevent.joinall([gevent.spawn(worker, k) for k in range(SEM_TASKS)], raise_error=True)
+        d = time.perf_counter_ns() - start
+        if len(done) != per * SEM_TASKS:
+            raise RuntimeError(f"wrong count {len(done)}")
+        return d
+
+    if p.warmup:
+        round_(p.n // 10)
+    report(p, "ns_per_acquire", round_(p.n) / (p.n // SEM_TASKS * SEM_TASKS), "ns")
+
+
 def tcp_echo(p):
     """TCP echo server (gevent.server.StreamServer, a greenlet per connection):
     read up to 4 KiB, write back exactly that, until EOF."""
@@ -160,6 +190,7 @@ WORKLOADS = {
     "timers": (1_000_000, timers),
     "chan_pingpong": (200_000, chan_pingpong),
     "mutex_contention": (2_000_000, mutex_contention),
+    "semaphore": (1_000_000, semaphore),
     "tcp_echo": (0, tcp_echo),
 }
 

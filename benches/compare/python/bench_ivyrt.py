@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 
-from bench import (BACKLOG, ECHO_BUF, MUTEX_TASKS, Params, fail, proc_status_bytes, report,
+from bench import (BACKLOG, ECHO_BUF, MUTEX_TASKS, SEM_PERMITS, SEM_TASKS, Params, fail, proc_status_bytes, report,
                    timer_ms)
 
 SYSTEM = "ivyrt"
@@ -140,6 +140,37 @@ def mutex_contention(p, ivyrt):
     report(p, "ns_per_lock", round_(p.n) / (p.n // MUTEX_TASKS * MUTEX_TASKS), "ns")
 
 
+def semaphore(p, ivyrt):
+    """64 tasks sharing an ivyrt.Semaphore(8), each doing n/64 times
+    `with sem: yield_now()`: ns per acquire. The holders are a set (add and
+    discard are atomic under the GIL, so the check holds with workers=2 too)."""
+    def round_(n):
+        sem = ivyrt.Semaphore(SEM_PERMITS)
+        holders, done = set(), []
+        per = n // SEM_TASKS
+
+        def worker(k):
+            for _ in range(per):
+                with sem:
+                    holders.add(k)
+                    if len(holders) > SEM_PERMITS:
+                        raise RuntimeError(f"{len(holders)} holders of {SEM_PERMITS} permits")
+                    ivyrt.yield_now()
+                    holders.discard(k)
+                    done.append(1)
+
+        start = time.perf_counter_ns()
+        ivyrt.gather(*[ivyrt.create_task(worker, k) for k in range(SEM_TASKS)])
+        d = time.perf_counter_ns() - start
+        if len(done) != per * SEM_TASKS:
+            raise RuntimeError(f"wrong count {len(done)}")
+        return d
+
+    if p.warmup:
+        round_(p.n // 10)
+    report(p, "ns_per_acquire", round_(p.n) / (p.n // SEM_TASKS * SEM_TASKS), "ns")
+
+
 def tcp_echo(p, ivyrt):
     """TCP echo server (ivyrt.start_server, a task per connection): read up to
     4 KiB, write back exactly that, until EOF."""
@@ -172,6 +203,7 @@ WORKLOADS = {
     "timers": (1_000_000, timers),
     "chan_pingpong": (200_000, chan_pingpong),
     "mutex_contention": (2_000_000, mutex_contention),
+    "semaphore": (1_000_000, semaphore),
     "tcp_echo": (0, tcp_echo),
 }
 
