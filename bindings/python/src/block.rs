@@ -43,7 +43,7 @@ pub fn blocking_with<R: Send>(
     f: impl FnOnce() -> Result<R, ivy::WaitError> + Send,
     on_closed: impl FnOnce(Python<'_>) -> PyErr,
 ) -> PyResult<R> {
-    match py.detach(f) {
+    match crate::tstate::detach_parking(py, f) {
         Ok(v) => Ok(v),
         Err(e) => Err(wait_error(py, e, on_closed)),
     }

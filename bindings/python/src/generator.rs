@@ -288,7 +288,7 @@ impl Generator {
             return Ok(None);
         };
         let core = SameThread(core);
-        let next = py.detach(move || {
+        let next = crate::tstate::detach_parking(py, move || {
             let core = core;
             core.0.next()
         });

@@ -836,7 +836,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Task>()?;
     m.add_class::<Completions>()?;
     let main = wrap_pyfunction!(_task_main, m)?;
-    tstate::init(main.as_any());
+    tstate::init(main.as_any())?;
     m.add_function(main)?;
     m.add_function(wrap_pyfunction!(create_task, m)?)?;
     m.add("spawn", m.getattr("create_task")?)?;

@@ -97,6 +97,9 @@ use std::sync::OnceLock;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+#[cfg(ivyrt_swap)]
+use crate::swap;
+
 /// The interpreter every task's thread state belongs to (set at module init).
 static INTERP: AtomicPtr<ffi::PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
 /// `_ivyrt._task_main`, the Python-visible body every task runs (a strong
@@ -109,11 +112,13 @@ const OVERFLOW_HINT: &str = "a Python task: pass a larger stack_size= to ivyrt.r
 create_task(), or lower sys.setrecursionlimit() (the default stack grows with it)";
 
 /// Thread states kept per worker beyond that are deleted when released.
+#[cfg(not(ivyrt_swap))]
 const POOL_MAX: usize = 1024;
 
 /// A worker's idle thread states, its anchor (see `anchor_thread`) and the
 /// state hooked parks detach on (`hook_park_guard`).
 struct Pool {
+    #[cfg(not(ivyrt_swap))]
     idle: Vec<*mut ffi::PyThreadState>,
     anchor: *mut ffi::PyThreadState,
     parker: *mut ffi::PyThreadState,
@@ -121,6 +126,7 @@ struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        #[cfg(not(ivyrt_swap))]
         for ts in self.idle.drain(..) {
             destroy(ts);
         }
@@ -170,6 +176,7 @@ fn holds_gil() -> bool {
 thread_local! {
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool {
+            #[cfg(not(ivyrt_swap))]
             idle: Vec::new(),
             anchor: ptr::null_mut(),
             parker: ptr::null_mut(),
@@ -216,10 +223,32 @@ pub fn hook_park_guard(park: &mut dyn FnMut()) {
         // on it.
         // SAFETY: a thread state is attached to this thread: it holds the GIL.
         let py = unsafe { Python::assume_attached() };
-        py.detach(move || {
+        detach_parking(py, move || {
             let park = park;
             (park.0)()
         });
+        return;
+    }
+    #[cfg(ivyrt_swap)]
+    if swap::task_loaded() {
+        // CPython released the GIL around the hooked call (a socket read,
+        // time.sleep) with this task's Python state loaded in the worker's
+        // thread state. Other tasks of the worker will run on that state:
+        // re-take it to unload this task's state, park, reload, and release
+        // it again as CPython left it.
+        let ts = worker_state();
+        // SAFETY: `ts` is this worker's state, made on this thread; no state
+        // is attached to this thread (checked above).
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+        // SAFETY: the GIL is held with `ts`.
+        let py = unsafe { Python::assume_attached() };
+        detach_parking(py, move || {
+            let park = park;
+            (park.0)()
+        });
+        // SAFETY: `detach_parking` re-attached `ts` with this task's state
+        // reloaded; release it, back to CPython's GIL-released section.
+        unsafe { ffi::PyEval_SaveThread() };
         return;
     }
     let ts = POOL.with(|p| {
@@ -280,18 +309,107 @@ fn current_unchecked() -> *mut ffi::PyThreadState {
     f.map_or(ptr::null_mut(), |f| unsafe { f() })
 }
 
-/// Records the interpreter and the task body. Called at module init, with the GIL.
-pub fn init(task_main: &Bound<'_, PyAny>) {
+/// Records the interpreter and the task body. Called at module init, with
+/// the GIL. Fails (ImportError) if the thread-state layout this build swaps
+/// is not the running interpreter's.
+pub fn init(task_main: &Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: the GIL is held (module init), as PyInterpreterState_Get requires.
     let interp = unsafe { ffi::PyInterpreterState_Get() };
+    #[cfg(ivyrt_swap)]
+    if !swap::layout_ok(interp) {
+        return Err(pyo3::exceptions::PyImportError::new_err(
+            "ivyrt was built against CPython 3.11 headers whose thread-state layout \
+             is not this interpreter's: rebuild it for this interpreter",
+        ));
+    }
     INTERP.store(interp, Ordering::Release);
     let fun = task_main.clone().unbind().into_ptr(); // kept forever
     TASK_MAIN.store(fun, Ordering::Release);
+    Ok(())
+}
+
+/// Runs the Python task `task` (a `Task` object) on the calling ivy task's
+/// stack, on the worker's thread state with a Python state of its own
+/// (`swap.rs`). Returns `false`, without running it, if out of memory.
+#[cfg(ivyrt_swap)]
+pub fn run_task(task: Py<PyAny>) -> bool {
+    ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
+    let ts = worker_state();
+    if ts.is_null() {
+        return false;
+    }
+    let Some(mut saved) = swap::fresh(ts) else {
+        return false;
+    };
+    // SAFETY: `ts` is this worker's own state, made on this OS thread and only
+    // ever attached here; the calling thread holds no thread state (ivy
+    // workers never keep one attached between tasks: module comment).
+    unsafe { ffi::PyEval_RestoreThread(ts) };
+    // SAFETY: the GIL is held with `ts`, which holds the idle state (no task's
+    // is loaded between tasks); `saved` lives on this task's stack until the
+    // `unload` below.
+    unsafe { swap::load(ts, &mut saved) };
+    call_task_main(task);
+    // SAFETY: the GIL is held with `ts`; this task's state is the loaded one
+    // (every park in between unloaded and reloaded it), and is finished after
+    // its frames all returned.
+    unsafe {
+        let unloaded = swap::unload(ts);
+        debug_assert!(std::ptr::eq(unloaded, &saved));
+        swap::finish(&mut saved);
+    }
+    // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+    let released = unsafe { ffi::PyEval_SaveThread() };
+    debug_assert_eq!(released, ts);
+    true
+}
+
+/// Calls `_task_main(task)` (GIL held), reporting an internal error (a NULL
+/// without the task's own report) as unraisable.
+fn call_task_main(task: Py<PyAny>) {
+    let obj = task.into_ptr();
+    let fun = TASK_MAIN.load(Ordering::Acquire);
+    // SAFETY: the GIL is held; `fun` and `obj` are live objects we own
+    // references to. `_task_main` reports every exception of the task itself.
+    unsafe {
+        let r = ffi::PyObject_CallOneArg(fun, obj);
+        if r.is_null() {
+            ffi::PyErr_WriteUnraisable(fun);
+        } else {
+            ffi::Py_DECREF(r);
+        }
+        ffi::Py_DECREF(obj);
+    }
+}
+
+/// This worker's own thread state (made on first use: the first state made
+/// on this thread, hence its gilstate), or null if out of memory.
+#[cfg(ivyrt_swap)]
+fn worker_state() -> *mut ffi::PyThreadState {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        anchor_thread(&mut p);
+        p.anchor
+    })
+}
+
+/// `Python::detach` around a call that may park this task (`block.rs`,
+/// `generator.rs`): on 3.11 it also swaps this task's Python state out of
+/// the worker's thread state and back in (`swap.rs`).
+pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    #[cfg(ivyrt_swap)]
+    {
+        if swap::task_loaded() {
+            return swap::detach_parking(py, worker_state(), f);
+        }
+    }
+    py.detach(f)
 }
 
 /// Runs the Python task `task` (a `Task` object) on the calling ivy task's
 /// stack with a pooled thread state. Returns `false`, without running it, if
 /// no thread state could be made (out of memory).
+#[cfg(not(ivyrt_swap))]
 pub fn run_task(task: Py<PyAny>) -> bool {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let Some(ts) = take() else {
@@ -302,20 +420,7 @@ pub fn run_task(task: Py<PyAny>) -> bool {
     // holds no thread state (ivy workers never keep one attached between
     // tasks: module comment, invariant above), so attaching it is valid.
     unsafe { ffi::PyEval_RestoreThread(ts) };
-    let obj = task.into_ptr();
-    let fun = TASK_MAIN.load(Ordering::Acquire);
-    // SAFETY: the GIL is held with `ts`; `fun` and `obj` are live objects we
-    // own references to. `_task_main` reports every exception of the task
-    // itself; a NULL here is an internal error, reported as unraisable.
-    unsafe {
-        let r = ffi::PyObject_CallOneArg(fun, obj);
-        if r.is_null() {
-            ffi::PyErr_WriteUnraisable(fun);
-        } else {
-            ffi::Py_DECREF(r);
-        }
-        ffi::Py_DECREF(obj);
-    }
+    call_task_main(task);
     if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
         disown(ts);
         // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
@@ -335,6 +440,7 @@ pub fn run_task(task: Py<PyAny>) -> bool {
 }
 
 /// An idle thread state of this worker, made if the pool is empty.
+#[cfg(not(ivyrt_swap))]
 fn take() -> Option<*mut ffi::PyThreadState> {
     let pooled = POOL.with(|p| {
         let mut p = p.borrow_mut();
@@ -352,6 +458,7 @@ fn take() -> Option<*mut ffi::PyThreadState> {
     (!ts.is_null()).then_some(ts)
 }
 
+#[cfg(not(ivyrt_swap))]
 fn give_back(ts: *mut ffi::PyThreadState) {
     let extra = POOL.with(|p| {
         let mut p = p.borrow_mut();

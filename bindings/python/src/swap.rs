@@ -1,0 +1,195 @@
+//! The per-task Python state of CPython 3.11 (cfg `ivyrt_swap`, set by
+//! build.rs): every task of a worker runs on the worker's one thread state,
+//! and owns only a `SavedState` (on its own stack) that is swapped into that
+//! thread state when the task resumes and out of it when the task parks
+//! (`src/pystate.c` lists the fields and why: greenlet's list for 3.11).
+//!
+//! Design decisions:
+//! - **The swap is done with the GIL held**, right before `Python::detach`
+//!   releases it and right after it re-took it (`detach_parking`): a thread
+//!   reading another thread's state under the GIL (`sys._current_frames()`)
+//!   never sees a half-swapped one.
+//! - **The worker has an idle state of its own** (`Slots::idle`), loaded
+//!   whenever no task's is: PyO3 may run deferred decrefs (`__del__`) right
+//!   after it re-takes the GIL in `detach`, before this task's state is back,
+//!   and those run on the idle state, whose frames and data stack chunk stay
+//!   its own. (Such a `__del__` must not park: it would park on the idle
+//!   state, which is not saved per task.)
+//! - **A task's frames stay in its own data stack chunks.** Each task starts
+//!   with a root chunk from `malloc` (`ivyrt_chunk_new`): CPython never frees
+//!   a root chunk (it skips its first slot), so ivyrt owns it and frees it at
+//!   the task's end. malloc recycles them without the `mmap`/`munmap` pair a
+//!   fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`), which
+//!   was a quarter of the 10k-sleeps profile.
+//! - `CURRENT` names the slot of the task whose state is loaded, or null when
+//!   the idle state is: a park saves into it; a resume captured it before
+//!   detaching (on its own stack) and puts it back. A generator body runs on
+//!   a thread state of its own (`generator.rs`), entered only after its
+//!   caller's `detach_parking` unloaded the caller: `CURRENT` is then null and
+//!   the body's parks leave the worker's state alone.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::c_int;
+use std::mem::MaybeUninit;
+use std::ptr;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Room for one `ivyrt_pystate` (checked by a `_Static_assert` in pystate.c
+/// and by `layout_ok` at import).
+const SAVED_STATE_SIZE: usize = 128;
+
+/// A task's (or the idle) Python state while it is not loaded: an opaque
+/// `ivyrt_pystate` (pystate.c).
+#[repr(C, align(8))]
+pub struct SavedState(MaybeUninit<[u8; SAVED_STATE_SIZE]>);
+
+/// CPython's `_PyStackChunk`, only ever handled by pointer.
+#[repr(C)]
+pub struct Chunk {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn ivyrt_pystate_size() -> usize;
+    fn ivyrt_pystate_layout_ok(ts: *mut ffi::PyThreadState, interp: *mut ffi::PyInterpreterState)
+        -> c_int;
+    fn ivyrt_pystate_fresh(s: *mut SavedState, ts: *mut ffi::PyThreadState, chunk: *mut Chunk);
+    fn ivyrt_pystate_swap(
+        ts: *mut ffi::PyThreadState,
+        out: *mut SavedState,
+        input: *const SavedState,
+    );
+    fn ivyrt_pystate_finish(s: *mut SavedState) -> *mut Chunk;
+    fn ivyrt_chunk_new() -> *mut Chunk;
+    fn ivyrt_chunk_free(chunk: *mut Chunk);
+}
+
+struct Slots {
+    /// The worker's state while a task's is loaded (module comment).
+    idle: UnsafeCell<SavedState>,
+    /// The slot of the task whose state is loaded, or null.
+    current: Cell<*mut SavedState>,
+}
+
+thread_local! {
+    static SLOTS: Slots = const {
+        Slots {
+            idle: UnsafeCell::new(SavedState(MaybeUninit::uninit())),
+            current: Cell::new(ptr::null_mut()),
+        }
+    };
+}
+
+/// Whether this build's idea of the 3.11 thread state matches the running
+/// interpreter's (a fresh state checked field by field). Called at import,
+/// with the GIL.
+pub fn layout_ok(interp: *mut ffi::PyInterpreterState) -> bool {
+    // SAFETY: a plain query of the size pystate.c was compiled with.
+    if unsafe { ivyrt_pystate_size() } > SAVED_STATE_SIZE {
+        return false;
+    }
+    // SAFETY: `interp` is the live interpreter and the GIL is held: a state
+    // made and deleted without ever being attached (PyThreadState_Clear and
+    // PyThreadState_Delete accept a non-current state with the GIL held).
+    unsafe {
+        let ts = ffi::PyThreadState_New(interp);
+        if ts.is_null() {
+            return true; // out of memory: nothing to learn; the first task will fail too
+        }
+        let ok = ivyrt_pystate_layout_ok(ts, interp) != 0;
+        ffi::PyThreadState_Clear(ts);
+        ffi::PyThreadState_Delete(ts);
+        ok
+    }
+}
+
+/// A fresh task state for a task about to run on `ts`, with a root chunk of
+/// its own; `None` if out of memory.
+pub fn fresh(ts: *mut ffi::PyThreadState) -> Option<SavedState> {
+    // SAFETY: malloc of a chunk, no GIL needed.
+    let chunk = unsafe { ivyrt_chunk_new() };
+    if chunk.is_null() {
+        return None;
+    }
+    let mut s = SavedState(MaybeUninit::uninit());
+    // SAFETY: `s` has room for an ivyrt_pystate (checked at import); `ts` is
+    // this worker's live state, only read (its root cframe's address and its
+    // trace functions).
+    unsafe { ivyrt_pystate_fresh(&mut s, ts, chunk) };
+    Some(s)
+}
+
+/// Loads `task` into `ts` (saving the idle state) and makes it `CURRENT`.
+///
+/// # Safety
+/// The GIL is held with `ts`, this worker's state; `ts` holds the idle state;
+/// `task` stays at its address until `unload` (it lives on the task's stack).
+pub unsafe fn load(ts: *mut ffi::PyThreadState, task: *mut SavedState) {
+    SLOTS.with(|s| {
+        debug_assert!(s.current.get().is_null());
+        // SAFETY: the caller's contract; `idle` is this thread's.
+        unsafe { ivyrt_pystate_swap(ts, s.idle.get(), task) };
+        s.current.set(task);
+    });
+}
+
+/// Saves the loaded task's state into its slot, loads the idle state, and
+/// returns the slot (null if the idle state was loaded: nothing to do).
+///
+/// # Safety
+/// The GIL is held with `ts`, this worker's state.
+pub unsafe fn unload(ts: *mut ffi::PyThreadState) -> *mut SavedState {
+    SLOTS.with(|s| {
+        let task = s.current.replace(ptr::null_mut());
+        if !task.is_null() {
+            // SAFETY: the caller's contract; `task` was loaded by `load`.
+            unsafe { ivyrt_pystate_swap(ts, task, s.idle.get()) };
+        }
+        task
+    })
+}
+
+/// Whether a task's state is loaded in this worker's thread state.
+pub fn task_loaded() -> bool {
+    SLOTS.with(|s| !s.current.get().is_null())
+}
+
+/// Ends a finished task's state (unloaded): drops what it still references
+/// and frees its data stack.
+///
+/// # Safety
+/// The GIL is held; `task` was unloaded and is not used again.
+pub unsafe fn finish(task: *mut SavedState) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let chunk = ivyrt_pystate_finish(task);
+        if !chunk.is_null() {
+            ivyrt_chunk_free(chunk);
+        }
+    }
+}
+
+/// `Python::detach` around a call that may park this task: its state is
+/// saved out of the worker's thread state before the GIL is released and put
+/// back after it is re-taken, so that the tasks running meanwhile on this
+/// worker find the idle state there (module comment).
+pub fn detach_parking<T: Send>(
+    py: Python<'_>,
+    worker: *mut ffi::PyThreadState,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    // SAFETY: `py` proves the GIL is held; a task's state is loaded only in
+    // this worker's state `worker`, attached now (module comment: a
+    // generator body's own state never has CURRENT set).
+    let task = unsafe { unload(worker) };
+    let r = py.detach(f);
+    if !task.is_null() {
+        // SAFETY: `detach` re-took the GIL with the same state (this thread's
+        // `worker`: a started task never migrates); `task` is this task's
+        // slot, on its stack, captured before detaching.
+        unsafe { load(worker, task) };
+    }
+    r
+}
