@@ -50,6 +50,7 @@ fn main() {
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-missing-field-initializers")
+        .flag_if_supported("-fno-stack-clash-protection")
         .compile("ivyrt_pystate");
     println!("cargo::rustc-cfg=ivyrt_swap");
 }

@@ -132,6 +132,23 @@ _PyStackChunk *ivyrt_pystate_finish(ivyrt_pystate *s) {
     return chunk;
 }
 
+/* Runs body(arg, chunk) with `chunk` a root chunk of IVYRT_CHUNK_SIZE bytes
+ * in this function's own frame, i.e. on the calling task's stack, just above
+ * the frames of the task's code (swap.rs: why). The caller guarantees the
+ * stack has room for it far above its guard page (a task's stack of at least
+ * 256 KiB, entered moments ago): build.rs compiles this file without stack
+ * clash probes, so that the chunk's untouched pages stay untouched. */
+void ivyrt_with_stack_chunk(void (*body)(void *, _PyStackChunk *), void *arg) {
+    union {
+        _PyStackChunk chunk;
+        char bytes[IVYRT_CHUNK_SIZE];
+    } mem;
+    mem.chunk.previous = NULL;
+    mem.chunk.size = sizeof(mem);
+    mem.chunk.top = 0;
+    body(arg, &mem.chunk);
+}
+
 /* A root chunk for a task's data stack, from malloc: root chunks are never
  * freed by CPython (push_chunk skips their first slot) and never reach
  * PyThreadState_Clear (the worker's state holds its idle state's chunks when

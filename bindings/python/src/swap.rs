@@ -29,7 +29,7 @@
 //!   the body's parks leave the worker's state alone.
 
 use std::cell::{Cell, UnsafeCell};
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
 use std::ptr;
 
@@ -63,6 +63,10 @@ extern "C" {
     );
     fn ivyrt_pystate_finish(s: *mut SavedState) -> *mut Chunk;
     fn ivyrt_chunk_new() -> *mut Chunk;
+    fn ivyrt_with_stack_chunk(
+        body: extern "C" fn(arg: *mut c_void, chunk: *mut Chunk),
+        arg: *mut c_void,
+    );
     fn ivyrt_chunk_free(chunk: *mut Chunk);
 }
 
@@ -105,20 +109,52 @@ pub fn layout_ok(interp: *mut ffi::PyInterpreterState) -> bool {
     }
 }
 
-/// A fresh task state for a task about to run on `ts`, with a root chunk of
-/// its own; `None` if out of memory.
-pub fn fresh(ts: *mut ffi::PyThreadState) -> Option<SavedState> {
+/// Tasks whose stack is at least this big keep their data stack's root
+/// chunk on it (`with_root_chunk`).
+const ROOT_CHUNK_ON_STACK_MIN: usize = 256 << 10;
+
+/// Runs `f` with a root chunk for a task's data stack, and frees it after:
+/// on the task's own stack if it has room (`stack_size` bytes), else from
+/// malloc. Returns `false`, without running `f`, if out of memory.
+pub fn with_root_chunk<F: FnOnce(*mut Chunk)>(stack_size: usize, f: F) -> bool {
+    if stack_size >= ROOT_CHUNK_ON_STACK_MIN {
+        let mut f = Some(f);
+        extern "C" fn body<G: FnOnce(*mut Chunk)>(arg: *mut c_void, chunk: *mut Chunk) {
+            // SAFETY: `arg` is the `Option<F>` below, alive for this call.
+            let f = unsafe { &mut *arg.cast::<Option<G>>() };
+            if let Some(f) = f.take() {
+                f(chunk);
+            }
+        }
+        // SAFETY: `body::<F>` matches the argument it is given; the stack is
+        // big enough for the chunk (the caller's `stack_size`, of which a few
+        // KiB are used at a task's start).
+        unsafe {
+            ivyrt_with_stack_chunk(body::<F>, ptr::addr_of_mut!(f).cast::<c_void>());
+        }
+        return true;
+    }
     // SAFETY: malloc of a chunk, no GIL needed.
     let chunk = unsafe { ivyrt_chunk_new() };
     if chunk.is_null() {
-        return None;
+        return false;
     }
+    f(chunk);
+    // SAFETY: `chunk` came from ivyrt_chunk_new and its task ended (`f`
+    // returned after `finish`): nothing uses it any more.
+    unsafe { ivyrt_chunk_free(chunk) };
+    true
+}
+
+/// A fresh task state for a task about to run on `ts`, with `chunk` (from
+/// `with_root_chunk`) as its data stack's root chunk.
+pub fn fresh(ts: *mut ffi::PyThreadState, chunk: *mut Chunk) -> SavedState {
     let mut s = SavedState(MaybeUninit::uninit());
     // SAFETY: `s` has room for an ivyrt_pystate (checked at import); `ts` is
     // this worker's live state, only read (its root cframe's address and its
-    // trace functions).
+    // trace functions); `chunk` is a root chunk no one else uses.
     unsafe { ivyrt_pystate_fresh(&mut s, ts, chunk) };
-    Some(s)
+    s
 }
 
 /// Loads `task` into `ts` (saving the idle state) and makes it `CURRENT`.
@@ -157,18 +193,13 @@ pub fn task_loaded() -> bool {
 }
 
 /// Ends a finished task's state (unloaded): drops what it still references
-/// and frees its data stack.
+/// (its root chunk is `with_root_chunk`'s to free).
 ///
 /// # Safety
 /// The GIL is held; `task` was unloaded and is not used again.
 pub unsafe fn finish(task: *mut SavedState) {
     // SAFETY: the caller's contract.
-    unsafe {
-        let chunk = ivyrt_pystate_finish(task);
-        if !chunk.is_null() {
-            ivyrt_chunk_free(chunk);
-        }
-    }
+    unsafe { ivyrt_pystate_finish(task) };
 }
 
 /// `Python::detach` around a call that may park this task: its state is

@@ -329,39 +329,39 @@ pub fn init(task_main: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// Runs the Python task `task` (a `Task` object) on the calling ivy task's
-/// stack, on the worker's thread state with a Python state of its own
-/// (`swap.rs`). Returns `false`, without running it, if out of memory.
+/// stack (`stack_size` bytes), on the worker's thread state with a Python
+/// state of its own (`swap.rs`). Returns `false`, without running it, if out
+/// of memory.
 #[cfg(ivyrt_swap)]
-pub fn run_task(task: Py<PyAny>) -> bool {
+pub fn run_task(task: Py<PyAny>, stack_size: usize) -> bool {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let ts = worker_state();
     if ts.is_null() {
         return false;
     }
-    let Some(mut saved) = swap::fresh(ts) else {
-        return false;
-    };
-    // SAFETY: `ts` is this worker's own state, made on this OS thread and only
-    // ever attached here; the calling thread holds no thread state (ivy
-    // workers never keep one attached between tasks: module comment).
-    unsafe { ffi::PyEval_RestoreThread(ts) };
-    // SAFETY: the GIL is held with `ts`, which holds the idle state (no task's
-    // is loaded between tasks); `saved` lives on this task's stack until the
-    // `unload` below.
-    unsafe { swap::load(ts, &mut saved) };
-    call_task_main(task);
-    // SAFETY: the GIL is held with `ts`; this task's state is the loaded one
-    // (every park in between unloaded and reloaded it), and is finished after
-    // its frames all returned.
-    unsafe {
-        let unloaded = swap::unload(ts);
-        debug_assert!(std::ptr::eq(unloaded, &saved));
-        swap::finish(&mut saved);
-    }
-    // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
-    let released = unsafe { ffi::PyEval_SaveThread() };
-    debug_assert_eq!(released, ts);
-    true
+    swap::with_root_chunk(stack_size, |chunk| {
+        let mut saved = swap::fresh(ts, chunk);
+        // SAFETY: `ts` is this worker's own state, made on this OS thread and
+        // only ever attached here; the calling thread holds no thread state
+        // (ivy workers never keep one attached between tasks: module comment).
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+        // SAFETY: the GIL is held with `ts`, which holds the idle state (no
+        // task's is loaded between tasks); `saved` lives on this task's stack
+        // until the `unload` below.
+        unsafe { swap::load(ts, &mut saved) };
+        call_task_main(task);
+        // SAFETY: the GIL is held with `ts`; this task's state is the loaded
+        // one (every park in between unloaded and reloaded it), and is
+        // finished after its frames all returned.
+        unsafe {
+            let unloaded = swap::unload(ts);
+            debug_assert!(std::ptr::eq(unloaded, &saved));
+            swap::finish(&mut saved);
+        }
+        // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+        let released = unsafe { ffi::PyEval_SaveThread() };
+        debug_assert_eq!(released, ts);
+    })
 }
 
 /// Calls `_task_main(task)` (GIL held), reporting an internal error (a NULL
@@ -410,7 +410,7 @@ pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> 
 /// stack with a pooled thread state. Returns `false`, without running it, if
 /// no thread state could be made (out of memory).
 #[cfg(not(ivyrt_swap))]
-pub fn run_task(task: Py<PyAny>) -> bool {
+pub fn run_task(task: Py<PyAny>, _stack_size: usize) -> bool {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let Some(ts) = take() else {
         return false;
