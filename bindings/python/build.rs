@@ -27,7 +27,10 @@ fn main() {
         .clone()
         .unwrap_or_else(|| "python3".to_string());
     let out = Command::new(&python)
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('include'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('include'))",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("ivyrt: running {python} for its include directory: {e}"));
     assert!(

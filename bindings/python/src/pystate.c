@@ -77,6 +77,31 @@ void ivyrt_pystate_fresh(ivyrt_pystate *s, PyThreadState *ts, _PyStackChunk *chu
     s->datastack_limit = (PyObject **)(((char *)chunk) + chunk->size);
 }
 
+/* An empty state with no data stack yet (CPython allocates one at its first
+ * frame, from its arena allocator): what the worker's state holds while a
+ * finalizer that parked on the idle state waits (swap.rs). */
+void ivyrt_pystate_clean(ivyrt_pystate *s, PyThreadState *ts) {
+    memset(s, 0, sizeof(*s));
+    s->cframe = &ts->root_cframe;
+    s->use_tracing = (ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) ? 255 : 0;
+}
+
+/* Drops a state that has no frames left and whose data stack chunks, if any,
+ * are all CPython's (a clean state after use). With the GIL. */
+void ivyrt_pystate_discard(ivyrt_pystate *s) {
+    Py_CLEAR(s->context);
+    Py_CLEAR(s->exc_state.exc_value);
+    _PyStackChunk *chunk = s->datastack_chunk;
+    s->datastack_chunk = NULL;
+    while (chunk != NULL) {
+        _PyStackChunk *prev = chunk->previous;
+        PyObjectArenaAllocator arena;
+        PyObject_GetArenaAllocator(&arena);
+        arena.free(arena.ctx, chunk, chunk->size);
+        chunk = prev;
+    }
+}
+
 /* Saves the Python state running on `ts` into `out` and makes `in` the one
  * running. Called with the GIL held by `ts` (so another thread reading `ts`
  * under the GIL, e.g. sys._current_frames(), sees one coherent state).

@@ -13,20 +13,20 @@
 //!   whenever no task's is: PyO3 may run deferred decrefs (`__del__`) right
 //!   after it re-takes the GIL in `detach`, before this task's state is back,
 //!   and those run on the idle state, whose frames and data stack chunk stay
-//!   its own. (Such a `__del__` must not park: it would park on the idle
-//!   state, which is not saved per task.)
+//!   its own.
 //! - **A task's frames stay in its own data stack chunks.** Each task starts
 //!   with a root chunk from `malloc` (`ivyrt_chunk_new`): CPython never frees
 //!   a root chunk (it skips its first slot), so ivyrt owns it and frees it at
 //!   the task's end. malloc recycles them without the `mmap`/`munmap` pair a
 //!   fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`), which
 //!   was a quarter of the 10k-sleeps profile.
-//! - `CURRENT` names the slot of the task whose state is loaded, or null when
-//!   the idle state is: a park saves into it; a resume captured it before
-//!   detaching (on its own stack) and puts it back. A generator body runs on
-//!   a thread state of its own (`generator.rs`), entered only after its
-//!   caller's `detach_parking` unloaded the caller: `CURRENT` is then null and
-//!   the body's parks leave the worker's state alone.
+//! - `Slots::current` names the slot of the task whose state is loaded, or
+//!   null when the idle state is: a park saves into it; a resume captured it
+//!   before detaching (on its own stack) and puts it back. Code running on
+//!   the idle state that parks (a finalizer, see above) saves it into a slot
+//!   on its own stack the same way, with a clean state standing in as the
+//!   idle one. A generator body runs on a thread state of its own
+//!   (`generator.rs`), whose parks leave the worker's state alone.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_int, c_void};
@@ -53,8 +53,10 @@ pub struct Chunk {
 
 extern "C" {
     fn ivyrt_pystate_size() -> usize;
-    fn ivyrt_pystate_layout_ok(ts: *mut ffi::PyThreadState, interp: *mut ffi::PyInterpreterState)
-        -> c_int;
+    fn ivyrt_pystate_layout_ok(
+        ts: *mut ffi::PyThreadState,
+        interp: *mut ffi::PyInterpreterState,
+    ) -> c_int;
     fn ivyrt_pystate_fresh(s: *mut SavedState, ts: *mut ffi::PyThreadState, chunk: *mut Chunk);
     fn ivyrt_pystate_swap(
         ts: *mut ffi::PyThreadState,
@@ -62,6 +64,8 @@ extern "C" {
         input: *const SavedState,
     );
     fn ivyrt_pystate_finish(s: *mut SavedState) -> *mut Chunk;
+    fn ivyrt_pystate_clean(s: *mut SavedState, ts: *mut ffi::PyThreadState);
+    fn ivyrt_pystate_discard(s: *mut SavedState);
     fn ivyrt_chunk_new() -> *mut Chunk;
     fn ivyrt_with_stack_chunk(
         body: extern "C" fn(arg: *mut c_void, chunk: *mut Chunk),
@@ -187,11 +191,6 @@ pub unsafe fn unload(ts: *mut ffi::PyThreadState) -> *mut SavedState {
     })
 }
 
-/// Whether a task's state is loaded in this worker's thread state.
-pub fn task_loaded() -> bool {
-    SLOTS.with(|s| !s.current.get().is_null())
-}
-
 /// Ends a finished task's state (unloaded): drops what it still references
 /// (its root chunk is `with_root_chunk`'s to free).
 ///
@@ -202,25 +201,52 @@ pub unsafe fn finish(task: *mut SavedState) {
     unsafe { ivyrt_pystate_finish(task) };
 }
 
+/// Whether a task's state is loaded in this worker's thread state (false on
+/// a generator body's own state: its caller unloaded itself to resume it).
+pub fn task_loaded() -> bool {
+    SLOTS.with(|s| !s.current.get().is_null())
+}
+
 /// `Python::detach` around a call that may park this task: its state is
 /// saved out of the worker's thread state before the GIL is released and put
 /// back after it is re-taken, so that the tasks running meanwhile on this
 /// worker find the idle state there (module comment).
-pub fn detach_parking<T: Send>(
+///
+/// # Safety
+/// The GIL is held with `worker`, this worker's state.
+pub unsafe fn detach_parking<T: Send>(
     py: Python<'_>,
     worker: *mut ffi::PyThreadState,
     f: impl FnOnce() -> T + Send,
 ) -> T {
-    // SAFETY: `py` proves the GIL is held; a task's state is loaded only in
-    // this worker's state `worker`, attached now (module comment: a
-    // generator body's own state never has CURRENT set).
+    // SAFETY: the caller's contract.
     let task = unsafe { unload(worker) };
-    let r = py.detach(f);
-    if !task.is_null() {
-        // SAFETY: `detach` re-took the GIL with the same state (this thread's
-        // `worker`: a started task never migrates); `task` is this task's
-        // slot, on its stack, captured before detaching.
-        unsafe { load(worker, task) };
+    if task.is_null() {
+        // The idle state itself is parking: a finalizer run by PyO3's
+        // deferred decrefs or at a task's end blocks. Its frames go into a
+        // slot on this stack, as a task's would, and a clean state stands in
+        // as the idle one meanwhile (other finalizers may park on it too).
+        let mut parked = SavedState(MaybeUninit::uninit());
+        let mut clean = SavedState(MaybeUninit::uninit());
+        // SAFETY: the caller's contract; `parked` and `clean` outlive their use.
+        unsafe {
+            ivyrt_pystate_clean(&mut clean, worker);
+            ivyrt_pystate_swap(worker, &mut parked, &clean);
+        }
+        let r = py.detach(f);
+        // SAFETY: the GIL is held again with `worker` (never migrates), which
+        // holds an idle state with no frames (every park on it saved its own
+        // frames, as this one did); it is dropped and `parked` comes back.
+        unsafe {
+            ivyrt_pystate_swap(worker, &mut clean, &parked);
+            ivyrt_pystate_discard(&mut clean);
+        }
+        return r;
     }
+    let r = py.detach(f);
+    // SAFETY: `detach` re-took the GIL with the same state (this thread's
+    // `worker`: a started task never migrates); `task` is this task's slot,
+    // on its stack, captured before detaching.
+    unsafe { load(worker, task) };
     r
 }

@@ -1,23 +1,38 @@
-//! Python on ivy task stacks: one interpreter thread state per running task,
-//! pooled per worker thread, entered and left with raw `pyo3::ffi` calls.
+//! Python on ivy task stacks: each task's interpreter state, entered and left
+//! with raw `pyo3::ffi` calls.
 //!
-//! # Why a thread state per task
+//! # Why each task needs a Python state of its own
 //! CPython keeps the frame stack, the exception being handled, the recursion
 //! depth and the current `contextvars` context in the *thread state*. Several
 //! Python tasks interleave on one worker thread (each parks at its blocking
-//! calls), so each needs its own thread state, or they would push and pop
-//! each other's frames. A task enters the interpreter with
-//! `PyEval_RestoreThread(its state)` and, at each park, leaves it with
-//! `PyEval_SaveThread()` (`block.rs`).
+//! calls), so each needs its own copy of those, or they would push and pop
+//! each other's frames. Two ways, chosen by build.rs:
+//! - **CPython 3.11 (cfg `ivyrt_swap`): one thread state per worker**, made by
+//!   the worker before anything else (so it is the thread's gilstate), and a
+//!   small saved Python state per task (`swap.rs`, `pystate.c`: greenlet's
+//!   field list), swapped into the worker's state when the task runs and out
+//!   of it at each park (`detach_parking`). A task costs no thread state, and
+//!   its data stack's root chunk lives on its own ivy stack: creating and
+//!   deleting pooled thread states (their 16 KiB chunks `mmap`ed and
+//!   `munmap`ed) was a third of the 10k-sleeps row's profile.
+//! - **Other versions: one thread state per running task**, from a per-worker
+//!   pool (at most `POOL_MAX` idle ones), since their layouts differ and are
+//!   not tested here. A task enters with `PyEval_RestoreThread(its state)` and
+//!   leaves at each park with `PyEval_SaveThread()`.
 //!
 //! # Why never `PyGILState_Ensure` / `Python::attach` inside a task
-//! `PyGILState_Ensure` uses *the OS thread's* thread state (its "gilstate"),
-//! one per worker, which every task of the worker would then share: exactly the
-//! corruption above. PyO3's `Python::attach` calls it whenever the thread's
-//! attach count is 0. So the task entry (`run_task`) does not use PyO3: it takes
-//! the GIL with raw `PyEval_RestoreThread` and calls the `_task_main`
-//! `#[pyfunction]` through `PyObject_CallOneArg`. PyO3 is reached only through
-//! its trampolines (`#[pyfunction]`, `#[pymethods]`), entered from Python.
+//! `PyGILState_Ensure` uses *the OS thread's* gilstate: with pooled states,
+//! one state every task of the worker would share; with the swap, the
+//! worker's state but without the task's Python state loaded when entered
+//! from ivyrt's own code. PyO3's `Python::attach` calls it whenever the
+//! thread's attach count is 0. So the task entry (`run_task`) does not use
+//! PyO3: it takes the GIL with raw `PyEval_RestoreThread` and calls the
+//! `_task_main` `#[pyfunction]` through `PyObject_CallOneArg`. PyO3 is reached
+//! only through its trampolines (`#[pyfunction]`, `#[pymethods]`), entered
+//! from Python. (A C callback entering Python with `PyGILState_Ensure` from
+//! inside a task -- ctypes -- is fine with the swap: it lands on the worker's
+//! state with the calling task's Python state loaded, as on a plain thread;
+//! with pooled states it lands on the worker's *anchor*, below.)
 //!
 //! # Why PyO3's per-thread attach count stays right (checked against PyO3 0.27.2)
 //! PyO3 keeps `ATTACH_COUNT` per OS thread (`internal/state.rs`). A trampoline
@@ -31,26 +46,36 @@
 //!    whose trampoline counts 0 -> 1, and it ends after that trampoline
 //!    returned (1 -> 0), before `PyEval_SaveThread`;
 //! 2. a task switches away only inside an ivy park, and every park a Python
-//!    task reaches is inside `blocking` (`block.rs`), i.e. inside `detach`,
-//!    which set the count to 0 and will restore this task's own count when the
-//!    task resumes -- on the same thread, since a started task never migrates;
+//!    task reaches is inside `detach_parking` (`block.rs`'s `blocking`,
+//!    `generator.rs`'s resumes and yields), i.e. inside `detach`, which set
+//!    the count to 0 and will restore this task's own count when the task
+//!    resumes -- on the same thread, since a started task never migrates;
 //! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
 //!
-//! Anything that parks a Python task must therefore do so inside `blocking` /
-//! `detach` (py-lib's generator resumes and yields included).
+//! With the swap, the state `detach` saves and restores is always the
+//! worker's one state; what differs per task is the Python state, which
+//! `detach_parking` unloads (GIL still held) right before `detach` and
+//! reloads right after it returned (GIL held again), from a slot on the
+//! parking task's own stack -- so the count and the Python state travel
+//! together with the task. Between the two, the worker's state holds its
+//! *idle* Python state, on which PyO3's deferred decrefs (run as `detach`
+//! returns) execute any `__del__`.
+//!
 //! One park is not ivyrt's own: a libc call interposed by ivy's hook layer
 //! (`libivy_hook.so` preloaded) parks the task from inside CPython's own
 //! GIL-released section (`socket.recv`, `time.sleep`), with this task's
-//! count still on the thread. The runtime therefore installs
-//! `hook_park_guard` (`ivy::Builder::hook_park_guard`), which re-takes the GIL
-//! on a per-worker thread state no Python code runs on and parks inside
-//! `detach` there, so the count is saved and zeroed as at every other park
-//! (without it, the next task to start found a count of -1 and PyO3 aborted
-//! the process: `tests/test_hook.py`). A `Py<T>`
-//! dropped while the count is 0 (an ivy closure dropped without running) goes
-//! to PyO3's deferred reference pool, released at the next `detach` return.
+//! count still on the thread (and, with the swap, its Python state loaded).
+//! The runtime therefore installs `hook_park_guard`
+//! (`ivy::Builder::hook_park_guard`), which re-takes the GIL -- on the
+//! worker's state to unload the task's Python state when the swap is on, else
+//! on a per-worker *parker* state no Python code runs on -- and parks inside
+//! `detach_parking` there, so the count is saved and zeroed as at every other
+//! park (without it, the next task to start found a count of -1 and PyO3
+//! aborted the process: `tests/test_hook.py`). A `Py<T>` dropped while the
+//! count is 0 (an ivy closure dropped without running) goes to PyO3's
+//! deferred reference pool, released at the next `detach` return.
 //!
-//! # Why a pool per worker, created lazily
+//! # Pooled states (not 3.11): a pool per worker, created lazily
 //! `PyThreadState_New` + `PyThreadState_Clear/Delete` cost more than the rest of
 //! a spawn together (the old ctypes binding: 36 µs a spawn). A thread state is
 //! taken from the worker's pool when a task first runs and returned when it
@@ -66,15 +91,18 @@
 //! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
 //! Each worker also makes an *anchor* state before any task's, which no task
 //! uses (`anchor_thread`): the state a C callback entering Python with
-//! `PyGILState_Ensure` from inside a task lands on up to 3.11.
+//! `PyGILState_Ensure` from inside a task lands on up to 3.11. (With the swap
+//! the anchor *is* the worker's state every task runs on.)
 //! What a reused state carries over: its `threading.local` dict and a
-//! `sys.settrace`/`setprofile` function set inside a task. Task-local state
-//! belongs in `contextvars` (copied at spawn, entered per task).
+//! `sys.settrace`/`setprofile` function set inside a task; with the swap these
+//! are the worker thread's, shared by its tasks as by the code of one thread.
+//! Task-local state belongs in `contextvars` (copied at spawn, entered per task).
 //!
 //! # Version-specific (CPython 3.11 is what this machine runs and tests)
 //! - 3.11: the recursion limit is effectively interpreter-wide
 //!   (`_Py_CheckRecursiveCall` resets a state's count to the global limit), so
-//!   the overflow story is a stack sized for the limit (`runtime.rs`).
+//!   the overflow story is a stack sized for the limit (`runtime.rs`); the
+//!   swap saves each task's depth (limit - remaining), as greenlet does.
 //! - 3.12/3.13: attaching a thread state rebinds the thread's gilstate to it
 //!   (`tstate_activate` -> `bind_gilstate_tstate`) and debug builds assert the
 //!   state belongs to the current OS thread: satisfied by the per-worker pool.
@@ -86,6 +114,8 @@
 //!   per greenlet; here each task start would set them to the task's stack
 //!   (3.15 adds `PyUnstable_ThreadState_SetStackProtection` for exactly this).
 //!   Not done yet: untestable here; see the README's known limitations.
+//! - Swapping on 3.12+ (greenlet's lists for them are known) is the next step
+//!   once an interpreter of each version is at hand to test it.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -399,11 +429,22 @@ fn worker_state() -> *mut ffi::PyThreadState {
 pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     #[cfg(ivyrt_swap)]
     {
-        if swap::task_loaded() {
-            return swap::detach_parking(py, worker_state(), f);
+        let worker = worker_state_if_made();
+        if !worker.is_null() && current_unchecked() == worker {
+            // SAFETY: `py`: the GIL is held, with `worker` (just checked).
+            return unsafe { swap::detach_parking(py, worker, f) };
         }
     }
+    // Not a worker's state: a generator body's own, or a thread outside
+    // any task (`run`'s), whose state no one else uses.
     py.detach(f)
+}
+
+/// This worker's own thread state, or null if it has none (not a worker, or
+/// no task ran on it yet).
+#[cfg(ivyrt_swap)]
+fn worker_state_if_made() -> *mut ffi::PyThreadState {
+    POOL.with(|p| p.borrow().anchor)
 }
 
 /// Runs the Python task `task` (a `Task` object) on the calling ivy task's

@@ -214,3 +214,47 @@ def test_many_short_tasks_leave_the_worker_state_clean():
         return total, var.get(), sys.exc_info()
 
     assert ivyrt.run(main) == (5 * sum(range(2000)), "main", (None, None, None))
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_c_callback_that_parks_runs_on_its_own_task(workers):
+    """ctypes releases the GIL around qsort, whose comparison callback enters
+    Python again (PyGILState_Ensure: the worker's state, with the calling
+    task's Python state loaded) and parks in it. Each callback must see its
+    own task's frames beneath it, across its parks, and the sorts must agree."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                ctypes.POINTER(ctypes.c_int))
+    wrong = []
+
+    def callers_seed():
+        f = sys._getframe(2)
+        while f is not None and f.f_code is not sorter.__code__:
+            f = f.f_back
+        return None if f is None else f.f_locals["seed"]
+
+    def sorter(seed):
+        calls = [0]
+
+        def cmp(a, b):
+            calls[0] += 1
+            if calls[0] % 7 == 0:
+                pause(seed, calls[0])
+            if callers_seed() != seed:
+                wrong.append(seed)
+            return a[0] - b[0]
+
+        cb = cmp_type(cmp)
+        values = [(seed * 7919 + i * 104729) % 1000 for i in range(40)]
+        arr = (ctypes.c_int * 40)(*values)
+        libc.qsort(arr, 40, ctypes.sizeof(ctypes.c_int), cb)
+        return list(arr) == sorted(values)
+
+    def main():
+        return ivyrt.gather(*[ivyrt.create_task(sorter, s) for s in range(40)])
+
+    assert ivyrt.run(main, workers=workers) == [True] * 40
+    assert wrong == []
