@@ -161,6 +161,8 @@ impl Drop for Pool {
             destroy(ts);
         }
         if !self.anchor.is_null() {
+            #[cfg(ivyrt_swap)]
+            let _ = WORKER_STATE.try_with(|w| w.set(ptr::null_mut()));
             destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
         }
         if !self.parker.is_null() {
@@ -230,7 +232,17 @@ fn anchor_thread(pool: &mut Pool) {
         // SAFETY: as in `take`.
         pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
         own(pool.anchor);
+        #[cfg(ivyrt_swap)]
+        WORKER_STATE.with(|w| w.set(pool.anchor));
     }
+}
+
+#[cfg(ivyrt_swap)]
+thread_local! {
+    /// `Pool::anchor`, the worker's one thread state, read without the
+    /// pool's `RefCell` at every park (`detach_parking`).
+    static WORKER_STATE: std::cell::Cell<*mut ffi::PyThreadState> =
+        const { std::cell::Cell::new(ptr::null_mut()) };
 }
 
 /// `ivy::Builder::hook_park_guard` of every ivyrt runtime: runs a park of a
@@ -429,8 +441,11 @@ fn worker_state() -> *mut ffi::PyThreadState {
 pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     #[cfg(ivyrt_swap)]
     {
-        let worker = worker_state_if_made();
-        if !worker.is_null() && current_unchecked() == worker {
+        let worker = WORKER_STATE.with(std::cell::Cell::get);
+        // A task's state loaded means the worker's state is the attached one
+        // (a generator body runs on its own only after its caller unloaded);
+        // otherwise ask (the idle state's finalizers, rare).
+        if !worker.is_null() && (swap::task_loaded() || current_unchecked() == worker) {
             // SAFETY: `py`: the GIL is held, with `worker` (just checked).
             return unsafe { swap::detach_parking(py, worker, f) };
         }
@@ -438,13 +453,6 @@ pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> 
     // Not a worker's state: a generator body's own, or a thread outside
     // any task (`run`'s), whose state no one else uses.
     py.detach(f)
-}
-
-/// This worker's own thread state, or null if it has none (not a worker, or
-/// no task ran on it yet).
-#[cfg(ivyrt_swap)]
-fn worker_state_if_made() -> *mut ffi::PyThreadState {
-    POOL.with(|p| p.borrow().anchor)
 }
 
 /// Runs the Python task `task` (a `Task` object) on the calling ivy task's
