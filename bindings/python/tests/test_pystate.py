@@ -258,3 +258,29 @@ def test_c_callback_that_parks_runs_on_its_own_task(workers):
 
     assert ivyrt.run(main, workers=workers) == [True] * 40
     assert wrong == []
+
+
+@pytest.mark.parametrize("stack_size", [128 * 1024, 8 << 20])
+def test_small_and_large_task_stacks_keep_their_frames(stack_size):
+    """Tasks with small stacks keep their data stack's root chunk in the heap,
+    the others on their own stack: both survive interleaved parks, also with
+    frames deeper than one root chunk (16 KiB)."""
+    def deep(i, n):
+        if n:
+            return deep(i, n - 1) + 1
+        pause(i)
+        return 0
+
+    def task(i):
+        try:
+            raise ValueError(i)
+        except ValueError as mine:
+            got = deep(i, 5 + (i % 3) * 100)  # up to ~205 frames: past 16 KiB of data stack
+            assert sys.exc_info()[1] is mine
+        return got
+
+    def main():
+        tasks = [ivyrt.create_task(task, i, stack_size=stack_size) for i in range(60)]
+        return [t.join() for t in tasks]
+
+    assert ivyrt.run(main) == [5 + (i % 3) * 100 for i in range(60)]
