@@ -12,11 +12,13 @@ through plain `socket` calls: without the hook the first blocking `accept` or
 alarm then fails it). 50 tasks each `time.sleep(0.1)` take about 0.1 s, not 5 s.
 """
 
+import contextvars
 import ctypes
 import signal
 import socket
 import sys
 import time
+import traceback
 
 import ivyrt
 
@@ -144,10 +146,50 @@ def hooked_park_beside_ivyrt_parks() -> list:
     return out
 
 
+def state_kept_across_hooked_parks() -> int:
+    """Each task parks in hooked calls (time.sleep, socket recv: inside
+    CPython's own GIL release) while handling an exception, with a context
+    variable set and at its own recursion depth; on CPython 3.11 its Python
+    state is swapped out of the worker's one thread state at those parks too
+    (ivyrt's hook_park_guard), so each must find its own afterwards."""
+    var = contextvars.ContextVar("var")
+
+    def depth() -> int:
+        return len(traceback.extract_stack())
+
+    def task(i: int, levels: int) -> int:
+        if levels:
+            return task(i, levels - 1)
+        var.set(i)
+        a, b = socket.socketpair()
+        try:
+            raise ValueError(i)
+        except ValueError as mine:
+            d = depth()
+            time.sleep(0.001 * (i % 4))  # hooked park
+            b.send(b"y")
+            assert a.recv(1) == b"y"  # may park, hooked
+            assert sys.exc_info()[1] is mine, (i, sys.exc_info())
+            assert var.get() == i
+            assert depth() == d
+        finally:
+            a.close()
+            b.close()
+        assert sys.exc_info() == (None, None, None)
+        return i
+
+    tasks = [ivyrt.create_task(task, i, (i * 13) % 40) for i in range(60)]
+    got = [t.join() for t in tasks]
+    assert got == list(range(60)), got
+    return len(got)
+
+
 if __name__ == "__main__":
     check_hook_loaded()
     signal.alarm(60)  # a hang (a worker blocked) fails instead of stalling CI
     n = ivyrt.run(main, workers=1)
     ivyrt.run(hooked_park_beside_ivyrt_parks, workers=1)
     ivyrt.run(hooked_park_beside_ivyrt_parks, workers=2)
+    ivyrt.run(state_kept_across_hooked_parks, workers=1)
+    ivyrt.run(state_kept_across_hooked_parks, workers=2)
     print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count")

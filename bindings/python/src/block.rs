@@ -7,7 +7,9 @@
 //! the call, `PyEval_RestoreThread(saved)` after, with the saved state and
 //! PyO3's attach count kept in the guard on *this task's* stack (see
 //! `tstate.rs` for why that keeps PyO3's per-thread count consistent while
-//! other tasks run on the same OS thread in between).
+//! other tasks run on the same OS thread in between); on CPython 3.11,
+//! `tstate::detach_parking` also swaps the task's Python state out of the
+//! worker's thread state around it (`swap.rs`).
 //!
 //! Errors: ivy's `WaitError` becomes the Python exception asyncio would raise:
 //! - `Cancelled` -> `CancelledError`, *one-shot*: the pending cancellation is
@@ -43,7 +45,7 @@ pub fn blocking_with<R: Send>(
     f: impl FnOnce() -> Result<R, ivy::WaitError> + Send,
     on_closed: impl FnOnce(Python<'_>) -> PyErr,
 ) -> PyResult<R> {
-    match py.detach(f) {
+    match crate::tstate::detach_parking(py, f) {
         Ok(v) => Ok(v),
         Err(e) => Err(wait_error(py, e, on_closed)),
     }

@@ -24,7 +24,9 @@
 //! - **Every switch happens inside `Python::detach`** (py-core's invariant in
 //!   `tstate.rs`: whatever parks or switches a Python task does so with PyO3's
 //!   attach count saved and zeroed). `next` detaches (saving the caller's state
-//!   and count) and resumes the body; the body attaches its own state with
+//!   and count; `tstate::detach_parking`, which on 3.11 also unloads the
+//!   caller's Python state from the worker's thread state, as the body may
+//!   park and let other tasks of the worker run) and resumes the body; the body attaches its own state with
 //!   `PyEval_RestoreThread`; `yield_` detaches (saving the body's state and
 //!   count) and suspends; each side's detach guard restores its own state when
 //!   control comes back to it. A blocking call in the body is a plain
@@ -288,7 +290,7 @@ impl Generator {
             return Ok(None);
         };
         let core = SameThread(core);
-        let next = py.detach(move || {
+        let next = crate::tstate::detach_parking(py, move || {
             let core = core;
             core.0.next()
         });

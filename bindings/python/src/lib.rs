@@ -1,9 +1,10 @@
 //! `ivyrt._ivyrt`: the extension module behind the `ivyrt` package.
 //!
 //! Each submodule registers its own names (`register`); `__init__.py` re-exports
-//! what `__all__` lists. Layers: `errors` (exception types) <- `block` (the one
-//! path of every blocking call) + `cancel` (one-shot cancellation) <- `tstate`
-//! (thread states on task stacks) <- `task` <- `runtime`.
+//! what `__all__` lists. Layers: `errors` (exception types) <- `swap` (a
+//! task's Python state, 3.11) <- `tstate` (thread states on task stacks) <-
+//! `block` (the one path of every blocking call) + `cancel` (one-shot
+//! cancellation) <- `task` <- `runtime`.
 
 use pyo3::prelude::*;
 
@@ -11,6 +12,8 @@ pub mod block;
 pub mod cancel;
 pub mod errors;
 pub mod runtime;
+#[cfg(ivyrt_swap)]
+mod swap;
 pub mod task;
 pub mod tstate;
 

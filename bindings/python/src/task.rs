@@ -247,6 +247,7 @@ pub fn spawn<'py>(
     let entry = Entry {
         task: Some(task.clone().into_any().unbind()),
         finished,
+        stack_size: stack_size.unwrap_or(rt.stack_size),
     };
     let body = move || entry.run();
     let handle = if ivy_name.is_none() && stack_size.is_none() {
@@ -274,12 +275,15 @@ pub fn spawn<'py>(
 struct Entry {
     task: Option<Py<PyAny>>,
     finished: Arc<Finish>,
+    /// The ivy task's stack size (`tstate::run_task` may keep the task's
+    /// Python data stack on it).
+    stack_size: usize,
 }
 
 impl Entry {
     fn run(mut self) {
         let task = self.task.take().expect("an entry runs once");
-        if !tstate::run_task(task) {
+        if !tstate::run_task(task, self.stack_size) {
             self.finished.set();
         }
     }
@@ -836,7 +840,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Task>()?;
     m.add_class::<Completions>()?;
     let main = wrap_pyfunction!(_task_main, m)?;
-    tstate::init(main.as_any());
+    tstate::init(main.as_any())?;
     m.add_function(main)?;
     m.add_function(wrap_pyfunction!(create_task, m)?)?;
     m.add("spawn", m.getattr("create_task")?)?;

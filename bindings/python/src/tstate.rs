@@ -1,23 +1,38 @@
-//! Python on ivy task stacks: one interpreter thread state per running task,
-//! pooled per worker thread, entered and left with raw `pyo3::ffi` calls.
+//! Python on ivy task stacks: each task's interpreter state, entered and left
+//! with raw `pyo3::ffi` calls.
 //!
-//! # Why a thread state per task
+//! # Why each task needs a Python state of its own
 //! CPython keeps the frame stack, the exception being handled, the recursion
 //! depth and the current `contextvars` context in the *thread state*. Several
 //! Python tasks interleave on one worker thread (each parks at its blocking
-//! calls), so each needs its own thread state, or they would push and pop
-//! each other's frames. A task enters the interpreter with
-//! `PyEval_RestoreThread(its state)` and, at each park, leaves it with
-//! `PyEval_SaveThread()` (`block.rs`).
+//! calls), so each needs its own copy of those, or they would push and pop
+//! each other's frames. Two ways, chosen by build.rs:
+//! - **CPython 3.11 (cfg `ivyrt_swap`): one thread state per worker**, made by
+//!   the worker before anything else (so it is the thread's gilstate), and a
+//!   small saved Python state per task (`swap.rs`, `pystate.c`: greenlet's
+//!   field list), swapped into the worker's state when the task runs and out
+//!   of it at each park (`detach_parking`). A task costs no thread state, and
+//!   its data stack's root chunk lives on its own ivy stack: creating and
+//!   deleting pooled thread states (their 16 KiB chunks `mmap`ed and
+//!   `munmap`ed) was a third of the 10k-sleeps row's profile.
+//! - **Other versions: one thread state per running task**, from a per-worker
+//!   pool (at most `POOL_MAX` idle ones), since their layouts differ and are
+//!   not tested here. A task enters with `PyEval_RestoreThread(its state)` and
+//!   leaves at each park with `PyEval_SaveThread()`.
 //!
 //! # Why never `PyGILState_Ensure` / `Python::attach` inside a task
-//! `PyGILState_Ensure` uses *the OS thread's* thread state (its "gilstate"),
-//! one per worker, which every task of the worker would then share: exactly the
-//! corruption above. PyO3's `Python::attach` calls it whenever the thread's
-//! attach count is 0. So the task entry (`run_task`) does not use PyO3: it takes
-//! the GIL with raw `PyEval_RestoreThread` and calls the `_task_main`
-//! `#[pyfunction]` through `PyObject_CallOneArg`. PyO3 is reached only through
-//! its trampolines (`#[pyfunction]`, `#[pymethods]`), entered from Python.
+//! `PyGILState_Ensure` uses *the OS thread's* gilstate: with pooled states,
+//! one state every task of the worker would share; with the swap, the
+//! worker's state but without the task's Python state loaded when entered
+//! from ivyrt's own code. PyO3's `Python::attach` calls it whenever the
+//! thread's attach count is 0. So the task entry (`run_task`) does not use
+//! PyO3: it takes the GIL with raw `PyEval_RestoreThread` and calls the
+//! `_task_main` `#[pyfunction]` through `PyObject_CallOneArg`. PyO3 is reached
+//! only through its trampolines (`#[pyfunction]`, `#[pymethods]`), entered
+//! from Python. (A C callback entering Python with `PyGILState_Ensure` from
+//! inside a task -- ctypes -- is fine with the swap: it lands on the worker's
+//! state with the calling task's Python state loaded, as on a plain thread;
+//! with pooled states it lands on the worker's *anchor*, below.)
 //!
 //! # Why PyO3's per-thread attach count stays right (checked against PyO3 0.27.2)
 //! PyO3 keeps `ATTACH_COUNT` per OS thread (`internal/state.rs`). A trampoline
@@ -31,26 +46,36 @@
 //!    whose trampoline counts 0 -> 1, and it ends after that trampoline
 //!    returned (1 -> 0), before `PyEval_SaveThread`;
 //! 2. a task switches away only inside an ivy park, and every park a Python
-//!    task reaches is inside `blocking` (`block.rs`), i.e. inside `detach`,
-//!    which set the count to 0 and will restore this task's own count when the
-//!    task resumes -- on the same thread, since a started task never migrates;
+//!    task reaches is inside `detach_parking` (`block.rs`'s `blocking`,
+//!    `generator.rs`'s resumes and yields), i.e. inside `detach`, which set
+//!    the count to 0 and will restore this task's own count when the task
+//!    resumes -- on the same thread, since a started task never migrates;
 //! 3. the tasks that ran meanwhile on this thread were balanced (1 and 2).
 //!
-//! Anything that parks a Python task must therefore do so inside `blocking` /
-//! `detach` (py-lib's generator resumes and yields included).
+//! With the swap, the state `detach` saves and restores is always the
+//! worker's one state; what differs per task is the Python state, which
+//! `detach_parking` unloads (GIL still held) right before `detach` and
+//! reloads right after it returned (GIL held again), from a slot on the
+//! parking task's own stack -- so the count and the Python state travel
+//! together with the task. Between the two, the worker's state holds its
+//! *idle* Python state, on which PyO3's deferred decrefs (run as `detach`
+//! returns) execute any `__del__`.
+//!
 //! One park is not ivyrt's own: a libc call interposed by ivy's hook layer
 //! (`libivy_hook.so` preloaded) parks the task from inside CPython's own
 //! GIL-released section (`socket.recv`, `time.sleep`), with this task's
-//! count still on the thread. The runtime therefore installs
-//! `hook_park_guard` (`ivy::Builder::hook_park_guard`), which re-takes the GIL
-//! on a per-worker thread state no Python code runs on and parks inside
-//! `detach` there, so the count is saved and zeroed as at every other park
-//! (without it, the next task to start found a count of -1 and PyO3 aborted
-//! the process: `tests/test_hook.py`). A `Py<T>`
-//! dropped while the count is 0 (an ivy closure dropped without running) goes
-//! to PyO3's deferred reference pool, released at the next `detach` return.
+//! count still on the thread (and, with the swap, its Python state loaded).
+//! The runtime therefore installs `hook_park_guard`
+//! (`ivy::Builder::hook_park_guard`), which re-takes the GIL -- on the
+//! worker's state to unload the task's Python state when the swap is on, else
+//! on a per-worker *parker* state no Python code runs on -- and parks inside
+//! `detach_parking` there, so the count is saved and zeroed as at every other
+//! park (without it, the next task to start found a count of -1 and PyO3
+//! aborted the process: `tests/test_hook.py`). A `Py<T>` dropped while the
+//! count is 0 (an ivy closure dropped without running) goes to PyO3's
+//! deferred reference pool, released at the next `detach` return.
 //!
-//! # Why a pool per worker, created lazily
+//! # Pooled states (not 3.11): a pool per worker, created lazily
 //! `PyThreadState_New` + `PyThreadState_Clear/Delete` cost more than the rest of
 //! a spawn together (the old ctypes binding: 36 µs a spawn). A thread state is
 //! taken from the worker's pool when a task first runs and returned when it
@@ -66,15 +91,18 @@
 //! `PyThreadState_Clear`, `PyThreadState_DeleteCurrent`.
 //! Each worker also makes an *anchor* state before any task's, which no task
 //! uses (`anchor_thread`): the state a C callback entering Python with
-//! `PyGILState_Ensure` from inside a task lands on up to 3.11.
+//! `PyGILState_Ensure` from inside a task lands on up to 3.11. (With the swap
+//! the anchor *is* the worker's state every task runs on.)
 //! What a reused state carries over: its `threading.local` dict and a
-//! `sys.settrace`/`setprofile` function set inside a task. Task-local state
-//! belongs in `contextvars` (copied at spawn, entered per task).
+//! `sys.settrace`/`setprofile` function set inside a task; with the swap these
+//! are the worker thread's, shared by its tasks as by the code of one thread.
+//! Task-local state belongs in `contextvars` (copied at spawn, entered per task).
 //!
 //! # Version-specific (CPython 3.11 is what this machine runs and tests)
 //! - 3.11: the recursion limit is effectively interpreter-wide
 //!   (`_Py_CheckRecursiveCall` resets a state's count to the global limit), so
-//!   the overflow story is a stack sized for the limit (`runtime.rs`).
+//!   the overflow story is a stack sized for the limit (`runtime.rs`); the
+//!   swap saves each task's depth (limit - remaining), as greenlet does.
 //! - 3.12/3.13: attaching a thread state rebinds the thread's gilstate to it
 //!   (`tstate_activate` -> `bind_gilstate_tstate`) and debug builds assert the
 //!   state belongs to the current OS thread: satisfied by the per-worker pool.
@@ -86,6 +114,8 @@
 //!   per greenlet; here each task start would set them to the task's stack
 //!   (3.15 adds `PyUnstable_ThreadState_SetStackProtection` for exactly this).
 //!   Not done yet: untestable here; see the README's known limitations.
+//! - Swapping on 3.12+ (greenlet's lists for them are known) is the next step
+//!   once an interpreter of each version is at hand to test it.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -96,6 +126,9 @@ use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+
+#[cfg(ivyrt_swap)]
+use crate::swap;
 
 /// The interpreter every task's thread state belongs to (set at module init).
 static INTERP: AtomicPtr<ffi::PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
@@ -109,11 +142,13 @@ const OVERFLOW_HINT: &str = "a Python task: pass a larger stack_size= to ivyrt.r
 create_task(), or lower sys.setrecursionlimit() (the default stack grows with it)";
 
 /// Thread states kept per worker beyond that are deleted when released.
+#[cfg(not(ivyrt_swap))]
 const POOL_MAX: usize = 1024;
 
 /// A worker's idle thread states, its anchor (see `anchor_thread`) and the
 /// state hooked parks detach on (`hook_park_guard`).
 struct Pool {
+    #[cfg(not(ivyrt_swap))]
     idle: Vec<*mut ffi::PyThreadState>,
     anchor: *mut ffi::PyThreadState,
     parker: *mut ffi::PyThreadState,
@@ -121,10 +156,13 @@ struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        #[cfg(not(ivyrt_swap))]
         for ts in self.idle.drain(..) {
             destroy(ts);
         }
         if !self.anchor.is_null() {
+            #[cfg(ivyrt_swap)]
+            let _ = WORKER_STATE.try_with(|w| w.set(ptr::null_mut()));
             destroy(std::mem::replace(&mut self.anchor, ptr::null_mut()));
         }
         if !self.parker.is_null() {
@@ -170,6 +208,7 @@ fn holds_gil() -> bool {
 thread_local! {
     static POOL: RefCell<Pool> = const {
         RefCell::new(Pool {
+            #[cfg(not(ivyrt_swap))]
             idle: Vec::new(),
             anchor: ptr::null_mut(),
             parker: ptr::null_mut(),
@@ -193,7 +232,17 @@ fn anchor_thread(pool: &mut Pool) {
         // SAFETY: as in `take`.
         pool.anchor = unsafe { ffi::PyThreadState_New(interp) };
         own(pool.anchor);
+        #[cfg(ivyrt_swap)]
+        WORKER_STATE.with(|w| w.set(pool.anchor));
     }
+}
+
+#[cfg(ivyrt_swap)]
+thread_local! {
+    /// `Pool::anchor`, the worker's one thread state, read without the
+    /// pool's `RefCell` at every park (`detach_parking`).
+    static WORKER_STATE: std::cell::Cell<*mut ffi::PyThreadState> =
+        const { std::cell::Cell::new(ptr::null_mut()) };
 }
 
 /// `ivy::Builder::hook_park_guard` of every ivyrt runtime: runs a park of a
@@ -216,10 +265,32 @@ pub fn hook_park_guard(park: &mut dyn FnMut()) {
         // on it.
         // SAFETY: a thread state is attached to this thread: it holds the GIL.
         let py = unsafe { Python::assume_attached() };
-        py.detach(move || {
+        detach_parking(py, move || {
             let park = park;
             (park.0)()
         });
+        return;
+    }
+    #[cfg(ivyrt_swap)]
+    if swap::task_loaded() {
+        // CPython released the GIL around the hooked call (a socket read,
+        // time.sleep) with this task's Python state loaded in the worker's
+        // thread state. Other tasks of the worker will run on that state:
+        // re-take it to unload this task's state, park, reload, and release
+        // it again as CPython left it.
+        let ts = worker_state();
+        // SAFETY: `ts` is this worker's state, made on this thread; no state
+        // is attached to this thread (checked above).
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+        // SAFETY: the GIL is held with `ts`.
+        let py = unsafe { Python::assume_attached() };
+        detach_parking(py, move || {
+            let park = park;
+            (park.0)()
+        });
+        // SAFETY: `detach_parking` re-attached `ts` with this task's state
+        // reloaded; release it, back to CPython's GIL-released section.
+        unsafe { ffi::PyEval_SaveThread() };
         return;
     }
     let ts = POOL.with(|p| {
@@ -280,33 +351,68 @@ fn current_unchecked() -> *mut ffi::PyThreadState {
     f.map_or(ptr::null_mut(), |f| unsafe { f() })
 }
 
-/// Records the interpreter and the task body. Called at module init, with the GIL.
-pub fn init(task_main: &Bound<'_, PyAny>) {
+/// Records the interpreter and the task body. Called at module init, with
+/// the GIL. Fails (ImportError) if the thread-state layout this build swaps
+/// is not the running interpreter's.
+pub fn init(task_main: &Bound<'_, PyAny>) -> PyResult<()> {
     // SAFETY: the GIL is held (module init), as PyInterpreterState_Get requires.
     let interp = unsafe { ffi::PyInterpreterState_Get() };
+    #[cfg(ivyrt_swap)]
+    if !swap::layout_ok(interp) {
+        return Err(pyo3::exceptions::PyImportError::new_err(
+            "ivyrt was built against CPython 3.11 headers whose thread-state layout \
+             is not this interpreter's: rebuild it for this interpreter",
+        ));
+    }
     INTERP.store(interp, Ordering::Release);
     let fun = task_main.clone().unbind().into_ptr(); // kept forever
     TASK_MAIN.store(fun, Ordering::Release);
+    Ok(())
 }
 
 /// Runs the Python task `task` (a `Task` object) on the calling ivy task's
-/// stack with a pooled thread state. Returns `false`, without running it, if
-/// no thread state could be made (out of memory).
-pub fn run_task(task: Py<PyAny>) -> bool {
+/// stack (`stack_size` bytes), on the worker's thread state with a Python
+/// state of its own (`swap.rs`). Returns `false`, without running it, if out
+/// of memory.
+#[cfg(ivyrt_swap)]
+pub fn run_task(task: Py<PyAny>, stack_size: usize) -> bool {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
-    let Some(ts) = take() else {
+    let ts = worker_state();
+    if ts.is_null() {
         return false;
-    };
-    // SAFETY: `ts` is an idle thread state of this interpreter created on this
-    // OS thread (pool invariant), not attached anywhere; the calling thread
-    // holds no thread state (ivy workers never keep one attached between
-    // tasks: module comment, invariant above), so attaching it is valid.
-    unsafe { ffi::PyEval_RestoreThread(ts) };
+    }
+    swap::with_root_chunk(stack_size, |chunk| {
+        let mut saved = swap::fresh(ts, chunk);
+        // SAFETY: `ts` is this worker's own state, made on this OS thread and
+        // only ever attached here; the calling thread holds no thread state
+        // (ivy workers never keep one attached between tasks: module comment).
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+        // SAFETY: the GIL is held with `ts`, which holds the idle state (no
+        // task's is loaded between tasks); `saved` lives on this task's stack
+        // until the `unload` below.
+        unsafe { swap::load(ts, &mut saved) };
+        call_task_main(task);
+        // SAFETY: the GIL is held with `ts`; this task's state is the loaded
+        // one (every park in between unloaded and reloaded it), and is
+        // finished after its frames all returned.
+        unsafe {
+            let unloaded = swap::unload(ts);
+            debug_assert!(std::ptr::eq(unloaded, &saved));
+            swap::finish(&mut saved);
+        }
+        // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
+        let released = unsafe { ffi::PyEval_SaveThread() };
+        debug_assert_eq!(released, ts);
+    })
+}
+
+/// Calls `_task_main(task)` (GIL held), reporting an internal error (a NULL
+/// without the task's own report) as unraisable.
+fn call_task_main(task: Py<PyAny>) {
     let obj = task.into_ptr();
     let fun = TASK_MAIN.load(Ordering::Acquire);
-    // SAFETY: the GIL is held with `ts`; `fun` and `obj` are live objects we
-    // own references to. `_task_main` reports every exception of the task
-    // itself; a NULL here is an internal error, reported as unraisable.
+    // SAFETY: the GIL is held; `fun` and `obj` are live objects we own
+    // references to. `_task_main` reports every exception of the task itself.
     unsafe {
         let r = ffi::PyObject_CallOneArg(fun, obj);
         if r.is_null() {
@@ -316,6 +422,54 @@ pub fn run_task(task: Py<PyAny>) -> bool {
         }
         ffi::Py_DECREF(obj);
     }
+}
+
+/// This worker's own thread state (made on first use: the first state made
+/// on this thread, hence its gilstate), or null if out of memory.
+#[cfg(ivyrt_swap)]
+fn worker_state() -> *mut ffi::PyThreadState {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        anchor_thread(&mut p);
+        p.anchor
+    })
+}
+
+/// `Python::detach` around a call that may park this task (`block.rs`,
+/// `generator.rs`): on 3.11 it also swaps this task's Python state out of
+/// the worker's thread state and back in (`swap.rs`).
+pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    #[cfg(ivyrt_swap)]
+    {
+        let worker = WORKER_STATE.with(std::cell::Cell::get);
+        // A task's state loaded means the worker's state is the attached one
+        // (a generator body runs on its own only after its caller unloaded);
+        // otherwise ask (the idle state's finalizers, rare).
+        if !worker.is_null() && (swap::task_loaded() || current_unchecked() == worker) {
+            // SAFETY: `py`: the GIL is held, with `worker` (just checked).
+            return unsafe { swap::detach_parking(py, worker, f) };
+        }
+    }
+    // Not a worker's state: a generator body's own, or a thread outside
+    // any task (`run`'s), whose state no one else uses.
+    py.detach(f)
+}
+
+/// Runs the Python task `task` (a `Task` object) on the calling ivy task's
+/// stack with a pooled thread state. Returns `false`, without running it, if
+/// no thread state could be made (out of memory).
+#[cfg(not(ivyrt_swap))]
+pub fn run_task(task: Py<PyAny>, _stack_size: usize) -> bool {
+    ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
+    let Some(ts) = take() else {
+        return false;
+    };
+    // SAFETY: `ts` is an idle thread state of this interpreter created on this
+    // OS thread (pool invariant), not attached anywhere; the calling thread
+    // holds no thread state (ivy workers never keep one attached between
+    // tasks: module comment, invariant above), so attaching it is valid.
+    unsafe { ffi::PyEval_RestoreThread(ts) };
+    call_task_main(task);
     if POOL.with(|p| p.borrow().idle.len()) >= POOL_MAX {
         disown(ts);
         // SAFETY: `ts` is current, with the GIL, and has no frame left: clear
@@ -335,6 +489,7 @@ pub fn run_task(task: Py<PyAny>) -> bool {
 }
 
 /// An idle thread state of this worker, made if the pool is empty.
+#[cfg(not(ivyrt_swap))]
 fn take() -> Option<*mut ffi::PyThreadState> {
     let pooled = POOL.with(|p| {
         let mut p = p.borrow_mut();
@@ -352,6 +507,7 @@ fn take() -> Option<*mut ffi::PyThreadState> {
     (!ts.is_null()).then_some(ts)
 }
 
+#[cfg(not(ivyrt_swap))]
 fn give_back(ts: *mut ffi::PyThreadState) {
     let extra = POOL.with(|p| {
         let mut p = p.borrow_mut();
