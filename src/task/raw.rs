@@ -343,9 +343,11 @@ impl Task {
         self.state.transition_to_parked()
     }
 
-    /// Worker, after the task suspended with `Suspend::Yield`.
-    pub(crate) fn transition_to_scheduled(&self) {
-        self.state.transition_to_scheduled();
+    /// Worker, after the task suspended with `Suspend::Yield`, before it
+    /// queues the task on its own ready queue (never another worker's: the
+    /// task stays RUNNING while queued, `task::state`).
+    pub(crate) fn transition_to_yielded(&self) {
+        self.state.transition_to_yielded();
     }
 
     pub(crate) fn transition_to_done(&self) {
