@@ -61,7 +61,14 @@ where
     T: Send + 'static,
 {
     let id = next_task_id();
-    let body: Arc<Body<F, T>> = Arc::new(Body::new(id, name, f));
+    // Written straight into the allocation (as `Task::new`): `Arc::new`
+    // built the body on the stack and copied it.
+    let mut body = Arc::<Body<F, T>>::new_uninit();
+    Arc::get_mut(&mut body)
+        .expect("ivy: a new allocation is unique")
+        .write(Body::new(id, name, f));
+    // SAFETY: written just above.
+    let body: Arc<Body<F, T>> = unsafe { body.assume_init() };
     let handle = JoinHandle::new(body.clone());
     shared.schedule_new(shared.new_task(stack_size, body));
     handle
