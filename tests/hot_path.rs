@@ -135,3 +135,47 @@ fn a_cancel_while_queued_by_a_yield_is_seen() {
         }
     });
 }
+
+struct Phoenix;
+
+impl Drop for Phoenix {
+    fn drop(&mut self) {
+        // Re-creates itself from its destructor: after the last round the
+        // task's map is closed, and this `with` panics.
+        PHOENIX.with(|_| ());
+    }
+}
+
+ivy::task_local! {
+    static PHOENIX: Phoenix = Phoenix;
+    static COUNT: std::cell::Cell<u32> = std::cell::Cell::new(0);
+}
+
+/// A recycled task's context is reset in place (`TaskCtx::reset`), not
+/// rebuilt: a task whose task-local map ended closed (destructors kept
+/// re-creating a value) hands its allocation to the next spawn on the same
+/// worker, which must get an open, empty map; and tasks that never touched a
+/// task-local (the end's fast path) leave nothing behind either.
+#[test]
+fn a_recycled_task_gets_an_open_empty_local_map() {
+    let rt = common::rt(1);
+    rt.block_on(|| {
+        for _ in 0..100 {
+            let r = ivy::spawn(|| PHOENIX.with(|_| ())).join();
+            let e = r.expect_err("the last destructor round panics");
+            assert!(
+                e.panic_message().is_some_and(|m| m.contains("task-local")),
+                "{e:?}"
+            );
+            // Reuses the allocation just recycled (one worker, LIFO pool).
+            let n = ivy::spawn(|| {
+                COUNT.with(|c| c.set(c.get() + 1));
+                COUNT.with(|c| c.get())
+            })
+            .join()
+            .unwrap();
+            assert_eq!(n, 1, "a fresh task-local, in an open map");
+            assert_eq!(ivy::spawn(|| 7).join().unwrap(), 7);
+        }
+    });
+}
