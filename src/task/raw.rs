@@ -68,9 +68,12 @@ pub(crate) enum NotRun {
 /// with `Some(why)` when the task will never run (see `NotRun`), in which case it
 /// records that for the joiner and runs no user code but the closure's drop
 /// (guarded). All of a task's end (task-locals, the result of a detached task)
-/// happens inside `start`, guarded: see `task::body`.
+/// happens inside `start`, guarded: see `task::body`. `task` is the task this
+/// is the body of (the running task, when it runs): passed in rather than
+/// looked up in the thread's context, which cost three thread-local reads per
+/// task (findings/hot.md).
 pub(crate) trait Start: Send + Sync {
-    fn start(&self, not_run: Option<NotRun>);
+    fn start(&self, task: &Task, not_run: Option<NotRun>);
     /// The task will never be resumed (`panic = "abort"` shutdown, see
     /// `task::current::abandon`): record a cancellation for the joiner, on the worker's
     /// stack, running no user code.
@@ -264,18 +267,20 @@ impl Task {
         // the ~450-byte header on the stack and copied it (a `memcpy` per spawn
         // that allocates, 70 instructions: findings/hot.md).
         let mut task = Arc::<Task>::new_uninit();
-        Arc::get_mut(&mut task).expect("ivy: a new allocation is unique").write(Task {
-            id: body.core().id,
-            body: Some(body),
-            state: TaskState::new(),
-            home: AtomicUsize::new(NO_HOME),
-            stack_size,
-            scheduler,
-            registry_key: AtomicUsize::new(usize::MAX),
-            wait_reason: AtomicU8::new(0),
-            coro: UnsafeCell::new(CoroSlot::default()),
-            ctx: TaskCtx::default(),
-        });
+        Arc::get_mut(&mut task)
+            .expect("ivy: a new allocation is unique")
+            .write(Task {
+                id: body.core().id,
+                body: Some(body),
+                state: TaskState::new(),
+                home: AtomicUsize::new(NO_HOME),
+                stack_size,
+                scheduler,
+                registry_key: AtomicUsize::new(usize::MAX),
+                wait_reason: AtomicU8::new(0),
+                coro: UnsafeCell::new(CoroSlot::default()),
+                ctx: TaskCtx::default(),
+            });
         // SAFETY: written just above.
         let task = unsafe { task.assume_init() };
         task.body().core().lock().task = Some(task.clone());
