@@ -21,6 +21,7 @@
 //! timer, no reactor: the runtime behind a task is its `Arc<dyn Schedule>`.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -266,7 +267,8 @@ impl Task {
         // Written straight into the allocation: `Arc::new(Task { .. })` built
         // the ~450-byte header on the stack and copied it (a `memcpy` per spawn
         // that allocates, 70 instructions: findings/hot.md).
-        let mut task = Arc::<Task>::new_uninit();
+        // (`Arc::new_uninit` is newer than the MSRV, 1.80: this is what it does.)
+        let mut task: Arc<MaybeUninit<Task>> = Arc::new(MaybeUninit::uninit());
         Arc::get_mut(&mut task)
             .expect("ivy: a new allocation is unique")
             .write(Task {
@@ -281,8 +283,9 @@ impl Task {
                 coro: UnsafeCell::new(CoroSlot::default()),
                 ctx: TaskCtx::default(),
             });
-        // SAFETY: written just above.
-        let task = unsafe { task.assume_init() };
+        // SAFETY: written just above; `MaybeUninit<Task>` is `repr(transparent)`
+        // over `Task`, so the allocation is that of an `Arc<Task>`.
+        let task = unsafe { Arc::from_raw(Arc::into_raw(task).cast::<Task>()) };
         task.body().core().lock().task = Some(task.clone());
         task
     }
