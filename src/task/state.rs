@@ -23,9 +23,10 @@
 //! simply stays RUNNING and the worker records `yielded` (a flag only the home
 //! thread writes, with plain stores): while the byte says RUNNING, an `unpark`
 //! sets NOTIFIED and queues nothing, which is exactly what a queued task needs,
-//! and the resume that follows finds `yielded` and skips its `fetch_or`. Two
-//! locked instructions (a `lock and` at the yield, a `lock or` at the resume)
-//! were a third of a switch's cycles (benches/compare/findings/hot.md). `get`
+//! and the resume that follows finds `yielded` and skips its `fetch_or`. Why:
+//! the yield's `lock and` and the resume's `lock or` were two full barriers per
+//! switch, right after the switch's register pushes, on a path that only the
+//! task's home thread ever runs (benches/compare/findings/hot.md). `get`
 //! reports such a task as SCHEDULED, so a dump still tells queued from running.
 //!
 //! Why a separate type rather than fields of `Task`: the model checker needs the
