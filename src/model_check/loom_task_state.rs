@@ -168,7 +168,7 @@ fn an_unpark_during_a_yield_is_kept_for_the_next_park() {
         let state = running();
         let enqueued = Arc::new(AtomicUsize::new(0));
         let t = unparker(&state, &enqueued);
-        state.transition_to_scheduled(); // `Suspend::Yield`: back to the queue
+        state.transition_to_yielded(); // `Suspend::Yield`: back to the queue
         state.transition_to_running(); // popped and resumed
         let park = park_once(&state);
         t.join().unwrap();
@@ -189,5 +189,62 @@ fn unpark_racing_completion_never_queues_a_finished_task() {
         // store between the read and the write of the unparker's CAS, an
         // execution no hardware produces, and then reports RUNNING.)
         assert_eq!(enqueued.load(Ordering::Relaxed), 0);
+    });
+}
+
+#[test]
+fn an_unpark_never_queues_a_yielded_task() {
+    // A yielded task waits in its worker's ready queue with its byte still
+    // RUNNING (`task::state`): an unpark meanwhile must not queue it a second
+    // time, and is kept for its next park.
+    loom::model(|| {
+        let state = running();
+        let enqueued = Arc::new(AtomicUsize::new(0));
+        let t = unparker(&state, &enqueued);
+        state.transition_to_yielded();
+        assert_eq!(state.get(), SCHEDULED, "a queued task shows as scheduled");
+        t.join().unwrap();
+        assert_eq!(enqueued.load(Ordering::Relaxed), 0, "queued twice");
+        state.transition_to_running(); // popped and resumed
+        assert_eq!(state.get(), RUNNING);
+        assert_eq!(park_once(&state), Park::Notified, "the unpark was lost");
+    });
+}
+
+#[test]
+fn cancel_racing_a_yield_is_seen_at_the_next_park() {
+    // The canceller runs while the task yields, is resumed and parks: the
+    // cancellation is seen by that park (or, if it came later, the unpark
+    // queues the parked task once, and it sees the flag when it runs).
+    loom::model(|| {
+        let state = running();
+        let enqueued = Arc::new(AtomicUsize::new(0));
+        let canceller = {
+            let (state, enqueued) = (state.clone(), enqueued.clone());
+            thread::spawn(move || {
+                state.set_cancelled();
+                if state.unpark() {
+                    enqueued.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        state.transition_to_yielded();
+        state.transition_to_running();
+        let park = park_once(&state);
+        match park {
+            Park::Notified | Park::Requeued => {
+                if park == Park::Requeued {
+                    state.transition_to_running();
+                }
+                assert!(state.is_cancelled(), "{park:?} without the cancel");
+            }
+            Park::Cancelled | Park::Parked => {}
+        }
+        canceller.join().unwrap();
+        let enqueued = enqueued.load(Ordering::Relaxed);
+        match park {
+            Park::Cancelled => assert_eq!(enqueued, 0),
+            _ => assert_eq!(reruns(park, enqueued), 1, "{park:?}, {enqueued} enqueued"),
+        }
     });
 }

@@ -72,7 +72,7 @@ impl Shared {
     /// worker's stack: dropping the closure is user code that may block): its
     /// closure is dropped guarded, its joiner gets `why`.
     pub(crate) fn settle_unrun(&self, task: &Arc<Task>, why: NotRun) {
-        task.body().start(Some(why));
+        task.body().start(task, Some(why));
         body::end(task);
     }
 

@@ -500,7 +500,7 @@ impl Worker {
         current::clear_running(self.context());
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
-                task.transition_to_scheduled();
+                task.transition_to_yielded();
                 self.ready.borrow_mut().push_back(task);
             }
             CoroutineResult::Yield(Suspend::Park) => {

@@ -24,7 +24,7 @@
 //! Also here: the unwind payloads of ivy's cancellation and deadlines, which the
 //! task's end tells from panics (`cancel.rs` raises them).
 //!
-//! Layer: task core. Uses the task header, `current`, `local` and the
+//! Layer: task core. Uses the task header, `local` and the
 //! `Schedule` trait; no worker, no timer, no reactor.
 
 use std::any::Any;
@@ -33,7 +33,6 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::task::current;
 use crate::task::header::{notify_done, TaskId};
 use crate::task::local::LocalMap;
 use crate::task::raw::{self, JoinCore, Task, TaskYielder};
@@ -57,7 +56,7 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
     // `task` stays at this address until the body ends (`current` hands out
     // references to it).
     task.ctx.this.set(&task as *const Arc<Task>);
-    task.body().start(None);
+    task.body().start(&task, None);
     end(&task);
     task.ctx.this.set(std::ptr::null());
     drop(task);
@@ -274,7 +273,7 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn start(&self, not_run: Option<raw::NotRun>) {
+    fn start(&self, task: &Task, not_run: Option<raw::NotRun>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
         let id = TaskId(self.core.id);
@@ -295,12 +294,12 @@ where
             }
             None => {
                 let f = f.expect("a task's entry starts once");
-                let mut result = run_body(&self.core, f);
-                // Whatever unwound the body was caught: none is in flight now.
-                current::caught();
+                let mut result = run_body(&self.core, task, f);
+                // Whatever unwound the body was caught: none is in flight now
+                // (`current::caught`, for the running task: this one).
+                task.ctx.raised.set(false);
                 // Task-locals die on the task's own stack and thread, guarded.
-                let panicked =
-                    current::with_current_task(|t| LocalMap::clear_all(&t.ctx.locals)).flatten();
+                let panicked = LocalMap::clear_all(&task.ctx.locals);
                 if let Some(p) = panicked {
                     ended_with_panic(&self.core, &mut result, p);
                 }
@@ -408,14 +407,12 @@ fn ended_with_panic<T>(
 /// Runs a task's body on its own stack, turning unwinds into a `JoinError`. A
 /// task cancelled before it started never runs its closure, but drops it here,
 /// on its own stack and guarded like the body.
-fn run_body<F, T>(core: &JoinCore, f: F) -> Result<T, JoinError>
+fn run_body<F, T>(core: &JoinCore, task: &Task, f: F) -> Result<T, JoinError>
 where
     F: FnOnce() -> T,
 {
     let tid = TaskId(core.id);
-    let cancelled =
-        current::with_current_task(|me| me.is_cancelled()).expect("task body runs inside its task");
-    if cancelled {
+    if task.is_cancelled() {
         // Cancelled before it ever ran: user code never starts.
         return match catch_unwind(AssertUnwindSafe(move || drop(f))) {
             Ok(()) => Err(JoinError::cancelled(tid)),

@@ -36,6 +36,15 @@ pub(crate) struct LocalMap {
 }
 
 impl LocalMap {
+    /// A recycled task's map (`Task::recycle`): what `default` makes, without
+    /// dropping an empty map's buffer-less `Vec` (its end emptied it).
+    pub(crate) fn reset(&mut self) {
+        if self.entries.capacity() != 0 {
+            self.entries = Vec::new();
+        }
+        self.closed = false;
+    }
+
     /// Drops every value, one at a time, each under `catch_unwind` (a panic in
     /// one destructor must not skip the others, nor become a second panic while
     /// the first unwinds, which would abort). Values whose destructor touches
@@ -45,6 +54,11 @@ impl LocalMap {
     /// unwinds, which interrupt a destructor's blocking call, are not panics);
     /// the panic hook has reported every one.
     pub(crate) fn clear_all(cell: &RefCell<LocalMap>) -> Option<Box<dyn Any + Send>> {
+        // Most tasks never touch a task-local: nothing to take, nothing to drop
+        // (the loop's first round would find the map empty and leave it so).
+        if cell.borrow().entries.is_empty() {
+            return None;
+        }
         let mut first = None;
         for round in 0..=DESTRUCTOR_ROUNDS {
             let mut taken = {

@@ -32,6 +32,7 @@ pub(crate) mod wait_reason;
 
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use crate::runtime::{check_stack_size, Handle, Shared};
@@ -61,7 +62,16 @@ where
     T: Send + 'static,
 {
     let id = next_task_id();
-    let body: Arc<Body<F, T>> = Arc::new(Body::new(id, name, f));
+    // Written straight into the allocation (as `Task::new`): `Arc::new`
+    // built the body on the stack and copied it. (`Arc::new_uninit` is newer
+    // than the MSRV, 1.80: this is what it does.)
+    let mut body: Arc<MaybeUninit<Body<F, T>>> = Arc::new(MaybeUninit::uninit());
+    Arc::get_mut(&mut body)
+        .expect("ivy: a new allocation is unique")
+        .write(Body::new(id, name, f));
+    // SAFETY: written just above; `MaybeUninit<Body>` is `repr(transparent)`
+    // over `Body`, so the allocation is that of an `Arc<Body>`.
+    let body = unsafe { Arc::from_raw(Arc::into_raw(body).cast::<Body<F, T>>()) };
     let handle = JoinHandle::new(body.clone());
     shared.schedule_new(shared.new_task(stack_size, body));
     handle

@@ -21,6 +21,7 @@
 //! timer, no reactor: the runtime behind a task is its `Arc<dyn Schedule>`.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -68,9 +69,12 @@ pub(crate) enum NotRun {
 /// with `Some(why)` when the task will never run (see `NotRun`), in which case it
 /// records that for the joiner and runs no user code but the closure's drop
 /// (guarded). All of a task's end (task-locals, the result of a detached task)
-/// happens inside `start`, guarded: see `task::body`.
+/// happens inside `start`, guarded: see `task::body`. `task` is the task this
+/// is the body of (the running task, when it runs): passed in rather than
+/// looked up in the thread's context, which cost three thread-local reads per
+/// task (findings/hot.md).
 pub(crate) trait Start: Send + Sync {
-    fn start(&self, not_run: Option<NotRun>);
+    fn start(&self, task: &Task, not_run: Option<NotRun>);
     /// The task will never be resumed (`panic = "abort"` shutdown, see
     /// `task::current::abandon`): record a cancellation for the joiner, on the worker's
     /// stack, running no user code.
@@ -161,6 +165,27 @@ pub(crate) struct Inherited {
     pub(crate) closing: bool,
 }
 
+impl TaskCtx {
+    /// Back to `default()`, in place (a recycled task's: `Task::recycle`).
+    /// Field by field, so that the task-local map, which the task's end
+    /// emptied, is not dropped and rebuilt (a profile showed its drop at every
+    /// recycle).
+    fn reset(&mut self) {
+        let TaskCtx {
+            yielder,
+            this,
+            locals,
+            scope,
+            raised,
+        } = self;
+        yielder.set(std::ptr::null());
+        this.set(std::ptr::null());
+        locals.get_mut().reset();
+        scope.set(ScopeState::default());
+        raised.set(false);
+    }
+}
+
 impl Default for TaskCtx {
     fn default() -> TaskCtx {
         TaskCtx {
@@ -239,18 +264,28 @@ impl Task {
     /// reference to it. Where the allocation comes from is the scheduler's
     /// business: see `reuse`.
     pub(crate) fn new(stack_size: usize, scheduler: Arc<dyn Schedule>, body: Entry) -> Arc<Task> {
-        let task = Arc::new(Task {
-            id: body.core().id,
-            body: Some(body),
-            state: TaskState::new(),
-            home: AtomicUsize::new(NO_HOME),
-            stack_size,
-            scheduler,
-            registry_key: AtomicUsize::new(usize::MAX),
-            wait_reason: AtomicU8::new(0),
-            coro: UnsafeCell::new(CoroSlot::default()),
-            ctx: TaskCtx::default(),
-        });
+        // Written straight into the allocation: `Arc::new(Task { .. })` built
+        // the ~450-byte header on the stack and copied it (a `memcpy` per spawn
+        // that allocates, 70 instructions: findings/hot.md).
+        // (`Arc::new_uninit` is newer than the MSRV, 1.80: this is what it does.)
+        let mut task: Arc<MaybeUninit<Task>> = Arc::new(MaybeUninit::uninit());
+        Arc::get_mut(&mut task)
+            .expect("ivy: a new allocation is unique")
+            .write(Task {
+                id: body.core().id,
+                body: Some(body),
+                state: TaskState::new(),
+                home: AtomicUsize::new(NO_HOME),
+                stack_size,
+                scheduler,
+                registry_key: AtomicUsize::new(usize::MAX),
+                wait_reason: AtomicU8::new(0),
+                coro: UnsafeCell::new(CoroSlot::default()),
+                ctx: TaskCtx::default(),
+            });
+        // SAFETY: written just above; `MaybeUninit<Task>` is `repr(transparent)`
+        // over `Task`, so the allocation is that of an `Arc<Task>`.
+        let task = unsafe { Arc::from_raw(Arc::into_raw(task).cast::<Task>()) };
         task.body().core().lock().task = Some(task.clone());
         task
     }
@@ -278,7 +313,7 @@ impl Task {
         *self.registry_key.get_mut() = usize::MAX;
         *self.wait_reason.get_mut() = 0;
         *self.coro.get_mut() = CoroSlot::default();
-        self.ctx = TaskCtx::default();
+        self.ctx.reset();
     }
 
     /// The task's body. Every live task has one; only a pooled task has none.
@@ -343,9 +378,11 @@ impl Task {
         self.state.transition_to_parked()
     }
 
-    /// Worker, after the task suspended with `Suspend::Yield`.
-    pub(crate) fn transition_to_scheduled(&self) {
-        self.state.transition_to_scheduled();
+    /// Worker, after the task suspended with `Suspend::Yield`, before it
+    /// queues the task on its own ready queue (never another worker's: the
+    /// task stays RUNNING while queued, `task::state`).
+    pub(crate) fn transition_to_yielded(&self) {
+        self.state.transition_to_yielded();
     }
 
     pub(crate) fn transition_to_done(&self) {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   SCHEDULED --run--> RUNNING --park--> PARKED --unpark--> SCHEDULED
-//!                         |  \--yield--> SCHEDULED
+//!                         |  \--yield--> RUNNING + yielded (queued)
 //!                         \--return----> DONE
 //! ```
 //!
@@ -17,6 +17,17 @@
 //! flag set *before* the unpark that makes the task notice it: whoever sees the
 //! task run again after the unpark sees the flag (Release/Acquire through the
 //! state byte).
+//!
+//! A yield writes no atomic read-modify-write. A yielded task goes to its own
+//! worker's private ready queue, and only that worker resumes it, so its byte
+//! simply stays RUNNING and the worker records `yielded` (a flag only the home
+//! thread writes, with plain stores): while the byte says RUNNING, an `unpark`
+//! sets NOTIFIED and queues nothing, which is exactly what a queued task needs,
+//! and the resume that follows finds `yielded` and skips its `fetch_or`. Why:
+//! the yield's `lock and` and the resume's `lock or` were two full barriers per
+//! switch, right after the switch's register pushes, on a path that only the
+//! task's home thread ever runs (benches/compare/findings/hot.md). `get`
+//! reports such a task as SCHEDULED, so a dump still tells queued from running.
 //!
 //! Why a separate type rather than fields of `Task`: the model checker needs the
 //! protocol without a coroutine, a stack or a worker around it, and the runtime
@@ -37,6 +48,10 @@ const NOTIFIED: u8 = 0b100;
 pub(crate) struct TaskState {
     state: AtomicU8,
     cancelled: AtomicBool,
+    /// The task yielded and waits in its worker's ready queue with its byte
+    /// still RUNNING (module comment). Written only by the home worker
+    /// (Relaxed stores: no other thread acts on it); read by dumps.
+    yielded: AtomicBool,
 }
 
 impl Default for TaskState {
@@ -52,13 +67,18 @@ impl TaskState {
         TaskState {
             state: AtomicU8::new(SCHEDULED),
             cancelled: AtomicBool::new(false),
+            yielded: AtomicBool::new(false),
         }
     }
 
-    /// The state without the NOTIFIED bit.
+    /// The state without the NOTIFIED bit; a task queued by a yield (its byte
+    /// still RUNNING) is SCHEDULED.
     #[inline]
     pub(crate) fn get(&self) -> u8 {
-        self.state.load(Ordering::Acquire) & STATE_MASK
+        match self.state.load(Ordering::Acquire) & STATE_MASK {
+            RUNNING if self.yielded.load(Ordering::Relaxed) => SCHEDULED,
+            s => s,
+        }
     }
 
     #[inline]
@@ -87,6 +107,12 @@ impl TaskState {
     /// Worker: claim a popped task for running.
     #[inline]
     pub(crate) fn transition_to_running(&self) {
+        if self.yielded.load(Ordering::Relaxed) {
+            // Queued by a yield: the byte is still RUNNING (only this thread
+            // moves it away from RUNNING), and a NOTIFIED set meanwhile stays.
+            self.yielded.store(false, Ordering::Relaxed);
+            return;
+        }
         // A queued task is SCHEDULED (0), possibly with NOTIFIED set by an unpark
         // that arrived while it ran before a yield or sat in the queue. The bit
         // is kept for the task's next park: an unpark before a park makes the
@@ -116,11 +142,13 @@ impl TaskState {
         }
     }
 
-    /// Worker, after the task suspended to yield: RUNNING -> SCHEDULED, keeping
-    /// a NOTIFIED bit for the task's next park (see `transition_to_running`).
+    /// Worker, after the task suspended to yield, before it queues the task on
+    /// its own ready queue: the byte stays RUNNING (module comment), so a
+    /// NOTIFIED bit, set before or after, is kept for the task's next park (see
+    /// `transition_to_running`), and an unpark meanwhile queues nothing.
     #[inline]
-    pub(crate) fn transition_to_scheduled(&self) {
-        self.state.fetch_and(!STATE_MASK, Ordering::AcqRel);
+    pub(crate) fn transition_to_yielded(&self) {
+        self.yielded.store(true, Ordering::Relaxed);
     }
 
     #[inline]
