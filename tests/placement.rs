@@ -33,7 +33,16 @@ fn bound(tasks: usize, workers: usize) -> usize {
 fn homes_after_spawning(workers: usize, tasks: usize, one_at_a_time: bool) -> Vec<usize> {
     let rt = ivy::Builder::new().workers(workers).build().unwrap();
     let handle = rt.handle();
-    rt.block_on(move || {
+    rt.block_on(move || spawn_and_count(&handle, workers, tasks, one_at_a_time))
+}
+
+fn spawn_and_count(
+    handle: &ivy::Handle,
+    workers: usize,
+    tasks: usize,
+    one_at_a_time: bool,
+) -> Vec<usize> {
+    {
         let release = Arc::new(Event::new());
         let mut joins = Vec::with_capacity(tasks);
         let mut starts = Vec::with_capacity(tasks);
@@ -68,7 +77,7 @@ fn homes_after_spawning(workers: usize, tasks: usize, one_at_a_time: bool) -> Ve
             j.join().unwrap();
         }
         per_worker
-    })
+    }
 }
 
 fn check(workers: usize, tasks: usize, one_at_a_time: bool, iterations: usize) {
@@ -108,4 +117,26 @@ fn a_burst_of_spawns_spreads_its_homes() {
 fn a_thousand_connections_stay_within_a_sixteenth() {
     // gap(~500) = 31: within ~7% of the even share.
     check(2, 1000, true, 5);
+}
+
+#[test]
+fn homes_are_counted_out_when_tasks_end() {
+    // Round after round on one runtime, as a server sees connections come and
+    // go: every round is balanced, so ended tasks left the counts.
+    for workers in [2, 4] {
+        let rt = ivy::Builder::new().workers(workers).build().unwrap();
+        let handle = rt.handle();
+        let limit = bound(100, workers);
+        rt.block_on(move || {
+            for round in 0..20 {
+                let homes = spawn_and_count(&handle, workers, 100, round % 2 == 0);
+                for &h in &homes {
+                    assert!(
+                        (h as f64 - 100.0 / workers as f64).abs() <= limit as f64,
+                        "round {round}: {homes:?} on {workers} workers, allowed +- {limit}"
+                    );
+                }
+            }
+        });
+    }
 }
