@@ -413,12 +413,13 @@ fn serve_forever(p: &Params, serve: fn(TcpStream) -> std::io::Result<()>) -> Res
         let placement = std::env::var_os("IVY_BENCH_PLACEMENT").is_some();
         if placement {
             // Diagnostics (placement.py): how many connection tasks each worker
-            // is home to, every 250 ms while it changes.
+            // is home to, every 250 ms while it changes. From a plain thread: a
+            // task would be one more home for the placement to balance.
             let handle = ivy::Handle::current();
-            ivy::spawn(move || {
+            std::thread::spawn(move || {
                 let mut last = Vec::new();
                 loop {
-                    ivy::sleep(Duration::from_millis(250));
+                    std::thread::sleep(Duration::from_millis(250));
                     let mut per_worker = vec![0usize; workers.max(1)];
                     for t in handle.tasks() {
                         if let (Some(w), Some("conn")) = (t.worker, t.name.as_deref()) {
