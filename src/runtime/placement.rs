@@ -103,7 +103,11 @@ impl Counts {
     fn bump(counter: &AtomicUsize, up: bool) {
         let v = counter.load(Ordering::Relaxed);
         counter.store(
-            if up { v.wrapping_add(1) } else { v.wrapping_sub(1) },
+            if up {
+                v.wrapping_add(1)
+            } else {
+                v.wrapping_sub(1)
+            },
             Ordering::Relaxed,
         );
     }
