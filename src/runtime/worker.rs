@@ -28,6 +28,9 @@
 //! (same thread) or `inbox` (other threads). This is what keeps `thread_local!`,
 //! std's own thread-locals, `errno` and C libraries' thread state coherent inside a
 //! task, where `may` and other stackful runtimes that migrate are unsound.
+//! Since the first run decides the home, it is where the load is balanced: a
+//! worker about to start a new task may hand it, unstarted, to a peer home to
+//! clearly fewer tasks (`start_task`, `hand_to`; the policy is placement.rs).
 //!
 //! The price: a woken task waits for its own worker. If a task computes for a long
 //! time without a blocking call, tasks *started* on the same worker wait for it
