@@ -55,6 +55,11 @@
 //! every worker's count stays within `max(LOCAL_FLOOR, gap) + workers` of the
 //! least loaded one's (tests/placement.rs checks it).
 //!
+//! The price: a handed task sits in its peer's inbox, which nobody else pops,
+//! so a peer stuck in a long computation holds it (as it holds its started
+//! tasks) where a queued task would have been stolen. Hand-offs go to the
+//! least loaded peer, which is rarely the stuck one.
+//!
 //! Layer: scheduler. Uses only std.
 
 use std::cell::Cell;
