@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runtime/worker",
             "runtime/shared",
             "runtime/idle",
+            "runtime/placement",
             "runtime/registry",
             "runtime/task_pool",
             "runtime/debug",

@@ -755,3 +755,39 @@ fn never_blocking_reader_yields_and_can_be_cancelled() {
         });
     }
 }
+
+#[test]
+fn a_short_read_before_end_of_file_still_sees_the_end() {
+    // A read shorter than its buffer clears READABLE without an EAGAIN read
+    // (io/registration.rs, `do_io_until_drained`), except once the peer's end
+    // of file was dispatched: its edge has passed, and the reader must get 0,
+    // not park for good. The data and the FIN arrive together while the reader
+    // is parked, so the FIN's event is dispatched before the short read.
+    let rt = rt(1);
+    rt.block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for i in 0..200 {
+            let client = std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+                c.write_all(b"hello").unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                c
+            });
+            let (s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            loop {
+                let deadline = Some(Instant::now() + Duration::from_secs(10));
+                match s.read_deadline(&mut buf, deadline) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("iteration {i}: {e} after {got:?}"),
+                }
+            }
+            assert_eq!(got, b"hello", "iteration {i}");
+            drop(client.join().unwrap());
+        }
+    });
+}

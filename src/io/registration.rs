@@ -46,6 +46,9 @@ pub(crate) enum Direction {
 pub(crate) const READABLE: usize = 0b01;
 pub(crate) const WRITABLE: usize = 0b10;
 const BITS: usize = 0b11;
+/// Sticky: an event said the peer closed its side or the socket failed, so a
+/// read will never block again (`do_io_until_drained` must not clear READABLE).
+const READ_ENDED: usize = 0b100;
 const TICK_SHIFT: u32 = 8;
 
 impl Direction {
@@ -77,6 +80,9 @@ pub(crate) fn event_readiness(event: &mio::event::Event) -> usize {
     let mut bits = 0;
     if event.is_readable() || event.is_read_closed() || event.is_error() {
         bits |= READABLE;
+    }
+    if event.is_read_closed() || event.is_error() {
+        bits |= READ_ENDED;
     }
     if event.is_writable() || event.is_write_closed() || event.is_error() {
         bits |= WRITABLE;
@@ -144,7 +150,7 @@ impl IoState {
             .readiness
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
                 let tick = (r >> TICK_SHIFT).wrapping_add(1);
-                Some((tick << TICK_SHIFT) | (r & BITS) | bits)
+                Some((tick << TICK_SHIFT) | (r & (BITS | READ_ENDED)) | bits)
             });
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         if bits & READABLE != 0 {
@@ -311,7 +317,29 @@ impl Registration {
         &self,
         dir: Direction,
         deadline: Option<Instant>,
+        op: impl FnMut() -> std::io::Result<R>,
+    ) -> std::io::Result<R> {
+        self.do_io_until_drained(dir, deadline, op, |_| false)
+    }
+
+    /// `do_io`, where `drained(&result)` says that a successful `op` left the
+    /// kernel with nothing more for `dir` (a stream read shorter than its
+    /// buffer emptied the receive queue). Then the bit is cleared at once, as
+    /// after `WouldBlock`, with the same tick check, so the next call parks
+    /// without first making a read that fails with `EAGAIN` (tokio's rule; one
+    /// syscall less per message on an echo or request/response connection).
+    /// Data that arrives after the read is a new edge, whose event sets the bit
+    /// again (or moved the tick, and the clear does nothing). Not once the
+    /// peer's end of file or an error was dispatched (`READ_ENDED`): that edge
+    /// has passed and comes no more, while the end of file is still to be read
+    /// (a short read returns the data before it); clearing then would park the
+    /// reader for good (tests/net.rs's echo tests hung so).
+    pub(crate) fn do_io_until_drained<R>(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
         mut op: impl FnMut() -> std::io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> std::io::Result<R> {
         let bit = dir.bit();
         let mut reactor: Option<Arc<ReactorHandle>> = None;
@@ -335,7 +363,12 @@ impl Registration {
                         self.state.clear(snapshot, bit);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Ok(v) => return Ok(v),
+                    Ok(v) => {
+                        if snapshot & READ_ENDED == 0 && drained(&v) {
+                            self.state.clear(snapshot, bit);
+                        }
+                        return Ok(v);
+                    }
                     // The operation failed because a `close` that raced with it
                     // shut the socket down (EPIPE, EINVAL on a listener, ...):
                     // report the close, as a later call would see it.

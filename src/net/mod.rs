@@ -234,7 +234,7 @@ macro_rules! impl_stream {
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
                 let want = bufs.iter().map(|b| b.len()).sum();
-                $crate::io::or_raise_io(self.inner.recv_deadline(None, want, |mut s| {
+                $crate::io::or_raise_io(self.inner.recv_stream_deadline(None, want, |mut s| {
                     std::io::Read::read_vectored(&mut s, bufs)
                 }))
             }
@@ -483,6 +483,33 @@ impl<T: AsRawFd> Socket<T> {
             Ok(r) if r.bytes() == 0 && want > 0 && self.reg.is_closed() => {
                 Err(crate::WaitError::Closed.into())
             }
+            r => r,
+        }
+    }
+
+    /// `recv_deadline` for a read of up to `want` bytes from a *stream*
+    /// socket: a read that returns fewer bytes (but some) has emptied the
+    /// receive queue, so the readiness bit is cleared at once and the next read
+    /// parks without an `EAGAIN` syscall first (`do_io_until_drained`). Not for
+    /// datagrams (a short datagram says nothing of the next one) nor peeks
+    /// (they leave the data queued).
+    pub(crate) fn recv_stream_deadline(
+        &self,
+        deadline: Option<Instant>,
+        want: usize,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let deadline = match (deadline, self.deadline(Direction::Read)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        let drained = |n: &usize| *n > 0 && *n < want;
+        match self
+            .reg
+            .do_io_until_drained(Direction::Read, deadline, || op(&self.io), drained)
+        {
+            Ok(0) if want > 0 && self.reg.is_closed() => Err(crate::WaitError::Closed.into()),
             r => r,
         }
     }

@@ -216,7 +216,7 @@ impl UnixStream {
     /// rule](crate::net)): up to `buf.len()` bytes, 0 at end of file.
     pub fn read_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         self.inner
-            .recv_deadline(deadline, buf.len(), |mut s| s.read(buf))
+            .recv_stream_deadline(deadline, buf.len(), |mut s| s.read(buf))
     }
 
     /// `Write::write` before `deadline`, never unwinding (see [the module's

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::idle::Idle;
+use super::placement::Homes;
 use super::registry::Registry;
 use super::worker::{Remote, Worker};
 use super::{debug, HookParkGuard, Runtime, Shared, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
@@ -225,6 +226,7 @@ impl Builder {
             remotes: remotes.into_boxed_slice(),
             injector: Injector::new(),
             idle: Idle::new(workers),
+            homes: Homes::new(workers),
             registry: Registry::new(workers),
             origin: Instant::now(),
             default_stack_size: stack_size,

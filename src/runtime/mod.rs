@@ -28,6 +28,7 @@ mod builder;
 pub mod debug;
 mod handle;
 pub(crate) mod idle;
+pub(crate) mod placement;
 pub(crate) mod registry;
 pub(crate) mod shared;
 pub(crate) mod task_pool;

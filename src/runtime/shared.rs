@@ -17,6 +17,7 @@ use std::time::Instant;
 use crossbeam_deque::Injector;
 
 use super::idle::Idle;
+use super::placement::Homes;
 use super::registry::Registry;
 use super::worker::{self, Remote};
 use super::{debug, task_pool};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) remotes: Box<[Remote]>,
     pub(crate) injector: Injector<Arc<Task>>,
     pub(crate) idle: Idle,
+    /// How many live tasks each worker is home to (placement.rs).
+    pub(crate) homes: Homes,
     pub(crate) registry: Registry,
     /// Time origin of the workers' timer wheels.
     pub(crate) origin: Instant,

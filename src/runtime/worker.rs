@@ -28,6 +28,9 @@
 //! (same thread) or `inbox` (other threads). This is what keeps `thread_local!`,
 //! std's own thread-locals, `errno` and C libraries' thread state coherent inside a
 //! task, where `may` and other stackful runtimes that migrate are unsound.
+//! Since the first run decides the home, it is where the load is balanced: a
+//! worker about to start a new task may hand it, unstarted, to a peer home to
+//! clearly fewer tasks (`start_task`, `hand_to`; the policy is placement.rs).
 //!
 //! The price: a woken task waits for its own worker. If a task computes for a long
 //! time without a blocking call, tasks *started* on the same worker wait for it
@@ -60,6 +63,7 @@ use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use crate::context::{self, Context};
 use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
+use crate::runtime::placement::Placement;
 use crate::runtime::shared::Shared;
 use crate::runtime::task_pool;
 use crate::stack::overflow;
@@ -111,6 +115,8 @@ pub(crate) struct Worker {
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
+    /// Where new tasks start: here or on a less loaded peer (placement.rs).
+    placement: Placement,
     /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
     pub(crate) task_pool: task_pool::LocalPool,
     /// Finished tasks still listed in another worker's registry shard, removed
@@ -182,6 +188,7 @@ impl Worker {
             unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
+            placement: Placement::new(index),
             // `new` runs on the worker's own thread.
             thread_slots: thread_state::Slots::current(true),
         }
@@ -532,16 +539,24 @@ impl Worker {
     /// allocated: it completed with that error; or it was a stale entry).
     #[inline(never)]
     fn start_task(&self, task: &Arc<Task>, slot: &mut CoroSlot) -> bool {
-        if std::mem::replace(&mut slot.started, true) {
+        if slot.started {
             return false; // already finished: a stale queue entry cannot exist, but be safe
         }
+        let placed = std::mem::take(&mut slot.placed);
         if self.shared.is_closing() {
             // Spawned after shutdown's last look at the registry: stop it here.
             task.cancel();
+        } else if !placed {
+            if let Some(peer) = self.placement.peer_for_new_task(&self.shared.homes) {
+                self.hand_to(peer, task, slot);
+                return false;
+            }
         }
+        slot.started = true;
         task.set_home(self.index);
         match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
+                self.placement.started(&self.shared.homes, placed);
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
                 slot.thread_state = thread_state::Saved::for_stack(&stack);
                 let t = task.clone();
@@ -567,12 +582,25 @@ impl Worker {
         }
     }
 
+    /// Hands an unstarted task to `peer`, which starts it without another look
+    /// at the counts (placement.rs; `peer_for_new_task` already counted it
+    /// there). Its inbox takes it like a remote wake-up, and the same wake-up
+    /// protocol applies: push, then unpark.
+    #[cold]
+    fn hand_to(&self, peer: usize, task: &Arc<Task>, slot: &mut CoroSlot) {
+        slot.placed = true;
+        let remote = &self.shared.remotes[peer];
+        remote.inbox.push(task.clone());
+        remote.unparker.unpark();
+    }
+
     /// A finished task (`body::end` ran): keeps its allocation for reuse.
     /// `Schedule::release` unlisted it from the registry, unless it is listed
     /// in another worker's shard: that stays here, on the worker, because it
     /// is batched across tasks (one lock per shard, registry.rs) and the
     /// allocation is recycled only after it is unlisted.
     fn recycle(&self, task: Arc<Task>) {
+        self.placement.finished(&self.shared.homes);
         let other_shard = matches!(
             self.shared.registry.shard_of(&task),
             Some(shard) if shard != self.index

@@ -112,6 +112,9 @@ pub(crate) struct Task {
 pub(crate) struct CoroSlot {
     /// Set at the first run.
     pub(crate) started: bool,
+    /// Handed, unstarted, to the worker that will start it, and already
+    /// counted there (`runtime::placement`). Cleared at the first run.
+    pub(crate) placed: bool,
     pub(crate) coroutine: Option<TaskCoroutine>,
     /// What the overflow handler reports; set when the stack is allocated.
     pub(crate) running: Option<RunningTask>,

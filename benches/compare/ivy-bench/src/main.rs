@@ -465,33 +465,53 @@ fn semaphore(p: &Params) -> Result<(), String> {
 fn serve_forever(p: &Params, serve: fn(TcpStream) -> std::io::Result<()>) -> Result<(), String> {
     let rt = runtime(p.workers)?;
     let port = p.port;
+    let workers = p.workers;
     rt.block_on(move || -> Result<(), String> {
         let listener = TcpListener::bind((bc::SERVER_HOST, port))
             .map_err(|e| format!("bind {}:{port}: {e}", bc::SERVER_HOST))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         bc::listening(port);
-        if std::env::var_os("IVY_BENCH_PLACEMENT").is_some() {
-            // Diagnostics: how many tasks each worker is home to, every second.
+        let placement = std::env::var_os("IVY_BENCH_PLACEMENT").is_some();
+        if placement {
+            // Diagnostics (placement.py): how many connection tasks each worker
+            // is home to, every 250 ms while it changes. From a plain thread: a
+            // task would be one more home for the placement to balance.
             let handle = ivy::Handle::current();
-            ivy::spawn(move || loop {
-                ivy::sleep(Duration::from_secs(1));
-                let mut per_worker = vec![0usize; 64];
-                for t in handle.tasks() {
-                    if let Some(w) = t.worker {
-                        per_worker[w.min(63)] += 1;
+            std::thread::spawn(move || {
+                let mut last = Vec::new();
+                loop {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let mut per_worker = vec![0usize; workers.max(1)];
+                    for t in handle.tasks() {
+                        if let (Some(w), Some("conn")) = (t.worker, t.name.as_deref()) {
+                            if let Some(n) = per_worker.get_mut(w) {
+                                *n += 1;
+                            }
+                        }
+                    }
+                    if per_worker != last {
+                        eprintln!("ivy-bench: conn tasks per worker {per_worker:?}");
+                        last = per_worker;
                     }
                 }
-                per_worker.retain(|&n| n > 0);
-                eprintln!("ivy-bench: tasks per worker {per_worker:?}");
             });
         }
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    ivy::spawn(move || {
+                    let conn = move || {
                         let _ = stream.set_nodelay(true);
                         let _ = serve(stream);
-                    });
+                    };
+                    if placement {
+                        // Named, so the diagnostics can count them.
+                        ivy::task::Builder::new()
+                            .name("conn")
+                            .spawn(conn)
+                            .map_err(|e| format!("spawn: {e}"))?;
+                    } else {
+                        ivy::spawn(conn);
+                    }
                 }
                 Err(e) => {
                     // EMFILE and the like: say so, back off, keep serving.
