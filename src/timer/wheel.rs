@@ -30,18 +30,24 @@
 //!   such timers fire at the next poll, in insertion order, before any later
 //!   tick, whatever their individual deadlines were.
 //!
-//! Entries live in a slab, threaded on intrusive doubly-linked lists, so removal
-//! is O(1) and frees the slot at once (no tombstones; the slab reuses it). Keys
-//! carry a 64-bit generation that never repeats, so a stale key cannot remove
-//! whichever timer later reuses the slot.
+//! Entries live in a vector with a free list (a slab of our own), threaded on
+//! intrusive doubly-linked lists, so removal is O(1) and frees the slot at once
+//! (no tombstones; the next insert reuses it). Keys carry a 64-bit generation
+//! that never repeats, so a stale key cannot remove whichever timer later reuses
+//! the slot.
+//!
+//! An entry is 32 bytes for an `Arc` value (the value's niche marks a vacant
+//! slot, whose `next` threads the free list), because a sleeping task's entry
+//! is part of what an idle task costs (`idle_memory`): an entry does not record
+//! its list, which the central invariant below recomputes from `when` when the
+//! entry is removed (regression: `slab::Slab` of an entry with its list number
+//! was 48 bytes a timer).
 //!
 //! User code (`fire`) only runs while draining the ready list, one entry popped
 //! at a time, so a panicking callback leaves the wheel consistent: the remaining
 //! due timers simply fire at the next poll.
 
 use std::time::{Duration, Instant};
-
-use slab::Slab;
 
 const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
@@ -57,12 +63,12 @@ const NANOS_PER_TICK: u128 = 1_000_000;
 const SCAN_LIMIT: usize = 32;
 
 struct Entry<T> {
-    value: T,
+    /// `None`: a vacant slot, on the free list through `next`.
+    value: Option<T>,
     when: u64,
     generation: u64,
     prev: u32,
     next: u32,
-    list: u16,
 }
 
 #[derive(Clone, Copy)]
@@ -75,7 +81,11 @@ pub(crate) struct TimerWheel<T> {
     origin: Instant,
     elapsed: u64,
     next_generation: u64,
-    entries: Slab<Entry<T>>,
+    entries: Vec<Entry<T>>,
+    /// Head of the free list of vacant entries, threaded through `next`.
+    free: u32,
+    /// Pending timers (occupied entries).
+    len: usize,
     /// `LEVELS * SLOTS` slot lists followed by the ready list.
     lists: Box<[List]>,
     /// Bit `s` of `occupied[L]` is set iff slot `s` of level `L` is non-empty.
@@ -99,7 +109,9 @@ impl<T> TimerWheel<T> {
             origin,
             elapsed: 0,
             next_generation: 0,
-            entries: Slab::new(),
+            entries: Vec::new(),
+            free: NIL,
+            len: 0,
             lists: vec![empty; READY + 1].into_boxed_slice(),
             occupied: [0; LEVELS],
         }
@@ -107,29 +119,36 @@ impl<T> TimerWheel<T> {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Registers `value` to fire at the first `poll` whose `now` is at or past
     /// `deadline` rounded up to the millisecond (the next poll if already past).
     pub(crate) fn insert(&mut self, deadline: Instant, value: T) -> TimerKey {
-        let index = self.entries.vacant_key();
-        assert!(index < NIL as usize, "timer wheel: too many timers");
-        let index = index as u32;
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.entries.insert(Entry {
-            value,
+        let entry = Entry {
+            value: Some(value),
             when: self.deadline_tick(deadline),
             generation,
             prev: NIL,
             next: NIL,
-            list: 0,
-        });
+        };
+        let index = if self.free != NIL {
+            let index = self.free;
+            self.free = self.entries[index as usize].next;
+            self.entries[index as usize] = entry;
+            index
+        } else {
+            assert!(self.entries.len() < NIL as usize, "timer wheel: too many timers");
+            self.entries.push(entry);
+            (self.entries.len() - 1) as u32
+        };
+        self.len += 1;
         self.place(index);
         TimerKey { index, generation }
     }
@@ -137,11 +156,12 @@ impl<T> TimerWheel<T> {
     /// Cancels a pending timer. `None` if it already fired or was removed.
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<T> {
         let entry = self.entries.get(key.index as usize)?;
-        if entry.generation != key.generation {
+        if entry.value.is_none() || entry.generation != key.generation {
             return None;
         }
-        self.unlink(key.index);
-        Some(self.entries.remove(key.index as usize).value)
+        let list = self.list_of(entry.when);
+        self.unlink(list, key.index);
+        Some(self.vacate(key.index))
     }
 
     /// Fires, in tick order, every timer due at `now` (deadline rounded up to
@@ -221,22 +241,36 @@ impl<T> TimerWheel<T> {
         let mut fired = 0;
         while let Some(index) = self.pop_front(READY) {
             fired += 1;
-            fire(self.entries.remove(index as usize).value);
+            fire(self.vacate(index));
         }
         fired
     }
 
-    /// Puts a detached entry where the invariant says it belongs.
-    fn place(&mut self, index: u32) {
-        let when = self.entries[index as usize].when;
-        let list = if when <= self.elapsed {
+    /// Takes the value of a detached, occupied entry and puts the entry on the free list.
+    fn vacate(&mut self, index: u32) -> T {
+        let entry = &mut self.entries[index as usize];
+        let value = entry.value.take().expect("timer wheel: vacating a vacant entry");
+        entry.next = self.free;
+        self.free = index;
+        self.len -= 1;
+        value
+    }
+
+    /// The list a pending timer due at tick `when` is on: the central invariant.
+    fn list_of(&self, when: u64) -> usize {
+        if when <= self.elapsed {
             READY
         } else {
             let level =
                 ((u64::BITS - 1 - (when ^ self.elapsed).leading_zeros()) / SLOT_BITS) as usize;
             let slot = (when >> (SLOT_BITS * level as u32)) as usize & (SLOTS - 1);
             level * SLOTS + slot
-        };
+        }
+    }
+
+    /// Puts a detached entry where the invariant says it belongs.
+    fn place(&mut self, index: u32) {
+        let list = self.list_of(self.entries[index as usize].when);
         self.push_back(list, index);
     }
 
@@ -245,7 +279,6 @@ impl<T> TimerWheel<T> {
         let entry = &mut self.entries[index as usize];
         entry.prev = tail;
         entry.next = NIL;
-        entry.list = list as u16;
         if tail == NIL {
             self.lists[list].head = index;
             if list < READY {
@@ -262,15 +295,13 @@ impl<T> TimerWheel<T> {
         if head == NIL {
             return None;
         }
-        self.unlink(head);
+        self.unlink(list, head);
         Some(head)
     }
 
-    fn unlink(&mut self, index: u32) {
-        let Entry {
-            prev, next, list, ..
-        } = self.entries[index as usize];
-        let list = list as usize;
+    /// Detaches entry `index` from `list`, the list it is on.
+    fn unlink(&mut self, list: usize, index: u32) {
+        let Entry { prev, next, .. } = self.entries[index as usize];
         match prev {
             NIL => self.lists[list].head = next,
             prev => self.entries[prev as usize].next = next,
@@ -315,7 +346,8 @@ impl<T> TimerWheel<T> {
             let mut index = self.lists[list].head;
             while index != NIL {
                 let entry = &self.entries[index as usize];
-                assert_eq!((entry.list as usize, entry.prev), (list, prev));
+                assert!(entry.value.is_some());
+                assert_eq!((self.list_of(entry.when), entry.prev), (list, prev));
                 if list == READY {
                     assert!(entry.when <= self.elapsed);
                 } else {
@@ -336,7 +368,15 @@ impl<T> TimerWheel<T> {
                 assert_eq!(bit == 1, prev != NIL);
             }
         }
-        assert_eq!(count, self.entries.len());
+        assert_eq!(count, self.len);
+        let mut vacant = 0;
+        let mut index = self.free;
+        while index != NIL {
+            assert!(self.entries[index as usize].value.is_none());
+            vacant += 1;
+            index = self.entries[index as usize].next;
+        }
+        assert_eq!(count + vacant, self.entries.len());
     }
 }
 
@@ -383,6 +423,36 @@ mod tests {
         let n = wheel.poll(now, |v| fired.push(v));
         assert_eq!(n, fired.len());
         fired
+    }
+
+    /// A sleeping task's timer is part of what an idle task costs: 32 bytes
+    /// an entry (it was 48 with `slab::Slab` and a stored list number).
+    #[test]
+    fn an_entry_of_a_task_timer_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry<std::sync::Arc<u8>>>(), 32);
+    }
+
+    /// A vacated entry is reused by the next insert, and the stale key of its
+    /// previous timer neither removes nor sees the new one.
+    #[test]
+    fn a_reused_entry_ignores_the_stale_key() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        let a = wheel.insert(origin + Duration::from_millis(5), 1u32);
+        let b = wheel.insert(origin + Duration::from_millis(7), 2u32);
+        assert_eq!(wheel.remove(a), Some(1));
+        assert_eq!(wheel.remove(a), None);
+        let c = wheel.insert(origin + Duration::from_millis(9), 3u32);
+        assert_eq!(c.index, a.index, "the vacated entry is reused");
+        assert_eq!(wheel.remove(a), None);
+        assert_eq!(wheel.len(), 2);
+        wheel.check_invariants();
+        assert_eq!(poll_vec(&mut wheel, at(origin, 10 * MS)), [2, 3]);
+        assert_eq!(wheel.remove(b), None);
+        assert_eq!(wheel.remove(c), None);
+        assert!(wheel.is_empty());
+        wheel.check_invariants();
+        assert_eq!(wheel.entries.len(), 2);
     }
 
     #[test]
@@ -679,7 +749,7 @@ mod tests {
         if let Some(beyond) = origin.checked_add(max + Duration::from_secs(1)) {
             let key = wheel.insert(beyond, 4);
             assert_eq!(
-                wheel.entries[key.index as usize].list as usize,
+                wheel.list_of(wheel.entries[key.index as usize].when),
                 10 * SLOTS + 15
             );
             assert_eq!(wheel.next_deadline(), Some(origin + max));
