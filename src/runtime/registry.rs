@@ -26,6 +26,12 @@
 //! skynet 1M ~320 -> ~450 ms). A finished task still listed is skipped by
 //! `snapshot`.
 //!
+//! A shard's set is a `ThinSlab` (below): 8 bytes a listed task, not
+//! `slab::Slab`'s 16 (an enum of the value and the next vacant index), and each
+//! listed task pays it (`idle_memory`). An entry is the `Option<Arc<Task>>`
+//! alone (the `Arc`'s niche marks a vacant slot); vacant indexes wait on a
+//! separate stack of `u32`s, which holds only slots freed and not yet reused.
+//!
 //! A task's key (`Task::registry_key`) is its slab index and shard; with its id
 //! it lets the debug watchdog look a running task up without ever holding a
 //! pointer to it (`name_of`).
@@ -36,7 +42,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use slab::Slab;
 
 use crate::task::raw::Task;
 
@@ -49,10 +54,10 @@ const EXTERNAL_SHARDS: usize = 8;
 /// shared a line, and the lock's `cmpxchg` was half of `Registry::unlist`'s
 /// time in skynet).
 #[repr(align(128))]
-struct Shard(Mutex<Slab<Arc<Task>>>);
+struct Shard(Mutex<ThinSlab<Arc<Task>>>);
 
 impl std::ops::Deref for Shard {
-    type Target = Mutex<Slab<Arc<Task>>>;
+    type Target = Mutex<ThinSlab<Arc<Task>>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -73,7 +78,7 @@ impl Registry {
         assert!(workers + EXTERNAL_SHARDS <= 1 << SHARD_BITS);
         Registry {
             shards: (0..workers + EXTERNAL_SHARDS)
-                .map(|_| Shard(Mutex::new(Slab::new())))
+                .map(|_| Shard(Mutex::new(ThinSlab::default())))
                 .collect(),
             workers,
             live: AtomicUsize::new(0),
@@ -189,6 +194,63 @@ impl Registry {
     }
 }
 
+/// A slab whose entry is the value alone (`Option<T>`: 8 bytes for an `Arc`);
+/// the subset of `slab::Slab` the registry uses. Keys are reused after removal.
+struct ThinSlab<T> {
+    entries: Vec<Option<T>>,
+    /// Indexes of vacant entries, reused last-freed first.
+    vacant: Vec<u32>,
+}
+
+impl<T> Default for ThinSlab<T> {
+    fn default() -> ThinSlab<T> {
+        ThinSlab {
+            entries: Vec::new(),
+            vacant: Vec::new(),
+        }
+    }
+}
+
+impl<T> ThinSlab<T> {
+    /// Stores `value`; returns its key (an index, until `try_remove`).
+    fn insert(&mut self, value: T) -> usize {
+        match self.vacant.pop() {
+            Some(index) => {
+                debug_assert!(self.entries[index as usize].is_none());
+                self.entries[index as usize] = Some(value);
+                index as usize
+            }
+            None => {
+                assert!(
+                    self.entries.len() < u32::MAX as usize,
+                    "ivy: too many live tasks"
+                );
+                self.entries.push(Some(value));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    /// Removes and returns the value at `key`, if one is there.
+    fn try_remove(&mut self, key: usize) -> Option<T> {
+        let value = self.entries.get_mut(key)?.take()?;
+        self.vacant.push(key as u32);
+        Some(value)
+    }
+
+    fn get(&self, key: usize) -> Option<&T> {
+        self.entries.get(key)?.as_ref()
+    }
+
+    /// The stored values with their keys.
+    fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(key, v)| Some((key, v.as_ref()?)))
+    }
+}
+
 /// Where `task` is listed: its shard and its index in that shard's slab.
 fn listed_at(task: &Task) -> Option<(usize, usize)> {
     let key = task.registry_key.load(Ordering::Acquire);
@@ -214,4 +276,36 @@ fn external_shard() -> usize {
         }
         s.get() % EXTERNAL_SHARDS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_task_costs_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<Option<Arc<Task>>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn thin_slab_reuses_keys_and_forgets_removed_values() {
+        let mut slab = ThinSlab::default();
+        let a = slab.insert(Arc::new(1u32));
+        let b = slab.insert(Arc::new(2u32));
+        assert_ne!(a, b);
+        assert_eq!(slab.try_remove(a).as_deref(), Some(&1));
+        assert_eq!(slab.try_remove(a), None, "a removed key is vacant");
+        assert!(slab.get(a).is_none());
+        let c = slab.insert(Arc::new(3u32));
+        assert_eq!(c, a, "the vacant entry is reused");
+        let mut all: Vec<_> = slab.iter().map(|(k, v)| (k, **v)).collect();
+        all.sort();
+        assert_eq!(all, [(a, 3), (b, 2)]);
+        assert_eq!(slab.get(b).map(|v| **v), Some(2));
+        assert_eq!(slab.try_remove(99), None);
+        assert_eq!(slab.entries.len(), 2);
+    }
 }
