@@ -42,7 +42,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-
 use crate::task::raw::Task;
 
 const SHARD_BITS: usize = 13;

@@ -144,7 +144,10 @@ impl<T> TimerWheel<T> {
             self.entries[index as usize] = entry;
             index
         } else {
-            assert!(self.entries.len() < NIL as usize, "timer wheel: too many timers");
+            assert!(
+                self.entries.len() < NIL as usize,
+                "timer wheel: too many timers"
+            );
             self.entries.push(entry);
             (self.entries.len() - 1) as u32
         };
@@ -249,7 +252,10 @@ impl<T> TimerWheel<T> {
     /// Takes the value of a detached, occupied entry and puts the entry on the free list.
     fn vacate(&mut self, index: u32) -> T {
         let entry = &mut self.entries[index as usize];
-        let value = entry.value.take().expect("timer wheel: vacating a vacant entry");
+        let value = entry
+            .value
+            .take()
+            .expect("timer wheel: vacating a vacant entry");
         entry.next = self.free;
         self.free = index;
         self.len -= 1;
