@@ -150,3 +150,150 @@ fn homes_are_counted_out_when_tasks_end() {
         });
     }
 }
+
+mod common;
+
+/// The stack budget of `placed_tasks_refused_a_stack_leave_the_counts`'s child.
+const REFUSAL_BUDGET: usize = 64;
+
+/// Regression: a task handed to a peer (counted there before it starts) whose
+/// stack could then not be allocated stayed counted on that peer for good, so
+/// later tasks avoided it. Found in the review of the placement change; a stack
+/// is refused only past the mprotect guard budget, so this runs in a child
+/// process with `IVY_STACK_GUARD=mprotect` and a budget of 64 stacks.
+#[test]
+fn placed_tasks_refused_a_stack_leave_the_counts() {
+    let out = common::run_child(
+        common::child_case("placement_child", "IVY_PLACEMENT_CHILD", "refused")
+            .env("IVY_STACK_GUARD", "mprotect")
+            .env("IVY_STACK_GUARD_BUDGET", REFUSAL_BUDGET.to_string())
+            .env_remove("IVY_UNGUARDED_STACKS"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child case done"),
+        "{:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn placement_child() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    let Ok(case) = std::env::var("IVY_PLACEMENT_CHILD") else {
+        return;
+    };
+    assert_eq!(case, "refused");
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let rt = ivy::Builder::new()
+        .workers(2)
+        .stack_size(64 << 10)
+        .build()
+        .unwrap();
+    let handle = rt.handle();
+
+    // Pin one worker in a task that spins without yielding: tasks handed to
+    // it wait in its inbox, unstarted, while the other worker starts the rest.
+    // Its stack is of a class of its own, carved alone (the pool carves up to
+    // 64 slots at a time into the carving worker's cache, and those would be
+    // the pinned worker's to use).
+    let (spinning, go) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    struct Unpin(Arc<AtomicBool>);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            // Also on a failed assertion: the runtime's drop joins the spinner.
+            self.0.store(true, SeqCst);
+        }
+    }
+    let unpin = Unpin(go.clone());
+    let spinner = {
+        let (spinning, go) = (spinning.clone(), go.clone());
+        ivy::task::Builder::new()
+            .stack_size(16 << 20)
+            .spawn_on(&handle, move || {
+                spinning.store(true, SeqCst);
+                while !go.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap()
+    };
+    wait_until("the spinner", &|| spinning.load(SeqCst));
+
+    // A burst: the free worker keeps about half and hands the other half to
+    // the pinned one, until its own starts use up the stack budget.
+    let release = Arc::new(Event::new());
+    let started = Arc::new(AtomicUsize::new(0));
+    let tasks = 400;
+    let hs: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (release, started) = (release.clone(), started.clone());
+            rt.spawn(move || {
+                started.fetch_add(1, SeqCst);
+                release.wait();
+            })
+        })
+        .collect();
+    wait_until("the free worker to use up the budget", &|| {
+        started.load(SeqCst) >= REFUSAL_BUDGET - 1
+    });
+    // The free worker is done with the burst once its refusals stop growing.
+    let finished = || hs.iter().filter(|h| h.is_finished()).count();
+    let mut last = (finished(), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = finished();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let placed_waiting = tasks - started.load(SeqCst) - last.0;
+    // Unpin: the pinned worker starts what it was handed, past the budget, so
+    // (but for the stack the spinner frees) every one of them is refused.
+    drop(unpin);
+    spinner.join().unwrap();
+    wait_until("the handed tasks to settle", &|| {
+        finished() + started.load(SeqCst) == tasks
+    });
+    release.set();
+    let mut refused = 0;
+    for h in hs {
+        if let Err(e) = h.join() {
+            assert!(e.is_no_stack(), "{e}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused + started.load(SeqCst), tasks);
+    assert!(
+        placed_waiting >= 8,
+        "the burst placed only {placed_waiting} tasks on the pinned worker"
+    );
+
+    // Every stack is free again. Had the refused placed tasks stayed counted
+    // on the pinned worker, an accept loop would now home everything on the
+    // other one.
+    let limit = bound(50, 2);
+    let homes = rt.block_on(move || spawn_and_count(&handle, 2, 50, true));
+    for &h in &homes {
+        assert!(
+            (h as f64 - 25.0).abs() <= limit as f64,
+            "after {refused} refusals ({placed_waiting} placed): homes {homes:?}, allowed 25 +- {limit}"
+        );
+    }
+    println!("child case done");
+}

@@ -204,6 +204,30 @@ fn child_entry() {
             }
             assert_eq!((ran, refused), (BUDGET, 1));
         }
+        // The whole budget carved by one worker serves every worker: free guarded
+        // slots wait on the shared lists, not in the carving worker's cache
+        // (regression: the other worker was refused while its peer held the
+        // budget's free slots). Both workers start some of each round's holders.
+        "shared_between_workers" => {
+            let rt = Runtime::builder()
+                .workers(2)
+                .stack_size(64 << 10)
+                .build()
+                .unwrap();
+            let mut homes = std::collections::BTreeSet::new();
+            for round in 0..20 {
+                let release = Arc::new(Event::new());
+                let holders = hold_stacks(&rt, BUDGET, &release);
+                for t in rt.handle().tasks() {
+                    homes.insert(t.worker);
+                }
+                release.set();
+                for (i, h) in holders.into_iter().enumerate() {
+                    assert_eq!(h.join().unwrap(), i, "round {round}");
+                }
+            }
+            assert!(homes.len() >= 2, "one worker started every holder: {homes:?}");
+        }
         // A task refused at its first run never runs, but its closure is still
         // dropped, and that drop may block: it must not block the worker. The
         // drop waits for an event that only a task on the (single) worker sets:
@@ -341,6 +365,11 @@ fn past_the_mprotect_budget_spawns_fail_with_the_cause() {
 #[test]
 fn past_the_mprotect_budget_a_task_is_refused_at_its_first_run() {
     assert_child_passed("refused_at_first_run", &[]);
+}
+
+#[test]
+fn guarded_slots_carved_by_one_worker_serve_every_worker() {
+    assert_child_passed("shared_between_workers", &[]);
 }
 
 /// A task refused at its first run drops its closure on the blocking pool, not

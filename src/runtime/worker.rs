@@ -554,9 +554,12 @@ impl Worker {
         }
         slot.started = true;
         task.set_home(self.index);
+        // Counted before the allocation: a task a peer placed here was counted
+        // on this worker by that peer (`placed_in`), and only `started` matches
+        // it, whether or not a stack is found.
+        self.placement.started(&self.shared.homes, placed);
         match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                self.placement.started(&self.shared.homes, placed);
                 slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
                 slot.thread_state = thread_state::Saved::for_stack(&stack);
                 let t = task.clone();
@@ -568,6 +571,8 @@ impl Worker {
                 true
             }
             Err(e) => {
+                // It never lives here: out of the counts again.
+                self.placement.finished(&self.shared.homes);
                 // The closure will never run, but dropping it is user code that may
                 // block: that happens on the blocking pool, never on this worker's
                 // stack, and the task completes there. Nothing else touches the

@@ -20,8 +20,12 @@
 //! opted in (`Builder::unguarded_stacks`) may run a task on it. So every cache and list comes in
 //! two kinds, and `take` says whether an unguarded slot will do: for everyone else a slot is
 //! either guarded or an error that names the cause, never silently unguarded. In that fallback
-//! mode `FREE_GUARDED` counts the free guarded slots of each class, caches included, so that a
-//! spawn can be refused at once when neither a free guarded slot nor budget is left.
+//! mode `FREE_GUARDED` counts the free guarded slots of each class, so that a spawn can be
+//! refused at once when neither a free guarded slot nor budget is left; and a free guarded slot
+//! never waits in a thread's cache, only on the shared lists (`shares_guarded`), because a
+//! slot cached by one worker is out of every other worker's reach: with the budget spent, a
+//! worker was refused stacks while its peer's cache held dozens (regression:
+//! tests/placement.rs `placed_tasks_refused_a_stack_leave_the_counts`).
 //!
 //! New slots are carved in address order from the newest slab of their class. Slabs are never
 //! unmapped: their address space stays reserved for reuse by the same class for the life of the
@@ -193,12 +197,18 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         count_free_guarded(class, slot, 1);
     }
     if !slots.is_empty() {
-        let kept = CACHE.try_with(|cache| {
-            let mut cache = cache.borrow_mut();
-            for slot in &slots {
-                cache.0[slot.kind()][class].push(*slot);
-            }
-        });
+        let kept = if shares_guarded() {
+            Err(())
+        } else {
+            CACHE
+                .try_with(|cache| {
+                    let mut cache = cache.borrow_mut();
+                    for slot in &slots {
+                        cache.0[slot.kind()][class].push(*slot);
+                    }
+                })
+                .map_err(|_| ())
+        };
         if kept.is_err() {
             let mut shared = lock(class);
             for slot in &slots {
@@ -207,6 +217,12 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         }
     }
     first.ok_or_else(guard::exhausted)
+}
+
+/// Whether free guarded slots are kept on the shared lists only: when guards are
+/// counted against a budget (the mprotect fallback), not with unlimited guards.
+fn shares_guarded() -> bool {
+    !guard::unlimited()
 }
 
 /// A slot of `kind` and `class` from this thread's cache.
@@ -236,6 +252,12 @@ pub(super) fn may_take(class: usize, unguarded_ok: bool) -> bool {
 pub(super) fn give(class: usize, slot: Slot) {
     count_free_guarded(class, &slot, 1);
     let kind = slot.kind();
+    if slot.guarded && shares_guarded() {
+        // Scarce: where every worker looks (the module comment).
+        lock(class).lists[kind].warm.push(slot);
+        WARM_SLOTS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let cached = CACHE.try_with(|cache| {
         let mut cache = cache.borrow_mut();
         let slots = &mut cache.0[kind][class];
