@@ -180,8 +180,13 @@ impl<T> TimerWheel<T> {
             // Every slot before this one is empty, so jumping here skips no timer.
             self.elapsed = start;
             let list = level * SLOTS + slot;
-            while let Some(index) = self.pop_front(list) {
-                self.place(index);
+            if level == 0 {
+                // A level-0 slot holds one tick, now `elapsed`: all of it is due.
+                self.splice_into_ready(list);
+            } else {
+                while let Some(index) = self.pop_front(list) {
+                    self.place(index);
+                }
             }
             fired += self.drain_ready(&mut fire);
         }
@@ -294,6 +299,30 @@ impl<T> TimerWheel<T> {
             self.entries[tail as usize].next = index;
         }
         self.lists[list].tail = index;
+    }
+
+    /// Moves the whole of slot `list`, every entry of which is due (`when <= elapsed`), to the
+    /// back of the ready list in O(1), keeping its order: what popping and re-placing each entry
+    /// would do, without touching every entry once more (1M timers in a burst pass through here).
+    fn splice_into_ready(&mut self, list: usize) {
+        let List { head, tail } = self.lists[list];
+        if head == NIL {
+            return;
+        }
+        debug_assert!(self.entries[tail as usize].when <= self.elapsed);
+        let ready_tail = self.lists[READY].tail;
+        if ready_tail == NIL {
+            self.lists[READY].head = head;
+        } else {
+            self.entries[ready_tail as usize].next = head;
+            self.entries[head as usize].prev = ready_tail;
+        }
+        self.lists[READY].tail = tail;
+        self.lists[list] = List {
+            head: NIL,
+            tail: NIL,
+        };
+        self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
     }
 
     fn pop_front(&mut self, list: usize) -> Option<u32> {
@@ -487,6 +516,32 @@ mod tests {
         assert_eq!(poll_vec(&mut wheel, at(origin, 400 * MS)), [7, 4, 8]);
         assert_eq!(poll_vec(&mut wheel, at(origin, 69_999 * MS)), []);
         assert_eq!(poll_vec(&mut wheel, at(origin, 70_000 * MS)), [0, 6]);
+        assert!(wheel.is_empty());
+        wheel.check_invariants();
+    }
+
+    /// A due level-0 slot moves to the ready list whole (`splice_into_ready`): timers that
+    /// reached the slot by cascading and timers inserted into it directly still fire in
+    /// insertion order, a removed one stays removed, and the slot's bitmap bit is cleared so the
+    /// next poll finds the next slot.
+    #[test]
+    fn a_due_slot_fires_whole_in_insertion_order() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        let ms = |n| origin + Duration::from_millis(n);
+        wheel.insert(ms(100), 1u32); // level 1 from tick 0
+        wheel.insert(ms(130), 9);
+        assert_eq!(poll_vec(&mut wheel, at(origin, 70 * MS)), []); // 1 cascades to level 0
+        wheel.insert(ms(100), 2); // level 0, behind 1
+        let c = wheel.insert(ms(100), 3);
+        wheel.insert(ms(100), 4);
+        assert_eq!(wheel.remove(c), Some(3));
+        wheel.check_invariants();
+        assert_eq!(poll_vec(&mut wheel, at(origin, 100 * MS)), [1, 2, 4]);
+        wheel.check_invariants();
+        assert_eq!(wheel.remove(c), None);
+        assert_eq!(wheel.next_deadline(), Some(ms(130)));
+        assert_eq!(poll_vec(&mut wheel, at(origin, 130 * MS)), [9]);
         assert!(wheel.is_empty());
         wheel.check_invariants();
     }
