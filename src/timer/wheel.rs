@@ -56,7 +56,8 @@ const LEVELS: usize = 11;
 /// Index of the ready list, after the `LEVELS * SLOTS` slot lists.
 const READY: usize = LEVELS * SLOTS;
 const NIL: u32 = u32::MAX;
-const NANOS_PER_TICK: u128 = 1_000_000;
+const NANOS_PER_TICK: u32 = 1_000_000;
+const TICKS_PER_SEC: u64 = 1_000;
 /// `next_deadline` reads at most this many entries of a coarse slot to find
 /// its exact earliest tick; beyond that it settles for the slot's start, which
 /// is early (a spurious wake-up that cascades the slot) but never late.
@@ -351,13 +352,11 @@ impl<T> TimerWheel<T> {
     }
 
     fn deadline_tick(&self, deadline: Instant) -> u64 {
-        let nanos = deadline.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos.div_ceil(NANOS_PER_TICK)).unwrap_or(u64::MAX)
+        ticks_up(deadline.saturating_duration_since(self.origin))
     }
 
     fn now_tick(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos / NANOS_PER_TICK).unwrap_or(u64::MAX)
+        ticks_down(now.saturating_duration_since(self.origin))
     }
 
     fn tick_instant(&self, tick: u64) -> Instant {
@@ -413,6 +412,24 @@ impl<T> TimerWheel<T> {
         }
         assert_eq!(count + vacant, self.entries.len());
     }
+}
+
+/// `d` in ticks, rounded up, saturating at `u64::MAX` (deadlines that far away all share the
+/// last tick, as the module comment says). In `u64` seconds and sub-second nanoseconds rather
+/// than `as_nanos()`: a `u128` division is a libcall (`__udivti3`), and every park and every
+/// poll converts a time.
+fn ticks_up(d: Duration) -> u64 {
+    ticks(d.as_secs(), d.subsec_nanos().div_ceil(NANOS_PER_TICK))
+}
+
+/// `d` in ticks, rounded down (see `ticks_up`).
+fn ticks_down(d: Duration) -> u64 {
+    ticks(d.as_secs(), d.subsec_nanos() / NANOS_PER_TICK)
+}
+
+fn ticks(secs: u64, sub_second_ticks: u32) -> u64 {
+    secs.saturating_mul(TICKS_PER_SEC)
+        .saturating_add(u64::from(sub_second_ticks))
 }
 
 #[cfg(test)]
@@ -544,6 +561,46 @@ mod tests {
         assert_eq!(poll_vec(&mut wheel, at(origin, 130 * MS)), [9]);
         assert!(wheel.is_empty());
         wheel.check_invariants();
+    }
+
+    /// The `u64` tick conversions agree with exact `u128` arithmetic, at tick edges and up to
+    /// saturation.
+    #[test]
+    fn tick_conversions_match_nanosecond_arithmetic() {
+        let reference = |d: Duration, up: bool| {
+            let nanos = d.as_nanos();
+            let t = if up {
+                nanos.div_ceil(1_000_000)
+            } else {
+                nanos / 1_000_000
+            };
+            u64::try_from(t).unwrap_or(u64::MAX)
+        };
+        let mut cases = vec![
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::from_nanos(1_000_001),
+            Duration::new(1, 0),
+            Duration::new(1, 999_999_999),
+            Duration::new(u64::MAX / 1000, 999_999_999),
+            Duration::new(u64::MAX / 1000 + 1, 0),
+            Duration::new(u64::MAX, 999_999_999),
+            Duration::from_millis(u64::MAX),
+            Duration::from_millis(u64::MAX) - Duration::from_nanos(1),
+            Duration::from_millis(u64::MAX) + Duration::from_nanos(1),
+        ];
+        let mut rng = Rng::new(7);
+        for _ in 0..size(100_000, 1_000) {
+            let bits = rng.below(64);
+            let secs = rng.below(1 << bits);
+            cases.push(Duration::new(secs, rng.below(1_000_000_000) as u32));
+        }
+        for d in cases {
+            assert_eq!(ticks_up(d), reference(d, true), "{d:?} up");
+            assert_eq!(ticks_down(d), reference(d, false), "{d:?} down");
+        }
     }
 
     #[test]
