@@ -23,7 +23,10 @@
 //!   time lies in between;
 //! * when `elapsed` jumps to the start of that slot, its timers now agree with
 //!   `elapsed` on digit `L` too, so re-placing them moves each one down (or to
-//!   the ready list), which is the cascade;
+//!   the ready list), which is the cascade. A level-0 slot holds a single tick,
+//!   so all of it is due at once and it joins the ready list whole, in one
+//!   splice rather than a pass over its entries (most timers end in one, and
+//!   a burst of 1M timers passes through them);
 //! * timers with the same tick always share one list; lists are FIFO and a
 //!   cascade preserves their order, so same-tick timers fire in insertion order.
 //!   A deadline already past (`<= elapsed`) goes straight to the ready list:
