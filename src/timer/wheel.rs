@@ -23,7 +23,10 @@
 //!   time lies in between;
 //! * when `elapsed` jumps to the start of that slot, its timers now agree with
 //!   `elapsed` on digit `L` too, so re-placing them moves each one down (or to
-//!   the ready list), which is the cascade;
+//!   the ready list), which is the cascade. A level-0 slot holds a single tick,
+//!   so all of it is due at once and it joins the ready list whole, in one
+//!   splice rather than a pass over its entries (most timers end in one, and
+//!   a burst of 1M timers passes through them);
 //! * timers with the same tick always share one list; lists are FIFO and a
 //!   cascade preserves their order, so same-tick timers fire in insertion order.
 //!   A deadline already past (`<= elapsed`) goes straight to the ready list:
@@ -56,7 +59,8 @@ const LEVELS: usize = 11;
 /// Index of the ready list, after the `LEVELS * SLOTS` slot lists.
 const READY: usize = LEVELS * SLOTS;
 const NIL: u32 = u32::MAX;
-const NANOS_PER_TICK: u128 = 1_000_000;
+const NANOS_PER_TICK: u32 = 1_000_000;
+const TICKS_PER_SEC: u64 = 1_000;
 /// `next_deadline` reads at most this many entries of a coarse slot to find
 /// its exact earliest tick; beyond that it settles for the slot's start, which
 /// is early (a spurious wake-up that cascades the slot) but never late.
@@ -180,8 +184,13 @@ impl<T> TimerWheel<T> {
             // Every slot before this one is empty, so jumping here skips no timer.
             self.elapsed = start;
             let list = level * SLOTS + slot;
-            while let Some(index) = self.pop_front(list) {
-                self.place(index);
+            if level == 0 {
+                // A level-0 slot holds one tick, now `elapsed`: all of it is due.
+                self.splice_into_ready(list);
+            } else {
+                while let Some(index) = self.pop_front(list) {
+                    self.place(index);
+                }
             }
             fired += self.drain_ready(&mut fire);
         }
@@ -296,6 +305,30 @@ impl<T> TimerWheel<T> {
         self.lists[list].tail = index;
     }
 
+    /// Moves the whole of slot `list`, every entry of which is due (`when <= elapsed`), to the
+    /// back of the ready list in O(1), keeping its order: what popping and re-placing each entry
+    /// would do, without touching every entry once more (1M timers in a burst pass through here).
+    fn splice_into_ready(&mut self, list: usize) {
+        let List { head, tail } = self.lists[list];
+        if head == NIL {
+            return;
+        }
+        debug_assert!(self.entries[tail as usize].when <= self.elapsed);
+        let ready_tail = self.lists[READY].tail;
+        if ready_tail == NIL {
+            self.lists[READY].head = head;
+        } else {
+            self.entries[ready_tail as usize].next = head;
+            self.entries[head as usize].prev = ready_tail;
+        }
+        self.lists[READY].tail = tail;
+        self.lists[list] = List {
+            head: NIL,
+            tail: NIL,
+        };
+        self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+    }
+
     fn pop_front(&mut self, list: usize) -> Option<u32> {
         let head = self.lists[list].head;
         if head == NIL {
@@ -322,13 +355,11 @@ impl<T> TimerWheel<T> {
     }
 
     fn deadline_tick(&self, deadline: Instant) -> u64 {
-        let nanos = deadline.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos.div_ceil(NANOS_PER_TICK)).unwrap_or(u64::MAX)
+        ticks_up(deadline.saturating_duration_since(self.origin))
     }
 
     fn now_tick(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(nanos / NANOS_PER_TICK).unwrap_or(u64::MAX)
+        ticks_down(now.saturating_duration_since(self.origin))
     }
 
     fn tick_instant(&self, tick: u64) -> Instant {
@@ -384,6 +415,24 @@ impl<T> TimerWheel<T> {
         }
         assert_eq!(count + vacant, self.entries.len());
     }
+}
+
+/// `d` in ticks, rounded up, saturating at `u64::MAX` (deadlines that far away all share the
+/// last tick, as the module comment says). In `u64` seconds and sub-second nanoseconds rather
+/// than `as_nanos()`: a `u128` division is a libcall (`__udivti3`), and every park and every
+/// poll converts a time.
+fn ticks_up(d: Duration) -> u64 {
+    ticks(d.as_secs(), d.subsec_nanos().div_ceil(NANOS_PER_TICK))
+}
+
+/// `d` in ticks, rounded down (see `ticks_up`).
+fn ticks_down(d: Duration) -> u64 {
+    ticks(d.as_secs(), d.subsec_nanos() / NANOS_PER_TICK)
+}
+
+fn ticks(secs: u64, sub_second_ticks: u32) -> u64 {
+    secs.saturating_mul(TICKS_PER_SEC)
+        .saturating_add(u64::from(sub_second_ticks))
 }
 
 #[cfg(test)]
@@ -489,6 +538,72 @@ mod tests {
         assert_eq!(poll_vec(&mut wheel, at(origin, 70_000 * MS)), [0, 6]);
         assert!(wheel.is_empty());
         wheel.check_invariants();
+    }
+
+    /// A due level-0 slot moves to the ready list whole (`splice_into_ready`): timers that
+    /// reached the slot by cascading and timers inserted into it directly still fire in
+    /// insertion order, a removed one stays removed, and the slot's bitmap bit is cleared so the
+    /// next poll finds the next slot.
+    #[test]
+    fn a_due_slot_fires_whole_in_insertion_order() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        let ms = |n| origin + Duration::from_millis(n);
+        wheel.insert(ms(100), 1u32); // level 1 from tick 0
+        wheel.insert(ms(130), 9);
+        assert_eq!(poll_vec(&mut wheel, at(origin, 70 * MS)), []); // 1 cascades to level 0
+        wheel.insert(ms(100), 2); // level 0, behind 1
+        let c = wheel.insert(ms(100), 3);
+        wheel.insert(ms(100), 4);
+        assert_eq!(wheel.remove(c), Some(3));
+        wheel.check_invariants();
+        assert_eq!(poll_vec(&mut wheel, at(origin, 100 * MS)), [1, 2, 4]);
+        wheel.check_invariants();
+        assert_eq!(wheel.remove(c), None);
+        assert_eq!(wheel.next_deadline(), Some(ms(130)));
+        assert_eq!(poll_vec(&mut wheel, at(origin, 130 * MS)), [9]);
+        assert!(wheel.is_empty());
+        wheel.check_invariants();
+    }
+
+    /// The `u64` tick conversions agree with exact `u128` arithmetic, at tick edges and up to
+    /// saturation.
+    #[test]
+    fn tick_conversions_match_nanosecond_arithmetic() {
+        let reference = |d: Duration, up: bool| {
+            let nanos = d.as_nanos();
+            let t = if up {
+                nanos.div_ceil(1_000_000)
+            } else {
+                nanos / 1_000_000
+            };
+            u64::try_from(t).unwrap_or(u64::MAX)
+        };
+        let mut cases = vec![
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::from_nanos(1_000_001),
+            Duration::new(1, 0),
+            Duration::new(1, 999_999_999),
+            Duration::new(u64::MAX / 1000, 999_999_999),
+            Duration::new(u64::MAX / 1000 + 1, 0),
+            Duration::new(u64::MAX, 999_999_999),
+            Duration::from_millis(u64::MAX),
+            Duration::from_millis(u64::MAX) - Duration::from_nanos(1),
+            Duration::from_millis(u64::MAX) + Duration::from_nanos(1),
+        ];
+        let mut rng = Rng::new(7);
+        for _ in 0..size(100_000, 1_000) {
+            let bits = rng.below(64);
+            let secs = rng.below(1 << bits);
+            cases.push(Duration::new(secs, rng.below(1_000_000_000) as u32));
+        }
+        for d in cases {
+            assert_eq!(ticks_up(d), reference(d, true), "{d:?} up");
+            assert_eq!(ticks_down(d), reference(d, false), "{d:?} down");
+        }
     }
 
     #[test]
