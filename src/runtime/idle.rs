@@ -222,7 +222,7 @@ impl SpinBudget {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::SpinBudget;
+    use crate::runtime::idle::SpinBudget;
     use std::time::Duration;
 
     const US: Duration = Duration::from_micros(1);
