@@ -41,9 +41,10 @@
 //!
 //! # Idle, and I/O
 //! A worker with nothing to run searches its peers for a while (see `idle.rs`;
-//! how long is learned per worker, `SpinBudget`), then sleeps in its `mio::Poll` with a timeout set to its next timer. That poll
-//! is also the worker's I/O reactor (`crate::io::reactor`): events wake the
-//! tasks that registered the fds, which live on this worker. A busy worker polls
+//! how long is learned per worker, `SpinBudget`), then sleeps in its
+//! `mio::Poll` with a timeout set to its next timer. That poll is also the
+//! worker's I/O reactor (`crate::io::reactor`): events wake the tasks that
+//! registered the fds, which live on this worker. A busy worker polls
 //! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
 //!
 //! Layer: scheduler. Owns the context's worker slot, lends its wheel to the
