@@ -39,10 +39,16 @@
 //!   was not a peer, or came too late for any spin to catch (an echo server waits
 //!   for the network: spinning for it is waste, as round 1 measured);
 //! - it collapses to `MIN`, and stops growing for `CALM_EPISODES` episodes, when
-//!   the spin sees that it was descheduled (two looks at the clock far apart):
-//!   the machine is oversubscribed and a spinning worker costs more than a
-//!   wake-up (Go's spinning Ms give up the same way: `runqempty` + `procyield`
-//!   rounds, then `stopm`; glibc's adaptive mutex learns its spin count alike).
+//!   the spin sees that it was descheduled (two looks at the clock far apart),
+//!   or when the thread was involuntarily switched out since the budget last
+//!   grew (`getrusage`): no core is free, so the spinner keeps off the CPU the
+//!   very peer whose wake-up it waits for (measured: with growth alone, under
+//!   load, the spin caught none of ~2,500 such wake-ups per worker and
+//!   `semaphore` got 3x slower; findings/idle.md).
+//!
+//! Go's spinning Ms, too, give up after a bounded number of steal rounds and
+//! `stopm`; the learned length is glibc's adaptive mutex's idea (its spin count
+//! follows what the last acquisitions needed).
 //!
 //! A spin that catches its work changes nothing. The policy is thread-local
 //! (`Cell`s, no atomics): it decides only how long the handshake above is
