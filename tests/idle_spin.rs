@@ -4,7 +4,8 @@
 //! rounds of every length around the spin's bounds (shorter than the shortest
 //! spin, inside the learned range, longer than the longest), drives a worker's
 //! budget up, down and through its collapse, and every round must complete with
-//! the exact value.
+//! the exact value. Runs whose two tasks started on one worker are skipped
+//! (placement decides, not the test) until six crossed.
 
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -24,25 +25,30 @@ fn busy_pause(us: u64) {
     }
 }
 
-/// Runs one ping-pong of `ROUNDS` rounds; returns the threads the two tasks ran
-/// on, after checking every reply.
-fn ping_pong(rt: &ivy::Runtime) -> (ThreadId, ThreadId) {
+/// Runs one ping-pong of `ROUNDS` rounds if its two tasks started on different
+/// workers (they first tell each other where they run); returns whether they
+/// did, after checking every reply.
+fn ping_pong(rt: &ivy::Runtime) -> bool {
     let to_pong = Arc::new(Queue::<u64>::bounded(1));
     let to_ping = Arc::new(Queue::<u64>::bounded(1));
+    let homes = Arc::new(Queue::<ThreadId>::bounded(1));
     let pong = {
-        let (input, output) = (to_pong.clone(), to_ping.clone());
+        let (input, output, homes) = (to_pong.clone(), to_ping.clone(), homes.clone());
         rt.spawn(move || {
-            let home = std::thread::current().id();
+            homes.put(std::thread::current().id()).unwrap();
             let mut sum = 0;
             while let Ok(i) = input.get() {
                 sum += i;
                 output.put(i * 2).unwrap();
             }
-            (home, sum)
+            sum
         })
     };
     let ping = rt.spawn(move || {
-        let home = std::thread::current().id();
+        if homes.get().unwrap() == std::thread::current().id() {
+            to_pong.close();
+            return false;
+        }
         for i in 0..ROUNDS {
             to_pong.put(i).unwrap();
             assert_eq!(to_ping.get().unwrap(), i * 2, "round {i}");
@@ -53,25 +59,31 @@ fn ping_pong(rt: &ivy::Runtime) -> (ThreadId, ThreadId) {
             }
         }
         to_pong.close();
-        home
+        true
     });
-    let ping_home = ping.join().unwrap();
-    let (pong_home, sum) = pong.join().unwrap();
-    assert_eq!(sum, ROUNDS * (ROUNDS - 1) / 2);
-    (ping_home, pong_home)
+    let crossed = ping.join().unwrap();
+    let sum = pong.join().unwrap();
+    if crossed {
+        assert_eq!(sum, ROUNDS * (ROUNDS - 1) / 2);
+    }
+    crossed
 }
 
 #[test]
 fn cross_worker_ping_pong_with_pauses_of_every_length_loses_no_wake_up() {
     let rt = ivy::Builder::new().workers(2).build().unwrap();
-    let mut split = 0;
-    for _ in 0..12 {
-        let (a, b) = ping_pong(&rt);
-        if a != b {
-            split += 1;
+    // Where a task starts is placement's choice, not ours: retry until enough
+    // runs had their two tasks on different workers (about one in four does).
+    let mut crossed = 0;
+    let mut attempts = 0;
+    while crossed < 6 {
+        attempts += 1;
+        assert!(
+            attempts <= 1_000,
+            "only {crossed} of 1000 runs crossed workers"
+        );
+        if ping_pong(&rt) {
+            crossed += 1;
         }
     }
-    // Placement spreads new tasks over idle workers, so most runs cross
-    // workers; at least one must, or the test did not test the spin.
-    assert!(split > 0, "no run had its two tasks on different workers");
 }
