@@ -4,8 +4,9 @@
 //! rounds of every length around the spin's bounds (shorter than the shortest
 //! spin, inside the learned range, longer than the longest), drives a worker's
 //! budget up, down and through its collapse, and every round must complete with
-//! the exact value. Runs whose two tasks started on one worker are skipped
-//! (placement decides, not the test) until six crossed.
+//! the exact value. The two are homed apart by construction: ping spawns pong
+//! and holds its own worker until pong has started, which only the other worker
+//! can then do.
 
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -25,65 +26,61 @@ fn busy_pause(us: u64) {
     }
 }
 
-/// Runs one ping-pong of `ROUNDS` rounds if its two tasks started on different
-/// workers (they first tell each other where they run); returns whether they
-/// did, after checking every reply.
-fn ping_pong(rt: &ivy::Runtime) -> bool {
-    let to_pong = Arc::new(Queue::<u64>::bounded(1));
-    let to_ping = Arc::new(Queue::<u64>::bounded(1));
-    let homes = Arc::new(Queue::<ThreadId>::bounded(1));
-    let pong = {
-        let (input, output, homes) = (to_pong.clone(), to_ping.clone(), homes.clone());
-        rt.spawn(move || {
-            homes.put(std::thread::current().id()).unwrap();
-            let mut sum = 0;
-            while let Ok(i) = input.get() {
-                sum += i;
-                output.put(i * 2).unwrap();
+/// Runs one ping-pong of `ROUNDS` rounds between two tasks on different
+/// workers, checking every reply.
+fn ping_pong(rt: &ivy::Runtime) {
+    rt.block_on(|| {
+        let to_pong = Arc::new(Queue::<u64>::bounded(1));
+        let to_ping = Arc::new(Queue::<u64>::bounded(1));
+        let homes = Arc::new(Queue::<ThreadId>::bounded(1));
+        let ping = ivy::spawn(move || {
+            let here = std::thread::current().id();
+            let pong = {
+                let (input, output, homes) = (to_pong.clone(), to_ping.clone(), homes.clone());
+                ivy::spawn(move || {
+                    homes.put(std::thread::current().id()).unwrap();
+                    let mut sum = 0;
+                    while let Ok(i) = input.get() {
+                        sum += i;
+                        output.put(i * 2).unwrap();
+                    }
+                    sum
+                })
+            };
+            // Hold this worker without parking until pong has started: only the
+            // other worker can start it, so the two are homed apart.
+            let bound = Instant::now() + Duration::from_secs(60);
+            let pong_home = loop {
+                if let Ok(home) = homes.try_get() {
+                    break home;
+                }
+                assert!(
+                    Instant::now() < bound,
+                    "the other worker never started pong"
+                );
+                std::hint::spin_loop();
+            };
+            assert_ne!(pong_home, here, "pong started on ping's worker");
+            for i in 0..ROUNDS {
+                to_pong.put(i).unwrap();
+                assert_eq!(to_ping.get().unwrap(), i * 2, "round {i}");
+                busy_pause(PAUSES_US[i as usize % PAUSES_US.len()]);
+                if i % 97 == 0 {
+                    // A timer-ended sleep too: not a peer's wake-up.
+                    ivy::sleep(Duration::from_micros(50));
+                }
             }
-            sum
-        })
-    };
-    let ping = rt.spawn(move || {
-        if homes.get().unwrap() == std::thread::current().id() {
             to_pong.close();
-            return false;
-        }
-        for i in 0..ROUNDS {
-            to_pong.put(i).unwrap();
-            assert_eq!(to_ping.get().unwrap(), i * 2, "round {i}");
-            busy_pause(PAUSES_US[i as usize % PAUSES_US.len()]);
-            if i % 97 == 0 {
-                // A timer-ended sleep too: not a peer's wake-up.
-                ivy::sleep(Duration::from_micros(50));
-            }
-        }
-        to_pong.close();
-        true
+            pong.join().unwrap()
+        });
+        assert_eq!(ping.join().unwrap(), ROUNDS * (ROUNDS - 1) / 2);
     });
-    let crossed = ping.join().unwrap();
-    let sum = pong.join().unwrap();
-    if crossed {
-        assert_eq!(sum, ROUNDS * (ROUNDS - 1) / 2);
-    }
-    crossed
 }
 
 #[test]
 fn cross_worker_ping_pong_with_pauses_of_every_length_loses_no_wake_up() {
     let rt = ivy::Builder::new().workers(2).build().unwrap();
-    // Where a task starts is placement's choice, not ours: retry until enough
-    // runs had their two tasks on different workers (about one in four does).
-    let mut crossed = 0;
-    let mut attempts = 0;
-    while crossed < 6 {
-        attempts += 1;
-        assert!(
-            attempts <= 1_000,
-            "only {crossed} of 1000 runs crossed workers"
-        );
-        if ping_pong(&rt) {
-            crossed += 1;
-        }
+    for _ in 0..6 {
+        ping_pong(&rt);
     }
 }
