@@ -40,10 +40,11 @@
 //! debug mode off the switch path does not touch it.
 //!
 //! # Idle, and I/O
-//! A worker with nothing to run searches its peers for a while (see `idle.rs`),
-//! then sleeps in its `mio::Poll` with a timeout set to its next timer. That poll
-//! is also the worker's I/O reactor (`crate::io::reactor`): events wake the
-//! tasks that registered the fds, which live on this worker. A busy worker polls
+//! A worker with nothing to run searches its peers for a while (see `idle.rs`;
+//! how long is learned per worker, `SpinBudget`), then sleeps in its
+//! `mio::Poll` with a timeout set to its next timer. That poll is also the
+//! worker's I/O reactor (`crate::io::reactor`): events wake the tasks that
+//! registered the fds, which live on this worker. A busy worker polls
 //! it without sleeping every `FAIRNESS_INTERVAL` ticks, if it has registrations.
 //!
 //! Layer: scheduler. Owns the context's worker slot, lends its wheel to the
@@ -63,6 +64,7 @@ use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use crate::context::{self, Context};
 use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
+use crate::runtime::idle::SpinBudget;
 use crate::runtime::placement::Placement;
 use crate::runtime::shared::Shared;
 use crate::runtime::task_pool;
@@ -81,16 +83,6 @@ const MAX_LIFO_STREAK: u32 = 3;
 pub(crate) const UNLIST_BATCH: usize = 32;
 /// Every this many ticks a spawned task runs before the ready queue.
 const SPAWN_INTERVAL: u32 = 8;
-/// How long a searching worker spins before it goes to sleep, in microseconds:
-/// long enough to catch the next wake-up of a ping-pong between workers (a
-/// sleeping vCPU takes ~45 us to wake here: chan_pingpong went from ~0.45 us to
-/// 93 us a round trip without the spin), short enough not to take the core from
-/// another process (an echo server's client on the same 2 cores: 100
-/// connections served 165k msgs/s with 5 us, 138k with 20 us, 111k with 100 us;
-/// the previous fixed 32 rounds of up to 128 `pause`s were ~120 us on this
-/// Xeon, where a `pause` is ~140 cycles). Measured by time, not by rounds, so
-/// the budget does not depend on the CPU's `pause` latency.
-const SEARCH_SPIN_US: u64 = 5;
 /// `spin_loop` hints between two looks at the queues while searching.
 const SEARCH_PAUSES: u32 = 16;
 
@@ -115,6 +107,8 @@ pub(crate) struct Worker {
     tick: Cell<u32>,
     lifo_streak: Cell<u32>,
     searching: Cell<bool>,
+    /// How long this worker spins when it runs out of work (idle.rs).
+    spin: SpinBudget,
     /// Where new tasks start: here or on a less loaded peer (placement.rs).
     placement: Placement,
     /// Finished tasks' allocations, for reuse by spawns here (task_pool.rs).
@@ -188,6 +182,7 @@ impl Worker {
             unlisted: RefCell::new(Vec::new()),
             task_pool: Default::default(),
             searching: Cell::new(false),
+            spin: SpinBudget::new(),
             placement: Placement::new(index),
             // `new` runs on the worker's own thread.
             thread_slots: thread_state::Slots::current(true),
@@ -361,11 +356,15 @@ impl Worker {
     fn idle(&self) {
         let shared = &self.shared;
         let workers = shared.remotes.len();
+        let idle_since = Instant::now();
         if !self.searching.get() {
             self.searching.set(shared.idle.try_start_searching(workers));
         }
         if self.searching.get() {
-            let until = Instant::now() + Duration::from_micros(SEARCH_SPIN_US);
+            // Measured by time, not by rounds, so the budget does not depend on
+            // the CPU's `pause` latency (~140 cycles on this Xeon).
+            let until = idle_since + self.spin.budget();
+            let mut last_look = idle_since;
             loop {
                 if let Some(t) = self.steal().or_else(|| self.pop_injector()) {
                     self.finish_searching(true);
@@ -388,9 +387,16 @@ impl Worker {
                 for _ in 0..SEARCH_PAUSES {
                     std::hint::spin_loop();
                 }
-                if Instant::now() >= until {
+                let now = Instant::now();
+                if now.saturating_duration_since(last_look) >= SpinBudget::PREEMPTED {
+                    // Descheduled mid-spin: the cores are oversubscribed.
+                    self.spin.preempted();
                     break;
                 }
+                if now >= until {
+                    break;
+                }
+                last_look = now;
             }
             self.finish_searching(false);
         }
@@ -431,6 +437,9 @@ impl Worker {
             let _ = self.parker.borrow_mut().poll_io();
         }
         self.wake_from_sleep();
+        let by_peer = !shared.remotes[self.index].inbox.is_empty();
+        self.spin
+            .slept(idle_since.elapsed(), by_peer, involuntary_switches);
         self.poll_timers();
     }
 
@@ -639,6 +648,20 @@ impl Worker {
         for task in tasks.drain(..) {
             task_pool::give(self, task);
         }
+    }
+}
+
+/// This thread's involuntary context switches so far (`getrusage`; one
+/// syscall, asked only when the spin budget would grow: idle.rs).
+fn involuntary_switches() -> u64 {
+    // SAFETY: `getrusage` writes only the struct it is given, which is a valid,
+    // zeroed `rusage` on our stack.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+            return 0;
+        }
+        usage.ru_nivcsw as u64
     }
 }
 
