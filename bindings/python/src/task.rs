@@ -130,7 +130,7 @@ pub struct Task {
     name: Mutex<Option<Py<PyAny>>>,
     call: Mutex<Option<Call>>,
     outcome: Mutex<Outcome>,
-    finished: Arc<Finish>,
+    finished: Finish,
     handle: Mutex<Option<ivy::JoinHandle<()>>>,
     ivy_id: AtomicU64,
     cancel_requests: AtomicUsize,
@@ -220,7 +220,6 @@ pub fn spawn<'py>(
         let need = crate::runtime::stack_for_recursion_limit();
         (!rt.stack_size_given && need > rt.stack_size).then_some(need)
     });
-    let finished = Arc::new(Finish::new());
     let task = Bound::new(
         py,
         Task {
@@ -234,7 +233,7 @@ pub fn spawn<'py>(
                 context: context.unbind(),
             })),
             outcome: Mutex::new(Outcome::Pending),
-            finished: finished.clone(),
+            finished: Finish::new(),
             handle: Mutex::new(None),
             ivy_id: AtomicU64::new(0),
             cancel_requests: AtomicUsize::new(0),
@@ -245,8 +244,7 @@ pub fn spawn<'py>(
         },
     )?;
     let entry = Entry {
-        task: Some(task.clone().into_any().unbind()),
-        finished,
+        task: Some(task.clone().unbind()),
         stack_size: stack_size.unwrap_or(rt.stack_size),
     };
     let body = move || entry.run();
@@ -273,8 +271,7 @@ pub fn spawn<'py>(
 
 /// The closure an ivy task runs; its drop guard signals a task that never ran.
 struct Entry {
-    task: Option<Py<PyAny>>,
-    finished: Arc<Finish>,
+    task: Option<Py<Task>>,
     /// The ivy task's stack size (`tstate::run_task` may keep the task's
     /// Python data stack on it).
     stack_size: usize,
@@ -283,18 +280,19 @@ struct Entry {
 impl Entry {
     fn run(mut self) {
         let task = self.task.take().expect("an entry runs once");
-        if !tstate::run_task(task, self.stack_size) {
-            self.finished.set();
-        }
+        // Given back if it could not run (out of memory): `drop` signals it.
+        self.task = tstate::run_task(task, self.stack_size).err();
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if self.task.is_some() {
-            // Never ran (cancelled before it started, or shutdown): its
-            // `Py` goes to PyO3's deferred pool; wake the joiners.
-            self.finished.set();
+        if let Some(task) = self.task.take() {
+            // Never ran (cancelled before it started, shutdown, out of
+            // memory): wake the joiners (`Finish` is plain Rust in a frozen
+            // Task, reachable without the GIL through the reference held
+            // here); then the `Py` goes to PyO3's deferred pool.
+            task.get().finished.set();
         }
     }
 }
@@ -376,8 +374,8 @@ fn finish(py: Python<'_>, task: &Bound<'_, Task>, outcome: Outcome) {
 
 impl Task {
     /// The event set when the task has finished.
-    pub fn finished(&self) -> Arc<Finish> {
-        self.finished.clone()
+    pub fn finished(&self) -> &Finish {
+        &self.finished
     }
 
     fn is_done(&self) -> bool {
@@ -568,7 +566,7 @@ impl Task {
                 return Err(PyRuntimeError::new_err("a task cannot join itself"));
             }
             let deadline = deadline_after(timeout)?;
-            let ev = t.finished.clone();
+            let ev = &t.finished;
             blocking(py, move || ev.wait_deadline(deadline))?;
         }
         t.outcome_now(py)
