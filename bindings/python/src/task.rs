@@ -382,6 +382,13 @@ impl Task {
         self.finished.is_set()
     }
 
+    /// Whether this task is the one calling: compares ivy task ids, without
+    /// the registry (`current`). `ivy_id` is set before the task can run any
+    /// Python code: `spawn` stores it with the GIL held, which the task needs.
+    fn is_running_here(&self) -> bool {
+        ivy::task::current().is_some_and(|c| c.id().as_u64() == self.ivy_id.load(Ordering::Relaxed))
+    }
+
     fn state_name(&self) -> &'static str {
         match &*lock(&self.outcome) {
             Outcome::Pending if self.is_done() => "cancelled",
@@ -436,6 +443,10 @@ impl Task {
 
     /// The outcome of a finished task as a return value or exception.
     fn outcome_now(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // The common case first, with one lock: a value returned.
+        if let Outcome::Returned(v) = &*lock(&self.outcome) {
+            return Ok(v.clone_ref(py));
+        }
         self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(v) => Ok(v.clone_ref(py)),
@@ -562,7 +573,7 @@ impl Task {
         let py = slf.py();
         let t = slf.get();
         if !t.is_done() {
-            if current(py).is_some_and(|c| c.is(slf)) {
+            if t.is_running_here() {
                 return Err(PyRuntimeError::new_err("a task cannot join itself"));
             }
             let deadline = deadline_after(timeout)?;
