@@ -19,7 +19,12 @@
 //!   is referenced only by the user: fire-and-forget tasks are freed as they end.
 //! - `current_task()` finds the running task through a registry keyed by ivy's
 //!   task id (one lookup under a mutex the GIL makes uncontended), which also
-//!   answers `all_tasks()`.
+//!   answers `all_tasks()`. `join`'s self-join check needs no lookup: it
+//!   compares ivy ids (the id is stored before the task can run Python).
+//! - The end event (`Finish`) is plain Rust inline in the frozen `Task`, not
+//!   an `Arc` of its own: one allocation less per spawn. The closure of a task
+//!   ivy never ran reaches it through its `Py<Task>` without the GIL
+//!   (`Py::get` on a frozen class touches no reference count).
 //! - Cancellation before the task started: `cancel()` only records it, and
 //!   the task, when it starts, ends cancelled without calling its function
 //!   (asyncio's semantics), running its done callbacks. A task ivy never ran
@@ -130,7 +135,7 @@ pub struct Task {
     name: Mutex<Option<Py<PyAny>>>,
     call: Mutex<Option<Call>>,
     outcome: Mutex<Outcome>,
-    finished: Arc<Finish>,
+    finished: Finish,
     handle: Mutex<Option<ivy::JoinHandle<()>>>,
     ivy_id: AtomicU64,
     cancel_requests: AtomicUsize,
@@ -220,7 +225,6 @@ pub fn spawn<'py>(
         let need = crate::runtime::stack_for_recursion_limit();
         (!rt.stack_size_given && need > rt.stack_size).then_some(need)
     });
-    let finished = Arc::new(Finish::new());
     let task = Bound::new(
         py,
         Task {
@@ -234,7 +238,7 @@ pub fn spawn<'py>(
                 context: context.unbind(),
             })),
             outcome: Mutex::new(Outcome::Pending),
-            finished: finished.clone(),
+            finished: Finish::new(),
             handle: Mutex::new(None),
             ivy_id: AtomicU64::new(0),
             cancel_requests: AtomicUsize::new(0),
@@ -245,8 +249,7 @@ pub fn spawn<'py>(
         },
     )?;
     let entry = Entry {
-        task: Some(task.clone().into_any().unbind()),
-        finished,
+        task: Some(task.clone().unbind()),
         stack_size: stack_size.unwrap_or(rt.stack_size),
     };
     let body = move || entry.run();
@@ -273,8 +276,7 @@ pub fn spawn<'py>(
 
 /// The closure an ivy task runs; its drop guard signals a task that never ran.
 struct Entry {
-    task: Option<Py<PyAny>>,
-    finished: Arc<Finish>,
+    task: Option<Py<Task>>,
     /// The ivy task's stack size (`tstate::run_task` may keep the task's
     /// Python data stack on it).
     stack_size: usize,
@@ -283,18 +285,19 @@ struct Entry {
 impl Entry {
     fn run(mut self) {
         let task = self.task.take().expect("an entry runs once");
-        if !tstate::run_task(task, self.stack_size) {
-            self.finished.set();
-        }
+        // Given back if it could not run (out of memory): `drop` signals it.
+        self.task = tstate::run_task(task, self.stack_size).err();
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if self.task.is_some() {
-            // Never ran (cancelled before it started, or shutdown): its
-            // `Py` goes to PyO3's deferred pool; wake the joiners.
-            self.finished.set();
+        if let Some(task) = self.task.take() {
+            // Never ran (cancelled before it started, shutdown, out of
+            // memory): wake the joiners (`Finish` is plain Rust in a frozen
+            // Task, reachable without the GIL through the reference held
+            // here); then the `Py` goes to PyO3's deferred pool.
+            task.get().finished.set();
         }
     }
 }
@@ -376,12 +379,19 @@ fn finish(py: Python<'_>, task: &Bound<'_, Task>, outcome: Outcome) {
 
 impl Task {
     /// The event set when the task has finished.
-    pub fn finished(&self) -> Arc<Finish> {
-        self.finished.clone()
+    pub fn finished(&self) -> &Finish {
+        &self.finished
     }
 
     fn is_done(&self) -> bool {
         self.finished.is_set()
+    }
+
+    /// Whether this task is the one calling: compares ivy task ids, without
+    /// the registry (`current`). `ivy_id` is set before the task can run any
+    /// Python code: `spawn` stores it with the GIL held, which the task needs.
+    fn is_running_here(&self) -> bool {
+        ivy::task::current().is_some_and(|c| c.id().as_u64() == self.ivy_id.load(Ordering::Relaxed))
     }
 
     fn state_name(&self) -> &'static str {
@@ -438,6 +448,10 @@ impl Task {
 
     /// The outcome of a finished task as a return value or exception.
     fn outcome_now(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // The common case first, with one lock: a value returned.
+        if let Outcome::Returned(v) = &*lock(&self.outcome) {
+            return Ok(v.clone_ref(py));
+        }
         self.settle_never_ran(py)?;
         match &*lock(&self.outcome) {
             Outcome::Returned(v) => Ok(v.clone_ref(py)),
@@ -564,11 +578,11 @@ impl Task {
         let py = slf.py();
         let t = slf.get();
         if !t.is_done() {
-            if current(py).is_some_and(|c| c.is(slf)) {
+            if t.is_running_here() {
                 return Err(PyRuntimeError::new_err("a task cannot join itself"));
             }
             let deadline = deadline_after(timeout)?;
-            let ev = t.finished.clone();
+            let ev = &t.finished;
             blocking(py, move || ev.wait_deadline(deadline))?;
         }
         t.outcome_now(py)

@@ -129,6 +129,7 @@ use pyo3::prelude::*;
 
 #[cfg(ivyrt_swap)]
 use crate::swap;
+use crate::task::Task;
 
 /// The interpreter every task's thread state belongs to (set at module init).
 static INTERP: AtomicPtr<ffi::PyInterpreterState> = AtomicPtr::new(ptr::null_mut());
@@ -370,18 +371,19 @@ pub fn init(task_main: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-/// Runs the Python task `task` (a `Task` object) on the calling ivy task's
-/// stack (`stack_size` bytes), on the worker's thread state with a Python
-/// state of its own (`swap.rs`). Returns `false`, without running it, if out
-/// of memory.
+/// Runs the Python task `task` on the calling ivy task's stack (`stack_size`
+/// bytes), on the worker's thread state with a Python state of its own
+/// (`swap.rs`). Gives `task` back, without running it, if out of memory.
 #[cfg(ivyrt_swap)]
-pub fn run_task(task: Py<PyAny>, stack_size: usize) -> bool {
+pub fn run_task(task: Py<Task>, stack_size: usize) -> Result<(), Py<Task>> {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let ts = worker_state();
     if ts.is_null() {
-        return false;
+        return Err(task);
     }
-    swap::with_root_chunk(stack_size, |chunk| {
+    let mut task = Some(task);
+    let ran = swap::with_root_chunk(stack_size, |chunk| {
+        let task = task.take().expect("the body runs once");
         let mut saved = swap::fresh(ts, chunk);
         // SAFETY: `ts` is this worker's own state, made on this OS thread and
         // only ever attached here; the calling thread holds no thread state
@@ -403,12 +405,16 @@ pub fn run_task(task: Py<PyAny>, stack_size: usize) -> bool {
         // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
         let released = unsafe { ffi::PyEval_SaveThread() };
         debug_assert_eq!(released, ts);
-    })
+    });
+    match task {
+        Some(task) if !ran => Err(task),
+        _ => Ok(()),
+    }
 }
 
 /// Calls `_task_main(task)` (GIL held), reporting an internal error (a NULL
 /// without the task's own report) as unraisable.
-fn call_task_main(task: Py<PyAny>) {
+fn call_task_main(task: Py<Task>) {
     let obj = task.into_ptr();
     let fun = TASK_MAIN.load(Ordering::Acquire);
     // SAFETY: the GIL is held; `fun` and `obj` are live objects we own
@@ -455,14 +461,14 @@ pub fn detach_parking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> 
     py.detach(f)
 }
 
-/// Runs the Python task `task` (a `Task` object) on the calling ivy task's
-/// stack with a pooled thread state. Returns `false`, without running it, if
-/// no thread state could be made (out of memory).
+/// Runs the Python task `task` on the calling ivy task's stack with a pooled
+/// thread state. Gives `task` back, without running it, if no thread state
+/// could be made (out of memory).
 #[cfg(not(ivyrt_swap))]
-pub fn run_task(task: Py<PyAny>, _stack_size: usize) -> bool {
+pub fn run_task(task: Py<Task>, _stack_size: usize) -> Result<(), Py<Task>> {
     ivy::task::set_stack_overflow_hint(OVERFLOW_HINT);
     let Some(ts) = take() else {
-        return false;
+        return Err(task);
     };
     // SAFETY: `ts` is an idle thread state of this interpreter created on this
     // OS thread (pool invariant), not attached anywhere; the calling thread
@@ -479,13 +485,13 @@ pub fn run_task(task: Py<PyAny>, _stack_size: usize) -> bool {
             ffi::PyThreadState_Clear(ts);
             ffi::PyThreadState_DeleteCurrent();
         }
-        return true;
+        return Ok(());
     }
     // SAFETY: the GIL is held with `ts`; this releases it and detaches `ts`.
     let saved = unsafe { ffi::PyEval_SaveThread() };
     debug_assert_eq!(saved, ts);
     give_back(ts);
-    true
+    Ok(())
 }
 
 /// An idle thread state of this worker, made if the pool is empty.

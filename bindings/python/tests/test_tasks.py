@@ -316,6 +316,34 @@ def test_a_task_cannot_join_itself():
     assert ivyrt.run(main) == "ok"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_task_is_refused_joining_itself_and_joins_others(workers):
+    """The self-join check compares ivy task ids: it must hold for a task that
+    starts at once on the other worker (its id is stored before it can run
+    Python), and must not mistake another task, finished or not, for itself."""
+
+    def link(prev):
+        try:
+            ivyrt.current_task().join(timeout=5)
+        except RuntimeError:
+            refused = 1
+        else:
+            refused = 0
+        return refused + (prev.join() if prev is not None else 0)
+
+    def main():
+        prev, tasks = None, []
+        for _ in range(300):
+            prev = ivyrt.create_task(link, prev)
+            tasks.append(prev)
+        return tasks[-1].join(), [t.join() for t in tasks]
+
+    for _ in range(3):
+        last, each = ivyrt.run(main, workers=workers)
+        assert last == 300
+        assert each == list(range(1, 301))
+
+
 def test_sleep_result_and_yield():
     def main():
         assert ivyrt.sleep(0.001, result="r") == "r"
