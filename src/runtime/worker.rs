@@ -53,7 +53,6 @@
 //! allocation (and batches the unlisting of tasks of other shards).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +63,7 @@ use crate::context::{self, Context};
 use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
 use crate::runtime::placement::Placement;
+use crate::runtime::ready_queue::ReadyQueue;
 use crate::runtime::shared::Shared;
 use crate::runtime::task_pool;
 use crate::stack::overflow;
@@ -101,7 +101,7 @@ pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     spawned: Deque<Arc<Task>>,
-    ready: RefCell<VecDeque<Arc<Task>>>,
+    ready: ReadyQueue<Arc<Task>>,
     lifo: Cell<Option<Arc<Task>>>,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
@@ -177,7 +177,7 @@ impl Worker {
             index,
             shared,
             spawned,
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyQueue::new(),
             lifo: Cell::new(None),
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
@@ -213,10 +213,10 @@ impl Worker {
     pub(crate) fn push_woken(&self, task: Arc<Task>, lifo: bool) {
         if lifo {
             if let Some(prev) = self.lifo.replace(Some(task)) {
-                self.ready.borrow_mut().push_back(prev);
+                self.ready.push_back(prev);
             }
         } else {
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push_back(task);
         }
     }
 
@@ -268,13 +268,15 @@ impl Worker {
                 return Some(t);
             }
         }
-        if self.lifo_streak.get() < MAX_LIFO_STREAK {
-            if let Some(t) = self.lifo.take() {
-                self.lifo_streak.set(self.lifo_streak.get() + 1);
+        // The slot first: when it is empty (every switch of a yielding task),
+        // the streak is not read.
+        if let Some(t) = self.lifo.take() {
+            let streak = self.lifo_streak.get();
+            if streak < MAX_LIFO_STREAK {
+                self.lifo_streak.set(streak + 1);
                 return Some(t);
             }
-        } else if let Some(t) = self.lifo.take() {
-            self.ready.borrow_mut().push_back(t);
+            self.ready.push_back(t);
         }
         self.lifo_streak.set(0);
         if tick % SPAWN_INTERVAL == 0 {
@@ -282,14 +284,14 @@ impl Worker {
                 return Some(t);
             }
         }
-        if let Some(t) = self.ready.borrow_mut().pop_front() {
+        if let Some(t) = self.ready.pop_front() {
             return Some(t);
         }
         if let Some(t) = self.pop_inbox() {
             return Some(t);
         }
         if self.poll_timers() > 0 {
-            return self.ready.borrow_mut().pop_front();
+            return self.ready.pop_front();
         }
         self.spawned.pop().or_else(|| self.pop_injector())
     }
@@ -300,10 +302,9 @@ impl Worker {
             match inbox.steal() {
                 Steal::Success(t) => {
                     // Drain a few more so one remote wake does not cost a steal each.
-                    let mut ready = self.ready.borrow_mut();
                     for _ in 0..16 {
                         match inbox.steal() {
-                            Steal::Success(u) => ready.push_back(u),
+                            Steal::Success(u) => self.ready.push_back(u),
                             Steal::Empty => break,
                             Steal::Retry => continue,
                         }
@@ -435,7 +436,7 @@ impl Worker {
     }
 
     fn push_front_ready(&self, t: Arc<Task>) {
-        self.ready.borrow_mut().push_front(t);
+        self.ready.push_front(t);
     }
 
     /// After a sleep: if a producer picked us (removing us from the sleepers), we
@@ -505,14 +506,18 @@ impl Worker {
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
         current::clear_running(self.context());
+        // A yield first, tested on its own: the common case of a switch takes
+        // one compare instead of the `match`'s jump table.
+        if let CoroutineResult::Yield(Suspend::Yield) = result {
+            task.transition_to_yielded();
+            self.ready.push_back(task);
+            return;
+        }
         match result {
-            CoroutineResult::Yield(Suspend::Yield) => {
-                task.transition_to_yielded();
-                self.ready.borrow_mut().push_back(task);
-            }
+            CoroutineResult::Yield(Suspend::Yield) => unreachable!("handled above"),
             CoroutineResult::Yield(Suspend::Park) => {
                 if !task.transition_to_parked() {
-                    self.ready.borrow_mut().push_back(task);
+                    self.ready.push_back(task);
                 }
             }
             CoroutineResult::Yield(Suspend::Abandon) => {
