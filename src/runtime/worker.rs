@@ -126,6 +126,9 @@ pub(crate) struct Worker {
     /// bounds, swapped with the task's own around every resume
     /// (`task::thread_state`).
     thread_slots: thread_state::Slots,
+    /// `shared.debug.slow_task`, kept here: every resume tests it, and this
+    /// is one load fewer than through `shared`.
+    slow_task: Option<Duration>,
 }
 
 /// The per-worker parts other threads may touch.
@@ -173,6 +176,7 @@ impl Worker {
         parker: Reactor,
     ) -> Worker {
         let origin = shared.origin;
+        let slow_task = shared.debug.slow_task;
         Worker {
             index,
             shared,
@@ -191,6 +195,7 @@ impl Worker {
             placement: Placement::new(index),
             // `new` runs on the worker's own thread.
             thread_slots: thread_state::Slots::current(true),
+            slow_task,
         }
     }
 
@@ -467,17 +472,27 @@ impl Worker {
         if slot.coroutine.is_none() && !self.start_task(&task, slot) {
             return;
         }
+        // Taken once, next to the test above (which the compiler merges it
+        // with), not again after the stores below: one test per resume.
+        let CoroSlot {
+            coroutine: coroutine_slot,
+            running: running_slot,
+            thread_state: saved_thread_state,
+            ..
+        } = &mut *slot;
+        let coroutine = coroutine_slot.as_mut().expect("coroutine present");
+        let running: *const overflow::RunningTask =
+            running_slot.as_ref().expect("stack described");
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
         // the resume, and only its code runs meanwhile.
         unsafe { current::set_running(self.context(), &task) };
-        let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
         // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
         // by our `task` Arc) does not move or change while it runs; we reset it to
         // null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
         // Debug mode only: time the resume, and publish it for the watchdog.
-        let started = self.shared.debug.slow_task.map(|limit| {
+        let started = self.slow_task.map(|limit| {
             let t0 = Instant::now();
             let since = debug::nanos_since(self.shared.origin, t0);
             self.now_running().publish(&task, since);
@@ -488,14 +503,10 @@ impl Worker {
         // left it (`task::thread_state`).
         // SAFETY: the slots were made on this thread (`Worker::new`), which
         // runs this worker until it ends.
-        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
-        let result = slot
-            .coroutine
-            .as_mut()
-            .expect("coroutine present")
-            .resume(());
+        unsafe { self.thread_slots.swap(saved_thread_state) };
+        let result = coroutine.resume(());
         // SAFETY: as above.
-        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
+        unsafe { self.thread_slots.swap(saved_thread_state) };
         if let Some((limit, t0)) = started {
             self.now_running().clear();
             let took = t0.elapsed();
