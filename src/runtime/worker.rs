@@ -481,8 +481,7 @@ impl Worker {
             ..
         } = &mut *slot;
         let coroutine = coroutine_slot.as_mut().expect("coroutine present");
-        let running: *const overflow::RunningTask =
-            running_slot.as_ref().expect("stack described");
+        let running: *const overflow::RunningTask = running_slot.as_ref().expect("stack described");
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
         // the resume, and only its code runs meanwhile.
