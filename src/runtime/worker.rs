@@ -9,7 +9,8 @@
 //!    cross-thread hand-off. Capped at `MAX_LIFO_STREAK` consecutive uses so two
 //!    tasks waking each other cannot starve the rest.
 //! 2. `ready`: a private FIFO of *started* tasks that are runnable again (yielded,
-//!    woken on this thread, or pulled from `inbox`).
+//!    woken on this thread, or pulled from `inbox`): a flagless ring
+//!    (`ready_queue.rs`), since every switch pops it once and pushes it once.
 //! 3. `spawned`: a crossbeam-deque LIFO of *unstarted* tasks spawned here. Peers
 //!    steal from its other end.
 //! 4. `inbox`: an MPSC queue (a crossbeam `Injector` only this worker pops) of
