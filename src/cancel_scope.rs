@@ -140,7 +140,13 @@ pub(crate) fn deadline_passed(state: &Cell<ScopeState>) -> bool {
 #[inline(always)]
 pub(crate) fn has_deadline(state: &Cell<ScopeState>) -> bool {
     let s = state.get();
-    s.deadline.is_some() || (s.shield == 0 && s.inherited.deadline.is_some())
+    // Every blocking call asks this twice, and the answer is almost always
+    // "no deadline anywhere": two compares decide it, the shield is read only
+    // when an inherited deadline exists (findings/switch.md).
+    if s.deadline.is_none() && s.inherited.deadline.is_none() {
+        return false;
+    }
+    s.deadline.is_some() || s.shield == 0
 }
 
 pub(crate) fn scope_deadline(state: &Cell<ScopeState>) -> Option<Instant> {

@@ -147,7 +147,7 @@ fn park_task(
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
 pub(crate) fn yield_now() -> Result<(), WaitError> {
-    let in_task = current::with_current_task(|task| {
+    let in_task = current::with_current_task_header(|task| {
         interrupt_of(&task.ctx.scope, Some(task))?;
         current::suspend(task, Suspend::Yield);
         interrupt_of(&task.ctx.scope, Some(task))

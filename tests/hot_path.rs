@@ -179,3 +179,107 @@ fn a_recycled_task_gets_an_open_empty_local_map() {
         }
     });
 }
+
+/// The ready queue is FIFO (README: "a yielding task goes to the back"), also
+/// while it grows (findings/switch.md: it is a ring that doubles when full; it
+/// starts at 64). One worker, `n` tasks that each yield: once all have started,
+/// they take turns in one fixed order, so what they record is `ROUNDS`
+/// repetitions of one permutation of the tasks. Sizes around and above the
+/// ring's first capacity, so the growth happens while the ring has wrapped.
+#[test]
+fn yielding_tasks_take_turns_in_a_fixed_order_while_the_queue_grows() {
+    const ROUNDS: usize = 20;
+    let rt = common::rt(1);
+    for n in [1, 2, 63, 64, 65, 100, 129, 300] {
+        for _ in 0..5 {
+            let order = rt.block_on(move || {
+                let started = Arc::new(AtomicUsize::new(0));
+                let order = Arc::new(Mutex::new(Vec::with_capacity(n * ROUNDS)));
+                let tasks: Vec<_> = (0..n)
+                    .map(|id| {
+                        let (started, order) = (started.clone(), order.clone());
+                        ivy::spawn(move || {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            // Until every task is in the queue (none left unstarted).
+                            while started.load(Ordering::SeqCst) < n {
+                                ivy::yield_now();
+                            }
+                            for _ in 0..ROUNDS {
+                                order.lock().unwrap().push(id);
+                                ivy::yield_now();
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.join().unwrap();
+                }
+                Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+            });
+            assert_eq!(order.len(), n * ROUNDS);
+            let first = &order[..n];
+            let mut seen = first.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n={n}: not a permutation");
+            for (r, round) in order.chunks(n).enumerate() {
+                assert_eq!(round, first, "n={n}: round {r} differs from round 0");
+            }
+        }
+    }
+}
+
+/// The ready queue keeps its order when it grows with its indices wrapped
+/// (the ring doubles when full). One worker: the main task wakes `n` parked
+/// tasks in order 0..n; a wake-up by the running task goes to the LIFO slot,
+/// and the one it displaces to the back of the ready queue, so they must run
+/// in the order n-1 (the slot), then 0, 1, ..., n-2. `offset` yields first
+/// move the ring's indices, so the growth (from 64) happens wrapped.
+#[test]
+fn tasks_woken_in_order_run_in_order_through_the_queue_growth() {
+    for n in [2, 63, 64, 65, 66, 100, 200] {
+        for offset in [0, 1, 37, 63, 64, 100] {
+            let rt = common::rt(1);
+            let ran = rt.block_on(move || {
+                let ran = Arc::new(Mutex::new(Vec::with_capacity(n)));
+                let parked: Arc<Mutex<Vec<Option<Unparker>>>> =
+                    Arc::new(Mutex::new((0..n).map(|_| None).collect()));
+                let go = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..n)
+                    .map(|id| {
+                        let (ran, parked, go) = (ran.clone(), parked.clone(), go.clone());
+                        ivy::spawn(move || {
+                            parked.lock().unwrap()[id] = Some(ivy::park::current_unparker());
+                            while go.load(Ordering::SeqCst) == 0 {
+                                ivy::park::park();
+                            }
+                            ran.lock().unwrap().push(id);
+                        })
+                    })
+                    .collect();
+                while parked.lock().unwrap().iter().any(Option::is_none) {
+                    ivy::yield_now();
+                }
+                for _ in 0..offset {
+                    ivy::yield_now();
+                }
+                go.store(1, Ordering::SeqCst);
+                let unparkers: Vec<Unparker> = parked
+                    .lock()
+                    .unwrap()
+                    .iter_mut()
+                    .map(|u| u.take().unwrap())
+                    .collect();
+                for u in &unparkers {
+                    u.unpark();
+                }
+                for t in tasks {
+                    t.join().unwrap();
+                }
+                Arc::try_unwrap(ran).unwrap().into_inner().unwrap()
+            });
+            let mut expected = vec![n - 1];
+            expected.extend(0..n - 1);
+            assert_eq!(ran, expected, "n={n} offset={offset}");
+        }
+    }
+}

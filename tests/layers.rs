@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runtime/shared",
             "runtime/idle",
             "runtime/placement",
+            "runtime/ready_queue",
             "runtime/registry",
             "runtime/task_pool",
             "runtime/debug",

@@ -29,6 +29,7 @@ pub mod debug;
 mod handle;
 pub(crate) mod idle;
 pub(crate) mod placement;
+pub(crate) mod ready_queue;
 pub(crate) mod registry;
 pub(crate) mod shared;
 pub(crate) mod task_pool;

@@ -9,7 +9,8 @@
 //!    cross-thread hand-off. Capped at `MAX_LIFO_STREAK` consecutive uses so two
 //!    tasks waking each other cannot starve the rest.
 //! 2. `ready`: a private FIFO of *started* tasks that are runnable again (yielded,
-//!    woken on this thread, or pulled from `inbox`).
+//!    woken on this thread, or pulled from `inbox`): a flagless ring
+//!    (`ready_queue.rs`), since every switch pops it once and pushes it once.
 //! 3. `spawned`: a crossbeam-deque LIFO of *unstarted* tasks spawned here. Peers
 //!    steal from its other end.
 //! 4. `inbox`: an MPSC queue (a crossbeam `Injector` only this worker pops) of
@@ -54,7 +55,6 @@
 //! allocation (and batches the unlisting of tasks of other shards).
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,7 @@ use crate::io::reactor::{Reactor, ReactorHandle};
 use crate::runtime::debug;
 use crate::runtime::idle::SpinBudget;
 use crate::runtime::placement::Placement;
+use crate::runtime::ready_queue::ReadyQueue;
 use crate::runtime::shared::Shared;
 use crate::runtime::task_pool;
 use crate::stack::overflow;
@@ -93,7 +94,7 @@ pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     spawned: Deque<Arc<Task>>,
-    ready: RefCell<VecDeque<Arc<Task>>>,
+    ready: ReadyQueue<Arc<Task>>,
     lifo: Cell<Option<Arc<Task>>>,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
@@ -120,6 +121,9 @@ pub(crate) struct Worker {
     /// bounds, swapped with the task's own around every resume
     /// (`task::thread_state`).
     thread_slots: thread_state::Slots,
+    /// `shared.debug.slow_task`, kept here: every resume tests it, and this
+    /// is one load fewer than through `shared`.
+    slow_task: Option<Duration>,
 }
 
 /// The per-worker parts other threads may touch.
@@ -167,11 +171,12 @@ impl Worker {
         parker: Reactor,
     ) -> Worker {
         let origin = shared.origin;
+        let slow_task = shared.debug.slow_task;
         Worker {
             index,
             shared,
             spawned,
-            ready: RefCell::new(VecDeque::new()),
+            ready: ReadyQueue::new(),
             lifo: Cell::new(None),
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
@@ -186,6 +191,7 @@ impl Worker {
             placement: Placement::new(index),
             // `new` runs on the worker's own thread.
             thread_slots: thread_state::Slots::current(true),
+            slow_task,
         }
     }
 
@@ -208,10 +214,10 @@ impl Worker {
     pub(crate) fn push_woken(&self, task: Arc<Task>, lifo: bool) {
         if lifo {
             if let Some(prev) = self.lifo.replace(Some(task)) {
-                self.ready.borrow_mut().push_back(prev);
+                self.ready.push_back(prev);
             }
         } else {
-            self.ready.borrow_mut().push_back(task);
+            self.ready.push_back(task);
         }
     }
 
@@ -263,13 +269,15 @@ impl Worker {
                 return Some(t);
             }
         }
-        if self.lifo_streak.get() < MAX_LIFO_STREAK {
-            if let Some(t) = self.lifo.take() {
-                self.lifo_streak.set(self.lifo_streak.get() + 1);
+        // The slot first: when it is empty (every switch of a yielding task),
+        // the streak is not read.
+        if let Some(t) = self.lifo.take() {
+            let streak = self.lifo_streak.get();
+            if streak < MAX_LIFO_STREAK {
+                self.lifo_streak.set(streak + 1);
                 return Some(t);
             }
-        } else if let Some(t) = self.lifo.take() {
-            self.ready.borrow_mut().push_back(t);
+            self.ready.push_back(t);
         }
         self.lifo_streak.set(0);
         if tick % SPAWN_INTERVAL == 0 {
@@ -277,14 +285,14 @@ impl Worker {
                 return Some(t);
             }
         }
-        if let Some(t) = self.ready.borrow_mut().pop_front() {
+        if let Some(t) = self.ready.pop_front() {
             return Some(t);
         }
         if let Some(t) = self.pop_inbox() {
             return Some(t);
         }
         if self.poll_timers() > 0 {
-            return self.ready.borrow_mut().pop_front();
+            return self.ready.pop_front();
         }
         self.spawned.pop().or_else(|| self.pop_injector())
     }
@@ -295,10 +303,9 @@ impl Worker {
             match inbox.steal() {
                 Steal::Success(t) => {
                     // Drain a few more so one remote wake does not cost a steal each.
-                    let mut ready = self.ready.borrow_mut();
                     for _ in 0..16 {
                         match inbox.steal() {
-                            Steal::Success(u) => ready.push_back(u),
+                            Steal::Success(u) => self.ready.push_back(u),
                             Steal::Empty => break,
                             Steal::Retry => continue,
                         }
@@ -444,7 +451,7 @@ impl Worker {
     }
 
     fn push_front_ready(&self, t: Arc<Task>) {
-        self.ready.borrow_mut().push_front(t);
+        self.ready.push_front(t);
     }
 
     /// After a sleep: if a producer picked us (removing us from the sleepers), we
@@ -475,17 +482,26 @@ impl Worker {
         if slot.coroutine.is_none() && !self.start_task(&task, slot) {
             return;
         }
+        // Taken once, next to the test above (which the compiler merges it
+        // with), not again after the stores below: one test per resume.
+        let CoroSlot {
+            coroutine: coroutine_slot,
+            running: running_slot,
+            thread_state: saved_thread_state,
+            ..
+        } = &mut *slot;
+        let coroutine = coroutine_slot.as_mut().expect("coroutine present");
+        let running: *const overflow::RunningTask = running_slot.as_ref().expect("stack described");
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
         // the resume, and only its code runs meanwhile.
         unsafe { current::set_running(self.context(), &task) };
-        let running: *const overflow::RunningTask = slot.running.as_ref().expect("stack described");
         // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
         // by our `task` Arc) does not move or change while it runs; we reset it to
         // null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
         // Debug mode only: time the resume, and publish it for the watchdog.
-        let started = self.shared.debug.slow_task.map(|limit| {
+        let started = self.slow_task.map(|limit| {
             let t0 = Instant::now();
             let since = debug::nanos_since(self.shared.origin, t0);
             self.now_running().publish(&task, since);
@@ -496,14 +512,10 @@ impl Worker {
         // left it (`task::thread_state`).
         // SAFETY: the slots were made on this thread (`Worker::new`), which
         // runs this worker until it ends.
-        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
-        let result = slot
-            .coroutine
-            .as_mut()
-            .expect("coroutine present")
-            .resume(());
+        unsafe { self.thread_slots.swap(saved_thread_state) };
+        let result = coroutine.resume(());
         // SAFETY: as above.
-        unsafe { self.thread_slots.swap(&mut slot.thread_state) };
+        unsafe { self.thread_slots.swap(saved_thread_state) };
         if let Some((limit, t0)) = started {
             self.now_running().clear();
             let took = t0.elapsed();
@@ -514,33 +526,45 @@ impl Worker {
         // SAFETY: null is always valid.
         unsafe { overflow::set_running(std::ptr::null()) };
         current::clear_running(self.context());
+        // A yield and a park are tested in line; the task's end (once per task)
+        // is a call. With all four cases in one `match` the compiler dispatched
+        // through a jump table (5 instructions per switch, findings/switch.md).
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
                 task.transition_to_yielded();
-                self.ready.borrow_mut().push_back(task);
+                self.ready.push_back(task);
             }
             CoroutineResult::Yield(Suspend::Park) => {
                 if !task.transition_to_parked() {
-                    self.ready.borrow_mut().push_back(task);
+                    self.ready.push_back(task);
                 }
             }
-            CoroutineResult::Yield(Suspend::Abandon) => {
-                // Never resumed again: its stack, and whatever lives on it, is
-                // leaked, not unwound (`abandon`).
-                std::mem::forget(slot.coroutine.take());
-                slot.running = None;
-                task.body().abandon();
-                body::end(&task);
-                self.recycle(task);
-            }
-            CoroutineResult::Return(()) => {
-                // The task ended on its own stack (`body::run`): it is DONE,
-                // released and its joiner woken. Frees the stack back to this
-                // thread's pool.
-                slot.coroutine = None;
-                self.recycle(task);
-            }
+            CoroutineResult::Yield(Suspend::Abandon) => self.task_left(task, false),
+            CoroutineResult::Return(()) => self.task_left(task, true),
         }
+    }
+
+    /// After a task's last suspension: it returned (`returned`), or it was
+    /// abandoned at shutdown (`abandon`).
+    #[inline(never)]
+    fn task_left(&self, task: Arc<Task>, returned: bool) {
+        // SAFETY: as in `run_task`, which just resumed it: we own the popped
+        // task exclusively, and its coroutine has suspended for the last time.
+        let slot = unsafe { task.coro_slot() };
+        if returned {
+            // The task ended on its own stack (`body::run`): it is DONE,
+            // released and its joiner woken. Frees the stack back to this
+            // thread's pool.
+            slot.coroutine = None;
+        } else {
+            // Never resumed again: its stack, and whatever lives on it, is
+            // leaked, not unwound (`abandon`).
+            std::mem::forget(slot.coroutine.take());
+            slot.running = None;
+            task.body().abandon();
+            body::end(&task);
+        }
+        self.recycle(task);
     }
 
     /// A task's first run: give it a stack, make this worker its home, create its

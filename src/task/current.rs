@@ -82,6 +82,26 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R>
     with_task_or_thread(|task| task.map(f))
 }
 
+/// Runs `f` with the running task's header, if any: for the paths that need no
+/// `Arc` of it (a yield). One load fewer than `with_current_task`, and not a
+/// dependent one: the slot holds the header's address itself, while the `Arc`
+/// is reached through `TaskCtx::this` (a yield is three loads in a row after
+/// the thread-local read, and the profile put its stall there:
+/// benches/compare/findings/switch.md).
+#[inline(always)]
+pub(crate) fn with_current_task_header<R>(f: impl FnOnce(&Task) -> R) -> Option<R> {
+    let t = context::task() as *const Task;
+    if t.is_null() {
+        return None;
+    }
+    // SAFETY: the slot is non-null only while the worker resumes that task and
+    // holds an `Arc` of it (`set_running`), so `t` points to a live task. It
+    // stays live while `f` runs even if `f` suspends the task: `f` runs on the
+    // task's stack, whose coroutine body holds its own `Arc` of the task from
+    // its first statement to its last (`TaskCtx::this`, `task::body::run`).
+    Some(f(unsafe { &*t }))
+}
+
 /// Runs `f` with the running task, or with `None` on a plain thread (or a worker
 /// between tasks): for callers that fall back to thread state with the same `f`.
 ///
