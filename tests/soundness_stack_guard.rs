@@ -226,7 +226,10 @@ fn child_entry() {
                     assert_eq!(h.join().unwrap(), i, "round {round}");
                 }
             }
-            assert!(homes.len() >= 2, "one worker started every holder: {homes:?}");
+            assert!(
+                homes.len() >= 2,
+                "one worker started every holder: {homes:?}"
+            );
         }
         // A task refused at its first run never runs, but its closure is still
         // dropped, and that drop may block: it must not block the worker. The
