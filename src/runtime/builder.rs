@@ -243,11 +243,16 @@ impl Builder {
             threads: Vec::with_capacity(workers),
             watchdog: debug::Watchdog::start(&shared, format!("{prefix}-watchdog"))?,
         };
+        // Oldest-first spawns are where in-order joins ping-pong (worker.rs,
+        // `behind_spawned`).
+        let defer_ended_wakes = self.fifo_spawns;
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("{prefix}-{index}"))
-                .spawn(move || Worker::new(index, shared, deque, parker).run())?;
+                .spawn(move || {
+                    Worker::new(index, shared, deque, parker, defer_ended_wakes).run()
+                })?;
             rt.threads.push(thread);
         }
         Ok(rt)

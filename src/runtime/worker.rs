@@ -31,8 +31,12 @@
 //! The bound keeps the joiner's latency that of a queue of that many tasks; a
 //! second such task while one waits keeps the LIFO slot (one waits at a time).
 //! Tokio and Go run the joiner next (LIFO slot / `runnext`) and pay the
-//! ping-pong; with newest-first spawns (Rust's default) the joined task ends
-//! after its younger siblings, so the rule rarely applies there.
+//! ping-pong. Only with oldest-first spawns (`Builder::fifo_spawns`): with
+//! newest-first ones (Rust's default) the task joined first ends after its
+//! younger siblings, so there is no ping-pong to save, and where the rule
+//! fired there (skynet: a node woken by its last child while its own siblings
+//! wait unstarted) it only delayed a task with nothing left to join, +37
+//! instructions per task (findings/joinorder.md).
 //!
 //! Every `FAIRNESS_INTERVAL` ticks the worker looks at `inbox`, the injector and
 //! its timers first, so neither remote wake-ups nor timers starve behind a busy
@@ -123,6 +127,8 @@ pub(crate) struct Worker {
     /// of `spawned` to start first (module comment), and the tick it came in.
     behind_spawned: Cell<Option<Arc<Task>>>,
     behind_spawned_since: Cell<u32>,
+    /// Whether the rule above applies: with oldest-first spawns only.
+    defer_ended_wakes: bool,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
     parker: RefCell<Reactor>,
@@ -196,6 +202,7 @@ impl Worker {
         shared: Arc<Shared>,
         spawned: Deque<Arc<Task>>,
         parker: Reactor,
+        defer_ended_wakes: bool,
     ) -> Worker {
         let origin = shared.origin;
         let slow_task = shared.debug.slow_task;
@@ -207,6 +214,7 @@ impl Worker {
             lifo: Cell::new(None),
             behind_spawned: Cell::new(None),
             behind_spawned_since: Cell::new(0),
+            defer_ended_wakes,
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
             // `new` runs on the worker's own thread.
@@ -353,16 +361,22 @@ impl Worker {
     /// slot, goes behind this worker's unstarted tasks if there are any (module
     /// comment: a joiner then finds them done instead of parking on each).
     fn defer_wake_of_ended(&self) {
+        if !self.defer_ended_wakes {
+            return;
+        }
+        // Most ending tasks woke nobody here: one test.
+        let Some(woken) = self.lifo.take() else {
+            return;
+        };
         let waiting = self.behind_spawned.take();
         if waiting.is_some() || self.spawned.is_empty() {
             // One waits at a time; a second keeps the LIFO slot.
             self.behind_spawned.set(waiting);
+            self.lifo.set(Some(woken));
             return;
         }
-        if let Some(t) = self.lifo.take() {
-            self.behind_spawned.set(Some(t));
-            self.behind_spawned_since.set(self.tick.get());
-        }
+        self.behind_spawned.set(Some(woken));
+        self.behind_spawned_since.set(self.tick.get());
     }
 
     fn pop_inbox(&self) -> Option<Arc<Task>> {
