@@ -346,8 +346,8 @@ impl Worker {
     }
 
     /// The task waiting behind the unstarted ones, if it waited its
-    /// `MAX_BEHIND_SPAWNED` ticks. Off the switch path: every
-    /// `SPAWN_INTERVAL` ticks only.
+    /// `MAX_BEHIND_SPAWNED` ticks. Off the switch path: at the
+    /// `SPAWN_INTERVAL` and `FAIRNESS_INTERVAL` ticks only.
     fn behind_spawned_if_due(&self, tick: u32) -> Option<Arc<Task>> {
         let t = self.behind_spawned.take()?;
         if tick.wrapping_sub(self.behind_spawned_since.get()) >= MAX_BEHIND_SPAWNED {
