@@ -17,6 +17,27 @@
 //!    started tasks woken from other threads, and the runtime-wide `injector` of
 //!    unstarted tasks spawned from outside the runtime.
 //!
+//! A task woken by a task that then *ended* in the same run (a joiner woken by
+//! the end of the task it joins) does not keep the LIFO slot while tasks wait
+//! unstarted in `spawned`: it waits behind them (`behind_spawned`), for at most
+//! `MAX_BEHIND_SPAWNED` ticks. Why: a program that spawns n tasks and joins them
+//! in spawn order (`fifo_spawns`, the Python binding's `create_task`s then
+//! `join`s, a fan-out that gathers) would otherwise resume the joiner after each
+//! task, find the next one unstarted and park again: one park and resume per
+//! task. Behind the unstarted ones, it finds up to `MAX_BEHIND_SPAWNED` of them
+//! done and joins them without parking (asyncio's single FIFO gives the same
+//! order). The slot's reason to exist, a hand-off to a task that continues the
+//! waker's work while the waker blocks, does not hold for a waker that ended.
+//! The bound keeps the joiner's latency that of a queue of that many tasks; a
+//! second such task while one waits keeps the LIFO slot (one waits at a time).
+//! Tokio and Go run the joiner next (LIFO slot / `runnext`) and pay the
+//! ping-pong. Only with oldest-first spawns (`Builder::fifo_spawns`): with
+//! newest-first ones (Rust's default) the task joined first ends after its
+//! younger siblings, so there is no ping-pong to save, and where the rule
+//! fired there (skynet: a node woken by its last child while its own siblings
+//! wait unstarted) it only delayed a task with nothing left to join, +37
+//! instructions per task (findings/joinorder.md).
+//!
 //! Every `FAIRNESS_INTERVAL` ticks the worker looks at `inbox`, the injector and
 //! its timers first, so neither remote wake-ups nor timers starve behind a busy
 //! local queue; a yielding task goes to the back of `ready`, and `spawned` gets a
@@ -84,6 +105,12 @@ const MAX_LIFO_STREAK: u32 = 3;
 pub(crate) const UNLIST_BATCH: usize = 32;
 /// Every this many ticks a spawned task runs before the ready queue.
 const SPAWN_INTERVAL: u32 = 8;
+/// Ticks a task woken by an ending task waits behind unstarted tasks at least
+/// before it runs anyway (`behind_spawned`; at the first `SPAWN_INTERVAL` tick
+/// that falls through the LIFO slot past it, or the first `FAIRNESS_INTERVAL`
+/// tick, whichever comes first).
+/// Each deferral saves the joiner up to this many parks (one per task).
+pub(crate) const MAX_BEHIND_SPAWNED: u32 = 64;
 /// `spin_loop` hints between two looks at the queues while searching.
 const SEARCH_PAUSES: u32 = 16;
 
@@ -96,6 +123,12 @@ pub(crate) struct Worker {
     spawned: Deque<Arc<Task>>,
     ready: ReadyQueue<Arc<Task>>,
     lifo: Cell<Option<Arc<Task>>>,
+    /// A task woken by a task that then ended, waiting for the unstarted tasks
+    /// of `spawned` to start first (module comment), and the tick it came in.
+    behind_spawned: Cell<Option<Arc<Task>>>,
+    behind_spawned_since: Cell<u32>,
+    /// Whether the rule above applies: with oldest-first spawns only.
+    defer_ended_wakes: bool,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
     parker: RefCell<Reactor>,
@@ -169,6 +202,7 @@ impl Worker {
         shared: Arc<Shared>,
         spawned: Deque<Arc<Task>>,
         parker: Reactor,
+        defer_ended_wakes: bool,
     ) -> Worker {
         let origin = shared.origin;
         let slow_task = shared.debug.slow_task;
@@ -178,6 +212,9 @@ impl Worker {
             spawned,
             ready: ReadyQueue::new(),
             lifo: Cell::new(None),
+            behind_spawned: Cell::new(None),
+            behind_spawned_since: Cell::new(0),
+            defer_ended_wakes,
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
             // `new` runs on the worker's own thread.
@@ -265,6 +302,11 @@ impl Worker {
             // I/O hook: a busy worker still collects socket readiness (a zero-timeout
             // poll, skipped when no fd is registered here); see io/reactor.rs.
             let _ = self.parker.borrow_mut().poll_io();
+            // Also here, ahead of the LIFO slot: whatever the slot's streaks,
+            // the task behind the unstarted ones waits a bounded time.
+            if let Some(t) = self.behind_spawned_if_due(tick) {
+                return Some(t);
+            }
             if let Some(t) = self.pop_inbox().or_else(|| self.pop_injector()) {
                 return Some(t);
             }
@@ -281,6 +323,9 @@ impl Worker {
         }
         self.lifo_streak.set(0);
         if tick % SPAWN_INTERVAL == 0 {
+            if let Some(t) = self.behind_spawned_if_due(tick) {
+                return Some(t);
+            }
             if let Some(t) = self.spawned.pop() {
                 return Some(t);
             }
@@ -294,7 +339,44 @@ impl Worker {
         if self.poll_timers() > 0 {
             return self.ready.pop_front();
         }
-        self.spawned.pop().or_else(|| self.pop_injector())
+        self.spawned
+            .pop()
+            .or_else(|| self.behind_spawned.take())
+            .or_else(|| self.pop_injector())
+    }
+
+    /// The task waiting behind the unstarted ones, if it waited its
+    /// `MAX_BEHIND_SPAWNED` ticks. Off the switch path: at the
+    /// `SPAWN_INTERVAL` and `FAIRNESS_INTERVAL` ticks only.
+    fn behind_spawned_if_due(&self, tick: u32) -> Option<Arc<Task>> {
+        let t = self.behind_spawned.take()?;
+        if tick.wrapping_sub(self.behind_spawned_since.get()) >= MAX_BEHIND_SPAWNED {
+            return Some(t);
+        }
+        self.behind_spawned.set(Some(t));
+        None
+    }
+
+    /// The running task just ended. The task it woke last, still in the LIFO
+    /// slot, goes behind this worker's unstarted tasks if there are any (module
+    /// comment: a joiner then finds them done instead of parking on each).
+    fn defer_wake_of_ended(&self) {
+        if !self.defer_ended_wakes {
+            return;
+        }
+        // Most ending tasks woke nobody here: one test.
+        let Some(woken) = self.lifo.take() else {
+            return;
+        };
+        let waiting = self.behind_spawned.take();
+        if waiting.is_some() || self.spawned.is_empty() {
+            // One waits at a time; a second keeps the LIFO slot.
+            self.behind_spawned.set(waiting);
+            self.lifo.set(Some(woken));
+            return;
+        }
+        self.behind_spawned.set(Some(woken));
+        self.behind_spawned_since.set(self.tick.get());
     }
 
     fn pop_inbox(&self) -> Option<Arc<Task>> {
@@ -556,6 +638,7 @@ impl Worker {
             // released and its joiner woken. Frees the stack back to this
             // thread's pool.
             slot.coroutine = None;
+            self.defer_wake_of_ended();
         } else {
             // Never resumed again: its stack, and whatever lives on it, is
             // leaked, not unwound (`abandon`).

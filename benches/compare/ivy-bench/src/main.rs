@@ -76,9 +76,12 @@ fn main() {
     bc::main("ivy", WORKLOADS);
 }
 
+/// `IVY_BENCH_FIFO_SPAWNS=1`: spawned tasks start oldest first, as in the
+/// Python binding (the spawn-all-then-join-all probe, findings/joinorder.md).
 fn runtime(workers: usize) -> Result<ivy::Runtime, String> {
     ivy::Builder::new()
         .workers(workers)
+        .fifo_spawns(std::env::var_os("IVY_BENCH_FIFO_SPAWNS").is_some())
         .build()
         .map_err(|e| format!("ivy::Builder::build: {e}"))
 }
