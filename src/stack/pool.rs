@@ -145,50 +145,59 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
     if let Some(slot) = cache_pop(GUARDED, class) {
         return Ok(slot);
     }
-    let addrs = {
-        let mut shared = lock(class);
-        if let Some(slot) = shared.pop(GUARDED, class) {
+    let mut shared = lock(class);
+    if let Some(slot) = shared.pop(GUARDED, class) {
+        return Ok(slot);
+    }
+    // Every guarded source is dry: an unguarded slot, if it will do.
+    if unguarded_ok {
+        if let Some(slot) = cache_pop(UNGUARDED, class) {
             return Ok(slot);
         }
-        // Every guarded source is dry: an unguarded slot, if it will do.
-        if unguarded_ok {
-            if let Some(slot) = cache_pop(UNGUARDED, class) {
-                return Ok(slot);
-            }
-            if let Some(slot) = shared.pop(UNGUARDED, class) {
-                return Ok(slot);
-            }
+        if let Some(slot) = shared.pop(UNGUARDED, class) {
+            return Ok(slot);
         }
-        // Carve a batch, so that guards go in with one syscall for many stacks;
-        // the rest of the batch waits in this thread's cache. Without a guard
-        // budget left, carve nothing for a caller that needs one (repeated refused
-        // spawns must not eat address space).
-        let mut n = CARVE_BATCH.min(cache_cap(class)).max(1);
-        if !unguarded_ok {
-            n = n.min(guard::guards_left());
-            if n == 0 {
-                return Err(guard::exhausted());
-            }
+    }
+    // Carve a batch, so that guards go in with one syscall for many stacks;
+    // the rest of the batch waits in this thread's cache. Without a guard
+    // budget left, carve nothing for a caller that needs one (repeated refused
+    // spawns must not eat address space).
+    let mut n = CARVE_BATCH.min(cache_cap(class)).max(1);
+    if !unguarded_ok {
+        n = n.min(guard::guards_left());
+        if n == 0 {
+            return Err(guard::exhausted());
         }
-        let mut addrs = Vec::with_capacity(n);
-        for _ in 0..n {
-            match shared.carve(class) {
-                Ok(a) => addrs.push(a),
-                Err(e) if addrs.is_empty() => return Err(e),
-                Err(_) => break,
-            }
+    }
+    let mut addrs = Vec::with_capacity(n);
+    for _ in 0..n {
+        match shared.carve(class) {
+            Ok(a) => addrs.push(a),
+            Err(e) if addrs.is_empty() => return Err(e),
+            Err(_) => break,
         }
-        addrs
+    }
+    // With unlimited guards, outside the lock: a syscall, and workers starting up
+    // all carve at once. Under a guard budget, inside it, until the spare slots are
+    // on the shared list: a worker that then finds the budget spent finds them
+    // there, not in flight (regression: with 2 workers and a budget of 8, one
+    // worker was refused while the other was still guarding the 7 spares of its
+    // batch; soundness_stack_guard.rs `guarded_slots_carved_by_one_worker_...`).
+    let held = if shares_guarded() {
+        Some(shared)
+    } else {
+        drop(shared);
+        None
     };
-    // Outside the lock: a syscall, and workers starting up all carve at once. Should it fail
-    // (ENOMEM), the slots are never handed out; leaking their address space is harmless.
+    // Should it fail (ENOMEM), the slots are never handed out; leaking their
+    // address space is harmless.
     let guarded = guard::install_many(&addrs, guard_size())?;
     let mut slots: Vec<Slot> = addrs
         .into_iter()
         .zip(guarded)
         .map(|(addr, guarded)| Slot { addr, guarded })
         .collect();
-    // Another thread may have spent the last of the budget meanwhile.
+    // Another class may have spent the last of the budget meanwhile.
     let first = slots
         .iter()
         .position(|s| s.guarded || unguarded_ok)
@@ -197,20 +206,19 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         count_free_guarded(class, slot, 1);
     }
     if !slots.is_empty() {
-        let kept = if shares_guarded() {
-            Err(())
-        } else {
-            CACHE
+        let kept = match held {
+            Some(_) => Err(()),
+            None => CACHE
                 .try_with(|cache| {
                     let mut cache = cache.borrow_mut();
                     for slot in &slots {
                         cache.0[slot.kind()][class].push(*slot);
                     }
                 })
-                .map_err(|_| ())
+                .map_err(|_| ()),
         };
         if kept.is_err() {
-            let mut shared = lock(class);
+            let mut shared = held.unwrap_or_else(|| lock(class));
             for slot in &slots {
                 shared.lists[slot.kind()].free.push(*slot);
             }
