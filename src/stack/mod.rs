@@ -16,6 +16,15 @@
 //! `MIN_STACK_SIZE` to `MAX_STACK_SIZE`, one slab chain and free list per size class: a request
 //! gets less than twice what it asked for, and the surplus is address space, not memory.
 //!
+//! A top reserve (`Builder::stack_top_reserve`, for bindings): a task may have the top bytes of
+//! its slot set aside above its entry frames, `[base, usable_hi)`, for the code it runs to use as
+//! memory of its own (the Python binding puts its data-stack root chunk there). Why on the stack
+//! and above the frames: the reserve's low end and the task's first frames then share the top page,
+//! so a parked task that uses a little of both costs one page, where a chunk allocated by the
+//! task's frames themselves sat a chunk's length below them and cost a second page. The reserve
+//! comes on top of the requested size (the task still gets at least `size` bytes for its frames),
+//! lives and dies with the slot, and is reused zero-or-garbage like the rest of a warm stack.
+//!
 //! Invariant: a slot handed out as a `TaskStack` is used by nothing else until the `TaskStack` is
 //! dropped, and a slot's guard, once installed, stays for the life of the process: slabs are
 //! never unmapped, and freeing a stack at most discards its pages (`pool.rs`).
@@ -69,27 +78,45 @@ impl TaskStack {
     /// two of at least `MIN_STACK_SIZE` and one page. A stack reused from this thread's cache is
     /// warm (its pages are already faulted in) and holds the previous task's garbage.
     pub(crate) fn allocate(size: usize) -> io::Result<TaskStack> {
-        TaskStack::allocate_for(size, false)
+        TaskStack::allocate_for(size, 0, false)
     }
 
-    /// `allocate`, but a stack without a guard page will do if `unguarded_ok` and no guarded
-    /// one can be had (`Builder::unguarded_stacks`; see `guard.rs`).
-    pub(crate) fn allocate_for(size: usize, unguarded_ok: bool) -> io::Result<TaskStack> {
-        let class = checked_class(size)?;
+    /// `allocate`, with `top_reserve` bytes (rounded up to `RESERVE_ALIGN`) set aside at the top,
+    /// above the frames, on top of `size` (module comment); and a stack without a guard page will
+    /// do if `unguarded_ok` and no guarded one can be had (`Builder::unguarded_stacks`; see
+    /// `guard.rs`).
+    pub(crate) fn allocate_for(
+        size: usize,
+        top_reserve: usize,
+        unguarded_ok: bool,
+    ) -> io::Result<TaskStack> {
+        let class = checked_class(with_top_reserve(size, top_reserve))?;
         let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
         Ok(TaskStack {
             slot,
             class,
-            base: usable_hi,
+            base: usable_hi - round_reserve(top_reserve),
             valgrind_id,
         })
     }
 
-    /// Usable bytes: the rounded-up size, which is at least what was asked for.
+    /// Usable bytes, top reserve included: the rounded-up size, which is at least what was asked
+    /// for plus the reserve.
     pub(crate) fn size(&self) -> usize {
         class_size(self.class)
+    }
+
+    /// The `[lo, hi)` address range of the whole usable stack, top reserve included.
+    pub(crate) fn usable(&self) -> (usize, usize) {
+        let hi = self.slot.addr + guard_size() + self.size();
+        (hi - self.size(), hi)
+    }
+
+    /// The `[lo, hi)` address range of the top reserve; empty (`lo == hi`) without one.
+    pub(crate) fn top_reserve(&self) -> (usize, usize) {
+        (self.base, self.usable().1)
     }
 
     /// The `[lo, hi)` address range of the guard below the stack, or `(0, 0)` if it has none.
@@ -142,6 +169,24 @@ pub(crate) fn check_available(size: usize, unguarded_ok: bool) -> io::Result<()>
 }
 
 pub(crate) use guard::env_config as guard_env_config;
+
+/// Alignment of a top reserve's size, hence of the stack base below it: the ABI's stack alignment,
+/// and enough for any object a binding places at the reserve's start.
+pub(crate) const RESERVE_ALIGN: usize = 16;
+
+/// Largest top reserve (`Builder::stack_top_reserve` refuses more): the reserve is for a binding's
+/// few KiB of per-task state, not a second stack.
+pub(crate) const MAX_TOP_RESERVE: usize = 1 << 20;
+
+fn round_reserve(bytes: usize) -> usize {
+    bytes.next_multiple_of(RESERVE_ALIGN)
+}
+
+/// The bytes a task with `size` bytes of stack and a top reserve of `top_reserve` needs in all:
+/// what `check_available` is asked about. Saturates, so that an absurd sum is refused as too big.
+pub(crate) fn with_top_reserve(size: usize, top_reserve: usize) -> usize {
+    size.saturating_add(round_reserve(top_reserve.min(MAX_TOP_RESERVE)))
+}
 
 fn checked_class(size: usize) -> io::Result<usize> {
     class_of(size).ok_or_else(|| {

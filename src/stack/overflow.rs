@@ -80,6 +80,11 @@ pub(crate) struct RunningTask {
     pub guard_hi: usize,
     /// Usable bytes of the task's stack.
     pub stack_size: usize,
+    /// The `[lo, hi)` range of the stack's top reserve (`TaskStack::top_reserve`), and the lowest
+    /// usable address: what `task::stack_top_reserve` reads.
+    pub reserve_lo: usize,
+    pub reserve_hi: usize,
+    pub usable_lo: usize,
     pub id: u64,
     /// The task's name, `name_len` bytes, not necessarily UTF-8; null if it has none.
     pub name_ptr: *const u8,
@@ -94,10 +99,14 @@ impl RunningTask {
     pub(crate) fn new(stack: &TaskStack, id: u64, name: Option<&str>) -> RunningTask {
         let (guard_lo, guard_hi) = stack.guard();
         let (name_ptr, name_len) = name.map_or((ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+        let (reserve_lo, reserve_hi) = stack.top_reserve();
         RunningTask {
             guard_lo,
             guard_hi,
             stack_size: stack.size(),
+            reserve_lo,
+            reserve_hi,
+            usable_lo: stack.usable().0,
             id,
             name_ptr,
             name_len,

@@ -137,10 +137,10 @@ impl Default for Saved {
 impl Saved {
     /// The state a new task or generator body starts with, on `stack`.
     pub(crate) fn for_stack(stack: &TaskStack) -> Saved {
-        let top = corosensei::stack::Stack::base(stack).get();
+        let (bottom, top) = stack.usable();
         Saved {
-            stack_bottom: top - stack.size(),
-            stack_size: stack.size(),
+            stack_bottom: bottom,
+            stack_size: top - bottom,
             ..Saved::default()
         }
     }
