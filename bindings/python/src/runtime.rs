@@ -62,6 +62,20 @@ pub fn stack_for_recursion_limit() -> usize {
         .saturating_mul(STACK_PER_LEVEL)
 }
 
+/// Bytes of a task's stack set aside at its top for its data stack's root
+/// chunk (swap.rs); none on interpreters without the per-task state swap.
+#[cfg(ivyrt_swap)]
+pub const STACK_TOP_RESERVE: usize = crate::swap::STACK_TOP_RESERVE;
+#[cfg(not(ivyrt_swap))]
+pub const STACK_TOP_RESERVE: usize = 0;
+
+/// ivy's stack size (the task's frames, below the top reserve) for a Python
+/// `stack_size`, which counts the whole stack, root chunk included: so that a
+/// Python task's stack is what it asked for, not a power of two more.
+pub fn ivy_stack_size(python_stack: usize) -> usize {
+    python_stack.saturating_sub(STACK_TOP_RESERVE).max(16 << 10)
+}
+
 /// The default stack of a Python task: `DEFAULT_STACK`, or more when the
 /// recursion limit asks for more.
 pub fn default_stack_size() -> usize {
@@ -105,7 +119,8 @@ pub fn run(
     };
     let mut builder = ivy::Builder::new()
         .workers(workers)
-        .stack_size(stack)
+        .stack_size(ivy_stack_size(stack))
+        .stack_top_reserve(STACK_TOP_RESERVE)
         .thread_name("ivyrt")
         .fifo_spawns(true)
         .hook_park_guard(tstate::hook_park_guard);

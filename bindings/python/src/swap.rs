@@ -67,6 +67,7 @@ extern "C" {
     fn ivyrt_pystate_clean(s: *mut SavedState, ts: *mut ffi::PyThreadState);
     fn ivyrt_pystate_discard(s: *mut SavedState);
     fn ivyrt_chunk_new() -> *mut Chunk;
+    fn ivyrt_chunk_at(mem: *mut c_void, size: usize) -> *mut Chunk;
     fn ivyrt_with_stack_chunk(
         body: extern "C" fn(arg: *mut c_void, chunk: *mut Chunk),
         arg: *mut c_void,
@@ -117,10 +118,34 @@ pub fn layout_ok(interp: *mut ffi::PyInterpreterState) -> bool {
 /// chunk on it (`with_root_chunk`).
 const ROOT_CHUNK_ON_STACK_MIN: usize = 256 << 10;
 
+/// Bytes set aside at the top of every task's ivy stack for its root chunk
+/// (`ivy::Builder::stack_top_reserve`), all of it the chunk. A data stack
+/// grows up from its chunk's start and the C frames grow down from just below
+/// it, so the chunk's start is where the two meet: 16 KiB (CPython's own
+/// chunk size) plus `ROOT_CHUNK_SPLIT`, which puts that meeting point
+/// `PAGE - ROOT_CHUNK_SPLIT` bytes above the bottom of a page (the stack's top
+/// is page-aligned). A parked task whose C frames (ivy's entry, the binding's,
+/// the eval loop's, the park) fit below it and whose first Python frames fit
+/// above it then touches one stack page, not two (findings/pystack.md
+/// measures both sides and the split).
+pub const ROOT_CHUNK_SPLIT: usize = 384;
+pub const STACK_TOP_RESERVE: usize = (16 << 10) + ROOT_CHUNK_SPLIT;
+
 /// Runs `f` with a root chunk for a task's data stack, and frees it after:
-/// on the task's own stack if it has room (`stack_size` bytes), else from
-/// malloc. Returns `false`, without running `f`, if out of memory.
+/// in the task's stack top reserve (`STACK_TOP_RESERVE`), or else on the
+/// task's own stack if it has room (`stack_size` bytes), else from malloc.
+/// Returns `false`, without running `f`, if out of memory.
 pub fn with_root_chunk<F: FnOnce(*mut Chunk)>(stack_size: usize, f: F) -> bool {
+    if let Some((mem, len)) = ivy::task::stack_top_reserve() {
+        if len >= STACK_TOP_RESERVE {
+            // SAFETY: the reserve is this task's memory until it ends, 16-aligned,
+            // `len` bytes, and nothing else uses it (ivyrt's runtimes are the
+            // only ones that set one, and this is their tasks' one user of it).
+            let chunk = unsafe { ivyrt_chunk_at(mem.as_ptr().cast(), STACK_TOP_RESERVE) };
+            f(chunk);
+            return true; // freed with the stack
+        }
+    }
     if stack_size >= ROOT_CHUNK_ON_STACK_MIN {
         let mut f = Some(f);
         extern "C" fn body<G: FnOnce(*mut Chunk)>(arg: *mut c_void, chunk: *mut Chunk) {
