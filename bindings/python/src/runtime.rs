@@ -28,7 +28,10 @@
 //!   `sys.getrecursionlimit()` asks for more (`STACK_PER_LEVEL` bytes a
 //!   level, measured on C-recursive code like nested `repr`), so a runaway
 //!   recursion is a `RecursionError`, not an overflow of the guard page. Only
-//!   touched pages use memory. An explicit `stack_size=` is honoured as given:
+//!   touched pages use memory. An explicit `stack_size=` is honoured as given,
+//!   and counts the whole stack: ivy's stack size below the top reserve that
+//!   holds the root data chunk (`ivy_stack_size`), so that a Python size is
+//!   not rounded up to the next power of two by the reserve added on top:
 //!   ivy's guard page then ends the process with a stack-overflow report if
 //!   the recursion limit allows more than it holds.
 

@@ -15,11 +15,18 @@
 //!   and those run on the idle state, whose frames and data stack chunk stay
 //!   its own.
 //! - **A task's frames stay in its own data stack chunks.** Each task starts
-//!   with a root chunk from `malloc` (`ivyrt_chunk_new`): CPython never frees
-//!   a root chunk (it skips its first slot), so ivyrt owns it and frees it at
-//!   the task's end. malloc recycles them without the `mmap`/`munmap` pair a
-//!   fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`), which
-//!   was a quarter of the 10k-sleeps profile.
+//!   with a root chunk of its own: CPython never frees a root chunk (it skips
+//!   its first slot), so ivyrt owns it, and no task pays the `mmap`/`munmap`
+//!   pair a fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`,
+//!   a quarter of the 10k-sleeps profile once). The chunk is the task's ivy
+//!   stack top reserve (`ivy::Builder::stack_top_reserve`), above the task's
+//!   first C frame: the data stack grows up from the chunk's start and the C
+//!   frames grow down from just below it, so the two meet in one page, placed
+//!   (`ROOT_CHUNK_SPLIT`) where a parked task's C frames and first Python
+//!   frames both fit: one resident stack page per parked task, where a chunk
+//!   allocated by the task's own frames (16 KiB below the top) cost two. It
+//!   is freed with the stack. Fallbacks, for a stack without the reserve: on
+//!   the stack in the task's frame if it is big, else from `malloc`.
 //! - `Slots::current` names the slot of the task whose state is loaded, or
 //!   null when the idle state is: a park saves into it; a resume captured it
 //!   before detaching (on its own stack) and puts it back. Code running on
