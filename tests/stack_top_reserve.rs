@@ -101,18 +101,20 @@ fn none_without_a_reserve_of_the_callers() {
 
 #[test]
 fn oversized_reserves_are_refused() {
-    let err = Runtime::builder()
+    let Err(err) = Runtime::builder()
         .workers(1)
         .stack_top_reserve((1 << 20) + 1)
         .build()
-        .err()
-        .expect("more than 1 MiB is refused");
+    else {
+        panic!("more than 1 MiB is refused");
+    };
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     let rt = runtime(RESERVE);
-    let err = ivy::task::Builder::new()
+    let Err(err) = ivy::task::Builder::new()
         .stack_size(1 << 30)
         .spawn_on(&rt.handle(), || ())
-        .err()
-        .expect("the stack size plus the reserve is above the maximum");
+    else {
+        panic!("the stack size plus the reserve is above the maximum");
+    };
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }

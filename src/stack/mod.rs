@@ -261,6 +261,28 @@ mod tests {
         assert_eq!(class_of(MAX_STACK_SIZE), Some(NUM_CLASSES - 1));
     }
 
+    /// The top reserve: the stack's top `reserve` bytes (rounded up to 16) above the base, added
+    /// to the requested size (a 64 KiB request with a reserve takes the 128 KiB class), empty
+    /// without one.
+    #[test]
+    fn top_reserve_layout() {
+        let plain = TaskStack::allocate_for(64 << 10, 0, false).unwrap();
+        let (lo, hi) = plain.usable();
+        assert_eq!(plain.top_reserve(), (hi, hi));
+        assert_eq!(Stack::base(&plain).get(), hi);
+        assert_eq!(hi - lo, 64 << 10);
+        let reserved = TaskStack::allocate_for(64 << 10, 1000, false).unwrap();
+        let (lo, hi) = reserved.usable();
+        assert_eq!(hi - lo, 128 << 10);
+        assert_eq!(hi % page_size(), 0);
+        assert_eq!(reserved.top_reserve(), (hi - 1008, hi));
+        assert_eq!(Stack::base(&reserved).get(), hi - 1008);
+        assert_eq!(Stack::base(&reserved).get() % 16, 0);
+        assert_eq!(with_top_reserve(64 << 10, 1000), (64 << 10) + 1008);
+        assert_eq!(with_top_reserve(usize::MAX, 16), usize::MAX);
+        assert!(TaskStack::allocate_for(MAX_STACK_SIZE, 16, false).is_err());
+    }
+
     #[test]
     fn layout() {
         let stack = TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap();
@@ -416,7 +438,7 @@ mod tests {
         // With mprotect guards (IVY_STACK_GUARD=mprotect) this many fit only unguarded.
         let unguarded_ok = guard_mode() != GuardMode::MadviseGuard;
         let stacks: Vec<_> = (0..N)
-            .map(|_| TaskStack::allocate_for(DEFAULT_STACK_SIZE, unguarded_ok).unwrap())
+            .map(|_| TaskStack::allocate_for(DEFAULT_STACK_SIZE, 0, unguarded_ok).unwrap())
             .collect();
         for stack in &stacks {
             // SAFETY: the top byte of a stack we own.
