@@ -181,7 +181,8 @@ impl Builder {
                 self.stack_top_reserve
             )));
         }
-        if crate::stack::with_top_reserve(stack_size, self.stack_top_reserve) > MAX_STACK_SIZE {
+        let reserve = crate::stack::round_reserve(self.stack_top_reserve);
+        if crate::stack::with_top_reserve(stack_size, reserve) > MAX_STACK_SIZE {
             return Err(invalid(format!(
                 "ivy: a stack size plus its top reserve must be at most {MAX_STACK_SIZE} bytes"
             )));
@@ -261,7 +262,7 @@ impl Builder {
             debug: debug_config,
             task_pool: Default::default(),
             unguarded_stacks,
-            stack_top_reserve: self.stack_top_reserve,
+            stack_top_reserve: crate::stack::round_reserve(self.stack_top_reserve),
             hook_park_guard: self.hook_park_guard,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),

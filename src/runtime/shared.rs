@@ -48,7 +48,8 @@ pub(crate) struct Shared {
     pub(crate) task_pool: task_pool::SharedPool,
     /// Tasks may run on stacks without a guard page (`Builder::unguarded_stacks`).
     pub(crate) unguarded_stacks: bool,
-    /// Bytes set aside at the top of every task's stack (`Builder::stack_top_reserve`).
+    /// Bytes set aside at the top of every task's stack (`Builder::stack_top_reserve`), rounded
+    /// (`stack::round_reserve`).
     pub(crate) stack_top_reserve: usize,
     /// Wraps the parks of hooked libc calls (`Builder::hook_park_guard`).
     pub(crate) hook_park_guard: Option<HookParkGuard>,
@@ -170,5 +171,9 @@ impl Schedule for Shared {
 
     fn is_closing(&self) -> bool {
         Shared::is_closing(self)
+    }
+
+    fn stack_top_reserve(&self) -> usize {
+        self.stack_top_reserve
     }
 }

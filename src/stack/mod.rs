@@ -81,23 +81,24 @@ impl TaskStack {
         TaskStack::allocate_for(size, 0, false)
     }
 
-    /// `allocate`, with `top_reserve` bytes (rounded up to `RESERVE_ALIGN`) set aside at the top,
-    /// above the frames, on top of `size` (module comment); and a stack without a guard page will
-    /// do if `unguarded_ok` and no guarded one can be had (`Builder::unguarded_stacks`; see
-    /// `guard.rs`).
+    /// `allocate`, with `top_reserve` bytes (a multiple of `RESERVE_ALIGN`: `round_reserve`) set
+    /// aside at the top, above the frames, on top of `size` (module comment); and a stack without
+    /// a guard page will do if `unguarded_ok` and no guarded one can be had
+    /// (`Builder::unguarded_stacks`; see `guard.rs`).
     pub(crate) fn allocate_for(
         size: usize,
         top_reserve: usize,
         unguarded_ok: bool,
     ) -> io::Result<TaskStack> {
-        let class = checked_class(with_top_reserve(size, top_reserve))?;
+        debug_assert_eq!(top_reserve % RESERVE_ALIGN, 0);
+        let class = checked_class(size.saturating_add(top_reserve))?;
         let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
         Ok(TaskStack {
             slot,
             class,
-            base: usable_hi - round_reserve(top_reserve),
+            base: usable_hi - top_reserve,
             valgrind_id,
         })
     }
@@ -109,16 +110,30 @@ impl TaskStack {
     }
 
     /// The `[lo, hi)` address range of the whole usable stack, top reserve included.
+    #[inline]
     pub(crate) fn usable(&self) -> (usize, usize) {
-        let hi = self.slot.addr + guard_size() + self.size();
-        (hi - self.size(), hi)
+        let lo = self.slot.addr + guard_size();
+        (lo, lo + self.size())
     }
 
-    /// The `[lo, hi)` address range of the top reserve; empty (`lo == hi`) without one.
+    /// The start of the guard below the stack (its end is `usable().0`), or 0 if it has none.
+    #[inline]
+    pub(crate) fn guard_lo(&self) -> usize {
+        if self.slot.guarded {
+            self.slot.addr
+        } else {
+            0
+        }
+    }
+
+    /// The `[lo, hi)` address range of the top reserve; empty (`lo == hi`) without one. (The
+    /// running task finds its own from `overflow::RunningTask`: `task::stack_top_reserve`.)
+    #[cfg(test)]
     pub(crate) fn top_reserve(&self) -> (usize, usize) {
         (self.base, self.usable().1)
     }
 
+    #[cfg(test)]
     /// The `[lo, hi)` address range of the guard below the stack, or `(0, 0)` if it has none.
     pub(crate) fn guard(&self) -> (usize, usize) {
         if self.slot.guarded {
@@ -178,14 +193,17 @@ pub(crate) const RESERVE_ALIGN: usize = 16;
 /// few KiB of per-task state, not a second stack.
 pub(crate) const MAX_TOP_RESERVE: usize = 1 << 20;
 
-fn round_reserve(bytes: usize) -> usize {
-    bytes.next_multiple_of(RESERVE_ALIGN)
+/// `bytes` rounded up to `RESERVE_ALIGN`; at most `MAX_TOP_RESERVE` is ever asked for.
+pub(crate) fn round_reserve(bytes: usize) -> usize {
+    bytes.min(MAX_TOP_RESERVE).next_multiple_of(RESERVE_ALIGN)
 }
 
-/// The bytes a task with `size` bytes of stack and a top reserve of `top_reserve` needs in all:
-/// what `check_available` is asked about. Saturates, so that an absurd sum is refused as too big.
+/// The bytes a task with `size` bytes of stack and a top reserve of `top_reserve` (rounded:
+/// `round_reserve`) needs in all: what `check_available` is asked about. Saturates, so that an
+/// absurd sum is refused as too big.
+#[inline]
 pub(crate) fn with_top_reserve(size: usize, top_reserve: usize) -> usize {
-    size.saturating_add(round_reserve(top_reserve.min(MAX_TOP_RESERVE)))
+    size.saturating_add(top_reserve)
 }
 
 fn checked_class(size: usize) -> io::Result<usize> {
@@ -271,14 +289,14 @@ mod tests {
         assert_eq!(plain.top_reserve(), (hi, hi));
         assert_eq!(Stack::base(&plain).get(), hi);
         assert_eq!(hi - lo, 64 << 10);
-        let reserved = TaskStack::allocate_for(64 << 10, 1000, false).unwrap();
+        let reserved = TaskStack::allocate_for(64 << 10, round_reserve(1000), false).unwrap();
         let (lo, hi) = reserved.usable();
         assert_eq!(hi - lo, 128 << 10);
         assert_eq!(hi % page_size(), 0);
         assert_eq!(reserved.top_reserve(), (hi - 1008, hi));
         assert_eq!(Stack::base(&reserved).get(), hi - 1008);
         assert_eq!(Stack::base(&reserved).get() % 16, 0);
-        assert_eq!(with_top_reserve(64 << 10, 1000), (64 << 10) + 1008);
+        assert_eq!(round_reserve(1000), 1008);
         assert_eq!(with_top_reserve(usize::MAX, 16), usize::MAX);
         assert!(TaskStack::allocate_for(MAX_STACK_SIZE, 16, false).is_err());
     }

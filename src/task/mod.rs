@@ -220,18 +220,23 @@ pub fn set_stack_overflow_hint(hint: &'static str) {
 /// creator's own code running in the task (one user per runtime, by
 /// convention); using it is `unsafe` code's business.
 pub fn stack_top_reserve() -> Option<(std::ptr::NonNull<u8>, usize)> {
+    let reserve = current::with_current_task_header(|t| t.scheduler.stack_top_reserve())?;
     let running = crate::stack::overflow::running();
-    if running.is_null() {
+    if reserve == 0 || running.is_null() {
         return None;
     }
     // SAFETY: a non-null running task set on this thread is valid while it is
-    // set (`overflow::set_running`'s contract), i.e. for this resume of it.
+    // set (`overflow::set_running`'s contract), i.e. for this resume of it, and
+    // it describes the task `with_current_task_header` saw (the worker sets both
+    // around each resume).
     let t = unsafe { &*running };
+    let top = t.usable_lo + t.stack_size;
+    let lo = top - reserve; // rounded by `Builder::build`
     let here = std::ptr::addr_of!(running) as usize;
-    if t.reserve_lo == t.reserve_hi || !(t.usable_lo..t.reserve_lo).contains(&here) {
-        return None;
+    if !(t.usable_lo..lo).contains(&here) {
+        return None; // not on the task's own stack: a generator body's
     }
-    std::ptr::NonNull::new(t.reserve_lo as *mut u8).map(|p| (p, t.reserve_hi - t.reserve_lo))
+    std::ptr::NonNull::new(lo as *mut u8).map(|p| (p, top - lo))
 }
 
 /// The running task, or `None` on a plain thread (asyncio's `current_task()`).

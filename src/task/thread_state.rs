@@ -138,9 +138,15 @@ impl Saved {
     /// The state a new task or generator body starts with, on `stack`.
     pub(crate) fn for_stack(stack: &TaskStack) -> Saved {
         let (bottom, top) = stack.usable();
+        Saved::for_bounds(bottom, top - bottom)
+    }
+
+    /// `for_stack`, for a stack whose usable range `[bottom, bottom + size)` is known.
+    #[inline]
+    pub(crate) fn for_bounds(bottom: usize, size: usize) -> Saved {
         Saved {
             stack_bottom: bottom,
-            stack_size: top - bottom,
+            stack_size: size,
             ..Saved::default()
         }
     }
