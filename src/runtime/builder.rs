@@ -33,6 +33,7 @@ pub struct Builder {
     slow_task: Option<Duration>,
     unguarded_stacks: Option<bool>,
     fifo_spawns: bool,
+    stack_top_reserve: usize,
     hook_park_guard: Option<HookParkGuard>,
 }
 
@@ -111,6 +112,20 @@ impl Builder {
         self
     }
 
+    /// For language bindings: sets `bytes` aside at the very top of every task's
+    /// stack, above the task's first frame (default: 0, none), for the code the
+    /// task runs to find with [`task::stack_top_reserve`](crate::task::stack_top_reserve)
+    /// and use as memory of its own while it runs; it is freed with the stack.
+    /// The Python binding keeps its per-task interpreter data there, so that it
+    /// shares a page with the task's first frames (one page per parked task
+    /// rather than two). The reserve comes on top of the stack size (a task still
+    /// gets at least its stack size for its frames); `build` refuses more than
+    /// 1 MiB.
+    pub fn stack_top_reserve(mut self, bytes: usize) -> Builder {
+        self.stack_top_reserve = bytes;
+        self
+    }
+
     /// Starts tasks spawned by a task in the order they were spawned (default:
     /// off, newest first).
     ///
@@ -163,6 +178,19 @@ impl Builder {
             None => env_usize("IVY_STACK_SIZE")?.unwrap_or(DEFAULT_STACK_SIZE),
         };
         check_stack_size(stack_size)?;
+        if self.stack_top_reserve > crate::stack::MAX_TOP_RESERVE {
+            return Err(invalid(format!(
+                "ivy: a stack top reserve must be at most {} bytes, not {}",
+                crate::stack::MAX_TOP_RESERVE,
+                self.stack_top_reserve
+            )));
+        }
+        let reserve = crate::stack::round_reserve(self.stack_top_reserve);
+        if crate::stack::with_top_reserve(stack_size, reserve) > MAX_STACK_SIZE {
+            return Err(invalid(format!(
+                "ivy: a stack size plus its top reserve must be at most {MAX_STACK_SIZE} bytes"
+            )));
+        }
         let debug_on = match self.debug {
             Some(on) => on,
             None => matches!(std::env::var("IVY_DEBUG").as_deref(), Ok("1") | Ok("true")),
@@ -238,6 +266,7 @@ impl Builder {
             debug: debug_config,
             task_pool: Default::default(),
             unguarded_stacks,
+            stack_top_reserve: crate::stack::round_reserve(self.stack_top_reserve),
             hook_park_guard: self.hook_park_guard,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),

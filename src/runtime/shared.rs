@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) task_pool: task_pool::SharedPool,
     /// Tasks may run on stacks without a guard page (`Builder::unguarded_stacks`).
     pub(crate) unguarded_stacks: bool,
+    /// Bytes set aside at the top of every task's stack (`Builder::stack_top_reserve`), rounded
+    /// (`stack::round_reserve`).
+    pub(crate) stack_top_reserve: usize,
     /// Wraps the parks of hooked libc calls (`Builder::hook_park_guard`).
     pub(crate) hook_park_guard: Option<HookParkGuard>,
     /// Set at the start of shutdown: new tasks are cancelled before they run.
@@ -109,9 +112,12 @@ impl Shared {
         let refused = if self.refuses_spawns() {
             Some(NotRun::Closed)
         } else {
-            crate::stack::check_available(task.stack_size, self.unguarded_stacks)
-                .err()
-                .map(NotRun::NoStack)
+            crate::stack::check_available(
+                crate::stack::with_top_reserve(task.stack_size, self.stack_top_reserve),
+                self.unguarded_stacks,
+            )
+            .err()
+            .map(NotRun::NoStack)
         };
         if let Some(why) = refused {
             // Nothing may run it: complete it here, cancelled before it started, or
@@ -165,5 +171,9 @@ impl Schedule for Shared {
 
     fn is_closing(&self) -> bool {
         Shared::is_closing(self)
+    }
+
+    fn stack_top_reserve(&self) -> usize {
+        self.stack_top_reserve
     }
 }

@@ -674,10 +674,13 @@ impl Worker {
         // on this worker by that peer (`placed_in`), and only `started` matches
         // it, whether or not a stack is found.
         self.placement.started(&self.shared.homes, placed);
-        match TaskStack::allocate_for(task.stack_size, self.shared.unguarded_stacks) {
+        let reserve = self.shared.stack_top_reserve;
+        match TaskStack::allocate_for(task.stack_size, reserve, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                slot.running = Some(overflow::RunningTask::new(&stack, task.id, task.name()));
-                slot.thread_state = thread_state::Saved::for_stack(&stack);
+                let running = overflow::RunningTask::new(&stack, task.id, task.name());
+                slot.thread_state =
+                    thread_state::Saved::for_bounds(running.usable_lo, running.stack_size);
+                slot.running = Some(running);
                 let t = task.clone();
                 // All of the task's end (result, task-locals, release, the
                 // joiner's wake-up) happens in `body::run`, on this stack.

@@ -16,6 +16,15 @@
 //! `MIN_STACK_SIZE` to `MAX_STACK_SIZE`, one slab chain and free list per size class: a request
 //! gets less than twice what it asked for, and the surplus is address space, not memory.
 //!
+//! A top reserve (`Builder::stack_top_reserve`, for bindings): a task may have the top bytes of
+//! its slot set aside above its entry frames, `[base, usable_hi)`, for the code it runs to use as
+//! memory of its own (the Python binding puts its data-stack root chunk there). Why on the stack
+//! and above the frames: the reserve's low end and the task's first frames then share the top page,
+//! so a parked task that uses a little of both costs one page, where a chunk allocated by the
+//! task's frames themselves sat a chunk's length below them and cost a second page. The reserve
+//! comes on top of the requested size (the task still gets at least `size` bytes for its frames),
+//! lives and dies with the slot, and is reused zero-or-garbage like the rest of a warm stack.
+//!
 //! Invariant: a slot handed out as a `TaskStack` is used by nothing else until the `TaskStack` is
 //! dropped, and a slot's guard, once installed, stays for the life of the process: slabs are
 //! never unmapped, and freeing a stack at most discards its pages (`pool.rs`).
@@ -69,29 +78,62 @@ impl TaskStack {
     /// two of at least `MIN_STACK_SIZE` and one page. A stack reused from this thread's cache is
     /// warm (its pages are already faulted in) and holds the previous task's garbage.
     pub(crate) fn allocate(size: usize) -> io::Result<TaskStack> {
-        TaskStack::allocate_for(size, false)
+        TaskStack::allocate_for(size, 0, false)
     }
 
-    /// `allocate`, but a stack without a guard page will do if `unguarded_ok` and no guarded
-    /// one can be had (`Builder::unguarded_stacks`; see `guard.rs`).
-    pub(crate) fn allocate_for(size: usize, unguarded_ok: bool) -> io::Result<TaskStack> {
-        let class = checked_class(size)?;
+    /// `allocate`, with `top_reserve` bytes (a multiple of `RESERVE_ALIGN`: `round_reserve`) set
+    /// aside at the top, above the frames, on top of `size` (module comment); and a stack without
+    /// a guard page will do if `unguarded_ok` and no guarded one can be had
+    /// (`Builder::unguarded_stacks`; see `guard.rs`).
+    pub(crate) fn allocate_for(
+        size: usize,
+        top_reserve: usize,
+        unguarded_ok: bool,
+    ) -> io::Result<TaskStack> {
+        debug_assert_eq!(top_reserve % RESERVE_ALIGN, 0);
+        let class = checked_class(size.saturating_add(top_reserve))?;
         let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
         Ok(TaskStack {
             slot,
             class,
-            base: usable_hi,
+            base: usable_hi - top_reserve,
             valgrind_id,
         })
     }
 
-    /// Usable bytes: the rounded-up size, which is at least what was asked for.
+    /// Usable bytes, top reserve included: the rounded-up size, which is at least what was asked
+    /// for plus the reserve.
     pub(crate) fn size(&self) -> usize {
         class_size(self.class)
     }
 
+    /// The `[lo, hi)` address range of the whole usable stack, top reserve included.
+    #[inline]
+    pub(crate) fn usable(&self) -> (usize, usize) {
+        let lo = self.slot.addr + guard_size();
+        (lo, lo + self.size())
+    }
+
+    /// The start of the guard below the stack (its end is `usable().0`), or 0 if it has none.
+    #[inline]
+    pub(crate) fn guard_lo(&self) -> usize {
+        if self.slot.guarded {
+            self.slot.addr
+        } else {
+            0
+        }
+    }
+
+    /// The `[lo, hi)` address range of the top reserve; empty (`lo == hi`) without one. (The
+    /// running task finds its own from `overflow::RunningTask`: `task::stack_top_reserve`.)
+    #[cfg(test)]
+    pub(crate) fn top_reserve(&self) -> (usize, usize) {
+        (self.base, self.usable().1)
+    }
+
+    #[cfg(test)]
     /// The `[lo, hi)` address range of the guard below the stack, or `(0, 0)` if it has none.
     pub(crate) fn guard(&self) -> (usize, usize) {
         if self.slot.guarded {
@@ -142,6 +184,27 @@ pub(crate) fn check_available(size: usize, unguarded_ok: bool) -> io::Result<()>
 }
 
 pub(crate) use guard::env_config as guard_env_config;
+
+/// Alignment of a top reserve's size, hence of the stack base below it: the ABI's stack alignment,
+/// and enough for any object a binding places at the reserve's start.
+pub(crate) const RESERVE_ALIGN: usize = 16;
+
+/// Largest top reserve (`Builder::stack_top_reserve` refuses more): the reserve is for a binding's
+/// few KiB of per-task state, not a second stack.
+pub(crate) const MAX_TOP_RESERVE: usize = 1 << 20;
+
+/// `bytes` rounded up to `RESERVE_ALIGN`; at most `MAX_TOP_RESERVE` is ever asked for.
+pub(crate) fn round_reserve(bytes: usize) -> usize {
+    bytes.min(MAX_TOP_RESERVE).next_multiple_of(RESERVE_ALIGN)
+}
+
+/// The bytes a task with `size` bytes of stack and a top reserve of `top_reserve` (rounded:
+/// `round_reserve`) needs in all: what `check_available` is asked about. Saturates, so that an
+/// absurd sum is refused as too big.
+#[inline]
+pub(crate) fn with_top_reserve(size: usize, top_reserve: usize) -> usize {
+    size.saturating_add(top_reserve)
+}
 
 fn checked_class(size: usize) -> io::Result<usize> {
     class_of(size).ok_or_else(|| {
@@ -214,6 +277,28 @@ mod tests {
         let err = TaskStack::allocate(MAX_STACK_SIZE + 1).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(class_of(MAX_STACK_SIZE), Some(NUM_CLASSES - 1));
+    }
+
+    /// The top reserve: the stack's top `reserve` bytes (rounded up to 16) above the base, added
+    /// to the requested size (a 64 KiB request with a reserve takes the 128 KiB class), empty
+    /// without one.
+    #[test]
+    fn top_reserve_layout() {
+        let plain = TaskStack::allocate_for(64 << 10, 0, false).unwrap();
+        let (lo, hi) = plain.usable();
+        assert_eq!(plain.top_reserve(), (hi, hi));
+        assert_eq!(Stack::base(&plain).get(), hi);
+        assert_eq!(hi - lo, 64 << 10);
+        let reserved = TaskStack::allocate_for(64 << 10, round_reserve(1000), false).unwrap();
+        let (lo, hi) = reserved.usable();
+        assert_eq!(hi - lo, 128 << 10);
+        assert_eq!(hi % page_size(), 0);
+        assert_eq!(reserved.top_reserve(), (hi - 1008, hi));
+        assert_eq!(Stack::base(&reserved).get(), hi - 1008);
+        assert_eq!(Stack::base(&reserved).get() % 16, 0);
+        assert_eq!(round_reserve(1000), 1008);
+        assert_eq!(with_top_reserve(usize::MAX, 16), usize::MAX);
+        assert!(TaskStack::allocate_for(MAX_STACK_SIZE, 16, false).is_err());
     }
 
     #[test]
@@ -371,7 +456,7 @@ mod tests {
         // With mprotect guards (IVY_STACK_GUARD=mprotect) this many fit only unguarded.
         let unguarded_ok = guard_mode() != GuardMode::MadviseGuard;
         let stacks: Vec<_> = (0..N)
-            .map(|_| TaskStack::allocate_for(DEFAULT_STACK_SIZE, unguarded_ok).unwrap())
+            .map(|_| TaskStack::allocate_for(DEFAULT_STACK_SIZE, 0, unguarded_ok).unwrap())
             .collect();
         for stack in &stacks {
             // SAFETY: the top byte of a stack we own.

@@ -75,9 +75,13 @@ impl Origin {
 /// What the handler needs to know about the task running on a thread.
 #[repr(C)]
 pub(crate) struct RunningTask {
-    /// The `[guard_lo, guard_hi)` guard range of the task's stack; empty if it has none.
+    /// The start of the guard below the task's stack, 0 if it has none: the guard is
+    /// `[guard_lo, usable_lo)` (`guard_range`).
     pub guard_lo: usize,
-    pub guard_hi: usize,
+    /// The lowest usable address of the task's stack: its usable range is
+    /// `[usable_lo, usable_lo + stack_size)`, top reserve included (what
+    /// `task::stack_top_reserve` reads; no field more, as this is part of every task).
+    pub usable_lo: usize,
     /// Usable bytes of the task's stack.
     pub stack_size: usize,
     pub id: u64,
@@ -90,14 +94,24 @@ pub(crate) struct RunningTask {
 }
 
 impl RunningTask {
+    /// The `[lo, hi)` guard range of the task's stack; empty if it has none.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        if self.guard_lo == 0 {
+            (0, 0)
+        } else {
+            (self.guard_lo, self.usable_lo)
+        }
+    }
+
     /// Describes task `id`, called `name`, running on `stack`.
+    #[inline(always)]
     pub(crate) fn new(stack: &TaskStack, id: u64, name: Option<&str>) -> RunningTask {
-        let (guard_lo, guard_hi) = stack.guard();
         let (name_ptr, name_len) = name.map_or((ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+        let (usable_lo, usable_hi) = stack.usable();
         RunningTask {
-            guard_lo,
-            guard_hi,
-            stack_size: stack.size(),
+            guard_lo: stack.guard_lo(),
+            usable_lo,
+            stack_size: usable_hi - usable_lo,
             id,
             name_ptr,
             name_len,
@@ -181,7 +195,8 @@ extern "C" fn handler(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
         // SAFETY: by `set_running`'s contract, a non-null pointer set on this thread is valid
         // while it is set, and a signal handler runs on the thread that faulted.
         if let Some(task) = unsafe { RUNNING.get().as_ref() } {
-            if (task.guard_lo..task.guard_hi).contains(&addr) {
+            let (guard_lo, guard_hi) = task.guard_range();
+            if (guard_lo..guard_hi).contains(&addr) {
                 report(task);
                 std::process::abort();
             }

@@ -147,7 +147,11 @@ impl Builder {
             check_stack_size(s)?;
         }
         let stack = self.stack_size.unwrap_or(handle.default_stack_size());
-        crate::stack::check_available(stack, handle.shared.unguarded_stacks)?;
+        let reserve = handle.shared.stack_top_reserve;
+        crate::stack::check_available(
+            crate::stack::with_top_reserve(stack, reserve),
+            handle.shared.unguarded_stacks,
+        )?;
         Ok(handle.spawn_named(self.name.map(String::into_boxed_str), self.stack_size, f))
     }
 }
@@ -203,6 +207,36 @@ impl fmt::Debug for Current {
 /// plain thread.
 pub fn set_stack_overflow_hint(hint: &'static str) {
     crate::stack::overflow::mark_binding(hint);
+}
+
+/// For language bindings: the running task's stack top reserve
+/// ([`Builder::stack_top_reserve`](crate::Builder::stack_top_reserve)) as a
+/// pointer to its first byte (16-aligned) and its length, or `None` on a plain
+/// thread, in a task without a reserve, or when not called from the task's own
+/// stack (a generator body runs on a stack of its own).
+///
+/// The memory is the task's, valid until the task ends, and holds garbage at
+/// its start (a reused stack's). Nothing in ivy uses it: it is for the runtime
+/// creator's own code running in the task (one user per runtime, by
+/// convention); using it is `unsafe` code's business.
+pub fn stack_top_reserve() -> Option<(std::ptr::NonNull<u8>, usize)> {
+    let reserve = current::with_current_task_header(|t| t.scheduler.stack_top_reserve())?;
+    let running = crate::stack::overflow::running();
+    if reserve == 0 || running.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null running task set on this thread is valid while it is
+    // set (`overflow::set_running`'s contract), i.e. for this resume of it, and
+    // it describes the task `with_current_task_header` saw (the worker sets both
+    // around each resume).
+    let t = unsafe { &*running };
+    let top = t.usable_lo + t.stack_size;
+    let lo = top - reserve; // rounded by `Builder::build`
+    let here = std::ptr::addr_of!(running) as usize;
+    if !(t.usable_lo..lo).contains(&here) {
+        return None; // not on the task's own stack: a generator body's
+    }
+    std::ptr::NonNull::new(lo as *mut u8).map(|p| (p, top - lo))
 }
 
 /// The running task, or `None` on a plain thread (asyncio's `current_task()`).

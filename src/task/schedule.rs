@@ -28,4 +28,9 @@ pub(crate) trait Schedule: Send + Sync {
     /// Whether the runtime is shutting down (new and remaining tasks are
     /// cancelled).
     fn is_closing(&self) -> bool;
+
+    /// Bytes set aside at the top of each task's stack (`Builder::stack_top_reserve`).
+    fn stack_top_reserve(&self) -> usize {
+        0
+    }
 }

@@ -137,10 +137,16 @@ impl Default for Saved {
 impl Saved {
     /// The state a new task or generator body starts with, on `stack`.
     pub(crate) fn for_stack(stack: &TaskStack) -> Saved {
-        let top = corosensei::stack::Stack::base(stack).get();
+        let (bottom, top) = stack.usable();
+        Saved::for_bounds(bottom, top - bottom)
+    }
+
+    /// `for_stack`, for a stack whose usable range `[bottom, bottom + size)` is known.
+    #[inline]
+    pub(crate) fn for_bounds(bottom: usize, size: usize) -> Saved {
         Saved {
-            stack_bottom: top - stack.size(),
-            stack_size: stack.size(),
+            stack_bottom: bottom,
+            stack_size: size,
             ..Saved::default()
         }
     }

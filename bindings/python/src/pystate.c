@@ -174,6 +174,16 @@ void ivyrt_with_stack_chunk(void (*body)(void *, _PyStackChunk *), void *arg) {
     body(arg, &mem.chunk);
 }
 
+/* A root chunk of `size` bytes at `mem` (16-aligned): the top reserve of the
+ * task's ivy stack (swap.rs's `with_root_chunk`: why there). */
+_PyStackChunk *ivyrt_chunk_at(void *mem, size_t size) {
+    _PyStackChunk *chunk = mem;
+    chunk->previous = NULL;
+    chunk->size = size;
+    chunk->top = 0;
+    return chunk;
+}
+
 /* A root chunk for a task's data stack, from malloc: root chunks are never
  * freed by CPython (push_chunk skips their first slot) and never reach
  * PyThreadState_Clear (the worker's state holds its idle state's chunks when

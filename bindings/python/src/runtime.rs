@@ -28,7 +28,10 @@
 //!   `sys.getrecursionlimit()` asks for more (`STACK_PER_LEVEL` bytes a
 //!   level, measured on C-recursive code like nested `repr`), so a runaway
 //!   recursion is a `RecursionError`, not an overflow of the guard page. Only
-//!   touched pages use memory. An explicit `stack_size=` is honoured as given:
+//!   touched pages use memory. An explicit `stack_size=` is honoured as given,
+//!   and counts the whole stack: ivy's stack size below the top reserve that
+//!   holds the root data chunk (`ivy_stack_size`), so that a Python size is
+//!   not rounded up to the next power of two by the reserve added on top:
 //!   ivy's guard page then ends the process with a stack-overflow report if
 //!   the recursion limit allows more than it holds.
 
@@ -60,6 +63,20 @@ pub fn stack_for_recursion_limit() -> usize {
     usize::try_from(limit)
         .unwrap_or(0)
         .saturating_mul(STACK_PER_LEVEL)
+}
+
+/// Bytes of a task's stack set aside at its top for its data stack's root
+/// chunk (swap.rs); none on interpreters without the per-task state swap.
+#[cfg(ivyrt_swap)]
+pub const STACK_TOP_RESERVE: usize = crate::swap::STACK_TOP_RESERVE;
+#[cfg(not(ivyrt_swap))]
+pub const STACK_TOP_RESERVE: usize = 0;
+
+/// ivy's stack size (the task's frames, below the top reserve) for a Python
+/// `stack_size`, which counts the whole stack, root chunk included: so that a
+/// Python task's stack is what it asked for, not a power of two more.
+pub fn ivy_stack_size(python_stack: usize) -> usize {
+    python_stack.saturating_sub(STACK_TOP_RESERVE).max(16 << 10)
 }
 
 /// The default stack of a Python task: `DEFAULT_STACK`, or more when the
@@ -105,7 +122,8 @@ pub fn run(
     };
     let mut builder = ivy::Builder::new()
         .workers(workers)
-        .stack_size(stack)
+        .stack_size(ivy_stack_size(stack))
+        .stack_top_reserve(STACK_TOP_RESERVE)
         .thread_name("ivyrt")
         .fifo_spawns(true)
         .hook_park_guard(tstate::hook_park_guard);

@@ -15,11 +15,18 @@
 //!   and those run on the idle state, whose frames and data stack chunk stay
 //!   its own.
 //! - **A task's frames stay in its own data stack chunks.** Each task starts
-//!   with a root chunk from `malloc` (`ivyrt_chunk_new`): CPython never frees
-//!   a root chunk (it skips its first slot), so ivyrt owns it and frees it at
-//!   the task's end. malloc recycles them without the `mmap`/`munmap` pair a
-//!   fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`), which
-//!   was a quarter of the 10k-sleeps profile.
+//!   with a root chunk of its own: CPython never frees a root chunk (it skips
+//!   its first slot), so ivyrt owns it, and no task pays the `mmap`/`munmap`
+//!   pair a fresh thread state's first chunk costs (`_PyObject_VirtualAlloc`,
+//!   a quarter of the 10k-sleeps profile once). The chunk is the task's ivy
+//!   stack top reserve (`ivy::Builder::stack_top_reserve`), above the task's
+//!   first C frame: the data stack grows up from the chunk's start and the C
+//!   frames grow down from just below it, so the two meet in one page, placed
+//!   (`ROOT_CHUNK_SPLIT`) where a parked task's C frames and first Python
+//!   frames both fit: one resident stack page per parked task, where a chunk
+//!   allocated by the task's own frames (16 KiB below the top) cost two. It
+//!   is freed with the stack. Fallbacks, for a stack without the reserve: on
+//!   the stack in the task's frame if it is big, else from `malloc`.
 //! - `Slots::current` names the slot of the task whose state is loaded, or
 //!   null when the idle state is: a park saves into it; a resume captured it
 //!   before detaching (on its own stack) and puts it back. Code running on
@@ -67,6 +74,7 @@ extern "C" {
     fn ivyrt_pystate_clean(s: *mut SavedState, ts: *mut ffi::PyThreadState);
     fn ivyrt_pystate_discard(s: *mut SavedState);
     fn ivyrt_chunk_new() -> *mut Chunk;
+    fn ivyrt_chunk_at(mem: *mut c_void, size: usize) -> *mut Chunk;
     fn ivyrt_with_stack_chunk(
         body: extern "C" fn(arg: *mut c_void, chunk: *mut Chunk),
         arg: *mut c_void,
@@ -117,10 +125,34 @@ pub fn layout_ok(interp: *mut ffi::PyInterpreterState) -> bool {
 /// chunk on it (`with_root_chunk`).
 const ROOT_CHUNK_ON_STACK_MIN: usize = 256 << 10;
 
+/// Bytes set aside at the top of every task's ivy stack for its root chunk
+/// (`ivy::Builder::stack_top_reserve`), all of it the chunk. A data stack
+/// grows up from its chunk's start and the C frames grow down from just below
+/// it, so the chunk's start is where the two meet: 16 KiB (CPython's own
+/// chunk size) plus `ROOT_CHUNK_SPLIT`, which puts that meeting point
+/// `PAGE - ROOT_CHUNK_SPLIT` bytes above the bottom of a page (the stack's top
+/// is page-aligned). A parked task whose C frames (ivy's entry, the binding's,
+/// the eval loop's, the park) fit below it and whose first Python frames fit
+/// above it then touches one stack page, not two (findings/pystack.md
+/// measures both sides and the split).
+pub const ROOT_CHUNK_SPLIT: usize = 384;
+pub const STACK_TOP_RESERVE: usize = (16 << 10) + ROOT_CHUNK_SPLIT;
+
 /// Runs `f` with a root chunk for a task's data stack, and frees it after:
-/// on the task's own stack if it has room (`stack_size` bytes), else from
-/// malloc. Returns `false`, without running `f`, if out of memory.
+/// in the task's stack top reserve (`STACK_TOP_RESERVE`), or else on the
+/// task's own stack if it has room (`stack_size` bytes), else from malloc.
+/// Returns `false`, without running `f`, if out of memory.
 pub fn with_root_chunk<F: FnOnce(*mut Chunk)>(stack_size: usize, f: F) -> bool {
+    if let Some((mem, len)) = ivy::task::stack_top_reserve() {
+        if len >= STACK_TOP_RESERVE {
+            // SAFETY: the reserve is this task's memory until it ends, 16-aligned,
+            // `len` bytes, and nothing else uses it (ivyrt's runtimes are the
+            // only ones that set one, and this is their tasks' one user of it).
+            let chunk = unsafe { ivyrt_chunk_at(mem.as_ptr().cast(), STACK_TOP_RESERVE) };
+            f(chunk);
+            return true; // freed with the stack
+        }
+    }
     if stack_size >= ROOT_CHUNK_ON_STACK_MIN {
         let mut f = Some(f);
         extern "C" fn body<G: FnOnce(*mut Chunk)>(arg: *mut c_void, chunk: *mut Chunk) {

@@ -261,7 +261,7 @@ pub fn spawn<'py>(
             b = b.name(n);
         }
         if let Some(s) = stack_size {
-            b = b.stack_size(s);
+            b = b.stack_size(crate::runtime::ivy_stack_size(s));
         }
         b.spawn_on(&rt.handle, body)
             .map_err(|e| IvyError::new_err(format!("cannot spawn the task: {e}")))?
