@@ -61,6 +61,9 @@ use std::time::Duration;
 
 use crate::loom::{fence, AtomicUsize, Mutex, Ordering};
 
+/// In cache lines of its own: its counters are written by every worker going
+/// idle or waking, and `Shared`'s read-mostly fields must not share their lines.
+#[repr(align(128))]
 pub(crate) struct Idle {
     num_searching: AtomicUsize,
     num_sleeping: AtomicUsize,

@@ -42,6 +42,8 @@ pub(crate) struct LocalPool(RefCell<Vec<Arc<Task>>>);
 
 /// The runtime's shared list.
 #[derive(Default)]
+/// In cache lines of its own (written by every worker: see `Idle`).
+#[repr(align(128))]
 pub(crate) struct SharedPool {
     list: Mutex<Vec<Arc<Task>>>,
     /// `list.len()`, readable without the lock.
