@@ -189,10 +189,13 @@ mod tests {
     /// the alignment pins it.
     #[test]
     fn written_parts_have_cache_lines_of_their_own() {
+        use crate::runtime::idle::Idle;
+        use crate::runtime::registry::Registry;
+        use crate::runtime::task_pool::SharedPool;
         use std::mem::{align_of, size_of};
-        assert_eq!(align_of::<super::Registry>(), 128);
-        assert_eq!(align_of::<super::Idle>(), 128);
-        assert_eq!(align_of::<super::task_pool::SharedPool>(), 128);
-        assert_eq!(size_of::<super::Registry>() % 128, 0);
+        assert_eq!(align_of::<Registry>(), 128);
+        assert_eq!(align_of::<Idle>(), 128);
+        assert_eq!(align_of::<SharedPool>(), 128);
+        assert_eq!(size_of::<Registry>() % 128, 0);
     }
 }
