@@ -266,7 +266,7 @@ impl Builder {
             debug: debug_config,
             task_pool: Default::default(),
             unguarded_stacks,
-            stack_top_reserve: crate::stack::round_reserve(self.stack_top_reserve),
+            stack_top_reserve: reserve,
             hook_park_guard: self.hook_park_guard,
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),

@@ -64,6 +64,15 @@ impl Shared {
         self.shutdown.load(Ordering::Acquire)
     }
 
+    /// Whether a task asking for `stack_size` bytes can get a stack here, top
+    /// reserve included (`stack::check_available`): asked at every spawn.
+    pub(crate) fn check_stack_available(&self, stack_size: usize) -> std::io::Result<()> {
+        crate::stack::check_available(
+            crate::stack::with_top_reserve(stack_size, self.stack_top_reserve),
+            self.unguarded_stacks,
+        )
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
@@ -112,12 +121,9 @@ impl Shared {
         let refused = if self.refuses_spawns() {
             Some(NotRun::Closed)
         } else {
-            crate::stack::check_available(
-                crate::stack::with_top_reserve(task.stack_size, self.stack_top_reserve),
-                self.unguarded_stacks,
-            )
-            .err()
-            .map(NotRun::NoStack)
+            self.check_stack_available(task.stack_size)
+                .err()
+                .map(NotRun::NoStack)
         };
         if let Some(why) = refused {
             // Nothing may run it: complete it here, cancelled before it started, or

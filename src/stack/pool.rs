@@ -159,7 +159,8 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         }
     }
     // Carve a batch, so that guards go in with one syscall for many stacks;
-    // the rest of the batch waits in this thread's cache. Without a guard
+    // the rest of the batch waits in this thread's cache (on the shared lists
+    // under a guard budget: `shares_guarded`). Without a guard
     // budget left, carve nothing for a caller that needs one (repeated refused
     // spawns must not eat address space).
     let mut n = CARVE_BATCH.min(cache_cap(class)).max(1);

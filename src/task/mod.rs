@@ -147,11 +147,7 @@ impl Builder {
             check_stack_size(s)?;
         }
         let stack = self.stack_size.unwrap_or(handle.default_stack_size());
-        let reserve = handle.shared.stack_top_reserve;
-        crate::stack::check_available(
-            crate::stack::with_top_reserve(stack, reserve),
-            handle.shared.unguarded_stacks,
-        )?;
+        handle.shared.check_stack_available(stack)?;
         Ok(handle.spawn_named(self.name.map(String::into_boxed_str), self.stack_size, f))
     }
 }
