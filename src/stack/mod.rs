@@ -32,6 +32,7 @@
 mod guard;
 pub(crate) mod overflow;
 mod pool;
+mod refill;
 #[cfg(test)]
 mod test_util;
 mod valgrind;
@@ -92,6 +93,7 @@ impl TaskStack {
     ) -> io::Result<TaskStack> {
         debug_assert_eq!(top_reserve % RESERVE_ALIGN, 0);
         let class = checked_class(size.saturating_add(top_reserve))?;
+        pool::note_top_reserve(class, top_reserve);
         let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
@@ -431,6 +433,41 @@ mod tests {
             warm > 0 && warm <= cap,
             "{warm} warm stacks, cache bound {cap}"
         );
+    }
+
+    #[test]
+    fn refill_faults_in_the_first_frames_page_and_trim_ages_it() {
+        if !guard::unlimited() {
+            return; // the filler runs with madvise guards only
+        }
+        let size = 2 << 20; // a class used only by this test
+        let reserve = (8 << 10) + 400; // the first frames' page is the third from the top
+        let class = class_of(size).unwrap();
+        pool::note_top_reserve(class, reserve);
+        pool::refill(class);
+        let ready = pool::ready_slots(class);
+        assert_eq!(ready.len(), refill::READY_TARGET);
+        let page = page_size();
+        let hot = (guard_size() + size - reserve - 1) & !(page - 1);
+        for &a in &ready {
+            assert_eq!(resident_pages(a + hot, page), 1, "the first frames' page");
+            assert_eq!(resident_pages(a + guard_size(), size), 1, "and no other");
+        }
+        pool::refill(class);
+        assert_eq!(pool::ready_slots(class), ready, "full: nothing to do");
+        // A task's stack comes off the ready list, guarded, its first page resident.
+        let stack = TaskStack::allocate_for(size - reserve, reserve, false).unwrap();
+        assert_eq!(Some(&stack.slot.addr), ready.last());
+        assert!(stack.slot.guarded);
+        assert_eq!((stack.base - 1 - stack.slot.addr) & !(page - 1), hot);
+        drop(stack);
+        // Ready slots age like warm ones: two trim generations discard the unused ones.
+        pool::age_and_discard();
+        pool::age_and_discard();
+        for &a in &ready[..ready.len() - 1] {
+            assert!(pool::is_free(class, a));
+            assert_eq!(resident_pages(a + guard_size(), size), 0);
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{class_size, guard, guard_size, NUM_CLASSES};
+use super::{class_size, guard, guard_size, page_size, refill, NUM_CLASSES};
 
 /// A slab holds at most this many slots...
 const SLAB_SLOTS: usize = 1024;
@@ -84,6 +84,9 @@ struct Lists {
     warm: Vec<Slot>,
     /// ...and before it: discarded by the next one.
     aged: Vec<Slot>,
+    /// Slots the stack filler gave their first page (`refill.rs`), not yet taken; `trim` ages
+    /// them with the warm ones.
+    ready: Vec<Slot>,
 }
 
 /// The shared state of one size class.
@@ -102,6 +105,7 @@ static CLASSES: [Mutex<Class>; NUM_CLASSES] = [const {
                 free: Vec::new(),
                 warm: Vec::new(),
                 aged: Vec::new(),
+                ready: Vec::new(),
             }
         }; 2],
         next: 0,
@@ -126,8 +130,15 @@ fn count_free_guarded(class: usize, slot: &Slot, n: isize) {
 /// Bounds of all slabs ever mapped, for the signal handler (see `in_slabs`).
 static SLABS_LO: AtomicUsize = AtomicUsize::new(usize::MAX);
 static SLABS_HI: AtomicUsize = AtomicUsize::new(0);
-/// Slots on all warm lists together, so that `trim` costs one load when there is nothing to do.
+/// Slots on all warm, aged and ready lists together, so that `trim` costs one load when there is
+/// nothing to do.
 static WARM_SLOTS: AtomicUsize = AtomicUsize::new(0);
+/// Bumped by `discard_idle` (runtime shutdown): a refill in flight across one discards its batch
+/// rather than leave it resident after the runtime is gone.
+static DISCARDS: AtomicU64 = AtomicU64::new(0);
+/// Per class, the top reserve of the latest stack allocated from it: where the next task's first
+/// frames, hence its first touched page, will be (`refill`).
+static TOP_RESERVE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
 
 /// Indexed by kind (`GUARDED` / `UNGUARDED`), then class.
 struct Cache([[Vec<Slot>; NUM_CLASSES]; 2]);
@@ -146,7 +157,11 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         return Ok(slot);
     }
     let mut shared = lock(class);
-    if let Some(slot) = shared.pop(GUARDED, class) {
+    if let Some((slot, low)) = shared.pop(GUARDED, class) {
+        drop(shared);
+        if low {
+            refill::request(class);
+        }
         return Ok(slot);
     }
     // Every guarded source is dry: an unguarded slot, if it will do.
@@ -154,7 +169,7 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         if let Some(slot) = cache_pop(UNGUARDED, class) {
             return Ok(slot);
         }
-        if let Some(slot) = shared.pop(UNGUARDED, class) {
+        if let Some((slot, _)) = shared.pop(UNGUARDED, class) {
             return Ok(slot);
         }
     }
@@ -188,6 +203,8 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
         Some(shared)
     } else {
         drop(shared);
+        // Fresh slots are being taken: have the filler fault in the next ones meanwhile.
+        refill::request(class);
         None
     };
     // Should it fail (ENOMEM), the slots are never handed out; leaking their
@@ -325,6 +342,7 @@ pub(crate) fn trim() -> Option<std::time::Duration> {
 /// that shuts down calls it, so that a dropped runtime leaves no stack memory behind (its
 /// workers' caches were discarded when the threads exited).
 pub(crate) fn discard_idle() {
+    DISCARDS.fetch_add(1, Ordering::SeqCst);
     for class in 0..NUM_CLASSES {
         for kind in [GUARDED, UNGUARDED] {
             let old = {
@@ -332,6 +350,7 @@ pub(crate) fn discard_idle() {
                 let lists = &mut shared.lists[kind];
                 let mut old = std::mem::take(&mut lists.warm);
                 old.append(&mut lists.aged);
+                old.append(&mut lists.ready);
                 old
             };
             if !old.is_empty() {
@@ -349,10 +368,12 @@ pub(super) fn age_and_discard() {
             let old = {
                 let mut shared = lock(class);
                 let lists = &mut shared.lists[kind];
-                if lists.warm.is_empty() && lists.aged.is_empty() {
+                if lists.warm.is_empty() && lists.aged.is_empty() && lists.ready.is_empty() {
                     continue;
                 }
-                let warm = std::mem::take(&mut lists.warm);
+                // Ready slots age with the warm ones: a burst that is over leaves none behind.
+                let mut warm = std::mem::take(&mut lists.warm);
+                warm.append(&mut lists.ready);
                 std::mem::replace(&mut lists.aged, warm)
             };
             if !old.is_empty() {
@@ -389,18 +410,22 @@ impl Drop for Cache {
 }
 
 impl Class {
-    /// A free slot of `kind`: a warm one first.
-    fn pop(&mut self, kind: usize, class: usize) -> Option<Slot> {
+    /// A free slot of `kind`: a warm one first (most recently used, so likely in cache), then
+    /// a pre-faulted one, then a cold one. With it, whether the stack filler should be asked for
+    /// more: the slot will fault, or it leaves the ready list low.
+    fn pop(&mut self, kind: usize, class: usize) -> Option<(Slot, bool)> {
         let lists = &mut self.lists[kind];
-        let slot = match lists.warm.pop().or_else(|| lists.aged.pop()) {
-            Some(slot) => {
-                WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
-                slot
-            }
-            None => lists.free.pop()?,
+        let (slot, low) = if let Some(slot) = lists.warm.pop().or_else(|| lists.aged.pop()) {
+            WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
+            (slot, false)
+        } else if let Some(slot) = lists.ready.pop() {
+            WARM_SLOTS.fetch_sub(1, Ordering::Relaxed);
+            (slot, lists.ready.len() < refill::READY_LOW)
+        } else {
+            (lists.free.pop()?, true)
         };
         count_free_guarded(class, &slot, -1);
-        Some(slot)
+        Some((slot, low))
     }
 
     /// Reserves the next unused slot, mapping a new slab if the newest one is used up.
@@ -482,6 +507,88 @@ fn release(class: usize, slots: &[Slot]) {
     }
 }
 
+/// Records where stacks of `class` put their first frames: `top_reserve` bytes below the top.
+/// The stack filler faults in the page there (`refill`). Stores only on a change, so that the
+/// workers of one runtime, which all allocate with the same reserve, share the line read-only.
+pub(super) fn note_top_reserve(class: usize, top_reserve: usize) {
+    if TOP_RESERVE[class].load(Ordering::Relaxed) != top_reserve {
+        TOP_RESERVE[class].store(top_reserve, Ordering::Relaxed);
+    }
+}
+
+/// Tops `class`'s ready list up to `refill::READY_TARGET` slots whose first page is resident
+/// (the stack filler's work, `refill.rs`): cold slots first, else fresh ones carved and guarded,
+/// in batches of `CARVE_BATCH`, the syscalls outside the class lock. Guarded slots only: it runs
+/// with madvise guards, where every slot gets one.
+pub(super) fn refill(class: usize) {
+    let discards = DISCARDS.load(Ordering::SeqCst);
+    loop {
+        let (mut slots, carved) = {
+            let mut shared = lock(class);
+            let lists = &mut shared.lists[GUARDED];
+            let missing = refill::READY_TARGET.saturating_sub(lists.ready.len());
+            if missing == 0 {
+                return;
+            }
+            let n = missing.min(CARVE_BATCH);
+            let cold = lists.free.len().saturating_sub(n);
+            let slots: Vec<Slot> = lists.free.drain(cold..).collect();
+            let mut carved = Vec::new();
+            while slots.len() + carved.len() < n {
+                match shared.carve(class) {
+                    Ok(addr) => carved.push(addr),
+                    Err(_) => break,
+                }
+            }
+            (slots, carved)
+        };
+        // Should the guards fail to go in (ENOMEM), the carved slots are never handed out, as
+        // in `take`.
+        if let Ok(guarded) = guard::install_many(&carved, guard_size()) {
+            for (addr, guarded) in carved.into_iter().zip(guarded) {
+                slots.push(Slot { addr, guarded });
+            }
+        }
+        if slots.is_empty() {
+            return; // out of address space: tasks get their error from `take`
+        }
+        prefault(class, &slots);
+        let mut shared = lock(class);
+        if DISCARDS.load(Ordering::SeqCst) != discards {
+            // A runtime shut down meanwhile and discarded every idle stack: so are these.
+            drop(shared);
+            release(class, &slots);
+            return;
+        }
+        for slot in &slots {
+            // Unguarded only if a guard failed to go in, which madvise guards do not.
+            shared.lists[slot.kind()].ready.push(*slot);
+        }
+        WARM_SLOTS.fetch_add(slots.len(), Ordering::Relaxed);
+    }
+}
+
+/// Faults in, in each of `slots`, the page that a task's first frames will touch. With plain
+/// writes, not `MADV_POPULATE_WRITE`: a fault takes only its own mapping's lock, where the
+/// advice holds the process's `mmap_lock` for the whole batch and stalled a worker's `malloc`
+/// growing its heap (`rwsem_down_write_slowpath` in the worker's profile).
+fn prefault(class: usize, slots: &[Slot]) {
+    let page = page_size();
+    let reserve = TOP_RESERVE[class].load(Ordering::Relaxed);
+    // The first frames go just below `base = top - reserve`: the page holding `base - 1`.
+    let base = (guard_size() + class_size(class))
+        .saturating_sub(reserve)
+        .max(guard_size() + 1);
+    let offset = (base - 1) & !(page - 1);
+    for slot in slots {
+        // SAFETY: the slot is free and owned by the caller (off every list and cache), so
+        // nothing else uses its memory, whose contents are garbage nobody reads: a zero byte
+        // is as good as any. The page lies in the usable part of a slot of a slab mapping,
+        // which is never unmapped.
+        unsafe { ptr::write_volatile((slot.addr + offset) as *mut u8, 0) };
+    }
+}
+
 fn lock(class: usize) -> MutexGuard<'static, Class> {
     // Nothing panics while holding the lock but an allocation failure, which aborts.
     CLASSES[class]
@@ -514,7 +621,20 @@ pub(super) fn is_free(class: usize, addr: usize) -> bool {
 #[cfg(test)]
 pub(super) fn is_warm(class: usize, addr: usize) -> bool {
     let c = lock(class);
-    c.lists
+    c.lists.iter().any(|l| {
+        l.warm
+            .iter()
+            .chain(&l.aged)
+            .chain(&l.ready)
+            .any(|slot| slot.addr == addr)
+    })
+}
+
+#[cfg(test)]
+pub(super) fn ready_slots(class: usize) -> Vec<usize> {
+    lock(class).lists[GUARDED]
+        .ready
         .iter()
-        .any(|l| l.warm.iter().chain(&l.aged).any(|slot| slot.addr == addr))
+        .map(|slot| slot.addr)
+        .collect()
 }
