@@ -210,6 +210,12 @@ SUITES = {
 # before/after runs (`--systems ivy,ivy-before`); report.py does not chart it.
 if os.environ.get("IVY_BEFORE_BIN"):
     SYSTEMS["ivy-before"] = [os.environ["IVY_BEFORE_BIN"]]
+# IVYRT_BEFORE_PYTHON: the same for ivyrt, as "ivyrt-before" (one worker): an
+# interpreter (or a wrapper script) whose ivyrt is an earlier build or setting.
+if os.environ.get("IVYRT_BEFORE_PYTHON"):
+    SYSTEMS["ivyrt-before"] = [os.environ["IVYRT_BEFORE_PYTHON"], str(HERE / "python/bench_ivyrt.py")]
+    SUITES["python"].add("ivyrt-before")
+    FIXED_WORKERS["ivyrt-before"] = 1
 LOADGEN = TARGET / "release/loadgen"
 HOOK_BIN = TARGET / "hook"  # curl_tasks (run.sh compiles it)
 DELAYED_HTTP = TARGET / "release/delayed-http"

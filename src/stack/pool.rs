@@ -12,8 +12,10 @@
 //! does not pin its memory for long once it is over, and tasks that keep coming reuse stacks
 //! without a syscall or a page fault (regression: discarding at every spill, then faulting the
 //! same pages back in for the tasks still being spawned, was 45% of the CPU time of 100k
-//! concurrent sleeps). Invariant: a slot on a cold list holds no memory; a slot in a cache or on
-//! a warm or aged list may.
+//! concurrent sleeps). While fresh slots are being taken, the stack filler (`refill.rs`) keeps a
+//! *ready* list per class of slots whose first-frames page it already faulted in, taken after the
+//! warm ones and before cold ones, and aged by `trim` like them. Invariant: a slot on a cold list
+//! holds no memory; a slot in a cache or on a warm, aged or ready list may.
 //!
 //! Guarded and unguarded slots never mix. On kernels without `MADV_GUARD_INSTALL` a guard costs
 //! VMAs, within a budget (`guard.rs`); a slot carved past it has none, and only a runtime that

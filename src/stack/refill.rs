@@ -3,21 +3,22 @@
 //!
 //! A task's first run touches one page of its stack, the one holding its entry frames (just
 //! below the top reserve, if any). On a slot that is fresh from a slab, or whose pages were
-//! discarded, that touch is a page fault: about 3 µs of kernel time here, mostly zeroing and
-//! allocating the page, paid on the worker, serially, by every task of a burst (10k Python
-//! sleepers spend about a third of their start-up in it; findings/prefault.md). The work cannot
-//! be avoided, but it can be done elsewhere: while workers take pre-faulted slots, this thread
-//! faults in the next ones, on another core when one is free.
+//! discarded, that touch is a page fault: about 3 µs of kernel time on our test VM, mostly
+//! zeroing and allocating the page, paid on the worker, serially, by every task of a burst (a
+//! third of the start-up of 10k Python sleepers; benches/compare/findings/prefault.md). The work
+//! cannot be avoided, but it can be done elsewhere: while workers take pre-faulted slots, this
+//! thread faults in the next ones, on another core when one is free.
 //!
 //! Protocol (`pool.rs` owns the lists): a worker that takes a slot that will fault (a cold one,
 //! or one it carves) or that takes a pre-faulted slot and leaves fewer than `READY_LOW` of them
 //! calls `request(class)`. The filler then tops the class's *ready* list up to `READY_TARGET`
 //! slots in batches (`pool::refill`): cold slots first, else freshly carved and guarded ones, each
-//! with its first page written to (a fault on the filler). So the filler works only
+//! with its first-frames page written to (the fault happens here). So the filler works only
 //! while fresh slots are being consumed, and at most `READY_TARGET` pages per class wait unused;
 //! `trim` ages ready slots like warm ones, so an idle runtime gives them back within two trim
-//! intervals. The thread is started on the first request and exits after `IDLE_EXIT` without one,
-//! so an idle process holds no filler thread.
+//! intervals, and a runtime's shutdown discards them with every idle stack (a batch in flight
+//! across it is discarded too). The thread is started on the first request and exits after
+//! `IDLE_EXIT` without one, so an idle process holds no filler thread.
 //!
 //! Decisions: only with madvise guards (unlimited): under the mprotect fallback every guard
 //! counts against a budget, and slots must not sit guarded on a list nobody asked for. The
@@ -32,12 +33,15 @@ use std::time::Duration;
 
 use super::{guard, pool};
 
-/// Pre-faulted slots a class keeps ready while fresh slots are being taken (2 MiB of pages at
+/// Pre-faulted slots a class keeps ready while fresh slots are being taken (1 MiB of pages at
 /// most, with 4 KiB pages)...
-pub(super) const READY_TARGET: usize = 512;
+pub(super) const READY_TARGET: usize = 256;
 /// ...and the count below which taking one asks for more: a batch short, so that the filler
 /// keeps a burst's pace rather than waiting for the list to run low.
 pub(super) const READY_LOW: usize = READY_TARGET - 64;
+/// `Filler::wanted` has a bit per class.
+const _: () = assert!(super::NUM_CLASSES <= 64);
+
 /// The filler exits after this long without a request.
 const IDLE_EXIT: Duration = Duration::from_secs(1);
 
