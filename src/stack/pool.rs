@@ -583,11 +583,13 @@ fn prefault(class: usize, slots: &[Slot]) {
         .max(guard_size() + 1);
     let offset = (base - 1) & !(page - 1);
     for slot in slots {
+        let at = slot.addr + offset;
+        super::valgrind::make_writable(at, 1);
         // SAFETY: the slot is free and owned by the caller (off every list and cache), so
         // nothing else uses its memory, whose contents are garbage nobody reads: a zero byte
         // is as good as any. The page lies in the usable part of a slot of a slab mapping,
         // which is never unmapped.
-        unsafe { ptr::write_volatile((slot.addr + offset) as *mut u8, 0) };
+        unsafe { ptr::write_volatile(at as *mut u8, 0) };
     }
 }
 

@@ -43,6 +43,17 @@ fn client_request(_request: u64, _a1: u64, _a2: u64) -> u64 {
     0
 }
 
+/// memcheck's `VG_USERREQ__MAKE_MEM_UNDEFINED` (`VG_USERREQ_TOOL_BASE('M', 'C') + 1`).
+const MAKE_MEM_UNDEFINED: u64 = 0x4D43_0001;
+
+/// Tells memcheck that `[lo, lo + len)` may be written: memory of a free stack slot that the
+/// stack filler writes to. memcheck marked it inaccessible when a task that last ran on it
+/// returned up its stack (it tracks registered stacks' pointers), and would report the write as
+/// invalid, though the slot is the filler's own by then.
+pub(crate) fn make_writable(lo: usize, len: usize) {
+    client_request(MAKE_MEM_UNDEFINED, lo as u64, len as u64);
+}
+
 /// Declares `[lo, hi)` a stack; returns valgrind's id for it (0 natively).
 pub(crate) fn register(lo: usize, hi: usize) -> usize {
     client_request(STACK_REGISTER, lo as u64, hi as u64) as usize
