@@ -24,10 +24,12 @@
 //! counts against a budget, and slots must not sit guarded on a list nobody asked for. The
 //! thread is process-wide, like the pool. A process started with `IVY_STACK_PREFAULT=0` never
 //! starts it (tasks then fault their own pages, as before). If the thread cannot be spawned,
-//! nothing is lost but the head start. After `fork`, the child starts its own (the parent's
-//! is recorded by process id).
+//! nothing is lost but the head start. After `fork` the child starts a filler of its own (the
+//! running one is recorded by process id); a class whose request was pending at the fork is
+//! served by it only once another class asks (its bit is still set), which costs the child its
+//! head start on that class, nothing else.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -39,32 +41,52 @@ pub(super) const READY_TARGET: usize = 256;
 /// ...and the count below which taking one asks for more: a batch short, so that the filler
 /// keeps a burst's pace rather than waiting for the list to run low.
 pub(super) const READY_LOW: usize = READY_TARGET - 64;
-/// `Filler::wanted` has a bit per class.
+/// `WANTED` has a bit per class.
 const _: () = assert!(super::NUM_CLASSES <= 64);
 
 /// The filler exits after this long without a request.
 const IDLE_EXIT: Duration = Duration::from_secs(1);
 
+/// Classes asked for, one bit each. Set by `request`, taken whole by the filler: a request for a
+/// class already asked for costs one load, so the workers of a burst, which ask at every take
+/// while the list is low, neither lock nor wake anyone then.
+static WANTED: AtomicU64 = AtomicU64::new(0);
+
 struct Filler {
-    /// Classes asked for, one bit each.
-    wanted: u64,
     /// The process id the running filler belongs to; 0 when none runs.
     pid: u32,
+    /// Whether it waits for a request (and needs a signal).
+    waiting: bool,
 }
 
-static FILLER: Mutex<Filler> = Mutex::new(Filler { wanted: 0, pid: 0 });
+static FILLER: Mutex<Filler> = Mutex::new(Filler {
+    pid: 0,
+    waiting: false,
+});
 static WORK: Condvar = Condvar::new();
 
 /// Asks the filler to top up `class`'s ready slots, starting it if it is not running.
+///
+/// No lost request: the bit is set before the lock is taken, and the filler decides to wait, or
+/// to exit, only under the lock after finding no bit set; so either it sees the bit, or the
+/// requester finds it waiting (and signals it) or gone (and starts a new one). A requester that
+/// finds its bit already set leaves it to the one that set it.
 pub(super) fn request(class: usize) {
     if !enabled() {
         return;
     }
+    let bit = 1 << class;
+    if WANTED.load(Ordering::Relaxed) & bit != 0
+        || WANTED.fetch_or(bit, Ordering::SeqCst) & bit != 0
+    {
+        return;
+    }
     let pid = std::process::id();
     let mut filler = lock();
-    filler.wanted |= 1 << class;
     if filler.pid == pid {
-        WORK.notify_one();
+        if filler.waiting {
+            WORK.notify_one();
+        }
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -73,7 +95,9 @@ pub(super) fn request(class: usize) {
     match spawned {
         Ok(_) => filler.pid = pid,
         // Out of threads: tasks fault their own pages, as without the filler.
-        Err(_) => filler.wanted = 0,
+        Err(_) => {
+            WANTED.fetch_and(!bit, Ordering::SeqCst);
+        }
     }
 }
 
@@ -103,23 +127,26 @@ pub(super) fn enabled() -> bool {
 
 fn run() {
     loop {
-        let class = {
-            let mut filler = lock();
-            while filler.wanted == 0 {
-                let (guard, waited) = WORK
-                    .wait_timeout(filler, IDLE_EXIT)
-                    .unwrap_or_else(PoisonError::into_inner);
-                filler = guard;
-                if waited.timed_out() && filler.wanted == 0 {
-                    filler.pid = 0;
-                    return;
-                }
+        let wanted = WANTED.swap(0, Ordering::SeqCst);
+        if wanted != 0 {
+            (0..64)
+                .filter(|class| wanted & (1 << class) != 0)
+                .for_each(pool::refill);
+            continue;
+        }
+        let mut filler = lock();
+        while WANTED.load(Ordering::SeqCst) == 0 {
+            filler.waiting = true;
+            let (guard, waited) = WORK
+                .wait_timeout(filler, IDLE_EXIT)
+                .unwrap_or_else(PoisonError::into_inner);
+            filler = guard;
+            filler.waiting = false;
+            if waited.timed_out() && WANTED.load(Ordering::SeqCst) == 0 {
+                filler.pid = 0;
+                return;
             }
-            let class = filler.wanted.trailing_zeros() as usize;
-            filler.wanted &= !(1 << class);
-            class
-        };
-        pool::refill(class);
+        }
     }
 }
 
