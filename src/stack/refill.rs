@@ -76,7 +76,9 @@ pub(super) fn request(class: usize) {
         return;
     }
     let bit = 1 << class;
-    if WANTED.load(Ordering::Relaxed) & bit != 0
+    // SeqCst, also the first look (a plain load on x86): a bit seen set was set before this
+    // look and is cleared by the filler after it, so the fill that follows sees this take.
+    if WANTED.load(Ordering::SeqCst) & bit != 0
         || WANTED.fetch_or(bit, Ordering::SeqCst) & bit != 0
     {
         return;
