@@ -78,8 +78,7 @@ pub(super) fn request(class: usize) {
     let bit = 1 << class;
     // SeqCst, also the first look (a plain load on x86): a bit seen set was set before this
     // look and is cleared by the filler after it, so the fill that follows sees this take.
-    if WANTED.load(Ordering::SeqCst) & bit != 0
-        || WANTED.fetch_or(bit, Ordering::SeqCst) & bit != 0
+    if WANTED.load(Ordering::SeqCst) & bit != 0 || WANTED.fetch_or(bit, Ordering::SeqCst) & bit != 0
     {
         return;
     }
