@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ivy::runtime::debug::{TaskState, WaitReason};
 
 mod common;
+use common::thread_names;
 
 const CHILD_ENV: &str = "IVY_DEBUG_SOUNDNESS_CHILD";
 
@@ -223,15 +224,6 @@ fn watchdog_never_touches_finished_tasks() {
     }
     let m = rt.handle().metrics();
     assert_eq!((m.spawned_tasks, m.completed_tasks), (64, 64));
-}
-
-/// Names of this process's threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .map(|s| s.trim_end().to_string())
-        .collect()
 }
 
 /// Whether `cond` holds within a generous bound (a new thread names itself

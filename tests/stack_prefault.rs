@@ -31,10 +31,9 @@ fn thread_faults() -> i64 {
 }
 
 fn filler_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end() == "ivy-stack-fill")
+    common::thread_names()
+        .iter()
+        .filter(|name| *name == "ivy-stack-fill")
         .count()
 }
 

@@ -187,14 +187,7 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
             return Err(guard::exhausted());
         }
     }
-    let mut addrs = Vec::with_capacity(n);
-    for _ in 0..n {
-        match shared.carve(class) {
-            Ok(a) => addrs.push(a),
-            Err(e) if addrs.is_empty() => return Err(e),
-            Err(_) => break,
-        }
-    }
+    let addrs = shared.carve_batch(class, n)?;
     // With unlimited guards, outside the lock: a syscall, and workers starting up
     // all carve at once. Under a guard budget, inside it, until the spare slots are
     // on the shared list: a worker that then finds the budget spent finds them
@@ -211,12 +204,7 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
     };
     // Should it fail (ENOMEM), the slots are never handed out; leaking their
     // address space is harmless.
-    let guarded = guard::install_many(&addrs, guard_size())?;
-    let mut slots: Vec<Slot> = addrs
-        .into_iter()
-        .zip(guarded)
-        .map(|(addr, guarded)| Slot { addr, guarded })
-        .collect();
+    let mut slots = guard_carved(addrs)?;
     // Another class may have spent the last of the budget meanwhile.
     let first = slots
         .iter()
@@ -430,6 +418,20 @@ impl Class {
         Some((slot, low))
     }
 
+    /// Reserves up to `n` unused slots (fewer if address space runs out); an error only if not
+    /// even one could be had.
+    fn carve_batch(&mut self, class: usize, n: usize) -> io::Result<Vec<usize>> {
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.carve(class) {
+                Ok(a) => addrs.push(a),
+                Err(e) if addrs.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(addrs)
+    }
+
     /// Reserves the next unused slot, mapping a new slab if the newest one is used up.
     fn carve(&mut self, class: usize) -> io::Result<usize> {
         let slot_len = guard_size() + class_size(class);
@@ -442,6 +444,17 @@ impl Class {
         self.next += slot_len;
         Ok(addr)
     }
+}
+
+/// Installs the guards of freshly carved slots (one syscall for the batch): the slots, each
+/// saying whether it got one.
+fn guard_carved(addrs: Vec<usize>) -> io::Result<Vec<Slot>> {
+    let guarded = guard::install_many(&addrs, guard_size())?;
+    Ok(addrs
+        .into_iter()
+        .zip(guarded)
+        .map(|(addr, guarded)| Slot { addr, guarded })
+        .collect())
 }
 
 fn map_slab(len: usize) -> io::Result<usize> {
@@ -535,21 +548,15 @@ pub(super) fn refill(class: usize) {
             let n = missing.min(CARVE_BATCH);
             let cold = lists.free.len().saturating_sub(n);
             let slots: Vec<Slot> = lists.free.drain(cold..).collect();
-            let mut carved = Vec::new();
-            while slots.len() + carved.len() < n {
-                match shared.carve(class) {
-                    Ok(addr) => carved.push(addr),
-                    Err(_) => break,
-                }
-            }
+            let carved = shared
+                .carve_batch(class, n - slots.len())
+                .unwrap_or_default();
             (slots, carved)
         };
         // Should the guards fail to go in (ENOMEM), the carved slots are never handed out, as
         // in `take`.
-        if let Ok(guarded) = guard::install_many(&carved, guard_size()) {
-            for (addr, guarded) in carved.into_iter().zip(guarded) {
-                slots.push(Slot { addr, guarded });
-            }
+        if let Ok(carved) = guard_carved(carved) {
+            slots.extend(carved);
         }
         if slots.is_empty() {
             return; // out of address space: tasks get their error from `take`

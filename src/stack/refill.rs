@@ -130,7 +130,7 @@ fn run() {
     loop {
         let wanted = WANTED.swap(0, Ordering::SeqCst);
         if wanted != 0 {
-            (0..64)
+            (0..super::NUM_CLASSES)
                 .filter(|class| wanted & (1 << class) != 0)
                 .for_each(pool::refill);
             continue;

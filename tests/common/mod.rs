@@ -84,3 +84,12 @@ pub fn assert_overflow_reported(out: &Output, task: &str, what: &str) {
         "{what}: {stderr}"
     );
 }
+
+/// Names of this process's threads (`/proc/self/task/*/comm`).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim_end().to_string())
+        .collect()
+}
