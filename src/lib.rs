@@ -47,6 +47,7 @@ mod loom;
 mod model_check;
 pub mod net;
 pub mod park;
+mod prefetch;
 pub mod runtime;
 mod stack;
 pub mod sync;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 /// relative to `src/`, without `.rs`).
 const LAYERS: &[(&str, &[&str])] = &[
     // Leaves: the thread's current worker/task, the model-checking shim, the
-    // one error type.
-    ("context", &["context", "loom", "error"]),
+    // one error type, the CPU's prefetch hints.
+    ("context", &["context", "loom", "error", "prefetch"]),
     ("stack", &["stack/"]),
     // The task header, its state machine, its end, task-locals, per-task thread
     // state; knows no worker, no timer, no reactor.

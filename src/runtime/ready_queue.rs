@@ -81,8 +81,18 @@ impl<T> ReadyQueue<T> {
         })
     }
 
-    #[inline(always)]
+    /// Takes the first value (tests; the worker pops with `pop_front_looking_ahead`).
+    #[cfg(test)]
     pub(crate) fn pop_front(&self) -> Option<T> {
+        self.pop_front_looking_ahead(|_, _| {})
+    }
+
+    /// Takes the first value, and looks at what runs after it: `ahead` is called with the next two
+    /// values, if two or more remain, before the popped one is returned (worker.rs prefetches
+    /// them). `ahead` must not reach this queue or run foreign code (`with`'s rule): it gets
+    /// borrows into the ring.
+    #[inline(always)]
+    pub(crate) fn pop_front_looking_ahead(&self, ahead: impl FnOnce(&T, &T)) -> Option<T> {
         self.with(|r| {
             if r.head == r.tail {
                 return None;
@@ -90,6 +100,13 @@ impl<T> ReadyQueue<T> {
             let value = r.slot(r.head).take();
             r.head = r.head.wrapping_add(1);
             debug_assert!(value.is_some());
+            if r.tail.wrapping_sub(r.head) >= 2 {
+                let mask = r.mask;
+                let (i, j) = (r.head & mask, r.head.wrapping_add(1) & mask);
+                if let (Some(next), Some(after)) = (&r.slots[i], &r.slots[j]) {
+                    ahead(next, after);
+                }
+            }
             value
         })
     }
@@ -205,5 +222,32 @@ mod tests {
             assert_eq!(Rc::strong_count(&token), 1 + 1300);
         }
         assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    /// The look-ahead sees the two values that come next, in order, and only when two remain;
+    /// it takes nothing (the deque test above runs every pop through it too).
+    #[test]
+    fn looking_ahead_sees_the_next_two_values_in_order() {
+        let q = ReadyQueue::new();
+        q.with(|r| {
+            r.head = usize::MAX - 3;
+            r.tail = usize::MAX - 3;
+        });
+        for i in 0..100u32 {
+            q.push_back(i);
+        }
+        for i in 0..100u32 {
+            let mut seen = None;
+            assert_eq!(
+                q.pop_front_looking_ahead(|a, b| seen = Some((*a, *b))),
+                Some(i)
+            );
+            let expected = (i + 2 < 100).then_some((i + 1, i + 2));
+            assert_eq!(seen, expected, "after popping {i}");
+            assert_eq!(q.len(), 99 - i as usize);
+        }
+        let mut called = false;
+        assert_eq!(q.pop_front_looking_ahead(|_, _| called = true), None);
+        assert!(!called);
     }
 }

@@ -121,7 +121,7 @@ impl Shared {
         let refused = if self.refuses_spawns() {
             Some(NotRun::Closed)
         } else {
-            self.check_stack_available(task.stack_size)
+            self.check_stack_available(task.stack_size())
                 .err()
                 .map(NotRun::NoStack)
         };

@@ -84,6 +84,7 @@ use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
 use crate::context::{self, Context};
 use crate::io::reactor::{Reactor, ReactorHandle};
+use crate::prefetch;
 use crate::runtime::debug;
 use crate::runtime::idle::SpinBudget;
 use crate::runtime::placement::Placement;
@@ -99,6 +100,10 @@ use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
 const FAIRNESS_INTERVAL: u32 = 61;
+/// The stack a resumed task touches first, around where it suspended (`look_ahead`): the
+/// registers its switch saved below, the frames it returns through above.
+const RESUME_BELOW: usize = 64;
+const RESUME_ABOVE: usize = 320;
 const MAX_LIFO_STREAK: u32 = 3;
 /// Finished tasks spawned on other shards that a worker keeps before removing
 /// them from the registry with one lock per shard (registry.rs).
@@ -330,14 +335,14 @@ impl Worker {
                 return Some(t);
             }
         }
-        if let Some(t) = self.ready.pop_front() {
+        if let Some(t) = self.pop_ready() {
             return Some(t);
         }
         if let Some(t) = self.pop_inbox() {
             return Some(t);
         }
         if self.poll_timers() > 0 {
-            return self.ready.pop_front();
+            return self.pop_ready();
         }
         self.spawned
             .pop()
@@ -626,6 +631,25 @@ impl Worker {
         }
     }
 
+    /// Pops the ready queue's first task, and asks the CPU for what the next ones will touch
+    /// first, while this one runs (`prefetch.rs`): the header of the task after the next; and,
+    /// for the next one (whose header the previous pop asked for), its stack where it suspended
+    /// and its body. Only in a burst, when two or more remain: a pair of tasks switching back
+    /// and forth is in cache already, and its switch should not pay for the look.
+    #[inline(always)]
+    fn pop_ready(&self) -> Option<Arc<Task>> {
+        self.ready.pop_front_looking_ahead(|next, after| {
+            prefetch::write_object(Arc::as_ptr(after));
+            // `next` is started, queued here (its home) and not running: its context is the
+            // home worker's to read (task/raw.rs).
+            let sp = next.ctx.suspended_sp.get();
+            if sp != 0 {
+                prefetch::write_range_down(sp.wrapping_sub(RESUME_BELOW), sp + RESUME_ABOVE);
+            }
+            next.prefetch_body();
+        })
+    }
+
     /// After a task's last suspension: it returned (`returned`), or it was
     /// abandoned at shutdown (`abandon`).
     #[inline(never)]
@@ -675,7 +699,7 @@ impl Worker {
         // it, whether or not a stack is found.
         self.placement.started(&self.shared.homes, placed);
         let reserve = self.shared.stack_top_reserve;
-        match TaskStack::allocate_for(task.stack_size, reserve, self.shared.unguarded_stacks) {
+        match TaskStack::allocate_for(task.stack_size(), reserve, self.shared.unguarded_stacks) {
             Ok(stack) => {
                 let running = overflow::RunningTask::new(&stack, task.id, task.name());
                 slot.thread_state =

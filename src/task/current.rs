@@ -150,7 +150,9 @@ pub(crate) fn task_is_unwinding(task: &Task) -> bool {
 }
 
 /// Suspends `task` (which must be the current task) back to its worker.
-#[inline]
+/// Inlined: recording the stack pointer (`suspend_raw`) made it too big for the
+/// compiler's taste, and the call cost the switch row 6 instructions.
+#[inline(always)]
 pub(crate) fn suspend(task: &Task, why: Suspend) {
     // Off the switch path's common case: while no unwind is in flight on this
     // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
@@ -188,6 +190,7 @@ pub(crate) fn abandon(task: &Task) -> ! {
 
 #[inline(always)]
 fn suspend_raw(task: &Task, why: Suspend) {
+    task.ctx.suspended_sp.set(crate::prefetch::stack_pointer());
     let yielder = task.ctx.yielder.get();
     debug_assert!(!yielder.is_null());
     // SAFETY: `yielder` was set by the coroutine's own body when it started and

@@ -85,6 +85,10 @@ pub(crate) trait Start: Send + Sync {
 
 pub(crate) const NO_HOME: usize = usize::MAX;
 
+fn saturate_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 pub(crate) struct Task {
     pub(crate) id: u64,
     /// The closure (taken at the first run), the result slot and the join state;
@@ -93,7 +97,10 @@ pub(crate) struct Task {
     state: TaskState,
     /// Index of the home worker, `NO_HOME` until the first run.
     home: AtomicUsize,
-    pub(crate) stack_size: usize,
+    /// The stack size it asked for, saturated at `u32::MAX` (any size above `MAX_STACK_SIZE`,
+    /// 1 GiB, is refused alike): 4 bytes, which pack with the state bytes, so the header did
+    /// not grow with `TaskCtx::suspended_sp` (`idle_memory` counts every byte of it).
+    stack_size: u32,
     /// The runtime that runs it; kept by a pooled allocation (task_pool.rs).
     pub(crate) scheduler: Arc<dyn Schedule>,
     /// Slot in the runtime's registry of live tasks.
@@ -134,6 +141,10 @@ pub(crate) struct TaskCtx {
     /// ivy raised a cancellation or deadline unwind in this task that has not
     /// been caught yet (`task::current::task_is_unwinding`).
     pub(crate) raised: Cell<bool>,
+    /// The task's stack pointer where it last suspended (0: never, or not known on this
+    /// architecture): where its resume will touch its stack first, which its worker
+    /// prefetches while the task ahead of it runs (`Worker::look_ahead`).
+    pub(crate) suspended_sp: Cell<usize>,
 }
 
 /// Deadline and shield state of one task or thread (or of the generator body
@@ -180,12 +191,14 @@ impl TaskCtx {
             locals,
             scope,
             raised,
+            suspended_sp,
         } = self;
         yielder.set(std::ptr::null());
         this.set(std::ptr::null());
         locals.get_mut().reset();
         scope.set(ScopeState::default());
         raised.set(false);
+        suspended_sp.set(0);
     }
 }
 
@@ -197,6 +210,7 @@ impl Default for TaskCtx {
             locals: RefCell::new(LocalMap::default()),
             scope: Cell::new(Default::default()),
             raised: Cell::new(false),
+            suspended_sp: Cell::new(0),
         }
     }
 }
@@ -279,7 +293,7 @@ impl Task {
                 body: Some(body),
                 state: TaskState::new(),
                 home: AtomicUsize::new(NO_HOME),
-                stack_size,
+                stack_size: saturate_u32(stack_size),
                 scheduler,
                 registry_key: AtomicUsize::new(usize::MAX),
                 wait_reason: AtomicU8::new(0),
@@ -299,7 +313,7 @@ impl Task {
         let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
         t.id = body.core().id;
         t.body = Some(body);
-        t.stack_size = stack_size;
+        t.stack_size = saturate_u32(stack_size);
         task.body().core().lock().task = Some(task.clone());
         task
     }
@@ -322,6 +336,20 @@ impl Task {
     /// The task's body. Every live task has one; only a pooled task has none.
     pub(crate) fn body(&self) -> &dyn Start {
         self.body.as_deref().expect("ivy: a live task has a body")
+    }
+
+    /// Prefetches the first lines of the task's body (its join state), if it has one.
+    #[inline(always)]
+    pub(crate) fn prefetch_body(&self) {
+        if let Some(body) = &self.body {
+            let at = Arc::as_ptr(body) as *const u8 as usize;
+            crate::prefetch::write_range_down(at.saturating_sub(16), at + 176);
+        }
+    }
+
+    /// The stack size the task asked for (saturated: see the field).
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size as usize
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
