@@ -100,7 +100,7 @@ use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
 const FAIRNESS_INTERVAL: u32 = 61;
-/// The stack a resumed task touches first, around where it suspended (`look_ahead`): the
+/// The stack a resumed task touches first, around where it suspended (`pop_ready`): the
 /// registers its switch saved below, the frames it returns through above.
 const RESUME_BELOW: usize = 64;
 const RESUME_ABOVE: usize = 320;

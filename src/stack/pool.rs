@@ -247,14 +247,7 @@ fn shares_guarded() -> bool {
 /// A slot of `kind` and `class` from this thread's cache.
 fn cache_pop(kind: usize, class: usize) -> Option<Slot> {
     let slot = CACHE
-        .try_with(|cache| {
-            let slots = &mut cache.borrow_mut().0[kind][class];
-            let slot = slots.pop();
-            if let Some(next) = slots.last() {
-                prefetch_first_frames(class, *next);
-            }
-            slot
-        })
+        .try_with(|cache| cache.borrow_mut().0[kind][class].pop())
         .ok()
         .flatten()?;
     count_free_guarded(class, &slot, -1);
@@ -595,22 +588,25 @@ pub(super) fn refill(class: usize) {
     }
 }
 
-/// Bytes below a stack's base (its top, less the reserve) prefetched for the next task to start
-/// on it: its corosensei frame and the first frames of its body. And above the base, into the
-/// reserve, where a binding puts memory its first frames use (ivyrt's data-stack chunk).
-const FIRST_FRAMES_BELOW: usize = 256;
-const FIRST_FRAMES_ABOVE: usize = 128;
-
 /// Asks the CPU for the lines the next task to start on `slot` will write first, so that a
-/// burst of task starts does not stall on each stack's first touch (`prefetch.rs`). Called with
-/// the slot that the next `take` of the class will return, one task ahead.
+/// burst of task starts does not stall on each stack's first touch (`prefetch.rs`): called with
+/// the slot the next `take` of the class will return, one task ahead. Only for slots from the
+/// shared lists: this thread's cache holds the slots it freed last, still in cache.
+/// The lines: four below the base (corosensei's frame and the body's first frames), and two
+/// above it into a binding's top reserve (ivyrt's data-stack chunk starts there).
+#[inline]
 fn prefetch_first_frames(class: usize, slot: Slot) {
+    use crate::prefetch::{write, LINE};
     let top = slot.addr + guard_size() + class_size(class);
     let reserve = TOP_RESERVE[class].load(Ordering::Relaxed);
     let base = top - reserve.min(class_size(class));
-    crate::prefetch::write_range_down(base.saturating_sub(FIRST_FRAMES_BELOW), base);
+    write(base - LINE);
+    write(base - 2 * LINE);
+    write(base - 3 * LINE);
+    write(base - 4 * LINE);
     if reserve > 0 {
-        crate::prefetch::write_range_down(base, base + reserve.min(FIRST_FRAMES_ABOVE));
+        write(base);
+        write(base + LINE);
     }
 }
 
