@@ -160,7 +160,7 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
     }
     let mut shared = lock(class);
     if let Some((slot, low)) = shared.pop(GUARDED, class) {
-        if let Some(next) = shared.peek(GUARDED) {
+        if let Some(next) = shared.peek_resident(GUARDED) {
             prefetch_first_frames(class, next);
         }
         drop(shared);
@@ -421,10 +421,12 @@ impl Class {
         Some((slot, low))
     }
 
-    /// The slot `pop(kind, ..)` would return next, if any.
-    fn peek(&self, kind: usize) -> Option<Slot> {
+    /// The slot `pop(kind, ..)` would return next, if it is one whose first page is resident
+    /// (warm, aged or ready; not a cold one, whose page the task's first touch will fault in:
+    /// a prefetch there finds no page and only costs its walk).
+    fn peek_resident(&self, kind: usize) -> Option<Slot> {
         let lists = &self.lists[kind];
-        [&lists.warm, &lists.aged, &lists.ready, &lists.free]
+        [&lists.warm, &lists.aged, &lists.ready]
             .into_iter()
             .find_map(|list| list.last().copied())
     }
@@ -592,8 +594,8 @@ pub(super) fn refill(class: usize) {
 /// burst of task starts does not stall on each stack's first touch (`prefetch.rs`): called with
 /// the slot the next `take` of the class will return, one task ahead. Only for slots from the
 /// shared lists: this thread's cache holds the slots it freed last, still in cache.
-/// The lines: four below the base (corosensei's frame and the body's first frames), and two
-/// above it into a binding's top reserve (ivyrt's data-stack chunk starts there).
+/// The lines: four below the base (corosensei's frame and the body's first frames), and up to
+/// two above it into a binding's top reserve (ivyrt's data-stack chunk starts there).
 #[inline]
 fn prefetch_first_frames(class: usize, slot: Slot) {
     use crate::prefetch::{write, LINE};
@@ -604,9 +606,15 @@ fn prefetch_first_frames(class: usize, slot: Slot) {
     write(base - 2 * LINE);
     write(base - 3 * LINE);
     write(base - 4 * LINE);
-    if reserve > 0 {
+    // Above the base only within the page below it, which the stack filler or the last task
+    // made resident: the reserve's next page may be absent, and a prefetch into an absent page
+    // only costs its walk.
+    let page_end = ((base - 1) | (page_size() - 1)) + 1;
+    if reserve > 0 && base < page_end {
         write(base);
-        write(base + LINE);
+        if base + LINE < page_end {
+            write(base + LINE);
+        }
     }
 }
 
