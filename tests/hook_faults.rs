@@ -422,3 +422,151 @@ fn cancellation_ends_a_hooked_sleep_at_once() {
     assert_eq!((r, e), (-1, libc::ECANCELED));
     assert!(left >= 9, "time left {left} s");
 }
+
+/// The cooperative budget reaches hooked calls that never wait: a task reading
+/// a socket the peer filled beforehand (every `read` succeeds at once) still
+/// lets the other tasks of its worker run, every `IO_BUDGET` (128) calls, and
+/// still sees its cancellation (`ECANCELED` from the next `read`, then the
+/// unwind at the next ivy call). Before the hook charged its calls, the reader
+/// never suspended: the ticker never ran and the reader ran out of data first.
+#[test]
+fn a_task_whose_hooked_reads_never_wait_yields_and_sees_its_cancellation() {
+    let _serial = serial();
+    let before = baseline();
+    for round in 0..20 {
+        let (a, b) = UnixStream::pair().unwrap();
+        // 16 KiB fits in any Unix socket buffer: 16k one-byte reads that never wait.
+        let filled = 16 * 1024;
+        (&a).write_all(&vec![7u8; filled]).unwrap();
+        let ticked = Arc::new(AtomicUsize::new(0));
+        let reads_before_tick = Arc::new(AtomicUsize::new(usize::MAX));
+        let cancelled_with = Arc::new(AtomicI32::new(0));
+        let after = Arc::new(AtomicUsize::new(0));
+        let (t2, seen, c2, a2) = (
+            ticked.clone(),
+            reads_before_tick.clone(),
+            cancelled_with.clone(),
+            after.clone(),
+        );
+        let r = rt(1).block_on(move || {
+            let reader = ivy::spawn(move || {
+                // Spawned from here, on this one worker: it runs only when the
+                // reader suspends.
+                let t = t2.clone();
+                let _ticker = ivy::spawn(move || t.store(1, Ordering::SeqCst));
+                let mut byte = [0u8; 1];
+                let mut reads = 0usize;
+                loop {
+                    match (&b).read(&mut byte) {
+                        Ok(1) => reads += 1,
+                        Ok(n) => panic!("read {n} bytes"),
+                        Err(e) => {
+                            c2.store(e.raw_os_error().unwrap_or(-1), Ordering::SeqCst);
+                            // The cancellation stays pending: the next ivy call unwinds.
+                            ivy::yield_now();
+                            a2.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    if t2.load(Ordering::SeqCst) == 1 && seen.load(Ordering::SeqCst) == usize::MAX {
+                        seen.store(reads, Ordering::SeqCst);
+                    }
+                    assert!(reads < filled, "the reader never suspended");
+                }
+            });
+            // The main task runs again once the reader yields; cancel it then.
+            while ticked.load(Ordering::SeqCst) == 0 {
+                ivy::yield_now();
+            }
+            reader.cancel();
+            reader.join()
+        });
+        assert!(r.unwrap_err().is_cancelled(), "round {round}");
+        let n = reads_before_tick.load(Ordering::SeqCst);
+        assert!(
+            n <= 1024,
+            "round {round}: {n} reads before another task ran"
+        );
+        assert_eq!(
+            cancelled_with.load(Ordering::SeqCst),
+            libc::ECANCELED,
+            "round {round}"
+        );
+        assert_eq!(after.load(Ordering::SeqCst), 0, "round {round}");
+    }
+    assert_eq!(open_fds(), before);
+}
+
+/// A task looking at an fd in a loop with zero-timeout `poll` / `ppoll` /
+/// `select` (none of which waits) still lets another task of its worker run:
+/// the looker spins until that task has set a flag, which only the budget's
+/// yield lets it do. Bounded: without the yield the loop ends at its bound
+/// and the test fails.
+#[test]
+fn zero_timeout_polls_in_a_loop_let_the_other_tasks_run() {
+    let _serial = serial();
+    let before = baseline();
+    for (round, call) in ["poll", "ppoll", "select"]
+        .iter()
+        .cycle()
+        .take(30)
+        .enumerate()
+    {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let looks = rt(1).block_on(move || {
+            let looker = ivy::spawn(move || {
+                // Spawned from here, on this one worker: it runs only when the
+                // looker suspends.
+                let f2 = Arc::new(AtomicUsize::new(0));
+                let flag = f2.clone();
+                let _setter = ivy::spawn(move || flag.store(1, Ordering::SeqCst));
+                let mut looks = 0usize;
+                while f2.load(Ordering::SeqCst) == 0 {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let zero = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    // SAFETY: one valid pollfd / fd set, a zero timeout.
+                    let n = unsafe {
+                        match *call {
+                            "poll" => libc::poll(&mut pfd, 1, 0),
+                            "ppoll" => libc::ppoll(&mut pfd, 1, &zero, std::ptr::null()),
+                            _ => {
+                                let mut set: libc::fd_set = std::mem::zeroed();
+                                libc::FD_ZERO(&mut set);
+                                libc::FD_SET(fd, &mut set);
+                                let mut tv = libc::timeval {
+                                    tv_sec: 0,
+                                    tv_usec: 0,
+                                };
+                                libc::select(
+                                    fd + 1,
+                                    &mut set,
+                                    std::ptr::null_mut(),
+                                    std::ptr::null_mut(),
+                                    &mut tv,
+                                )
+                            }
+                        }
+                    };
+                    assert_eq!(n, 0, "{call}: nothing is ready");
+                    looks += 1;
+                    assert!(looks < 100_000, "{call}: the looker never suspended");
+                }
+                looks
+            });
+            looker.join().unwrap()
+        });
+        assert!(
+            (1..=1024).contains(&looks),
+            "round {round} ({call}): {looks} looks"
+        );
+    }
+    assert_eq!(open_fds(), before);
+}

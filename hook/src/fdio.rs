@@ -18,6 +18,12 @@
 //!   the call blocks its worker (writes are cut to `PIPE_BUF` pieces, which a
 //!   writable pipe always takes whole, so they do not).
 //!
+//! Every call from a task is first charged to the task's cooperative budget
+//! (`Services::charge_io`): when it is spent the task yields once, so a task
+//! whose calls never wait (a socket that always has data, a non-blocking
+//! socket polled in a loop) still lets the other tasks of its worker run, and
+//! sees its cancellation.
+//!
 //! Outside a task: straight through, except on a socket ivy made non-blocking,
 //! where blocking is emulated (the real `poll(2)`, then retry), honouring the
 //! socket timeouts, so a thread sees what it would have seen without ivy.
@@ -135,11 +141,23 @@ pub(crate) fn drive(
     dontwait: bool,
     mut op: impl FnMut() -> isize,
 ) -> isize {
-    if !services::any() || dontwait {
+    if !services::any() {
         return op();
     }
     match services::current() {
-        Some(s) => inside(s, fd, dir, name, op),
+        Some(s) => {
+            // Every call from a task, waiting or not, is charged: one that never
+            // waits must still let the other tasks of its worker run.
+            let charged = (s.charge_io)();
+            if charged != 0 {
+                return fail(charged);
+            }
+            if dontwait {
+                return op();
+            }
+            inside(s, fd, dir, name, op)
+        }
+        None if dontwait => op(),
         None => outside(fd, dir, &mut op),
     }
 }

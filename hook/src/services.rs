@@ -11,7 +11,8 @@
 //! one of my tasks?" and the few parking primitives the hooked calls are built
 //! on. Before any copy attached every hooked call is plain libc. The table is
 //! versioned and sized: the hook accepts exactly its own layout (version 2:
-//! `close_fd` replaced version 1's wake-after-close `closed`), and an ivy
+//! `close_fd` replaced version 1's wake-after-close `closed`; version 3 added
+//! `charge_io`), and an ivy
 //! whose table it refuses says so on stderr and runs unhooked.
 //!
 //! The per-fd table and the call logic live here, once per process, so every
@@ -47,7 +48,7 @@ use std::sync::Once;
 use libc::{c_char, c_int, c_short, c_void};
 
 /// Version of [`Services`] this hook understands.
-pub const SERVICES_VERSION: u32 = 2;
+pub const SERVICES_VERSION: u32 = 3;
 
 /// The services one copy of ivy lends the hook (C ABI, `#[repr(C)]`; ivy's
 /// `src/hook/` defines the same layout).
@@ -88,6 +89,14 @@ pub struct Services {
     /// Debug mode: a hooked call had to block the worker (`call`, `why`: NUL
     /// terminated). Reports once per kind; does nothing outside debug mode.
     pub report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
+    /// Charges one hooked call that may not wait (a data call, a zero-timeout
+    /// `poll`) to the task's cooperative budget: 0 to go on; when the budget is
+    /// spent the task first yields to the others of its worker, and an
+    /// interruption the yield reports (`ECANCELED`, `ETIMEDOUT`) is returned
+    /// instead, the call not made. Without it a task whose calls never wait
+    /// (a socket that always has data, a busy `poll(.., 0)` loop) would keep its
+    /// worker for good.
+    pub charge_io: extern "C" fn() -> c_int,
 }
 
 const MAX_COPIES: usize = 8;

@@ -6,7 +6,9 @@
 //! until one of the fds is ready (ivy's multi-fd wait) or the timeout passes,
 //! then the real call with a zero timeout fills in exactly what the caller
 //! asked (`revents`, the fd sets): ivy only decides *when* to look, the kernel
-//! still answers. A zero timeout is always straight through. `ppoll` with a
+//! still answers. A zero timeout is straight through, charged to the task's
+//! cooperative budget first (`Services::charge_io`: a task polling in a loop
+//! yields now and then). `ppoll` with a
 //! signal mask cannot be emulated (the mask must be swapped atomically with
 //! the wait) and blocks the worker; debug mode says so.
 
@@ -16,10 +18,23 @@ use crate::errno;
 use crate::real;
 use crate::services::{self, Services};
 
+/// A zero-timeout look from a task, charged to its budget
+/// (`Services::charge_io`): `Err(-1)` with errno set when the yield that a spent
+/// budget makes reported an interruption.
+fn charge(s: &Services) -> Result<(), c_int> {
+    match (s.charge_io)() {
+        0 => Ok(()),
+        err => {
+            errno::set(err);
+            Err(-1)
+        }
+    }
+}
+
 /// `poll(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
-    if timeout == 0 || !services::any() {
+    if !services::any() {
         // SAFETY: the caller's arguments.
         return unsafe { real::poll(fds, n, timeout) };
     }
@@ -27,6 +42,15 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_
         // SAFETY: the caller's arguments.
         return unsafe { real::poll(fds, n, timeout) };
     };
+    if timeout == 0 {
+        // A look that never waits: charged, so that a task polling in a loop
+        // still lets the others of its worker run (`Services::charge_io`).
+        if let Err(e) = charge(s) {
+            return e;
+        }
+        // SAFETY: the caller's arguments.
+        return unsafe { real::poll(fds, n, timeout) };
+    }
     let deadline = if timeout < 0 {
         -1
     } else {
@@ -67,6 +91,9 @@ pub unsafe extern "C" fn ppoll(
             return unsafe { real::ppoll(fds, n, timeout, mask) };
         }
         if ts.tv_sec == 0 && ts.tv_nsec == 0 {
+            if let Err(e) = charge(s) {
+                return e;
+            }
             // SAFETY: the caller's arguments.
             return unsafe { real::ppoll(fds, n, timeout, mask) };
         }
@@ -185,6 +212,11 @@ pub unsafe extern "C" fn select(
         let t = unsafe { *tv };
         t.tv_sec == 0 && t.tv_usec == 0
     };
+    if let (Some(s), true) = (svc, zero) {
+        if let Err(e) = charge(s) {
+            return e;
+        }
+    }
     let Some(s) = svc.filter(|_| !zero && (0..=libc::FD_SETSIZE as c_int).contains(&nfds)) else {
         // SAFETY: the caller's arguments.
         return unsafe { real::select(nfds, r, w, e, tv) };

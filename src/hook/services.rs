@@ -33,9 +33,10 @@ pub(crate) struct Services {
         ctx: *mut c_void,
     ) -> c_int,
     report_blocking: unsafe extern "C" fn(call: *const c_char, why: *const c_char),
+    charge_io: extern "C" fn() -> c_int,
 }
 
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 static SERVICES: Services = Services {
     version: VERSION,
@@ -47,6 +48,7 @@ static SERVICES: Services = Services {
     run_blocking,
     close_fd,
     report_blocking,
+    charge_io,
 };
 
 /// Hands this copy's services to the hook, if one is in the process; once.
@@ -394,6 +396,22 @@ unsafe extern "C" fn run_blocking(
 
 /// What debug mode already reported (call, why): once each.
 static REPORTED: Mutex<Option<BTreeSet<(String, String)>>> = Mutex::new(None);
+
+/// A hooked call that may not wait, charged to the running task's I/O budget
+/// (`task::current::io_budget_spent`, the one ivy's own sockets use): 0, after a
+/// yield once the budget is spent, or what that yield reported (`ECANCELED`,
+/// `ETIMEDOUT`), the call then not made.
+extern "C" fn charge_io() -> c_int {
+    guarded(|| {
+        if !crate::task::current::io_budget_spent() {
+            return 0;
+        }
+        parking(|| match crate::park::yield_now() {
+            Ok(()) => 0,
+            Err(e) => errno_of_wait(e),
+        })
+    })
+}
 
 unsafe extern "C" fn report_blocking(call: *const c_char, why: *const c_char) {
     let _ = catch_unwind(|| {
