@@ -402,14 +402,14 @@ static REPORTED: Mutex<Option<BTreeSet<(String, String)>>> = Mutex::new(None);
 /// yield once the budget is spent, or what that yield reported (`ECANCELED`,
 /// `ETIMEDOUT`), the call then not made.
 extern "C" fn charge_io() -> c_int {
-    guarded(|| {
-        if !crate::task::current::io_budget_spent() {
-            return 0;
-        }
-        parking(|| match crate::park::yield_now() {
-            Ok(()) => 0,
-            Err(e) => errno_of_wait(e),
-        })
+    // Unguarded: it cannot panic (`Cell`s in a `const` thread-local without a
+    // destructor, alive as long as the thread), and it runs on every hooked call.
+    if !crate::task::current::io_budget_spent() {
+        return 0;
+    }
+    parking(|| match crate::park::yield_now() {
+        Ok(()) => 0,
+        Err(e) => errno_of_wait(e),
     })
 }
 
