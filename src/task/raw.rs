@@ -434,3 +434,20 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every byte of the header is paid by every parked task (`idle_memory`): 392 bytes, an
+    /// `Arc` block of 408 in a 416-byte malloc chunk. `TaskCtx::suspended_sp` (the prefetch's
+    /// record) was paid for by a `u32` stack size packing with the state bytes; a field that
+    /// grows the header must say what it buys in findings/memory.md.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn the_task_header_does_not_grow() {
+        assert!(
+            std::mem::size_of::<super::Task>() <= 392,
+            "Task is {} bytes",
+            std::mem::size_of::<super::Task>()
+        );
+    }
+}
