@@ -184,6 +184,36 @@ def state_kept_across_hooked_parks() -> int:
     return len(got)
 
 
+def never_waiting_reader_lets_others_run() -> int:
+    """The hook's fairness budget from Python: a task reading a socketpair the
+    peer filled beforehand (every `recv` succeeds at once, none parks) still
+    lets the other tasks of its worker run, every 128 calls: the yield goes
+    through ivyrt's hook_park_guard (the GIL and the task's Python state).
+    Before the hook charged such calls, the ticker ran only once the reader
+    had drained all 8192 bytes."""
+    a, b = socket.socketpair()
+    filled = 8192
+    b.sendall(b"z" * filled)
+    ticked = []
+    seen = []
+
+    def reader() -> int:
+        ivyrt.create_task(ticked.append, 1)  # runs when the reader suspends
+        n = 0
+        while n < filled:
+            assert len(a.recv(1)) == 1
+            n += 1
+            if ticked and not seen:
+                seen.append(n)
+        return n
+
+    assert ivyrt.create_task(reader).join() == filled
+    a.close()
+    b.close()
+    assert seen and seen[0] <= 1024, seen
+    return seen[0]
+
+
 if __name__ == "__main__":
     check_hook_loaded()
     signal.alarm(60)  # a hang (a worker blocked) fails instead of stalling CI
@@ -192,4 +222,6 @@ if __name__ == "__main__":
     ivyrt.run(hooked_park_beside_ivyrt_parks, workers=2)
     ivyrt.run(state_kept_across_hooked_parks, workers=1)
     ivyrt.run(state_kept_across_hooked_parks, workers=2)
-    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count")
+    for _ in range(5):
+        ivyrt.run(never_waiting_reader_lets_others_run, workers=1)
+    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count; a never-waiting reader yields")
