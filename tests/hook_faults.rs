@@ -1,6 +1,7 @@
 //! The `hook` feature under faults: cancellation and deadline scopes reaching
 //! a hooked call, a peer reset, `close` from another task during a wait, fd
-//! exhaustion (EMFILE), a hooked `poll` on 100 fds with a timeout. Every test
+//! exhaustion (EMFILE), a hooked `poll` on 100 fds with a timeout, a slow
+//! `getaddrinfo` interrupted, the fairness budget. Every test
 //! counts the process's open fds (`/proc/self/fd`) before and after: nothing
 //! leaks. The tests run one at a time (a lock), so the counts are exact.
 
@@ -567,6 +568,85 @@ fn zero_timeout_polls_in_a_loop_let_the_other_tasks_run() {
             (1..=1024).contains(&looks),
             "round {round} ({call}): {looks} looks"
         );
+    }
+    assert_eq!(open_fds(), before);
+}
+
+/// A lookup whose job cannot start yet (the runtime's one blocking thread is
+/// held) stands for a slow `getaddrinfo`: the task parked on it is cancelled,
+/// or its deadline scope elapses, and `getaddrinfo` returns at once with
+/// `EAI_SYSTEM` and `errno` `ECANCELED` / `ETIMEDOUT`, while the pool is still
+/// held (exact: the holder is released only after the call returned). The
+/// lookup then runs on the pool and frees its own result; no fd is left.
+#[test]
+fn a_slow_getaddrinfo_is_interrupted_by_cancellation_and_by_a_deadline() {
+    let _serial = serial();
+    let before = baseline();
+    for round in 0..10 {
+        let cancel = round % 2 == 0;
+        let rt = ivy::Builder::new()
+            .workers(1)
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        let (rc, err, joined_cancelled) = rt.block_on(move || {
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let (started_tx, started) = std::sync::mpsc::channel::<()>();
+            let holder = ivy::spawn_blocking(move || {
+                started_tx.send(()).unwrap();
+                held.recv().unwrap();
+            });
+            // The one pool thread is busy before the lookup is queued.
+            while started.try_recv().is_err() {
+                ivy::sleep(ms(1));
+            }
+            let out = Arc::new(std::sync::Mutex::new((0, 0)));
+            let o2 = out.clone();
+            let looker = ivy::spawn(move || {
+                let lookup = || {
+                    let mut res = std::ptr::null_mut();
+                    // SAFETY: valid strings and out-parameter.
+                    let rc = unsafe {
+                        libc::getaddrinfo(
+                            c"localhost".as_ptr(),
+                            c"80".as_ptr(),
+                            std::ptr::null(),
+                            &mut res,
+                        )
+                    };
+                    assert!(res.is_null(), "an interrupted lookup hands out no list");
+                    *o2.lock().unwrap() = (rc, errno());
+                };
+                if cancel {
+                    lookup();
+                    ivy::yield_now(); // the cancellation stays pending: unwinds here
+                } else {
+                    let _ = ivy::timeout(ms(20), lookup);
+                }
+            });
+            if cancel {
+                ivy::sleep(ms(20)); // the looker parks in getaddrinfo
+                looker.cancel();
+            }
+            let joined = looker.join();
+            let (rc, err) = *out.lock().unwrap();
+            // Only now may the queued lookup run.
+            release.send(()).unwrap();
+            holder.join().unwrap();
+            // One pool thread, jobs in order: once this one ran, so did the
+            // abandoned lookup (and it freed its list and closed its files).
+            ivy::spawn_blocking(|| ()).join().unwrap();
+            (rc, err, joined.err().is_some_and(|e| e.is_cancelled()))
+        });
+        assert_eq!(rc, libc::EAI_SYSTEM, "round {round}");
+        if cancel {
+            assert_eq!(err, libc::ECANCELED, "round {round}");
+            assert!(joined_cancelled, "round {round}");
+        } else {
+            assert_eq!(err, libc::ETIMEDOUT, "round {round}");
+            assert!(!joined_cancelled, "round {round}");
+        }
+        drop(rt);
     }
     assert_eq!(open_fds(), before);
 }
