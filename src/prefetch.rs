@@ -13,7 +13,7 @@
 //! changes memory, and may be dropped by the CPU. So every function here is safe to call with
 //! any address; the `unsafe` is only the `asm!`/intrinsic call.
 //!
-//! Layer: a leaf (it imports nothing of ivy); the scheduler and the stack pool use it.
+//! Layer: a leaf (it imports nothing of ivy); the scheduler uses it.
 
 /// Cache line size assumed for stepping through a range (x86-64 and most arm64 parts).
 pub(crate) const LINE: usize = 64;

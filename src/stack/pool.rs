@@ -160,9 +160,6 @@ pub(super) fn take(class: usize, unguarded_ok: bool) -> io::Result<Slot> {
     }
     let mut shared = lock(class);
     if let Some((slot, low)) = shared.pop(GUARDED, class) {
-        if let Some(next) = shared.peek_resident(GUARDED) {
-            prefetch_first_frames(class, next);
-        }
         drop(shared);
         if low {
             refill::request(class);
@@ -421,16 +418,6 @@ impl Class {
         Some((slot, low))
     }
 
-    /// The slot `pop(kind, ..)` would return next, if it is one whose first page is resident
-    /// (warm, aged or ready; not a cold one, whose page the task's first touch will fault in:
-    /// a prefetch there finds no page and only costs its walk).
-    fn peek_resident(&self, kind: usize) -> Option<Slot> {
-        let lists = &self.lists[kind];
-        [&lists.warm, &lists.aged, &lists.ready]
-            .into_iter()
-            .find_map(|list| list.last().copied())
-    }
-
     /// Reserves up to `n` unused slots (fewer if address space runs out); an error only if not
     /// even one could be had.
     fn carve_batch(&mut self, class: usize, n: usize) -> io::Result<Vec<usize>> {
@@ -587,34 +574,6 @@ pub(super) fn refill(class: usize) {
             shared.lists[slot.kind()].ready.push(*slot);
         }
         WARM_SLOTS.fetch_add(slots.len(), Ordering::Relaxed);
-    }
-}
-
-/// Asks the CPU for the lines the next task to start on `slot` will write first, so that a
-/// burst of task starts does not stall on each stack's first touch (`prefetch.rs`): called with
-/// the slot the next `take` of the class will return, one task ahead. Only for slots from the
-/// shared lists: this thread's cache holds the slots it freed last, still in cache.
-/// The lines: four below the base (corosensei's frame and the body's first frames), and up to
-/// two above it into a binding's top reserve (ivyrt's data-stack chunk starts there).
-#[inline]
-fn prefetch_first_frames(class: usize, slot: Slot) {
-    use crate::prefetch::{write, LINE};
-    let top = slot.addr + guard_size() + class_size(class);
-    let reserve = TOP_RESERVE[class].load(Ordering::Relaxed);
-    let base = top - reserve.min(class_size(class));
-    write(base - LINE);
-    write(base - 2 * LINE);
-    write(base - 3 * LINE);
-    write(base - 4 * LINE);
-    // Above the base only within the page below it, which the stack filler or the last task
-    // made resident: the reserve's next page may be absent, and a prefetch into an absent page
-    // only costs its walk.
-    let page_end = ((base - 1) | (page_size() - 1)) + 1;
-    if reserve > 0 && base < page_end {
-        write(base);
-        if base + LINE < page_end {
-            write(base + LINE);
-        }
     }
 }
 
