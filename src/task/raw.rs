@@ -143,7 +143,7 @@ pub(crate) struct TaskCtx {
     pub(crate) raised: Cell<bool>,
     /// The task's stack pointer where it last suspended (0: never, or not known on this
     /// architecture): where its resume will touch its stack first, which its worker
-    /// prefetches while the task ahead of it runs (`Worker::look_ahead`).
+    /// prefetches while the task ahead of it runs (`Worker::pop_ready`).
     pub(crate) suspended_sp: Cell<usize>,
 }
 
