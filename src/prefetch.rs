@@ -50,7 +50,7 @@ pub(crate) fn write_range_down(lo: usize, hi: usize) {
 }
 
 /// The current stack pointer, or 0 where it is not read (other architectures): a hint for
-/// `write_range`, never dereferenced.
+/// `write_range_down`, never dereferenced.
 #[inline(always)]
 pub(crate) fn stack_pointer() -> usize {
     let sp: usize;
@@ -76,11 +76,12 @@ pub(crate) fn stack_pointer() -> usize {
 #[inline(always)]
 pub(crate) fn write_object<T>(ptr: *const T) {
     let lo = (ptr as usize).saturating_sub(16) & !(LINE - 1);
-    let hi = ptr as usize + std::mem::size_of::<T>();
+    let hi = (ptr as usize).saturating_add(std::mem::size_of::<T>());
     let mut at = lo;
     while at < hi {
         write(at);
-        at += LINE;
+        // Saturating, like `write_range_down`: at the top of the address space the loop ends.
+        at = at.saturating_add(LINE);
     }
 }
 
@@ -120,6 +121,7 @@ mod tests {
             write_range_down(addr.saturating_sub(256), addr);
         }
         write_object(guard as *const [u8; 400]);
+        write_object((usize::MAX - 100) as *const [u8; 400]);
         let sp = stack_pointer();
         if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
             let local = 0u8;
