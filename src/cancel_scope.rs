@@ -46,8 +46,10 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::task::body::ElapsedUnwind;
+use crate::error::WaitError;
+use crate::task::body::interruption_of;
 use crate::task::current;
+use crate::task::reported;
 
 /// The error of a deadline scope whose deadline passed (asyncio's `TimeoutError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,9 +222,16 @@ pub fn deadline<T>(at: Instant, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     };
     match result {
         (Ok(v), false) => Ok(v),
-        (Ok(_), true) => Err(Elapsed(())),
-        (Err(p), true) if p.is::<ElapsedUnwind>() => {
+        (Ok(_), true) => {
+            reported::clear_elapsed();
+            Err(Elapsed(()))
+        }
+        (Err(p), true) if interruption_of(p.as_ref()) == Some(WaitError::Elapsed) => {
+            // ivy's own unwind, or a panic on the deadline the hook reported as
+            // an error (`task::reported`): its payload is user data.
+            reported::clear_elapsed();
             crate::task::current::caught();
+            crate::task::body::drop_payload(p);
             Err(Elapsed(()))
         }
         (Err(p), _) => resume_unwind(p),

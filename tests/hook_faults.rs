@@ -378,11 +378,11 @@ fn emfile() {
     );
 }
 
-/// A Rust task cancelled in `std::thread::sleep` ends at once: the hooked
-/// `clock_nanosleep` returns `ECANCELED`, on which std's sleep panics (it
-/// asserts `EINTR`; README, "Hooked libc calls"), so the join is an error,
-/// long before the sleep's end. Likewise a C-style `nanosleep` returns -1 /
-/// ECANCELED with the time left.
+/// A Rust task cancelled in `std::thread::sleep` ends at once, as cancelled:
+/// the hooked `nanosleep` returns `ECANCELED`, on which std's sleep panics
+/// (it asserts `EINTR`), and that panic is the cancellation's delivery
+/// (`task::reported`). Likewise a C-style `nanosleep` returns -1 / ECANCELED
+/// with the time left, and the cancellation stays pending.
 #[test]
 fn cancellation_ends_a_hooked_sleep_at_once() {
     let _serial = serial();
@@ -391,7 +391,7 @@ fn cancellation_ends_a_hooked_sleep_at_once() {
         let sleeper = ivy::spawn(|| std::thread::sleep(ms(10_000)));
         ivy::sleep(ms(5));
         sleeper.cancel();
-        let joined_err = sleeper.join().is_err();
+        let joined_err = sleeper.join().unwrap_err().is_cancelled();
         let took = t0.elapsed();
         let seen = Arc::new(std::sync::Mutex::new(None));
         let s2 = seen.clone();
@@ -649,4 +649,180 @@ fn a_slow_getaddrinfo_is_interrupted_by_cancellation_and_by_a_deadline() {
         drop(rt);
     }
     assert_eq!(open_fds(), before);
+}
+
+/// The panic a reported interruption causes in code that cannot take the error
+/// (std's `thread::sleep` asserts `EINTR`; a sync crate `unwrap`s its `read`) is
+/// that interruption (`task::reported`): a cancelled task's join says
+/// cancelled, a deadline scope returns `Err(Elapsed)` and its task goes on, the
+/// destructors on the way up run and may block, and nothing is printed. Run in
+/// a child process, whose stderr is the whole report and whose panic hook ivy
+/// chains first: a genuine panic after an elapsed scope is still a panic, and
+/// still printed.
+#[test]
+fn a_panic_on_a_reported_interruption_is_that_interruption() {
+    let _serial = serial();
+    let out = common::run_child(&mut common::child_case(
+        "reported_interruption_child",
+        "IVY_REPORTED_CHILD",
+        "all",
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("reported-child: done"),
+        "the child ran its cases: {stdout}"
+    );
+    // The one panic printed is the genuine one, once per round.
+    assert_eq!(
+        stderr.matches("panicked at").count(),
+        GENUINE_ROUNDS,
+        "only the genuine panics are printed: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("a genuine panic after the scope").count(),
+        GENUINE_ROUNDS,
+        "{stderr}"
+    );
+}
+
+const GENUINE_ROUNDS: usize = 3;
+
+/// Blocks in its destructor: `std::thread::sleep` (hooked) or `ivy::sleep`,
+/// then counts the drop. Dropped by an unwind, it shows that blocking
+/// destructors run to completion on the way up.
+struct BlockingDrop {
+    hooked: bool,
+    done: Arc<AtomicUsize>,
+}
+
+impl Drop for BlockingDrop {
+    fn drop(&mut self) {
+        if self.hooked {
+            std::thread::sleep(ms(2));
+        } else {
+            ivy::sleep(ms(2));
+        }
+        self.done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn reported_interruption_child() {
+    let Ok(case) = std::env::var("IVY_REPORTED_CHILD") else {
+        return;
+    };
+    assert_eq!(case, "all");
+    for workers in [1, 2] {
+        for round in 0..10u64 {
+            let done = Arc::new(AtomicUsize::new(0));
+            let d2 = done.clone();
+            let (cancelled, took, elapsed, went_on, read_cancelled) =
+                rt(workers).block_on(move || {
+                    // Cancelled in std::thread::sleep: both destructors block.
+                    let t0 = Instant::now();
+                    let d3 = d2.clone();
+                    let sleeper = ivy::spawn(move || {
+                        let _a = BlockingDrop {
+                            hooked: false,
+                            done: d3.clone(),
+                        };
+                        let _b = BlockingDrop {
+                            hooked: true,
+                            done: d3,
+                        };
+                        std::thread::sleep(ms(10_000));
+                    });
+                    ivy::sleep(ms(1 + round % 3));
+                    sleeper.cancel();
+                    let cancelled = sleeper.join().unwrap_err().is_cancelled();
+                    let took = t0.elapsed();
+                    // A deadline scope around std::thread::sleep, then the task goes on.
+                    let scoped = ivy::spawn(|| {
+                        let r = ivy::timeout(ms(5), || std::thread::sleep(ms(10_000)));
+                        ivy::sleep(ms(1));
+                        (r.is_err(), true)
+                    });
+                    let (elapsed, went_on) = scoped.join().unwrap();
+                    // A sync reader that unwraps its read's error.
+                    let (a, b) = UnixStream::pair().unwrap();
+                    let reader = ivy::spawn(move || {
+                        let mut buf = [0u8; 1];
+                        (&a).read_exact(&mut buf).unwrap();
+                        unreachable!("nothing is ever written");
+                    });
+                    ivy::sleep(ms(1 + round % 2));
+                    reader.cancel();
+                    let read_cancelled = reader.join().unwrap_err().is_cancelled();
+                    drop(b);
+                    (cancelled, took, elapsed, went_on, read_cancelled)
+                });
+            let what = format!("workers {workers} round {round}");
+            assert!(cancelled, "{what}: the sleeper's join says cancelled");
+            assert!(took < ms(5_000), "{what}: {took:?}");
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                2,
+                "{what}: both destructors ran"
+            );
+            assert!(elapsed && went_on, "{what}: the scope returned Elapsed");
+            assert!(
+                read_cancelled,
+                "{what}: the unwrapping reader's join says cancelled"
+            );
+        }
+    }
+    // Another task parked mid-unwind on the same worker: the thread counts as
+    // panicking for everyone, so only the task's own record says whether it
+    // unwinds. The delivery panic sets it: the second task's blocking
+    // destructor runs to completion instead of being interrupted again (an
+    // unwind out of a destructor during an unwind aborts the process).
+    for round in 0..10u64 {
+        let done = Arc::new(AtomicUsize::new(0));
+        let d2 = done.clone();
+        let (x_cancelled, y_cancelled) = rt(1).block_on(move || {
+            let dx = d2.clone();
+            let x = ivy::spawn(move || {
+                let _slow = BlockingDrop {
+                    hooked: false,
+                    done: dx,
+                };
+                ivy::sleep(ms(10_000));
+            });
+            let dy = d2;
+            let y = ivy::spawn(move || {
+                let _g = BlockingDrop {
+                    hooked: false,
+                    done: dy,
+                };
+                std::thread::sleep(ms(10_000));
+            });
+            ivy::sleep(ms(1 + round % 2));
+            // x unwinds first and parks in its destructor's 2 ms sleep; y is
+            // cancelled meanwhile and unwinds while x is parked mid-unwind.
+            x.cancel();
+            y.cancel();
+            (
+                x.join().unwrap_err().is_cancelled(),
+                y.join().unwrap_err().is_cancelled(),
+            )
+        });
+        assert!(x_cancelled && y_cancelled, "round {round}");
+        assert_eq!(done.load(Ordering::SeqCst), 2, "round {round}");
+    }
+    // A genuine panic after an elapsed scope is a panic, and it is printed.
+    for round in 0..GENUINE_ROUNDS {
+        let r = rt(1).block_on(|| {
+            ivy::spawn(|| {
+                let r = ivy::timeout(ms(2), || std::thread::sleep(ms(10_000)));
+                assert!(r.is_err());
+                panic!("a genuine panic after the scope");
+            })
+            .join()
+        });
+        let e = r.unwrap_err();
+        assert!(e.is_panic(), "round {round}: {e}");
+    }
+    println!("reported-child: done");
 }

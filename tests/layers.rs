@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "task/header",
             "task/wait_reason",
             "task/current",
+            "task/reported",
             "task/unparker",
             "task/schedule",
         ],

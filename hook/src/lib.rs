@@ -22,7 +22,9 @@
 //! # Rules every hooked call keeps
 //! * `errno` exactly as the real call sets it; ivy never causes `EINTR`.
 //! * Cancellation of the task: `-1` / `ECANCELED` (the cancellation stays
-//!   pending: a Rust task unwinds at its next ivy call); an enclosing ivy
+//!   pending: a Rust task unwinds at its next ivy call, and a panic on the
+//!   error, such as std's `thread::sleep` asserting `EINTR`, counts as that
+//!   unwind: ivy's `task/reported.rs`); an enclosing ivy
 //!   deadline scope elapsing: `-1` / `ETIMEDOUT`; `SO_RCVTIMEO` /
 //!   `SO_SNDTIMEO` elapsing: `-1` / `EAGAIN` (`EINPROGRESS` for `connect`), as
 //!   Linux.

@@ -11,6 +11,7 @@ use libc::{c_char, c_int, c_short, c_void};
 use crate::error::WaitError;
 use crate::io::poll::{wait_fds_ready, PollEntry};
 use crate::io::{Registration, READABLE, WRITABLE};
+use crate::task::reported;
 
 /// The services table; the same layout as `ivy_hook::Services`.
 #[repr(C)]
@@ -140,8 +141,16 @@ fn instant_of(deadline_ns: i64) -> Option<Instant> {
 /// `hook/src/services.rs`).
 fn errno_of(e: &std::io::Error) -> c_int {
     match WaitError::of(e) {
-        Some(WaitError::Cancelled) => libc::ECANCELED,
-        Some(WaitError::Elapsed) => libc::ETIMEDOUT,
+        // The caller may panic on the error: that panic delivers the
+        // interruption (`task::reported`).
+        Some(w @ WaitError::Cancelled) => {
+            reported::report(w);
+            libc::ECANCELED
+        }
+        Some(w @ WaitError::Elapsed) => {
+            reported::report(w);
+            libc::ETIMEDOUT
+        }
         Some(WaitError::TimedOut) => libc::ETIME,
         Some(WaitError::Closed) => libc::EBADF,
         _ => e.raw_os_error().unwrap_or(libc::EIO),

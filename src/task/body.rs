@@ -33,9 +33,11 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::error::WaitError;
 use crate::task::header::{notify_done, TaskId};
 use crate::task::local::LocalMap;
 use crate::task::raw::{self, JoinCore, Task, TaskYielder};
+use crate::task::reported;
 
 /// The unwind payload that carries a cancellation up a Rust task's stack.
 pub(crate) struct CancelUnwind;
@@ -44,9 +46,22 @@ pub(crate) struct CancelUnwind;
 /// scope it belongs to is recorded in the caller's scope state (`cancel_scope.rs`).
 pub(crate) struct ElapsedUnwind;
 
-/// Whether an unwind payload is ivy's own cancellation or deadline (not a panic).
+/// The interruption an unwind caught in the current task delivers, if it is one:
+/// ivy's own unwinds, and a panic while an interruption the hook layer reported
+/// as an error stands (the panic is its delivery: `task::reported`).
+pub(crate) fn interruption_of(p: &(dyn Any + Send)) -> Option<WaitError> {
+    if p.is::<CancelUnwind>() {
+        Some(WaitError::Cancelled)
+    } else if p.is::<ElapsedUnwind>() {
+        Some(WaitError::Elapsed)
+    } else {
+        reported::current()
+    }
+}
+
+/// Whether an unwind is an interruption (see [`interruption_of`]), not a panic.
 pub(crate) fn is_ivy_unwind(p: &(dyn Any + Send)) -> bool {
-    p.is::<CancelUnwind>() || p.is::<ElapsedUnwind>()
+    interruption_of(p).is_some()
 }
 
 /// A task's coroutine: what runs on its stack, from its first instruction to
@@ -428,7 +443,7 @@ where
 /// The `JoinError` for an unwind caught in a task: a cancellation, or a panic
 /// (whose message is kept for the "nobody joined it" report).
 fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
-    if p.is::<CancelUnwind>() {
+    if interruption_of(p.as_ref()) == Some(WaitError::Cancelled) {
         drop_payload(p);
         return JoinError::cancelled(tid);
     }

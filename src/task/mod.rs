@@ -23,6 +23,7 @@ pub(crate) mod header;
 pub(crate) mod join;
 pub(crate) mod local;
 pub(crate) mod raw;
+pub(crate) mod reported;
 pub(crate) mod schedule;
 pub(crate) mod scoped;
 pub(crate) mod state;

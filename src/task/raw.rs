@@ -141,6 +141,9 @@ pub(crate) struct TaskCtx {
     /// ivy raised a cancellation or deadline unwind in this task that has not
     /// been caught yet (`task::current::task_is_unwinding`).
     pub(crate) raised: Cell<bool>,
+    /// The interruption the hook layer reported to a libc caller as an error,
+    /// whose panic is its delivery (`task::reported`); `reported::NONE` if none.
+    pub(crate) reported: Cell<u8>,
     /// The task's stack pointer where it last suspended (0: never, or not known on this
     /// architecture): where its resume will touch its stack first, which its worker
     /// prefetches while the task ahead of it runs (`Worker::pop_ready`).
@@ -191,6 +194,7 @@ impl TaskCtx {
             locals,
             scope,
             raised,
+            reported,
             suspended_sp,
         } = self;
         yielder.set(std::ptr::null());
@@ -198,6 +202,7 @@ impl TaskCtx {
         locals.get_mut().reset();
         scope.set(ScopeState::default());
         raised.set(false);
+        reported.set(crate::task::reported::NONE);
         suspended_sp.set(0);
     }
 }
@@ -210,6 +215,7 @@ impl Default for TaskCtx {
             locals: RefCell::new(LocalMap::default()),
             scope: Cell::new(Default::default()),
             raised: Cell::new(false),
+            reported: Cell::new(crate::task::reported::NONE),
             suspended_sp: Cell::new(0),
         }
     }
