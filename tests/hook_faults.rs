@@ -826,3 +826,68 @@ fn reported_interruption_child() {
     }
     println!("reported-child: done");
 }
+
+/// A binding's view of the same record (`task::Current::take_hook_interruption`):
+/// the interruption a hooked call reported, taken once, and only by the task
+/// itself (a `Current` handed to another task takes nothing).
+#[test]
+fn a_binding_takes_the_reported_interruption_once() {
+    let _serial = serial();
+    let c_sleep = || {
+        let ts = libc::timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec; no remainder asked for.
+        let r = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        (r, errno())
+    };
+    for round in 0..10 {
+        let (first, second, from_other, slept) = rt(1 + round % 2).block_on(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = ivy::spawn(move || {
+                let slept = c_sleep();
+                let me = ivy::task::current().unwrap();
+                tx.send(me.clone()).unwrap();
+                let first = me.take_hook_interruption();
+                let second = me.take_hook_interruption();
+                (first, second, slept)
+            });
+            ivy::sleep(ms(1 + round as u64 % 3));
+            t.cancel();
+            let (first, second, slept) = t.join().unwrap();
+            let theirs = rx.recv().unwrap();
+            // Another task's `Current`: nothing to take from here.
+            let from_other = ivy::spawn(move || theirs.take_hook_interruption())
+                .join()
+                .unwrap();
+            (first, second, from_other, slept)
+        });
+        assert_eq!(slept, (-1, libc::ECANCELED), "round {round}");
+        assert_eq!(first, Some(ivy::WaitError::Cancelled), "round {round}");
+        assert_eq!((second, from_other), (None, None), "round {round}");
+    }
+    let elapsed = rt(1).block_on(move || {
+        ivy::spawn(move || {
+            let _ = ivy::timeout(ms(2), c_sleep);
+            ivy::task::current().unwrap().take_hook_interruption()
+        })
+        .join()
+        .unwrap()
+    });
+    // The scope that elapsed exits with the record cleared: it was its own.
+    assert_eq!(elapsed, None);
+    let inside = rt(1).block_on(move || {
+        ivy::spawn(move || {
+            let mut got = None;
+            let _ = ivy::timeout(ms(2), || {
+                c_sleep();
+                got = ivy::task::current().unwrap().take_hook_interruption();
+            });
+            got
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(inside, Some(ivy::WaitError::Elapsed));
+}

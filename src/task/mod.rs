@@ -36,6 +36,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use crate::error::WaitError;
 use crate::runtime::{check_stack_size, Handle, Shared};
 use body::Body;
 
@@ -185,6 +186,19 @@ impl Current {
             return false;
         }
         self.task.clear_cancelled()
+    }
+
+    /// For language bindings: takes the interruption ([`WaitError::Cancelled`]
+    /// or [`WaitError::Elapsed`]) that a hooked libc call of this task (the
+    /// `hook` feature, or `libivy_hook.so` preloaded) reported to its caller as
+    /// an error (`ECANCELED`, `ETIMEDOUT`) since it was last taken, if any, and
+    /// clears the record. A Rust task needs none of this: a panic on such an
+    /// error is taken as the interruption where it is caught. A binding whose
+    /// runtime turns the error into its own exception (CPython's `OSError`)
+    /// uses it to treat that exception as the interruption.
+    pub fn take_hook_interruption(&self) -> Option<WaitError> {
+        // `Current` can be sent anywhere: only the task's own code takes it.
+        reported::take(&self.task)
     }
 }
 

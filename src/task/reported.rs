@@ -37,7 +37,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::WaitError;
-use crate::task::current::with_current_task;
+use crate::task::current::with_current_task_header;
+use crate::task::raw::Task;
 
 /// `TaskCtx::reported`'s values.
 pub(crate) const NONE: u8 = 0;
@@ -52,7 +53,7 @@ pub(crate) fn report(e: WaitError) {
         WaitError::Elapsed => ELAPSED,
         _ => return,
     };
-    let in_task = with_current_task(|task| task.ctx.reported.set(code)).is_some();
+    let in_task = with_current_task_header(|task| task.ctx.reported.set(code)).is_some();
     if in_task {
         install_panic_hook();
     }
@@ -60,16 +61,34 @@ pub(crate) fn report(e: WaitError) {
 
 /// The interruption recorded in the current task, if any.
 pub(crate) fn current() -> Option<WaitError> {
-    match with_current_task(|task| task.ctx.reported.get()) {
-        Some(CANCELLED) => Some(WaitError::Cancelled),
-        Some(ELAPSED) => Some(WaitError::Elapsed),
+    with_current_task_header(|task| decode(task.ctx.reported.get())).flatten()
+}
+
+/// Takes the interruption recorded in `task` (a binding's:
+/// `task::Current::take_hook_interruption`): only from the task's own code,
+/// which alone touches its record; `None` from anywhere else.
+pub(crate) fn take(task: &Task) -> Option<WaitError> {
+    with_current_task_header(|running| {
+        if !std::ptr::eq(running, task) {
+            return None;
+        }
+        let code = running.ctx.reported.replace(NONE);
+        decode(code)
+    })
+    .flatten()
+}
+
+fn decode(code: u8) -> Option<WaitError> {
+    match code {
+        CANCELLED => Some(WaitError::Cancelled),
+        ELAPSED => Some(WaitError::Elapsed),
         _ => None,
     }
 }
 
 /// The deadline scope whose deadline passed exits: its interruption is spent.
 pub(crate) fn clear_elapsed() {
-    with_current_task(|task| {
+    with_current_task_header(|task| {
         if task.ctx.reported.get() == ELAPSED {
             task.ctx.reported.set(NONE);
         }
@@ -100,7 +119,7 @@ fn install_panic_hook() {
 /// hook reported to the running task. If so, the task is now unwinding from an
 /// interruption (`task::current::task_is_unwinding`).
 fn delivering_interruption() -> bool {
-    with_current_task(|task| {
+    with_current_task_header(|task| {
         let delivering = task.ctx.reported.get() != NONE;
         if delivering {
             task.ctx.raised.set(true);

@@ -14,6 +14,7 @@ alarm then fails it). 50 tasks each `time.sleep(0.1)` take about 0.1 s, not 5 s.
 
 import contextvars
 import ctypes
+import errno
 import signal
 import socket
 import sys
@@ -214,6 +215,108 @@ def never_waiting_reader_lets_others_run() -> int:
     return seen[0]
 
 
+def cancellation_through_hooked_calls() -> int:
+    """A task cancelled inside a hooked call: CPython raises the call's
+    OSError(ECANCELED) (it cannot raise CancelledError from C), and that is the
+    cancellation's one delivery, as asyncio's: the task's finally block may
+    block in hooked calls again, the task ends cancelled (CancelledError, with
+    cancel()'s message, caused by the OSError), a timeout() scope around a
+    hooked call raises TimeoutError, and a TaskGroup whose parent sits in one
+    reports the child's failure alone. Before, cleanup got ECANCELED again,
+    join raised the OSError and timeout() let it through."""
+    rounds = 0
+    for i in range(20):
+        log = []
+
+        def sleeper() -> None:
+            try:
+                time.sleep(10)
+            except OSError as e:
+                log.append(e.errno)
+                raise
+            finally:
+                t0 = time.monotonic()
+                time.sleep(0.002)  # hooked: blocks again
+                a, b = socket.socketpair()
+                b.send(b"c")
+                log.append(a.recv(1))
+                a.close()
+                b.close()
+                log.append(time.monotonic() - t0 >= 0.002)
+
+        t = ivyrt.create_task(sleeper)
+        ivyrt.sleep(0.001 * (1 + i % 3))
+        t.cancel(f"stop {i}")
+        try:
+            t.join()
+            raise AssertionError("the join must raise")
+        except ivyrt.CancelledError as e:
+            assert e.args == (f"stop {i}",), e.args
+            assert isinstance(e.__cause__, OSError) and e.__cause__.errno == errno.ECANCELED
+        assert t.cancelled()
+        assert log == [errno.ECANCELED, b"c", True], log
+
+        # A socket read, and a second cancel() during the cleanup: delivered again.
+        a, b = socket.socketpair()
+        seen = []
+
+        def reader() -> None:
+            try:
+                a.recv(1)
+            except OSError as e:
+                seen.append(e.errno)
+                try:
+                    time.sleep(10)  # the second cancel() lands here
+                except OSError as e2:
+                    seen.append(e2.errno)
+                raise
+
+        r = ivyrt.create_task(reader)
+        ivyrt.sleep(0.002)
+        r.cancel()
+        while len(seen) < 1:
+            ivyrt.sleep(0.001)
+        ivyrt.sleep(0.002)
+        r.cancel()
+        try:
+            r.join()
+            raise AssertionError("the join must raise")
+        except ivyrt.CancelledError:
+            pass
+        assert seen == [errno.ECANCELED, errno.ECANCELED], seen
+        a.close()
+        b.close()
+
+        def scoped() -> str:
+            try:
+                with ivyrt.timeout(0.002 * (1 + i % 2)):
+                    time.sleep(10)
+            except TimeoutError as e:
+                assert isinstance(e.__cause__, OSError), e.__cause__
+                time.sleep(0.001)  # nothing left pending
+                return "timed out"
+            return "no timeout"
+
+        assert ivyrt.create_task(scoped).join() == "timed out"
+
+        def failing_child() -> None:
+            ivyrt.sleep(0.002)
+            raise ValueError(i)
+
+        def group_parent() -> list:
+            try:
+                with ivyrt.TaskGroup() as tg:
+                    tg.create_task(failing_child)
+                    time.sleep(10)  # the group cancels the parent here
+            except BaseExceptionGroup as eg:
+                return [type(e).__name__ for e in eg.exceptions]
+            return []
+
+        assert ivyrt.create_task(group_parent).join() == ["ValueError"]
+        rounds += 1
+    return rounds
+
+
 if __name__ == "__main__":
     check_hook_loaded()
     signal.alarm(60)  # a hang (a worker blocked) fails instead of stalling CI
@@ -224,4 +327,6 @@ if __name__ == "__main__":
     ivyrt.run(state_kept_across_hooked_parks, workers=2)
     for _ in range(5):
         ivyrt.run(never_waiting_reader_lets_others_run, workers=1)
-    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count; a never-waiting reader yields")
+    for workers in (1, 2):
+        ivyrt.run(cancellation_through_hooked_calls, workers=workers)
+    print(f"ok   python: socket echo ({n} messages) and time.sleep cooperate in ivy tasks; hooked parks keep PyO3's attach count; a never-waiting reader yields; a cancellation delivered by a hooked call is one-shot and ends the task cancelled")

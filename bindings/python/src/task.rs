@@ -351,6 +351,17 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
         Err(e) if e.is_instance_of::<CancelledError>(py) => {
             Outcome::Cancelled(e.into_value(py).into_any())
         }
+        Err(e) if crate::cancel::take_hook_delivery(e.value(py).as_any()) => {
+            // A hooked call's OSError(ECANCELED) delivered the cancellation
+            // (cancel.rs): the task ends cancelled, that error as the cause.
+            let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+            let err = match msg {
+                Some(m) => CancelledError::new_err((m,)),
+                None => CancelledError::new_err(()),
+            };
+            err.set_cause(py, Some(e));
+            Outcome::Cancelled(err.into_value(py).into_any())
+        }
         Err(e) => Outcome::Raised(e.into_value(py).into_any()),
     };
     finish(py, &task, outcome);
@@ -862,5 +873,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(all_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(yield_now, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::cancel::_hook_cancel, m)?)?;
     Ok(())
 }

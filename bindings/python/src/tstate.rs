@@ -251,6 +251,12 @@ thread_local! {
 /// is saved on this task's stack and zeroed while other tasks run (module
 /// comment). Called by ivy on the parking task's own stack and thread.
 pub fn hook_park_guard(park: &mut dyn FnMut()) {
+    park_detached(park);
+    crate::cancel::after_hooked_park();
+}
+
+/// `hook_park_guard`'s park, with PyO3's count saved (module comment).
+fn park_detached(park: &mut dyn FnMut()) {
     /// `park` moved into `detach`, which asks for `Send`: it runs on this very
     /// thread, before `detach` returns.
     struct OnThisThread<'a>(&'a mut dyn FnMut());

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from ._ivyrt import CancelledError, Completions, Task, create_task, current_task
+from ._ivyrt import _hook_cancel
 
 __all__ = [
     "ALL_COMPLETED",
@@ -217,8 +218,9 @@ class Timeout:
             self._state = "exited"
         if self._expired:
             assert self._task is not None
-            if self._task.uncancel() <= self._cancelling and et is not None \
-                    and issubclass(et, CancelledError):
+            if self._task.uncancel() <= self._cancelling \
+                    and _is_cancellation(et, ev, take=False):
+                _is_cancellation(et, ev)  # the scope's own: consumed here
                 raise TimeoutError("the timeout scope expired") from ev
         return None
 
@@ -240,6 +242,26 @@ class Timeout:
                 return  # stopped or rescheduled meanwhile
             self._expired = True
             self._task.cancel()
+
+
+def _is_cancellation(et, ev, take: bool = True) -> bool:
+    """Whether the exception leaving a scope delivers the task's cancellation:
+    a ``CancelledError``, or the ``OSError(ECANCELED)`` of a call that the libc
+    hook (``libivy_hook.so``) interrupted, which CPython raises in its place
+    (README, "Hooked libc calls"). ``take``: the second kind is consumed (it
+    counts once)."""
+    if et is None:
+        return False
+    return issubclass(et, CancelledError) or _hook_cancel(ev, take)
+
+
+def _as_cancelled(ev: BaseException) -> BaseException:
+    """``ev`` as a ``CancelledError``: itself, or one caused by the hook's ``OSError``."""
+    if isinstance(ev, CancelledError):
+        return ev
+    err = CancelledError()
+    err.__cause__ = ev
+    return err
 
 
 def timeout(delay: Optional[float]) -> Timeout:
@@ -319,9 +341,9 @@ class TaskGroup:
         self._state = "exiting"
         propagate_cancel = None
         if et is not None:
-            if issubclass(et, CancelledError):
+            if _is_cancellation(et, ev):
                 if not self._parent_cancel_requested:
-                    propagate_cancel = ev
+                    propagate_cancel = _as_cancelled(ev)
             else:
                 self._errors.append(ev)
             if not self._aborting:
