@@ -24,7 +24,8 @@
 //!   (`TaskCtx::raised`), so blocking destructors on the way up run to
 //!   completion as they do in ivy's own unwinds. A panic hook the program sets
 //!   later replaces it: the message is then printed, and the outcome is the
-//!   same.
+//!   same, except while another task of the worker is parked mid-unwind (then
+//!   only this mark tells `task_is_unwinding` that the task unwinds).
 //!
 //! The record is kept while the cancellation stays pending (it never stops
 //! being pending): any panic of a cancelled task after the report is taken as
