@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "task/wait_reason",
             "task/current",
             "task/reported",
+            "task/panic_hook",
             "task/unparker",
             "task/schedule",
         ],

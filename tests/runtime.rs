@@ -661,3 +661,52 @@ fn cancellation_reaches_a_task_while_another_unwinds_on_the_same_worker() {
         );
     }
 }
+
+/// Regression: a cancelled task that panics on its own (its cancellation held
+/// off by a shield) while another task is parked mid-unwind on the same
+/// worker. std's per-thread panic count cannot tell that this task unwinds, so
+/// its blocking destructor was interrupted by the cancellation again: an
+/// unwind out of a destructor during an unwind, and the whole process aborted.
+/// ivy's panic hook now marks the panicking task (task/panic_hook.rs): the
+/// destructor runs to completion and the join reports the panic.
+#[test]
+fn a_panic_in_a_cancelled_task_while_another_unwinds_does_not_abort() {
+    use std::sync::atomic::AtomicUsize;
+    struct BlockingDrop(u64, Arc<AtomicUsize>);
+    impl Drop for BlockingDrop {
+        fn drop(&mut self) {
+            ivy::sleep(Duration::from_millis(self.0));
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for round in 0..10u64 {
+        let done = Arc::new(AtomicUsize::new(0));
+        let (dx, dy) = (done.clone(), done.clone());
+        let (x, y) = rt(1).block_on(move || {
+            // x: cancelled, parks 40 ms in its destructor while it unwinds.
+            let x = ivy::spawn(move || {
+                let _d = BlockingDrop(40, dx);
+                ivy::sleep(Duration::from_secs(10));
+            });
+            // y: cancelled while shielded, then panics, and its destructor blocks
+            // while x is still parked mid-unwind.
+            let y = ivy::spawn(move || {
+                let _d = BlockingDrop(2, dy);
+                ivy::shield(|| ivy::sleep(Duration::from_millis(10 + round % 3)));
+                panic!("y's own panic");
+            });
+            ivy::sleep(Duration::from_millis(2));
+            x.cancel();
+            y.cancel();
+            (x.join(), y.join())
+        });
+        assert!(x.unwrap_err().is_cancelled(), "round {round}");
+        let e = y.unwrap_err();
+        assert!(e.is_panic(), "round {round}: {e}");
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            2,
+            "round {round}: both destructors ran"
+        );
+    }
+}

@@ -76,8 +76,12 @@ fn new_tasks_find_their_first_stack_page_already_faulted_in() {
         without >= 0.9,
         "without the filler each new task faults its stack page on the worker: {without:.3}"
     );
+    // The filler writes one page per slot, the page of the first frames: it
+    // takes that fault off the worker (release: 1.17 -> 0.20). A debug build's
+    // larger frames touch a second page, which no one prefaults (2.17 -> 1.19):
+    // what the filler removes is the same one fault per task.
     assert!(
-        with < without / 2.0,
+        without - with >= 0.5,
         "the filler left the worker {with:.3} faults per task (without it: {without:.3})"
     );
 }

@@ -276,6 +276,9 @@ impl Builder {
             threads: Vec::with_capacity(workers),
             watchdog: debug::Watchdog::start(&shared, format!("{prefix}-watchdog"))?,
         };
+        // Which task unwinds, as std's per-thread panic count cannot tell
+        // (task/panic_hook.rs): before any task can run.
+        crate::task::panic_hook::install();
         // Oldest-first spawns are where in-order joins ping-pong (worker.rs,
         // `behind_spawned`).
         let defer_ended_wakes = self.fifo_spawns;

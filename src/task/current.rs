@@ -133,9 +133,8 @@ pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) ->
 /// task on the worker would see `true`. So the thread counts the tasks suspended
 /// mid-unwind (`suspend`). With none, `panicking()` is exact for the running
 /// task. With some, the running task relies on its own record: whether ivy
-/// raised a cancellation or deadline in it that has not been caught yet (a user
-/// panic started while another task is suspended mid-unwind is the one case this
-/// misses).
+/// raised a cancellation or deadline in it, or ivy's panic hook saw it panic
+/// (`task::panic_hook`), and nothing has caught that yet.
 pub(crate) fn task_is_unwinding(task: &Task) -> bool {
     let others = context::with(|c| c.parked_unwinding());
     if others == 0 {

@@ -22,6 +22,7 @@ pub(crate) mod gather;
 pub(crate) mod header;
 pub(crate) mod join;
 pub(crate) mod local;
+pub(crate) mod panic_hook;
 pub(crate) mod raw;
 pub(crate) mod reported;
 pub(crate) mod schedule;

@@ -138,8 +138,9 @@ pub(crate) struct TaskCtx {
     pub(crate) locals: RefCell<LocalMap>,
     /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
     pub(crate) scope: Cell<ScopeState>,
-    /// ivy raised a cancellation or deadline unwind in this task that has not
-    /// been caught yet (`task::current::task_is_unwinding`).
+    /// The task is unwinding and nothing has caught it yet: ivy raised a
+    /// cancellation or deadline unwind in it, or its own code panicked (ivy's
+    /// panic hook, `task::panic_hook`). Read by `task::current::task_is_unwinding`.
     pub(crate) raised: Cell<bool>,
     /// The interruption the hook layer reported to a libc caller as an error,
     /// whose panic is its delivery (`task::reported`); `reported::NONE` if none.

@@ -18,14 +18,11 @@
 //!   returns `Err(Elapsed)` (and clears the record), and the destructors that
 //!   run user data guarded call it ivy's unwind, not a panic;
 //! - **the panic message**: the std panic hook would print the assertion as a
-//!   crash. At the first report ivy chains a panic hook of its own in front of
-//!   the one installed, which stays silent for such a panic and passes every
-//!   other panic on. It also marks the task as unwinding from an interruption
-//!   (`TaskCtx::raised`), so blocking destructors on the way up run to
-//!   completion as they do in ivy's own unwinds. A panic hook the program sets
-//!   later replaces it: the message is then printed, and the outcome is the
-//!   same, except while another task of the worker is parked mid-unwind (then
-//!   only this mark tells `task_is_unwinding` that the task unwinds).
+//!   crash. ivy's panic hook (`task::panic_hook`, installed by every runtime
+//!   and again at the first report) stays silent for such a panic and passes
+//!   every other panic on. Like any panic in a task, it marks the task as
+//!   unwinding, so blocking destructors on the way up run to completion as
+//!   they do in ivy's own unwinds.
 //!
 //! The record is kept while the cancellation stays pending (it never stops
 //! being pending): any panic of a cancelled task after the report is taken as
@@ -34,8 +31,6 @@
 //!
 //! Layer: task core. Uses `current` and the header; called by the hook
 //! services (`hook/services.rs`) and by the catch sites.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::WaitError;
 use crate::task::current::with_current_task_header;
@@ -56,7 +51,7 @@ pub(crate) fn report(e: WaitError) {
     };
     let in_task = with_current_task_header(|task| task.ctx.reported.set(code)).is_some();
     if in_task {
-        install_panic_hook();
+        crate::task::panic_hook::install();
     }
 }
 
@@ -96,36 +91,8 @@ pub(crate) fn clear_elapsed() {
     });
 }
 
-/// Chains ivy's panic hook in front of the installed one, once per process.
-fn install_panic_hook() {
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
-    // `take_hook` / `set_hook` panic on a thread that is panicking, and this
-    // thread's count includes any task parked mid-unwind here: try again at
-    // the next report.
-    if INSTALLED.load(Ordering::Relaxed) || std::thread::panicking() {
-        return;
-    }
-    if INSTALLED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !delivering_interruption() {
-            previous(info);
-        }
-    }));
-}
-
-/// In the panic hook: whether this panic is the delivery of an interruption the
-/// hook reported to the running task. If so, the task is now unwinding from an
-/// interruption (`task::current::task_is_unwinding`).
-fn delivering_interruption() -> bool {
-    with_current_task_header(|task| {
-        let delivering = task.ctx.reported.get() != NONE;
-        if delivering {
-            task.ctx.raised.set(true);
-        }
-        delivering
-    })
-    .unwrap_or(false)
+/// Whether `task` (the running task, in the panic hook) holds a report: its
+/// panic is the delivery of that interruption.
+pub(crate) fn is_reported(task: &Task) -> bool {
+    task.ctx.reported.get() != NONE
 }
