@@ -689,6 +689,26 @@ fn a_panic_on_a_reported_interruption_is_that_interruption() {
 
 const GENUINE_ROUNDS: usize = 3;
 
+/// Counts the tasks that have started: a task cancelled before it starts
+/// never runs its closure, and these tests cancel tasks that must be inside a
+/// call by then.
+#[derive(Clone, Default)]
+struct Started(Arc<AtomicUsize>);
+
+impl Started {
+    fn mark(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Parks the caller until `n` tasks have started, then `then` more.
+    fn wait(&self, n: usize, then: std::time::Duration) {
+        while self.0.load(Ordering::SeqCst) < n {
+            ivy::sleep(ms(1));
+        }
+        ivy::sleep(then);
+    }
+}
+
 /// Blocks in its destructor: `std::thread::sleep` (hooked) or `ivy::sleep`,
 /// then counts the drop. Dropped by an unwind, it shows that blocking
 /// destructors run to completion on the way up.
@@ -723,7 +743,10 @@ fn reported_interruption_child() {
                     // Cancelled in std::thread::sleep: both destructors block.
                     let t0 = Instant::now();
                     let d3 = d2.clone();
+                    let started = Started::default();
+                    let s2 = started.clone();
                     let sleeper = ivy::spawn(move || {
+                        s2.mark();
                         let _a = BlockingDrop {
                             hooked: false,
                             done: d3.clone(),
@@ -734,7 +757,7 @@ fn reported_interruption_child() {
                         };
                         std::thread::sleep(ms(10_000));
                     });
-                    ivy::sleep(ms(1 + round % 3));
+                    started.wait(1, ms(1 + round % 3));
                     sleeper.cancel();
                     let cancelled = sleeper.join().unwrap_err().is_cancelled();
                     let took = t0.elapsed();
@@ -747,12 +770,14 @@ fn reported_interruption_child() {
                     let (elapsed, went_on) = scoped.join().unwrap();
                     // A sync reader that unwraps its read's error.
                     let (a, b) = UnixStream::pair().unwrap();
+                    let s3 = started.clone();
                     let reader = ivy::spawn(move || {
+                        s3.mark();
                         let mut buf = [0u8; 1];
                         (&a).read_exact(&mut buf).unwrap();
                         unreachable!("nothing is ever written");
                     });
-                    ivy::sleep(ms(1 + round % 2));
+                    started.wait(2, ms(1 + round % 2));
                     reader.cancel();
                     let read_cancelled = reader.join().unwrap_err().is_cancelled();
                     drop(b);
@@ -783,7 +808,10 @@ fn reported_interruption_child() {
         let d2 = done.clone();
         let (x_cancelled, y_cancelled) = rt(1).block_on(move || {
             let dx = d2.clone();
+            let started = Started::default();
+            let (sx, sy) = (started.clone(), started.clone());
             let x = ivy::spawn(move || {
+                sx.mark();
                 let _slow = BlockingDrop {
                     hooked: false,
                     done: dx,
@@ -792,13 +820,14 @@ fn reported_interruption_child() {
             });
             let dy = d2;
             let y = ivy::spawn(move || {
+                sy.mark();
                 let _g = BlockingDrop {
                     hooked: false,
                     done: dy,
                 };
                 std::thread::sleep(ms(10_000));
             });
-            ivy::sleep(ms(1 + round % 2));
+            started.wait(2, ms(1 + round % 2));
             // x unwinds first and parks in its destructor's 2 ms sleep; y is
             // cancelled meanwhile and unwinds while x is parked mid-unwind.
             x.cancel();
@@ -845,7 +874,10 @@ fn a_binding_takes_the_reported_interruption_once() {
     for round in 0..10 {
         let (first, second, from_other, slept) = rt(1 + round % 2).block_on(move || {
             let (tx, rx) = std::sync::mpsc::channel();
+            let started = Started::default();
+            let s2 = started.clone();
             let t = ivy::spawn(move || {
+                s2.mark();
                 let slept = c_sleep();
                 let me = ivy::task::current().unwrap();
                 tx.send(me.clone()).unwrap();
@@ -853,7 +885,7 @@ fn a_binding_takes_the_reported_interruption_once() {
                 let second = me.take_hook_interruption();
                 (first, second, slept)
             });
-            ivy::sleep(ms(1 + round as u64 % 3));
+            started.wait(1, ms(1 + round as u64 % 3));
             t.cancel();
             let (first, second, slept) = t.join().unwrap();
             let theirs = rx.recv().unwrap();

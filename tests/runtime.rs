@@ -683,19 +683,26 @@ fn a_panic_in_a_cancelled_task_while_another_unwinds_does_not_abort() {
         let done = Arc::new(AtomicUsize::new(0));
         let (dx, dy) = (done.clone(), done.clone());
         let (x, y) = rt(1).block_on(move || {
+            // Both must be running when cancelled (an unstarted task never runs).
+            let started = Arc::new(AtomicUsize::new(0));
+            let (sx, sy) = (started.clone(), started.clone());
             // x: cancelled, parks 40 ms in its destructor while it unwinds.
             let x = ivy::spawn(move || {
+                sx.fetch_add(1, Ordering::SeqCst);
                 let _d = BlockingDrop(40, dx);
                 ivy::sleep(Duration::from_secs(10));
             });
             // y: cancelled while shielded, then panics, and its destructor blocks
             // while x is still parked mid-unwind.
             let y = ivy::spawn(move || {
+                sy.fetch_add(1, Ordering::SeqCst);
                 let _d = BlockingDrop(2, dy);
                 ivy::shield(|| ivy::sleep(Duration::from_millis(10 + round % 3)));
                 panic!("y's own panic");
             });
-            ivy::sleep(Duration::from_millis(2));
+            while started.load(Ordering::SeqCst) < 2 {
+                ivy::sleep(Duration::from_millis(1));
+            }
             x.cancel();
             y.cancel();
             (x.join(), y.join())

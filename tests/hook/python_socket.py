@@ -227,8 +227,10 @@ def cancellation_through_hooked_calls() -> int:
     rounds = 0
     for i in range(20):
         log = []
+        started = []
 
         def sleeper() -> None:
+            started.append(True)
             try:
                 time.sleep(10)
             except OSError as e:
@@ -245,6 +247,8 @@ def cancellation_through_hooked_calls() -> int:
                 log.append(time.monotonic() - t0 >= 0.002)
 
         t = ivyrt.create_task(sleeper)
+        while not started:  # a task cancelled before it starts never runs
+            ivyrt.sleep(0.001)
         ivyrt.sleep(0.001 * (1 + i % 3))
         t.cancel(f"stop {i}")
         try:
@@ -261,6 +265,7 @@ def cancellation_through_hooked_calls() -> int:
         seen = []
 
         def reader() -> None:
+            started.append(True)
             try:
                 a.recv(1)
             except OSError as e:
@@ -271,7 +276,10 @@ def cancellation_through_hooked_calls() -> int:
                     seen.append(e2.errno)
                 raise
 
+        started.clear()
         r = ivyrt.create_task(reader)
+        while not started:
+            ivyrt.sleep(0.001)
         ivyrt.sleep(0.002)
         r.cancel()
         while len(seen) < 1:
