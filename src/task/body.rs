@@ -59,6 +59,12 @@ pub(crate) fn interruption_of(p: &(dyn Any + Send)) -> Option<WaitError> {
     }
 }
 
+/// Whether an unwind delivers the task's cancellation (see [`interruption_of`]):
+/// the task, or a scoped child, ends as cancelled rather than panicked.
+pub(crate) fn delivers_cancel(p: &(dyn Any + Send)) -> bool {
+    interruption_of(p) == Some(WaitError::Cancelled)
+}
+
 /// Whether an unwind is an interruption (see [`interruption_of`]), not a panic.
 pub(crate) fn is_ivy_unwind(p: &(dyn Any + Send)) -> bool {
     interruption_of(p).is_some()
@@ -443,7 +449,7 @@ where
 /// The `JoinError` for an unwind caught in a task: a cancellation, or a panic
 /// (whose message is kept for the "nobody joined it" report).
 fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
-    if interruption_of(p.as_ref()) == Some(WaitError::Cancelled) {
+    if delivers_cancel(p.as_ref()) {
         drop_payload(p);
         return JoinError::cancelled(tid);
     }

@@ -35,6 +35,7 @@ use crate::error::WaitError;
 use crate::park::{self, Unparker};
 use crate::runtime::Handle;
 use crate::sync::or_raise;
+use crate::task::body::delivers_cancel;
 use crate::task::raw::Task;
 use crate::task::{JoinError, JoinHandle, TaskId};
 
@@ -140,7 +141,7 @@ impl<F: FnOnce() -> T, T> Child<F, T> {
         let id = crate::current().map(|c| c.id()).expect("runs as a task");
         let outcome = match catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
-            Err(p) if is_cancel_unwind(p.as_ref()) => Err(JoinError::cancelled(id)),
+            Err(p) if delivers_cancel(p.as_ref()) => Err(JoinError::cancelled(id)),
             Err(p) => Err(self.token.0.record_panic(id, p)),
         };
         self.deliver(id, outcome);
@@ -160,7 +161,7 @@ impl<F: FnOnce() -> T, T> Child<F, T> {
         };
         if let Some(orphan) = orphan {
             if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(orphan))) {
-                if is_cancel_unwind(p.as_ref()) {
+                if delivers_cancel(p.as_ref()) {
                     crate::task::body::drop_payload(p);
                 } else {
                     crate::task::body::drop_payload(Box::new(self.token.0.record_panic(id, p)));
@@ -177,7 +178,7 @@ impl<F, T> Drop for Child<F, T> {
     fn drop(&mut self) {
         let Some(f) = self.f.take() else { return };
         if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(f))) {
-            if is_cancel_unwind(p.as_ref()) {
+            if delivers_cancel(p.as_ref()) {
                 return crate::task::body::drop_payload(p);
             }
             // Off a task only on the no-stack path, where the child's own id is
@@ -463,10 +464,4 @@ fn wait_children(shared: &Arc<ScopeShared>) -> Option<WaitError> {
         let _ = park::park_for(d, crate::runtime::debug::WaitReason::Join);
     });
     interrupted
-}
-
-/// Whether a child's unwind delivers its cancellation (ivy's unwind, or a panic
-/// on a cancellation the hook reported: `task::reported`).
-fn is_cancel_unwind(p: &(dyn std::any::Any + Send)) -> bool {
-    crate::task::body::interruption_of(p) == Some(crate::error::WaitError::Cancelled)
 }

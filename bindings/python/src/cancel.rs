@@ -85,7 +85,13 @@ pub fn raise_once(py: Python<'_>) -> PyErr {
     if let Some(current) = ivy::task::current() {
         current.uncancel();
     }
-    match crate::task::current_cancel_message(py) {
+    cancelled_error(crate::task::current_cancel_message(py))
+}
+
+/// The `CancelledError` of a task cancelled with `Task.cancel(msg)`: it carries
+/// `msg`, if one was given.
+pub fn cancelled_error(msg: Option<Py<PyAny>>) -> PyErr {
+    match msg {
         Some(msg) => CancelledError::new_err((msg,)),
         None => CancelledError::new_err(()),
     }

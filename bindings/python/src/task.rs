@@ -355,10 +355,7 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
             // A hooked call's OSError(ECANCELED) delivered the cancellation
             // (cancel.rs): the task ends cancelled, that error as the cause.
             let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
-            let err = match msg {
-                Some(m) => CancelledError::new_err((m,)),
-                None => CancelledError::new_err(()),
-            };
+            let err = crate::cancel::cancelled_error(msg);
             err.set_cause(py, Some(e));
             Outcome::Cancelled(err.into_value(py).into_any())
         }
