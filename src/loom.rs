@@ -26,3 +26,23 @@ pub(crate) use ::loom::sync::{
     atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering},
     Mutex,
 };
+
+/// `UnsafeCell` with loom's closure API (`with_mut`), so that loom can track
+/// the accesses under `--cfg loom`; std's cell underneath otherwise.
+#[cfg(not(all(loom, test)))]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(all(loom, test)))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(all(loom, test))]
+pub(crate) use ::loom::cell::UnsafeCell;

@@ -893,6 +893,108 @@ fn semaphore_cancellation_and_scope_timeouts_leak_no_permit() {
     }
 }
 
+/// A granted waiter reads its grant from a cell on its own stack, without the
+/// state lock (`waiters.rs`, "Grant cells"); the waiters that are not granted
+/// settle under the lock. Tasks on two workers and plain threads hand permits
+/// and a lock to each other while their own deadlines race the grants, so
+/// grants arrive at waiters that are waking anyway, at waiters woken by a
+/// stale wake-up of an earlier wait, and at waiters that just gave up. Every
+/// permit and every lock hand-off is counted: a grant lost or delivered twice
+/// would leave the counts off (or a waiter parked for good).
+#[test]
+fn hand_offs_racing_deadlines_between_tasks_and_threads_are_exact() {
+    const PERMITS: usize = 2;
+    const ROUNDS: usize = 200;
+    for seed in 1..=6u64 {
+        let rt = rt(2);
+        let sem = Arc::new(Semaphore::new(PERMITS));
+        let lock = Arc::new(Mutex::new(0u64));
+        let holders = Arc::new(AtomicUsize::new(0));
+        let acquired = Arc::new(AtomicUsize::new(0));
+        let timed_out = Arc::new(AtomicUsize::new(0));
+        let participant = {
+            let (sem, lock, holders) = (sem.clone(), lock.clone(), holders.clone());
+            let (acquired, timed_out) = (acquired.clone(), timed_out.clone());
+            move |id: u64, in_task: bool| {
+                let mut rng = Rng(seed * 1000 + id + 1);
+                for _ in 0..ROUNDS {
+                    // 0–2 ms: as long as a holder that sleeps keeps its
+                    // permit, so the deadlines' timers race the grants.
+                    let wait = Duration::from_micros(rng.below(2000));
+                    match sem.acquire_timeout(wait) {
+                        Ok(permit) => {
+                            let n = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(n <= PERMITS, "{n} holders of {PERMITS} permits");
+                            // Hold it across a switch or a short spin, so
+                            // that others queue behind.
+                            if in_task && rng.below(4) == 0 {
+                                ivy::sleep(ms(1));
+                            } else if in_task {
+                                for _ in 0..=rng.below(3) {
+                                    ivy::yield_now();
+                                }
+                            } else {
+                                let until = Instant::now() + Duration::from_micros(rng.below(30));
+                                while Instant::now() < until {
+                                    std::hint::spin_loop();
+                                }
+                            }
+                            *lock.lock() += 1;
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            acquired.fetch_add(1, Ordering::SeqCst);
+                            drop(permit);
+                        }
+                        Err(TimedOut) => {
+                            timed_out.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            }
+        };
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let p = participant.clone();
+                std::thread::spawn(move || p(100 + t, false))
+            })
+            .collect();
+        rt.block_on(move || {
+            let hs: Vec<_> = (0..12)
+                .map(|i| {
+                    let p = participant.clone();
+                    ivy::spawn(move || p(i, true))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (ok, late) = (
+            acquired.load(Ordering::SeqCst),
+            timed_out.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            ok + late,
+            14 * ROUNDS,
+            "seed {seed}: an acquire neither succeeded nor timed out"
+        );
+        assert_eq!(
+            *lock.lock(),
+            ok as u64,
+            "seed {seed}: a lock hand-off was lost or doubled"
+        );
+        assert_eq!(
+            sem.available_permits(),
+            PERMITS,
+            "seed {seed}: a permit was lost or doubled"
+        );
+        assert_eq!(sem.waiters(), 0);
+        assert_eq!(holders.load(Ordering::SeqCst), 0);
+    }
+}
+
 #[test]
 fn bounded_semaphore_refuses_over_release() {
     rt(2).block_on(|| {

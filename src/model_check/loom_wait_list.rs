@@ -2,8 +2,10 @@
 //! racing a notifier that grants it an item.
 //!
 //! The loom threads play `wait_solo` and a releaser in the order the runtime
-//! does it: the waiter pushes its node under the state lock, drops the lock,
-//! parks, takes the lock again and lets `WaitList::settle` decide; the notifier
+//! does it: the waiter pushes its node and attaches its grant cell under the
+//! state lock, drops the lock, parks, reads its cell without the lock (a grant
+//! ends the wait there), else takes the lock again and lets
+//! `WaitList::settle` decide; the notifier
 //! grants the item to the first waiter under the lock (`grant_front`) and unparks
 //! it after dropping the lock, or keeps the item if nobody waits. A waiter that
 //! was granted the item but interrupted gives it back, as the queues do. The
@@ -22,7 +24,7 @@ use loom::thread;
 
 use super::Unparker;
 
-use crate::sync::waiters::{WaitList, Woken};
+use crate::sync::waiters::{GrantCell, WaitList, Woken};
 use crate::sync::WaitError;
 
 /// A primitive's state: its wait list and what it holds (here: queued items).
@@ -65,10 +67,15 @@ fn waiter(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
         return (End::Granted, Some(item)); // the fast path: no wait
     }
     let key = guard.waiters.push(me.clone(), 0);
+    let cell = GrantCell::new();
+    // SAFETY: as `wait_solo`: `cell` outlives the wait (every return below
+    // follows a final read of it or `settle`'s removal of the node).
+    unsafe { guard.waiters.attach(key, &cell) };
     loop {
         // As `wait_solo`: a closed node (closed while queued, or pushed onto a
-        // closed list) settles without parking.
-        let parked = if guard.waiters.is_closed_node(key) {
+        // closed list) settles without parking; a grant read from the cell
+        // after the park settles without the lock.
+        let parked = if !cell.is_waiting() {
             Ok(())
         } else {
             drop(guard);
@@ -78,11 +85,16 @@ fn waiter(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
             } else {
                 Ok(())
             };
+            if parked.is_ok() {
+                if let Some(item) = cell.take_granted() {
+                    return (End::Granted, Some(item));
+                }
+            }
             guard = shared.state.lock().unwrap();
             parked
         };
         let deadline = || shared.deadline_passed.load(Ordering::Acquire);
-        match guard.waiters.settle(key, parked, deadline) {
+        match guard.waiters.settle(key, &cell, parked, deadline) {
             None => continue,
             Some(Woken::Granted(item)) => return (End::Granted, Some(item)),
             Some(Woken::Abandoned(e)) => return (End::Abandoned(e), None),
@@ -256,11 +268,17 @@ fn waiter_ignoring_cancel(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
         return (End::Granted, Some(item));
     }
     let key = guard.waiters.push(me.clone(), 0);
+    let cell = GrantCell::new();
+    // SAFETY: as in `waiter`.
+    unsafe { guard.waiters.attach(key, &cell) };
     loop {
         drop(guard);
         me.park();
+        if let Some(item) = cell.take_granted() {
+            return (End::Granted, Some(item));
+        }
         guard = shared.state.lock().unwrap();
-        match guard.waiters.settle(key, Ok(()), || false) {
+        match guard.waiters.settle(key, &cell, Ok(()), || false) {
             None => continue,
             Some(Woken::Granted(item)) => return (End::Granted, Some(item)),
             Some(_) => panic!("an uninterrupted waiter ended without its grant"),

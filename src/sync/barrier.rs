@@ -90,7 +90,7 @@ impl Barrier {
             return Ok(BarrierWaitResult(true));
         }
         let key = s.waiters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(
+        let (s, woken) = wait_solo(
             &self.state,
             s,
             |s| &mut s.waiters,
@@ -101,7 +101,7 @@ impl Barrier {
         match woken {
             Woken::Granted(()) => Ok(BarrierWaitResult(false)),
             Woken::Abandoned(e) => {
-                s.arrived -= 1;
+                s.lock().arrived -= 1;
                 Err(e)
             }
             Woken::Interrupted((), e) => Err(e),

@@ -235,13 +235,13 @@ impl Condition {
         // lock per this function's contract).
         unsafe { mutex.unlock() };
         let list = lock_state(&self.waiters);
-        let (mut list, woken) =
-            wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Event);
+        let (list, woken) = wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Event);
         match woken {
             Woken::Granted(()) => Ok(()),
             Woken::Abandoned(e) => Err(e),
             Woken::Interrupted((), e) => {
                 // Pass the notification on rather than swallow it.
+                let mut list = list.lock();
                 let next = list.grant_front(()).ok();
                 drop(list);
                 if let Some(u) = next {

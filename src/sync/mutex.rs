@@ -219,7 +219,7 @@ impl RawMutex {
             let since = *since.get_or_insert_with(Instant::now);
             let (l, outcome) =
                 wait_solo(&self.waiters, list, |l| l, key, deadline, WaitReason::Lock);
-            list = l;
+            list = l.lock();
             match outcome {
                 Woken::Granted(Grant::Retry) => woken = true,
                 Woken::Granted(Grant::Owned) => {

@@ -196,7 +196,7 @@ impl<T: ?Sized> RwLock<T> {
             return Ok(());
         }
         let key = s.waiters.push(park::current_unparker(), kind);
-        let (mut s, woken) = wait_solo(
+        let (held, woken) = wait_solo(
             &self.state,
             s,
             |s| &mut s.waiters,
@@ -208,15 +208,14 @@ impl<T: ?Sized> RwLock<T> {
         let r = match woken {
             Woken::Granted(()) => return Ok(()),
             Woken::Abandoned(e) => {
-                s.grant(&mut wakes);
+                held.lock().grant(&mut wakes);
                 Err(e)
             }
             Woken::Interrupted((), e) => {
-                s.release(kind, &mut wakes);
+                held.lock().release(kind, &mut wakes);
                 Err(e)
             }
         };
-        drop(s);
         wakes.wake();
         r
     }

@@ -33,6 +33,7 @@ const SHIFT: u32 = 1;
 /// `acquire()` parks until a permit is available and returns a
 /// [`SemaphorePermit`] that gives it back when dropped (also when the task is
 /// cancelled and unwinds). FIFO-fair: permits go to waiters in arrival order.
+#[repr(C)]
 pub struct Semaphore {
     state: AtomicUsize,
     waiters: StdMutex<WaitList<()>>,
@@ -202,7 +203,7 @@ impl Semaphore {
             }
         }
         let key = list.push(park::current_unparker(), n);
-        let (mut list, woken) = wait_solo(
+        let (held, woken) = wait_solo(
             &self.waiters,
             list,
             |l| l,
@@ -216,6 +217,7 @@ impl Semaphore {
             Woken::Abandoned(e) => (0, Err(e)),
             Woken::Interrupted((), e) => (n, Err(e)),
         };
+        let mut list = held.lock();
         let mut wakes = Wakeups::new();
         self.release_locked(&mut list, give_back, &mut wakes);
         drop(list);

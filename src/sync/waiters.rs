@@ -17,10 +17,25 @@
 //! and [`WaitList::push_front`] to put a waiter that lost its retry back in
 //! front: see `mutex.rs`.)
 //!
+//! # Grant cells: a granted waiter wakes without the lock
+//! A plain waiter (see [`wait_solo`]) attaches a [`GrantCell`] on its own stack
+//! to its node. Granting (or closing) such a node removes it from the slab at
+//! once, moves the grant into the cell and publishes the outcome with one
+//! Release store, the granter's last touch of the cell (the unparker was moved
+//! out first). The waiter, back from its park, reads the cell with Acquire: a
+//! grant needs no lock, so a hand-off costs the state lock twice (queue, grant)
+//! instead of three times; across two workers each lock is a cache-line
+//! transfer (findings/sync.md). Only when the cell still says "waiting" does
+//! the waiter take the lock, where the cell is stable (it is only written under
+//! the lock) and, while it says waiting, its node is still in the slab under
+//! its key. The cell outlives every access: the waiter leaves only after
+//! seeing a final state, or after removing its node under the lock (also when
+//! its park unwinds: `Detach`). Select arms keep their grants in their nodes.
+//!
 //! # Waking up
-//! The waiter (see [`wait_solo`]) loops: park, take the state lock, look at its
-//! node. Exactly one of three things happened, decided by whoever took the lock
-//! first:
+//! The waiter (see [`wait_solo`]) loops: park, read its cell, and if that does
+//! not settle it take the state lock and look again. Exactly one of three
+//! things happened, decided by whoever took the lock first:
 //! * granted, and the park returned normally (or at the waiter's own deadline):
 //!   success; the grant wins over a deadline that raced with it.
 //! * not granted and the wait must end (interruption or own deadline): the waiter
@@ -67,8 +82,9 @@
 //! (timeout, cancellation) racing a notifier neither loses the grant nor gets
 //! it twice.
 
-use crate::loom::{AtomicUsize, Ordering};
+use crate::loom::{AtomicUsize, Ordering, UnsafeCell};
 use crate::runtime::debug::WaitReason;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
@@ -142,6 +158,84 @@ struct Node<D, U> {
     grant: Option<D>,
     /// The list was closed while this waiter was queued (or when it queued).
     closed: bool,
+    /// The waiter's cell, once attached (plain waiters of `wait_solo`): then a
+    /// grant or a close goes there and the node leaves the slab at once.
+    cell: Option<CellRef<D>>,
+}
+
+const CELL_WAITING: usize = 0;
+const CELL_GRANTED: usize = 1;
+const CELL_CLOSED: usize = 2;
+
+/// How a plain waiter's wait ended, on the waiter's stack (see "Grant cells"
+/// in the module comment). Written only under the list's lock: `grant` first,
+/// then `state` (Release), the writer's last access.
+pub(crate) struct GrantCell<D> {
+    state: AtomicUsize,
+    grant: UnsafeCell<Option<D>>,
+}
+
+impl<D> GrantCell<D> {
+    pub(crate) fn new() -> GrantCell<D> {
+        GrantCell {
+            state: AtomicUsize::new(CELL_WAITING),
+            grant: UnsafeCell::new(None),
+        }
+    }
+
+    /// The grant, if one was published. Lock-free: the Acquire load pairs with
+    /// the granter's Release store, after which nobody writes the cell again.
+    pub(crate) fn take_granted(&self) -> Option<D> {
+        if self.state.load(Ordering::Acquire) != CELL_GRANTED {
+            return None;
+        }
+        // SAFETY: GRANTED is final and was stored (Release) after `grant` was
+        // written, and no one writes the cell after it; only its waiter reads
+        // it, and only once (`take`).
+        self.grant.with_mut(|g| unsafe { (*g).take() })
+    }
+
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CELL_WAITING
+    }
+}
+
+/// A node's pointer to its waiter's cell.
+struct CellRef<D>(NonNull<GrantCell<D>>);
+
+impl<D> Clone for CellRef<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<D> Copy for CellRef<D> {}
+
+// SAFETY: the cell is only dereferenced under the list's lock, while its waiter
+// still waits for it (see "Grant cells": it leaves only once the cell is final
+// or its node is gone); what moves through it is a `D`, which the list already
+// hands across threads (`D: Send`).
+unsafe impl<D: Send> Send for CellRef<D> {}
+
+impl<D> CellRef<D> {
+    /// Publishes the end of the wait: `grant` (with `CELL_GRANTED`) or nothing
+    /// (`CELL_CLOSED`).
+    ///
+    /// # Safety
+    /// Called under the list's lock on the cell of a node just removed from the
+    /// slab, at most once per cell; nothing may touch the cell afterwards.
+    unsafe fn publish(self, grant: Option<D>) {
+        // SAFETY: the waiter is still waiting (its node was in the slab, under
+        // our lock), so the cell lives and nobody else accesses `grant`.
+        let cell = unsafe { self.0.as_ref() };
+        let state = if grant.is_some() {
+            CELL_GRANTED
+        } else {
+            CELL_CLOSED
+        };
+        // SAFETY: as above: the only writer, before the waiter may read.
+        cell.grant.with_mut(|g| unsafe { *g = grant });
+        cell.state.store(state, Ordering::Release);
+    }
 }
 
 /// A FIFO of parked waiters whose grants are of type `D`, woken through `U`.
@@ -202,6 +296,7 @@ impl<D, U: Clone> WaitList<D, U> {
             req,
             grant: None,
             closed: false,
+            cell: None,
         });
         if self.head == NIL {
             self.tail = key;
@@ -231,6 +326,7 @@ impl<D, U: Clone> WaitList<D, U> {
             req,
             grant: None,
             closed: false,
+            cell: None,
         });
         if self.tail == NIL {
             self.head = key;
@@ -253,6 +349,7 @@ impl<D, U: Clone> WaitList<D, U> {
             req,
             grant: None,
             closed: true,
+            cell: None,
         })
     }
 
@@ -269,7 +366,13 @@ impl<D, U: Clone> WaitList<D, U> {
             match &mut node.wake {
                 Wake::Solo(u) => {
                     node.closed = true;
-                    if let Some(u) = u.take() {
+                    let u = u.take();
+                    if let Some(cell) = node.cell {
+                        self.nodes.remove(key);
+                        // SAFETY: under the lock, the node just left the slab.
+                        unsafe { cell.publish(None) };
+                    }
+                    if let Some(u) = u {
                         wake(u);
                     }
                 }
@@ -280,9 +383,31 @@ impl<D, U: Clone> WaitList<D, U> {
         }
     }
 
-    /// The node `key` was closed: its waiter must not park.
-    pub(crate) fn is_closed_node(&self, key: usize) -> bool {
-        self.nodes[key].closed
+    /// Attaches the plain waiter `key`'s cell (see "Grant cells"), under the
+    /// lock it was pushed under. A node closed on arrival leaves at once, its
+    /// cell saying so.
+    ///
+    /// # Safety
+    /// `cell` must stay where it is until it reads final or the waiter removed
+    /// its node under the lock (`settle`, `detach`).
+    pub(crate) unsafe fn attach(&mut self, key: usize, cell: &GrantCell<D>) {
+        let cell = CellRef(NonNull::from(cell));
+        let node = &mut self.nodes[key];
+        debug_assert!(node.grant.is_none() && node.cell.is_none());
+        if node.closed {
+            self.nodes.remove(key);
+            // SAFETY: under the lock, the node just left the slab.
+            unsafe { cell.publish(None) };
+        } else {
+            node.cell = Some(cell);
+        }
+    }
+
+    /// A waiter whose park unwound leaves: removes its node if it still waits.
+    fn detach(&mut self, key: usize, cell: &GrantCell<D>) {
+        if cell.is_waiting() {
+            self.remove(key);
+        }
     }
 
     #[inline]
@@ -330,7 +455,16 @@ impl<D, U: Clone> WaitList<D, U> {
             self.unlink(key);
             let node = &mut self.nodes[key];
             let unparker = match &mut node.wake {
-                Wake::Solo(u) => u.take().expect("ivy: waiter granted twice"),
+                Wake::Solo(u) => {
+                    let u = u.take().expect("ivy: waiter granted twice");
+                    if let Some(cell) = node.cell {
+                        self.nodes.remove(key);
+                        // SAFETY: under the lock, the node just left the slab.
+                        unsafe { cell.publish(Some(data)) };
+                        return Ok(u);
+                    }
+                    u
+                }
                 Wake::Select(shared, arm) => {
                     if !shared.claim(*arm) {
                         continue; // the select fired elsewhere or gave up
@@ -343,35 +477,30 @@ impl<D, U: Clone> WaitList<D, U> {
         }
     }
 
-    pub(crate) fn is_granted(&self, key: usize) -> bool {
-        self.nodes[key].grant.is_some()
-    }
-
     /// Removes the caller's node (linked or already granted) and returns its grant.
     pub(crate) fn remove(&mut self, key: usize) -> Option<D> {
         self.unlink(key);
         self.nodes.remove(key).grant
     }
 
-    /// The waiter of node `key`, woken from its park (with `parked`, what the
-    /// park reported) and holding the state lock again: decides how the wait
-    /// ends, or `None` to park again. `own_deadline_passed` is asked only when
-    /// nothing else decides. See "Waking up" in the module comment.
+    /// The waiter of node `key` with `cell` attached, woken from its park
+    /// (with `parked`, what the park reported) and holding the state lock
+    /// again: decides how the wait ends, or `None` to park again.
+    /// `own_deadline_passed` is asked only when nothing else decides. See
+    /// "Waking up" in the module comment.
     pub(crate) fn settle(
         &mut self,
         key: usize,
+        cell: &GrantCell<D>,
         parked: Result<(), WaitError>,
         own_deadline_passed: impl FnOnce() -> bool,
     ) -> Option<Woken<D>> {
-        if self.is_closed_node(key) {
-            self.remove(key);
-            return Some(Woken::Abandoned(WaitError::Closed));
-        }
-        if self.is_granted(key) {
-            let grant = self.remove(key).expect("granted node holds its grant");
-            return Some(match parked {
-                Ok(()) => Woken::Granted(grant),
-                Err(e) => Woken::Interrupted(grant, e),
+        // Under the lock the cell is stable; while it waits, `key` is ours.
+        if !cell.is_waiting() {
+            return Some(match (cell.take_granted(), parked) {
+                (Some(grant), Ok(())) => Woken::Granted(grant),
+                (Some(grant), Err(e)) => Woken::Interrupted(grant, e),
+                (None, _) => Woken::Abandoned(WaitError::Closed),
             });
         }
         let err = match parked {
@@ -480,35 +609,86 @@ pub(crate) enum Woken<D> {
     Interrupted(D, WaitError),
 }
 
+/// The state lock after a [`wait_solo`]: held when the wait was settled under
+/// it, not when the grant was read from the cell alone.
+pub(crate) enum Held<'a, S> {
+    Locked(StdGuard<'a, S>),
+    Unlocked(&'a StdMutex<S>),
+}
+
+impl<'a, S> Held<'a, S> {
+    /// The state lock, taken now if it is not held.
+    pub(crate) fn lock(self) -> StdGuard<'a, S> {
+        match self {
+            Held::Locked(guard) => guard,
+            Held::Unlocked(lock) => lock_state(lock),
+        }
+    }
+}
+
+/// Removes a waiting node whose waiter unwinds out of its park, so that no
+/// granter writes to the cell of a frame that is gone.
+struct Detach<'a, 'l, S, D, L: Fn(&mut S) -> &mut WaitList<D>> {
+    lock: &'a StdMutex<S>,
+    list: &'l L,
+    key: usize,
+    cell: &'l GrantCell<D>,
+}
+
+impl<S, D, L: Fn(&mut S) -> &mut WaitList<D>> Drop for Detach<'_, '_, S, D, L> {
+    fn drop(&mut self) {
+        (self.list)(&mut lock_state(self.lock)).detach(self.key, self.cell);
+    }
+}
+
 /// Parks the caller until its node `key` in the list selected by `list` is
 /// granted, it is interrupted, or `deadline` passes. Called with the state lock
-/// held (the node was pushed under it); returns with the lock held again so the
-/// caller can finish or undo under it.
-pub(crate) fn wait_solo<'a, S, D>(
+/// held (the node was pushed under it). A grant read from the waiter's cell
+/// returns without the lock (`Held::Unlocked`); every other end returns with
+/// the lock held, so the caller can finish or undo under it.
+pub(crate) fn wait_solo<'a, S, D, L>(
     lock: &'a StdMutex<S>,
     mut guard: StdGuard<'a, S>,
-    list: impl Fn(&mut S) -> &mut WaitList<D>,
+    list: L,
     key: usize,
     deadline: Option<Instant>,
     reason: WaitReason,
-) -> (StdGuard<'a, S>, Woken<D>) {
+) -> (Held<'a, S>, Woken<D>)
+where
+    L: Fn(&mut S) -> &mut WaitList<D>,
+{
+    let cell = GrantCell::new();
+    // SAFETY: `cell` stays in this frame until the wait is settled: every
+    // return below comes after a final read of it or after `settle` removed
+    // the node, and an unwinding park removes it (`Detach`).
+    unsafe { list(&mut guard).attach(key, &cell) };
     loop {
         // A waiter queued on a closed list settles at once, without parking;
         // so does one whose deadline has passed (a passed deadline makes the
         // call a non-blocking try: no switch, no timer).
-        let parked = if list(&mut guard).is_closed_node(key)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-        {
+        let parked = if !cell.is_waiting() || deadline.is_some_and(|d| Instant::now() >= d) {
             Ok(())
         } else {
             drop(guard);
+            let detach = Detach {
+                lock,
+                list: &list,
+                key,
+                cell: &cell,
+            };
             let parked = park::park_for(deadline, reason);
+            std::mem::forget(detach);
+            if parked.is_ok() {
+                if let Some(grant) = cell.take_granted() {
+                    return (Held::Unlocked(lock), Woken::Granted(grant));
+                }
+            }
             guard = lock_state(lock);
             parked
         };
         let own_deadline_passed = || deadline.is_some_and(|d| Instant::now() >= d);
-        if let Some(woken) = list(&mut guard).settle(key, parked, own_deadline_passed) {
-            return (guard, woken);
+        if let Some(woken) = list(&mut guard).settle(key, &cell, parked, own_deadline_passed) {
+            return (Held::Locked(guard), woken);
         }
     }
 }

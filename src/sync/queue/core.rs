@@ -336,7 +336,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Ok(());
         }
         let key = s.putters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(
+        let (held, woken) = wait_solo(
             &self.state,
             s,
             |s| &mut s.putters,
@@ -344,6 +344,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             deadline,
             WaitReason::Queue,
         );
+        let mut s = held.lock();
         let r = match woken {
             Woken::Granted(g) => s.settle_put(Some(g), v, None, &mut wakes),
             Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &mut wakes),
@@ -383,7 +384,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Err(WaitError::Closed);
         }
         let key = s.getters.push(park::current_unparker(), 0);
-        let (mut s, woken) = wait_solo(
+        let (held, woken) = wait_solo(
             &self.state,
             s,
             |s| &mut s.getters,
@@ -391,6 +392,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             deadline,
             WaitReason::Queue,
         );
+        let mut s = held.lock();
         let r = match woken {
             Woken::Granted(g) => s.settle_get(Some(g), None, &mut wakes),
             Woken::Abandoned(e) => s.settle_get(None, Some(e), &mut wakes),
