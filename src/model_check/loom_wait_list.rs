@@ -61,12 +61,20 @@ struct Shared {
 
 /// `wait_solo` plus what the queue does with an interrupted grant. Returns how
 /// the wait ended and the item the waiter took, if any.
-fn waiter(shared: &Shared, me: Unparker) -> (End, Option<u32>) {
+///
+/// `late_attach`: queue the node, drop the lock and take it again before
+/// attaching the cell, as `Condition` does (it unlocks the user's mutex in
+/// between), so a grant or close can reach the node before its cell.
+fn waiter(shared: &Shared, me: Unparker, late_attach: bool) -> (End, Option<u32>) {
     let mut guard = shared.state.lock().unwrap();
     if let Some(item) = guard.items.pop() {
         return (End::Granted, Some(item)); // the fast path: no wait
     }
     let key = guard.waiters.push(me.clone(), 0);
+    if late_attach {
+        drop(guard);
+        guard = shared.state.lock().unwrap();
+    }
     let cell = GrantCell::new();
     // SAFETY: as `wait_solo`: `cell` outlives the wait (every return below
     // follows a final read of it or `settle`'s removal of the node).
@@ -123,6 +131,10 @@ fn put(mut guard: loom::sync::MutexGuard<'_, State>, item: u32) {
 }
 
 fn check(give_up: GiveUp) {
+    check_with(give_up, false);
+}
+
+fn check_with(give_up: GiveUp, late_attach: bool) {
     loom::model(move || {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -134,7 +146,7 @@ fn check(give_up: GiveUp) {
         });
         let (w, waiter_unparker) = {
             let shared = shared.clone();
-            Unparker::spawn(move |me| waiter(&shared, me))
+            Unparker::spawn(move |me| waiter(&shared, me, late_attach))
         };
         let interrupter = match give_up {
             GiveUp::Never => None,
@@ -216,6 +228,15 @@ fn close_racing_a_grant_wakes_the_waiter_and_loses_nothing() {
 }
 
 #[test]
+fn a_grant_or_close_before_the_cell_is_attached_is_not_lost() {
+    // A regression: `attach` once ignored a node granted between its push and
+    // the attach, and the waiter (`Condition::wait`) parked for good.
+    check_with(GiveUp::Never, true);
+    check_with(GiveUp::Close, true);
+    check_with(GiveUp::Cancel, true);
+}
+
+#[test]
 fn two_waiters_one_item_one_grant() {
     // Two waiters, one item, and a cancellation of the first waiter racing the
     // grant: the item goes to exactly one of them (a cancelled waiter that was
@@ -233,7 +254,7 @@ fn two_waiters_one_item_one_grant() {
         });
         let (a, a_unparker) = {
             let shared = shared.clone();
-            Unparker::spawn(move |me| waiter(&shared, me))
+            Unparker::spawn(move |me| waiter(&shared, me, false))
         };
         // A waiter whose park never reports an interruption.
         let (b, _) = {

@@ -383,9 +383,11 @@ impl<D, U: Clone> WaitList<D, U> {
         }
     }
 
-    /// Attaches the plain waiter `key`'s cell (see "Grant cells"), under the
-    /// lock it was pushed under. A node closed on arrival leaves at once, its
-    /// cell saying so.
+    /// Attaches the plain waiter `key`'s cell (see "Grant cells"). A node that
+    /// was already settled leaves at once, its outcome moved to the cell: one
+    /// closed on arrival, or one granted or closed between its push and now
+    /// (`Condition` queues its waiter, then drops the list's lock to unlock
+    /// the user's mutex, then waits).
     ///
     /// # Safety
     /// `cell` must stay where it is until it reads final or the waiter removed
@@ -393,11 +395,11 @@ impl<D, U: Clone> WaitList<D, U> {
     pub(crate) unsafe fn attach(&mut self, key: usize, cell: &GrantCell<D>) {
         let cell = CellRef(NonNull::from(cell));
         let node = &mut self.nodes[key];
-        debug_assert!(node.grant.is_none() && node.cell.is_none());
-        if node.closed {
-            self.nodes.remove(key);
+        debug_assert!(node.cell.is_none());
+        if node.closed || node.grant.is_some() {
+            let grant = self.nodes.remove(key).grant;
             // SAFETY: under the lock, the node just left the slab.
-            unsafe { cell.publish(None) };
+            unsafe { cell.publish(grant) };
         } else {
             node.cell = Some(cell);
         }
