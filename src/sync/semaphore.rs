@@ -33,7 +33,6 @@ const SHIFT: u32 = 1;
 /// `acquire()` parks until a permit is available and returns a
 /// [`SemaphorePermit`] that gives it back when dropped (also when the task is
 /// cancelled and unwinds). FIFO-fair: permits go to waiters in arrival order.
-#[repr(C)]
 pub struct Semaphore {
     state: AtomicUsize,
     waiters: StdMutex<WaitList<()>>,
