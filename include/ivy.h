@@ -120,6 +120,8 @@
  */
 #define IVY_VERSION (((IVY_VERSION_MAJOR << 16) | (IVY_VERSION_MINOR << 8)) | IVY_VERSION_PATCH)
 
+
+
 /**
  * Error codes: every function returns `IVY_OK` (0) or one of these. An enum,
  * so the C constants are expressions that are safe to negate (`-IVY_EINVAL`), as
