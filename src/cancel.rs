@@ -41,7 +41,7 @@ impl WaitError {
         if cfg!(panic = "abort") {
             self.cannot_unwind();
         }
-        crate::task::current::with_current_task(|task| task.ctx.raised.set(true));
+        crate::task::current::with_current_task(|task| task.raised.set(true));
         match self {
             WaitError::Cancelled => resume_unwind(Box::new(CancelUnwind)),
             WaitError::Elapsed => resume_unwind(Box::new(ElapsedUnwind)),

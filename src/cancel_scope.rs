@@ -106,7 +106,12 @@ thread_local! {
 /// Runs `f` on the scope cell of the caller: its task's, or its thread's.
 fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
     current::with_task_or_thread(|task| match task {
-        Some(task) => f(&task.ctx.scope),
+        Some(task) => {
+            // Every write to a task's scope state comes through here or
+            // `with_cells`: from now on its blocking calls look at it (park.rs).
+            task.scope_used.set(true);
+            f(&task.ctx.frame().scope)
+        }
         None => THREAD_SCOPE.with(f),
     })
 }
@@ -349,14 +354,17 @@ pub fn shield<T>(f: impl FnOnce() -> T) -> T {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct BodyScope {
     state: ScopeState,
-    /// `TaskCtx::raised` of the layer (always `false` on a plain thread).
+    /// `Task::raised` of the layer (always `false` on a plain thread).
     raised: bool,
 }
 
 /// Runs `f` on the caller's scope cell and, in a task, its `raised` cell.
 fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) -> R {
     current::with_task_or_thread(|task| match task {
-        Some(task) => f(&task.ctx.scope, Some(&task.ctx.raised)),
+        Some(task) => {
+            task.scope_used.set(true); // as in `with_state`
+            f(&task.ctx.frame().scope, Some(&task.raised))
+        }
         None => THREAD_SCOPE.with(|s| f(s, None)),
     })
 }
@@ -438,7 +446,7 @@ pub(crate) fn body_unwinding() -> bool {
     }
     current::with_task_or_thread(|task| {
         let inherited = match task {
-            Some(t) => t.ctx.scope.get().inherited,
+            Some(t) => t.ctx.frame().scope.get().inherited,
             None => THREAD_SCOPE.with(Cell::get).inherited,
         };
         if inherited.closing {

@@ -69,6 +69,23 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// The interruption pending for `task`, the caller. The common case (not
+/// cancelled, no deadline scope ever opened in this task) is decided by two
+/// loads from the task's header, without reaching its frame context
+/// (`Task::scope_used`): every blocking call passes here twice.
+#[inline(always)]
+fn task_interrupt(task: &Task) -> Result<(), WaitError> {
+    let cancelled = task.is_cancelled();
+    if !cancelled && !task.scope_used.get() {
+        return Ok(());
+    }
+    let state = &task.ctx.frame().scope;
+    if !cancelled && !scope::has_deadline(state) {
+        return Ok(());
+    }
+    interrupt_slow(state, Some(task), cancelled)
+}
+
 /// The interruption pending for the owner of `state`, if any. `task` is the
 /// caller when it is a task (plain threads are never cancelled). Nothing is
 /// raised while the caller unwinds, so blocking destructors run to completion.
@@ -115,7 +132,7 @@ fn interrupt_slow(
 /// Returns `Err` if the caller has a pending interruption: cancellation (tasks
 /// only) or an elapsed deadline scope.
 pub(crate) fn check_interrupt() -> Result<(), WaitError> {
-    match current::with_current_task(|task| interrupt_of(&task.ctx.scope, Some(task))) {
+    match current::with_current_task(|task| task_interrupt(task)) {
         Some(r) => r,
         None => scope::thread_state(|state| interrupt_of(state, None)),
     }
@@ -126,31 +143,34 @@ fn park_task(
     deadline: Option<Instant>,
     reason: WaitReason,
 ) -> Result<(), WaitError> {
-    let state = &task.ctx.scope;
-    interrupt_of(state, Some(task))?;
+    task_interrupt(task)?;
     if task.take_notified() {
         return Ok(());
     }
     // The timer lives in this frame: the task's own stack, which stays put
     // while it is parked.
-    let timer =
-        earliest(deadline, scope::scope_deadline(state)).map(|d| timer::insert(d, task.clone()));
+    let scope_deadline = if task.scope_used.get() {
+        scope::scope_deadline(&task.ctx.frame().scope)
+    } else {
+        None
+    };
+    let timer = earliest(deadline, scope_deadline).map(|d| timer::insert(d, task.clone()));
     task.wait_reason.store(reason as u8, Ordering::Relaxed);
     current::suspend(task, Suspend::Park);
     task.wait_reason.store(0, Ordering::Relaxed);
     if let Some(key) = timer {
         timer::remove(key);
     }
-    interrupt_of(state, Some(task))
+    task_interrupt(task)
 }
 
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
 pub(crate) fn yield_now() -> Result<(), WaitError> {
     let in_task = current::with_current_task_header(|task| {
-        interrupt_of(&task.ctx.scope, Some(task))?;
+        task_interrupt(task)?;
         current::suspend(task, Suspend::Yield);
-        interrupt_of(&task.ctx.scope, Some(task))
+        task_interrupt(task)
     });
     match in_task {
         Some(r) => r,

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use crate::error::WaitError;
 use crate::task::header::{notify_done, TaskId};
 use crate::task::local::LocalMap;
-use crate::task::raw::{self, JoinCore, Task, TaskYielder};
+use crate::task::raw::{self, FrameCtx, JoinCore, Task, TaskYielder};
 use crate::task::reported;
 
 /// The unwind payload that carries a cancellation up a Rust task's stack.
@@ -73,12 +73,22 @@ pub(crate) fn is_ivy_unwind(p: &(dyn Any + Send)) -> bool {
 /// A task's coroutine: what runs on its stack, from its first instruction to
 /// its last (the worker creates the coroutine at the task's first run).
 pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
+    // The task's task-locals and deadline scopes, in this frame for the whole
+    // body (`raw::FrameCtx`). Declared first, so it dies last. `start` emptied
+    // the task-local map (`LocalMap::clear_all`, guarded), so its drop runs no
+    // user code.
+    let frame = FrameCtx::default();
     task.ctx.yielder.set(yielder as *const TaskYielder);
     // `task` stays at this address until the body ends (`current` hands out
     // references to it).
     task.ctx.this.set(&task as *const Arc<Task>);
+    // SAFETY: `frame` is a local of this function, not moved after this point,
+    // and the pointer is reset below before `frame` dies.
+    unsafe { task.ctx.set_frame(&frame) };
     task.body().start(&task, None);
     end(&task);
+    // SAFETY: null is always allowed.
+    unsafe { task.ctx.set_frame(std::ptr::null()) };
     task.ctx.this.set(std::ptr::null());
     drop(task);
 }
@@ -318,9 +328,9 @@ where
                 let mut result = run_body(&self.core, task, f);
                 // Whatever unwound the body was caught: none is in flight now
                 // (`current::caught`, for the running task: this one).
-                task.ctx.raised.set(false);
+                task.raised.set(false);
                 // Task-locals die on the task's own stack and thread, guarded.
-                let panicked = LocalMap::clear_all(&task.ctx.locals);
+                let panicked = LocalMap::clear_all(&task.ctx.frame().locals);
                 if let Some(p) = panicked {
                     ended_with_panic(&self.core, &mut result, p);
                 }

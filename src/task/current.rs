@@ -140,11 +140,11 @@ pub(crate) fn task_is_unwinding(task: &Task) -> bool {
     if others == 0 {
         let p = std::thread::panicking();
         if !p {
-            task.ctx.raised.set(false);
+            task.raised.set(false);
         }
         p
     } else {
-        task.ctx.raised.get()
+        task.raised.get()
     }
 }
 
@@ -159,7 +159,7 @@ pub(crate) fn suspend(task: &Task, why: Suspend) {
     let unwinding = if std::thread::panicking() {
         task_is_unwinding(task)
     } else {
-        task.ctx.raised.set(false);
+        task.raised.set(false);
         false
     };
     if unwinding {
@@ -201,5 +201,5 @@ fn suspend_raw(task: &Task, why: Suspend) {
 /// Called where an ivy unwind is caught and the task goes on running (a deadline
 /// scope, the task's end): the task is no longer unwinding.
 pub(crate) fn caught() {
-    with_current_task(|task| task.ctx.raised.set(false));
+    with_current_task(|task| task.raised.set(false));
 }

@@ -36,15 +36,6 @@ pub(crate) struct LocalMap {
 }
 
 impl LocalMap {
-    /// A recycled task's map (`Task::recycle`): what `default` makes, without
-    /// dropping an empty map's buffer-less `Vec` (its end emptied it).
-    pub(crate) fn reset(&mut self) {
-        if self.entries.capacity() != 0 {
-            self.entries = Vec::new();
-        }
-        self.closed = false;
-    }
-
     /// Drops every value, one at a time, each under `catch_unwind` (a panic in
     /// one destructor must not skip the others, nor become a second panic while
     /// the first unwinds, which would abort). Values whose destructor touches
@@ -104,7 +95,7 @@ impl<T: 'static> LocalKey<T> {
     /// needed.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         current::with_task_or_thread(|task| match task {
-            Some(task) => self.with_map(&task.ctx.locals, f),
+            Some(task) => self.with_map(&task.ctx.frame().locals, f),
             None => THREAD_FALLBACK.with(|m| self.with_map(m, f)),
         })
     }
@@ -115,7 +106,7 @@ impl<T: 'static> LocalKey<T> {
     /// are being destroyed. For the C ABI, which reports that as an error code.
     pub(crate) fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
         current::with_task_or_thread(|task| match task {
-            Some(task) => self.try_with_map(&task.ctx.locals, f),
+            Some(task) => self.try_with_map(&task.ctx.frame().locals, f),
             None => THREAD_FALLBACK
                 .try_with(|m| self.try_with_map(m, f))
                 .ok()

@@ -4,7 +4,7 @@
 //! in flight on it: while one task is suspended inside a destructor during its
 //! unwind, `std::thread::panicking()` is true for every task of that thread
 //! (`task::current::task_is_unwinding`). ivy then relies on the task's own mark
-//! (`TaskCtx::raised`). ivy sets it when it raises a cancellation or deadline
+//! (`Task::raised`). ivy sets it when it raises a cancellation or deadline
 //! unwind; a panic of the task's own code can only be seen here, in a panic
 //! hook, which std runs on the panicking task's stack before the unwind starts.
 //! Without the mark, a cancelled task that panicked while a neighbour was
@@ -61,7 +61,7 @@ pub(crate) fn install() {
 /// reported (then it is not printed).
 fn mark_unwinding() -> bool {
     with_current_task_header(|task| {
-        task.ctx.raised.set(true);
+        task.raised.set(true);
         reported::is_reported(task)
     })
     .unwrap_or(false)

@@ -10,6 +10,11 @@
 //!   coroutine (which corosensei makes `!Send`) is created there, and only the home
 //!   thread ever touches `coro` and `ctx` again. A woken task is always queued back
 //!   on its home worker. This is why OS thread-locals stay coherent inside a task.
+//! * What only the task's own code reads while its body runs (task-locals,
+//!   deadline scopes: `FrameCtx`) is not in the header at all but in the first
+//!   frame of its coroutine, on the stack page every started task touches
+//!   anyway; the header points to it while the body runs (`TaskCtx::frame`).
+//!   An unstarted or finished task has none, and pays nothing for it.
 //!
 //! State machine: `task::state` (SCHEDULED/RUNNING/PARKED/DONE, the NOTIFIED
 //! bit, the cancelled flag), a type of its own so that loom checks the very code
@@ -22,7 +27,7 @@
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -84,6 +89,8 @@ pub(crate) trait Start: Send + Sync {
 }
 
 pub(crate) const NO_HOME: usize = usize::MAX;
+/// `NO_HOME` in the header's `u32`.
+const HOME_UNSET: u32 = u32::MAX;
 
 fn saturate_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -95,8 +102,9 @@ pub(crate) struct Task {
     /// `None` only while the allocation waits in a task pool.
     body: Option<Entry>,
     state: TaskState,
-    /// Index of the home worker, `NO_HOME` until the first run.
-    home: AtomicUsize,
+    /// Index of the home worker, `HOME_UNSET` until the first run: a `u32`, which
+    /// packs with the other small fields (a runtime has at most 4096 workers).
+    home: AtomicU32,
     /// The stack size it asked for, saturated at `u32::MAX` (any size above `MAX_STACK_SIZE`,
     /// 1 GiB, is refused alike): 4 bytes, which pack with the state bytes, so the header did
     /// not grow with `TaskCtx::suspended_sp` (`idle_memory` counts every byte of it).
@@ -113,6 +121,20 @@ pub(crate) struct Task {
     /// while the task is not running. Interior-mutable cells only, so no `&mut`
     /// aliases exist across a switch.
     pub(crate) ctx: TaskCtx,
+    // Three more of the task's own cells, beside the small fields above rather
+    // than in `ctx`, where they would pad it by 8 bytes.
+    /// Whether the task's code ever reached its deadline-scope state
+    /// (`cancel_scope::with_state`, the only way to write it); until then it is
+    /// the default (no deadline, no shield), and a blocking call decides that
+    /// it is not interrupted from the header alone (`park::task_interrupt`).
+    pub(crate) scope_used: Cell<bool>,
+    /// The task is unwinding and nothing has caught it yet: ivy raised a
+    /// cancellation or deadline unwind in it, or its own code panicked (ivy's
+    /// panic hook, `task::panic_hook`). Read by `task::current::task_is_unwinding`.
+    pub(crate) raised: Cell<bool>,
+    /// The interruption the hook layer reported to a libc caller as an error,
+    /// whose panic is its delivery (`task::reported`); `reported::NONE` if none.
+    pub(crate) reported: Cell<u8>,
 }
 
 #[derive(Default)]
@@ -135,24 +157,33 @@ pub(crate) struct TaskCtx {
     /// The coroutine body's own `Arc` of this task, on the task's stack; set by
     /// the body's first statement, reset by its last (`task::current::with_current_task`).
     pub(crate) this: Cell<*const Arc<Task>>,
-    pub(crate) locals: RefCell<LocalMap>,
-    /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
-    pub(crate) scope: Cell<ScopeState>,
-    /// The task is unwinding and nothing has caught it yet: ivy raised a
-    /// cancellation or deadline unwind in it, or its own code panicked (ivy's
-    /// panic hook, `task::panic_hook`). Read by `task::current::task_is_unwinding`.
-    pub(crate) raised: Cell<bool>,
-    /// The interruption the hook layer reported to a libc caller as an error,
-    /// whose panic is its delivery (`task::reported`); `reported::NONE` if none.
-    pub(crate) reported: Cell<u8>,
+    /// The task's `FrameCtx`, in the first frame of its coroutine (`task::body::run`):
+    /// null before the body's first statement and after its last.
+    frame: Cell<*const FrameCtx>,
     /// The task's stack pointer where it last suspended (0: never, or not known on this
     /// architecture): where its resume will touch its stack first, which its worker
     /// prefetches while the task ahead of it runs (`Worker::pop_ready`).
     pub(crate) suspended_sp: Cell<usize>,
 }
 
+/// The part of a task's context that only the task's own code reads, and only
+/// while its body runs: its task-locals and its deadline scopes. It lives in the
+/// first frame of the task's coroutine (`task::body::run`), on the top page of
+/// its stack, which every started task touches anyway, instead of in the header,
+/// which every task pays for from its spawn, started or not (`idle_memory`:
+/// 128 bytes; findings/memory.md). The header keeps a pointer to it
+/// (`TaskCtx::frame`); what its worker reads while the task is suspended
+/// (`suspended_sp`) and what a suspend reads (`yielder`, `this`, `raised`) stay
+/// in the header.
+#[derive(Default)]
+pub(crate) struct FrameCtx {
+    pub(crate) locals: RefCell<LocalMap>,
+    /// Deadline scopes and shields open in this task (`cancel_scope.rs`).
+    pub(crate) scope: Cell<ScopeState>,
+}
+
 /// Deadline and shield state of one task or thread (or of the generator body
-/// running on it): the data the task carries (`TaskCtx::scope`); its logic is
+/// running on it): the data the task carries (`FrameCtx::scope`); its logic is
 /// in `cancel_scope.rs`. `Copy`, so it lives in a `Cell` that only its owner touches.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ScopeState {
@@ -184,28 +215,43 @@ pub(crate) struct Inherited {
 }
 
 impl TaskCtx {
-    /// Back to `default()`, in place (a recycled task's: `Task::recycle`).
-    /// Field by field, so that the task-local map, which the task's end
-    /// emptied, is not dropped and rebuilt (a profile showed its drop at every
-    /// recycle).
-    fn reset(&mut self) {
-        let TaskCtx {
-            yielder,
-            this,
-            locals,
-            scope,
-            raised,
-            reported,
-            suspended_sp,
-        } = self;
-        yielder.set(std::ptr::null());
-        this.set(std::ptr::null());
-        locals.get_mut().reset();
-        scope.set(ScopeState::default());
-        raised.set(false);
-        reported.set(crate::task::reported::NONE);
-        suspended_sp.set(0);
+    /// The task's frame context. Called only by the task's own code, from
+    /// the body's first statement to its last (`task::body::run`), like every
+    /// field here (the module comment's protocol: only the home thread touches
+    /// `ctx`, and only while the task runs or is suspended).
+    #[inline(always)]
+    pub(crate) fn frame(&self) -> &FrameCtx {
+        let p = self.frame.get();
+        if p.is_null() {
+            frame_missing();
+        }
+        // SAFETY: `p` is non-null only between `set_frame(&frame)` and
+        // `set_frame(null)` in `task::body::run`, where it points to a local of
+        // that function, which outlives every call its body makes. Only the
+        // task's own code calls `frame` (see above), so the caller runs inside
+        // that body, on the same thread: the pointee is alive and no `&mut` to
+        // it exists (`FrameCtx` is interior-mutable only).
+        unsafe { &*p }
     }
+
+    /// # Safety
+    /// `frame` is null or points to a `FrameCtx` that stays alive and unmoved
+    /// until the next `set_frame` (`task::body::run` sets it to its local, then
+    /// back to null before that local dies).
+    pub(crate) unsafe fn set_frame(&self, frame: *const FrameCtx) {
+        self.frame.set(frame);
+    }
+
+    /// Back to `default()`, in place (a recycled task's: `Task::recycle`).
+    fn reset(&mut self) {
+        *self = TaskCtx::default();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn frame_missing() -> ! {
+    panic!("ivy: a task's frame context was read outside its body");
 }
 
 impl Default for TaskCtx {
@@ -213,10 +259,7 @@ impl Default for TaskCtx {
         TaskCtx {
             yielder: Cell::new(std::ptr::null()),
             this: Cell::new(std::ptr::null()),
-            locals: RefCell::new(LocalMap::default()),
-            scope: Cell::new(Default::default()),
-            raised: Cell::new(false),
-            reported: Cell::new(crate::task::reported::NONE),
+            frame: Cell::new(std::ptr::null()),
             suspended_sp: Cell::new(0),
         }
     }
@@ -299,13 +342,16 @@ impl Task {
                 id: body.core().id,
                 body: Some(body),
                 state: TaskState::new(),
-                home: AtomicUsize::new(NO_HOME),
+                home: AtomicU32::new(HOME_UNSET),
                 stack_size: saturate_u32(stack_size),
                 scheduler,
                 registry_key: AtomicUsize::new(usize::MAX),
                 wait_reason: AtomicU8::new(0),
                 coro: UnsafeCell::new(CoroSlot::default()),
                 ctx: TaskCtx::default(),
+                scope_used: Cell::new(false),
+                raised: Cell::new(false),
+                reported: Cell::new(crate::task::reported::NONE),
             });
         // SAFETY: written just above; `MaybeUninit<Task>` is `repr(transparent)`
         // over `Task`, so the allocation is that of an `Arc<Task>`.
@@ -333,11 +379,14 @@ impl Task {
     pub(crate) fn recycle(&mut self) {
         self.body = None;
         self.state = TaskState::new();
-        *self.home.get_mut() = NO_HOME;
+        *self.home.get_mut() = HOME_UNSET;
         *self.registry_key.get_mut() = usize::MAX;
         *self.wait_reason.get_mut() = 0;
         *self.coro.get_mut() = CoroSlot::default();
         self.ctx.reset();
+        self.scope_used.set(false);
+        self.raised.set(false);
+        self.reported.set(crate::task::reported::NONE);
     }
 
     /// The task's body. Every live task has one; only a pooled task has none.
@@ -364,10 +413,15 @@ impl Task {
     }
 
     pub(crate) fn home(&self) -> usize {
-        self.home.load(Ordering::Acquire)
+        match self.home.load(Ordering::Acquire) {
+            HOME_UNSET => NO_HOME,
+            index => index as usize,
+        }
     }
 
     pub(crate) fn set_home(&self, index: usize) {
+        let index = u32::try_from(index).expect("ivy: a worker index fits in u32");
+        debug_assert!(index != HOME_UNSET);
         self.home.store(index, Ordering::Release);
     }
 
@@ -444,15 +498,16 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
-    /// Every byte of the header is paid by every parked task (`idle_memory`): 392 bytes, an
-    /// `Arc` block of 408 in a 416-byte malloc chunk. `TaskCtx::suspended_sp` (the prefetch's
-    /// record) was paid for by a `u32` stack size packing with the state bytes; a field that
-    /// grows the header must say what it buys in findings/memory.md.
+    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 264
+    /// bytes, an `Arc` block of 280 in a 288-byte malloc chunk (it was 392 / 416 before the
+    /// task-locals and deadline scopes moved to the task's stack: `FrameCtx`). Eight bytes
+    /// more would take the next chunk size; a field that grows the header must say what it
+    /// buys in findings/memory.md.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn the_task_header_does_not_grow() {
         assert!(
-            std::mem::size_of::<super::Task>() <= 392,
+            std::mem::size_of::<super::Task>() <= 264,
             "Task is {} bytes",
             std::mem::size_of::<super::Task>()
         );

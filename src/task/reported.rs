@@ -11,7 +11,7 @@
 //! delivery, the only way the code has to stop, and it is treated as one:
 //!
 //! - **the record**: when the hook reports an interruption, the task records
-//!   which (`TaskCtx::reported`, one byte in the header's padding);
+//!   which (`Task::reported`, one byte in the header's padding);
 //! - **the catch sites** ([`crate::task::body::interruption_of`]): a panic
 //!   caught while the record stands is that interruption. The task's root
 //!   reports `JoinError::Cancelled`, the deadline scope whose deadline passed
@@ -36,7 +36,7 @@ use crate::error::WaitError;
 use crate::task::current::with_current_task_header;
 use crate::task::raw::Task;
 
-/// `TaskCtx::reported`'s values.
+/// `Task::reported`'s values.
 pub(crate) const NONE: u8 = 0;
 const CANCELLED: u8 = 1;
 const ELAPSED: u8 = 2;
@@ -49,7 +49,7 @@ pub(crate) fn report(e: WaitError) {
         WaitError::Elapsed => ELAPSED,
         _ => return,
     };
-    let in_task = with_current_task_header(|task| task.ctx.reported.set(code)).is_some();
+    let in_task = with_current_task_header(|task| task.reported.set(code)).is_some();
     if in_task {
         crate::task::panic_hook::install();
     }
@@ -57,7 +57,7 @@ pub(crate) fn report(e: WaitError) {
 
 /// The interruption recorded in the current task, if any.
 pub(crate) fn current() -> Option<WaitError> {
-    with_current_task_header(|task| decode(task.ctx.reported.get())).flatten()
+    with_current_task_header(|task| decode(task.reported.get())).flatten()
 }
 
 /// Takes the interruption recorded in `task` (a binding's:
@@ -68,7 +68,7 @@ pub(crate) fn take(task: &Task) -> Option<WaitError> {
         if !std::ptr::eq(running, task) {
             return None;
         }
-        let code = running.ctx.reported.replace(NONE);
+        let code = running.reported.replace(NONE);
         decode(code)
     })
     .flatten()
@@ -85,8 +85,8 @@ fn decode(code: u8) -> Option<WaitError> {
 /// The deadline scope whose deadline passed exits: its interruption is spent.
 pub(crate) fn clear_elapsed() {
     with_current_task_header(|task| {
-        if task.ctx.reported.get() == ELAPSED {
-            task.ctx.reported.set(NONE);
+        if task.reported.get() == ELAPSED {
+            task.reported.set(NONE);
         }
     });
 }
@@ -94,5 +94,5 @@ pub(crate) fn clear_elapsed() {
 /// Whether `task` (the running task, in the panic hook) holds a report: its
 /// panic is the delivery of that interruption.
 pub(crate) fn is_reported(task: &Task) -> bool {
-    task.ctx.reported.get() != NONE
+    task.reported.get() != NONE
 }
