@@ -45,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runtime/shared",
             "runtime/idle",
             "runtime/placement",
+            "runtime/spawn_slot",
             "runtime/ready_queue",
             "runtime/registry",
             "runtime/task_pool",

@@ -251,6 +251,7 @@ impl Builder {
                 inbox: Injector::new(),
                 unparker: parker.handle(),
                 now_running: Default::default(),
+                newest_spawn: Default::default(),
             });
             deques.push(deque);
         }
@@ -282,12 +283,13 @@ impl Builder {
         // Oldest-first spawns are where in-order joins ping-pong (worker.rs,
         // `behind_spawned`).
         let defer_ended_wakes = self.fifo_spawns;
+        let fifo_spawns = self.fifo_spawns;
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("{prefix}-{index}"))
                 .spawn(move || {
-                    Worker::new(index, shared, deque, parker, defer_ended_wakes).run()
+                    Worker::new(index, shared, deque, parker, defer_ended_wakes, fifo_spawns).run()
                 })?;
             rt.threads.push(thread);
         }

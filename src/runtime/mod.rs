@@ -32,6 +32,7 @@ pub(crate) mod placement;
 pub(crate) mod ready_queue;
 pub(crate) mod registry;
 pub(crate) mod shared;
+pub(crate) mod spawn_slot;
 pub(crate) mod task_pool;
 pub(crate) mod worker;
 

@@ -12,7 +12,10 @@
 //!    woken on this thread, or pulled from `inbox`): a flagless ring
 //!    (`ready_queue.rs`), since every switch pops it once and pushes it once.
 //! 3. `spawned`: a crossbeam-deque LIFO of *unstarted* tasks spawned here. Peers
-//!    steal from its other end.
+//!    steal from its other end. The newest spawn waits in front of it, in a
+//!    one-task slot its peers may take only after a grace of 10 µs
+//!    (`Remote::newest_spawn`, spawn_slot.rs), so a task that spawns a partner
+//!    and then blocks on it runs it here.
 //! 4. `inbox`: an MPSC queue (a crossbeam `Injector` only this worker pops) of
 //!    started tasks woken from other threads, and the runtime-wide `injector` of
 //!    unstarted tasks spawned from outside the runtime.
@@ -90,6 +93,7 @@ use crate::runtime::idle::SpinBudget;
 use crate::runtime::placement::Placement;
 use crate::runtime::ready_queue::ReadyQueue;
 use crate::runtime::shared::Shared;
+use crate::runtime::spawn_slot::{self, Seen, SpawnSlot};
 use crate::runtime::task_pool;
 use crate::stack::overflow;
 use crate::stack::TaskStack;
@@ -134,6 +138,15 @@ pub(crate) struct Worker {
     behind_spawned_since: Cell<u32>,
     /// Whether the rule above applies: with oldest-first spawns only.
     defer_ended_wakes: bool,
+    /// Spawns start oldest-first (`Builder::fifo_spawns`): the held newest
+    /// spawn (spawn_slot.rs) is popped after the deque, not before it.
+    fifo_spawns: bool,
+    /// Per peer: the held spawn last seen in its slot, and since when
+    /// (`steal_held`).
+    held_seen: RefCell<Vec<(Seen, Instant)>>,
+    /// A peer's held spawn was seen and its grace has not passed: a search
+    /// spins on until it has (`idle`).
+    held_pending: Cell<bool>,
     /// Lent to the thread's context while `run` runs (`crate::timer`).
     wheel: TaskTimers,
     parker: RefCell<Reactor>,
@@ -171,6 +184,9 @@ pub(crate) struct Remote {
     pub(crate) unparker: Arc<ReactorHandle>,
     /// What this worker resumes now, for the debug watchdog (debug.rs).
     pub(crate) now_running: debug::NowRunning,
+    /// The newest task spawned here, which peers leave alone for a moment
+    /// (spawn_slot.rs).
+    pub(crate) newest_spawn: SpawnSlot,
 }
 
 /// The worker running on this thread, if any: the context's worker slot, which
@@ -208,7 +224,9 @@ impl Worker {
         spawned: Deque<Arc<Task>>,
         parker: Reactor,
         defer_ended_wakes: bool,
+        fifo_spawns: bool,
     ) -> Worker {
+        let workers = shared.remotes.len();
         let origin = shared.origin;
         let slow_task = shared.debug.slow_task;
         Worker {
@@ -220,6 +238,9 @@ impl Worker {
             behind_spawned: Cell::new(None),
             behind_spawned_since: Cell::new(0),
             defer_ended_wakes,
+            fifo_spawns,
+            held_seen: RefCell::new(vec![(Seen::NONE, Instant::now()); workers]),
+            held_pending: Cell::new(false),
             wheel: RefCell::new(TimerWheel::new(origin)),
             parker: RefCell::new(parker),
             // `new` runs on the worker's own thread.
@@ -245,10 +266,33 @@ impl Worker {
         unsafe { &*self.context }
     }
 
-    /// Queues an unstarted task spawned on this worker.
+    /// Queues an unstarted task spawned on this worker: it is held in the
+    /// newest-spawn slot, and the one it displaces goes to the deque
+    /// (spawn_slot.rs).
     pub(crate) fn push_spawned(&self, task: Arc<Task>) {
-        self.spawned.push(task);
+        if let Some(older) = self.remote().newest_spawn.replace(task) {
+            self.spawned.push(older);
+        }
         self.shared.notify_idle();
+    }
+
+    fn remote(&self) -> &Remote {
+        &self.shared.remotes[self.index]
+    }
+
+    /// The next unstarted task spawned here, in spawn order (newest first, or
+    /// oldest first with `fifo_spawns`).
+    fn pop_spawned(&self) -> Option<Arc<Task>> {
+        let held = &self.remote().newest_spawn;
+        if self.fifo_spawns {
+            self.spawned.pop().or_else(|| held.take())
+        } else {
+            held.take().or_else(|| self.spawned.pop())
+        }
+    }
+
+    fn has_spawned(&self) -> bool {
+        !self.spawned.is_empty() || !self.remote().newest_spawn.is_empty()
     }
 
     /// Queues a started task that was woken on its home thread. `lifo`: it was
@@ -331,7 +375,7 @@ impl Worker {
             if let Some(t) = self.behind_spawned_if_due(tick) {
                 return Some(t);
             }
-            if let Some(t) = self.spawned.pop() {
+            if let Some(t) = self.pop_spawned() {
                 return Some(t);
             }
         }
@@ -344,8 +388,7 @@ impl Worker {
         if self.poll_timers() > 0 {
             return self.pop_ready();
         }
-        self.spawned
-            .pop()
+        self.pop_spawned()
             .or_else(|| self.behind_spawned.take())
             .or_else(|| self.pop_injector())
     }
@@ -374,7 +417,7 @@ impl Worker {
             return;
         };
         let waiting = self.behind_spawned.take();
-        if waiting.is_some() || self.spawned.is_empty() {
+        if waiting.is_some() || !self.has_spawned() {
             // One waits at a time; a second keeps the LIFO slot.
             self.behind_spawned.set(waiting);
             self.lifo.set(Some(woken));
@@ -435,6 +478,42 @@ impl Worker {
                 }
             }
         }
+        self.steal_held(start)
+    }
+
+    /// Takes a peer's newest spawn once it has sat in its slot for `GRACE`
+    /// (spawn_slot.rs). Called when no peer's deque had anything; sets
+    /// `held_pending` if one was seen whose grace has not passed.
+    fn steal_held(&self, start: usize) -> Option<Arc<Task>> {
+        let remotes = &self.shared.remotes;
+        let n = remotes.len();
+        let mut seen = self.held_seen.borrow_mut();
+        let mut pending = false;
+        let mut now = None;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            let slot = &remotes[victim].newest_spawn;
+            let held = slot.peek();
+            if held.task.is_null() {
+                continue;
+            }
+            let now = *now.get_or_insert_with(Instant::now);
+            let (last, since) = seen[victim];
+            if last != held {
+                seen[victim] = (held, now);
+                pending = true;
+            } else if now.saturating_duration_since(since) < spawn_slot::GRACE {
+                pending = true;
+            } else if let Some(t) = slot.take_if(held) {
+                seen[victim] = (Seen::NONE, now);
+                self.held_pending.set(false);
+                return Some(t);
+            }
+        }
+        self.held_pending.set(pending);
         None
     }
 
@@ -487,7 +566,9 @@ impl Worker {
                     self.spin.preempted();
                     break;
                 }
-                if now >= until {
+                // A peer's newest spawn is held for `GRACE` (spawn_slot.rs):
+                // a searcher that saw one stays until it may take it.
+                if now >= until && !self.held_pending.get() {
                     break;
                 }
                 last_look = now;
@@ -523,6 +604,14 @@ impl Worker {
         let timeout = match (timer, trim_again) {
             (Some(t), Some(r)) => Some(t.min(r)),
             (t, r) => t.or(r),
+        };
+        // A peer's newest spawn was seen in its grace (spawn_slot.rs): look
+        // again soon, in case its spawner keeps computing instead of running it
+        // (the poll rounds this up to its 1 ms resolution).
+        let timeout = match (timeout, self.held_pending.get()) {
+            (Some(t), true) => Some(t.min(spawn_slot::GRACE)),
+            (None, true) => Some(spawn_slot::GRACE),
+            (t, false) => t,
         };
         if timeout != Some(Duration::ZERO) {
             // Sleeps in the worker's mio::Poll and dispatches the I/O events it gets.
