@@ -43,7 +43,10 @@ use crate::task::raw::Task;
 /// (under 1 µs here), well below a sleeping peer's wake-up (~45 µs).
 pub(crate) const GRACE: Duration = Duration::from_micros(10);
 
+/// In cache lines of its own: the owner writes it at every spawn, and peers
+/// read it whenever they look for work.
 #[derive(Default)]
+#[repr(align(128))]
 pub(crate) struct SpawnSlot {
     /// Null, or a pointer from `Arc::into_raw` that the slot owns.
     task: AtomicPtr<Task>,

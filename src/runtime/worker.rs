@@ -567,8 +567,10 @@ impl Worker {
                     break;
                 }
                 // A peer's newest spawn is held for `GRACE` (spawn_slot.rs):
-                // a searcher that saw one stays until it may take it.
-                if now >= until && !self.held_pending.get() {
+                // a searcher that saw one stays until it may take it, but at
+                // most one grace longer (a peer spawning and running a new
+                // task every microsecond always has one held).
+                if now >= until && (!self.held_pending.get() || now >= until + spawn_slot::GRACE) {
                     break;
                 }
                 last_look = now;
