@@ -32,10 +32,10 @@
 //! Layer: scheduler. Uses the task header only.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::loom::{AtomicPtr, AtomicU64, Ordering};
 use crate::task::raw::Task;
 
 /// How long a peer leaves a worker's newest spawn alone (Go: 3 µs). Well above
@@ -45,42 +45,67 @@ pub(crate) const GRACE: Duration = Duration::from_micros(10);
 
 /// In cache lines of its own: the owner writes it at every spawn, and peers
 /// read it whenever they look for work.
-#[derive(Default)]
+/// Generic over what it holds only for its model check
+/// (`model_check::loom_spawn_slot`); the runtime holds tasks.
 #[repr(align(128))]
-pub(crate) struct SpawnSlot {
+pub(crate) struct SpawnSlot<T = Task> {
     /// Null, or a pointer from `Arc::into_raw` that the slot owns.
-    task: AtomicPtr<Task>,
-    /// How many tasks the owner has put here; written by the owner only, after
-    /// the pointer. A peer knows a held task by this number and its address
-    /// together: a recycled allocation comes back at the same address, and a
+    task: AtomicPtr<T>,
+    /// How many tasks the owner has put here; written by the owner only, before
+    /// the pointer (`peek` says why). A peer knows a held task by this number
+    /// and its address together: a recycled allocation comes back at the same address, and a
     /// peer's record of an earlier task there must not count as having waited
     /// (regression: in a probe that spawned its ping-pong partner 300 times,
     /// 39 pairs ended split, the peer taking the new partner at once).
     seq: AtomicU64,
 }
 
+impl<T> Default for SpawnSlot<T> {
+    fn default() -> SpawnSlot<T> {
+        SpawnSlot {
+            task: AtomicPtr::new(ptr::null_mut()),
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
 /// What a peer saw in a slot: the held task's address and number.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Seen {
-    pub(crate) task: *const Task,
+#[derive(Debug)]
+pub(crate) struct Seen<T = Task> {
+    pub(crate) task: *const T,
     pub(crate) seq: u64,
 }
 
-impl Seen {
-    pub(crate) const NONE: Seen = Seen {
+impl<T> Clone for Seen<T> {
+    fn clone(&self) -> Seen<T> {
+        *self
+    }
+}
+
+impl<T> Copy for Seen<T> {}
+
+impl<T> PartialEq for Seen<T> {
+    fn eq(&self, other: &Seen<T>) -> bool {
+        std::ptr::eq(self.task, other.task) && self.seq == other.seq
+    }
+}
+
+impl<T> Seen<T> {
+    pub(crate) const NONE: Seen<T> = Seen {
         task: ptr::null(),
         seq: 0,
     };
 }
 
-impl SpawnSlot {
+impl<T> SpawnSlot<T> {
     /// The owning worker: holds `task`, returns the task it displaces.
-    pub(crate) fn replace(&self, task: Arc<Task>) -> Option<Arc<Task>> {
-        let new = Arc::into_raw(task) as *mut Task;
-        let old = self.task.swap(new, Ordering::AcqRel);
-        // The owner is the only writer: no read-modify-write needed.
+    pub(crate) fn replace(&self, task: Arc<T>) -> Option<Arc<T>> {
+        let new = Arc::into_raw(task) as *mut T;
+        // The number first (`peek`). The owner is its only writer: no
+        // read-modify-write needed.
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Release);
+        let old = self.task.swap(new, Ordering::AcqRel);
         // SAFETY: a non-null pointer in the slot came from `Arc::into_raw` and
         // its reference belonged to the slot; the swap gave it to us alone.
         (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
@@ -88,7 +113,7 @@ impl SpawnSlot {
 
     /// The owning worker: takes the held task, if any.
     #[inline]
-    pub(crate) fn take(&self) -> Option<Arc<Task>> {
+    pub(crate) fn take(&self) -> Option<Arc<T>> {
         // A load first: most pops find it empty, and a swap would write.
         if self.task.load(Ordering::Relaxed).is_null() {
             return None;
@@ -99,25 +124,30 @@ impl SpawnSlot {
     }
 
     /// What a peer sees: the held task's address (never dereferenced) and
-    /// number. The number is read first: torn between two `replace`s, the pair
-    /// names the newer task with the older number, which no later look sees
-    /// again, so a torn pair can only delay a take, never hurry one.
-    pub(crate) fn peek(&self) -> Seen {
+    /// number. The owner writes the number before the pointer and a peer reads
+    /// it first, so the pointer a look sees is at least as new as its number n:
+    /// the task of the n-th `replace`, or the one before it if that is still
+    /// held (another address: both are alive at that swap), or null. The same
+    /// pair seen twice is therefore the same holding, even when a recycled
+    /// allocation comes back at the same address under a later number. (With
+    /// the order reversed, a look between a re-put's swap and its number saw
+    /// the old number with the new task: a stale record then matched it.)
+    pub(crate) fn peek(&self) -> Seen<T> {
         let seq = self.seq.load(Ordering::Acquire);
         Seen {
-            task: self.task.load(Ordering::Relaxed),
+            task: self.task.load(Ordering::Acquire),
             seq,
         }
     }
 
     /// A peer: takes the held task if it is still the one at `seen`.
-    pub(crate) fn take_if(&self, seen: Seen) -> Option<Arc<Task>> {
+    pub(crate) fn take_if(&self, seen: Seen<T>) -> Option<Arc<T>> {
         if seen.task.is_null() {
             return None;
         }
         self.task
             .compare_exchange(
-                seen.task as *mut Task,
+                seen.task as *mut T,
                 ptr::null_mut(),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
@@ -132,7 +162,7 @@ impl SpawnSlot {
     }
 }
 
-impl Drop for SpawnSlot {
+impl<T> Drop for SpawnSlot<T> {
     fn drop(&mut self) {
         drop(self.take());
     }

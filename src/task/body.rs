@@ -82,13 +82,13 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
     // `task` stays at this address until the body ends (`current` hands out
     // references to it).
     task.ctx.this.set(&task as *const Arc<Task>);
-    // SAFETY: `frame` is a local of this function, not moved after this point,
-    // and the pointer is reset below before `frame` dies.
-    unsafe { task.ctx.set_frame(&frame) };
-    task.body().start(&task, None);
-    end(&task);
-    // SAFETY: null is always allowed.
-    unsafe { task.ctx.set_frame(std::ptr::null()) };
+    {
+        // SAFETY: the guard lives in this block and is dropped at its end (or
+        // by an unwind through it), never forgotten.
+        let _published = unsafe { task.ctx.publish_frame(&frame) };
+        task.body().start(&task, None);
+        end(&task);
+    }
     task.ctx.this.set(std::ptr::null());
     drop(task);
 }

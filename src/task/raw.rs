@@ -225,26 +225,42 @@ impl TaskCtx {
         if p.is_null() {
             frame_missing();
         }
-        // SAFETY: `p` is non-null only between `set_frame(&frame)` and
-        // `set_frame(null)` in `task::body::run`, where it points to a local of
-        // that function, which outlives every call its body makes. Only the
+        // SAFETY: `p` is non-null only while the guard `publish_frame` returned
+        // lives (`task::body::run` keeps it in a local, and its drop resets the
+        // pointer, on an unwind too), and it points to a local of `run` that the
+        // guard borrows, which outlives every call the body makes. Only the
         // task's own code calls `frame` (see above), so the caller runs inside
         // that body, on the same thread: the pointee is alive and no `&mut` to
         // it exists (`FrameCtx` is interior-mutable only).
         unsafe { &*p }
     }
 
+    /// Points the task at `frame` until the returned guard drops, which resets
+    /// the pointer to null, on an unwind too. The borrows keep `frame` alive and
+    /// in place meanwhile.
+    ///
     /// # Safety
-    /// `frame` is null or points to a `FrameCtx` that stays alive and unmoved
-    /// until the next `set_frame` (`task::body::run` sets it to its local, then
-    /// back to null before that local dies).
-    pub(crate) unsafe fn set_frame(&self, frame: *const FrameCtx) {
+    /// The guard must be dropped, not forgotten (`mem::forget` would leave the
+    /// pointer behind when `frame` dies). `task::body::run` holds it in a local.
+    pub(crate) unsafe fn publish_frame<'a>(&'a self, frame: &'a FrameCtx) -> FramePublished<'a> {
         self.frame.set(frame);
+        FramePublished { ctx: self }
     }
 
     /// Back to `default()`, in place (a recycled task's: `Task::recycle`).
     fn reset(&mut self) {
         *self = TaskCtx::default();
+    }
+}
+
+/// See [`TaskCtx::publish_frame`].
+pub(crate) struct FramePublished<'a> {
+    ctx: &'a TaskCtx,
+}
+
+impl Drop for FramePublished<'_> {
+    fn drop(&mut self) {
+        self.ctx.frame.set(std::ptr::null());
     }
 }
 
