@@ -46,7 +46,7 @@ pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<
     match current::with_current_task(|task| park_task(task, deadline, reason)) {
         Some(r) => r,
         None => scope::thread_state(|state| {
-            interrupt_of(state, None)?;
+            thread_interrupt(state)?;
             match earliest(deadline, scope::scope_deadline(state)) {
                 None => std::thread::park(),
                 Some(d) => {
@@ -56,7 +56,7 @@ pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<
                     }
                 }
             }
-            interrupt_of(state, None)
+            thread_interrupt(state)
         }),
     }
 }
@@ -86,20 +86,19 @@ fn task_interrupt(task: &Task) -> Result<(), WaitError> {
     interrupt_slow(state, Some(task), cancelled)
 }
 
-/// The interruption pending for the owner of `state`, if any. `task` is the
-/// caller when it is a task (plain threads are never cancelled). Nothing is
-/// raised while the caller unwinds, so blocking destructors run to completion.
+/// The interruption pending for a plain thread whose scope state is `state`:
+/// an elapsed deadline scope (threads are never cancelled).
 #[inline(always)]
-fn interrupt_of(state: &Cell<ScopeState>, task: Option<&Task>) -> Result<(), WaitError> {
-    // Every blocking call passes here twice: the common case (not cancelled, no
-    // deadline scope) is two loads, with the rest out of line.
-    let cancelled = task.is_some_and(|t| t.is_cancelled());
-    if !cancelled && !scope::has_deadline(state) {
+fn thread_interrupt(state: &Cell<ScopeState>) -> Result<(), WaitError> {
+    if !scope::has_deadline(state) {
         return Ok(());
     }
-    interrupt_slow(state, task, cancelled)
+    interrupt_slow(state, None, false)
 }
 
+/// The rest of `task_interrupt` and `thread_interrupt`, out of line. Nothing
+/// is raised while the caller unwinds, so blocking destructors run to
+/// completion.
 #[cold]
 #[inline(never)]
 fn interrupt_slow(
@@ -134,7 +133,7 @@ fn interrupt_slow(
 pub(crate) fn check_interrupt() -> Result<(), WaitError> {
     match current::with_current_task(|task| task_interrupt(task)) {
         Some(r) => r,
-        None => scope::thread_state(|state| interrupt_of(state, None)),
+        None => scope::thread_state(thread_interrupt),
     }
 }
 

@@ -280,17 +280,14 @@ impl Builder {
         // Which task unwinds, as std's per-thread panic count cannot tell
         // (task/panic_hook.rs): before any task can run.
         crate::task::panic_hook::install();
-        // Oldest-first spawns are where in-order joins ping-pong (worker.rs,
-        // `behind_spawned`).
-        let defer_ended_wakes = self.fifo_spawns;
+        // Oldest-first spawns also decide where in-order joins ping-pong
+        // (worker.rs, `behind_spawned`).
         let fifo_spawns = self.fifo_spawns;
         for (index, (deque, parker)) in deques.into_iter().zip(parkers).enumerate() {
             let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("{prefix}-{index}"))
-                .spawn(move || {
-                    Worker::new(index, shared, deque, parker, defer_ended_wakes, fifo_spawns).run()
-                })?;
+                .spawn(move || Worker::new(index, shared, deque, parker, fifo_spawns).run())?;
             rt.threads.push(thread);
         }
         Ok(rt)

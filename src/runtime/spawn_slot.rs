@@ -43,8 +43,12 @@ use crate::task::raw::Task;
 /// (under 1 µs here), well below a sleeping peer's wake-up (~45 µs).
 pub(crate) const GRACE: Duration = Duration::from_micros(10);
 
+/// How many times `peek` reads the slot again when a `replace` tore its look.
+const PEEK_TRIES: u32 = 4;
+
 /// In cache lines of its own: the owner writes it at every spawn, and peers
 /// read it whenever they look for work.
+///
 /// Generic over what it holds only for its model check
 /// (`model_check::loom_spawn_slot`); the runtime holds tasks.
 #[repr(align(128))]
@@ -53,10 +57,10 @@ pub(crate) struct SpawnSlot<T = Task> {
     task: AtomicPtr<T>,
     /// How many tasks the owner has put here; written by the owner only, before
     /// the pointer (`peek` says why). A peer knows a held task by this number
-    /// and its address together: a recycled allocation comes back at the same address, and a
-    /// peer's record of an earlier task there must not count as having waited
-    /// (regression: in a probe that spawned its ping-pong partner 300 times,
-    /// 39 pairs ended split, the peer taking the new partner at once).
+    /// and its address together: a recycled allocation comes back at the same
+    /// address, and a peer's record of an earlier task there must not count as
+    /// having waited (regression: in a probe that spawned its ping-pong partner
+    /// 300 times, 39 pairs ended split, the peer taking the new partner at once).
     seq: AtomicU64,
 }
 
@@ -124,20 +128,28 @@ impl<T> SpawnSlot<T> {
     }
 
     /// What a peer sees: the held task's address (never dereferenced) and
-    /// number. The owner writes the number before the pointer and a peer reads
-    /// it first, so the pointer a look sees is at least as new as its number n:
-    /// the task of the n-th `replace`, or the one before it if that is still
-    /// held (another address: both are alive at that swap), or null. The same
-    /// pair seen twice is therefore the same holding, even when a recycled
-    /// allocation comes back at the same address under a later number. (With
-    /// the order reversed, a look between a re-put's swap and its number saw
-    /// the old number with the new task: a stale record then matched it.)
+    /// number. The owner writes the number before the pointer; a peer reads
+    /// the number, the pointer, and the number again, and keeps the look only
+    /// if both reads of the number agree (a seqlock's read). The pointer of a
+    /// kept look with number n was read after the n-th `replace` wrote n and
+    /// before the next one did, so it is the task of the n-th `replace`, the
+    /// one before it if that is still held (another address: both are alive at
+    /// that swap), or null; never a later task. The same pair seen twice is
+    /// therefore the same holding, even when a recycled allocation comes back
+    /// at the same address under a later number. (With the number written
+    /// after the pointer, a look between a re-put's swap and its number saw the
+    /// old number with the new task, and a stale record matched it.) A look
+    /// torn by `replace`s on every try sees nothing (`Seen::NONE`): the owner is
+    /// spawning, and the next look will do.
     pub(crate) fn peek(&self) -> Seen<T> {
-        let seq = self.seq.load(Ordering::Acquire);
-        Seen {
-            task: self.task.load(Ordering::Acquire),
-            seq,
+        for _ in 0..PEEK_TRIES {
+            let seq = self.seq.load(Ordering::Acquire);
+            let task = self.task.load(Ordering::Acquire);
+            if self.seq.load(Ordering::Acquire) == seq {
+                return Seen { task, seq };
+            }
         }
+        Seen::NONE
     }
 
     /// A peer: takes the held task if it is still the one at `seen`.

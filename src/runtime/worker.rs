@@ -136,10 +136,9 @@ pub(crate) struct Worker {
     /// of `spawned` to start first (module comment), and the tick it came in.
     behind_spawned: Cell<Option<Arc<Task>>>,
     behind_spawned_since: Cell<u32>,
-    /// Whether the rule above applies: with oldest-first spawns only.
-    defer_ended_wakes: bool,
-    /// Spawns start oldest-first (`Builder::fifo_spawns`): the held newest
-    /// spawn (spawn_slot.rs) is popped after the deque, not before it.
+    /// Spawns start oldest-first (`Builder::fifo_spawns`): the rule above
+    /// applies (with oldest-first spawns only), and the held newest spawn
+    /// (spawn_slot.rs) is popped after the deque, not before it.
     fifo_spawns: bool,
     /// Per peer: the held spawn last seen in its slot, and since when
     /// (`steal_held`).
@@ -223,7 +222,6 @@ impl Worker {
         shared: Arc<Shared>,
         spawned: Deque<Arc<Task>>,
         parker: Reactor,
-        defer_ended_wakes: bool,
         fifo_spawns: bool,
     ) -> Worker {
         let workers = shared.remotes.len();
@@ -237,7 +235,6 @@ impl Worker {
             lifo: Cell::new(None),
             behind_spawned: Cell::new(None),
             behind_spawned_since: Cell::new(0),
-            defer_ended_wakes,
             fifo_spawns,
             held_seen: RefCell::new(vec![(Seen::NONE, Instant::now()); workers]),
             held_pending: Cell::new(false),
@@ -409,7 +406,7 @@ impl Worker {
     /// slot, goes behind this worker's unstarted tasks if there are any (module
     /// comment: a joiner then finds them done instead of parking on each).
     fn defer_wake_of_ended(&self) {
-        if !self.defer_ended_wakes {
+        if !self.fifo_spawns {
             return;
         }
         // Most ending tasks woke nobody here: one test.
