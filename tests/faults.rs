@@ -13,8 +13,14 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Every open fd with what it points at (`/proc/self/fd/N` -> target).
+/// Every open fd with what it points at (`/proc/self/fd/N` -> target), but
+/// the listing's own directory handle. That one takes the lowest free number
+/// at each listing, so a transient fd of another thread open during one
+/// listing and not the other moved it (regression: a CI run reported the
+/// listing's own handle, fd 11 -> `/proc/<pid>/fd`, as leaked, because an fd
+/// open and closed elsewhere during the first listing had pushed it to 12).
 fn fd_table() -> std::collections::BTreeMap<u32, String> {
+    let listing = format!("/proc/{}/fd", std::process::id());
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| {
@@ -23,6 +29,7 @@ fn fd_table() -> std::collections::BTreeMap<u32, String> {
             let target = std::fs::read_link(e.path()).ok()?;
             Some((fd, target.display().to_string()))
         })
+        .filter(|(_, target)| *target != listing)
         .collect()
 }
 
