@@ -3,12 +3,15 @@
 //!
 //! What is promised: the reserve is the stack's top (its end is the page-aligned top of the
 //! slot, its start 16-aligned), the task's frames lie below it, each task has its own (no two
-//! live tasks share a byte of it), the task still gets its whole `stack_size` for its frames,
+//! live tasks share a byte of it), the task still gets its whole `stack_size` for its frames
+//! and its 96-byte descriptor (between the frames and the reserve, out of the task's reach),
 //! and `task::stack_top_reserve` answers `None` where there is no reserve of the caller's.
 
 use std::time::Duration;
 
 use ivy::Runtime;
+
+mod common;
 
 const RESERVE: usize = 16 << 10;
 const STACK: usize = 64 << 10;
@@ -117,4 +120,49 @@ fn oversized_reserves_are_refused() {
         panic!("the stack size plus the reserve is above the maximum");
     };
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+const FILLER_HINT: &str = "the reserve filler's hint";
+
+/// Child side of `a_filled_reserve_leaves_the_tasks_descriptor_intact`.
+#[test]
+fn child_entry() {
+    let Ok(case) = std::env::var("IVY_RESERVE_CHILD") else {
+        return;
+    };
+    assert_eq!(case, "fill-then-overflow");
+    let rt = runtime(RESERVE);
+    let h = ivy::task::Builder::new()
+        .name("reserve-filler")
+        .stack_size((64 << 10) - RESERVE) // the 64 KiB class, reserve included
+        .spawn_on(&rt.handle(), || {
+            ivy::task::set_stack_overflow_hint(FILLER_HINT);
+            let (p, len) = ivy::task::stack_top_reserve().expect("a reserve");
+            for _ in 0..3 {
+                // SAFETY: the reserve is this task's memory while it runs.
+                unsafe { std::ptr::write_bytes(p.as_ptr(), 0xff, len) };
+                ivy::sleep(Duration::from_millis(1)); // through the descriptor's thread state
+            }
+            common::recurse_until_overflow(0)
+        })
+        .unwrap();
+    let _ = h.join();
+    unreachable!("the overflow must stop the process");
+}
+
+/// The task's descriptor (stack header: what an overflow report names, the saved thread
+/// state) sits between the frames and the reserve: a task that fills its whole reserve with
+/// 0xff bytes, parks through it, and overflows is still reported by name, with the hint it
+/// set before the fill. Were the two to overlap, the overwritten guard range would make the
+/// overflow an unexplained SIGSEGV.
+#[test]
+fn a_filled_reserve_leaves_the_tasks_descriptor_intact() {
+    let out = common::run_child(&mut common::child_case(
+        "child_entry",
+        "IVY_RESERVE_CHILD",
+        "fill-then-overflow",
+    ));
+    common::assert_overflow_reported(&out, "reserve-filler", "stderr");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(FILLER_HINT), "{stderr}");
 }

@@ -49,7 +49,8 @@ pub struct ivy_spawn_opts_t {
     /// The task's name (UTF-8, copied; `NULL` for none), shown by
     /// `ivy_task_current_name` and in panic and stack-overflow reports.
     pub name: *const c_char,
-    /// Stack size in bytes, rounded up to a power of two of at least 16 KiB;
+    /// Stack size in bytes, rounded up to a power of two of at least 16 KiB
+    /// (whose top 96 bytes hold the task's descriptor, as a thread's stack does);
     /// `0` for the runtime's default (`IVY_DEFAULT_STACK_SIZE` for runtimes made
     /// through this API). At most 1 GiB.
     pub stack_size: usize,

@@ -49,7 +49,8 @@ impl Builder {
     }
 
     /// Default stack size of tasks spawned on this runtime, in bytes (default:
-    /// [`DEFAULT_STACK_SIZE`]). Rounded up to whole pages; tasks may override it.
+    /// [`DEFAULT_STACK_SIZE`]). Rounded up to a power of two of at least 16 KiB,
+    /// whose top 96 bytes hold each task's descriptor; tasks may override it.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -119,8 +120,8 @@ impl Builder {
     /// The Python binding keeps its per-task interpreter data there, so that it
     /// shares a page with the task's first frames (one page per parked task
     /// rather than two). The reserve comes on top of the stack size (a task still
-    /// gets at least its stack size for its frames); `build` refuses more than
-    /// 1 MiB.
+    /// gets its stack size for its frames and its 96-byte descriptor, which sits
+    /// between them and the reserve); `build` refuses more than 1 MiB.
     pub fn stack_top_reserve(mut self, bytes: usize) -> Builder {
         self.stack_top_reserve = bytes;
         self

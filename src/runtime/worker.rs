@@ -99,7 +99,7 @@ use crate::stack::overflow;
 use crate::stack::TaskStack;
 use crate::task::body;
 use crate::task::current;
-use crate::task::raw::{CoroSlot, Suspend, Task};
+use crate::task::raw::{CoroSlot, StackHeader, Suspend, Task};
 use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
@@ -661,19 +661,24 @@ impl Worker {
         // with), not again after the stores below: one test per resume.
         let CoroSlot {
             coroutine: coroutine_slot,
-            running: running_slot,
-            thread_state: saved_thread_state,
+            header,
             ..
         } = &mut *slot;
         let coroutine = coroutine_slot.as_mut().expect("coroutine present");
-        let running: *const overflow::RunningTask = running_slot.as_ref().expect("stack described");
+        let header = *header;
+        debug_assert!(!header.is_null());
+        // SAFETY: here and in the two swaps below, `header` is the header of the
+        // stack `coroutine` owns (`CoroSlot::header`), which stays put while the
+        // coroutine (in our exclusively owned slot) lives, and only this thread
+        // touches it. No reference into it outlives its statement, so the task's
+        // code may write `running.origin` meanwhile.
+        let running = unsafe { std::ptr::addr_of!((*header).running) };
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
         // the resume, and only its code runs meanwhile.
         unsafe { current::set_running(self.context(), &task) };
-        // SAFETY: `running` lives in the task's CoroSlot, which the task (kept alive
-        // by our `task` Arc) does not move or change while it runs; we reset it to
-        // null as soon as the coroutine suspends.
+        // SAFETY: `running` is valid and unmoved until the task's stack is freed,
+        // after this resume; we reset it to null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
         // Debug mode only: time the resume, and publish it for the watchdog.
         let started = self.slow_task.map(|limit| {
@@ -686,11 +691,11 @@ impl Worker {
         // in, the worker's out, and back after the resume, whatever way the task
         // left it (`task::thread_state`).
         // SAFETY: the slots were made on this thread (`Worker::new`), which
-        // runs this worker until it ends.
-        unsafe { self.thread_slots.swap(saved_thread_state) };
+        // runs this worker until it ends; `header` as above.
+        unsafe { self.thread_slots.swap(&mut (*header).thread_state) };
         let result = coroutine.resume(());
         // SAFETY: as above.
-        unsafe { self.thread_slots.swap(saved_thread_state) };
+        unsafe { self.thread_slots.swap(&mut (*header).thread_state) };
         if let Some((limit, t0)) = started {
             self.now_running().clear();
             let took = t0.elapsed();
@@ -750,12 +755,13 @@ impl Worker {
             // released and its joiner woken. Frees the stack back to this
             // thread's pool.
             slot.coroutine = None;
+            slot.header = std::ptr::null_mut();
             self.defer_wake_of_ended();
         } else {
             // Never resumed again: its stack, and whatever lives on it, is
             // leaked, not unwound (`abandon`).
             std::mem::forget(slot.coroutine.take());
-            slot.running = None;
+            slot.header = std::ptr::null_mut();
             task.body().abandon();
             body::end(&task);
         }
@@ -767,32 +773,28 @@ impl Worker {
     /// allocated: it completed with that error; or it was a stale entry).
     #[inline(never)]
     fn start_task(&self, task: &Arc<Task>, slot: &mut CoroSlot) -> bool {
-        if slot.started {
+        if task.has_started() {
             return false; // already finished: a stale queue entry cannot exist, but be safe
         }
-        let placed = std::mem::take(&mut slot.placed);
+        let placed = task.take_placed();
         if self.shared.is_closing() {
             // Spawned after shutdown's last look at the registry: stop it here.
             task.cancel();
         } else if !placed {
             if let Some(peer) = self.placement.peer_for_new_task(&self.shared.homes) {
-                self.hand_to(peer, task, slot);
+                self.hand_to(peer, task);
                 return false;
             }
         }
-        slot.started = true;
-        task.set_home(self.index);
-        // Counted before the allocation: a task a peer placed here was counted
-        // on this worker by that peer (`placed_in`), and only `started` matches
-        // it, whether or not a stack is found.
+        task.set_home(self.index); // started: never again here (the test above)
+                                   // Counted before the allocation: a task a peer placed here was counted
+                                   // on this worker by that peer (`placed_in`), and only `started` matches
+                                   // it, whether or not a stack is found.
         self.placement.started(&self.shared.homes, placed);
         let reserve = self.shared.stack_top_reserve;
         match TaskStack::allocate_for(task.stack_size(), reserve, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                let running = overflow::RunningTask::new(&stack, task.id, task.name());
-                slot.thread_state =
-                    thread_state::Saved::for_bounds(running.usable_lo, running.stack_size);
-                slot.running = Some(running);
+                slot.header = StackHeader::write(&stack, task.id, task.name());
                 let t = task.clone();
                 // All of the task's end (result, task-locals, release, the
                 // joiner's wake-up) happens in `body::run`, on this stack.
@@ -823,8 +825,8 @@ impl Worker {
     /// there). Its inbox takes it like a remote wake-up, and the same wake-up
     /// protocol applies: push, then unpark.
     #[cold]
-    fn hand_to(&self, peer: usize, task: &Arc<Task>, slot: &mut CoroSlot) {
-        slot.placed = true;
+    fn hand_to(&self, peer: usize, task: &Arc<Task>) {
+        task.set_placed();
         let remote = &self.shared.remotes[peer];
         remote.inbox.push(task.clone());
         remote.unparker.unpark();

@@ -10,14 +10,18 @@
 //! (`guard.rs`).
 //!
 //! A slot is, from low to high address, `[guard | usable]`, and stacks grow down into the guard.
-//! The guard is 16 KiB (or one page if pages are larger), so a frame of up to that size that
-//! skips ahead without touching every page (C code built without stack-clash protection) still
-//! lands in it rather than in the next task's stack. Usable sizes are powers of two from
-//! `MIN_STACK_SIZE` to `MAX_STACK_SIZE`, one slab chain and free list per size class: a request
-//! gets less than twice what it asked for, and the surplus is address space, not memory.
+//! Right above the frames (at the top of the usable range, or below a top reserve if the task
+//! has one) is a `HEADER_SIZE` (96-byte) header: the running code's descriptor, which the task
+//! layer fills in (what the overflow handler reports, the saved thread state:
+//! `task::raw::StackHeader`). It shares its page with the first frames, which every started
+//! task touches anyway, so a started task's descriptor costs no memory of its own; in the
+//! task's heap header it cost 96 bytes (`idle_memory`, findings/memory.md). As a thread's stack
+//! holds glibc's descriptor and TLS, the header is taken from the slot's usable size: a request
+//! that is already a power of two gets 96 bytes less for its frames rather than a slot twice
+//! the size (and, with madvise guards, twice the page tables).
 //!
 //! A top reserve (`Builder::stack_top_reserve`, for bindings): a task may have the top bytes of
-//! its slot set aside above its entry frames, `[base, usable_hi)`, for the code it runs to use as
+//! its slot set aside above its entry frames and the header, `[base + HEADER_SIZE, usable_hi)`, for the code it runs to use as
 //! memory of its own (the Python binding puts its data-stack root chunk there). Why on the stack
 //! and above the frames: the reserve's low end and the task's first frames then share the top page,
 //! so a parked task that uses a little of both costs one page, where a chunk allocated by the
@@ -66,12 +70,16 @@ pub(crate) use pool::discard_idle as discard_free_stacks;
 pub(crate) use pool::trim as trim_free_stacks;
 
 pub(crate) struct TaskStack {
-    slot: pool::Slot,
-    class: usize,
-    /// The top of the usable range, computed once: corosensei asks for it at every resume.
+    /// The slot's lowest address, where its guard (if any) begins.
+    addr: usize,
+    /// The top of the frames' range, computed once: corosensei asks for it at every resume.
     base: usize,
-    /// valgrind's id for this stack (`valgrind.rs`); 0 when not under valgrind.
-    valgrind_id: usize,
+    /// valgrind's id for this stack (`valgrind.rs`); 0 when not under valgrind. A `u32`
+    /// (valgrind hands out small ids), so that with `class` and `guarded` the whole stack is
+    /// 24 bytes: it lives in every started task's header (`idle_memory`).
+    valgrind_id: u32,
+    class: u8,
+    guarded: bool,
 }
 
 impl TaskStack {
@@ -98,31 +106,32 @@ impl TaskStack {
         let usable_hi = slot.addr + guard_size() + class_size(class);
         let valgrind_id = valgrind::register(usable_hi - class_size(class), usable_hi);
         Ok(TaskStack {
-            slot,
-            class,
-            base: usable_hi - top_reserve,
+            addr: slot.addr,
+            base: usable_hi - top_reserve - HEADER_SIZE,
             valgrind_id,
+            class: class as u8,
+            guarded: slot.guarded,
         })
     }
 
     /// Usable bytes, top reserve included: the rounded-up size, which is at least what was asked
     /// for plus the reserve.
     pub(crate) fn size(&self) -> usize {
-        class_size(self.class)
+        class_size(self.class as usize)
     }
 
     /// The `[lo, hi)` address range of the whole usable stack, top reserve included.
     #[inline]
     pub(crate) fn usable(&self) -> (usize, usize) {
-        let lo = self.slot.addr + guard_size();
+        let lo = self.addr + guard_size();
         (lo, lo + self.size())
     }
 
     /// The start of the guard below the stack (its end is `usable().0`), or 0 if it has none.
     #[inline]
     pub(crate) fn guard_lo(&self) -> usize {
-        if self.slot.guarded {
-            self.slot.addr
+        if self.guarded {
+            self.addr
         } else {
             0
         }
@@ -132,14 +141,24 @@ impl TaskStack {
     /// running task finds its own from `overflow::RunningTask`: `task::stack_top_reserve`.)
     #[cfg(test)]
     pub(crate) fn top_reserve(&self) -> (usize, usize) {
-        (self.base, self.usable().1)
+        (self.base + HEADER_SIZE, self.usable().1)
+    }
+
+    /// The stack's header: `HEADER_SIZE` bytes right above its frames (at `base`, below the
+    /// top reserve if any), aligned to `HEADER_ALIGN` (module comment). It holds the previous
+    /// user's garbage (or zeros) until written. The pointer stays valid for this stack's owner
+    /// alone until the `TaskStack` is dropped, wherever the `TaskStack` moves (into a
+    /// coroutine, say): it points into the slot, not into `self`.
+    #[inline]
+    pub(crate) fn header(&self) -> std::ptr::NonNull<u8> {
+        std::ptr::NonNull::new(self.base as *mut u8).expect("a stack's header is not null")
     }
 
     #[cfg(test)]
     /// The `[lo, hi)` address range of the guard below the stack, or `(0, 0)` if it has none.
     pub(crate) fn guard(&self) -> (usize, usize) {
-        if self.slot.guarded {
-            (self.slot.addr, self.slot.addr + guard_size())
+        if self.guarded {
+            (self.addr, self.addr + guard_size())
         } else {
             (0, 0)
         }
@@ -164,14 +183,18 @@ unsafe impl Stack for TaskStack {
     }
 
     fn limit(&self) -> StackPointer {
-        StackPointer::new(self.slot.addr).expect("stack limit is non-null")
+        StackPointer::new(self.addr).expect("stack limit is non-null")
     }
 }
 
 impl Drop for TaskStack {
     fn drop(&mut self) {
         valgrind::deregister(self.valgrind_id);
-        pool::give(self.class, self.slot);
+        let slot = pool::Slot {
+            addr: self.addr,
+            guarded: self.guarded,
+        };
+        pool::give(self.class as usize, slot);
     }
 }
 
@@ -186,6 +209,16 @@ pub(crate) fn check_available(size: usize, unguarded_ok: bool) -> io::Result<()>
 }
 
 pub(crate) use guard::env_config as guard_env_config;
+
+/// Bytes above every stack's frames for its header (`TaskStack::header`): the overflow
+/// report's description and the saved thread state of the task that runs on it.
+pub(crate) const HEADER_SIZE: usize = 96;
+
+/// Alignment of the header: the slot's top is page-aligned, and `HEADER_SIZE` and a top
+/// reserve are multiples of it.
+pub(crate) const HEADER_ALIGN: usize = 16;
+
+const _: () = assert!(HEADER_SIZE % HEADER_ALIGN == 0 && HEADER_ALIGN >= RESERVE_ALIGN);
 
 /// Alignment of a top reserve's size, hence of the stack base below it: the ABI's stack alignment,
 /// and enough for any object a binding places at the reserve's start.
@@ -289,15 +322,18 @@ mod tests {
         let plain = TaskStack::allocate_for(64 << 10, 0, false).unwrap();
         let (lo, hi) = plain.usable();
         assert_eq!(plain.top_reserve(), (hi, hi));
-        assert_eq!(Stack::base(&plain).get(), hi);
+        assert_eq!(Stack::base(&plain).get(), hi - HEADER_SIZE);
+        assert_eq!(plain.header().as_ptr() as usize, hi - HEADER_SIZE);
         assert_eq!(hi - lo, 64 << 10);
         let reserved = TaskStack::allocate_for(64 << 10, round_reserve(1000), false).unwrap();
         let (lo, hi) = reserved.usable();
         assert_eq!(hi - lo, 128 << 10);
         assert_eq!(hi % page_size(), 0);
         assert_eq!(reserved.top_reserve(), (hi - 1008, hi));
-        assert_eq!(Stack::base(&reserved).get(), hi - 1008);
-        assert_eq!(Stack::base(&reserved).get() % 16, 0);
+        // The header sits between the frames and the reserve.
+        assert_eq!(reserved.header().as_ptr() as usize, hi - 1008 - HEADER_SIZE);
+        assert_eq!(Stack::base(&reserved).get(), hi - 1008 - HEADER_SIZE);
+        assert_eq!(Stack::base(&reserved).get() % HEADER_ALIGN, 0);
         assert_eq!(round_reserve(1000), 1008);
         assert_eq!(with_top_reserve(usize::MAX, 16), usize::MAX);
         assert!(TaskStack::allocate_for(MAX_STACK_SIZE, 16, false).is_err());
@@ -307,29 +343,31 @@ mod tests {
     fn layout() {
         let stack = TaskStack::allocate(DEFAULT_STACK_SIZE).unwrap();
         let (base, limit) = (Stack::base(&stack).get(), stack.limit().get());
-        assert_eq!(base - limit, guard_size() + stack.size());
+        assert_eq!(base + HEADER_SIZE - limit, guard_size() + stack.size());
         assert_eq!(limit % page_size(), 0);
         if guard_mode() == GuardMode::MadviseGuard {
             assert_eq!(stack.guard(), (limit, limit + guard_size()));
         }
         // The usable range is writable end to end.
-        // SAFETY: [base - size, base) is this stack's usable memory, which we own.
-        unsafe { std::ptr::write_bytes((base - stack.size()) as *mut u8, 0xa5, stack.size()) };
+        let usable = limit + guard_size();
+        // SAFETY: [limit + guard, limit + guard + size) is this stack's usable memory (header
+        // included), which we own.
+        unsafe { std::ptr::write_bytes(usable as *mut u8, 0xa5, stack.size()) };
     }
 
     #[test]
     fn free_and_reuse_on_the_same_thread() {
         let a = TaskStack::allocate(32 << 10).unwrap();
         let b = TaskStack::allocate(32 << 10).unwrap();
-        let (addr_a, addr_b) = (a.slot.addr, b.slot.addr);
+        let (addr_a, addr_b) = (a.addr, b.addr);
         assert_ne!(addr_a, addr_b);
         drop(a);
         drop(b);
         // The cache is LIFO: the last stack freed is the first handed out again, still warm.
         let c = TaskStack::allocate(32 << 10).unwrap();
-        assert_eq!(c.slot.addr, addr_b);
+        assert_eq!(c.addr, addr_b);
         let d = TaskStack::allocate(20 << 10).unwrap();
-        assert_eq!(d.slot.addr, addr_a);
+        assert_eq!(d.addr, addr_a);
     }
 
     #[test]
@@ -360,7 +398,7 @@ mod tests {
         // The 1 MiB class is used only by this test, so the global list is ours to inspect.
         let size = 1 << 20;
         let stack = TaskStack::allocate(size).unwrap();
-        let (addr, (lo, hi)) = (stack.slot.addr, stack.guard());
+        let (addr, (lo, hi)) = (stack.addr, stack.guard());
         let usable = (addr + guard_size()) as *mut u8;
         // SAFETY: the usable range of a stack we own.
         unsafe { std::ptr::write_bytes(usable, 0x5a, size) };
@@ -378,7 +416,7 @@ mod tests {
         assert_eq!(rc, 0);
 
         let again = TaskStack::allocate(size).unwrap();
-        assert_eq!(again.slot.addr, addr);
+        assert_eq!(again.addr, addr);
         assert_eq!(again.guard(), (lo, hi));
         // SAFETY: the first usable byte of a stack we own.
         assert_eq!(unsafe { *usable }, 0, "pages were discarded");
@@ -400,10 +438,10 @@ mod tests {
         let stacks: Vec<_> = (0..200)
             .map(|_| TaskStack::allocate(size).unwrap())
             .collect();
-        let addrs: Vec<_> = stacks.iter().map(|s| s.slot.addr).collect();
+        let addrs: Vec<_> = stacks.iter().map(|s| s.addr).collect();
         for s in &stacks {
             // SAFETY: the usable range of a stack we own.
-            unsafe { std::ptr::write_bytes((s.slot.addr + guard_size()) as *mut u8, 1, size) };
+            unsafe { std::ptr::write_bytes((s.addr + guard_size()) as *mut u8, 1, size) };
         }
         drop(stacks);
         let cap = pool::cache_cap(class);
@@ -448,7 +486,7 @@ mod tests {
         let ready = pool::ready_slots(class);
         assert_eq!(ready.len(), refill::READY_TARGET);
         let page = page_size();
-        let hot = (guard_size() + size - reserve - 1) & !(page - 1);
+        let hot = (guard_size() + size - reserve - HEADER_SIZE - 1) & !(page - 1);
         for &a in &ready {
             assert_eq!(resident_pages(a + hot, page), 1, "the first frames' page");
             assert_eq!(resident_pages(a + guard_size(), size), 1, "and no other");
@@ -457,9 +495,9 @@ mod tests {
         assert_eq!(pool::ready_slots(class), ready, "full: nothing to do");
         // A task's stack comes off the ready list, guarded, its first page resident.
         let stack = TaskStack::allocate_for(size - reserve, reserve, false).unwrap();
-        assert_eq!(Some(&stack.slot.addr), ready.last());
-        assert!(stack.slot.guarded);
-        assert_eq!((stack.base - 1 - stack.slot.addr) & !(page - 1), hot);
+        assert_eq!(Some(&stack.addr), ready.last());
+        assert!(stack.guarded);
+        assert_eq!((stack.base - 1 - stack.addr) & !(page - 1), hot);
         drop(stack);
         // Ready slots age like warm ones: two trim generations discard the unused ones.
         pool::age_and_discard();
@@ -477,7 +515,7 @@ mod tests {
             let stack = TaskStack::allocate(size).unwrap();
             // SAFETY: the top byte of a stack we own.
             unsafe { *((Stack::base(&stack).get() - 1) as *mut u8) = 1 };
-            stack.slot.addr
+            stack.addr
         })
         .join()
         .unwrap();

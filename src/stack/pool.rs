@@ -584,9 +584,11 @@ pub(super) fn refill(class: usize) {
 fn prefault(class: usize, slots: &[Slot]) {
     let page = page_size();
     let reserve = TOP_RESERVE[class].load(Ordering::Relaxed);
-    // The first frames go just below `base = top - reserve`: the page holding `base - 1`.
+    // The header and then the first frames go just below the reserve: the page holding
+    // `base - 1`, `base = top - reserve - HEADER_SIZE` (the header's page too, unless
+    // `base` falls on a page boundary).
     let base = (guard_size() + class_size(class))
-        .saturating_sub(reserve)
+        .saturating_sub(reserve + super::HEADER_SIZE)
         .max(guard_size() + 1);
     let offset = (base - 1) & !(page - 1);
     for slot in slots {

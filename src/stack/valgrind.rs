@@ -54,12 +54,15 @@ pub(crate) fn make_writable(lo: usize, len: usize) {
     client_request(MAKE_MEM_UNDEFINED, lo as u64, len as u64);
 }
 
-/// Declares `[lo, hi)` a stack; returns valgrind's id for it (0 natively).
-pub(crate) fn register(lo: usize, hi: usize) -> usize {
-    client_request(STACK_REGISTER, lo as u64, hi as u64) as usize
+/// Declares `[lo, hi)` a stack; returns valgrind's id for it (0 natively). valgrind numbers
+/// stacks from 0 up, so the id fits a `u32` unless a run registers four billion stacks; past
+/// that it saturates, and the stack stays registered with valgrind (a diagnostic's loss, not
+/// memory: natively nothing is registered).
+pub(crate) fn register(lo: usize, hi: usize) -> u32 {
+    u32::try_from(client_request(STACK_REGISTER, lo as u64, hi as u64)).unwrap_or(u32::MAX)
 }
 
 /// Forgets a stack registered with `register`.
-pub(crate) fn deregister(id: usize) {
+pub(crate) fn deregister(id: u32) {
     client_request(STACK_DEREGISTER, id as u64, 0);
 }

@@ -116,7 +116,10 @@ impl Builder {
         self
     }
 
-    /// Stack size in bytes, rounded up to whole pages (default: the runtime's).
+    /// Stack size in bytes (default: the runtime's), rounded up to a power of two
+    /// of at least 16 KiB. Its top 96 bytes hold the task's descriptor, as a
+    /// thread's stack holds its own (the `stack` module: what a stack overflow
+    /// report names, the task's saved errno).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

@@ -115,6 +115,12 @@ pub(crate) struct Task {
     pub(crate) registry_key: AtomicUsize,
     /// What the task is parked on (`runtime::debug::WaitReason`), for task dumps.
     pub(crate) wait_reason: AtomicU8,
+    /// Handed, unstarted, to the worker that will start it, and already counted
+    /// there (`runtime::placement`); cleared at the first run. Written and read
+    /// only by whoever owns the unstarted task (the hand-over is a queue push,
+    /// which orders it), so `Relaxed`; an atomic rather than a `Cell` only
+    /// because the owner changes threads.
+    placed: AtomicBool,
     /// Scheduler-owned: see the module comment for who may touch it when.
     coro: UnsafeCell<CoroSlot>,
     /// Task-owned: touched only by the task's own code and by its home worker
@@ -137,19 +143,69 @@ pub(crate) struct Task {
     pub(crate) reported: Cell<u8>,
 }
 
-#[derive(Default)]
 pub(crate) struct CoroSlot {
-    /// Set at the first run.
-    pub(crate) started: bool,
-    /// Handed, unstarted, to the worker that will start it, and already
-    /// counted there (`runtime::placement`). Cleared at the first run.
-    pub(crate) placed: bool,
+    // Whether the task has started is whether it has a home (`Task::home`), and
+    // whether it was placed is `Task::placed`: as flags here they padded the
+    // slot, hence the header, by 8 bytes.
     pub(crate) coroutine: Option<TaskCoroutine>,
-    /// What the overflow handler reports; set when the stack is allocated.
-    pub(crate) running: Option<RunningTask>,
+    /// The header of the coroutine's stack (`StackHeader`), written when the
+    /// stack is allocated; null while there is no coroutine. It points into the
+    /// stack's slot, which the coroutine owns, so it is valid exactly as long as
+    /// `coroutine` holds that stack (or the stack is leaked with it).
+    pub(crate) header: *mut StackHeader,
+}
+
+impl Default for CoroSlot {
+    fn default() -> CoroSlot {
+        CoroSlot {
+            coroutine: None,
+            header: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// What a started task's worker keeps about it beside its coroutine, in the
+/// header of the task's stack (`stack` module comment: above the first frames,
+/// on the page every started task touches anyway) rather than in `Task`, where
+/// every task, started or not, paid its 96 bytes (`idle_memory`). Only the home
+/// worker touches it, and only while the task is not running, but for what the
+/// running task's own code reaches through the overflow handler's published
+/// pointer (`overflow::mark_running` sets `running.origin`): so the worker makes
+/// no reference to it that lives across a resume.
+#[repr(C)]
+pub(crate) struct StackHeader {
+    /// What the overflow handler reports.
+    pub(crate) running: RunningTask,
     /// The task's errno, C++ exception globals and ASan stack bounds while it
     /// is suspended (the worker's while it runs): `task::thread_state`.
     pub(crate) thread_state: crate::task::thread_state::Saved,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<StackHeader>() <= crate::stack::HEADER_SIZE
+        && std::mem::align_of::<StackHeader>() <= crate::stack::HEADER_ALIGN
+);
+
+impl StackHeader {
+    /// Writes the header of a task `id`, called `name`, into `stack`'s header
+    /// and returns it.
+    pub(crate) fn write(stack: &TaskStack, id: u64, name: Option<&str>) -> *mut StackHeader {
+        let running = RunningTask::new(stack, id, name);
+        let thread_state =
+            crate::task::thread_state::Saved::for_bounds(running.usable_lo, running.stack_size);
+        let header = stack.header().as_ptr().cast::<StackHeader>();
+        // SAFETY: the stack's header is `HEADER_SIZE` bytes, `HEADER_ALIGN`-aligned,
+        // writable, and used by nothing but the stack's owner (`TaskStack::header`),
+        // which we are; the asserts above make a `StackHeader` fit. What it held
+        // before is garbage or zeros of plain data, which `write` does not drop.
+        unsafe {
+            header.write(StackHeader {
+                running,
+                thread_state,
+            })
+        };
+        header
+    }
 }
 
 pub(crate) struct TaskCtx {
@@ -363,6 +419,7 @@ impl Task {
                 scheduler,
                 registry_key: AtomicUsize::new(usize::MAX),
                 wait_reason: AtomicU8::new(0),
+                placed: AtomicBool::new(false),
                 coro: UnsafeCell::new(CoroSlot::default()),
                 ctx: TaskCtx::default(),
                 scope_used: Cell::new(false),
@@ -398,6 +455,7 @@ impl Task {
         *self.home.get_mut() = HOME_UNSET;
         *self.registry_key.get_mut() = usize::MAX;
         *self.wait_reason.get_mut() = 0;
+        *self.placed.get_mut() = false;
         *self.coro.get_mut() = CoroSlot::default();
         self.ctx.reset();
         self.scope_used.set(false);
@@ -433,6 +491,27 @@ impl Task {
             HOME_UNSET => NO_HOME,
             index => index as usize,
         }
+    }
+
+    /// Whether the task has had its first run: it has a home from then on.
+    #[inline]
+    pub(crate) fn has_started(&self) -> bool {
+        self.home.load(Ordering::Relaxed) != HOME_UNSET
+    }
+
+    /// Marks the unstarted task as placed on the worker it is handed to (`placed`).
+    pub(crate) fn set_placed(&self) {
+        self.placed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the task was placed (`set_placed`), clearing the mark. A load and
+    /// a store, not a swap: only the task's owner touches the flag.
+    pub(crate) fn take_placed(&self) -> bool {
+        let placed = self.placed.load(Ordering::Relaxed);
+        if placed {
+            self.placed.store(false, Ordering::Relaxed);
+        }
+        placed
     }
 
     pub(crate) fn set_home(&self, index: usize) {
@@ -514,19 +593,20 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
-    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 264
-    /// bytes, an `Arc` block of 280 in a 288-byte malloc chunk (it was 392 / 416 before the
-    /// task-locals and deadline scopes moved to the task's stack: `FrameCtx`). Eight bytes
+    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 152
+    /// bytes, an `Arc` block of 168 in a 176-byte malloc chunk. It was 392 / 416 before the
+    /// task-locals and deadline scopes moved to the task's stack (`FrameCtx`), and 264 / 288
+    /// before the overflow report and the saved thread state did (`StackHeader`). Eight bytes
     /// more would take the next chunk size; a field that grows the header must say what it
     /// buys in findings/memory.md.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn the_task_header_does_not_grow() {
-        assert!(
-            std::mem::size_of::<super::Task>() <= 264,
-            "Task is {} bytes",
-            std::mem::size_of::<super::Task>()
-        );
+        let size = std::mem::size_of::<super::Task>();
+        assert!(size <= 152, "Task is {size} bytes");
+        // What the header keeps of a started task's stack and coroutine: the stack's 24 bytes,
+        // corosensei's 24, and the pointer to the stack's header.
+        assert!(std::mem::size_of::<super::CoroSlot>() <= 56);
     }
 
     /// The body of a small task (a closure holding one `Arc`, no result) is paid by every
