@@ -70,7 +70,7 @@ impl WaitError {
             });
         }
         let who = match current::current_task() {
-            Some(t) => format!("task '{}' (id {})", t.name().unwrap_or("<unnamed>"), t.id),
+            Some(t) => format!("task '{}' (id {})", t.name().unwrap_or("<unnamed>"), t.id()),
             None => format!(
                 "thread '{}'",
                 std::thread::current().name().unwrap_or("<unnamed>")

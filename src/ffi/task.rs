@@ -313,7 +313,7 @@ pub unsafe extern "C" fn ivy_task_join(
         // A task joining itself would wait forever (checked before the handle is
         // taken, so it is reported even while another call joins the task).
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
-        let me = crate::task::current::with_current_task(|me| me.id);
+        let me = crate::task::current::with_current_task(|me| me.id());
         if me == Some(entry.task.id) {
             return Err(IVY_EDEADLK);
         }

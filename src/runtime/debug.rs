@@ -90,7 +90,7 @@ impl TaskSnapshot {
         };
         let home = task.home();
         TaskSnapshot {
-            id: TaskId(task.id),
+            id: TaskId(task.id()),
             name: task.name().map(str::to_owned),
             state,
             waiting_on: if state == TaskState::Parked {
@@ -153,7 +153,7 @@ pub(crate) fn report_slow(task: &Task, took: Duration, worker: usize) {
     eprintln!(
         "ivy debug: task '{}' (id {}) ran {:.1} ms without yielding on worker {worker}; tasks queued behind it on its worker waited",
         task.name().unwrap_or("<unnamed>"),
-        task.id,
+        task.id(),
         took.as_secs_f64() * 1e3
     );
 }
@@ -193,7 +193,7 @@ impl NowRunning {
         self.since_ns.store(since_ns, Ordering::Relaxed);
         self.key
             .store(task.registry_key.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.id.store(task.id, Ordering::Release);
+        self.id.store(task.id(), Ordering::Release);
     }
 
     /// The worker, after the resume returned.

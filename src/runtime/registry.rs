@@ -186,7 +186,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let task = slab.get(index)?;
-        (task.id == id).then(|| task.name().map(str::to_owned))
+        (task.id() == id).then(|| task.name().map(str::to_owned))
     }
 
     /// Blocks the calling (non-worker) thread until no task is live.

@@ -794,7 +794,7 @@ impl Worker {
         let reserve = self.shared.stack_top_reserve;
         match TaskStack::allocate_for(task.stack_size(), reserve, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                slot.header = StackHeader::write(&stack, task.id, task.name());
+                slot.header = StackHeader::write(&stack, task.id(), task.name());
                 let t = task.clone();
                 // All of the task's end (result, task-locals, release, the
                 // joiner's wake-up) happens in `body::run`, on this stack.

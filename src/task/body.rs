@@ -79,9 +79,9 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
     // user code.
     let frame = FrameCtx::default();
     task.ctx.yielder.set(yielder as *const TaskYielder);
-    // `task` stays at this address until the body ends (`current` hands out
-    // references to it).
-    task.ctx.this.set(&task as *const Arc<Task>);
+    // `task`, the body's own `Arc`, keeps the task alive from here to the body's
+    // end, whatever else drops theirs while it is suspended: what lets
+    // `current` lend the running task out without touching its count.
     {
         // SAFETY: the guard lives in this block and is dropped at its end (or
         // by an unwind through it), never forgotten.
@@ -89,7 +89,6 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
         task.body().start(&task, None);
         end(&task);
     }
-    task.ctx.this.set(std::ptr::null());
     drop(task);
 }
 

@@ -83,11 +83,12 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&Arc<Task>) -> R) -> Option<R>
 }
 
 /// Runs `f` with the running task's header, if any: for the paths that need no
-/// `Arc` of it (a yield). One load fewer than `with_current_task`, and not a
-/// dependent one: the slot holds the header's address itself, while the `Arc`
-/// is reached through `TaskCtx::this` (a yield is three loads in a row after
-/// the thread-local read, and the profile put its stall there:
-/// benches/compare/findings/switch.md).
+/// `Arc` of it (a yield). The slot holds the header's address itself, so this
+/// is one load after the thread-local read (a yield was three loads in a row
+/// when the `Arc` was reached through a pointer in the header, and the profile
+/// put its stall there: benches/compare/findings/switch.md); since
+/// `with_current_task` rebuilds the `Arc` from the same address, the two cost
+/// the same now.
 #[inline(always)]
 pub(crate) fn with_current_task_header<R>(f: impl FnOnce(&Task) -> R) -> Option<R> {
     let t = context::task() as *const Task;
@@ -98,32 +99,33 @@ pub(crate) fn with_current_task_header<R>(f: impl FnOnce(&Task) -> R) -> Option<
     // holds an `Arc` of it (`set_running`), so `t` points to a live task. It
     // stays live while `f` runs even if `f` suspends the task: `f` runs on the
     // task's stack, whose coroutine body holds its own `Arc` of the task from
-    // its first statement to its last (`TaskCtx::this`, `task::body::run`).
+    // its first statement to its last (`task::body::run`).
     Some(f(unsafe { &*t }))
 }
 
 /// Runs `f` with the running task, or with `None` on a plain thread (or a worker
 /// between tasks): for callers that fall back to thread state with the same `f`.
 ///
-/// The reference is the coroutine's own `Arc` of its task (`TaskCtx::this`),
-/// which lives on the task's stack from its first instruction to its last, so it
-/// stays valid while `f` runs even if `f` suspends the task: `f` runs on that
-/// same stack.
+/// The `Arc` lent to `f` is rebuilt from the slot's pointer and never dropped,
+/// so it costs no count: the task stays alive while `f` runs, even if `f`
+/// suspends it, because its coroutine body holds an `Arc` of its own from its
+/// first statement to its last (`task::body::run`), and `f` runs on that
+/// body's stack. (It was a pointer to that `Arc`, in the header: 8 bytes a
+/// task, and a dependent load per call.)
 pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) -> R {
     let t = context::task() as *const Task;
     if t.is_null() {
         return f(None);
     }
-    // SAFETY: the slot is non-null only while the worker resumes that task and
-    // holds an `Arc` of it (`set_running`), so `t` points to a live task. We are
-    // running on its stack (only task code runs while the slot is set), after
-    // its coroutine body stored `this`, which points to the body's own `Arc` and
-    // stays valid until the body's last statement (it is reset to null before
-    // the `Arc` is dropped: `task::body::run`).
-    let this = unsafe { (*t).ctx.this.get() };
-    debug_assert!(!this.is_null());
-    // SAFETY: see above.
-    f(Some(unsafe { &*this }))
+    // SAFETY: the slot is non-null only while the worker resumes that task, and
+    // only that task's code runs meanwhile, on its stack: so its body's own `Arc`
+    // keeps it alive while `f` runs (above). `t` is `Arc::as_ptr` of an
+    // `Arc<Task>` (`set_running`), which is what `Arc::from_raw` takes, and the
+    // `ManuallyDrop` keeps us from giving back a count we never took; `f` gets a
+    // shared reference only, so it can clone the `Arc` (a count of its own) but
+    // not consume this one.
+    let task = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(t) });
+    f(Some(&task))
 }
 
 /// Whether the current task `task` is in the middle of an unwind.
@@ -181,7 +183,7 @@ pub(crate) fn abandon(task: &Task) -> ! {
          panic = \"abort\", so ivy cannot unwind it: its stack is leaked without running \
          its destructors",
         task.name().unwrap_or("<unnamed>"),
-        task.id
+        task.id()
     );
     suspend_raw(task, Suspend::Abandon);
     unreachable!("ivy: an abandoned task was resumed");

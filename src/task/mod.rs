@@ -166,7 +166,7 @@ pub struct Current {
 
 impl Current {
     pub fn id(&self) -> TaskId {
-        TaskId(self.task.id)
+        TaskId(self.task.id())
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -209,7 +209,7 @@ impl Current {
 impl fmt::Debug for Current {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Current")
-            .field("id", &self.task.id)
+            .field("id", &self.task.id())
             .field("name", &self.task.name())
             .finish()
     }

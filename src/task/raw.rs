@@ -97,7 +97,6 @@ fn saturate_u32(n: usize) -> u32 {
 }
 
 pub(crate) struct Task {
-    pub(crate) id: u64,
     /// The closure (taken at the first run), the result slot and the join state;
     /// `None` only while the allocation waits in a task pool.
     body: Option<Entry>,
@@ -210,9 +209,6 @@ impl StackHeader {
 
 pub(crate) struct TaskCtx {
     pub(crate) yielder: Cell<*const TaskYielder>,
-    /// The coroutine body's own `Arc` of this task, on the task's stack; set by
-    /// the body's first statement, reset by its last (`task::current::with_current_task`).
-    pub(crate) this: Cell<*const Arc<Task>>,
     /// The task's `FrameCtx`, in the first frame of its coroutine (`task::body::run`):
     /// null before the body's first statement and after its last.
     frame: Cell<*const FrameCtx>,
@@ -229,7 +225,7 @@ pub(crate) struct TaskCtx {
 /// which every task pays for from its spawn, started or not (`idle_memory`:
 /// 128 bytes; findings/memory.md). The header keeps a pointer to it
 /// (`TaskCtx::frame`); what its worker reads while the task is suspended
-/// (`suspended_sp`) and what a suspend reads (`yielder`, `this`, `raised`) stay
+/// (`suspended_sp`) and what a suspend reads (`yielder`, `raised`) stay
 /// in the header.
 #[derive(Default)]
 pub(crate) struct FrameCtx {
@@ -330,7 +326,6 @@ impl Default for TaskCtx {
     fn default() -> TaskCtx {
         TaskCtx {
             yielder: Cell::new(std::ptr::null()),
-            this: Cell::new(std::ptr::null()),
             frame: Cell::new(std::ptr::null()),
             suspended_sp: Cell::new(0),
         }
@@ -411,7 +406,6 @@ impl Task {
         Arc::get_mut(&mut task)
             .expect("ivy: a new allocation is unique")
             .write(Task {
-                id: body.core().id,
                 body: Some(body),
                 state: TaskState::new(),
                 home: AtomicU32::new(HOME_UNSET),
@@ -437,7 +431,6 @@ impl Task {
     /// recycled one: `recycle` reset everything but its scheduler).
     pub(crate) fn reuse(mut task: Arc<Task>, stack_size: usize, body: Entry) -> Arc<Task> {
         let t = Arc::get_mut(&mut task).expect("ivy: a pooled task is unique");
-        t.id = body.core().id;
         t.body = Some(body);
         t.stack_size = saturate_u32(stack_size);
         task.body().core().lock().task = Some(task.clone());
@@ -461,6 +454,12 @@ impl Task {
         self.scope_used.set(false);
         self.raised.set(false);
         self.reported.set(crate::task::reported::NONE);
+    }
+
+    /// The task's id, kept in its body (the `JoinHandle` needs it after the task
+    /// is gone, and two copies cost the header 8 bytes): not on a hot path.
+    pub(crate) fn id(&self) -> u64 {
+        self.body().core().id
     }
 
     /// The task's body. Every live task has one; only a pooled task has none.
@@ -593,17 +592,19 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
-    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 152
-    /// bytes, an `Arc` block of 168 in a 176-byte malloc chunk. It was 392 / 416 before the
-    /// task-locals and deadline scopes moved to the task's stack (`FrameCtx`), and 264 / 288
-    /// before the overflow report and the saved thread state did (`StackHeader`). Eight bytes
-    /// more would take the next chunk size; a field that grows the header must say what it
-    /// buys in findings/memory.md.
+    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 136
+    /// bytes, an `Arc` block of 152 in a 160-byte malloc chunk. It was 392 / 416 before the
+    /// task-locals and deadline scopes moved to the task's stack (`FrameCtx`), 264 / 288
+    /// before the overflow report and the saved thread state did (`StackHeader`), and 152 /
+    /// 176 before the id (kept in the body) and the pointer to the body's own `Arc` (rebuilt
+    /// from the header's address: `current::with_task_or_thread`) left. Eight bytes more
+    /// would take the next chunk size; a field that grows the header must say what it buys
+    /// in findings/memory.md.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn the_task_header_does_not_grow() {
         let size = std::mem::size_of::<super::Task>();
-        assert!(size <= 152, "Task is {size} bytes");
+        assert!(size <= 136, "Task is {size} bytes");
         // What the header keeps of a started task's stack and coroutine: the stack's 24 bytes,
         // corosensei's 24, and the pointer to the stack's header.
         assert!(std::mem::size_of::<super::CoroSlot>() <= 56);

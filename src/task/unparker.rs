@@ -46,7 +46,7 @@ impl Unparker {
 impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Target::Task(t) => write!(f, "Unparker(task {})", t.id),
+            Target::Task(t) => write!(f, "Unparker(task {})", t.id()),
             Target::Thread(t) => write!(f, "Unparker(thread {:?})", t.id()),
         }
     }
