@@ -504,3 +504,75 @@ fn join_all_deadline_cancels_the_rest_on_error() {
         }
     });
 }
+
+/// The text of a panic payload (`panic!` with arguments and `expect` give a `String`).
+fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or_default()
+}
+
+/// Counts the drops of a task's result.
+struct Counted(Arc<std::sync::atomic::AtomicUsize>, u32);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A handle is spent by the join that returns its result (through `join_deadline` or as a
+/// `Future`): a second join or poll panics with a message that says so, whatever the
+/// worker count, and dropping the spent handle drops nothing more (the result went to the
+/// joiner, which dropped it once). "Spent" is not a flag of the handle but "done, and the
+/// result taken" (`JoinHandle` is two words), so this is what pins it.
+#[test]
+fn a_spent_handle_panics_on_a_second_join_and_drops_nothing_more() {
+    for workers in [1, 2] {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rounds = 200;
+        let d = drops.clone();
+        let sum = ivy::Builder::new()
+            .workers(workers)
+            .build()
+            .unwrap()
+            .block_on(move || {
+                let mut sum = 0;
+                for i in 0..rounds {
+                    let d = d.clone();
+                    let mut h = ivy::spawn(move || {
+                        if i % 2 == 0 {
+                            ivy::yield_now();
+                        }
+                        Counted(d, i)
+                    });
+                    if i % 3 == 0 {
+                        let v = ivy::block_on(&mut h).unwrap();
+                        sum += v.1;
+                        drop(v);
+                        let again = catch_unwind(AssertUnwindSafe(|| ivy::block_on(&mut h)));
+                        let msg = again.err().expect("a second poll panics");
+                        let msg = panic_text(msg.as_ref());
+                        assert!(msg.contains("polled after completion"), "{msg}");
+                    } else {
+                        let v = h.join_deadline(None).unwrap().unwrap();
+                        sum += v.1;
+                        drop(v);
+                        let again = catch_unwind(AssertUnwindSafe(|| h.join_deadline(None)));
+                        let msg = again.err().expect("a second join panics");
+                        let msg = panic_text(msg.as_ref());
+                        assert!(msg.contains("joined twice"), "{msg}");
+                    }
+                    drop(h);
+                }
+                sum
+            });
+        assert_eq!(sum, (0..rounds).sum::<u32>());
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            rounds as usize,
+            "{workers} workers"
+        );
+    }
+}

@@ -134,6 +134,15 @@ impl<T> Packet<T> {
         unsafe { *self.result.get() = Some(r.map_err(|e| e.repr)) };
     }
 
+    /// Whether a result is stored (and not taken yet).
+    ///
+    /// # Safety
+    /// As `take`.
+    pub(crate) unsafe fn has_result(&self) -> bool {
+        // SAFETY: see the `Sync` impl.
+        unsafe { (*self.result.get()).is_some() }
+    }
+
     /// The result, its error rebuilt with the task's `id`.
     ///
     /// # Safety
@@ -151,6 +160,11 @@ pub(crate) trait ResultSlot<T>: raw::Start {
     /// # Safety
     /// Called only after the task was observed DONE, or holding the join lock.
     unsafe fn take(&self) -> Option<Result<T, JoinError>>;
+    /// Whether a result is stored and not taken yet.
+    ///
+    /// # Safety
+    /// As `take`.
+    unsafe fn has_result(&self) -> bool;
 }
 
 /// Why a task produced no value.
@@ -391,6 +405,11 @@ where
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: forwarded: the caller observed the task DONE, or holds the lock.
         unsafe { self.packet.take(TaskId(self.core.id)) }
+    }
+
+    unsafe fn has_result(&self) -> bool {
+        // SAFETY: forwarded, as above.
+        unsafe { self.packet.has_result() }
     }
 }
 

@@ -54,8 +54,9 @@ use crate::task::TaskId;
 /// task itself: a finished task's stack and scheduler state are freed at once,
 /// and only the result waits here for `join`.
 pub struct JoinHandle<T> {
+    // Joined (spent) is: the task is done and its result is taken, which only
+    // the handle does: no flag of its own, so a handle is two words.
     packet: Arc<dyn ResultSlot<T>>,
-    joined: bool,
     _marker: PhantomData<T>,
 }
 
@@ -63,7 +64,6 @@ impl<T> JoinHandle<T> {
     pub(crate) fn new(packet: Arc<dyn ResultSlot<T>>) -> JoinHandle<T> {
         JoinHandle {
             packet,
-            joined: false,
             _marker: PhantomData,
         }
     }
@@ -98,11 +98,11 @@ impl<T> JoinHandle<T> {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Result<T, JoinError>, WaitError> {
-        assert!(!self.joined, "ivy: JoinHandle joined twice");
+        // A joined handle's task is done: the wait returns at once, and the
+        // result is gone.
         self.wait_deadline(deadline)?;
-        self.joined = true;
         // SAFETY: `wait_deadline` returned Ok, so the task was observed DONE.
-        Ok(unsafe { self.packet.take() }.expect("ivy: task result taken twice"))
+        Ok(unsafe { self.packet.take() }.expect("ivy: JoinHandle joined twice"))
     }
 
     /// The `Result` form of [`wait_until`](Self::wait_until): waits until the
@@ -238,16 +238,16 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        assert!(!this.joined, "ivy: JoinHandle polled after completion");
         if this.set_waker(cx.waker()) {
             return Poll::Pending;
         }
-        this.joined = true;
+        // SAFETY: `set_waker` returned false, so the task was observed DONE.
+        let result =
+            unsafe { this.packet.take() }.expect("ivy: JoinHandle polled after completion");
         // A waker registered by an earlier poll is not needed any more.
         let old = this.core().lock().waiter.take();
         drop(old);
-        // SAFETY: `set_waker` returned false, so the task was observed DONE.
-        Poll::Ready(unsafe { this.packet.take() }.expect("ivy: task result taken twice"))
+        Poll::Ready(result)
     }
 }
 
@@ -256,10 +256,12 @@ impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if self.joined {
-            return;
-        }
         let core = self.core();
+        // SAFETY: the task was observed DONE (`is_done` is an Acquire load of the
+        // flag set after the result was stored), and only this handle takes it.
+        if core.is_done() && !unsafe { self.packet.has_result() } {
+            return; // joined: nothing left to drop or report
+        }
         let (report, result, _waker) = {
             let mut slot = core.lock();
             slot.handle_dropped = true;

@@ -621,4 +621,17 @@ mod tests {
         let size = std::mem::size_of::<crate::task::body::Body<std::sync::Arc<u8>, ()>>();
         assert!(size <= 120, "Body is {size} bytes");
     }
+
+    /// A handle is what a program keeps per task it means to join (the `idle_memory`
+    /// benchmark keeps them in a `Vec`): the body's `Arc`, with no flag beside it (joined
+    /// is "done and the result taken": `join::JoinHandle`).
+    #[test]
+    fn a_join_handle_is_two_words() {
+        let size = std::mem::size_of::<crate::JoinHandle<()>>();
+        assert_eq!(
+            size,
+            2 * std::mem::size_of::<usize>(),
+            "JoinHandle is {size} bytes"
+        );
+    }
 }
