@@ -786,10 +786,11 @@ impl Worker {
                 return false;
             }
         }
-        task.set_home(self.index); // started: never again here (the test above)
-                                   // Counted before the allocation: a task a peer placed here was counted
-                                   // on this worker by that peer (`placed_in`), and only `started` matches
-                                   // it, whether or not a stack is found.
+        // Started from here on: never again through this function (the test
+        // above). Counted before the allocation: a task a peer placed here was
+        // counted on this worker by that peer (`placed_in`), and only `started`
+        // matches it, whether or not a stack is found.
+        task.set_home(self.index);
         self.placement.started(&self.shared.homes, placed);
         let reserve = self.shared.stack_top_reserve;
         match TaskStack::allocate_for(task.stack_size(), reserve, self.shared.unguarded_stacks) {

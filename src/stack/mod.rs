@@ -10,6 +10,12 @@
 //! (`guard.rs`).
 //!
 //! A slot is, from low to high address, `[guard | usable]`, and stacks grow down into the guard.
+//! The guard is 16 KiB (or one page if pages are larger), so a frame of up to that size that
+//! skips ahead without touching every page (C code built without stack-clash protection) still
+//! lands in it rather than in the next task's stack. Usable sizes are powers of two from
+//! `MIN_STACK_SIZE` to `MAX_STACK_SIZE`, one slab chain and free list per size class: a request
+//! gets less than twice what it asked for, and the surplus is address space, not memory.
+//!
 //! Right above the frames (at the top of the usable range, or below a top reserve if the task
 //! has one) is a `HEADER_SIZE` (96-byte) header: the running code's descriptor, which the task
 //! layer fills in (what the overflow handler reports, the saved thread state:
@@ -21,13 +27,14 @@
 //! the size (and, with madvise guards, twice the page tables).
 //!
 //! A top reserve (`Builder::stack_top_reserve`, for bindings): a task may have the top bytes of
-//! its slot set aside above its entry frames and the header, `[base + HEADER_SIZE, usable_hi)`, for the code it runs to use as
-//! memory of its own (the Python binding puts its data-stack root chunk there). Why on the stack
-//! and above the frames: the reserve's low end and the task's first frames then share the top page,
-//! so a parked task that uses a little of both costs one page, where a chunk allocated by the
-//! task's frames themselves sat a chunk's length below them and cost a second page. The reserve
-//! comes on top of the requested size (the task still gets at least `size` bytes for its frames),
-//! lives and dies with the slot, and is reused zero-or-garbage like the rest of a warm stack.
+//! its slot set aside above its entry frames and the header, `[base + HEADER_SIZE, usable_hi)`,
+//! for the code it runs to use as memory of its own (the Python binding puts its data-stack root
+//! chunk there). Why on the stack and above the frames: the reserve's low end and the task's
+//! first frames then share a page, so a parked task that uses a little of both costs one page,
+//! where a chunk allocated by the task's frames themselves sat a chunk's length below them and
+//! cost a second page. The reserve comes on top of the requested size (the task still gets
+//! `size` bytes for its frames and header), lives and dies with the slot, and is reused
+//! zero-or-garbage like the rest of a warm stack.
 //!
 //! Invariant: a slot handed out as a `TaskStack` is used by nothing else until the `TaskStack` is
 //! dropped, and a slot's guard, once installed, stays for the life of the process: slabs are
