@@ -166,3 +166,33 @@ fn a_filled_reserve_leaves_the_tasks_descriptor_intact() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(FILLER_HINT), "{stderr}");
 }
+
+/// A 1-byte stack under the largest reserve a few bytes short of its size class: the task
+/// still gets a stack whose frames and header fit below the reserve (regression: the header
+/// landed in the guard page and the worker faulted writing it), on every worker count.
+#[test]
+fn a_tiny_stack_under_a_big_reserve_runs() {
+    let reserve = (1 << 20) - 16;
+    for workers in [1, 2] {
+        let rt = Runtime::builder()
+            .workers(workers)
+            .stack_top_reserve(reserve)
+            .build()
+            .unwrap();
+        let hs: Vec<_> = (0..20u64)
+            .map(|i| {
+                ivy::task::Builder::new()
+                    .stack_size(1)
+                    .spawn_on(&rt.handle(), move || {
+                        let (_, len) = ivy::task::stack_top_reserve().expect("a reserve");
+                        assert_eq!(len, reserve);
+                        ivy::yield_now();
+                        i * 2
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, (0..20u64).map(|i| i * 2).sum::<u64>());
+    }
+}

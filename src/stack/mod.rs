@@ -19,7 +19,8 @@
 //! Right above the frames (at the top of the usable range, or below a top reserve if the task
 //! has one) is a `HEADER_SIZE` (96-byte) header: the running code's descriptor, which the task
 //! layer fills in (what the overflow handler reports, the saved thread state:
-//! `task::raw::StackHeader`). It shares its page with the first frames, which every started
+//! `task::raw::StackHeader`; a generator body's stack leaves it unused, its descriptor is in the
+//! generator's own state). It shares its page with the first frames, which every started
 //! task touches anyway, so a started task's descriptor costs no memory of its own; in the
 //! task's heap header it cost 96 bytes (`idle_memory`, findings/memory.md). As a thread's stack
 //! holds glibc's descriptor and TLS, the header is taken from the slot's usable size: a request
@@ -107,7 +108,7 @@ impl TaskStack {
         unguarded_ok: bool,
     ) -> io::Result<TaskStack> {
         debug_assert_eq!(top_reserve % RESERVE_ALIGN, 0);
-        let class = checked_class(size.saturating_add(top_reserve))?;
+        let class = checked_class(with_top_reserve(size, top_reserve))?;
         pool::note_top_reserve(class, top_reserve);
         let slot = pool::take(class, unguarded_ok)?;
         let usable_hi = slot.addr + guard_size() + class_size(class);
@@ -241,11 +242,18 @@ pub(crate) fn round_reserve(bytes: usize) -> usize {
 }
 
 /// The bytes a task with `size` bytes of stack and a top reserve of `top_reserve` (rounded:
-/// `round_reserve`) needs in all: what `check_available` is asked about. Saturates, so that an
-/// absurd sum is refused as too big.
+/// `round_reserve`) needs in all: what `check_available` is asked about and what the size class
+/// is chosen for. A tiny size counts as `MIN_STACK_SIZE`, as it does without a reserve, so that
+/// the frames keep at least that less the header (regression: a 1-byte stack under a reserve a
+/// few bytes short of its class put the header in the guard, and the worker faulted writing
+/// it). Saturates, so that an absurd sum is refused as too big.
 #[inline]
 pub(crate) fn with_top_reserve(size: usize, top_reserve: usize) -> usize {
-    size.saturating_add(top_reserve)
+    if top_reserve == 0 {
+        size
+    } else {
+        size.max(MIN_STACK_SIZE).saturating_add(top_reserve)
+    }
 }
 
 fn checked_class(size: usize) -> io::Result<usize> {
