@@ -126,16 +126,9 @@ fn child_entry() {
     };
     assert_eq!(case, "overflow");
     let rt = ivy::Builder::new().workers(1).build().unwrap();
-    let h = ivy::task::Builder::new()
-        .name("foreign")
-        .stack_size(64 * 1024)
-        .spawn_on(&rt.handle(), || {
-            ivy::task::set_stack_overflow_hint(HINT);
-            common::recurse_until_overflow(0)
-        })
-        .unwrap();
-    let _ = h.join();
-    unreachable!("the overflow must stop the process");
+    common::overflow_in_task(&rt, "foreign", Some(64 * 1024), || {
+        ivy::task::set_stack_overflow_hint(HINT)
+    })
 }
 
 #[test]

@@ -17,13 +17,7 @@ fn child_entry() {
     match case.as_str() {
         "overflow" => {
             let rt = ivy::Builder::new().workers(2).build().unwrap();
-            let h = ivy::task::Builder::new()
-                .name("deep-recursion")
-                .stack_size(64 * 1024)
-                .spawn_on(&rt.handle(), || common::recurse_until_overflow(0))
-                .unwrap();
-            let _ = h.join();
-            unreachable!("the overflow must stop the process");
+            common::overflow_in_task(&rt, "deep-recursion", Some(64 * 1024), || {});
         }
         "unjoined_panic" => {
             ivy::run(|| {

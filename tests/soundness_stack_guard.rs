@@ -342,12 +342,7 @@ fn child_entry() {
         // An overflow still hits an mprotect guard and is reported.
         "overflow" => {
             let rt = one_worker(false);
-            let h = ivy::task::Builder::new()
-                .name("deep-recursion")
-                .spawn_on(&rt.handle(), || common::recurse_until_overflow(0))
-                .unwrap();
-            let _ = h.join();
-            unreachable!("the overflow must stop the process");
+            common::overflow_in_task(&rt, "deep-recursion", None, || {});
         }
         "bad_env" => {
             let err = Runtime::builder().workers(1).build().unwrap_err();

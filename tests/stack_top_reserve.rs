@@ -132,22 +132,16 @@ fn child_entry() {
     };
     assert_eq!(case, "fill-then-overflow");
     let rt = runtime(RESERVE);
-    let h = ivy::task::Builder::new()
-        .name("reserve-filler")
-        .stack_size((64 << 10) - RESERVE) // the 64 KiB class, reserve included
-        .spawn_on(&rt.handle(), || {
-            ivy::task::set_stack_overflow_hint(FILLER_HINT);
-            let (p, len) = ivy::task::stack_top_reserve().expect("a reserve");
-            for _ in 0..3 {
-                // SAFETY: the reserve is this task's memory while it runs.
-                unsafe { std::ptr::write_bytes(p.as_ptr(), 0xff, len) };
-                ivy::sleep(Duration::from_millis(1)); // through the descriptor's thread state
-            }
-            common::recurse_until_overflow(0)
-        })
-        .unwrap();
-    let _ = h.join();
-    unreachable!("the overflow must stop the process");
+    // The 64 KiB class, reserve included.
+    common::overflow_in_task(&rt, "reserve-filler", Some((64 << 10) - RESERVE), || {
+        ivy::task::set_stack_overflow_hint(FILLER_HINT);
+        let (p, len) = ivy::task::stack_top_reserve().expect("a reserve");
+        for _ in 0..3 {
+            // SAFETY: the reserve is this task's memory while it runs.
+            unsafe { std::ptr::write_bytes(p.as_ptr(), 0xff, len) };
+            ivy::sleep(Duration::from_millis(1)); // through the descriptor's thread state
+        }
+    })
 }
 
 /// The task's descriptor (stack header: what an overflow report names, the saved thread

@@ -50,6 +50,29 @@ pub fn recurse_until_overflow(n: u64) -> u64 {
     recurse_until_overflow(n + 1) + buf[3] as u64
 }
 
+/// The child side of an overflow scenario: in a task called `name` on `rt`, with
+/// `stack_size` bytes of stack (`None`: the runtime's), runs `before` and then recurses
+/// without end. The overflow report stops the process, so this never returns.
+pub fn overflow_in_task(
+    rt: &ivy::Runtime,
+    name: &str,
+    stack_size: Option<usize>,
+    before: impl FnOnce() + Send + 'static,
+) -> ! {
+    let mut task = ivy::task::Builder::new().name(name);
+    if let Some(bytes) = stack_size {
+        task = task.stack_size(bytes);
+    }
+    let h = task
+        .spawn_on(&rt.handle(), move || {
+            before();
+            recurse_until_overflow(0)
+        })
+        .unwrap();
+    let _ = h.join();
+    unreachable!("the overflow must stop the process");
+}
+
 /// A command that re-runs this test binary on the one test named `test`
 /// (`--exact`, `--nocapture`), to run a scenario in a child process.
 pub fn rerun_test(test: &str) -> Command {
