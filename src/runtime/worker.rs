@@ -750,18 +750,18 @@ impl Worker {
         // SAFETY: as in `run_task`, which just resumed it: we own the popped
         // task exclusively, and its coroutine has suspended for the last time.
         let slot = unsafe { task.coro_slot() };
+        // The header goes with the coroutine's stack, freed or leaked below.
+        slot.header = std::ptr::null_mut();
         if returned {
             // The task ended on its own stack (`body::run`): it is DONE,
             // released and its joiner woken. Frees the stack back to this
             // thread's pool.
             slot.coroutine = None;
-            slot.header = std::ptr::null_mut();
             self.defer_wake_of_ended();
         } else {
             // Never resumed again: its stack, and whatever lives on it, is
             // leaked, not unwound (`abandon`).
             std::mem::forget(slot.coroutine.take());
-            slot.header = std::ptr::null_mut();
             task.body().abandon();
             body::end(&task);
         }

@@ -150,7 +150,9 @@ pub(crate) struct CoroSlot {
     /// The header of the coroutine's stack (`StackHeader`), written when the
     /// stack is allocated; null while there is no coroutine. It points into the
     /// stack's slot, which the coroutine owns, so it is valid exactly as long as
-    /// `coroutine` holds that stack (or the stack is leaked with it).
+    /// `coroutine` holds that stack (or the stack is leaked with it). It is the
+    /// stack's base (`TaskStack::header`), kept here because corosensei gives no
+    /// access to the stack it owns.
     pub(crate) header: *mut StackHeader,
 }
 
