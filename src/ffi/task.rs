@@ -50,7 +50,7 @@ pub struct ivy_spawn_opts_t {
     /// `ivy_task_current_name` and in panic and stack-overflow reports.
     pub name: *const c_char,
     /// Stack size in bytes, rounded up to a power of two of at least 16 KiB
-    /// (whose top 96 bytes hold the task's descriptor, as a thread's stack does);
+    /// (whose top 144 bytes hold the task's descriptor, as a thread's stack does);
     /// `0` for the runtime's default (`IVY_DEFAULT_STACK_SIZE` for runtimes made
     /// through this API). At most 1 GiB.
     pub stack_size: usize,
@@ -416,7 +416,7 @@ pub unsafe extern "C" fn ivy_task_name(
             return Err(IVY_EINVAL);
         }
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
-        let name = entry.task.name.as_deref().unwrap_or("");
+        let name = entry.task.name().unwrap_or("");
         if !len.is_null() {
             // SAFETY: non-null and writable by the caller's contract.
             unsafe { write_out(len, name.len()) };

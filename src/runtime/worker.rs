@@ -82,7 +82,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corosensei::{Coroutine, CoroutineResult};
+use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 
 use crate::context::{self, Context};
@@ -99,7 +99,7 @@ use crate::stack::overflow;
 use crate::stack::TaskStack;
 use crate::task::body;
 use crate::task::current;
-use crate::task::raw::{CoroSlot, StackHeader, Suspend, Task};
+use crate::task::raw::{CoroSlot, Suspend, Task};
 use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
@@ -654,24 +654,18 @@ impl Worker {
         // (task/raw.rs). Started tasks are only ever queued on their home worker,
         // which is us; unstarted ones become ours here.
         let slot = unsafe { task.coro_slot() };
-        if slot.coroutine.is_none() && !self.start_task(&task, slot) {
+        if slot.is_empty() && !self.start_task(&task, slot) {
             return;
         }
-        // Taken once, next to the test above (which the compiler merges it
-        // with), not again after the stores below: one test per resume.
-        let CoroSlot {
-            coroutine: coroutine_slot,
-            header,
-            ..
-        } = &mut *slot;
-        let coroutine = coroutine_slot.as_mut().expect("coroutine present");
-        let header = *header;
-        debug_assert!(!header.is_null());
+        let header = slot.header();
+        // SAFETY: tested just above (or filled by `start_task`).
+        let coroutine = unsafe { slot.coroutine() };
         // SAFETY: here and in the two swaps below, `header` is the header of the
-        // stack `coroutine` owns (`CoroSlot::header`), which stays put while the
-        // coroutine (in our exclusively owned slot) lives, and only this thread
-        // touches it. No reference into it outlives its statement, so the task's
-        // code may write `running.origin` meanwhile.
+        // stack the coroutine owns, which stays put while the coroutine (in our
+        // exclusively owned slot) lives, and only this thread touches it. No
+        // reference into it outlives its statement but `coroutine`, a field the
+        // task's code never reaches, so the task's code may write
+        // `running.origin` meanwhile.
         let running = unsafe { std::ptr::addr_of!((*header).running) };
         task.transition_to_running();
         // SAFETY: `task` (our `Arc`) lives until the slot is reset below, after
@@ -751,17 +745,17 @@ impl Worker {
         // task exclusively, and its coroutine has suspended for the last time.
         let slot = unsafe { task.coro_slot() };
         // The header goes with the coroutine's stack, freed or leaked below.
-        slot.header = std::ptr::null_mut();
+        let coroutine = slot.take();
         if returned {
             // The task ended on its own stack (`body::run`): it is DONE,
             // released and its joiner woken. Frees the stack back to this
             // thread's pool.
-            slot.coroutine = None;
+            drop(coroutine);
             self.defer_wake_of_ended();
         } else {
             // Never resumed again: its stack, and whatever lives on it, is
             // leaked, not unwound (`abandon`).
-            std::mem::forget(slot.coroutine.take());
+            std::mem::forget(coroutine);
             task.body().abandon();
             body::end(&task);
         }
@@ -795,13 +789,12 @@ impl Worker {
         let reserve = self.shared.stack_top_reserve;
         match TaskStack::allocate_for(task.stack_size(), reserve, self.shared.unguarded_stacks) {
             Ok(stack) => {
-                slot.header = StackHeader::write(&stack, task.id(), task.name());
                 let t = task.clone();
                 // All of the task's end (result, task-locals, release, the
                 // joiner's wake-up) happens in `body::run`, on this stack.
-                slot.coroutine = Some(Coroutine::with_stack(stack, move |yielder, ()| {
+                slot.install(stack, task.id(), task.name(), move |yielder, ()| {
                     body::run(t, yielder)
-                }));
+                });
                 true
             }
             Err(e) => {

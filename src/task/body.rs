@@ -389,7 +389,7 @@ impl<F, T> Body<F, T> {
         if let Some(p) = drop_guarded(result) {
             let mut slot = self.core.lock();
             if slot.panic_message.is_none() {
-                slot.panic_message = Some(message_of(p.as_ref()).into_boxed_str());
+                slot.panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
             }
             drop(slot);
             drop_payload(p);
@@ -453,7 +453,7 @@ fn ended_with_panic<T>(
     if matches!(result, Err(e) if e.is_panic()) {
         return drop_payload(p);
     }
-    core.lock().panic_message = Some(message_of(p.as_ref()).into_boxed_str());
+    core.lock().panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
     let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
     // The value the body returned is user data: dropped guarded, here.
     if let Some(p) = drop_guarded(old) {
@@ -489,6 +489,6 @@ fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) 
         drop_payload(p);
         return JoinError::cancelled(tid);
     }
-    core.lock().panic_message = Some(message_of(p.as_ref()).into_boxed_str());
+    core.lock().panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
     JoinError::panicked(tid, p)
 }

@@ -80,7 +80,7 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
 }
 
 pub(crate) fn report_unjoined_panic(task: &JoinCore, msg: &str) {
-    match &task.name {
+    match task.name() {
         Some(name) => eprintln!(
             "ivy: task '{name}' (id {}) panicked and nobody joined it: {msg}",
             task.id

@@ -217,7 +217,7 @@ impl<T> JoinHandle<T> {
 
     /// The name of the task, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.core().name.as_deref()
+        self.core().name()
     }
 }
 
@@ -290,7 +290,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
             .field("id", &self.core().id)
-            .field("name", &self.core().name)
+            .field("name", &self.core().name())
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -117,7 +117,7 @@ impl Builder {
     }
 
     /// Stack size in bytes (default: the runtime's), rounded up to a power of two
-    /// of at least 16 KiB. Its top 96 bytes hold the task's descriptor, as a
+    /// of at least 16 KiB. Its top 144 bytes hold the task's descriptor, as a
     /// thread's stack holds its own (the `stack` module: what a stack overflow
     /// report names, the task's saved errno).
     pub fn stack_size(mut self, bytes: usize) -> Builder {

@@ -143,32 +143,94 @@ pub(crate) struct Task {
 }
 
 pub(crate) struct CoroSlot {
-    // Whether the task has started is whether it has a home (`Task::home`), and
-    // whether it was placed is `Task::placed`: as flags here they padded the
-    // slot, hence the header, by 8 bytes.
-    pub(crate) coroutine: Option<TaskCoroutine>,
-    /// The header of the coroutine's stack (`StackHeader`), written when the
-    /// stack is allocated; null while there is no coroutine. It points into the
-    /// stack's slot, which the coroutine owns, so it is valid exactly as long as
-    /// `coroutine` holds that stack (or the stack is leaked with it). It is the
-    /// stack's base (`TaskStack::header`), kept here because corosensei gives no
-    /// access to the stack it owns.
-    pub(crate) header: *mut StackHeader,
+    /// The header of the task's stack (`StackHeader`), which holds the
+    /// coroutine that owns that very stack; null while there is no coroutine
+    /// (before the first run, after the last). Whether the task has started is
+    /// whether it has a home (`Task::home`), and whether it was placed is
+    /// `Task::placed`: as flags here they padded the header by 8 bytes.
+    header: *mut StackHeader,
 }
 
 impl Default for CoroSlot {
     fn default() -> CoroSlot {
         CoroSlot {
-            coroutine: None,
             header: std::ptr::null_mut(),
         }
     }
 }
 
-/// What a started task's worker keeps about it beside its coroutine, in the
+impl CoroSlot {
+    /// Gives the task `stack`, whose header it fills in, and a coroutine on it running
+    /// `body`, kept in that header. The slot must be empty.
+    pub(crate) fn install<F>(&mut self, stack: TaskStack, id: u64, name: Option<&str>, body: F)
+    where
+        F: FnOnce(&TaskYielder, ()) + 'static,
+    {
+        debug_assert!(self.header.is_null());
+        let header = StackHeader::write(&stack, id, name);
+        let coroutine = Coroutine::with_stack(stack, body);
+        // SAFETY: `header` was just written in the stack's header, which stays put
+        // for as long as the stack, and the stack now belongs to `coroutine`:
+        // moving the coroutine into it makes it own the memory it lives in, which
+        // it never touches (corosensei uses the stack below `base`, the header
+        // sits from `base` up). `take` moves it out before the stack can go.
+        unsafe { std::ptr::addr_of_mut!((*header).coroutine).write(MaybeUninit::new(coroutine)) };
+        self.header = header;
+    }
+
+    /// Whether the task has a coroutine (it has started and not ended).
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.header.is_null()
+    }
+
+    /// The stack header, for the worker's resume (`Worker::run_task`); null if the slot is
+    /// empty. Valid while the slot holds the coroutine; make no reference into it that lives
+    /// across a resume but for the coroutine's own field (see `coroutine`).
+    #[inline(always)]
+    pub(crate) fn header(&self) -> *mut StackHeader {
+        self.header
+    }
+
+    /// The coroutine. The worker resumes it through this reference, while the task's own
+    /// code reaches the header's other fields (`running`) through raw pointers: disjoint
+    /// fields, so no alias.
+    ///
+    /// # Safety
+    /// The slot is not empty.
+    #[inline(always)]
+    pub(crate) unsafe fn coroutine(&mut self) -> &mut TaskCoroutine {
+        debug_assert!(!self.header.is_null());
+        // SAFETY: a non-empty slot's header holds an initialised coroutine (`install`),
+        // and `&mut self` makes this the one reference to it.
+        unsafe { (*std::ptr::addr_of_mut!((*self.header).coroutine)).assume_init_mut() }
+    }
+
+    /// Moves the coroutine out of its stack's header and empties the slot, before the
+    /// coroutine (and its stack, with the header) is dropped or leaked.
+    pub(crate) fn take(&mut self) -> Option<TaskCoroutine> {
+        if self.header.is_null() {
+            return None;
+        }
+        let header = std::mem::replace(&mut self.header, std::ptr::null_mut());
+        // SAFETY: a non-empty slot's header holds an initialised coroutine, which this
+        // reads once: the slot is empty from here on, so nothing reads it again.
+        Some(unsafe { std::ptr::addr_of!((*header).coroutine).read().assume_init() })
+    }
+}
+
+impl Drop for CoroSlot {
+    /// As the coroutine's drop would have run had it been a field: in practice the slot
+    /// is empty here, since a suspended coroutine's own body keeps its task alive.
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
+/// What a started task's worker keeps about it, its coroutine included, in the
 /// header of the task's stack (`stack` module comment: above the first frames,
 /// on the page every started task touches anyway) rather than in `Task`, where
-/// every task, started or not, paid its 96 bytes (`idle_memory`). Only the home
+/// every task, started or not, paid its 136 bytes (`idle_memory`). Only the home
 /// worker touches it, and only while the task is not running, but for what the
 /// running task's own code reaches through the overflow handler's published
 /// pointer (`overflow::mark_running` sets `running.origin`): so the worker makes
@@ -180,6 +242,9 @@ pub(crate) struct StackHeader {
     /// The task's errno, C++ exception globals and ASan stack bounds while it
     /// is suspended (the worker's while it runs): `task::thread_state`.
     pub(crate) thread_state: crate::task::thread_state::Saved,
+    /// The coroutine that owns this stack (`CoroSlot::install`): 48 bytes that only a
+    /// started task needs, which in `Task` every task paid from its spawn.
+    coroutine: MaybeUninit<TaskCoroutine>,
 }
 
 const _: () = assert!(
@@ -203,6 +268,7 @@ impl StackHeader {
             header.write(StackHeader {
                 running,
                 thread_state,
+                coroutine: MaybeUninit::uninit(),
             })
         };
         header
@@ -334,11 +400,17 @@ impl Default for TaskCtx {
     }
 }
 
+/// A string in one word (a box of a `Box<str>`), for fields that are most often empty.
+pub(crate) type ThinStr = Box<Box<str>>;
+
 /// What the `JoinHandle` shares with its task, in the task's `Body`: identity,
 /// and join bookkeeping under a small mutex.
 pub(crate) struct JoinCore {
     pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
+    /// Boxed once more, so that it is one word: most tasks have no name, and
+    /// every task pays the field (`idle_memory`); a named task pays a 16-byte
+    /// allocation for it.
+    name: Option<ThinStr>,
     /// Set (Release) by the worker after the result was written, while it holds
     /// `slot`'s lock (so it is exact for whoever holds the lock); the joiner
     /// reads it (Acquire) before taking the result.
@@ -352,7 +424,8 @@ pub(crate) struct JoinCore {
 pub(crate) struct JoinSlot {
     pub(crate) waiter: Option<crate::task::header::Waiter>,
     pub(crate) handle_dropped: bool,
-    pub(crate) panic_message: Option<Box<str>>,
+    /// One word, as `JoinCore::name`: a panic's message is rare.
+    pub(crate) panic_message: Option<ThinStr>,
     /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
     /// broken at completion, which frees the `Task` while the handle lives on.
     pub(crate) task: Option<Arc<Task>>,
@@ -362,10 +435,14 @@ impl JoinCore {
     pub(crate) fn new(id: u64, name: Option<Box<str>>) -> JoinCore {
         JoinCore {
             id,
-            name,
+            name: name.map(Box::new),
             done: AtomicBool::new(false),
             slot: Mutex::new(JoinSlot::default()),
         }
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref().map(|n| &**n)
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, JoinSlot> {
@@ -484,7 +561,7 @@ impl Task {
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
-        self.body().core().name.as_deref()
+        self.body().core().name()
     }
 
     pub(crate) fn home(&self) -> usize {
@@ -594,34 +671,36 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
-    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 136
-    /// bytes, an `Arc` block of 152 in a 160-byte malloc chunk. It was 392 / 416 before the
+    /// Every byte of the header is paid by every task from its spawn (`idle_memory`): 88
+    /// bytes, an `Arc` block of 104 in a 112-byte malloc chunk. It was 392 / 416 before the
     /// task-locals and deadline scopes moved to the task's stack (`FrameCtx`), 264 / 288
-    /// before the overflow report and the saved thread state did (`StackHeader`), and 152 /
+    /// before the overflow report and the saved thread state did (`StackHeader`), 152 /
     /// 176 before the id (kept in the body) and the pointer to the body's own `Arc` (rebuilt
-    /// from the header's address: `current::with_task_or_thread`) left. Eight bytes more
+    /// from the header's address: `current::with_task_or_thread`) left, and 136 / 160
+    /// before the coroutine moved into its stack's header (`CoroSlot`). Eight bytes more
     /// would take the next chunk size; a field that grows the header must say what it buys
     /// in findings/memory.md.
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn the_task_header_does_not_grow() {
         let size = std::mem::size_of::<super::Task>();
-        assert!(size <= 136, "Task is {size} bytes");
-        // What the header keeps of a started task's stack and coroutine: the stack's 24 bytes,
-        // corosensei's 24, and the pointer to the stack's header.
-        assert!(std::mem::size_of::<super::CoroSlot>() <= 56);
+        assert!(size <= 88, "Task is {size} bytes");
+        // What the header keeps of a started task's coroutine: the pointer to its stack's
+        // header, which holds the coroutine (and the stack, in the coroutine).
+        assert_eq!(std::mem::size_of::<super::CoroSlot>(), 8);
     }
 
     /// The body of a small task (a closure holding one `Arc`, no result) is paid by every
-    /// task from its spawn until its handle is joined or dropped: 120 bytes, an `Arc` block
-    /// of 136 in a 144-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
-    /// `String` (176 -> 160), and the result slot keeps an error without its id and with its
-    /// panic payload boxed once more (`body::Packet`: 32 -> 16 bytes; 160 -> 144).
+    /// task from its spawn until its handle is joined or dropped: 104 bytes, an `Arc` block
+    /// of 120 in a 128-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
+    /// `String` (176 -> 160); the result slot keeps an error without its id and with its
+    /// panic payload boxed once more (`body::Packet`: 32 -> 16 bytes; 160 -> 144); the name
+    /// and an unjoined panic's message are one word each (`ThinStr`: 144 -> 128).
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_small_body_stays_in_its_chunk() {
         let size = std::mem::size_of::<crate::task::body::Body<std::sync::Arc<u8>, ()>>();
-        assert!(size <= 120, "Body is {size} bytes");
+        assert!(size <= 104, "Body is {size} bytes");
     }
 
     /// A handle is what a program keeps per task it means to join (the `idle_memory`
