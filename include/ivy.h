@@ -422,7 +422,7 @@ typedef struct {
     const char *name;
     /**
      * Stack size in bytes, rounded up to a power of two of at least 16 KiB
-     * (whose top 144 bytes hold the task's descriptor, as a thread's stack does);
+     * (whose top 128 bytes hold the task's descriptor, as a thread's stack does);
      * `0` for the runtime's default (`IVY_DEFAULT_STACK_SIZE` for runtimes made
      * through this API). At most 1 GiB.
      */

@@ -110,7 +110,7 @@ fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
             // Every write to a task's scope state comes through here or
             // `with_cells`: from now on its blocking calls look at it (park.rs).
             task.scope_used.set(true);
-            f(&task.ctx.frame().scope)
+            f(&task.frame().scope)
         }
         None => THREAD_SCOPE.with(f),
     })
@@ -363,7 +363,7 @@ fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) ->
     current::with_task_or_thread(|task| match task {
         Some(task) => {
             task.scope_used.set(true); // as in `with_state`
-            f(&task.ctx.frame().scope, Some(&task.raised))
+            f(&task.frame().scope, Some(&task.raised))
         }
         None => THREAD_SCOPE.with(|s| f(s, None)),
     })
@@ -446,7 +446,7 @@ pub(crate) fn body_unwinding() -> bool {
     }
     current::with_task_or_thread(|task| {
         let inherited = match task {
-            Some(t) => t.ctx.frame().scope.get().inherited,
+            Some(t) => t.frame().scope.get().inherited,
             None => THREAD_SCOPE.with(Cell::get).inherited,
         };
         if inherited.closing {

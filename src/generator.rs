@@ -346,7 +346,11 @@ impl<T> Core<T> {
         crate::runtime::check_stack_size(bytes)?;
         let stack = TaskStack::allocate(bytes)?;
         let id = crate::current().map_or(0, |c| c.id().as_u64());
-        let running = Box::new(RunningTask::new(&stack, id, Some("<generator>")));
+        let running = Box::new(RunningTask::new(
+            &stack,
+            id,
+            Some(overflow::generator_name()),
+        ));
         running
             .origin
             .set(crate::stack::overflow::Origin::RustGenerator);

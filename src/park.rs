@@ -79,7 +79,7 @@ fn task_interrupt(task: &Task) -> Result<(), WaitError> {
     if !cancelled && !task.scope_used.get() {
         return Ok(());
     }
-    let state = &task.ctx.frame().scope;
+    let state = &task.frame().scope;
     if !cancelled && !scope::has_deadline(state) {
         return Ok(());
     }
@@ -149,7 +149,7 @@ fn park_task(
     // The timer lives in this frame: the task's own stack, which stays put
     // while it is parked.
     let scope_deadline = if task.scope_used.get() {
-        scope::scope_deadline(&task.ctx.frame().scope)
+        scope::scope_deadline(&task.frame().scope)
     } else {
         None
     };

@@ -4,7 +4,7 @@
 //! What is promised: the reserve is the stack's top (its end is the page-aligned top of the
 //! slot, its start 16-aligned), the task's frames lie below it, each task has its own (no two
 //! live tasks share a byte of it), the task still gets its whole `stack_size` for its frames
-//! and its 144-byte descriptor (between the frames and the reserve, out of the task's reach),
+//! and its 128-byte descriptor (between the frames and the reserve, out of the task's reach),
 //! and `task::stack_top_reserve` answers `None` where there is no reserve of the caller's.
 
 use std::time::Duration;

@@ -50,7 +50,7 @@ impl Builder {
 
     /// Default stack size of tasks spawned on this runtime, in bytes (default:
     /// [`DEFAULT_STACK_SIZE`]). Rounded up to a power of two of at least 16 KiB,
-    /// whose top 144 bytes hold each task's descriptor; tasks may override it.
+    /// whose top 128 bytes hold each task's descriptor; tasks may override it.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -120,7 +120,7 @@ impl Builder {
     /// The Python binding keeps its per-task interpreter data there, so that it
     /// shares a page with the task's first frames (one page per parked task
     /// rather than two). The reserve comes on top of the stack size (a task still
-    /// gets its stack size for its frames and its 144-byte descriptor, which sits
+    /// gets its stack size for its frames and its 128-byte descriptor, which sits
     /// between them and the reserve); `build` refuses more than 1 MiB.
     pub fn stack_top_reserve(mut self, bytes: usize) -> Builder {
         self.stack_top_reserve = bytes;

@@ -650,15 +650,15 @@ impl Worker {
         if self.searching.get() {
             self.finish_searching(true);
         }
-        // SAFETY: we popped `task` from one of our queues, so we own it exclusively
-        // (task/raw.rs). Started tasks are only ever queued on their home worker,
-        // which is us; unstarted ones become ours here.
-        let slot = unsafe { task.coro_slot() };
+        let slot = task.coro_slot();
         if slot.is_empty() && !self.start_task(&task, slot) {
             return;
         }
         let header = slot.header();
-        // SAFETY: tested just above (or filled by `start_task`).
+        // SAFETY: not empty (tested just above, or filled by `start_task`); we
+        // popped `task` from one of our queues, so we own it exclusively
+        // (task/raw.rs). Started tasks are only ever queued on their home worker,
+        // which is us; unstarted ones become ours here.
         let coroutine = unsafe { slot.coroutine() };
         // SAFETY: here and in the two swaps below, `header` is the header of the
         // stack the coroutine owns, which stays put while the coroutine (in our
@@ -741,11 +741,11 @@ impl Worker {
     /// abandoned at shutdown (`abandon`).
     #[inline(never)]
     fn task_left(&self, task: Arc<Task>, returned: bool) {
-        // SAFETY: as in `run_task`, which just resumed it: we own the popped
-        // task exclusively, and its coroutine has suspended for the last time.
-        let slot = unsafe { task.coro_slot() };
         // The header goes with the coroutine's stack, freed or leaked below.
-        let coroutine = slot.take();
+        // SAFETY: as in `run_task`, which just resumed it: we own the popped
+        // task exclusively, its coroutine has suspended for the last time, and
+        // `run_task`'s borrow of it ended with the resume.
+        let coroutine = unsafe { task.coro_slot().take() };
         if returned {
             // The task ended on its own stack (`body::run`): it is DONE,
             // released and its joiner woken. Frees the stack back to this
@@ -766,7 +766,7 @@ impl Worker {
     /// coroutine. Returns `false` if it must not be resumed (no stack could be
     /// allocated: it completed with that error; or it was a stale entry).
     #[inline(never)]
-    fn start_task(&self, task: &Arc<Task>, slot: &mut CoroSlot) -> bool {
+    fn start_task(&self, task: &Arc<Task>, slot: &CoroSlot) -> bool {
         if task.has_started() {
             return false; // already finished: a stale queue entry cannot exist, but be safe
         }
@@ -792,9 +792,16 @@ impl Worker {
                 let t = task.clone();
                 // All of the task's end (result, task-locals, release, the
                 // joiner's wake-up) happens in `body::run`, on this stack.
-                slot.install(stack, task.id(), task.name(), move |yielder, ()| {
-                    body::run(t, yielder)
-                });
+                // SAFETY: the slot is empty (the caller tested it), and we own
+                // the unstarted task: we popped it.
+                unsafe {
+                    slot.install(
+                        stack,
+                        task.id(),
+                        task.body().core().name_box(),
+                        move |yielder, ()| body::run(t, yielder),
+                    )
+                };
                 true
             }
             Err(e) => {

@@ -17,16 +17,16 @@
 //! gets less than twice what it asked for, and the surplus is address space, not memory.
 //!
 //! Right above the frames (at the top of the usable range, or below a top reserve if the task
-//! has one) is a `HEADER_SIZE` (144-byte) header: the running code's descriptor, which the task
-//! layer fills in (what the overflow handler reports, the saved thread state, and the coroutine
-//! that owns this very stack: `task::raw::StackHeader`; a generator body's stack leaves it
-//! unused, its descriptor is in the generator's own state). It shares its page with the first
-//! frames, which every started task touches anyway, so a started task's descriptor costs no
-//! memory of its own; in the task's heap header it cost 136 bytes (`idle_memory`,
-//! findings/memory.md). As a thread's stack holds glibc's descriptor and TLS, the header is
-//! taken from the slot's usable size: a request that is already a power of two gets 144 bytes
-//! less for its frames rather than a slot twice
-//! the size (and, with madvise guards, twice the page tables).
+//! has one) is a `HEADER_SIZE` (128-byte) header: the running code's descriptor, which the task
+//! layer fills in (what the overflow handler reports, the saved thread state, the coroutine that
+//! owns this very stack and what the task's code reaches through it: `task::raw::StackHeader`;
+//! a generator body's stack leaves it unused, its descriptor is in the generator's own state).
+//! It shares its page with the first frames, which every started task touches anyway, so a
+//! started task's descriptor costs no memory of its own; in the task's heap header it cost
+//! every task, started or not, 152 bytes (`idle_memory`, findings/memory.md). As a thread's
+//! stack holds glibc's descriptor and TLS, the header is taken from the slot's usable size: a
+//! request that is already a power of two gets 128 bytes less for its frames rather than a
+//! slot twice the size (and, with madvise guards, twice the page tables).
 //!
 //! A top reserve (`Builder::stack_top_reserve`, for bindings): a task may have the top bytes of
 //! its slot set aside above its entry frames and the header, `[base + HEADER_SIZE, usable_hi)`,
@@ -221,7 +221,7 @@ pub(crate) use guard::env_config as guard_env_config;
 
 /// Bytes above every stack's frames for its header (`TaskStack::header`): the overflow
 /// report's description, the saved thread state and the coroutine of the task that runs on it.
-pub(crate) const HEADER_SIZE: usize = 144;
+pub(crate) const HEADER_SIZE: usize = 128;
 
 /// Alignment of the header: the slot's top is page-aligned, and `HEADER_SIZE` and a top
 /// reserve are multiples of it.

@@ -75,19 +75,20 @@ impl Origin {
 /// What the handler needs to know about the task running on a thread.
 #[repr(C)]
 pub(crate) struct RunningTask {
-    /// The start of the guard below the task's stack, 0 if it has none: the guard is
-    /// `[guard_lo, usable_lo)` (`guard_range`).
-    pub guard_lo: usize,
     /// The lowest usable address of the task's stack: its usable range is
     /// `[usable_lo, usable_lo + stack_size)`, top reserve included (what
-    /// `task::stack_top_reserve` reads; no field more, as this is part of every task).
+    /// `task::stack_top_reserve` reads).
     pub usable_lo: usize,
-    /// Usable bytes of the task's stack.
-    pub stack_size: usize,
     pub id: u64,
-    /// The task's name, `name_len` bytes, not necessarily UTF-8; null if it has none.
-    pub name_ptr: *const u8,
-    pub name_len: usize,
+    /// The task's name, null if it has none. One word, a pointer to the task's own
+    /// `Box<str>` (which outlives its stack: `set_running`), because this lives in every
+    /// started task's stack header, next to the first frames (`idle_memory`, and the
+    /// Python binding's one page per parked task: findings/pystack.md).
+    name: *const Box<str>,
+    /// Usable bytes of the task's stack (at most 2 GiB: `MAX_STACK_SIZE` and a reserve).
+    stack_size: u32,
+    /// Whether a guard lies below the stack: `[usable_lo - guard_size, usable_lo)`.
+    guarded: bool,
     /// What runs on the stack (the hint); a `Cell` because the code running on
     /// it says, once it starts.
     pub origin: Cell<Origin>,
@@ -96,28 +97,41 @@ pub(crate) struct RunningTask {
 impl RunningTask {
     /// The `[lo, hi)` guard range of the task's stack; empty if it has none.
     pub(crate) fn guard_range(&self) -> (usize, usize) {
-        if self.guard_lo == 0 {
-            (0, 0)
+        if self.guarded {
+            (self.usable_lo - super::guard_size(), self.usable_lo)
         } else {
-            (self.guard_lo, self.usable_lo)
+            (0, 0)
         }
+    }
+
+    /// Usable bytes of the task's stack, top reserve included.
+    pub(crate) fn stack_size(&self) -> usize {
+        self.stack_size as usize
     }
 
     /// Describes task `id`, called `name`, running on `stack`.
     #[inline(always)]
-    pub(crate) fn new(stack: &TaskStack, id: u64, name: Option<&str>) -> RunningTask {
-        let (name_ptr, name_len) = name.map_or((ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+    // The box's address is what a `RunningTask` keeps: one word, not two.
+    #[allow(clippy::borrowed_box)]
+    pub(crate) fn new(stack: &TaskStack, id: u64, name: Option<&Box<str>>) -> RunningTask {
         let (usable_lo, usable_hi) = stack.usable();
         RunningTask {
-            guard_lo: stack.guard_lo(),
             usable_lo,
-            stack_size: usable_hi - usable_lo,
             id,
-            name_ptr,
-            name_len,
+            name: name.map_or(ptr::null(), |n| n as *const Box<str>),
+            stack_size: u32::try_from(usable_hi - usable_lo).expect("ivy: a stack is under 4 GiB"),
+            guarded: stack.guard_lo() != 0,
             origin: Cell::new(Origin::RustTask),
         }
     }
+}
+
+/// The name of every generator body's stack, for its report.
+// The box's address is what a `RunningTask` keeps: one word, not two.
+#[allow(clippy::borrowed_box)]
+pub(crate) fn generator_name() -> &'static Box<str> {
+    static NAME: OnceLock<Box<str>> = OnceLock::new();
+    NAME.get_or_init(|| "<generator>".into())
 }
 
 /// Records what runs on the current thread's published stack (see [`Origin`]);
@@ -141,7 +155,7 @@ thread_local! {
 /// # Safety
 ///
 /// Until the next call on this thread, a non-null `task` must stay valid, unmoved and unchanged,
-/// and its `name_ptr`, if not null, must point to `name_len` readable bytes.
+/// and its name, if it has one, alive.
 #[inline]
 pub(crate) unsafe fn set_running(task: *const RunningTask) {
     RUNNING.set(task);
@@ -251,14 +265,14 @@ fn report(task: &RunningTask) {
         len: 0,
     };
     msg.push(b"ivy: task ");
-    if task.name_ptr.is_null() {
-        msg.push(b"<unnamed>");
-    } else {
-        // SAFETY: by `set_running`'s contract, the name is `name_len` readable bytes.
-        let name = unsafe { std::slice::from_raw_parts(task.name_ptr, task.name_len) };
+    // SAFETY: by `set_running`'s contract, a name is alive while its task is published.
+    if let Some(name) = unsafe { task.name.as_ref() } {
+        let name = name.as_bytes();
         msg.push(b"'");
         msg.push(&name[..name.len().min(MAX_NAME)]);
         msg.push(if name.len() > MAX_NAME { b"...'" } else { b"'" });
+    } else {
+        msg.push(b"<unnamed>");
     }
     msg.push(b" (id ");
     msg.push_u64(task.id);
@@ -410,8 +424,9 @@ mod tests {
         }
         Some(in_child(move || {
             let _alt = install_altstack().unwrap();
-            let task = RunningTask::new(&stack, id, name);
-            // SAFETY: `task` and its 'static name outlive the coroutine, which never returns.
+            let name: Option<Box<str>> = name.map(Box::from);
+            let task = RunningTask::new(&stack, id, name.as_ref());
+            // SAFETY: `task` and its name outlive the coroutine, which never returns.
             unsafe { set_running(&task) };
             let mut co = Coroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| recurse(0));
             co.resume(());
@@ -470,7 +485,8 @@ mod tests {
         let (exit, stderr) = write(0x10, None);
         assert_eq!(exit, Exit::Signal(libc::SIGSEGV), "stderr: {stderr}");
         // A null-page write from inside a task.
-        let task = RunningTask::new(&stack, 1, Some("t"));
+        let name: Box<str> = "t".into();
+        let task = RunningTask::new(&stack, 1, Some(&name));
         let (exit, stderr) = write(0x10, Some(&task));
         assert_eq!(exit, Exit::Signal(libc::SIGSEGV), "stderr: {stderr}");
         assert!(!stderr.contains("ivy:"), "stderr: {stderr}");

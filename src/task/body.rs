@@ -78,14 +78,14 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
     // the task-local map (`LocalMap::clear_all`, guarded), so its drop runs no
     // user code.
     let frame = FrameCtx::default();
-    task.ctx.yielder.set(yielder as *const TaskYielder);
+    task.set_yielder(yielder);
     // `task`, the body's own `Arc`, keeps the task alive from here to the body's
     // end, whatever else drops theirs while it is suspended: what lets
     // `current` lend the running task out without touching its count.
     {
         // SAFETY: the guard lives in this block and is dropped at its end (or
         // by an unwind through it), never forgotten.
-        let _published = unsafe { task.ctx.publish_frame(&frame) };
+        let _published = unsafe { task.publish_frame(&frame) };
         task.body().start(&task, None);
         end(&task);
     }
@@ -351,7 +351,7 @@ where
                 // (`current::caught`, for the running task: this one).
                 task.raised.set(false);
                 // Task-locals die on the task's own stack and thread, guarded.
-                let panicked = LocalMap::clear_all(&task.ctx.frame().locals);
+                let panicked = LocalMap::clear_all(&task.frame().locals);
                 if let Some(p) = panicked {
                     ended_with_panic(&self.core, &mut result, p);
                 }

@@ -192,7 +192,7 @@ pub(crate) fn abandon(task: &Task) -> ! {
 #[inline(always)]
 fn suspend_raw(task: &Task, why: Suspend) {
     task.ctx.suspended_sp.set(crate::prefetch::stack_pointer());
-    let yielder = task.ctx.yielder.get();
+    let yielder = task.yielder();
     debug_assert!(!yielder.is_null());
     // SAFETY: `yielder` was set by the coroutine's own body when it started and
     // points into this coroutine's stack, which is live while the task runs; we are

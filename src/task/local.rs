@@ -95,7 +95,7 @@ impl<T: 'static> LocalKey<T> {
     /// needed.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         current::with_task_or_thread(|task| match task {
-            Some(task) => self.with_map(&task.ctx.frame().locals, f),
+            Some(task) => self.with_map(&task.frame().locals, f),
             None => THREAD_FALLBACK.with(|m| self.with_map(m, f)),
         })
     }
@@ -106,7 +106,7 @@ impl<T: 'static> LocalKey<T> {
     /// are being destroyed. For the C ABI, which reports that as an error code.
     pub(crate) fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
         current::with_task_or_thread(|task| match task {
-            Some(task) => self.try_with_map(&task.ctx.frame().locals, f),
+            Some(task) => self.try_with_map(&task.frame().locals, f),
             None => THREAD_FALLBACK
                 .try_with(|m| self.try_with_map(m, f))
                 .ok()

@@ -117,7 +117,7 @@ impl Builder {
     }
 
     /// Stack size in bytes (default: the runtime's), rounded up to a power of two
-    /// of at least 16 KiB. Its top 144 bytes hold the task's descriptor, as a
+    /// of at least 16 KiB. Its top 128 bytes hold the task's descriptor, as a
     /// thread's stack holds its own (the `stack` module: what a stack overflow
     /// report names, the task's saved errno).
     pub fn stack_size(mut self, bytes: usize) -> Builder {
@@ -245,7 +245,7 @@ pub fn stack_top_reserve() -> Option<(std::ptr::NonNull<u8>, usize)> {
     // it describes the task `with_current_task_header` saw (the worker sets both
     // around each resume).
     let t = unsafe { &*running };
-    let top = t.usable_lo + t.stack_size;
+    let top = t.usable_lo + t.stack_size();
     let lo = top - reserve; // rounded by `Builder::build`
     let here = std::ptr::addr_of!(running) as usize;
     if !(t.usable_lo..lo).contains(&here) {

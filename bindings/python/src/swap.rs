@@ -131,7 +131,7 @@ const ROOT_CHUNK_ON_STACK_MIN: usize = 256 << 10;
 /// it, so the chunk's start is where the two meet: 16 KiB (CPython's own
 /// chunk size) plus `ROOT_CHUNK_SPLIT`, which puts that meeting point
 /// `PAGE - ROOT_CHUNK_SPLIT` bytes above the bottom of a page (the stack's top
-/// is page-aligned). A parked task whose C frames (ivy's 144-byte stack header
+/// is page-aligned). A parked task whose C frames (ivy's 128-byte stack header
 /// under the reserve, then ivy's entry, the binding's, the eval loop's, the
 /// park) fit below it and whose first Python frames fit above it then touches
 /// one stack page, not two (findings/pystack.md measures both sides and the
