@@ -47,11 +47,18 @@ fn with_lent<R>(f: impl FnOnce(&TaskTimers) -> R) -> R {
 }
 
 /// Arms a timer on this thread's wheel: `task` is unparked at `deadline`.
+///
+/// Never inlined, nor is `remove`: their caller is `park`, whose frame is part of
+/// every parked task's stack, with a timer or without. Inlined, their locals
+/// grew that frame by 56 bytes, and the deepest park path of the Python binding
+/// (`Queue.get`) spilled into a second page (findings/round10.md).
+#[inline(never)]
 pub(crate) fn insert(deadline: Instant, task: Arc<Task>) -> TimerKey {
     with_lent(|w| w.borrow_mut().insert(deadline, task))
 }
 
 /// Disarms a timer of this thread's wheel (a fired one's key is stale: no-op).
+#[inline(never)]
 pub(crate) fn remove(key: TimerKey) {
     // The removed entry's `Arc<Task>` is dropped after the borrow ends.
     let removed = with_lent(|w| w.borrow_mut().remove(key));

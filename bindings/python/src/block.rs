@@ -53,6 +53,12 @@ pub fn blocking_with<R: Send>(
 
 /// The Python exception for `e` (see the module comment). Call it with the
 /// GIL held, right after the failed call, on the task that made it.
+///
+/// Out of line: `blocking_with` is on every park path, and its frame is part
+/// of every parked task's stack page (findings/pystack.md); inlined, this
+/// error path's locals made that frame 320 bytes.
+#[cold]
+#[inline(never)]
 pub fn wait_error(
     py: Python<'_>,
     e: ivy::WaitError,
