@@ -19,6 +19,27 @@ fn child_entry() {
             let rt = ivy::Builder::new().workers(2).build().unwrap();
             common::overflow_in_task(&rt, "deep-recursion", Some(64 * 1024), || {});
         }
+        // The overflow report reads the task's name through the stack header,
+        // which points at the name's box in the task's body: the body must
+        // outlive the stack even when no handle keeps it.
+        "detached_overflow" => {
+            let rt = ivy::Builder::new().workers(2).build().unwrap();
+            let go = std::sync::Arc::new(ivy::sync::Event::new());
+            let name = format!("detached-{}", 7 * 6);
+            let g = go.clone();
+            let h = ivy::task::Builder::new()
+                .name(name)
+                .stack_size(64 * 1024)
+                .spawn_on(&rt.handle(), move || {
+                    g.wait();
+                    common::recurse_until_overflow(0)
+                })
+                .unwrap();
+            drop(h);
+            go.set();
+            std::thread::sleep(Duration::from_secs(30));
+            unreachable!("the overflow must stop the process");
+        }
         "unjoined_panic" => {
             ivy::run(|| {
                 ivy::task::Builder::new()
@@ -57,6 +78,12 @@ fn child_entry() {
 fn stack_overflow_stops_the_process_with_a_clear_message() {
     let out = child("overflow");
     common::assert_overflow_reported(&out, "deep-recursion", "stderr");
+}
+
+#[test]
+fn a_detached_tasks_overflow_is_reported_with_its_name() {
+    let out = child("detached_overflow");
+    common::assert_overflow_reported(&out, "detached-42", "stderr");
 }
 
 #[test]
