@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::context::{self, Context};
-use crate::task::raw::{Suspend, Task};
+use crate::task::raw::{Suspend, Task, TaskYielder};
 
 /// I/O operations a task may complete without suspending before the next one
 /// yields first (tokio's coop budget): a connection whose peer always has data
@@ -32,12 +32,23 @@ pub(crate) const IO_BUDGET: u32 = 128;
 pub(crate) unsafe fn set_running(ctx: &Context, task: &Arc<Task>) {
     ctx.set_io_budget(IO_BUDGET);
     ctx.set_task(Arc::as_ptr(task) as *const ());
+    // Null at the task's first resume: its body publishes it as it starts
+    // (`started`).
+    ctx.set_yielder(task.yielder() as *const ());
+}
+
+/// The running task's body, as it starts: `yielder` is what it suspends
+/// through, from now on and at every later resume (`set_running`).
+pub(crate) fn started(task: &Task, yielder: &TaskYielder) {
+    task.set_yielder(yielder);
+    context::with(|c| c.set_yielder(yielder as *const TaskYielder as *const ()));
 }
 
 /// The worker, after each resume: no task runs on this thread any more.
 #[inline(always)]
 pub(crate) fn clear_running(ctx: &Context) {
     ctx.set_task(std::ptr::null());
+    ctx.set_yielder(std::ptr::null());
 }
 
 /// Whether a task is being resumed on the thread of `ctx`.
@@ -192,11 +203,12 @@ pub(crate) fn abandon(task: &Task) -> ! {
 #[inline(always)]
 fn suspend_raw(task: &Task, why: Suspend) {
     task.ctx.suspended_sp.set(crate::prefetch::stack_pointer());
-    let yielder = task.yielder();
-    debug_assert!(!yielder.is_null());
-    // SAFETY: `yielder` was set by the coroutine's own body when it started and
-    // points into this coroutine's stack, which is live while the task runs; we are
-    // running on that coroutine (the caller is the current task).
+    let yielder = context::yielder() as *const TaskYielder;
+    debug_assert!(!yielder.is_null() && yielder == task.yielder());
+    // SAFETY: `yielder` is the running task's (`set_running`, `started`): it was
+    // set by the coroutine's own body when it started and points into this
+    // coroutine's stack, which is live while the task runs; we are running on
+    // that coroutine (the caller is the current task).
     unsafe { (*yielder).suspend(why) };
 }
 

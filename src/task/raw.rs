@@ -380,14 +380,15 @@ impl Task {
         self.coro.header()
     }
 
-    /// The yielder the running task suspends through (null before its body started).
-    /// Only the task's own code calls this.
+    /// The yielder the task suspends through (null before its body started). Only the
+    /// task's own code and its worker, before a resume, call this (`current::set_running`,
+    /// which publishes it in the thread's context for the task's suspends).
     #[inline(always)]
     pub(crate) fn yielder(&self) -> *const TaskYielder {
         let header = self.own_header();
         debug_assert!(!header.is_null());
-        // SAFETY: the task runs, so its header is live (`own_header`); a shared
-        // borrow of the one field, which nothing borrows mutably.
+        // SAFETY: the task has a coroutine, so its header is live (`own_header`); a
+        // shared borrow of the one field, which nothing borrows mutably.
         unsafe { (*header).yielder.get() }
     }
 
