@@ -78,7 +78,8 @@ pub(crate) fn run(task: Arc<Task>, yielder: &TaskYielder) {
     // the task-local map (`LocalMap::clear_all`, guarded), so its drop runs no
     // user code.
     let frame = FrameCtx::default();
-    crate::task::current::started(&task, yielder);
+    // SAFETY: this is the task's body, on its coroutine, given its yielder.
+    unsafe { crate::task::current::started(&task, yielder) };
     // `task`, the body's own `Arc`, keeps the task alive from here to the body's
     // end, whatever else drops theirs while it is suspended: what lets
     // `current` lend the running task out without touching its count.

@@ -39,8 +39,12 @@ pub(crate) unsafe fn set_running(ctx: &Context, task: &Arc<Task>) {
 
 /// The running task's body, as it starts: `yielder` is what it suspends
 /// through, from now on and at every later resume (`set_running`).
-pub(crate) fn started(task: &Task, yielder: &TaskYielder) {
-    task.set_yielder(yielder);
+///
+/// # Safety
+/// Called by `task`'s own body, on its coroutine, with its coroutine's yielder.
+pub(crate) unsafe fn started(task: &Task, yielder: &TaskYielder) {
+    // SAFETY: forwarded.
+    unsafe { task.set_yielder(yielder) };
     context::with(|c| c.set_yielder(yielder as *const TaskYielder as *const ()));
 }
 

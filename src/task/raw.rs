@@ -380,21 +380,27 @@ impl Task {
         self.coro.header()
     }
 
-    /// The yielder the task suspends through (null before its body started). Only the
-    /// task's own code and its worker, before a resume, call this (`current::set_running`,
-    /// which publishes it in the thread's context for the task's suspends).
+    /// The yielder the task suspends through (null before its body started, or
+    /// without a coroutine). Only the task's own code and its worker, before a
+    /// resume, call this (`current::set_running`, which publishes it in the
+    /// thread's context for the task's suspends).
     #[inline(always)]
     pub(crate) fn yielder(&self) -> *const TaskYielder {
         let header = self.own_header();
-        debug_assert!(!header.is_null());
+        if header.is_null() {
+            return std::ptr::null();
+        }
         // SAFETY: the task has a coroutine, so its header is live (`own_header`); a
         // shared borrow of the one field, which nothing borrows mutably.
         unsafe { (*header).yielder.get() }
     }
 
     /// Records the running task's yielder (`task::body::run`, as the body starts).
-    pub(crate) fn set_yielder(&self, yielder: &TaskYielder) {
-        // SAFETY: as `yielder`.
+    ///
+    /// # Safety
+    /// Called by the task's own body, which runs on its coroutine: the header is live.
+    pub(crate) unsafe fn set_yielder(&self, yielder: &TaskYielder) {
+        // SAFETY: the caller's promise.
         unsafe { (*self.own_header()).yielder.set(yielder) };
     }
 
