@@ -144,31 +144,51 @@ pub struct TcpStream {
     s: ivy::net::TcpStream,
 }
 
+// `recv`'s parts before and after its park, out of line: the frame that
+// parks is part of every reading task's one stack page (findings/pystack.md),
+// and these parts' locals, inlined, made it 368 bytes.
+
+/// This thread's scratch buffer, at least `n` bytes, moved out for the call (a
+/// task that reads on the same thread meanwhile finds none and makes its own),
+/// so that a read costs no allocation and no zeroing.
+#[inline(never)]
+fn scratch_take(n: usize) -> Vec<u8> {
+    let mut buf = SCRATCH.with(Cell::take);
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    buf
+}
+
+/// `recv`'s result from the read's, and the scratch buffer put back.
+#[inline(never)]
+fn recv_result<'py>(
+    py: Python<'py>,
+    got: PyResult<io::Result<usize>>,
+    buf: Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let result = match got {
+        Ok(Ok(k)) => Ok(PyBytes::new(py, &buf[..k])),
+        Ok(Err(e)) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
+        Ok(Err(e)) => Err(os_error(e)),
+        Err(e) => Err(e),
+    };
+    SCRATCH.with(|s| {
+        let other = s.take();
+        s.set(if other.len() > buf.len() { other } else { buf });
+    });
+    result
+}
+
 #[pymethods]
 impl TcpStream {
     /// Up to `n` bytes (at most 1 MiB), parking until some arrive; `b""` at
     /// end of file or once the socket is closed.
     fn recv<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let n = n.min(MAX_RECV);
-        // The bytes land in this thread's scratch buffer, moved out for the
-        // call (a task that reads on the same thread meanwhile finds none and
-        // makes its own), so a read costs no allocation and no zeroing.
-        let mut buf = SCRATCH.with(Cell::take);
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
+        let mut buf = scratch_take(n);
         let got = io_call(py, || self.s.read_deadline(&mut buf[..n], None));
-        let result = match got {
-            Ok(Ok(k)) => Ok(PyBytes::new(py, &buf[..k])),
-            Ok(Err(e)) if is_closed(&e) => Ok(PyBytes::new(py, b"")),
-            Ok(Err(e)) => Err(os_error(e)),
-            Err(e) => Err(e),
-        };
-        SCRATCH.with(|s| {
-            let other = s.take();
-            s.set(if other.len() > buf.len() { other } else { buf });
-        });
-        result
+        recv_result(py, got, buf)
     }
 
     /// Writes all of `data` (bytes-like), parking while the socket's buffer

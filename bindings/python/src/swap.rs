@@ -135,9 +135,12 @@ const ROOT_CHUNK_ON_STACK_MIN: usize = 256 << 10;
 /// under the reserve, then ivy's entry, the binding's, the eval loop's, the
 /// park) fit below it and whose first Python frames fit above it then touches
 /// one stack page, not two (findings/pystack.md measures both sides and the
-/// split, again with the header: the C side's deepest fitting park, a
-/// `Queue.get`, has 72 bytes to spare, and a sleep two Python calls deep fits).
-pub const ROOT_CHUNK_SPLIT: usize = 384;
+/// split: since round 10 every park but a stream read's keeps its C side
+/// under 3,400 bytes, so the split gives the Python side 512 bytes, where a
+/// task's function and two Python calls under it fit, and leaves the C side
+/// 3,584, where `Condition.wait`, the deepest, has 184 bytes to spare;
+/// `tests/test_stack_pages.py` parks tasks in each primitive and counts).
+pub const ROOT_CHUNK_SPLIT: usize = 512;
 pub const STACK_TOP_RESERVE: usize = (16 << 10) + ROOT_CHUNK_SPLIT;
 
 /// Runs `f` with a root chunk for a task's data stack, and frees it after:
@@ -256,31 +259,50 @@ pub unsafe fn detach_parking<T: Send>(
     // SAFETY: the caller's contract.
     let task = unsafe { unload(worker) };
     if task.is_null() {
-        // The idle state itself is parking: a finalizer run by PyO3's
-        // deferred decrefs or at a task's end blocks. Its frames go into a
-        // slot on this stack, as a task's would, and a clean state stands in
-        // as the idle one meanwhile (other finalizers may park on it too).
-        let mut parked = SavedState(MaybeUninit::uninit());
-        let mut clean = SavedState(MaybeUninit::uninit());
-        // SAFETY: the caller's contract; `parked` and `clean` outlive their use.
-        unsafe {
-            ivyrt_pystate_clean(&mut clean, worker);
-            ivyrt_pystate_swap(worker, &mut parked, &clean);
-        }
-        let r = py.detach(f);
-        // SAFETY: the GIL is held again with `worker` (never migrates), which
-        // holds an idle state with no frames (every park on it saved its own
-        // frames, as this one did); it is dropped and `parked` comes back.
-        unsafe {
-            ivyrt_pystate_swap(worker, &mut clean, &parked);
-            ivyrt_pystate_discard(&mut clean);
-        }
-        return r;
+        // SAFETY: the caller's contract; no task state is loaded.
+        return unsafe { detach_parking_idle(py, worker, f) };
     }
     let r = py.detach(f);
     // SAFETY: `detach` re-took the GIL with the same state (this thread's
     // `worker`: a started task never migrates); `task` is this task's slot,
     // on its stack, captured before detaching.
     unsafe { load(worker, task) };
+    r
+}
+
+/// `detach_parking` when the idle state itself parks: a finalizer run by
+/// PyO3's deferred decrefs or at a task's end blocks. Its frames go into a
+/// slot on this stack, as a task's would, and a clean state stands in as the
+/// idle one meanwhile (other finalizers may park on it too).
+///
+/// Out of line: its two saved states would otherwise sit in the frame of
+/// every parked task (`detach_parking`, 320 bytes instead of 48), on the
+/// one stack page a parked task touches (findings/pystack.md).
+///
+/// # Safety
+/// As `detach_parking`, and `worker` holds the idle state (`unload` found no
+/// task's).
+#[cold]
+#[inline(never)]
+unsafe fn detach_parking_idle<T: Send>(
+    py: Python<'_>,
+    worker: *mut ffi::PyThreadState,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    let mut parked = SavedState(MaybeUninit::uninit());
+    let mut clean = SavedState(MaybeUninit::uninit());
+    // SAFETY: the caller's contract; `parked` and `clean` outlive their use.
+    unsafe {
+        ivyrt_pystate_clean(&mut clean, worker);
+        ivyrt_pystate_swap(worker, &mut parked, &clean);
+    }
+    let r = py.detach(f);
+    // SAFETY: the GIL is held again with `worker` (never migrates), which
+    // holds an idle state with no frames (every park on it saved its own
+    // frames, as this one did); it is dropped and `parked` comes back.
+    unsafe {
+        ivyrt_pystate_swap(worker, &mut clean, &parked);
+        ivyrt_pystate_discard(&mut clean);
+    }
     r
 }

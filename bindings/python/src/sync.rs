@@ -377,22 +377,36 @@ impl Condition {
         }
         blocking(py, || {
             let waited = me.wait_deadline(deadline);
-            if waited.is_err() {
-                let mut waiters = lock_of(&self.waiters);
-                match waiters.iter().position(|w| Arc::ptr_eq(w, &me)) {
-                    Some(at) => drop(waiters.remove(at)),
-                    // Notified in the race with the interruption: pass it on.
-                    None => {
-                        drop(waiters);
-                        self.wake(1);
-                    }
+            self.after_wait(lock, &me, waited)
+        })
+    }
+
+    /// What `wait_until` does once its wait ended, however it ended. Out of
+    /// line: the closure that parks is a frame of every waiting task's stack
+    /// page (findings/pystack.md), and this part's locals, inlined, made it
+    /// deeper than the page.
+    #[inline(never)]
+    fn after_wait(
+        &self,
+        lock: &Lock,
+        me: &Arc<IvyEvent>,
+        waited: Result<(), WaitError>,
+    ) -> Result<bool, WaitError> {
+        if waited.is_err() {
+            let mut waiters = lock_of(&self.waiters);
+            match waiters.iter().position(|w| Arc::ptr_eq(w, me)) {
+                Some(at) => drop(waiters.remove(at)),
+                // Notified in the race with the interruption: pass it on.
+                None => {
+                    drop(waiters);
+                    self.wake(1);
                 }
             }
-            // Re-take the lock whatever ended the wait, out of reach of the
-            // cancellation or deadline that may have ended it.
-            ivy::shield(|| lock.sem.acquire_deadline(None))?;
-            timed(waited)
-        })
+        }
+        // Re-take the lock whatever ended the wait, out of reach of the
+        // cancellation or deadline that may have ended it.
+        ivy::shield(|| lock.sem.acquire_deadline(None))?;
+        timed(waited)
     }
 }
 

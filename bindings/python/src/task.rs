@@ -306,27 +306,13 @@ impl Drop for Entry {
 /// thread state, through Python, so that PyO3's trampoline keeps its count.
 #[pyfunction]
 pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
-    let t = task.get();
-    let Some(call) = lock(&t.call).take() else {
+    // The frame that stays on the stack while the function runs is kept to
+    // what the call needs: the parts before and after it are out of line, as
+    // their locals would sit in every parked task's one stack page
+    // (findings/pystack.md).
+    let Some(call) = task_start(py, &task) else {
         return;
     };
-    if t.cancel_requests.load(Ordering::Relaxed) > 0
-        || ivy::task::current().is_some_and(|c| c.is_cancelled())
-    {
-        // Cancelled before its first instruction, by `cancel()` (which does
-        // not ask ivy to drop an unstarted task, so that this path runs its
-        // callbacks) or by a shutdown (ivy starts the unstarted tasks of a
-        // closing runtime, cancelled): as in asyncio, the function never runs.
-        drop(call);
-        let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
-        let err = match msg {
-            Some(m) => CancelledError::new_err((m,)),
-            None => CancelledError::new_err("the task was cancelled before it started"),
-        };
-        finish(py, &task, Outcome::Cancelled(err.into_value(py).into_any()));
-        return;
-    }
-    *lock(&t.outcome) = Outcome::Running;
     let ctx = call.context.as_ptr();
     // SAFETY: the GIL is held; `ctx` is a fresh copy nobody else entered.
     let entered = unsafe { ffi::PyContext_Enter(ctx) } == 0;
@@ -344,6 +330,40 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
         unsafe { ffi::PyContext_Exit(ctx) };
     }
     drop(call);
+    task_end(py, &task, r);
+}
+
+/// `_task_main`'s start: the call to make, or `None` if there is none to
+/// make (already taken, or the task was cancelled before it started: then it
+/// is finished here).
+#[inline(never)]
+fn task_start(py: Python<'_>, task: &Bound<'_, Task>) -> Option<Call> {
+    let t = task.get();
+    let call = lock(&t.call).take()?;
+    if t.cancel_requests.load(Ordering::Relaxed) > 0
+        || ivy::task::current().is_some_and(|c| c.is_cancelled())
+    {
+        // Cancelled before its first instruction, by `cancel()` (which does
+        // not ask ivy to drop an unstarted task, so that this path runs its
+        // callbacks) or by a shutdown (ivy starts the unstarted tasks of a
+        // closing runtime, cancelled): as in asyncio, the function never runs.
+        drop(call);
+        let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+        let err = match msg {
+            Some(m) => CancelledError::new_err((m,)),
+            None => CancelledError::new_err("the task was cancelled before it started"),
+        };
+        finish(py, task, Outcome::Cancelled(err.into_value(py).into_any()));
+        return None;
+    }
+    *lock(&t.outcome) = Outcome::Running;
+    Some(call)
+}
+
+/// `_task_main`'s end: the outcome of the call, recorded.
+#[inline(never)]
+fn task_end(py: Python<'_>, task: &Bound<'_, Task>, r: PyResult<Bound<'_, PyAny>>) {
+    let t = task.get();
     let detached = t.detached.load(Ordering::Relaxed);
     let outcome = match r {
         Ok(_) if detached => Outcome::Returned(py.None()),
@@ -361,7 +381,7 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
         }
         Err(e) => Outcome::Raised(e.into_value(py).into_any()),
     };
-    finish(py, &task, outcome);
+    finish(py, task, outcome);
 }
 
 /// Records a task's outcome, wakes its joiners and watchers, reports its

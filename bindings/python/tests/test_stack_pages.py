@@ -56,11 +56,37 @@ def slot_pages():
                 counts.append(resident)
     return counts
 
+KIND = {kind!r}
+
 def main():
     parked = ivyrt.Semaphore(0)
+    event, queue, lock = ivyrt.Event(), ivyrt.Queue(), ivyrt.Lock()
+    sem, cond = ivyrt.Semaphore(0), ivyrt.Condition()
+    if KIND == "lock":
+        lock.acquire()
+    def inner():
+        ivyrt.sleep(1.0)
+    def middle():
+        inner()
     def sleeper():
         parked.release()
-        ivyrt.sleep(1.0)
+        if KIND == "sleep":
+            ivyrt.sleep(1.0)
+        elif KIND == "two_calls_deep":
+            middle()
+        elif KIND == "event":
+            event.wait()
+        elif KIND == "queue":
+            queue.get()
+        elif KIND == "lock":
+            with lock:
+                pass
+        elif KIND == "semaphore":
+            with sem:
+                pass
+        elif KIND == "condition":
+            with cond:
+                cond.wait()
     tasks = [ivyrt.create_task(sleeper) for _ in range(TASKS)]
     for _ in range(TASKS):
         parked.acquire()
@@ -76,7 +102,22 @@ ivyrt.run(main, workers={workers}, **({{"stack_size": STACK}} if STACK else {{}}
 
 @pytest.mark.parametrize("workers,stack", [(1, None), (2, None), (1, 256 << 10)])
 def test_a_parked_sleeper_has_one_resident_stack_page(run_script, workers, stack):
-    p = run_script(PROBE.format(tasks=TASKS, stack=stack or 0, workers=workers))
+    assert_one_page(run_script, workers, stack, "sleep")
+
+
+# Every primitive's park path (its C frames: ivy's, the binding's, the eval
+# loop's) fits under the meeting point, and a sleep two Python calls below the
+# task's function fits above it (findings/pystack.md, round 10). A stream's
+# read does not: its C side is 3,768 bytes and its Python side (the
+# StreamReader's frames) over 600.
+@pytest.mark.parametrize(
+    "kind", ["two_calls_deep", "event", "queue", "lock", "semaphore", "condition"])
+def test_a_task_parked_in_any_primitive_has_one_resident_stack_page(run_script, kind):
+    assert_one_page(run_script, 1, None, kind)
+
+
+def assert_one_page(run_script, workers, stack, kind):
+    p = run_script(PROBE.format(tasks=TASKS, stack=stack or 0, workers=workers, kind=kind))
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout.strip().splitlines()[-1])
     # Every sleeper's slot is found, plus the main task's (all of one size:
