@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::prefetch;
 use crate::runtime::shared::Shared;
 use crate::runtime::worker;
 use crate::task::raw::Task;
@@ -78,7 +79,14 @@ pub(crate) fn take(shared: &Arc<Shared>) -> Option<Arc<Task>> {
             local.extend(list.drain(at..));
             shared.task_pool.len.store(list.len(), Ordering::Relaxed);
         }
-        local.pop()
+        let task = local.pop();
+        // Spawns come in bursts, and a pooled task's lines are cold (it was
+        // given back a while ago, often after another worker ran it): the
+        // next one's fetch overlaps this spawn (`prefetch.rs`).
+        if let Some(next) = local.last() {
+            prefetch::write_object(Arc::as_ptr(next));
+        }
+        task
     })
     .flatten()
 }
