@@ -390,7 +390,7 @@ impl<F, T> Body<F, T> {
         if let Some(p) = drop_guarded(result) {
             let mut slot = self.core.lock();
             if slot.panic_message.is_none() {
-                slot.panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
+                slot.panic_message = Some(unjoined_message(p.as_ref()));
             }
             drop(slot);
             drop_payload(p);
@@ -436,6 +436,12 @@ pub(crate) fn message_of(p: &(dyn std::any::Any + Send)) -> String {
         .to_string()
 }
 
+/// A panic's message as `JoinSlot::panic_message` keeps it (one word), for the
+/// report of a panic nobody joins.
+fn unjoined_message(p: &(dyn std::any::Any + Send)) -> raw::ThinStr {
+    Box::new(message_of(p).into_boxed_str())
+}
+
 /// Drops a caught panic payload; a payload whose own destructor panics is
 /// forgotten (it is user data, and nothing is left to report it to).
 pub(crate) fn drop_payload(p: Box<dyn std::any::Any + Send>) {
@@ -454,7 +460,7 @@ fn ended_with_panic<T>(
     if matches!(result, Err(e) if e.is_panic()) {
         return drop_payload(p);
     }
-    core.lock().panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
+    core.lock().panic_message = Some(unjoined_message(p.as_ref()));
     let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
     // The value the body returned is user data: dropped guarded, here.
     if let Some(p) = drop_guarded(old) {
@@ -490,6 +496,6 @@ fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) 
         drop_payload(p);
         return JoinError::cancelled(tid);
     }
-    core.lock().panic_message = Some(Box::new(message_of(p.as_ref()).into_boxed_str()));
+    core.lock().panic_message = Some(unjoined_message(p.as_ref()));
     JoinError::panicked(tid, p)
 }
