@@ -11,10 +11,15 @@ use std::process::Command;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(ivyrt_swap)");
+    println!("cargo::rustc-check-cfg=cfg(ivyrt_free_threaded)");
     println!("cargo::rerun-if-changed=src/pystate.c");
     println!("cargo::rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo::rerun-if-env-changed=IVYRT_NO_SWAP");
     let config = pyo3_build_config::get();
+    if config.is_free_threaded() {
+        // No GIL to guard `GilCell`s with (gil_cell.rs): they become mutexes.
+        println!("cargo::rustc-cfg=ivyrt_free_threaded");
+    }
     let is_311 = config.implementation == pyo3_build_config::PythonImplementation::CPython
         && config.version.major == 3
         && config.version.minor == 11

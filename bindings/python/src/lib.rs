@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 pub mod block;
 pub mod cancel;
 pub mod errors;
+mod gil_cell;
 pub mod runtime;
 #[cfg(ivyrt_swap)]
 mod swap;

@@ -178,7 +178,7 @@ fn wait_main(py: Python<'_>, main_task: &Bound<'_, Task>) -> PyResult<Option<PyE
             if interrupt.is_some() {
                 return Err(e); // a second Ctrl-C: stop waiting
             }
-            main_task.get().cancel(None);
+            main_task.get().cancel(py, None);
             interrupt = Some(e);
         }
     }

@@ -7,9 +7,12 @@
 //!   joined any number of times, by any number of waiters (`gather(t, t)`),
 //!   from tasks or plain threads. ivy's own `JoinHandle` has one waiter slot
 //!   and one `join`; here it serves only to cancel.
-//! - `Task` is a frozen pyclass with small mutexes, not `&mut self` methods: a
-//!   waiter parked in `join` must not hold a PyO3 borrow that would make a
-//!   concurrent `cancel()` from another task fail.
+//! - `Task` is a frozen pyclass whose Python references sit in `GilCell`s
+//!   (gil_cell.rs: guarded by the GIL, no atomics: the collector traverses
+//!   every task several times), not `&mut self` methods: a waiter parked in
+//!   `join` must not hold a PyO3 borrow that would make a concurrent
+//!   `cancel()` from another task fail. No borrow of a cell is held across a
+//!   call into Python code or the drop of a Python object.
 //! - contextvars are copied at spawn (`PyContext_CopyCurrent`, what asyncio
 //!   does) and entered around the call with `PyContext_Enter/Exit`: no tuple,
 //!   no `Context.run` call.
@@ -48,6 +51,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::block::{blocking, deadline_after};
 use crate::errors::{CancelledError, InvalidStateError, IvyError};
+use crate::gil_cell::GilCell;
 use crate::tstate;
 
 /// One `run`: its ivy handle and the stack size its Python tasks get.
@@ -132,17 +136,17 @@ struct Call {
 pub struct Task {
     rt: Arc<RtCtx>,
     number: u64,
-    name: Mutex<Option<Py<PyAny>>>,
-    call: Mutex<Option<Call>>,
-    outcome: Mutex<Outcome>,
+    name: GilCell<Option<Py<PyAny>>>,
+    call: GilCell<Option<Call>>,
+    outcome: GilCell<Outcome>,
     finished: Finish,
-    handle: Mutex<Option<ivy::JoinHandle<()>>>,
+    handle: GilCell<Option<ivy::JoinHandle<()>>>,
     ivy_id: AtomicU64,
     cancel_requests: AtomicUsize,
-    cancel_msg: Mutex<Option<Py<PyAny>>>,
+    cancel_msg: GilCell<Option<Py<PyAny>>>,
     retrieved: AtomicBool,
     detached: AtomicBool,
-    callbacks: Mutex<Vec<Py<PyAny>>>,
+    callbacks: GilCell<Vec<Py<PyAny>>>,
 }
 
 /// Tasks spawned and not finished, by ivy task id.
@@ -150,9 +154,24 @@ static LIVE: LazyLock<Mutex<LiveTasks>> = LazyLock::new(Default::default);
 
 type LiveTasks = HashMap<u64, Py<Task>, BuildHasherDefault<IdHasher>>;
 
-/// ivy's task ids are distinct counters: mixed by one multiplication, not SipHash.
+/// ivy's task ids are distinct counters, and tasks are mostly spawned and
+/// finished in id order: the id itself is the hash's low bits, so that
+/// consecutive tasks take consecutive buckets (an insert or a removal touches
+/// the cache lines the previous one did, where a mixed hash missed the cache
+/// on both: 81% of `finish`'s samples in a 100k-task `spawn_join`), and a
+/// multiplication fills the top 7 bits, which hashbrown matches 16 buckets at
+/// a time with (all zero, every bucket of a group would match).
 #[derive(Default)]
 struct IdHasher(u64);
+
+impl IdHasher {
+    const TAG_BITS: u32 = 7;
+
+    fn hash_id(n: u64) -> u64 {
+        let tag = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - Self::TAG_BITS);
+        (n & (u64::MAX >> Self::TAG_BITS)) | tag << (64 - Self::TAG_BITS)
+    }
+}
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -166,7 +185,7 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = Self::hash_id(n);
     }
 }
 static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
@@ -184,8 +203,13 @@ pub fn current(py: Python<'_>) -> Option<Py<Task>> {
 /// The message given to `cancel(msg)` of the running task.
 pub fn current_cancel_message(py: Python<'_>) -> Option<Py<PyAny>> {
     let task = current(py)?;
-    let msg = lock(&task.get().cancel_msg);
-    msg.as_ref().map(|m| m.clone_ref(py))
+    let msg = task
+        .get()
+        .cancel_msg
+        .borrow(py)
+        .as_ref()
+        .map(|m| m.clone_ref(py));
+    msg
 }
 
 /// Forgets the tasks of runtime `rt` that never ran (called when it ends).
@@ -230,22 +254,22 @@ pub fn spawn<'py>(
         Task {
             rt: rt.clone(),
             number: NEXT_NUMBER.fetch_add(1, Ordering::Relaxed),
-            name: Mutex::new(name),
-            call: Mutex::new(Some(Call {
+            name: GilCell::new(name),
+            call: GilCell::new(Some(Call {
                 fun,
                 args,
                 kwargs,
                 context: context.unbind(),
             })),
-            outcome: Mutex::new(Outcome::Pending),
+            outcome: GilCell::new(Outcome::Pending),
             finished: Finish::new(),
-            handle: Mutex::new(None),
+            handle: GilCell::new(None),
             ivy_id: AtomicU64::new(0),
             cancel_requests: AtomicUsize::new(0),
-            cancel_msg: Mutex::new(None),
+            cancel_msg: GilCell::new(None),
             retrieved: AtomicBool::new(false),
             detached: AtomicBool::new(false),
-            callbacks: Mutex::new(Vec::new()),
+            callbacks: GilCell::new(Vec::new()),
         },
     )?;
     let entry = Entry {
@@ -269,7 +293,7 @@ pub fn spawn<'py>(
     let t = task.get();
     let id = handle.id().as_u64();
     t.ivy_id.store(id, Ordering::Relaxed);
-    *lock(&t.handle) = Some(handle);
+    t.handle.replace(py, Some(handle));
     lock(&LIVE).insert(id, task.clone().unbind());
     Ok(task)
 }
@@ -339,7 +363,7 @@ pub fn _task_main(py: Python<'_>, task: Bound<'_, Task>) {
 #[inline(never)]
 fn task_start(py: Python<'_>, task: &Bound<'_, Task>) -> Option<Call> {
     let t = task.get();
-    let call = lock(&t.call).take()?;
+    let call = t.call.take(py)?;
     if t.cancel_requests.load(Ordering::Relaxed) > 0
         || ivy::task::current().is_some_and(|c| c.is_cancelled())
     {
@@ -348,7 +372,7 @@ fn task_start(py: Python<'_>, task: &Bound<'_, Task>) -> Option<Call> {
         // callbacks) or by a shutdown (ivy starts the unstarted tasks of a
         // closing runtime, cancelled): as in asyncio, the function never runs.
         drop(call);
-        let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+        let msg = t.cancel_msg.borrow(py).as_ref().map(|m| m.clone_ref(py));
         let err = match msg {
             Some(m) => CancelledError::new_err((m,)),
             None => CancelledError::new_err("the task was cancelled before it started"),
@@ -356,7 +380,7 @@ fn task_start(py: Python<'_>, task: &Bound<'_, Task>) -> Option<Call> {
         finish(py, task, Outcome::Cancelled(err.into_value(py).into_any()));
         return None;
     }
-    *lock(&t.outcome) = Outcome::Running;
+    t.outcome.replace(py, Outcome::Running); // was Pending
     Some(call)
 }
 
@@ -374,7 +398,7 @@ fn task_end(py: Python<'_>, task: &Bound<'_, Task>, r: PyResult<Bound<'_, PyAny>
         Err(e) if crate::cancel::take_hook_delivery(e.value(py).as_any()) => {
             // A hooked call's OSError(ECANCELED) delivered the cancellation
             // (cancel.rs): the task ends cancelled, that error as the cause.
-            let msg = lock(&t.cancel_msg).as_ref().map(|m| m.clone_ref(py));
+            let msg = t.cancel_msg.borrow(py).as_ref().map(|m| m.clone_ref(py));
             let err = crate::cancel::cancelled_error(msg);
             err.set_cause(py, Some(e));
             Outcome::Cancelled(err.into_value(py).into_any())
@@ -390,14 +414,14 @@ fn task_end(py: Python<'_>, task: &Bound<'_, Task>, r: PyResult<Bound<'_, PyAny>
 fn finish(py: Python<'_>, task: &Bound<'_, Task>, outcome: Outcome) {
     let t = task.get();
     let report = t.detached.load(Ordering::Relaxed) && matches!(outcome, Outcome::Raised(_));
-    *lock(&t.outcome) = outcome;
+    t.outcome.replace(py, outcome); // was Pending or Running
     let removed = lock(&LIVE).remove(&t.ivy_id.load(Ordering::Relaxed));
     drop(removed);
     t.finished.set();
     if report {
         t.report_unretrieved(py);
     }
-    let callbacks = std::mem::take(&mut *lock(&t.callbacks));
+    let callbacks = t.callbacks.take(py);
     for cb in callbacks {
         if let Err(e) = cb.bind(py).call1((task,)) {
             e.write_unraisable(py, Some(cb.bind(py)));
@@ -422,8 +446,8 @@ impl Task {
         ivy::task::current().is_some_and(|c| c.id().as_u64() == self.ivy_id.load(Ordering::Relaxed))
     }
 
-    fn state_name(&self) -> &'static str {
-        match &*lock(&self.outcome) {
+    fn state_name(&self, py: Python<'_>) -> &'static str {
+        match &*self.outcome.borrow(py) {
             Outcome::Pending if self.is_done() => "cancelled",
             Outcome::Pending => "pending",
             Outcome::Running => "running",
@@ -434,14 +458,16 @@ impl Task {
     }
 
     fn repr(&self, py: Python<'_>) -> String {
-        let name = match &*lock(&self.name) {
+        // Cloned out first: `repr` of a str subclass may run Python code.
+        let name = self.name.borrow(py).as_ref().map(|n| n.clone_ref(py));
+        let name = match name {
             Some(n) => n.bind(py).repr().map(|r| r.to_string()),
             None => Ok(format!("'Task-{}'", self.number)),
         };
         format!(
             "<Task name={} state={}>",
             name.unwrap_or_else(|_| "?".into()),
-            self.state_name()
+            self.state_name(py)
         )
     }
 
@@ -451,10 +477,10 @@ impl Task {
     /// which the task's end reaches a moment after its closure was dropped;
     /// `Err` only if the caller is cancelled meanwhile.
     fn settle_never_ran(&self, py: Python<'_>) -> PyResult<()> {
-        if !self.is_done() || !matches!(&*lock(&self.outcome), Outcome::Pending) {
+        if !self.is_done() || !matches!(&*self.outcome.borrow(py), Outcome::Pending) {
             return Ok(());
         }
-        let handle = lock(&self.handle).take();
+        let handle = self.handle.take(py);
         let cancelled = || CancelledError::new_err("the task was cancelled before it started");
         let outcome = match handle {
             Some(mut h) => match blocking(py, move || h.join_deadline(None))? {
@@ -467,21 +493,27 @@ impl Task {
             },
             None => Outcome::Cancelled(cancelled().into_value(py).into_any()),
         };
-        let mut slot = lock(&self.outcome);
-        if matches!(&*slot, Outcome::Pending) {
-            *slot = outcome;
-        }
+        let unused = {
+            let mut slot = self.outcome.borrow_mut(py);
+            if matches!(&*slot, Outcome::Pending) {
+                *slot = outcome;
+                None
+            } else {
+                Some(outcome)
+            }
+        };
+        drop(unused); // after the borrow: it holds a Python object
         Ok(())
     }
 
     /// The outcome of a finished task as a return value or exception.
     fn outcome_now(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         // The common case first, with one lock: a value returned.
-        if let Outcome::Returned(v) = &*lock(&self.outcome) {
+        if let Outcome::Returned(v) = &*self.outcome.borrow(py) {
             return Ok(v.clone_ref(py));
         }
         self.settle_never_ran(py)?;
-        match &*lock(&self.outcome) {
+        match &*self.outcome.borrow(py) {
             Outcome::Returned(v) => Ok(v.clone_ref(py)),
             Outcome::Raised(e) => {
                 self.retrieved.store(true, Ordering::Relaxed);
@@ -499,7 +531,7 @@ impl Task {
         if self.retrieved.swap(true, Ordering::Relaxed) {
             return;
         }
-        let exc = match &*lock(&self.outcome) {
+        let exc = match &*self.outcome.borrow(py) {
             Outcome::Raised(e) => e.clone_ref(py),
             _ => return,
         };
@@ -528,7 +560,7 @@ impl Drop for Task {
     fn drop(&mut self) {
         // A Task is freed by its tp_dealloc, entered through PyO3's trampoline:
         // attached, with PyO3's count raised, so `attach` takes no gilstate.
-        if matches!(&*lock(&self.outcome), Outcome::Raised(_))
+        if matches!(self.outcome.get_mut(), Outcome::Raised(_))
             && !self.retrieved.load(Ordering::Relaxed)
         {
             Python::attach(|py| self.report_unretrieved(py));
@@ -545,10 +577,12 @@ impl Task {
     /// for: `__traverse__` must not block). A task not finished is always
     /// held by its ivy task, so only finished tasks are ever collected.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(n) = self.name.try_lock() {
+        // SAFETY (each `peek_in_traverse`): this is tp_traverse, called by the
+        // collector with the GIL held.
+        if let Some(n) = unsafe { self.name.peek_in_traverse() } {
             visit.call(n.as_ref())?;
         }
-        if let Ok(c) = self.call.try_lock() {
+        if let Some(c) = unsafe { self.call.peek_in_traverse() } {
             if let Some(c) = &*c {
                 visit.call(&c.fun)?;
                 visit.call(&c.args)?;
@@ -556,7 +590,7 @@ impl Task {
                 visit.call(&c.context)?;
             }
         }
-        if let Ok(o) = self.outcome.try_lock() {
+        if let Some(o) = unsafe { self.outcome.peek_in_traverse() } {
             match &*o {
                 Outcome::Returned(v) | Outcome::Raised(v) | Outcome::Cancelled(v) => {
                     visit.call(v)?
@@ -564,10 +598,10 @@ impl Task {
                 Outcome::Pending | Outcome::Running => {}
             }
         }
-        if let Ok(m) = self.cancel_msg.try_lock() {
+        if let Some(m) = unsafe { self.cancel_msg.peek_in_traverse() } {
             visit.call(m.as_ref())?;
         }
-        if let Ok(cbs) = self.callbacks.try_lock() {
+        if let Some(cbs) = unsafe { self.callbacks.peek_in_traverse() } {
             for cb in cbs.iter() {
                 visit.call(cb)?;
             }
@@ -578,23 +612,23 @@ impl Task {
     /// Breaks a reference cycle through an unreachable (finished) task. Its
     /// outcome goes too, so an unretrieved exception is reported first.
     fn __clear__(&self, py: Python<'_>) {
-        if matches!(&*lock(&self.outcome), Outcome::Raised(_))
+        if matches!(&*self.outcome.borrow(py), Outcome::Raised(_))
             && !self.retrieved.load(Ordering::Relaxed)
         {
             self.report_unretrieved(py);
         }
-        let name = lock(&self.name).take();
-        let call = lock(&self.call).take();
-        let msg = lock(&self.cancel_msg).take();
-        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        let name = self.name.take(py);
+        let call = self.call.take(py);
+        let msg = self.cancel_msg.take(py);
+        let callbacks = self.callbacks.take(py);
         let outcome = {
-            let mut o = lock(&self.outcome);
+            let mut o = self.outcome.borrow_mut(py);
             match &*o {
                 Outcome::Pending | Outcome::Running => None,
                 _ => Some(std::mem::replace(&mut *o, Outcome::Returned(py.None()))),
             }
         };
-        drop((name, call, msg, callbacks, outcome)); // outside the locks
+        drop((name, call, msg, callbacks, outcome)); // outside the borrows
     }
 
     /// Waits for the task and returns its result, or raises its exception
@@ -626,7 +660,7 @@ impl Task {
     /// was cancelled, InvalidStateError if it is not done.
     fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         self.settle_never_ran(py)?;
-        match &*lock(&self.outcome) {
+        match &*self.outcome.borrow(py) {
             Outcome::Returned(_) => Ok(None),
             Outcome::Raised(e) => {
                 self.retrieved.store(true, Ordering::Relaxed);
@@ -643,26 +677,26 @@ impl Task {
     }
 
     /// Whether the task ended cancelled.
-    fn cancelled(&self) -> bool {
-        self.is_done() && self.state_name() == "cancelled"
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        self.is_done() && self.state_name(py) == "cancelled"
     }
 
     /// Requests cancellation: the task's current or next blocking call raises
     /// CancelledError(msg), once. False if the task is already done.
     #[pyo3(signature = (msg=None))]
-    pub fn cancel(&self, msg: Option<Py<PyAny>>) -> bool {
+    pub fn cancel(&self, py: Python<'_>, msg: Option<Py<PyAny>>) -> bool {
         if self.is_done() {
             return false;
         }
         self.cancel_requests.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.cancel_msg) = msg;
-        if matches!(&*lock(&self.outcome), Outcome::Pending) {
+        drop(self.cancel_msg.replace(py, msg)); // the old one after the borrow
+        if matches!(&*self.outcome.borrow(py), Outcome::Pending) {
             // Not started: `_task_main` sees the request and never calls the
             // function (the GIL orders this check against its start).
             return true;
         }
-        if let Some(h) = &*lock(&self.handle) {
-            h.cancel();
+        if let Some(h) = &*self.handle.borrow(py) {
+            h.cancel(); // ivy's: wakes the task, runs no Python code
         }
         true
     }
@@ -691,8 +725,9 @@ impl Task {
 
     /// The task's name (`Task-N` unless one was given).
     fn get_name(&self, py: Python<'_>) -> Py<PyAny> {
-        match &*lock(&self.name) {
-            Some(n) => n.clone_ref(py),
+        let name = self.name.borrow(py).as_ref().map(|n| n.clone_ref(py));
+        match name {
+            Some(n) => n,
             None => format!("Task-{}", self.number)
                 .into_pyobject(py)
                 .expect("a str")
@@ -704,7 +739,7 @@ impl Task {
     /// Renames the task.
     fn set_name(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = value.str()?.into_any().unbind();
-        *lock(&self.name) = Some(name);
+        drop(self.name.replace(value.py(), Some(name))); // the old one after the borrow
         Ok(())
     }
 
@@ -732,7 +767,7 @@ impl Task {
     fn add_done_callback(slf: &Bound<'_, Self>, fun: Py<PyAny>) -> PyResult<()> {
         let t = slf.get();
         {
-            let mut cbs = lock(&t.callbacks);
+            let mut cbs = t.callbacks.borrow_mut(slf.py());
             if !t.is_done() {
                 cbs.push(fun);
                 return Ok(());
@@ -744,16 +779,30 @@ impl Task {
 
     /// Removes every registration of `fn`; returns how many.
     fn remove_done_callback(&self, py: Python<'_>, fun: Py<PyAny>) -> PyResult<usize> {
-        let mut cbs = lock(&self.callbacks);
-        let before = cbs.len();
-        let mut kept = Vec::with_capacity(before);
-        for cb in cbs.drain(..) {
-            if !cb.bind(py).eq(fun.bind(py))? {
-                kept.push(cb);
+        // The comparisons run Python code (`__eq__`), which may add or remove
+        // callbacks, or let the task finish: they run on a copy, without a
+        // borrow, and what compared equal is then removed by identity.
+        let snapshot: Vec<Py<PyAny>> = self
+            .callbacks
+            .borrow(py)
+            .iter()
+            .map(|cb| cb.clone_ref(py))
+            .collect();
+        let mut equal = Vec::new();
+        for cb in &snapshot {
+            if cb.bind(py).eq(fun.bind(py))? {
+                equal.push(cb.as_ptr());
             }
         }
-        *cbs = kept;
-        Ok(before - cbs.len())
+        let removed = {
+            let mut cbs = self.callbacks.borrow_mut(py);
+            let before = cbs.len();
+            // `snapshot` still holds every removed one: none is freed here.
+            cbs.retain(|cb| !equal.contains(&cb.as_ptr()));
+            before - cbs.len()
+        };
+        drop(snapshot);
+        Ok(removed)
     }
 
     /// `<Task name='w1' state=pending|running|done|cancelled|failed>`.

@@ -379,6 +379,69 @@ def test_done_callbacks():
     assert ivyrt.run(main) == [("cb", 5), "late"]
 
 
+def test_python_code_run_by_a_task_method_may_call_back_into_that_task(run_script):
+    # Regression: three Task methods held their lock on a field while they ran
+    # Python code (an ``__eq__``, a ``__repr__``, a ``__del__``); that code
+    # calling back into the same task deadlocked. In a child process, so that
+    # a deadlock fails the test instead of hanging the suite.
+    r = run_script(
+        """
+        import ivyrt
+
+        def main():
+            t = ivyrt.create_task(ivyrt.sleep, 0.05)
+            seen = []
+
+            class Eq:
+                def __eq__(self, other):
+                    # Runs inside remove_done_callback's comparisons.
+                    t.add_done_callback(lambda task: seen.append("added in __eq__"))
+                    return other is self
+
+                __hash__ = object.__hash__
+
+            probe = Eq()
+            t.add_done_callback(probe)
+            t.add_done_callback(lambda task: seen.append("kept"))
+            assert t.remove_done_callback(probe) == 1
+
+            class Name(str):
+                def __repr__(self):
+                    # Runs inside repr(t), which used to hold the name's lock.
+                    return "<" + str(t.get_name()) + ">"
+
+            class Named:
+                def __str__(self):
+                    return Name("worker")
+
+            t.set_name(Named())
+            assert repr(t).startswith("<Task name=<worker> state="), repr(t)
+
+            class Msg:
+                def __del__(self):
+                    # Runs when cancel() replaces this message with the next.
+                    seen.append(("del", t.cancel("third")))
+
+            assert t.cancel(Msg())
+            assert t.cancel("second")
+            try:
+                t.join()
+            except ivyrt.CancelledError as e:
+                seen.append(("cancelled", e.args))
+            return seen
+
+        out = ivyrt.run(main)
+        # Callbacks run in order: the kept one, then one per __eq__ call (the
+        # comparisons of both registered callbacks reach Eq.__eq__).
+        assert out == [("del", True), "kept", "added in __eq__", "added in __eq__",
+                       ("cancelled", ("third",))], out
+        print("ok")
+        """,
+        timeout=30,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
+
+
 def test_contextvars_are_copied_at_spawn():
     var = contextvars.ContextVar("var", default="unset")
 
