@@ -442,6 +442,68 @@ def test_python_code_run_by_a_task_method_may_call_back_into_that_task(run_scrip
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr)
 
 
+def test_one_task_shared_by_tasks_on_two_workers_and_plain_threads_under_gc():
+    # A Task's Python references are guarded by the GIL, not by locks of their
+    # own (gil_cell.rs). Try to break that: tasks on both workers and two plain
+    # threads call every method that reads or writes them, on one task, with
+    # the GIL switching as often as CPython allows and full collections
+    # (which traverse the task) in between; every callback registered and not
+    # removed must run exactly once when the task ends.
+    import gc
+    import sys
+
+    rounds, actors = 300, 6
+    calls = []
+
+    def hammer(t, who):
+        kept = 0
+        for i in range(rounds):
+            t.set_name(f"{who}:{i}")
+            assert t.get_name().count(":") == 1
+            assert repr(t).startswith("<Task name=")
+            assert not t.done() and not t.cancelled()
+
+            def cb(task, who=who, i=i):
+                calls.append((who, i))
+
+            t.add_done_callback(cb)
+            if i % 3:
+                assert t.remove_done_callback(cb) == 1
+            else:
+                kept += 1
+            if i % 50 == 0:
+                gc.collect()
+            if isinstance(who, int):
+                ivyrt.yield_now()
+        return kept
+
+    def main():
+        ev = ivyrt.Event()
+        t = ivyrt.create_task(ev.wait)
+        ivyrt.yield_now()
+        kept = []
+        threads = [threading.Thread(target=lambda w=w: kept.append(hammer(t, w)))
+                   for w in ("thread-a", "thread-b")]
+        for th in threads:
+            th.start()
+        tasks = [ivyrt.create_task(hammer, t, w) for w in range(actors - len(threads))]
+        kept += [x.join() for x in tasks]
+        for th in threads:
+            th.join()
+        ev.set()
+        t.join()
+        return sum(kept)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        expected = ivyrt.run(main, workers=2)
+    finally:
+        sys.setswitchinterval(old)
+    assert expected == actors * len(range(0, rounds, 3))
+    assert len(calls) == expected and len(set(calls)) == expected
+
+
 def test_contextvars_are_copied_at_spawn():
     var = contextvars.ContextVar("var", default="unset")
 
