@@ -56,7 +56,21 @@ def main():
             r, w = ivyrt.open_connection("127.0.0.1", port); conns.append(w)
             r.read(10)
         elif kind == "deep3": g1()
-    tasks = [ivyrt.create_task(sleeper) for _ in range(N)]
+    if kind == "srvrecv":
+        # A server's connection tasks parked in their first read: no
+        # open_connection of their own (whose deeper calls leave stale bytes).
+        def handler(reader, writer):
+            parked.release()
+            reader.read(10)
+        srv = ivyrt.start_server(handler, "127.0.0.1", 0)
+        sport = srv.sockets[0].getsockname()[1]
+        def dial():
+            for _ in range(N):
+                held.append(socket.create_connection(("127.0.0.1", sport)))
+        threading.Thread(target=dial, daemon=True).start()
+        tasks = []
+    else:
+        tasks = [ivyrt.create_task(sleeper) for _ in range(N)]
     for _ in range(N): parked.acquire()
     ivyrt.sleep(0.05)
     d = depths()

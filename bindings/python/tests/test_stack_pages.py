@@ -30,7 +30,7 @@ pytestmark = [
 TASKS = 300
 
 PROBE = """
-import json, struct, sys
+import json, socket, struct, sys, threading
 import ivyrt
 
 PAGE = 4096
@@ -87,7 +87,21 @@ def main():
         elif KIND == "condition":
             with cond:
                 cond.wait()
-    tasks = [ivyrt.create_task(sleeper) for _ in range(TASKS)]
+    if KIND == "server_read":
+        # A server's connection tasks, parked in their first read.
+        def handler(reader, writer):
+            parked.release()
+            reader.read(10)
+        server = ivyrt.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = []
+        def dial():
+            for _ in range(TASKS):
+                clients.append(socket.create_connection(("127.0.0.1", port)))
+        threading.Thread(target=dial, daemon=True).start()
+        tasks = []
+    else:
+        tasks = [ivyrt.create_task(sleeper) for _ in range(TASKS)]
     for _ in range(TASKS):
         parked.acquire()
     ivyrt.sleep(0.05)  # the last one released the semaphore, then parked
@@ -107,11 +121,12 @@ def test_a_parked_sleeper_has_one_resident_stack_page(run_script, workers, stack
 
 # Every primitive's park path (its C frames: ivy's, the binding's, the eval
 # loop's) fits under the meeting point, and a sleep two Python calls below the
-# task's function fits above it (findings/pystack.md, round 10). A stream's
-# read does not: its C side is 3,768 bytes and its Python side (the
-# StreamReader's frames) over 600.
+# task's function fits above it (findings/pystack.md, round 10), and so does a
+# server's connection task waiting for its first bytes (C side 3,512 bytes,
+# Python side 462). A task that opened its own connection first does not: the
+# deeper calls of `open_connection` left bytes on both sides of the page.
 @pytest.mark.parametrize(
-    "kind", ["two_calls_deep", "event", "queue", "lock", "semaphore", "condition"])
+    "kind", ["two_calls_deep", "event", "queue", "lock", "semaphore", "condition", "server_read"])
 def test_a_task_parked_in_any_primitive_has_one_resident_stack_page(run_script, kind):
     assert_one_page(run_script, 1, None, kind)
 
