@@ -83,6 +83,15 @@ pub(crate) fn yielder() -> *const () {
     CONTEXT.with(|c| c.yielder.get())
 }
 
+/// The task and yielder slots, in one read of the thread-local: a park or a
+/// yield needs both, and where ivy is a shared library (libivy.so, the Python
+/// extension) every read of a thread-local is a call to `__tls_get_addr` (two
+/// a switch were 9% of a C program's switch instructions).
+#[inline(never)]
+pub(crate) fn task_and_yielder() -> (*const (), *const ()) {
+    CONTEXT.with(|c| (c.task.get(), c.yielder.get()))
+}
+
 /// The timers slot (owner: `timer`).
 #[inline(never)]
 pub(crate) fn timers() -> *const () {

@@ -43,7 +43,7 @@ pub(crate) fn park_until(deadline: Option<Instant>) -> Result<(), WaitError> {
 
 /// `park_until`, recording what the caller waits for (shown by `Handle::dump`).
 pub(crate) fn park_for(deadline: Option<Instant>, reason: WaitReason) -> Result<(), WaitError> {
-    match current::with_current_task(|task| park_task(task, deadline, reason)) {
+    match current::with_running(|task, yielder| park_task(task, yielder, deadline, reason)) {
         Some(r) => r,
         None => scope::thread_state(|state| {
             thread_interrupt(state)?;
@@ -139,6 +139,7 @@ pub(crate) fn check_interrupt() -> Result<(), WaitError> {
 
 fn park_task(
     task: &Arc<Task>,
+    yielder: current::YielderRef<'_>,
     deadline: Option<Instant>,
     reason: WaitReason,
 ) -> Result<(), WaitError> {
@@ -155,7 +156,7 @@ fn park_task(
     };
     let timer = earliest(deadline, scope_deadline).map(|d| timer::insert(d, task.clone()));
     task.wait_reason.store(reason as u8, Ordering::Relaxed);
-    current::suspend(task, Suspend::Park);
+    current::suspend(task, yielder, Suspend::Park);
     task.wait_reason.store(0, Ordering::Relaxed);
     if let Some(key) = timer {
         timer::remove(key);
@@ -166,9 +167,9 @@ fn park_task(
 /// Suspends the current task and puts it at the back of its worker's queue; on a
 /// plain thread, yields the OS thread. A cancellation point.
 pub(crate) fn yield_now() -> Result<(), WaitError> {
-    let in_task = current::with_current_task_header(|task| {
+    let in_task = current::with_running(|task, yielder| {
         task_interrupt(task)?;
-        current::suspend(task, Suspend::Yield);
+        current::suspend(task, yielder, Suspend::Yield);
         task_interrupt(task)
     });
     match in_task {

@@ -10,6 +10,7 @@
 //! Layer: task core. Uses `context` and the task header (`raw`); knows no
 //! worker, no timer, no reactor.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::context::{self, Context};
@@ -143,6 +144,31 @@ pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) ->
     f(Some(&task))
 }
 
+/// The running task's yielder, read together with the task (`with_running`):
+/// what `suspend` switches through. Only `with_running` makes one, for the
+/// length of the closure it calls (the lifetime), on the task it describes.
+pub(crate) struct YielderRef<'a>(*const TaskYielder, PhantomData<&'a Task>);
+
+/// Runs `f` with the running task and its yielder, from one read of the
+/// thread's context (`context::task_and_yielder`), or returns `None` on a plain
+/// thread: the park and yield paths, which suspend. The `Arc` is lent as in
+/// `with_task_or_thread`.
+#[inline(always)]
+pub(crate) fn with_running<R>(
+    f: impl for<'a> FnOnce(&'a Arc<Task>, YielderRef<'a>) -> R,
+) -> Option<R> {
+    let (t, y) = context::task_and_yielder();
+    if t.is_null() {
+        return None;
+    }
+    // SAFETY: as in `with_task_or_thread`: the slot is non-null only while the
+    // worker resumes that task, whose body holds an `Arc` of its own while `f`
+    // runs on its stack; `t` is `Arc::as_ptr` of an `Arc<Task>`, and the
+    // `ManuallyDrop` gives back no count.
+    let task = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(t as *const Task) });
+    Some(f(&task, YielderRef(y as *const TaskYielder, PhantomData)))
+}
+
 /// Whether the current task `task` is in the middle of an unwind.
 ///
 /// `std::thread::panicking()` answers for the OS thread, and the thread is shared:
@@ -169,7 +195,7 @@ pub(crate) fn task_is_unwinding(task: &Task) -> bool {
 /// Inlined: recording the stack pointer (`suspend_raw`) made it too big for the
 /// compiler's taste, and the call cost the switch row 6 instructions.
 #[inline(always)]
-pub(crate) fn suspend(task: &Task, why: Suspend) {
+pub(crate) fn suspend(task: &Task, yielder: YielderRef<'_>, why: Suspend) {
     // Off the switch path's common case: while no unwind is in flight on this
     // thread, no task here is parked mid-unwind, so `task_is_unwinding` would
     // only clear the record and answer `false` (without reading the counter).
@@ -182,7 +208,7 @@ pub(crate) fn suspend(task: &Task, why: Suspend) {
     if unwinding {
         context::with(|c| c.set_parked_unwinding(c.parked_unwinding() + 1));
     }
-    suspend_raw(task, why);
+    suspend_raw(task, yielder.0, why);
     if unwinding {
         context::with(|c| c.set_parked_unwinding(c.parked_unwinding() - 1));
     }
@@ -200,19 +226,25 @@ pub(crate) fn abandon(task: &Task) -> ! {
         task.name().unwrap_or("<unnamed>"),
         task.id()
     );
-    suspend_raw(task, Suspend::Abandon);
+    suspend_raw(
+        task,
+        context::yielder() as *const TaskYielder,
+        Suspend::Abandon,
+    );
     unreachable!("ivy: an abandoned task was resumed");
 }
 
+/// `yielder`: the context's yielder slot, read while `task` runs.
 #[inline(always)]
-fn suspend_raw(task: &Task, why: Suspend) {
+fn suspend_raw(task: &Task, yielder: *const TaskYielder, why: Suspend) {
     task.ctx.suspended_sp.set(crate::prefetch::stack_pointer());
-    let yielder = context::yielder() as *const TaskYielder;
     debug_assert!(!yielder.is_null() && yielder == task.yielder());
-    // SAFETY: `yielder` is the running task's (`set_running`, `started`): it was
-    // set by the coroutine's own body when it started and points into this
-    // coroutine's stack, which is live while the task runs; we are running on
-    // that coroutine (the caller is the current task).
+    // SAFETY: `yielder` is the running task's, read from the context's slot
+    // while it runs (`set_running`, `started`): it was set by the coroutine's
+    // own body when it started and points into this coroutine's stack, which is
+    // live while the task runs; we are running on that coroutine (the caller is
+    // the current task, and a `YielderRef` lives only inside `with_running`'s
+    // call on it).
     unsafe { (*yielder).suspend(why) };
 }
 
