@@ -77,14 +77,8 @@ pub(crate) fn task() -> *const () {
     CONTEXT.with(|c| c.task.get())
 }
 
-/// The yielder slot (owner: `task::current`).
-#[inline(never)]
-pub(crate) fn yielder() -> *const () {
-    CONTEXT.with(|c| c.yielder.get())
-}
-
-/// The task and yielder slots, in one read of the thread-local: a park or a
-/// yield needs both, and where ivy is a shared library (libivy.so, the Python
+/// The task and yielder slots (owner: `task::current`), in one read of the
+/// thread-local: whoever suspends the running task needs both, and where ivy is a shared library (libivy.so, the Python
 /// extension) every read of a thread-local is a call to `__tls_get_addr` (two
 /// a switch were 9% of a C program's switch instructions).
 #[inline(never)]

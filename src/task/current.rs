@@ -133,15 +133,28 @@ pub(crate) fn with_task_or_thread<R>(f: impl FnOnce(Option<&Arc<Task>>) -> R) ->
     if t.is_null() {
         return f(None);
     }
-    // SAFETY: the slot is non-null only while the worker resumes that task, and
-    // only that task's code runs meanwhile, on its stack: so its body's own `Arc`
-    // keeps it alive while `f` runs (above). `t` is `Arc::as_ptr` of an
-    // `Arc<Task>` (`set_running`), which is what `Arc::from_raw` takes, and the
-    // `ManuallyDrop` keeps us from giving back a count we never took; `f` gets a
-    // shared reference only, so it can clone the `Arc` (a count of its own) but
-    // not consume this one.
-    let task = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(t) });
+    // SAFETY: `t` is the context's non-null task slot, read on this thread.
+    let task = unsafe { lend_running(t) };
     f(Some(&task))
+}
+
+/// The running task's `Arc`, rebuilt from the context's task slot `t` and lent
+/// without a count of its own (`with_task_or_thread`, `with_running`).
+///
+/// # Safety
+/// `t` is the task slot of this thread's context, non-null, and the caller
+/// lends the result only to code that runs before the task ends: the slot is
+/// non-null only while the worker resumes that task, and only that task's code
+/// runs meanwhile, on its stack, so its body's own `Arc` keeps it alive (even
+/// if that code suspends the task). `t` is `Arc::as_ptr` of an `Arc<Task>`
+/// (`set_running`), which is what `Arc::from_raw` takes, and the `ManuallyDrop`
+/// keeps us from giving back a count we never took; the borrower gets a shared
+/// reference only, so it can clone the `Arc` (a count of its own) but not
+/// consume this one.
+#[inline(always)]
+unsafe fn lend_running(t: *const Task) -> std::mem::ManuallyDrop<Arc<Task>> {
+    // SAFETY: the caller's contract above.
+    std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(t) })
 }
 
 /// The running task's yielder, read together with the task (`with_running`):
@@ -151,8 +164,8 @@ pub(crate) struct YielderRef<'a>(*const TaskYielder, PhantomData<&'a Task>);
 
 /// Runs `f` with the running task and its yielder, from one read of the
 /// thread's context (`context::task_and_yielder`), or returns `None` on a plain
-/// thread: the park and yield paths, which suspend. The `Arc` is lent as in
-/// `with_task_or_thread`.
+/// thread: the park and yield paths, which suspend. The `Arc` is lent as by
+/// `with_task_or_thread` (`lend_running`).
 #[inline(always)]
 pub(crate) fn with_running<R>(
     f: impl for<'a> FnOnce(&'a Arc<Task>, YielderRef<'a>) -> R,
@@ -161,11 +174,8 @@ pub(crate) fn with_running<R>(
     if t.is_null() {
         return None;
     }
-    // SAFETY: as in `with_task_or_thread`: the slot is non-null only while the
-    // worker resumes that task, whose body holds an `Arc` of its own while `f`
-    // runs on its stack; `t` is `Arc::as_ptr` of an `Arc<Task>`, and the
-    // `ManuallyDrop` gives back no count.
-    let task = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(t as *const Task) });
+    // SAFETY: `t` is the context's non-null task slot, read on this thread.
+    let task = unsafe { lend_running(t as *const Task) };
     Some(f(&task, YielderRef(y as *const TaskYielder, PhantomData)))
 }
 
@@ -226,11 +236,8 @@ pub(crate) fn abandon(task: &Task) -> ! {
         task.name().unwrap_or("<unnamed>"),
         task.id()
     );
-    suspend_raw(
-        task,
-        context::yielder() as *const TaskYielder,
-        Suspend::Abandon,
-    );
+    let (_, yielder) = context::task_and_yielder();
+    suspend_raw(task, yielder as *const TaskYielder, Suspend::Abandon);
     unreachable!("ivy: an abandoned task was resumed");
 }
 
