@@ -62,7 +62,7 @@ if miri_available; then
     # The sysroot is built once (cached in ~/.cache/miri); `setup` keeps its
     # output out of the test log.
     timeout 900 cargo +nightly miri setup >/dev/null 2>&1 || true
-    run_tests miri timeout 1800 cargo +nightly miri test -p ivy --lib -- timer::wheel ffi::handle
+    run_tests miri timeout 1800 cargo +nightly miri test -p ivy --lib -- timer::wheel ffi::handle sync::queue::ring
 else
     echo "SKIP: Miri unavailable (no nightly toolchain with the miri component)"
 fi

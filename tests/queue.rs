@@ -776,3 +776,144 @@ fn select_inside_a_timeout_scope() {
         assert_eq!(a.try_get(), Ok(1));
     });
 }
+
+/// A bounded queue runs on a lock-free ring while nobody waits, and under its
+/// lock while someone does (`sync/queue/ring.rs`). An item granted to a woken
+/// getter that has not run yet still counts against the capacity once the
+/// ring is lock-free again: the puts that follow may use only the rest.
+#[test]
+fn an_item_granted_to_a_getter_that_has_not_run_keeps_its_slot() {
+    for cap in [1usize, 2, 3] {
+        rt(1).block_on(move || {
+            let q = Arc::new(Queue::bounded(cap));
+            let getter = {
+                let q = q.clone();
+                ivy::spawn(move || q.get().unwrap())
+            };
+            // The getter finds the queue empty and parks (after its yields).
+            ivy::sleep(ms(5));
+            q.put(0u64).unwrap(); // granted to the getter, which has not run
+            for i in 1..cap as u64 {
+                q.try_put(i).expect("a free slot");
+            }
+            assert!(matches!(q.try_put(99), Err(PutError::Full(99))));
+            assert!(q.is_full());
+            assert_eq!(q.len(), cap);
+            assert_eq!(getter.join().unwrap(), 0);
+            q.try_put(cap as u64).expect("the collected item's slot");
+            for i in 1..=cap as u64 {
+                assert_eq!(q.try_get().unwrap(), i);
+            }
+            assert!(q.is_empty());
+        });
+    }
+}
+
+/// The ring's two sides together, under pressure: producers and consumers on
+/// two workers switch between the lock-free path and waiting (small
+/// capacities, random yields, timed gets and puts that give up, cancelled
+/// tasks, `task_done` counting); every accepted item is received exactly once,
+/// each producer's items in its order, the capacity is never exceeded, and
+/// `unfinished_tasks` counts exactly what was put and not marked done.
+#[test]
+fn bounded_queue_fast_and_waiting_paths_lose_nothing() {
+    let rt = rt(2);
+    for seed in 1..=30u64 {
+        let cap = 1 + (seed % 5) as usize;
+        let (accepted, mut received, done, unfinished) = rt.block_on(move || {
+            let q = Arc::new(Queue::<(u64, u64)>::bounded(cap));
+            let done = Arc::new(AtomicUsize::new(0));
+            let producers: Vec<_> = (0..3u64)
+                .map(|p| {
+                    let q = q.clone();
+                    ivy::spawn(move || {
+                        let mut rng = Rng(seed * 101 + p);
+                        let mut accepted = Vec::new();
+                        for i in 0..600u64 {
+                            let ok = match rng.below(4) {
+                                0 => q.try_put((p, i)).is_ok(),
+                                1 => q.put_timeout((p, i), ms(1)).is_ok(),
+                                _ => q.put((p, i)).is_ok(),
+                            };
+                            if ok {
+                                accepted.push((p, i));
+                            }
+                            if rng.below(8) == 0 {
+                                ivy::yield_now();
+                            }
+                        }
+                        accepted
+                    })
+                })
+                .collect();
+            let consumers: Vec<_> = (0..3u64)
+                .map(|c| {
+                    let (q, done) = (q.clone(), done.clone());
+                    ivy::spawn(move || {
+                        let mut rng = Rng(seed * 7 + c);
+                        let mut got = Vec::new();
+                        let mut last = [None::<u64>; 3];
+                        loop {
+                            let r = match rng.below(4) {
+                                0 => q.try_get().map_err(|e| e == GetError::Closed),
+                                1 => q.get_timeout(ms(1)).map_err(|e| e == GetError::Closed),
+                                _ => q.get().map_err(|_| true),
+                            };
+                            match r {
+                                Ok((p, i)) => {
+                                    assert!(q.len() <= cap, "over capacity");
+                                    let p = p as usize;
+                                    assert!(last[p].map_or(true, |l| l < i), "out of order");
+                                    last[p] = Some(i);
+                                    got.push((p as u64, i));
+                                    if rng.below(2) == 0 {
+                                        q.task_done().unwrap();
+                                        done.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Err(true) => break,
+                                Err(false) => {}
+                            }
+                            if rng.below(8) == 0 {
+                                ivy::yield_now();
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            // A consumer cancelled while it waits or collects: what it took
+            // is recorded outside the task, whose own result the cancel loses.
+            let taken_by_doomed = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let doomed = {
+                let (q, taken) = (q.clone(), taken_by_doomed.clone());
+                ivy::spawn(move || {
+                    while let Ok(v) = q.get() {
+                        taken.lock().unwrap().push(v);
+                    }
+                })
+            };
+            ivy::sleep(ms(seed % 3));
+            doomed.cancel();
+            let mut accepted: Vec<(u64, u64)> = Vec::new();
+            for h in producers {
+                accepted.extend(h.join().unwrap());
+            }
+            q.close();
+            let mut received: Vec<(u64, u64)> = Vec::new();
+            for h in consumers {
+                received.extend(h.join().unwrap());
+            }
+            let _ = doomed.join();
+            received.extend(taken_by_doomed.lock().unwrap().drain(..));
+            let unfinished = q.unfinished_tasks();
+            (accepted, received, done.load(Ordering::Relaxed), unfinished)
+        });
+        let mut accepted = accepted;
+        accepted.sort_unstable();
+        received.sort_unstable();
+        // Every accepted item received, exactly once (close drained the rest).
+        assert_eq!(received, accepted, "seed {seed}");
+        assert_eq!(unfinished, accepted.len() - done, "seed {seed}");
+    }
+}

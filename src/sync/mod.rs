@@ -114,7 +114,7 @@ mod event;
 mod mutex;
 pub mod oneshot;
 mod owned;
-mod queue;
+pub(crate) mod queue;
 mod rwlock;
 mod select;
 mod semaphore;

@@ -26,6 +26,21 @@
 //!
 //! The `SelectCore` trait lets a `Select` register one node per arm on these wait
 //! lists (see `waiters.rs` for the claim protocol).
+//!
+//! A small bounded FIFO queue keeps its items in a lock-free ring (`ring.rs`)
+//! instead of a `VecDeque`. While nobody waits, `put` and `get` (and their
+//! `try_` forms) use the ring alone and never take the lock, so producers on
+//! one worker and consumers on another share no lock line. Every section under
+//! the lock that may queue a waiter, grant, give an item back or close first
+//! *marks* the ring (`Buffer::enter_locked`), which turns the lock-free side
+//! off, and clears the mark at its end (`State::leave`) only when no waiter is
+//! queued and the queue is open, so hand-offs stay FIFO and undoable exactly as
+//! above. Items and slots granted but not yet collected are the ring's *debt*:
+//! the lock-free puts leave that many slots free, so `occupied <= capacity`
+//! holds on both sides. A get on an empty ring, or a put on a full one, in a
+//! task, yields to the worker's other tasks a few times before it queues
+//! (`SPINS`); the lock-free side of a busy queue would otherwise be switched
+//! off by the first consumer to catch up with its producers.
 
 use crate::runtime::debug::WaitReason;
 use std::cmp::Reverse;
@@ -33,10 +48,13 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
+use super::ring::Ring;
 use super::{GetError, PutError, TaskDoneError};
 use crate::park;
 use crate::sync::waiters::{wait_solo, SelectShared, WaitList, Wakeups, Woken};
 use crate::sync::{lock_state, WaitError};
+use crate::task::current;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The item store of a queue flavour.
 pub(crate) trait Buffer<T>: Send {
@@ -46,29 +64,114 @@ pub(crate) trait Buffer<T>: Send {
     /// the next one `pop` returns.
     fn unpop(&mut self, v: T);
     fn len(&self) -> usize;
+    /// The lock-free ring under this buffer, if it has one (`ring.rs`).
+    fn ring(&self) -> Option<Arc<Ring<T>>> {
+        None
+    }
+    /// Called first in every locked section that may change the buffer or
+    /// the wait lists: turns the ring's lock-free side off.
+    fn enter_locked(&mut self) {}
+    /// Called last in such a section. `plain`: no waiter and not closed, so
+    /// the lock-free side may run again; `debt`: the slots owed to granted
+    /// getters and putters, which it must leave free.
+    fn leave_locked(&mut self, _plain: bool, _debt: usize) {}
 }
 
-/// First in, first out.
-pub(crate) struct Fifo<T>(VecDeque<T>);
+/// First in, first out: a lock-free ring for a small bounded queue, a
+/// `VecDeque` otherwise.
+pub(crate) enum Fifo<T> {
+    Deque(VecDeque<T>),
+    Ring {
+        ring: Arc<Ring<T>>,
+        /// Items given back by interrupted getters: they come before the
+        /// ring's (a ring cannot take an item at its front).
+        front: VecDeque<T>,
+        /// Whether this section's holder has set the ring's mark.
+        marked: bool,
+    },
+}
+
+/// The largest ring, in bytes of slots: a bounded queue allocates its ring
+/// whole at creation, so a huge capacity (a "practically unbounded" queue)
+/// keeps the growable `VecDeque` instead.
+const RING_MAX_BYTES: usize = 256 * 1024;
 
 impl<T: Send> Buffer<T> for Fifo<T> {
     fn push(&mut self, v: T) {
-        self.0.push_back(v)
+        match self {
+            Fifo::Deque(d) => d.push_back(v),
+            Fifo::Ring { ring, .. } => {
+                if ring.push_locked(v).is_err() {
+                    // `occupied < cap` was checked under the lock, with the
+                    // lock-free side off: the ring has a free slot.
+                    unreachable!("ivy: a queue ring full below its capacity");
+                }
+            }
+        }
     }
     fn pop(&mut self) -> Option<T> {
-        self.0.pop_front()
+        match self {
+            Fifo::Deque(d) => d.pop_front(),
+            Fifo::Ring { ring, front, .. } => front.pop_front().or_else(|| ring.pop_locked()),
+        }
     }
     fn unpop(&mut self, v: T) {
-        self.0.push_front(v)
+        match self {
+            Fifo::Deque(d) => d.push_front(v),
+            Fifo::Ring { front, .. } => front.push_front(v),
+        }
     }
     fn len(&self) -> usize {
-        self.0.len()
+        match self {
+            Fifo::Deque(d) => d.len(),
+            Fifo::Ring { ring, front, .. } => front.len() + ring.len(),
+        }
+    }
+    fn ring(&self) -> Option<Arc<Ring<T>>> {
+        match self {
+            Fifo::Deque(_) => None,
+            Fifo::Ring { ring, .. } => Some(ring.clone()),
+        }
+    }
+    fn enter_locked(&mut self) {
+        if let Fifo::Ring { ring, marked, .. } = self {
+            if !*marked {
+                ring.set_marked(true);
+                *marked = true;
+            }
+        }
+    }
+    fn leave_locked(&mut self, plain: bool, debt: usize) {
+        if let Fifo::Ring {
+            ring,
+            front,
+            marked,
+        } = self
+        {
+            // Before the mark goes: a put that sees the ring unmarked sees
+            // this debt.
+            ring.set_debt(debt);
+            if *marked && plain && front.is_empty() {
+                ring.set_marked(false);
+                *marked = false;
+            }
+        }
     }
 }
 
 impl<T> Fifo<T> {
-    pub(crate) fn new() -> Self {
-        Fifo(VecDeque::new())
+    /// The buffer of a queue of capacity `cap` (`usize::MAX`: unbounded).
+    pub(crate) fn new(cap: usize) -> Self {
+        let slot = std::mem::size_of::<T>().max(1) + std::mem::size_of::<usize>();
+        if cap <= Ring::<T>::MAX_CAPACITY && cap.saturating_mul(slot) <= RING_MAX_BYTES {
+            Fifo::Ring {
+                ring: Arc::new(Ring::new(cap)),
+                front: VecDeque::new(),
+                marked: false,
+            }
+        } else {
+            Fifo::Deque(VecDeque::new())
+        }
     }
 }
 
@@ -91,7 +194,7 @@ impl<T: Send> Buffer<T> for Lifo<T> {
 }
 
 impl<T> Lifo<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(_cap: usize) -> Self {
         Lifo(Vec::new())
     }
 }
@@ -115,7 +218,7 @@ impl<T: Ord + Send> Buffer<T> for Heap<T> {
 }
 
 impl<T: Ord> Heap<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(_cap: usize) -> Self {
         Heap(BinaryHeap::new())
     }
 }
@@ -128,7 +231,6 @@ struct State<T, B> {
     /// Slots granted to putters that have not filled them yet.
     reserved: usize,
     closed: bool,
-    unfinished: usize,
     /// Grant: `Some(item)`, or `None` for "closed".
     getters: WaitList<Option<T>>,
     /// Grant: `true` for a slot, `false` for "closed".
@@ -141,10 +243,18 @@ impl<T, B: Buffer<T>> State<T, B> {
         self.buf.len() + self.in_flight + self.reserved
     }
 
+    /// Ends a locked section that began with `buf.enter_locked()`: with no
+    /// waiter, no grant outstanding and the queue open, the ring's lock-free
+    /// side may run again.
+    fn leave(&mut self) {
+        let plain = self.getters.is_empty() && self.putters.is_empty() && !self.closed;
+        self.buf.leave_locked(plain, self.in_flight + self.reserved);
+    }
+
     /// Adds an item (capacity already checked): to the first live getter, else to
-    /// the buffer.
-    fn deliver(&mut self, v: T, wakes: &mut Wakeups) {
-        self.unfinished += 1;
+    /// the buffer. `unfinished` is the queue's count (`Core::unfinished`).
+    fn deliver(&mut self, v: T, unfinished: &AtomicUsize, wakes: &mut Wakeups) {
+        unfinished.fetch_add(1, Ordering::Relaxed);
         if self.getters.is_empty() {
             // The common case of a busy queue, checked inline: `grant_front` is
             // an out-of-line call that would find nobody.
@@ -221,6 +331,7 @@ impl<T, B: Buffer<T>> State<T, B> {
         grant: Option<bool>,
         v: T,
         err: Option<WaitError>,
+        unfinished: &AtomicUsize,
         wakes: &mut Wakeups,
     ) -> Result<(), (WaitError, T)> {
         match (grant, err) {
@@ -230,7 +341,7 @@ impl<T, B: Buffer<T>> State<T, B> {
                     self.free_slots(wakes);
                     Err((WaitError::Closed, v))
                 } else {
-                    self.deliver(v, wakes);
+                    self.deliver(v, unfinished, wakes);
                     Ok(())
                 }
             }
@@ -251,8 +362,29 @@ impl<T, B: Buffer<T>> State<T, B> {
     }
 }
 
+/// How many times a put on a full ring, or a get on an empty one, lets its
+/// worker's other tasks run and looks again before it queues as a waiter.
+///
+/// A waiter marks the ring, and every operation then takes the lock until
+/// nobody waits. Consumers that keep up with their producers find the ring
+/// empty often; parking at once would keep the queue marked (some consumer is
+/// nearly always waiting), so the ring would never be used. A producer on
+/// another worker refills the ring within a few hundred nanoseconds; 32 yields
+/// of a task alone on its worker are a few microseconds. Two tasks of one
+/// worker passing items back and forth meet in those yields, with no park and
+/// no mark. A plain thread does not spin (its yield is a system call).
+const SPINS: u32 = 32;
+
 /// The queue machinery, parameterised by its buffer.
 pub(crate) struct Core<T, B> {
+    /// The buffer's lock-free ring, if it has one: the fast path of put and
+    /// get while nobody waits (`ring.rs`).
+    ring: Option<Arc<Ring<T>>>,
+    /// Items put and not yet marked done (asyncio's `_unfinished_tasks`);
+    /// outside the lock, as the ring's puts count here. Reaching zero in
+    /// `task_done` grants the joiners under the lock; `join` reads it under the
+    /// lock, so no zero is missed.
+    unfinished: AtomicUsize,
     state: StdMutex<State<T, B>>,
 }
 
@@ -260,13 +392,14 @@ impl<T, B: Buffer<T>> Core<T, B> {
     /// `cap == usize::MAX` means unbounded.
     pub(crate) fn new(cap: usize, buf: B) -> Self {
         Core {
+            ring: buf.ring(),
+            unfinished: AtomicUsize::new(0),
             state: StdMutex::new(State {
                 buf,
                 cap,
                 in_flight: 0,
                 reserved: 0,
                 closed: false,
-                unfinished: 0,
                 getters: WaitList::new(),
                 putters: WaitList::new(),
                 joiners: WaitList::new(),
@@ -276,6 +409,82 @@ impl<T, B: Buffer<T>> Core<T, B> {
 
     fn lock(&self) -> StdGuard<'_, State<T, B>> {
         lock_state(&self.state)
+    }
+
+    /// The lock, for a section that may change the buffer or the wait lists:
+    /// the ring's lock-free side is off until `State::leave`.
+    fn lock_for_change(&self) -> StdGuard<'_, State<T, B>> {
+        let mut s = self.lock();
+        s.buf.enter_locked();
+        s
+    }
+
+    /// The lock-free put, when the queue has a ring and nobody waits.
+    #[inline]
+    fn put_fast(&self, v: T) -> Result<(), T> {
+        match &self.ring {
+            Some(r) => r.try_push(v, || {
+                self.unfinished.fetch_add(1, Ordering::Relaxed);
+            }),
+            None => Err(v),
+        }
+    }
+
+    /// The lock-free get, when the queue has a ring and nobody waits.
+    #[inline]
+    fn get_fast(&self) -> Option<T> {
+        self.ring.as_ref().and_then(|r| r.try_pop())
+    }
+
+    /// `put_fast` for a put that may wait: on a full, unmarked ring it lets
+    /// the worker's other tasks run and tries again, up to `SPINS` times,
+    /// before it queues as a waiter (which marks the ring: see `SPINS`).
+    fn put_fast_spinning(
+        &self,
+        mut v: T,
+        deadline: Option<Instant>,
+    ) -> Result<Result<(), T>, (WaitError, T)> {
+        let Some(r) = &self.ring else {
+            return Ok(Err(v));
+        };
+        let mut spins = 0;
+        loop {
+            v = match self.put_fast(v) {
+                Ok(()) => return Ok(Ok(())),
+                Err(v) => v,
+            };
+            if spins == SPINS
+                || r.is_marked()
+                || (spins == 0 && !current::in_task())
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                return Ok(Err(v));
+            }
+            spins += 1;
+            if let Err(e) = park::yield_now() {
+                return Err((e, v));
+            }
+        }
+    }
+
+    /// `get_fast` for a get that may wait; see `put_fast_spinning`.
+    fn get_fast_spinning(&self, deadline: Option<Instant>) -> Result<Option<T>, WaitError> {
+        let Some(r) = &self.ring else { return Ok(None) };
+        let mut spins = 0;
+        loop {
+            if let Some(v) = r.try_pop() {
+                return Ok(Some(v));
+            }
+            if spins == SPINS
+                || r.is_marked()
+                || (spins == 0 && !current::in_task())
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                return Ok(None);
+            }
+            spins += 1;
+            park::yield_now()?;
+        }
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -298,22 +507,28 @@ impl<T, B: Buffer<T>> Core<T, B> {
     }
 
     pub(crate) fn unfinished(&self) -> usize {
-        self.lock().unfinished
+        self.unfinished.load(Ordering::Acquire)
     }
 
     pub(crate) fn try_put(&self, v: T) -> Result<(), PutError<T>> {
+        let v = match self.put_fast(v) {
+            Ok(()) => return Ok(()),
+            Err(v) => v,
+        };
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
-        if s.closed {
-            return Err(PutError::Closed(v));
-        }
-        if s.occupied() >= s.cap {
-            return Err(PutError::Full(v));
-        }
-        s.deliver(v, &mut wakes);
+        let mut s = self.lock_for_change();
+        let r = if s.closed {
+            Err(PutError::Closed(v))
+        } else if s.occupied() >= s.cap {
+            Err(PutError::Full(v))
+        } else {
+            s.deliver(v, &self.unfinished, &mut wakes);
+            Ok(())
+        };
+        s.leave();
         drop(s);
         wakes.wake();
-        Ok(())
+        r
     }
 
     /// Internal layer: puts `v`, parking while the queue is full, until
@@ -324,13 +539,19 @@ impl<T, B: Buffer<T>> Core<T, B> {
         v: T,
         deadline: Option<Instant>,
     ) -> Result<(), (WaitError, T)> {
+        let v = match self.put_fast_spinning(v, deadline)? {
+            Ok(()) => return Ok(()),
+            Err(v) => v,
+        };
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
+        let mut s = self.lock_for_change();
         if s.closed {
+            s.leave();
             return Err((WaitError::Closed, v));
         }
         if s.occupied() < s.cap {
-            s.deliver(v, &mut wakes);
+            s.deliver(v, &self.unfinished, &mut wakes);
+            s.leave();
             drop(s);
             wakes.wake();
             return Ok(());
@@ -345,42 +566,54 @@ impl<T, B: Buffer<T>> Core<T, B> {
             WaitReason::Queue,
         );
         let mut s = held.lock();
+        s.buf.enter_locked();
         let r = match woken {
-            Woken::Granted(g) => s.settle_put(Some(g), v, None, &mut wakes),
-            Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &mut wakes),
-            Woken::Interrupted(g, e) => s.settle_put(Some(g), v, Some(e), &mut wakes),
+            Woken::Granted(g) => s.settle_put(Some(g), v, None, &self.unfinished, &mut wakes),
+            Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &self.unfinished, &mut wakes),
+            Woken::Interrupted(g, e) => {
+                s.settle_put(Some(g), v, Some(e), &self.unfinished, &mut wakes)
+            }
         };
+        s.leave();
         drop(s);
         wakes.wake();
         r
     }
 
     pub(crate) fn try_get(&self) -> Result<T, GetError> {
+        if let Some(v) = self.get_fast() {
+            return Ok(v);
+        }
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
-        match s.take_buffered(&mut wakes) {
-            Some(v) => {
-                drop(s);
-                wakes.wake();
-                Ok(v)
-            }
+        let mut s = self.lock_for_change();
+        let r = match s.take_buffered(&mut wakes) {
+            Some(v) => Ok(v),
             None if s.closed => Err(GetError::Closed),
             None => Err(GetError::Empty),
-        }
+        };
+        s.leave();
+        drop(s);
+        wakes.wake();
+        r
     }
 
     /// Internal layer: takes the next item, parking while the queue is empty,
     /// until `deadline`. Errors: Closed (closed and drained), TimedOut,
     /// Cancelled, Elapsed.
     pub(crate) fn get_deadline(&self, deadline: Option<Instant>) -> Result<T, WaitError> {
+        if let Some(v) = self.get_fast_spinning(deadline)? {
+            return Ok(v);
+        }
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
+        let mut s = self.lock_for_change();
         if let Some(v) = s.take_buffered(&mut wakes) {
+            s.leave();
             drop(s);
             wakes.wake();
             return Ok(v);
         }
         if s.closed {
+            s.leave();
             return Err(WaitError::Closed);
         }
         let key = s.getters.push(park::current_unparker(), 0);
@@ -393,11 +626,18 @@ impl<T, B: Buffer<T>> Core<T, B> {
             WaitReason::Queue,
         );
         let mut s = held.lock();
+        if !matches!(woken, Woken::Granted(_)) {
+            // Collecting a grant needs no mark: it lowers `in_flight`, and
+            // grants a slot only to a waiting putter, whose queueing marked
+            // the ring. Every other end may give an item back.
+            s.buf.enter_locked();
+        }
         let r = match woken {
             Woken::Granted(g) => s.settle_get(Some(g), None, &mut wakes),
             Woken::Abandoned(e) => s.settle_get(None, Some(e), &mut wakes),
             Woken::Interrupted(g, e) => s.settle_get(Some(g), Some(e), &mut wakes),
         };
+        s.leave();
         drop(s);
         wakes.wake();
         r
@@ -406,10 +646,12 @@ impl<T, B: Buffer<T>> Core<T, B> {
     pub(crate) fn close(&self) {
         let mut wakes = Wakeups::new();
         {
-            let mut s = self.lock();
+            let mut s = self.lock_for_change();
             s.closed = true;
             s.putters.grant_all(|| false, &mut wakes);
             s.getters.grant_all(|| None, &mut wakes);
+            // Closed: the lock-free side stays off for good.
+            s.leave();
         }
         wakes.wake();
     }
@@ -421,12 +663,13 @@ impl<T, B: Buffer<T>> Core<T, B> {
         self.close();
         let mut wakes = Wakeups::new();
         let drained = {
-            let mut s = self.lock();
+            let mut s = self.lock_for_change();
             s.joiners.close(&mut wakes);
             let mut drained = Vec::with_capacity(s.buf.len());
             while let Some(v) = s.buf.pop() {
                 drained.push(v);
             }
+            s.leave();
             drained
         };
         wakes.wake();
@@ -436,25 +679,26 @@ impl<T, B: Buffer<T>> Core<T, B> {
     }
 
     pub(crate) fn task_done(&self) -> Result<(), TaskDoneError> {
-        let mut wakes = Wakeups::new();
-        {
-            let mut s = self.lock();
-            if s.unfinished == 0 {
-                return Err(TaskDoneError);
-            }
-            s.unfinished -= 1;
-            if s.unfinished == 0 {
-                s.joiners.grant_all(|| (), &mut wakes);
-            }
+        let before = self
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1))
+            .map_err(|_| TaskDoneError)?;
+        if before == 1 {
+            // Zero reached: every joiner parked so far is done waiting (as
+            // asyncio's `_finished` event is set), even if a put follows.
+            let mut wakes = Wakeups::new();
+            self.lock().joiners.grant_all(|| (), &mut wakes);
+            wakes.wake();
         }
-        wakes.wake();
         Ok(())
     }
 
     /// Internal layer: parks until every item put has been marked done.
     pub(crate) fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitError> {
         let mut s = self.lock();
-        if s.unfinished == 0 {
+        // Read under the lock: a `task_done` reaching zero after this read
+        // takes the lock after the node is queued, and grants it.
+        if self.unfinished.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         let key = s.joiners.push(park::current_unparker(), 0);
@@ -525,20 +769,21 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
         arm: usize,
     ) -> Registered<Result<T, GetError>> {
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
-        if s.buf.len() == 0 && !s.closed {
-            return Registered::Queued(s.getters.push_select(shared.clone(), arm));
-        }
-        if !shared.claim(arm) {
-            return Registered::Lost;
-        }
-        let r = match s.take_buffered(&mut wakes) {
-            Some(v) => Ok(v),
-            None => Err(GetError::Closed),
+        let mut s = self.lock_for_change();
+        let r = if s.buf.len() == 0 && !s.closed {
+            Registered::Queued(s.getters.push_select(shared.clone(), arm))
+        } else if !shared.claim(arm) {
+            Registered::Lost
+        } else {
+            Registered::Fired(match s.take_buffered(&mut wakes) {
+                Some(v) => Ok(v),
+                None => Err(GetError::Closed),
+            })
         };
+        s.leave();
         drop(s);
         wakes.wake();
-        Registered::Fired(r)
+        r
     }
 
     fn register_put(
@@ -548,31 +793,33 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
         v: &mut Option<T>,
     ) -> Registered<Result<(), PutError<T>>> {
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
-        if !s.closed && s.occupied() >= s.cap {
-            return Registered::Queued(s.putters.push_select(shared.clone(), arm));
-        }
-        if !shared.claim(arm) {
-            return Registered::Lost;
-        }
-        let v = v.take().expect("a put arm holds its value until it fires");
-        let r = if s.closed {
-            Err(PutError::Closed(v))
+        let mut s = self.lock_for_change();
+        let r = if !s.closed && s.occupied() >= s.cap {
+            Registered::Queued(s.putters.push_select(shared.clone(), arm))
+        } else if !shared.claim(arm) {
+            Registered::Lost
         } else {
-            s.deliver(v, &mut wakes);
-            Ok(())
+            let v = v.take().expect("a put arm holds its value until it fires");
+            Registered::Fired(if s.closed {
+                Err(PutError::Closed(v))
+            } else {
+                s.deliver(v, &self.unfinished, &mut wakes);
+                Ok(())
+            })
         };
+        s.leave();
         drop(s);
         wakes.wake();
-        Registered::Fired(r)
+        r
     }
 
     fn complete_get(&self, key: usize, err: Option<WaitError>) -> Result<T, WaitError> {
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
+        let mut s = self.lock_for_change();
         let grant = s.getters.remove(key);
         debug_assert!(grant.is_some(), "the claimed arm holds a grant");
         let r = s.settle_get(grant, err, &mut wakes);
+        s.leave();
         drop(s);
         wakes.wake();
         r
@@ -580,27 +827,31 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
 
     fn complete_put(&self, key: usize, v: T, err: Option<WaitError>) -> Result<(), (WaitError, T)> {
         let mut wakes = Wakeups::new();
-        let mut s = self.lock();
+        let mut s = self.lock_for_change();
         let grant = s.putters.remove(key);
         debug_assert!(grant.is_some(), "the claimed arm holds a grant");
-        let r = s.settle_put(grant, v, err, &mut wakes);
+        let r = s.settle_put(grant, v, err, &self.unfinished, &mut wakes);
+        s.leave();
         drop(s);
         wakes.wake();
         r
     }
 
     fn deregister_get(&self, key: usize) {
-        let grant = self.lock().getters.remove(key);
+        let mut s = self.lock_for_change();
+        let grant = s.getters.remove(key);
         debug_assert!(grant.is_none(), "a losing arm never holds a grant");
+        s.leave();
     }
 
     fn deregister_put(&self, key: usize) {
         let mut wakes = Wakeups::new();
         {
-            let mut s = self.lock();
+            let mut s = self.lock_for_change();
             let grant = s.putters.remove(key);
             debug_assert!(grant.is_none(), "a losing arm never holds a grant");
             s.free_slots(&mut wakes);
+            s.leave();
         }
         wakes.wake();
     }
