@@ -813,8 +813,12 @@ fn an_item_granted_to_a_getter_that_has_not_run_keeps_its_slot() {
 /// two workers switch between the lock-free path and waiting (small
 /// capacities, random yields, timed gets and puts that give up, cancelled
 /// tasks, `task_done` counting); every accepted item is received exactly once,
-/// each producer's items in its order, the capacity is never exceeded, and
-/// `unfinished_tasks` counts exactly what was put and not marked done.
+/// the capacity is never exceeded, and `unfinished_tasks` counts exactly what
+/// was put and not marked done. (Not each producer's order per consumer: a
+/// getter that times out after an item was handed to it gives the item back
+/// to the front, behind items other getters took meanwhile; README,
+/// "Fairness". `fifo_order_per_producer_is_kept`
+/// checks the order where nothing gives up.)
 #[test]
 fn bounded_queue_fast_and_waiting_paths_lose_nothing() {
     let rt = rt(2);
@@ -852,7 +856,6 @@ fn bounded_queue_fast_and_waiting_paths_lose_nothing() {
                     ivy::spawn(move || {
                         let mut rng = Rng(seed * 7 + c);
                         let mut got = Vec::new();
-                        let mut last = [None::<u64>; 3];
                         loop {
                             let r = match rng.below(4) {
                                 0 => q.try_get().map_err(|e| e == GetError::Closed),
@@ -862,10 +865,7 @@ fn bounded_queue_fast_and_waiting_paths_lose_nothing() {
                             match r {
                                 Ok((p, i)) => {
                                     assert!(q.len() <= cap, "over capacity");
-                                    let p = p as usize;
-                                    assert!(last[p].map_or(true, |l| l < i), "out of order");
-                                    last[p] = Some(i);
-                                    got.push((p as u64, i));
+                                    got.push((p, i));
                                     if rng.below(2) == 0 {
                                         q.task_done().unwrap();
                                         done.fetch_add(1, Ordering::Relaxed);

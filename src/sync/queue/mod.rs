@@ -15,7 +15,10 @@
 //!   left; one `task_done` too many is a [`TaskDoneError`].
 //! * FIFO among waiting getters and among waiting putters (direct hand-off, see
 //!   `core.rs`); a cancelled or timed-out getter or putter leaves no item, slot or
-//!   waiter behind.
+//!   waiter behind. The one exception to FIFO order: an item handed to a waiting
+//!   getter that is cancelled or times out before it runs goes back to the
+//!   front, and items put after it that other getters took meanwhile have then
+//!   overtaken it.
 //! * Speed: one short critical section per operation; a task that wakes another
 //!   on its own worker puts it in that worker's LIFO slot, so ping-pong between
 //!   two tasks involves no thread wake-up and no syscall. A bounded `Queue`
