@@ -244,8 +244,9 @@ impl<T, B: Buffer<T>> State<T, B> {
     }
 
     /// Ends a locked section that began with `buf.enter_locked()`: with no
-    /// waiter, no grant outstanding and the queue open, the ring's lock-free
-    /// side may run again.
+    /// waiter queued and the queue open, the ring's lock-free side may run
+    /// again, leaving free the slots of the grants not yet collected (its
+    /// debt).
     fn leave(&mut self) {
         let plain = self.getters.is_empty() && self.putters.is_empty() && !self.closed;
         self.buf.leave_locked(plain, self.in_flight + self.reserved);
