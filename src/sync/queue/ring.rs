@@ -11,10 +11,12 @@
 //!
 //! The mark. The queue (`core.rs`) keeps everything else under its lock: the
 //! wait lists, the items granted to getters, the slots granted to putters, the
-//! items put back to the front, the closed flag. While any of those is
-//! non-empty or set, every operation must go through the lock (that is what
-//! makes hand-offs FIFO and undoable), so the lock holder sets `MARK` in both
-//! `head` and `tail`. `try_push` and `try_pop`, the lock-free side, refuse a
+//! items put back to the front, the closed flag. While a waiter is queued, an
+//! item was put back or the queue is closed, every operation must go through
+//! the lock (that is what makes hand-offs FIFO and undoable), so the lock
+//! holder sets `MARK` in both `head` and `tail`. Grants not yet collected do
+//! not need the lock: they are the ring's *debt*, slots the lock-free puts
+//! leave free. `try_push` and `try_pop`, the lock-free side, refuse a
 //! marked ring; `push_locked` and `pop_locked`, called only under the queue's
 //! lock, ignore the mark. Because the mark lives in the very words the
 //! lock-free side compares-and-swaps, no such operation can start after both
@@ -51,7 +53,8 @@ pub(crate) struct Ring<T> {
     /// put keeps `claimed + debt <= cap`. Written only under the queue's
     /// lock; it grows only while the ring is marked (a grant needs a waiter),
     /// so the lock-free side ever reads it only shrinking: a stale value is a
-    /// larger one, which is safe. On `tail`'s line: every put reads it.
+    /// larger one, which is safe. It shares a line with the constants below,
+    /// which every operation reads and nothing writes.
     debt: AtomicUsize,
     slots: Box<[Slot<T>]>,
     cap: usize,
