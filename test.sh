@@ -18,7 +18,7 @@ cargo test --release -- --test-threads=2
 echo "== soundness regression tests under valgrind (tests/soundness_*.rs)"
 tests/valgrind.sh
 
-echo "== model checking: loom (task states, WaitList, idle handshake), Miri (timer wheel, handle table)"
+echo "== model checking: loom (task states, WaitList, idle handshake, queue ring), Miri (timer wheel, handle table, queue ring)"
 tests/model-check.sh
 
 echo "== C ABI: header check is in cargo test (tests/header.rs); C and C++ suite, examples, valgrind, ASan+UBSan"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Model checking (README, "Model checking"), called by ./test.sh:
 #
-# 1. loom: the task state machine, `WaitList` and the idle/sleeper handshake,
-#    every interleaving up to LOOM_MAX_PREEMPTIONS (default 3) preemptions.
-#    Built with `--cfg loom` in its own target dir (target/loom), so the normal
-#    build is not invalidated.
-# 2. Miri: the unit tests of the timer wheel and of the C handle table, when a
-#    nightly toolchain with Miri is available (installed quietly if rustup can;
-#    otherwise a "SKIP: Miri unavailable" line, not a failure: the toolchain is
-#    the machine's, not the project's).
+# 1. loom: the task state machine, `WaitList`, the idle/sleeper handshake, the
+#    newest-spawn slot and the bounded queue's ring, every interleaving up to
+#    LOOM_MAX_PREEMPTIONS (default 3) preemptions. Built with `--cfg loom` in
+#    its own target dir (target/loom), so the normal build is not invalidated.
+# 2. Miri: the unit tests of the timer wheel, of the C handle table and of the
+#    bounded queue's ring, when a nightly toolchain with Miri is available
+#    (installed quietly if rustup can; otherwise a "SKIP: Miri unavailable"
+#    line, not a failure: the toolchain is the machine's, not the project's).
 #
 # Prints "model-check: N passed, N failed" at the end; exits non-zero on a failure.
 set -uo pipefail
