@@ -376,6 +376,18 @@ impl<T, B: Buffer<T>> State<T, B> {
 /// no mark. A plain thread does not spin (its yield is a system call).
 const SPINS: u32 = 32;
 
+/// Whether a put or get that found the ring full or empty `spins` times
+/// stops yielding and takes the lock: after `SPINS` yields, once a waiter has
+/// marked the ring, at once outside a task (a thread's yield is a system
+/// call; asked only after a failed attempt, as it reads a thread-local), or
+/// when its deadline has passed.
+fn stop_spinning<T>(r: &Ring<T>, spins: u32, deadline: Option<Instant>) -> bool {
+    spins == SPINS
+        || r.is_marked()
+        || (spins == 0 && !current::in_task())
+        || deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// The queue machinery, parameterised by its buffer.
 pub(crate) struct Core<T, B> {
     /// The buffer's lock-free ring, if it has one: the fast path of put and
@@ -454,11 +466,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
                 Ok(()) => return Ok(Ok(())),
                 Err(v) => v,
             };
-            if spins == SPINS
-                || r.is_marked()
-                || (spins == 0 && !current::in_task())
-                || deadline.is_some_and(|d| Instant::now() >= d)
-            {
+            if stop_spinning(r, spins, deadline) {
                 return Ok(Err(v));
             }
             spins += 1;
@@ -473,14 +481,10 @@ impl<T, B: Buffer<T>> Core<T, B> {
         let Some(r) = &self.ring else { return Ok(None) };
         let mut spins = 0;
         loop {
-            if let Some(v) = r.try_pop() {
+            if let Some(v) = self.get_fast() {
                 return Ok(Some(v));
             }
-            if spins == SPINS
-                || r.is_marked()
-                || (spins == 0 && !current::in_task())
-                || deadline.is_some_and(|d| Instant::now() >= d)
-            {
+            if stop_spinning(r, spins, deadline) {
                 return Ok(None);
             }
             spins += 1;
