@@ -43,6 +43,23 @@ except KeyboardInterrupt:
 """
 
 
+def _threads_of(pid):
+    """What each thread of a process waits in (a hung child's diagnosis)."""
+    out = []
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            def read(name):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                        return f.read().strip()
+                except OSError:
+                    return "?"
+            out.append(f"{read('comm')}: {read('wchan')}")
+    except OSError:
+        pass
+    return out
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigint_cancels_main_runs_finally_and_raises_keyboard_interrupt(tmp_path, workers):
     script = tmp_path / "sigint.py"
@@ -51,18 +68,31 @@ def test_sigint_cancels_main_runs_finally_and_raises_keyboard_interrupt(tmp_path
     for _ in range(3):
         p = subprocess.Popen([sys.executable, str(script), str(workers)],
                              stdout=subprocess.PIPE, text=True)
+        lines = []
         try:
             assert p.stdout.readline() == "ready\n"  # handshake: every task is parked
             sent = time.monotonic()
             p.send_signal(signal.SIGINT)
-            lines = []
-            for line in p.stdout:
-                lines.append(line)
-                if line == "KeyboardInterrupt\n":
-                    latencies.append(time.monotonic() - sent)
-            assert p.wait(10) == 42
+
+            def read():
+                for line in p.stdout:
+                    lines.append(line)
+                    if line == "KeyboardInterrupt\n":
+                        latencies.append(time.monotonic() - sent)
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            # Bounded: a child that does not end fails the test with what it
+            # printed and where its threads wait, instead of hanging the suite.
+            try:
+                code = p.wait(20)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the child did not end 20 s after SIGINT; it printed {lines!r}; "
+                            f"its threads wait in {_threads_of(p.pid)!r}")
+            reader.join(5)
+            assert code == 42
         finally:
             p.kill()
+            p.wait()
         assert "main finally\n" in lines
         assert sorted(l for l in lines if l.startswith("child")) == \
             sorted(f"child finally {i}\n" for i in range(10))
