@@ -15,7 +15,13 @@ import pytest
 import ivyrt
 
 SIGINT_SCRIPT = r"""
-import sys, ivyrt
+import signal, sys, ivyrt
+
+# Python turns SIGINT into KeyboardInterrupt only if the process started with
+# SIGINT's default action; a background job of a non-interactive shell starts
+# with it ignored (POSIX), and so would this child. Regression: a CI run started
+# with `&` hung here (the child never saw the signal).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def child(i):
     try:
@@ -65,9 +71,12 @@ def test_sigint_cancels_main_runs_finally_and_raises_keyboard_interrupt(tmp_path
     script = tmp_path / "sigint.py"
     script.write_text(SIGINT_SCRIPT)
     latencies = []
-    for _ in range(3):
-        p = subprocess.Popen([sys.executable, str(script), str(workers)],
-                             stdout=subprocess.PIPE, text=True)
+    for i in range(3):
+        cmd = [sys.executable, str(script), str(workers)]
+        if i == 2:
+            # Started with SIGINT ignored, as a background job's child is.
+            cmd = ["sh", "-c", 'trap "" INT; exec "$0" "$@"'] + cmd
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         lines = []
         try:
             assert p.stdout.readline() == "ready\n"  # handshake: every task is parked
