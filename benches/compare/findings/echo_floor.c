@@ -8,7 +8,7 @@
  * recv, one send, and its share of a blocking epoll_wait that returns every
  * ready connection at once (no spin, no zero-timeout polls, no wake-ups between
  * threads, no task switch). It prints "LISTENING port=N" like the benchmark
- * servers, so findings/echo_cpu.sh measures it the same way. http_hello handles
+ * servers, so findings/server_cpu.sh measures it the same way. http_hello handles
  * requests as bench-common's http_requests/http_responses do: every complete
  * request (ending in CRLF CRLF) in the buffer gets the one fixed response, all
  * answered with one send, and an incomplete request is kept for the next read.
