@@ -48,7 +48,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
-use super::ring::Ring;
+use super::ring::{Padded, Ring};
 use super::{GetError, PutError, TaskDoneError};
 use crate::park;
 use crate::sync::waiters::{wait_solo, SelectShared, WaitList, Wakeups, Woken};
@@ -397,7 +397,12 @@ pub(crate) struct Core<T, B> {
     /// outside the lock, as the ring's puts count here. Reaching zero in
     /// `task_done` grants the joiners under the lock; `join` reads it under the
     /// lock, so no zero is missed.
-    unfinished: AtomicUsize,
+    ///
+    /// On a line of its own: every put writes it, and beside `ring`, which
+    /// every get reads, it cost a getter on another worker a miss per item
+    /// (`mpmc_bounded` 4 producers / 4 consumers on 2 workers: 70 -> 30 ns per
+    /// item, benches/compare/NOTES.md round 14).
+    unfinished: Padded<AtomicUsize>,
     state: StdMutex<State<T, B>>,
 }
 
@@ -406,7 +411,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
     pub(crate) fn new(cap: usize, buf: B) -> Self {
         Core {
             ring: buf.ring(),
-            unfinished: AtomicUsize::new(0),
+            unfinished: Padded(AtomicUsize::new(0)),
             state: StdMutex::new(State {
                 buf,
                 cap,
@@ -437,7 +442,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
     fn put_fast(&self, v: T) -> Result<(), T> {
         match &self.ring {
             Some(r) => r.try_push(v, || {
-                self.unfinished.fetch_add(1, Ordering::Relaxed);
+                self.unfinished.0.fetch_add(1, Ordering::Relaxed);
             }),
             None => Err(v),
         }
@@ -512,7 +517,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
     }
 
     pub(crate) fn unfinished(&self) -> usize {
-        self.unfinished.load(Ordering::Acquire)
+        self.unfinished.0.load(Ordering::Acquire)
     }
 
     pub(crate) fn try_put(&self, v: T) -> Result<(), PutError<T>> {
@@ -527,7 +532,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
         } else if s.occupied() >= s.cap {
             Err(PutError::Full(v))
         } else {
-            s.deliver(v, &self.unfinished, &mut wakes);
+            s.deliver(v, &self.unfinished.0, &mut wakes);
             Ok(())
         };
         s.leave();
@@ -555,7 +560,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             return Err((WaitError::Closed, v));
         }
         if s.occupied() < s.cap {
-            s.deliver(v, &self.unfinished, &mut wakes);
+            s.deliver(v, &self.unfinished.0, &mut wakes);
             s.leave();
             drop(s);
             wakes.wake();
@@ -573,10 +578,10 @@ impl<T, B: Buffer<T>> Core<T, B> {
         let mut s = held.lock();
         s.buf.enter_locked();
         let r = match woken {
-            Woken::Granted(g) => s.settle_put(Some(g), v, None, &self.unfinished, &mut wakes),
-            Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &self.unfinished, &mut wakes),
+            Woken::Granted(g) => s.settle_put(Some(g), v, None, &self.unfinished.0, &mut wakes),
+            Woken::Abandoned(e) => s.settle_put(None, v, Some(e), &self.unfinished.0, &mut wakes),
             Woken::Interrupted(g, e) => {
-                s.settle_put(Some(g), v, Some(e), &self.unfinished, &mut wakes)
+                s.settle_put(Some(g), v, Some(e), &self.unfinished.0, &mut wakes)
             }
         };
         s.leave();
@@ -686,6 +691,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
     pub(crate) fn task_done(&self) -> Result<(), TaskDoneError> {
         let before = self
             .unfinished
+            .0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1))
             .map_err(|_| TaskDoneError)?;
         if before == 1 {
@@ -703,7 +709,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
         let mut s = self.lock();
         // Read under the lock: a `task_done` reaching zero after this read
         // takes the lock after the node is queued, and grants it.
-        if self.unfinished.load(Ordering::Acquire) == 0 {
+        if self.unfinished.0.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         let key = s.joiners.push(park::current_unparker(), 0);
@@ -808,7 +814,7 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
             Registered::Fired(if s.closed {
                 Err(PutError::Closed(v))
             } else {
-                s.deliver(v, &self.unfinished, &mut wakes);
+                s.deliver(v, &self.unfinished.0, &mut wakes);
                 Ok(())
             })
         };
@@ -835,7 +841,7 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
         let mut s = self.lock_for_change();
         let grant = s.putters.remove(key);
         debug_assert!(grant.is_some(), "the claimed arm holds a grant");
-        let r = s.settle_put(grant, v, err, &self.unfinished, &mut wakes);
+        let r = s.settle_put(grant, v, err, &self.unfinished.0, &mut wakes);
         s.leave();
         drop(s);
         wakes.wake();
@@ -859,5 +865,36 @@ impl<T, B: Buffer<T>> SelectCore<T> for Core<T, B> {
             s.leave();
         }
         wakes.wake();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    /// The count every put writes has a cache line (a 128-byte block: two lines on CPUs
+    /// that fetch adjacent pairs) to itself, away from `ring`, which every get reads, and
+    /// from the lock. Regression: beside them it cost a getter on another worker a miss per
+    /// item (`mpmc_bounded` 70 -> 30 ns, NOTES.md round 14).
+    #[test]
+    fn the_put_count_has_a_line_of_its_own() {
+        type C = Core<u64, Fifo<u64>>;
+        let at = offset_of!(C, unfinished);
+        assert!(
+            align_of::<C>() >= 128,
+            "Core is {}-aligned",
+            align_of::<C>()
+        );
+        assert_eq!(at % 128, 0, "unfinished at {at}");
+        let apart = |from: usize, size: usize| from + size <= at || from >= at + 128;
+        assert!(apart(
+            offset_of!(C, ring),
+            size_of::<Option<Arc<Ring<u64>>>>()
+        ));
+        assert!(apart(
+            offset_of!(C, state),
+            size_of::<StdMutex<State<u64, Fifo<u64>>>>()
+        ));
     }
 }

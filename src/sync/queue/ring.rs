@@ -38,7 +38,7 @@ use std::mem::MaybeUninit;
 /// One line to itself, so that producers' `tail` and consumers' `head` do not
 /// share one (two lines on CPUs that fetch adjacent pairs).
 #[repr(align(128))]
-struct Padded<T>(T);
+pub(super) struct Padded<T>(pub(super) T);
 
 struct Slot<T> {
     stamp: AtomicUsize,
