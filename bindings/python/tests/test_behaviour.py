@@ -78,20 +78,27 @@ def test_sigint_cancels_main_runs_finally_and_raises_keyboard_interrupt(tmp_path
             cmd = ["sh", "-c", 'trap "" INT; exec "$0" "$@"'] + cmd
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         lines = []
-        try:
-            assert p.stdout.readline() == "ready\n"  # handshake: every task is parked
-            sent = time.monotonic()
-            p.send_signal(signal.SIGINT)
+        ready = threading.Event()
+        sent = []  # when SIGINT was sent
 
-            def read():
-                for line in p.stdout:
-                    lines.append(line)
-                    if line == "KeyboardInterrupt\n":
-                        latencies.append(time.monotonic() - sent)
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
-            # Bounded: a child that does not end fails the test with what it
-            # printed and where its threads wait, instead of hanging the suite.
+        def read(p=p, lines=lines, ready=ready, sent=sent):
+            for line in p.stdout:
+                lines.append(line)
+                if line == "ready\n":
+                    ready.set()
+                elif line == "KeyboardInterrupt\n" and sent:
+                    latencies.append(time.monotonic() - sent[0])
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            # Both waits are bounded: a child that hangs before its handshake or
+            # after the signal fails the test with what it printed and where its
+            # threads wait, instead of hanging the suite.
+            if not ready.wait(20):  # handshake: every task is parked
+                pytest.fail(f"the child printed no 'ready' in 20 s; it printed {lines!r}; "
+                            f"its threads wait in {_threads_of(p.pid)!r}")
+            sent.append(time.monotonic())
+            p.send_signal(signal.SIGINT)
             try:
                 code = p.wait(20)
             except subprocess.TimeoutExpired:
