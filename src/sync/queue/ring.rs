@@ -35,8 +35,10 @@
 use crate::loom::{fence, AtomicUsize, Ordering, UnsafeCell};
 use std::mem::MaybeUninit;
 
-/// One line to itself, so that producers' `tail` and consumers' `head` do not
-/// share one (two lines on CPUs that fetch adjacent pairs).
+/// A 128-byte block to itself (two lines on CPUs that fetch adjacent pairs), so
+/// that a counter one side writes shares no line with what the other side reads:
+/// producers' `tail` and consumers' `head` here, the queue's put count in
+/// `core.rs`.
 #[repr(align(128))]
 pub(super) struct Padded<T>(pub(super) T);
 
