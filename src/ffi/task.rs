@@ -314,7 +314,7 @@ pub unsafe extern "C" fn ivy_task_join(
         // taken, so it is reported even while another call joins the task).
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
         let me = crate::task::current::with_current_task(|me| me.id());
-        if me == Some(entry.task.id) {
+        if me == Some(entry.task.id()) {
             return Err(IVY_EDEADLK);
         }
         let mut slot = claim(&entry)?;
@@ -391,7 +391,7 @@ pub unsafe extern "C" fn ivy_task_id(task: ivy_task_t, id: *mut u64) -> c_int {
         let id = out_ptr(id)?;
         let entry = TASKS.get(task.id).ok_or(IVY_EBADF)?;
         // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(id, entry.task.id) };
+        unsafe { write_out(id, entry.task.id()) };
         Ok(())
     })
 }

@@ -18,7 +18,7 @@
 //!
 //! The result travels in a typed `Packet<T>` written by the task's own stack
 //! (under the join lock) and read by the joiner after it observes the task done
-//! (release/acquire on `JoinCore::done`), or taken by the handle's drop under
+//! (release/acquire on `JoinCore::is_done`), or taken by the handle's drop under
 //! the join lock (see `task::join`).
 //!
 //! Also here: the unwind payloads of ivy's cancellation and deadlines, which the
@@ -329,7 +329,7 @@ where
     fn start(&self, task: &Task, not_run: Option<raw::NotRun>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
         let f = unsafe { (*self.f.get()).take() };
-        let id = TaskId(self.core.id);
+        let id = TaskId(self.core.id());
         let result = match not_run {
             Some(why) => {
                 // The task will never run: this is a blocking-pool thread (no stack
@@ -363,7 +363,7 @@ where
     }
 
     fn abandon(&self) {
-        self.finish(Err(JoinError::cancelled(TaskId(self.core.id))));
+        self.finish(Err(JoinError::cancelled(TaskId(self.core.id()))));
     }
 
     fn core(&self) -> &JoinCore {
@@ -380,7 +380,7 @@ impl<F, T> Body<F, T> {
     /// the worker to drop when it recycles the task.
     fn finish(&self, result: Result<T, JoinError>) {
         let slot = self.core.lock();
-        if !slot.handle_dropped {
+        if !slot.joiner.handle_dropped() {
             // SAFETY: written once, by the task, under the join lock, before it is
             // marked DONE (join.rs).
             unsafe { self.packet.set(result) };
@@ -405,7 +405,7 @@ where
 {
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: forwarded: the caller observed the task DONE, or holds the lock.
-        unsafe { self.packet.take(TaskId(self.core.id)) }
+        unsafe { self.packet.take(TaskId(self.core.id())) }
     }
 
     unsafe fn has_result(&self) -> bool {
@@ -461,7 +461,7 @@ fn ended_with_panic<T>(
         return drop_payload(p);
     }
     core.lock().panic_message = Some(unjoined_message(p.as_ref()));
-    let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id), p)));
+    let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id()), p)));
     // The value the body returned is user data: dropped guarded, here.
     if let Some(p) = drop_guarded(old) {
         drop_payload(p);
@@ -475,7 +475,7 @@ fn run_body<F, T>(core: &JoinCore, task: &Task, f: F) -> Result<T, JoinError>
 where
     F: FnOnce() -> T,
 {
-    let tid = TaskId(core.id);
+    let tid = TaskId(core.id());
     if task.is_cancelled() {
         // Cancelled before it ever ran: user code never starts.
         return match catch_unwind(AssertUnwindSafe(move || drop(f))) {

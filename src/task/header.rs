@@ -57,13 +57,13 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
     let core = task.body().core();
     let (waiter, report, me) = {
         let mut slot = core.lock();
-        core.done.store(true, Ordering::Release);
-        let report = if slot.handle_dropped {
+        core.set_done(&slot);
+        let report = if slot.joiner.handle_dropped() {
             slot.panic_message.take()
         } else {
             None
         };
-        (slot.waiter.take(), report, slot.task.take())
+        (slot.joiner.take_waiter(), report, slot.task.take())
     };
     // The caller holds its own reference: this does not free the task.
     drop(me);
@@ -83,11 +83,11 @@ pub(crate) fn report_unjoined_panic(task: &JoinCore, msg: &str) {
     match task.name() {
         Some(name) => eprintln!(
             "ivy: task '{name}' (id {}) panicked and nobody joined it: {msg}",
-            task.id
+            task.id()
         ),
         None => eprintln!(
             "ivy: task <unnamed> (id {}) panicked and nobody joined it: {msg}",
-            task.id
+            task.id()
         ),
     }
 }

@@ -6,16 +6,17 @@
 //!
 //! The result travels in a typed `Packet<T>` written by the task's own stack
 //! (before the coroutine returns, under the join lock) and read by the joiner
-//! after it observes the task DONE (release/acquire on `JoinCore::done`), or
-//! taken by the handle's drop under the join lock. Whoever comes last of the task
-//! and a dropped handle drops the result, so user destructors in a result run
-//! either where the handle is dropped or on the task's own stack, guarded, and
-//! never on a worker's stack when it recycles the task (as std's `Packet`).
+//! after it observes the task DONE (release/acquire on `JoinCore::is_done`, a
+//! bit of the id's word), or taken by the handle's drop under the join lock.
+//! Whoever comes last of the task and a dropped handle drops the result, so user
+//! destructors in a result run either where the handle is dropped or on the
+//! task's own stack, guarded, and never on a worker's stack when it recycles the
+//! task (as std's `Packet`).
 //!
 //! Who waits, and whether anyone will ever look at a panic, is tracked in the
-//! task's `JoinSlot`, so that a panic nobody joins is reported exactly once:
-//! either by the worker when the task ends after its handle was dropped, or by
-//! the handle's drop when the task had ended.
+//! task's `JoinSlot` (its `Joiner`), so that a panic nobody joins is reported
+//! exactly once: either by the worker when the task ends after its handle was
+//! dropped, or by the handle's drop when the task had ended.
 //!
 //! A `JoinHandle` is also a `Future` (`Output = Result<T, JoinError>`), for
 //! async code on any executor (another runtime, `futures::executor::block_on`,
@@ -44,7 +45,7 @@ pub use crate::task::body::JoinError;
 use crate::task::body::ResultSlot;
 use crate::task::header::{report_unjoined_panic, Waiter};
 
-use crate::task::raw::{JoinCore, Task};
+use crate::task::raw::{JoinCore, Joiner, Task};
 use crate::task::TaskId;
 
 /// An owned permission to join a task (wait for its result), like
@@ -139,7 +140,7 @@ impl<T> JoinHandle<T> {
         if core.is_done() {
             return false;
         }
-        slot.waiter = Some(w);
+        drop(slot.joiner.wait(w));
         true
     }
 
@@ -156,9 +157,9 @@ impl<T> JoinHandle<T> {
             if core.is_done() {
                 return false;
             }
-            match &slot.waiter {
-                Some(Waiter::Waker(w)) if w.will_wake(waker) => None,
-                _ => slot.waiter.replace(Waiter::Waker(waker.clone())),
+            match &slot.joiner {
+                Joiner::Waiting(Waiter::Waker(w)) if w.will_wake(waker) => None,
+                _ => slot.joiner.wait(Waiter::Waker(waker.clone())),
             }
         };
         // Outside the lock: dropping a foreign waker runs its executor's code.
@@ -167,7 +168,7 @@ impl<T> JoinHandle<T> {
     }
 
     pub(crate) fn clear_waiter(&self) {
-        self.core().lock().waiter = None;
+        drop(self.core().lock().joiner.take_waiter());
     }
 
     fn core(&self) -> &JoinCore {
@@ -212,7 +213,7 @@ impl<T> JoinHandle<T> {
 
     /// The id of the task.
     pub fn id(&self) -> TaskId {
-        TaskId(self.core().id)
+        TaskId(self.core().id())
     }
 
     /// The name of the task, if it was given one.
@@ -245,7 +246,7 @@ impl<T> Future for JoinHandle<T> {
         let result =
             unsafe { this.packet.take() }.expect("ivy: JoinHandle polled after completion");
         // A waker registered by an earlier poll is not needed any more.
-        let old = this.core().lock().waiter.take();
+        let old = this.core().lock().joiner.take_waiter();
         drop(old);
         Poll::Ready(result)
     }
@@ -264,9 +265,8 @@ impl<T> Drop for JoinHandle<T> {
         }
         let (report, result, _waker) = {
             let mut slot = core.lock();
-            slot.handle_dropped = true;
             // Dropped outside the lock (a future's waker is foreign code).
-            let waker = slot.waiter.take();
+            let waker = slot.joiner.drop_handle();
             // SAFETY: we hold the join lock. A result stored by now is ours to
             // drop; one not stored yet will be dropped by the task (`task::body`).
             let result = unsafe { self.packet.take() };
@@ -289,7 +289,7 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
-            .field("id", &self.core().id)
+            .field("id", &self.core().id())
             .field("name", &self.core().name())
             .field("finished", &self.is_finished())
             .finish()

@@ -30,7 +30,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -475,25 +475,35 @@ pub(crate) type ThinStr = Box<Box<str>>;
 
 /// What the `JoinHandle` shares with its task, in the task's `Body`: identity,
 /// and join bookkeeping under a small mutex.
+///
+/// Every task pays it from its spawn until its handle is joined or dropped, so it is
+/// kept to 64 bytes: the DONE flag shares a word with the id, and whether the handle
+/// still exists shares one with the waiter (`Joiner`). Sixteen bytes less took the
+/// body of `spawn(move || i)` (a `u64` in, a `u64` out) from glibc's 144-byte chunk
+/// to the 128-byte one, which is also the largest that glibc's free keeps in its
+/// fast bins (`raw::tests::a_small_body_stays_in_its_chunk`).
 pub(crate) struct JoinCore {
-    pub(crate) id: u64,
+    /// The task's id, and in the top bit (`DONE`) whether the task is done: set
+    /// (Release) by the task after its result was written, while it holds `slot`'s
+    /// lock (so it is exact for whoever holds the lock); the joiner reads it
+    /// (Acquire) before taking the result. The id itself never changes.
+    id_done: AtomicU64,
     /// Boxed once more, so that it is one word: most tasks have no name, and
     /// every task pays the field (`idle_memory`); a named task pays a 16-byte
     /// allocation for it.
     name: Option<ThinStr>,
-    /// Set (Release) by the worker after the result was written, while it holds
-    /// `slot`'s lock (so it is exact for whoever holds the lock); the joiner
-    /// reads it (Acquire) before taking the result.
-    pub(crate) done: AtomicBool,
     pub(crate) slot: Mutex<JoinSlot>,
 }
 
-/// Who waits for the result, whether the handle still exists, the panic message
-/// for the "nobody joined" report, and the task while it lives (to cancel it).
+/// `JoinCore::id_done`'s flag. Ids count up from 1 and never reach it.
+const DONE: u64 = 1 << 63;
+
+/// Who waits for the result and whether the handle still exists, the panic
+/// message for the "nobody joined" report, and the task while it lives (to
+/// cancel it).
 #[derive(Default)]
 pub(crate) struct JoinSlot {
-    pub(crate) waiter: Option<crate::task::header::Waiter>,
-    pub(crate) handle_dropped: bool,
+    pub(crate) joiner: Joiner,
     /// One word, as `JoinCore::name`: a panic's message is rare.
     pub(crate) panic_message: Option<ThinStr>,
     /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
@@ -501,14 +511,68 @@ pub(crate) struct JoinSlot {
     pub(crate) task: Option<Arc<Task>>,
 }
 
+/// The handle's side of the join: one field, because only a handle waits, so a
+/// dropped handle has no waiter (a flag beside an `Option<Waiter>` cost 8 bytes).
+#[derive(Default)]
+pub(crate) enum Joiner {
+    /// The handle exists, and nobody waits.
+    #[default]
+    Idle,
+    /// The handle exists, and this waits for the result.
+    Waiting(crate::task::header::Waiter),
+    /// The handle was dropped: the task drops its own result, and reports a
+    /// panic nobody will see.
+    HandleDropped,
+}
+
+impl Joiner {
+    pub(crate) fn handle_dropped(&self) -> bool {
+        matches!(self, Joiner::HandleDropped)
+    }
+
+    /// Registers `w` (the handle exists: only it waits), returning the waiter it
+    /// replaces.
+    pub(crate) fn wait(
+        &mut self,
+        w: crate::task::header::Waiter,
+    ) -> Option<crate::task::header::Waiter> {
+        debug_assert!(!self.handle_dropped(), "ivy: only a handle waits");
+        std::mem::replace(self, Joiner::Waiting(w)).take_waiter()
+    }
+
+    /// The waiter, if one is registered; a dropped handle stays dropped.
+    pub(crate) fn take_waiter(&mut self) -> Option<crate::task::header::Waiter> {
+        match std::mem::take(self) {
+            Joiner::Waiting(w) => Some(w),
+            Joiner::Idle => None,
+            Joiner::HandleDropped => {
+                *self = Joiner::HandleDropped;
+                None
+            }
+        }
+    }
+
+    /// Records the handle's drop, and returns the waiter it had registered.
+    pub(crate) fn drop_handle(&mut self) -> Option<crate::task::header::Waiter> {
+        match std::mem::replace(self, Joiner::HandleDropped) {
+            Joiner::Waiting(w) => Some(w),
+            Joiner::Idle | Joiner::HandleDropped => None,
+        }
+    }
+}
+
 impl JoinCore {
     pub(crate) fn new(id: u64, name: Option<Box<str>>) -> JoinCore {
+        debug_assert_eq!(id & DONE, 0, "ivy: task ids never reach the DONE bit");
         JoinCore {
-            id,
+            id_done: AtomicU64::new(id),
             name: name.map(Box::new),
-            done: AtomicBool::new(false),
             slot: Mutex::new(JoinSlot::default()),
         }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id_done.load(Ordering::Relaxed) & !DONE
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -528,7 +592,13 @@ impl JoinCore {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        self.id_done.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Marks the task done (`header::notify_done`, once, holding the join lock).
+    /// A plain store: the flag's only writer, and the id never changes.
+    pub(crate) fn set_done(&self, _slot: &JoinSlot) {
+        self.id_done.store(self.id() | DONE, Ordering::Release);
     }
 
     /// Cancels the task, unless it has finished.
@@ -616,7 +686,7 @@ impl Task {
     /// The task's id, kept in its body (the `JoinHandle` needs it after the task
     /// is gone, and two copies cost the header 8 bytes): not on a hot path.
     pub(crate) fn id(&self) -> u64 {
-        self.body().core().id
+        self.body().core().id()
     }
 
     /// The task's body. Every live task has one; only a pooled task has none.
@@ -766,16 +836,65 @@ mod tests {
     }
 
     /// The body of a small task (a closure holding one `Arc`, no result) is paid by every
-    /// task from its spawn until its handle is joined or dropped: 104 bytes, an `Arc` block
-    /// of 120 in a 128-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
+    /// task from its spawn until its handle is joined or dropped: 88 bytes, an `Arc` block
+    /// of 104 in a 112-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
     /// `String` (176 -> 160); the result slot keeps an error without its id and with its
     /// panic payload boxed once more (`body::Packet`: 32 -> 16 bytes; 160 -> 144); the name
-    /// and an unjoined panic's message are one word each (`ThinStr`: 144 -> 128).
+    /// and an unjoined panic's message are one word each (`ThinStr`: 144 -> 128); the DONE
+    /// flag shares the id's word and the handle's drop the waiter's (`JoinCore`: 128 -> 112).
+    /// `spawn(move || i)` with a `u64` `i`: 96 bytes, an `Arc` block of 112, in the 128-byte
+    /// chunk (it was 144, above glibc's fast bins).
+    /// `Joiner` folds the handle's drop into the waiter's field: a dropped handle
+    /// stays dropped whoever takes the waiter after it (the task's end reads the
+    /// flag again to report an unjoined panic), and the drop hands back the waiter.
+    #[test]
+    fn a_dropped_handle_stays_dropped() {
+        use super::Joiner;
+        use crate::task::header::Waiter;
+        let waiter = || Waiter::Unpark(crate::task::unparker::current_unparker());
+        let mut j = Joiner::default();
+        assert!(!j.handle_dropped());
+        assert!(j.take_waiter().is_none());
+        assert!(j.wait(waiter()).is_none());
+        assert!(j.wait(waiter()).is_some(), "the replaced waiter comes back");
+        assert!(j.take_waiter().is_some());
+        assert!(j.take_waiter().is_none());
+        assert!(j.wait(waiter()).is_none());
+        assert!(j.drop_handle().is_some(), "the drop takes the waiter");
+        assert!(j.handle_dropped());
+        assert!(j.take_waiter().is_none());
+        assert!(j.handle_dropped());
+        assert!(j.drop_handle().is_none());
+        assert!(j.handle_dropped());
+    }
+
+    /// The DONE flag beside the id: setting it keeps the id.
+    #[test]
+    fn done_keeps_the_id() {
+        let core = super::JoinCore::new(0x7fff_ffff_ffff_fffe, None);
+        assert!(!core.is_done());
+        core.set_done(&core.lock());
+        assert!(core.is_done());
+        assert_eq!(core.id(), 0x7fff_ffff_ffff_fffe);
+    }
+
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_small_body_stays_in_its_chunk() {
-        let size = std::mem::size_of::<crate::task::body::Body<std::sync::Arc<u8>, ()>>();
-        assert!(size <= 104, "Body is {size} bytes");
+        use crate::task::body::Body;
+        use std::mem::size_of;
+        assert_eq!(size_of::<super::JoinCore>(), 64, "JoinCore");
+        let size = size_of::<Body<std::sync::Arc<u8>, ()>>();
+        assert!(size <= 88, "Body is {size} bytes");
+        let i = 7u64;
+        fn body_size<F: FnOnce() -> T, T>(_: &F) -> usize {
+            size_of::<Body<F, T>>()
+        }
+        let size = body_size(&move || i);
+        assert!(
+            size <= 96,
+            "Body of a u64 closure and result is {size} bytes"
+        );
     }
 
     /// A handle is what a program keeps per task it means to join (the `idle_memory`
