@@ -16,10 +16,11 @@
 //! is the task's panic: `join` returns it, or it is reported as unjoined. The
 //! worker then only frees the stack and recycles the allocation.
 //!
-//! The result travels in a typed `Packet<T>` written by the task's own stack
-//! (under the join lock) and read by the joiner after it observes the task done
+//! The result travels in the body's typed slot (`Stage`, where the closure was
+//! before the task started), written by the task's own stack (under the join
+//! lock) and read by the joiner after it observes the task done
 //! (release/acquire on `JoinCore::is_done`), or taken by the handle's drop under
-//! the join lock (see `task::join`).
+//! the join lock once the task marked it stored (see `Stage` and `task::join`).
 //!
 //! Also here: the unwind payloads of ivy's cancellation and deadlines, which the
 //! task's end tells from panics (`cancel.rs` raises them).
@@ -106,61 +107,43 @@ pub(crate) fn end(task: &Arc<Task>) {
     notify_done(task);
 }
 
-/// The result slot. It keeps an error without its task id (the body has it): 16 bytes
-/// for a task without a value rather than 32, which takes a small task's `Body` down a
-/// malloc size class (`idle_memory`, `raw::tests::a_small_body_stays_in_its_chunk`).
-pub(crate) struct Packet<T> {
-    result: UnsafeCell<Option<Result<T, Repr>>>,
+/// A task's closure until it starts, then its result once stored: never both,
+/// so they share one slot (tokio's `Stage` does the same), which spares every
+/// task whose closure has no niche a word or more (`spawn(move || i)` with a
+/// `u64`: 16 bytes, and glibc's 112-byte chunk rather than its 128-byte one:
+/// `raw::tests::a_small_body_stays_in_its_chunk`). The result keeps an error
+/// without its task id (the body has it), and a panic's payload boxed once more.
+///
+/// Who touches it, and when (the `Sync` impl of `Body` rests on this):
+/// - the closure is taken once, without the join lock, by the one thread that
+///   starts or settles the task (`Body::start`);
+/// - the result is written once, by that same thread, holding the join lock,
+///   and only if the handle still exists; `JoinCore::set_stored` then says so
+///   under the same lock;
+/// - the handle takes the result after it observed the task DONE (Acquire), or
+///   holding the join lock after it observed STORED. Before either, it never
+///   reads the slot, which the task may be taking its closure from.
+enum Stage<F, T> {
+    Closure(F),
+    /// The closure was taken (the task runs or ran), and no result is stored:
+    /// not yet, or taken by the handle, or dropped by the task itself.
+    Empty,
+    Result(Result<T, Repr>),
 }
 
-// SAFETY: `result` is written once by the task, under the join lock, before it is
-// marked DONE; it is taken by the joiner after it observed DONE with Acquire
-// ordering, or by the handle's drop under the join lock. Those accesses are
-// ordered by the lock or by `done`, and never concurrent.
-unsafe impl<T: Send> Sync for Packet<T> {}
-// SAFETY: as above; `T: Send` because the value moves from the task to the joiner.
-unsafe impl<T: Send> Send for Packet<T> {}
-
-impl<T> Packet<T> {
-    pub(crate) fn new() -> Packet<T> {
-        Packet {
-            result: UnsafeCell::new(None),
-        }
-    }
-
-    /// # Safety
-    /// Called once, by the task, holding the join lock, before it is marked DONE.
-    pub(crate) unsafe fn set(&self, r: Result<T, JoinError>) {
-        // SAFETY: see the `Sync` impl; the caller upholds the write-once rule.
-        unsafe { *self.result.get() = Some(r.map_err(|e| e.repr)) };
-    }
-
-    /// Whether a result is stored (and not taken yet).
-    ///
-    /// # Safety
-    /// As `take`.
-    pub(crate) unsafe fn has_result(&self) -> bool {
-        // SAFETY: see the `Sync` impl.
-        unsafe { (*self.result.get()).is_some() }
-    }
-
-    /// The result, its error rebuilt with the task's `id`.
-    ///
-    /// # Safety
-    /// Called only after the task was observed DONE, or holding the join lock.
-    pub(crate) unsafe fn take(&self, id: TaskId) -> Option<Result<T, JoinError>> {
-        // SAFETY: see the `Sync` impl.
-        let r = unsafe { (*self.result.get()).take() };
-        r.map(|r| r.map_err(|repr| JoinError { id, repr }))
-    }
-}
-
-/// Where a `JoinHandle` reads its task's result: the packet inside the task's
+/// Where a `JoinHandle` reads its task's result: the `Stage` inside the task's
 /// `Body`, whose closure type the handle does not know.
 pub(crate) trait ResultSlot<T>: raw::Start {
+    /// The result, if it is stored and not taken yet.
+    ///
     /// # Safety
-    /// Called only after the task was observed DONE, or holding the join lock.
+    /// Called only after the task was observed DONE, by the handle.
     unsafe fn take(&self) -> Option<Result<T, JoinError>>;
+    /// The result, if the task stored it by now (whether or not it is DONE).
+    ///
+    /// # Safety
+    /// Called by the handle, holding this task's join lock (`held`).
+    unsafe fn take_stored(&self, held: &raw::JoinSlot) -> Option<Result<T, JoinError>>;
     /// Whether a result is stored and not taken yet.
     ///
     /// # Safety
@@ -175,7 +158,7 @@ pub struct JoinError {
 }
 
 /// Boxed once more than `std::panic` hands it over, so that `Repr` is one pointer
-/// and a tag (`Packet`); only a panic pays the allocation.
+/// and a tag (`Stage`); only a panic pays the allocation.
 enum Repr {
     Cancelled,
     Panicked(Box<Box<dyn Any + Send + 'static>>),
@@ -300,23 +283,44 @@ impl From<JoinError> for std::io::Error {
 /// `Entry` (to run the closure once), the `JoinHandle` as its `ResultSlot`.
 pub(crate) struct Body<F, T> {
     core: JoinCore,
-    f: UnsafeCell<Option<F>>,
-    packet: Packet<T>,
+    stage: UnsafeCell<Stage<F, T>>,
 }
 
-// SAFETY: `f` is taken exactly once, by the one thread that runs the task's entry
-// (queues hand a task to one thread at a time, a task refused at spawn is never
-// queued and is settled by the spawning thread alone, and `start` is called once); the
-// packet has its own protocol (join.rs). `F: Send` because the closure moves to the
-// worker; `T: Send` because the value moves to the joiner.
+// SAFETY: `stage` follows `Stage`'s protocol: the closure is taken exactly once, by
+// the one thread that runs the task's entry (queues hand a task to one thread at a
+// time, a task refused at spawn is never queued and is settled by the spawning
+// thread alone, and `start` is called once), before that thread stores the result
+// under the join lock and marks it STORED; the handle reads the slot only after it
+// observed STORED under that lock or DONE with Acquire ordering, both set after the
+// write. So no two accesses are ever concurrent. `F: Send` because the closure
+// moves to the worker; `T: Send` because the value moves to the joiner.
 unsafe impl<F: Send, T: Send> Sync for Body<F, T> {}
 
 impl<F, T> Body<F, T> {
     pub(crate) fn new(id: u64, name: Option<Box<str>>, f: F) -> Body<F, T> {
         Body {
             core: JoinCore::new(id, name),
-            f: UnsafeCell::new(Some(f)),
-            packet: Packet::new(),
+            stage: UnsafeCell::new(Stage::Closure(f)),
+        }
+    }
+
+    /// The stored result, leaving the slot empty.
+    ///
+    /// # Safety
+    /// `Stage`'s protocol: the caller may read the slot (it observed DONE, or
+    /// STORED holding the join lock).
+    unsafe fn take_result(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: the caller may access the slot; see `Stage`.
+        let stage = unsafe { &mut *self.stage.get() };
+        if !matches!(stage, Stage::Result(_)) {
+            return None;
+        }
+        match std::mem::replace(stage, Stage::Empty) {
+            Stage::Result(r) => Some(r.map_err(|repr| JoinError {
+                id: TaskId(self.core.id()),
+                repr,
+            })),
+            Stage::Closure(_) | Stage::Empty => unreachable!("matched just above"),
         }
     }
 }
@@ -327,8 +331,13 @@ where
     T: Send,
 {
     fn start(&self, task: &Task, not_run: Option<raw::NotRun>) {
-        // SAFETY: see the `Sync` impl: this is the one call, on the running thread.
-        let f = unsafe { (*self.f.get()).take() };
+        // SAFETY: see the `Sync` impl: this is the one call, on the running thread,
+        // and no result is stored yet, so the handle does not read the slot.
+        let f = match unsafe { std::mem::replace(&mut *self.stage.get(), Stage::Empty) } {
+            Stage::Closure(f) => Some(f),
+            Stage::Empty => None,
+            Stage::Result(_) => unreachable!("ivy: a task's result is stored after its start"),
+        };
         let id = TaskId(self.core.id());
         let result = match not_run {
             Some(why) => {
@@ -381,9 +390,11 @@ impl<F, T> Body<F, T> {
     fn finish(&self, result: Result<T, JoinError>) {
         let slot = self.core.lock();
         if !slot.joiner.handle_dropped() {
-            // SAFETY: written once, by the task, under the join lock, before it is
-            // marked DONE (join.rs).
-            unsafe { self.packet.set(result) };
+            // SAFETY: `Stage`'s protocol: written once, by the task, under the join
+            // lock, before it is marked STORED and DONE; its closure was taken, so
+            // the assignment drops no user data.
+            unsafe { *self.stage.get() = Stage::Result(result.map_err(|e| e.repr)) };
+            self.core.set_stored(&slot);
             return;
         }
         drop(slot);
@@ -404,13 +415,22 @@ where
     T: Send,
 {
     unsafe fn take(&self) -> Option<Result<T, JoinError>> {
-        // SAFETY: forwarded: the caller observed the task DONE, or holds the lock.
-        unsafe { self.packet.take(TaskId(self.core.id())) }
+        // SAFETY: the caller observed the task DONE.
+        unsafe { self.take_result() }
+    }
+
+    unsafe fn take_stored(&self, held: &raw::JoinSlot) -> Option<Result<T, JoinError>> {
+        if !self.core.is_stored(held) {
+            return None; // the task may still be taking its closure out of the slot
+        }
+        // SAFETY: STORED observed holding the join lock, under which it was set
+        // after the write.
+        unsafe { self.take_result() }
     }
 
     unsafe fn has_result(&self) -> bool {
-        // SAFETY: forwarded, as above.
-        unsafe { self.packet.has_result() }
+        // SAFETY: the caller observed the task DONE.
+        matches!(unsafe { &*self.stage.get() }, Stage::Result(_))
     }
 }
 

@@ -4,10 +4,11 @@
 //!
 //! Layer: api.
 //!
-//! The result travels in a typed `Packet<T>` written by the task's own stack
-//! (before the coroutine returns, under the join lock) and read by the joiner
-//! after it observes the task DONE (release/acquire on `JoinCore::is_done`, a
-//! bit of the id's word), or taken by the handle's drop under the join lock.
+//! The result travels in the task body's typed slot (`body::Stage`), written by
+//! the task's own stack (before the coroutine returns, under the join lock) and
+//! read by the joiner after it observes the task DONE (release/acquire on
+//! `JoinCore::is_done`, a bit of the id's word), or taken by the handle's drop
+//! under the join lock once the task marked it STORED.
 //! Whoever comes last of the task and a dropped handle drops the result, so user
 //! destructors in a result run either where the handle is dropped or on the
 //! task's own stack, guarded, and never on a worker's stack when it recycles the
@@ -269,7 +270,7 @@ impl<T> Drop for JoinHandle<T> {
             let waker = slot.joiner.drop_handle();
             // SAFETY: we hold the join lock. A result stored by now is ours to
             // drop; one not stored yet will be dropped by the task (`task::body`).
-            let result = unsafe { self.packet.take() };
+            let result = unsafe { self.packet.take_stored(&slot) };
             let report = if core.is_done() {
                 slot.panic_message.take()
             } else {

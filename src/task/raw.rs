@@ -483,10 +483,14 @@ pub(crate) type ThinStr = Box<Box<str>>;
 /// to the 128-byte one, which is also the largest that glibc's free keeps in its
 /// fast bins (`raw::tests::a_small_body_stays_in_its_chunk`).
 pub(crate) struct JoinCore {
-    /// The task's id, and in the top bit (`DONE`) whether the task is done: set
-    /// (Release) by the task after its result was written, while it holds `slot`'s
-    /// lock (so it is exact for whoever holds the lock); the joiner reads it
-    /// (Acquire) before taking the result. The id itself never changes.
+    /// The task's id, and in its top bits two flags, set in this order by the
+    /// thread that ends the task (their only writer), holding `slot`'s lock (so
+    /// they are exact for whoever holds it):
+    /// - `STORED`: the result is in the body's slot (the handle's drop may take it);
+    /// - `DONE` (Release): the task is done; the joiner reads it (Acquire)
+    ///   before taking the result.
+    ///
+    /// The id itself never changes.
     id_done: AtomicU64,
     /// Boxed once more, so that it is one word: most tasks have no name, and
     /// every task pays the field (`idle_memory`); a named task pays a 16-byte
@@ -495,8 +499,10 @@ pub(crate) struct JoinCore {
     pub(crate) slot: Mutex<JoinSlot>,
 }
 
-/// `JoinCore::id_done`'s flag. Ids count up from 1 and never reach it.
+/// `JoinCore::id_done`'s flags. Ids count up from 1 and never reach them.
 const DONE: u64 = 1 << 63;
+const STORED: u64 = 1 << 62;
+const FLAGS: u64 = DONE | STORED;
 
 /// Who waits for the result and whether the handle still exists, the panic
 /// message for the "nobody joined" report, and the task while it lives (to
@@ -563,7 +569,7 @@ impl Joiner {
 
 impl JoinCore {
     pub(crate) fn new(id: u64, name: Option<Box<str>>) -> JoinCore {
-        debug_assert_eq!(id & DONE, 0, "ivy: task ids never reach the DONE bit");
+        debug_assert_eq!(id & FLAGS, 0, "ivy: task ids never reach the flags");
         JoinCore {
             id_done: AtomicU64::new(id),
             name: name.map(Box::new),
@@ -572,7 +578,7 @@ impl JoinCore {
     }
 
     pub(crate) fn id(&self) -> u64 {
-        self.id_done.load(Ordering::Relaxed) & !DONE
+        self.id_done.load(Ordering::Relaxed) & !FLAGS
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -596,9 +602,23 @@ impl JoinCore {
     }
 
     /// Marks the task done (`header::notify_done`, once, holding the join lock).
-    /// A plain store: the flag's only writer, and the id never changes.
-    pub(crate) fn set_done(&self, _slot: &JoinSlot) {
-        self.id_done.store(self.id() | DONE, Ordering::Release);
+    /// A plain store: the flags' only writer, and the id never changes.
+    pub(crate) fn set_done(&self, _held: &JoinSlot) {
+        let word = self.id_done.load(Ordering::Relaxed);
+        self.id_done.store(word | DONE, Ordering::Release);
+    }
+
+    /// Records that the task stored its result (`body`, once, holding the join
+    /// lock, after the write).
+    pub(crate) fn set_stored(&self, _held: &JoinSlot) {
+        let word = self.id_done.load(Ordering::Relaxed);
+        self.id_done.store(word | STORED, Ordering::Relaxed);
+    }
+
+    /// Whether the task stored its result, for a caller holding the join lock
+    /// (which orders the flag and the write before it).
+    pub(crate) fn is_stored(&self, _held: &JoinSlot) -> bool {
+        self.id_done.load(Ordering::Relaxed) & STORED != 0
     }
 
     /// Cancels the task, unless it has finished.
@@ -836,14 +856,15 @@ mod tests {
     }
 
     /// The body of a small task (a closure holding one `Arc`, no result) is paid by every
-    /// task from its spawn until its handle is joined or dropped: 88 bytes, an `Arc` block
-    /// of 104 in a 112-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
+    /// task from its spawn until its handle is joined or dropped: 80 bytes, an `Arc` block
+    /// of 96 in a 112-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
     /// `String` (176 -> 160); the result slot keeps an error without its id and with its
-    /// panic payload boxed once more (`body::Packet`: 32 -> 16 bytes; 160 -> 144); the name
-    /// and an unjoined panic's message are one word each (`ThinStr`: 144 -> 128); the DONE
-    /// flag shares the id's word and the handle's drop the waiter's (`JoinCore`: 128 -> 112).
-    /// `spawn(move || i)` with a `u64` `i`: 96 bytes, an `Arc` block of 112, in the 128-byte
-    /// chunk (it was 144, above glibc's fast bins).
+    /// panic payload boxed once more (32 -> 16 bytes; 160 -> 144); the name and an
+    /// unjoined panic's message are one word each (`ThinStr`: 144 -> 128); the DONE flag
+    /// shares the id's word and the handle's drop the waiter's (`JoinCore`: 128 -> 112).
+    /// `spawn(move || i)` with a `u64` `i`: 80 bytes, an `Arc` block of 96, in the 112-byte
+    /// chunk: it was 144 (above glibc's fast bins), then 128 with the smaller `JoinCore`,
+    /// then 112 with the closure and the result in one slot (`body::Stage`).
     /// `Joiner` folds the handle's drop into the waiter's field: a dropped handle
     /// stays dropped whoever takes the waiter after it (the task's end reads the
     /// flag again to report an unjoined panic), and the drop hands back the waiter.
@@ -868,14 +889,20 @@ mod tests {
         assert!(j.handle_dropped());
     }
 
-    /// The DONE flag beside the id: setting it keeps the id.
+    /// The flags beside the id: setting them keeps the id and each other.
     #[test]
-    fn done_keeps_the_id() {
-        let core = super::JoinCore::new(0x7fff_ffff_ffff_fffe, None);
+    fn the_flags_keep_the_id() {
+        let id = 0x3fff_ffff_ffff_fffe;
+        let core = super::JoinCore::new(id, None);
+        assert!(!core.is_done());
+        assert!(!core.is_stored(&core.lock()));
+        core.set_stored(&core.lock());
+        assert!(core.is_stored(&core.lock()));
         assert!(!core.is_done());
         core.set_done(&core.lock());
         assert!(core.is_done());
-        assert_eq!(core.id(), 0x7fff_ffff_ffff_fffe);
+        assert!(core.is_stored(&core.lock()));
+        assert_eq!(core.id(), id);
     }
 
     #[cfg(target_pointer_width = "64")]
@@ -885,14 +912,14 @@ mod tests {
         use std::mem::size_of;
         assert_eq!(size_of::<super::JoinCore>(), 64, "JoinCore");
         let size = size_of::<Body<std::sync::Arc<u8>, ()>>();
-        assert!(size <= 88, "Body is {size} bytes");
+        assert!(size <= 80, "Body is {size} bytes");
         let i = 7u64;
         fn body_size<F: FnOnce() -> T, T>(_: &F) -> usize {
             size_of::<Body<F, T>>()
         }
         let size = body_size(&move || i);
         assert!(
-            size <= 96,
+            size <= 80,
             "Body of a u64 closure and result is {size} bytes"
         );
     }
