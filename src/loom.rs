@@ -3,8 +3,9 @@
 //!
 //! Only the modules whose protocol is model-checked import their atomics and
 //! locks from here: the task state machine (`task::state`), the wait list of
-//! `ivy::sync` (`sync::waiters`) and the idle/sleeper handshake
-//! (`runtime::idle`). Their loom tests (`model_check/`, run by
+//! `ivy::sync` (`sync::waiters`), the idle/sleeper handshake
+//! (`runtime::idle`) and the join state and result slot of a task's body
+//! (`task::raw::JoinCore`, `task::body::Stage`). Their loom tests (`model_check/`, run by
 //! `tests/model-check.sh`) then explore every interleaving of *the code the
 //! runtime runs*, not of a copy. In a normal build these are plain re-exports of
 //! std: zero cost, nothing changes for the rest of the crate.
@@ -18,13 +19,13 @@
 #[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::{
     atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-    Mutex,
+    Mutex, MutexGuard,
 };
 
 #[cfg(all(loom, test))]
 pub(crate) use ::loom::sync::{
     atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering},
-    Mutex,
+    Mutex, MutexGuard,
 };
 
 /// `UnsafeCell` with loom's closure API (`with_mut`), so that loom can track

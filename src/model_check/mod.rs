@@ -21,6 +21,7 @@
 //! `unpark_racing_completion_never_queues_a_finished_task`).
 
 mod loom_idle;
+mod loom_join;
 mod loom_queue_ring;
 mod loom_spawn_slot;
 mod loom_task_state;

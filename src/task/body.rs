@@ -29,12 +29,12 @@
 //! `Schedule` trait; no worker, no timer, no reactor.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::error::WaitError;
+use crate::loom::UnsafeCell;
 use crate::task::header::{notify_done, TaskId};
 use crate::task::local::LocalMap;
 use crate::task::raw::{self, FrameCtx, JoinCore, Task, TaskYielder};
@@ -310,18 +310,36 @@ impl<F, T> Body<F, T> {
     /// `Stage`'s protocol: the caller may read the slot (it observed DONE, or
     /// STORED holding the join lock).
     unsafe fn take_result(&self) -> Option<Result<T, JoinError>> {
-        // SAFETY: the caller may access the slot; see `Stage`.
-        let stage = unsafe { &mut *self.stage.get() };
-        if !matches!(stage, Stage::Result(_)) {
-            return None;
-        }
-        match std::mem::replace(stage, Stage::Empty) {
-            Stage::Result(r) => Some(r.map_err(|repr| JoinError {
-                id: TaskId(self.core.id()),
-                repr,
-            })),
-            Stage::Closure(_) | Stage::Empty => unreachable!("matched just above"),
-        }
+        let r = self.stage.with_mut(|stage| {
+            // SAFETY: the caller may access the slot; see `Stage`.
+            let stage = unsafe { &mut *stage };
+            if !matches!(stage, Stage::Result(_)) {
+                return None;
+            }
+            match std::mem::replace(stage, Stage::Empty) {
+                Stage::Result(r) => Some(r),
+                Stage::Closure(_) | Stage::Empty => unreachable!("matched just above"),
+            }
+        })?;
+        let id = TaskId(self.core.id());
+        Some(r.map_err(|repr| JoinError { id, repr }))
+    }
+
+    /// The closure, leaving the slot empty: `None` if it was taken already.
+    ///
+    /// # Safety
+    /// `Stage`'s protocol: called once, by the thread that starts or settles the
+    /// task, before it stores the result.
+    pub(crate) unsafe fn take_closure(&self) -> Option<F> {
+        // SAFETY: as the caller promises, no result is stored yet, so the handle
+        // does not read the slot, and nobody else takes the closure.
+        self.stage.with_mut(
+            |stage| match unsafe { std::mem::replace(&mut *stage, Stage::Empty) } {
+                Stage::Closure(f) => Some(f),
+                Stage::Empty => None,
+                Stage::Result(_) => unreachable!("ivy: a task's result is stored after its start"),
+            },
+        )
     }
 }
 
@@ -332,12 +350,8 @@ where
 {
     fn start(&self, task: &Task, not_run: Option<raw::NotRun>) {
         // SAFETY: see the `Sync` impl: this is the one call, on the running thread,
-        // and no result is stored yet, so the handle does not read the slot.
-        let f = match unsafe { std::mem::replace(&mut *self.stage.get(), Stage::Empty) } {
-            Stage::Closure(f) => Some(f),
-            Stage::Empty => None,
-            Stage::Result(_) => unreachable!("ivy: a task's result is stored after its start"),
-        };
+        // before the result is stored.
+        let f = unsafe { self.take_closure() };
         let id = TaskId(self.core.id());
         let result = match not_run {
             Some(why) => {
@@ -387,13 +401,14 @@ impl<F, T> Body<F, T> {
     /// the join lock, so the handle's drop (which takes a stored result under
     /// the same lock) and this never miss each other: a result is never left for
     /// the worker to drop when it recycles the task.
-    fn finish(&self, result: Result<T, JoinError>) {
+    pub(crate) fn finish(&self, result: Result<T, JoinError>) {
         let slot = self.core.lock();
         if !slot.joiner.handle_dropped() {
+            let stored = Stage::Result(result.map_err(|e| e.repr));
             // SAFETY: `Stage`'s protocol: written once, by the task, under the join
             // lock, before it is marked STORED and DONE; its closure was taken, so
             // the assignment drops no user data.
-            unsafe { *self.stage.get() = Stage::Result(result.map_err(|e| e.repr)) };
+            self.stage.with_mut(|stage| unsafe { *stage = stored });
             self.core.set_stored(&slot);
             return;
         }
@@ -429,8 +444,10 @@ where
     }
 
     unsafe fn has_result(&self) -> bool {
-        // SAFETY: the caller observed the task DONE.
-        matches!(unsafe { &*self.stage.get() }, Stage::Result(_))
+        self.stage.with_mut(|stage| {
+            // SAFETY: the caller observed the task DONE.
+            matches!(unsafe { &*stage }, Stage::Result(_))
+        })
     }
 }
 

@@ -8,11 +8,10 @@
 //! the task's own stack (before the coroutine returns, under the join lock) and
 //! read by the joiner after it observes the task DONE (release/acquire on
 //! `JoinCore::is_done`, a bit of the id's word), or taken by the handle's drop
-//! under the join lock once the task marked it STORED.
-//! Whoever comes last of the task and a dropped handle drops the result, so user
-//! destructors in a result run either where the handle is dropped or on the
-//! task's own stack, guarded, and never on a worker's stack when it recycles the
-//! task (as std's `Packet`).
+//! under the join lock once the task marked it STORED. Whoever comes last of the
+//! task and a dropped handle drops the result, so user destructors in a result
+//! run either where the handle is dropped or on the task's own stack, guarded,
+//! and never on a worker's stack when it recycles the task (as std's `Packet`).
 //!
 //! Who waits, and whether anyone will ever look at a panic, is tracked in the
 //! task's `JoinSlot` (its `Joiner`), so that a panic nobody joins is reported
