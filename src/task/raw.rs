@@ -477,11 +477,11 @@ pub(crate) type ThinStr = Box<Box<str>>;
 /// and join bookkeeping under a small mutex.
 ///
 /// Every task pays it from its spawn until its handle is joined or dropped, so it is
-/// kept to 64 bytes: the DONE flag shares a word with the id, and whether the handle
-/// still exists shares one with the waiter (`Joiner`). Sixteen bytes less took the
-/// body of `spawn(move || i)` (a `u64` in, a `u64` out) from glibc's 144-byte chunk
-/// to the 128-byte one, which is also the largest that glibc's free keeps in its
-/// fast bins (`raw::tests::a_small_body_stays_in_its_chunk`).
+/// kept to 64 bytes: the DONE and STORED flags share a word with the id, and whether
+/// the handle still exists shares one with the waiter (`Joiner`). Sixteen bytes less
+/// took the body of `spawn(move || i)` (a `u64` in, a `u64` out) from glibc's 144-byte
+/// chunk to the 128-byte one, the largest that glibc's free keeps in its fast bins
+/// (`raw::tests::a_small_body_stays_in_its_chunk`; `body::Stage` then took it to 112).
 pub(crate) struct JoinCore {
     /// The task's id, and in its top bits two flags, set in this order by the
     /// thread that ends the task (their only writer), holding `slot`'s lock (so
