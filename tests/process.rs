@@ -40,6 +40,41 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(30));
             unreachable!("the overflow must stop the process");
         }
+        // Handles dropped racing their tasks' panics: before the start, while the
+        // body runs, after the end. Each panic must be reported exactly once,
+        // by the task's end or by the handle's drop, whichever came second.
+        "unjoined_panic_race" => {
+            // Silence std's own panic message: it writes to stderr without
+            // stderr's lock, and its lines cut the reports this case counts.
+            std::panic::set_hook(Box::new(|_| {}));
+            let rt = ivy::Builder::new().workers(2).build().unwrap();
+            for i in 0..RACE_TASKS {
+                let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let r = running.clone();
+                let h = rt.spawn(move || {
+                    r.store(true, std::sync::atomic::Ordering::SeqCst);
+                    std::panic::panic_any(format!("race panic {i}"));
+                });
+                match i % 3 {
+                    0 => {}
+                    1 => {
+                        while !running.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::yield_now();
+                        }
+                    }
+                    _ => {
+                        while !h.is_finished() {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                drop(h);
+            }
+            while rt.handle().live_tasks() > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(rt);
+        }
         "unjoined_panic" => {
             ivy::run(|| {
                 ivy::task::Builder::new()
@@ -84,6 +119,28 @@ fn stack_overflow_stops_the_process_with_a_clear_message() {
 fn a_detached_tasks_overflow_is_reported_with_its_name() {
     let out = child("detached_overflow");
     common::assert_overflow_reported(&out, "detached-42", "stderr");
+}
+
+/// Tasks in the `unjoined_panic_race` case.
+const RACE_TASKS: usize = 300;
+
+#[test]
+fn a_panic_whose_handle_is_dropped_racing_its_end_is_reported_once() {
+    let out = child("unjoined_panic_race");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let mut reports = vec![0usize; RACE_TASKS];
+    for line in stderr.lines() {
+        if let Some((_, n)) = line.split_once("panicked and nobody joined it: race panic ") {
+            reports[n.trim().parse::<usize>().expect("a task number")] += 1;
+        }
+    }
+    let wrong: Vec<_> = (0..RACE_TASKS).filter(|&i| reports[i] != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "tasks not reported exactly once: {:?}",
+        wrong.iter().map(|&i| (i, reports[i])).collect::<Vec<_>>()
+    );
 }
 
 #[test]
