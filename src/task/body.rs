@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::error::WaitError;
 use crate::loom::UnsafeCell;
-use crate::task::header::{notify_done, report_unjoined_panic, TaskId};
+use crate::task::header::{notify_done, TaskId};
 use crate::task::local::LocalMap;
 use crate::task::raw::{self, FrameCtx, JoinCore, Task, TaskYielder};
 use crate::task::reported;
@@ -211,15 +211,6 @@ impl JoinError {
     pub fn panic_message(&self) -> Option<&str> {
         match &self.repr {
             Repr::Panicked(p) => payload_str(&***p),
-            _ => None,
-        }
-    }
-
-    /// What the "nobody joined it" report says of this error: the panic's
-    /// message, if the task panicked.
-    pub(crate) fn unjoined_report(&self) -> Option<String> {
-        match &self.repr {
-            Repr::Panicked(p) => Some(message_of(&***p)),
             _ => None,
         }
     }
@@ -422,16 +413,12 @@ impl<F, T> Body<F, T> {
             return;
         }
         drop(slot);
-        // Nobody will join it: a panic is reported here, and so is a panic in the
-        // result's destructor if the task itself did not panic.
-        let panicked = result.as_ref().err().and_then(JoinError::unjoined_report);
-        if let Some(msg) = &panicked {
-            report_unjoined_panic(&self.core, msg);
-        }
         if let Some(p) = drop_guarded(result) {
-            if panicked.is_none() {
-                report_unjoined_panic(&self.core, &message_of(p.as_ref()));
+            let mut slot = self.core.lock();
+            if slot.panic_message.is_none() {
+                slot.panic_message = Some(unjoined_message(p.as_ref()));
             }
+            drop(slot);
             drop_payload(p);
         }
     }
@@ -486,6 +473,12 @@ pub(crate) fn message_of(p: &(dyn std::any::Any + Send)) -> String {
         .to_string()
 }
 
+/// A panic's message as `JoinSlot::panic_message` keeps it (one word), for the
+/// report of a panic nobody joins.
+fn unjoined_message(p: &(dyn std::any::Any + Send)) -> raw::ThinStr {
+    Box::new(message_of(p).into_boxed_str())
+}
+
 /// Drops a caught panic payload; a payload whose own destructor panics is
 /// forgotten (it is user data, and nothing is left to report it to).
 pub(crate) fn drop_payload(p: Box<dyn std::any::Any + Send>) {
@@ -504,6 +497,7 @@ fn ended_with_panic<T>(
     if matches!(result, Err(e) if e.is_panic()) {
         return drop_payload(p);
     }
+    core.lock().panic_message = Some(unjoined_message(p.as_ref()));
     let old = std::mem::replace(result, Err(JoinError::panicked(TaskId(core.id()), p)));
     // The value the body returned is user data: dropped guarded, here.
     if let Some(p) = drop_guarded(old) {
@@ -523,21 +517,22 @@ where
         // Cancelled before it ever ran: user code never starts.
         return match catch_unwind(AssertUnwindSafe(move || drop(f))) {
             Ok(()) => Err(JoinError::cancelled(tid)),
-            Err(p) => Err(unwind_error(tid, p)),
+            Err(p) => Err(unwind_error(core, tid, p)),
         };
     }
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Ok(v),
-        Err(p) => Err(unwind_error(tid, p)),
+        Err(p) => Err(unwind_error(core, tid, p)),
     }
 }
 
 /// The `JoinError` for an unwind caught in a task: a cancellation, or a panic
-/// (whose payload the "nobody joined it" report reads, if it comes to that).
-fn unwind_error(tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
+/// (whose message is kept for the "nobody joined it" report).
+fn unwind_error(core: &JoinCore, tid: TaskId, p: Box<dyn std::any::Any + Send>) -> JoinError {
     if delivers_cancel(p.as_ref()) {
         drop_payload(p);
         return JoinError::cancelled(tid);
     }
+    core.lock().panic_message = Some(unjoined_message(p.as_ref()));
     JoinError::panicked(tid, p)
 }

@@ -52,15 +52,18 @@ pub(crate) fn next_task_id() -> u64 {
 }
 
 /// The task is DONE (`body::end`, on the task's own stack, or the thread that
-/// settled a task that never ran): wake its joiner. (A panic nobody will see was
-/// reported already: by the task's end if its handle was gone, or it will be by the
-/// handle's drop, which takes the stored result.)
+/// settled a task that never ran): wake its joiner, or report a panic nobody will see.
 pub(crate) fn notify_done(task: &Arc<Task>) {
     let core = task.body().core();
-    let (waiter, me) = {
+    let (waiter, report, me) = {
         let mut slot = core.lock();
         core.set_done(&slot);
-        (slot.joiner.take_waiter(), slot.task.take())
+        let report = if slot.joiner.handle_dropped() {
+            slot.panic_message.take()
+        } else {
+            None
+        };
+        (slot.joiner.take_waiter(), report, slot.task.take())
     };
     // The caller holds its own reference: this does not free the task.
     drop(me);
@@ -70,6 +73,9 @@ pub(crate) fn notify_done(task: &Arc<Task>) {
         // A `JoinHandle` polled as a future: its waker may be any executor's.
         Some(Waiter::Waker(w)) => w.wake(),
         None => {}
+    }
+    if let Some(msg) = report {
+        report_unjoined_panic(core, &msg);
     }
 }
 

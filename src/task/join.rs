@@ -15,9 +15,8 @@
 //!
 //! Who waits, and whether anyone will ever look at a panic, is tracked in the
 //! task's `JoinSlot` (its `Joiner`), so that a panic nobody joins is reported
-//! exactly once: either by the task's end when its handle was dropped first, or
-//! by the handle's drop when it takes the stored result (decided under the join
-//! lock, as the result's drop is).
+//! exactly once: either by the worker when the task ends after its handle was
+//! dropped, or by the handle's drop when the task had ended.
 //!
 //! A `JoinHandle` is also a `Future` (`Output = Result<T, JoinError>`), for
 //! async code on any executor (another runtime, `futures::executor::block_on`,
@@ -264,20 +263,21 @@ impl<T> Drop for JoinHandle<T> {
         if core.is_done() && !unsafe { self.packet.has_result() } {
             return; // joined: nothing left to drop or report
         }
-        let (result, _waker) = {
+        let (report, result, _waker) = {
             let mut slot = core.lock();
             // Dropped outside the lock (a future's waker is foreign code).
             let waker = slot.joiner.drop_handle();
             // SAFETY: we hold the join lock. A result stored by now is ours to
-            // drop (and a panic in it ours to report); one not stored yet will be
-            // dropped, and reported, by the task (`task::body`).
+            // drop; one not stored yet will be dropped by the task (`task::body`).
             let result = unsafe { self.packet.take_stored(&slot) };
-            (result, waker)
+            let report = if core.is_done() {
+                slot.panic_message.take()
+            } else {
+                None
+            };
+            (report, result, waker)
         };
-        if let Some(msg) = result
-            .as_ref()
-            .and_then(|r| r.as_ref().err()?.unjoined_report())
-        {
+        if let Some(msg) = report {
             report_unjoined_panic(core, &msg);
         }
         // Outside the lock: a destructor in the result may use the task's handle

@@ -477,13 +477,11 @@ pub(crate) type ThinStr = Box<Box<str>>;
 /// and join bookkeeping under a small mutex.
 ///
 /// Every task pays it from its spawn until its handle is joined or dropped, so it is
-/// kept to 56 bytes: the DONE and STORED flags share a word with the id, whether the
-/// handle still exists shares one with the waiter (`Joiner`), and an unjoined panic is
-/// reported from the result, with no copy of its message. Sixteen bytes less took the
-/// body of `spawn(move || i)` (a `u64` in, a `u64` out) from glibc's 144-byte chunk to
-/// the 128-byte one, the largest that glibc's free keeps in its fast bins
-/// (`raw::tests::a_small_body_stays_in_its_chunk`; `body::Stage` then took it to 112,
-/// the message's word to 96).
+/// kept to 64 bytes: the DONE and STORED flags share a word with the id, and whether
+/// the handle still exists shares one with the waiter (`Joiner`). Sixteen bytes less
+/// took the body of `spawn(move || i)` (a `u64` in, a `u64` out) from glibc's 144-byte
+/// chunk to the 128-byte one, the largest that glibc's free keeps in its fast bins
+/// (`raw::tests::a_small_body_stays_in_its_chunk`; `body::Stage` then took it to 112).
 pub(crate) struct JoinCore {
     /// The task's id, and in its top bits two flags, set in this order by the
     /// thread that ends the task (their only writer), holding `slot`'s lock (so
@@ -506,13 +504,14 @@ const DONE: u64 = 1 << 63;
 const STORED: u64 = 1 << 62;
 const FLAGS: u64 = DONE | STORED;
 
-/// Who waits for the result and whether the handle still exists, and the task
-/// while it lives (to cancel it). A panic nobody joins is reported from the
-/// result itself (`body::Body::finish`, `JoinHandle`'s drop): no message is kept
-/// here.
+/// Who waits for the result and whether the handle still exists, the panic
+/// message for the "nobody joined" report, and the task while it lives (to
+/// cancel it).
 #[derive(Default)]
 pub(crate) struct JoinSlot {
     pub(crate) joiner: Joiner,
+    /// One word, as `JoinCore::name`: a panic's message is rare.
+    pub(crate) panic_message: Option<ThinStr>,
     /// The task, until it is done: the reference cycle `Task -> Body -> Task` is
     /// broken at completion, which frees the `Task` while the handle lives on.
     pub(crate) task: Option<Arc<Task>>,
@@ -857,16 +856,15 @@ mod tests {
     }
 
     /// The body of a small task (a closure holding one `Arc`, no result) is paid by every
-    /// task from its spawn until its handle is joined or dropped: 72 bytes, an `Arc` block
-    /// of 88 in a 96-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
+    /// task from its spawn until its handle is joined or dropped: 80 bytes, an `Arc` block
+    /// of 96 in a 112-byte malloc chunk. An unjoined panic's message is a `Box<str>`, not a
     /// `String` (176 -> 160); the result slot keeps an error without its id and with its
     /// panic payload boxed once more (32 -> 16 bytes; 160 -> 144); the name and an
     /// unjoined panic's message are one word each (`ThinStr`: 144 -> 128); the DONE flag
-    /// shares the id's word and the handle's drop the waiter's (`JoinCore`: 128 -> 112); the
-    /// message is no longer kept at all, the report reads the result (112 -> 96).
-    /// `spawn(move || i)` with a `u64` `i`: 72 bytes, an `Arc` block of 88, in the 96-byte
+    /// shares the id's word and the handle's drop the waiter's (`JoinCore`: 128 -> 112).
+    /// `spawn(move || i)` with a `u64` `i`: 80 bytes, an `Arc` block of 96, in the 112-byte
     /// chunk: it was 144 (above glibc's fast bins), then 128 with the smaller `JoinCore`,
-    /// then 112 with the closure and the result in one slot (`body::Stage`), then 96.
+    /// then 112 with the closure and the result in one slot (`body::Stage`).
     /// `Joiner` folds the handle's drop into the waiter's field: a dropped handle
     /// stays dropped whoever takes the waiter after it (the task's end reads the
     /// flag again to report an unjoined panic), and the drop hands back the waiter.
@@ -912,16 +910,16 @@ mod tests {
     fn a_small_body_stays_in_its_chunk() {
         use crate::task::body::Body;
         use std::mem::size_of;
-        assert_eq!(size_of::<super::JoinCore>(), 56, "JoinCore");
+        assert_eq!(size_of::<super::JoinCore>(), 64, "JoinCore");
         let size = size_of::<Body<std::sync::Arc<u8>, ()>>();
-        assert!(size <= 72, "Body is {size} bytes");
+        assert!(size <= 80, "Body is {size} bytes");
         let i = 7u64;
         fn body_size<F: FnOnce() -> T, T>(_: &F) -> usize {
             size_of::<Body<F, T>>()
         }
         let size = body_size(&move || i);
         assert!(
-            size <= 72,
+            size <= 80,
             "Body of a u64 closure and result is {size} bytes"
         );
     }
