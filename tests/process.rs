@@ -55,19 +55,7 @@ fn child_entry() {
                     r.store(true, std::sync::atomic::Ordering::SeqCst);
                     std::panic::panic_any(format!("race panic {i}"));
                 });
-                match i % 3 {
-                    0 => {}
-                    1 => {
-                        while !running.load(std::sync::atomic::Ordering::SeqCst) {
-                            std::thread::yield_now();
-                        }
-                    }
-                    _ => {
-                        while !h.is_finished() {
-                            std::thread::yield_now();
-                        }
-                    }
-                }
+                common::wait_for_turn(i, &running, &h);
                 drop(h);
             }
             while rt.handle().live_tasks() > 0 {

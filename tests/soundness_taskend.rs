@@ -434,20 +434,12 @@ fn handle_dropped_while_its_task_starts_and_ends() {
                 Counted(&RESULTS, Box::new(*captured.1))
             });
             // A third of the drops race the start, a third the end, a third
-            // come after it (whatever the machine's speed, valgrind's too).
+            // come after it; the spins move them within their window.
+            common::wait_for_turn(i, &running, &h);
             match i % 3 {
                 0 => spin(i % 20),
-                1 => {
-                    while !running.load(Ordering::SeqCst) {
-                        std::thread::yield_now();
-                    }
-                    spin(i % 4);
-                }
-                _ => {
-                    while !h.is_finished() {
-                        std::thread::yield_now();
-                    }
-                }
+                1 => spin(i % 4),
+                _ => {}
             }
             drop(h);
         }

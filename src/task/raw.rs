@@ -602,17 +602,22 @@ impl JoinCore {
     }
 
     /// Marks the task done (`header::notify_done`, once, holding the join lock).
-    /// A plain store: the flags' only writer, and the id never changes.
     pub(crate) fn set_done(&self, _held: &JoinSlot) {
-        let word = self.id_done.load(Ordering::Relaxed);
-        self.id_done.store(word | DONE, Ordering::Release);
+        self.raise(DONE, Ordering::Release);
     }
 
     /// Records that the task stored its result (`body`, once, holding the join
     /// lock, after the write).
     pub(crate) fn set_stored(&self, _held: &JoinSlot) {
+        self.raise(STORED, Ordering::Relaxed);
+    }
+
+    /// Sets `flag` in the id's word. A load and a plain store, not a
+    /// read-modify-write: the thread that ends the task is the flags' only
+    /// writer, and the id never changes.
+    fn raise(&self, flag: u64, order: Ordering) {
         let word = self.id_done.load(Ordering::Relaxed);
-        self.id_done.store(word | STORED, Ordering::Relaxed);
+        self.id_done.store(word | flag, order);
     }
 
     /// Whether the task stored its result, for a caller holding the join lock

@@ -4,7 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,4 +115,24 @@ pub fn thread_names() -> Vec<String> {
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
         .map(|s| s.trim_end().to_string())
         .collect()
+}
+
+/// Waits for the moment the `i`th handle of a series is dropped racing its task:
+/// in turn at once (racing the task's start), once the task set `running`
+/// (racing its body and its end), or once it finished, whatever the machine's
+/// speed (valgrind's too).
+pub fn wait_for_turn<T>(i: usize, running: &AtomicBool, h: &ivy::JoinHandle<T>) {
+    match i % 3 {
+        0 => {}
+        1 => {
+            while !running.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        }
+        _ => {
+            while !h.is_finished() {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
