@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::cancel::or_raise;
 use crate::error::WaitError;
 use crate::park::{self, Unparker};
+use crate::runtime::sched_policy;
 use crate::runtime::worker;
 use crate::task::body::JoinError;
 use crate::task::header::{next_task_id, TaskId};
@@ -49,6 +50,9 @@ struct PoolInner {
     max_threads: usize,
     keep_alive: Duration,
     thread_name: String,
+    /// Its threads return from `SCHED_BATCH` to `SCHED_OTHER`: the workers
+    /// that start them inherited the one from the other (sched_policy.rs).
+    leave_batch: bool,
 }
 
 struct PoolState {
@@ -63,6 +67,7 @@ impl BlockingPool {
         max_threads: usize,
         keep_alive: Duration,
         thread_name: String,
+        leave_batch: bool,
     ) -> BlockingPool {
         BlockingPool {
             inner: Arc::new(PoolInner {
@@ -76,6 +81,7 @@ impl BlockingPool {
                 max_threads: max_threads.max(1),
                 keep_alive,
                 thread_name,
+                leave_batch,
             }),
         }
     }
@@ -92,6 +98,7 @@ impl BlockingPool {
                     DEFAULT_MAX_THREADS,
                     DEFAULT_KEEP_ALIVE,
                     "ivy-blocking".to_string(),
+                    false,
                 )
             })
             .clone()
@@ -121,7 +128,12 @@ impl BlockingPool {
             let pool = self.clone();
             let spawned = std::thread::Builder::new()
                 .name(self.inner.thread_name.clone())
-                .spawn(move || pool.thread_main());
+                .spawn(move || {
+                    if pool.inner.leave_batch {
+                        sched_policy::leave_batch();
+                    }
+                    pool.thread_main()
+                });
             if spawned.is_err() {
                 // Out of threads: the job stays queued for an existing thread; if
                 // there is none, run it on the caller's thread rather than lose it.

@@ -47,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runtime/placement",
             "runtime/spawn_slot",
             "runtime/ready_queue",
+            "runtime/sched_policy",
             "runtime/registry",
             "runtime/task_pool",
             "runtime/debug",

@@ -31,6 +31,7 @@ pub(crate) mod idle;
 pub(crate) mod placement;
 pub(crate) mod ready_queue;
 pub(crate) mod registry;
+pub(crate) mod sched_policy;
 pub(crate) mod shared;
 pub(crate) mod spawn_slot;
 pub(crate) mod task_pool;
