@@ -1,9 +1,11 @@
 /* Runtimes for C (issue 11, round 2): ivy_runtime_current and its borrowed
- * handles, and the runtime options of ivy_config_t (max blocking threads,
- * blocking keep-alive, thread-name prefix, debug mode, slow-task threshold). */
-#define _POSIX_C_SOURCE 200809L
+ * handles, the runtime options of ivy_config_t (max blocking threads,
+ * blocking keep-alive, thread-name prefix, debug mode, slow-task threshold),
+ * and the workers' scheduling policy (SCHED_BATCH unless IVY_SCHED_BATCH=0). */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -306,7 +308,60 @@ static void test_debug_mode(void) {
     CHECK(strstr(out, "ivy debug") == NULL);
 }
 
+/* ---- the workers' scheduling policy ---------------------------------------------- */
+
+static void *own_policy(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)sched_getscheduler(0);
+}
+
+/* Returns the policy of a task on each of the 2 workers, checked equal, and
+ * stores the policy of a blocking-pool job in *pool. */
+static void *policy_main(void *arg) {
+    intptr_t *pool = arg;
+    ivy_task_t t[8];
+    ivy_blocking_t job;
+    void *res = NULL, *first = NULL;
+    int i;
+    /* They may run on either worker: every one must see the same policy. */
+    for (i = 0; i < 8; i++) OK(ivy_task_spawn(own_policy, NULL, NULL, &t[i]));
+    for (i = 0; i < 8; i++) {
+        OK(ivy_task_join(t[i], &res, IVY_FOREVER));
+        if (i == 0) first = res;
+        CHECK_EQ((intptr_t)res, (intptr_t)first);
+    }
+    CHECK_EQ((intptr_t)own_policy(NULL), (intptr_t)first);
+    OK(ivy_blocking_spawn(own_policy, NULL, &job));
+    OK(ivy_blocking_join(job, &res, IVY_FOREVER));
+    *pool = (intptr_t)res;
+    return first;
+}
+
+static void test_sched_policy(void) {
+    ivy_config_t cfg;
+    void *res = NULL;
+    intptr_t pool = -1;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.workers = 2;
+
+    unsetenv("IVY_SCHED_BATCH");
+    OK(ivy_runtime_run(&cfg, policy_main, &pool, &res));
+    CHECK_EQ((intptr_t)res, SCHED_BATCH);
+    CHECK_EQ(pool, SCHED_OTHER); /* blocking-pool threads keep the caller's */
+    CHECK_EQ(sched_getscheduler(0), SCHED_OTHER);
+
+    setenv("IVY_SCHED_BATCH", "0", 1);
+    OK(ivy_runtime_run(&cfg, policy_main, &pool, &res));
+    CHECK_EQ((intptr_t)res, SCHED_OTHER);
+    CHECK_EQ(pool, SCHED_OTHER);
+
+    setenv("IVY_SCHED_BATCH", "perhaps", 1);
+    CHECK_EQ(ivy_runtime_run(&cfg, policy_main, &pool, &res), IVY_EINVAL);
+    unsetenv("IVY_SCHED_BATCH");
+}
+
 int main(void) {
+    RUN(test_sched_policy);
     RUN(test_runtime_current);
     RUN(test_max_blocking_threads);
     RUN(test_thread_names_and_keep_alive);

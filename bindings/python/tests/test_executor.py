@@ -164,3 +164,23 @@ def test_cancelled_wait_on_an_executor_future_cancels_it():
         assert ran == []  # cancelled before it could start
 
     ivyrt.run(main)
+
+
+def test_workers_run_under_sched_batch_and_to_thread_under_the_callers_policy(monkeypatch):
+    """README "Design decisions": the workers run under SCHED_BATCH (a woken
+    worker does not preempt the thread on its CPU); the executor's threads keep
+    the caller's SCHED_OTHER; IVY_SCHED_BATCH=0 opts out, a bad value is an
+    error from run."""
+    import os
+
+    def main():
+        return os.sched_getscheduler(0), ivyrt.to_thread(os.sched_getscheduler, 0)
+
+    monkeypatch.delenv("IVY_SCHED_BATCH", raising=False)
+    assert ivyrt.run(main, workers=2) == (os.SCHED_BATCH, os.SCHED_OTHER)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    monkeypatch.setenv("IVY_SCHED_BATCH", "0")
+    assert ivyrt.run(main, workers=2) == (os.SCHED_OTHER, os.SCHED_OTHER)
+    monkeypatch.setenv("IVY_SCHED_BATCH", "perhaps")
+    with pytest.raises(ivyrt.IvyError, match="IVY_SCHED_BATCH"):
+        ivyrt.run(main)
