@@ -34,6 +34,10 @@ pub const IVY_DEFAULT_STACK_SIZE: usize = 1 << 20;
 
 /// Runtime configuration. Zero-initialise it: every zero field means "default".
 /// Passing `NULL` instead of a config means all defaults.
+///
+/// The workers run under Linux's `SCHED_BATCH` policy unless the environment
+/// has `IVY_SCHED_BATCH=0` (README, "Kernel scheduling policy"); another value
+/// than 0, 1, true or false makes the runtime's creation fail with `IVY_EINVAL`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ivy_config_t {

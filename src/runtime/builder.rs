@@ -156,7 +156,7 @@ impl Builder {
     /// nothing changes. When a server shares its cores with its clients, this
     /// keeps each side's batch of messages together instead of one message per
     /// context switch: an echo server on 2 cores with its load generator
-    /// served 37% more messages and cut its p99 in half
+    /// served 23% more messages and cut its p99 in half
     /// (`src/runtime/sched_policy.rs`). Only a worker whose inherited policy is
     /// `SCHED_OTHER` changes; one started under `SCHED_IDLE` or a real-time
     /// policy keeps it, and so do the blocking pool's threads. If the kernel

@@ -17,13 +17,14 @@
 //!
 //! `SCHED_BATCH` (sched(7)) changes one thing: a woken batch thread does not
 //! preempt the running thread; it runs when that thread blocks or its slice
-//! ends. Placement on an idle CPU, fairness between threads and the nice value
-//! are unchanged, and on an idle CPU a woken worker runs at once, as before.
+//! ends (or the tick preempts it). Placement on an idle CPU, fairness between
+//! threads and the nice value are unchanged, and on an idle CPU a woken worker
+//! runs at once, as before.
 //! So a client that sends ten requests finishes sending them, and the worker
-//! then serves ten. Same machine, same rows, medians of 5 interleaved runs
-//! (benches/compare/NOTES.md, round 16): echo at 10 connections 105k -> 141k
-//! messages/s and p99 3.4 ms -> 0.13 ms; at 100 connections 124k -> 170k
-//! (tokio: 153k) and p99 8.5 -> 4.3 ms; the rows without a client on the
+//! then serves ten. Same machine, medians of 7 interleaved runs
+//! (benches/compare/NOTES.md, round 16): echo at 10 connections 108k -> 133k
+//! messages/s and p99 3.2 ms -> 0.14 ms; at 100 connections 122k -> 149k
+//! (tokio: 150k) and p99 8.3 -> 4.4 ms; the rows without a client on the
 //! cores level.
 //!
 //! The rules:
