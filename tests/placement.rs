@@ -169,13 +169,7 @@ fn placed_tasks_refused_a_stack_leave_the_counts() {
             .env("IVY_STACK_GUARD_BUDGET", REFUSAL_BUDGET.to_string())
             .env_remove("IVY_UNGUARDED_STACKS"),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("child case done"),
-        "{:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_child_passed(&out, "child refused");
 }
 
 #[test]

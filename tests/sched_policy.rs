@@ -175,14 +175,7 @@ fn assert_child_passed(case: &str, env: Option<&str>) {
         Some(v) => cmd.env("IVY_SCHED_BATCH", v),
         None => cmd.env_remove("IVY_SCHED_BATCH"),
     };
-    let out = common::run_child(&mut cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("child case done"),
-        "child {case}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    common::assert_child_passed(&common::run_child(&mut cmd), &format!("child {case}"));
 }
 
 #[test]

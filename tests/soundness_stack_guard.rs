@@ -36,14 +36,7 @@ fn child(case: &str, env: &[(&str, &str)]) -> Output {
 }
 
 fn assert_child_passed(case: &str, env: &[(&str, &str)]) {
-    let out = child(case, env);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("child case done"),
-        "child {case}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    common::assert_child_passed(&child(case, env), &format!("child {case}"));
 }
 
 fn one_worker(unguarded: bool) -> Runtime {

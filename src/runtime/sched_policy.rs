@@ -19,23 +19,24 @@
 //! preempt the running thread; it runs when that thread blocks or its slice
 //! ends (or the tick preempts it). Placement on an idle CPU, fairness between
 //! threads and the nice value are unchanged, and on an idle CPU a woken worker
-//! runs at once, as before.
-//! So a client that sends ten requests finishes sending them, and the worker
-//! then serves ten. Same machine, medians of 7 interleaved runs
-//! (benches/compare/NOTES.md, round 16): echo at 10 connections 108k -> 133k
-//! messages/s and p99 3.2 ms -> 0.14 ms; at 100 connections 122k -> 149k
-//! (tokio: 150k) and p99 8.3 -> 4.4 ms; the rows without a client on the
-//! cores level.
+//! runs at once, as before. So a client that sends ten requests finishes
+//! sending them, and the worker then serves ten. Same machine, medians of 7
+//! interleaved runs (benches/compare/NOTES.md, round 16): echo at 10
+//! connections 108k -> 133k messages/s and p99 3.2 ms -> 0.14 ms; at 100
+//! connections 122k -> 149k (tokio: 150k) and p99 8.3 -> 4.4 ms; the rows
+//! without a client on the cores level.
 //!
 //! The rules:
 //! - **Only from `SCHED_OTHER`.** A worker inherits the policy of the thread
-//!   that built the runtime. One started under `SCHED_IDLE`, a real-time
-//!   policy or `SCHED_DEADLINE` keeps it: the user chose it.
+//!   that built the runtime. One started under `SCHED_IDLE` or a real-time
+//!   policy keeps it: the user chose it.
 //! - **Workers only.** The blocking pool's threads run the user's blocking
-//!   code, and the thread that calls `block_on` is the user's: both keep
-//!   the policy of the thread that built the runtime. (A pool thread is
-//!   started by a worker and inherits its `SCHED_BATCH`, so it returns to
-//!   `SCHED_OTHER` first.)
+//!   code: they keep the policy of the thread that built the runtime (a pool
+//!   thread is started by a worker and inherits its `SCHED_BATCH`, so it
+//!   returns to `SCHED_OTHER` first). The thread that calls `block_on` is the
+//!   user's and keeps its own. The stack filler (`stack/refill.rs`), one
+//!   helper for the whole process, inherits the policy of the thread whose
+//!   stack request starts it, usually a worker.
 //! - **A hint.** If the kernel refuses (a seccomp filter can), the worker runs
 //!   under `SCHED_OTHER` and nothing else changes.
 //! - **Opt out** with `Builder::batch_scheduling(false)` or

@@ -95,6 +95,20 @@ pub fn run_child(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn child")
 }
 
+/// Asserts that a child run by `child_case` passed: it exited with success
+/// after its entry printed "child case done". Failure messages start with
+/// `what` and show the child's output.
+#[track_caller]
+pub fn assert_child_passed(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("child case done"),
+        "{what}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+}
+
 /// Asserts that the child was stopped by SIGABRT after reporting that task
 /// `task` overflowed its 64 KiB stack. Failure messages start with `what`.
 #[track_caller]
