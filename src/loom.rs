@@ -7,8 +7,9 @@
 //! (`runtime::idle`) and the join state and result slot of a task's body
 //! (`task::raw::JoinCore`, `task::body::Stage`). Their loom tests
 //! (`model_check/`, run by `tests/model-check.sh`) then explore every
-//! interleaving of *the code the runtime runs*, not of a copy. In a normal build these are plain re-exports of
-//! std: zero cost, nothing changes for the rest of the crate.
+//! interleaving of *the code the runtime runs*, not of a copy. In a normal
+//! build these are plain re-exports of std: zero cost, nothing changes for the
+//! rest of the crate.
 //!
 //! Everything else keeps using std directly: under `--cfg loom` the crate still
 //! compiles (the rest is simply not run), which keeps the facade small. loom

@@ -20,26 +20,21 @@ const WORKERS: usize = 3;
 /// The kernel's policy and nice value of each thread of this process whose
 /// name starts with `prefix`, by name.
 fn policies(prefix: &str) -> Vec<(String, c_int, c_int)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
-        let entry = entry.unwrap();
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue; // the thread just exited
-        };
-        let name = comm.trim_end().to_string();
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let tid: libc::pid_t = entry.file_name().to_str().unwrap().parse().unwrap();
-        // SAFETY: plain queries of a thread id of this process.
-        let (policy, nice) = unsafe {
-            *libc::__errno_location() = 0;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-            (libc::sched_getscheduler(tid), nice)
-        };
-        assert!(policy >= 0, "sched_getscheduler({name})");
-        out.push((name, policy, nice));
-    }
+    let mut out: Vec<_> = common::threads()
+        .into_iter()
+        .filter(|(_, name)| name.starts_with(prefix))
+        .map(|(tid, name)| {
+            // SAFETY: plain queries of a thread id of this process.
+            let (policy, nice) = unsafe {
+                (
+                    libc::sched_getscheduler(tid),
+                    libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t),
+                )
+            };
+            assert!(policy >= 0, "sched_getscheduler({name})");
+            (name, policy, nice)
+        })
+        .collect();
     out.sort();
     out
 }

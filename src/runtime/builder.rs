@@ -235,10 +235,12 @@ impl Builder {
             Some(allow) => allow,
             None => env_bool("IVY_UNGUARDED_STACKS")?.unwrap_or(false),
         };
+        // The workers leave `SCHED_OTHER` only if the builder's thread runs
+        // under it (sched_policy.rs); the pool's threads then return to it.
         let batch_scheduling = match self.batch_scheduling {
             Some(on) => on,
             None => env_bool("IVY_SCHED_BATCH")?.unwrap_or(true),
-        };
+        } && super::sched_policy::is_other();
         let prefix = self.thread_name.unwrap_or_else(|| "ivy-worker".to_string());
         let max_blocking = self
             .max_blocking_threads
@@ -248,9 +250,6 @@ impl Builder {
                 "ivy: max_blocking_threads must be at least 1".to_string(),
             ));
         }
-        // The workers leave `SCHED_OTHER` only if the builder's thread runs
-        // under it (sched_policy.rs); the pool's threads then return to it.
-        let batch_scheduling = batch_scheduling && super::sched_policy::is_other();
         let blocking = crate::blocking::BlockingPool::new(
             max_blocking,
             self.blocking_keep_alive

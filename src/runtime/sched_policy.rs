@@ -61,8 +61,8 @@ pub(crate) fn is_other() -> bool {
 
 /// Moves the worker thread `thread`, just started by a builder whose own
 /// policy is `SCHED_OTHER` (`is_other`), to `SCHED_BATCH`, before `build`
-/// returns. Returns whether the kernel agreed.
-pub(crate) fn enter_batch(thread: &std::thread::JoinHandle<()>) -> bool {
+/// returns. A refusal leaves it under `SCHED_OTHER` (module comment).
+pub(crate) fn enter_batch(thread: &std::thread::JoinHandle<()>) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::thread::JoinHandleExt;
@@ -72,14 +72,11 @@ pub(crate) fn enter_batch(thread: &std::thread::JoinHandle<()>) -> bool {
         // `param` is a valid `sched_param` (priority 0, the only one the normal
         // policies take).
         unsafe {
-            libc::pthread_setschedparam(thread.as_pthread_t(), libc::SCHED_BATCH, &param) == 0
+            libc::pthread_setschedparam(thread.as_pthread_t(), libc::SCHED_BATCH, &param);
         }
     }
     #[cfg(not(target_os = "linux"))]
-    {
-        let _ = thread;
-        false
-    }
+    let _ = thread;
 }
 
 /// The calling thread's policy returns to `SCHED_OTHER` if it is

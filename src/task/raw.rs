@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::loom::{AtomicU64, Mutex, MutexGuard};
+
 use corosensei::{Coroutine, Yielder};
 
 use crate::stack::overflow::RunningTask;
@@ -491,12 +493,12 @@ pub(crate) struct JoinCore {
     ///   before taking the result.
     ///
     /// The id itself never changes.
-    id_done: crate::loom::AtomicU64,
+    id_done: AtomicU64,
     /// Boxed once more, so that it is one word: most tasks have no name, and
     /// every task pays the field (`idle_memory`); a named task pays a 16-byte
     /// allocation for it.
     name: Option<ThinStr>,
-    slot: crate::loom::Mutex<JoinSlot>,
+    slot: Mutex<JoinSlot>,
 }
 
 /// `JoinCore::id_done`'s flags. Ids count up from 1 and never reach them.
@@ -571,9 +573,9 @@ impl JoinCore {
     pub(crate) fn new(id: u64, name: Option<Box<str>>) -> JoinCore {
         debug_assert_eq!(id & FLAGS, 0, "ivy: task ids never reach the flags");
         JoinCore {
-            id_done: crate::loom::AtomicU64::new(id),
+            id_done: AtomicU64::new(id),
             name: name.map(Box::new),
-            slot: crate::loom::Mutex::new(JoinSlot::default()),
+            slot: Mutex::new(JoinSlot::default()),
         }
     }
 
@@ -593,7 +595,7 @@ impl JoinCore {
         self.name.as_deref()
     }
 
-    pub(crate) fn lock(&self) -> crate::loom::MutexGuard<'_, JoinSlot> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, JoinSlot> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -122,13 +122,23 @@ pub fn assert_overflow_reported(out: &Output, task: &str, what: &str) {
     );
 }
 
-/// Names of this process's threads (`/proc/self/task/*/comm`).
-pub fn thread_names() -> Vec<String> {
+/// This process's threads: id and name (`/proc/self/task/*/comm`). A thread
+/// that exits during the walk is left out.
+pub fn threads() -> Vec<(libc::pid_t, String)> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .map(|s| s.trim_end().to_string())
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            Some((tid, comm.trim_end().to_string()))
+        })
         .collect()
+}
+
+/// Names of this process's threads.
+pub fn thread_names() -> Vec<String> {
+    threads().into_iter().map(|(_, name)| name).collect()
 }
 
 /// Waits for the moment the `i`th handle of a series is dropped racing its task:
