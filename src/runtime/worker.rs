@@ -99,7 +99,7 @@ use crate::stack::overflow;
 use crate::stack::TaskStack;
 use crate::task::body;
 use crate::task::current;
-use crate::task::raw::{CoroSlot, Suspend, Task};
+use crate::task::raw::{CoroSlot, StackHeader, Suspend, Task, TaskCoroutine};
 use crate::task::thread_state;
 use crate::timer::{self, TaskTimers, TimerWheel};
 
@@ -171,9 +171,12 @@ pub(crate) struct Worker {
     /// bounds, swapped with the task's own around every resume
     /// (`task::thread_state`).
     thread_slots: thread_state::Slots,
-    /// `shared.debug.slow_task`, kept here: every resume tests it, and this
-    /// is one load fewer than through `shared`.
+    /// `shared.debug.slow_task`, kept here for `resume_instrumented`.
     slow_task: Option<Duration>,
+    /// Neither debug mode nor C++/ASan state to carry: a resume swaps errno
+    /// alone, in line (`run_task`). Fixed at the worker's start, so the switch
+    /// path tests one flag instead of three.
+    plain_resume: bool,
 }
 
 /// The per-worker parts other threads may touch.
@@ -227,6 +230,9 @@ impl Worker {
         let workers = shared.remotes.len();
         let origin = shared.origin;
         let slow_task = shared.debug.slow_task;
+        // `new` runs on the worker's own thread.
+        let thread_slots = thread_state::Slots::current(true);
+        let plain_resume = slow_task.is_none() && thread_slots.errno_only();
         Worker {
             index,
             shared,
@@ -249,9 +255,9 @@ impl Worker {
             searching: Cell::new(false),
             spin: SpinBudget::new(),
             placement: Placement::new(index),
-            // `new` runs on the worker's own thread.
-            thread_slots: thread_state::Slots::current(true),
+            thread_slots,
             slow_task,
+            plain_resume,
         }
     }
 
@@ -674,18 +680,62 @@ impl Worker {
         // SAFETY: `running` is valid and unmoved until the task's stack is freed,
         // after this resume; we reset it to null as soon as the coroutine suspends.
         unsafe { overflow::set_running(running) };
+        // Per-task errno (and C++ exception state and ASan stack bounds, when
+        // the thread has them): the task's in, the worker's out, and back after
+        // the resume, whatever way the task left it (`task::thread_state`).
+        let result = if self.plain_resume {
+            // SAFETY: the slots were made on this thread (`Worker::new`), which
+            // runs this worker until it ends, and hold errno alone
+            // (`plain_resume`); `header` as above.
+            unsafe { self.thread_slots.swap_errno(&mut (*header).thread_state) };
+            let result = coroutine.resume(());
+            // SAFETY: as above.
+            unsafe { self.thread_slots.swap_errno(&mut (*header).thread_state) };
+            result
+        } else {
+            // SAFETY: `header` as above.
+            unsafe { self.resume_instrumented(&task, coroutine, header) }
+        };
+        // SAFETY: null is always valid.
+        unsafe { overflow::set_running(std::ptr::null()) };
+        current::clear_running(self.context());
+        // A yield and a park are tested in line; the task's end (once per task)
+        // is a call. With the four cases in one `match` the compiler dispatched
+        // through a jump table (5 instructions per switch, findings/switch.md).
+        if let CoroutineResult::Yield(suspend @ (Suspend::Yield | Suspend::Park)) = result {
+            if suspend == Suspend::Yield {
+                task.transition_to_yielded();
+                self.ready.push_back(task);
+            } else if !task.transition_to_parked() {
+                self.ready.push_back(task);
+            }
+        } else {
+            self.task_left(task, matches!(result, CoroutineResult::Return(())));
+        }
+    }
+
+    /// `run_task`'s resume when the thread carries more than errno (C++, ASan)
+    /// or debug mode times resumes: out of line, so that the plain path tests
+    /// one flag.
+    ///
+    /// # Safety
+    /// `header` is the header of `coroutine`'s stack, as in `run_task`.
+    #[inline(never)]
+    unsafe fn resume_instrumented(
+        &self,
+        task: &Arc<Task>,
+        coroutine: &mut TaskCoroutine,
+        header: *mut StackHeader,
+    ) -> CoroutineResult<Suspend, ()> {
         // Debug mode only: time the resume, and publish it for the watchdog.
         let started = self.slow_task.map(|limit| {
             let t0 = Instant::now();
             let since = debug::nanos_since(self.shared.origin, t0);
-            self.now_running().publish(&task, since);
+            self.now_running().publish(task, since);
             (limit, t0)
         });
-        // Per-task errno, C++ exception state and ASan stack bounds: the task's
-        // in, the worker's out, and back after the resume, whatever way the task
-        // left it (`task::thread_state`).
         // SAFETY: the slots were made on this thread (`Worker::new`), which
-        // runs this worker until it ends; `header` as above.
+        // runs this worker until it ends; `header` per this function's contract.
         unsafe { self.thread_slots.swap(&mut (*header).thread_state) };
         let result = coroutine.resume(());
         // SAFETY: as above.
@@ -694,28 +744,10 @@ impl Worker {
             self.now_running().clear();
             let took = t0.elapsed();
             if took > limit {
-                debug::report_slow(&task, took, self.index);
+                debug::report_slow(task, took, self.index);
             }
         }
-        // SAFETY: null is always valid.
-        unsafe { overflow::set_running(std::ptr::null()) };
-        current::clear_running(self.context());
-        // A yield and a park are tested in line; the task's end (once per task)
-        // is a call. With all four cases in one `match` the compiler dispatched
-        // through a jump table (5 instructions per switch, findings/switch.md).
-        match result {
-            CoroutineResult::Yield(Suspend::Yield) => {
-                task.transition_to_yielded();
-                self.ready.push_back(task);
-            }
-            CoroutineResult::Yield(Suspend::Park) => {
-                if !task.transition_to_parked() {
-                    self.ready.push_back(task);
-                }
-            }
-            CoroutineResult::Yield(Suspend::Abandon) => self.task_left(task, false),
-            CoroutineResult::Return(()) => self.task_left(task, true),
-        }
+        result
     }
 
     /// Pops the ready queue's first task, and asks the CPU for what the next ones will touch

@@ -188,13 +188,31 @@ impl Slots {
         }
     }
 
+    /// Whether the thread has errno alone to exchange: no C++ runtime, no
+    /// ASan. Then `swap_errno` does all of `swap`'s work.
+    pub(crate) fn errno_only(&self) -> bool {
+        !self.more
+    }
+
+    /// `swap` for slots that hold errno alone (`errno_only`): one exchange and
+    /// no test, for the worker's plain resume path.
+    ///
+    /// # Safety
+    /// As `swap`'s.
+    #[inline(always)]
+    pub(crate) unsafe fn swap_errno(&self, saved: &mut Saved) {
+        debug_assert!(self.errno_only());
+        // SAFETY: as in `swap`.
+        unsafe { saved.errno = std::ptr::replace(self.errno, saved.errno) };
+    }
+
     /// Exchanges the thread's state with `saved`: what `saved` held is now the
     /// thread's, and `saved` holds what the thread had.
     ///
     /// # Safety
     /// Called on the thread that made these slots, while it lives.
     #[inline(always)]
-    pub(crate) unsafe fn swap(self, saved: &mut Saved) {
+    pub(crate) unsafe fn swap(&self, saved: &mut Saved) {
         // SAFETY: the caller runs on the thread these addresses belong to, and
         // the thread is alive; nothing else accesses them concurrently (they are
         // this thread's own).
