@@ -109,7 +109,7 @@ fn with_state<R>(f: impl FnOnce(&Cell<ScopeState>) -> R) -> R {
         Some(task) => {
             // Every write to a task's scope state comes through here or
             // `with_cells`: from now on its blocking calls look at it (park.rs).
-            task.scope_used.set(true);
+            task.mark_scope_used();
             f(&task.frame().scope)
         }
         None => THREAD_SCOPE.with(f),
@@ -362,7 +362,7 @@ pub(crate) struct BodyScope {
 fn with_cells<R>(f: impl FnOnce(&Cell<ScopeState>, Option<&Cell<bool>>) -> R) -> R {
     current::with_task_or_thread(|task| match task {
         Some(task) => {
-            task.scope_used.set(true); // as in `with_state`
+            task.mark_scope_used(); // as in `with_state`
             f(&task.frame().scope, Some(&task.raised))
         }
         None => THREAD_SCOPE.with(|s| f(s, None)),

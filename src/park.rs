@@ -28,6 +28,7 @@ use crate::error::WaitError;
 use crate::task::current;
 use crate::task::raw::ScopeState;
 use crate::task::raw::{Suspend, Task};
+use crate::task::state::CANCELLED;
 use crate::task::wait_reason::WaitReason;
 use crate::timer;
 
@@ -70,15 +71,16 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// The interruption pending for `task`, the caller. The common case (not
-/// cancelled, no deadline scope ever opened in this task) is decided by two
-/// loads from the task's header, without reaching its frame context
-/// (`Task::scope_used`): every blocking call passes here twice.
+/// cancelled, no deadline scope ever opened in this task) is decided by one
+/// load from the task's header, without reaching its frame context
+/// (`Task::interrupt`): every blocking call passes here twice.
 #[inline(always)]
 fn task_interrupt(task: &Task) -> Result<(), WaitError> {
-    let cancelled = task.is_cancelled();
-    if !cancelled && !task.scope_used.get() {
+    let interrupt = task.interrupt();
+    if interrupt == 0 {
         return Ok(());
     }
+    let cancelled = interrupt & CANCELLED != 0;
     let state = &task.frame().scope;
     if !cancelled && !scope::has_deadline(state) {
         return Ok(());
@@ -149,7 +151,7 @@ fn park_task(
     }
     // The timer lives in this frame: the task's own stack, which stays put
     // while it is parked.
-    let scope_deadline = if task.scope_used.get() {
+    let scope_deadline = if task.scope_used() {
         scope::scope_deadline(&task.frame().scope)
     } else {
         None

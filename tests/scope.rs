@@ -173,3 +173,78 @@ fn scopes_are_per_task() {
     });
     assert_eq!(r, 1);
 }
+
+// A task's cancelled flag and its "has used a deadline scope" mark share one
+// byte (`task::state`): a cancel from another thread racing the task's first
+// scope must keep both, and an uncancel must keep the mark.
+
+#[test]
+fn a_cancel_racing_the_first_scope_of_a_task_is_not_lost() {
+    use std::sync::atomic::AtomicBool;
+    let rt = common::rt(2);
+    for i in 0..300 {
+        let (started, go) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (s, g) = (started.clone(), go.clone());
+        let h = rt.spawn(move || {
+            s.store(true, Ordering::Release);
+            while !g.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            // The task's first deadline scope, opened as the cancel arrives.
+            ivy::timeout(Duration::from_secs(20), || {
+                ivy::sleep(Duration::from_secs(20))
+            })
+        });
+        // From this plain thread, at a point that moves through the scope's
+        // opening from one iteration to the next.
+        while !started.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        let start = Instant::now();
+        go.store(true, Ordering::Release);
+        for _ in 0..(i % 50) * 20 {
+            std::hint::spin_loop();
+        }
+        h.cancel();
+        let r = rt.block_on(move || h.join());
+        let took = start.elapsed();
+        assert_eq!(r.map_err(|e| e.is_cancelled()), Err(true), "iteration {i}");
+        assert!(
+            took < Duration::from_secs(10),
+            "iteration {i}: took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn an_uncancelled_task_keeps_its_deadline_scope() {
+    for _ in 0..20 {
+        let (r, took) = ivy::run(|| {
+            let h = ivy::spawn(|| {
+                let start = Instant::now();
+                let r = ivy::timeout(ms(300), || {
+                    // Yields until the cancel arrives (the canceller may share
+                    // this worker), which the yield reports.
+                    while ivy::time::yield_now_checked().is_ok() {}
+                    let me = ivy::task::current().expect("in a task");
+                    assert!(me.is_cancelled());
+                    assert!(me.uncancel());
+                    // Cancellation withdrawn: only the scope's deadline ends this.
+                    ivy::sleep(Duration::from_secs(20));
+                });
+                (r, start.elapsed())
+            });
+            ivy::sleep(ms(1));
+            h.cancel();
+            h.join().expect("the task ends normally")
+        });
+        assert!(r.is_err(), "the scope's deadline did not fire");
+        assert!(
+            took >= ms(300) && took < Duration::from_secs(10),
+            "took {took:?}"
+        );
+    }
+}

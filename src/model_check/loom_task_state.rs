@@ -8,12 +8,15 @@
 //! the task only when `unpark` returns `true`. The promise: whatever the
 //! interleaving, exactly one party makes the task run again (no lost wake-up,
 //! never two queue entries), and a cancellation is seen when it does.
+//!
+//! The interrupt byte: the owner's first `mark_scope_used` racing another
+//! thread's cancel or uncancel loses neither side's bit.
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use crate::task::state::{TaskState, PARKED, RUNNING, SCHEDULED};
+use crate::task::state::{TaskState, CANCELLED, PARKED, RUNNING, SCHEDULED, SCOPE_USED};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Park {
@@ -30,7 +33,9 @@ enum Park {
 
 /// One park of a running task, in `park_task` / `run_task`'s order.
 fn park_once(state: &TaskState) -> Park {
-    if state.is_cancelled() {
+    // `park::task_interrupt`: one load decides the common case.
+    let interrupt = state.interrupt();
+    if interrupt != 0 && interrupt & CANCELLED != 0 {
         return Park::Cancelled;
     }
     if state.take_notified() {
@@ -246,5 +251,35 @@ fn cancel_racing_a_yield_is_seen_at_the_next_park() {
             Park::Cancelled => assert_eq!(enqueued, 0),
             _ => assert_eq!(reruns(park, enqueued), 1, "{park:?}, {enqueued} enqueued"),
         }
+    });
+}
+
+#[test]
+fn a_first_scope_mark_racing_a_cancel_keeps_both_bits() {
+    loom::model(|| {
+        let state = running();
+        let canceller = {
+            let state = state.clone();
+            thread::spawn(move || state.set_cancelled())
+        };
+        state.mark_scope_used();
+        canceller.join().unwrap();
+        assert_eq!(state.interrupt(), CANCELLED | SCOPE_USED);
+        assert!(state.is_cancelled() && state.scope_used());
+    });
+}
+
+#[test]
+fn an_uncancel_racing_a_first_scope_mark_keeps_the_mark() {
+    loom::model(|| {
+        let state = running();
+        state.set_cancelled();
+        let uncanceller = {
+            let state = state.clone();
+            thread::spawn(move || assert!(state.clear_cancelled()))
+        };
+        state.mark_scope_used();
+        uncanceller.join().unwrap();
+        assert_eq!(state.interrupt(), SCOPE_USED);
     });
 }

@@ -132,13 +132,10 @@ pub(crate) struct Task {
     /// while the task is not running. Interior-mutable cells only, so no `&mut`
     /// aliases exist across a switch.
     pub(crate) ctx: TaskCtx,
-    // Three more of the task's own cells, beside the small fields above rather
-    // than in `ctx`, where they would pad it by 8 bytes.
-    /// Whether the task's code ever reached its deadline-scope state
-    /// (`cancel_scope::with_state`, the only way to write it); until then it is
-    /// the default (no deadline, no shield), and a blocking call decides that
-    /// it is not interrupted from the header alone (`park::task_interrupt`).
-    pub(crate) scope_used: Cell<bool>,
+    // Two more of the task's own cells, beside the small fields above rather
+    // than in `ctx`, where they would pad it by 8 bytes. (Whether its code
+    // ever reached its deadline-scope state is a bit of `state`'s interrupt
+    // byte, beside the cancelled flag: `Task::scope_used`.)
     /// The task is unwinding and nothing has caught it yet: ivy raised a
     /// cancellation or deadline unwind in it, or its own code panicked (ivy's
     /// panic hook, `task::panic_hook`). Read by `task::current::task_is_unwinding`.
@@ -670,7 +667,6 @@ impl Task {
                 placed: AtomicBool::new(false),
                 coro: CoroSlot::default(),
                 ctx: TaskCtx::default(),
-                scope_used: Cell::new(false),
                 raised: Cell::new(false),
                 reported: Cell::new(crate::task::reported::NONE),
             });
@@ -705,7 +701,6 @@ impl Task {
         *self.placed.get_mut() = false;
         self.coro = CoroSlot::default();
         self.ctx.reset();
-        self.scope_used.set(false);
         self.raised.set(false);
         self.reported.set(crate::task::reported::NONE);
     }
@@ -782,6 +777,28 @@ impl Task {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.state.is_cancelled()
+    }
+
+    /// The cancelled flag and whether the task's code ever reached its
+    /// deadline-scope state, in one load (`state::CANCELLED`, `SCOPE_USED`):
+    /// zero, the common case, means its blocking calls cannot be interrupted
+    /// (`park::task_interrupt`).
+    #[inline(always)]
+    pub(crate) fn interrupt(&self) -> u8 {
+        self.state.interrupt()
+    }
+
+    /// Whether the task's code ever reached its deadline-scope state
+    /// (`cancel_scope::with_state` and `with_cells`, the only ways to write
+    /// it, call `mark_scope_used`); until then it is the default (no deadline,
+    /// no shield). Asked by the task's own thread.
+    pub(crate) fn scope_used(&self) -> bool {
+        self.state.scope_used()
+    }
+
+    /// See `scope_used`. The task's own code only.
+    pub(crate) fn mark_scope_used(&self) {
+        self.state.mark_scope_used()
     }
 
     /// Withdraws a cancellation request (`Current::uncancel`).

@@ -18,6 +18,15 @@
 //! task run again after the unpark sees the flag (Release/Acquire through the
 //! state byte).
 //!
+//! The cancelled flag shares its byte (`interrupt`) with `SCOPE_USED`, which the
+//! task's own code sets the first time it touches its deadline-scope state
+//! (`cancel_scope`). So the question every blocking call asks twice, before and
+//! after it suspends — "could anything interrupt me?" — is one load and one
+//! test while the answer is no (`park::task_interrupt`), where two flags in two
+//! places cost two loads and two tests (benches/compare/findings/switch.md).
+//! Other threads only ever set or clear `CANCELLED`, with read-modify-writes,
+//! so the owner's one-time `fetch_or` of `SCOPE_USED` cannot undo them.
+//!
 //! A yield writes no atomic read-modify-write. A yielded task goes to its own
 //! worker's private ready queue, and only that worker resumes it, so its byte
 //! simply stays RUNNING and the worker records `yielded` (a flag only the home
@@ -37,6 +46,12 @@
 
 use crate::loom::{AtomicBool, AtomicU8, Ordering};
 
+/// `TaskState::interrupt`: a cancellation was requested (any thread).
+pub(crate) const CANCELLED: u8 = 0b01;
+/// `TaskState::interrupt`: the task's code reached its deadline-scope state
+/// (only the task's own thread sets it).
+pub(crate) const SCOPE_USED: u8 = 0b10;
+
 pub(crate) const SCHEDULED: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
@@ -44,10 +59,11 @@ pub(crate) const DONE: u8 = 3;
 const STATE_MASK: u8 = 0b11;
 const NOTIFIED: u8 = 0b100;
 
-/// The state byte and the cancelled flag of one task.
+/// The state byte and the interrupt byte of one task.
 pub(crate) struct TaskState {
     state: AtomicU8,
-    cancelled: AtomicBool,
+    /// `CANCELLED` and `SCOPE_USED` (module comment).
+    interrupt: AtomicU8,
     /// The task yielded and waits in its worker's ready queue with its byte
     /// still RUNNING (module comment). Written only by the home worker
     /// (Relaxed stores: no other thread acts on it); read by dumps.
@@ -66,7 +82,7 @@ impl TaskState {
     pub(crate) fn new() -> TaskState {
         TaskState {
             state: AtomicU8::new(SCHEDULED),
-            cancelled: AtomicBool::new(false),
+            interrupt: AtomicU8::new(0),
             yielded: AtomicBool::new(false),
         }
     }
@@ -88,20 +104,43 @@ impl TaskState {
 
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.interrupt() & CANCELLED != 0
+    }
+
+    /// `CANCELLED` and `SCOPE_USED`, in one load: zero means that nothing can
+    /// interrupt the task's blocking call.
+    #[inline(always)]
+    pub(crate) fn interrupt(&self) -> u8 {
+        self.interrupt.load(Ordering::Acquire)
     }
 
     /// Records a cancellation request. The caller then `unpark`s the task so that
     /// it notices.
     #[inline]
     pub(crate) fn set_cancelled(&self) {
-        self.cancelled.store(true, Ordering::Release);
+        self.interrupt.fetch_or(CANCELLED, Ordering::Release);
     }
 
     /// Withdraws a cancellation request; returns whether one was recorded.
     #[inline]
     pub(crate) fn clear_cancelled(&self) -> bool {
-        self.cancelled.swap(false, Ordering::AcqRel)
+        self.interrupt.fetch_and(!CANCELLED, Ordering::AcqRel) & CANCELLED != 0
+    }
+
+    /// The task's own code, as it reaches its deadline-scope state: from now
+    /// on its blocking calls look at it. Once per task: a read-modify-write
+    /// only the first time.
+    #[inline]
+    pub(crate) fn mark_scope_used(&self) {
+        if self.interrupt.load(Ordering::Relaxed) & SCOPE_USED == 0 {
+            self.interrupt.fetch_or(SCOPE_USED, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `mark_scope_used` ran (the task's own thread asks).
+    #[inline]
+    pub(crate) fn scope_used(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed) & SCOPE_USED != 0
     }
 
     /// Worker: claim a popped task for running.
