@@ -33,9 +33,8 @@ enum Park {
 
 /// One park of a running task, in `park_task` / `run_task`'s order.
 fn park_once(state: &TaskState) -> Park {
-    // `park::task_interrupt`: one load decides the common case.
-    let interrupt = state.interrupt();
-    if interrupt != 0 && interrupt & CANCELLED != 0 {
+    // As `park::task_interrupt` reads it: the interrupt byte, in one load.
+    if state.interrupt() & CANCELLED != 0 {
         return Park::Cancelled;
     }
     if state.take_notified() {
