@@ -917,3 +917,95 @@ fn bounded_queue_fast_and_waiting_paths_lose_nothing() {
         assert_eq!(unfinished, accepted.len() - done, "seed {seed}");
     }
 }
+
+/// A large ring kept full: producers wait on it for room while consumers on
+/// the same or the other worker drain it slowly. A put on a full ring of more
+/// than 64 slots waits several yields between two attempts (core.rs,
+/// `put_yields`); through those waits, a put gives up at its deadline, a
+/// cancelled producer gets its value back, and nothing is lost or
+/// duplicated: every accepted item is received exactly once, and each
+/// consumer receives each producer's items in the order they were put.
+#[test]
+fn a_full_large_ring_loses_nothing_to_puts_waiting_for_room() {
+    for workers in [1, 2] {
+        let rt = rt(workers);
+        for (seed, cap) in [(1u64, 65usize), (2, 128), (3, 1024), (4, 1024), (5, 200)] {
+            rt.block_on(move || {
+                let q = Arc::new(Queue::<(u64, u64)>::bounded(cap));
+                let per = 3 * cap as u64;
+                // What the producers' puts accepted, recorded as they go: the
+                // cancelled producer's own result is lost with it.
+                let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let producers: Vec<_> = (0..4u64)
+                    .map(|p| {
+                        let (q, accepted) = (q.clone(), accepted.clone());
+                        ivy::spawn(move || {
+                            let mut rng = Rng(seed * 31 + p);
+                            for i in 0..per {
+                                let ok = match rng.below(8) {
+                                    0 => q.put_timeout((p, i), ms(1)).is_ok(),
+                                    _ => q.put((p, i)).is_ok(),
+                                };
+                                if ok {
+                                    accepted.lock().unwrap().push((p, i));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let full_seen = Arc::new(AtomicUsize::new(0));
+                let consumers: Vec<_> = (0..2u64)
+                    .map(|c| {
+                        let (q, full_seen) = (q.clone(), full_seen.clone());
+                        ivy::spawn(move || {
+                            let mut rng = Rng(seed * 7 + c);
+                            let mut got = Vec::new();
+                            loop {
+                                if q.is_full() {
+                                    full_seen.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let Ok(item) = q.get() else { break };
+                                assert!(q.len() <= cap, "over capacity");
+                                got.push(item);
+                                if rng.below(4) == 0 {
+                                    ivy::yield_now();
+                                }
+                            }
+                            got
+                        })
+                    })
+                    .collect();
+                // Cancel the last producer once the ring has been full a while.
+                ivy::sleep(ms(1 + seed % 3));
+                producers[3].cancel();
+                let mut producers = producers;
+                let last = producers.pop().unwrap();
+                for h in producers {
+                    h.join().unwrap();
+                }
+                let _ = last.join();
+                q.close();
+                let mut received = Vec::new();
+                for h in consumers {
+                    let got = h.join().unwrap();
+                    for p in 0..4 {
+                        let mine: Vec<u64> = got.iter().filter(|x| x.0 == p).map(|x| x.1).collect();
+                        assert!(
+                            mine.windows(2).all(|w| w[0] < w[1]),
+                            "{workers} workers, seed {seed}: producer {p} out of order"
+                        );
+                    }
+                    received.extend(got);
+                }
+                let mut accepted = std::mem::take(&mut *accepted.lock().unwrap());
+                accepted.sort_unstable();
+                received.sort_unstable();
+                assert_eq!(received, accepted, "{workers} workers, seed {seed}");
+                assert!(
+                    full_seen.load(Ordering::Relaxed) > 0,
+                    "{workers} workers, seed {seed}: the ring was never seen full"
+                );
+            });
+        }
+    }
+}

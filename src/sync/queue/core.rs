@@ -376,14 +376,37 @@ impl<T, B: Buffer<T>> State<T, B> {
 /// no mark. A plain thread does not spin (its yield is a system call).
 const SPINS: u32 = 32;
 
-/// Whether a put or get that found the ring full or empty `spins` times
-/// stops yielding and takes the lock: after `SPINS` yields, once a waiter has
-/// marked the ring, at once outside a task (a thread's yield is a system
-/// call; asked only after a failed attempt, as it reads a thread-local), or
-/// when its deadline has passed.
-fn stop_spinning<T>(r: &Ring<T>, spins: u32, deadline: Option<Instant>) -> bool {
-    spins == SPINS
-        || r.is_marked()
+/// How many of its `SPINS` yields a put on a full ring makes between two
+/// attempts: one for a ring of up to 64 slots, one more per 64 slots above,
+/// at most 16 (a 1,024-slot ring's).
+///
+/// Why not retry after every yield. On a full ring the slot a put claims is
+/// the one the consumers have just freed, in the cache line they are still
+/// reading, and a failed attempt reads that line and the consumers' `head`.
+/// With producers on one worker and consumers on another (`mpmc_bounded`, 4
+/// and 4 tasks, 1,024 slots), producers retrying after every yield kept
+/// pulling the consumers' lines to their core, and the slots they freed
+/// were refilled while the consumers still read their line: 28-33 ns per
+/// item (medians of interleaved runs), 300k-1M failed puts a run. Waiting 16
+/// yields lets the consumers get lines ahead first: 20-22 ns, against Go's
+/// 29-30 (benches/compare/NOTES.md, round 18). Doubling waits (1, 2, 4, ...)
+/// kept the early refills and gained nothing. The price is on one worker,
+/// where producers wait out yields that their consumers did not need: 10.6
+/// -> 11.7 ns per item. A small ring keeps one yield: its consumer frees the
+/// only slots there are, and a longer wait would add switches to every item.
+fn put_yields(capacity: usize) -> u32 {
+    (capacity / 64).clamp(1, 16) as u32
+}
+
+/// Whether a put or get that found the ring full or empty after `spins`
+/// yields stops yielding and takes the lock: after `SPINS` yields, once a
+/// waiter has marked the ring (read on the caller's side's counter: `put`),
+/// at once outside a task (a thread's yield is a system call; asked only
+/// after a failed attempt, as it reads a thread-local), or when its deadline
+/// has passed.
+fn stop_spinning<T>(r: &Ring<T>, put: bool, spins: u32, deadline: Option<Instant>) -> bool {
+    spins >= SPINS
+        || r.is_marked(put)
         || (spins == 0 && !current::in_task())
         || deadline.is_some_and(|d| Instant::now() >= d)
 }
@@ -471,12 +494,14 @@ impl<T, B: Buffer<T>> Core<T, B> {
                 Ok(()) => return Ok(Ok(())),
                 Err(v) => v,
             };
-            if stop_spinning(r, spins, deadline) {
+            if stop_spinning(r, true, spins, deadline) {
                 return Ok(Err(v));
             }
-            spins += 1;
-            if let Err(e) = park::yield_now() {
-                return Err((e, v));
+            for _ in 0..put_yields(r.capacity()) {
+                spins += 1;
+                if let Err(e) = park::yield_now() {
+                    return Err((e, v));
+                }
             }
         }
     }
@@ -489,7 +514,7 @@ impl<T, B: Buffer<T>> Core<T, B> {
             if let Some(v) = self.get_fast() {
                 return Ok(Some(v));
             }
-            if stop_spinning(r, spins, deadline) {
+            if stop_spinning(r, false, spins, deadline) {
                 return Ok(None);
             }
             spins += 1;

@@ -153,9 +153,17 @@ impl<T> Ring<T> {
         self.pop(true)
     }
 
+    /// How many items the ring holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// Whether the lock-free side is off (a hint: it may change at once).
-    pub(crate) fn is_marked(&self) -> bool {
-        self.head.0.load(Ordering::Relaxed) & self.mark != 0
+    /// `put`: asked by a putter, which reads the putters' counter, so that a
+    /// putter waiting for room does not pull the getters' line to its core.
+    pub(crate) fn is_marked(&self, put: bool) -> bool {
+        let counter = if put { &self.tail } else { &self.head };
+        counter.0.load(Ordering::Relaxed) & self.mark != 0
     }
 
     /// Sets or clears the mark in both counters. Only the holder of the
@@ -362,14 +370,14 @@ mod tests {
         let r = Ring::new(4);
         assert!(r.try_push(1, || {}).is_ok());
         r.set_marked(true);
-        assert!(r.is_marked());
+        assert!(r.is_marked(false) && r.is_marked(true));
         assert_eq!(r.try_push(2, || {}), Err(2));
         assert_eq!(r.try_pop(), None);
         assert!(r.push_locked(3).is_ok());
         assert_eq!(r.len(), 2);
         assert_eq!(r.pop_locked(), Some(1));
         r.set_marked(false);
-        assert!(!r.is_marked());
+        assert!(!r.is_marked(false) && !r.is_marked(true));
         assert!(r.try_push(4, || {}).is_ok());
         assert_eq!(r.try_pop(), Some(3));
         assert_eq!(r.try_pop(), Some(4));
