@@ -1,4 +1,6 @@
-// Queue shapes for round 18: P producers, C consumers, capacity CAP, 2 workers; ns per item.
+// Queue shapes for round 18 (NOTES.md): P producers, C consumers, one Queue::bounded(CAP),
+// W workers (default 2); prints ns per item. Build it as the `main.rs` of a binary crate with
+// `ivy = { path = "<this repository>" }`, then run `qk P C CAP N [W]` (e.g. `qk 4 4 1024 2000000`).
 use ivy::sync::Queue;
 use std::sync::Arc;
 use std::time::Instant;
