@@ -387,13 +387,15 @@ const SPINS: u32 = 32;
 /// and 4 tasks, 1,024 slots), producers retrying after every yield kept
 /// pulling the consumers' lines to their core, and the slots they freed
 /// were refilled while the consumers still read their line: 28-33 ns per
-/// item (medians of interleaved runs), 300k-1M failed puts a run. Waiting 16
+/// item (medians of interleaved runs), 200k-450k failed puts a run. Waiting 16
 /// yields lets the consumers get lines ahead first: 20-22 ns, against Go's
 /// 29-30 (benches/compare/NOTES.md, round 18). Doubling waits (1, 2, 4, ...)
 /// kept the early refills and gained nothing. The price is on one worker,
 /// where producers wait out yields that their consumers did not need: 10.6
 /// -> 11.7 ns per item. A small ring keeps one yield: its consumer frees the
 /// only slots there are, and a longer wait would add switches to every item.
+/// A deadline is looked at between attempts, so a put may see it a few yields
+/// (microseconds) late before it queues, where it is then honoured exactly.
 fn put_yields(capacity: usize) -> u32 {
     (capacity / 64).clamp(1, 16) as u32
 }
