@@ -219,7 +219,7 @@ impl Slots {
         unsafe {
             saved.errno = std::ptr::replace(self.errno, saved.errno);
             if !self.more {
-                return; // no C++, no ASan: the common case, one branch
+                return; // no C++, no ASan (a worker reaches `swap` so only in debug mode)
             }
             if !self.cxa.is_null() {
                 let g = self.cxa;
