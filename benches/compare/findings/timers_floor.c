@@ -46,7 +46,6 @@ static int pidfd;
 static atomic_ulong next_task;
 static atomic_ulong next_slot;
 static atomic_ulong fresh;
-static uint64_t t0;
 
 static uint64_t now_ns(void) {
   struct timespec t;
@@ -186,10 +185,12 @@ int main(int argc, char **argv) {
   madvise(slab, bytes, MADV_NOHUGEPAGE);
   pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
   uint64_t longest = 0;
-  for (uint64_t i = 0; i < n_tasks; i++)
-    if (sleep_ms(i) > longest) longest = sleep_ms(i);
+  for (uint64_t i = 0; i < n_tasks; i++) {
+    uint64_t ms = sleep_ms(i);
+    if (ms > longest) longest = ms;
+  }
   pthread_t tid[64];
-  t0 = now_ns();
+  uint64_t t0 = now_ns();
   for (int k = 0; k < threads; k++) pthread_create(&tid[k], NULL, run, NULL);
   for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
   double total = (double)(now_ns() - t0) / 1e6;
